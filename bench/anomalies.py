@@ -1,0 +1,216 @@
+"""Login anomaly benchmark: full analysis, incremental pass, timeline query (SQLite).
+
+Builds a fresh SQLite database (temp dir) with ``--accounts`` accounts (real encrypted
+e-mails) and ``--logins`` logins written straight into ``login_events`` (a raw
+``executemany``; ingest has its own benchmark, bench/ingest.py): each account has a home
+IP, ASN, city and one or two devices, 3 % of attempts fail, 1 % of logins come from
+somewhere else, and one brute-force burst per 100,000 logins. Then it times:
+
+1. ``analyze --full`` over all of them,
+2. an incremental ``analyze`` after ``--new`` further logins,
+3. ``account_timeline`` for one account after the table has grown to
+   ``--timeline-logins`` (older logins are added; median of 20 calls, warm cache).
+
+    .venv/bin/python bench/anomalies.py                            # 5M / 10k / 10M
+    .venv/bin/python bench/anomalies.py --logins 500000 --timeline-logins 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from polysec_tui.config import Settings
+from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
+from polysec_tui.db import migrate
+from polysec_tui.db.engine import make_engine
+from polysec_tui.services import anomalies, timeline
+from polysec_tui.services.auth import Actor
+from polysec_tui.services.runtime import Runtime
+
+END = datetime(2026, 11, 20, tzinfo=UTC)
+CITIES = [("DE", "Berlin", 52.52, 13.40, 3320), ("FR", "Paris", 48.86, 2.35, 3215),
+          ("GB", "London", 51.51, -0.13, 2856), ("US", "New York", 40.71, -74.0, 7922),
+          ("NL", "Amsterdam", 52.37, 4.90, 1136), ("ES", "Madrid", 40.42, -3.70, 3352),
+          ("IT", "Roma", 41.90, 12.50, 3269), ("PL", "Warszawa", 52.23, 21.01, 5617),
+          ("TR", "Istanbul", 41.01, 28.98, 9121), ("BR", "Sao Paulo", -23.55, -46.63, 28573)]
+BROWSERS = ["Chrome 124", "Firefox 125", "Safari 17", "Edge 124", "Chrome Mobile 124"]
+OSES = ["Windows 11", "macOS 14", "iOS 17", "Android 14", "Linux"]
+COLUMNS = ("external_id", "account_id", "at", "success", "failure_reason", "ip", "asn",
+           "country", "city", "latitude", "longitude", "user_agent", "browser", "os",
+           "device_type", "device_id", "rtt_ms")
+INSERT = (f"INSERT INTO login_events ({', '.join(COLUMNS)}) "
+          f"VALUES ({', '.join('?' for _ in COLUMNS)})")
+
+
+def _stamp(at: datetime) -> str:
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+class Population:
+    def __init__(self, rng: random.Random, accounts: list[uuid.UUID]) -> None:
+        self.rng = rng
+        self.accounts = accounts
+        self.home = {}
+        for acc in accounts:
+            city = rng.choice(CITIES)
+            devices = [(f"{rng.getrandbits(64):016x}", rng.choice(BROWSERS), rng.choice(OSES))
+                       for _ in range(rng.choice((1, 1, 2)))]
+            ip = f"{rng.randint(11, 199)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}." \
+                 f"{rng.randint(1, 254)}"
+            self.home[acc] = (city, ip, devices)
+        self.seq = 0
+
+    def rows(self, n: int, start: datetime, end: datetime, prefix: str) -> list[tuple[Any, ...]]:
+        rng = self.rng
+        span = (end - start).total_seconds()
+        out = []
+        times = sorted(rng.random() * span for _ in range(n))
+        i = 0
+        while i < n:
+            at = start + timedelta(seconds=times[i])
+            if rng.random() < 1e-5:  # a brute-force burst: 20 failures in 3 minutes
+                acc = rng.choice(self.accounts)
+                for k in range(min(20, n - i)):
+                    out.append(self._row(prefix, acc, at + timedelta(seconds=9 * k), False,
+                                         "45.9.20.7", ("RU", "Moscow", 55.75, 37.62, 209588),
+                                         ("botdevice", "HeadlessChrome 124", "Linux")))
+                    i += 1
+                continue
+            acc = rng.choice(self.accounts)
+            city, ip, devices = self.home[acc]
+            device = rng.choice(devices)
+            if rng.random() < 0.01:  # somewhere else
+                city = rng.choice(CITIES)
+                ip = f"{rng.randint(11, 199)}.{rng.randint(0, 255)}.0.{rng.randint(1, 254)}"
+            out.append(self._row(prefix, acc, at, rng.random() >= 0.03, ip, city, device))
+            i += 1
+        return out
+
+    def _row(self, prefix: str, acc: uuid.UUID, at: datetime, ok: bool, ip: str,
+             city: tuple[str, str, float, float, int], device: tuple[str, str, str]
+             ) -> tuple[Any, ...]:
+        self.seq += 1
+        return (f"{prefix}{self.seq}", acc.hex, _stamp(at), int(ok),
+                None if ok else "bad_password", ip, city[4], city[0], city[1], city[2],
+                city[3], "Mozilla/5.0", device[1], device[2], "desktop", device[0], 40)
+
+
+def build(rt: Runtime, n_accounts: int) -> list[uuid.UUID]:
+    now = END
+    ids = [uuid.uuid4() for _ in range(n_accounts)]
+    rows = []
+    for i, acc in enumerate(ids):
+        email = f"user{i}@example.com"
+        rows.append((acc.hex, f"U{i}", _stamp(now), "DE", "active",
+                     rt.cipher.encrypt(email, table="accounts", column="email", row_id=acc),
+                     rt.blind_index.email(email), _stamp(now)))
+    with rt.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO accounts (id, external_id, created_at, country, status, email_enc, "
+            "email_bidx, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    return ids
+
+
+def insert(rt: Runtime, rows: list[tuple[Any, ...]]) -> None:
+    with rt.engine.begin() as conn:
+        for start in range(0, len(rows), 100_000):
+            conn.exec_driver_sql(INSERT, rows[start : start + 100_000])
+
+
+def insert_generated(rt: Runtime, pop: Population, n: int, start: datetime, end: datetime,
+                     prefix: str) -> None:
+    chunk = 500_000
+    days = (end - start) / max(1, n // chunk + (n % chunk > 0))
+    t = start
+    left = n
+    while left > 0:
+        k = min(chunk, left)
+        insert(rt, pop.rows(k, t, t + days, prefix))
+        t += days
+        left -= k
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    out: dict[str, Any] = {"engine": "sqlite", "accounts": args.accounts,
+                           "logins": args.logins, "new": args.new,
+                           "timeline_logins": args.timeline_logins}
+    with tempfile.TemporaryDirectory() as tmp:
+        keyring_path = Path(tmp) / "keyring.json"
+        write_new_keyring(keyring_path, Keyring.generate())
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        rt = Runtime(Settings(url, keyring_path), engine, load_keyring(keyring_path),
+                     clock=lambda: END)
+        actor = Actor(uuid.uuid4(), "bench", "automation")
+        reader = Actor(uuid.uuid4(), "bench-reader", "analyst")
+        began = time.monotonic()
+        ids = build(rt, args.accounts)
+        pop = Population(rng, ids)
+        days = args.logins / 80_000  # about 80,000 logins a day
+        start = END - timedelta(days=days + 1)
+        insert_generated(rt, pop, args.logins, start, END - timedelta(days=1), "b")
+        out["load_s"] = round(time.monotonic() - began, 1)
+
+        began = time.monotonic()
+        full = anomalies.analyze(rt, actor, full=True)
+        out["full_s"] = round(time.monotonic() - began, 1)
+        out["full_logins_per_s"] = round(args.logins / out["full_s"])
+        out["full_new_anomalies"] = full.new_anomalies
+
+        insert(rt, pop.rows(args.new, END - timedelta(days=1), END - timedelta(hours=12), "n"))
+        began = time.monotonic()
+        inc = anomalies.analyze(rt, actor)
+        out["incremental_s"] = round(time.monotonic() - began, 2)
+        out["incremental_logins"] = inc.logins
+        out["incremental_new_anomalies"] = inc.new_anomalies
+
+        extra = args.timeline_logins - args.logins - args.new
+        if extra > 0:
+            began = time.monotonic()
+            old_start = start - timedelta(days=extra / 80_000)
+            insert_generated(rt, pop, extra, old_start, start, "o")
+            out["timeline_load_s"] = round(time.monotonic() - began, 1)
+        with rt.engine.connect() as conn:
+            out["total_logins"] = conn.exec_driver_sql(
+                "SELECT COUNT(*) FROM login_events").scalar()
+        samples = []
+        events = 0
+        for i in range(21):
+            acc = f"U{rng.randrange(args.accounts)}" if i else "U0"
+            began = time.perf_counter()
+            view = timeline.account_timeline(rt, reader, acc)
+            samples.append((time.perf_counter() - began) * 1000)
+            events = max(events, len(view.events))
+        out["timeline_ms_median"] = round(statistics.median(samples[1:]), 1)
+        out["timeline_ms_max"] = round(max(samples[1:]), 1)
+        out["timeline_events_max"] = events
+        out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        engine.dispose()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--logins", type=int, default=5_000_000)
+    parser.add_argument("--new", type=int, default=10_000)
+    parser.add_argument("--timeline-logins", type=int, default=10_000_000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    print(json.dumps(run(args), indent=2))
+
+
+if __name__ == "__main__":
+    main()

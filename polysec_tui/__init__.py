@@ -1,0 +1,3 @@
+"""polysec: the security-operations console of the POLYCOIN exchange."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from polysec_tui.cli import main
+
+main()

@@ -1,0 +1,563 @@
+"""The backup file format (PSBK v1): a public-key envelope around a streamed payload.
+
+The host that makes backups holds only the recipients' X25519 public keys, so it cannot
+read its own backups. Every primitive comes from `cryptography` (X25519, HKDF-SHA256,
+AES-256-GCM, SHA-256); nothing cryptographic is written here.
+
+Byte layout (all integers big-endian)::
+
+    header
+      magic        8   b"PSBK\\r\\n\\x1a\\n"
+      version      1   0x01
+      chunk_log2   1   log2 of the plaintext chunk size (16: 64 KiB; 6..24 accepted)
+      backup_id   16   random
+      meta_len     2   length of meta
+      meta         n   UTF-8 JSON, public (engine, created_at, tool): not secret, but
+                       authenticated (the header digest is in every chunk's AAD)
+      n_recip      1   1..16 recipient stanzas follow
+      stanza       8 + 32 + 48 bytes each
+        key_fp     8   SHA-256(recipient public key)[:8] (which key it is for)
+        eph_pub   32   a fresh ephemeral X25519 public key
+        wrapped   48   AES-256-GCM(wrap_key, nonce=0^12, data_key, aad=prefix) where
+                       wrap_key = HKDF-SHA256(X25519(eph, recipient), salt=eph_pub |
+                       recipient_pub, info="polysec backup wrap v1" | backup_id) and
+                       prefix = magic | version | chunk_log2 | backup_id
+    frames
+      kind         1   b"C" (payload chunk) or b"M" (manifest, exactly one, last)
+      length       4   length of the sealed bytes that follow (plaintext + 16)
+      sealed       n   AES-256-GCM ciphertext and tag
+
+    H            = SHA-256(header)
+    payload_key  = HKDF-SHA256(data_key, salt=backup_id, info="polysec backup payload v1")
+    manifest_key = HKDF-SHA256(data_key, salt=backup_id, info="polysec backup manifest v1")
+    chunk i      : nonce = i as 11 bytes | last flag (0x00, or 0x01 on the final chunk),
+                   aad = H. Every chunk but the last holds exactly chunk-size bytes of
+                   plaintext; the last holds fewer (possibly none), so the reader knows
+                   which nonce to expect and the flag makes "last" unforgeable.
+    manifest     : nonce = 0^12 (the key seals one message), aad = H, plaintext =
+                   canonical JSON with the backup id, chunk count, payload size and
+                   SHA-256, the size and SHA-256 of every byte before the manifest frame,
+                   and what the writer adds (engine, Alembic revision, field key ids,
+                   row counts).
+
+Reading rejects: a wrong magic or version, an identity that is not a recipient, any
+altered byte (some tag fails), chunks reordered or taken from elsewhere (the counter is in
+the nonce, the header digest in the AAD), an end of file before the last chunk, data after
+the last chunk or after the manifest, and a manifest of another backup (other data key).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import secrets
+import stat
+import struct
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from polysec_tui.errors import CheckFailed, InputError, RefusedError
+
+MAGIC = b"PSBK\r\n\x1a\n"
+VERSION = 1
+CHUNK_LOG2 = 16
+CHUNK_SIZE = 1 << CHUNK_LOG2  # 64 KiB
+MIN_CHUNK_LOG2, MAX_CHUNK_LOG2 = 6, 24
+TAG_LEN = 16
+KEY_LEN = 32
+FP_LEN = 8
+STANZA_LEN = FP_LEN + 32 + KEY_LEN + TAG_LEN
+MAX_RECIPIENTS = 16
+MAX_META = 4096
+MAX_MANIFEST = 1 << 20
+KIND_CHUNK = b"C"
+KIND_MANIFEST = b"M"
+_FRAME = struct.Struct(">cI")
+_PREFIX = struct.Struct(">8sBB16s")
+ZERO_NONCE = bytes(12)
+
+PUBLIC_PREFIX = "polysec-x25519:"
+SECRET_PREFIX = "POLYSEC-X25519-SECRET:"  # noqa: S105 - a prefix, not a secret
+MANIFEST_FORMAT = "polysec-backup-manifest"
+
+
+class EnvelopeError(CheckFailed):
+    """The file is not an intact backup for this identity; `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ------------------------------------------------------------------------------ keys
+
+
+def fingerprint(public: bytes) -> bytes:
+    return hashlib.sha256(public).digest()[:FP_LEN]
+
+
+def _raw_public(key: X25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """An X25519 public key that backups are encrypted to: ``polysec-x25519:<base64>``."""
+
+    public: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> Recipient:
+        text = text.strip()
+        if not text.startswith(PUBLIC_PREFIX):
+            raise InputError(f"backup recipient must start with {PUBLIC_PREFIX!r}")
+        try:
+            raw = base64.b64decode(text[len(PUBLIC_PREFIX):], validate=True)
+        except ValueError:
+            raise InputError("backup recipient is not valid base64") from None
+        if len(raw) != 32:
+            raise InputError(f"backup recipient must be 32 bytes, found {len(raw)}")
+        return cls(raw)
+
+    @property
+    def fingerprint(self) -> bytes:
+        return fingerprint(self.public)
+
+    def __str__(self) -> str:
+        return PUBLIC_PREFIX + base64.b64encode(self.public).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The private half, kept offline; needed to verify and restore, never to create."""
+
+    private: X25519PrivateKey = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> Identity:
+        return cls(X25519PrivateKey.generate())
+
+    @property
+    def recipient(self) -> Recipient:
+        return Recipient(_raw_public(self.private.public_key()))
+
+    def to_text(self) -> str:
+        raw = self.private.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return (
+            "# polysec backup identity (X25519 private key). Keep it offline: it is needed\n"
+            "# to verify and restore backups, never to create them.\n"
+            f"# recipient: {self.recipient}\n"
+            f"{SECRET_PREFIX}{base64.b64encode(raw).decode('ascii')}\n"
+        )
+
+    @classmethod
+    def from_text(cls, text: str, source: str) -> Identity:
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith(SECRET_PREFIX):
+                try:
+                    raw = base64.b64decode(line[len(SECRET_PREFIX):], validate=True)
+                except ValueError:
+                    break
+                if len(raw) != 32:
+                    break
+                return cls(X25519PrivateKey.from_private_bytes(raw))
+        raise InputError(f"identity {source} holds no polysec X25519 secret key")
+
+    @classmethod
+    def load(cls, path: Path) -> Identity:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise InputError(f"identity file {path} does not exist") from None
+        if st.st_mode & 0o077:
+            raise RefusedError(
+                f"identity {path} is accessible to group or others (mode "
+                f"{stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}"
+            )
+        return cls.from_text(path.read_text(encoding="utf-8"), str(path))
+
+    def write_new(self, path: Path) -> None:
+        """Write once (mode 0600, O_EXCL): an existing identity is never overwritten."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise InputError(f"{path} exists; an identity is never overwritten") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(self.to_text())
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+# ---------------------------------------------------------------------------- crypto
+
+
+def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_LEN, salt=salt, info=info).derive(ikm)
+
+
+def _wrap_key(shared: bytes, eph_pub: bytes, recipient_pub: bytes, backup_id: bytes) -> bytes:
+    return _hkdf(shared, eph_pub + recipient_pub, b"polysec backup wrap v1" + backup_id)
+
+
+def _payload_keys(data_key: bytes, backup_id: bytes) -> tuple[AESGCM, AESGCM]:
+    return (AESGCM(_hkdf(data_key, backup_id, b"polysec backup payload v1")),
+            AESGCM(_hkdf(data_key, backup_id, b"polysec backup manifest v1")))
+
+
+def chunk_nonce(counter: int, last: bool) -> bytes:
+    return counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+
+
+def canonical_json(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+# ---------------------------------------------------------------------------- header
+
+
+@dataclass(frozen=True)
+class Header:
+    backup_id: bytes
+    chunk_size: int
+    meta: dict[str, Any]
+    stanzas: tuple[tuple[bytes, bytes, bytes], ...]  # (key_fp, eph_pub, wrapped)
+    raw: bytes
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.raw).digest()
+
+    @property
+    def recipient_fingerprints(self) -> list[str]:
+        return [fp.hex() for fp, _e, _w in self.stanzas]
+
+
+def _build_header(backup_id: bytes, chunk_log2: int, meta: Mapping[str, Any],
+                  recipients: Iterable[Recipient], data_key: bytes) -> bytes:
+    prefix = _PREFIX.pack(MAGIC, VERSION, chunk_log2, backup_id)
+    meta_bytes = canonical_json(meta)
+    if len(meta_bytes) > MAX_META:
+        raise ValueError("backup meta too large")
+    stanzas = []
+    for recipient in recipients:
+        eph = X25519PrivateKey.generate()
+        eph_pub = _raw_public(eph.public_key())
+        shared = eph.exchange(X25519PublicKey.from_public_bytes(recipient.public))
+        wrap = _wrap_key(shared, eph_pub, recipient.public, backup_id)
+        wrapped = AESGCM(wrap).encrypt(ZERO_NONCE, data_key, prefix)
+        stanzas.append(recipient.fingerprint + eph_pub + wrapped)
+    if not 1 <= len(stanzas) <= MAX_RECIPIENTS:
+        raise InputError(f"a backup needs 1 to {MAX_RECIPIENTS} recipients")
+    return b"".join([prefix, struct.pack(">H", len(meta_bytes)), meta_bytes,
+                     bytes([len(stanzas)]), *stanzas])
+
+
+def _read_exact(src: BinaryIO, n: int) -> bytes:
+    parts = []
+    while n:
+        data = src.read(n)
+        if not data:
+            break
+        parts.append(data)
+        n -= len(data)
+    return b"".join(parts)
+
+
+def read_header(src: BinaryIO) -> Header:
+    """The public header: backup id, meta and recipient fingerprints (no key needed)."""
+    prefix = _read_exact(src, _PREFIX.size)
+    if len(prefix) < len(MAGIC) or prefix[: len(MAGIC)] != MAGIC:
+        raise EnvelopeError("not a polysec backup (bad magic bytes)")
+    if len(prefix) < _PREFIX.size:
+        raise EnvelopeError("file ends inside the header")
+    _magic, version, chunk_log2, backup_id = _PREFIX.unpack(prefix)
+    if version != VERSION:
+        raise EnvelopeError(f"unsupported backup format version {version}")
+    if not MIN_CHUNK_LOG2 <= chunk_log2 <= MAX_CHUNK_LOG2:
+        raise EnvelopeError(f"invalid chunk size 2**{chunk_log2} in the header")
+    raw_len = _read_exact(src, 2)
+    if len(raw_len) < 2:
+        raise EnvelopeError("file ends inside the header")
+    (meta_len,) = struct.unpack(">H", raw_len)
+    if meta_len > MAX_META:
+        raise EnvelopeError("header meta too large (altered header)")
+    meta_bytes = _read_exact(src, meta_len)
+    count = _read_exact(src, 1)
+    if len(meta_bytes) < meta_len or not count:
+        raise EnvelopeError("file ends inside the header")
+    n = count[0]
+    if not 1 <= n <= MAX_RECIPIENTS:
+        raise EnvelopeError(f"invalid recipient count {n} in the header")
+    body = _read_exact(src, n * STANZA_LEN)
+    if len(body) < n * STANZA_LEN:
+        raise EnvelopeError("file ends inside the header")
+    try:
+        meta = json.loads(meta_bytes)
+        if not isinstance(meta, dict):
+            raise ValueError
+    except ValueError:
+        raise EnvelopeError("header meta is not a JSON object (altered header)") from None
+    stanzas = tuple(
+        (body[i:i + FP_LEN], body[i + FP_LEN:i + FP_LEN + 32], body[i + FP_LEN + 32:i + STANZA_LEN])
+        for i in range(0, len(body), STANZA_LEN)
+    )
+    raw = prefix + raw_len + meta_bytes + count + body
+    return Header(backup_id, 1 << chunk_log2, meta, stanzas, raw)
+
+
+def _unwrap(header: Header, identity: Identity) -> bytes:
+    mine = identity.recipient
+    prefix = header.raw[:_PREFIX.size]
+    matched = False
+    for fp, eph_pub, wrapped in header.stanzas:
+        if fp != mine.fingerprint:
+            continue
+        matched = True
+        shared = identity.private.exchange(X25519PublicKey.from_public_bytes(eph_pub))
+        wrap = _wrap_key(shared, eph_pub, mine.public, header.backup_id)
+        try:
+            return AESGCM(wrap).decrypt(ZERO_NONCE, wrapped, prefix)
+        except InvalidTag:
+            continue
+    if matched:
+        raise EnvelopeError(
+            "the data key does not unwrap for this identity: the header was altered"
+        )
+    raise EnvelopeError(
+        f"wrong identity: key {mine.fingerprint.hex()} is not a recipient of this backup "
+        f"(recipients: {', '.join(header.recipient_fingerprints)})"
+    )
+
+
+# ---------------------------------------------------------------------------- writer
+
+
+class EnvelopeWriter:
+    """Streams a payload into ``out``: header now, sealed chunks as data arrives (memory
+    stays at about two chunks), the manifest on `finish`."""
+
+    def __init__(self, out: BinaryIO, recipients: Iterable[Recipient],
+                 meta: Mapping[str, Any], *, chunk_log2: int = CHUNK_LOG2,
+                 backup_id: bytes | None = None) -> None:
+        if not MIN_CHUNK_LOG2 <= chunk_log2 <= MAX_CHUNK_LOG2:
+            raise ValueError("chunk size out of range")
+        self.out = out
+        self.backup_id = backup_id or secrets.token_bytes(16)
+        self.chunk_size = 1 << chunk_log2
+        data_key = secrets.token_bytes(KEY_LEN)
+        header = _build_header(self.backup_id, chunk_log2, meta, list(recipients), data_key)
+        self._aad = hashlib.sha256(header).digest()
+        self._payload, self._manifest = _payload_keys(data_key, self.backup_id)
+        del data_key
+        self._buf = bytearray()
+        self.chunks = 0
+        self.payload_bytes = 0
+        self._payload_sha = hashlib.sha256()
+        self._file_sha = hashlib.sha256()  # every byte written, manifest included
+        self.encrypted_bytes = 0
+        self.finished = False
+        self._emit(header)
+
+    def _emit(self, data: bytes) -> None:
+        self.out.write(data)
+        self._file_sha.update(data)
+        self.encrypted_bytes += len(data)
+
+    def _seal(self, plain: bytes, last: bool) -> None:
+        sealed = self._payload.encrypt(chunk_nonce(self.chunks, last), plain, self._aad)
+        self._emit(_FRAME.pack(KIND_CHUNK, len(sealed)) + sealed)
+        self.chunks += 1
+
+    def write(self, data: bytes) -> None:
+        if self.finished:
+            raise ValueError("backup already finished")
+        self._payload_sha.update(data)
+        self.payload_bytes += len(data)
+        self._buf += data
+        # Keep a full chunk back until more arrives: the final chunk must be short.
+        while len(self._buf) > self.chunk_size:
+            self._seal(bytes(self._buf[: self.chunk_size]), last=False)
+            del self._buf[: self.chunk_size]
+
+    def finish(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Seal the last chunk and write the manifest; returns the manifest."""
+        if len(self._buf) == self.chunk_size:
+            self._seal(bytes(self._buf), last=False)
+            self._buf.clear()
+        self._seal(bytes(self._buf), last=True)
+        self._buf.clear()
+        manifest = dict(extra or {})
+        manifest.update({
+            "format": MANIFEST_FORMAT,
+            "version": VERSION,
+            "backup_id": self.backup_id.hex(),
+            "chunks": self.chunks,
+            "payload_bytes": self.payload_bytes,
+            "payload_sha256": self._payload_sha.hexdigest(),
+            "encrypted_bytes": self.encrypted_bytes,
+            "encrypted_sha256": self._file_sha.hexdigest(),
+        })
+        sealed = self._manifest.encrypt(ZERO_NONCE, canonical_json(manifest), self._aad)
+        self._emit(_FRAME.pack(KIND_MANIFEST, len(sealed)) + sealed)
+        self.finished = True
+        return manifest
+
+    @property
+    def file_sha256(self) -> str:
+        return self._file_sha.hexdigest()
+
+
+# ---------------------------------------------------------------------------- reader
+
+
+@dataclass(frozen=True)
+class Opened:
+    header: Header
+    manifest: dict[str, Any]
+    file_bytes: int
+    file_sha256: str
+
+
+def read_envelope(src: BinaryIO, identity: Identity,
+                  sink: Callable[[bytes], None] | None = None,
+                  *, read_size: int | None = None) -> Opened:
+    """Authenticate the whole file, passing each decrypted chunk to ``sink`` as soon as
+    its tag checks. Raises `EnvelopeError` with the reason on the first problem.
+
+    A sink receives authenticated chunks before the end is known: a caller that must not
+    act on a possibly truncated stream (restore) reads the file twice, the first time
+    without a sink.
+    """
+    header = read_header(src)
+    data_key = _unwrap(header, identity)
+    payload, manifest_aead = _payload_keys(data_key, header.backup_id)
+    aad = header.digest
+    file_sha = hashlib.sha256(header.raw)
+    payload_sha = hashlib.sha256()
+    offset = len(header.raw)
+    payload_bytes = 0
+    counter = 0
+    full = header.chunk_size + TAG_LEN
+    while True:  # payload chunks
+        frame = _read_exact(src, _FRAME.size)
+        if not frame:
+            raise EnvelopeError(
+                f"truncated: the file ends after chunk {counter - 1} at byte {offset}, "
+                "before the last chunk" if counter else
+                f"truncated: the file ends after the header at byte {offset}, before any chunk"
+            )
+        if len(frame) < _FRAME.size:
+            raise EnvelopeError(f"truncated: the file ends inside the frame of chunk {counter}")
+        kind, length = _FRAME.unpack(frame)
+        if kind == KIND_MANIFEST:
+            raise EnvelopeError(
+                f"manifest found where chunk {counter} should be: the end of the payload "
+                "(chunks after it) was cut off"
+            )
+        if kind != KIND_CHUNK:
+            raise EnvelopeError(f"unknown frame type 0x{kind[0]:02x} at byte {offset}")
+        if not TAG_LEN <= length <= full:
+            raise EnvelopeError(f"chunk {counter} at byte {offset} has an impossible length "
+                                f"{length} (altered)")
+        sealed = _read_exact(src, length)
+        if len(sealed) < length:
+            raise EnvelopeError(f"truncated: the file ends inside chunk {counter}")
+        last = length < full
+        try:
+            plain = payload.decrypt(chunk_nonce(counter, last), sealed, aad)
+        except InvalidTag:
+            raise EnvelopeError(
+                f"chunk {counter} at byte {offset} failed authentication (bytes altered, "
+                "chunks reordered or taken from another backup)"
+            ) from None
+        file_sha.update(frame)
+        file_sha.update(sealed)
+        offset += len(frame) + length
+        payload_sha.update(plain)
+        payload_bytes += len(plain)
+        counter += 1
+        if sink is not None and plain:
+            sink(plain)
+        if last:
+            break
+    before_manifest = offset
+    encrypted_sha = file_sha.hexdigest()
+    frame = _read_exact(src, _FRAME.size)
+    if not frame:
+        raise EnvelopeError(
+            "truncated: the manifest is missing after the last chunk (the backup never "
+            "finished)"
+        )
+    if len(frame) < _FRAME.size:
+        raise EnvelopeError("truncated: the file ends inside the manifest frame")
+    kind, length = _FRAME.unpack(frame)
+    if kind == KIND_CHUNK:
+        raise EnvelopeError(f"data after the last chunk: an extra chunk at byte {offset}")
+    if kind != KIND_MANIFEST:
+        raise EnvelopeError(f"unknown frame type 0x{kind[0]:02x} at byte {offset}")
+    if not TAG_LEN <= length <= MAX_MANIFEST:
+        raise EnvelopeError(f"manifest has an impossible length {length} (altered)")
+    sealed = _read_exact(src, length)
+    if len(sealed) < length:
+        raise EnvelopeError("truncated: the file ends inside the manifest")
+    try:
+        doc = json.loads(manifest_aead.decrypt(ZERO_NONCE, sealed, aad))
+    except InvalidTag:
+        raise EnvelopeError(
+            "the manifest failed authentication: it belongs to another backup or was altered"
+        ) from None
+    file_sha.update(frame)
+    file_sha.update(sealed)
+    offset += len(frame) + length
+    trailing = 0
+    while extra := src.read(CHUNK_SIZE):
+        trailing += len(extra)
+    if trailing:
+        raise EnvelopeError(f"{trailing} unexpected bytes after the manifest (appended data)")
+    expected = {
+        "backup_id": header.backup_id.hex(),
+        "chunks": counter,
+        "payload_bytes": payload_bytes,
+        "payload_sha256": payload_sha.hexdigest(),
+        "encrypted_bytes": before_manifest,
+        "encrypted_sha256": encrypted_sha,
+    }
+    for key, value in expected.items():
+        if doc.get(key) != value:
+            raise EnvelopeError(f"the manifest's {key} {doc.get(key)!r} does not match the "
+                                f"file ({value!r})")
+    return Opened(header, doc, offset, file_sha.hexdigest())
+
+
+def open_file(path: Path, identity: Identity,
+              sink: Callable[[bytes], None] | None = None) -> Opened:
+    try:
+        with path.open("rb") as src:
+            return read_envelope(src, identity, sink)
+    except FileNotFoundError:
+        raise InputError(f"backup file {path} does not exist") from None
+
+
+def write_stream(src: IO[bytes] | io.RawIOBase, out: BinaryIO, recipients: Iterable[Recipient],
+                 meta: Mapping[str, Any], extra: Mapping[str, Any] | None = None,
+                 *, chunk_log2: int = CHUNK_LOG2) -> tuple[EnvelopeWriter, dict[str, Any]]:
+    """Encrypt everything ``src`` yields, in fixed-size reads."""
+    writer = EnvelopeWriter(out, recipients, meta, chunk_log2=chunk_log2)
+    while data := src.read(CHUNK_SIZE):
+        writer.write(data)
+    return writer, writer.finish(extra)

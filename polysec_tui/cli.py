@@ -1,0 +1,106 @@
+"""The `polysec` click group. Subcommands load lazily so that `polysec --help` imports
+neither textual, sqlalchemy nor paramiko (a test holds us to it)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from polysec_tui import __version__
+from polysec_tui.config import CONFIG_ENV, DB_ENV, KEYRING_ENV, env_flag, resolve_settings
+from polysec_tui.errors import EXIT_USAGE, PolysecError
+
+# name -> (module:attribute, one-line help shown by `polysec --help` without importing)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("polysec_tui.commands.setup:init", "Create the keyring and the schema."),
+    "db": ("polysec_tui.commands.setup:db", "Schema migrations: upgrade, current, downgrade."),
+    "ingest": ("polysec_tui.commands.ingest:ingest", "Load platform events (JSON Lines)."),
+    "status": ("polysec_tui.commands.status:status", "Dashboard figures of the database."),
+    "demo": ("polysec_tui.commands.demo:demo", "Fill the demo database and open the console."),
+    "tui": ("polysec_tui.commands.tui:tui", "Open the console (Textual TUI)."),
+    "login": ("polysec_tui.commands.officer:login", "Log in (password + authenticator code)."),
+    "logout": ("polysec_tui.commands.officer:logout", "End your session."),
+    "whoami": ("polysec_tui.commands.officer:whoami", "The officer of the current session."),
+    "officer": ("polysec_tui.commands.officer:officer", "Officers: add, list, disable, tokens."),
+    "approvals": ("polysec_tui.commands.approvals:approvals", "Four-eyes requests and decisions."),
+    "accounts": ("polysec_tui.commands.accounts:accounts", "Client accounts (PII masked)."),
+    "auditlog": ("polysec_tui.commands.auditlog:auditlog", "The officer audit log: verify, tail."),
+    "logins": ("polysec_tui.commands.logins:logins", "Login anomalies and account timelines."),
+    "backup": ("polysec_tui.commands.backup:backup", "Encrypted backups: keygen, create, verify, restore, list, prune."),  # noqa: E501
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target[0].split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, SUBCOMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", "db_url", envvar=DB_ENV, metavar="URL",
+              help=f"Database URL: sqlite:///path, postgresql://..., mariadb://... [env: {DB_ENV}]")
+@click.option("--keyring", envvar=KEYRING_ENV, metavar="PATH",
+              help=f"Field keyring file (owner-only). [env: {KEYRING_ENV}]")
+@click.option("--config", envvar=CONFIG_ENV, metavar="PATH",
+              help=f"TOML configuration file. [env: {CONFIG_ENV}]")
+@click.version_option(__version__, prog_name="polysec")
+@click.pass_context
+def cli(ctx: click.Context, db_url: str | None, keyring: str | None, config: str | None) -> None:
+    """polysec: the security-operations console of the POLYCOIN exchange.
+
+    Exit codes: 0 success, 1 a check or verification failed, 2 usage or input error,
+    3 authentication or permission refused, 4 conflict (someone else decided first).
+    """
+    ctx.obj = resolve_settings(db_url, keyring, config)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        return cli.main(args=argv, prog_name="polysec", standalone_mode=False)
+    except PolysecError as exc:
+        click.echo(f"polysec: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("polysec: aborted", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("polysec: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        # Never a traceback with locals (secrets); a plain one only on request.
+        if env_flag("POLYSEC_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        click.echo(
+            f"polysec: internal error: {type(exc).__name__} (set POLYSEC_DEBUG=1 for details)",
+            err=True,
+        )
+        sys.exit(70)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

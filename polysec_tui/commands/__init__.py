@@ -1,0 +1,1 @@
+"""Subcommand modules of the `polysec` CLI, imported only when their command runs."""

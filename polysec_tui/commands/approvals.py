@@ -1,0 +1,90 @@
+"""`polysec approvals list | show | approve | deny`: the four-eyes queue."""
+
+from __future__ import annotations
+
+import uuid
+
+import click
+
+from polysec_tui.commands.common import actor_of, emit_json, prompt_secret, runtime_of
+from polysec_tui.errors import InputError
+from polysec_tui.services import approvals as service
+
+
+def _request_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InputError(f"{value!r} is not a request id") from None
+
+
+@click.group()
+def approvals() -> None:
+    """Four-eyes requests: one officer asks, a different, senior enough one decides."""
+
+
+@approvals.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include decided and expired requests.")
+@click.option("--kind", help="Only requests of this kind.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_(ctx: click.Context, show_all: bool, kind: str | None, as_json: bool) -> None:
+    """Pending requests (newest first)."""
+    actor = actor_of(ctx, "read")
+    views = service.list_requests(runtime_of(ctx), actor, pending_only=not show_all, kind=kind)
+    if as_json:
+        emit_json([v.as_dict() for v in views])
+        return
+    if not views:
+        click.echo("no requests")
+    for v in views:
+        click.echo(f"{v.id}  {v.status:<8} {v.kind:<20} by {v.requester:<16} "
+                   f"expires {v.expires_at:%Y-%m-%d %H:%M}  {v.description}")
+
+
+@approvals.command()
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show(ctx: click.Context, request_id: str, as_json: bool) -> None:
+    """One request with its reason."""
+    actor = actor_of(ctx, "read")
+    view = service.get_request(runtime_of(ctx), actor, _request_id(request_id))
+    if as_json:
+        emit_json(view.as_dict())
+        return
+    for key, value in view.as_dict().items():
+        click.echo(f"{key:<12} {value}")
+
+
+@approvals.command()
+@click.argument("request_id")
+@click.option("--code", help="A fresh authenticator code (asked if not given).")
+@click.pass_context
+def approve(ctx: click.Context, request_id: str, code: str | None) -> None:
+    """Approve and execute REQUEST_ID (never your own; exit 4 if someone decided first)."""
+    from polysec_tui.commands.officer import show_enrolment
+    from polysec_tui.services.officers import Enrolment
+
+    rt = runtime_of(ctx)
+    actor = actor_of(ctx, "approve")
+    done = service.approve(rt, actor, _request_id(request_id),
+                           prompt_secret("Authenticator code", code))
+    click.echo(f"request {done.request_id} approved and executed ({done.kind})")
+    enrolment = done.result.get("enrolment")
+    if isinstance(enrolment, Enrolment):
+        show_enrolment(enrolment)
+
+
+@approvals.command()
+@click.argument("request_id")
+@click.option("--reason", required=True)
+@click.option("--code", help="A fresh authenticator code (asked if not given).")
+@click.pass_context
+def deny(ctx: click.Context, request_id: str, reason: str, code: str | None) -> None:
+    """Deny REQUEST_ID with a reason."""
+    rt = runtime_of(ctx)
+    actor = actor_of(ctx, "approve")
+    service.deny(rt, actor, _request_id(request_id), reason,
+                 prompt_secret("Authenticator code", code))
+    click.echo(f"request {request_id} denied")

@@ -1,0 +1,222 @@
+"""`polysec backup keygen | create | verify | restore | list | prune`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from polysec_tui.commands.common import actor_of, emit_json, prompt_secret, runtime_of
+from polysec_tui.errors import InputError
+
+
+@click.group()
+def backup() -> None:
+    """Encrypted backups (docs/backups.md). Backups are encrypted to X25519 recipient
+    keys: the host that makes them cannot read them."""
+
+
+def _identity(ctx: click.Context, given: str | None) -> Any:
+    from polysec_tui.backup.envelope import Identity
+    from polysec_tui.commands.common import settings_of
+    from polysec_tui.services.backups import BackupConfig
+
+    path = Path(given).expanduser() if given else BackupConfig.from_settings(
+        settings_of(ctx)).identity
+    if path is None:
+        raise InputError("give --identity KEYFILE (the private key of a recipient)")
+    return Identity.load(path)
+
+
+@backup.command()
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the private key (created, never overwritten, mode 0600).")
+def keygen(out: str) -> None:
+    """Make an X25519 recipient key pair. The private key goes to --out once, for
+    offline custody; it is needed to verify and restore, never to create backups. Add
+    the printed recipient to [backup] recipients in the configuration."""
+    from polysec_tui.backup.envelope import Identity
+
+    identity = Identity.generate()
+    identity.write_new(Path(out).expanduser())
+    click.echo(f"private key written to {out} (mode 0600): move it offline", err=True)
+    click.echo(str(identity.recipient))
+
+
+class _Bar:
+    """A progress bar on stderr when it is a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.done = 0
+
+    def __call__(self, done: int, estimate: int | None) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=max(estimate or 0, done, 1),
+                                         label="snapshot", file=sys.stderr,
+                                         show_eta=False, show_percent=True)
+            self.bar.__enter__()
+        if done > self.bar.length:
+            self.bar.length = done
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+@backup.command()
+@click.option("--to", "to_dir", type=click.Path(file_okay=False),
+              help="Directory for the backup (default: [backup] dir, or backups/ under "
+                   "the application directory).")
+@click.option("--recipient", "recipients", multiple=True, metavar="polysec-x25519:...",
+              help="Also encrypt to this public key (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def create(ctx: click.Context, to_dir: str | None, recipients: tuple[str, ...],
+           as_json: bool) -> None:
+    """Snapshot the live database consistently, encrypted as it streams, and record it
+    in the catalogue."""
+    from polysec_tui.backup.envelope import Recipient
+    from polysec_tui.services import backups
+
+    actor = actor_of(ctx, "backup.run")
+    bar = _Bar(not as_json and sys.stderr.isatty())
+    try:
+        made = backups.create_backup(
+            runtime_of(ctx), actor, directory=Path(to_dir) if to_dir else None,
+            recipients=[Recipient.parse(r) for r in recipients], progress=bar)
+    finally:
+        bar.close()
+    if as_json:
+        emit_json(made.as_dict())
+        return
+    click.echo(f"backup {made.id} written: {made.path}")
+    click.echo(f"  {made.size_bytes} bytes, sha256 {made.sha256}, schema "
+               f"{made.alembic_revision}, field keys {made.field_key_ids}")
+
+
+@backup.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--identity", metavar="KEYFILE", help="Private key of a recipient.")
+@click.option("--restore-test", is_flag=True,
+              help="Also restore into a scratch database and check it.")
+@click.option("--scratch", metavar="URL",
+              help="Server for the scratch database (default: the live database's server).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def verify(ctx: click.Context, file: str, identity: str | None, restore_test: bool,
+           scratch: str | None, as_json: bool) -> None:
+    """Authenticate every chunk and the manifest of FILE (exit 1 on any failure)."""
+    from polysec_tui.errors import CheckFailed
+    from polysec_tui.services import backups
+
+    actor = actor_of(ctx, "backup.run")
+    key = _identity(ctx, identity)
+    try:
+        report = backups.verify_backup(runtime_of(ctx), actor, Path(file), key,
+                                       restore_test=restore_test, scratch=scratch)
+    except CheckFailed as exc:
+        if as_json:
+            emit_json({"path": file, "ok": False, "reason": exc.message})
+        raise
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    m = report.manifest
+    click.echo(f"OK {file}: backup {report.backup_id}, {m.get('chunks')} chunks, "
+               f"{m.get('payload_bytes')} bytes of {m.get('engine')} snapshot, schema "
+               f"{m.get('alembic_revision')}, field keys {m.get('field_key_ids')}; "
+               f"catalogue: {report.catalogue}")
+    if report.restore_test is not None:
+        rows = sum(report.restore_test["row_counts"].values())
+        click.echo(f"restore test OK: {rows} rows in {len(report.restore_test['row_counts'])} "
+                   f"tables, {report.restore_test['sampled_fields']} encrypted fields decrypted")
+
+
+@backup.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--identity", metavar="KEYFILE", help="Private key of a recipient.")
+@click.option("--to", "to_url", metavar="URL", help="A new database to restore into.")
+@click.option("--replace", is_flag=True,
+              help="Replace the live database (admin, fresh code); the old one is kept.")
+@click.option("--code", help="A fresh authenticator code for --replace (asked if not given).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def restore(ctx: click.Context, file: str, identity: str | None, to_url: str | None,
+            replace: bool, code: str | None, as_json: bool) -> None:
+    """Restore FILE into a new database (--to URL) or in place of the live one
+    (--replace). The whole file is verified before anything is written."""
+    from polysec_tui.services import backups
+
+    actor = actor_of(ctx, "backup.restore")
+    key = _identity(ctx, identity)
+    if replace and code is None:
+        code = prompt_secret("Authenticator code")
+    result = backups.restore_backup(runtime_of(ctx), actor, Path(file), key, to_url=to_url,
+                                    replace=replace, code=code)
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    click.echo(result.note)
+    rows = sum(result.check["row_counts"].values())
+    click.echo(f"checked: schema {result.check['revision']}, {rows} rows, "
+               f"{result.check['sampled_fields']} encrypted fields decrypted")
+
+
+@backup.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def list_(ctx: click.Context, as_json: bool) -> None:
+    """The backup catalogue, newest first."""
+    from polysec_tui.services import backups
+
+    actor = actor_of(ctx, "backup.run")
+    rt = runtime_of(ctx)
+    views = backups.list_backups(rt, actor)
+    partials = backups.stale_partials(rt)
+    if as_json:
+        emit_json({"backups": [v.as_dict() for v in views],
+                   "unfinished": [str(p) for p in partials]})
+        return
+    for v in views:
+        present = "" if v.file_present or v.status == "pruned" else "  FILE MISSING"
+        click.echo(f"{v.created_at:%Y-%m-%d %H:%M:%S}  {v.id}  {v.engine:<10} {v.status:<9} "
+                   f"{v.size_bytes:>12}  {v.path}{present}")
+    if not views:
+        click.echo("no backups")
+    for p in partials:
+        click.echo(f"unfinished (interrupted create, not a backup): {p}", err=True)
+
+
+@backup.command()
+@click.option("--keep-daily", type=click.IntRange(0), default=7, show_default=True)
+@click.option("--keep-weekly", type=click.IntRange(0), default=4, show_default=True)
+@click.option("--keep-monthly", type=click.IntRange(0), default=12, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Show what would go; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def prune(ctx: click.Context, keep_daily: int, keep_weekly: int, keep_monthly: int,
+          dry_run: bool, as_json: bool) -> None:
+    """Delete backups the retention policy does not keep (newest of each of the last N
+    days, ISO weeks and months that have one)."""
+    from polysec_tui.services import backups
+
+    actor = actor_of(ctx, "backup.run")
+    plan = backups.prune_backups(runtime_of(ctx), actor, keep_daily=keep_daily,
+                                 keep_weekly=keep_weekly, keep_monthly=keep_monthly,
+                                 dry_run=dry_run)
+    if as_json:
+        emit_json(plan.as_dict())
+        return
+    for item in plan.keep:
+        click.echo(f"keep    {item['created_at']}  {item['id']}  ({', '.join(item['reasons'])})")
+    verb = "would remove" if dry_run else "removed"
+    for item in plan.remove:
+        click.echo(f"{verb:<7} {item['created_at']}  {item['id']}  {item['path']}")

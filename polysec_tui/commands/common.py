@@ -1,0 +1,142 @@
+"""Helpers shared by subcommands: settings and runtime from the context, the officer
+behind a command, the session token file, secret prompts and JSON output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import click
+
+from polysec_tui.config import Settings, app_dir
+from polysec_tui.crypto.keyring import check_private
+from polysec_tui.errors import InputError, RefusedError
+from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.runtime import Runtime, open_runtime
+
+TOKEN_ENV = "POLYSEC_TOKEN"  # noqa: S105 - the variable's name, not a token
+SESSION_FILE_ENV = "POLYSEC_SESSION_FILE"
+_RUNTIME_KEY = "polysec.runtime"
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    settings = ctx.find_root().obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def runtime_of(ctx: click.Context) -> Runtime:
+    """One runtime per command invocation (engine disposed when the command ends)."""
+    root = ctx.find_root()
+    rt = root.meta.get(_RUNTIME_KEY)
+    if rt is None:
+        rt = open_runtime(settings_of(ctx))
+        root.meta[_RUNTIME_KEY] = rt
+        root.call_on_close(rt.engine.dispose)
+    assert isinstance(rt, Runtime)
+    return rt
+
+
+# ------------------------------------------------------------------------ session file
+
+
+def session_file(settings: Settings) -> Path:
+    """One token file per database, so the demo and the real console never mix."""
+    override = os.environ.get(SESSION_FILE_ENV)
+    if override:
+        return Path(override).expanduser()
+    digest = hashlib.sha256(settings.db_url.encode()).hexdigest()[:16]
+    return app_dir() / "sessions" / f"{digest}.token"
+
+
+def write_session_token(path: Path, token: str) -> None:
+    """Owner-only, written whole (temp file, fsync, rename) or not at all."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(token + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_session_token(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    try:
+        check_private(path)
+    except RefusedError as exc:
+        raise RefusedError(str(exc).replace("keyring", "session file")) from None
+    return path.read_text(encoding="utf-8").strip() or None
+
+
+def current_token(settings: Settings) -> str | None:
+    return os.environ.get(TOKEN_ENV) or read_session_token(session_file(settings))
+
+
+def authenticated(ctx: click.Context) -> Actor:
+    """The officer behind this command. Automation uses POLYSEC_TOKEN; people
+    `polysec login` first."""
+    from polysec_tui.services.sessions import authenticate
+
+    token = current_token(settings_of(ctx))
+    if not token:
+        raise RefusedError(f"not logged in: run `polysec login` (or set {TOKEN_ENV})")
+    return authenticate(runtime_of(ctx), token)
+
+
+def actor_of(ctx: click.Context, permission: str) -> Actor:
+    """The authenticated officer, allowed to `permission` (exit 3 otherwise)."""
+    actor = authenticated(ctx)
+    require(actor, permission)
+    return actor
+
+
+# ---------------------------------------------------------------------------- prompts
+
+
+def prompt_secret(label: str, given: str | None = None) -> str:
+    """A password or code: from the option if given, else a hidden prompt (never echoed)."""
+    if given is not None:
+        return given
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline()
+        if not line:
+            raise InputError(f"{label} required (no terminal to ask on)")
+        return line.rstrip("\n")
+    value = click.prompt(label, hide_input=True, default="", show_default=False)
+    assert isinstance(value, str)
+    return value
+
+
+# ------------------------------------------------------------------------------- JSON
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def to_json(doc: Any) -> str:
+    return json.dumps(doc, default=_default, indent=2, ensure_ascii=False)
+
+
+def emit_json(doc: Any) -> None:
+    click.echo(to_json(doc))

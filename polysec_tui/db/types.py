@@ -1,0 +1,102 @@
+"""Column types that behave the same on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Context, Decimal
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Dialect, LargeBinary, Numeric, String, TypeDecorator
+from sqlalchemy.dialects import mysql, postgresql
+
+# Wide enough for NUMERIC(38, 18): the default context (28 digits) would round.
+_EXACT = Context(prec=60)
+
+# Fractional seconds survive on MariaDB only with an explicit precision.
+_DATETIME = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python, naive UTC in the database (portable everywhere)."""
+
+    impl = _DATETIME
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        """On SQLite, one fused function instead of process_bind_param followed by the
+        dialect's dict-based DATETIME formatter (bulk ingest binds millions of times).
+        Used only when it produces exactly what the two-step chain produces."""
+        chained = super().bind_processor(dialect)
+        if dialect.name != "sqlite" or chained is None:
+            return chained
+
+        def fused(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        probes = (
+            datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+            datetime(999, 12, 31, 23, 59, 59, 123456, tzinfo=UTC),
+        )
+        if all(fused(p) == chained(p) for p in probes):
+            return fused
+        return chained
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
+        assert isinstance(parsed, datetime)
+        return parsed.replace(tzinfo=UTC)
+
+
+class Amount(TypeDecorator[Decimal]):
+    """Exact decimal amounts: NUMERIC(38, 18) on PostgreSQL and MariaDB.
+
+    SQLite's NUMERIC keeps only 15 significant digits, so there the canonical decimal
+    string is stored instead; SQL arithmetic on SQLite casts it (see `db.sql.amount_real`).
+    """
+
+    impl = Numeric(38, 18)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(64))
+        return dialect.type_descriptor(Numeric(38, 18, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return format(value, "f")
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return canonical_decimal(Decimal(value))
+
+
+def canonical_decimal(value: Decimal) -> Decimal:
+    """Drop the zero padding of NUMERIC(38,18) without switching to exponent notation:
+    1.500000000000000000 -> 1.5, 100.000 -> 100."""
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1), context=_EXACT)
+    return value.normalize(_EXACT)
+
+
+# Ciphertexts (F1) and short binary digests.
+Ciphertext = LargeBinary().with_variant(mysql.BLOB(), "mysql", "mariadb")
+BlindIndexBytes = LargeBinary(16).with_variant(mysql.VARBINARY(16), "mysql", "mariadb")
+Json = JSON().with_variant(postgresql.JSONB(), "postgresql")

@@ -1,0 +1,158 @@
+"""Pieces every console screen shares: safe text, the top bar, figure cards, the base
+screen that reports worker errors.
+
+Untrusted text (anything that came from the platform: account ids, user agents, cities,
+addresses, labels) reaches the screen only through :func:`safe_text`: control characters
+and escape sequences are removed and the result is a ``rich.text.Text``, which Textual
+renders literally. A plain ``str`` in a ``DataTable`` cell or a ``Static`` would be parsed
+as markup, and markup can carry ``[@click=app.quit]`` actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.cells import cell_len
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+from textual.worker import Worker, WorkerState
+
+from polysec_tui.services.auth import Actor
+from polysec_tui.services.dashboard import printable
+from polysec_tui.services.runtime import Clock, Runtime
+
+
+def safe_text(value: object, *, style: str = "", limit: int = 512) -> Text:
+    """Untrusted ``value`` as inert text: no markup, no control characters, one line."""
+    return Text(printable(value, limit=limit), style=style, no_wrap=True, overflow="ellipsis")
+
+
+def fill_table(table: DataTable[Text], columns: Sequence[tuple[str, str, int | None]],
+               rows: Sequence[Sequence[Text]]) -> None:
+    """Replace the table's columns and rows; a column of width None is sized to its
+    content here and now.
+
+    DataTable measures auto-width columns later, on idle. When the table paints before
+    that (it happens right after a screen switch), the rows are cached at the headers'
+    widths and stay truncated until something else clears the cache. Explicit widths
+    avoid the race.
+    """
+    table.clear(columns=True)
+    for index, (key, label, width) in enumerate(columns):
+        if width is None:
+            width = max([cell_len(label), *(row[index].cell_len for row in rows)])
+        table.add_column(label, key=key, width=width)
+    for row in rows:
+        table.add_row(*row)
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for the officer. A database error is described by the driver's message
+    (SQLAlchemy's own text would repeat the SQL and its parameters)."""
+    orig = getattr(error, "orig", None)
+    message = str(orig if orig is not None else error).strip()
+    first = message.splitlines()[0] if message else ""
+    name = type(orig if orig is not None else error).__name__
+    return printable(f"{name}: {first}" if first else name, limit=300)
+
+
+class ConsoleError(Message):
+    """Something failed in the background; the app shows it (bubbles up to the app)."""
+
+    def __init__(self, title: str, text: str) -> None:
+        super().__init__()
+        self.title = title
+        self.text = text
+
+
+class TopBar(Horizontal):
+    """polysec, the database it is connected to and, on the demo database, a badge."""
+
+    DEFAULT_CSS = """
+    TopBar { dock: top; height: 1; background: $panel; }
+    TopBar #app-name { width: auto; padding: 0 1; text-style: bold; background: $primary;
+                       color: $text; }
+    TopBar #screen-title { width: auto; padding: 0 1; text-style: bold; }
+    TopBar #database { width: 1fr; padding: 0 1 0 0; color: $text-muted; }
+    TopBar #demo-badge { width: auto; padding: 0 1; display: none; text-style: bold;
+                         background: $warning; color: $text; }
+    TopBar.-demo #demo-badge { display: block; }
+    """
+
+    def __init__(self, database: str, title: str) -> None:
+        super().__init__()
+        self._database = database
+        self._title = title
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("polysec"), id="app-name")
+        yield Static(Text(self._title), id="screen-title")
+        yield Static(safe_text(self._database), id="database")
+        yield Static(Text("DEMO DATABASE"), id="demo-badge")
+
+    def on_mount(self) -> None:
+        # The app learns whether this is the demo database in a worker; follow it.
+        self.watch(self.app, "demo", self._show_demo, init=True)
+
+    def _show_demo(self, demo: bool) -> None:
+        self.set_class(demo, "-demo")
+
+
+class FigureCard(Static):
+    """A titled box with one figure and a note under it."""
+
+    DEFAULT_CSS = """
+    FigureCard { width: 1fr; height: 4; border: round $primary; padding: 0 1; }
+    FigureCard.-alert { border: round $error; }
+    """
+
+    def __init__(self, title: str, *, id: str) -> None:
+        super().__init__(Text("…"), id=id)
+        self.border_title = title
+
+    def show(self, value: str, note: str, *, alert: bool = False) -> None:
+        self.update(Text.assemble((value, "bold"), "\n", (note, "dim")))
+        self.set_class(alert, "-alert")
+
+
+class ConsoleScreen(Screen[None]):
+    """Base of the console's top-level screens (one per navigation entry).
+
+    Subclasses implement :meth:`compose_body`; the top bar and the footer come from here.
+    A worker that fails on this screen is turned into one :class:`ConsoleError` message,
+    which the app shows. ``actor`` is the logged-in officer the screen's service calls act
+    for (None only on the login screen); the services check its permissions.
+    """
+
+    TITLE_TEXT = ""
+
+    def __init__(self, runtime: Runtime, clock: Clock, actor: Actor | None = None) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.clock = clock
+        self.actor = actor
+
+    def compose(self) -> ComposeResult:
+        yield TopBar(self.runtime.database_label, self.TITLE_TEXT)
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    @on(Worker.StateChanged)
+    def _report_worker_error(self, event: Worker.StateChanged) -> None:
+        error = event.worker.error
+        if event.state is WorkerState.ERROR and error is not None:
+            what = event.worker.group if event.worker.group != "default" else event.worker.name
+            self.post_message(ConsoleError(f"{what} failed", describe_error(error)))
+            self.worker_failed(error)
+
+    def worker_failed(self, error: BaseException) -> None:
+        """Hook for screens that show a stale-data marker after a failed load."""
+

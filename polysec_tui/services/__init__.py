@@ -1,0 +1,1 @@
+"""Use cases. Services take a `Runtime` and never import `textual`."""

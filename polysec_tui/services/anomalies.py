@@ -1,0 +1,935 @@
+"""Login anomaly detection: `polysec logins analyze` and the anomaly list.
+
+Two passes over the logins a run has not seen yet (``id`` above the checkpoint):
+
+* The **window pass** streams the logins of the period in time order, starting one
+  look-back (24 h) before the first new login so that windows reach into what earlier
+  runs processed: brute_force, credential_stuffing, password_spraying and
+  success_after_failures. Sliding windows over a time-ordered stream are done in
+  Python: SQLite and MariaDB have no ``RANGE BETWEEN INTERVAL ... PRECEDING`` frames,
+  and the stream is one indexed range scan of a few columns.
+* The **profile pass** streams the new successful logins per account in time order
+  and compares each with the account's history (``login_profiles``, kept up to date
+  incrementally) and the population (``login_feature_counts``): new_device,
+  new_country, new_asn, risky_login (Freeman et al., NDSS 2016) and impossible_travel
+  (great-circle speed between consecutive successful logins, computed in Python on
+  every engine; the previous login is fetched set-based).
+
+A ``--full`` run rebuilds the profile and population tables set-based in SQL
+(``INSERT ... SELECT ... GROUP BY``) and re-detects everything.
+
+A run locks the checkpoint row first (an UPDATE, held to the end of the run's
+transaction): concurrent runs wait for each other and never process the same logins
+twice. Findings are unique on ``(kind, login_event_id)``, so overlapping windows and
+repeated runs never duplicate them. The run is audited in its own transaction.
+Formulas, thresholds and their sources: docs/anomalies.md.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from polysec_tui.db.models import (
+    Account,
+    AnalysisCheckpoint,
+    LoginAnomaly,
+    LoginEvent,
+    LoginFeatureCount,
+    LoginProfile,
+    SecurityEvent,
+)
+from polysec_tui.errors import InputError
+from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.runtime import Runtime
+
+KINDS = (
+    "brute_force",
+    "credential_stuffing",
+    "password_spraying",
+    "impossible_travel",
+    "new_device",
+    "new_country",
+    "new_asn",
+    "success_after_failures",
+    "risky_login",
+)
+SEVERITIES = ("low", "medium", "high", "critical")
+CHECKPOINT = "logins"
+
+_L = cast(Table, LoginEvent.__table__).c
+_A = cast(Table, LoginAnomaly.__table__)
+_P = cast(Table, LoginProfile.__table__)
+_G = cast(Table, LoginFeatureCount.__table__)
+_C = cast(Table, AnalysisCheckpoint.__table__)
+
+# The features of the risk score (Freeman et al.: IP, ASN, country, browser, OS, device)
+# device_id, which new_device needs, and place (country/city), which impossible_travel
+# needs to recognise a place the client has logged in from before. ``n`` counts an
+# account's successful logins.
+RISK_FEATURES = ("ip", "asn", "country", "browser", "os", "device_type")
+PROFILE_FEATURES = (*RISK_FEATURES, "device_id", "place")
+TOTAL = "n"
+DISTINCT = "v"
+STREAM_BATCH = 20_000
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Defaults: docs/anomalies.md gives the source of each."""
+
+    brute_force_failures: int = 5
+    brute_force_window: timedelta = timedelta(minutes=10)
+    stuffing_accounts: int = 15  # distinct accounts failing from one IP ...
+    stuffing_asn_accounts: int = 40  # ... or one ASN ...
+    stuffing_window: timedelta = timedelta(minutes=10)  # ... within this window
+    stuffing_failure_share: float = 0.8  # and most of the source's attempts fail
+    source_daily_failures: int = 100  # failures per IP per day, whatever the pattern
+    spraying_accounts: int = 20
+    spraying_window: timedelta = timedelta(hours=24)
+    spraying_max_attempts: float = 3.0  # mean attempts per targeted account
+    saf_failures: int = 5
+    saf_window: timedelta = timedelta(hours=1)
+    travel_kmh: float = 900.0
+    travel_min_km: float = 300.0
+    min_history: int = 5  # successful logins before new_* may fire
+    risk_alpha: float = 1.0  # weight of the population in the smoothed p(x | user)
+    risk_log10_threshold: float = 2.5
+
+    @property
+    def lookback(self) -> timedelta:
+        return max(self.spraying_window, self.saf_window, self.stuffing_window,
+                   self.brute_force_window)
+
+
+DEFAULTS = Thresholds()
+
+
+@dataclass
+class Finding:
+    kind: str
+    severity: str
+    score: float
+    account_id: uuid.UUID
+    login_id: int
+    at: datetime
+    ip: str | None
+    asn: int | None
+    explanation: str
+    details: dict[str, Any]
+
+
+@dataclass
+class AnalysisReport:
+    full: bool
+    from_login_id: int
+    to_login_id: int
+    logins: int
+    successful_logins: int
+    new_anomalies: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "full": self.full, "from_login_id": self.from_login_id,
+            "to_login_id": self.to_login_id, "logins": self.logins,
+            "successful_logins": self.successful_logins,
+            "new_anomalies": dict(sorted(self.new_anomalies.items())),
+            "new_anomalies_total": sum(self.new_anomalies.values()),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# =========================================================================== the run
+
+
+def analyze(rt: Runtime, actor: Actor, *, full: bool = False,
+            thresholds: Thresholds = DEFAULTS) -> AnalysisReport:
+    """Analyse the logins newer than the checkpoint (all of them with ``full``)."""
+    require(actor, "logins.analyze")
+    began = time.monotonic()
+    now = rt.clock()
+    with rt.transaction() as session:
+        last_login, _last_sev = _lock_checkpoint(session)
+        if full:
+            for table in (_A, _P, _G):
+                session.execute(delete(table))
+            last_login = 0
+        hi = int(session.scalar(select(func.coalesce(func.max(_L.id), 0))) or 0)
+        hi_sev = int(session.scalar(
+            select(func.coalesce(func.max(SecurityEvent.id), 0))) or 0)
+        report = AnalysisReport(full, last_login, max(hi, last_login), 0, 0)
+        if hi > last_login:
+            findings: dict[tuple[str, int], Finding] = {}
+            report.logins = _window_pass(session, last_login, hi, thresholds, findings)
+            if full:
+                _rebuild_counts(session, hi)
+            report.successful_logins = _profile_pass(session, last_login, hi, full,
+                                                     thresholds, findings)
+            report.new_anomalies = _store(session, findings.values(), now)
+        session.execute(
+            update(_C).where(_C.c.name == CHECKPOINT)
+            .values(login_id=max(hi, last_login), security_event_id=hi_sev, updated_at=now)
+        )
+        report.seconds = time.monotonic() - began
+        rt.audit.append(session, officer=actor.name, action="logins.analyze", at=now,
+                        target=None, details=report.as_dict() | {"seconds": None})
+    return report
+
+
+def _lock_checkpoint(session: Session) -> tuple[int, int]:
+    """Take the checkpoint row's lock (UPDATE first), creating the row if missing."""
+    bump = update(_C).where(_C.c.name == CHECKPOINT).values(runs=_C.c.runs + 1)
+    if session.execute(bump).rowcount == 0:  # type: ignore[attr-defined]
+        row = {"name": CHECKPOINT, "login_id": 0, "security_event_id": 0, "runs": 0}
+        _insert_ignoring(session, _C, [row], ["name"])
+        session.execute(bump)
+    login_id, sev_id = session.execute(
+        select(_C.c.login_id, _C.c.security_event_id).where(_C.c.name == CHECKPOINT)
+    ).one()
+    return int(login_id), int(sev_id)
+
+
+def _insert_ignoring(session: Session, table: Table, rows: list[dict[str, Any]],
+                     keys: Sequence[str]) -> None:
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    stmt: Any
+    if dialect == "sqlite":
+        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    else:
+        stmt = mysql.insert(table)
+        stmt = stmt.on_duplicate_key_update({keys[0]: table.c[keys[0]]})
+    session.execute(stmt, rows)
+
+
+def _upsert_adding(session: Session, table: Table, rows: list[dict[str, Any]],
+                   keys: Sequence[str]) -> None:
+    """Insert the rows, or add their ``count`` to the stored one (and take their
+    ``last_seen_at``, when the table has it)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    has_seen = "last_seen_at" in table.c
+    stmt: Any
+    if dialect in ("sqlite", "postgresql"):
+        stmt = (sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table))
+        values: dict[str, Any] = {"count": table.c.count + stmt.excluded.count}
+        if has_seen:
+            values["last_seen_at"] = stmt.excluded.last_seen_at
+        stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=values)
+    else:
+        stmt = mysql.insert(table)
+        values = {"count": table.c.count + stmt.inserted.count}
+        if has_seen:
+            values["last_seen_at"] = stmt.inserted.last_seen_at
+        stmt = stmt.on_duplicate_key_update(values)
+    for start in range(0, len(rows), 5000):
+        session.execute(stmt, rows[start : start + 5000])
+
+
+def _store(session: Session, findings: Iterable[Finding], now: datetime) -> dict[str, int]:
+    """Insert the findings not stored yet; return the new ones per kind."""
+    pending = {(f.kind, f.login_id): f for f in findings}
+    login_ids = sorted({login_id for _kind, login_id in pending})
+    for start in range(0, len(login_ids), CHUNK):
+        chunk = login_ids[start : start + CHUNK]
+        for kind, login_id in session.execute(
+            select(_A.c.kind, _A.c.login_event_id).where(_A.c.login_event_id.in_(chunk))
+        ):
+            pending.pop((kind, login_id), None)
+    rows = [
+        {"kind": f.kind, "severity": f.severity, "score": float(f.score),
+         "account_id": f.account_id, "login_event_id": f.login_id, "at": f.at,
+         "source_ip": f.ip, "source_asn": f.asn, "explanation": f.explanation,
+         "details": f.details, "detected_at": now}
+        for f in sorted(pending.values(), key=lambda f: (f.at, f.login_id, f.kind))
+    ]
+    for start in range(0, len(rows), 5000):
+        _insert_ignoring(session, _A, rows[start : start + 5000], ["kind", "login_event_id"])
+    return dict(Counter(str(row["kind"]) for row in rows))
+
+
+def _stream(session: Session, stmt: Select[Any]) -> Iterator[Any]:
+    result = session.execute(stmt, execution_options={"yield_per": STREAM_BATCH})
+    yield from result
+
+
+# ====================================================================== window pass
+
+
+@dataclass(slots=True)
+class _Attempt:
+    id: int
+    account_id: uuid.UUID
+    at: datetime
+    success: bool
+    ip: str
+    asn: int | None
+
+
+@dataclass
+class _Source:
+    """The attempts of one IP or ASN in the last day and in the short window."""
+
+    day: deque[_Attempt] = field(default_factory=deque)
+    short: deque[_Attempt] = field(default_factory=deque)
+    day_fail_accounts: Counter[uuid.UUID] = field(default_factory=Counter)
+    short_fail_accounts: Counter[uuid.UUID] = field(default_factory=Counter)
+    short_failures: int = 0
+    day_failures: int = 0
+    stuffing_until: datetime | None = None
+    last_stuffing: datetime | None = None
+    spraying: bool = False
+
+
+def _window_pass(session: Session, lo: int, hi: int, t: Thresholds,
+                 findings: dict[tuple[str, int], Finding]) -> int:
+    cols = (_L.id, _L.account_id, _L.at, _L.success, _L.ip, _L.asn)
+    if lo == 0:
+        where: ColumnElement[bool] = _L.id <= hi
+        start = None
+    else:
+        first = session.scalar(select(func.min(_L.at)).where(_L.id > lo, _L.id <= hi))
+        if first is None:
+            return 0
+        start = first - t.lookback
+        where = and_(_L.at >= start, _L.id <= hi)
+    resets = _password_resets(session, start)
+    accounts_fail: dict[uuid.UUID, deque[_Attempt]] = {}
+    sources: dict[tuple[str, str | int], _Source] = {}
+    processed = 0
+    stmt = select(*cols).where(where).order_by(_L.at, _L.id)
+    for row in _stream(session, stmt):
+        a = _Attempt(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
+        new = a.id > lo
+        processed += new
+        fails = accounts_fail.get(a.account_id)
+        if fails is not None:
+            while fails and a.at - fails[0].at > t.saf_window:
+                fails.popleft()
+        if a.success:
+            if new and fails and len(fails) >= t.saf_failures:
+                _success_after_failures(a, fails, resets.get(a.account_id, ()), t, findings)
+            if fails is not None:
+                fails.clear()
+        else:
+            if fails is None:
+                fails = accounts_fail[a.account_id] = deque()
+            fails.append(a)
+            if new:
+                _brute_force(a, fails, t, findings)
+        keys: list[tuple[str, str | int]] = [("ip", a.ip)]
+        if a.asn is not None:
+            keys.append(("asn", a.asn))
+        stuffed = False
+        for key in keys:  # the IP first: a stuffing burst it shows is not ASN spraying
+            source = sources.get(key)
+            if source is None:
+                source = sources[key] = _Source()
+            if stuffed:
+                source.last_stuffing = a.at
+            stuffed = _source_attempt(key, source, a, new, t, findings) or stuffed
+        if len(accounts_fail) > 200_000:
+            _prune(accounts_fail, sources, a.at, t)
+    return processed
+
+
+def _prune(accounts_fail: dict[uuid.UUID, deque[_Attempt]],
+           sources: dict[tuple[str, str | int], _Source], now: datetime,
+           t: Thresholds) -> None:
+    for acc in [k for k, d in accounts_fail.items() if not d or now - d[-1].at > t.saf_window]:
+        del accounts_fail[acc]
+    for key in [k for k, s in sources.items()
+                if not s.day or now - s.day[-1].at > t.spraying_window]:
+        del sources[key]
+
+
+def _password_resets(session: Session, start: datetime | None) -> dict[uuid.UUID, list[datetime]]:
+    """Times of password resets: a burst of failures that ends in a reset and then a
+    success is a forgotten password, not a compromise."""
+    stmt = select(SecurityEvent.account_id, SecurityEvent.at).where(
+        SecurityEvent.kind == "password_reset")
+    if start is not None:
+        stmt = stmt.where(SecurityEvent.at >= start)
+    out: dict[uuid.UUID, list[datetime]] = {}
+    for account_id, at in session.execute(stmt):
+        out.setdefault(account_id, []).append(at)
+    return out
+
+
+def _flag(findings: dict[tuple[str, int], Finding], f: Finding) -> None:
+    findings.setdefault((f.kind, f.login_id), f)
+
+
+def _minutes(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 60:g} min"
+
+
+def _brute_force(a: _Attempt, fails: deque[_Attempt], t: Thresholds,
+                 findings: dict[tuple[str, int], Finding]) -> None:
+    burst = [f for f in fails if a.at - f.at <= t.brute_force_window]
+    if len(burst) < t.brute_force_failures:
+        return
+    ips = sorted({f.ip for f in burst})
+    severity = "high" if len(burst) >= 4 * t.brute_force_failures else "medium"
+    explanation = (
+        f"{len(burst)} failed logins on this account within "
+        f"{_minutes(a.at - burst[0].at)} (threshold {t.brute_force_failures} in "
+        f"{_minutes(t.brute_force_window)}) from {len(ips)} IP address(es)"
+    )
+    details = {"failures": len(burst), "window_s": t.brute_force_window.total_seconds(),
+               "threshold": t.brute_force_failures, "ips": ips[:20],
+               "first_at": burst[0].at.isoformat(), "last_at": a.at.isoformat()}
+    for f in burst:  # every failure of the burst, the earlier ones included
+        _flag(findings, Finding("brute_force", severity, float(len(burst)), f.account_id,
+                                f.id, f.at, f.ip, f.asn, explanation, details))
+
+
+def _success_after_failures(a: _Attempt, fails: deque[_Attempt], resets: Iterable[datetime],
+                            t: Thresholds, findings: dict[tuple[str, int], Finding]) -> None:
+    if any(fails[0].at <= r <= a.at for r in resets):
+        return  # the client reset the password by e-mail in between: a forgotten password
+    ips = sorted({f.ip for f in fails})
+    severity = "high" if a.ip not in ips or len(fails) >= 4 * t.saf_failures else "medium"
+    explanation = (
+        f"successful login after {len(fails)} failed attempts in the preceding "
+        f"{_minutes(a.at - fails[0].at)} (threshold {t.saf_failures} in "
+        f"{_minutes(t.saf_window)}) from {len(ips)} IP address(es)"
+        + ("; the success came from another IP" if a.ip not in ips else "")
+    )
+    _flag(findings, Finding(
+        "success_after_failures", severity, float(len(fails)), a.account_id, a.id, a.at,
+        a.ip, a.asn, explanation,
+        {"failures": len(fails), "threshold": t.saf_failures, "failure_ips": ips[:20],
+         "first_failure_at": fails[0].at.isoformat(),
+         "failure_login_ids": [f.id for f in fails][-50:]},
+    ))
+
+
+def _source_attempt(key: tuple[str, str | int], s: _Source, a: _Attempt, new: bool,
+                    t: Thresholds, findings: dict[tuple[str, int], Finding]) -> bool:
+    """One attempt from an IP or ASN: slide its windows and check the many-account
+    detectors (stuffing: fast; spraying: slow, few attempts per account). True when the
+    attempt belongs to a stuffing burst."""
+    while s.day and a.at - s.day[0].at > t.spraying_window:
+        old = s.day.popleft()
+        if not old.success:
+            s.day_failures -= 1
+            s.day_fail_accounts[old.account_id] -= 1
+            if s.day_fail_accounts[old.account_id] <= 0:
+                del s.day_fail_accounts[old.account_id]
+    while s.short and a.at - s.short[0].at > t.stuffing_window:
+        old = s.short.popleft()
+        if not old.success:
+            s.short_failures -= 1
+            s.short_fail_accounts[old.account_id] -= 1
+            if s.short_fail_accounts[old.account_id] <= 0:
+                del s.short_fail_accounts[old.account_id]
+    s.day.append(a)
+    s.short.append(a)
+    if not a.success:
+        s.day_fail_accounts[a.account_id] += 1
+        s.day_failures += 1
+        s.short_fail_accounts[a.account_id] += 1
+        s.short_failures += 1
+    kind_name, value = key
+    label = f"AS{value}" if kind_name == "asn" else str(value)
+    needed = t.stuffing_accounts if kind_name == "ip" else t.stuffing_asn_accounts
+    accounts = len(s.short_fail_accounts)
+    share = s.short_failures / len(s.short)
+    burst = accounts >= needed and share >= t.stuffing_failure_share
+    if burst or (s.stuffing_until is not None and a.at <= s.stuffing_until):
+        first = s.stuffing_until is None or a.at > s.stuffing_until
+        s.stuffing_until = a.at + t.stuffing_window
+        s.last_stuffing = a.at
+        if not new:
+            return True
+        explanation = (
+            f"{label} failed on {accounts} different accounts within "
+            f"{_minutes(t.stuffing_window)} ({share:.0%} of its attempts failed; threshold "
+            f"{needed} accounts)"
+        )
+        details = {"source": label, "accounts": accounts, "failure_share": round(share, 3),
+                   "threshold": needed, "window_s": t.stuffing_window.total_seconds(),
+                   "rule": "burst"}
+        members = list(s.short) if first else [a]
+        for m in members:
+            _source_finding("credential_stuffing", m, explanation, details, findings)
+        return True
+    recently_stuffed = (s.last_stuffing is not None
+                        and a.at - s.last_stuffing <= t.spraying_window)
+    day_accounts = len(s.day_fail_accounts)
+    day_failures = s.day_failures
+    day_share = day_failures / len(s.day)
+    if (not recently_stuffed and day_accounts >= t.spraying_accounts
+            and day_failures / day_accounts <= t.spraying_max_attempts
+            and day_share >= t.stuffing_failure_share):
+        first = not s.spraying
+        s.spraying = True
+        if not new:
+            return False
+        explanation = (
+            f"{label} failed on {day_accounts} accounts within "
+            f"{_minutes(t.spraying_window)}, {day_failures / day_accounts:.1f} attempts per "
+            f"account on average, {day_share:.0%} of its attempts failed (threshold "
+            f"{t.spraying_accounts} accounts, at most {t.spraying_max_attempts:g} attempts "
+            "each)"
+        )
+        details = {"source": label, "accounts": day_accounts, "failures": day_failures,
+                   "threshold": t.spraying_accounts,
+                   "window_s": t.spraying_window.total_seconds()}
+        for m in (list(s.day) if first else [a]):
+            _source_finding("password_spraying", m, explanation, details, findings)
+        return False
+    s.spraying = False
+    if kind_name == "ip" and day_failures >= t.source_daily_failures and new:
+        explanation = (
+            f"{label} failed {day_failures} times within {_minutes(t.spraying_window)} on "
+            f"{day_accounts} account(s) (threshold {t.source_daily_failures} failures per "
+            "IP per day)"
+        )
+        _source_finding("credential_stuffing", a, explanation,
+                        {"source": label, "failures": day_failures, "accounts": day_accounts,
+                         "threshold": t.source_daily_failures, "rule": "daily_volume"},
+                        findings)
+    return False
+
+
+def _source_finding(kind: str, m: _Attempt, explanation: str, details: dict[str, Any],
+                    findings: dict[tuple[str, int], Finding]) -> None:
+    if m.success:
+        severity = "critical"
+        explanation += "; this login SUCCEEDED from the attacking source"
+    else:
+        severity = "high" if kind == "credential_stuffing" else "medium"
+    _flag(findings, Finding(kind, severity, float(details["accounts"]), m.account_id, m.id,
+                            m.at, m.ip, m.asn, explanation, details))
+
+
+# ===================================================================== profile pass
+
+
+def _rebuild_counts(session: Session, hi: int) -> None:
+    """Population counts of all successful logins, set-based (one GROUP BY per feature).
+    The per-account profiles of a full run are written by the profile pass, which
+    builds them login by login anyway."""
+    ok = and_(_L.success.is_(True), _L.id <= hi)
+    for feature in RISK_FEATURES:
+        col: ColumnElement[Any] = _L[feature]
+        value = sql_cast(col, String(128)) if feature == "asn" else col
+        session.execute(insert(_G).from_select(
+            ["feature", "value", "count"],
+            select(literal(feature, String(16)), value, func.count())
+            .where(ok, col.is_not(None)).group_by(col),
+        ))
+        distinct = session.scalar(select(func.count()).select_from(_G)
+                                  .where(_G.c.feature == feature)) or 0
+        session.execute(insert(_G).values(feature=DISTINCT, value=feature,
+                                          count=int(distinct)))
+    total = session.scalar(select(func.count()).select_from(LoginEvent).where(ok)) or 0
+    session.execute(insert(_G).values(feature=TOTAL, value="*", count=int(total)))
+
+
+@dataclass(slots=True)
+class _Login:
+    id: int
+    account_id: uuid.UUID
+    at: datetime
+    ip: str
+    asn: int | None
+    country: str | None
+    city: str | None
+    browser: str | None
+    os: str | None
+    device_type: str | None
+    device_id: str | None
+    lat: float | None
+    lon: float | None
+
+    def values(self) -> dict[str, str]:
+        raw = {"ip": self.ip, "asn": None if self.asn is None else str(self.asn),
+               "country": self.country, "browser": self.browser, "os": self.os,
+               "device_type": self.device_type, "device_id": self.device_id,
+               "place": None if self.city is None else f"{self.country or ''}/{self.city}"}
+        return {k: v[:128] for k, v in raw.items() if v is not None}
+
+
+class _Population:
+    """p(x): successful logins with value x over all successful logins, add-one smoothed
+    (an unseen value counts once more among V + 1 possible values)."""
+
+    def __init__(self, session: Session, full: bool) -> None:
+        self.session = session
+        self.full = full
+        self.counts: dict[tuple[str, str], int] = {}
+        self.total = 0
+        self.distinct: dict[str, int] = {}
+        self.delta: Counter[tuple[str, str]] = Counter()
+        self.added = 0
+        self.new_values: Counter[str] = Counter()
+        for feature, value, count in session.execute(
+            select(_G.c.feature, _G.c.value, _G.c.count)
+            .where(_G.c.feature.in_([TOTAL, DISTINCT]))
+        ):
+            if feature == TOTAL:
+                self.total = int(count)
+            else:
+                self.distinct[value] = int(count)
+
+    def load(self, logins: Sequence[_Login]) -> None:
+        """Fetch the counts of the values these logins carry (one indexed look-up per
+        chunk of values)."""
+        by_feature: dict[str, set[str]] = {}
+        for login in logins:
+            for feature, value in login.values().items():
+                if feature in RISK_FEATURES and (feature, value) not in self.counts:
+                    by_feature.setdefault(feature, set()).add(value)
+        for feature, values in by_feature.items():
+            wanted = sorted(values)
+            for start in range(0, len(wanted), CHUNK):
+                chunk = wanted[start : start + CHUNK]
+                found = {value: count for value, count in self.session.execute(
+                    select(_G.c.value, _G.c.count)
+                    .where(_G.c.feature == feature, _G.c.value.in_(chunk))
+                )}
+                for value in chunk:
+                    self.counts[(feature, value)] = int(found.get(value, 0))
+
+    def p(self, feature: str, value: str) -> float:
+        count = self.counts.get((feature, value), 0)
+        return (count + 1) / (self.total + self.distinct.get(feature, 0) + 1)
+
+    def add(self, login: _Login, values: dict[str, str]) -> None:
+        """Incremental runs count each new login into the population as they go."""
+        if self.full:
+            return
+        self.total += 1
+        self.added += 1
+        for feature, value in values.items():
+            if feature not in RISK_FEATURES:
+                continue
+            key = (feature, value)
+            if self.counts.get(key, 0) == 0:
+                self.distinct[feature] = self.distinct.get(feature, 0) + 1
+                self.new_values[feature] += 1
+            self.counts[key] = self.counts.get(key, 0) + 1
+            self.delta[key] += 1
+
+    def save(self) -> None:
+        if self.full or not self.delta:
+            return
+        rows = [{"feature": f, "value": v, "count": n} for (f, v), n in self.delta.items()]
+        rows.append({"feature": TOTAL, "value": "*", "count": self.added})
+        rows.extend({"feature": DISTINCT, "value": f, "count": n}
+                    for f, n in self.new_values.items())
+        _upsert_adding(self.session, _G, rows, ["feature", "value"])
+
+
+@dataclass
+class _Profile:
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    n: int = 0
+    last: _Login | None = None
+    delta: Counter[tuple[str, str]] = field(default_factory=Counter)
+    seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
+
+
+def _profile_pass(session: Session, lo: int, hi: int, full: bool, t: Thresholds,
+                  findings: dict[tuple[str, int], Finding]) -> int:
+    cols = (_L.id, _L.account_id, _L.at, _L.ip, _L.asn, _L.country, _L.city, _L.browser,
+            _L.os, _L.device_type, _L.device_id, _L.latitude, _L.longitude)
+    stmt = (select(*cols).where(_L.success.is_(True), _L.id > lo, _L.id <= hi)
+            .order_by(_L.account_id, _L.at, _L.id))
+    population = _Population(session, full)
+    processed = 0
+    batch: list[_Login] = []
+    current: uuid.UUID | None = None
+    # Accounts are processed in batches: their history and the population counts of
+    # their values are fetched set-based, one query per chunk.
+    for row in _stream(session, stmt):
+        login = _Login(*row)
+        if login.account_id != current and len(batch) >= STREAM_BATCH:
+            _score_batch(session, batch, lo, full, population, t, findings)
+            batch = []
+        current = login.account_id
+        batch.append(login)
+        processed += 1
+    if batch:
+        _score_batch(session, batch, lo, full, population, t, findings)
+    population.save()
+    return processed
+
+
+def _score_batch(session: Session, batch: list[_Login], lo: int, full: bool,
+                 population: _Population, t: Thresholds,
+                 findings: dict[tuple[str, int], Finding]) -> None:
+    accounts = sorted({login.account_id for login in batch}, key=str)
+    profiles = {acc: _Profile() for acc in accounts}
+    if not full:
+        _load_profiles(session, accounts, profiles)
+        _load_previous_logins(session, accounts, batch[0].at, lo, profiles, t)
+    population.load(batch)
+    for login in batch:
+        profile = profiles[login.account_id]
+        values = login.values()
+        _check_login(login, values, profile, population, t, findings)
+        population.add(login, values)
+        for feature, value in values.items():
+            key = (feature, value)
+            profile.counts[key] = profile.counts.get(key, 0) + 1
+            profile.delta[key] += 1
+            profile.seen[key] = login.at
+        profile.n += 1
+        profile.delta[(TOTAL, "*")] += 1
+        profile.seen[(TOTAL, "*")] = login.at
+        if login.lat is not None and login.lon is not None:
+            profile.last = login
+    # A full run starts from empty profiles: its deltas are the whole history.
+    rows = [
+        {"account_id": acc, "feature": f, "value": v, "count": n,
+         "last_seen_at": profile.seen[(f, v)]}
+        for acc, profile in profiles.items() for (f, v), n in profile.delta.items()
+    ]
+    _upsert_adding(session, _P, rows, ["account_id", "feature", "value"])
+
+
+def _load_profiles(session: Session, accounts: list[uuid.UUID],
+                   profiles: dict[uuid.UUID, _Profile]) -> None:
+    for start in range(0, len(accounts), CHUNK):
+        chunk = accounts[start : start + CHUNK]
+        for acc, feature, value, count in session.execute(
+            select(_P.c.account_id, _P.c.feature, _P.c.value, _P.c.count)
+            .where(_P.c.account_id.in_(chunk))
+        ):
+            profile = profiles[acc]
+            if feature == TOTAL:
+                profile.n = int(count)
+            else:
+                profile.counts[(feature, value)] = int(count)
+
+
+def _load_previous_logins(session: Session, accounts: list[uuid.UUID], first: datetime,
+                          lo: int, profiles: dict[uuid.UUID, _Profile],
+                          t: Thresholds) -> None:
+    """The last located successful login before this run, if recent enough to make a
+    trip impossible (beyond ~22 h, 900 km/h covers half the Earth's circumference)."""
+    horizon = first - timedelta(hours=math.pi * 6371.0 / t.travel_kmh)
+    cols = (_L.id, _L.account_id, _L.at, _L.ip, _L.asn, _L.country, _L.city, _L.browser,
+            _L.os, _L.device_type, _L.device_id, _L.latitude, _L.longitude)
+    for start in range(0, len(accounts), CHUNK):
+        chunk = accounts[start : start + CHUNK]
+        for row in session.execute(
+            select(*cols).where(_L.account_id.in_(chunk), _L.success.is_(True),
+                                _L.id <= lo, _L.at >= horizon, _L.latitude.is_not(None),
+                                _L.longitude.is_not(None))
+            .order_by(_L.at, _L.id)
+        ):
+            profiles[row[1]].last = _Login(*row)  # type: ignore[call-arg]
+
+
+def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Haversine distance on a sphere of radius 6371 km."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(h)))
+
+
+def _check_login(login: _Login, values: dict[str, str], profile: _Profile,
+                 population: _Population, t: Thresholds,
+                 findings: dict[tuple[str, int], Finding]) -> None:
+    n = profile.n
+
+    def finding(kind: str, severity: str, score: float, explanation: str,
+                details: dict[str, Any]) -> None:
+        _flag(findings, Finding(kind, severity, score, login.account_id, login.id, login.at,
+                                login.ip, login.asn, explanation, details))
+
+    # impossible travel: consecutive located successful logins
+    prev = profile.last
+    if prev is not None and login.lat is not None and login.lon is not None:
+        assert prev.lat is not None and prev.lon is not None
+        km = great_circle_km(prev.lat, prev.lon, login.lat, login.lon)
+        hours = max((login.at - prev.at).total_seconds(), 60.0) / 3600
+        speed = km / hours
+        place = values.get("place")
+        known = place is not None and profile.counts.get(("place", place), 0) > 0
+        if km >= t.travel_min_km and speed > t.travel_kmh and not known:
+            finding(
+                "impossible_travel", "high", round(speed, 1),
+                f"{km:,.0f} km from the previous successful login "
+                f"({prev.country or '??'} -> {login.country or '??'}) in "
+                f"{(login.at - prev.at).total_seconds() / 60:,.0f} min: {speed:,.0f} km/h "
+                f"(threshold {t.travel_kmh:,.0f} km/h, distances under "
+                f"{t.travel_min_km:,.0f} km and places the client logged in from before "
+                "ignored)",
+                {"km": round(km, 1), "kmh": round(speed, 1), "threshold_kmh": t.travel_kmh,
+                 "previous_login_id": prev.id, "previous_at": prev.at.isoformat(),
+                 "previous_country": prev.country, "previous_city": prev.city,
+                 "previous_ip": prev.ip, "country": login.country, "city": login.city},
+            )
+    # new_* against the account's own history (only with enough history)
+    if n >= t.min_history:
+        for feature, kind, label in (("device_id", "new_device", "device"),
+                                     ("country", "new_country", "country"),
+                                     ("asn", "new_asn", "network (ASN)")):
+            value = values.get(feature)
+            if value is None or profile.counts.get((feature, value), 0):
+                continue
+            shown = {"device_id": "", "country": f" {value}", "asn": f" AS{value}"}[feature]
+            severity = "medium" if kind == "new_country" else "low"
+            finding(kind, severity, float(n),
+                    f"{label}{shown} never seen in the {n} previous successful logins of "
+                    f"this account (need {t.min_history} to judge)",
+                    {"feature": feature, "value": value, "history": n})
+    # risky_login: Freeman et al.'s likelihood ratio over the risk features
+    log10_score = 0.0
+    parts: dict[str, float] = {}
+    unseen: list[str] = []
+    for feature in RISK_FEATURES:
+        value = values.get(feature)
+        if value is None:
+            continue
+        p_x = population.p(feature, value)
+        c_u = profile.counts.get((feature, value), 0)
+        p_x_u = (c_u + t.risk_alpha * p_x) / (n + t.risk_alpha)
+        ratio = math.log10(p_x / p_x_u)
+        parts[feature] = round(ratio, 3)
+        log10_score += ratio
+        if c_u == 0:
+            unseen.append(feature)
+    if log10_score >= t.risk_log10_threshold:
+        severity = "high" if log10_score >= t.risk_log10_threshold + 2 else "medium"
+        finding(
+            "risky_login", severity, round(log10_score, 3),
+            f"risk score 10^{log10_score:.1f} (threshold 10^{t.risk_log10_threshold:g}) "
+            f"after {n} previous successful logins; never seen for this account: "
+            f"{', '.join(unseen) or 'none'}",
+            {"log10_score": round(log10_score, 3), "threshold": t.risk_log10_threshold,
+             "history": n, "log10_ratio": parts, "unseen": unseen},
+        )
+
+
+# ========================================================================= queries
+
+
+@dataclass(frozen=True)
+class AnomalyView:
+    id: int
+    kind: str
+    severity: str
+    score: float
+    at: datetime
+    account: str
+    login: str
+    source_ip: str | None
+    source_asn: int | None
+    explanation: str
+    details: dict[str, Any]
+    detected_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """``24h``, ``30m``, ``7d``, ``2w`` before now, or an ISO 8601 time with a zone."""
+    raw = text.strip()
+    units = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+    if raw[:-1].isdigit() and raw[-1:].lower() in units:
+        return now - timedelta(seconds=int(raw[:-1]) * units[raw[-1].lower()])
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"--since {text!r}: use 30m, 24h, 7d or an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise InputError(f"--since {text!r} has no time zone (add Z or +00:00)")
+    return parsed
+
+
+def list_anomalies(rt: Runtime, actor: Actor, *, since: datetime | None = None,
+                   kind: str | None = None, account_id: uuid.UUID | None = None,
+                   limit: int = 1000) -> list[AnomalyView]:
+    """Newest first."""
+    require(actor, "read")
+    if kind is not None and kind not in KINDS:
+        raise InputError(f"unknown anomaly kind {kind!r}; use one of {', '.join(KINDS)}")
+    stmt = (
+        select(_A, Account.external_id, _L.external_id)
+        .join(Account, Account.id == _A.c.account_id)
+        .join(LoginEvent, _L.id == _A.c.login_event_id)
+        .order_by(_A.c.at.desc(), _A.c.id.desc())
+        .limit(limit)
+    )
+    if since is not None:
+        stmt = stmt.where(_A.c.at >= since)
+    if kind is not None:
+        stmt = stmt.where(_A.c.kind == kind)
+    if account_id is not None:
+        stmt = stmt.where(_A.c.account_id == account_id)
+    with rt.sessions() as session:
+        return [_view(row) for row in session.execute(stmt)]
+
+
+def anomalies_for_logins(session: Session,
+                         login_ids: Sequence[int]) -> dict[int, list[AnomalyView]]:
+    out: dict[int, list[AnomalyView]] = {}
+    for start in range(0, len(login_ids), CHUNK):
+        chunk = list(login_ids[start : start + CHUNK])
+        stmt = (
+            select(_A, Account.external_id, _L.external_id)
+            .join(Account, Account.id == _A.c.account_id)
+            .join(LoginEvent, _L.id == _A.c.login_event_id)
+            .where(_A.c.login_event_id.in_(chunk))
+            .order_by(_A.c.id)
+        )
+        for row in session.execute(stmt):
+            view = _view(row)
+            out.setdefault(row.login_event_id, []).append(view)
+    return out
+
+
+def _view(row: Any) -> AnomalyView:
+    m = row._mapping
+    return AnomalyView(
+        m["id"], m["kind"], m["severity"], float(m["score"]), m["at"],
+        row[-2], row[-1], m["source_ip"], m["source_asn"], m["explanation"],
+        dict(m["details"] or {}), m["detected_at"],
+    )
+
+
+def checkpoint(rt: Runtime) -> dict[str, Any]:
+    with rt.sessions() as session:
+        row = session.execute(select(_C).where(_C.c.name == CHECKPOINT)).first()
+    if row is None:
+        return {"login_id": 0, "security_event_id": 0, "runs": 0, "updated_at": None}
+    return {"login_id": row.login_id, "security_event_id": row.security_event_id,
+            "runs": row.runs, "updated_at": row.updated_at}

@@ -1,0 +1,237 @@
+"""The four-eyes primitive: one officer asks, a different and sufficiently senior one
+approves with a fresh authenticator code, and the action executes exactly once, in the
+same transaction as its audit entries.
+
+Each kind of request (2FA reset, large withdrawal, officer authenticator reset, key
+retirement...) registers an `ApprovalKind` with the role its approver needs and the
+function that executes it. Exactly-once comes from a conditional update
+(``status = 'pending'`` -> ``'executed'``) inside the executing transaction: of two
+approvers racing, the second finds no pending row and gets a conflict naming the first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from polysec_tui.db.models import ApprovalRequest, Officer
+from polysec_tui.errors import ConflictError, InputError, RefusedError
+from polysec_tui.services.auth import Actor, at_least, require
+from polysec_tui.services.runtime import Runtime
+
+DEFAULT_TTL = timedelta(hours=24)
+MAX_REASON = 2000
+
+Executor = Callable[[Runtime, Session, ApprovalRequest, Actor], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ApprovalKind:
+    name: str
+    min_role: str  # the approver's minimum rank: senior or admin
+    execute: Executor
+    describe: Callable[[dict[str, Any]], str]
+    ttl: timedelta = DEFAULT_TTL
+
+
+KINDS: dict[str, ApprovalKind] = {}
+# Modules that register kinds; imported on first use so that every kind is known.
+KIND_MODULES = ("polysec_tui.services.officers",)
+
+
+def register(kind: ApprovalKind) -> None:
+    KINDS[kind.name] = kind
+
+
+def kinds() -> dict[str, ApprovalKind]:
+    import importlib
+
+    for module in KIND_MODULES:
+        importlib.import_module(module)
+    return KINDS
+
+
+@dataclass(frozen=True)
+class RequestView:
+    id: uuid.UUID
+    kind: str
+    description: str
+    requester: str
+    reason: str
+    created_at: datetime
+    expires_at: datetime
+    status: str
+    decided_by: str | None
+    decided_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Executed:
+    request_id: uuid.UUID
+    kind: str
+    result: dict[str, Any]
+
+
+def open_request(rt: Runtime, actor: Actor, kind: str, reason: str, payload: dict[str, Any],
+                 *, ttl: timedelta | None = None, session: Session | None = None) -> uuid.UUID:
+    """Record a request; inside ``session`` when the caller's own action opens it."""
+    if kind not in kinds():
+        raise InputError(f"unknown request kind {kind!r}")
+    reason = reason.strip()
+    if not reason or len(reason) > MAX_REASON:
+        raise InputError(f"a reason of 1 to {MAX_REASON} characters is required")
+    now = rt.clock()
+    request_id = uuid.uuid4()
+
+    def write(s: Session) -> None:
+        s.add(ApprovalRequest(
+            id=request_id, kind=kind, requester_id=actor.officer_id, reason=reason,
+            payload=payload, created_at=now, expires_at=now + (ttl or KINDS[kind].ttl),
+            status="pending",
+        ))
+        rt.audit.append(s, officer=actor.name, action="approval.request", at=now,
+                        target=f"request:{request_id}",
+                        details={"kind": kind, "payload": payload, "reason": reason})
+
+    if session is not None:
+        write(session)
+    else:
+        with rt.transaction() as s:
+            write(s)
+    return request_id
+
+
+def _names(session: Session, *ids: uuid.UUID | None) -> dict[uuid.UUID, str]:
+    wanted = [i for i in ids if i is not None]
+    rows = session.execute(select(Officer.id, Officer.name).where(Officer.id.in_(wanted)))
+    return {oid: name for oid, name in rows}
+
+
+def _view(session: Session, request: ApprovalRequest, now: datetime) -> RequestView:
+    names = _names(session, request.requester_id, request.decided_by)
+    status = request.status
+    if status == "pending" and request.expires_at <= now:
+        status = "expired"
+    kind = kinds().get(request.kind)
+    return RequestView(
+        request.id, request.kind, kind.describe(request.payload) if kind else request.kind,
+        names.get(request.requester_id, "?"), request.reason, request.created_at,
+        request.expires_at, status,
+        names.get(request.decided_by) if request.decided_by else None, request.decided_at,
+    )
+
+
+def list_requests(rt: Runtime, actor: Actor, *, pending_only: bool = True,
+                  kind: str | None = None) -> list[RequestView]:
+    require(actor, "read")
+    now = rt.clock()
+    with rt.sessions() as session:
+        query = select(ApprovalRequest).order_by(ApprovalRequest.created_at.desc())
+        if pending_only:
+            query = query.where(ApprovalRequest.status == "pending",
+                                ApprovalRequest.expires_at > now)
+        if kind:
+            query = query.where(ApprovalRequest.kind == kind)
+        return [_view(session, r, now) for r in session.scalars(query.limit(500))]
+
+
+def get_request(rt: Runtime, actor: Actor, request_id: uuid.UUID) -> RequestView:
+    require(actor, "read")
+    with rt.sessions() as session:
+        request = session.get(ApprovalRequest, request_id)
+        if request is None:
+            raise InputError(f"no request {request_id}")
+        return _view(session, request, rt.clock())
+
+
+def _check_decider(rt: Runtime, actor: Actor, request_id: uuid.UUID) -> ApprovalKind:
+    """Refusals that need no code: permission, self-approval, seniority, state."""
+    require(actor, "approve")
+    view = get_request(rt, actor, request_id)
+    kind = kinds().get(view.kind)
+    if kind is None:
+        raise InputError(f"request {request_id} has unknown kind {view.kind!r}")
+    if view.requester == actor.name:
+        raise RefusedError("the requester cannot decide their own request (four-eyes)")
+    if not at_least(actor, kind.min_role):
+        raise RefusedError(f"{view.kind} needs an approver with role {kind.min_role} or above")
+    _raise_if_decided(view)
+    return kind
+
+
+def _raise_if_decided(view: RequestView) -> None:
+    if view.status == "expired":
+        raise RefusedError(f"request {view.id} expired at {view.expires_at:%Y-%m-%d %H:%M} UTC")
+    if view.status != "pending":
+        raise ConflictError(
+            f"request {view.id} was already {view.status} by {view.decided_by} "
+            f"at {view.decided_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+
+
+def _claim(rt: Runtime, session: Session, actor: Actor, request_id: uuid.UUID,
+           status: str, note: str | None) -> ApprovalRequest:
+    """The exactly-once step: only one transaction turns a pending request into a
+    decided one; the loser learns who won."""
+    now = rt.clock()
+    result = session.execute(
+        update(ApprovalRequest)
+        .where(ApprovalRequest.id == request_id, ApprovalRequest.status == "pending",
+               ApprovalRequest.expires_at > now,
+               ApprovalRequest.requester_id != actor.officer_id)
+        .values(status=status, decided_by=actor.officer_id, decided_at=now,
+                decision_note=note)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        with rt.sessions() as fresh:
+            request = fresh.get(ApprovalRequest, request_id)
+            assert request is not None
+            _raise_if_decided(_view(fresh, request, now))
+        raise ConflictError(f"request {request_id} could not be decided")
+    request = session.get(ApprovalRequest, request_id, populate_existing=True)
+    assert request is not None
+    return request
+
+
+def approve(rt: Runtime, actor: Actor, request_id: uuid.UUID, code: str) -> Executed:
+    from polysec_tui.services.sessions import step_up
+
+    kind = _check_decider(rt, actor, request_id)
+    step_up(rt, actor, code)
+    with rt.transaction() as session:
+        request = _claim(rt, session, actor, request_id, "executed", None)
+        result = kind.execute(rt, session, request, actor)
+        rt.audit.append(session, officer=actor.name, action="approval.execute", at=rt.clock(),
+                        target=f"request:{request_id}",
+                        details={"kind": request.kind, "payload": request.payload,
+                                 "result": _auditable(result)})
+    return Executed(request_id, kind.name, result)
+
+
+def deny(rt: Runtime, actor: Actor, request_id: uuid.UUID, note: str, code: str) -> None:
+    from polysec_tui.services.sessions import step_up
+
+    if not note.strip():
+        raise InputError("a reason for the denial is required")
+    _check_decider(rt, actor, request_id)
+    step_up(rt, actor, code)
+    with rt.transaction() as session:
+        request = _claim(rt, session, actor, request_id, "denied", note.strip())
+        rt.audit.append(session, officer=actor.name, action="approval.deny", at=rt.clock(),
+                        target=f"request:{request_id}",
+                        details={"kind": request.kind, "note": note.strip()})
+
+
+def _auditable(result: dict[str, Any]) -> dict[str, Any]:
+    """Only plain, non-secret values of an execution result reach the audit log."""
+    return {k: v for k, v in result.items() if isinstance(v, str | int | float | bool)}

@@ -1,0 +1,541 @@
+"""Encrypted backups as officer actions: create, verify, restore, list, prune.
+
+Permissions: create, verify, list and prune need ``backup.run`` (admin or automation);
+restore needs ``backup.restore`` (admin), and replacing the live database also a fresh
+authenticator code. Every action, successful or not, is audited.
+
+The catalogue (table ``backups``) records each finished backup. Its ``field_key_ids``
+JSON column holds ``{"ids": [...], "backup_id": hex, "payload_bytes": n,
+"payload_sha256": hex, "recipients": [fingerprints], "row_counts": {...}}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
+
+from polysec_tui import __version__
+from polysec_tui.backup import restore as restoring
+from polysec_tui.backup.envelope import (
+    CHUNK_LOG2,
+    EnvelopeError,
+    EnvelopeWriter,
+    Identity,
+    Opened,
+    Recipient,
+    open_file,
+    read_header,
+)
+from polysec_tui.backup.snapshot import engine_kind, snapshot
+from polysec_tui.config import app_dir
+from polysec_tui.db.engine import WRITE_OPTION, make_engine, parse_url, redact
+from polysec_tui.db.models import BackupRecord
+from polysec_tui.errors import CheckFailed, InputError, PolysecError
+from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.runtime import Runtime
+
+SUFFIX = ".psbk"
+PARTIAL = ".partial"
+GOOD = ("complete", "verified")
+Progress = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    """The ``[backup]`` table: ``dir``, ``recipients`` (public keys), ``identity``."""
+
+    directory: Path
+    recipients: tuple[Recipient, ...]
+    identity: Path | None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> BackupConfig:
+        section = settings.section("backup")
+        unknown = set(section) - {"dir", "recipients", "identity"}
+        if unknown:
+            raise InputError(f"config: unknown [backup] key(s): {', '.join(sorted(unknown))}")
+        raw = section.get("recipients", [])
+        if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
+            raise InputError("config: [backup] recipients must be a list of strings")
+        directory = Path(str(section.get("dir") or app_dir() / "backups")).expanduser()
+        identity = section.get("identity")
+        return cls(directory, tuple(Recipient.parse(r) for r in raw),
+                   Path(str(identity)).expanduser() if identity else None)
+
+
+def _audit(rt: Runtime, actor: Actor, action: str, target: str | None,
+           details: dict[str, Any]) -> None:
+    with rt.transaction() as session:
+        rt.audit.append(session, officer=actor.name, action=action, at=rt.clock(),
+                        target=target, details=details)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- create
+
+
+@dataclass(frozen=True)
+class CreatedBackup:
+    id: uuid.UUID
+    path: Path
+    engine: str
+    created_at: datetime
+    size_bytes: int
+    sha256: str
+    payload_bytes: int
+    alembic_revision: str | None
+    field_key_ids: list[int]
+    row_counts: dict[str, int]
+    recipients: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["path"] = str(self.path)
+        return doc
+
+
+def create_backup(rt: Runtime, actor: Actor, *, directory: Path | None = None,
+                  recipients: Iterable[Recipient] = (), progress: Progress | None = None,
+                  chunk_log2: int = CHUNK_LOG2) -> CreatedBackup:
+    """Snapshot the live database through the envelope into ``<dir>/.<name>.partial``,
+    fsync, rename to ``<name>.psbk`` and record it. A failure leaves no ``.psbk``."""
+    require(actor, "backup.run")
+    config = BackupConfig.from_settings(rt.settings)
+    recips = list(dict.fromkeys([*config.recipients, *recipients]))
+    if not recips:
+        raise InputError("no backup recipients: set [backup] recipients in the config or "
+                         "give --recipient (make a key pair with `polysec backup keygen`)")
+    directory = (directory or config.directory).expanduser()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    now = rt.clock()
+    backup_id = uuid.uuid4()  # 122 random bits; a valid UUID for every engine
+    kind = engine_kind(rt.engine.url)
+    name = f"polysec-{kind}-{now:%Y%m%dT%H%M%SZ}-{backup_id.hex[:8]}{SUFFIX}"
+    final = directory / name
+    partial = directory / f".{name}{PARTIAL}"
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            info, stream = snapshot(rt.engine.url.render_as_string(hide_password=False))
+            meta = {"engine": kind, "created_at": now.isoformat(), "tool": f"polysec {__version__}"}
+            writer = EnvelopeWriter(out, recips, meta, chunk_log2=chunk_log2,
+                                    backup_id=backup_id.bytes)
+            try:
+                for data in stream:
+                    writer.write(data)
+                    if progress is not None:
+                        progress(writer.payload_bytes, info.estimated_bytes)
+            finally:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
+            manifest = writer.finish({
+                "engine": kind,
+                "created_at": now.isoformat(),
+                "database": redact(rt.engine.url),
+                "alembic_revision": info.alembic_revision,
+                "field_key_ids": info.field_key_ids,
+                "row_counts": info.row_counts,
+            })
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(partial, final)  # never replaces an existing file
+        partial.unlink()
+        _fsync_dir(directory)
+    except BaseException as exc:
+        partial.unlink(missing_ok=True)
+        if isinstance(exc, Exception):
+            reason = str(exc) if isinstance(exc, PolysecError) else type(exc).__name__
+            _audit(rt, actor, "backup.create", f"backup:{backup_id}",
+                   {"result": "failed", "reason": reason[:500]})
+        raise
+    result = CreatedBackup(
+        id=backup_id, path=final, engine=kind, created_at=now,
+        size_bytes=writer.encrypted_bytes, sha256=writer.file_sha256,
+        payload_bytes=writer.payload_bytes, alembic_revision=info.alembic_revision,
+        field_key_ids=info.field_key_ids, row_counts=info.row_counts,
+        recipients=[r.fingerprint.hex() for r in recips],
+    )
+    with rt.transaction() as session:
+        session.add(BackupRecord(
+            id=backup_id, created_at=now, path=str(final), engine=kind,
+            size_bytes=result.size_bytes, sha256=result.sha256,
+            alembic_revision=info.alembic_revision or "",
+            field_key_ids={
+                "ids": info.field_key_ids, "backup_id": backup_id.hex,
+                "payload_bytes": writer.payload_bytes,
+                "payload_sha256": manifest["payload_sha256"],
+                "recipients": result.recipients, "row_counts": info.row_counts,
+            },
+            verified_at=None, shipped_at=None, shipped_to=None, status="complete",
+        ))
+        rt.audit.append(session, officer=actor.name, action="backup.create", at=now,
+                        target=f"backup:{backup_id}",
+                        details={"result": "ok", "path": str(final), "engine": kind,
+                                 "size_bytes": result.size_bytes, "sha256": result.sha256})
+    return result
+
+
+# ----------------------------------------------------------------------------- verify
+
+
+@dataclass
+class VerifyReport:
+    path: Path
+    ok: bool = False
+    reason: str | None = None
+    backup_id: str | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    catalogue: str = "not in the catalogue"
+    restore_test: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["path"] = str(self.path)
+        return doc
+
+
+def _scratch_url(kind: str, live: URL, scratch: str | None, tmp: Path) -> URL:
+    if kind == "sqlite":
+        return parse_url(f"sqlite:///{tmp / 'scratch.db'}")
+    base = parse_url(scratch) if scratch else live
+    if engine_kind(base) != kind:
+        raise InputError(f"the backup is of a {kind} database: give --scratch with a {kind} "
+                         "server URL for the restore test")
+    return base.set(database=f"polysec_verify_{secrets.token_hex(6)}")
+
+
+def _restore_into(path: Path, identity: Identity, target: URL) -> Opened:
+    loader = restoring.open_loader(target)
+    try:
+        opened = open_file(path, identity, loader.write)
+        loader.close()
+    except BaseException:
+        loader.abort()
+        raise
+    return opened
+
+
+def verify_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
+                  restore_test: bool = False, scratch: str | None = None) -> VerifyReport:
+    """Authenticate every chunk and the manifest; compare with the catalogue; optionally
+    restore into a scratch database and check it. Raises CheckFailed (exit 1) with the
+    reason when anything fails, after recording it."""
+    require(actor, "backup.run")
+    report = VerifyReport(path)
+    record_id: uuid.UUID | None = None
+    try:
+        if path.name.endswith(PARTIAL):
+            # Renaming is the commit of `create`: a .partial file was never committed,
+            # however much of it was written.
+            raise CheckFailed("an unfinished backup (.partial): the create that wrote it "
+                              "was interrupted before it committed the file")
+        with contextlib.suppress(OSError, EnvelopeError), path.open("rb") as src:
+            record_id = uuid.UUID(bytes=read_header(src).backup_id)  # public part
+            report.backup_id = str(record_id)
+        opened = open_file(path, identity)
+        record_id = uuid.UUID(bytes=opened.header.backup_id)
+        report.backup_id = str(record_id)
+        report.manifest = opened.manifest
+        with rt.sessions() as session:
+            record = session.get(BackupRecord, record_id)
+        if record is not None:
+            if record.sha256 != opened.file_sha256:
+                raise CheckFailed("the file's SHA-256 differs from the catalogue's record "
+                                  "of this backup (replaced by another, validly encrypted file)")
+            report.catalogue = "matches"
+        if restore_test:
+            with tempfile.TemporaryDirectory(prefix="polysec-verify-") as tmp:
+                target = _scratch_url(str(opened.manifest.get("engine")), rt.engine.url,
+                                      scratch, Path(tmp))
+                try:
+                    _restore_into(path, identity, target)
+                    check = restoring.check_restored(target, opened.manifest, rt.cipher)
+                finally:
+                    restoring.drop_database(target)
+            report.restore_test = {"revision": check.revision, "row_counts": check.row_counts,
+                                   "sampled_fields": check.sampled, "problems": check.problems}
+            if check.problems:
+                raise CheckFailed("restore test failed: " + "; ".join(check.problems[:5]))
+        report.ok = True
+    except CheckFailed as exc:
+        report.ok = False
+        report.reason = exc.message
+    _record_verification(rt, actor, report, record_id)
+    if not report.ok:
+        raise CheckFailed(f"backup {path} failed verification: {report.reason}")
+    return report
+
+
+def _record_verification(rt: Runtime, actor: Actor, report: VerifyReport,
+                         record_id: uuid.UUID | None) -> None:
+    now = rt.clock()
+    with rt.transaction() as session:
+        record = session.get(BackupRecord, record_id) if record_id else None
+        if record is not None and record.status != "pruned":
+            record.status = "verified" if report.ok else "failed"
+            if report.ok:
+                record.verified_at = now
+        rt.audit.append(session, officer=actor.name, action="backup.verify", at=now,
+                        target=f"backup:{report.backup_id or report.path.name}"[:256],
+                        details={"result": "ok" if report.ok else "failed",
+                                 "reason": report.reason, "path": str(report.path),
+                                 "restore_test": report.restore_test is not None})
+
+
+# ---------------------------------------------------------------------------- restore
+
+
+@dataclass
+class RestoreResult:
+    backup_id: str
+    target: str
+    replaced: bool
+    old: str | None
+    note: str
+    check: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _append_elsewhere(rt: Runtime, url: URL, actor: Actor, details: dict[str, Any]) -> None:
+    """An audit entry in another polysec database (the restored one)."""
+    engine = make_engine(url.render_as_string(hide_password=False), create_dir=False)
+    try:
+        with Session(engine) as session, session.begin():
+            session.connection(execution_options={WRITE_OPTION: True})
+            rt.audit.append(session, officer=actor.name, action="backup.restore", at=rt.clock(),
+                            target=f"backup:{details['backup_id']}", details=details)
+    finally:
+        engine.dispose()
+
+
+def restore_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
+                   to_url: str | None = None, replace: bool = False,
+                   code: str | None = None) -> RestoreResult:
+    """Restore into a new database (``to_url``), or with ``replace`` swap it in for the
+    live one, keeping the old one. The whole file is authenticated before anything is
+    written; the restored database is checked before any swap."""
+    from polysec_tui.services.sessions import step_up
+
+    require(actor, "backup.restore")
+    if replace == (to_url is not None):
+        raise InputError("give either --to URL (a new database) or --replace")
+    if replace:
+        step_up(rt, actor, code or "")
+    try:
+        opened = open_file(path, identity)  # pass 1: nothing is written
+    except EnvelopeError as exc:
+        _audit(rt, actor, "backup.restore", f"file:{path.name}"[:256],
+               {"result": "refused", "reason": exc.reason})
+        raise CheckFailed(f"backup {path} failed verification, nothing restored: "
+                          f"{exc.reason}") from None
+    backup_id = uuid.UUID(bytes=opened.header.backup_id)
+    kind = str(opened.manifest.get("engine"))
+    live = rt.engine.url
+    stamp = rt.clock().strftime("%Y%m%dT%H%M%SZ")
+    if replace:
+        if engine_kind(live) != kind:
+            raise InputError(f"the backup is of a {kind} database; the live one is "
+                             f"{engine_kind(live)}")
+        if kind == "sqlite":
+            assert live.database
+            live_path = Path(live.database)
+            target = live.set(database=str(live_path.with_name(
+                f"{live_path.name}.restored-{stamp}")))
+        else:
+            target = live.set(database=f"{live.database}_restored_{stamp}")
+    else:
+        assert to_url is not None
+        target = parse_url(to_url)
+        if engine_kind(target) != kind:
+            raise InputError(f"the backup is of a {kind} database; --to names "
+                             f"{engine_kind(target)}")
+        if _same_database(target, live):
+            raise InputError("--to names the live database; use --replace to replace it")
+    _restore_into(path, identity, target)  # pass 2: authenticated again while loading
+    check = restoring.check_restored(target, opened.manifest, rt.cipher)
+    check_doc = {"revision": check.revision, "row_counts": check.row_counts,
+                 "sampled_fields": check.sampled, "problems": check.problems}
+    details = {"backup_id": str(backup_id), "target": redact(target), "replace": replace,
+               "result": "ok" if not check.problems else "check failed"}
+    if check.problems:
+        _audit(rt, actor, "backup.restore", f"backup:{backup_id}", details)
+        raise CheckFailed(f"restored {redact(target)} but its check failed (it is kept for "
+                          f"inspection; nothing replaced): {'; '.join(check.problems[:5])}")
+    old: str | None = None
+    note = f"restored into {redact(target)}"
+    if replace:
+        _audit(rt, actor, "backup.restore", f"backup:{backup_id}",
+               {**details, "result": "replacing"})
+        rt.engine.dispose()
+        if kind == "sqlite":
+            assert live.database and target.database
+            old = str(restoring.replace_sqlite(Path(live.database), Path(target.database),
+                                               stamp))
+            note = f"live database replaced; the old one is kept as {old}"
+            _append_elsewhere(rt, live, actor, {**details, "old": old})
+            target = live
+        elif kind == "postgresql":
+            old = restoring.replace_postgres(live, target, stamp)
+            note = (f"live database replaced; the old one is kept as database {old} "
+                    "(drop it when satisfied)")
+            _append_elsewhere(rt, live, actor, {**details, "old": old})
+            target = live
+        else:
+            # MariaDB cannot rename a database: the restored one is complete and checked;
+            # the operator points polysec and the platform at it.
+            old = str(live.database)
+            note = ("MariaDB cannot rename a database: restored and checked as "
+                    f"{redact(target)}; switch the database URL to it (the old database "
+                    f"{old} is untouched)")
+            _append_elsewhere(rt, target, actor, {**details, "old": old})
+    else:
+        _audit(rt, actor, "backup.restore", f"backup:{backup_id}", details)
+    return RestoreResult(str(backup_id), redact(target), replace, old, note, check_doc)
+
+
+def _same_database(a: URL, b: URL) -> bool:
+    if engine_kind(a) != engine_kind(b):
+        return False
+    if engine_kind(a) == "sqlite":
+        return bool(a.database and b.database
+                    and Path(a.database).expanduser().resolve()
+                    == Path(b.database).expanduser().resolve())
+    return (a.host, a.port, a.database) == (b.host, b.port, b.database)
+
+
+# ------------------------------------------------------------------------ list, prune
+
+
+@dataclass(frozen=True)
+class BackupView:
+    id: uuid.UUID
+    created_at: datetime
+    path: str
+    engine: str
+    size_bytes: int
+    sha256: str
+    status: str
+    verified_at: datetime | None
+    file_present: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _view(record: BackupRecord) -> BackupView:
+    return BackupView(record.id, record.created_at, record.path, record.engine,
+                      record.size_bytes, record.sha256, record.status, record.verified_at,
+                      Path(record.path).is_file())
+
+
+def list_backups(rt: Runtime, actor: Actor) -> list[BackupView]:
+    require(actor, "backup.run")
+    with rt.sessions() as session:
+        records = session.scalars(
+            select(BackupRecord).order_by(BackupRecord.created_at.desc())).all()
+        return [_view(r) for r in records]
+
+
+def stale_partials(rt: Runtime, directory: Path | None = None) -> list[Path]:
+    """Unfinished files of interrupted `create`s (never listed as backups)."""
+    directory = directory or BackupConfig.from_settings(rt.settings).directory
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.name.endswith(SUFFIX + PARTIAL))
+
+
+def select_kept(created: Sequence[tuple[uuid.UUID, datetime]], *, daily: int, weekly: int,
+                monthly: int) -> dict[uuid.UUID, list[str]]:
+    """Which backups a daily/weekly/monthly policy keeps, and why: newest first, the
+    newest backup of each of the last ``daily`` days that have one, likewise for ISO
+    weeks and months (restic's and borg's rule)."""
+    kept: dict[uuid.UUID, list[str]] = {}
+    ordered = sorted(created, key=lambda c: c[1], reverse=True)
+    rules: list[tuple[str, int, Callable[[datetime], object]]] = [
+        ("daily", daily, lambda t: t.date()),
+        ("weekly", weekly, lambda t: t.isocalendar()[:2]),
+        ("monthly", monthly, lambda t: (t.year, t.month)),
+    ]
+    for label, limit, bucket in rules:
+        seen: set[object] = set()
+        for backup_id, at in ordered:
+            if len(seen) >= limit:
+                break
+            key = bucket(at)
+            if key not in seen:
+                seen.add(key)
+                kept.setdefault(backup_id, []).append(label)
+    return kept
+
+
+@dataclass
+class PrunePlan:
+    keep: list[dict[str, Any]]
+    remove: list[dict[str, Any]]
+    dry_run: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def prune_backups(rt: Runtime, actor: Actor, *, keep_daily: int = 7, keep_weekly: int = 4,
+                  keep_monthly: int = 12, dry_run: bool = False) -> PrunePlan:
+    """Delete the files of good backups the policy does not keep; their catalogue rows
+    stay, marked ``pruned``."""
+    require(actor, "backup.run")
+    if keep_daily + keep_weekly + keep_monthly <= 0:
+        raise InputError("the policy would keep no backup at all")
+    with rt.sessions() as session:
+        records = session.scalars(
+            select(BackupRecord).where(BackupRecord.status.in_(GOOD))).all()
+    kept = select_kept([(r.id, r.created_at) for r in records], daily=keep_daily,
+                       weekly=keep_weekly, monthly=keep_monthly)
+    ordered = sorted(records, key=lambda r: r.created_at, reverse=True)
+    plan = PrunePlan(
+        keep=[{"id": str(r.id), "created_at": r.created_at.isoformat(), "path": r.path,
+               "reasons": kept[r.id]} for r in ordered if r.id in kept],
+        remove=[{"id": str(r.id), "created_at": r.created_at.isoformat(), "path": r.path}
+                for r in ordered if r.id not in kept],
+        dry_run=dry_run,
+    )
+    if dry_run:
+        return plan
+    now = rt.clock()
+    doomed: list[Path] = []
+    with rt.transaction() as session:
+        for item in plan.remove:
+            record = session.get(BackupRecord, uuid.UUID(item["id"]))
+            if record is None:
+                continue
+            doomed.append(Path(record.path))
+            record.status = "pruned"
+        rt.audit.append(session, officer=actor.name, action="backup.prune", at=now,
+                        details={"removed": [i["id"] for i in plan.remove],
+                                 "kept": len(plan.keep), "policy": {
+                                     "daily": keep_daily, "weekly": keep_weekly,
+                                     "monthly": keep_monthly}})
+    for path in doomed:  # after the commit: a pruned row never names a file still needed
+        path.unlink(missing_ok=True)
+    return plan

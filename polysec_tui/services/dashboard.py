@@ -1,0 +1,228 @@
+"""The dashboard's figures: what a security officer wants to see first.
+
+Why it looks like this:
+
+- Every figure is an aggregate computed by the database (``COUNT``/``SUM`` with a
+  ``WHERE at >= :since`` on an indexed column); nothing is pulled into Python to be
+  counted, so the dashboard stays cheap on a large PostgreSQL or MariaDB.
+- The 24-hour window is ``[now - 24 h, now]`` where *now* is the runtime's clock (pinned in
+  tests). Events stamped after the clock are not counted: the summary is an "as of" view,
+  and a dashboard pinned to a time shows the same figures every time.
+- "Newest events" merges three small ``ORDER BY at DESC LIMIT n`` queries (failed logins,
+  security events, withdrawals) in Python. Successful logins are left out: they are the
+  bulk of the traffic and would push every signal off the list.
+- The result is made of frozen dataclasses of plain values (no ORM objects), so a
+  Textual thread worker can hand it to the UI thread and ``polysec status --json`` can
+  print it. Text that comes from the platform (IPs, cities, user agents, addresses,
+  account ids) goes through :func:`printable`, which removes control characters and
+  terminal escape sequences; renderers must still treat it as literal text, never markup.
+
+This module never imports textual.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import case, distinct, false, func, select
+from sqlalchemy.orm import Session
+
+from polysec_tui.db.models import Account, LoginEvent, SecurityEvent, TotpEnrolment, Withdrawal
+from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.runtime import Clock, Runtime
+
+WINDOW = timedelta(hours=24)
+NEWEST_EVENTS = 12
+
+# CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), other two-byte ESC sequences, and
+# their 8-bit C1 forms; then any remaining C0/C1 control character, DEL and the Unicode
+# bidirectional overrides that can make text read differently from what it is.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[@-_]?"
+)
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_WHITESPACE_CONTROLS = re.compile(r"[\t\n\r\v\f]+")
+
+
+def printable(value: object, *, limit: int = 512) -> str:
+    """``value`` as a single line of text without control characters or escape sequences.
+
+    Tabs and line breaks become one space; everything else that a terminal could
+    interpret is removed. The result is still untrusted: render it as literal text.
+    """
+    text = "" if value is None else str(value)
+    text = _ESCAPES.sub("", text)
+    text = _WHITESPACE_CONTROLS.sub(" ", text)
+    text = _CONTROLS.sub("", text)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+@dataclass(frozen=True)
+class DashboardEvent:
+    at: datetime
+    source: str  # login | security | withdrawal
+    kind: str  # failed | new_device, password_change... | pending, held...
+    account: str  # the platform's account id (untrusted text)
+    detail: str  # short description built from untrusted text, already printable()
+
+    @property
+    def label(self) -> str:
+        return f"{self.source} {self.kind}"
+
+
+@dataclass(frozen=True)
+class DashboardSummary:
+    as_of: datetime
+    database: str
+    demo: bool
+    accounts: int
+    accounts_2fa: int
+    logins_ok_24h: int
+    logins_failed_24h: int
+    failing_ips_24h: int
+    withdrawals_pending: int
+    withdrawals_held: int
+    events: tuple[DashboardEvent, ...]
+
+    @property
+    def coverage_pct(self) -> float | None:
+        """Share of accounts with an authenticator enrolled, in percent (None: no accounts)."""
+        if not self.accounts:
+            return None
+        return round(100.0 * self.accounts_2fa / self.accounts, 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["two_factor_coverage_pct"] = self.coverage_pct
+        doc["window_hours"] = int(WINDOW.total_seconds() // 3600)
+        return doc
+
+
+class DashboardService:
+    """The figures for one officer: every ``summary`` checks ``read`` (masked data only)."""
+
+    def __init__(self, runtime: Runtime, actor: Actor, *, clock: Clock | None = None,
+                 newest: int = NEWEST_EVENTS) -> None:
+        self.runtime = runtime
+        self.actor = actor
+        self.clock = clock or runtime.clock
+        self.newest = newest
+
+    def summary(self) -> DashboardSummary:
+        require(self.actor, "read")
+        now = self.clock()
+        since = now - WINDOW
+        demo = self.runtime.is_demo()
+        with self.runtime.sessions() as session:
+            accounts, accounts_2fa = session.execute(
+                select(
+                    select(func.count(Account.id)).scalar_subquery(),
+                    select(func.count(TotpEnrolment.id)).scalar_subquery(),
+                )
+            ).one()
+            failed = ~LoginEvent.success
+            ok_24h, failed_24h, failing_ips = session.execute(
+                select(
+                    func.coalesce(func.sum(case((LoginEvent.success, 1), else_=0)), 0),
+                    func.coalesce(func.sum(case((failed, 1), else_=0)), 0),
+                    func.count(distinct(case((failed, LoginEvent.ip)))),
+                ).where(LoginEvent.at >= since, LoginEvent.at <= now)
+            ).one()
+            by_status: dict[str, int] = {
+                status: count
+                for status, count in session.execute(
+                    select(Withdrawal.status, func.count())
+                    .where(Withdrawal.status.in_(("pending", "held")))
+                    .group_by(Withdrawal.status)
+                )
+            }
+            events = self._newest_events(session, now)
+        return DashboardSummary(
+            as_of=now,
+            database=self.runtime.database_label,
+            demo=demo,
+            accounts=int(accounts),
+            accounts_2fa=int(accounts_2fa),
+            logins_ok_24h=int(ok_24h),
+            logins_failed_24h=int(failed_24h),
+            failing_ips_24h=int(failing_ips),
+            withdrawals_pending=int(by_status.get("pending", 0)),
+            withdrawals_held=int(by_status.get("held", 0)),
+            events=events,
+        )
+
+    def _newest_events(self, session: Session, now: datetime) -> tuple[DashboardEvent, ...]:
+        n = self.newest
+        if n <= 0:
+            return ()
+        events: list[DashboardEvent] = []
+        logins = session.execute(
+            select(LoginEvent.at, Account.external_id, LoginEvent.failure_reason,
+                   LoginEvent.ip, LoginEvent.city, LoginEvent.country, LoginEvent.user_agent)
+            .join(Account, Account.id == LoginEvent.account_id)
+            .where(LoginEvent.success == false(), LoginEvent.at <= now)
+            .order_by(LoginEvent.at.desc(), LoginEvent.id.desc())
+            .limit(n)
+        )
+        for at, account, reason, ip, city, country, agent in logins:
+            place = ", ".join(p for p in (city, country) if p)
+            parts = [reason or "failed", "from", ip]
+            if place:
+                parts.append(f"({place})")
+            if agent:
+                parts.append(agent)
+            events.append(_event(at, "login", "failed", account, " ".join(parts)))
+        security = session.execute(
+            select(SecurityEvent.at, SecurityEvent.kind, Account.external_id,
+                   SecurityEvent.ip, SecurityEvent.device_id)
+            .join(Account, Account.id == SecurityEvent.account_id)
+            .where(SecurityEvent.at <= now)
+            .order_by(SecurityEvent.at.desc(), SecurityEvent.id.desc())
+            .limit(n)
+        )
+        for at, kind, account, source_ip, device in security:
+            words: list[str] = []
+            if source_ip:
+                words += ["from", source_ip]
+            if device:
+                words += ["device", device]
+            events.append(_event(at, "security", kind, account, " ".join(words)))
+        withdrawals = session.execute(
+            select(Withdrawal.requested_at, Withdrawal.status, Account.external_id,
+                   Withdrawal.amount, Withdrawal.asset, Withdrawal.address, Withdrawal.ip)
+            .join(Account, Account.id == Withdrawal.account_id)
+            .where(Withdrawal.requested_at <= now)
+            .order_by(Withdrawal.requested_at.desc(), Withdrawal.id.desc())
+            .limit(n)
+        )
+        for at, status, account, amount, asset, address, request_ip in withdrawals:
+            to = _shorten(printable(address))
+            detail = f"{_amount(amount)} {asset} to {to} from {request_ip}"
+            events.append(_event(at, "withdrawal", status, account, detail))
+        # Newest first; ties broken by a stable, content-based order for reproducibility.
+        events.sort(key=lambda e: (e.at, e.source, e.account, e.detail), reverse=True)
+        return tuple(events[:n])
+
+
+def _event(at: datetime, source: str, kind: str, account: str, detail: str) -> DashboardEvent:
+    return DashboardEvent(at, source, printable(kind, limit=32), printable(account, limit=64),
+                          printable(detail, limit=200))
+
+
+def _amount(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def _shorten(address: str, keep: int = 8) -> str:
+    """Start and end of a destination address: enough to recognise, short enough to fit."""
+    if len(address) <= 2 * keep + 1:
+        return address
+    return f"{address[:keep]}…{address[-keep:]}"

@@ -1,0 +1,40 @@
+"""Run `polysec` in-process (fast) or as a real process (true exit codes and streams)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from polysec_tui.cli import main
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> Result:
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)
+
+
+def run_process(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None,
+                timeout: float = 60) -> Result:
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "polysec_tui", *args], input=stdin, capture_output=True,
+        env=full_env, timeout=timeout, check=False,
+    )
+    return Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())

@@ -1,0 +1,317 @@
+"""Backups end to end: create, verify, restore on every engine; catalogue, prune,
+permissions and an interrupted create."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+
+from polysec_tui.backup.envelope import EnvelopeError, Identity, open_file
+from polysec_tui.backup.restore import drop_database
+from polysec_tui.crypto.keyring import load_keyring
+from polysec_tui.db.engine import make_engine, parse_url
+from polysec_tui.db.models import AuditLogEntry, BackupRecord, Base
+from polysec_tui.errors import CheckFailed, InputError, RefusedError
+from polysec_tui.services import backups, sessions
+from polysec_tui.services.runtime import Runtime
+from tests.conftest import FIXED_NOW
+from tests.helpers import account, ingest, login, withdrawal
+from tests.officer_fixtures import MovableClock, Staff, make_staff
+
+
+@pytest.fixture
+def identity() -> Identity:
+    return Identity.generate()
+
+
+@pytest.fixture
+def staff(settings, tmp_path, identity) -> Iterator[Staff]:
+    options = {"backup": {"dir": str(tmp_path / "backups"),
+                          "recipients": [str(identity.recipient)]}}
+    configured = dataclasses.replace(settings, options=options)
+    clock = MovableClock(FIXED_NOW)
+    rt = Runtime(configured, make_engine(settings.db_url), load_keyring(settings.keyring_path),
+                 clock=clock)
+    made = make_staff(rt, clock)
+    ingest(rt, "accounts", account("A1"), account("A2", full_name="Zoë \u2603 O'Brien\n"),
+           account("A3", phone=None))
+    ingest(rt, "logins", login("L1"), login("L2", acct="A2", ip="2001:db8::1"))
+    ingest(rt, "withdrawals", withdrawal("W1", amount="123456789.123456789012345678"))
+    yield made
+    rt.engine.dispose()
+
+
+def contents(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, in primary-key order."""
+    out = {}
+    with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            order = list(table.primary_key.columns)
+            out[table.name] = [tuple(r) for r in conn.execute(select(table).order_by(*order))]
+    return out
+
+
+def new_database_url(live: str, tmp_path: Path) -> str:
+    url = parse_url(live)
+    if url.get_backend_name() == "sqlite":
+        return f"sqlite:///{tmp_path / 'restored.db'}"
+    return url.set(database=f"polysec_rt_{uuid.uuid4().hex[:10]}").render_as_string(
+        hide_password=False)
+
+
+def test_create_verify_restore_round_trip(staff, identity, tmp_path):
+    rt = staff.rt
+    before = contents(rt.engine)
+    made = backups.create_backup(rt, staff.actors["cron"])  # automation may back up
+    assert made.path.is_file() and made.path.suffix == ".psbk"
+    assert made.path.stat().st_mode & 0o777 == 0o600
+    assert made.field_key_ids == [1]
+    assert made.row_counts["accounts"] == 3 and made.row_counts["alembic_version"] == 1
+    assert not list(made.path.parent.glob("*.partial"))
+
+    listed = backups.list_backups(rt, staff.actors["cron"])
+    assert [(v.id, v.status, v.file_present) for v in listed] == [(made.id, "complete", True)]
+
+    report = backups.verify_backup(rt, staff.actors["cron"], made.path, identity,
+                                   restore_test=True)
+    assert report.ok and report.catalogue == "matches"
+    assert report.restore_test is not None
+    assert report.restore_test["problems"] == []
+    assert report.restore_test["sampled_fields"] >= 3 * 4
+    with rt.sessions() as s:
+        record = s.get(BackupRecord, made.id)
+        assert record is not None and record.status == "verified" and record.verified_at
+
+    target = new_database_url(rt.settings.db_url, tmp_path)
+    try:
+        result = backups.restore_backup(rt, staff.actors["root"], made.path, identity,
+                                        to_url=target)
+        assert result.check["problems"] == []
+        restored = make_engine(target)
+        try:
+            assert contents(restored) == before
+        finally:
+            restored.dispose()
+    finally:
+        drop_database(parse_url(target))
+    with rt.sessions() as s:
+        actions = [a for (a,) in s.execute(select(AuditLogEntry.action).order_by(AuditLogEntry.seq))
+                   if "backup" in a]
+    assert actions == ["backup.create", "backup.verify", "backup.restore"]
+
+
+def test_verify_names_the_damage_and_marks_the_catalogue(staff, identity, tmp_path, db_url):
+    if not db_url.startswith("sqlite"):
+        pytest.skip("format checks do not depend on the engine")
+    rt = staff.rt
+    made = backups.create_backup(rt, staff.actors["root"])
+    blob = bytearray(made.path.read_bytes())
+    blob[len(blob) // 2] ^= 0x40
+    made.path.write_bytes(bytes(blob))
+    with pytest.raises(CheckFailed, match=r"failed verification: chunk \d+ at byte \d+ failed "
+                                          "authentication"):
+        backups.verify_backup(rt, staff.actors["cron"], made.path, identity)
+    with rt.sessions() as s:
+        assert s.get(BackupRecord, made.id).status == "failed"
+    with pytest.raises(CheckFailed, match="wrong identity"):
+        backups.verify_backup(rt, staff.actors["cron"], made.path, Identity.generate())
+    # Restore refuses before writing anything.
+    target = tmp_path / "never.db"
+    with pytest.raises(CheckFailed, match="nothing restored"):
+        backups.restore_backup(rt, staff.actors["root"], made.path, identity,
+                               to_url=f"sqlite:///{target}")
+    assert not target.exists() and not list(tmp_path.glob(".never.db*"))
+
+
+def test_permissions(staff, identity, tmp_path, db_url):
+    if not db_url.startswith("sqlite"):
+        pytest.skip("permissions do not depend on the engine")
+    rt = staff.rt
+    with pytest.raises(RefusedError, match=r"may not backup\.run"):
+        backups.create_backup(rt, staff.actors["ann"])
+    with pytest.raises(RefusedError, match=r"may not backup\.run"):
+        backups.list_backups(rt, staff.actors["sue"])
+    made = backups.create_backup(rt, staff.actors["cron"])
+    with pytest.raises(RefusedError, match=r"may not backup\.restore"):
+        backups.restore_backup(rt, staff.actors["cron"], made.path, identity,
+                               to_url=f"sqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(RefusedError, match="fresh authenticator code"):
+        backups.restore_backup(rt, staff.actors["root"], made.path, identity, replace=True)
+    with pytest.raises(RefusedError, match="authentication failed"):
+        backups.restore_backup(rt, staff.actors["root"], made.path, identity, replace=True,
+                               code="000000")
+
+
+def test_replace_keeps_the_old_sqlite_database(staff, identity, db_url):
+    if not db_url.startswith("sqlite"):
+        pytest.skip("server replaces are covered in docs/backups.md; SQLite here")
+    rt = staff.rt
+    before = contents(rt.engine)
+    made = backups.create_backup(rt, staff.actors["cron"])
+    ingest(rt, "accounts", account("LATE"))  # written after the backup: goes away
+    result = backups.restore_backup(rt, staff.actors["root"], made.path, identity,
+                                    replace=True, code=staff.next_code("root"))
+    assert result.replaced and result.old and Path(result.old).is_file()
+    live = make_engine(db_url)
+    try:
+        now = contents(live)
+    finally:
+        live.dispose()
+    assert now["accounts"] == before["accounts"]
+    assert [e[3] for e in now["audit_log"][-1:]] == ["backup.restore"]
+    old = make_engine(f"sqlite:///{result.old}")
+    try:
+        assert len(contents(old)["accounts"]) == 4  # the replaced database, LATE included
+    finally:
+        old.dispose()
+
+
+def test_prune_keeps_daily_weekly_monthly(staff, tmp_path, db_url):
+    if not db_url.startswith("sqlite"):
+        pytest.skip("retention does not depend on the engine")
+    rt = staff.rt
+    start = datetime(2026, 11, 20, 3, 0, tzinfo=FIXED_NOW.tzinfo)
+    made: dict[str, uuid.UUID] = {}
+    with rt.transaction() as s:
+        # Two backups a day for 10 days, then one on the 1st of each of 3 earlier months.
+        times = [start - timedelta(days=d, hours=h) for d in range(10) for h in (0, 12)]
+        times += [datetime(2026, m, 1, 3, tzinfo=FIXED_NOW.tzinfo) for m in (8, 9, 10)]
+        for at in times:
+            path = tmp_path / f"{at:%Y%m%d%H}.psbk"
+            path.write_bytes(b"x")
+            rid = uuid.uuid4()
+            made[f"{at:%m-%d %H}"] = rid
+            s.add(BackupRecord(id=rid, created_at=at, path=str(path), engine="sqlite",
+                               size_bytes=1, sha256="0" * 64, alembic_revision="x",
+                               field_key_ids={}, status="complete"))
+    plan = backups.prune_backups(rt, staff.actors["cron"], keep_daily=3, keep_weekly=2,
+                                 keep_monthly=3, dry_run=True)
+    kept = {made_key for made_key, rid in made.items()
+            if str(rid) in {k["id"] for k in plan.keep}}
+    # Newest of each bucket. daily: Nov 20 03:00, Nov 19 15:00, Nov 18 15:00; weekly: ISO
+    # week 47 -> Nov 20, week 46 -> Nov 15 15:00; monthly: Nov 20, Oct 1, Sep 1.
+    assert kept == {"11-20 03", "11-19 15", "11-18 15", "11-15 15", "10-01 03", "09-01 03"}
+    assert all(Path(r["path"]).exists() for r in plan.remove)  # dry run deletes nothing
+    done = backups.prune_backups(rt, staff.actors["cron"], keep_daily=3, keep_weekly=2,
+                                 keep_monthly=3)
+    assert len(done.remove) == len(times) - 6
+    assert not any(Path(r["path"]).exists() for r in done.remove)
+    assert all(Path(k["path"]).exists() for k in done.keep)
+    with rt.sessions() as s:
+        statuses = {r.status for r in s.scalars(select(BackupRecord))}
+    assert statuses == {"complete", "pruned"}
+
+
+KILLER = """
+import os, signal, sys
+from polysec_tui.backup import envelope
+from polysec_tui.services import backups
+where = sys.argv[1]
+if where == "chunk":
+    real = envelope.EnvelopeWriter._seal
+    def seal(self, plain, last):
+        if self.chunks == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, plain, last)
+    envelope.EnvelopeWriter._seal = seal
+else:
+    def link(src, dst):
+        os.kill(os.getpid(), signal.SIGKILL)
+    backups.os.link = link
+from polysec_tui.cli import main
+main(["backup", "create"])
+"""
+
+
+@pytest.mark.parametrize("where", ["chunk", "before_rename"])
+def test_a_killed_create_leaves_nothing_taken_for_a_backup(staff, identity, tmp_path, db_url,
+                                                           where, capsys):
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the interruption does not depend on the engine")
+    rt = staff.rt
+    token, _ = sessions.create_token(rt, staff.actors["root"], "cron")
+    config = tmp_path / "polysec.toml"
+    directory = tmp_path / "backups"
+    config.write_text(textwrap.dedent(f"""
+        [backup]
+        dir = "{directory}"
+        recipients = ["{identity.recipient}"]
+    """))
+    env = {**os.environ, "POLYSEC_DB_URL": db_url,
+           "POLYSEC_KEYRING": str(rt.settings.keyring_path), "POLYSEC_CONFIG": str(config),
+           "POLYSEC_TOKEN": token}
+    proc = subprocess.run([sys.executable, "-c", KILLER, where], env=env, capture_output=True,
+                          timeout=60, check=False)
+    assert proc.returncode == -9, proc.stderr.decode()
+    files = list(directory.iterdir())
+    assert len(files) == 1 and files[0].name.endswith(".psbk.partial"), files
+    assert backups.list_backups(rt, staff.actors["cron"]) == []
+    assert backups.stale_partials(rt) == files
+    with pytest.raises(CheckFailed, match=r"unfinished backup \(\.partial\)"):
+        backups.verify_backup(rt, staff.actors["cron"], files[0], identity)
+    if where == "chunk":  # and its content is cut short, whatever its name
+        with pytest.raises(EnvelopeError, match="truncated: the file ends after chunk 1"):
+            open_file(files[0], identity)
+
+
+def test_no_recipient_is_a_usage_error(settings, runtime):
+    clock = MovableClock(FIXED_NOW)
+    rt = Runtime(settings, runtime.engine, runtime.keyring, clock=clock)
+    made = make_staff(rt, clock)
+    with pytest.raises(InputError, match="no backup recipients"):
+        backups.create_backup(rt, made.actors["cron"], directory=Path("/nonexistent"))
+
+
+def test_the_command_keygen_create_verify_list(staff, tmp_path, db_url, capsys, monkeypatch):
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the command's wiring does not depend on the engine")
+    from tests.cli_runner import run_cli, run_process
+
+    rt = staff.rt
+    token, _ = sessions.create_token(rt, staff.actors["root"], "cron")
+    key = tmp_path / "offline.key"
+    made = run_process("backup", "keygen", "--out", str(key))
+    assert made.code == 0, made.err
+    recipient = made.out.strip()
+    assert recipient.startswith("polysec-x25519:") and key.stat().st_mode & 0o777 == 0o600
+    env = {"POLYSEC_DB_URL": db_url, "POLYSEC_KEYRING": str(rt.settings.keyring_path),
+           "POLYSEC_TOKEN": token, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "out"
+    created = run_cli(capsys, "backup", "create", "--to", str(out), "--recipient",
+                      recipient, "--json")
+    assert created.code == 0, created.err
+    import json
+
+    doc = json.loads(created.out)
+    path = doc["path"]
+    ok = run_cli(capsys, "backup", "verify", path, "--identity", str(key),
+                 "--restore-test")
+    assert ok.code == 0, ok.err
+    assert "restore test OK" in ok.out
+    listed = json.loads(run_cli(capsys, "backup", "list", "--json").out)
+    assert [b["status"] for b in listed["backups"]] == ["verified"]
+    other = tmp_path / "other.key"
+    Identity.generate().write_new(other)
+    bad = run_cli(capsys, "backup", "verify", path, "--identity", str(other))
+    assert bad.code == 1 and "wrong identity" in bad.err
+
+
+def test_backup_help_does_not_import_textual():
+    code = ("import sys\nfrom polysec_tui.cli import main\n"
+            "try:\n    main(['backup', 'create', '--help'])\nexcept SystemExit:\n    pass\n"
+            "import polysec_tui.services.backups, polysec_tui.backup.restore\n"
+            "assert 'textual' not in sys.modules and 'paramiko' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
