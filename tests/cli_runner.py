@@ -32,7 +32,10 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> Result:
 
 def run_process(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None,
                 timeout: float = 60) -> Result:
-    full_env = {**os.environ, **(env or {})}
+    # Only what the test passes: a POLYSEC_* variable of the outer shell (or one a test
+    # leaked) must not decide which officer or database a subprocess uses.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("POLYSEC_")}
+    full_env = {**inherited, **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "polysec_tui", *args], input=stdin, capture_output=True,
         env=full_env, timeout=timeout, check=False,

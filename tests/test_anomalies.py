@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 
-from polysec_tui.config import Settings
-from polysec_tui.crypto.keyring import Keyring
+from polysec_tui.crypto.keyring import load_keyring
+from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import AuditLogEntry, LoginAnomaly, LoginEvent
 from polysec_tui.errors import RefusedError
 from polysec_tui.services import anomalies
@@ -263,8 +263,9 @@ def _rba_row(i: int, when: str, user: int, ip: str, country: str, asn: int, brow
             f"{browser},Mac OS X 10.14,desktop,{ok},{attack},{ato}")
 
 
-def test_rba_csv_ingest_then_analyze_end_to_end(settings, cli_env, capsys, tmp_path: Path):
-    rt = Runtime(settings, runtime_engine(settings), runtime_keyring(settings),
+def test_rba_csv_ingest_then_analyze_end_to_end(settings, cli_env, capsys, monkeypatch,
+                                                  tmp_path: Path):
+    rt = Runtime(settings, make_engine(settings.db_url), load_keyring(settings.keyring_path),
                  clock=MovableClock(datetime.now(UTC)))
     staff = make_staff(rt, rt.clock)  # type: ignore[arg-type]
     token, _ = staff.login("ann")
@@ -281,7 +282,7 @@ def test_rba_csv_ingest_then_analyze_end_to_end(settings, cli_env, capsys, tmp_p
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     result = run_cli(capsys, "ingest", "logins", "--format", "rba-csv", str(path))
     assert result.code == 0, result.err
-    cli_env_token(token)
+    monkeypatch.setenv("POLYSEC_TOKEN", token)
     result = run_cli(capsys, "logins", "analyze", "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)
@@ -302,20 +303,3 @@ def test_rba_csv_ingest_then_analyze_end_to_end(settings, cli_env, capsys, tmp_p
         assert s.scalar(select(func.count()).select_from(LoginEvent)) == 13
     rt.engine.dispose()
 
-
-def runtime_engine(settings: Settings) -> Engine:
-    from polysec_tui.db.engine import make_engine
-
-    return make_engine(settings.db_url)
-
-
-def runtime_keyring(settings: Settings) -> Keyring:
-    from polysec_tui.crypto.keyring import load_keyring
-
-    return load_keyring(settings.keyring_path)
-
-
-def cli_env_token(token: str) -> None:
-    import os
-
-    os.environ["POLYSEC_TOKEN"] = token
