@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -79,6 +80,10 @@ class Account(Base):
     date_of_birth_enc: Mapped[bytes | None]
     address_enc: Mapped[bytes | None]
     ingested_at: Mapped[datetime]
+    # Set by an executed 2FA reset: the platform makes the client enrol a new
+    # authenticator (a secret the client chooses on their own device) at the next login.
+    twofa_reenrol_required: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                         server_default=false())
 
 
 class TotpEnrolment(Base):
@@ -156,6 +161,8 @@ class Withdrawal(Base):
         Index(None, "account_id", "requested_at"),
         Index(None, "requested_at"),
         Index(None, "address"),
+        Index(None, "status", "risk_score"),
+        Index(None, "screened_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -176,6 +183,12 @@ class Withdrawal(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     risk_score: Mapped[float | None] = mapped_column(Float)
     screened_at: Mapped[datetime | None]
+    # The review (console): who holds the claim, who decided, the open four-eyes request.
+    claimed_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("officers.id"))
+    claimed_at: Mapped[datetime | None]
+    decided_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("officers.id"))
+    decided_at: Mapped[datetime | None]
+    approval_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("approval_requests.id"))
 
 
 # ---------------------------------------------------------------------------- console
@@ -448,6 +461,77 @@ class AnalysisCheckpoint(Base):
     updated_at: Mapped[datetime | None]
 
 
+# --------------------------------------------------------------- withdrawal screening
+
+
+class BlockedAddress(Base):
+    """A destination address the officers have blocklisted (`polysec blocklist`)."""
+
+    __tablename__ = "address_blocklist"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    address: Mapped[str] = mapped_column(String(128), unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+    added_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("officers.id"))
+    added_at: Mapped[datetime]
+
+
+class WithdrawalFlag(Base):
+    """One screening rule that fired on a withdrawal, with its score and explanation.
+    Unique on ``(withdrawal_id, rule)``: screening again never stores a hit twice."""
+
+    __tablename__ = "withdrawal_flags"
+    __table_args__ = (
+        UniqueConstraint("withdrawal_id", "rule"),
+        Index(None, "rule", "withdrawal_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    withdrawal_id: Mapped[int] = mapped_column(BigId, ForeignKey("withdrawals.id"))
+    rule: Mapped[str] = mapped_column(String(32))
+    score: Mapped[float] = mapped_column(Double)
+    explanation: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
 # Officer actions on an account are found by target (`account:<external id>`) for the
 # account timeline.
 Index("ix_audit_log_target", AuditLogEntry.target)
+
+
+# ------------------------------------------------------------------- client 2FA reset
+
+
+class ClientSession(Base):
+    """A client's login session on the platform (written by the platform, via ingest).
+    The console only revokes them (``revoked_at``), e.g. when it resets the client's 2FA;
+    the platform checks ``revoked_at`` on every request."""
+
+    __tablename__ = "client_sessions"
+    __table_args__ = (Index(None, "account_id", "revoked_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime | None]
+    ip: Mapped[str | None] = mapped_column(String(45))
+    device_id: Mapped[str | None] = mapped_column(String(128))
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class ClientNotification(Base):
+    """Outbox of messages to clients: the console queues, the platform sends (and sets
+    ``sent_at``). Payloads carry template parameters, never secrets."""
+
+    __tablename__ = "client_notifications"
+    __table_args__ = (Index(None, "sent_at", "id"), Index(None, "account_id", "created_at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
