@@ -1,0 +1,430 @@
+"""Client 2FA reset in the console.
+
+Two screens share one widget:
+
+- :class:`TwoFactorResetScreen` (``TwoFactorResetScreen(account_id)``) is pushed from the
+  account timeline and the withdrawal detail screen. It shows the account's 2FA status
+  and risk context (recent login anomalies, open withdrawals, recent security changes,
+  active holds), the identity-proofing checklist to open a reset request, and the
+  pending requests of other officers.
+- :class:`TwoFactorRequestsScreen` is the dashboard destination: the pending requests of
+  other officers, to approve or deny.
+
+:class:`PendingRequests` decides requests. The step-up code goes into a password input
+(drawn as bullets, so it never appears on screen or in a snapshot) and is cleared as soon
+as it has been sent, whatever the outcome. The services check every control (role,
+four-eyes, expiry, code); the screen only shows their one-line refusals. All platform text
+goes through ``safe_text``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, Checkbox, DataTable, Footer, Input, Static
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from polysec_tui.errors import PolysecError
+from polysec_tui.screens.widgets import (
+    ConsoleError,
+    ConsoleScreen,
+    TopBar,
+    describe_error,
+    fill_table,
+    safe_text,
+)
+from polysec_tui.services import twofa
+from polysec_tui.services.auth import Actor
+from polysec_tui.services.runtime import Clock, Runtime
+from polysec_tui.services.twofa import ResetRequestView, RiskContext, TwoFactorStatus
+
+CODE_LENGTH = 8  # authenticator codes are 6 digits; a little room, never more
+
+
+def _when(value: Any) -> str:
+    return f"{value:%Y-%m-%d %H:%M}" if value is not None else "-"
+
+
+class PendingRequests(Vertical):
+    """Pending 2FA reset requests of other officers, with approve/deny and a code field."""
+
+    DEFAULT_CSS = """
+    PendingRequests { height: auto; border: round $primary-muted; padding: 0 1; }
+    PendingRequests #pending-table { height: auto; max-height: 12; }
+    PendingRequests #pending-controls { height: auto; }
+    PendingRequests #pending-code { width: 22; }
+    PendingRequests #pending-note { width: 1fr; }
+    PendingRequests Button { min-width: 10; margin: 0 0 0 1; }
+    PendingRequests #pending-status { height: 1; }
+    PendingRequests #pending-status.-error { color: $error; text-style: bold; }
+    """
+
+    class Listed(Message, bubble=False):
+        def __init__(self, requests: list[ResetRequestView]) -> None:
+            super().__init__()
+            self.requests = requests
+
+    class Decided(Message, bubble=False):
+        def __init__(self, text: str, error: bool) -> None:
+            super().__init__()
+            self.text = text
+            self.error = error
+
+    class Changed(Message):
+        """A request was decided here: screens showing the account reload it."""
+
+    def __init__(self, runtime: Runtime, actor: Actor) -> None:
+        super().__init__(id="pending")
+        self.runtime = runtime
+        self.actor = actor
+        self.requests: list[ResetRequestView] = []
+        self.border_title = "Pending 2FA reset requests of other officers"
+
+    def compose(self) -> ComposeResult:
+        yield DataTable(id="pending-table", cursor_type="row", zebra_stripes=True)
+        with Horizontal(id="pending-controls"):
+            yield Input(placeholder="authenticator code", password=True,
+                        max_length=CODE_LENGTH, restrict=r"[0-9]*", id="pending-code")
+            yield Input(placeholder="reason (for a denial)", max_length=500,
+                        id="pending-note")
+            yield Button("Approve", id="pending-approve", variant="warning")
+            yield Button("Deny", id="pending-deny")
+        yield Static(Text("loading…"), id="pending-status")
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="2FA requests")
+    def reload(self) -> None:
+        requests = twofa.list_requests(self.runtime, self.actor, pending_only=True,
+                                       exclude_requester=self.actor.officer_id)
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.Listed(requests))
+
+    def on_pending_requests_listed(self, message: PendingRequests.Listed) -> None:
+        self.requests = message.requests
+        table: DataTable[Text] = self.query_one("#pending-table", DataTable)
+        fill_table(table, [
+            ("id", "Request", 8), ("account", "Account", None), ("by", "Requested by", None),
+            ("at", "Opened", 16), ("expires", "Expires", 16), ("proofs", "Proofs", None),
+            ("risk", "Risk flags", None), ("reason", "Reason", None),
+        ], [
+            (Text(str(r.id)[:8]), safe_text(r.account, limit=40), safe_text(r.requester),
+             Text(_when(r.created_at)), Text(_when(r.expires_at)),
+             Text(", ".join(sorted(r.proofs))), Text(str(sum(r.risk.values()))),
+             safe_text(r.reason, limit=60))
+            for r in message.requests
+        ])
+        if not self.query_one("#pending-status", Static).has_class("-error"):
+            self._status(f"{len(message.requests)} pending; select one, enter your code, "
+                         "then Approve or Deny (senior or above)"
+                         if message.requests else "no pending requests of other officers")
+
+    def selected(self) -> ResetRequestView | None:
+        table: DataTable[Text] = self.query_one("#pending-table", DataTable)
+        if not self.requests or table.cursor_row < 0 or table.cursor_row >= len(self.requests):
+            return None
+        return self.requests[table.cursor_row]
+
+    @on(Button.Pressed, "#pending-approve")
+    def _approve(self, event: Button.Pressed) -> None:
+        event.stop()
+        self._decide(approve=True)
+
+    @on(Button.Pressed, "#pending-deny")
+    def _deny(self, event: Button.Pressed) -> None:
+        event.stop()
+        self._decide(approve=False)
+
+    def _decide(self, *, approve: bool) -> None:
+        request = self.selected()
+        code_input = self.query_one("#pending-code", Input)
+        code = code_input.value
+        code_input.value = ""  # the code is used once and never kept on screen
+        if request is None:
+            self._status("select a request first", error=True)
+            return
+        note = self.query_one("#pending-note", Input).value.strip()
+        if not approve and not note:
+            self._status("a reason is required to deny", error=True)
+            return
+        self._status("deciding…")
+        self.decide(request.id, approve, code, note)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="2FA decision")
+    def decide(self, request_id: uuid.UUID, approve: bool, code: str, note: str) -> None:
+        try:
+            if approve:
+                done = twofa.approve(self.runtime, self.actor, request_id, code)
+                text = (f"request {str(request_id)[:8]} approved: 2FA of "
+                        f"{done.result.get('account')} reset, "
+                        f"{done.result.get('sessions_revoked')} sessions revoked, "
+                        f"withdrawals held until {done.result.get('hold_until', '')[:16]}")
+            else:
+                twofa.deny(self.runtime, self.actor, request_id, note, code)
+                text = f"request {str(request_id)[:8]} denied"
+            message = self.Decided(text, False)
+        except PolysecError as error:
+            message = self.Decided(str(error), True)
+        self.post_message(message)
+
+    def on_pending_requests_decided(self, message: PendingRequests.Decided) -> None:
+        self._status(message.text, error=message.error)
+        if not message.error:
+            self.query_one("#pending-note", Input).value = ""
+            self.post_message(self.Changed())
+        self.reload()
+
+    def _status(self, text: str, *, error: bool = False) -> None:
+        status = self.query_one("#pending-status", Static)
+        status.update(safe_text(text))
+        status.set_class(error, "-error")
+
+
+class TwoFactorRequestsScreen(ConsoleScreen):
+    """Dashboard destination: other officers' pending 2FA reset requests."""
+
+    TITLE_TEXT = "2FA resets"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "reload", "Refresh", id="twofa.refresh",
+                tooltip="Load the pending requests again"),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        assert self.actor is not None
+        yield PendingRequests(self.runtime, self.actor)
+
+    def on_screen_resume(self) -> None:
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        """Load the pending requests again."""
+        self.query_one(PendingRequests).reload()
+
+
+class TwoFactorResetScreen(Screen[None]):
+    """The 2FA reset flow for one account (pushed over the timeline or a withdrawal).
+
+    ``runtime``, ``clock`` and ``actor`` default to the app's, so callers that only know
+    the account can push ``TwoFactorResetScreen(account_id)``.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Back", id="twofa.back", tooltip="Back to where you were"),
+        Binding("ctrl+r", "reload", "Refresh", id="twofa.reload",
+                tooltip="Load status, risk context and requests again"),
+    ]
+    DEFAULT_CSS = """
+    TwoFactorResetScreen #twofa-body { height: 1fr; }
+    TwoFactorResetScreen #twofa-status { height: auto; border: round $primary-muted;
+                                         padding: 0 1; }
+    TwoFactorResetScreen #twofa-risk { height: auto; max-height: 12;
+                                       border: round $primary-muted; }
+    TwoFactorResetScreen #twofa-form { height: auto; border: round $warning; padding: 0 1; }
+    TwoFactorResetScreen #twofa-form Horizontal { height: auto; }
+    TwoFactorResetScreen #twofa-form Input { width: 1fr; }
+    TwoFactorResetScreen #twofa-form Checkbox { width: auto; }
+    TwoFactorResetScreen #twofa-message { height: 1; }
+    TwoFactorResetScreen #twofa-message.-error { color: $error; text-style: bold; }
+    """
+
+    class Loaded(Message, bubble=False):
+        def __init__(self, status: TwoFactorStatus | None, risk: RiskContext | None,
+                     error: str = "") -> None:
+            super().__init__()
+            self.status = status
+            self.risk = risk
+            self.error = error
+
+    class Opened(Message, bubble=False):
+        def __init__(self, text: str, error: bool) -> None:
+            super().__init__()
+            self.text = text
+            self.error = error
+
+    def __init__(self, account_id: uuid.UUID, *, runtime: Runtime | None = None,
+                 clock: Clock | None = None, actor: Actor | None = None) -> None:
+        super().__init__()
+        self.account_id = account_id
+        self._runtime = runtime
+        self._clock = clock
+        self._actor = actor
+        self.status: TwoFactorStatus | None = None
+
+    # The app's services, unless given: screens elsewhere push this with the id only.
+    @property
+    def runtime(self) -> Runtime:
+        runtime = self._runtime or getattr(self.app, "runtime", None)
+        assert isinstance(runtime, Runtime), "TwoFactorResetScreen needs a runtime"
+        return runtime
+
+    @property
+    def actor(self) -> Actor:
+        actor = self._actor or getattr(self.app, "actor", None)
+        if not isinstance(actor, Actor):
+            raise PolysecError("not logged in")
+        return actor
+
+    def compose(self) -> ComposeResult:
+        yield TopBar(self.runtime.database_label, "2FA reset")
+        with VerticalScroll(id="twofa-body"):
+            status = Static(Text("loading…"), id="twofa-status")
+            status.border_title = "Authenticator"
+            yield status
+            risk: DataTable[Text] = DataTable(id="twofa-risk", cursor_type="row")
+            risk.border_title = "Risk context"
+            yield risk
+            with Vertical(id="twofa-form") as form:
+                form.border_title = "Open a reset request (identity proofing)"
+                form.border_subtitle = "a second officer approves"
+                with Horizontal():
+                    yield Input(placeholder="ID document check reference", max_length=128,
+                                id="proof-id-document")
+                    yield Input(placeholder="selfie / liveness reference", max_length=128,
+                                id="proof-liveness")
+                with Horizontal():
+                    yield Checkbox("history questions answered", id="proof-history")
+                    yield Input(placeholder="KYC record reference", max_length=128,
+                                id="proof-kyc")
+                yield Input(placeholder="reason (why the client needs a reset)",
+                            max_length=2000, id="twofa-reason")
+                yield Input(placeholder="evidence (how identity was verified, case notes)",
+                            max_length=2000, id="twofa-evidence")
+                with Horizontal():
+                    yield Button("Open request", id="twofa-open", variant="warning")
+                yield Static(Text(""), id="twofa-message")
+            yield PendingRequests(self.runtime, self.actor)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load()
+
+    def action_close(self) -> None:
+        """Back to the screen below."""
+        self.dismiss(None)
+
+    def action_reload(self) -> None:
+        """Load everything again."""
+        self.load()
+        self.query_one(PendingRequests).reload()
+
+    @on(PendingRequests.Changed)
+    def _changed(self, event: PendingRequests.Changed) -> None:
+        event.stop()
+        self.load()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="2FA status")
+    def load(self) -> None:
+        try:
+            status = twofa.status_by_id(self.runtime, self.actor, self.account_id)
+            risk = twofa.risk_context(self.runtime, self.actor, status.account)
+            message = self.Loaded(status, risk)
+        except PolysecError as error:
+            message = self.Loaded(None, None, str(error))
+        if not get_current_worker().is_cancelled:
+            self.post_message(message)
+
+    def on_two_factor_reset_screen_loaded(self, message: TwoFactorResetScreen.Loaded) -> None:
+        box = self.query_one("#twofa-status", Static)
+        if message.status is None or message.risk is None:
+            box.update(safe_text(message.error, style="bold"))
+            return
+        s = self.status = message.status
+        lines = [
+            Text.assemble(("Account   ", "bold"), safe_text(s.account, limit=64)),
+            Text.assemble(("Enrolled  ", "bold"),
+                          f"yes, since {_when(s.enrolled_at)} UTC; last used "
+                          f"{_when(s.last_used_at)}" if s.enrolled else "no authenticator"),
+            Text.assemble(("Re-enrol  ", "bold"),
+                          "required at next login" if s.reenrolment_required else "no"),
+            Text.assemble(("Hold      ", "bold"),
+                          f"withdrawals held until {_when(s.hold_until)} UTC"
+                          if s.hold_until else "none"),
+            Text.assemble(("Request   ", "bold"),
+                          f"pending {s.pending_request}" if s.pending_request else "none"),
+        ]
+        if s.events:
+            recent = "; ".join(f"{e['kind']} {_when(e['at'])}" for e in s.events[:4])
+            lines.append(Text.assemble(("Events    ", "bold"), safe_text(recent)))
+        box.update(Text("\n").join(lines))
+        r = message.risk
+        table: DataTable[Text] = self.query_one("#twofa-risk", DataTable)
+        table.border_subtitle = r.summary()
+        rows: list[tuple[Text, Text, Text]] = []
+        for a in r.anomalies:
+            rows.append((Text(_when(a["at"])), Text(f"anomaly {a['kind']} ({a['severity']})"),
+                         safe_text(a["explanation"], limit=80)))
+        for w in r.pending_withdrawals:
+            rows.append((Text(_when(w["requested_at"])), Text(f"withdrawal {w['status']}"),
+                         safe_text(f"{w['amount']} {w['asset']} to {w['address']}",
+                                   limit=80)))
+        for c in r.security_changes:
+            rows.append((Text(_when(c["at"])), Text(f"security {c['kind']}"),
+                         safe_text(c["ip"] or "-")))
+        for h in r.active_holds:
+            rows.append((Text(_when(h["created_at"])), Text(f"hold {h['kind']}"),
+                         safe_text(f"until {_when(h['expires_at'])}: {h['reason']}",
+                                   limit=80)))
+        fill_table(table, [("when", "When", 16), ("what", "What", None),
+                           ("detail", "Detail", None)], rows)
+
+    @on(Button.Pressed, "#twofa-open")
+    def _open(self, event: Button.Pressed) -> None:
+        event.stop()
+        if self.status is None:
+            self._message("status not loaded yet", error=True)
+            return
+        proof = twofa.Proof(
+            id_document=self.query_one("#proof-id-document", Input).value or None,
+            liveness=self.query_one("#proof-liveness", Input).value or None,
+            history_questions="passed" if self.query_one("#proof-history", Checkbox).value
+            else None,
+            kyc_reference=self.query_one("#proof-kyc", Input).value or None,
+        )
+        reason = self.query_one("#twofa-reason", Input).value
+        evidence = self.query_one("#twofa-evidence", Input).value
+        self._message("opening…")
+        self.open_request(self.status.account, reason, evidence, proof)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="2FA request")
+    def open_request(self, account: str, reason: str, evidence: str,
+                     proof: twofa.Proof) -> None:
+        try:
+            opened = twofa.request_reset(self.runtime, self.actor, account, reason, evidence,
+                                         proof)
+            message = self.Opened(
+                f"request {opened.request.id} opened; it expires "
+                f"{_when(opened.request.expires_at)} UTC; another officer (senior or "
+                "above) must approve it", False)
+        except PolysecError as error:
+            message = self.Opened(str(error), True)
+        self.post_message(message)
+
+    def on_two_factor_reset_screen_opened(self, message: TwoFactorResetScreen.Opened) -> None:
+        self._message(message.text, error=message.error)
+        if not message.error:
+            for selector in ("#proof-id-document", "#proof-liveness", "#proof-kyc",
+                             "#twofa-reason", "#twofa-evidence"):
+                self.query_one(selector, Input).value = ""
+            self.query_one("#proof-history", Checkbox).value = False
+            self.load()
+
+    def _message(self, text: str, *, error: bool = False) -> None:
+        widget = self.query_one("#twofa-message", Static)
+        widget.update(safe_text(text))
+        widget.set_class(error, "-error")
+
+    @on(Worker.StateChanged)
+    def _report_worker_error(self, event: Worker.StateChanged) -> None:
+        error = event.worker.error
+        if event.state is WorkerState.ERROR and error is not None:
+            self.post_message(ConsoleError(f"{event.worker.group} failed",
+                                           describe_error(error)))
