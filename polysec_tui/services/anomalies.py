@@ -855,6 +855,7 @@ class AnomalyView:
     explanation: str
     details: dict[str, Any]
     detected_at: datetime
+    account_id: uuid.UUID  # the console's id of the account (opens its timeline)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -922,7 +923,7 @@ def _view(row: Any) -> AnomalyView:
     return AnomalyView(
         m["id"], m["kind"], m["severity"], float(m["score"]), m["at"],
         row[-2], row[-1], m["source_ip"], m["source_asn"], m["explanation"],
-        dict(m["details"] or {}), m["detected_at"],
+        dict(m["details"] or {}), m["detected_at"], m["account_id"],
     )
 
 

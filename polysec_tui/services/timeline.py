@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Date, cast, func, select
 from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import (
+    Account,
     ApprovalRequest,
     AuditLogEntry,
     LoginEvent,
@@ -30,6 +31,7 @@ from polysec_tui.db.models import (
     TwoFactorResetRequest,
     Withdrawal,
 )
+from polysec_tui.errors import InputError
 from polysec_tui.services.accounts import decrypt_pii, resolve
 from polysec_tui.services.anomalies import anomalies_for_logins
 from polysec_tui.services.auth import Actor, require
@@ -38,6 +40,10 @@ from polysec_tui.services.runtime import Runtime
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 10_000
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+DEFAULT_LOCATED = 200
+Ident = str | uuid.UUID  # platform id or exact e-mail, or the console's account UUID
 
 
 @dataclass
@@ -71,13 +77,46 @@ class Timeline:
                 "truncated": self.truncated, "events": [e.as_dict() for e in self.events]}
 
 
-def account_timeline(rt: Runtime, actor: Actor, ident: str, *,
+@dataclass(frozen=True)
+class DayCount:
+    """Logins of one UTC day."""
+
+    day: date
+    succeeded: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class LocatedLogin:
+    """A successful login with coordinates (for the map); ``impossible_travel`` says that
+    the trip from the account's previous located login to this one was flagged."""
+
+    login: str  # platform id
+    at: datetime
+    latitude: float
+    longitude: float
+    country: str | None
+    city: str | None  # platform text: render literally
+    impossible_travel: bool
+
+
+def find_account(rt: Runtime, session: Session, ident: Ident) -> Account:
+    """The account by its console UUID, platform id or exact e-mail."""
+    if isinstance(ident, uuid.UUID):
+        account = session.get(Account, ident)
+        if account is None:
+            raise InputError(f"no account with id {ident}")
+        return account
+    return resolve(rt, session, ident)
+
+
+def account_timeline(rt: Runtime, actor: Actor, ident: Ident, *,
                      limit: int = DEFAULT_LIMIT) -> Timeline:
     """The newest ``limit`` events of the account (by id or exact e-mail), oldest first."""
     require(actor, "read")
     limit = max(1, min(limit, MAX_LIMIT))
     with rt.sessions() as session:
-        account = resolve(rt, session, ident)
+        account = find_account(rt, session, ident)
         email = mask_email(decrypt_pii(rt, account).email)
         events: list[TimelineEvent] = []
         fetch = limit + 1  # one more than shown: tells whether older events exist
@@ -209,3 +248,66 @@ def _officer_actions(session: Session, external_id: str, limit: int) -> list[Tim
                                                               "action": r.action,
                                                               "details": details}))
     return out
+
+
+def _day(session: Session, column: Any) -> ColumnElement[Any]:
+    """The UTC day of a stored time (times are stored as naive UTC on every engine)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(column, Date)
+    return func.date(column)  # SQLite ('YYYY-MM-DD' text) and MariaDB (a DATE)
+
+
+def logins_per_day(rt: Runtime, actor: Actor, ident: Ident, *,
+                   days: int = DEFAULT_DAYS) -> list[DayCount]:
+    """Successful and failed logins of the account per UTC day, for the ``days`` days up
+    to and including today (the runtime's clock), oldest first, days without logins
+    included as zeros. One ``GROUP BY`` over the ``(account_id, at)`` index."""
+    require(actor, "read")
+    days = max(1, min(days, MAX_DAYS))
+    today = rt.clock().astimezone(UTC).date()
+    first = today - timedelta(days=days - 1)
+    start = datetime.combine(first, time.min, tzinfo=UTC)
+    end = datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
+    with rt.sessions() as session:
+        account = find_account(rt, session, ident)
+        day = _day(session, LoginEvent.at)
+        rows = session.execute(
+            select(day, LoginEvent.success, func.count())
+            .where(LoginEvent.account_id == account.id, LoginEvent.at >= start,
+                   LoginEvent.at < end)
+            .group_by(day, LoginEvent.success)
+        ).all()
+    counts: dict[date, list[int]] = {}
+    for raw_day, success, n in rows:
+        key = raw_day if isinstance(raw_day, date) else date.fromisoformat(str(raw_day)[:10])
+        counts.setdefault(key, [0, 0])[0 if success else 1] += int(n)
+    out = []
+    for offset in range(days):
+        d = first + timedelta(days=offset)
+        ok, failed = counts.get(d, (0, 0))
+        out.append(DayCount(d, ok, failed))
+    return out
+
+
+def located_logins(rt: Runtime, actor: Actor, ident: Ident, *,
+                   limit: int = DEFAULT_LOCATED) -> list[LocatedLogin]:
+    """The account's newest ``limit`` successful logins that have coordinates, oldest
+    first, each marked when it was flagged ``impossible_travel``."""
+    require(actor, "read")
+    limit = max(1, min(limit, MAX_LIMIT))
+    with rt.sessions() as session:
+        account = find_account(rt, session, ident)
+        rows = session.execute(
+            select(LoginEvent.id, LoginEvent.external_id, LoginEvent.at,
+                   LoginEvent.latitude, LoginEvent.longitude, LoginEvent.country,
+                   LoginEvent.city)
+            .where(LoginEvent.account_id == account.id, LoginEvent.success.is_(True),
+                   LoginEvent.latitude.is_not(None), LoginEvent.longitude.is_not(None))
+            .order_by(LoginEvent.at.desc(), LoginEvent.id.desc()).limit(limit)
+        ).all()
+        found = anomalies_for_logins(session, [r.id for r in rows])
+    return [
+        LocatedLogin(r.external_id, r.at, float(r.latitude), float(r.longitude), r.country,
+                     r.city, any(a.kind == "impossible_travel" for a in found.get(r.id, [])))
+        for r in reversed(rows)
+    ]

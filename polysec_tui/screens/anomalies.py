@@ -1,0 +1,203 @@
+"""Login anomalies: the findings of `polysec logins analyze`, to triage.
+
+Order: newest day first and, within a day, the most severe first (then the newest), so
+today's critical findings are on top and yesterday's stay below today's low ones. ``s``
+switches to most severe first over the whole list. The kind filter (a select at the top)
+and the account filter (``AnomaliesScreen(account_id)``, opened from a timeline or a
+withdrawal) are applied by `services.anomalies.list_anomalies`; the newest
+:data:`LIMIT` findings are shown. The line under the table gives the highlighted
+finding's full explanation; Enter opens the account's timeline.
+
+Explanations are built by the detectors from numbers, but are shown through
+``safe_text`` like everything else that comes out of the database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widgets import DataTable, Select, Static
+from textual.worker import get_current_worker
+
+from polysec_tui.errors import InputError, RefusedError
+from polysec_tui.screens.timeline import (
+    SEVERITY_RANK,
+    SEVERITY_STYLES,
+    AppBoundScreen,
+    TimelineScreen,
+)
+from polysec_tui.screens.widgets import fill_table, safe_text
+from polysec_tui.services import anomalies
+from polysec_tui.services.anomalies import KINDS, AnomalyView
+from polysec_tui.services.auth import Actor
+from polysec_tui.services.runtime import Clock, Runtime
+
+LIMIT = 1000
+ALL_KINDS = "all"
+
+
+def triage_order(found: list[AnomalyView], *, severity_first: bool = False
+                 ) -> list[AnomalyView]:
+    """Newest day first, most severe first within a day, then newest; or, with
+    ``severity_first``, most severe first and newest within a severity."""
+    def key(a: AnomalyView) -> tuple[float, ...]:
+        rank = SEVERITY_RANK.get(a.severity, 0)
+        if severity_first:
+            return (-rank, -a.at.timestamp(), -a.score)
+        return (-a.at.toordinal(), -rank, -a.at.timestamp(), -a.score)
+    return sorted(found, key=key)
+
+
+class AnomaliesScreen(AppBoundScreen):
+    TITLE_TEXT = "Anomalies"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="anomalies.back",
+                tooltip="Back to the screen that opened this list"),
+        Binding("r", "reload", "Refresh", id="anomalies.refresh",
+                tooltip="Load the findings again"),
+        Binding("s", "toggle_order", "Order", id="anomalies.order",
+                tooltip="Newest day first / most severe first"),
+        Binding("k", "focus_kind", "Kind filter", id="anomalies.kind",
+                tooltip="Show one kind of finding only"),
+    ]
+    DEFAULT_CSS = """
+    AnomaliesScreen #an-bar { height: 3; }
+    AnomaliesScreen #an-kind { width: 32; }
+    AnomaliesScreen #an-status { width: 1fr; padding: 1 1 0 1; }
+    AnomaliesScreen #an-status.-error { color: $error; text-style: bold; }
+    AnomaliesScreen #an-table { height: 1fr; }
+    AnomaliesScreen #an-detail { height: 4; padding: 0 1; background: $panel; }
+    """
+
+    class Loaded(Message, bubble=False):
+        def __init__(self, found: list[AnomalyView] | None, error: str = "") -> None:
+            super().__init__()
+            self.found = found
+            self.error = error
+
+    def __init__(self, account_id: uuid.UUID | None = None, *,
+                 runtime: Runtime | None = None, clock: Clock | None = None,
+                 actor: Actor | None = None) -> None:
+        super().__init__(runtime=runtime, clock=clock, actor=actor)
+        self.account_id = account_id
+        self.kind: str | None = None
+        self.severity_first = False
+        self.found: list[AnomalyView] | None = None
+        self.shown: list[AnomalyView] = []
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="an-bar"):
+            yield Select([("all kinds", ALL_KINDS), *((k, k) for k in KINDS)],
+                         value=ALL_KINDS, allow_blank=False, id="an-kind")
+            yield Static(Text("loading…"), id="an-status")
+        yield DataTable(id="an-table", cursor_type="row", zebra_stripes=True)
+        yield Static(Text(""), id="an-detail")
+
+    def on_mount(self) -> None:
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        """Load the findings again."""
+        self._status("loading…")
+        self.load(self.kind)
+
+    def action_toggle_order(self) -> None:
+        """Newest day first, or most severe first."""
+        self.severity_first = not self.severity_first
+        self._show()
+
+    def action_focus_kind(self) -> None:
+        self.query_one("#an-kind", Select).focus()
+
+    @on(Select.Changed, "#an-kind")
+    def _kind_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        kind = None if event.value in (ALL_KINDS, Select.BLANK) else str(event.value)
+        if kind != self.kind:
+            self.kind = kind
+            self.action_reload()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="anomalies")
+    def load(self, kind: str | None) -> None:
+        assert self.actor is not None
+        try:
+            message = self.Loaded(anomalies.list_anomalies(
+                self.runtime, self.actor, kind=kind, account_id=self.account_id,
+                limit=LIMIT))
+        except (InputError, RefusedError) as error:
+            message = self.Loaded(None, str(error))
+        if not get_current_worker().is_cancelled:
+            self.post_message(message)
+
+    def on_anomalies_screen_loaded(self, message: AnomaliesScreen.Loaded) -> None:
+        if message.found is None:
+            self._status(message.error, error=True)
+            return
+        self.found = message.found
+        self._show()
+
+    def _show(self) -> None:
+        if self.found is None:
+            return
+        self.shown = triage_order(self.found, severity_first=self.severity_first)
+        table: DataTable[Text] = self.query_one("#an-table", DataTable)
+        rows = [
+            (Text(f"{a.at:%m-%d %H:%M}"),
+             Text(a.severity, style=SEVERITY_STYLES.get(a.severity, "")),
+             Text(a.kind),
+             safe_text(a.account, limit=24),
+             safe_text(a.source_ip or "-", limit=39),
+             safe_text(a.explanation, limit=200))
+            for a in self.shown
+        ]
+        fill_table(table, [("at", "When (UTC)", 11), ("severity", "Severity", 8),
+                           ("kind", "Kind", None), ("account", "Account", None),
+                           ("source", "Source IP", None), ("why", "Explanation", None)],
+                   rows)
+        order = "most severe first" if self.severity_first else "newest day first, then severity"
+        scope = "one account, " if self.account_id is not None else ""
+        more = f" (newest {LIMIT})" if len(self.found) >= LIMIT else ""
+        self._status(f"{len(rows)} findings{more}; {scope}{order}; enter opens the timeline")
+        self._detail(0)
+
+    @on(DataTable.RowHighlighted, "#an-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._detail(event.cursor_row)
+
+    @on(DataTable.RowSelected, "#an-table")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if 0 <= event.cursor_row < len(self.shown):
+            finding = self.shown[event.cursor_row]
+            self.open(TimelineScreen(finding.account_id, runtime=self.runtime,
+                                        clock=self.clock, actor=self.actor))
+
+    def _detail(self, index: int) -> None:
+        detail = self.query_one("#an-detail", Static)
+        if not 0 <= index < len(self.shown):
+            detail.update(Text("no findings" if self.found is not None else ""))
+            return
+        a = self.shown[index]
+        text = Text(no_wrap=False, overflow="fold")
+        text.append(f"{a.at:%Y-%m-%d %H:%M:%S} ", style="bold")
+        text.append(f"{a.kind} ({a.severity}, score {a.score:g}) ",
+                    style=SEVERITY_STYLES.get(a.severity, ""))
+        text.append("account ")
+        text.append_text(safe_text(a.account, limit=64))
+        text.append(" login ")
+        text.append_text(safe_text(a.login, limit=64))
+        text.append("\n")
+        text.append_text(safe_text(a.explanation, limit=1000))
+        detail.update(text)
+
+    def _status(self, text: str, *, error: bool = False) -> None:
+        status = self.query_one("#an-status", Static)
+        status.update(safe_text(text))
+        status.set_class(error, "-error")

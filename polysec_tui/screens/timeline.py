@@ -1,0 +1,317 @@
+"""One account's story: the merged timeline, logins per day and a map of login places.
+
+``TimelineScreen(account_id)`` is opened from the anomalies screen (Enter), the account
+screen (``t``) and the withdrawal detail screen; as a destination of its own (no
+account) it asks for an account id or e-mail first. Everything is loaded in one thread
+worker from `services.timeline` (`account_timeline`, `logins_per_day`,
+`located_logins`) and comes back as plain data.
+
+- The events table is chronological (oldest first, the cursor on the newest); each login
+  carries badges for the anomalies found on it (kind and severity letter, so the badge
+  reads without colour). The line under the table explains the highlighted event: its
+  full summary, the user agent and device, each finding's explanation.
+- The day chart stacks successes (``█``) and failures (``▒``) per UTC day.
+- The map joins consecutive successful logins; an impossible trip is red with ``!`` at
+  both ends (`screens.charts`).
+- ``f`` opens the 2FA reset request for the account (`screens.twofa`, imported when the
+  key is pressed: if that screen is missing the officer is told, nothing crashes).
+- Platform text (cities, user agents, summaries built from them) is only ever shown
+  through ``safe_text``.
+
+The screen can be built with the account id alone (other screens do): the runtime, clock
+and officer then come from the running app when the screen is composed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import DataTable, Input, Static
+from textual.worker import get_current_worker
+
+from polysec_tui.errors import InputError, RefusedError
+from polysec_tui.screens.charts import day_chart, location_map
+from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
+from polysec_tui.services import timeline
+from polysec_tui.services.auth import Actor
+from polysec_tui.services.runtime import Clock, Runtime
+from polysec_tui.services.timeline import DayCount, Ident, LocatedLogin, Timeline
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
+
+TWOFA_MODULE = "polysec_tui.screens.twofa"
+EVENT_LABELS = {"login": "login", "login_failed": "login FAILED",
+                "security_event": "security", "withdrawal": "withdrawal",
+                "review": "review", "twofa_reset": "2FA reset",
+                "officer_action": "officer"}
+BADGES = {"brute_force": "BRUTE", "credential_stuffing": "STUFFING",
+          "password_spraying": "SPRAY", "impossible_travel": "TRAVEL",
+          "new_device": "NEWDEV", "new_country": "NEWCTRY", "new_asn": "NEWASN",
+          "success_after_failures": "AFTERFAIL", "risky_login": "RISK"}
+SEVERITY_STYLES = {"critical": "bold reverse red", "high": "bold red",
+                   "medium": "yellow", "low": "dim"}
+SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+
+def badge(kind: str, severity: str) -> Text:
+    """``TRAVEL:H``: the finding's kind and severity letter, coloured by severity."""
+    return Text(f"{BADGES.get(kind, kind.upper())}:{severity[:1].upper()}",
+                style=SEVERITY_STYLES.get(severity, ""))
+
+
+def badges(found: list[dict[str, Any]]) -> Text:
+    ordered = sorted(found, key=lambda a: -SEVERITY_RANK.get(str(a["severity"]), 0))
+    return Text(" ").join(badge(str(a["kind"]), str(a["severity"])) for a in ordered)
+
+
+class AppBoundScreen(ConsoleScreen):
+    """A console screen that other screens open with an account id only: the runtime,
+    clock and officer are taken from the running app when the screen is composed, unless
+    they were given (destinations and tests give them)."""
+
+    def __init__(self, *, runtime: Runtime | None = None, clock: Clock | None = None,
+                 actor: Actor | None = None) -> None:
+        super(ConsoleScreen, self).__init__()
+        self._given = (runtime, clock, actor)
+
+    def compose(self) -> ComposeResult:
+        runtime, clock, actor = self._given
+        app = cast(Any, self.app)  # PolysecApp (imported by it: no import cycle here)
+        self.runtime = runtime if runtime is not None else app.runtime
+        self.clock = clock if clock is not None else app.clock
+        self.actor = actor if actor is not None else app.actor
+        yield from super().compose()
+
+    def action_back(self) -> None:
+        """Back to the screen that opened this one (nothing when it is a destination)."""
+        if len(self.app.screen_stack) > 1 and self.app.screen is self:
+            self.app.pop_screen()
+
+    def open(self, screen: Screen[Any]) -> None:
+        self.app.push_screen(screen)
+
+
+class DayChart(Widget):
+    """Logins per day; redrawn at its own size."""
+
+    DEFAULT_CSS = "DayChart { height: 1fr; }"
+    days: list[DayCount] = []
+
+    def show(self, days: list[DayCount]) -> None:
+        self.days = days
+        self.refresh()
+
+    def render(self) -> Text:
+        size = self.content_size
+        return day_chart(self.days, size.width, size.height)
+
+
+class LoginMap(Widget):
+    """The login places; redrawn at its own size."""
+
+    DEFAULT_CSS = "LoginMap { height: 1fr; }"
+    points: list[LocatedLogin] = []
+
+    def show(self, points: list[LocatedLogin]) -> None:
+        self.points = points
+        self.refresh()
+
+    def render(self) -> Text:
+        size = self.content_size
+        return location_map(self.points, size.width, size.height)
+
+
+@dataclass(frozen=True)
+class TimelineData:
+    timeline: Timeline
+    days: list[DayCount]
+    located: list[LocatedLogin]
+
+
+class TimelineScreen(AppBoundScreen):
+    TITLE_TEXT = "Timeline"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="timeline.back",
+                tooltip="Back to the screen that opened this timeline"),
+        Binding("r", "reload", "Refresh", id="timeline.refresh",
+                tooltip="Load the account's timeline again"),
+        Binding("a", "anomalies", "Findings", id="timeline.anomalies",
+                tooltip="The account's anomalies, most severe first"),
+        Binding("f", "twofa_reset", "2FA reset", id="timeline.twofa",
+                tooltip="Request a reset of the account's 2FA (four-eyes)"),
+    ]
+    DEFAULT_CSS = """
+    TimelineScreen #tl-ident { display: none; }
+    TimelineScreen.-ask #tl-ident { display: block; }
+    TimelineScreen #tl-head { height: 1; padding: 0 1; }
+    TimelineScreen #tl-head.-error { color: $error; text-style: bold; }
+    TimelineScreen #tl-charts { height: 12; }
+    TimelineScreen #tl-days-box { width: 2fr; border: round $primary; padding: 0 1; }
+    TimelineScreen #tl-map-box { width: 3fr; border: round $primary; }
+    TimelineScreen #tl-events { height: 1fr; }
+    TimelineScreen #tl-detail { height: 3; padding: 0 1; background: $panel; }
+    """
+
+    class Loaded(Message, bubble=False):
+        def __init__(self, data: TimelineData | None, error: str = "") -> None:
+            super().__init__()
+            self.data = data
+            self.error = error
+
+    def __init__(self, account_id: uuid.UUID | None = None, *,
+                 runtime: Runtime | None = None, clock: Clock | None = None,
+                 actor: Actor | None = None, days: int = timeline.DEFAULT_DAYS) -> None:
+        super().__init__(runtime=runtime, clock=clock, actor=actor)
+        self.account_id = account_id
+        self.ident: Ident | None = account_id
+        self.days = days
+        self.data: TimelineData | None = None
+
+    def compose_body(self) -> ComposeResult:
+        yield Input(placeholder="account id or exact email, then enter", id="tl-ident",
+                    max_length=320)
+        yield Static(Text("loading…"), id="tl-head")
+        with Horizontal(id="tl-charts"):
+            with Widget(id="tl-days-box") as days_box:
+                days_box.border_title = f"Logins per day ({self.days} d, UTC)"
+                yield DayChart(id="tl-days")
+            with Widget(id="tl-map-box") as map_box:
+                map_box.border_title = "Login places"
+                yield LoginMap(id="tl-map")
+        yield DataTable(id="tl-events", cursor_type="row", zebra_stripes=True)
+        yield Static(Text(""), id="tl-detail")
+
+    def on_mount(self) -> None:
+        if self.ident is None:
+            self.add_class("-ask")
+            self._head("look up an account: its id or exact email")
+            self.query_one("#tl-ident", Input).focus()
+        else:
+            self.action_reload()
+
+    @on(Input.Submitted, "#tl-ident")
+    def _lookup(self, event: Input.Submitted) -> None:
+        event.stop()
+        ident = event.value.strip()
+        if ident:
+            self.ident = ident
+            self.action_reload()
+
+    def action_reload(self) -> None:
+        """Load the account's timeline again."""
+        if self.ident is not None:
+            self._head("loading…")
+            self.load(self.ident)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="timeline")
+    def load(self, ident: Ident) -> None:
+        assert self.actor is not None
+        try:
+            story = timeline.account_timeline(self.runtime, self.actor, ident)
+            # The charts follow the account the story resolved to.
+            days = timeline.logins_per_day(self.runtime, self.actor, story.account_id,
+                                           days=self.days)
+            located = timeline.located_logins(self.runtime, self.actor, story.account_id)
+            message = self.Loaded(TimelineData(story, days, located))
+        except (InputError, RefusedError) as error:
+            message = self.Loaded(None, str(error))
+        if not get_current_worker().is_cancelled:
+            self.post_message(message)
+
+    def on_timeline_screen_loaded(self, message: TimelineScreen.Loaded) -> None:
+        if message.data is None:
+            self._head(message.error, error=True)
+            return
+        self.data = data = message.data
+        story = data.timeline
+        self.account_id = story.account_id
+        flagged = sum(1 for e in story.events if e.anomalies)
+        self._head(Text.assemble(
+            ("Account ", "bold"), safe_text(story.account, limit=64), "  ",
+            safe_text(story.email), "  status ", safe_text(story.status),
+            "  country ", safe_text(story.country or "-"),
+            f"  {len(story.events)} events, {flagged} flagged",
+            " (older events not shown)" if story.truncated else ""))
+        self.query_one(DayChart).show(data.days)
+        self.query_one(LoginMap).show(data.located)
+        table: DataTable[Text] = self.query_one("#tl-events", DataTable)
+        rows = [
+            (Text(f"{e.at:%m-%d %H:%M}"),
+             Text(EVENT_LABELS.get(e.type, e.type),
+                  style="bold red" if e.type == "login_failed" else ""),
+             badges(e.anomalies),
+             safe_text(e.summary))
+            for e in story.events
+        ]
+        fill_table(table, [("at", "When (UTC)", 11), ("type", "Event", 12),
+                           ("badges", "Findings", None), ("what", "What", None)], rows)
+        if rows:
+            table.move_cursor(row=len(rows) - 1)
+            self._detail(len(rows) - 1)
+        else:
+            self.query_one("#tl-detail", Static).update(Text("no events"))
+        self.remove_class("-ask")
+        table.focus()
+
+    @on(DataTable.RowHighlighted, "#tl-events")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._detail(event.cursor_row)
+
+    def _detail(self, index: int) -> None:
+        if self.data is None or not 0 <= index < len(self.data.timeline.events):
+            return
+        e = self.data.timeline.events[index]
+        d = e.details
+        text = Text(no_wrap=False, overflow="fold")
+        text.append(f"{e.at:%Y-%m-%d %H:%M:%S} ", style="bold")
+        text.append_text(safe_text(e.summary))
+        if e.type in ("login", "login_failed"):
+            text.append("\nagent ", style="dim")
+            text.append_text(safe_text(d.get("user_agent") or "-", limit=200))
+            text.append("  device ", style="dim")
+            text.append_text(safe_text(d.get("device_id") or "-", limit=40))
+        for found in e.anomalies:
+            text.append("\n")
+            text.append_text(badge(str(found["kind"]), str(found["severity"])))
+            text.append(" ")
+            text.append_text(safe_text(found["explanation"]))
+        self.query_one("#tl-detail", Static).update(text)
+
+    def action_anomalies(self) -> None:
+        """The account's anomalies."""
+        if self.account_id is None:
+            self.notify("Look up an account first.", markup=False)
+            return
+        from polysec_tui.screens.anomalies import AnomaliesScreen
+
+        self.open(AnomaliesScreen(self.account_id, runtime=self.runtime, clock=self.clock,
+                                  actor=self.actor))
+
+    def action_twofa_reset(self) -> None:
+        """Open the 2FA reset request for this account."""
+        if self.account_id is None:
+            self.notify("Look up an account first.", markup=False)
+            return
+        try:
+            screen_class = importlib.import_module(TWOFA_MODULE).TwoFactorResetScreen
+        except (ImportError, AttributeError):
+            self.notify("The 2FA reset screen is not available in this version.",
+                        severity="warning", markup=False)
+            return
+        self.open(screen_class(self.account_id))
+
+    def _head(self, text: str | Text, *, error: bool = False) -> None:
+        head = self.query_one("#tl-head", Static)
+        head.update(safe_text(text) if isinstance(text, str) else text)
+        head.set_class(error, "-error")
