@@ -1,4 +1,4 @@
-"""`polysec backup keygen | create | verify | restore | list | prune`."""
+"""`polysec backup keygen | create | verify | restore | list | prune | ship | schedule`."""
 
 from __future__ import annotations
 
@@ -102,8 +102,20 @@ def create(ctx: click.Context, to_dir: str | None, recipients: tuple[str, ...],
                f"{made.alembic_revision}, field keys {made.field_key_ids}")
 
 
+def _file_or_latest(ctx: click.Context, file: str | None, latest: bool, actor: Any) -> Path:
+    if (file is None) == (not latest):
+        raise InputError("give FILE or --latest (the newest good backup in the catalogue)")
+    if latest:
+        from polysec_tui.services import backups
+
+        return backups.latest_backup(runtime_of(ctx), actor)
+    assert file is not None
+    return Path(file)
+
+
 @backup.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
+@click.option("--latest", is_flag=True, help="The newest good backup in the catalogue.")
 @click.option("--identity", metavar="KEYFILE", help="Private key of a recipient.")
 @click.option("--restore-test", is_flag=True,
               help="Also restore into a scratch database and check it.")
@@ -111,16 +123,18 @@ def create(ctx: click.Context, to_dir: str | None, recipients: tuple[str, ...],
               help="Server for the scratch database (default: the live database's server).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
-def verify(ctx: click.Context, file: str, identity: str | None, restore_test: bool,
-           scratch: str | None, as_json: bool) -> None:
+def verify(ctx: click.Context, file: str | None, latest: bool, identity: str | None,
+           restore_test: bool, scratch: str | None, as_json: bool) -> None:
     """Authenticate every chunk and the manifest of FILE (exit 1 on any failure)."""
     from polysec_tui.errors import CheckFailed
     from polysec_tui.services import backups
 
     actor = actor_of(ctx, "backup.run")
+    path = _file_or_latest(ctx, file, latest, actor)
+    file = str(path)
     key = _identity(ctx, identity)
     try:
-        report = backups.verify_backup(runtime_of(ctx), actor, Path(file), key,
+        report = backups.verify_backup(runtime_of(ctx), actor, path, key,
                                        restore_test=restore_test, scratch=scratch)
     except CheckFailed as exc:
         if as_json:
@@ -187,8 +201,9 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         return
     for v in views:
         present = "" if v.file_present or v.status == "pruned" else "  FILE MISSING"
+        shipped = "shipped" if v.shipped_at else "local"
         click.echo(f"{v.created_at:%Y-%m-%d %H:%M:%S}  {v.id}  {v.engine:<10} {v.status:<9} "
-                   f"{v.size_bytes:>12}  {v.path}{present}")
+                   f"{shipped:<7} {v.size_bytes:>12}  {v.path}{present}")
     if not views:
         click.echo("no backups")
     for p in partials:
@@ -220,3 +235,64 @@ def prune(ctx: click.Context, keep_daily: int, keep_weekly: int, keep_monthly: i
     verb = "would remove" if dry_run else "removed"
     for item in plan.remove:
         click.echo(f"{verb:<7} {item['created_at']}  {item['id']}  {item['path']}")
+
+
+class _SendBar:
+    """Upload progress on stderr when it is a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=max(total, 1), label="upload", file=sys.stderr,
+                                         show_eta=True, show_percent=True)
+            self.bar.__enter__()
+            self.done = 0
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+@backup.command()
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
+@click.option("--latest", is_flag=True, help="The newest good backup in the catalogue.")
+@click.option("--to", "to", required=True, metavar="sftp://user@host[:port]/dir",
+              help="Remote directory (it must exist).")
+@click.option("--known-hosts", required=True, type=click.Path(dir_okay=False),
+              help="known_hosts file that pins the server's host key (nothing else is "
+                   "trusted; an unknown or changed key is refused).")
+@click.option("--identity", "ssh_identity", required=True, type=click.Path(dir_okay=False),
+              metavar="KEY", help="SSH private key (key authentication only).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def ship(ctx: click.Context, file: str | None, latest: bool, to: str, known_hosts: str,
+         ssh_identity: str, as_json: bool) -> None:
+    """Copy a finished backup offsite over SFTP: uploaded to NAME.partial (resumed if an
+    earlier upload was cut), read back and compared by SHA-256, renamed to NAME, then the
+    manifest NAME.manifest.json; recorded in the catalogue."""
+    from polysec_tui.services import backups
+
+    actor = actor_of(ctx, "backup.run")
+    path = _file_or_latest(ctx, file, latest, actor)
+    bar = _SendBar(not as_json and sys.stderr.isatty())
+    try:
+        result = backups.ship_backup(runtime_of(ctx), actor, path, to,
+                                     known_hosts=Path(known_hosts).expanduser(),
+                                     identity=Path(ssh_identity).expanduser(), progress=bar)
+    finally:
+        bar.close()
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    how = ("already there, same SHA-256" if result.already_there else
+           f"resumed at byte {result.resumed_from}" if result.resumed_from else "uploaded")
+    click.echo(f"shipped {result.path} to {result.to} ({how}; {result.size_bytes} bytes, "
+               f"sha256 {result.sha256} read back and matched); catalogue: {result.catalogue}")

@@ -1,4 +1,4 @@
-"""Encrypted backups as officer actions: create, verify, restore, list, prune.
+"""Encrypted backups as officer actions: create, verify, restore, list, prune, ship.
 
 Permissions: create, verify, list and prune need ``backup.run`` (admin or automation);
 restore needs ``backup.restore`` (admin), and replacing the live database also a fresh
@@ -439,6 +439,8 @@ class BackupView:
     status: str
     verified_at: datetime | None
     file_present: bool
+    shipped_at: datetime | None = None
+    shipped_to: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -447,7 +449,19 @@ class BackupView:
 def _view(record: BackupRecord) -> BackupView:
     return BackupView(record.id, record.created_at, record.path, record.engine,
                       record.size_bytes, record.sha256, record.status, record.verified_at,
-                      Path(record.path).is_file())
+                      Path(record.path).is_file(), record.shipped_at, record.shipped_to)
+
+
+def latest_backup(rt: Runtime, actor: Actor) -> Path:
+    """The file of the newest good backup in the catalogue (``--latest``)."""
+    require(actor, "backup.run")
+    with rt.sessions() as session:
+        record = session.scalars(
+            select(BackupRecord).where(BackupRecord.status.in_(GOOD))
+            .order_by(BackupRecord.created_at.desc()).limit(1)).first()
+    if record is None:
+        raise InputError("the catalogue has no complete or verified backup")
+    return Path(record.path)
 
 
 def list_backups(rt: Runtime, actor: Actor) -> list[BackupView]:
@@ -539,3 +553,89 @@ def prune_backups(rt: Runtime, actor: Actor, *, keep_daily: int = 7, keep_weekly
     for path in doomed:  # after the commit: a pruned row never names a file still needed
         path.unlink(missing_ok=True)
     return plan
+
+
+# ------------------------------------------------------------------------------- ship
+
+
+@dataclass
+class ShipResult:
+    path: str
+    backup_id: str
+    to: str
+    remote_path: str
+    manifest_path: str
+    size_bytes: int
+    sha256: str
+    sent_bytes: int
+    resumed_from: int
+    already_there: bool
+    catalogue: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ship_backup(rt: Runtime, actor: Actor, path: Path, to: str, *, known_hosts: Path,
+                identity: Path, progress: Callable[[int, int], None] | None = None
+                ) -> ShipResult:
+    """Upload a finished backup to ``sftp://user@host[:port]/dir`` (see
+    ``backup/sftp.py``: pinned host key, key auth, ``.partial`` + rename, resume, read-back
+    SHA-256, manifest last) and record it in the catalogue (``shipped_at``/``shipped_to``)."""
+    from polysec_tui.backup import sftp  # paramiko only for those who ship
+
+    require(actor, "backup.run")
+    target = sftp.SftpTarget.parse(to)
+    audit_target = f"file:{path.name}"[:256]
+    try:
+        if path.name.endswith(PARTIAL):
+            raise InputError("an unfinished backup (.partial) is never shipped")
+        if not path.is_file():
+            raise InputError(f"no such backup file: {path}")
+        try:
+            with path.open("rb") as src:
+                header = read_header(src)
+        except EnvelopeError as exc:
+            raise InputError(f"{path} is not a polysec backup: {exc.reason}") from None
+        backup_id = uuid.UUID(bytes=header.backup_id)
+        audit_target = f"backup:{backup_id}"
+        with rt.sessions() as session:
+            record = session.get(BackupRecord, backup_id)
+            recorded = None if record is None else (record.sha256, record.status,
+                                                    record.created_at)
+        if recorded is not None and recorded[1] in ("failed", "pruned"):
+            raise InputError(f"backup {backup_id} is {recorded[1]} in the catalogue; "
+                             "not shipped")
+        manifest = {"format": "polysec-backup-ship", "backup_id": str(backup_id),
+                    "engine": header.meta.get("engine"),
+                    "created_at": header.meta.get("created_at"),
+                    "recipients": header.recipient_fingerprints}
+        if recorded is not None:
+            # The catalogue's digest first: never ship a file swapped since `create`.
+            local = sftp.local_sha256(path)
+            if local != recorded[0]:
+                raise CheckFailed("the file's SHA-256 differs from the catalogue's record "
+                                  "of this backup; not shipped")
+        shipped = sftp.ship_file(path, target, known_hosts, identity, manifest=manifest,
+                                 progress=progress)
+    except PolysecError as exc:
+        _audit(rt, actor, "backup.ship", audit_target,
+               {"result": "failed", "to": target.url(), "reason": exc.message[:500]})
+        raise
+    now = rt.clock()
+    shipped_to = f"{target.url().rstrip('/')}/{path.name}"
+    with rt.transaction() as session:
+        record = session.get(BackupRecord, backup_id)
+        if record is not None:
+            record.shipped_at = now
+            record.shipped_to = shipped_to[:1024]
+        rt.audit.append(session, officer=actor.name, action="backup.ship", at=now,
+                        target=audit_target,
+                        details={"result": "ok", "to": shipped_to, "sha256": shipped.sha256,
+                                 "size_bytes": shipped.size, "sent_bytes": shipped.sent_bytes,
+                                 "resumed_from": shipped.resumed_from,
+                                 "already_there": shipped.already_there})
+    return ShipResult(str(path), str(backup_id), shipped_to, shipped.remote_path,
+                      shipped.manifest_path, shipped.size, shipped.sha256, shipped.sent_bytes,
+                      shipped.resumed_from, shipped.already_there,
+                      "recorded" if record is not None else "not in the catalogue")
