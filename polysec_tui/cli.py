@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "accounts": ("polysec_tui.commands.accounts:accounts", "Client accounts (PII masked)."),
     "auditlog": ("polysec_tui.commands.auditlog:auditlog", "The officer audit log: verify, tail."),
     "logins": ("polysec_tui.commands.logins:logins", "Login anomalies and account timelines."),
+    "twofa": ("polysec_tui.commands.twofa:twofa", "Client 2FA: status and four-eyes reset."),
     "backup": ("polysec_tui.commands.backup:backup", "Encrypted backups: keygen, create, verify, restore, list, prune."),  # noqa: E501
 }
 

@@ -331,8 +331,8 @@ def _views(session: Session, rows: list[tuple[TwoFactorResetRequest, ApprovalReq
     ids = {o for _r, a, _x in rows for o in (a.requester_id, a.decided_by) if o is not None}
     names: dict[uuid.UUID, str] = {}
     if ids:
-        names = dict(session.execute(
-            select(Officer.id, Officer.name).where(Officer.id.in_(ids))).tuples())
+        names = {oid: name for oid, name in session.execute(
+            select(Officer.id, Officer.name).where(Officer.id.in_(ids)))}
     out = []
     for reset, approval, external_id in rows:
         state = approval.status
@@ -360,7 +360,7 @@ def _request_rows(session: Session, *where: Any,
         .order_by(ApprovalRequest.created_at.desc(), ApprovalRequest.id)
         .limit(limit)
     )
-    return [(r, a, x) for r, a, x in session.execute(stmt).tuples()]
+    return [(r, a, x) for r, a, x in session.execute(stmt)]
 
 
 def list_requests(rt: Runtime, actor: Actor, *, pending_only: bool = False,

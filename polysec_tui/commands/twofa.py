@@ -1,0 +1,161 @@
+"""`polysec twofa status | reset | list | show | approve | deny`: client 2FA resets."""
+
+from __future__ import annotations
+
+import uuid
+
+import click
+
+from polysec_tui.commands.common import actor_of, emit_json, prompt_secret, runtime_of
+from polysec_tui.errors import InputError
+from polysec_tui.services import twofa as service
+
+
+def _request_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InputError(f"{value!r} is not a request id") from None
+
+
+def _when(value: object) -> str:
+    return f"{value:%Y-%m-%d %H:%M} UTC" if value is not None else "-"
+
+
+@click.group()
+def twofa() -> None:
+    """Client 2FA: status and the four-eyes reset (identity proofing, withdrawal hold)."""
+
+
+@twofa.command()
+@click.argument("account")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def status(ctx: click.Context, account: str, as_json: bool) -> None:
+    """Enrolment state of ACCOUNT (id or exact email); never the secret."""
+    view = service.status(runtime_of(ctx), actor_of(ctx, "read"), account)
+    if as_json:
+        emit_json(view.as_dict())
+        return
+    click.echo(f"account            {view.account}")
+    click.echo(f"enrolled           {'yes' if view.enrolled else 'no'}")
+    click.echo(f"enrolled at        {_when(view.enrolled_at)}")
+    click.echo(f"last used          {_when(view.last_used_at)}")
+    click.echo(f"re-enrolment       {'required' if view.reenrolment_required else 'no'}")
+    click.echo(f"withdrawal hold    {'until ' + _when(view.hold_until) if view.hold_until else 'none'}")  # noqa: E501
+    click.echo(f"pending request    {view.pending_request or 'none'}")
+    for event in view.events:
+        click.echo(f"  {_when(event['at'])}  {event['kind']:<12} ip {event['ip'] or '-'}")
+
+
+def _print_risk(risk: service.RiskContext) -> None:
+    click.echo(f"risk context: {risk.summary()}")
+    for a in risk.anomalies:
+        click.echo(f"  anomaly     {_when(a['at'])}  {a['kind']} ({a['severity']})")
+    for w in risk.pending_withdrawals:
+        click.echo(f"  withdrawal  {_when(w['requested_at'])}  {w['amount']} {w['asset']} "
+                   f"{w['status']}")
+    for c in risk.security_changes:
+        click.echo(f"  security    {_when(c['at'])}  {c['kind']} ip {c['ip'] or '-'}")
+    for h in risk.active_holds:
+        click.echo(f"  hold        {h['kind']} until {_when(h['expires_at'])}")
+
+
+@twofa.command()
+@click.argument("account")
+@click.option("--reason", required=True, help="Why the client needs a reset.")
+@click.option("--evidence", required=True,
+              help="How identity was verified (case notes; no document contents).")
+@click.option("--id-document", metavar="REF",
+              help="ID document matched the KYC record: the check's reference.")
+@click.option("--liveness", metavar="REF", help="Selfie / liveness check reference.")
+@click.option("--history-questions", is_flag=True,
+              help="The client answered the account history questions correctly.")
+@click.option("--kyc-reference", metavar="REF", help="KYC record reference.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def reset(ctx: click.Context, account: str, reason: str, evidence: str,
+          id_document: str | None, liveness: str | None, history_questions: bool,
+          kyc_reference: str | None, as_json: bool) -> None:
+    """Open a 2FA reset request for ACCOUNT (analyst or above); a different senior
+    officer approves it. Needs at least [twofa] min_proofs identity proofs (default 2)."""
+    proof = service.Proof(id_document=id_document, liveness=liveness,
+                          history_questions="passed" if history_questions else None,
+                          kyc_reference=kyc_reference)
+    opened = service.request_reset(runtime_of(ctx), actor_of(ctx, "twofa.request"), account,
+                                   reason, evidence, proof)
+    if as_json:
+        emit_json({"request": opened.request.as_dict(), "risk": opened.risk.as_dict()})
+        return
+    click.echo(f"request {opened.request.id} opened for account {opened.request.account}; "
+               f"expires {_when(opened.request.expires_at)}")
+    _print_risk(opened.risk)
+    click.echo("a different officer (senior or above) must approve: "
+               f"polysec twofa approve {opened.request.id}")
+
+
+@twofa.command("list")
+@click.option("--pending", is_flag=True, help="Only requests that can still be decided.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_(ctx: click.Context, pending: bool, as_json: bool) -> None:
+    """2FA reset requests, newest first."""
+    views = service.list_requests(runtime_of(ctx), actor_of(ctx, "read"), pending_only=pending)
+    if as_json:
+        emit_json([v.as_dict() for v in views])
+        return
+    if not views:
+        click.echo("no requests")
+    for v in views:
+        click.echo(f"{v.id}  {v.status:<8} {v.account:<20} by {v.requester:<16} "
+                   f"expires {v.expires_at:%Y-%m-%d %H:%M}  proofs "
+                   f"{','.join(sorted(v.proofs))}")
+
+
+@twofa.command()
+@click.argument("request_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show(ctx: click.Context, request_id: str, as_json: bool) -> None:
+    """One request with its evidence and the risk context at the time it was opened."""
+    view = service.get_request(runtime_of(ctx), actor_of(ctx, "read"), _request_id(request_id))
+    if as_json:
+        emit_json(view.as_dict())
+        return
+    for key, value in view.as_dict().items():
+        click.echo(f"{key:<14} {value}")
+
+
+@twofa.command()
+@click.argument("request_id")
+@click.option("--code", help="A fresh authenticator code (asked if not given).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def approve(ctx: click.Context, request_id: str, code: str | None, as_json: bool) -> None:
+    """Approve and execute REQUEST_ID (senior or above; never your own; exit 4 if someone
+    decided first)."""
+    rt = runtime_of(ctx)
+    actor = actor_of(ctx, "approve")
+    done = service.approve(rt, actor, _request_id(request_id),
+                           prompt_secret("Authenticator code", code))
+    if as_json:
+        emit_json({"request": done.request_id, **done.result})
+        return
+    r = done.result
+    click.echo(f"request {done.request_id} approved: 2FA of account {r['account']} reset; "
+               f"{r['sessions_revoked']} client sessions revoked; withdrawals held until "
+               f"{r['hold_until']}; the client re-enrols at the next login")
+
+
+@twofa.command()
+@click.argument("request_id")
+@click.option("--reason", required=True)
+@click.option("--code", help="A fresh authenticator code (asked if not given).")
+@click.pass_context
+def deny(ctx: click.Context, request_id: str, reason: str, code: str | None) -> None:
+    """Deny REQUEST_ID with a reason (senior or above; never your own)."""
+    rt = runtime_of(ctx)
+    actor = actor_of(ctx, "approve")
+    service.deny(rt, actor, _request_id(request_id), reason,
+                 prompt_secret("Authenticator code", code))
+    click.echo(f"request {request_id} denied")
