@@ -296,3 +296,52 @@ def ship(ctx: click.Context, file: str | None, latest: bool, to: str, known_host
            f"resumed at byte {result.resumed_from}" if result.resumed_from else "uploaded")
     click.echo(f"shipped {result.path} to {result.to} ({how}; {result.size_bytes} bytes, "
                f"sha256 {result.sha256} read back and matched); catalogue: {result.catalogue}")
+
+
+@backup.command()
+@click.option("--print", "kind", required=True, type=click.Choice(["systemd", "cron"]),
+              help="systemd: a service and a timer; cron: an /etc/cron.d file.")
+@click.option("--polysec", "polysec", default="/usr/local/bin/polysec", show_default=True,
+              help="Absolute path of the polysec program on the backup host.")
+@click.option("--user", default="polysec", show_default=True,
+              help="The system user that runs the job.")
+@click.option("--env-file", default="/etc/polysec/backup.env", show_default=True,
+              help="File (mode 0600) with POLYSEC_TOKEN of the automation account and "
+                   "POLYSEC_DB_URL, POLYSEC_KEYRING, POLYSEC_CONFIG.")
+@click.option("--at", "at", default="02:30", show_default=True, help="Time of day, HH:MM UTC.")
+@click.option("--ship-to", metavar="sftp://user@host[:port]/dir",
+              help="Ship each backup offsite (with --known-hosts and --ssh-identity).")
+@click.option("--known-hosts", help="known_hosts file pinning the SFTP server's key.")
+@click.option("--ssh-identity", help="SSH private key for the SFTP server.")
+@click.option("--no-verify", is_flag=True,
+              help="Leave out `verify --latest` (when no identity is kept on the host).")
+@click.option("--keep-daily", type=click.IntRange(0), default=7, show_default=True)
+@click.option("--keep-weekly", type=click.IntRange(0), default=4, show_default=True)
+@click.option("--keep-monthly", type=click.IntRange(0), default=12, show_default=True)
+@click.option("--writable", multiple=True, metavar="DIR",
+              help="Directories the service may write (repeatable; default "
+                   "/var/backups/polysec and /var/lib/polysec).")
+def schedule(kind: str, polysec: str, user: str, env_file: str, at: str,
+             ship_to: str | None, known_hosts: str | None, ssh_identity: str | None,
+             no_verify: bool, keep_daily: int, keep_weekly: int, keep_monthly: int,
+             writable: tuple[str, ...]) -> None:
+    """Print the daily job (create, verify, ship, prune) as a systemd service + timer or
+    a crontab line, run as the automation account. Nothing is installed."""
+    from polysec_tui.backup.schedule import Job, cron_entry, systemd_units
+
+    job = Job(polysec=polysec, user=user, env_file=env_file, at=at, ship_to=ship_to,
+              known_hosts=known_hosts, ssh_identity=ssh_identity, verify=not no_verify,
+              keep_daily=keep_daily, keep_weekly=keep_weekly, keep_monthly=keep_monthly,
+              writable=writable or Job.writable)
+    try:
+        if kind == "cron":
+            click.echo(cron_entry(job), nl=False)
+            return
+        units = systemd_units(job)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    for number, (name, text) in enumerate(units.items()):
+        if number:
+            click.echo()
+        click.echo(f"### {name}")
+        click.echo(text, nl=False)
