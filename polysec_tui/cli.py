@@ -31,6 +31,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "auditlog": ("polysec_tui.commands.auditlog:auditlog", "The officer audit log: verify, tail."),
     "logins": ("polysec_tui.commands.logins:logins", "Login anomalies and account timelines."),
     "twofa": ("polysec_tui.commands.twofa:twofa", "Client 2FA: status and four-eyes reset."),
+    "withdrawals": ("polysec_tui.commands.withdrawals:withdrawals", "Withdrawal screening and the review queue."),  # noqa: E501
+    "blocklist": ("polysec_tui.commands.blocklist:blocklist", "Blocklisted destination addresses."),
     "backup": ("polysec_tui.commands.backup:backup", "Encrypted backups: keygen, create, verify, restore, list, prune."),  # noqa: E501
 }
 

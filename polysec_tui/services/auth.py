@@ -32,6 +32,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit.run": frozenset({"senior", "admin", "automation"}),
     "auditlog.read": frozenset({"senior", "admin", "automation"}),
     "logins.analyze": frozenset({"analyst", "senior", "admin", "automation"}),
+    "withdrawals.screen": frozenset({"analyst", "senior", "admin", "automation"}),
+    "blocklist.add": HUMANS,  # blocking an address only makes screening stricter
+    "blocklist.remove": SENIOR_UP,  # unblocking weakens it: senior officers only
 }
 
 

@@ -1,0 +1,90 @@
+"""`polysec blocklist add|remove|list|import`."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+import click
+
+from polysec_tui.commands.common import actor_of, emit_json, runtime_of
+from polysec_tui.errors import InputError
+from polysec_tui.services import blocklist as service
+from polysec_tui.services.dashboard import printable
+
+
+@click.group()
+def blocklist() -> None:
+    """Destination addresses that screening flags (`address_blocklisted`) and that
+    cannot be approved. Adding: any reviewing officer; removing: senior officers."""
+
+
+@blocklist.command()
+@click.argument("address")
+@click.option("--reason", required=True)
+@click.pass_context
+def add(ctx: click.Context, address: str, reason: str) -> None:
+    """Block ADDRESS (audited)."""
+    rt = runtime_of(ctx)
+    new = service.add(rt, actor_of(ctx, "blocklist.add"), address, reason)
+    state = "blocklisted" if new else "was blocklisted already"
+    click.echo(f"{printable(address.strip())} {state}")
+
+
+@blocklist.command()
+@click.argument("address")
+@click.option("--reason", required=True)
+@click.pass_context
+def remove(ctx: click.Context, address: str, reason: str) -> None:
+    """Unblock ADDRESS (senior officers; audited)."""
+    rt = runtime_of(ctx)
+    service.remove(rt, actor_of(ctx, "blocklist.remove"), address, reason)
+    click.echo(f"{printable(address.strip())} removed from the blocklist")
+
+
+@blocklist.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_(ctx: click.Context, as_json: bool) -> None:
+    """The blocklist, newest first."""
+    rt = runtime_of(ctx)
+    entries = service.list_blocked(rt, actor_of(ctx, "read"))
+    if as_json:
+        emit_json([e.as_dict() for e in entries])
+        return
+    if not entries:
+        click.echo("the blocklist is empty")
+    for e in entries:
+        click.echo(f"{printable(e.address):<48} {e.added_at:%Y-%m-%d %H:%M} "
+                   f"{printable(e.added_by or '?'):<12} {printable(e.reason)}")
+
+
+@blocklist.command("import")
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+@click.option("--reason", required=True, help="Reason recorded for lines that give none.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def import_(ctx: click.Context, source: TextIO, reason: str,
+            as_json: bool) -> None:
+    """Block every address in SOURCE (a file or -): one per line, optionally followed by
+    a comma and a reason; blank lines and lines starting with # are skipped. All or
+    nothing: one bad line rejects the file (exit 2)."""
+    rt = runtime_of(ctx)
+    actor = actor_of(ctx, "blocklist.add")
+    entries: list[tuple[str, str]] = []
+    for n, line in enumerate(source, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        address, _, why = text.partition(",")
+        try:
+            service.clean_address(address)
+        except InputError as exc:
+            raise InputError(f"line {n}: {exc}") from None
+        entries.append((address, why.strip() or reason))
+    added = service.import_addresses(rt, actor, entries)
+    if as_json:
+        emit_json({"read": len(entries), "added": added})
+    else:
+        click.echo(f"read {len(entries)} address(es); {added} newly blocklisted")
+    sys.stdout.flush()

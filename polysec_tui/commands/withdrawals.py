@@ -1,0 +1,164 @@
+"""`polysec withdrawals screen|list|show|claim|approve|reject|escalate`."""
+
+from __future__ import annotations
+
+import click
+
+from polysec_tui.commands.common import actor_of, emit_json, runtime_of
+from polysec_tui.services import screening
+from polysec_tui.services import withdrawals as service
+from polysec_tui.services.dashboard import printable
+
+
+@click.group()
+def withdrawals() -> None:
+    """Withdrawal screening and the review queue (docs/screening.md).
+
+    A decision that lost a race (another officer decided first) exits with 4 and names
+    that officer; a refused one (permissions, an active hold on the account, a
+    blocklisted destination) exits with 3.
+    """
+
+
+@withdrawals.command()
+@click.option("--limit", type=click.IntRange(1, None), help="Screen at most this many.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def screen(ctx: click.Context, limit: int | None, as_json: bool) -> None:
+    """Score every unscreened withdrawal; hold those at or above the threshold.
+
+    Idempotent (a screened withdrawal is never screened again) and safe to run from cron
+    while officers work. Needs analyst, senior, admin or an automation token. Audited.
+    """
+    rt = runtime_of(ctx)
+    actor = actor_of(ctx, "withdrawals.screen")
+    report = screening.screen(rt, actor, limit=limit)
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    found = ", ".join(f"{k} {n}" for k, n in sorted(report.hits.items())) or "none"
+    click.echo(f"screened {report.screened} withdrawal(s) in {report.seconds:.1f} s; "
+               f"held {report.held}; rule hits: {found}")
+
+
+@withdrawals.command("list")
+@click.option("--status", default="open", show_default=True,
+              type=click.Choice(("open", *service.STATUSES)),
+              help="open = held, escalated and in_review (held first).")
+@click.option("--asset", help="Only this asset.")
+@click.option("--rule", type=click.Choice(screening.RULES),
+              help="Only withdrawals this rule flagged.")
+@click.option("--sort", type=click.Choice(service.SORTS), default="risk", show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--offset", type=click.IntRange(0, None), default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_(ctx: click.Context, status: str, asset: str | None, rule: str | None, sort: str,
+          limit: int, offset: int, as_json: bool) -> None:
+    """One page of the review queue."""
+    rt = runtime_of(ctx)
+    actor = actor_of(ctx, "read")
+    page = service.list_queue(rt, actor, status=status, asset=asset, rule=rule, sort=sort,
+                              offset=offset, limit=limit)
+    if as_json:
+        emit_json({"total": page.total, "offset": page.offset, "limit": page.limit,
+                   "items": [i.as_dict() for i in page.items]})
+        return
+    if not page.items:
+        click.echo("no withdrawals")
+        return
+    for i in page.items:
+        risk = "-" if i.risk_score is None else f"{i.risk_score:.0f}"
+        claimed = f" [{printable(i.claimed_by)}]" if i.claimed_by else ""
+        click.echo(
+            f"{printable(i.external_id, limit=64):<20} {i.status:<10}{claimed} risk {risk:>4} "
+            f"{i.requested_at:%Y-%m-%d %H:%M} {printable(i.account, limit=64)} "
+            f"{screening.fmt_amount(i.amount)} {i.asset} -> {printable(i.address, limit=64)} "
+            f"{','.join(i.rules)}"
+        )
+    shown = offset + len(page.items)
+    click.echo(f"{offset + 1}-{shown} of {page.total}")
+
+
+@withdrawals.command()
+@click.argument("withdrawal")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show(ctx: click.Context, withdrawal: str, as_json: bool) -> None:
+    """One withdrawal with its rule hits, the account (masked) and its context."""
+    rt = runtime_of(ctx)
+    actor = actor_of(ctx, "read")
+    d = service.show(rt, actor, withdrawal)
+    if as_json:
+        emit_json(d.as_dict())
+        return
+    i = d.item
+    risk = "-" if i.risk_score is None else f"{i.risk_score:.0f}"
+    click.echo(f"withdrawal {printable(i.external_id)}: {i.status}, risk {risk}")
+    click.echo(f"  {screening.fmt_amount(i.amount)} {i.asset} to {printable(i.address)} "
+               f"requested {i.requested_at:%Y-%m-%d %H:%M:%S} UTC from {printable(d.ip)}")
+    s = d.account_summary
+    click.echo(f"  account {printable(s.external_id)} ({s.status}) email "
+               f"{printable(s.masked.get('email'))}, 2FA {'on' if s.has_2fa else 'off'}")
+    for f in d.flags:
+        click.echo(f"  [{f.score:>3.0f}] {f.rule}: {printable(f.explanation)}")
+    for h in d.active_holds:
+        click.echo(f"  HOLD #{h.id} {h.kind}: {printable(h.reason)}")
+    for dec in d.decisions:
+        click.echo(f"  {dec.at:%Y-%m-%d %H:%M} {printable(dec.officer)} {dec.decision}"
+                   + (f": {printable(dec.note)}" if dec.note else ""))
+    click.echo(f"  address used by {d.address_accounts} account(s)")
+
+
+def _done(outcome: service.Outcome, as_json: bool) -> None:
+    if as_json:
+        emit_json(outcome.as_dict())
+    elif outcome.approval_id is not None:
+        click.echo(f"withdrawal {printable(outcome.external_id)} is above its approval "
+                   f"limit: four-eyes request {outcome.approval_id} opened; a senior "
+                   "officer approves it with `polysec approvals approve`")
+    else:
+        click.echo(f"withdrawal {printable(outcome.external_id)} {outcome.status}")
+
+
+@withdrawals.command()
+@click.argument("withdrawal")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def claim(ctx: click.Context, withdrawal: str, as_json: bool) -> None:
+    """Take a held withdrawal into review (escalated ones: senior officers)."""
+    rt = runtime_of(ctx)
+    _done(service.claim(rt, actor_of(ctx, "review"), withdrawal), as_json)
+
+
+@withdrawals.command()
+@click.argument("withdrawal")
+@click.option("--note", required=True, help="Why (kept in the review record and audit log).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def approve(ctx: click.Context, withdrawal: str, note: str, as_json: bool) -> None:
+    """Approve (above the asset's approval limit: opens a four-eyes request)."""
+    rt = runtime_of(ctx)
+    _done(service.approve(rt, actor_of(ctx, "review"), withdrawal, note), as_json)
+
+
+@withdrawals.command()
+@click.argument("withdrawal")
+@click.option("--note", required=True, help="Why (kept in the review record and audit log).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def reject(ctx: click.Context, withdrawal: str, note: str, as_json: bool) -> None:
+    """Reject the withdrawal."""
+    rt = runtime_of(ctx)
+    _done(service.reject(rt, actor_of(ctx, "review"), withdrawal, note), as_json)
+
+
+@withdrawals.command()
+@click.argument("withdrawal")
+@click.option("--note", required=True, help="Why (kept in the review record and audit log).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def escalate(ctx: click.Context, withdrawal: str, note: str, as_json: bool) -> None:
+    """Hand the withdrawal to the senior officers."""
+    rt = runtime_of(ctx)
+    _done(service.escalate(rt, actor_of(ctx, "review"), withdrawal, note), as_json)

@@ -1,0 +1,562 @@
+"""The review queue and the officers' decisions on withdrawals.
+
+States: ``pending`` (not held: unscreened, or screened below the threshold), ``held``
+(screening held it), ``in_review`` (claimed by one officer), ``approved``, ``rejected``
+and ``escalated`` (waiting for a senior officer). Every transition is one conditional
+``UPDATE ... WHERE status IN (...)``: of two officers deciding at once exactly one
+changes the row, the other gets a ConflictError (exit 4) naming who acted first. The
+review decision row and the audit entry are written in the same transaction.
+
+Rules an approval must pass: no active hold on the account (a security-change hold
+after a 2FA reset, or a freeze), the destination is not blocklisted, and above the
+asset's approval limit (``[screening] approval_limits``; assets without a limit always)
+a second, senior officer approves through the four-eyes primitive
+(kind ``withdrawal.approve``): the withdrawal stays ``in_review`` until then.
+
+Listings are paged (``LIMIT``/``OFFSET`` over indexed columns): the queue never loads
+every withdrawal.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Float, case, cast, false, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from polysec_tui.db.models import (
+    Account,
+    ApprovalRequest,
+    BlockedAddress,
+    Hold,
+    LoginEvent,
+    Officer,
+    ReviewDecision,
+    Withdrawal,
+    WithdrawalFlag,
+)
+from polysec_tui.errors import ConflictError, InputError, RefusedError
+from polysec_tui.services import approvals
+from polysec_tui.services.accounts import AccountSummary
+from polysec_tui.services.accounts import summary as account_summary
+from polysec_tui.services.auth import Actor, at_least, require
+from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.screening import RULES, fmt_amount, load_config
+
+STATUSES = ("pending", "held", "in_review", "approved", "rejected", "escalated")
+OPEN = ("held", "escalated", "in_review")  # the review queue, held first
+SORTS = ("risk", "age", "amount")
+MAX_NOTE = 2000
+APPROVAL_KIND = "withdrawal.approve"
+
+
+# ----------------------------------------------------------------------- views
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    id: int
+    external_id: str
+    account: str
+    requested_at: datetime
+    asset: str
+    amount: Decimal
+    address: str
+    status: str
+    risk_score: float | None
+    rules: tuple[str, ...]
+    claimed_by: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    items: tuple[QueueItem, ...]
+    total: int
+    offset: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class FlagView:
+    rule: str
+    score: float
+    explanation: str
+
+
+@dataclass(frozen=True)
+class LoginView:
+    at: datetime
+    success: bool
+    ip: str
+    country: str | None
+    city: str | None
+    asn: int | None
+    device_id: str | None
+
+
+@dataclass(frozen=True)
+class WithdrawalView:
+    external_id: str
+    account: str
+    requested_at: datetime
+    asset: str
+    amount: Decimal
+    address: str
+    status: str
+
+
+@dataclass(frozen=True)
+class DecisionView:
+    officer: str
+    decision: str
+    note: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class HoldView:
+    id: int
+    kind: str
+    reason: str
+    created_at: datetime
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Detail:
+    item: QueueItem
+    account_id: uuid.UUID
+    ip: str
+    device_id: str | None
+    login_external_id: str | None
+    available_balance: Decimal | None
+    address_label: str | None
+    screened_at: datetime | None
+    decided_by: str | None
+    decided_at: datetime | None
+    approval_id: uuid.UUID | None
+    blocklisted: str | None
+    approval_limit: Decimal | None
+    flags: tuple[FlagView, ...]
+    account_summary: AccountSummary
+    active_holds: tuple[HoldView, ...]
+    recent_logins: tuple[LoginView, ...]
+    recent_withdrawals: tuple[WithdrawalView, ...]
+    address_history: tuple[WithdrawalView, ...]
+    address_accounts: int
+    decisions: tuple[DecisionView, ...] = field(default=())
+
+    def as_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = self.item.as_dict()
+        doc.update({
+            "account_id": self.account_id, "ip": self.ip, "device_id": self.device_id,
+            "login_id": self.login_external_id, "available_balance": self.available_balance,
+            "address_label": self.address_label, "screened_at": self.screened_at,
+            "decided_by": self.decided_by, "decided_at": self.decided_at,
+            "approval_id": self.approval_id, "blocklisted": self.blocklisted,
+            "approval_limit": self.approval_limit,
+            "flags": [f.__dict__ for f in self.flags],
+            "account_summary": self.account_summary.as_dict(),
+            "active_holds": [h.__dict__ for h in self.active_holds],
+            "recent_logins": [v.__dict__ for v in self.recent_logins],
+            "recent_withdrawals": [v.__dict__ for v in self.recent_withdrawals],
+            "address_history": [v.__dict__ for v in self.address_history],
+            "address_accounts": self.address_accounts,
+            "decisions": [d.__dict__ for d in self.decisions],
+        })
+        return doc
+
+
+# ---------------------------------------------------------------------- queue
+
+
+def _statuses(status: str | None) -> tuple[str, ...]:
+    if status in (None, "open"):
+        return OPEN
+    if status not in STATUSES:
+        raise InputError(f"unknown status {status!r}; use open or one of {', '.join(STATUSES)}")
+    return (status,)
+
+
+def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
+               asset: str | None = None, rule: str | None = None, sort: str = "risk",
+               offset: int = 0, limit: int = 100) -> QueuePage:
+    """One page of the queue: held first (with the default ``open``), then by ``sort``
+    (risk: highest first; age: oldest first; amount: largest first)."""
+    require(actor, "read")
+    if sort not in SORTS:
+        raise InputError(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
+    if rule is not None and rule not in RULES:
+        raise InputError(f"unknown rule {rule!r}; use one of {', '.join(RULES)}")
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise InputError("limit must be 1 to 1000 and offset at least 0")
+    statuses = _statuses(status)
+    w = Withdrawal
+    where = [w.status.in_(statuses) if len(statuses) > 1 else w.status == statuses[0]]
+    if asset:
+        where.append(w.asset == asset.upper())
+    if rule:
+        where.append(w.id.in_(select(WithdrawalFlag.withdrawal_id)
+                              .where(WithdrawalFlag.rule == rule)))
+    with rt.sessions() as session:
+        dialect = session.get_bind().dialect.name
+        amount_key = cast(w.amount, Float) if dialect == "sqlite" else w.amount
+        order: list[Any] = []
+        if len(statuses) > 1:
+            order.append(case({s: i for i, s in enumerate(statuses)}, value=w.status))
+        if sort == "risk":
+            order += [func.coalesce(w.risk_score, -1.0).desc(), w.requested_at]
+        elif sort == "age":
+            order += [w.requested_at]
+        else:
+            order += [amount_key.desc(), w.requested_at]
+        order.append(w.id)
+        total = int(session.scalar(select(func.count()).select_from(w).where(*where)) or 0)
+        rows = session.execute(
+            select(w.id, w.external_id, Account.external_id, w.requested_at, w.asset,
+                   w.amount, w.address, w.status, w.risk_score, Officer.name)
+            .join(Account, Account.id == w.account_id)
+            .outerjoin(Officer, Officer.id == w.claimed_by)
+            .where(*where).order_by(*order).offset(offset).limit(limit)
+        ).all()
+        rules = _rules_of(session, [r[0] for r in rows])
+    items = tuple(QueueItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
+                            rules.get(r[0], ()), r[9]) for r in rows)
+    return QueuePage(items, total, offset, limit)
+
+
+def _rules_of(session: Session, ids: list[int]) -> dict[int, tuple[str, ...]]:
+    found: dict[int, list[str]] = {}
+    if ids:
+        for wid, rule in session.execute(
+            select(WithdrawalFlag.withdrawal_id, WithdrawalFlag.rule)
+            .where(WithdrawalFlag.withdrawal_id.in_(ids))
+        ):
+            found.setdefault(wid, []).append(rule)
+    return {wid: tuple(sorted(rs, key=RULES.index)) for wid, rs in found.items()}
+
+
+def _find(session: Session, ref: str) -> Withdrawal:
+    """A withdrawal by its platform id, or by the console's numeric id."""
+    ref = ref.strip()
+    found = session.scalars(select(Withdrawal).where(Withdrawal.external_id == ref)).first()
+    if found is None and ref.isdigit() and len(ref) < 19:
+        found = session.get(Withdrawal, int(ref))
+    if found is None:
+        raise InputError(f"no withdrawal {ref!r}")
+    return found
+
+
+def _name(session: Session, officer_id: uuid.UUID | None) -> str | None:
+    if officer_id is None:
+        return None
+    return session.scalar(select(Officer.name).where(Officer.id == officer_id))
+
+
+def _active_holds(session: Session, account_id: uuid.UUID, now: datetime) -> list[Hold]:
+    return list(session.scalars(
+        select(Hold).where(Hold.account_id == account_id, Hold.released_at.is_(None),
+                           Hold.created_at <= now,
+                           or_(Hold.expires_at.is_(None), Hold.expires_at > now))
+        .order_by(Hold.created_at)
+    ))
+
+
+def show(rt: Runtime, actor: Actor, ref: str, *, recent: int = 10) -> Detail:
+    require(actor, "read")
+    now = rt.clock()
+    cfg = load_config(rt.settings)
+    with rt.sessions() as session:
+        wd = _find(session, ref)
+        account = session.get(Account, wd.account_id)
+        assert account is not None
+        flags = tuple(FlagView(f.rule, f.score, f.explanation) for f in sorted(
+            session.scalars(select(WithdrawalFlag).where(WithdrawalFlag.withdrawal_id == wd.id)),
+            key=lambda f: RULES.index(f.rule) if f.rule in RULES else len(RULES)))
+        holds = tuple(HoldView(h.id, h.kind, h.reason, h.created_at, h.expires_at)
+                      for h in _active_holds(session, wd.account_id, now))
+        logins = tuple(
+            LoginView(e.at, e.success, e.ip, e.country, e.city, e.asn, e.device_id)
+            for e in session.scalars(
+                select(LoginEvent).where(LoginEvent.account_id == wd.account_id,
+                                         LoginEvent.at <= wd.requested_at)
+                .order_by(LoginEvent.at.desc(), LoginEvent.id.desc()).limit(recent)))
+        other = aliased(Account)
+        recent_wd = tuple(
+            WithdrawalView(x.external_id, account.external_id, x.requested_at, x.asset,
+                           x.amount, x.address, x.status)
+            for x in session.scalars(
+                select(Withdrawal).where(Withdrawal.account_id == wd.account_id,
+                                         Withdrawal.id != wd.id)
+                .order_by(Withdrawal.requested_at.desc(), Withdrawal.id.desc()).limit(recent)))
+        history = tuple(
+            WithdrawalView(x.external_id, ext, x.requested_at, x.asset, x.amount, x.address,
+                           x.status)
+            for x, ext in session.execute(
+                select(Withdrawal, other.external_id)
+                .join(other, other.id == Withdrawal.account_id)
+                .where(Withdrawal.address == wd.address, Withdrawal.id != wd.id)
+                .order_by(Withdrawal.requested_at.desc(), Withdrawal.id.desc()).limit(recent)))
+        accounts = int(session.scalar(
+            select(func.count(func.distinct(Withdrawal.account_id)))
+            .where(Withdrawal.address == wd.address)) or 0)
+        decisions = tuple(
+            DecisionView(name, d.decision, d.note, d.decided_at)
+            for d, name in session.execute(
+                select(ReviewDecision, Officer.name)
+                .join(Officer, Officer.id == ReviewDecision.officer_id)
+                .where(ReviewDecision.withdrawal_id == wd.id)
+                .order_by(ReviewDecision.decided_at, ReviewDecision.id)))
+        blocked = session.scalar(select(BlockedAddress.reason)
+                                 .where(BlockedAddress.address == wd.address))
+        rules = tuple(f.rule for f in flags)
+        item = QueueItem(wd.id, wd.external_id, account.external_id, wd.requested_at,
+                         wd.asset, wd.amount, wd.address, wd.status, wd.risk_score, rules,
+                         _name(session, wd.claimed_by))
+        detail_args = (
+            wd.account_id, wd.ip, wd.device_id, wd.login_external_id, wd.available_balance,
+            wd.address_label, wd.screened_at, _name(session, wd.decided_by), wd.decided_at,
+            wd.approval_id, blocked, cfg.approval_limit(wd.asset), flags,
+        )
+        ext = account.external_id
+    summary = account_summary(rt, actor, ext)
+    return Detail(item, *detail_args, summary, holds, logins, recent_wd, history,
+                  accounts, decisions)
+
+
+# ------------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True)
+class Outcome:
+    external_id: str
+    status: str
+    approval_id: uuid.UUID | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"withdrawal": self.external_id, "status": self.status,
+                "approval_id": self.approval_id}
+
+
+def _note(note: str | None, *, required: bool = True) -> str | None:
+    text = (note or "").strip()
+    if not text:
+        if required:
+            raise InputError("a note is required (--note)")
+        return None
+    if len(text) > MAX_NOTE:
+        raise InputError(f"the note is longer than {MAX_NOTE} characters")
+    return text
+
+
+def _from_states(actor: Actor, *, allow_escalated: bool = True) -> Any:
+    """Where this officer may act from: held, their own claim and, for senior
+    officers, escalated withdrawals."""
+    w = Withdrawal
+    states = [w.status == "held",
+              (w.status == "in_review") & (w.claimed_by == actor.officer_id)]
+    if allow_escalated and at_least(actor, "senior"):
+        states.append(w.status == "escalated")
+    return or_(*states)
+
+
+def _conflict(rt: Runtime, wid: int, actor: Actor, verb: str) -> ConflictError | RefusedError:
+    """Why a conditional update changed nothing, read after the fact (it names who)."""
+    with rt.sessions() as session:
+        wd = session.get(Withdrawal, wid)
+        assert wd is not None
+        ext = wd.external_id
+        if wd.status in ("approved", "rejected"):
+            who = _name(session, wd.decided_by) or "the platform"
+            when = f" at {wd.decided_at:%Y-%m-%d %H:%M:%S} UTC" if wd.decided_at else ""
+            return ConflictError(f"withdrawal {ext} was already {wd.status} by {who}{when}")
+        if wd.status == "in_review":
+            who = _name(session, wd.claimed_by) or "?"
+            if wd.claimed_by == actor.officer_id and wd.approval_id is not None:
+                return ConflictError(f"withdrawal {ext} is waiting for four-eyes approval "
+                                     f"(request {wd.approval_id})")
+            return ConflictError(f"withdrawal {ext} is claimed by {who}; only they can {verb}")
+        if wd.status == "escalated":
+            who = _name(session, wd.decided_by) or "?"
+            if not at_least(actor, "senior"):
+                return RefusedError(f"withdrawal {ext} was escalated by {who}: a senior "
+                                    "officer decides it")
+            return ConflictError(f"withdrawal {ext} was escalated by {who}")
+        return ConflictError(f"withdrawal {ext} is {wd.status}: nothing to {verb}")
+
+
+def _record(rt: Runtime, session: Session, actor: Actor, wd_id: int, ext: str, decision: str,
+            note: str | None, now: datetime, **details: Any) -> None:
+    session.add(ReviewDecision(withdrawal_id=wd_id, officer_id=actor.officer_id,
+                               decision=decision, note=note, decided_at=now))
+    rt.audit.append(session, officer=actor.name, action=f"withdrawal.{decision}", at=now,
+                    target=f"withdrawal:{ext}", details={"note": note, **details})
+
+
+def _transition(rt: Runtime, actor: Actor, ref: str, verb: str, allowed: Any,
+                values: dict[str, Any], note: str | None,
+                check: Any = None) -> Outcome:
+    now = rt.clock()
+    with rt.transaction() as session:
+        wd = _find(session, ref)
+        wid, ext, account_id, status = wd.id, wd.external_id, wd.account_id, values["status"]
+        if check is not None:
+            check(session, wd, now)
+        done = session.execute(
+            update(Withdrawal).where(Withdrawal.id == wid, allowed)
+            .values(**values).execution_options(synchronize_session=False)
+        )
+        if done.rowcount == 1:  # type: ignore[attr-defined]
+            _record(rt, session, actor, wid, ext, verb, note, now,
+                    account=str(account_id), status=status)
+            return Outcome(ext, status)
+    raise _conflict(rt, wid, actor, verb)
+
+
+def claim(rt: Runtime, actor: Actor, ref: str) -> Outcome:
+    """Take a held (or, for senior officers, escalated) withdrawal into review."""
+    require(actor, "review")
+    now = rt.clock()
+    w = Withdrawal
+    allowed = or_(w.status == "held",
+                  (w.status == "escalated") if at_least(actor, "senior") else false())
+    return _transition(rt, actor, ref, "claim", allowed,
+                       {"status": "in_review", "claimed_by": actor.officer_id,
+                        "claimed_at": now}, None)
+
+
+def reject(rt: Runtime, actor: Actor, ref: str, note: str) -> Outcome:
+    require(actor, "review")
+    text = _note(note)
+    now = rt.clock()
+    return _transition(rt, actor, ref, "reject", _from_states(actor),
+                       {"status": "rejected", "decided_by": actor.officer_id,
+                        "decided_at": now}, text)
+
+
+def escalate(rt: Runtime, actor: Actor, ref: str, note: str) -> Outcome:
+    """Hand the withdrawal to the senior officers (the claim is released)."""
+    require(actor, "review")
+    text = _note(note)
+    now = rt.clock()
+    return _transition(rt, actor, ref, "escalate", _from_states(actor, allow_escalated=False),
+                       {"status": "escalated", "claimed_by": None, "claimed_at": None,
+                        "decided_by": actor.officer_id, "decided_at": now}, text)
+
+
+def _approval_checks(session: Session, wd: Withdrawal, now: datetime) -> None:
+    holds = _active_holds(session, wd.account_id, now)
+    if holds:
+        hold = holds[0]
+        until = (f"until {hold.expires_at:%Y-%m-%d %H:%M} UTC" if hold.expires_at
+                 else "until released")
+        raise RefusedError(f"account has an active {hold.kind} hold (#{hold.id}, {until}): "
+                           "withdrawals cannot be approved while it lasts")
+    if session.scalar(select(BlockedAddress.id)
+                      .where(BlockedAddress.address == wd.address)) is not None:
+        raise RefusedError(f"destination {wd.address} is blocklisted: reject the withdrawal "
+                           "or have a senior officer remove the address first")
+
+
+def approve(rt: Runtime, actor: Actor, ref: str, note: str) -> Outcome:
+    """Approve; above the asset's approval limit this opens a four-eyes request instead
+    (the withdrawal stays in review, claimed by this officer, until a senior approves)."""
+    require(actor, "review")
+    text = _note(note)
+    assert text is not None
+    cfg = load_config(rt.settings)
+    now = rt.clock()
+    with rt.sessions() as session:
+        wd = _find(session, ref)
+        amount, asset = wd.amount, wd.asset
+    limit = cfg.approval_limit(asset)
+    if limit is not None and amount <= limit:
+        return _transition(rt, actor, ref, "approve", _from_states(actor),
+                           {"status": "approved", "decided_by": actor.officer_id,
+                            "decided_at": now}, text, check=_approval_checks)
+    w = Withdrawal
+    pending_request = (select(ApprovalRequest.id)
+                       .where(ApprovalRequest.id == w.approval_id,
+                              ApprovalRequest.status == "pending",
+                              ApprovalRequest.expires_at > now))
+    allowed = _from_states(actor) & ~pending_request.exists()
+    try:
+        return _request_approval(rt, actor, ref, allowed, text, limit, now)
+    except _Lost as lost:
+        raise _conflict(rt, lost.wid, actor, "approve") from None
+
+
+class _Lost(Exception):
+    """The conditional update changed nothing: roll back, then explain who won."""
+
+    def __init__(self, wid: int) -> None:
+        super().__init__(wid)
+        self.wid = wid
+
+
+def _request_approval(rt: Runtime, actor: Actor, ref: str, allowed: Any, text: str,
+                      limit: Decimal | None, now: datetime) -> Outcome:
+    with rt.transaction() as session:
+        wd = _find(session, ref)
+        wid, account_id, ext, amount, asset = (wd.id, wd.account_id, wd.external_id,
+                                               wd.amount, wd.asset)
+        _approval_checks(session, wd, now)
+        limit_text = f"{fmt_amount(limit)} {asset}" if limit is not None else "none configured"
+        reason = (f"approve withdrawal {ext}: {fmt_amount(amount)} {asset} to {wd.address} "
+                  f"(approval limit {limit_text}); note: {text}")
+        # The request row first: the withdrawal's foreign key points at it.
+        request_id = approvals.open_request(
+            rt, actor, APPROVAL_KIND, reason[:approvals.MAX_REASON],
+            {"withdrawal_id": wid, "withdrawal": ext, "note": text}, session=session)
+        session.flush()
+        done = session.execute(
+            update(Withdrawal).where(Withdrawal.id == wid, allowed)
+            .values(status="in_review", claimed_by=actor.officer_id,
+                    claimed_at=func.coalesce(Withdrawal.claimed_at, now),
+                    approval_id=request_id)
+            .execution_options(synchronize_session=False)
+        )
+        if done.rowcount == 1:  # type: ignore[attr-defined]
+            _record(rt, session, actor, wid, ext, "request_approval", text, now,
+                    account=str(account_id), request=str(request_id),
+                    amount=fmt_amount(amount), asset=asset)
+            return Outcome(ext, "in_review", request_id)
+        raise _Lost(wid)
+
+
+def _execute_approval(rt: Runtime, session: Session, request: ApprovalRequest,
+                      approver: Actor) -> dict[str, Any]:
+    """The four-eyes executor: a second officer approved; approve the withdrawal if it
+    is still in review under this very request (not rejected meanwhile)."""
+    wid = int(request.payload["withdrawal_id"])
+    now = rt.clock()
+    wd = session.get(Withdrawal, wid)
+    if wd is None:
+        raise InputError(f"withdrawal {wid} no longer exists")
+    _approval_checks(session, wd, now)
+    done = session.execute(
+        update(Withdrawal).where(Withdrawal.id == wid, Withdrawal.status == "in_review",
+                                 Withdrawal.approval_id == request.id)
+        .values(status="approved", decided_by=approver.officer_id, decided_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConflictError(f"withdrawal {wd.external_id} is {wd.status} now; "
+                            "the request can no longer approve it")
+    note = f"four-eyes approval of request {request.id}"
+    _record(rt, session, approver, wid, wd.external_id, "approve", note, now,
+            account=str(wd.account_id), status="approved", request=str(request.id))
+    return {"withdrawal": wd.external_id, "status": "approved"}
+
+
+approvals.register(approvals.ApprovalKind(
+    name=APPROVAL_KIND, min_role="senior", execute=_execute_approval,
+    describe=lambda p: f"approve withdrawal {p.get('withdrawal')}",
+))

@@ -1,0 +1,250 @@
+"""Screening rules: each fires with its numbers in the explanation and stays quiet on an
+ordinary withdrawal; screening is idempotent and holds above the threshold. All three
+databases (the per-row windows are each engine's own date arithmetic)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from polysec_tui.config import Settings
+from polysec_tui.db.models import Hold, LoginAnomaly, LoginEvent, Withdrawal, WithdrawalFlag
+from polysec_tui.errors import InputError, RefusedError
+from polysec_tui.services import blocklist, screening
+from polysec_tui.services.auth import Actor
+from polysec_tui.services.runtime import Runtime
+from tests.conftest import FIXED_NOW
+from tests.helpers import account, ingest, login, security_event, withdrawal
+from tests.officer_fixtures import MovableClock, make_staff
+from tests.screening_fixtures import (
+    CRON,
+    HOME_ADDRESS,
+    build_history,
+    hits,
+    iso,
+    request,
+    status,
+)
+
+
+@pytest.fixture
+def rt(runtime: Runtime) -> Runtime:
+    build_history(runtime)
+    return runtime
+
+
+def test_ordinary_withdrawal_fires_nothing_and_stays_pending(rt: Runtime) -> None:
+    assert request(rt) == {}
+    assert status(rt, "T1") == "pending"
+    with rt.sessions() as s:
+        wd = s.scalars(select(Withdrawal).where(Withdrawal.external_id == "T1")).one()
+        assert wd.screened_at == FIXED_NOW and wd.risk_score == 0
+
+
+def test_ip_not_seen(rt: Runtime) -> None:
+    found = request(rt, ip="198.51.100.9")
+    assert found["ip_not_seen"] == (
+        "request IP 198.51.100.9 is not among the 8 successful logins of this account "
+        "in the 30 days before the request")
+    # The login behind the request does not vouch for its own IP, but an earlier one does.
+    ingest(rt, "logins", login("old-same-ip", at=iso(timedelta(days=3)), ip="198.51.100.9"))
+    assert "ip_not_seen" not in request(rt, "T2", ip="198.51.100.9")
+
+
+def test_new_country_and_new_asn(rt: Runtime) -> None:
+    found = request(rt, login_extra={"country": "FR"})
+    assert "new_country" in found and "new_asn" not in found
+    assert found["new_country"] == (
+        "request from country FR, not seen in this account's 8 successful logins of the "
+        "last 180 days (seen: DE)")
+    found = request(rt, "T2", login_extra={"asn": 64500})
+    assert "new_asn" in found and "new_country" not in found
+    assert "AS64500" in found["new_asn"] and "8 successful logins" in found["new_asn"]
+
+
+def test_new_country_needs_history(runtime: Runtime) -> None:
+    ingest(runtime, "accounts", account("A1"))
+    ingest(runtime, "logins", login("only", at=iso(timedelta(days=2))))
+    assert "new_country" not in request(runtime, login_extra={"country": "FR"})
+
+
+def test_amount_outlier_uses_median_and_mad(rt: Runtime) -> None:
+    found = request(rt, amount="4.2")
+    assert found["amount_outlier"] == (
+        "amount 4.2 BTC is 11.8x this account's median withdrawal of 0.355 BTC "
+        "(MAD 0.02, 6 withdrawals)")
+    assert "amount_outlier" not in request(rt, "T2", amount="0.5")
+
+
+def test_amount_outlier_needs_history(runtime: Runtime) -> None:
+    ingest(runtime, "accounts", account("A1"))
+    ingest(runtime, "withdrawals", withdrawal("W0", at=iso(timedelta(days=3)), amount="0.01"))
+    assert "amount_outlier" not in request(runtime, amount="4.2", available_balance="100")
+
+
+def test_new_destination_and_rejected_history_does_not_count(rt: Runtime) -> None:
+    found = request(rt, address="bc1qsomewhereelse")
+    assert found["new_destination"].startswith(
+        "first withdrawal by this account to bc1qsomewhereelse; 6 earlier")
+    assert "new_destination" not in request(rt, "T2", address=HOME_ADDRESS)
+    with rt.transaction() as s:
+        s.execute(update(Withdrawal).where(Withdrawal.external_id == "T1")
+                  .values(status="rejected"))
+    assert "new_destination" in request(rt, "T3", address="bc1qsomewhereelse")
+
+
+def test_address_blocklisted(rt: Runtime) -> None:
+    rt.clock = clock = MovableClock(FIXED_NOW)
+    staff = make_staff(rt, clock)
+    assert blocklist.add(rt, staff.actors["ann"], "bc1qscammer", "reported by chain analysis")
+    found = request(rt, address="bc1qscammer")
+    assert found["address_blocklisted"].startswith(
+        "destination bc1qscammer is on the blocklist since 2026-11-20 12:0")
+    assert found["address_blocklisted"].endswith(" UTC: reported by chain analysis")
+    assert status(rt, "T1") == "held"  # the weight alone reaches the threshold
+    assert "address_blocklisted" not in request(rt, "T2")
+
+
+def test_security_change_within_window(rt: Runtime) -> None:
+    ingest(rt, "security-events",
+           security_event("S1", at=iso(timedelta(hours=11)), kind="2fa_reset"),
+           security_event("S2", at=iso(timedelta(days=4)), kind="password_change"),
+           security_event("S3", at=iso(timedelta(hours=5)), kind="new_device"))
+    found = request(rt)
+    assert found["security_change_hold"] == (
+        "2fa_reset 10.0 h before the request (hold window 48 h)")
+    assert status(rt, "T1") == "held"
+
+
+def test_security_change_outside_window_or_other_kind_is_quiet(rt: Runtime) -> None:
+    ingest(rt, "security-events",
+           security_event("S2", at=iso(timedelta(days=4)), kind="password_change"),
+           security_event("S3", at=iso(timedelta(hours=5)), kind="new_device"))
+    assert "security_change_hold" not in request(rt)
+
+
+def test_active_hold_fires_security_change_hold(rt: Runtime) -> None:
+    with rt.sessions() as s:
+        account_id = s.scalar(select(Withdrawal.account_id).limit(1))
+    with rt.transaction() as s:
+        s.add(Hold(account_id=account_id, kind="security_change", reason="2FA reset",
+                   created_at=FIXED_NOW - timedelta(hours=3),
+                   expires_at=FIXED_NOW + timedelta(hours=45)))
+        s.add(Hold(account_id=account_id, kind="security_change", reason="old",
+                   created_at=FIXED_NOW - timedelta(days=9),
+                   expires_at=FIXED_NOW - timedelta(days=7)))
+    found = request(rt)
+    assert found["security_change_hold"].startswith("security-change hold #")
+    assert "placed 2026-11-20 09:00 UTC (until 2026-11-22 09:00 UTC)" in found[
+        "security_change_hold"]
+    assert found["security_change_hold"].count("hold #") == 1  # the expired one is not
+
+
+def test_velocity_count_and_sum(rt: Runtime) -> None:
+    for n in range(4):
+        ingest(rt, "withdrawals", withdrawal(f"V{n}", at=iso(timedelta(hours=5 + n)),
+                                             amount="0.01", address=HOME_ADDRESS,
+                                             available_balance="5", login_id="A1-L1"))
+    found = request(rt, amount="0.01")
+    assert found["velocity"] == (
+        "5 withdrawal(s) totalling 0.05 BTC in 24 h including this one: at or above the "
+        "limit of 5 withdrawals")
+    # The sum: 0.35 + 0.5 reaches the default 0.75 BTC approval limit.
+    assert "velocity" in request(rt, "T2", amount="0.5")
+
+
+def test_velocity_quiet_on_spread_out_withdrawals(rt: Runtime) -> None:
+    assert "velocity" not in request(rt)
+
+
+def test_dormant_account(runtime: Runtime) -> None:
+    ingest(runtime, "accounts", account("A1"))
+    ingest(runtime, "logins", *(login(f"L{d}", at=iso(timedelta(days=d))) for d in (130, 140)))
+    ingest(runtime, "withdrawals", withdrawal("W0", at=iso(timedelta(days=135)),
+                                              address=HOME_ADDRESS))
+    found = request(runtime)
+    assert found["dormant"] == (
+        "no login or withdrawal for 129 days before this request (last activity "
+        "2026-07-13 12:00 UTC; dormant after 90 days)")
+
+
+def test_active_account_is_not_dormant(rt: Runtime) -> None:
+    assert "dormant" not in request(rt)
+
+
+def test_drains_balance(rt: Runtime) -> None:
+    found = request(rt, available_balance="0.36")
+    assert found["drains_balance"] == (
+        "amount 0.35 BTC is 97% of the available balance of 0.36 BTC (threshold 90%)")
+    assert "drains_balance" not in request(rt, "T2", available_balance="0.5")
+
+
+def test_risky_session(rt: Runtime) -> None:
+    request(rt)  # creates T1-login
+    ingest(rt, "logins", login("T2-login", at=iso(timedelta(minutes=65))),
+           login("T3-login", at=iso(timedelta(minutes=65))))
+    with rt.transaction() as s:
+        ids = {ext: i for ext, i in s.execute(select(LoginEvent.external_id, LoginEvent.id)
+               .where(LoginEvent.external_id.in_(["T2-login", "T3-login"])))}
+        account_id = s.scalar(select(Withdrawal.account_id).limit(1))
+        for ext, severity in (("T2-login", "high"), ("T3-login", "low")):
+            s.add(LoginAnomaly(kind="impossible_travel", severity=severity, score=5.0,
+                               account_id=account_id, login_event_id=ids[ext],
+                               at=FIXED_NOW, source_ip=None, source_asn=None,
+                               explanation="x", details={}, detected_at=FIXED_NOW))
+    for ext in ("T2", "T3"):
+        ingest(rt, "withdrawals", withdrawal(ext, at=iso(timedelta(hours=1)),
+                                             address=HOME_ADDRESS, available_balance="5",
+                                             login_id=f"{ext}-login"))
+    screening.screen(rt, CRON)
+    assert hits(rt, "T2")["risky_session"] == (
+        "the login behind this request (T2-login) was itself flagged: "
+        "impossible_travel (high)")
+    assert "risky_session" not in hits(rt, "T3")  # low is below the default floor
+
+
+def test_screen_is_idempotent_and_reports(rt: Runtime) -> None:
+    request(rt, ip="198.51.100.9", amount="4.2", address="bc1qnew")
+    with rt.sessions() as s:
+        before = s.scalar(select(func.count()).select_from(WithdrawalFlag))
+    again = screening.screen(rt, CRON)
+    assert again.screened == 0 and again.held == 0
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(WithdrawalFlag)) == before
+    assert status(rt, "T1") == "held"
+
+
+def test_screen_holds_only_at_threshold(rt: Runtime) -> None:
+    cfg = replace(screening.ScreeningConfig(), hold_threshold=200)
+    ingest(rt, "withdrawals", withdrawal("T9", at=iso(timedelta(hours=1)), amount="4.2",
+                                         address="bc1qnew", ip="198.51.100.9",
+                                         available_balance="5"))
+    report = screening.screen(rt, CRON, config=cfg)
+    assert report.screened == 1 and report.held == 0 and status(rt, "T9") == "pending"
+
+
+def test_screen_needs_permission_and_is_audited(rt: Runtime) -> None:
+    from polysec_tui.services.auditlog import tail
+
+    with pytest.raises(RefusedError):
+        screening.screen(rt, Actor(CRON.officer_id, "x", "unknown-role"))
+    with rt.sessions() as s:
+        assert tail(s, 1)[0].action == "withdrawals.screen"
+
+
+def test_config_from_toml(settings: Settings) -> None:
+    custom = Settings(settings.db_url, settings.keyring_path, options={"screening": {
+        "hold_threshold": 70, "security_hold_hours": 24, "weights": {"dormant": 5},
+        "approval_limits": {"btc": "2.5"}, "amount_ratio": 4}})
+    cfg = screening.load_config(custom)
+    assert cfg.hold_threshold == 70 and cfg.security_hold_hours == 24
+    assert cfg.weight("dormant") == 5 and cfg.weight("ip_not_seen") == 20
+    assert str(cfg.approval_limit("BTC")) == "2.5"
+    for bad in ({"nope": 1}, {"weights": {"nope": 1}}, {"velocity_count": -1},
+                {"approval_limits": {"BTC": "0"}}):
+        with pytest.raises(InputError):
+            screening.load_config(Settings(settings.db_url, settings.keyring_path,
+                                           options={"screening": bad}))
