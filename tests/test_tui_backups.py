@@ -330,7 +330,7 @@ def test_snapshot_backups_screen(snap_compare: Any, snapshot_console: Console) -
         await open_backups(pilot)
 
     assert snap_compare(PolysecApp(snapshot_console.rt, session=snapshot_console.session),
-                        terminal_size=(120, 24), run_before=show)
+                        terminal_size=(90, 24), run_before=show)
 
 
 def test_when_helpers() -> None:
