@@ -59,6 +59,7 @@ from textual.worker import Worker, WorkerState
 from polysec_tui.errors import PolysecError
 from polysec_tui.screens.account import AccountScreen
 from polysec_tui.screens.auditlog import AuditLogScreen
+from polysec_tui.screens.backups import BackupsScreen
 from polysec_tui.screens.dashboard import DashboardScreen
 from polysec_tui.screens.lock import LockScreen
 from polysec_tui.screens.login import LoginScreen
@@ -90,6 +91,9 @@ DESTINATIONS: dict[str, Destination] = {
     ),
     "auditlog": Destination(
         "3", "Audit log", "Officer audit log and a check of its hash chain", AuditLogScreen
+    ),
+    "backups": Destination(
+        "9", "Backups", "Encrypted backups: catalogue, create, verify, restore", BackupsScreen
     ),
 }
 HOME = next(iter(DESTINATIONS))
