@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "twofa": ("polysec_tui.commands.twofa:twofa", "Client 2FA: status and four-eyes reset."),
     "withdrawals": ("polysec_tui.commands.withdrawals:withdrawals", "Withdrawal screening and the review queue."),  # noqa: E501
     "blocklist": ("polysec_tui.commands.blocklist:blocklist", "Blocklisted destination addresses."),
+    "audit": ("polysec_tui.commands.audit:audit", "Audit checks of the encrypted database."),
     "backup": ("polysec_tui.commands.backup:backup", "Encrypted backups: keygen, create, verify, restore, list, prune."),  # noqa: E501
 }
 

@@ -23,10 +23,8 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import queue
 import re
-import tempfile
 import threading
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,6 +56,7 @@ from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import AuditHead, AuditLogEntry
 from polysec_tui.errors import CheckFailed, InputError
+from polysec_tui.files import atomic_write
 from polysec_tui.services.auth import Actor, require
 
 if TYPE_CHECKING:
@@ -548,31 +547,9 @@ class Checkpoint:
 
 
 def write_checkpoint(path: Path | str, cp: Checkpoint) -> None:
-    """Write atomically: a 0600 temp file in the same directory, fsync, rename, fsync dir."""
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path()
+    """Written whole or not at all, owner-only."""
     data = (json.dumps(cp.to_dict(), indent=2, sort_keys=True) + "\n").encode()
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                        dir=directory)
-    except OSError as exc:
-        raise InputError(f"cannot write checkpoint {target}: {exc.strerror}") from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            os.fchmod(out.fileno(), 0o600)
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"cannot write checkpoint {target}: {exc.strerror}") from None
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, data, what="checkpoint")
 
 
 def read_checkpoint(path: Path | str, audit_key: bytes) -> Checkpoint:
