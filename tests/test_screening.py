@@ -248,3 +248,30 @@ def test_config_from_toml(settings: Settings) -> None:
         with pytest.raises(InputError):
             screening.load_config(Settings(settings.db_url, settings.keyring_path,
                                            options={"screening": bad}))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_demo_account_takeover_is_held_and_few_normal_ones(settings: Settings) -> None:
+    from polysec_tui.db.models import DemoScenario, DemoScenarioEvent
+    from polysec_tui.services.demo import DemoSpec, build_demo
+    from polysec_tui.services.runtime import open_runtime
+
+    build_demo(settings, DemoSpec(accounts=400, days=10, seed=3, anchor=FIXED_NOW))
+    rt = open_runtime(settings)
+    try:
+        with rt.sessions() as s:
+            attack = set(s.scalars(
+                select(DemoScenarioEvent.external_id)
+                .join(DemoScenario, DemoScenario.id == DemoScenarioEvent.scenario_id)
+                .where(DemoScenarioEvent.event_type == "withdrawal",
+                       DemoScenario.kind == "account_takeover")))
+            statuses = dict(s.execute(select(Withdrawal.external_id, Withdrawal.status)).all())
+        assert attack and all(statuses[e] == "held" for e in attack)
+        for ext in attack:
+            assert {"new_destination", "ip_not_seen", "security_change_hold",
+                    "drains_balance"} <= set(hits(rt, ext))
+        normal = [st for e, st in statuses.items() if e not in attack]
+        assert statuses and sum(st == "held" for st in normal) <= 0.05 * len(normal)
+        assert all(st in ("pending", "held") for st in normal)
+    finally:
+        rt.engine.dispose()

@@ -52,10 +52,11 @@ from polysec_tui.db.models import (
     Withdrawal,
 )
 from polysec_tui.errors import InputError, RefusedError
-from polysec_tui.services import officers, sessions
+from polysec_tui.services import officers, screening, sessions
 from polysec_tui.services.auth import Actor
 from polysec_tui.services.ingest import Ingestor
 from polysec_tui.services.runtime import Runtime, open_runtime
+from polysec_tui.services.screening import ScreenReport
 
 Record = dict[str, Any]
 Timed = tuple[datetime, str, Record]  # (time, external id, record): sortable, total order
@@ -1757,6 +1758,18 @@ def create_demo_officers(rt: Runtime) -> bool:
     return True
 
 
+def screen_demo(rt: Runtime, at: datetime) -> ScreenReport:
+    """Screen the demo's withdrawals as ada, so the review queue has work in it. The
+    clock is the demo's anchor (its "now"), so the same seed gives the same data."""
+    admin_name = DEMO_OFFICERS[-1][0]
+    with rt.sessions() as session:
+        officer = session.scalars(select(Officer).where(Officer.name == admin_name)).first()
+    if officer is None or officer.role != "admin":
+        return ScreenReport()
+    pinned = Runtime(rt.settings, rt.engine, rt.keyring, clock=lambda: at)
+    return screening.screen(pinned, Actor(officer.id, officer.name, officer.role))
+
+
 def demo_login_hints(rt: Runtime) -> list[tuple[str, str, str, str]]:
     """(name, role, password, current code) of each demo officer, for the login screen.
 
@@ -1813,6 +1826,10 @@ def build_demo(settings: Settings, spec: DemoSpec, *, reset: bool = False,
         generate(rt, spec, progress)
         if create_demo_officers(rt) and progress:
             progress("officers: alice (analyst), sam (senior), ada (admin)")
+        screened = screen_demo(rt, spec.anchor)
+        if progress:
+            progress(f"withdrawals: {screened.screened} screened, {screened.held} held "
+                     "for review")
         info = {"demo": "true", "seed": str(spec.seed), "accounts": str(spec.accounts),
                 "days": str(spec.days), "anchor": spec.anchor.isoformat()}
         _set_info(rt, info)

@@ -8,10 +8,11 @@ withdrawal's ``risk_score``; at or above ``hold_threshold`` a pending withdrawal
 
 Set-based: withdrawals are taken in batches of ids (``BATCH``) and each batch costs a
 fixed number of queries, whatever its size: the batch itself with the login behind each
-request, its destination on the blocklist and its balance; one aggregate over the
-account's successful logins (``ip_not_seen``, ``new_country``, ``new_asn``, ``dormant``);
-one join over the account's earlier withdrawals (``amount_outlier``, ``velocity``,
-``dormant``, ``new_destination``); one over security events and holds
+request, its destination on the blocklist, its balance and the account's last activity
+(``dormant``, ``drains_balance``, ``address_blocklisted``); one aggregate over the
+account's successful logins (``ip_not_seen``, ``new_country``, ``new_asn``); one join
+over the account's earlier withdrawals (``amount_outlier``, ``velocity``,
+``new_destination``); one over security events and holds
 (``security_change_hold``); one over the login anomalies of the login behind the
 request (``risky_session``). Per-row windows (``requested_at - 30 days``) are computed
 by the database (:class:`_Shifted` compiles to each engine's date arithmetic). The
@@ -135,7 +136,8 @@ class ScreeningConfig:
 
     @property
     def lookback_days(self) -> int:
-        return max(self.ip_history_days, self.geo_history_days, self.dormant_days + 1)
+        return max(self.ip_history_days, self.geo_history_days, self.amount_history_days,
+                   -(-self.velocity_window_hours // 24))
 
 
 def load_config(settings: Settings) -> ScreeningConfig:
@@ -330,6 +332,8 @@ class _Row:
     account_created: datetime
     blocked_reason: str | None
     blocked_at: datetime | None
+    last_login: datetime | None
+    last_withdrawal: datetime | None
 
 
 def _screen_batch(session: Session, lo: int, hi: int, cfg: ScreeningConfig,
@@ -345,6 +349,18 @@ def _screen_batch(session: Session, lo: int, hi: int, cfg: ScreeningConfig,
         return (select(column).where(by_ip.ip == w.ip, by_ip.at <= w.requested_at)
                 .order_by(by_ip.at.desc()).limit(1).scalar_subquery())
 
+    # dormant: the account's last activity before the grace period (index seeks on
+    # (account_id, at) and (account_id, requested_at)).
+    grace_start = shifted(w.requested_at, -cfg.dormant_grace_hours * 3600)
+    seen = aliased(LoginEvent, name="seen")
+    sent = aliased(Withdrawal, name="sent")
+    last_login = (select(func.max(seen.at))
+                  .where(seen.account_id == w.account_id, seen.success.is_(True),
+                         seen.at < grace_start).scalar_subquery())
+    last_withdrawal = (select(func.max(sent.requested_at))
+                       .where(sent.account_id == w.account_id,
+                              sent.requested_at < grace_start).scalar_subquery())
+
     base = (
         select(
             w.id, w.account_id, w.requested_at, w.asset, w.amount,
@@ -353,6 +369,7 @@ def _screen_batch(session: Session, lo: int, hi: int, cfg: ScreeningConfig,
             func.coalesce(behind.country, ip_geo(by_ip.country)),
             func.coalesce(behind.asn, ip_geo(by_ip.asn)),
             Account.created_at, BlockedAddress.reason, BlockedAddress.added_at,
+            last_login, last_withdrawal,
         )
         .join(Account, Account.id == w.account_id)
         .outerjoin(behind, behind.external_id == w.login_external_id)
@@ -365,8 +382,8 @@ def _screen_batch(session: Session, lo: int, hi: int, cfg: ScreeningConfig,
     if not rows:
         return 0, 0, {}
     hits: dict[int, list[Hit]] = defaultdict(list)
-    last_login = _login_rules(session, rows, in_batch, cfg, hits)
-    _history_rules(session, rows, in_batch, cfg, hits, last_login)
+    _login_rules(session, rows, in_batch, cfg, hits)
+    _history_rules(session, rows, in_batch, cfg, hits)
     _security_rules(session, rows, in_batch, cfg, hits)
     _risky_session(session, rows, in_batch, cfg, hits)
     for row in rows.values():
@@ -403,11 +420,10 @@ def _hit(cfg: ScreeningConfig, rule: str, explanation: str, **details: Any) -> H
 
 
 def _login_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
-                 cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> dict[int, datetime]:
+                 cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> None:
     """ip_not_seen, new_country, new_asn: one aggregate over the account's successful
     logins before the login behind the request (before the request when the platform
-    did not name that login), grouped by the logins' country and network. Returns the
-    last login of each withdrawal's account before the dormant grace period."""
+    did not name that login), grouped by the logins' country and network."""
     w = Withdrawal
     behind = aliased(LoginEvent, name="behind")
     past = aliased(LoginEvent, name="past")
@@ -424,7 +440,6 @@ def _login_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
     day = 86_400
     recent = past.at >= shifted(g.c.req, -cfg.ip_history_days * day)
     geo_window = past.at >= shifted(g.c.req, -cfg.geo_history_days * day)
-    before_grace = past.at < shifted(g.c.req, -cfg.dormant_grace_hours * 3600)
     one: ColumnElement[int] = literal_column("1")
     zero: ColumnElement[int] = literal_column("0")
     query = (
@@ -433,31 +448,24 @@ def _login_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
             func.sum(case((recent, one), else_=zero)),
             func.sum(case((and_(recent, past.ip == g.c.ip), one), else_=zero)),
             func.sum(case((geo_window, one), else_=zero)),
-            func.max(case((before_grace, past.at), else_=None)),
         )
         .join(past, and_(past.account_id == g.c.account_id, past.success.is_(True),
                          past.at >= shifted(g.c.req, -cfg.lookback_days * day),
                          past.at < g.c.ref_at))
         .group_by(g.c.wid, past.country, past.asn)
     )
-    dialect = session.get_bind().dialect
     recent_n: dict[int, int] = defaultdict(int)
     same_ip: dict[int, int] = defaultdict(int)
     geo_n: dict[int, int] = defaultdict(int)
     countries: dict[int, set[str | None]] = defaultdict(set)
     networks: dict[int, set[int | None]] = defaultdict(set)
-    last_login: dict[int, datetime] = {}
-    for wid, country, asn, n_recent, n_ip, n_geo, last in session.execute(query):
+    for wid, country, asn, n_recent, n_ip, n_geo in session.execute(query):
         recent_n[wid] += int(n_recent or 0)
         same_ip[wid] += int(n_ip or 0)
         if n_geo:
             geo_n[wid] += int(n_geo)
             countries[wid].add(country)
             networks[wid].add(asn)
-        if isinstance(last, str):  # SQLite gives the MAX of a CASE back as text
-            last = UTCDateTime().process_result_value(last, dialect)
-        if last is not None and (wid not in last_login or last > last_login[wid]):
-            last_login[wid] = last
     for wid, row in rows.items():
         if same_ip[wid] == 0:
             hits[wid].append(_hit(
@@ -480,16 +488,14 @@ def _login_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
                 f"request from network AS{row.asn}, not seen in this account's "
                 f"{geo_n[wid]} successful logins of the last {cfg.geo_history_days} days",
                 asn=row.asn, logins_in_window=geo_n[wid]))
-    return last_login
 
 
 # ------------------------------------------------------------- withdrawal history
 
 
 def _history_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
-                   cfg: ScreeningConfig, hits: dict[int, list[Hit]],
-                   last_login: Mapping[int, datetime]) -> None:
-    """amount_outlier, velocity, new_destination and dormant (with the login half)."""
+                   cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> None:
+    """amount_outlier, velocity and new_destination."""
     w = Withdrawal
     h = aliased(Withdrawal, name="h")
     day = 86_400
@@ -516,7 +522,6 @@ def _history_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
 
     amount_window = timedelta(days=cfg.amount_history_days)
     velocity_window = timedelta(hours=cfg.velocity_window_hours)
-    grace = timedelta(hours=cfg.dormant_grace_hours)
     for wid, row in rows.items():
         past = history.get(wid, [])
         if same_address.get(wid, 0) == 0:
@@ -558,21 +563,6 @@ def _history_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
                 f"{count} withdrawal(s) totalling {fmt_amount(total)} {row.asset} in "
                 f"{cfg.velocity_window_hours} h including this one: {why}",
                 count=count, sum=fmt_amount(total), hours=cfg.velocity_window_hours))
-        # dormant: nothing (login or withdrawal) between lookback and requested_at - grace
-        activity = [at for at, _asset, _a in past if at < row.requested_at - grace]
-        login_last = last_login.get(wid)
-        last = max([*activity, *([login_last] if login_last else [])], default=None)
-        idle_from = row.requested_at - timedelta(days=cfg.dormant_days)
-        if row.account_created < idle_from and (last is None or last < idle_from):
-            days = ((row.requested_at - last).days if last is not None
-                    else (row.requested_at - row.account_created).days)
-            since = (f"last activity {_fmt_time(last)}" if last is not None
-                     else f"none in the {cfg.lookback_days} days looked at")
-            hits[wid].append(_hit(
-                cfg, "dormant",
-                f"no login or withdrawal for {days} days before this request "
-                f"({since}; dormant after {cfg.dormant_days} days)",
-                idle_days=days, last_activity=last.isoformat() if last else None))
 
 
 # -------------------------------------------------------- security changes, holds
@@ -646,6 +636,17 @@ def _risky_session(session: Session, rows: Mapping[int, _Row], in_batch: Any,
 
 
 def _row_rules(row: _Row, cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> None:
+    known = [t for t in (row.last_login, row.last_withdrawal) if t is not None]
+    last = max(known, default=None)
+    # Only a known earlier activity makes an account dormant: an account whose history
+    # the console has never seen is new to it, not asleep.
+    if last is not None and last < row.requested_at - timedelta(days=cfg.dormant_days):
+        days = (row.requested_at - last).days
+        hits[row.id].append(_hit(
+            cfg, "dormant",
+            f"no login or withdrawal for {days} days before this request (last activity "
+            f"{_fmt_time(last)}; dormant after {cfg.dormant_days} days)",
+            idle_days=days, last_activity=last.isoformat()))
     if row.blocked_reason is not None:
         hits[row.id].append(_hit(
             cfg, "address_blocklisted",
