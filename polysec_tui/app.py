@@ -63,6 +63,7 @@ from polysec_tui.screens.backups import BackupsScreen
 from polysec_tui.screens.dashboard import DashboardScreen
 from polysec_tui.screens.lock import LockScreen
 from polysec_tui.screens.login import LoginScreen
+from polysec_tui.screens.twofa import TwoFactorRequestsScreen
 from polysec_tui.screens.widgets import ConsoleError, describe_error
 from polysec_tui.services import sessions
 from polysec_tui.services.auth import Actor
@@ -91,6 +92,10 @@ DESTINATIONS: dict[str, Destination] = {
     ),
     "auditlog": Destination(
         "3", "Audit log", "Officer audit log and a check of its hash chain", AuditLogScreen
+    ),
+    "twofa": Destination(
+        "8", "2FA resets", "Client 2FA reset requests of other officers to approve or deny",
+        TwoFactorRequestsScreen,
     ),
     "backups": Destination(
         "9", "Backups", "Encrypted backups: catalogue, create, verify, restore", BackupsScreen

@@ -47,6 +47,9 @@ from polysec_tui.services.runtime import Clock, Runtime
 from polysec_tui.services.twofa import ResetRequestView, RiskContext, TwoFactorStatus
 
 CODE_LENGTH = 8  # authenticator codes are 6 digits; a little room, never more
+# Short names of the identity proofs for the request table.
+PROOF_SHORT = {"id_document": "ID", "liveness": "liveness", "history_questions": "history",
+               "kyc_reference": "KYC"}
 
 
 def _when(value: Any) -> str:
@@ -86,6 +89,7 @@ class PendingRequests(Vertical):
         self.runtime = runtime
         self.actor = actor
         self.requests: list[ResetRequestView] = []
+        self._outcome_shown = False
         self.border_title = "Pending 2FA reset requests of other officers"
 
     def compose(self) -> ComposeResult:
@@ -115,15 +119,15 @@ class PendingRequests(Vertical):
         fill_table(table, [
             ("id", "Request", 8), ("account", "Account", None), ("by", "Requested by", None),
             ("at", "Opened", 16), ("expires", "Expires", 16), ("proofs", "Proofs", None),
-            ("risk", "Risk flags", None), ("reason", "Reason", None),
+            ("risk", "Risk", None), ("reason", "Reason", None),
         ], [
             (Text(str(r.id)[:8]), safe_text(r.account, limit=40), safe_text(r.requester),
              Text(_when(r.created_at)), Text(_when(r.expires_at)),
-             Text(", ".join(sorted(r.proofs))), Text(str(sum(r.risk.values()))),
-             safe_text(r.reason, limit=60))
+             Text(",".join(PROOF_SHORT.get(p, p) for p in twofa.PROOFS if p in r.proofs)),
+             Text(str(sum(r.risk.values()))), safe_text(r.reason, limit=40))
             for r in message.requests
         ])
-        if not self.query_one("#pending-status", Static).has_class("-error"):
+        if not self._outcome_shown:  # keep the outcome of a decision until the next one
             self._status(f"{len(message.requests)} pending; select one, enter your code, "
                          "then Approve or Deny (senior or above)"
                          if message.requests else "no pending requests of other officers")
@@ -177,13 +181,14 @@ class PendingRequests(Vertical):
         self.post_message(message)
 
     def on_pending_requests_decided(self, message: PendingRequests.Decided) -> None:
-        self._status(message.text, error=message.error)
+        self._status(message.text, error=message.error, outcome=True)
         if not message.error:
             self.query_one("#pending-note", Input).value = ""
             self.post_message(self.Changed())
         self.reload()
 
-    def _status(self, text: str, *, error: bool = False) -> None:
+    def _status(self, text: str, *, error: bool = False, outcome: bool = False) -> None:
+        self._outcome_shown = outcome or error
         status = self.query_one("#pending-status", Static)
         status.update(safe_text(text))
         status.set_class(error, "-error")
