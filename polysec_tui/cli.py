@@ -34,6 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "withdrawals": ("polysec_tui.commands.withdrawals:withdrawals", "Withdrawal screening and the review queue."),  # noqa: E501
     "blocklist": ("polysec_tui.commands.blocklist:blocklist", "Blocklisted destination addresses."),
     "audit": ("polysec_tui.commands.audit:audit", "Audit checks of the encrypted database."),
+    "keys": ("polysec_tui.commands.keys:keys", "Field keys: status, add, promote, rotate, retire."),
     "backup": ("polysec_tui.commands.backup:backup", "Encrypted backups: keygen, create, verify, restore, list, prune."),  # noqa: E501
 }
 

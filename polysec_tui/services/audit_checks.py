@@ -16,10 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, String, Text, func, select, text
-from sqlalchemy.sql.elements import ColumnElement
 
 from polysec_tui.crypto.blind_index import normalise_email
-from polysec_tui.crypto.fields import HEADER_LEN, NONCE_LIMIT, USAGE_WARN
+from polysec_tui.crypto.fields import NONCE_LIMIT, USAGE_WARN
 from polysec_tui.crypto.keyring import check_private
 from polysec_tui.db import migrate
 from polysec_tui.db.models import (
@@ -37,6 +36,7 @@ from polysec_tui.db.models import (
 )
 from polysec_tui.errors import CheckFailed, InputError, RefusedError
 from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.keys import values_per_key
 from polysec_tui.services.runtime import Runtime
 
 STATUSES = ("pass", "warn", "fail")
@@ -217,28 +217,12 @@ def encryption_coverage(ctx: CheckContext) -> Finding:
 # --------------------------------------------------------------------------- key_hygiene
 
 
-def _key_id_sql(column: Any) -> ColumnElement[Any]:
-    """The 4-byte key id of an F1 ciphertext (bytes 2..5), as bytes."""
-    return func.substr(column, 2, HEADER_LEN - 1)
-
-
 def key_hygiene(ctx: CheckContext) -> Finding:
     name = "key_hygiene"
     keyring = ctx.rt.keyring
     problems: list[tuple[str, str]] = []  # (status, text)
-    rows_per_key: dict[int, int] = {}
     with ctx.rt.engine.connect() as conn:
-        for table_name, columns in ENCRYPTED_COLUMNS.items():
-            table = Base.metadata.tables[table_name]
-            for column in columns:
-                col = table.c[f"{column}_enc"]
-                kid = _key_id_sql(col)
-                for raw, count in conn.execute(
-                    select(kid, func.count()).where(col.is_not(None)).group_by(kid)
-                ):
-                    if raw is not None and len(bytes(raw)) == HEADER_LEN - 1:
-                        key_id = int.from_bytes(bytes(raw), "big")
-                        rows_per_key[key_id] = rows_per_key.get(key_id, 0) + int(count)
+        rows_per_key = values_per_key(conn)
         usage = {int(k): int(n) for k, n in conn.execute(
             select(KeyUsage.key_id, KeyUsage.encryptions))}
     max_age = timedelta(days=int(ctx.limit("key_max_age_days")))
