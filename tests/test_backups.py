@@ -315,3 +315,85 @@ def test_backup_help_does_not_import_textual():
             "import polysec_tui.services.backups, polysec_tui.backup.restore\n"
             "assert 'textual' not in sys.modules and 'paramiko' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+@pytest.fixture
+def own_server_database(db_url, tmp_path) -> Iterator[str]:
+    """A database of this test's own on the server of ``db_url`` (the shared per-run
+    database keeps pooled connections, and PostgreSQL renames no database in use)."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite --replace: test_replace_keeps_the_old_sqlite_database")
+    url = parse_url(db_url).set(database=f"polysec_rp_{uuid.uuid4().hex[:10]}")
+    from polysec_tui.backup.restore import _admin_engine
+
+    admin = _admin_engine(url)
+    charset = " CHARACTER SET utf8mb4" if url.get_backend_name() != "postgresql" else ""
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {url.database}{charset}")
+    admin.dispose()
+    text_url = url.render_as_string(hide_password=False)
+    engine = make_engine(text_url)
+    from polysec_tui.db import migrate
+
+    migrate.upgrade(engine)
+    engine.dispose()
+    try:
+        yield text_url
+    finally:
+        drop_database(url)
+
+
+def test_replace_on_a_server_keeps_the_old_database(own_server_database, settings, identity,
+                                                    tmp_path):
+    url = parse_url(own_server_database)
+    options = {"backup": {"dir": str(tmp_path / "backups"),
+                          "recipients": [str(identity.recipient)]}}
+    configured = dataclasses.replace(settings, db_url=own_server_database, options=options)
+    clock = MovableClock(FIXED_NOW)
+    rt = Runtime(configured, make_engine(own_server_database),
+                 load_keyring(settings.keyring_path), clock=clock)
+    staff = make_staff(rt, clock)
+    ingest(rt, "accounts", account("A1"), account("A2", full_name="Zoë O'Brien"))
+    before = contents(rt.engine)
+    made = backups.create_backup(rt, staff.actors["cron"])
+    ingest(rt, "accounts", account("LATE"))  # after the backup
+    leftovers: list[str] = []
+    try:
+        result = backups.restore_backup(rt, staff.actors["root"], made.path, identity,
+                                        replace=True, code=staff.next_code("root"))
+        assert result.replaced and result.check["problems"] == []
+        if url.get_backend_name() == "postgresql":
+            # The live name now holds the backup; the old database is kept, renamed.
+            assert result.old and result.old.startswith(f"{url.database}_replaced_")
+            leftovers.append(result.old)
+            live = make_engine(own_server_database)
+            old = make_engine(url.set(database=result.old).render_as_string(
+                hide_password=False))
+            try:
+                now = contents(live)
+                assert now["accounts"] == before["accounts"]
+                assert now["audit_log"][-1][3] == "backup.restore"
+                assert len(contents(old)["accounts"]) == 3  # LATE is in the replaced one
+            finally:
+                live.dispose()
+                old.dispose()
+        else:
+            # MariaDB renames no database: the restored copy sits beside the live one,
+            # which is untouched, and the note says which URL to switch to.
+            restored_name = result.target.rsplit("/", 1)[1]
+            assert restored_name.startswith(f"{url.database}_restored_")
+            leftovers.append(restored_name)
+            assert "switch the database URL" in result.note
+            restored = make_engine(url.set(database=restored_name).render_as_string(
+                hide_password=False))
+            live = make_engine(own_server_database)
+            try:
+                assert contents(restored)["accounts"] == before["accounts"]
+                assert len(contents(live)["accounts"]) == 3
+            finally:
+                restored.dispose()
+                live.dispose()
+    finally:
+        rt.engine.dispose()
+        for name in leftovers:
+            drop_database(url.set(database=name))
