@@ -490,8 +490,11 @@ def test_cli_flow_json_and_exit_codes(staff, cli, capsys):
     after = json.loads(run_cli(capsys, "twofa", "status", "A1", "--json").out)
     assert after["enrolled"] is False and after["reenrolment_required"] is True
     assert after["hold_until"] is not None
-    shown = run_cli(capsys, "twofa", "show", request_id, "--json")
-    assert json.loads(shown.out)["status"] == "executed"
+    shown = json.loads(run_cli(capsys, "twofa", "show", request_id, "--json").out)
+    assert shown["status"] == "executed" and shown["risk"]["pending_withdrawals"] == 1
+    assert [h["kind"] for h in shown["risk_now"]["active_holds"]] == ["security_change"]
+    shown_text = run_cli(capsys, "twofa", "show", request_id)
+    assert shown_text.code == 0 and "1 active holds" in shown_text.out
 
 
 def test_cli_expired_and_self_approval_exit_3(staff, cli, capsys):
@@ -522,3 +525,22 @@ def test_session_table_shape_is_usable_by_the_platform(staff):
         active = s.scalar(select(func.count()).select_from(ClientSession)
                           .where(ClientSession.revoked_at.is_(None)))
     assert active == 2
+
+
+def test_the_hold_blocks_a_withdrawal_approval_during_its_window_and_not_after(staff):
+    """Through the review service: the reset's hold refuses the approval for 48 h."""
+    from polysec_tui.services import withdrawals
+
+    rt, sam = staff.rt, staff.actors["sam"]
+    with rt.engine.begin() as conn:  # screening held it for review
+        conn.execute(text("UPDATE withdrawals SET status = 'held' WHERE external_id = 'W1'"))
+    twofa.approve(rt, staff.actors["sue"], _open(staff), staff.next_code("sue"))
+    withdrawals.claim(rt, sam, "W1")
+    staff.clock.advance(hours=47, minutes=59)
+    with pytest.raises(RefusedError, match="active security_change hold"):
+        withdrawals.approve(rt, sam, "W1", "client confirmed by phone")
+    assert _raw(rt, "SELECT status FROM withdrawals WHERE external_id = 'W1'") == \
+        [("in_review",)]
+    staff.clock.advance(minutes=2)
+    assert withdrawals.approve(rt, sam, "W1", "client confirmed by phone").status == \
+        "approved"

@@ -117,13 +117,18 @@ def list_(ctx: click.Context, pending: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def show(ctx: click.Context, request_id: str, as_json: bool) -> None:
-    """One request with its evidence and the risk context at the time it was opened."""
-    view = service.get_request(runtime_of(ctx), actor_of(ctx, "read"), _request_id(request_id))
+    """One request with its evidence, the risk counts when it was opened and the
+    account's risk context now."""
+    rt = runtime_of(ctx)
+    actor = actor_of(ctx, "read")
+    view = service.get_request(rt, actor, _request_id(request_id))
+    risk = service.risk_context(rt, actor, view.account)
     if as_json:
-        emit_json(view.as_dict())
+        emit_json({**view.as_dict(), "risk_now": risk.as_dict()})
         return
     for key, value in view.as_dict().items():
         click.echo(f"{key:<14} {value}")
+    _print_risk(risk)
 
 
 @twofa.command()
