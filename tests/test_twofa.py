@@ -309,11 +309,11 @@ def test_a_wrong_code_is_refused(staff):
 
 def test_no_proof_is_refused(staff):
     rt, ann = staff.rt, staff.actors["ann"]
-    with pytest.raises(InputError, match="no identity proof recorded"):
+    with pytest.raises(RefusedError, match="no identity proof recorded"):
         twofa.request_reset(rt, ann, "A1", "lost phone", "called", Proof())
-    with pytest.raises(InputError, match="no identity proof recorded"):
+    with pytest.raises(RefusedError, match="no identity proof recorded"):
         twofa.request_reset(rt, ann, "A1", "lost phone", "called", Proof(liveness="  "))
-    with pytest.raises(InputError, match="needs at least 2"):
+    with pytest.raises(RefusedError, match="needs at least 2"):
         twofa.request_reset(rt, ann, "A1", "lost phone", "called", Proof(liveness="L-1"))
     with pytest.raises(InputError, match="evidence"):
         twofa.request_reset(rt, ann, "A1", "lost phone", " ", PROOF)
@@ -437,7 +437,7 @@ def test_cli_flow_json_and_exit_codes(staff, cli, capsys):
 
     no_proof = run_cli(capsys, "twofa", "reset", "A1", "--reason", "lost phone",
                        "--evidence", "called")
-    assert no_proof.code == 2 and no_proof.err.count("\n") == 1
+    assert no_proof.code == 3 and no_proof.err.count("\n") == 1
     assert "no identity proof recorded" in no_proof.err
 
     opened = run_cli(capsys, "twofa", "reset", "A1", "--reason", "lost phone", "--evidence",

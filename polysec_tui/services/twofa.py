@@ -44,7 +44,7 @@ from polysec_tui.db.models import (
     TwoFactorResetRequest,
     Withdrawal,
 )
-from polysec_tui.errors import ConflictError, InputError
+from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.services import approvals
 from polysec_tui.services.accounts import resolve
 from polysec_tui.services.auth import Actor, require
@@ -399,12 +399,14 @@ def request_reset(rt: Runtime, actor: Actor, ident: str, reason: str, evidence: 
     require(actor, "twofa.request")
     policy = Policy.from_settings(rt)
     proofs = proof.items()
+    # Policy refusals (exit 3), not malformed input: a reset without proven identity is
+    # exactly what an account takeover asks for.
     if not proofs:
-        raise InputError("no identity proof recorded: tick the checklist "
-                         f"({', '.join(PROOFS)})")
+        raise RefusedError("no identity proof recorded: tick the checklist "
+                           f"({', '.join(PROOFS)})")
     if len(proofs) < policy.min_proofs:
-        raise InputError(f"{len(proofs)} identity proof(s) recorded; a 2FA reset needs at "
-                         f"least {policy.min_proofs} ({', '.join(PROOFS)})")
+        raise RefusedError(f"{len(proofs)} identity proof(s) recorded; a 2FA reset needs at "
+                           f"least {policy.min_proofs} ({', '.join(PROOFS)})")
     evidence = evidence.strip()
     if not evidence or len(evidence) > MAX_EVIDENCE:
         raise InputError(f"evidence of 1 to {MAX_EVIDENCE} characters is required")
