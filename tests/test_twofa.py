@@ -544,3 +544,23 @@ def test_the_hold_blocks_a_withdrawal_approval_during_its_window_and_not_after(s
     staff.clock.advance(minutes=2)
     assert withdrawals.approve(rt, sam, "W1", "client confirmed by phone").status == \
         "approved"
+
+
+def test_sessions_come_in_through_ingest_and_a_reset_revokes_them(staff):
+    rt = staff.rt
+    report = ingest(rt, "sessions",
+                    {"id": "web-9", "account": "A2", "at": "2026-11-19T08:00:00Z",
+                     "ip": "198.51.100.4", "device_id": "dev-2"},
+                    {"id": "web-8", "account": "A2", "at": "2026-11-18T08:00:00Z",
+                     "revoked_at": "2026-11-18T09:00:00Z"},
+                    {"id": "web-9", "account": "A2", "at": "2026-11-19T08:00:00Z"})
+    assert (report.inserted, report.duplicates) == (2, 1)
+    bad = ingest(rt, "sessions", {"id": "x", "account": "A2", "at": "2026-11-19T08:00:00"},
+                 skip_bad=True)
+    assert bad.bad_count == 1 and "time zone" in bad.bad[0].reason
+    done = twofa.approve(rt, staff.actors["sue"], _open(staff, ident="A2"),
+                         staff.next_code("sue"))
+    assert done.result["sessions_revoked"] == 1
+    assert dict(_raw(rt, "SELECT external_id, revoked_reason FROM client_sessions "
+                         "WHERE external_id LIKE 'web-%'")) == {"web-9": "2fa_reset",
+                                                                "web-8": "ended"}

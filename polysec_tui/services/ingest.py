@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from polysec_tui.db.models import (
     Account,
     Balance,
+    ClientSession,
     DemoScenario,
     DemoScenarioEvent,
     LoginEvent,
@@ -41,7 +42,7 @@ from polysec_tui.services import records as r
 from polysec_tui.services.records import BadRecord
 from polysec_tui.services.runtime import Runtime
 
-KINDS = ("accounts", "logins", "security-events", "withdrawals")
+KINDS = ("accounts", "logins", "security-events", "withdrawals", "sessions")
 MAX_LINE_BYTES = 64 * 1024
 BATCH_SIZE = 5000
 MAX_REPORTED_BAD = 50
@@ -407,16 +408,35 @@ def parse_withdrawal(obj: dict[str, Any]) -> Parsed:
     }
 
 
+def parse_session(obj: dict[str, Any]) -> Parsed:
+    """A client's platform session (what a 2FA reset revokes). Inserted once; the
+    platform updates ``last_seen_at`` and ``revoked_at`` in place."""
+    revoked_at = r.timestamp(obj, "revoked_at", required=False)
+    return {
+        "external_id": r.req_text(obj, "id", 64),
+        "account": r.req_text(obj, "account", 64),
+        "created_at": r.req_timestamp(obj, "at"),
+        "last_seen_at": r.timestamp(obj, "last_seen_at", required=False),
+        "ip": r.ip_address(obj, "ip", required=False),
+        "device_id": r.text(obj, "device_id", 128, required=False),
+        "revoked_at": revoked_at,
+        "revoked_reason": (r.text(obj, "revoked_reason", 64, required=False)
+                           or ("ended" if revoked_at is not None else None)),
+    }
+
+
 PARSERS: dict[str, Callable[[dict[str, Any]], Parsed]] = {
     "accounts": parse_account,
     "logins": parse_login,
     "security-events": parse_security_event,
     "withdrawals": parse_withdrawal,
+    "sessions": parse_session,
 }
 EVENT_TABLES: dict[str, Table] = {
     "logins": LoginEvent.__table__,  # type: ignore[dict-item]
     "security-events": SecurityEvent.__table__,  # type: ignore[dict-item]
     "withdrawals": Withdrawal.__table__,  # type: ignore[dict-item]
+    "sessions": ClientSession.__table__,  # type: ignore[dict-item]
 }
 
 
