@@ -564,3 +564,12 @@ def test_sessions_come_in_through_ingest_and_a_reset_revokes_them(staff):
     assert dict(_raw(rt, "SELECT external_id, revoked_reason FROM client_sessions "
                          "WHERE external_id LIKE 'web-%'")) == {"web-9": "2fa_reset",
                                                                 "web-8": "ended"}
+
+
+def test_the_cli_and_service_do_not_import_textual():
+    import subprocess
+    import sys
+
+    code = ("import sys, polysec_tui.commands.twofa, polysec_tui.services.twofa; "
+            "assert 'textual' not in sys.modules, 'textual imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
