@@ -573,3 +573,24 @@ def test_the_cli_and_service_do_not_import_textual():
     code = ("import sys, polysec_tui.commands.twofa, polysec_tui.services.twofa; "
             "assert 'textual' not in sys.modules, 'textual imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_text_output_strips_terminal_escapes(staff, cli, capsys):
+    hostile = "acc-\x1b[2J\x1b]0;pwned\x07x"
+    ingest(staff.rt, "accounts", account(hostile, email="h@example.com",
+                                         totp_secret=pyotp.random_base32(32),
+                                         totp_enrolled_at="2025-03-01T10:00:00Z"))
+    cli("ann")
+    opened = run_cli(capsys, "twofa", "reset", "h@example.com", "--reason", "lost\x1b[31m",
+                     "--evidence", "call", "--id-document", "ID-1", "--liveness", "L-1")
+    assert opened.code == 0, opened.err
+    outputs = [opened.out]
+    for args in (["status", "h@example.com"], ["list"]):
+        result = run_cli(capsys, "twofa", *args)
+        assert result.code == 0, result.err
+        outputs.append(result.out)
+    request_id = outputs[-1].split()[0]
+    outputs.append(run_cli(capsys, "twofa", "show", request_id).out)
+    for out in outputs:
+        assert "\x1b" not in out and "\x07" not in out
+    assert "account            acc-x" in outputs[1]  # the escape sequences removed

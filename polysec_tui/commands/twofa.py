@@ -9,6 +9,7 @@ import click
 from polysec_tui.commands.common import actor_of, emit_json, prompt_secret, runtime_of
 from polysec_tui.errors import InputError
 from polysec_tui.services import twofa as service
+from polysec_tui.services.dashboard import printable
 
 
 def _request_id(value: str) -> uuid.UUID:
@@ -37,7 +38,7 @@ def status(ctx: click.Context, account: str, as_json: bool) -> None:
     if as_json:
         emit_json(view.as_dict())
         return
-    click.echo(f"account            {view.account}")
+    click.echo(f"account            {printable(view.account, limit=64)}")
     click.echo(f"enrolled           {'yes' if view.enrolled else 'no'}")
     click.echo(f"enrolled at        {_when(view.enrolled_at)}")
     click.echo(f"last used          {_when(view.last_used_at)}")
@@ -87,7 +88,8 @@ def reset(ctx: click.Context, account: str, reason: str, evidence: str,
     if as_json:
         emit_json({"request": opened.request.as_dict(), "risk": opened.risk.as_dict()})
         return
-    click.echo(f"request {opened.request.id} opened for account {opened.request.account}; "
+    click.echo(f"request {opened.request.id} opened for account "
+               f"{printable(opened.request.account, limit=64)}; "
                f"expires {_when(opened.request.expires_at)}")
     _print_risk(opened.risk)
     click.echo("a different officer (senior or above) must approve: "
@@ -107,7 +109,8 @@ def list_(ctx: click.Context, pending: bool, as_json: bool) -> None:
     if not views:
         click.echo("no requests")
     for v in views:
-        click.echo(f"{v.id}  {v.status:<8} {v.account:<20} by {v.requester:<16} "
+        click.echo(f"{v.id}  {v.status:<8} {printable(v.account, limit=64):<20} by "
+                   f"{v.requester:<16} "
                    f"expires {v.expires_at:%Y-%m-%d %H:%M}  proofs "
                    f"{','.join(sorted(v.proofs))}")
 
@@ -127,7 +130,7 @@ def show(ctx: click.Context, request_id: str, as_json: bool) -> None:
         emit_json({**view.as_dict(), "risk_now": risk.as_dict()})
         return
     for key, value in view.as_dict().items():
-        click.echo(f"{key:<14} {value}")
+        click.echo(f"{key:<14} {printable(value, limit=2000)}")
     _print_risk(risk)
 
 
@@ -147,7 +150,8 @@ def approve(ctx: click.Context, request_id: str, code: str | None, as_json: bool
         emit_json({"request": done.request_id, **done.result})
         return
     r = done.result
-    click.echo(f"request {done.request_id} approved: 2FA of account {r['account']} reset; "
+    click.echo(f"request {done.request_id} approved: 2FA of account "
+               f"{printable(r['account'], limit=64)} reset; "
                f"{r['sessions_revoked']} client sessions revoked; withdrawals held until "
                f"{r['hold_until']}; the client re-enrols at the next login")
 
