@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from polysec_tui.crypto.fields import HEADER_LEN, FieldCipher
 from polysec_tui.crypto.keyring import (
@@ -244,8 +244,16 @@ def rotate(rt: Runtime, actor: Actor, code: str, *, batch: int = DEFAULT_BATCH,
         raise InputError("--batch must be at least 1")
     _authorise(rt, actor, code)
     # The keyring as it is on disk now: a promote since this process started counts.
-    keyring = load_keyring(rt.settings.keyring_path) if not rt.keyring.source.startswith(
-        "$") else rt.keyring
+    keyring = rt.keyring if rt.keyring.source.startswith("$") else load_keyring(
+        rt.settings.keyring_path)
+    return reencrypt(rt, keyring, actor.name, batch=batch, max_batches=max_batches,
+                     progress=progress)
+
+
+def reencrypt(rt: Runtime, keyring: Keyring, officer: str, *, batch: int = DEFAULT_BATCH,
+              max_batches: int | None = None,
+              progress: Progress | None = None) -> RotateReport:
+    """The work of :func:`rotate`, once authorised (the benchmark calls it directly)."""
     cipher = FieldCipher(keyring)
     primary = key_id_bytes(keyring.primary_id)
     done = skipped = batches = 0
@@ -264,20 +272,25 @@ def rotate(rt: Runtime, actor: Actor, code: str, *, batch: int = DEFAULT_BATCH,
                     rows = session.execute(query).all()
                     if not rows:
                         break
-                    changed = 0
-                    for row_id, blob in rows:
-                        plain = cipher.decrypt(blob, table=table_name, column=column,
-                                               row_id=row_id)
-                        fresh = cipher.encrypt(plain, table=table_name, column=column,
-                                               row_id=row_id)
-                        result = session.execute(
-                            update(table).where(table.c.id == row_id, col == blob)
-                            .values({col.name: fresh}))
-                        changed += result.rowcount  # type: ignore[attr-defined]
+                    params = [
+                        {"b_id": row_id, "b_old": blob, "b_new": cipher.encrypt(
+                            cipher.decrypt(blob, table=table_name, column=column,
+                                           row_id=row_id),
+                            table=table_name, column=column, row_id=row_id)}
+                        for row_id, blob in rows
+                    ]
+                    # One executemany; the condition on the old ciphertext leaves a value
+                    # a concurrent writer changed meanwhile for the next run.
+                    changed = session.connection().execute(
+                        update(table)
+                        .where(table.c.id == bindparam("b_id"), col == bindparam("b_old"))
+                        .values({col.name: bindparam("b_new")}),
+                        params,
+                    ).rowcount
                     skipped += len(rows) - changed
                     done += changed
                     batches += 1
-                    rt.audit.append(session, officer=actor.name, action="keys.rotate",
+                    rt.audit.append(session, officer=officer, action="keys.rotate",
                                     at=rt.clock(), target=f"{table_name}.{column}",
                                     details={"primary": keyring.primary_id,
                                              "reencrypted": changed,
