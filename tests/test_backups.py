@@ -380,7 +380,7 @@ def test_replace_on_a_server_keeps_the_old_database(own_server_database, setting
         else:
             # MariaDB renames no database: the restored copy sits beside the live one,
             # which is untouched, and the note says which URL to switch to.
-            restored_name = result.target.rsplit("/", 1)[1]
+            restored_name = str(parse_url(result.target).database)
             assert restored_name.startswith(f"{url.database}_restored_")
             leftovers.append(restored_name)
             assert "switch the database URL" in result.note

@@ -378,29 +378,41 @@ class EnvelopeWriter:
         self._file_sha.update(data)
         self.encrypted_bytes += len(data)
 
-    def _seal(self, plain: bytes, last: bool) -> None:
+    def _seal(self, plain: bytes | bytearray | memoryview, last: bool) -> None:
         sealed = self._payload.encrypt(chunk_nonce(self.chunks, last), plain, self._aad)
-        self._emit(_FRAME.pack(KIND_CHUNK, len(sealed)) + sealed)
+        self._emit(_FRAME.pack(KIND_CHUNK, len(sealed)))
+        self._emit(sealed)  # two writes rather than a 64 KiB concatenation
         self.chunks += 1
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         if self.finished:
             raise ValueError("backup already finished")
-        self._payload_sha.update(data)
-        self.payload_bytes += len(data)
-        self._buf += data
+        size = self.chunk_size
+        view = memoryview(data).cast("B")
+        total = len(view)
+        if not total:
+            return
+        self._payload_sha.update(view)
+        self.payload_bytes += total
         # Keep a full chunk back until more arrives: the final chunk must be short.
-        while len(self._buf) > self.chunk_size:
-            self._seal(bytes(self._buf[: self.chunk_size]), last=False)
-            del self._buf[: self.chunk_size]
+        buf = self._buf
+        pos = min(size - len(buf), total)
+        buf += view[:pos]
+        if pos == total:
+            return
+        self._seal(buf, last=False)  # full, and more follows
+        while total - pos > size:  # whole chunks straight from the caller's buffer
+            self._seal(view[pos:pos + size], last=False)
+            pos += size
+        self._buf = bytearray(view[pos:])
 
     def finish(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Seal the last chunk and write the manifest; returns the manifest."""
         if len(self._buf) == self.chunk_size:
-            self._seal(bytes(self._buf), last=False)
-            self._buf.clear()
-        self._seal(bytes(self._buf), last=True)
-        self._buf.clear()
+            self._seal(self._buf, last=False)
+            self._buf = bytearray()
+        self._seal(self._buf, last=True)
+        self._buf = bytearray()
         manifest = dict(extra or {})
         manifest.update({
             "format": MANIFEST_FORMAT,
