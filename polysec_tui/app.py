@@ -58,11 +58,13 @@ from textual.worker import Worker, WorkerState
 
 from polysec_tui.errors import PolysecError
 from polysec_tui.screens.account import AccountScreen
+from polysec_tui.screens.anomalies import AnomaliesScreen
 from polysec_tui.screens.auditlog import AuditLogScreen
 from polysec_tui.screens.backups import BackupsScreen
 from polysec_tui.screens.dashboard import DashboardScreen
 from polysec_tui.screens.lock import LockScreen
 from polysec_tui.screens.login import LoginScreen
+from polysec_tui.screens.timeline import TimelineScreen
 from polysec_tui.screens.twofa import TwoFactorRequestsScreen
 from polysec_tui.screens.widgets import ConsoleError, describe_error
 from polysec_tui.services import sessions
@@ -92,6 +94,14 @@ DESTINATIONS: dict[str, Destination] = {
     ),
     "auditlog": Destination(
         "3", "Audit log", "Officer audit log and a check of its hash chain", AuditLogScreen
+    ),
+    "anomalies": Destination(
+        "6", "Anomalies", "Login anomalies, newest day and most severe first",
+        lambda rt, clock, actor: AnomaliesScreen(runtime=rt, clock=clock, actor=actor),
+    ),
+    "timeline": Destination(
+        "7", "Timeline", "One account's story: events, logins per day, login places",
+        lambda rt, clock, actor: TimelineScreen(runtime=rt, clock=clock, actor=actor),
     ),
     "twofa": Destination(
         "8", "2FA resets", "Client 2FA reset requests of other officers to approve or deny",

@@ -67,3 +67,55 @@ def test_timeline_limit_and_refusals(runtime):
         timeline.account_timeline(runtime, CRON, "A1")
     with pytest.raises(InputError):
         timeline.account_timeline(runtime, ANN, "nobody@example.com")
+
+
+def test_logins_per_day_counts_each_utc_day(runtime):
+    ingest(runtime, "accounts", account("A1"), account("B2"))
+    day = timedelta(days=1)
+    ingest_records(runtime, "logins", [
+        login("old", "A1", at=(FIXED_NOW - 40 * day).isoformat()),  # before the window
+        login("d2-ok", "A1", at=(FIXED_NOW - 2 * day).isoformat()),
+        login("d2-late", "A1", at=(FIXED_NOW - 2 * day).replace(hour=23, minute=59,
+                                                                 second=59).isoformat()),
+        login("d1-fail", "A1", at=(FIXED_NOW - day).replace(hour=0, minute=0).isoformat(),
+              success=False),
+        login("today-ok", "A1", at=(FIXED_NOW - timedelta(hours=1)).isoformat()),
+        login("today-fail", "A1", at=(FIXED_NOW - timedelta(hours=2)).isoformat(),
+              success=False),
+        login("other", "B2", at=(FIXED_NOW - timedelta(hours=1)).isoformat()),
+    ])
+    account_id = accounts.summary(runtime, ANN, "A1").id
+    days = timeline.logins_per_day(runtime, ANN, account_id, days=30)
+    assert len(days) == 30 and days[-1].day == FIXED_NOW.date()
+    assert days[0].day == FIXED_NOW.date() - 29 * day
+    counts = {d.day: (d.succeeded, d.failed) for d in days if d.succeeded or d.failed}
+    assert counts == {(FIXED_NOW - 2 * day).date(): (2, 0),
+                      (FIXED_NOW - day).date(): (0, 1),
+                      FIXED_NOW.date(): (1, 1)}
+    assert timeline.logins_per_day(runtime, ANN, "A1", days=3) == days[-3:]  # by id too
+    with pytest.raises(RefusedError):
+        timeline.logins_per_day(runtime, CRON, account_id)
+    with pytest.raises(InputError):
+        timeline.logins_per_day(runtime, ANN, uuid.uuid4())
+
+
+def test_located_logins_mark_impossible_travel(runtime):
+    ingest(runtime, "accounts", account("A1"))
+    history = [login(f"home{i}", "A1", at=when(i * 10)) for i in range(6)]
+    ingest_records(runtime, "logins", [
+        *history,
+        login("fail", "A1", at=when(65), success=False, lat=10.0, lon=10.0),
+        login("nowhere", "A1", at=when(70), lat=None, lon=None),
+        login("nyc", "A1", at=when(120), ip="192.0.2.99", asn=7922, country="US",
+              city="New York", lat=40.71, lon=-74.0),
+    ])
+    anomalies.analyze(runtime, CRON)
+    located = timeline.located_logins(runtime, ANN, "A1")
+    assert [p.login for p in located] == [*(f"home{i}" for i in range(6)), "nyc"]
+    assert [p.impossible_travel for p in located] == [False] * 6 + [True]
+    assert (located[-1].latitude, located[-1].longitude, located[-1].city) == (
+        40.71, -74.0, "New York")
+    assert [p.login for p in timeline.located_logins(runtime, ANN, "A1", limit=2)] == [
+        "home5", "nyc"]
+    with pytest.raises(RefusedError):
+        timeline.located_logins(runtime, CRON, "A1")

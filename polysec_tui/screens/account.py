@@ -37,6 +37,8 @@ class AccountScreen(ConsoleScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("v", "reveal", "Reveal field", id="account.reveal",
                 tooltip="Show one PII field in full (senior; needs a reason; audited)"),
+        Binding("t", "timeline", "Timeline", id="account.timeline",
+                tooltip="The account's story: events, anomalies, logins per day, places"),
     ]
     DEFAULT_CSS = """
     AccountScreen #account-status { height: 1; padding: 0 1; }
@@ -99,7 +101,8 @@ class AccountScreen(ConsoleScreen):
                  for asset, amount in sorted(s.balances.items())]
         fill_table(table, [("field", "Field", None), ("value", "Value", None)],
                    [(Text(label, style="bold"), value) for label, value in rows])
-        self._status("PII masked; v reveals one field (senior, reason required, audited)")
+        self._status("PII masked; v reveals one field (senior, reason required, audited); "
+                     "t opens the timeline")
         table.focus()
 
     def action_reveal(self) -> None:
@@ -109,6 +112,16 @@ class AccountScreen(ConsoleScreen):
             return
         assert self.actor is not None
         self.app.push_screen(RevealScreen(self.runtime, self.actor, self.summary.external_id))
+
+    def action_timeline(self) -> None:
+        """Open the looked-up account's timeline."""
+        if self.summary is None:
+            self._status("look up an account first", error=True)
+            return
+        from polysec_tui.screens.timeline import TimelineScreen
+
+        self.app.push_screen(TimelineScreen(self.summary.id, runtime=self.runtime,
+                                            clock=self.clock, actor=self.actor))
 
     def _status(self, text: str, *, error: bool = False) -> None:
         status = self.query_one("#account-status", Static)

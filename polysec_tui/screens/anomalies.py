@@ -91,6 +91,7 @@ class AnomaliesScreen(AppBoundScreen):
         self.severity_first = False
         self.found: list[AnomalyView] | None = None
         self.shown: list[AnomalyView] = []
+        self._focused_once = False
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="an-bar"):
@@ -157,14 +158,24 @@ class AnomaliesScreen(AppBoundScreen):
              safe_text(a.explanation, limit=200))
             for a in self.shown
         ]
-        fill_table(table, [("at", "When (UTC)", 11), ("severity", "Severity", 8),
-                           ("kind", "Kind", None), ("account", "Account", None),
-                           ("source", "Source IP", None), ("why", "Explanation", None)],
-                   rows)
-        order = "most severe first" if self.severity_first else "newest day first, then severity"
-        scope = "one account, " if self.account_id is not None else ""
-        more = f" (newest {LIMIT})" if len(self.found) >= LIMIT else ""
-        self._status(f"{len(rows)} findings{more}; {scope}{order}; enter opens the timeline")
+        columns: list[tuple[str, str, int | None]] = [
+            ("at", "When (UTC)", 11), ("severity", "Severity", 8),
+            ("kind", "Kind", max([4, *(r[2].cell_len for r in rows)])),
+            ("account", "Account", max([7, *(r[3].cell_len for r in rows)])),
+            ("source", "Source IP", max([9, *(r[4].cell_len for r in rows)]))]
+        # The explanation takes the rest of the width (it is shown in full below); each
+        # column is padded by one cell on both sides, plus the scrollbar.
+        used = sum(width or 0 for _key, _label, width in columns) + 2 * (len(columns) + 1)
+        columns.append(("why", "Explanation", max(30, table.size.width - 3 - used)))
+        fill_table(table, columns, rows)
+        if not self._focused_once:  # first load: the list, so that enter opens a timeline
+            self._focused_once = True
+            table.focus()
+        order = "most severe" if self.severity_first else "newest day, most severe"
+        scope = " of one account" if self.account_id is not None else ""
+        more = f" (the newest {LIMIT})" if len(self.found) >= LIMIT else ""
+        self._status(f"{len(rows)} findings{scope}{more} · {order} first · "
+                     "enter: timeline")
         self._detail(0)
 
     @on(DataTable.RowHighlighted, "#an-table")

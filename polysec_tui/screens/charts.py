@@ -212,9 +212,9 @@ def location_map(points: Sequence[LocatedLogin], width: int, height: int) -> Tex
             else:
                 out.append(" ")
         out.append("\n")
-    out.append("o login  @ latest  ", style="dim")
-    out.append("! impossible travel", style="red")
-    out.append(f"  {_lat(north - 4 * rows * dy)}..{_lat(north)} "
+    out.append("o login @ last ", style="dim")
+    out.append("! impossible trip", style="red")
+    out.append(f" {_lat(north - 4 * rows * dy)}..{_lat(north)} "
                f"{_lon(west)}..{_lon(west + 2 * cols * dx)}", style="dim")
     return out
 

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from textual.screen import Screen
 
 TWOFA_MODULE = "polysec_tui.screens.twofa"
+FINDINGS_WIDTH = 30
 EVENT_LABELS = {"login": "login", "login_failed": "login FAILED",
                 "security_event": "security", "withdrawal": "withdrawal",
                 "review": "review", "twofa_reset": "2FA reset",
@@ -160,7 +161,7 @@ class TimelineScreen(AppBoundScreen):
     TimelineScreen #tl-days-box { width: 2fr; border: round $primary; padding: 0 1; }
     TimelineScreen #tl-map-box { width: 3fr; border: round $primary; }
     TimelineScreen #tl-events { height: 1fr; }
-    TimelineScreen #tl-detail { height: 3; padding: 0 1; background: $panel; }
+    TimelineScreen #tl-detail { height: 4; padding: 0 1; background: $panel; }
     """
 
     class Loaded(Message, bubble=False):
@@ -250,12 +251,16 @@ class TimelineScreen(AppBoundScreen):
             (Text(f"{e.at:%m-%d %H:%M}"),
              Text(EVENT_LABELS.get(e.type, e.type),
                   style="bold red" if e.type == "login_failed" else ""),
-             badges(e.anomalies),
-             safe_text(e.summary))
+             safe_text(e.summary),
+             badges(e.anomalies))
             for e in story.events
         ]
+        # The summary takes what the badges leave (they are repeated, in full, under the
+        # table); each column is padded by one cell on both sides, plus the scrollbar.
+        findings = min(FINDINGS_WIDTH, max([8, *(r[3].cell_len for r in rows)]))
+        what = max(24, table.size.width - 3 - 4 * 2 - 11 - 12 - findings)
         fill_table(table, [("at", "When (UTC)", 11), ("type", "Event", 12),
-                           ("badges", "Findings", None), ("what", "What", None)], rows)
+                           ("what", "What", what), ("badges", "Findings", findings)], rows)
         if rows:
             table.move_cursor(row=len(rows) - 1)
             self._detail(len(rows) - 1)
