@@ -122,7 +122,8 @@ def _load_identity(path: Path) -> paramiko.PKey:
         raise InputError(f"cannot read SSH identity {path}: {exc}") from None
 
 
-def connect(target: SftpTarget, known_hosts: Path, identity: Path) -> paramiko.SSHClient:
+def connect(target: SftpTarget, known_hosts: Path, identity: Path, *,
+            timeout: float = TIMEOUT) -> paramiko.SSHClient:
     """An SSH connection whose host key is pinned by ``known_hosts`` and whose only
     authentication is ``identity``."""
     pinned = _load_known_hosts(known_hosts)
@@ -138,8 +139,8 @@ def connect(target: SftpTarget, known_hosts: Path, identity: Path) -> paramiko.S
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     try:
         client.connect(target.host, port=target.port, username=target.user, pkey=pkey,
-                       allow_agent=False, look_for_keys=False, timeout=TIMEOUT,
-                       banner_timeout=TIMEOUT, auth_timeout=TIMEOUT)
+                       allow_agent=False, look_for_keys=False, timeout=timeout,
+                       banner_timeout=timeout, auth_timeout=timeout)
     except paramiko.BadHostKeyException as exc:
         client.close()
         raise RefusedError(

@@ -6,6 +6,7 @@ Exit codes of `audit run`: 0 when no check fails (warnings included), 1 when any
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -84,7 +85,10 @@ def run_checks(ctx: click.Context, only: tuple[str, ...], fmt: str, out: str | N
     actor = actor_of(ctx, PERMISSION)
     rt = runtime_of(ctx)
     progress = _progress if fmt == "table" and out is None and sys.stderr.isatty() else None
-    report = service.run(rt, actor, _names(only), sample=sample, progress=progress)
+    _report(service.run(rt, actor, _names(only), sample=sample, progress=progress), fmt, out)
+
+
+def _report(report: AuditRunReport, fmt: str, out: str | None) -> None:
     rendered = RENDER[fmt](report)
     if out:
         atomic_write(out, (rendered + "\n").encode(), mode=0o640, what="report")
@@ -95,6 +99,26 @@ def run_checks(ctx: click.Context, only: tuple[str, ...], fmt: str, out: str | N
     if report.failed:
         failed = ", ".join(f.check for f in report.findings if f.status == "fail")
         raise CheckFailed(f"audit failed: {failed}")
+
+
+@audit.command("hosts")
+@click.option("--inventory", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML inventory of hosts (docs/audit.md).")
+@click.option("--format", "fmt", type=click.Choice(list(RENDER)), default="table",
+              show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the report to FILE.")
+@click.pass_context
+def hosts(ctx: click.Context, inventory: Path, fmt: str, out: str | None) -> None:
+    """Audit servers over SSH (pinned host keys, key auth, read-only commands).
+
+    Per host: sshd settings, firewall policy, pending security updates, time
+    synchronisation, listening ports against the inventory's allow-list. Hosts run in
+    parallel; an unreachable host is a failed finding. Exit 1 when any check fails.
+    """
+    from polysec_tui.services import host_audit
+
+    actor = actor_of(ctx, PERMISSION)
+    _report(host_audit.run(runtime_of(ctx), actor, inventory), fmt, out)
 
 
 def _progress(name: str, done: int, total: int) -> None:

@@ -621,6 +621,12 @@ def run(rt: Runtime, actor: Actor, only: tuple[str, ...] | list[str] = (), *,
                                     "fix the cause and run the check again"))
     if progress:
         progress("", len(names), len(names))
+    return store_run(rt, actor, findings, started, {"checks": names, "sample": sample})
+
+
+def store_run(rt: Runtime, actor: Actor, findings: list[Finding], started: datetime,
+              details: dict[str, Any]) -> AuditRunReport:
+    """Store a run with its findings and record it in the officer audit log."""
     finished = rt.clock()
     result = _worst([f.status for f in findings])
     with rt.transaction() as session:
@@ -633,9 +639,8 @@ def run(rt: Runtime, actor: Actor, only: tuple[str, ...] | list[str] = (), *,
                                      remediation=f.remediation) for f in findings)
         rt.audit.append(session, officer=actor.name, action="audit.run", at=finished,
                         target=f"audit-run:{record.id}",
-                        details={"result": result, "checks": names,
-                                 "failed": [f.check for f in findings if f.status == "fail"],
-                                 "sample": sample})
+                        details={"result": result, **details,
+                                 "failed": [f.check for f in findings if f.status == "fail"]})
         run_id = record.id
     return AuditRunReport(run_id, started, finished, result, findings)
 
