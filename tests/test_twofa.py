@@ -594,3 +594,78 @@ def test_cli_text_output_strips_terminal_escapes(staff, cli, capsys):
     for out in outputs:
         assert "\x1b" not in out and "\x07" not in out
     assert "account            acc-x" in outputs[1]  # the escape sequences removed
+
+
+# ----------------------------------------------------------------------------- races
+
+RACERS = {"sue": "senior-one-Passphrase-42", "sam": "senior-two-Passphrase-43"}
+
+
+def _race_worker(settings: Any, name: str, secret: str, request_id: uuid.UUID,
+                 barrier: Any, results: Any) -> None:
+    from datetime import UTC, datetime
+
+    from polysec_tui.services import sessions
+    from polysec_tui.services.runtime import open_runtime
+
+    rt = open_runtime(settings)
+    try:
+        _token, actor = sessions.login(rt, name, RACERS[name], pyotp.TOTP(secret).now())
+        code = pyotp.TOTP(secret).at(datetime.now(UTC) + timedelta(seconds=30))
+        barrier.wait(timeout=60)
+        twofa.approve(rt, actor, request_id, code)
+        results.put((name, "executed"))
+    except ConflictError as exc:
+        results.put((name, f"conflict: {exc}"))
+    except Exception as exc:  # reported to the parent, which fails the test
+        results.put((name, f"error: {type(exc).__name__}: {exc}"))
+    finally:
+        rt.engine.dispose()
+
+
+def test_two_seniors_approving_at_once_reset_once(settings):
+    import multiprocessing
+
+    from polysec_tui.services import sessions
+    from polysec_tui.services.runtime import open_runtime
+
+    rt = open_runtime(settings)  # a real clock: the workers use real codes
+    try:
+        root_enrol = officers.bootstrap_admin(rt, "root", "first-Admin-passphrase-1")
+        _t, root = sessions.login(rt, "root", "first-Admin-passphrase-1",
+                                  pyotp.TOTP(root_enrol.secret).now())
+        secrets_ = {}
+        for name, password in RACERS.items():
+            made = officers.add_officer(rt, root, name, "senior", password)
+            assert made is not None
+            secrets_[name] = made.secret
+        _client(rt)
+        request_id = twofa.request_reset(rt, root, "A1", "race", "video call",
+                                         PROOF).request.id
+    finally:
+        rt.engine.dispose()
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    workers = [ctx.Process(target=_race_worker,
+                           args=(settings, n, secrets_[n], request_id, barrier, results))
+               for n in RACERS]
+    for w in workers:
+        w.start()
+    outcomes = dict(results.get(timeout=180) for _ in workers)
+    for w in workers:
+        w.join(timeout=30)
+    assert sorted(o.split(":")[0] for o in outcomes.values()) == ["conflict", "executed"], \
+        outcomes
+    winner = next(n for n, o in outcomes.items() if o == "executed")
+    assert any(f"already executed by {winner}" in o for o in outcomes.values())
+    rt = open_runtime(settings)
+    try:
+        assert _raw(rt, "SELECT count(*) FROM holds")[0][0] == 1
+        assert _raw(rt, "SELECT count(*) FROM client_notifications")[0][0] == 1
+        assert _raw(rt, "SELECT count(*) FROM security_events WHERE kind = '2fa_reset'"
+                    )[0][0] == 1
+        assert _raw(rt, "SELECT count(*) FROM audit_log WHERE action = 'twofa.reset'"
+                    )[0][0] == 1
+        assert rt.audit.verify(rt.engine).ok
+    finally:
+        rt.engine.dispose()
