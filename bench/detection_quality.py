@@ -167,6 +167,10 @@ def _reason(spec: DemoSpec, profile: Any, at: datetime, kind: str) -> str:
         return "client's new phone or laptop"
     if len(profile.devices) > 1:
         return "client's second device / mobile network"
+    if len({h.isp.asn for h in profile.homes}) > 1:
+        return "client's second home on another ISP"
+    if any(d.mobile for d in profile.devices):
+        return "client's phone, first time on the mobile network"
     return "other"
 
 
