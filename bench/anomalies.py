@@ -13,6 +13,13 @@ somewhere else, and one brute-force burst per 100,000 logins. Then it times:
 
     .venv/bin/python bench/anomalies.py                            # 5M / 10k / 10M
     .venv/bin/python bench/anomalies.py --logins 500000 --timeline-logins 1000000
+    .venv/bin/python bench/anomalies.py --postgres postgresql://postgres@127.0.0.1:5432/postgres
+
+With ``--postgres URL`` the same runs on a fresh PostgreSQL database
+(``polysec_bench_<random>``, created on that server and dropped at the end); rows are
+then inserted through SQLAlchemy Core (``insertmanyvalues``) instead of SQLite's raw
+``executemany``. Progress lines with the figures so far go to stderr, so a run stopped
+early still reports what it measured.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import json
 import random
 import resource
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -29,10 +37,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Table, text
+from sqlalchemy import insert as sa_insert
+
 from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
-from polysec_tui.db.engine import make_engine
+from polysec_tui.db.engine import make_engine, parse_url
+from polysec_tui.db.models import Account, LoginEvent
 from polysec_tui.services import anomalies, timeline
 from polysec_tui.services.auth import Actor
 from polysec_tui.services.runtime import Runtime
@@ -105,6 +117,24 @@ class Population:
                 city[3], "Mozilla/5.0", device[1], device[2], "desktop", device[0], 40)
 
 
+ACCOUNT_COLUMNS = ("id", "external_id", "created_at", "country", "status", "email_enc",
+                   "email_bidx", "ingested_at")
+
+
+def _typed(columns: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:
+    """A raw SQLite row as Python values, for SQLAlchemy Core on a server."""
+    out = dict(zip(columns, row, strict=True))
+    for key in ("id", "account_id"):
+        if key in out and isinstance(out[key], str):
+            out[key] = uuid.UUID(hex=out[key])
+    for key in ("at", "created_at", "ingested_at"):
+        if key in out:
+            out[key] = datetime.fromisoformat(out[key]).replace(tzinfo=UTC)
+    if "success" in out:
+        out["success"] = bool(out["success"])
+    return out
+
+
 def build(rt: Runtime, n_accounts: int) -> list[uuid.UUID]:
     now = END
     ids = [uuid.uuid4() for _ in range(n_accounts)]
@@ -115,16 +145,30 @@ def build(rt: Runtime, n_accounts: int) -> list[uuid.UUID]:
                      rt.cipher.encrypt(email, table="accounts", column="email", row_id=acc),
                      rt.blind_index.email(email), _stamp(now)))
     with rt.engine.begin() as conn:
-        conn.exec_driver_sql(
-            "INSERT INTO accounts (id, external_id, created_at, country, status, email_enc, "
-            "email_bidx, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(
+                f"INSERT INTO accounts ({', '.join(ACCOUNT_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in ACCOUNT_COLUMNS)})", rows)
+        else:
+            conn.execute(sa_insert(cast_table(Account)),
+                         [_typed(ACCOUNT_COLUMNS, r) for r in rows])
     return ids
+
+
+def cast_table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
 
 
 def insert(rt: Runtime, rows: list[tuple[Any, ...]]) -> None:
     with rt.engine.begin() as conn:
         for start in range(0, len(rows), 100_000):
-            conn.exec_driver_sql(INSERT, rows[start : start + 100_000])
+            chunk = rows[start : start + 100_000]
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql(INSERT, chunk)
+            else:
+                conn.execute(sa_insert(cast_table(LoginEvent)),
+                             [_typed(COLUMNS, r) for r in chunk])
 
 
 def insert_generated(rt: Runtime, pop: Population, n: int, start: datetime, end: datetime,
@@ -140,15 +184,23 @@ def insert_generated(rt: Runtime, pop: Population, n: int, start: datetime, end:
         left -= k
 
 
+def _progress(out: dict[str, Any]) -> None:
+    """Print the figures so far on stderr, so a run stopped early still reports."""
+    print(time.strftime("%H:%M:%S"), json.dumps(out), file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
-    out: dict[str, Any] = {"engine": "sqlite", "accounts": args.accounts,
+    out: dict[str, Any] = {"engine": "postgresql" if args.postgres else "sqlite",
+                           "accounts": args.accounts,
                            "logins": args.logins, "new": args.new,
                            "timeline_logins": args.timeline_logins}
     with tempfile.TemporaryDirectory() as tmp:
         keyring_path = Path(tmp) / "keyring.json"
         write_new_keyring(keyring_path, Keyring.generate())
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        if args.postgres:
+            url = _create_database(args.postgres)
         engine = make_engine(url)
         migrate.upgrade(engine)
         rt = Runtime(Settings(url, keyring_path), engine, load_keyring(keyring_path),
@@ -162,12 +214,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         start = END - timedelta(days=days + 1)
         insert_generated(rt, pop, args.logins, start, END - timedelta(days=1), "b")
         out["load_s"] = round(time.monotonic() - began, 1)
+        _progress(out)
 
         began = time.monotonic()
         full = anomalies.analyze(rt, actor, full=True)
         out["full_s"] = round(time.monotonic() - began, 1)
         out["full_logins_per_s"] = round(args.logins / out["full_s"])
         out["full_new_anomalies"] = full.new_anomalies
+        _progress(out)
 
         insert(rt, pop.rows(args.new, END - timedelta(days=1), END - timedelta(hours=12), "n"))
         began = time.monotonic()
@@ -175,6 +229,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["incremental_s"] = round(time.monotonic() - began, 2)
         out["incremental_logins"] = inc.logins
         out["incremental_new_anomalies"] = inc.new_anomalies
+        _progress(out)
 
         extra = args.timeline_logins - args.logins - args.new
         if extra > 0:
@@ -198,7 +253,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["timeline_events_max"] = events
         out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         engine.dispose()
+        if args.postgres:
+            _drop_database(args.postgres, url)
     return out
+
+
+def _create_database(server: str) -> str:
+    name = f"polysec_bench_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return parse_url(server).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_database(server: str, url: str) -> None:
+    name = parse_url(url).database
+    admin = make_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
 
 
 def main() -> None:
@@ -208,6 +282,8 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=10_000)
     parser.add_argument("--timeline-logins", type=int, default=10_000_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--postgres", default=None, metavar="URL",
+                        help="run on a fresh database on this PostgreSQL server instead")
     args = parser.parse_args()
     print(json.dumps(run(args), indent=2))
 
