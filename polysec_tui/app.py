@@ -59,6 +59,7 @@ from textual.worker import Worker, WorkerState
 from polysec_tui.errors import PolysecError
 from polysec_tui.screens.account import AccountScreen
 from polysec_tui.screens.anomalies import AnomaliesScreen
+from polysec_tui.screens.audit import AuditChecksScreen
 from polysec_tui.screens.auditlog import AuditLogScreen
 from polysec_tui.screens.backups import BackupsScreen
 from polysec_tui.screens.dashboard import DashboardScreen
@@ -67,6 +68,7 @@ from polysec_tui.screens.login import LoginScreen
 from polysec_tui.screens.timeline import TimelineScreen
 from polysec_tui.screens.twofa import TwoFactorRequestsScreen
 from polysec_tui.screens.widgets import ConsoleError, describe_error
+from polysec_tui.screens.withdrawals import WithdrawalQueueScreen
 from polysec_tui.services import sessions
 from polysec_tui.services.auth import Actor
 from polysec_tui.services.runtime import Clock, Runtime
@@ -95,6 +97,17 @@ DESTINATIONS: dict[str, Destination] = {
     "auditlog": Destination(
         "3", "Audit log", "Officer audit log and a check of its hash chain", AuditLogScreen
     ),
+    "withdrawals": Destination(
+        "4", "Withdrawals", "The review queue: held withdrawals, their rule hits, decisions",
+        WithdrawalQueueScreen,
+    ),
+    "audit": Destination(
+        "5", "Audit checks", "Run the audit checks; findings by severity; past runs",
+        AuditChecksScreen,
+    ),
+    "backups": Destination(
+        "9", "Backups", "Encrypted backups: catalogue, create, verify, restore", BackupsScreen
+    ),
     "anomalies": Destination(
         "6", "Anomalies", "Login anomalies, newest day and most severe first",
         lambda rt, clock, actor: AnomaliesScreen(runtime=rt, clock=clock, actor=actor),
@@ -106,9 +119,6 @@ DESTINATIONS: dict[str, Destination] = {
     "twofa": Destination(
         "8", "2FA resets", "Client 2FA reset requests of other officers to approve or deny",
         TwoFactorRequestsScreen,
-    ),
-    "backups": Destination(
-        "9", "Backups", "Encrypted backups: catalogue, create, verify, restore", BackupsScreen
     ),
 }
 HOME = next(iter(DESTINATIONS))
