@@ -125,7 +125,7 @@ async def test_run_only_the_selected_check_then_reopen_an_older_run(console) -> 
 
 @sync
 async def test_an_analyst_sees_the_refusal(settings: Settings) -> None:
-    rt, (token, chief), clock, _secret = make_console(settings)
+    rt, (_token, chief), clock, _secret = make_console(settings)
     made = officers.add_officer(rt, chief, "ann", "analyst", PASSWORD)
     assert made is not None
     clock.advance(seconds=30)
