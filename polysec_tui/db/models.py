@@ -84,6 +84,9 @@ class Account(Base):
     # authenticator (a secret the client chooses on their own device) at the next login.
     twofa_reenrol_required: Mapped[bool] = mapped_column(Boolean, default=False,
                                                          server_default=false())
+    # Set by a lockdown: the platform makes the client choose a new password first.
+    password_reset_required: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                          server_default=false())
 
 
 class TotpEnrolment(Base):
@@ -535,3 +538,67 @@ class ClientNotification(Base):
     payload: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+class ApiKey(Base):
+    """A client's API key on the platform (written by the platform). The console only
+    revokes them (``revoked_at``); the platform checks it on every request."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index(None, "account_id", "revoked_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    label: Mapped[str | None] = mapped_column(String(128))
+    can_withdraw: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class Incident(Base):
+    """A case: the accounts, anomalies, withdrawals, 2FA requests and officer actions of
+    one suspected misuse, with notes, a severity, an owner and a state."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index(None, "state", "opened_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    severity: Mapped[str] = mapped_column(String(8))  # low | medium | high | critical
+    state: Mapped[str] = mapped_column(String(12), default="open")  # open|contained|closed
+    # confirmed_takeover | false_alarm | client_error (when closed)
+    outcome: Mapped[str | None] = mapped_column(String(24))
+    source: Mapped[str] = mapped_column(String(16))  # officer | client_report | lockdown
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("officers.id"))
+    opened_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("officers.id"))
+    opened_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+
+
+class IncidentLink(Base):
+    """Something an incident gathers: kind account | anomaly | withdrawal | twofa_request
+    | audit_entry, and the thing's reference (external id, row id or audit seq)."""
+
+    __tablename__ = "incident_links"
+    __table_args__ = (UniqueConstraint("incident_id", "kind", "ref"),
+                      Index(None, "kind", "ref"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(64))
+    added_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("officers.id"))
+    added_at: Mapped[datetime]
+
+
+class IncidentNote(Base):
+    __tablename__ = "incident_notes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    officer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("officers.id"))
+    at: Mapped[datetime]
+    text: Mapped[str] = mapped_column(Text)
