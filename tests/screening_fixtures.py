@@ -38,13 +38,14 @@ def build_history(rt: Runtime, acct: str = "A1") -> None:
 
 
 def request(rt: Runtime, ext: str = "T1", acct: str = "A1", *,
-            login_extra: dict[str, Any] | None = None, **extra: Any) -> dict[str, str]:
-    """A withdrawal one hour before FIXED_NOW behind a login five minutes earlier;
-    screened; returns {rule: explanation} of its hits."""
+            login_extra: dict[str, Any] | None = None, ago: timedelta = timedelta(hours=1),
+            **extra: Any) -> dict[str, str]:
+    """A withdrawal ``ago`` before FIXED_NOW (one hour) behind a login five minutes
+    earlier; screened; returns {rule: explanation} of its hits."""
     ip = extra.get("ip", HOME_IP)
-    ingest(rt, "logins", login(f"{ext}-login", acct, at=iso(timedelta(minutes=65)), ip=ip,
-                               **(login_extra or {})))
-    record = {"at": iso(timedelta(hours=1)), "amount": "0.35", "address": HOME_ADDRESS,
+    ingest(rt, "logins", login(f"{ext}-login", acct, at=iso(ago + timedelta(minutes=5)),
+                               ip=ip, **(login_extra or {})))
+    record = {"at": iso(ago), "amount": "0.35", "address": HOME_ADDRESS,
               "available_balance": "5", "login_id": f"{ext}-login", "ip": ip}
     record.update(extra)
     ingest(rt, "withdrawals", withdrawal(ext, acct, **record))

@@ -553,7 +553,9 @@ def _history_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
         count = len(window) + 1
         total = sum(window, row.amount)
         limit = cfg.approval_limit(row.asset)
-        if count >= cfg.velocity_count or (limit is not None and total >= limit):
+        # The sum: several withdrawals that together reach the approval limit (one
+        # withdrawal above it is what four-eyes is for, not velocity).
+        if count >= cfg.velocity_count or (count > 1 and limit is not None and total >= limit):
             why = (f"at or above the limit of {cfg.velocity_count} withdrawals"
                    if count >= cfg.velocity_count
                    else f"at or above the {fmt_amount(limit or Decimal(0))} {row.asset} "

@@ -1,0 +1,561 @@
+"""The withdrawal review queue and one withdrawal's detail.
+
+Queue: one page (:data:`PAGE`) of `services.withdrawals.list_queue` at a time, so a
+database with a million withdrawals opens as fast as one with ten. Held first (with the
+default ``open`` status), sorted by risk, age or amount (``s``), the status cycled with
+``f``, and a filter line that takes an asset (``BTC``) or a rule name
+(``new_destination``). The age column turns amber at 75 % of the review SLA
+(``[screening] review_sla_hours``, 4 h) and red past it; it also carries a word
+(``due``/``LATE``) so that NO_COLOR terminals lose nothing. Enter opens the detail.
+
+Detail: the withdrawal, the account summary (masked), every rule hit with its
+explanation, active holds, the account's recent logins and withdrawals, the
+destination's history across all accounts and the decisions so far. ``c`` claims;
+``a``/``x``/``e`` approve, reject and escalate after a note prompt that is also the
+confirmation (Enter confirms, Escape cancels). ``t``, ``o`` and ``f`` open the account's
+timeline, its anomalies and the 2FA reset screen. Every platform value is shown through
+``safe_text``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Input, Static
+from textual.worker import get_current_worker
+
+from polysec_tui.errors import PolysecError
+from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
+from polysec_tui.services import withdrawals as service
+from polysec_tui.services.auth import Actor
+from polysec_tui.services.runtime import Clock, Runtime
+from polysec_tui.services.screening import RULES, fmt_amount, load_config
+
+PAGE = 50
+STATUS_CYCLE = ("open", "held", "in_review", "escalated", "pending", "approved", "rejected")
+SORT_LABELS = {"risk": "risk (highest first)", "age": "age (oldest first)",
+               "amount": "amount (largest first)"}
+
+
+def age_text(requested_at: datetime, now: datetime, sla: timedelta) -> Text:
+    """``3h12m`` coloured by the SLA: amber from 75 %, red (and LATE) past it."""
+    age = max(now - requested_at, timedelta(0))
+    minutes = int(age.total_seconds() // 60)
+    days, rest = divmod(minutes, 1440)
+    label = f"{days}d{rest // 60:02d}h" if days else f"{rest // 60}h{rest % 60:02d}m"
+    if sla.total_seconds() <= 0:
+        return Text(label)
+    if age >= sla:
+        return Text(f"{label} LATE", style="bold red")
+    if age >= sla * 0.75:
+        return Text(f"{label} due", style="yellow")
+    return Text(label)
+
+
+def risk_text(score: float | None) -> Text:
+    if score is None:
+        return Text("-", style="dim")
+    style = "bold red" if score >= 100 else "yellow" if score >= 50 else ""
+    return Text(f"{score:.0f}", style=style)
+
+
+class WithdrawalQueueScreen(ConsoleScreen):
+    TITLE_TEXT = "Withdrawals"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "Open", id="queue.open", show=False,
+                tooltip="Open the highlighted withdrawal"),
+        Binding("s", "sort", "Sort", id="queue.sort", tooltip="Sort by risk, age or amount"),
+        Binding("f", "status", "Status", id="queue.status",
+                tooltip="Cycle the status shown: open (held first), held, in review..."),
+        Binding("slash", "filter", "Filter", id="queue.filter",
+                tooltip="Filter by asset or rule name"),
+        Binding("n", "page(1)", "Next page", id="queue.next", tooltip="The next page"),
+        Binding("p", "page(-1)", "Prev page", id="queue.prev", tooltip="The previous page"),
+        Binding("r", "reload", "Reload", id="queue.reload", tooltip="Load the page again"),
+    ]
+    DEFAULT_CSS = """
+    WithdrawalQueueScreen #queue-filter { display: none; }
+    WithdrawalQueueScreen #queue-filter.-shown { display: block; }
+    WithdrawalQueueScreen #queue-status { height: 1; padding: 0 1; }
+    WithdrawalQueueScreen #queue-status.-error { color: $error; text-style: bold; }
+    WithdrawalQueueScreen #queue-table { height: 1fr; }
+    """
+
+    class Loaded(Message, bubble=False):
+        def __init__(self, page: service.QueuePage | None, error: str = "") -> None:
+            super().__init__()
+            self.page = page
+            self.error = error
+
+    def __init__(self, runtime: Runtime, clock: Clock, actor: Actor | None = None) -> None:
+        super().__init__(runtime, clock, actor)
+        self.queue_status = "open"
+        self.sort = "risk"
+        self.asset: str | None = None
+        self.rule: str | None = None
+        self.page_offset = 0
+        self.page: service.QueuePage | None = None
+        self.sla = timedelta(hours=load_config(runtime.settings).review_sla_hours)
+
+    def compose_body(self) -> ComposeResult:
+        yield Input(placeholder="asset (BTC) or rule (new_destination); empty clears; enter",
+                    id="queue-filter", max_length=40)
+        yield Static(Text("loading…"), id="queue-status")
+        yield DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#queue-table", DataTable).focus()
+        self.reload()
+
+    def on_screen_resume(self) -> None:
+        if self.page is not None:  # back from a detail: decisions change the queue
+            self.reload()
+
+    def action_reload(self) -> None:
+        """Load the page again."""
+        self.reload()
+
+    def reload(self) -> None:
+        self.load(self.queue_status, self.sort, self.asset, self.rule, self.page_offset)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="withdrawal queue")
+    def load(self, status: str, sort: str, asset: str | None, rule: str | None,
+             offset: int) -> None:
+        assert self.actor is not None
+        try:
+            message = self.Loaded(service.list_queue(
+                self.runtime, self.actor, status=status, asset=asset, rule=rule, sort=sort,
+                offset=offset, limit=PAGE))
+        except PolysecError as error:
+            message = self.Loaded(None, str(error))
+        if not get_current_worker().is_cancelled:
+            self.post_message(message)
+
+    def on_withdrawal_queue_screen_loaded(self, message: WithdrawalQueueScreen.Loaded) -> None:
+        if message.page is None:
+            self._status(message.error, error=True)
+            return
+        self.page = page = message.page
+        now = self.clock()
+        table: DataTable[Text] = self.query_one("#queue-table", DataTable)
+        cursor = table.cursor_row
+        rows = [
+            (age_text(i.requested_at, now, self.sla), Text(i.status), risk_text(i.risk_score),
+             Text(fmt_amount(i.amount), justify="right"), safe_text(i.asset),
+             safe_text(i.external_id, limit=40), safe_text(i.account, limit=40),
+             safe_text(i.claimed_by or ""), safe_text(", ".join(i.rules)))
+            for i in page.items
+        ]
+        fill_table(table, [("age", "Age", 10), ("status", "Status", 10), ("risk", "Risk", 4),
+                           ("amount", "Amount", None), ("asset", "Asset", 5),
+                           ("id", "Withdrawal", None), ("account", "Account", None),
+                           ("claimed", "Claimed by", 10), ("rules", "Rules", None)], rows)
+        if rows:
+            table.move_cursor(row=min(cursor, len(rows) - 1))
+        first = page.offset + 1 if page.items else 0
+        filters = [f"asset {self.asset}"] if self.asset else []
+        filters += [f"rule {self.rule}"] if self.rule else []
+        self._status(
+            f"{self.queue_status}: {first}-{page.offset + len(page.items)} of {page.total}; "
+            f"sorted by {SORT_LABELS[self.sort]}"
+            + (f"; {', '.join(filters)}" if filters else "")
+            + f"; SLA {self.sla.total_seconds() / 3600:g} h")
+
+    def _item(self) -> service.QueueItem | None:
+        if self.page is None or not self.page.items:
+            return None
+        row = self.query_one("#queue-table", DataTable).cursor_row
+        return self.page.items[row] if 0 <= row < len(self.page.items) else None
+
+    @on(DataTable.RowSelected, "#queue-table")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_open(self) -> None:
+        """Open the highlighted withdrawal."""
+        item = self._item()
+        if item is None:
+            return
+        self.app.push_screen(WithdrawalDetailScreen(self.runtime, self.clock, self.actor,
+                                                    item.external_id))
+
+    def action_sort(self) -> None:
+        """Sort by risk, age or amount."""
+        sorts = list(SORT_LABELS)
+        self.sort = sorts[(sorts.index(self.sort) + 1) % len(sorts)]
+        self.page_offset = 0
+        self.reload()
+
+    def action_status(self) -> None:
+        """Cycle the status shown."""
+        at = STATUS_CYCLE.index(self.queue_status)
+        self.queue_status = STATUS_CYCLE[(at + 1) % len(STATUS_CYCLE)]
+        self.page_offset = 0
+        self.reload()
+
+    def action_page(self, step: int) -> None:
+        """Another page."""
+        if self.page is None:
+            return
+        offset = self.page_offset + step * PAGE
+        if offset < 0 or offset >= max(self.page.total, 1):
+            return
+        self.page_offset = offset
+        self.reload()
+
+    def action_filter(self) -> None:
+        """Show the filter line."""
+        box = self.query_one("#queue-filter", Input)
+        box.value = ""
+        box.add_class("-shown")
+        box.focus()
+
+    @on(Input.Submitted, "#queue-filter")
+    def _filter(self, event: Input.Submitted) -> None:
+        event.stop()
+        value = event.value.strip()
+        if not value:
+            self.asset = self.rule = None
+        elif value in RULES:
+            self.rule = value
+        elif value.isalnum() and len(value) <= 16:
+            self.asset = value.upper()
+        else:
+            self._status(f"not an asset or a rule: {value}", error=True)
+            return
+        event.input.remove_class("-shown")
+        self.query_one("#queue-table", DataTable).focus()
+        self.page_offset = 0
+        self.reload()
+
+    def _status(self, text: str, *, error: bool = False) -> None:
+        status = self.query_one("#queue-status", Static)
+        status.update(safe_text(text))
+        status.set_class(error, "-error")
+
+
+# ---------------------------------------------------------------------- detail
+
+
+@dataclass(frozen=True)
+class Decision:
+    verb: str  # approve | reject | escalate
+    title: str
+
+
+DECISIONS = {
+    "approve": Decision("approve", "Approve"),
+    "reject": Decision("reject", "Reject"),
+    "escalate": Decision("escalate", "Escalate to a senior officer"),
+}
+
+
+class NotePrompt(ModalScreen[str | None]):
+    """The note for a decision; Enter confirms it, Escape cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="note.cancel", tooltip="Decide nothing"),
+    ]
+    DEFAULT_CSS = """
+    NotePrompt { align: center middle; }
+    NotePrompt #note-box { width: 72; max-width: 100%; height: auto; padding: 0 1;
+                           border: thick $warning; background: $surface; }
+    NotePrompt #note-error { color: $error; }
+    """
+
+    def __init__(self, title: str, summary: Text) -> None:
+        super().__init__()
+        self.title_text = title
+        self.summary = summary
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="note-box") as box:
+            box.border_title = self.title_text
+            box.border_subtitle = "enter confirms · esc cancels"
+            yield Static(self.summary)
+            yield Input(placeholder="note (required; kept in the review record and audit log)",
+                        id="note-input", max_length=service.MAX_NOTE)
+            yield Static(Text(""), id="note-error")
+
+    def on_mount(self) -> None:
+        self.query_one("#note-input", Input).focus()
+
+    @on(Input.Submitted, "#note-input")
+    def _submit(self, event: Input.Submitted) -> None:
+        event.stop()
+        note = event.value.strip()
+        if not note:
+            self.query_one("#note-error", Static).update(Text("a note is required"))
+            return
+        self.dismiss(note)
+
+    def action_cancel(self) -> None:
+        """Close without deciding."""
+        self.dismiss(None)
+
+
+class WithdrawalDetailScreen(ConsoleScreen):
+    TITLE_TEXT = "Withdrawal"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="detail.back", tooltip="Back to the queue"),
+        Binding("c", "claim", "Claim", id="detail.claim", tooltip="Take it into review"),
+        Binding("a", "decide('approve')", "Approve", id="detail.approve",
+                tooltip="Approve (above the limit: asks a second officer)"),
+        Binding("x", "decide('reject')", "Reject", id="detail.reject", tooltip="Reject"),
+        Binding("e", "decide('escalate')", "Escalate", id="detail.escalate",
+                tooltip="Hand it to the senior officers"),
+        Binding("t", "timeline", "Timeline", id="detail.timeline",
+                tooltip="The account's timeline"),
+        Binding("o", "anomalies", "Anomalies", id="detail.anomalies",
+                tooltip="The account's login anomalies"),
+        Binding("f", "twofa", "2FA reset", id="detail.twofa",
+                tooltip="Request a reset of the client's 2FA"),
+    ]
+    DEFAULT_CSS = """
+    WithdrawalDetailScreen #detail-status { height: 1; padding: 0 1; }
+    WithdrawalDetailScreen #detail-status.-error { color: $error; text-style: bold; }
+    WithdrawalDetailScreen #detail-body { height: 1fr; }
+    WithdrawalDetailScreen .section { text-style: bold; padding: 1 1 0 1; }
+    WithdrawalDetailScreen #detail-head { padding: 0 1; }
+    WithdrawalDetailScreen DataTable { height: auto; max-height: 12; }
+    """
+
+    class Loaded(Message, bubble=False):
+        def __init__(self, detail: service.Detail | None, error: str = "") -> None:
+            super().__init__()
+            self.detail = detail
+            self.error = error
+
+    class Decided(Message, bubble=False):
+        def __init__(self, text: str, error: bool) -> None:
+            super().__init__()
+            self.text = text
+            self.error = error
+
+    def __init__(self, runtime: Runtime, clock: Clock, actor: Actor | None, ref: str) -> None:
+        super().__init__(runtime, clock, actor)
+        self.ref = ref
+        self.detail: service.Detail | None = None
+        self.outcome: tuple[str, bool] | None = None
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(Text("loading…"), id="detail-status")
+        with VerticalScroll(id="detail-body"):
+            yield Static(Text(""), id="detail-head")
+            yield Static(Text("Rule hits"), classes="section")
+            yield DataTable(id="detail-flags", cursor_type="row", show_cursor=False)
+            yield Static(Text("Account (masked)"), classes="section")
+            yield Static(Text(""), id="detail-account")
+            yield Static(Text("Recent logins of the account"), classes="section")
+            yield DataTable(id="detail-logins", show_cursor=False)
+            yield Static(Text("Recent withdrawals of the account"), classes="section")
+            yield DataTable(id="detail-withdrawals", show_cursor=False)
+            yield Static(Text("Destination history (all accounts)"), classes="section",
+                         id="detail-address-title")
+            yield DataTable(id="detail-address", show_cursor=False)
+            yield Static(Text("Decisions"), classes="section")
+            yield Static(Text(""), id="detail-decisions")
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        self.load(self.ref)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="withdrawal detail")
+    def load(self, ref: str) -> None:
+        assert self.actor is not None
+        try:
+            message = self.Loaded(service.show(self.runtime, self.actor, ref))
+        except PolysecError as error:
+            message = self.Loaded(None, str(error))
+        if not get_current_worker().is_cancelled:
+            self.post_message(message)
+
+    def on_withdrawal_detail_screen_loaded(self, message: WithdrawalDetailScreen.Loaded) -> None:
+        if message.detail is None:
+            self._status(message.error, error=True)
+            return
+        self.detail = d = message.detail
+        i = d.item
+        head = Text.assemble(
+            ("Withdrawal ", "bold"), safe_text(i.external_id, limit=64), "  ", i.status,
+            "  risk ", risk_text(i.risk_score), "\n",
+            f"{fmt_amount(i.amount)} ", safe_text(i.asset), " to ", safe_text(i.address),
+            *((" (", safe_text(d.address_label), ")") if d.address_label else ()), "\n",
+            f"requested {i.requested_at:%Y-%m-%d %H:%M:%S} UTC from ", safe_text(d.ip),
+            " via login ", safe_text(d.login_external_id or "?", limit=64),
+            f"; available {fmt_amount(d.available_balance)}" if d.available_balance else "",
+        )
+        if i.claimed_by:
+            head.append_text(Text.assemble("\nclaimed by ", safe_text(i.claimed_by)))
+        if d.approval_id:
+            head.append(f"\nfour-eyes request {d.approval_id}")
+        if d.approval_limit is not None and i.amount > d.approval_limit:
+            head.append(f"\nabove the {fmt_amount(d.approval_limit)} {i.asset} approval limit: "
+                        "approval needs a second, senior officer", style="yellow")
+        for h in d.active_holds:
+            until = f"{h.expires_at:%Y-%m-%d %H:%M} UTC" if h.expires_at else "released"
+            head.append_text(Text.assemble(
+                ("\nHOLD ", "bold red"), f"#{h.id} {h.kind} until {until}: ",
+                safe_text(h.reason)))
+        if d.blocklisted is not None:
+            head.append_text(Text.assemble(("\nBLOCKLISTED ", "bold red"),
+                                           safe_text(d.blocklisted)))
+        self.query_one("#detail-head", Static).update(head)
+        fill_table(self.query_one("#detail-flags", DataTable),
+                   [("rule", "Rule", None), ("score", "Score", 5),
+                    ("why", "Explanation", None)],
+                   [(Text(f.rule, style="bold"), Text(f"{f.score:.0f}", justify="right"),
+                     safe_text(f.explanation, limit=400)) for f in d.flags]
+                   or [(Text("none"), Text(""), Text("no rule fired"))])
+        s = d.account_summary
+        balances = ", ".join(f"{fmt_amount(v)} {k}" for k, v in sorted(s.balances.items()))
+        self.query_one("#detail-account", Static).update(Text.assemble(
+            "account ", safe_text(s.external_id, limit=64), "  ", s.status, "  country ",
+            safe_text(s.country or "-"), f"  created {s.created_at:%Y-%m-%d}  2FA ",
+            "enrolled" if s.has_2fa else "NOT enrolled", "\nemail ",
+            safe_text(s.masked.get("email") or "-"), "  phone ",
+            safe_text(s.masked.get("phone") or "-"), "  name ",
+            safe_text(s.masked.get("full_name") or "-"), "\nbalances ",
+            safe_text(balances or "-")))
+        fill_table(self.query_one("#detail-logins", DataTable),
+                   [("at", "Time", None), ("ok", "Result", None), ("ip", "IP", None),
+                    ("where", "Where", None), ("asn", "ASN", None), ("device", "Device", None)],
+                   [(Text(f"{x.at:%Y-%m-%d %H:%M}"), Text("ok" if x.success else "FAILED"),
+                     safe_text(x.ip), safe_text(f"{x.country or '-'} {x.city or ''}".strip()),
+                     safe_text(x.asn if x.asn is not None else "-"),
+                     safe_text(x.device_id or "-", limit=16)) for x in d.recent_logins])
+        fill_table(self.query_one("#detail-withdrawals", DataTable),
+                   _withdrawal_columns(), [_withdrawal_row(x) for x in d.recent_withdrawals])
+        self.query_one("#detail-address-title", Static).update(Text(
+            f"Destination history: used by {d.address_accounts} account(s)"))
+        fill_table(self.query_one("#detail-address", DataTable),
+                   _withdrawal_columns(account=True),
+                   [_withdrawal_row(x, account=True) for x in d.address_history])
+        decisions = Text()
+        for n, dec in enumerate(d.decisions):
+            decisions.append_text(Text.assemble(
+                "\n" if n else "", f"{dec.at:%Y-%m-%d %H:%M} ", safe_text(dec.officer),
+                f" {dec.decision}", *((": ", safe_text(dec.note)) if dec.note else ())))
+        self.query_one("#detail-decisions", Static).update(decisions or Text("none yet"))
+        if self.outcome is not None:  # the last decision's result stays in view
+            text, error = self.outcome
+            self.outcome = None
+            self._status(text, error=error)
+        else:
+            self._status("c claim · a approve · x reject · e escalate · t timeline · "
+                         "o anomalies · f 2FA reset")
+
+    # ----------------------------------------------------------------- decisions
+
+    def action_claim(self) -> None:
+        """Take it into review."""
+        self.decide("claim", None)
+
+    def action_decide(self, verb: str) -> None:
+        """Approve, reject or escalate after a note (the confirmation)."""
+        if self.detail is None:
+            return
+        i = self.detail.item
+        summary = Text.assemble(
+            f"{DECISIONS[verb].title} withdrawal ", safe_text(i.external_id, limit=64),
+            f": {fmt_amount(i.amount)} ", safe_text(i.asset), " to ",
+            safe_text(i.address), f" (risk {i.risk_score or 0:.0f})?")
+
+        def done(note: str | None) -> None:
+            if note:
+                self.decide(verb, note)
+
+        self.app.push_screen(NotePrompt(DECISIONS[verb].title, summary), done)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="withdrawal decision")
+    def decide(self, verb: str, note: str | None) -> None:
+        assert self.actor is not None
+        try:
+            if verb == "claim":
+                outcome = service.claim(self.runtime, self.actor, self.ref)
+            else:
+                act: Any = getattr(service, verb)
+                outcome = act(self.runtime, self.actor, self.ref, note or "")
+            text = (f"four-eyes request {outcome.approval_id} opened: a senior officer "
+                    "approves it under Approvals" if outcome.approval_id
+                    else f"withdrawal {outcome.external_id} {outcome.status}")
+            message = self.Decided(text, False)
+        except PolysecError as error:
+            message = self.Decided(str(error), True)
+        if not get_current_worker().is_cancelled:
+            self.post_message(message)
+
+    def on_withdrawal_detail_screen_decided(self, message: WithdrawalDetailScreen.Decided
+                                            ) -> None:
+        self.notify(message.text, markup=False,
+                    severity="error" if message.error else "information")
+        self.outcome = (message.text, message.error)
+        self._status(message.text, error=message.error)
+        self.reload()
+
+    # --------------------------------------------------------------- navigation
+
+    def action_back(self) -> None:
+        """Back to the queue."""
+        if len(self.app.screen_stack) > 1 and self.app.screen is self:
+            self.app.pop_screen()
+
+    def action_timeline(self) -> None:
+        """The account's timeline."""
+        if self.detail is None:
+            return
+        from polysec_tui.screens.timeline import TimelineScreen
+
+        self.app.push_screen(TimelineScreen(self.detail.account_id, runtime=self.runtime,
+                                            clock=self.clock, actor=self.actor))
+
+    def action_anomalies(self) -> None:
+        """The account's login anomalies."""
+        if self.detail is None:
+            return
+        from polysec_tui.screens.anomalies import AnomaliesScreen
+
+        self.app.push_screen(AnomaliesScreen(self.detail.account_id, runtime=self.runtime,
+                                             clock=self.clock, actor=self.actor))
+
+    def action_twofa(self) -> None:
+        """Request a reset of the client's 2FA."""
+        if self.detail is None:
+            return
+        from polysec_tui.screens.twofa import TwoFactorResetScreen
+
+        self.app.push_screen(TwoFactorResetScreen(self.detail.account_id, runtime=self.runtime,
+                                                  clock=self.clock, actor=self.actor))
+
+    def _status(self, text: str, *, error: bool = False) -> None:
+        status = self.query_one("#detail-status", Static)
+        status.update(safe_text(text))
+        status.set_class(error, "-error")
+
+
+def _withdrawal_columns(*, account: bool = False) -> list[tuple[str, str, int | None]]:
+    columns: list[tuple[str, str, int | None]] = [("at", "Time", None)]
+    if account:
+        columns.append(("account", "Account", None))
+    return [*columns, ("amount", "Amount", None), ("asset", "Asset", None),
+            ("status", "Status", None), ("address", "Address", None)]
+
+
+def _withdrawal_row(x: service.WithdrawalView, *, account: bool = False) -> list[Text]:
+    row = [Text(f"{x.requested_at:%Y-%m-%d %H:%M}")]
+    if account:
+        row.append(safe_text(x.account, limit=40))
+    return [*row, Text(fmt_amount(x.amount), justify="right"), safe_text(x.asset),
+            Text(x.status), safe_text(x.address, limit=64)]
