@@ -167,6 +167,16 @@ async def test_approve_from_the_dashboard_destination(staff: Staff) -> None:
         (row,) = rows(pilot, "#pending-table")
         assert row[0] == str(opened.request.id)[:8] and row[1] == "A1" and row[2] == "ann"
 
+        # Enter on the request shows its account: status and live risk context.
+        app.screen.query_one("#pending-table", DataTable).focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TwoFactorResetScreen)
+                       and "Account   A1" in static_text(pilot, "#twofa-status"), "account")
+        assert len(rows(pilot, "#twofa-risk")) == 3
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, TwoFactorRequestsScreen),
+                       "back")
+
         # A wrong code: one-line refusal, field cleared, nothing executed.
         await type_code(pilot, "000000")
         assert "000000" not in screen_svg(pilot)

@@ -95,7 +95,7 @@ class PendingRequests(Vertical):
     def compose(self) -> ComposeResult:
         yield DataTable(id="pending-table", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="pending-controls"):
-            yield Input(placeholder="authenticator code", password=True,
+            yield Input(placeholder="your code", password=True,
                         max_length=CODE_LENGTH, restrict=r"[0-9]*", id="pending-code")
             yield Input(placeholder="reason (for a denial)", max_length=500,
                         id="pending-note")
@@ -195,12 +195,15 @@ class PendingRequests(Vertical):
 
 
 class TwoFactorRequestsScreen(ConsoleScreen):
-    """Dashboard destination: other officers' pending 2FA reset requests."""
+    """Dashboard destination: other officers' pending 2FA reset requests. Enter (or o)
+    on a request opens its account's reset screen: status and live risk context."""
 
     TITLE_TEXT = "2FA resets"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "reload", "Refresh", id="twofa.refresh",
                 tooltip="Load the pending requests again"),
+        Binding("o", "open_account", "Open account", id="twofa.open",
+                tooltip="The selected request's account: 2FA status and risk context"),
     ]
 
     def compose_body(self) -> ComposeResult:
@@ -213,6 +216,20 @@ class TwoFactorRequestsScreen(ConsoleScreen):
     def action_reload(self) -> None:
         """Load the pending requests again."""
         self.query_one(PendingRequests).reload()
+
+    @on(DataTable.RowSelected, "#pending-table")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open_account()
+
+    def action_open_account(self) -> None:
+        """Show the selected request's account: status and live risk context."""
+        request = self.query_one(PendingRequests).selected()
+        if request is None or self.actor is None:
+            self.app.bell()
+            return
+        self.app.push_screen(TwoFactorResetScreen(request.account_id, runtime=self.runtime,
+                                                  clock=self.clock, actor=self.actor))
 
 
 class TwoFactorResetScreen(Screen[None]):
