@@ -239,6 +239,8 @@ def test_analyst_approval_is_refused(staff):
         twofa.approve(staff.rt, staff.actors["ann"], request_id, staff.next_code("ann"))
     with pytest.raises(RefusedError):
         twofa.approve(staff.rt, staff.actors["cron"], request_id, "123456")
+    with pytest.raises(RefusedError, match=r"may not twofa\.request"):  # automation
+        twofa.request_reset(staff.rt, staff.actors["cron"], "A2", "lost", "call", PROOF)
     assert twofa.status(staff.rt, staff.actors["ann"], "A1").enrolled
 
 
