@@ -35,6 +35,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "blocklist": ("polysec_tui.commands.blocklist:blocklist", "Blocklisted destination addresses."),
     "audit": ("polysec_tui.commands.audit:audit", "Audit checks of the encrypted database."),
     "keys": ("polysec_tui.commands.keys:keys", "Field keys: status, add, promote, rotate, retire."),
+    "incidents": ("polysec_tui.commands.incidents:incidents", "Incidents: open, list, show, note, link, close."),  # noqa: E501
     "backup": ("polysec_tui.commands.backup:backup", "Encrypted backups: keygen, create, verify, restore, list, prune, ship, schedule."),  # noqa: E501
 }
 

@@ -43,7 +43,7 @@ class ApprovalKind:
 KINDS: dict[str, ApprovalKind] = {}
 # Modules that register kinds; imported on first use so that every kind is known.
 KIND_MODULES = ("polysec_tui.services.officers", "polysec_tui.services.twofa",
-                "polysec_tui.services.withdrawals")
+                "polysec_tui.services.withdrawals", "polysec_tui.services.protection")
 
 
 def register(kind: ApprovalKind) -> None:

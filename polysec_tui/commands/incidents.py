@@ -1,0 +1,121 @@
+"""`polysec incidents`: open, list, show, note, link, contain, close."""
+
+from __future__ import annotations
+
+import click
+
+from polysec_tui.commands.common import actor_of, emit_json, runtime_of
+from polysec_tui.services import incidents as service
+from polysec_tui.services.incidents import LINK_KINDS, OUTCOMES, SEVERITIES
+
+
+@click.group()
+def incidents() -> None:
+    """Incidents: cases that gather accounts, anomalies, withdrawals and notes."""
+
+
+@incidents.command("open")
+@click.option("--title", required=True)
+@click.option("--severity", type=click.Choice(SEVERITIES), default="medium",
+              show_default=True)
+@click.option("--account", "accounts", multiple=True, metavar="ACCOUNT",
+              help="An account the incident concerns (repeatable).")
+@click.option("--note", help="A first note.")
+@click.pass_context
+def open_(ctx: click.Context, title: str, severity: str, accounts: tuple[str, ...],
+          note: str | None) -> None:
+    """Open an incident."""
+    actor = actor_of(ctx, "review")
+    incident = service.open_incident(runtime_of(ctx), actor, title=title, severity=severity,
+                                     accounts=list(accounts), note=note)
+    click.echo(f"incident {incident} opened")
+
+
+@incidents.command("list")
+@click.option("--state", type=click.Choice(["active", "open", "contained", "closed", "all"]),
+              default="active", show_default=True, help="active = open or contained.")
+@click.option("--account", help="Only incidents of this account.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@click.pass_context
+def list_(ctx: click.Context, state: str, account: str | None, as_json: bool) -> None:
+    """Incidents, newest first."""
+    actor = actor_of(ctx, "read")
+    found = service.list_incidents(runtime_of(ctx), actor,
+                                   state=None if state == "all" else state, account=account)
+    if as_json:
+        emit_json([i.to_dict() for i in found])
+        return
+    for i in found:
+        click.echo(f"{i.id:>5}  {i.opened_at:%Y-%m-%d %H:%M}  {i.severity:<8} "
+                   f"{i.state:<9} {i.owner or '-':<12} {','.join(i.accounts) or '-':<16} "
+                   f"{i.title}")
+
+
+@incidents.command()
+@click.argument("incident", type=int)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@click.pass_context
+def show(ctx: click.Context, incident: int, as_json: bool) -> None:
+    """One incident with its linked events as a single timeline."""
+    actor = actor_of(ctx, "read")
+    detail = service.show(runtime_of(ctx), actor, incident)
+    if as_json:
+        emit_json(detail.to_dict())
+        return
+    s = detail.summary
+    click.echo(f"incident {s.id}: {s.title}\n  severity {s.severity}, {s.state}"
+               f"{f' ({s.outcome})' if s.outcome else ''}, owner {s.owner or '-'}, "
+               f"source {s.source}, accounts {', '.join(s.accounts) or '-'}")
+    for item in detail.timeline:
+        who = f" [{item.officer}]" if item.officer else ""
+        click.echo(f"  {item.at:%Y-%m-%d %H:%M:%S}  {item.kind:<13} {item.ref:<10}"
+                   f"{who} {item.text}")
+
+
+@incidents.command()
+@click.argument("incident", type=int)
+@click.argument("text")
+@click.pass_context
+def note(ctx: click.Context, incident: int, text: str) -> None:
+    """Add a note to an incident."""
+    actor = actor_of(ctx, "review")
+    service.note(runtime_of(ctx), actor, incident, text)
+    click.echo(f"note added to incident {incident}")
+
+
+@incidents.command()
+@click.argument("incident", type=int)
+@click.argument("kind", type=click.Choice(LINK_KINDS))
+@click.argument("ref")
+@click.pass_context
+def link(ctx: click.Context, incident: int, kind: str, ref: str) -> None:
+    """Link an account, anomaly, withdrawal, 2FA request or audit entry (by its id)."""
+    actor = actor_of(ctx, "review")
+    added = service.link(runtime_of(ctx), actor, incident, kind, ref)
+    click.echo(f"{kind} {ref} linked" if added else f"{kind} {ref} was already linked")
+
+
+@incidents.command()
+@click.argument("incident", type=int)
+@click.option("--note", help="A note on what was done.")
+@click.option("--owner", help="Hand the incident to this officer.")
+@click.pass_context
+def contain(ctx: click.Context, incident: int, note: str | None, owner: str | None) -> None:
+    """Mark the incident contained (the misuse is stopped; the case stays open)."""
+    actor = actor_of(ctx, "review")
+    service.set_state(runtime_of(ctx), actor, incident, "contained", note_text=note,
+                      owner=owner)
+    click.echo(f"incident {incident} contained")
+
+
+@incidents.command()
+@click.argument("incident", type=int)
+@click.option("--outcome", required=True, type=click.Choice(OUTCOMES))
+@click.option("--note", help="The conclusion.")
+@click.pass_context
+def close(ctx: click.Context, incident: int, outcome: str, note: str | None) -> None:
+    """Close the incident with its outcome."""
+    actor = actor_of(ctx, "review")
+    service.set_state(runtime_of(ctx), actor, incident, "closed", outcome=outcome,
+                      note_text=note)
+    click.echo(f"incident {incident} closed ({outcome})")
