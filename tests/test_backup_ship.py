@@ -353,6 +353,16 @@ def test_the_ship_command(staff, remote, tmp_path, db_url, capsys, monkeypatch):
     assert doc["sha256"] == made.sha256 and doc["catalogue"] == "recorded"
     listed = json.loads(run_cli(capsys, "backup", "list", "--json").out)
     assert listed["backups"][0]["shipped_to"] == doc["to"]
+    # The target, known_hosts and key can come from [backup] instead.
+    missing = run_cli(capsys, "backup", "ship", "--latest")
+    assert missing.code == 2 and "set [backup] ship_to, known_hosts and ssh_identity" in \
+        missing.err
+    config.write_text(config.read_text() + f'ship_to = "{remote.url}"\n'
+                      f'known_hosts = "{remote.known_hosts}"\n'
+                      f'ssh_identity = "{remote.identity}"\n')
+    again = run_cli(capsys, "backup", "ship", "--latest", "--json")
+    assert again.code == 0, again.err
+    assert json.loads(again.out)["already_there"] is True
     impostor = tmp_path / "kh"
     impostor.write_text(f"[127.0.0.1]:{remote.port} {_keygen(tmp_path / 'imp')}\n")
     bad = run_cli(capsys, "backup", "ship", str(made.path), "--to", remote.url,

@@ -33,6 +33,7 @@ from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest
 from tests.officer_fixtures import MovableClock
+from tests.test_backup_ship import SSHD, Server, remote, server  # noqa: F401 - sshd fixtures
 from tests.test_tui import SnapshotRuntime, sync
 
 PASSWORD = "a-long-Officer-passphrase"
@@ -53,7 +54,7 @@ class Console:
 
 
 def _console(settings: Settings, tmp_path: Path, runtime_class: type[Runtime] = Runtime,
-             configure_identity: bool = True) -> Console:
+             configure_identity: bool = True, extra: dict[str, Any] | None = None) -> Console:
     identity = Identity.generate()
     identity_path = tmp_path / "offline.key"
     identity.write_new(identity_path)
@@ -61,6 +62,7 @@ def _console(settings: Settings, tmp_path: Path, runtime_class: type[Runtime] = 
                                           "recipients": [str(identity.recipient)]}}
     if configure_identity:
         options["backup"]["identity"] = str(identity_path)
+    options["backup"].update(extra or {})
     configured = dataclasses.replace(settings, options=options)
     clock = MovableClock(FIXED_NOW)
     engine = make_engine(settings.db_url)
@@ -294,6 +296,44 @@ async def test_restore_needs_confirmation_and_a_fresh_code(console: Console,
                    .order_by(AuditLogEntry.seq)]
     assert actions.count("backup.restore") == 1
     assert made.path.is_file()
+
+
+@sync
+@pytest.mark.skipif(not SSHD.exists(), reason="OpenSSH server not installed (/usr/sbin/sshd)")
+async def test_ship_from_the_screen(settings: Settings, tmp_path: Path, db_url: str,
+                                    remote: Server) -> None:  # noqa: F811 - the fixture
+    if not db_url.startswith("sqlite"):
+        pytest.skip("shipping does not depend on the engine (tests/test_backup_ship.py)")
+    made = _console(settings, tmp_path, extra={
+        "ship_to": remote.url, "known_hosts": str(remote.known_hosts),
+        "ssh_identity": str(remote.identity)})
+    try:
+        backup = backups.create_backup(made.rt, made.session[1])
+        app = PolysecApp(made.rt, session=made.session)
+        async with app.run_test(size=(140, 30)) as pilot:
+            screen = await open_backups(pilot)
+            assert rows(screen)[0][6] == "no"
+            await pilot.press("s")
+            await idle(pilot)
+            text = status(screen, "#backups-result")
+            assert text.startswith(f"shipped {backup.path.name} to {remote.url}/"), text
+            assert rows(screen)[0][6] == f"{FIXED_NOW:%m-%d %H:%M}"
+        assert (remote.remote / backup.path.name).read_bytes() == backup.path.read_bytes()
+    finally:
+        made.rt.engine.dispose()
+
+
+@sync
+async def test_ship_without_a_target_says_what_to_configure(console: Console) -> None:
+    backups.create_backup(console.rt, console.session[1])
+    app = PolysecApp(console.rt, session=console.session)
+    async with app.run_test(size=(140, 30)) as pilot:
+        screen = await open_backups(pilot)
+        await pilot.press("s")
+        await idle(pilot)
+        assert "set [backup] ship_to, known_hosts and ssh_identity" in status(
+            screen, "#backups-result")
+        assert screen.query_one("#backups-result").has_class("-failed")
 
 
 # ------------------------------------------------------------------------------ snapshot

@@ -8,7 +8,13 @@ from typing import Any
 
 import click
 
-from polysec_tui.commands.common import actor_of, emit_json, prompt_secret, runtime_of
+from polysec_tui.commands.common import (
+    actor_of,
+    emit_json,
+    prompt_secret,
+    runtime_of,
+    settings_of,
+)
 from polysec_tui.errors import InputError
 
 
@@ -20,7 +26,6 @@ def backup() -> None:
 
 def _identity(ctx: click.Context, given: str | None) -> Any:
     from polysec_tui.backup.envelope import Identity
-    from polysec_tui.commands.common import settings_of
     from polysec_tui.services.backups import BackupConfig
 
     path = Path(given).expanduser() if given else BackupConfig.from_settings(
@@ -264,29 +269,33 @@ class _SendBar:
 @backup.command()
 @click.argument("file", type=click.Path(dir_okay=False), required=False)
 @click.option("--latest", is_flag=True, help="The newest good backup in the catalogue.")
-@click.option("--to", "to", required=True, metavar="sftp://user@host[:port]/dir",
-              help="Remote directory (it must exist).")
-@click.option("--known-hosts", required=True, type=click.Path(dir_okay=False),
+@click.option("--to", "to", metavar="sftp://user@host[:port]/dir",
+              help="Remote directory (it must exist). Default: [backup] ship_to.")
+@click.option("--known-hosts", type=click.Path(dir_okay=False),
               help="known_hosts file that pins the server's host key (nothing else is "
-                   "trusted; an unknown or changed key is refused).")
-@click.option("--identity", "ssh_identity", required=True, type=click.Path(dir_okay=False),
-              metavar="KEY", help="SSH private key (key authentication only).")
+                   "trusted; an unknown or changed key is refused). Default: [backup] "
+                   "known_hosts.")
+@click.option("--identity", "ssh_identity", type=click.Path(dir_okay=False),
+              metavar="KEY", help="SSH private key (key authentication only). Default: "
+                                  "[backup] ssh_identity.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
-def ship(ctx: click.Context, file: str | None, latest: bool, to: str, known_hosts: str,
-         ssh_identity: str, as_json: bool) -> None:
+def ship(ctx: click.Context, file: str | None, latest: bool, to: str | None,
+         known_hosts: str | None, ssh_identity: str | None, as_json: bool) -> None:
     """Copy a finished backup offsite over SFTP: uploaded to NAME.partial (resumed if an
     earlier upload was cut), read back and compared by SHA-256, renamed to NAME, then the
     manifest NAME.manifest.json; recorded in the catalogue."""
     from polysec_tui.services import backups
 
     actor = actor_of(ctx, "backup.run")
+    target, hosts, key = backups.BackupConfig.from_settings(settings_of(ctx)).shipping(
+        to, Path(known_hosts).expanduser() if known_hosts else None,
+        Path(ssh_identity).expanduser() if ssh_identity else None)
     path = _file_or_latest(ctx, file, latest, actor)
     bar = _SendBar(not as_json and sys.stderr.isatty())
     try:
-        result = backups.ship_backup(runtime_of(ctx), actor, path, to,
-                                     known_hosts=Path(known_hosts).expanduser(),
-                                     identity=Path(ssh_identity).expanduser(), progress=bar)
+        result = backups.ship_backup(runtime_of(ctx), actor, path, target,
+                                     known_hosts=hosts, identity=key, progress=bar)
     finally:
         bar.close()
     if as_json:

@@ -1,5 +1,5 @@
 """The backup catalogue: age, size, verified-or-not, shipped-or-not of every backup, and
-the actions create, verify and restore.
+the actions create, verify, ship and restore.
 
 Everything goes through `services.backups` (which checks ``backup.run`` /
 ``backup.restore`` and audits) in thread workers, so the screen never blocks: a create
@@ -197,6 +197,8 @@ class BackupsScreen(ConsoleScreen):
                 tooltip="Make a new encrypted backup of the live database now"),
         Binding("v", "verify", "Verify", id="backups.verify",
                 tooltip="Authenticate every chunk of the selected backup"),
+        Binding("s", "ship", "Ship", id="backups.ship",
+                tooltip="Copy the selected backup offsite over SFTP ([backup] ship_to)"),
         Binding("R", "restore", "Restore…", id="backups.restore",
                 tooltip="Restore the selected backup (confirmation and a fresh code)"),
     ]
@@ -237,7 +239,8 @@ class BackupsScreen(ConsoleScreen):
             yield Static(Text(""), id="backups-work-label")
             yield ProgressBar(id="backups-progress", show_eta=False)
         yield DataTable(id="backups-table", cursor_type="row", zebra_stripes=True)
-        yield Static(Text("c creates a backup, v verifies, R restores the selected one"),
+        yield Static(Text("c creates a backup; v verifies, s ships, R restores the "
+                          "selected one"),
                      id="backups-result")
 
     def on_mount(self) -> None:
@@ -388,6 +391,41 @@ class BackupsScreen(ConsoleScreen):
                 f"{manifest.get('alembic_revision')}; catalogue {report.catalogue}")
         except PolysecError as failed:
             message = self.Finished("verify", False, str(failed))
+        self.post_message(message)
+
+    def action_ship(self) -> None:
+        """Ship the selected backup to the configured SFTP server (in a worker, with a
+        progress bar)."""
+        view = self.selected()
+        if view is None:
+            self._result("no backup selected", ok=False)
+            return
+        if self._start("ship", "shipping ", total=float(max(view.size_bytes, 1))):
+            self.ship(Path(view.path))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="backup ship")
+    def ship(self, path: Path) -> None:
+        assert self.actor is not None
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            if done - last[0] >= total / 100 or done == total:
+                last[0] = done
+                self.app.call_from_thread(self._progress, float(done), float(total))
+
+        try:
+            target, hosts, key = backups.BackupConfig.from_settings(
+                self.runtime.settings).shipping()
+            result = backups.ship_backup(self.runtime, self.actor, path, target,
+                                         known_hosts=hosts, identity=key, progress=progress)
+            how = ("already there" if result.already_there else
+                   f"resumed at byte {result.resumed_from}" if result.resumed_from else
+                   "uploaded")
+            message = self.Finished("ship", True,
+                                    f"shipped {path.name} to {result.to} ({how}; SHA-256 "
+                                    "read back and matched)")
+        except PolysecError as failed:
+            message = self.Finished("ship", False, f"ship failed: {failed}")
         self.post_message(message)
 
     def action_restore(self) -> None:

@@ -54,25 +54,49 @@ Progress = Callable[[int, int | None], None]
 
 @dataclass(frozen=True)
 class BackupConfig:
-    """The ``[backup]`` table: ``dir``, ``recipients`` (public keys), ``identity``."""
+    """The ``[backup]`` table: ``dir``, ``recipients`` (public keys), ``identity``, and
+    for `ship`: ``ship_to`` (``sftp://user@host[:port]/dir``), ``known_hosts``,
+    ``ssh_identity``."""
 
     directory: Path
     recipients: tuple[Recipient, ...]
     identity: Path | None
+    ship_to: str | None = None
+    known_hosts: Path | None = None
+    ssh_identity: Path | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> BackupConfig:
         section = settings.section("backup")
-        unknown = set(section) - {"dir", "recipients", "identity"}
+        unknown = set(section) - {"dir", "recipients", "identity", "ship_to", "known_hosts",
+                                  "ssh_identity"}
         if unknown:
             raise InputError(f"config: unknown [backup] key(s): {', '.join(sorted(unknown))}")
         raw = section.get("recipients", [])
         if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
             raise InputError("config: [backup] recipients must be a list of strings")
         directory = Path(str(section.get("dir") or app_dir() / "backups")).expanduser()
-        identity = section.get("identity")
-        return cls(directory, tuple(Recipient.parse(r) for r in raw),
-                   Path(str(identity)).expanduser() if identity else None)
+
+        def path(key: str) -> Path | None:
+            value = section.get(key)
+            return Path(str(value)).expanduser() if value else None
+
+        ship_to = section.get("ship_to")
+        return cls(directory, tuple(Recipient.parse(r) for r in raw), path("identity"),
+                   str(ship_to) if ship_to else None, path("known_hosts"),
+                   path("ssh_identity"))
+
+    def shipping(self, to: str | None = None, known_hosts: Path | None = None,
+                 ssh_identity: Path | None = None) -> tuple[str, Path, Path]:
+        """The SFTP target, known_hosts and SSH key: given ones first, then the config."""
+        target = to or self.ship_to
+        hosts = known_hosts or self.known_hosts
+        key = ssh_identity or self.ssh_identity
+        if not (target and hosts and key):
+            raise InputError("shipping needs an SFTP target, a known_hosts file and an SSH "
+                             "key: give --to, --known-hosts and --identity, or set [backup] "
+                             "ship_to, known_hosts and ssh_identity")
+        return target, hosts, key
 
 
 def _audit(rt: Runtime, actor: Actor, action: str, target: str | None,
