@@ -232,6 +232,23 @@ def test_review_sla(staff):
     assert found.evidence["waiting"] == 2
 
 
+# --------------------------------------------------------------------------- incident_age
+
+
+def test_incident_age_warns_on_incidents_left_open(staff):
+    from polysec_tui.services import incidents
+
+    number = incidents.open_incident(staff.rt, staff.actors["ann"], title="odd logins",
+                                     severity="low", accounts=["A1"])
+    assert check(staff, "incident_age").status == "pass"
+    staff.clock.advance(days=8)
+    found = check(staff, "incident_age")
+    assert found.status == "warn" and found.evidence["incidents"] == [str(number)]
+    incidents.set_state(staff.rt, staff.actors["sue"], number, "closed",
+                        outcome="false_alarm")
+    assert check(staff, "incident_age").status == "pass"
+
+
 # --------------------------------------------------------------------- pending_migrations
 
 

@@ -78,7 +78,7 @@ def run_checks(ctx: click.Context, only: tuple[str, ...], fmt: str, out: str | N
     """Run the audit checks (all that apply to this database by default).
 
     Checks: encryption_coverage, key_hygiene, blind_index_consistency, officer_hygiene,
-    client_2fa_coverage, auditlog_chain, backup_freshness, review_sla,
+    client_2fa_coverage, auditlog_chain, backup_freshness, review_sla, incident_age,
     pending_migrations; on PostgreSQL and MariaDB also db_connection_tls and
     db_role_privileges. Exit 1 when any check fails.
     """

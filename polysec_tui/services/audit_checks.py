@@ -28,6 +28,7 @@ from polysec_tui.db.models import (
     AuditRun,
     BackupRecord,
     Base,
+    Incident,
     KeyUsage,
     Officer,
     OfficerSession,
@@ -48,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "client_2fa_min_coverage": 0.95,  # below: fail; below 100 %: warn
     "backup_max_age_hours": 26,  # a daily backup plus slack
     "review_sla_hours": 4,  # held withdrawals wait no longer than this
+    "incident_max_open_days": 7,  # an incident open longer is stuck, not worked on
 }
 
 # Tables the platform writes: where plaintext PII must never appear.
@@ -463,6 +465,32 @@ def review_sla(ctx: CheckContext) -> Finding:
                      f"{evidence['sla_hours']:g} h", **evidence)
 
 
+# --------------------------------------------------------------------------- incident_age
+
+
+def incident_age(ctx: CheckContext) -> Finding:
+    name = "incident_age"
+    max_open = timedelta(days=float(ctx.limit("incident_max_open_days")))
+    with ctx.rt.sessions() as session:
+        stale = session.execute(
+            select(Incident.id).where(Incident.state.in_(("open", "contained")),
+                                      Incident.opened_at < ctx.now - max_open)
+            .order_by(Incident.opened_at)
+        ).scalars().all()
+        active = session.scalar(select(func.count()).select_from(Incident)
+                                .where(Incident.state.in_(("open", "contained")))) or 0
+    days = max_open.total_seconds() / 86400
+    evidence = {"active": active, "open_too_long": len(stale), "incidents": _ids(stale),
+                "max_open_days": days}
+    if stale:
+        return Finding(name, "warn", f"{len(stale)} of {active} active incidents open "
+                       f"longer than {days:g} days",
+                       "work them or close them with an outcome "
+                       "(`polysec incidents list`, `incidents close`)", evidence)
+    return _ok(name, f"{active} active incidents, none open longer than {days:g} days",
+               **evidence)
+
+
 # --------------------------------------------------------------------- pending_migrations
 
 
@@ -571,6 +599,7 @@ CHECKS: dict[str, CheckSpec] = {spec.name: spec for spec in (
     CheckSpec("backup_freshness", "Last good, verified and shipped backup",
               backup_freshness),
     CheckSpec("review_sla", "Held withdrawals within the review SLA", review_sla),
+    CheckSpec("incident_age", "Incidents not left open too long", incident_age),
     CheckSpec("pending_migrations", "Schema at the latest revision", pending_migrations),
     CheckSpec("db_connection_tls", "Database connection encrypted", db_connection_tls,
               SERVER_DIALECTS),
