@@ -397,3 +397,15 @@ def test_replace_on_a_server_keeps_the_old_database(own_server_database, setting
         rt.engine.dispose()
         for name in leftovers:
             drop_database(url.set(database=name))
+
+
+def test_verify_reports_progress(staff, identity, db_url):
+    if not db_url.startswith("sqlite"):
+        pytest.skip("progress does not depend on the engine")
+    made = backups.create_backup(staff.rt, staff.actors["cron"], chunk_log2=12)
+    seen: list[tuple[int, int | None]] = []
+    backups.verify_backup(staff.rt, staff.actors["cron"], made.path, identity,
+                          progress=lambda done, total: seen.append((done, total)))
+    assert len(seen) > 3
+    assert [d for d, _t in seen] == sorted(d for d, _t in seen)  # never goes back
+    assert seen[-1] == (made.payload_bytes, made.size_bytes)

@@ -16,7 +16,7 @@ import pyotp
 import pytest
 from rich.text import Text
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from polysec_tui.app import DESTINATIONS, PolysecApp
 from polysec_tui.backup.envelope import Identity
@@ -210,6 +210,8 @@ async def test_verify_runs_in_a_worker_and_the_ui_keeps_answering(
         await idle(pilot)
         assert status(screen, "#backups-result").startswith(f"OK {made.path.name}")
         assert rows(screen)[0][4] == "verified"
+        bar = screen.query_one("#backups-progress", ProgressBar)
+        assert bar.total == made.size_bytes and bar.progress > made.size_bytes * 0.9
 
 
 @sync

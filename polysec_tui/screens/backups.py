@@ -381,9 +381,18 @@ class BackupsScreen(ConsoleScreen):
         from polysec_tui.backup.envelope import Identity
 
         assert self.actor is not None
+        last = [0.0]
+
+        def progress(done: int, total: int | None) -> None:
+            size = float(total or 1)
+            if done - last[0] >= size / 100:
+                last[0] = done
+                self.app.call_from_thread(self._progress, float(min(done, size)), size)
+
         try:
             report = backups.verify_backup(self.runtime, self.actor, path,
-                                           Identity.load(identity_path.expanduser()))
+                                           Identity.load(identity_path.expanduser()),
+                                           progress=progress)
             manifest = report.manifest
             message = self.Finished(
                 "verify", True,

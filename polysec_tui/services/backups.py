@@ -260,9 +260,11 @@ def _restore_into(path: Path, identity: Identity, target: URL) -> Opened:
 
 
 def verify_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
-                  restore_test: bool = False, scratch: str | None = None) -> VerifyReport:
+                  restore_test: bool = False, scratch: str | None = None,
+                  progress: Progress | None = None) -> VerifyReport:
     """Authenticate every chunk and the manifest; compare with the catalogue; optionally
-    restore into a scratch database and check it. Raises CheckFailed (exit 1) with the
+    restore into a scratch database and check it. ``progress(plaintext bytes checked,
+    file size)`` follows the authentication pass. Raises CheckFailed (exit 1) with the
     reason when anything fails, after recording it."""
     require(actor, "backup.run")
     report = VerifyReport(path)
@@ -276,7 +278,7 @@ def verify_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
         with contextlib.suppress(OSError, EnvelopeError), path.open("rb") as src:
             record_id = uuid.UUID(bytes=read_header(src).backup_id)  # public part
             report.backup_id = str(record_id)
-        opened = open_file(path, identity)
+        opened = open_file(path, identity, _progress_sink(path, progress))
         record_id = uuid.UUID(bytes=opened.header.backup_id)
         report.backup_id = str(record_id)
         report.manifest = opened.manifest
@@ -308,6 +310,21 @@ def verify_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
     if not report.ok:
         raise CheckFailed(f"backup {path} failed verification: {report.reason}")
     return report
+
+
+def _progress_sink(path: Path, progress: Progress | None) -> Callable[[bytes], None] | None:
+    if progress is None:
+        return None
+    with contextlib.suppress(OSError):
+        total = path.stat().st_size
+        done = [0]
+
+        def sink(data: bytes) -> None:
+            done[0] += len(data)
+            progress(done[0], total)
+
+        return sink
+    return None
 
 
 def _record_verification(rt: Runtime, actor: Actor, report: VerifyReport,
