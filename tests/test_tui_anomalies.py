@@ -303,3 +303,12 @@ def test_snapshot_timeline_100x30(snap_compare: Any,
 
     assert snap_compare(PolysecApp(rt, session=officer), terminal_size=(100, 30),
                         run_before=show)
+
+
+def test_bindings_have_ids_and_descriptions() -> None:
+    from textual.binding import Binding
+
+    for owner in (AnomaliesScreen, TimelineScreen):
+        for binding in owner.BINDINGS:
+            assert isinstance(binding, Binding)
+            assert binding.id and binding.description, binding
