@@ -63,6 +63,7 @@ from polysec_tui.screens.audit import AuditChecksScreen
 from polysec_tui.screens.auditlog import AuditLogScreen
 from polysec_tui.screens.backups import BackupsScreen
 from polysec_tui.screens.dashboard import DashboardScreen
+from polysec_tui.screens.incidents import IncidentsScreen
 from polysec_tui.screens.lock import LockScreen
 from polysec_tui.screens.login import LoginScreen
 from polysec_tui.screens.timeline import TimelineScreen
@@ -119,6 +120,10 @@ DESTINATIONS: dict[str, Destination] = {
     "twofa": Destination(
         "8", "2FA resets", "Client 2FA reset requests of other officers to approve or deny",
         TwoFactorRequestsScreen,
+    ),
+    "incidents": Destination(
+        "0", "Incidents", "Open and contained incidents; one incident's timeline and notes",
+        IncidentsScreen,
     ),
 }
 HOME = next(iter(DESTINATIONS))

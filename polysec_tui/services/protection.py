@@ -172,7 +172,8 @@ def lockdown_plan(rt: Runtime, actor: Actor, ident: str) -> dict[str, Any]:
             ApiKey.account_id == account_id, ApiKey.revoked_at.is_(None))).all())
         wds = list(session.scalars(select(Withdrawal.external_id).where(
             Withdrawal.account_id == account_id,
-            Withdrawal.status.in_(OPEN_WITHDRAWAL_STATES)).order_by(Withdrawal.requested_at)))
+            Withdrawal.status.in_(OPEN_WITHDRAWAL_STATES))
+            .order_by(Withdrawal.requested_at, Withdrawal.id)))
         frozen = _freeze_hold(session, account_id) is not None
     return {"account": account.external_id, "status": account.status,
             "sessions_to_revoke": live_sessions, "api_keys_to_revoke": keys,
@@ -233,7 +234,7 @@ def _reject_open_withdrawals(rt: Runtime, session: Session, actor: Actor, accoun
         select(Withdrawal.id, Withdrawal.external_id)
         .where(Withdrawal.account_id == account.id,
                Withdrawal.status.in_(OPEN_WITHDRAWAL_STATES))
-        .order_by(Withdrawal.requested_at).with_for_update()))
+        .order_by(Withdrawal.requested_at, Withdrawal.id).with_for_update()))
     note = f"account lockdown: {reason}"
     for wd_id, ext in open_ones:
         session.execute(

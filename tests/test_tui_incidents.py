@@ -1,0 +1,159 @@
+"""Incidents and lockdown in the console, driven by Pilot: the lockdown confirmation lists
+exactly what will happen and needs a reason and a fresh code; the incidents screen and
+an incident's timeline, notes, containment and closing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyotp
+import pytest
+from rich.text import Text
+from sqlalchemy import select, update
+from textual.pilot import Pilot
+from textual.widgets import Button, DataTable, Input, Select, Static
+
+from polysec_tui.app import DESTINATIONS, PolysecApp
+from polysec_tui.config import Settings
+from polysec_tui.crypto.keyring import load_keyring
+from polysec_tui.db import migrate
+from polysec_tui.db.engine import make_engine
+from polysec_tui.db.models import Account, ClientSession, Withdrawal
+from polysec_tui.screens.dashboard import DashboardScreen
+from polysec_tui.screens.incidents import (
+    CloseIncidentScreen,
+    IncidentDetailScreen,
+    IncidentsScreen,
+)
+from polysec_tui.screens.protection import LockdownScreen
+from polysec_tui.services import incidents, officers, protection, sessions
+from polysec_tui.services.auth import Actor
+from polysec_tui.services.runtime import Runtime
+from tests.conftest import FIXED_NOW
+from tests.helpers import account, ingest, withdrawal
+from tests.officer_fixtures import MovableClock
+from tests.test_tui import sync
+
+PASSWORD = "a-long-Officer-passphrase"
+
+
+class Console:
+    def __init__(self, settings: Settings) -> None:
+        self.clock = MovableClock(FIXED_NOW)
+        engine = make_engine(settings.db_url)
+        migrate.upgrade(engine)
+        self.rt = Runtime(settings, engine, load_keyring(settings.keyring_path),
+                          clock=self.clock)
+        enrolment = officers.bootstrap_admin(self.rt, "chief", PASSWORD)
+        self.secret = enrolment.secret
+        self.session: tuple[str, Actor] = sessions.login(
+            self.rt, "chief", PASSWORD, pyotp.TOTP(self.secret).at(self.clock()))
+        ingest(self.rt, "accounts", account("A1"), account("A2"))
+        ingest(self.rt, "withdrawals", withdrawal("W1"), withdrawal("W2"),
+               withdrawal("[b]W3[/b]", acct="A1"))
+        with self.rt.transaction() as s:
+            a1 = s.scalar(select(Account.id).where(Account.external_id == "A1"))
+            s.add(ClientSession(external_id="S1", account_id=a1, created_at=FIXED_NOW))
+            s.execute(update(Withdrawal).where(Withdrawal.external_id == "W2")
+                      .values(status="held"))
+
+    def code(self) -> str:
+        self.clock.advance(seconds=30)
+        return pyotp.TOTP(self.secret).at(self.clock())
+
+
+@pytest.fixture
+def console(settings: Settings) -> Iterator[Console]:
+    made = Console(settings)
+    yield made
+    made.rt.engine.dispose()
+
+
+async def idle(pilot: Pilot[Any]) -> None:
+    for _ in range(300):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(w.is_running for w in pilot.app.workers):
+            return
+    raise AssertionError("workers did not finish")
+
+
+def rows(screen: Any, selector: str) -> list[list[str]]:
+    table: DataTable[Text] = screen.query_one(selector, DataTable)
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+@sync
+async def test_lockdown_confirmation_lists_the_plan_and_needs_a_code(console) -> None:
+    app = PolysecApp(console.rt, session=console.session)
+    async with app.run_test(size=(110, 36)) as pilot:
+        await idle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+        await app.push_screen(LockdownScreen(console.rt, console.session[1], "A1"))
+        await idle(pilot)
+        modal = app.screen
+        plan = str(modal.query_one("#protect-plan", Static).render())
+        assert "revoke 1 client sessions and 0 API keys" in plan
+        assert "reject 3 open withdrawals: W1, W2, [b]W3[/b]" in plan  # markup stays text
+        modal.query_one("#protect-reason", Input).value = "confirmed takeover"
+        modal.query_one("#protect-code", Input).value = "000000"
+        await pilot.click("#protect-confirm")
+        await idle(pilot)
+        assert app.screen is modal  # a wrong code: refused, the modal stays
+        assert "authentication failed" in str(modal.query_one("#protect-error",
+                                                                Static).render())
+        assert modal.query_one("#protect-code", Input).value == ""  # never kept
+        for _ in range(100):  # the refusal re-enables the button once it is shown
+            if not modal.query_one("#protect-confirm", Button).disabled:
+                break
+            await pilot.pause()
+        modal.query_one("#protect-code", Input).value = console.code()
+        await pilot.click("#protect-confirm")
+        await idle(pilot)
+        assert isinstance(app.screen, DashboardScreen), str(
+            modal.query_one("#protect-error", Static).render())
+    with console.rt.sessions() as s:
+        a1 = s.scalar(select(Account).where(Account.external_id == "A1"))
+        assert a1 is not None and a1.status == "locked"
+
+
+@sync
+async def test_incident_list_detail_note_contain_close(console) -> None:
+    chief = console.session[1]
+    protection.lockdown(console.rt, chief, "A1", "takeover", console.code())
+    app = PolysecApp(console.rt, session=console.session)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await idle(pilot)
+        await pilot.press(DESTINATIONS["incidents"].key)
+        await idle(pilot)
+        screen = app.screen
+        assert isinstance(screen, IncidentsScreen)
+        listed = rows(screen, "#incidents-table")
+        assert len(listed) == 1 and listed[0][3] == "open" and listed[0][5] == "A1"
+        await pilot.press("enter")
+        await idle(pilot)
+        detail = app.screen
+        assert isinstance(detail, IncidentDetailScreen)
+        kinds = [r[1] for r in rows(detail, "#incident-timeline")]
+        assert {"note", "withdrawal", "audit_entry"} <= set(kinds)
+        await pilot.press("n")
+        await pilot.press(*"client called")
+        await pilot.press("enter")
+        await idle(pilot)
+        assert any(r[4] == "client called" for r in rows(detail, "#incident-timeline"))
+        await pilot.press("c")
+        await idle(pilot)
+        assert "contained" in str(detail.query_one("#incident-head", Static).render())
+        await pilot.press("x")
+        await idle(pilot)
+        assert isinstance(app.screen, CloseIncidentScreen)
+        app.screen.query_one("#close-outcome", Select).value = "confirmed_takeover"
+        await pilot.click("#close-confirm")
+        await idle(pilot)
+        assert "closed (confirmed_takeover)" in str(
+            detail.query_one("#incident-head", Static).render())
+        await pilot.press("escape")
+        await idle(pilot)
+        assert rows(app.screen, "#incidents-table") == []  # only active ones by default
+    assert incidents.open_count(console.rt) == 0
