@@ -275,3 +275,15 @@ def test_demo_account_takeover_is_held_and_few_normal_ones(settings: Settings) -
         assert all(st in ("pending", "held") for st in normal)
     finally:
         rt.engine.dispose()
+
+
+def test_without_the_login_the_request_ip_locates_the_request(rt: Runtime) -> None:
+    """No login_id: country and network come from the request IP's latest login."""
+    ingest(rt, "logins", login("elsewhere", at=iso(timedelta(hours=2)), ip="192.0.2.80",
+                               country="BR", asn=28573, success=False))
+    ingest(rt, "withdrawals", withdrawal("T9", at=iso(timedelta(hours=1)), ip="192.0.2.80",
+                                         address=HOME_ADDRESS, available_balance="5"))
+    screening.screen(rt, CRON)
+    found = hits(rt, "T9")
+    assert "country BR" in found["new_country"] and "AS28573" in found["new_asn"]
+    assert "ip_not_seen" in found

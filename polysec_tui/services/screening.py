@@ -35,11 +35,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Table,
     and_,
+    bindparam,
     case,
     func,
     insert,
@@ -332,44 +334,19 @@ class _Row:
     account_created: datetime
     blocked_reason: str | None
     blocked_at: datetime | None
-    last_login: datetime | None
-    last_withdrawal: datetime | None
 
 
 def _screen_batch(session: Session, lo: int, hi: int, cfg: ScreeningConfig,
                   now: datetime) -> tuple[int, int, dict[str, int]]:
     w = Withdrawal
     behind = aliased(LoginEvent, name="behind")
-    by_ip = aliased(LoginEvent, name="by_ip")
     in_batch = and_(w.id >= lo, w.id <= hi, w.screened_at.is_(None))
-
-    def ip_geo(column: Any) -> Any:
-        # The request IP's most recent login (any account) when the platform did not
-        # name the login behind the request.
-        return (select(column).where(by_ip.ip == w.ip, by_ip.at <= w.requested_at)
-                .order_by(by_ip.at.desc()).limit(1).scalar_subquery())
-
-    # dormant: the account's last activity before the grace period (index seeks on
-    # (account_id, at) and (account_id, requested_at)).
-    grace_start = shifted(w.requested_at, -cfg.dormant_grace_hours * 3600)
-    seen = aliased(LoginEvent, name="seen")
-    sent = aliased(Withdrawal, name="sent")
-    last_login = (select(func.max(seen.at))
-                  .where(seen.account_id == w.account_id, seen.success.is_(True),
-                         seen.at < grace_start).scalar_subquery())
-    last_withdrawal = (select(func.max(sent.requested_at))
-                       .where(sent.account_id == w.account_id,
-                              sent.requested_at < grace_start).scalar_subquery())
-
     base = (
         select(
             w.id, w.account_id, w.requested_at, w.asset, w.amount,
             func.coalesce(w.available_balance, Balance.amount), w.address, w.ip, w.status,
-            w.login_external_id, behind.at,
-            func.coalesce(behind.country, ip_geo(by_ip.country)),
-            func.coalesce(behind.asn, ip_geo(by_ip.asn)),
+            w.login_external_id, behind.at, behind.country, behind.asn,
             Account.created_at, BlockedAddress.reason, BlockedAddress.added_at,
-            last_login, last_withdrawal,
         )
         .join(Account, Account.id == w.account_id)
         .outerjoin(behind, behind.external_id == w.login_external_id)
@@ -381,11 +358,14 @@ def _screen_batch(session: Session, lo: int, hi: int, cfg: ScreeningConfig,
     rows = {r[0]: _Row(*tuple(r)) for r in session.execute(base)}
     if not rows:
         return 0, 0, {}
+    if any(r.login_at is None for r in rows.values()):
+        _request_geo(session, rows, in_batch)
     hits: dict[int, list[Hit]] = defaultdict(list)
-    _login_rules(session, rows, in_batch, cfg, hits)
-    _history_rules(session, rows, in_batch, cfg, hits)
+    last_activity = _login_rules(session, rows, in_batch, cfg, hits)
+    _history_rules(session, rows, in_batch, cfg, hits, last_activity)
     _security_rules(session, rows, in_batch, cfg, hits)
     _risky_session(session, rows, in_batch, cfg, hits)
+    _dormant(session, rows, cfg, hits, last_activity)
     for row in rows.values():
         _row_rules(row, cfg, hits)
 
@@ -395,21 +375,49 @@ def _screen_batch(session: Session, lo: int, hi: int, cfg: ScreeningConfig,
     held = 0
     for wid, row in rows.items():
         found = sorted(hits.get(wid, []), key=lambda h: RULES.index(h.rule))
+        if not found:
+            continue
         score = round(sum(h.score for h in found), 2)
         status = row.status
-        if status == "pending" and found and score >= cfg.hold_threshold:
+        if status == "pending" and score >= cfg.hold_threshold:
             status = "held"
             held += 1
-        updates.append({"id": wid, "risk_score": score, "screened_at": now, "status": status})
+        updates.append({"b_id": wid, "b_score": score, "b_status": status})
         for h in found:
             counts[h.rule] = counts.get(h.rule, 0) + 1
             flags.append({"withdrawal_id": wid, "rule": h.rule, "score": h.score,
                           "explanation": h.explanation, "details": h.details,
                           "created_at": now})
+    # Core statements: one set-based UPDATE marks the batch screened (score 0), then
+    # one executemany for the withdrawals that scored.
+    table = cast(Table, Withdrawal.__table__)
+    session.execute(update(table).where(in_batch).values(screened_at=now, risk_score=0.0))
     if flags:
-        session.execute(insert(WithdrawalFlag), flags)
-    session.execute(update(Withdrawal), updates)
+        session.execute(insert(cast(Table, WithdrawalFlag.__table__)), flags)
+        session.execute(
+            update(table).where(table.c.id == bindparam("b_id"))
+            .values(risk_score=bindparam("b_score"), status=bindparam("b_status")),
+            updates)
     return len(rows), held, counts
+
+
+def _request_geo(session: Session, rows: Mapping[int, _Row], in_batch: Any) -> None:
+    """Where a request came from when the platform did not name the login behind it:
+    the country and network of the request IP's most recent login (any account), one
+    index seek on ``(ip, at)`` per such withdrawal."""
+    w = Withdrawal
+    behind = aliased(LoginEvent, name="behind")
+    by_ip = aliased(LoginEvent, name="by_ip")
+    geo = aliased(LoginEvent, name="geo")
+    latest = (select(by_ip.id).where(by_ip.ip == w.ip, by_ip.at <= w.requested_at)
+              .order_by(by_ip.at.desc()).limit(1).scalar_subquery())
+    unnamed = (select(w.id.label("wid"), latest.label("login_id"))
+               .outerjoin(behind, behind.external_id == w.login_external_id)
+               .where(in_batch, behind.id.is_(None)).subquery("unnamed"))
+    for wid, country, asn in session.execute(
+            select(unnamed.c.wid, geo.country, geo.asn)
+            .join(geo, geo.id == unnamed.c.login_id)):
+        rows[wid].country, rows[wid].asn = country, asn
 
 
 def _hit(cfg: ScreeningConfig, rule: str, explanation: str, **details: Any) -> Hit:
@@ -420,10 +428,11 @@ def _hit(cfg: ScreeningConfig, rule: str, explanation: str, **details: Any) -> H
 
 
 def _login_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
-                 cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> None:
+                 cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> dict[int, datetime]:
     """ip_not_seen, new_country, new_asn: one aggregate over the account's successful
     logins before the login behind the request (before the request when the platform
-    did not name that login), grouped by the logins' country and network."""
+    did not name that login), grouped by the logins' country and network. Returns each
+    withdrawal's last such login before the dormant grace period (for dormant)."""
     w = Withdrawal
     behind = aliased(LoginEvent, name="behind")
     past = aliased(LoginEvent, name="past")
@@ -440,6 +449,7 @@ def _login_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
     day = 86_400
     recent = past.at >= shifted(g.c.req, -cfg.ip_history_days * day)
     geo_window = past.at >= shifted(g.c.req, -cfg.geo_history_days * day)
+    before_grace = past.at < shifted(g.c.req, -cfg.dormant_grace_hours * 3600)
     one: ColumnElement[int] = literal_column("1")
     zero: ColumnElement[int] = literal_column("0")
     query = (
@@ -448,6 +458,7 @@ def _login_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
             func.sum(case((recent, one), else_=zero)),
             func.sum(case((and_(recent, past.ip == g.c.ip), one), else_=zero)),
             func.sum(case((geo_window, one), else_=zero)),
+            func.max(case((before_grace, past.at), else_=None)),
         )
         .join(past, and_(past.account_id == g.c.account_id, past.success.is_(True),
                          past.at >= shifted(g.c.req, -cfg.lookback_days * day),
@@ -459,7 +470,13 @@ def _login_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
     geo_n: dict[int, int] = defaultdict(int)
     countries: dict[int, set[str | None]] = defaultdict(set)
     networks: dict[int, set[int | None]] = defaultdict(set)
-    for wid, country, asn, n_recent, n_ip, n_geo in session.execute(query):
+    dialect = session.get_bind().dialect
+    last_login: dict[int, datetime] = {}
+    for wid, country, asn, n_recent, n_ip, n_geo, last in session.execute(query):
+        if isinstance(last, str):  # SQLite gives the MAX of a CASE back as text
+            last = UTCDateTime().process_result_value(last, dialect)
+        if last is not None and (wid not in last_login or last > last_login[wid]):
+            last_login[wid] = last
         recent_n[wid] += int(n_recent or 0)
         same_ip[wid] += int(n_ip or 0)
         if n_geo:
@@ -488,14 +505,18 @@ def _login_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
                 f"request from network AS{row.asn}, not seen in this account's "
                 f"{geo_n[wid]} successful logins of the last {cfg.geo_history_days} days",
                 asn=row.asn, logins_in_window=geo_n[wid]))
+    return last_login
 
 
 # ------------------------------------------------------------- withdrawal history
 
 
 def _history_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
-                   cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> None:
-    """amount_outlier, velocity and new_destination."""
+                   cfg: ScreeningConfig, hits: dict[int, list[Hit]],
+                   last_activity: dict[int, datetime]) -> None:
+    """amount_outlier, velocity and new_destination, over the account's earlier
+    withdrawals of the asset; adds the last of them before the grace period to
+    ``last_activity`` (for dormant)."""
     w = Withdrawal
     h = aliased(Withdrawal, name="h")
     day = 86_400
@@ -503,7 +524,8 @@ def _history_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
                   and_(h.requested_at == w.requested_at, h.id < w.id))
     query = (
         select(w.id, h.requested_at, h.asset, h.amount)
-        .join(h, and_(h.account_id == w.account_id, h.status != "rejected",
+        .join(h, and_(h.account_id == w.account_id, h.asset == w.asset,
+                      h.status != "rejected",
                       h.requested_at >= shifted(w.requested_at, -cfg.lookback_days * day),
                       earlier))
         .where(in_batch)
@@ -511,6 +533,12 @@ def _history_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
     history: dict[int, list[tuple[datetime, str, Decimal]]] = defaultdict(list)
     for wid, at, asset, amount in session.execute(query):
         history[wid].append((at, asset, amount))
+    grace = timedelta(hours=cfg.dormant_grace_hours)
+    for wid, past in history.items():
+        cutoff = rows[wid].requested_at - grace
+        for at, _asset, _amount in past:
+            if at < cutoff and (wid not in last_activity or at > last_activity[wid]):
+                last_activity[wid] = at
     used = (
         select(w.id, func.count(h.id))
         .join(h, and_(h.account_id == w.account_id, h.address == w.address,
@@ -528,7 +556,8 @@ def _history_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
             hits[wid].append(_hit(
                 cfg, "new_destination",
                 f"first withdrawal by this account to {row.address}; "
-                f"{len(past)} earlier withdrawal(s) in {cfg.lookback_days} days went elsewhere",
+                f"{len(past)} earlier {row.asset} withdrawal(s) in {cfg.lookback_days} days "
+                "went elsewhere",
                 address=row.address, earlier_withdrawals=len(past)))
         amounts = [a for at, asset, a in past
                    if asset == row.asset and at >= row.requested_at - amount_window]
@@ -637,18 +666,44 @@ def _risky_session(session: Session, rows: Mapping[int, _Row], in_batch: Any,
             login=row.login_ext, anomalies=[k for k, _ in sorted(anomalies)]))
 
 
+def _dormant(session: Session, rows: Mapping[int, _Row], cfg: ScreeningConfig,
+             hits: dict[int, list[Hit]], last_activity: dict[int, datetime]) -> None:
+    """No login or withdrawal for ``dormant_days``, then a withdrawal. Activity within
+    the look-back is known from the two passes above; for the withdrawals without any
+    there, one more set-based query finds the last activity at any time (index seeks on
+    ``(account_id, at)`` and ``(account_id, requested_at)``). Only a known earlier
+    activity makes an account dormant: an account whose history the console has never
+    seen is new to it, not asleep."""
+    missing = [wid for wid in rows if wid not in last_activity]
+    if missing:
+        w = Withdrawal
+        seen = aliased(LoginEvent, name="seen")
+        sent = aliased(Withdrawal, name="sent")
+        grace_start = shifted(w.requested_at, -cfg.dormant_grace_hours * 3600)
+        last_login = (select(func.max(seen.at))
+                      .where(seen.account_id == w.account_id, seen.success.is_(True),
+                             seen.at < grace_start).scalar_subquery())
+        last_sent = (select(func.max(sent.requested_at))
+                     .where(sent.account_id == w.account_id,
+                            sent.requested_at < grace_start).scalar_subquery())
+        for i in range(0, len(missing), 1000):
+            for wid, login_at, sent_at in session.execute(
+                    select(w.id, last_login, last_sent).where(w.id.in_(missing[i:i + 1000]))):
+                known = [t for t in (login_at, sent_at) if t is not None]
+                if known:
+                    last_activity[wid] = max(known)
+    for wid, row in rows.items():
+        last = last_activity.get(wid)
+        if last is not None and last < row.requested_at - timedelta(days=cfg.dormant_days):
+            days = (row.requested_at - last).days
+            hits[wid].append(_hit(
+                cfg, "dormant",
+                f"no login or withdrawal for {days} days before this request (last "
+                f"activity {_fmt_time(last)}; dormant after {cfg.dormant_days} days)",
+                idle_days=days, last_activity=last.isoformat()))
+
+
 def _row_rules(row: _Row, cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> None:
-    known = [t for t in (row.last_login, row.last_withdrawal) if t is not None]
-    last = max(known, default=None)
-    # Only a known earlier activity makes an account dormant: an account whose history
-    # the console has never seen is new to it, not asleep.
-    if last is not None and last < row.requested_at - timedelta(days=cfg.dormant_days):
-        days = (row.requested_at - last).days
-        hits[row.id].append(_hit(
-            cfg, "dormant",
-            f"no login or withdrawal for {days} days before this request (last activity "
-            f"{_fmt_time(last)}; dormant after {cfg.dormant_days} days)",
-            idle_days=days, last_activity=last.isoformat()))
     if row.blocked_reason is not None:
         hits[row.id].append(_hit(
             cfg, "address_blocklisted",

@@ -1,0 +1,238 @@
+"""Withdrawal screening benchmark: screen 1,000,000 withdrawals over 5,000,000 logins,
+then open the review queue.
+
+Builds a fresh database (SQLite in a temporary directory, or with ``--postgres URL`` a
+fresh ``polysec_bench_<random>`` database on that server, dropped at the end) with
+``--accounts`` accounts, ``--logins`` logins (bench/anomalies.py's population: a home IP,
+city and devices per account, 3 % failures, 1 % from elsewhere) and ``--withdrawals``
+withdrawals spread over the same period, written straight into the tables (not timed).
+Withdrawals name no login (``login_id``), so screening takes the slower path that looks
+the request IP's country and network up in the logins. 80 % go to the account's usual
+address, 10 % of requests come from an IP the account never used, 1 % drain the balance,
+0.5 % are twenty times the usual amount.
+
+Then it times:
+
+1. ``withdrawals screen`` over all of them (withdrawals screened per second);
+2. opening the queue: ``list_queue`` (median of 21 calls, warm) for the default view
+   (open: held first, by risk), sorted by amount, and the ``pending`` view;
+3. the queue screen in the real Textual app (headless, 160x48): from pressing ``4`` until
+   the first page is on screen (median of 5).
+
+    .venv/bin/python bench/screening.py                      # SQLite, 1M / 5M / 100k accounts
+    .venv/bin/python bench/screening.py --postgres postgresql://postgres@127.0.0.1:5432/postgres
+    .venv/bin/python bench/screening.py --withdrawals 100000 --logins 500000 --accounts 10000
+
+Progress lines with the figures so far go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy import insert as sa_insert
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import anomalies as login_bench  # noqa: E402  (bench/anomalies.py: accounts and logins)
+
+from polysec_tui.config import Settings  # noqa: E402
+from polysec_tui.crypto import totp  # noqa: E402
+from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring  # noqa: E402
+from polysec_tui.db import migrate  # noqa: E402
+from polysec_tui.db.engine import make_engine  # noqa: E402
+from polysec_tui.db.models import Withdrawal  # noqa: E402
+from polysec_tui.services import officers, screening, sessions  # noqa: E402
+from polysec_tui.services import withdrawals as queue  # noqa: E402
+from polysec_tui.services.auth import Actor  # noqa: E402
+from polysec_tui.services.runtime import Runtime  # noqa: E402
+
+END = login_bench.END
+ASSETS = (("BTC", 0.05), ("ETH", 1.5), ("USDT", 900.0), ("SOL", 12.0))
+W_COLUMNS = ("external_id", "account_id", "requested_at", "asset", "amount",
+             "available_balance", "address", "ip", "status")
+W_INSERT = (f"INSERT INTO withdrawals ({', '.join(W_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in W_COLUMNS)})")
+
+
+def withdrawal_rows(rng: random.Random, pop: login_bench.Population, n: int, start: datetime,
+                    end: datetime, first: int) -> list[tuple[Any, ...]]:
+    span = (end - start).total_seconds()
+    rows = []
+    for k, offset in enumerate(sorted(rng.random() * span for _ in range(n))):
+        acc = rng.choice(pop.accounts)
+        _city, ip, _devices = pop.home[acc]
+        asset, typical = ASSETS[hash(acc) % len(ASSETS)]
+        amount = typical * rng.uniform(0.5, 1.5)
+        if rng.random() < 0.005:
+            amount *= 20
+        balance = amount * rng.uniform(1.5, 30)
+        if rng.random() < 0.01:
+            balance = amount * 1.02
+        if rng.random() < 0.1:
+            ip = f"{rng.randint(11, 199)}.{rng.randint(0, 255)}.7.{rng.randint(1, 254)}"
+        address = (f"addr-{acc.hex[:20]}" if rng.random() < 0.8
+                   else f"addr-{rng.getrandbits(80):020x}")
+        rows.append((f"w{first + k}", acc.hex,
+                     login_bench._stamp(start + timedelta(seconds=offset)), asset,
+                     format(Decimal(f"{amount:.6f}"), "f"),
+                     format(Decimal(f"{balance:.6f}"), "f"), address, ip, "pending"))
+    return rows
+
+
+def insert_withdrawals(rt: Runtime, rows: list[tuple[Any, ...]]) -> None:
+    with rt.engine.begin() as conn:
+        for at in range(0, len(rows), 100_000):
+            chunk = rows[at : at + 100_000]
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql(W_INSERT, chunk)
+            else:
+                typed = []
+                for r in chunk:
+                    d = dict(zip(W_COLUMNS, r, strict=True))
+                    d["account_id"] = uuid.UUID(hex=d["account_id"])
+                    d["requested_at"] = datetime.fromisoformat(d["requested_at"]).replace(
+                        tzinfo=UTC)
+                    d["amount"] = Decimal(d["amount"])
+                    d["available_balance"] = Decimal(d["available_balance"])
+                    typed.append(d)
+                conn.execute(sa_insert(login_bench.cast_table(Withdrawal)), typed)
+
+
+def _progress(out: dict[str, Any]) -> None:
+    print(time.strftime("%H:%M:%S"), json.dumps(out), file=sys.stderr, flush=True)
+
+
+def _median_ms(call: Any, n: int = 21) -> float:
+    samples = []
+    for _ in range(n):
+        began = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - began) * 1000)
+    return round(statistics.median(samples[1:]), 1)
+
+
+async def _open_queue_screen(rt: Runtime, session: tuple[str, Actor], rounds: int) -> list[float]:
+    from polysec_tui.app import PolysecApp
+    from polysec_tui.screens.withdrawals import WithdrawalQueueScreen
+
+    times = []
+    for _ in range(rounds):
+        app = PolysecApp(rt, session=session)
+        async with app.run_test(size=(160, 48)) as pilot:
+            while app.actor is None:
+                await pilot.pause()
+            began = time.perf_counter()
+            await pilot.press("4")
+            while not (isinstance(app.screen, WithdrawalQueueScreen)
+                       and app.screen.page is not None):
+                await pilot.pause(0.001)
+            await pilot.pause()
+            times.append((time.perf_counter() - began) * 1000)
+    return times
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    out: dict[str, Any] = {"engine": "postgresql" if args.postgres else "sqlite",
+                           "accounts": args.accounts, "logins": args.logins,
+                           "withdrawals": args.withdrawals, "cpus": os.cpu_count(),
+                           "load_avg_before": round(os.getloadavg()[0], 2)}
+    with tempfile.TemporaryDirectory() as tmp:
+        keyring_path = Path(tmp) / "keyring.json"
+        write_new_keyring(keyring_path, Keyring.generate())
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        if args.postgres:
+            url = login_bench._create_database(args.postgres)
+        engine = make_engine(url)
+        try:
+            migrate.upgrade(engine)
+            rt = Runtime(Settings(url, keyring_path), engine, load_keyring(keyring_path),
+                         clock=lambda: END)
+            began = time.monotonic()
+            ids = login_bench.build(rt, args.accounts)
+            pop = login_bench.Population(rng, ids)
+            start = END - timedelta(days=args.logins / 80_000 + 1)
+            login_bench.insert_generated(rt, pop, args.logins, start, END, "b")
+            chunk = 200_000
+            span = (END - start) / max(1, -(-args.withdrawals // chunk))
+            t, left, first = start, args.withdrawals, 0
+            while left > 0:
+                k = min(chunk, left)
+                insert_withdrawals(rt, withdrawal_rows(rng, pop, k, t, t + span, first))
+                t, left, first = t + span, left - k, first + k
+            if engine.dialect.name == "postgresql":
+                with engine.begin() as conn:
+                    conn.exec_driver_sql("ANALYZE")
+            out["load_s"] = round(time.monotonic() - began, 1)
+            out["load_avg_before_screen"] = round(os.getloadavg()[0], 2)
+            _progress(out)
+
+            enrolment = officers.bootstrap_admin(rt, "bench", "a-long-Timing-passphrase")
+            token, actor = sessions.login(rt, "bench", "a-long-Timing-passphrase",
+                                          totp.code_at(enrolment.secret, rt.clock()))
+            cpu = time.process_time()
+            began = time.monotonic()
+            report = screening.screen(rt, actor)
+            seconds = time.monotonic() - began
+            out["screen_s"] = round(seconds, 1)
+            out["screen_cpu_s"] = round(time.process_time() - cpu, 1)
+            out["screened_per_s"] = round(report.screened / seconds)
+            out["held"] = report.held
+            out["hits"] = report.hits
+            _progress(out)
+
+            with engine.connect() as conn:
+                out["held_rows"] = conn.scalar(select(func.count()).select_from(Withdrawal)
+                                               .where(Withdrawal.status == "held"))
+            out["queue_open_ms"] = _median_ms(lambda: queue.list_queue(rt, actor, limit=50))
+            out["queue_amount_sort_ms"] = _median_ms(
+                lambda: queue.list_queue(rt, actor, sort="amount", limit=50))
+            out["queue_pending_by_risk_ms"] = _median_ms(
+                lambda: queue.list_queue(rt, actor, status="pending", limit=50), 5)
+            out["queue_rule_filter_ms"] = _median_ms(
+                lambda: queue.list_queue(rt, actor, rule="drains_balance", limit=50), 5)
+            first_id = queue.list_queue(rt, actor, limit=1).items[0].external_id
+            out["detail_ms"] = _median_ms(lambda: queue.show(rt, actor, first_id), 11)
+            _progress(out)
+            screen_ms = asyncio.run(_open_queue_screen(rt, (token, actor), args.tui_rounds))
+            out["queue_screen_open_ms_median"] = round(statistics.median(screen_ms), 1)
+            out["queue_screen_open_ms_max"] = round(max(screen_ms), 1)
+            out["peak_rss_mib"] = round(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        finally:
+            engine.dispose()
+            if args.postgres:
+                login_bench._drop_database(args.postgres, url)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--logins", type=int, default=5_000_000)
+    parser.add_argument("--withdrawals", type=int, default=1_000_000)
+    parser.add_argument("--tui-rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--postgres", default=None, metavar="URL",
+                        help="run on a fresh database on this PostgreSQL server instead")
+    args = parser.parse_args()
+    print(json.dumps(run(args), indent=2))
+
+
+if __name__ == "__main__":
+    main()
