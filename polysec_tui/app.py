@@ -106,9 +106,6 @@ DESTINATIONS: dict[str, Destination] = {
         "5", "Audit checks", "Run the audit checks; findings by severity; past runs",
         AuditChecksScreen,
     ),
-    "backups": Destination(
-        "9", "Backups", "Encrypted backups: catalogue, create, verify, restore", BackupsScreen
-    ),
     "anomalies": Destination(
         "6", "Anomalies", "Login anomalies, newest day and most severe first",
         lambda rt, clock, actor: AnomaliesScreen(runtime=rt, clock=clock, actor=actor),
@@ -120,6 +117,9 @@ DESTINATIONS: dict[str, Destination] = {
     "twofa": Destination(
         "8", "2FA resets", "Client 2FA reset requests of other officers to approve or deny",
         TwoFactorRequestsScreen,
+    ),
+    "backups": Destination(
+        "9", "Backups", "Encrypted backups: catalogue, create, verify, restore", BackupsScreen
     ),
     "incidents": Destination(
         "0", "Incidents", "Open and contained incidents; one incident's timeline and notes",
