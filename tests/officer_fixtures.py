@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyotp
+import pytest
 
 from polysec_tui.services import officers, sessions
 from polysec_tui.services.auth import Actor
@@ -65,3 +66,15 @@ def make_staff(rt: Runtime, clock: MovableClock) -> Staff:
     token, _ = sessions.create_token(rt, root, "cron")
     staff.actors["cron"] = sessions.authenticate(rt, token)
     return staff
+
+
+def commands_use_clock(monkeypatch: pytest.MonkeyPatch, clock: MovableClock) -> None:
+    """Run in-process `polysec` commands on ``clock``, so step-up codes computed from it
+    are fresh and in their time step."""
+    from polysec_tui.commands import common
+    from polysec_tui.crypto.keyring import load_keyring
+    from polysec_tui.db.engine import make_engine
+
+    monkeypatch.setattr(common, "open_runtime", lambda settings: Runtime(
+        settings, make_engine(settings.db_url), load_keyring(settings.keyring_path),
+        clock=clock))

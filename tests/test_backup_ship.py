@@ -4,14 +4,10 @@ its own host key, sshd_config and authorized_keys), torn down after each module.
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import hashlib
 import json
 import os
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +25,9 @@ from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest
 from tests.officer_fixtures import MovableClock, Staff, make_staff
+from tests.sshd import keygen, needs_sshd, running_sshd
 
-SSHD = Path("/usr/sbin/sshd")
-pytestmark = pytest.mark.skipif(not SSHD.exists(),
-                                reason="OpenSSH server not installed (/usr/sbin/sshd); "
-                                       ".ci/run installs openssh-server")
+pytestmark = needs_sshd
 
 
 @dataclass
@@ -51,74 +45,14 @@ class Server:
         return f"sftp://{self.user}@{self.host}:{self.port}{self.remote}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _keygen(path: Path, kind: str = "ed25519") -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(path)], check=True)
-    return Path(f"{path}.pub").read_text().strip()
-
-
-def _wait_for_banner(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"sshd exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                if s.recv(4).startswith(b"SSH-"):
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("sshd did not answer")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("sshd")
-    host_key = root / "host_ed25519"
-    host_pub = _keygen(host_key)
-    user_key = root / "client_ed25519"
-    user_pub = _keygen(user_key)
-    authorized = root / "authorized_keys"
-    authorized.write_text(user_pub + "\n")
     remote = root / "remote"
     remote.mkdir()
-    port = _free_port()
-    config = root / "sshd_config"
-    config.write_text(f"""\
-Port {port}
-ListenAddress 127.0.0.1
-HostKey {host_key}
-PidFile {root / "sshd.pid"}
-AuthorizedKeysFile {authorized}
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-StrictModes no
-UsePAM no
-Subsystem sftp internal-sftp
-LogLevel VERBOSE
-""")
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
-    known = root / "known_hosts"
-    known.write_text(f"[127.0.0.1]:{port} {host_pub}\n")
-    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _wait_for_banner(port, proc)
-        yield Server("127.0.0.1", port, getpass.getuser(), remote, known, user_key, root)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with running_sshd(root) as sshd:
+        yield Server(sshd.host, sshd.port, sshd.user, remote, sshd.known_hosts,
+                     sshd.identity, root)
 
 
 @pytest.fixture
@@ -223,7 +157,7 @@ def test_a_changed_host_key_is_refused(staff, remote, tmp_path, db_url):
     if not db_url.startswith("sqlite"):
         pytest.skip("SFTP behaviour does not depend on the engine")
     made = backups.create_backup(staff.rt, staff.actors["cron"])
-    impostor = _keygen(tmp_path / "impostor")
+    impostor = keygen(tmp_path / "impostor")
     known = tmp_path / "known_hosts"
     known.write_text(f"[127.0.0.1]:{remote.port} {impostor}\n")
     with pytest.raises(RefusedError) as refused:
@@ -246,7 +180,7 @@ def test_an_unknown_host_is_refused(staff, remote, tmp_path, db_url):
         backups.ship_backup(staff.rt, staff.actors["cron"], made.path, remote.url,
                             known_hosts=known, identity=remote.identity)
     # A host pinned with a key of another type: the offered key is not that one.
-    rsa = _keygen(tmp_path / "other_rsa", "rsa")
+    rsa = keygen(tmp_path / "other_rsa", "rsa")
     known.write_text(f"[127.0.0.1]:{remote.port} {rsa}\n")
     with pytest.raises(RefusedError,
                        match=r"CHANGED: the server offered ssh-ed25519 .* pins ssh-rsa SHA256:"):
@@ -260,7 +194,7 @@ def test_a_wrong_identity_is_refused(staff, remote, tmp_path, db_url):
         pytest.skip("SFTP behaviour does not depend on the engine")
     made = backups.create_backup(staff.rt, staff.actors["cron"])
     stranger = tmp_path / "stranger"
-    _keygen(stranger)
+    keygen(stranger)
     with pytest.raises(RefusedError, match=r"refused the key .*stranger \(ssh-ed25519 SHA256:"):
         backups.ship_backup(staff.rt, staff.actors["cron"], made.path, remote.url,
                             known_hosts=remote.known_hosts, identity=stranger)
@@ -364,7 +298,7 @@ def test_the_ship_command(staff, remote, tmp_path, db_url, capsys, monkeypatch):
     assert again.code == 0, again.err
     assert json.loads(again.out)["already_there"] is True
     impostor = tmp_path / "kh"
-    impostor.write_text(f"[127.0.0.1]:{remote.port} {_keygen(tmp_path / 'imp')}\n")
+    impostor.write_text(f"[127.0.0.1]:{remote.port} {keygen(tmp_path / 'imp')}\n")
     bad = run_cli(capsys, "backup", "ship", str(made.path), "--to", remote.url,
                   "--known-hosts", str(impostor), "--identity", str(remote.identity))
     assert bad.code == 3 and "CHANGED" in bad.err and len(bad.err.strip().splitlines()) == 1

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from polysec_tui.commands import common
 from polysec_tui.crypto.fields import FieldCipher, key_id_of
 from polysec_tui.crypto.keyring import KEYRING_DATA_ENV, load_keyring
 from polysec_tui.db.engine import make_engine
@@ -21,7 +20,7 @@ from polysec_tui.services.runtime import Runtime
 from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest
-from tests.officer_fixtures import MovableClock, Staff, make_staff
+from tests.officer_fixtures import MovableClock, Staff, commands_use_clock, make_staff
 
 
 @pytest.fixture
@@ -159,10 +158,7 @@ def test_the_keyring_file_stays_owner_only(staff):
 def test_status_and_the_commands(staff, cli_env, capsys, monkeypatch):
     token, _ = staff.login("root")
     monkeypatch.setenv("POLYSEC_TOKEN", token)
-    # The commands run on the test's clock, so each step-up code is fresh and in its step.
-    monkeypatch.setattr(common, "open_runtime", lambda settings: Runtime(
-        settings, make_engine(settings.db_url), load_keyring(settings.keyring_path),
-        clock=staff.clock))
+    commands_use_clock(monkeypatch, staff.clock)
     result = run_cli(capsys, "keys", "status", "--json")
     assert result.code == 0, result.err
     (only,) = json.loads(result.out)

@@ -28,7 +28,7 @@ from polysec_tui.services.runtime import Runtime
 from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest, withdrawal
-from tests.officer_fixtures import MovableClock, Staff, make_staff
+from tests.officer_fixtures import MovableClock, Staff, commands_use_clock, make_staff
 
 
 @pytest.fixture
@@ -183,11 +183,7 @@ def test_client_report_and_the_incident_lifecycle(staff):
 def test_the_commands(staff, cli_env, capsys, monkeypatch):
     token, _ = staff.login("sue")
     monkeypatch.setenv("POLYSEC_TOKEN", token)
-    from polysec_tui.commands import common
-
-    monkeypatch.setattr(common, "open_runtime", lambda settings: Runtime(
-        settings, make_engine(settings.db_url), load_keyring(settings.keyring_path),
-        clock=staff.clock))
+    commands_use_clock(monkeypatch, staff.clock)
     plan = run_cli(capsys, "accounts", "lockdown", "A1", "--reason", "takeover", "--dry-run",
                    "--json")
     assert plan.code == 0, plan.err

@@ -69,6 +69,16 @@ def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
     return run
 
 
+async def idle(pilot: Pilot[Any]) -> None:
+    """Wait until no worker runs and the messages they posted are handled."""
+    for _ in range(300):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(w.is_running for w in pilot.app.workers):
+            return
+    raise AssertionError("workers did not finish")
+
+
 async def settle(pilot: Pilot[Any]) -> None:
     """Wait until the dashboard has shown a load and no worker is running."""
     app = pilot.app

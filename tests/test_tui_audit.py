@@ -27,7 +27,7 @@ from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest
 from tests.officer_fixtures import MovableClock
-from tests.test_tui import SnapshotRuntime, sync
+from tests.test_tui import SnapshotRuntime, idle, sync
 
 PASSWORD = "a-long-Officer-passphrase"
 KEY = DESTINATIONS["audit"].key
@@ -50,15 +50,6 @@ def console(settings: Settings) -> Iterator[tuple[Runtime, tuple[str, Actor]]]:
     rt, session, _clock, _secret = make_console(settings)
     yield rt, session
     rt.engine.dispose()
-
-
-async def idle(pilot: Pilot[Any]) -> None:
-    for _ in range(300):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-        if not any(w.is_running for w in pilot.app.workers):
-            return
-    raise AssertionError("workers did not finish")
 
 
 async def open_audit(pilot: Pilot[Any]) -> AuditChecksScreen:

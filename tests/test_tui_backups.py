@@ -33,8 +33,9 @@ from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest
 from tests.officer_fixtures import MovableClock
-from tests.test_backup_ship import SSHD, Server, remote, server  # noqa: F401 - sshd fixtures
-from tests.test_tui import SnapshotRuntime, sync
+from tests.sshd import needs_sshd
+from tests.test_backup_ship import Server, remote, server  # noqa: F401 - sshd fixtures
+from tests.test_tui import SnapshotRuntime, idle, sync
 
 PASSWORD = "a-long-Officer-passphrase"
 KEY = DESTINATIONS["backups"].key
@@ -79,15 +80,6 @@ def console(settings: Settings, tmp_path: Path) -> Iterator[Console]:
     ingest(made.rt, "accounts", account("A1"), account("A2"))
     yield made
     made.rt.engine.dispose()
-
-
-async def idle(pilot: Pilot[Any]) -> None:
-    for _ in range(300):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-        if not any(w.is_running for w in pilot.app.workers):
-            return
-    raise AssertionError("workers did not finish")
 
 
 async def open_backups(pilot: Pilot[Any]) -> BackupsScreen:
@@ -301,7 +293,7 @@ async def test_restore_needs_confirmation_and_a_fresh_code(console: Console,
 
 
 @sync
-@pytest.mark.skipif(not SSHD.exists(), reason="OpenSSH server not installed (/usr/sbin/sshd)")
+@needs_sshd
 async def test_ship_from_the_screen(settings: Settings, tmp_path: Path, db_url: str,
                                     remote: Server) -> None:  # noqa: F811 - the fixture
     if not db_url.startswith("sqlite"):

@@ -11,7 +11,6 @@ import pyotp
 import pytest
 from rich.text import Text
 from sqlalchemy import select, update
-from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, Input, Select, Static
 
 from polysec_tui.app import DESTINATIONS, PolysecApp
@@ -33,7 +32,7 @@ from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest, withdrawal
 from tests.officer_fixtures import MovableClock
-from tests.test_tui import sync
+from tests.test_tui import idle, sync
 
 PASSWORD = "a-long-Officer-passphrase"
 
@@ -68,15 +67,6 @@ def console(settings: Settings) -> Iterator[Console]:
     made = Console(settings)
     yield made
     made.rt.engine.dispose()
-
-
-async def idle(pilot: Pilot[Any]) -> None:
-    for _ in range(300):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-        if not any(w.is_running for w in pilot.app.workers):
-            return
-    raise AssertionError("workers did not finish")
 
 
 def rows(screen: Any, selector: str) -> list[list[str]]:
