@@ -20,8 +20,10 @@ from polysec_tui.services.dashboard import DashboardService, DashboardSummary, p
               help="How many of the newest events to list.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, newest: int) -> None:
-    """Accounts and 2FA coverage, logins of the last 24 hours, withdrawals waiting for a
-    decision, and the newest failed logins, security events and withdrawals.
+    """Accounts and 2FA coverage, logins of the last 24 hours and the failed-login rate of
+    the last hour, withdrawals waiting for a decision, login anomalies, pending four-eyes
+    requests, the last backup and audit run, open incidents, unacknowledged alerts, and
+    the newest failed logins, security events and withdrawals.
 
     Needs a logged-in officer (`polysec login`, or POLYSEC_TOKEN); exit 3 otherwise.
     """
@@ -44,7 +46,21 @@ def render_text(s: DashboardSummary) -> list[str]:
         f"logins 24 h   {s.logins_ok_24h:,} ok, {s.logins_failed_24h:,} failed "
         f"from {s.failing_ips_24h:,} distinct IP(s)",
         f"withdrawals   {s.withdrawals_pending:,} pending, {s.withdrawals_held:,} held",
+        f"failed/hour   {s.logins_failed_1h:,} in the last hour "
+        f"(24 h average {s.failed_per_hour_24h:,.1f}){'  HIGH' if s.failed_rate_alarming else ''}",
+        f"anomalies     {s.anomalies_24h:,} in 24 h, {s.anomalies_high_24h:,} high or critical",
+        f"four-eyes     {s.approvals_pending:,} pending"
+        + (f", oldest since {s.approvals_oldest_at:%Y-%m-%d %H:%M} UTC"
+           if s.approvals_oldest_at else ""),
+        f"last backup   {_backup_text(s)}",
+        f"last audit    {_audit_text(s)}",
+        f"incidents     {s.incidents_open:,} open or contained",
+        f"alerts        {len(s.alerts):,} unacknowledged",
     ]
+    for alert in s.alerts:
+        who = f" {alert.account}" if alert.account else ""
+        lines.append(f"  {alert.at:%Y-%m-%d %H:%M:%S}  {alert.key}  {alert.title}{who}  "
+                     f"{alert.detail}")
     if s.events:
         lines += ["", "newest events (UTC)"]
         width = max(len(e.account) for e in s.events)
@@ -53,3 +69,22 @@ def render_text(s: DashboardSummary) -> list[str]:
                 f"{e.at:%Y-%m-%d %H:%M:%S}  {e.label:<20}  {e.account:<{width}}  {e.detail}"
             )
     return lines
+
+
+def _backup_text(s: DashboardSummary) -> str:
+    b = s.backup
+    if b is None:
+        return "none"
+    flags = ", ".join(["verified" if b.verified else "not verified",
+                       "shipped" if b.shipped else "not shipped"])
+    return (f"{b.created_at:%Y-%m-%d %H:%M} UTC ({b.age_hours(s.as_of):,.1f} h ago), "
+            f"{b.status}, {flags}")
+
+
+def _audit_text(s: DashboardSummary) -> str:
+    a = s.audit
+    if a is None:
+        return "never run"
+    result = a.result or "running"
+    failed = f", {a.failed} check(s) failed" if a.failed else ""
+    return f"run {a.run_id} at {a.started_at:%Y-%m-%d %H:%M} UTC: {result}{failed}"

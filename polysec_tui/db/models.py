@@ -602,3 +602,23 @@ class IncidentNote(Base):
     officer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("officers.id"))
     at: Mapped[datetime]
     text: Mapped[str] = mapped_column(Text)
+
+
+# ------------------------------------------------------------------------------ alerts
+
+
+class AlertAck(Base):
+    """An officer's acknowledgement of one dashboard alert (a high-severity anomaly, a
+    large held withdrawal, a failed audit run). ``(kind, ref)`` names the event; one
+    acknowledgement per event. The audit log carries the same fact (``alert.acknowledge``),
+    written in the same transaction."""
+
+    __tablename__ = "alert_acks"
+    __table_args__ = (UniqueConstraint("kind", "ref"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # anomaly | withdrawal | audit
+    ref: Mapped[str] = mapped_column(String(64))
+    officer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("officers.id"))
+    acked_at: Mapped[datetime]
+    note: Mapped[str | None] = mapped_column(Text)

@@ -1,18 +1,38 @@
-"""The home screen: figures of the database and its newest events.
+"""The home screen: live figures of the database, its newest events and alerts.
 
 Data is loaded by `DashboardService` in a thread worker (never on the UI thread) and comes
-back as a plain `DashboardSummary` inside a `Loaded` message. It is reloaded by `r`, when
-the screen comes back into view after more than a few seconds away, and by a timer every
-30 s that is paused while another screen (or the command palette) is shown. When a reload
-brings the same figures, only the "as of" line changes: no table rebuild, no flicker, the
-cursor stays where the officer left it.
+back as a plain `DashboardSummary` inside a `Loaded` message.
+
+How it stays current by itself (issue 9):
+
+- **Polling a change token.** Every ``POLL_SECONDS`` a thread worker asks the database for
+  `DashboardService.change_token` (newest ids of the event tables, the audit log head,
+  the held count, the backup catalogue: index lookups only). Only when the token differs
+  from the one of the last load is the summary loaded again. An idle console therefore
+  runs one cheap query every few seconds and writes nothing to the terminal: no busy
+  redraws over a slow SSH link. This is the same on SQLite, PostgreSQL and MariaDB; see
+  docs/live-dashboard.md for why polling and not LISTEN/NOTIFY.
+- **The polling goes on while another screen is shown** (the dashboard's mode stays
+  alive), so a high-severity alert reaches an officer working the queue. The 30 s full
+  reload (sliding 24-hour windows drift without new rows) is paused while hidden.
+- **Nothing is repainted that did not change.** Each card is updated only when its text
+  or alert state changed, the events table only when the events changed, the alert bar
+  only when the alerts changed. When a reload brings the same figures, only the "as of"
+  line changes; the cursor stays where the officer left it.
+- **Alerts.** Each unacknowledged alert (`services.alerts`) is announced once per screen:
+  a notification (never markup) and a terminal bell (``App.bell``; the terminal decides
+  whether it rings or flashes). At most ``MAX_ANNOUNCED`` are announced one by one per
+  load, the rest in one summary notification. Nothing is announced while the session is
+  locked (the lock screen must not show account ids); those alerts are announced after
+  the unlock. ``a`` opens the alerts to acknowledge them (audited).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import ClassVar
+from datetime import datetime
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -21,16 +41,85 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.timer import Timer
-from textual.widgets import DataTable
-from textual.worker import get_current_worker
+from textual.widgets import DataTable, Static
+from textual.worker import Worker, get_current_worker
 
+from polysec_tui.screens.alerts import AlertsScreen
 from polysec_tui.screens.widgets import ConsoleScreen, FigureCard, fill_table, safe_text
+from polysec_tui.services.alerts import Alert
 from polysec_tui.services.auth import Actor
 from polysec_tui.services.dashboard import DashboardEvent, DashboardService, DashboardSummary
 from polysec_tui.services.runtime import Clock, Runtime
 
 REFRESH_SECONDS = 30.0
+POLL_SECONDS = 3.0
 RELOAD_AFTER_AWAY_SECONDS = 5.0
+MAX_ANNOUNCED = 3
+BACKUP_STALE_HOURS = 26.0  # a daily backup plus slack
+
+CARDS = (
+    ("cards", (("card-accounts", "Accounts"), ("card-logins", "Logins 24 h"),
+               ("card-ips", "Failing IPs"), ("card-withdrawals", "Withdrawals"),
+               ("card-incidents", "Incidents"))),
+    ("cards-live", (("card-rate", "Failed/hour"), ("card-anomalies", "Anomalies"),
+                    ("card-approvals", "Four-eyes"), ("card-backup", "Backup"),
+                    ("card-audit", "Audit"))),
+)
+
+# Border titles that fit a card of an 80-column terminal (five cards a row).
+SHORT_TITLES = {"card-logins": "Logins 24h", "card-ips": "Bad IPs",
+                "card-withdrawals": "Withdrawal", "card-rate": "Failed/h"}
+WIDE_ENOUGH = 120
+
+CardState = tuple[str, str, bool]
+
+
+def _age(now: datetime, then: datetime) -> str:
+    seconds = max(0, int((now - then).total_seconds()))
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 172800:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} d ago"
+
+
+def card_states(s: DashboardSummary) -> dict[str, CardState]:
+    """What each card shows: value, note, alert (plain data, so it can be compared)."""
+    coverage = "n/a" if s.coverage_pct is None else f"{s.coverage_pct:.1f} %"
+    states: dict[str, CardState] = {
+        "card-accounts": (f"{s.accounts:,}", f"2FA {coverage}",
+                          s.coverage_pct is not None and s.coverage_pct < 50),
+        "card-logins": (f"{s.logins_ok_24h:,} ok", f"{s.logins_failed_24h:,} failed",
+                        s.logins_failed_24h > 0),
+        "card-ips": (f"{s.failing_ips_24h:,}", "in 24 h", s.failing_ips_24h > 0),
+        "card-withdrawals": (f"{s.withdrawals_held:,} held",
+                             f"{s.withdrawals_pending:,} pending", s.withdrawals_held > 0),
+        "card-incidents": (f"{s.incidents_open:,} open", "or contained", s.incidents_open > 0),
+        "card-rate": (f"{s.logins_failed_1h:,} last h", f"avg {s.failed_per_hour_24h:,.1f}",
+                      s.failed_rate_alarming),
+        "card-anomalies": (f"{s.anomalies_24h:,} in 24 h", f"{s.anomalies_high_24h:,} high+",
+                           s.anomalies_high_24h > 0),
+        "card-approvals": (f"{s.approvals_pending:,} pending",
+                           _age(s.as_of, s.approvals_oldest_at).replace(" ago", " old")
+                           if s.approvals_oldest_at else "none open", False),
+    }
+    b = s.backup
+    if b is None:
+        states["card-backup"] = ("none", "no backup yet", True)
+    else:
+        marks = f"ver{'✓' if b.verified else '✗'} ship{'✓' if b.shipped else '✗'}"
+        stale = b.age_hours(s.as_of) > BACKUP_STALE_HOURS
+        states["card-backup"] = (_age(s.as_of, b.created_at),
+                                 "FAILED" if b.status == "failed" else marks,
+                                 stale or b.status == "failed" or not b.verified)
+    a = s.audit
+    if a is None:
+        states["card-audit"] = ("never", "not run yet", False)
+    else:
+        result = (a.result or "running").upper() if a.result == "fail" else (
+            a.result or "running")
+        states["card-audit"] = (result, _age(s.as_of, a.started_at), a.result == "fail")
+    return states
 
 
 class DashboardScreen(ConsoleScreen):
@@ -39,28 +128,40 @@ class DashboardScreen(ConsoleScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "reload", "Refresh", id="dashboard.refresh",
                 tooltip="Load the figures and newest events again"),
+        Binding("a", "alerts", "Alerts", id="dashboard.alerts",
+                tooltip="Unacknowledged high-severity alerts; acknowledge them (audited)"),
     ]
 
     class Loaded(Message, bubble=False):
-        def __init__(self, summary: DashboardSummary) -> None:
+        def __init__(self, summary: DashboardSummary,
+                     token: tuple[Any, ...] | None = None) -> None:
             super().__init__()
             self.summary = summary
+            self.token = token
 
     def __init__(self, runtime: Runtime, clock: Clock, actor: Actor,
-                 refresh_seconds: float = REFRESH_SECONDS) -> None:
+                 refresh_seconds: float = REFRESH_SECONDS,
+                 poll_seconds: float = POLL_SECONDS) -> None:
         super().__init__(runtime, clock, actor)
         self.service = DashboardService(runtime, actor, clock=clock)
         self.summary: DashboardSummary | None = None
         self._refresh_seconds = refresh_seconds
+        self._poll_seconds = poll_seconds
         self._timer: Timer | None = None
+        self._poll_timer: Timer | None = None
         self._suspended_at: float | None = None
+        self._token: tuple[Any, ...] | None = None
+        self._loader: Worker[None] | None = None
+        self._shown: dict[str, CardState] = {}
+        self._announced: set[str] = set()
+        self.polls = 0  # change-token queries made (tests, diagnostics)
 
     def compose_body(self) -> ComposeResult:
-        with Horizontal(id="cards"):
-            yield FigureCard("Accounts", id="card-accounts")
-            yield FigureCard("Logins 24 h", id="card-logins")
-            yield FigureCard("Failing IPs", id="card-ips")
-            yield FigureCard("Withdrawals", id="card-withdrawals")
+        for row_id, cards in CARDS:
+            with Horizontal(id=row_id, classes="cards"):
+                for card_id, title in cards:
+                    yield FigureCard(title, id=card_id)
+        yield Static(Text(""), id="alert-bar")
         table: DataTable[Text] = DataTable(id="events", cursor_type="row", zebra_stripes=True)
         table.border_title = "Newest events"
         table.border_subtitle = "loading…"
@@ -68,6 +169,16 @@ class DashboardScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         self._timer = self.set_interval(self._refresh_seconds, self.action_reload, pause=True)
+        self._poll_timer = self.set_interval(self._poll_seconds, self.poll)
+
+    def on_resize(self) -> None:
+        short = self.size.width < WIDE_ENOUGH
+        for _row, cards in CARDS:
+            for card_id, title in cards:
+                wanted = SHORT_TITLES.get(card_id, title) if short else title
+                card = self.query_one(f"#{card_id}", FigureCard)
+                if card.border_title != wanted:
+                    card.border_title = wanted
 
     def on_screen_resume(self) -> None:
         # First show, or back from another screen after a while: reload. Back from the
@@ -85,41 +196,99 @@ class DashboardScreen(ConsoleScreen):
 
     def action_reload(self) -> None:
         """Reload the figures (the previous load, if still running, is cancelled)."""
-        self.load()
+        self._loader = self.load(True)
+
+    def poll(self) -> None:
+        """The poll timer: ask for the change token unless a load is under way."""
+        if self._loader is not None and self._loader.is_running:
+            return
+        self._loader = self.load(False)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="dashboard")
-    def load(self) -> None:
+    def load(self, force: bool = True) -> None:
+        # The token first: a change that lands between it and the summary is seen by
+        # the next poll (never missed, at worst loaded twice).
+        token = self.service.change_token()
+        if not force:
+            self.polls += 1
+            if token == self._token:
+                return
         summary = self.service.summary()
         if not get_current_worker().is_cancelled:
-            self.post_message(self.Loaded(summary))
+            self.post_message(self.Loaded(summary, token))
 
     def on_dashboard_screen_loaded(self, message: DashboardScreen.Loaded) -> None:
         new = message.summary
+        if message.token is not None:
+            self._token = message.token
         old, self.summary = self.summary, new
         table = self.query_one("#events", DataTable)
         table.border_subtitle = f"as of {new.as_of:%Y-%m-%d %H:%M:%S} UTC"
+        self._announce(new.alerts)
         if old is not None and dataclasses.replace(new, as_of=old.as_of) == old:
             return
         self._show_figures(new)
-        self._show_events(table, new.events)
+        if old is None or old.alerts != new.alerts:
+            self._show_alert_bar(new.alerts)
+        if old is None or old.events != new.events:
+            self._show_events(table, new.events)
 
     def worker_failed(self, error: BaseException) -> None:
         table = self.query_one("#events", DataTable)
         table.border_subtitle = "load failed: figures may be stale"
 
+    # ------------------------------------------------------------------- alerts
+
+    def _announce(self, current: tuple[Alert, ...]) -> None:
+        if getattr(self.app, "locked", False):
+            return  # after the unlock (the lock screen must not show account ids)
+        new = [a for a in current if a.key not in self._announced]
+        if not new:
+            return
+        self._announced.update(a.key for a in new)
+        for alert in reversed(new[:MAX_ANNOUNCED]):  # oldest first: newest toast on top
+            who = f" · {alert.account}" if alert.account else ""
+            self.app.notify(f"{alert.title}{who}\n{alert.detail}",
+                            title=f"ALERT ({alert.severity})", markup=False, timeout=20,
+                            severity="error" if alert.severity == "critical" else "warning")
+            self.app.bell()
+        if len(new) > MAX_ANNOUNCED:
+            self.app.notify(f"and {len(new) - MAX_ANNOUNCED} more alert(s): press a",
+                            title="ALERTS", severity="warning", markup=False, timeout=20)
+
+    def _show_alert_bar(self, current: tuple[Alert, ...]) -> None:
+        bar = self.query_one("#alert-bar", Static)
+        bar.display = bool(current)
+        if current:
+            newest = current[0]
+            who = f" {newest.account}" if newest.account else ""
+            bar.update(Text.assemble(
+                (f" {len(current)} ALERT{'S' if len(current) > 1 else ''} ", "bold reverse"),
+                " ", safe_text(f"{newest.title}{who}"), "  (a: acknowledge)"))
+
+    def action_alerts(self) -> None:
+        if self.actor is None:
+            return
+        items = self.summary.alerts if self.summary is not None else ()
+        if not items:
+            self.notify("No unacknowledged alerts.", markup=False, timeout=3)
+            return
+        self.app.push_screen(AlertsScreen(self.runtime, self.actor, items),
+                             self._after_alerts)
+
+    def _after_alerts(self, acknowledged: int | None) -> None:
+        if acknowledged:
+            self.action_reload()
+
+    # ------------------------------------------------------------------ figures
+
     def _show_figures(self, s: DashboardSummary) -> None:
-        coverage = "n/a" if s.coverage_pct is None else f"{s.coverage_pct:.1f} %"
-        self.query_one("#card-accounts", FigureCard).show(
-            f"{s.accounts:,}", f"2FA {coverage}", alert=s.coverage_pct is not None
-            and s.coverage_pct < 50)
-        self.query_one("#card-logins", FigureCard).show(
-            f"{s.logins_ok_24h:,} ok", f"{s.logins_failed_24h:,} failed",
-            alert=s.logins_failed_24h > 0)
-        self.query_one("#card-ips", FigureCard).show(
-            f"{s.failing_ips_24h:,}", "in 24 h", alert=s.failing_ips_24h > 0)
-        self.query_one("#card-withdrawals", FigureCard).show(
-            f"{s.withdrawals_held:,} held", f"{s.withdrawals_pending:,} pending",
-            alert=s.withdrawals_held > 0)
+        for card_id, state in card_states(s).items():
+            if self._shown.get(card_id) == state:
+                continue
+            self._shown[card_id] = state
+            value, note, alert = state
+            self.query_one(f"#{card_id}", FigureCard).show(value, note, alert=alert)
 
     def _show_events(self, table: DataTable[Text], events: tuple[DashboardEvent, ...]) -> None:
         row = table.cursor_row

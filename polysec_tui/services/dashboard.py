@@ -26,17 +26,36 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, distinct, false, func, select
 from sqlalchemy.orm import Session
 
-from polysec_tui.db.models import Account, LoginEvent, SecurityEvent, TotpEnrolment, Withdrawal
+from polysec_tui.db.models import (
+    Account,
+    ApprovalRequest,
+    AuditFinding,
+    AuditHead,
+    AuditRun,
+    BackupRecord,
+    LoginAnomaly,
+    LoginEvent,
+    SecurityEvent,
+    TotpEnrolment,
+    Withdrawal,
+)
+from polysec_tui.services import incidents
 from polysec_tui.services.auth import Actor, require
 from polysec_tui.services.runtime import Clock, Runtime
 
+if TYPE_CHECKING:
+    from polysec_tui.services.alerts import Alert
+
 WINDOW = timedelta(hours=24)
+RATE_WINDOW = timedelta(hours=1)  # the failed-login rate: failures in the last hour
 NEWEST_EVENTS = 12
+RATE_ALARM_MIN = 10
+RATE_ALARM_FACTOR = 3
 
 # CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), other two-byte ESC sequences, and
 # their 8-bit C1 forms; then any remaining C0/C1 control character, DEL and the Unicode
@@ -91,6 +110,17 @@ class DashboardSummary:
     withdrawals_pending: int
     withdrawals_held: int
     events: tuple[DashboardEvent, ...]
+    # The live figures (issue 9): failed-login rate, anomalies, four-eyes, backup, audit,
+    # incidents and the alerts nobody has acknowledged yet.
+    logins_failed_1h: int = 0
+    anomalies_24h: int = 0
+    anomalies_high_24h: int = 0  # severity high or critical
+    approvals_pending: int = 0
+    approvals_oldest_at: datetime | None = None
+    backup: LastBackup | None = None
+    audit: LastAudit | None = None
+    incidents_open: int = 0
+    alerts: tuple[Alert, ...] = ()
 
     @property
     def coverage_pct(self) -> float | None:
@@ -99,11 +129,49 @@ class DashboardSummary:
             return None
         return round(100.0 * self.accounts_2fa / self.accounts, 1)
 
+    @property
+    def failed_per_hour_24h(self) -> float:
+        """The 24-hour average of failed logins per hour (the baseline of the rate)."""
+        return round(self.logins_failed_24h / (WINDOW.total_seconds() / 3600), 1)
+
+    @property
+    def failed_rate_alarming(self) -> bool:
+        """The last hour saw at least 10 failures and three times the 24-hour average."""
+        return (self.logins_failed_1h >= RATE_ALARM_MIN
+                and self.logins_failed_1h >= RATE_ALARM_FACTOR * self.failed_per_hour_24h)
+
     def as_dict(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["two_factor_coverage_pct"] = self.coverage_pct
         doc["window_hours"] = int(WINDOW.total_seconds() // 3600)
+        doc["logins_failed_per_hour_24h"] = self.failed_per_hour_24h
+        doc["alerts"] = [a.as_dict() for a in self.alerts]
+        if self.backup is not None:
+            doc["backup"]["age_hours"] = self.backup.age_hours(self.as_of)
         return doc
+
+
+@dataclass(frozen=True)
+class LastBackup:
+    """The newest backup of the catalogue (pruned ones left out)."""
+
+    created_at: datetime
+    status: str  # complete | verified | failed
+    verified: bool
+    shipped: bool
+
+    def age_hours(self, now: datetime) -> float:
+        return round((now - self.created_at).total_seconds() / 3600, 1)
+
+
+@dataclass(frozen=True)
+class LastAudit:
+    """The newest audit run: its result (None while it runs) and how many checks failed."""
+
+    run_id: int
+    started_at: datetime
+    result: str | None  # pass | warn | fail
+    failed: int
 
 
 class DashboardService:
@@ -145,6 +213,8 @@ class DashboardService:
                 )
             }
             events = self._newest_events(session, now)
+            live = self._live_figures(session, now)
+        live["incidents_open"] = incidents.open_count(self.runtime)
         return DashboardSummary(
             as_of=now,
             database=self.runtime.database_label,
@@ -157,7 +227,81 @@ class DashboardService:
             withdrawals_pending=int(by_status.get("pending", 0)),
             withdrawals_held=int(by_status.get("held", 0)),
             events=events,
+            **live,
         )
+
+    def change_token(self) -> tuple[Any, ...]:
+        """A cheap fingerprint of what the dashboard shows: the newest ids of the event
+        tables, the audit log's head (every officer action: decisions, approvals,
+        incidents, acknowledgements, backups, audit runs), the held queue and the
+        backup catalogue. Each part is an index lookup or a tiny table, so an idle
+        console can ask every few seconds; when the token is unchanged, nothing is
+        reloaded and nothing is redrawn. (Accounts are not in it: counting them is not
+        cheap on a large table; the periodic reload picks them up.)"""
+        require(self.actor, "read")
+        with self.runtime.sessions() as session:
+            row = session.execute(select(
+                select(func.max(LoginEvent.id)).scalar_subquery(),
+                select(func.max(SecurityEvent.id)).scalar_subquery(),
+                select(func.max(Withdrawal.id)).scalar_subquery(),
+                select(func.max(Withdrawal.screened_at)).scalar_subquery(),
+                select(func.count()).select_from(Withdrawal)
+                .where(Withdrawal.status == "held").scalar_subquery(),
+                select(func.max(LoginAnomaly.id)).scalar_subquery(),
+                select(func.max(AuditHead.seq)).scalar_subquery(),
+                select(func.max(AuditRun.id)).scalar_subquery(),
+                select(func.count(AuditRun.finished_at)).scalar_subquery(),
+                select(func.count(BackupRecord.id)).scalar_subquery(),
+                select(func.count(BackupRecord.verified_at)).scalar_subquery(),
+                select(func.count(BackupRecord.shipped_at)).scalar_subquery(),
+            )).one()
+        return tuple(row)
+
+    def _live_figures(self, session: Session, now: datetime) -> dict[str, Any]:
+        from polysec_tui.services import alerts  # alerts uses printable() from here
+        from polysec_tui.services.screening import load_config
+
+        failed_1h = session.scalar(
+            select(func.count()).select_from(LoginEvent)
+            .where(LoginEvent.at > now - RATE_WINDOW, LoginEvent.at <= now,
+                   LoginEvent.success == false())) or 0
+        since = now - WINDOW
+        high = LoginAnomaly.severity.in_(alerts.HIGH_SEVERITIES)
+        anomalies, anomalies_high = session.execute(
+            select(func.count(), func.coalesce(func.sum(case((high, 1), else_=0)), 0))
+            .select_from(LoginAnomaly)
+            .where(LoginAnomaly.at >= since, LoginAnomaly.at <= now)).one()
+        approvals, oldest = session.execute(
+            select(func.count(), func.min(ApprovalRequest.created_at))
+            .where(ApprovalRequest.status == "pending", ApprovalRequest.expires_at > now)
+        ).one()
+        backup_row = session.execute(
+            select(BackupRecord.created_at, BackupRecord.status, BackupRecord.verified_at,
+                   BackupRecord.shipped_at)
+            .where(BackupRecord.status != "pruned")
+            .order_by(BackupRecord.created_at.desc()).limit(1)).one_or_none()
+        backup = None if backup_row is None else LastBackup(
+            backup_row.created_at, backup_row.status,
+            backup_row.verified_at is not None or backup_row.status == "verified",
+            backup_row.shipped_at is not None)
+        run = session.execute(select(AuditRun.id, AuditRun.started_at, AuditRun.result)
+                              .order_by(AuditRun.id.desc()).limit(1)).one_or_none()
+        audit = None
+        if run is not None:
+            failed = session.scalar(select(func.count()).select_from(AuditFinding).where(
+                AuditFinding.run_id == run.id, AuditFinding.status == "fail")) or 0
+            audit = LastAudit(int(run.id), run.started_at, run.result, int(failed))
+        return {
+            "logins_failed_1h": int(failed_1h),
+            "anomalies_24h": int(anomalies),
+            "anomalies_high_24h": int(anomalies_high),
+            "approvals_pending": int(approvals),
+            "approvals_oldest_at": oldest,
+            "backup": backup,
+            "audit": audit,
+            "alerts": tuple(alerts.unacknowledged(session, now,
+                                                  load_config(self.runtime.settings))),
+        }
 
     def _newest_events(self, session: Session, now: datetime) -> tuple[DashboardEvent, ...]:
         n = self.newest

@@ -1,0 +1,198 @@
+"""Dashboard alerts: high-severity events an officer must see, and their acknowledgement.
+
+An alert is not a row of its own: it *is* an event already in the database, named by
+``kind:ref``:
+
+- ``anomaly:<id>``: a login anomaly of severity high or critical whose login falls in the
+  last 24 hours (``login_anomalies.at``, indexed);
+- ``withdrawal:<id>``: a withdrawal held for review (status ``held``) whose amount is above
+  its asset's four-eyes approval limit (``[screening] approval_limits``; an asset without a
+  limit always alerts, as it always needs four-eyes);
+- ``audit:<id>``: an audit run of the last 24 hours whose result is ``fail``.
+
+An alert stays on the dashboard until an officer acknowledges it. The acknowledgement is a
+row of ``alert_acks`` (unique per event) and an ``alert.acknowledge`` entry of the audit
+log, written in one transaction; a second officer acknowledging the same event gets a
+conflict (exit 4), not a second entry.
+
+Candidates are bounded (newest ``LIMIT`` of each kind) and the acknowledgements of just
+those candidates are looked up by key, so the cost does not grow with the history.
+
+This module never imports textual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from polysec_tui.db.models import (
+    Account,
+    AlertAck,
+    AuditFinding,
+    AuditRun,
+    LoginAnomaly,
+    Officer,
+    Withdrawal,
+)
+from polysec_tui.errors import ConflictError, InputError
+from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.dashboard import printable
+from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.screening import ScreeningConfig, load_config
+
+KINDS = ("anomaly", "withdrawal", "audit")
+HIGH_SEVERITIES = ("high", "critical")
+WINDOW = timedelta(hours=24)
+LIMIT = 100  # newest candidates of each kind
+NOTE_MAX = 500
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str  # anomaly | withdrawal | audit
+    ref: str  # the event's id in its table
+    at: datetime
+    severity: str  # high | critical
+    title: str  # what happened, e.g. "critical anomaly: impossible travel"
+    account: str  # the platform's account id ("" for an audit run); untrusted, printable
+    detail: str  # printable
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.ref}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, **asdict(self)}
+
+
+def parse_key(key: str) -> tuple[str, str]:
+    kind, _, ref = key.partition(":")
+    if kind not in KINDS or not ref.isdigit() or len(ref) > 20:
+        raise InputError(f"not an alert: {printable(key, limit=80)!r} "
+                         "(anomaly:<id>, withdrawal:<id> or audit:<id>)")
+    return kind, ref
+
+
+def above_limit(cfg: ScreeningConfig, asset: str, amount: Decimal) -> bool:
+    limit = cfg.approval_limit(asset)
+    return limit is None or amount > limit
+
+
+def unacknowledged(session: Session, now: datetime, cfg: ScreeningConfig) -> list[Alert]:
+    """The alerts nobody has acknowledged yet, newest first."""
+    since = now - WINDOW
+    found: list[Alert] = []
+    for row in session.execute(
+        select(LoginAnomaly.id, LoginAnomaly.at, LoginAnomaly.severity, LoginAnomaly.kind,
+               Account.external_id, LoginAnomaly.source_ip, LoginAnomaly.explanation)
+        .join(Account, Account.id == LoginAnomaly.account_id)
+        .where(LoginAnomaly.at >= since, LoginAnomaly.at <= now,
+               LoginAnomaly.severity.in_(HIGH_SEVERITIES))
+        .order_by(LoginAnomaly.at.desc(), LoginAnomaly.id.desc()).limit(LIMIT)
+    ):
+        anomaly_id, at, severity, kind, account, ip, explanation = row
+        found.append(Alert(
+            "anomaly", str(anomaly_id), at, severity,
+            f"{severity} anomaly: {printable(kind, limit=32).replace('_', ' ')}",
+            printable(account, limit=64),
+            printable(f"from {ip}: {explanation}" if ip else explanation, limit=200)))
+    for held in session.execute(
+        select(Withdrawal.id, Withdrawal.requested_at, Withdrawal.asset, Withdrawal.amount,
+               Account.external_id, Withdrawal.risk_score, Withdrawal.ip)
+        .join(Account, Account.id == Withdrawal.account_id)
+        .where(Withdrawal.status == "held")
+        .order_by(Withdrawal.requested_at.desc(), Withdrawal.id.desc()).limit(LIMIT)
+    ):
+        wid, at, asset, amount, account, risk, ip = held
+        if not above_limit(cfg, asset, amount):
+            continue
+        risk_text = f", risk {risk:.0f}" if risk is not None else ""
+        found.append(Alert(
+            "withdrawal", str(wid), at, "high",
+            f"held withdrawal: {format(amount, 'f')} {printable(asset, limit=16)}",
+            printable(account, limit=64),
+            printable(f"above the four-eyes limit, from {ip}{risk_text}", limit=200)))
+    runs = session.execute(
+        select(AuditRun.id, AuditRun.started_at)
+        .where(AuditRun.result == "fail", AuditRun.started_at >= since,
+               AuditRun.started_at <= now)
+        .order_by(AuditRun.id.desc()).limit(LIMIT)
+    ).all()
+    failed: dict[int, list[str]] = {run_id: [] for run_id, _ in runs}
+    if failed:
+        for run_id, check in session.execute(
+            select(AuditFinding.run_id, AuditFinding.check_name)
+            .where(AuditFinding.run_id.in_(list(failed)), AuditFinding.status == "fail")
+            .order_by(AuditFinding.check_name)
+        ):
+            failed[run_id].append(check)
+    for run_id, at in runs:
+        checks = ", ".join(failed[run_id]) or "see the run"
+        found.append(Alert("audit", str(run_id), at, "high", f"audit run {run_id} failed",
+                           "", printable(f"failed: {checks}", limit=200)))
+    if not found:
+        return []
+    acked = _acknowledged(session, found)
+    alerts = [a for a in found if (a.kind, a.ref) not in acked]
+    alerts.sort(key=lambda a: (a.at, a.kind, int(a.ref)), reverse=True)
+    return alerts
+
+
+def _acknowledged(session: Session, alerts: list[Alert]) -> set[tuple[str, str]]:
+    done: set[tuple[str, str]] = set()
+    for kind in KINDS:
+        refs = [a.ref for a in alerts if a.kind == kind]
+        if refs:
+            done.update((kind, ref) for ref in session.scalars(
+                select(AlertAck.ref).where(AlertAck.kind == kind, AlertAck.ref.in_(refs))))
+    return done
+
+
+def list_alerts(rt: Runtime, actor: Actor) -> list[Alert]:
+    require(actor, "read")
+    cfg = load_config(rt.settings)
+    with rt.sessions() as session:
+        return unacknowledged(session, rt.clock(), cfg)
+
+
+def _exists(session: Session, kind: str, ref: int) -> bool:
+    table: Any = {"anomaly": LoginAnomaly, "withdrawal": Withdrawal, "audit": AuditRun}[kind]
+    return session.scalar(select(table.id).where(table.id == ref)) is not None
+
+
+def acknowledge(rt: Runtime, actor: Actor, key: str, note: str | None = None) -> None:
+    """Mark the alert ``key`` seen and handled by ``actor``: one row and one audit entry,
+    in one transaction. Exit 4 if another officer acknowledged it first."""
+    require(actor, "review")
+    kind, ref = parse_key(key)
+    if note is not None:
+        note = note.strip() or None
+        if note is not None and len(note) > NOTE_MAX:
+            raise InputError(f"the note is longer than {NOTE_MAX} characters")
+    now = rt.clock()
+    try:
+        with rt.transaction() as session:
+            if not _exists(session, kind, int(ref)):
+                raise InputError(f"no such event: {key}")
+            session.add(AlertAck(kind=kind, ref=ref, officer_id=actor.officer_id,
+                                 acked_at=now, note=note))
+            session.flush()
+            details: dict[str, Any] = {"kind": kind}
+            if note:
+                details["note"] = note
+            rt.audit.append(session, officer=actor.name, action="alert.acknowledge", at=now,
+                            target=f"alert:{kind}:{ref}", details=details)
+    except IntegrityError:
+        with rt.sessions() as session:
+            who = session.scalar(
+                select(Officer.name).join(AlertAck, AlertAck.officer_id == Officer.id)
+                .where(AlertAck.kind == kind, AlertAck.ref == ref))
+        raise ConflictError(f"alert {key} was already acknowledged by {who or 'someone'}"
+                            ) from None
