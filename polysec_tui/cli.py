@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "init": ("polysec_tui.commands.setup:init", "Create the keyring and the schema."),
     "db": ("polysec_tui.commands.setup:db", "Schema migrations: upgrade, current, downgrade."),
     "ingest": ("polysec_tui.commands.ingest:ingest", "Load platform events (JSON Lines)."),
+    "simulate": ("polysec_tui.commands.simulate:simulate", "Stream live platform activity (with attacks) through ingest."),  # noqa: E501
     "status": ("polysec_tui.commands.status:status", "Dashboard figures of the database."),
     "demo": ("polysec_tui.commands.demo:demo", "Fill the demo database and open the console."),
     "tui": ("polysec_tui.commands.tui:tui", "Open the console (Textual TUI)."),

@@ -588,33 +588,40 @@ class Ingestor:
         self.labels: list[tuple[str, dict[str, bool]]] = []
 
     def run(self, records: Iterable[tuple[int, dict[str, Any] | str]]) -> IngestReport:
-        parse = PARSERS[self.kind]
         with self.rt.transaction() as session, sqlite_bulk_cache(session), _young_gc_only():
-            batch: list[tuple[int, Parsed]] = []
-            for number, obj in records:
-                self.report.lines += 1
-                if isinstance(obj, str):
-                    self.report.add_bad(number, obj)
-                    continue
-                try:
-                    parsed = parse(obj)
-                except BadRecord as exc:
-                    self.report.add_bad(number, str(exc))
-                    continue
-                labels = obj.get("_labels") if self.create_missing_accounts else None
-                if labels and any(labels.values()):
-                    self.labels.append((parsed["external_id"], labels))
-                batch.append((number, parsed))
-                if len(batch) >= self.batch_size:
-                    self._flush(session, batch)
-                    batch = []
-                    gc.collect(1)  # the young generations only: cheap, keeps memory flat
-            self._flush(session, batch)
-            self.report.bad.sort(key=lambda bad: bad.line)
-            if self.report.bad_count and not self.skip_bad:
-                raise IngestRejected(self.report)  # rolls the transaction back
-            self._write_labels(session)
-            self.report.written = True
+            return self.run_in(session, records)
+
+    def run_in(self, session: Session,
+               records: Iterable[tuple[int, dict[str, Any] | str]]) -> IngestReport:
+        """Validate and write `records` inside the caller's transaction (several kinds in
+        one commit: `polysec simulate` writes each tick so). The report accumulates over
+        calls; strict mode raises IngestRejected, which rolls the caller's transaction back."""
+        parse = PARSERS[self.kind]
+        batch: list[tuple[int, Parsed]] = []
+        for number, obj in records:
+            self.report.lines += 1
+            if isinstance(obj, str):
+                self.report.add_bad(number, obj)
+                continue
+            try:
+                parsed = parse(obj)
+            except BadRecord as exc:
+                self.report.add_bad(number, str(exc))
+                continue
+            labels = obj.get("_labels") if self.create_missing_accounts else None
+            if labels and any(labels.values()):
+                self.labels.append((parsed["external_id"], labels))
+            batch.append((number, parsed))
+            if len(batch) >= self.batch_size:
+                self._flush(session, batch)
+                batch = []
+                gc.collect(1)  # the young generations only: cheap, keeps memory flat
+        self._flush(session, batch)
+        self.report.bad.sort(key=lambda bad: bad.line)
+        if self.report.bad_count and not self.skip_bad:
+            raise IngestRejected(self.report)  # rolls the transaction back
+        self._write_labels(session)
+        self.report.written = True
         return self.report
 
     def _write_labels(self, session: Session) -> None:
