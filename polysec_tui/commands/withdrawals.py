@@ -61,8 +61,8 @@ def list_(ctx: click.Context, status: str, asset: str | None, rule: str | None, 
     page = service.list_queue(rt, actor, status=status, asset=asset, rule=rule, sort=sort,
                               offset=offset, limit=limit)
     if as_json:
-        emit_json({"total": page.total, "offset": page.offset, "limit": page.limit,
-                   "items": [i.as_dict() for i in page.items]})
+        emit_json({"total": page.total, "total_capped": page.capped, "offset": page.offset,
+                   "limit": page.limit, "items": [i.as_dict() for i in page.items]})
         return
     if not page.items:
         click.echo("no withdrawals")
@@ -77,7 +77,7 @@ def list_(ctx: click.Context, status: str, asset: str | None, rule: str | None, 
             f"{','.join(i.rules)}"
         )
     shown = offset + len(page.items)
-    click.echo(f"{offset + 1}-{shown} of {page.total}")
+    click.echo(f"{offset + 1}-{shown} of {page.total}{'+' if page.capped else ''}")
 
 
 @withdrawals.command()

@@ -165,7 +165,8 @@ class WithdrawalQueueScreen(ConsoleScreen):
         filters = [f"asset {self.asset}"] if self.asset else []
         filters += [f"rule {self.rule}"] if self.rule else []
         self._status(
-            f"{self.queue_status}: {first}-{page.offset + len(page.items)} of {page.total}; "
+            f"{self.queue_status}: {first}-{page.offset + len(page.items)} of {page.total}"
+            f"{'+' if page.capped else ''}; "
             f"sorted by {SORT_LABELS[self.sort]}"
             + (f"; {', '.join(filters)}" if filters else "")
             + f"; SLA {self.sla.total_seconds() / 3600:g} h")

@@ -51,6 +51,7 @@ STATUSES = ("pending", "held", "in_review", "approved", "rejected", "escalated")
 OPEN = ("held", "escalated", "in_review")  # the review queue, held first
 SORTS = ("risk", "age", "amount")
 MAX_NOTE = 2000
+COUNT_CAP = 10_000
 APPROVAL_KIND = "withdrawal.approve"
 
 
@@ -78,9 +79,10 @@ class QueueItem:
 @dataclass(frozen=True)
 class QueuePage:
     items: tuple[QueueItem, ...]
-    total: int
+    total: int  # at most COUNT_CAP (then ``capped``): counting a million rows is slow
     offset: int
     limit: int
+    capped: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,13 +214,18 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
         if len(statuses) > 1:
             order.append(case({s: i for i, s in enumerate(statuses)}, value=w.status))
         if sort == "risk":
-            order += [func.coalesce(w.risk_score, -1.0).desc(), w.requested_at]
+            # NULL (not screened yet) last everywhere; SQLite and MariaDB do that for
+            # DESC already, and there the (status, risk_score) index serves the order.
+            risk = w.risk_score.desc()
+            order += [risk.nulls_last() if dialect == "postgresql" else risk,
+                      w.requested_at]
         elif sort == "age":
             order += [w.requested_at]
         else:
             order += [amount_key.desc(), w.requested_at]
         order.append(w.id)
-        total = int(session.scalar(select(func.count()).select_from(w).where(*where)) or 0)
+        capped_rows = select(w.id).where(*where).limit(COUNT_CAP + 1).subquery()
+        total = int(session.scalar(select(func.count()).select_from(capped_rows)) or 0)
         rows = session.execute(
             select(w.id, w.external_id, Account.external_id, w.requested_at, w.asset,
                    w.amount, w.address, w.status, w.risk_score, Officer.name)
@@ -229,7 +236,7 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
         rules = _rules_of(session, [r[0] for r in rows])
     items = tuple(QueueItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
                             rules.get(r[0], ()), r[9]) for r in rows)
-    return QueuePage(items, total, offset, limit)
+    return QueuePage(items, min(total, COUNT_CAP), offset, limit, total > COUNT_CAP)
 
 
 def _rules_of(session: Session, ids: list[int]) -> dict[int, tuple[str, ...]]:
