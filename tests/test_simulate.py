@@ -277,3 +277,41 @@ def test_bad_arguments_exit_2_with_one_line(
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("polysec: error:") and needle in lines[0]
     assert not (tmp_path / "none.db").exists()  # refused before touching any database
+
+
+def test_on_the_demo_database_the_demo_clients_carry_on(
+        settings: Settings, cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    from polysec_tui.services.demo import DemoSpec, build_demo
+
+    anchor = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    build_demo(settings, DemoSpec(accounts=60, days=5, seed=3, anchor=anchor))
+    rt = _runtime(settings)
+    try:
+        with rt.sessions() as s:
+            demo_accounts = set(s.scalars(select(Account.external_id)))
+            demo_logins = {x.external_id for x in s.scalars(select(LoginEvent))}
+            demo_devices = set(s.execute(select(LoginEvent.account_id, LoginEvent.device_id)))
+            demo_scenarios = int(s.scalar(select(func.max(DemoScenario.id))) or 0)
+    finally:
+        rt.engine.dispose()
+    report = _simulate(capsys, "--rate", "5000", "--events", "400", "--attack-every", "0.02",
+                       "--seed", "1")
+    assert report["attacks"] and report["attacks"][0]["id"] == demo_scenarios + 1
+    rt = _runtime(settings)
+    try:
+        with rt.sessions() as s:
+            ext = dict(s.execute(select(Account.id, Account.external_id)).all())
+            attack_ids = set(s.scalars(select(DemoScenarioEvent.external_id).where(
+                DemoScenarioEvent.scenario_id > demo_scenarios)))
+            live = [x for x in s.scalars(select(LoginEvent))
+                    if x.external_id not in demo_logins and x.external_id not in attack_ids]
+    finally:
+        rt.engine.dispose()
+    new_accounts = set(ext.values()) - demo_accounts
+    assert report["inserted"]["accounts"] == len(new_accounts)  # sign-ups only
+    assert all(a.startswith("S") for a in new_accounts)
+    on_demo = [x for x in live if ext[x.account_id] in demo_accounts]
+    assert len(on_demo) > 100
+    # The same clients on the same devices they used in the demo's history.
+    familiar = sum((x.account_id, x.device_id) in demo_devices for x in on_demo)
+    assert familiar / len(on_demo) > 0.8, (familiar, len(on_demo))

@@ -20,6 +20,7 @@ seed and the number of records emitted; attacks are scheduled by record count
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -55,6 +56,7 @@ from polysec_tui.services.demo import (
     _rtt,
     make_address,
     make_device,
+    read_info,
 )
 from polysec_tui.services.ingest import Ingestor
 from polysec_tui.services.runtime import Runtime
@@ -124,20 +126,39 @@ class SimScenario:
 
 
 class LiveGenerator(DemoGenerator):
-    """The demo's population, emitting activity one story at a time."""
+    """A demo population, emitting activity one story at a time.
 
-    def __init__(self, seed: int, population: int, anchor: datetime) -> None:
-        super().__init__(DemoSpec(accounts=population, days=5, seed=seed,
-                                  anchor=anchor.replace(microsecond=0)))
-        # The demo's planned history and attacks are not streamed; start clean.
+    With ``demo`` (the DemoSpec of the database's own `polysec demo`), the population is
+    rebuilt from the demo's seed: the same clients, homes, devices and payout addresses
+    as the accounts already stored, so the live traffic continues their habits and only
+    the attacks look unusual. Otherwise a fresh population of ``population`` clients
+    (ids ``S...``) is drawn from ``seed``. Either way the stream itself is drawn from
+    ``seed``."""
+
+    def __init__(self, seed: int, population: int, anchor: datetime,
+                 demo: DemoSpec | None = None) -> None:
+        super().__init__(demo or DemoSpec(accounts=population, days=5, seed=seed,
+                                          anchor=anchor.replace(microsecond=0)))
+        # The planned history and attacks of the demo are not streamed; start clean.
         self._security.clear()
         self._withdrawals.clear()
         self._scenario_logins.clear()
         self.scenarios.clear()
-        for profile in self.profiles:  # never the ids of a `polysec demo` population
-            profile.ext_id = "S" + profile.ext_id[1:]
-        self._account_ids = {p.ext_id for p in self.profiles}
+        self.rng = random.Random(f"polysec-simulate-{seed}")  # noqa: S311 - demo data
+        self.anchor = anchor.replace(microsecond=0)
         self._announced: set[str] = set()
+        if demo is None:
+            for profile in self.profiles:  # never the ids of a `polysec demo` population
+                profile.ext_id = "S" + profile.ext_id[1:]
+        else:
+            self._announced.update(p.ext_id for p in self.profiles)  # stored already
+            for profile in self.profiles:  # the demo's history brought them in already
+                if profile.new_device is not None:
+                    profile.devices.insert(0, profile.new_device[1])
+                    profile.known_devices.add(profile.new_device[1].device_id)
+                    profile.new_device = None
+        self._account_ids = {p.ext_id for p in self.profiles}
+        self._cum_weights: list[float] = []  # who is active: daily traders most
         self._used_victims: set[str] = set()
         self.pending: deque[Pending] = deque()
         self.attacks_started = 0
@@ -201,8 +222,10 @@ class LiveGenerator(DemoGenerator):
         if rng.random() < 0.015:
             self._sign_up()
             return
-        weights = [p.rate + 0.02 for p in self.profiles]
-        p = rng.choices(self.profiles, weights=weights)[0]
+        while len(self._cum_weights) < len(self.profiles):  # sign-ups joined
+            last = self._cum_weights[-1] if self._cum_weights else 0.0
+            self._cum_weights.append(last + self.profiles[len(self._cum_weights)].rate + 0.02)
+        p = rng.choices(self.profiles, cum_weights=self._cum_weights)[0]
         self._announce(p)
         self._client_session(p)
 
@@ -436,11 +459,25 @@ class SimReport:
         }
 
 
+def demo_population(rt: Runtime) -> DemoSpec | None:
+    """The DemoSpec `polysec demo` filled this database with, or None (not the demo)."""
+    info = read_info(rt)
+    if info.get("demo") != "true":
+        return None
+    try:
+        return DemoSpec(accounts=int(info["accounts"]), days=int(info["days"]),
+                        seed=int(info["seed"]), anchor=datetime.fromisoformat(info["anchor"]))
+    except (KeyError, ValueError, InputError):
+        return None
+
+
 class Simulator:
     def __init__(self, rt: Runtime, spec: SimSpec) -> None:
         self.rt = rt
         self.spec = spec
-        self.gen = LiveGenerator(spec.seed, spec.population, rt.clock().astimezone(UTC))
+        self.demo = demo_population(rt)
+        self.gen = LiveGenerator(spec.seed, spec.population, rt.clock().astimezone(UTC),
+                                 self.demo)
         self.ingestors = {kind: Ingestor(rt, kind, batch_size=1000) for kind in KIND_ORDER}
         self.report = SimReport(spec.seed, spec.rate)
         self._next_attack = spec.attack_period_events
