@@ -141,12 +141,12 @@ class DashboardScreen(ConsoleScreen):
 
     def __init__(self, runtime: Runtime, clock: Clock, actor: Actor,
                  refresh_seconds: float = REFRESH_SECONDS,
-                 poll_seconds: float = POLL_SECONDS) -> None:
+                 poll_seconds: float | None = None) -> None:
         super().__init__(runtime, clock, actor)
         self.service = DashboardService(runtime, actor, clock=clock)
         self.summary: DashboardSummary | None = None
         self._refresh_seconds = refresh_seconds
-        self._poll_seconds = poll_seconds
+        self._poll_seconds = POLL_SECONDS if poll_seconds is None else poll_seconds
         self._timer: Timer | None = None
         self._poll_timer: Timer | None = None
         self._suspended_at: float | None = None
@@ -199,7 +199,10 @@ class DashboardScreen(ConsoleScreen):
         self._loader = self.load(True)
 
     def poll(self) -> None:
-        """The poll timer: ask for the change token unless a load is under way."""
+        """The poll timer: ask for the change token unless a load is under way (and
+        announce alerts that arrived while the session was locked)."""
+        if self.summary is not None:
+            self._announce(self.summary.alerts)
         if self._loader is not None and self._loader.is_running:
             return
         self._loader = self.load(False)
