@@ -315,3 +315,16 @@ def test_on_the_demo_database_the_demo_clients_carry_on(
     # The same clients on the same devices they used in the demo's history.
     familiar = sum((x.account_id, x.device_id) in demo_devices for x in on_demo)
     assert familiar / len(on_demo) > 0.8, (familiar, len(on_demo))
+
+
+def test_demo_flag_without_a_demo_database_says_what_to_do(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.delenv("POLYSEC_DB_URL", raising=False)
+    monkeypatch.delenv("POLYSEC_KEYRING", raising=False)
+    result = run_cli(capsys, "simulate", "--demo", "--events", "1")
+    assert result.code == 2
+    assert result.err.strip() == ("polysec: error: no demo database yet: run "
+                                  "`polysec demo --no-tui` first")

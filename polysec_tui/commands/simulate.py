@@ -101,7 +101,12 @@ def simulate(ctx: click.Context, rate: str, duration: str | None, max_events: st
     )
     settings = settings_of(ctx)
     if use_demo:
+        from polysec_tui.services.demo import embedded_demo_path
+
         settings = settings.for_demo()
+        path = embedded_demo_path(settings)
+        if path is not None and not path.exists():
+            raise InputError("no demo database yet: run `polysec demo --no-tui` first")
     rt = open_runtime(settings)
     try:
         simulator = Simulator(rt, spec)

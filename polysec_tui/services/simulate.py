@@ -314,9 +314,10 @@ class LiveGenerator(DemoGenerator):
 
     # ------------------------------------------------------------------ attacks
 
-    def _pick_victim(self, *, min_usd: float = 0.0) -> Profile:
+    def _pick_victim(self, *, min_usd: float = 0.0, needs_totp: bool = False) -> Profile:
         candidates = [p for p in self.profiles
                       if p.ext_id not in self._used_victims and p.balances
+                      and (p.totp_secret is not None or not needs_totp)
                       and p.usd_value(p.largest_asset() or "") >= min_usd]
         if not candidates:
             candidates = [p for p in self.profiles if p.balances] or self.profiles
@@ -373,7 +374,7 @@ class LiveGenerator(DemoGenerator):
         """Impossible travel, a new device, a 2FA change and most of the balance to an
         address the client never used."""
         rng = self.rng
-        victim = self._pick_victim(min_usd=1000.0)
+        victim = self._pick_victim(min_usd=1000.0, needs_totp=True)
         self._announce(victim)
         home = victim.homes[0]
         known = victim.devices[0]
