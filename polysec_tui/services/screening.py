@@ -48,6 +48,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -282,6 +283,11 @@ def screen(rt: Runtime, actor: Actor, *, config: ScreeningConfig | None = None,
     while limit is None or report.screened < limit:
         size = BATCH if limit is None else min(BATCH, limit - report.screened)
         with rt.transaction() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                # psycopg prepares repeated statements; PostgreSQL's generic plan for
+                # them guesses `status != $1` matches one row and nests loops over the
+                # whole table. Plan each batch with its real values instead.
+                session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
             _lock(session, rt.clock())
             ids = list(session.scalars(
                 select(Withdrawal.id)
