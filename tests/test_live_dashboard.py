@@ -36,7 +36,7 @@ from polysec_tui.screens import dashboard as dashboard_screen
 from polysec_tui.screens.alerts import AlertsScreen
 from polysec_tui.screens.dashboard import DashboardScreen
 from polysec_tui.screens.widgets import FigureCard
-from polysec_tui.services import alerts, incidents
+from polysec_tui.services import alerts, incidents, live
 from polysec_tui.services.auth import Actor
 from polysec_tui.services.dashboard import DashboardService
 from polysec_tui.services.runtime import Runtime
@@ -303,6 +303,29 @@ def test_change_token(runtime: Runtime) -> None:
     assert service.change_token() != third
 
 
+def test_listener(runtime: Runtime) -> None:
+    """PostgreSQL: a committed write to a watched table wakes the listener once; a
+    rolled-back one does not. Elsewhere there is no listener (the dashboard polls)."""
+    listener = live.listener_for(runtime.engine)
+    if runtime.engine.dialect.name != "postgresql":
+        assert listener is None
+        return
+    assert listener is not None
+    try:
+        assert listener.wait(0.2) is False
+        load_sample(runtime)  # several transactions, many statements
+        assert listener.wait(5.0) is True
+        assert listener.wait(0.2) is False  # the burst woke it once
+        with pytest.raises(ZeroDivisionError), runtime.transaction() as s:
+            s.execute(update(Withdrawal).values(status="held"))
+            raise ZeroDivisionError
+        assert listener.wait(0.5) is False
+        hold(runtime, "w1")
+        assert listener.wait(5.0) is True
+    finally:
+        listener.close()
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -335,6 +358,7 @@ def test_status_json_live_figures(runtime: Runtime, cli_env: dict[str, str]) -> 
 @pytest.fixture
 def fast_poll(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dashboard_screen, "POLL_SECONDS", 0.1)
+    monkeypatch.setattr(dashboard_screen, "LISTEN_POLL_SECONDS", 0.1)
 
 
 async def wait_until(pilot: Pilot[Any], check: Callable[[], bool], what: str,
@@ -510,6 +534,7 @@ async def test_poll_goes_on_while_another_screen_is_shown(runtime: Runtime,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
     monkeypatch.setattr(dashboard_screen, "POLL_SECONDS", 0.1)
+    monkeypatch.setattr(dashboard_screen, "LISTEN_POLL_SECONDS", 0.1)
     load_sample(runtime)
     app = PolysecApp(runtime, session=log_in(runtime))
     bells: list[int] = []
@@ -524,6 +549,26 @@ async def test_poll_goes_on_while_another_screen_is_shown(runtime: Runtime,
         assert home._timer is not None and not home._timer._active.is_set()
         await wait_until(pilot, lambda: any("critical anomaly" in t for t in toasts(app)),
                          "the toast")
+
+
+@sync
+async def test_postgresql_notifications_wake_the_dashboard(runtime: Runtime,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL only; the other engines poll")
+    monkeypatch.setattr(dashboard_screen, "POLL_SECONDS", 60.0)  # no polling in this test
+    monkeypatch.setattr(dashboard_screen, "LISTEN_POLL_SECONDS", 60.0)
+    load_sample(runtime)
+    app = PolysecApp(runtime, session=log_in(runtime))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = dashboard(app)
+        await wait_until(pilot, lambda: screen.listening, "the listener")
+        ingest(runtime, "logins", [login("n1", "acc-005", ago(minutes=2), False, "192.0.2.99")])
+        await wait_until(pilot, lambda: card_text(app, "#card-logins") == "2 ok\n5 failed",
+                         "the notified change")
+        assert screen.polls == 1  # woken by the notification, not by the timer
 
 
 # ------------------------------------------------------------------------ snapshots

@@ -30,6 +30,7 @@ How it stays current by itself (issue 9):
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from datetime import datetime
 from typing import Any, ClassVar
@@ -42,10 +43,11 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import DataTable, Static
-from textual.worker import Worker, get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from polysec_tui.screens.alerts import AlertsScreen
 from polysec_tui.screens.widgets import ConsoleScreen, FigureCard, fill_table, safe_text
+from polysec_tui.services import live
 from polysec_tui.services.alerts import Alert
 from polysec_tui.services.auth import Actor
 from polysec_tui.services.dashboard import DashboardEvent, DashboardService, DashboardSummary
@@ -53,6 +55,7 @@ from polysec_tui.services.runtime import Clock, Runtime
 
 REFRESH_SECONDS = 30.0
 POLL_SECONDS = 3.0
+LISTEN_POLL_SECONDS = 30.0  # the fallback poll while PostgreSQL notifications arrive
 RELOAD_AFTER_AWAY_SECONDS = 5.0
 MAX_ANNOUNCED = 3
 BACKUP_STALE_HOURS = 26.0  # a daily backup plus slack
@@ -154,6 +157,9 @@ class DashboardScreen(ConsoleScreen):
         self._loader: Worker[None] | None = None
         self._shown: dict[str, CardState] = {}
         self._announced: set[str] = set()
+        self._again = False  # a change was signalled while a load was running
+        self._stop = threading.Event()
+        self.listening = False  # PostgreSQL LISTEN is active (the poll is the fallback)
         self.polls = 0  # change-token queries made (tests, diagnostics)
 
     def compose_body(self) -> ComposeResult:
@@ -170,6 +176,50 @@ class DashboardScreen(ConsoleScreen):
     def on_mount(self) -> None:
         self._timer = self.set_interval(self._refresh_seconds, self.action_reload, pause=True)
         self._poll_timer = self.set_interval(self._poll_seconds, self.poll)
+        if self.runtime.engine.dialect.name == "postgresql":
+            threading.Thread(target=self._listen, name="polysec-dashboard-listen",
+                             daemon=True).start()
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------- PostgreSQL notifications
+
+    def _listen(self) -> None:
+        """Background thread (not a Textual worker: it runs as long as the screen): wait
+        for notifications and poll at once when one arrives. Any failure ends it and
+        leaves the ordinary polling in charge."""
+        try:
+            listener = live.listener_for(self.runtime.engine)
+        except Exception:  # no listener: polling goes on
+            return
+        if listener is None:
+            return
+        try:
+            self._to_ui(self._set_listening, True)
+            while not self._stop.is_set():
+                if listener.wait(1.0) and not self._stop.is_set():
+                    self._to_ui(self.poll)
+        except Exception:  # a dropped connection: back to polling
+            self._to_ui(self._set_listening, False)
+        finally:
+            listener.close()
+
+    def _to_ui(self, callback: Any, *args: Any) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            self.app.call_from_thread(callback, *args)
+        except RuntimeError:  # the app is shutting down
+            self._stop.set()
+
+    def _set_listening(self, listening: bool) -> None:
+        self.listening = listening
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+        interval = max(self._poll_seconds, LISTEN_POLL_SECONDS) if listening \
+            else self._poll_seconds
+        self._poll_timer = self.set_interval(interval, self.poll)
 
     def on_resize(self) -> None:
         short = self.size.width < WIDE_ENOUGH
@@ -204,8 +254,15 @@ class DashboardScreen(ConsoleScreen):
         if self.summary is not None:
             self._announce(self.summary.alerts)
         if self._loader is not None and self._loader.is_running:
+            self._again = True  # ask again when it is done: the change may be newer
             return
         self._loader = self.load(False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if (event.worker is self._loader and event.state is WorkerState.SUCCESS
+                and self._again):
+            self._again = False
+            self.poll()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="dashboard")
     def load(self, force: bool = True) -> None:
