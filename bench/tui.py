@@ -1,0 +1,194 @@
+"""Console benchmark: start-up to an interactive login screen in a real terminal, and
+key-press to repaint on the queue and timeline screens, with 1,000,000 withdrawals and
+10,000,000 logins in the database.
+
+Builds a fresh SQLite database (bench/anomalies.py's accounts and logins, bench/
+screening.py's withdrawals, then ``withdrawals screen`` so the queue has held ones;
+none of that is timed), then:
+
+1. **start-up**: `polysec tui` in tmux (120x36), from starting the process until the
+   login screen's name field is on the terminal (capture-pane polled every 10 ms);
+   median of ``--rounds`` runs (the first one, with a cold cache, reported apart);
+2. **queue repaint**: in the Textual app (headless, 160x48, logged in), from pressing
+   ``r`` (load the page again: held first, by risk, over all withdrawals) until the new
+   page is on screen;
+3. **timeline repaint**: the timeline of the account with the most logins, from pressing
+   ``r`` (reload: events, logins per day, the map) until it is on screen.
+
+    .venv/bin/python bench/tui.py                                 # 10M logins, 1M withdrawals
+    .venv/bin/python bench/tui.py --logins 500000 --withdrawals 50000 --accounts 10000
+
+Aim (issue 9): start-up under 1 s, repaint under 50 ms. See docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import anomalies as login_bench
+import screening as withdrawal_bench
+
+from polysec_tui.config import Settings
+from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
+from polysec_tui.db import migrate
+from polysec_tui.db.engine import make_engine
+from polysec_tui.services import officers, screening, sessions
+from polysec_tui.services.auth import Actor
+from polysec_tui.services.runtime import Runtime
+
+END = login_bench.END
+PASSWORD = "a-long-bench-passphrase"
+
+
+def _progress(out: dict[str, Any]) -> None:
+    print(time.strftime("%H:%M:%S"), json.dumps(out), file=sys.stderr, flush=True)
+
+
+def build(rt: Runtime, args: argparse.Namespace) -> str:
+    """Fill the database; returns the external id of the account with most logins."""
+    rng = random.Random(args.seed)
+    ids = login_bench.build(rt, args.accounts)
+    pop = login_bench.Population(rng, ids)
+    start = END - timedelta(days=args.logins / 80_000 + 1)
+    login_bench.insert_generated(rt, pop, args.logins, start, END, "b")
+    rows = withdrawal_bench.withdrawal_rows(rng, pop, args.withdrawals, start, END, 0)
+    withdrawal_bench.insert_withdrawals(rt, rows)
+    screening.screen(rt, Actor(uuid.uuid4(), "bench", "automation"))
+    with rt.engine.connect() as conn:
+        busiest = conn.exec_driver_sql(
+            "SELECT a.external_id FROM login_events l JOIN accounts a ON a.id = l.account_id "
+            "GROUP BY a.external_id ORDER BY COUNT(*) DESC LIMIT 1").scalar()
+    return str(busiest)
+
+
+def startup(env: dict[str, str], rounds: int) -> list[float]:
+    times = []
+    for _ in range(rounds):
+        name = f"bench-{uuid.uuid4().hex[:8]}"
+        exports = " ".join(f"{k}={v}" for k, v in env.items())
+        began = time.perf_counter()
+        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "36",
+                        f"env {exports} {sys.executable} -m polysec_tui tui"], check=True)
+        try:
+            while time.perf_counter() - began < 60:
+                shown = subprocess.run(["tmux", "capture-pane", "-p", "-t", name],
+                                       capture_output=True, text=True).stdout
+                if "officer name" in shown:
+                    times.append((time.perf_counter() - began) * 1000)
+                    break
+                time.sleep(0.01)
+            else:
+                raise SystemExit("the login screen did not appear within 60 s")
+        finally:
+            subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    return times
+
+
+async def repaint(rt: Runtime, session: tuple[str, Actor], account: str,
+                  rounds: int) -> dict[str, list[float]]:
+    from polysec_tui.app import PolysecApp
+    from polysec_tui.screens.timeline import TimelineScreen
+    from polysec_tui.screens.withdrawals import WithdrawalQueueScreen
+
+    out: dict[str, list[float]] = {"queue_reload": [], "timeline_reload": []}
+
+    async def until(done: Any, what: str) -> None:
+        deadline = time.perf_counter() + 30
+        while not done():
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"{what} did not happen within 30 s")
+            await pilot.pause(0.001)
+
+    app = PolysecApp(rt, session=session)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await until(lambda: app.actor is not None, "the login")
+        await pilot.press("4")
+        await until(lambda: isinstance(app.screen, WithdrawalQueueScreen) and app.screen.page,
+                    "the queue")
+        queue = app.screen
+        assert isinstance(queue, WithdrawalQueueScreen)
+        for _ in range(rounds):
+            before = queue.page
+            began = time.perf_counter()
+            await pilot.press("r")
+            await until(lambda before=before: queue.page is not before, "the queue reload")
+            await pilot.pause()  # the repaint of the new rows
+            out["queue_reload"].append((time.perf_counter() - began) * 1000)
+        screen = TimelineScreen(runtime=rt, clock=rt.clock, actor=session[1])
+        screen.ident = account
+        await app.push_screen(screen)
+        await until(lambda: screen.data is not None, "the timeline")
+        for _ in range(rounds):
+            before_data = screen.data
+            began = time.perf_counter()
+            await pilot.press("r")
+            await until(lambda before=before_data: screen.data is not before,
+                        "the timeline reload")
+            await pilot.pause()
+            out["timeline_reload"].append((time.perf_counter() - began) * 1000)
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"accounts": args.accounts, "logins": args.logins,
+                           "withdrawals": args.withdrawals, "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="polysec-bench-tui-") as tmp:
+        keyring = Path(tmp) / "keyring.json"
+        write_new_keyring(keyring, Keyring.generate())
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        rt = Runtime(Settings(url, keyring), engine, load_keyring(keyring))
+        secret = officers.bootstrap_admin(rt, "chief", PASSWORD).secret
+        began = time.monotonic()
+        account = build(rt, args)
+        out["build_s"] = round(time.monotonic() - began)
+        _progress(out)
+        env = {"POLYSEC_DB_URL": url, "POLYSEC_KEYRING": str(keyring),
+               "XDG_CONFIG_HOME": str(Path(tmp) / "xdg"), "TERM": "xterm-256color"}
+        out["load_avg_before"] = round(os.getloadavg()[0], 2)
+        times = startup(env, args.rounds + 1)
+        out["startup_cold_ms"] = round(times[0])
+        out["startup_ms_median"] = round(statistics.median(times[1:]))
+        _progress(out)
+        from polysec_tui.crypto import totp
+
+        session = sessions.login(rt, "chief", PASSWORD, totp.code_at(secret, rt.clock()))
+        found = asyncio.run(repaint(rt, session, account, args.rounds))
+        for key, samples in found.items():
+            out[f"{key}_ms_median"] = round(statistics.median(samples[1:]), 1)
+            out[f"{key}_ms_max"] = round(max(samples[1:]), 1)
+        engine.dispose()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--logins", type=int, default=10_000_000)
+    parser.add_argument("--withdrawals", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    if shutil.which("tmux") is None:
+        raise SystemExit("tmux is needed (apt-get install tmux)")
+    print(json.dumps(run(args), indent=2))
+
+
+if __name__ == "__main__":
+    main()
