@@ -10,8 +10,11 @@ How it stays current by itself (issue 9):
   the held count, the backup catalogue: index lookups only). Only when the token differs
   from the one of the last load is the summary loaded again. An idle console therefore
   runs one cheap query every few seconds and writes nothing to the terminal: no busy
-  redraws over a slow SSH link. This is the same on SQLite, PostgreSQL and MariaDB; see
-  docs/live-dashboard.md for why polling and not LISTEN/NOTIFY.
+  redraws over a slow SSH link. SQLite and MariaDB rely on this alone.
+- **PostgreSQL notifies.** There a background thread LISTENs (`services.live`; the
+  triggers come with migration 0006) and asks for the token as soon as a watched table
+  was written; the timer stays as a fallback every ``LISTEN_POLL_SECONDS``. See
+  docs/live-dashboard.md for the reasoning.
 - **The polling goes on while another screen is shown** (the dashboard's mode stays
   alive), so a high-severity alert reaches an officer working the queue. The 30 s full
   reload (sliding 24-hour windows drift without new rows) is paused while hidden.
