@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from textual.pilot import Pilot
 from textual.scrollbar import ScrollBar
 from textual.widget import Widget
+from textual.widgets import DataTable
 
 from polysec_tui.app import PolysecApp
 from polysec_tui.cli import cli
@@ -571,6 +572,41 @@ async def test_postgresql_notifications_wake_the_dashboard(runtime: Runtime,
         assert screen.polls == 1  # woken by the notification, not by the timer
 
 
+@pytest.mark.usefixtures("fast_poll")
+@sync
+async def test_alert_text_is_inert(runtime: Runtime) -> None:
+    """Platform text in an alert (account id, anomaly explanation) is shown literally in
+    the notification, the alert bar and the alerts list: markup does nothing, escape
+    sequences and control characters are gone."""
+    hostile = "acc-[@click=app.quit]x[/]"
+    ingest(runtime, "accounts", [{"id": hostile, "created_at": "2026-01-02T03:04:05Z",
+                                  "email": "h@example.com"}])
+    ingest(runtime, "logins", [login("h1", hostile, ago(minutes=3), False, "192.0.2.7")])
+    anomaly = add_anomaly(runtime, "h1", "critical")
+    with runtime.transaction() as s:
+        s.execute(update(LoginAnomaly).where(LoginAnomaly.id == anomaly).values(
+            explanation="[link=http://evil]click[/link] \x1b[31mred\x1b[0m\x07 [b]x[/b]"))
+    app = PolysecApp(runtime, session=log_in(runtime))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await wait_until(pilot, lambda: bool(toasts(app)), "the toast")
+        (toast,) = list(app._notifications)
+        assert toast.markup is False
+        assert toast.message == (f"critical anomaly: impossible travel · {hostile}\n"
+                                 "from 203.0.113.7: [link=http://evil]click[/link] red [b]x[/b]")
+        bar = str(app.screen.query_one("#alert-bar").render())
+        assert hostile in bar
+        await pilot.press("a")
+        await wait_until(pilot, lambda: isinstance(app.screen, AlertsScreen), "the alerts")
+        table = app.screen.query_one("#alerts-table", DataTable)
+        cells = [c.plain for c in table.get_row_at(0)]
+        assert cells[3] == hostile
+        assert cells[4] == "from 203.0.113.7: [link=http://evil]click[/link] red [b]x[/b]"
+        await pilot.click("#alerts-table", offset=(60, 1))  # clicking the text runs nothing
+        await pilot.pause()
+        assert app.is_running
+
+
 # ------------------------------------------------------------------------ snapshots
 
 
@@ -593,6 +629,21 @@ def test_snapshot_alerts_80x24(snap_compare: Any, request: pytest.FixtureRequest
     add_audit_run(rt, officer[1].officer_id, "fail")
     assert snap_compare(PolysecApp(rt, session=officer),
                         terminal_size=(80, 24), run_before=settle)
+
+
+def test_snapshot_alerts_no_color_80x24(snap_compare: Any, request: pytest.FixtureRequest,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    rt, officer = snapshot_app(request)
+    alert_data(rt)
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    async def quiet(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        pilot.app.clear_notifications()  # the alert bar alone
+        await pilot.pause()
+
+    assert snap_compare(PolysecApp(rt, session=officer), terminal_size=(80, 24),
+                        run_before=quiet)
 
 
 def test_snapshot_alerts_modal_160x48(snap_compare: Any, request: pytest.FixtureRequest
