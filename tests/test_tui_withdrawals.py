@@ -246,6 +246,8 @@ def test_snapshot_queue(snap_compare: Any, snapshot_runtime: Runtime) -> None:
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await open_queue(pilot)
+        pilot.app.clear_notifications()  # the live dashboard's alerts are not this screen
+        await pilot.pause()
 
     assert snap_compare(PolysecApp(snapshot_runtime, session=session),
                         terminal_size=(126, 30), run_before=run_before)
@@ -259,6 +261,8 @@ def test_snapshot_detail(snap_compare: Any, snapshot_runtime: Runtime) -> None:
         await open_queue(pilot)
         await pilot.press("enter")
         await until(pilot, detail_loaded(pilot.app))  # type: ignore[arg-type]
+        pilot.app.clear_notifications()
+        await pilot.pause()
 
     assert snap_compare(PolysecApp(snapshot_runtime, session=session),
                         terminal_size=(140, 56), run_before=run_before)
