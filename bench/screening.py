@@ -48,18 +48,18 @@ from sqlalchemy import func, select
 from sqlalchemy import insert as sa_insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import anomalies as login_bench  # noqa: E402  (bench/anomalies.py: accounts and logins)
+import anomalies as login_bench
 
-from polysec_tui.config import Settings  # noqa: E402
-from polysec_tui.crypto import totp  # noqa: E402
-from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring  # noqa: E402
-from polysec_tui.db import migrate  # noqa: E402
-from polysec_tui.db.engine import make_engine  # noqa: E402
-from polysec_tui.db.models import Withdrawal  # noqa: E402
-from polysec_tui.services import officers, screening, sessions  # noqa: E402
-from polysec_tui.services import withdrawals as queue  # noqa: E402
-from polysec_tui.services.auth import Actor  # noqa: E402
-from polysec_tui.services.runtime import Runtime  # noqa: E402
+from polysec_tui.config import Settings
+from polysec_tui.crypto import totp
+from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
+from polysec_tui.db import migrate
+from polysec_tui.db.engine import make_engine
+from polysec_tui.db.models import Withdrawal
+from polysec_tui.services import officers, screening, sessions
+from polysec_tui.services import withdrawals as queue
+from polysec_tui.services.auth import Actor
+from polysec_tui.services.runtime import Runtime
 
 END = login_bench.END
 ASSETS = (("BTC", 0.05), ("ETH", 1.5), ("USDT", 900.0), ("SOL", 12.0))
