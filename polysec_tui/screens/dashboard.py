@@ -61,6 +61,7 @@ POLL_SECONDS = 3.0
 LISTEN_POLL_SECONDS = 30.0  # the fallback poll while PostgreSQL notifications arrive
 RELOAD_AFTER_AWAY_SECONDS = 5.0
 MAX_ANNOUNCED = 3
+ALERT_TOAST_SECONDS = 12  # the alert bar stays; the toasts must not hide the cards long
 BACKUP_STALE_HOURS = 26.0  # a daily backup plus slack
 
 CARDS = (
@@ -312,12 +313,14 @@ class DashboardScreen(ConsoleScreen):
         for alert in reversed(new[:MAX_ANNOUNCED]):  # oldest first: newest toast on top
             who = f" · {alert.account}" if alert.account else ""
             self.app.notify(f"{alert.title}{who}\n{alert.detail}",
-                            title=f"ALERT ({alert.severity})", markup=False, timeout=20,
+                            title=f"ALERT ({alert.severity})", markup=False,
+                            timeout=ALERT_TOAST_SECONDS,
                             severity="error" if alert.severity == "critical" else "warning")
             self.app.bell()
         if len(new) > MAX_ANNOUNCED:
             self.app.notify(f"and {len(new) - MAX_ANNOUNCED} more alert(s): press a",
-                            title="ALERTS", severity="warning", markup=False, timeout=20)
+                            title="ALERTS", severity="warning", markup=False,
+                            timeout=ALERT_TOAST_SECONDS)
 
     def _show_alert_bar(self, current: tuple[Alert, ...]) -> None:
         bar = self.query_one("#alert-bar", Static)
