@@ -353,6 +353,55 @@ def test_status_json_live_figures(runtime: Runtime, cli_env: dict[str, str]) -> 
         in text
 
 
+@pytest.fixture
+def alerts_cli(monkeypatch: pytest.MonkeyPatch, runtime: Runtime,
+               cli_env: dict[str, str]) -> Actor:
+    """`polysec alerts` on the real CLI path, on the pinned clock, logged in as chief."""
+    from polysec_tui.commands import alerts as alerts_command
+    from polysec_tui.commands import common
+
+    def runtime_of(ctx: Any) -> Runtime:
+        rt = common.runtime_of(ctx)
+        rt.clock = lambda: FIXED_NOW
+        return rt
+
+    monkeypatch.setattr(alerts_command, "runtime_of", runtime_of)
+    token, actor = log_in(runtime)
+    monkeypatch.setenv("POLYSEC_TOKEN", token)
+    cli_env["POLYSEC_TOKEN"] = token
+    return actor
+
+
+def test_alerts_cli_list_and_ack(runtime: Runtime, cli_env: dict[str, str],
+                                 alerts_cli: Actor) -> None:
+    from polysec_tui.cli import main
+
+    load_sample(runtime)
+    withdraw(runtime, "big", "BTC", "2.5")
+    big = hold(runtime, "big")
+    listed = CliRunner().invoke(cli, ["alerts", "list", "--json"], env=cli_env,
+                                catch_exceptions=False)
+    assert listed.exit_code == 0, listed.output
+    (doc,) = json.loads(listed.output)
+    assert doc["key"] == f"withdrawal:{big}" and doc["account"] == "acc-001"
+    acked = CliRunner().invoke(cli, ["alerts", "ack", doc["key"], "--note", "called"],
+                               env=cli_env, catch_exceptions=False)
+    assert acked.exit_code == 0, acked.output
+    assert acked.output == f"acknowledged withdrawal:{big}\n"
+    with runtime.sessions() as s:
+        entry = s.scalars(select(AuditLogEntry).where(
+            AuditLogEntry.action == "alert.acknowledge")).one()
+        assert (entry.officer, entry.target) == ("chief", f"alert:withdrawal:{big}")
+    text = CliRunner().invoke(cli, ["alerts", "list"], env=cli_env, catch_exceptions=False)
+    assert text.output == "no unacknowledged alerts\n"
+    with pytest.raises(SystemExit) as again:
+        main(["alerts", "ack", f"withdrawal:{big}"])
+    assert again.value.code == 4
+    with pytest.raises(SystemExit) as bad:
+        main(["alerts", "ack", "nonsense"])
+    assert bad.value.code == 2
+
+
 # ----------------------------------------------------------------- the console
 
 
@@ -669,3 +718,12 @@ def test_amount_threshold_is_the_four_eyes_limit() -> None:
     assert not alerts.above_limit(cfg, "BTC", Decimal("0.75"))
     assert alerts.above_limit(cfg, "BTC", Decimal("0.75000001"))
     assert alerts.above_limit(cfg, "UNKNOWN", Decimal("0.01"))
+
+
+def test_alert_modules_do_not_import_textual() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, polysec_tui.commands.alerts, polysec_tui.services.alerts, "
+            "polysec_tui.services.live; assert 'textual' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
