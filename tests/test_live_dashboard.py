@@ -229,6 +229,21 @@ def test_alerts_kinds_and_thresholds(runtime: Runtime) -> None:
     assert by_key[f"anomaly:{anomaly}"].detail.startswith("from 203.0.113.7: Lagos")
 
 
+def test_large_held_withdrawal_alerts_behind_a_long_queue(runtime: Runtime,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """The amount test is in SQL: small held withdrawals, however many and however new,
+    do not push a large one out of the bounded candidate list."""
+    monkeypatch.setattr(alerts, "LIMIT", 3)
+    load_sample(runtime)
+    withdraw(runtime, "big", "ETH", "15.01", minutes_ago=50)  # ETH limit 15
+    big = hold(runtime, "big")
+    for i in range(5):
+        withdraw(runtime, f"s{i}", "ETH", "15", minutes_ago=i + 1)  # at the limit: no alert
+        hold(runtime, f"s{i}")
+    assert [a.key for a in alerts.list_alerts(runtime, READER)] == [f"withdrawal:{big}"]
+
+
 def test_acknowledge_is_audited_once(runtime: Runtime) -> None:
     load_sample(runtime)
     chief = log_in(runtime)

@@ -28,9 +28,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Float, and_, cast, or_, select, type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.types import String
 
 from polysec_tui.db.models import (
     Account,
@@ -85,6 +86,23 @@ def above_limit(cfg: ScreeningConfig, asset: str, amount: Decimal) -> bool:
     return limit is None or amount > limit
 
 
+def _above_limit_sql(cfg: ScreeningConfig, dialect: str) -> ColumnElement[bool]:
+    """:func:`above_limit` as a condition, so the database picks the large held
+    withdrawals however long the held queue is. SQLite stores amounts as decimal strings:
+    there they are compared as REAL (an amount above the limit by less than about 1e-15
+    of it reads as equal and does not alert on SQLite); :func:`above_limit` then decides
+    exactly on every engine."""
+    limits = cfg.approval_limits
+    amount: Any = Withdrawal.amount
+    bounds: dict[str, Any] = dict(limits)
+    if dialect == "sqlite":
+        amount = cast(type_coerce(Withdrawal.amount, String), Float)
+        bounds = {asset: float(limit) for asset, limit in limits.items()}
+    return or_(Withdrawal.asset.not_in(list(limits)),
+               *(and_(Withdrawal.asset == asset, amount > bound)
+                 for asset, bound in bounds.items()))
+
+
 def unacknowledged(session: Session, now: datetime, cfg: ScreeningConfig) -> list[Alert]:
     """The alerts nobody has acknowledged yet, newest first."""
     since = now - WINDOW
@@ -107,7 +125,8 @@ def unacknowledged(session: Session, now: datetime, cfg: ScreeningConfig) -> lis
         select(Withdrawal.id, Withdrawal.requested_at, Withdrawal.asset, Withdrawal.amount,
                Account.external_id, Withdrawal.risk_score, Withdrawal.ip)
         .join(Account, Account.id == Withdrawal.account_id)
-        .where(Withdrawal.status == "held")
+        .where(Withdrawal.status == "held",
+               _above_limit_sql(cfg, session.get_bind().dialect.name))
         .order_by(Withdrawal.requested_at.desc(), Withdrawal.id.desc()).limit(LIMIT)
     ):
         wid, at, asset, amount, account, risk, ip = held
