@@ -742,3 +742,23 @@ def test_alert_modules_do_not_import_textual() -> None:
     code = ("import sys, polysec_tui.commands.alerts, polysec_tui.services.alerts, "
             "polysec_tui.services.live; assert 'textual' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_alert_bindings_have_ids_and_descriptions() -> None:
+    from textual.binding import Binding
+
+    for owner in (DashboardScreen, AlertsScreen):
+        for binding in owner.BINDINGS:
+            assert isinstance(binding, Binding)
+            assert binding.id and binding.description and binding.tooltip, binding
+
+
+@sync
+async def test_palette_lists_the_alerts_action(runtime: Runtime) -> None:
+    from polysec_tui.app import ScreenCommands
+
+    app = PolysecApp(runtime, session=log_in(runtime))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        names = [name for name, _help, _run in ScreenCommands(app.screen)._commands()]
+        assert "Alerts" in names and "Refresh" in names
