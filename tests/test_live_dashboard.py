@@ -762,3 +762,26 @@ async def test_palette_lists_the_alerts_action(runtime: Runtime) -> None:
         await settle(pilot)
         names = [name for name, _help, _run in ScreenCommands(app.screen)._commands()]
         assert "Alerts" in names and "Refresh" in names
+
+
+@pytest.mark.usefixtures("fast_poll")
+@sync
+async def test_a_failing_poll_is_reported_once(runtime: Runtime,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    app = PolysecApp(runtime, session=log_in(runtime))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = dashboard(app)
+        calls: list[int] = []
+
+        def down() -> tuple[Any, ...]:
+            calls.append(1)
+            raise ConnectionError("database went away")
+
+        monkeypatch.setattr(screen.service, "change_token", down)
+        await wait_until(pilot, lambda: len(calls) >= 8, "several failed polls")
+        await pilot.pause(0.2)
+        errors = [t for t in toasts(app) if "database went away" in t]
+        assert len(errors) == 1
+        assert screen.query_one("#events", DataTable).border_subtitle == (
+            "load failed: figures may be stale")

@@ -162,6 +162,7 @@ class DashboardScreen(ConsoleScreen):
         self._shown: dict[str, CardState] = {}
         self._announced: set[str] = set()
         self._again = False  # a change was signalled while a load was running
+        self._poll_failed = False  # the last token query failed (and was reported)
         self._stop = threading.Event()
         self.listening = False  # PostgreSQL LISTEN is active (the poll is the fallback)
         self.polls = 0  # change-token queries made (tests, diagnostics)
@@ -272,7 +273,15 @@ class DashboardScreen(ConsoleScreen):
     def load(self, force: bool = True) -> None:
         # The token first: a change that lands between it and the summary is seen by
         # the next poll (never missed, at worst loaded twice).
-        token = self.service.change_token()
+        try:
+            token = self.service.change_token()
+        except Exception:
+            # A database that is away is reported once, not on every poll.
+            if force or not self._poll_failed:
+                self._poll_failed = True
+                raise
+            return
+        self._poll_failed = False
         if not force:
             self.polls += 1
             if token == self._token:
