@@ -204,3 +204,19 @@ def test_the_commands(staff, cli_env, capsys, monkeypatch):
     assert missing.code == 2 and missing.err.strip() == "polysec: error: no incident 999"
     frozen = run_cli(capsys, "accounts", "freeze", "A2", "--reason", "odd")
     assert frozen.code == 0 and "frozen" in frozen.out
+
+
+def test_screening_flags_a_frozen_account(staff):
+    from polysec_tui.db.models import WithdrawalFlag
+    from polysec_tui.services import screening
+
+    protection.freeze(staff.rt, staff.actors["sue"], "A2", "suspicious logins")
+    ingest(staff.rt, "withdrawals", withdrawal("X2", acct="A2", at="2026-11-20T11:30:00Z"))
+    screening.screen(staff.rt, staff.actors["cron"])
+    with staff.rt.sessions() as s:
+        x2 = s.scalar(select(Withdrawal).where(Withdrawal.external_id == "X2"))
+        assert x2 is not None and x2.status == "held"
+        flags = s.scalars(select(WithdrawalFlag.explanation).where(
+            WithdrawalFlag.withdrawal_id == x2.id, WithdrawalFlag.rule == "account_frozen")
+        ).all()
+    assert len(flags) == 1 and flags[0].startswith("account is frozen (freeze hold #")

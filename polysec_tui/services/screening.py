@@ -86,6 +86,7 @@ RULES = (
     "dormant",
     "drains_balance",
     "risky_session",
+    "account_frozen",
 )
 SECURITY_CHANGES = ("2fa_reset", "2fa_change", "password_change", "email_change")
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -103,6 +104,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "ip_not_seen": 20, "new_country": 20, "new_asn": 10, "amount_outlier": 30,
     "new_destination": 15, "address_blocklisted": 100, "security_change_hold": 60,
     "velocity": 25, "dormant": 25, "drains_balance": 25, "risky_session": 35,
+    "account_frozen": 100,
 }
 
 
@@ -370,6 +372,7 @@ def _screen_batch(session: Session, lo: int, hi: int, cfg: ScreeningConfig,
     last_activity = _login_rules(session, rows, in_batch, cfg, hits)
     _history_rules(session, rows, in_batch, cfg, hits, last_activity)
     _security_rules(session, rows, in_batch, cfg, hits)
+    _frozen(session, in_batch, cfg, hits)
     _risky_session(session, rows, in_batch, cfg, hits)
     _dormant(session, rows, cfg, hits, last_activity)
     for row in rows.values():
@@ -647,6 +650,24 @@ def _security_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
                 "; ".join(parts) + f" (hold window {cfg.security_hold_hours} h)",
                 changes=[k for k, _ in changes.get(wid, [])],
                 holds=[i for i, _c, _e in active.get(wid, [])]))
+
+
+def _frozen(session: Session, in_batch: Any, cfg: ScreeningConfig,
+            hits: dict[int, list[Hit]]) -> None:
+    """The account is frozen or locked down (services/protection.py): hold, whatever else."""
+    w = Withdrawal
+    frozen = (
+        select(w.id, Account.status, func.min(Hold.id), func.min(Hold.created_at))
+        .join(Account, Account.id == w.account_id)
+        .outerjoin(Hold, and_(Hold.account_id == w.account_id, Hold.kind == "freeze",
+                              Hold.released_at.is_(None)))
+        .where(in_batch, or_(Hold.id.is_not(None), Account.status.in_(("frozen", "locked"))))
+        .group_by(w.id, Account.status)
+    )
+    for wid, status, hold_id, created in session.execute(frozen):
+        since = f" (freeze hold #{hold_id} since {_fmt_time(created)})" if hold_id else ""
+        hits[wid].append(_hit(cfg, "account_frozen", f"account is {status}{since}",
+                              status=status, hold=hold_id))
 
 
 def _risky_session(session: Session, rows: Mapping[int, _Row], in_batch: Any,
