@@ -5,6 +5,7 @@ an incident's timeline, notes, containment and closing."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyotp
@@ -147,3 +148,59 @@ async def test_incident_list_detail_note_contain_close(console) -> None:
         await idle(pilot)
         assert rows(app.screen, "#incidents-table") == []  # only active ones by default
     assert incidents.open_count(console.rt) == 0
+
+
+@sync
+async def test_the_demos_takeover_is_locked_down_from_the_withdrawal_detail(
+        tmp_path: Path) -> None:
+    """The demo's injected account takeover: open its held withdrawal, press L, confirm
+    with a reason and a fresh code; the account ends locked with nothing open."""
+    from polysec_tui.crypto.keyring import Keyring, write_new_keyring
+    from polysec_tui.db.models import DemoScenario, Officer
+    from polysec_tui.screens.withdrawals import WithdrawalDetailScreen
+    from polysec_tui.services.demo import DemoSpec, build_demo
+
+    anchor = FIXED_NOW
+    settings = Settings(f"sqlite:///{tmp_path / 'demo.db'}", tmp_path / "keyring.json",
+                        demo=True)
+    write_new_keyring(settings.keyring_path, Keyring.generate())
+    build_demo(settings, DemoSpec(accounts=300, days=10, seed=7, anchor=anchor))
+    clock = MovableClock(anchor)
+    rt = Runtime(settings, make_engine(settings.db_url), load_keyring(settings.keyring_path),
+                 clock=clock)
+    with rt.sessions() as s:
+        victim = s.scalar(select(DemoScenario.account_external_id)
+                          .where(DemoScenario.kind == "account_takeover"))
+        held = s.scalar(select(Withdrawal.external_id)
+                        .join(Account, Account.id == Withdrawal.account_id)
+                        .where(Account.external_id == victim, Withdrawal.status == "held"))
+        sam = s.scalar(select(Officer).where(Officer.name == "sam"))
+        assert victim and held and sam is not None
+        secret = sessions.officer_secret(rt, sam)
+    assert secret is not None
+    session = sessions.login(rt, "sam", "demo-senior-passphrase",
+                             pyotp.TOTP(secret).at(clock()))
+    app = PolysecApp(rt, session=session)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await idle(pilot)
+        await app.push_screen(WithdrawalDetailScreen(rt, clock, session[1], held))
+        await idle(pilot)
+        await pilot.press("L")
+        await idle(pilot)
+        modal = app.screen
+        assert isinstance(modal, LockdownScreen)
+        assert held in str(modal.query_one("#protect-plan", Static).render())
+        modal.query_one("#protect-reason", Input).value = "demo takeover confirmed"
+        clock.advance(seconds=30)
+        modal.query_one("#protect-code", Input).value = pyotp.TOTP(secret).at(clock())
+        await pilot.click("#protect-confirm")
+        await idle(pilot)
+        assert isinstance(app.screen, WithdrawalDetailScreen)
+    with rt.sessions() as s:
+        account = s.scalar(select(Account).where(Account.external_id == victim))
+        assert account is not None and account.status == "locked"
+        left = s.scalars(select(Withdrawal.status).where(
+            Withdrawal.account_id == account.id)).all()
+        assert not set(left) & set(protection.OPEN_WITHDRAWAL_STATES)
+    assert incidents.list_incidents(rt, session[1])[0].accounts == [victim]
+    rt.engine.dispose()

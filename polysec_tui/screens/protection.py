@@ -10,6 +10,7 @@ confirms. :class:`FreezeScreen` asks for a reason. Both dismiss with a one-line 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -236,19 +237,20 @@ PROTECTION_BINDINGS: list[BindingType] = [
 ]
 
 
-def protect(screen: Any, kind: str, account: str | None) -> None:
+def protect(screen: Any, kind: str, account: str | None,
+            after: Callable[[], object] | None = None) -> None:
     """Push the lockdown or freeze confirmation for ``account`` from ``screen`` (a
-    ConsoleScreen); the result is shown as a notification."""
+    ConsoleScreen); the result is shown as a notification, then ``after`` runs (a
+    reload of the screen's data)."""
     if account is None:
-        screen.notify("select an account first", severity="warning")
+        screen.notify("nothing loaded yet", severity="warning")
         return
     modal = LockdownScreen if kind == "lockdown" else FreezeScreen
 
     def done(result: str | None) -> None:
         if result:
             screen.notify(printable(result), title=kind)
-            reload = getattr(screen, "action_reload", None)
-            if callable(reload):
-                reload()
+            if after is not None:
+                after()
 
     screen.app.push_screen(modal(screen.runtime, screen.actor, account), done)

@@ -34,6 +34,7 @@ from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
 from polysec_tui.errors import PolysecError
+from polysec_tui.screens.protection import PROTECTION_BINDINGS, protect
 from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
 from polysec_tui.services import withdrawals as service
 from polysec_tui.services.auth import Actor
@@ -321,6 +322,7 @@ class WithdrawalDetailScreen(ConsoleScreen):
                 tooltip="The account's login anomalies"),
         Binding("f", "twofa", "2FA reset", id="detail.twofa",
                 tooltip="Request a reset of the client's 2FA"),
+        *PROTECTION_BINDINGS,
     ]
     DEFAULT_CSS = """
     WithdrawalDetailScreen #detail-status { height: 1; padding: 0 1; }
@@ -456,7 +458,7 @@ class WithdrawalDetailScreen(ConsoleScreen):
             self._status(text, error=error)
         else:
             self._status("c claim · a approve · x reject · e escalate · t timeline · "
-                         "o anomalies · f 2FA reset")
+                         "o anomalies · f 2FA reset · L lock down · F freeze")
 
     # ----------------------------------------------------------------- decisions
 
@@ -539,6 +541,18 @@ class WithdrawalDetailScreen(ConsoleScreen):
 
         self.app.push_screen(TwoFactorResetScreen(self.detail.account_id, runtime=self.runtime,
                                                   clock=self.clock, actor=self.actor))
+
+    def action_lockdown(self) -> None:
+        """Confirmed takeover: lock the account down (lists what happens first)."""
+        self._protect("lockdown")
+
+    def action_freeze(self) -> None:
+        """Freeze the account's withdrawals."""
+        self._protect("freeze")
+
+    def _protect(self, kind: str) -> None:
+        account = self.detail.account_summary.external_id if self.detail else None
+        protect(self, kind, account, after=lambda: self.load(self.ref))
 
     def _status(self, text: str, *, error: bool = False) -> None:
         status = self.query_one("#detail-status", Static)
