@@ -12,7 +12,7 @@ import pyotp
 import pytest
 from rich.text import Text
 from sqlalchemy import select, update
-from textual.widgets import Button, DataTable, Input, Select, Static
+from textual.widgets import DataTable, Input, Select, Static
 
 from polysec_tui.app import DESTINATIONS, PolysecApp
 from polysec_tui.config import Settings
@@ -27,6 +27,7 @@ from polysec_tui.screens.incidents import (
     IncidentsScreen,
 )
 from polysec_tui.screens.protection import LockdownScreen
+from polysec_tui.screens.timeline import TimelineScreen
 from polysec_tui.services import incidents, officers, protection, sessions
 from polysec_tui.services.auth import Actor
 from polysec_tui.services.runtime import Runtime
@@ -63,6 +64,15 @@ class Console:
         return pyotp.TOTP(self.secret).at(self.clock())
 
 
+def auth_log(rt: Runtime) -> list[tuple[object, ...]]:
+    from polysec_tui.db.models import AuditLogEntry
+
+    with rt.sessions() as s:
+        return [tuple(r) for r in s.execute(
+            select(AuditLogEntry.at, AuditLogEntry.action, AuditLogEntry.details)
+            .where(AuditLogEntry.action.like("auth.%")).order_by(AuditLogEntry.seq))]
+
+
 @pytest.fixture
 def console(settings: Settings) -> Iterator[Console]:
     made = Console(settings)
@@ -95,15 +105,13 @@ async def test_lockdown_confirmation_lists_the_plan_and_needs_a_code(console) ->
         assert "authentication failed" in str(modal.query_one("#protect-error",
                                                                 Static).render())
         assert modal.query_one("#protect-code", Input).value == ""  # never kept
-        for _ in range(100):  # the refusal re-enables the button once it is shown
-            if not modal.query_one("#protect-confirm", Button).disabled:
-                break
-            await pilot.pause()
-        modal.query_one("#protect-code", Input).value = console.code()
-        await pilot.click("#protect-confirm")
+        code_input = modal.query_one("#protect-code", Input)
+        code_input.value = console.code()
+        code_input.focus()
+        await pilot.press("enter")  # Enter in the code field confirms, as the button does
         await idle(pilot)
-        assert isinstance(app.screen, DashboardScreen), str(
-            modal.query_one("#protect-error", Static).render())
+        assert isinstance(app.screen, DashboardScreen), (
+            str(modal.query_one("#protect-error", Static).render()), auth_log(console.rt))
     with console.rt.sessions() as s:
         a1 = s.scalar(select(Account).where(Account.external_id == "A1"))
         assert a1 is not None and a1.status == "locked"
@@ -204,3 +212,26 @@ async def test_the_demos_takeover_is_locked_down_from_the_withdrawal_detail(
         assert not set(left) & set(protection.OPEN_WITHDRAWAL_STATES)
     assert incidents.list_incidents(rt, session[1])[0].accounts == [victim]
     rt.engine.dispose()
+
+
+@sync
+async def test_freeze_from_the_timeline(console) -> None:
+    from polysec_tui.screens.protection import FreezeScreen
+
+    with console.rt.sessions() as s:
+        a1 = s.scalar(select(Account.id).where(Account.external_id == "A1"))
+    app = PolysecApp(console.rt, session=console.session)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await idle(pilot)
+        await app.push_screen(TimelineScreen(a1, runtime=console.rt, clock=console.clock,
+                                             actor=console.session[1]))
+        await idle(pilot)
+        await pilot.press("F")
+        await idle(pilot)
+        assert isinstance(app.screen, FreezeScreen)
+        await pilot.press(*"odd logins")
+        await pilot.press("enter")
+        await idle(pilot)
+        assert isinstance(app.screen, TimelineScreen)
+    with console.rt.sessions() as s:
+        assert s.scalar(select(Account.status).where(Account.id == a1)) == "frozen"

@@ -41,6 +41,7 @@ from textual.worker import get_current_worker
 
 from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.screens.charts import day_chart, location_map
+from polysec_tui.screens.protection import PROTECTION_BINDINGS, protect
 from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
 from polysec_tui.services import timeline
 from polysec_tui.services.auth import Actor
@@ -151,6 +152,7 @@ class TimelineScreen(AppBoundScreen):
                 tooltip="The account's anomalies, most severe first"),
         Binding("f", "twofa_reset", "2FA reset", id="timeline.twofa",
                 tooltip="Request a reset of the account's 2FA (four-eyes)"),
+        *PROTECTION_BINDINGS,
     ]
     DEFAULT_CSS = """
     TimelineScreen #tl-ident { display: none; }
@@ -315,6 +317,18 @@ class TimelineScreen(AppBoundScreen):
                         severity="warning", markup=False)
             return
         self.open(screen_class(self.account_id))
+
+    def action_lockdown(self) -> None:
+        """Confirmed takeover: lock the account down (lists what happens first)."""
+        self._protect("lockdown")
+
+    def action_freeze(self) -> None:
+        """Freeze the account's withdrawals."""
+        self._protect("freeze")
+
+    def _protect(self, kind: str) -> None:
+        account = self.data.timeline.account if self.data is not None else None
+        protect(self, kind, account, after=self.action_reload)
 
     def _head(self, text: str | Text, *, error: bool = False) -> None:
         head = self.query_one("#tl-head", Static)
