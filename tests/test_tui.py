@@ -79,6 +79,14 @@ async def idle(pilot: Pilot[Any]) -> None:
     raise AssertionError("workers did not finish")
 
 
+async def quiet(pilot: Pilot[Any]) -> None:
+    """Drop the dashboard's alert toasts (the home screen loads first and announces the
+    high findings): a snapshot is of the screen under them."""
+    await pilot.app.workers.wait_for_complete()
+    pilot.app.clear_notifications()
+    await pilot.pause()
+
+
 async def settle(pilot: Pilot[Any]) -> None:
     """Wait until the dashboard has shown a load and no worker is running."""
     app = pilot.app

@@ -35,7 +35,7 @@ from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.timeline import DayCount, LocatedLogin
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest, ingest_records, login
-from tests.test_tui import Session, SnapshotRuntime, log_in, sync
+from tests.test_tui import Session, SnapshotRuntime, log_in, quiet, sync
 
 CRON = Actor(uuid.UUID(int=1), "cron", "automation")
 READER = Actor(uuid.UUID(int=2), "ann", "analyst")
@@ -276,14 +276,6 @@ def snapshot_story(tmp_path: Path, keyring_path: Path) -> Iterator[tuple[Runtime
     load_story(rt)
     yield rt, log_in(rt)
     engine.dispose()
-
-
-async def quiet(pilot: Pilot[Any]) -> None:
-    """Drop the dashboard's alert toasts (the home screen loads first and announces the
-    high findings): the snapshot is of the screen under them."""
-    await pilot.app.workers.wait_for_complete()
-    pilot.app.clear_notifications()
-    await pilot.pause()
 
 
 def test_snapshot_anomalies_100x30(snap_compare: Any,

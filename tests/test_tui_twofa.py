@@ -31,6 +31,7 @@ from polysec_tui.services import twofa
 from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.officer_fixtures import MovableClock, Staff, make_staff
+from tests.test_tui import quiet
 from tests.test_twofa import PROOF, _client, _runtime
 
 
@@ -292,6 +293,7 @@ def test_snapshot_reset_screen_with_a_typed_code(snap_compare: Any,
         await wait_for(pilot, lambda: len(rows(pilot, "#pending-table")) == 1, "the list")
         await type_code(pilot, SECRET_CODE)
         await still(pilot)
+        await quiet(pilot)
         assert SECRET_CODE not in screen_svg(pilot)
 
     assert snap_compare(app, terminal_size=(130, 52), run_before=before)
