@@ -53,7 +53,7 @@ def assert_inert(app: PolysecApp, where: str) -> None:
 
 
 @pytest.fixture
-def console(settings: Settings) -> Iterator[tuple[Runtime, tuple[str, Actor]]]:
+def console(settings: Settings) -> Iterator[tuple[Runtime, tuple[str, Actor], int]]:
     clock = MovableClock(FIXED_NOW)
     engine = make_engine(settings.db_url)
     migrate.upgrade(engine)
@@ -70,15 +70,15 @@ def console(settings: Settings) -> Iterator[tuple[Runtime, tuple[str, Actor]]]:
     with rt.transaction() as s:
         s.execute(update(Withdrawal).values(status="held", risk_score=70.0))
     anomalies.analyze(rt, session[1], full=True)
-    incidents.open_incident(rt, session[1], title=HOSTILE, severity="high",
-                            accounts=["A1"], note=HOSTILE)
-    yield rt, session
+    number = incidents.open_incident(rt, session[1], title=HOSTILE, severity="high",
+                                     accounts=["A1"], note=HOSTILE)
+    yield rt, session, number
     engine.dispose()
 
 
 @sync
 async def test_hostile_text_is_inert_on_every_screen_that_shows_it(console) -> None:
-    rt, session = console
+    rt, session, incident = console
     app = PolysecApp(rt, session=session)
     async with app.run_test(size=(200, 50)) as pilot:
         await idle(pilot)
@@ -94,7 +94,7 @@ async def test_hostile_text_is_inert_on_every_screen_that_shows_it(console) -> N
                                              actor=session[1]))
         await idle(pilot)
         assert_inert(app, "timeline")
-        await open_and_check(pilot, app, IncidentDetailScreen(rt, rt.clock, session[1], 1),
+        await open_and_check(pilot, app, IncidentDetailScreen(rt, rt.clock, session[1], incident),
                              "incident")
 
 
