@@ -1,0 +1,44 @@
+"""Every top-level screen at 80x24 and at 160x48, reached from the dashboard by its key,
+on the same sample data (tests/test_tui.py's snapshot database). The pictures are the
+contract for the console's look; regenerate with --snapshot-update and look at them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from polysec_tui.app import DESTINATIONS, PolysecApp
+from polysec_tui.services import anomalies, incidents
+from polysec_tui.services.runtime import Runtime
+from tests.test_tui import Session, idle, quiet, snapshot_officer, snapshot_runtime, sync
+
+__all__ = ["snapshot_officer", "snapshot_runtime", "sync"]  # fixtures used by name
+
+SIZES = {"80x24": (80, 24), "160x48": (160, 48)}
+
+
+@pytest.fixture
+def case_data(snapshot_runtime: Runtime, snapshot_officer: Session) -> Session:
+    """The sample analysed for anomalies, with an open incident, so those screens show
+    rows."""
+    actor = snapshot_officer[1]
+    anomalies.analyze(snapshot_runtime, actor, full=True)
+    incidents.open_incident(snapshot_runtime, actor, title="New device and withdrawal",
+                            severity="high", accounts=["acc-002"], note="client called")
+    return snapshot_officer
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("name", list(DESTINATIONS))
+def test_every_screen(snap_compare: Any, snapshot_runtime: Runtime, case_data: Session,
+                      name: str, size: str) -> None:
+    async def open_screen(pilot: Pilot[Any]) -> None:
+        await idle(pilot)
+        await pilot.press(DESTINATIONS[name].key)
+        await idle(pilot)
+        await quiet(pilot)
+
+    assert snap_compare(PolysecApp(snapshot_runtime, session=case_data),
+                        terminal_size=SIZES[size], run_before=open_screen)
