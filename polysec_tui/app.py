@@ -180,6 +180,8 @@ class PolysecApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave the console"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit-ctrl", show=False, priority=True),
+        # Textual's help panel: every key binding of the focused screen and widget.
+        Binding("f1", "show_help_panel", "Keys", id="app.keys", show=False),
         *(
             Binding(dest.key, f"show({name!r})", dest.title, id=f"app.show.{name}",
                     tooltip=dest.description)

@@ -42,3 +42,18 @@ def test_every_screen(snap_compare: Any, snapshot_runtime: Runtime, case_data: S
 
     assert snap_compare(PolysecApp(snapshot_runtime, session=case_data),
                         terminal_size=SIZES[size], run_before=open_screen)
+
+
+@sync
+async def test_f1_shows_the_key_bindings(snapshot_runtime: Runtime,
+                                         snapshot_officer: Session) -> None:
+    from textual.widgets import HelpPanel
+
+    app = PolysecApp(snapshot_runtime, session=snapshot_officer)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await idle(pilot)
+        await pilot.press(DESTINATIONS["withdrawals"].key)
+        await idle(pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+        assert app.screen.query(HelpPanel)
