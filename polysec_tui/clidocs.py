@@ -33,6 +33,9 @@ def render() -> str:
         ctx = click.Context(command, info_name=path[-1], parent=parent,
                             terminal_width=100, max_content_width=100,
                             help_option_names=["-h", "--help"])
+        # click caches a command's help option from the first context that asked for it;
+        # one made elsewhere without the root's "-h" (a test's, say) would leak in here.
+        command._help_option = None
         parts.append(f"## {' '.join(path)}\n")
         parts.append("```")
         parts.append(command.get_help(ctx).rstrip())
