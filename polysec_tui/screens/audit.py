@@ -61,6 +61,8 @@ class AuditChecksScreen(ConsoleScreen):
     AuditChecksScreen #audit-history { width: 1fr; height: 9; border: round $primary; }
     AuditChecksScreen #audit-progress-row { height: 1; padding: 0 1; }
     AuditChecksScreen #audit-run-status { width: 1fr; }
+    AuditChecksScreen #audit-progress { display: none; }
+    AuditChecksScreen.-ran #audit-progress { display: block; }
     AuditChecksScreen #audit-run-status.-fail { color: $error; text-style: bold; }
     AuditChecksScreen #audit-findings { height: 1fr; }
     AuditChecksScreen #audit-detail { height: 5; padding: 0 1; border-top: solid $primary; }
@@ -108,7 +110,9 @@ class AuditChecksScreen(ConsoleScreen):
             yield history
         with Horizontal(id="audit-progress-row"):
             yield Static(Text("r runs the selected checks"), id="audit-run-status")
-            yield ProgressBar(total=None, show_eta=False, id="audit-progress")
+            # Shown from the first run on: an idle, indeterminate bar would animate (and
+            # redraw over a slow SSH link) for nothing.
+            yield ProgressBar(total=1, show_eta=False, id="audit-progress")
         with Vertical():
             yield DataTable(id="audit-findings", cursor_type="row", zebra_stripes=True)
             yield Static(Text(""), id="audit-detail")
@@ -123,6 +127,7 @@ class AuditChecksScreen(ConsoleScreen):
         """Run the selected checks in a worker."""
         names = list(self.query_one("#audit-checks", SelectionList).selected)
         self._status(f"running {len(names)} checks…")
+        self.add_class("-ran")
         self.query_one("#audit-progress", ProgressBar).update(total=len(names), progress=0)
         self.run_checks(names)
 
