@@ -52,7 +52,7 @@ from polysec_tui.db.models import (
     Withdrawal,
 )
 from polysec_tui.errors import InputError, RefusedError
-from polysec_tui.services import officers, screening, sessions
+from polysec_tui.services import anomalies, officers, screening, sessions
 from polysec_tui.services.auth import Actor
 from polysec_tui.services.ingest import Ingestor
 from polysec_tui.services.runtime import Runtime, open_runtime
@@ -1759,7 +1759,8 @@ def create_demo_officers(rt: Runtime) -> bool:
 
 
 def screen_demo(rt: Runtime, at: datetime) -> ScreenReport:
-    """Screen the demo's withdrawals as ada, so the review queue has work in it. The
+    """Analyse the demo's logins and screen its withdrawals as ada, so the anomalies
+    screen and the review queue have work in them. The
     clock is the demo's anchor (its "now"), so the same seed gives the same data."""
     admin_name = DEMO_OFFICERS[-1][0]
     with rt.sessions() as session:
@@ -1767,7 +1768,11 @@ def screen_demo(rt: Runtime, at: datetime) -> ScreenReport:
     if officer is None or officer.role != "admin":
         return ScreenReport()
     pinned = Runtime(rt.settings, rt.engine, rt.keyring, clock=lambda: at)
-    return screening.screen(pinned, Actor(officer.id, officer.name, officer.role))
+    ada = Actor(officer.id, officer.name, officer.role)
+    # Login analysis first: the anomalies screen has findings, and screening's
+    # risky_session rule sees the takeover's anomalous login, as in production.
+    anomalies.analyze(pinned, ada, full=True)
+    return screening.screen(pinned, ada)
 
 
 def demo_login_hints(rt: Runtime) -> list[tuple[str, str, str, str]]:
