@@ -26,13 +26,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import auditlog as audit_bench  # bench/auditlog.py: its scratch Database
 
 from polysec_tui.config import Settings
 from polysec_tui.crypto.blind_index import normalise_email
 from polysec_tui.crypto.keyring import KEY_BYTES, FieldKey, Keyring
 from polysec_tui.db import migrate
-from polysec_tui.db.engine import make_engine, parse_url
+from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import Account
 from polysec_tui.services import audit_checks, keys
 from polysec_tui.services.runtime import Runtime
@@ -59,31 +62,6 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def scratch_url(engine: str, args: argparse.Namespace, tmp: Path) -> tuple[str, str | None]:
-    """The benchmark database's URL and, for servers, the admin URL that drops it."""
-    if engine == "sqlite":
-        return f"sqlite:///{tmp / 'keys.db'}", None
-    base = parse_url(args.pg if engine == "postgresql" else args.mysql)
-    admin_url = base.render_as_string(hide_password=False)
-    name = f"polysec_bench_keys_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        charset = " CHARACTER SET utf8mb4" if engine == "mariadb" else ""
-        conn.execute(text(f"CREATE DATABASE {name}{charset}"))
-    admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False), admin_url
-
-
-def drop(engine: str, url: str, admin_url: str | None) -> None:
-    if admin_url is None:
-        return
-    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        force = " WITH (FORCE)" if engine == "postgresql" else ""
-        conn.execute(text(f"DROP DATABASE IF EXISTS {make_engine(url).url.database}{force}"))
-    admin.dispose()
-
-
 def fill(rt: Runtime, n: int) -> None:
     batch: list[dict[str, Any]] = []
     for i in range(n):
@@ -106,7 +84,8 @@ def fill(rt: Runtime, n: int) -> None:
 
 
 def run(engine_name: str, args: argparse.Namespace, tmp: Path) -> Result:
-    url, admin_url = scratch_url(engine_name, args, tmp)
+    db = audit_bench.Database(engine_name, args.pg, args.mysql, tmp)
+    url = db.url
     try:
         engine = make_engine(url)
         migrate.upgrade(engine)
@@ -143,7 +122,7 @@ def run(engine_name: str, args: argparse.Namespace, tmp: Path) -> Result:
                       round(blind_s, 1), round(rotate_s, 1), round(values / rotate_s),
                       round(rss_mib()))
     finally:
-        drop(engine_name, url, admin_url)
+        db.drop()
 
 
 def main() -> None:

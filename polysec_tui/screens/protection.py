@@ -243,13 +243,14 @@ def protect(screen: Any, kind: str, account: str | None,
     ConsoleScreen); the result is shown as a notification, then ``after`` runs (a
     reload of the screen's data)."""
     if account is None:
-        screen.notify("nothing loaded yet", severity="warning")
+        screen.notify("nothing loaded yet", severity="warning", markup=False)
         return
     modal = LockdownScreen if kind == "lockdown" else FreezeScreen
 
     def done(result: str | None) -> None:
         if result:
-            screen.notify(printable(result), title=kind)
+            # The result names the account: platform text, never markup.
+            screen.notify(printable(result), title=kind, markup=False)
             if after is not None:
                 after()
 

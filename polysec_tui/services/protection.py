@@ -66,7 +66,7 @@ def _freeze_hold(session: Session, account_id: uuid.UUID) -> Hold | None:
                                              Hold.released_at.is_(None)))
 
 
-def _freeze_in(rt: Runtime, session: Session, actor: Actor, account: Account, reason: str,
+def _freeze_in(session: Session, actor: Actor, account: Account, reason: str,
                now: Any) -> bool:
     """Place the freeze hold unless one is in force; True when placed."""
     if _freeze_hold(session, account.id) is not None:
@@ -88,7 +88,7 @@ def freeze(rt: Runtime, actor: Actor, ident: str, reason: str) -> bool:
     now = rt.clock()
     with rt.transaction() as session:
         account = _account(session, rt, ident)
-        placed = _freeze_in(rt, session, actor, account, text, now)
+        placed = _freeze_in(session, actor, account, text, now)
         rt.audit.append(session, officer=actor.name, action="account.freeze", at=now,
                         target=f"account:{account.external_id}",
                         details={"reason": text, "already_frozen": not placed})
@@ -201,7 +201,7 @@ def lockdown(rt: Runtime, actor: Actor, ident: str, reason: str, code: str) -> L
             .values(revoked_at=now, revoked_reason="lockdown")
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
-        froze = _freeze_in(rt, session, actor, account, f"lockdown: {text}", now)
+        froze = _freeze_in(session, actor, account, f"lockdown: {text}", now)
         account.status = "locked"
         account.password_reset_required = True
         rejected = _reject_open_withdrawals(rt, session, actor, account, text, now)
