@@ -6,7 +6,8 @@ authenticator code. Every action, successful or not, is audited.
 
 The catalogue (table ``backups``) records each finished backup. Its ``field_key_ids``
 JSON column holds ``{"ids": [...], "backup_id": hex, "payload_bytes": n,
-"payload_sha256": hex, "recipients": [fingerprints], "row_counts": {...}}``.
+"recipients": [fingerprints], "row_counts": {...}}`` (catalogue rows of v1 backups
+also hold ``payload_sha256``).
 """
 
 from __future__ import annotations
@@ -168,11 +169,14 @@ def create_backup(rt: Runtime, actor: Actor, *, directory: Path | None = None,
                     writer.write(data)
                     if progress is not None:
                         progress(writer.payload_bytes, info.estimated_bytes)
+            except BaseException:
+                writer.close()
+                raise
             finally:
                 close = getattr(stream, "close", None)
                 if close is not None:
                     close()
-            manifest = writer.finish({
+            writer.finish({
                 "engine": kind,
                 "created_at": now.isoformat(),
                 "database": redact(rt.engine.url),
@@ -207,7 +211,6 @@ def create_backup(rt: Runtime, actor: Actor, *, directory: Path | None = None,
             field_key_ids={
                 "ids": info.field_key_ids, "backup_id": backup_id.hex,
                 "payload_bytes": writer.payload_bytes,
-                "payload_sha256": manifest["payload_sha256"],
                 "recipients": result.recipients, "row_counts": info.row_counts,
             },
             verified_at=None, shipped_at=None, shipped_to=None, status="complete",
