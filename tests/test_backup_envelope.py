@@ -216,10 +216,10 @@ def test_memory_stays_flat_whatever_the_size(alice, tmp_path: Path):
     finally:
         tracemalloc.stop()
     assert seen == total == opened.manifest["payload_bytes"]
-    # Reads of 1 MiB and at most 32 sealed chunks queued for the hashing thread: a few
-    # MiB, whatever the size (the payload here is 48 MiB).
-    assert write_peak < 6 * 1024 * 1024, write_peak
-    assert read_peak < 6 * 1024 * 1024, read_peak
+    # Reads of 1 MiB, and up to six 1 MiB batches of sealed chunks on their way to the
+    # hashing thread: about 8 MiB measured, whatever the size (the payload here is 48 MiB).
+    assert write_peak < 16 * 1024 * 1024, write_peak
+    assert read_peak < 16 * 1024 * 1024, read_peak
 
 
 DATA = Path(__file__).parent / "data"

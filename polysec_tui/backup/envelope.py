@@ -364,13 +364,18 @@ class BackgroundSha256:
 
     hashlib releases the GIL for large updates, so hashing the ciphertext runs on the
     second core while this thread reads and encrypts: SHA-256 is the slowest step (about
-    1.4 GB/s here against 9 GB/s for AES-256-GCM). Parts must be immutable (``bytes``);
-    the queue holds at most 32 of them, so memory stays flat.
+    1.4 GB/s here against 9 GB/s for AES-256-GCM). Parts must be immutable (``bytes``).
+    They go to the thread in batches of about 1 MiB (a hand-over per 64 KiB chunk cost a
+    third more CPU) and at most 4 batches wait, so memory stays flat.
     """
+
+    BATCH = 1 << 20
 
     def __init__(self, initial: bytes = b"") -> None:
         self._sha = hashlib.sha256(initial)
-        self._parts: queue.Queue[tuple[bytes, ...] | None] = queue.Queue(maxsize=32)
+        self._parts: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=4)
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
         self._thread = threading.Thread(target=self._run, name="polysec-sha256", daemon=True)
         self._thread.start()
 
@@ -382,12 +387,20 @@ class BackgroundSha256:
         self._parts.task_done()
 
     def update(self, *parts: bytes) -> None:
+        self._batch.extend(parts)
+        self._batch_bytes += sum(map(len, parts))
+        if self._batch_bytes >= self.BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
         if not self._thread.is_alive():
             raise ValueError("hash already closed")
-        self._parts.put(parts)
+        self._parts.put(self._batch)
+        self._batch, self._batch_bytes = [], 0
 
     def hexdigest(self) -> str:
         """The digest of everything given so far (waits for the hashing thread)."""
+        self._flush()
         self._parts.join()
         return self._sha.hexdigest()
 
