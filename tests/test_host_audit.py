@@ -211,3 +211,16 @@ def test_firewall_updates_time_and_ports_judgement():
     assert listening_ports(proc) == {22, 3306}
     ports = judge_ports("h", {22, 3306}, frozenset({22}))
     assert ports.status == "fail" and ports.evidence["unexpected"] == [3306]
+
+
+def test_the_inventory_sshd_config_path_reaches_the_remote_shell_as_one_argument():
+    commands: list[str] = []
+
+    def run(command: str) -> tuple[int, str]:
+        commands.append(command)
+        return 0, "passwordauthentication no\npermitrootlogin no\n"
+
+    host = host_audit.Host("h", "127.0.0.1", 22, "audit", Path("id"), Path("kh"),
+                           frozenset(), sshd_config="/etc/ssh/x; touch /tmp/pwned")
+    host_audit._sshd(host, run, "")
+    assert commands == ["sshd -T -f '/etc/ssh/x; touch /tmp/pwned' 2>/dev/null"]

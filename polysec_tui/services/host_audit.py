@@ -18,6 +18,7 @@ never a crash of the run.
 from __future__ import annotations
 
 import re
+import shlex
 import tomllib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -289,7 +290,8 @@ def collect(host: Host, run: Run) -> list[Finding]:
 
 
 def _sshd(host: Host, run: Run, sudo: str) -> Finding:
-    config = f" -f {host.sshd_config}" if host.sshd_config else ""
+    # The inventory's path goes to a remote shell: quoted, it stays one argument.
+    config = f" -f {shlex.quote(host.sshd_config)}" if host.sshd_config else ""
     output = _first(run, f"{sudo}sshd -T{config} 2>/dev/null",
                     f"{sudo}/usr/sbin/sshd -T{config} 2>/dev/null")
     if output:
