@@ -22,6 +22,16 @@ Then it times:
     .venv/bin/python bench/screening.py                      # SQLite, 1M / 5M / 100k accounts
     .venv/bin/python bench/screening.py --postgres postgresql://postgres@127.0.0.1:5432/postgres
     .venv/bin/python bench/screening.py --withdrawals 100000 --logins 500000 --accounts 10000
+    .venv/bin/python bench/screening.py --cache /tmp/bench-cache --no-tui   # build once, reuse
+
+Building the data is most of a run (5M logins: about 7 minutes on SQLite on an idle
+machine). With ``--cache DIR`` the unscreened database is built once and each run times a
+fresh copy of it: on SQLite ``DIR/screening_a<accounts>_l<logins>_w<withdrawals>_s<seed>.db``
+(with its keyring) is copied into the temporary directory; on PostgreSQL the cache is a
+database ``polysec_benchcache_<same name>`` on the server (kept) and each run gets
+``CREATE DATABASE ... TEMPLATE`` it (dropped at the end). The copy has never been
+screened; migrations newer than the cache are applied to it before timing.
+``--build-only`` stops after building or copying; ``--no-tui`` skips the Textual timing.
 
 Progress lines with the figures so far go to stderr.
 """
@@ -34,6 +44,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -44,7 +55,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy import insert as sa_insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -54,7 +65,7 @@ from polysec_tui.config import Settings
 from polysec_tui.crypto import totp
 from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
-from polysec_tui.db.engine import make_engine
+from polysec_tui.db.engine import make_engine, parse_url
 from polysec_tui.db.models import Withdrawal
 from polysec_tui.services import officers, screening, sessions
 from polysec_tui.services import withdrawals as queue
@@ -146,41 +157,128 @@ async def _open_queue_screen(rt: Runtime, session: tuple[str, Actor], rounds: in
     return times
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def _load(rt: Runtime, args: argparse.Namespace) -> None:
+    """Write the accounts, logins and withdrawals straight into the tables."""
     rng = random.Random(args.seed)
+    ids = login_bench.build(rt, args.accounts)
+    pop = login_bench.Population(rng, ids)
+    start = END - timedelta(days=args.logins / 80_000 + 1)
+    login_bench.insert_generated(rt, pop, args.logins, start, END, "b")
+    chunk = 200_000
+    span = (END - start) / max(1, -(-args.withdrawals // chunk))
+    t, left, first = start, args.withdrawals, 0
+    while left > 0:
+        k = min(chunk, left)
+        insert_withdrawals(rt, withdrawal_rows(rng, pop, k, t, t + span, first))
+        t, left, first = t + span, left - k, first + k
+    if rt.engine.dialect.name == "postgresql":
+        with rt.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+
+
+def _cache_name(args: argparse.Namespace) -> str:
+    return (f"screening_a{args.accounts}_l{args.logins}_w{args.withdrawals}"
+            f"_s{args.seed}")
+
+
+def _runtime(url: str, keyring_path: Path) -> Runtime:
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    return Runtime(Settings(url, keyring_path), engine, load_keyring(keyring_path),
+                   clock=lambda: END)
+
+
+def _fill_cache(args: argparse.Namespace, url: str, keyring_path: Path) -> None:
+    """Build the unscreened database once at ``url`` (with its keyring)."""
+    write_new_keyring(keyring_path.with_suffix(".part"), Keyring.generate())
+    keyring_path.with_suffix(".part").rename(keyring_path)
+    rt = _runtime(url, keyring_path)
+    try:
+        _load(rt, args)
+        if rt.engine.dialect.name == "sqlite":  # everything into the one file we copy
+            with rt.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        rt.engine.dispose()
+
+
+def _from_cache(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> tuple[str, Path]:
+    """A fresh copy of the cached unscreened database (built first if missing).
+
+    SQLite: ``DIR/<name>.db`` is copied into the temporary directory. PostgreSQL: the
+    cache is a database ``polysec_benchcache_<name>`` on the server, and each run gets
+    ``CREATE DATABASE polysec_bench_<random> TEMPLATE`` it. Either way the copy has never
+    been screened (every withdrawal ``pending``, no hits or scores), and migrations newer
+    than the cache are applied to the copy.
+    """
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    name = _cache_name(args)
+    keyring_path = cache / f"{name}.keyring.json"
+    began = time.monotonic()
+    if args.postgres:
+        cached = f"polysec_benchcache_{name}"
+        admin = make_engine(args.postgres, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                present = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                      {"n": cached})
+                if not present or not keyring_path.exists():
+                    conn.execute(text(f"DROP DATABASE IF EXISTS {cached} WITH (FORCE)"))
+                    conn.execute(text(f"CREATE DATABASE {cached}"))
+                    out["cache_built"] = True
+                    _fill_cache(args, parse_url(args.postgres).set(database=cached)
+                                .render_as_string(hide_password=False), keyring_path)
+                copy = f"polysec_bench_{uuid.uuid4().hex[:10]}"
+                conn.execute(text(f"CREATE DATABASE {copy} TEMPLATE {cached}"))
+        finally:
+            admin.dispose()
+        url = (parse_url(args.postgres).set(database=copy)
+               .render_as_string(hide_password=False))
+    else:
+        cached_db = cache / f"{name}.db"
+        if not cached_db.exists() or not keyring_path.exists():
+            part = cached_db.with_suffix(".part")
+            part.unlink(missing_ok=True)
+            keyring_path.unlink(missing_ok=True)
+            out["cache_built"] = True
+            _fill_cache(args, f"sqlite:///{part}", keyring_path)
+            part.rename(cached_db)
+        if cached_db.with_name(cached_db.name + "-wal").exists():
+            raise SystemExit(f"{cached_db} has a -wal file: in use, or a build was cut short")
+        shutil.copyfile(cached_db, tmp / "bench.db")
+        url = f"sqlite:///{tmp / 'bench.db'}"
+    out["cache_s"] = round(time.monotonic() - began, 1)
+    return url, keyring_path
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"engine": "postgresql" if args.postgres else "sqlite",
                            "accounts": args.accounts, "logins": args.logins,
                            "withdrawals": args.withdrawals, "cpus": os.cpu_count(),
                            "load_avg_before": round(os.getloadavg()[0], 2)}
-    with tempfile.TemporaryDirectory() as tmp:
-        keyring_path = Path(tmp) / "keyring.json"
-        write_new_keyring(keyring_path, Keyring.generate())
-        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        if args.postgres:
-            url = login_bench._create_database(args.postgres)
-        engine = make_engine(url)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        began = time.monotonic()
+        if args.cache:
+            url, keyring_path = _from_cache(args, tmp, out)
+            rt = _runtime(url, keyring_path)
+        else:
+            keyring_path = tmp / "keyring.json"
+            write_new_keyring(keyring_path, Keyring.generate())
+            url = f"sqlite:///{tmp / 'bench.db'}"
+            if args.postgres:
+                url = login_bench._create_database(args.postgres)
+            rt = _runtime(url, keyring_path)
+        engine = rt.engine
         try:
-            migrate.upgrade(engine)
-            rt = Runtime(Settings(url, keyring_path), engine, load_keyring(keyring_path),
-                         clock=lambda: END)
-            began = time.monotonic()
-            ids = login_bench.build(rt, args.accounts)
-            pop = login_bench.Population(rng, ids)
-            start = END - timedelta(days=args.logins / 80_000 + 1)
-            login_bench.insert_generated(rt, pop, args.logins, start, END, "b")
-            chunk = 200_000
-            span = (END - start) / max(1, -(-args.withdrawals // chunk))
-            t, left, first = start, args.withdrawals, 0
-            while left > 0:
-                k = min(chunk, left)
-                insert_withdrawals(rt, withdrawal_rows(rng, pop, k, t, t + span, first))
-                t, left, first = t + span, left - k, first + k
-            if engine.dialect.name == "postgresql":
-                with engine.begin() as conn:
-                    conn.exec_driver_sql("ANALYZE")
+            if not args.cache:
+                _load(rt, args)
             out["load_s"] = round(time.monotonic() - began, 1)
             out["load_avg_before_screen"] = round(os.getloadavg()[0], 2)
             _progress(out)
+            if args.build_only:
+                return out
 
             enrolment = officers.bootstrap_admin(rt, "bench", "a-long-Timing-passphrase")
             token, actor = sessions.login(rt, "bench", "a-long-Timing-passphrase",
@@ -209,9 +307,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             first_id = queue.list_queue(rt, actor, limit=1).items[0].external_id
             out["detail_ms"] = _median_ms(lambda: queue.show(rt, actor, first_id), 11)
             _progress(out)
-            screen_ms = asyncio.run(_open_queue_screen(rt, (token, actor), args.tui_rounds))
-            out["queue_screen_open_ms_median"] = round(statistics.median(screen_ms), 1)
-            out["queue_screen_open_ms_max"] = round(max(screen_ms), 1)
+            if not args.no_tui:
+                screen_ms = asyncio.run(_open_queue_screen(rt, (token, actor),
+                                                           args.tui_rounds))
+                out["queue_screen_open_ms_median"] = round(statistics.median(screen_ms), 1)
+                out["queue_screen_open_ms_max"] = round(max(screen_ms), 1)
             out["peak_rss_mib"] = round(
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         finally:
@@ -230,6 +330,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--postgres", default=None, metavar="URL",
                         help="run on a fresh database on this PostgreSQL server instead")
+    parser.add_argument("--cache", default=None, metavar="DIR",
+                        help="build the unscreened database once (SQLite: a file in DIR; "
+                             "PostgreSQL: a template database) and time a fresh copy of it")
+    parser.add_argument("--build-only", action="store_true",
+                        help="stop after building (or copying) the database")
+    parser.add_argument("--no-tui", action="store_true",
+                        help="skip the Textual queue screen timing")
     args = parser.parse_args()
     print(json.dumps(run(args), indent=2))
 
