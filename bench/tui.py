@@ -78,25 +78,65 @@ def build(rt: Runtime, args: argparse.Namespace) -> str:
 
 def startup(env: dict[str, str], rounds: int) -> list[float]:
     times = []
-    for _ in range(rounds):
-        name = f"bench-{uuid.uuid4().hex[:8]}"
-        exports = " ".join(f"{k}={v}" for k, v in env.items())
-        began = time.perf_counter()
-        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "36",
-                        f"env {exports} {sys.executable} -m polysec_tui tui"], check=True)
-        try:
-            while time.perf_counter() - began < 60:
-                shown = subprocess.run(["tmux", "capture-pane", "-p", "-t", name],
-                                       capture_output=True, text=True).stdout
-                if "officer name" in shown:
-                    times.append((time.perf_counter() - began) * 1000)
-                    break
-                time.sleep(0.01)
-            else:
-                raise SystemExit("the login screen did not appear within 60 s")
-        finally:
-            subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    # One idle session keeps our tmux server up between the rounds: a new session right
+    # after the last one closed races with the server's exit ("server exited
+    # unexpectedly").
+    subprocess.run([*TMUX, "new-session", "-d", "-s", "keeper", "sleep 86400"], check=True)
+    try:
+        for _ in range(rounds):
+            times.append(_startup_once(env))
+    finally:  # our own tmux server (-L): nobody else's sessions are touched
+        subprocess.run([*TMUX, "kill-server"], capture_output=True)
     return times
+
+
+TMUX = ("tmux", "-L", f"polysec-bench-{os.getpid()}")
+
+
+def _startup_once(env: dict[str, str]) -> float:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    exports = " ".join(f"{k}={v}" for k, v in env.items())
+    began = time.perf_counter()
+    subprocess.run([*TMUX, "new-session", "-d", "-s", name, "-x", "120", "-y", "36",
+                    f"env {exports} {sys.executable} -m polysec_tui tui"], check=True)
+    try:
+        while time.perf_counter() - began < 60:
+            shown = subprocess.run([*TMUX, "capture-pane", "-p", "-t", name],
+                                   capture_output=True, text=True).stdout
+            if "officer name" in shown:
+                return (time.perf_counter() - began) * 1000
+            time.sleep(0.01)
+        raise SystemExit("the login screen did not appear within 60 s")
+    finally:
+        subprocess.run([*TMUX, "kill-session", "-t", name], capture_output=True)
+
+
+async def open_queue(rt: Runtime, session: tuple[str, Actor], rounds: int) -> list[float]:
+    """From pressing ``4`` on the dashboard until the queue's first page is on screen,
+    in a fresh app each round (the screen is composed the first time it is shown)."""
+    from polysec_tui.app import PolysecApp
+    from polysec_tui.screens.withdrawals import WithdrawalQueueScreen
+
+    async def once(app: PolysecApp) -> float:
+        async with app.run_test(size=(160, 48)) as pilot:
+            await _until(pilot, lambda: app.actor is not None, "the login")
+            await pilot.pause(0.2)  # the dashboard is up (and its first load under way)
+            began = time.perf_counter()
+            await pilot.press("4")
+            await _until(pilot, lambda: isinstance(app.screen, WithdrawalQueueScreen)
+                         and app.screen.page is not None, "the queue")
+            await pilot.pause()  # the repaint of the first page
+            return (time.perf_counter() - began) * 1000
+
+    return [await once(PolysecApp(rt, session=session)) for _ in range(rounds)]
+
+
+async def _until(pilot: Any, done: Any, what: str) -> None:
+    deadline = time.perf_counter() + 60
+    while not done():
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"{what} did not happen within 60 s")
+        await pilot.pause(0.001)
 
 
 async def repaint(rt: Runtime, session: tuple[str, Actor], account: str,
@@ -106,73 +146,123 @@ async def repaint(rt: Runtime, session: tuple[str, Actor], account: str,
     from polysec_tui.screens.withdrawals import WithdrawalQueueScreen
 
     out: dict[str, list[float]] = {"queue_reload": [], "timeline_reload": []}
-
-    async def until(done: Any, what: str) -> None:
-        deadline = time.perf_counter() + 30
-        while not done():
-            if time.perf_counter() > deadline:
-                raise SystemExit(f"{what} did not happen within 30 s")
-            await pilot.pause(0.001)
-
     app = PolysecApp(rt, session=session)
     async with app.run_test(size=(160, 48)) as pilot:
-        await until(lambda: app.actor is not None, "the login")
+        await _until(pilot, lambda: app.actor is not None, "the login")
         await pilot.press("4")
-        await until(lambda: isinstance(app.screen, WithdrawalQueueScreen) and app.screen.page,
-                    "the queue")
+        await _until(pilot, lambda: isinstance(app.screen, WithdrawalQueueScreen)
+                     and app.screen.page, "the queue")
         queue = app.screen
         assert isinstance(queue, WithdrawalQueueScreen)
         for _ in range(rounds):
             before = queue.page
             began = time.perf_counter()
             await pilot.press("r")
-            await until(lambda before=before: queue.page is not before, "the queue reload")
+            await _until(pilot, lambda before=before: queue.page is not before,
+                         "the queue reload")
             await pilot.pause()  # the repaint of the new rows
             out["queue_reload"].append((time.perf_counter() - began) * 1000)
         screen = TimelineScreen(runtime=rt, clock=rt.clock, actor=session[1])
         screen.ident = account
         await app.push_screen(screen)
-        await until(lambda: screen.data is not None, "the timeline")
+        await _until(pilot, lambda: screen.data is not None, "the timeline")
         for _ in range(rounds):
             before_data = screen.data
             began = time.perf_counter()
             await pilot.press("r")
-            await until(lambda before=before_data: screen.data is not before,
-                        "the timeline reload")
+            await _until(pilot, lambda before=before_data: screen.data is not before,
+                         "the timeline reload")
             await pilot.pause()
             out["timeline_reload"].append((time.perf_counter() - began) * 1000)
     return out
+
+
+async def screens(rt: Runtime, session: tuple[str, Actor], account: str,
+                  args: argparse.Namespace) -> dict[str, list[float]]:
+    found = await repaint(rt, session, account, args.rounds)
+    if args.open_rounds:
+        found["queue_open"] = await open_queue(rt, session, args.open_rounds)
+    return found
+
+
+def _prepare(root: Path, args: argparse.Namespace, out: dict[str, Any]) -> dict[str, str]:
+    """Build the database, keyring and officer into ``root``; returns what the timing
+    needs (the officer's TOTP secret, the busiest account)."""
+    keyring = root / "keyring.json"
+    write_new_keyring(keyring, Keyring.generate())
+    engine = make_engine(f"sqlite:///{root / 'bench.db'}")
+    migrate.upgrade(engine)
+    rt = Runtime(Settings(f"sqlite:///{root / 'bench.db'}", keyring), engine,
+                 load_keyring(keyring))
+    secret = officers.bootstrap_admin(rt, "chief", PASSWORD).secret
+    began = time.monotonic()
+    account = build(rt, args)
+    out["build_s"] = round(time.monotonic() - began)
+    _progress(out)
+    engine.dispose()
+    return {"secret": secret, "account": account}
+
+
+def _cached(cache: Path, args: argparse.Namespace,
+            out: dict[str, Any]) -> tuple[Path, dict[str, str]]:
+    """The database for these sizes from ``cache``, built there first if it is not."""
+    where = cache / f"tui-{args.accounts}-{args.logins}-{args.withdrawals}-{args.seed}"
+    meta = where / "meta.json"
+    if meta.exists():
+        out["cached"] = str(where)
+        return where, json.loads(meta.read_text())
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=where.name + ".partial-", dir=cache))
+    found = _prepare(partial, args, out)
+    (partial / "meta.json").write_text(json.dumps(found))
+    partial.rename(where)  # only a complete build gets the name
+    return where, found
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"accounts": args.accounts, "logins": args.logins,
                            "withdrawals": args.withdrawals, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="polysec-bench-tui-") as tmp:
-        keyring = Path(tmp) / "keyring.json"
-        write_new_keyring(keyring, Keyring.generate())
-        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        if args.cache is not None:
+            root, found = _cached(args.cache, args, out)
+            if args.build_only:
+                return out
+        else:
+            root, found = Path(tmp), _prepare(Path(tmp), args, out)
+        keyring = root / "keyring.json"
+        url = f"sqlite:///{root / 'bench.db'}"
         engine = make_engine(url)
         migrate.upgrade(engine)
         rt = Runtime(Settings(url, keyring), engine, load_keyring(keyring))
-        secret = officers.bootstrap_admin(rt, "chief", PASSWORD).secret
-        began = time.monotonic()
-        account = build(rt, args)
-        out["build_s"] = round(time.monotonic() - began)
-        _progress(out)
         env = {"POLYSEC_DB_URL": url, "POLYSEC_KEYRING": str(keyring),
                "XDG_CONFIG_HOME": str(Path(tmp) / "xdg"), "TERM": "xterm-256color"}
-        out["load_avg_before"] = round(os.getloadavg()[0], 2)
-        times = startup(env, args.rounds + 1)
-        out["startup_cold_ms"] = round(times[0])
-        out["startup_ms_median"] = round(statistics.median(times[1:]))
-        _progress(out)
+        if os.environ.get("PYTHONPATH"):  # e.g. timing another checkout with this venv
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        out["load_avg_before"] = [round(x, 2) for x in os.getloadavg()]
+        if not args.skip_startup:
+            times = startup(env, args.rounds + 1)
+            out["startup_cold_ms"] = round(times[0])
+            out["startup_ms_median"] = round(statistics.median(times[1:]))
+            out["startup_ms_max"] = round(max(times[1:]))
+            _progress(out)
         from polysec_tui.crypto import totp
 
-        session = sessions.login(rt, "chief", PASSWORD, totp.code_at(secret, rt.clock()))
-        found = asyncio.run(repaint(rt, session, account, args.rounds))
-        for key, samples in found.items():
-            out[f"{key}_ms_median"] = round(statistics.median(samples[1:]), 1)
-            out[f"{key}_ms_max"] = round(max(samples[1:]), 1)
+        session = sessions.login(rt, "chief", PASSWORD,
+                                 totp.code_at(found["secret"], rt.clock()))
+        if args.profile is not None:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        found_ms = asyncio.run(screens(rt, session, found["account"], args))
+        if args.profile is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+        for key, samples in found_ms.items():
+            kept = samples if key == "queue_open" else samples[1:]  # reloads: 1 warm-up
+            out[f"{key}_ms_median"] = round(statistics.median(kept), 1)
+            out[f"{key}_ms_max"] = round(max(kept), 1)
+        out["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
         engine.dispose()
     return out
 
@@ -183,7 +273,18 @@ def main() -> None:
     parser.add_argument("--logins", type=int, default=10_000_000)
     parser.add_argument("--withdrawals", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--open-rounds", type=int, default=5,
+                        help="fresh apps in which to time opening the queue (0: none)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--profile", type=Path, default=None, metavar="FILE",
+                        help="cProfile the screen measurements (not start-up) into FILE")
+    parser.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                        help="keep the built database in DIR/tui-<sizes>-<seed> and reuse "
+                             "it when it is there (e.g. /tmp/bench-cache); off by default")
+    parser.add_argument("--build-only", action="store_true",
+                        help="with --cache: build the database into the cache and stop")
+    parser.add_argument("--skip-startup", action="store_true",
+                        help="time only the screens, not `polysec tui` in tmux")
     args = parser.parse_args()
     if shutil.which("tmux") is None:
         raise SystemExit("tmux is needed (apt-get install tmux)")
