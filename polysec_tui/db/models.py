@@ -166,6 +166,9 @@ class Withdrawal(Base):
         Index(None, "address"),
         Index(None, "status", "risk_score"),
         Index(None, "screened_at"),
+        # Covering for screening's history probes (services/screening.py).
+        Index("ix_withdrawals_account_history", "account_id", "requested_at", "asset",
+              "status", "amount", "address"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -29,7 +29,6 @@ defaults and their reasons: docs/screening.md.
 from __future__ import annotations
 
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -39,6 +38,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Float,
     Table,
     and_,
     bindparam,
@@ -327,7 +327,6 @@ def _lock(session: Session, now: datetime) -> None:
 @dataclass
 class _Row:
     id: int
-    account_id: uuid.UUID
     requested_at: datetime
     asset: str
     amount: Decimal
@@ -336,45 +335,34 @@ class _Row:
     ip: str
     status: str
     login_ext: str | None
-    login_at: datetime | None
     country: str | None
     asn: int | None
-    account_created: datetime
     blocked_reason: str | None
     blocked_at: datetime | None
+    # The probes of _batch_rows (index seeks, each stops at the first match).
+    ip_seen: bool
+    country_seen: bool
+    asn_seen: bool
+    active: bool
+    destination_used: bool
+    velocity_maybe: bool
+    outlier_maybe: bool
 
 
 def _screen_batch(session: Session, lo: int, hi: int, cfg: ScreeningConfig,
                   now: datetime) -> tuple[int, int, dict[str, int]]:
     w = Withdrawal
-    behind = aliased(LoginEvent, name="behind")
     in_batch = and_(w.id >= lo, w.id <= hi, w.screened_at.is_(None))
-    base = (
-        select(
-            w.id, w.account_id, w.requested_at, w.asset, w.amount,
-            func.coalesce(w.available_balance, Balance.amount), w.address, w.ip, w.status,
-            w.login_external_id, behind.at, behind.country, behind.asn,
-            Account.created_at, BlockedAddress.reason, BlockedAddress.added_at,
-        )
-        .join(Account, Account.id == w.account_id)
-        .outerjoin(behind, behind.external_id == w.login_external_id)
-        .outerjoin(Balance, and_(Balance.account_id == w.account_id,
-                                 Balance.asset == w.asset))
-        .outerjoin(BlockedAddress, BlockedAddress.address == w.address)
-        .where(in_batch)
-    )
-    rows = {r[0]: _Row(*tuple(r)) for r in session.execute(base)}
+    rows = _batch_rows(session, in_batch, cfg)
     if not rows:
         return 0, 0, {}
-    if any(r.login_at is None for r in rows.values()):
-        _request_geo(session, rows, in_batch)
     hits: dict[int, list[Hit]] = defaultdict(list)
-    last_activity = _login_rules(session, rows, in_batch, cfg, hits)
-    _history_rules(session, rows, in_batch, cfg, hits, last_activity)
+    _login_rules(session, rows, cfg, hits)
+    _history_rules(session, rows, cfg, hits)
     _security_rules(session, rows, in_batch, cfg, hits)
     _frozen(session, in_batch, cfg, hits)
     _risky_session(session, rows, in_batch, cfg, hits)
-    _dormant(session, rows, cfg, hits, last_activity)
+    _dormant(session, rows, cfg, hits)
     for row in rows.values():
         _row_rules(row, cfg, hits)
 
@@ -382,12 +370,13 @@ def _screen_batch(session: Session, lo: int, hi: int, cfg: ScreeningConfig,
     updates: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
     held = 0
-    for wid, row in rows.items():
-        found = sorted(hits.get(wid, []), key=lambda h: RULES.index(h.rule))
+    order = {rule: i for i, rule in enumerate(RULES)}
+    for wid, found in hits.items():
         if not found:
             continue
+        found.sort(key=lambda h: order[h.rule])
         score = round(sum(h.score for h in found), 2)
-        status = row.status
+        status = rows[wid].status
         if status == "pending" and score >= cfg.hold_threshold:
             status = "held"
             held += 1
@@ -410,90 +399,212 @@ def _screen_batch(session: Session, lo: int, hi: int, cfg: ScreeningConfig,
     return len(rows), held, counts
 
 
-def _request_geo(session: Session, rows: Mapping[int, _Row], in_batch: Any) -> None:
-    """Where a request came from when the platform did not name the login behind it:
-    the country and network of the request IP's most recent login (any account), one
-    index seek on ``(ip, at)`` per such withdrawal."""
+class _Real(FunctionElement[float]):
+    """An ``Amount`` column as a number SQL can compare (SQLite stores the exact decimal
+    as text). Only for pre-filters: the rules themselves compare ``Decimal`` in Python."""
+
+    type = Float()
+    inherit_cache = True
+    name = "polysec_real"
+
+
+@compiles(_Real)
+def _real_default(element: _Real, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return str(compiler.process(column, **kw))
+
+
+@compiles(_Real, "sqlite")
+def _real_sqlite(element: _Real, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return f"CAST({compiler.process(column, **kw)} AS REAL)"
+
+
+def _batch_rows(session: Session, in_batch: Any, cfg: ScreeningConfig) -> dict[int, _Row]:
+    """The batch with everything the rules need per row, in one query.
+
+    Where the request came from: the login behind it, else (the platform did not name
+    it) the country and network of the request IP's most recent login (any account),
+    one index seek on ``(ip, at)``. Then one probe per rule that the history can vouch
+    against, each an ``EXISTS`` that stops at its first match (index seeks on
+    ``(account_id, at)``, ``(account_id, requested_at)``): the request IP among the
+    account's recent successful logins, its country, its network; any activity between
+    ``dormant_days`` and the grace period; an earlier withdrawal to the address; an
+    earlier withdrawal of the asset in the velocity window; and whether the earlier
+    amounts could make this one an outlier at all (enough of them, and at least half of
+    them at or below ``amount / amount_ratio``: necessary for the median to be). Only
+    the rows whose probe fails are looked at further, by the rule functions below.
+    """
     w = Withdrawal
     behind = aliased(LoginEvent, name="behind")
     by_ip = aliased(LoginEvent, name="by_ip")
     geo = aliased(LoginEvent, name="geo")
+    past = aliased(LoginEvent, name="past")
+    h = aliased(Withdrawal, name="h")
+    day = 86_400
     latest = (select(by_ip.id).where(by_ip.ip == w.ip, by_ip.at <= w.requested_at)
               .order_by(by_ip.at.desc()).limit(1).scalar_subquery())
-    unnamed = (select(w.id.label("wid"), latest.label("login_id"))
-               .outerjoin(behind, behind.external_id == w.login_external_id)
-               .where(in_batch, behind.id.is_(None)).subquery("unnamed"))
-    for wid, country, asn in session.execute(
-            select(unnamed.c.wid, geo.country, geo.asn)
-            .join(geo, geo.id == unnamed.c.login_id)):
-        rows[wid].country, rows[wid].asn = country, asn
+    located = (
+        select(w.id.label("wid"), behind.id.label("behind_id"),
+               case((behind.id.is_(None), latest), else_=None).label("geo_id"))
+        .outerjoin(behind, behind.external_id == w.login_external_id)
+        .where(in_batch)
+        .subquery("located")
+    )
+    named = located.c.behind_id.is_not(None)
+    country = case((named, behind.country), else_=geo.country)
+    asn = case((named, behind.asn), else_=geo.asn)
+    ref_at = func.coalesce(behind.at, w.requested_at)
+    req = w.requested_at
+
+    def logins(*where: Any) -> Any:
+        return (select(past.id)
+                .where(past.account_id == w.account_id, past.success.is_(True), *where)
+                .exists())
+
+    geo_window = (past.at >= shifted(req, -cfg.geo_history_days * day), past.at < ref_at)
+    ip_seen = logins(past.ip == w.ip, past.at >= shifted(req, -cfg.ip_history_days * day),
+                     past.at < ref_at)
+    country_seen = logins(past.country == country, *geo_window)
+    asn_seen = logins(past.asn == asn, *geo_window)
+    # Usually one login vouches for all three at once (same IP, country and network, in
+    # the shorter of the two windows): one probe instead of three.
+    all_seen = logins(
+        past.ip == w.ip, or_(country.is_(None), past.country == country),
+        or_(asn.is_(None), past.asn == asn),
+        past.at >= shifted(req, -min(cfg.ip_history_days, cfg.geo_history_days) * day),
+        past.at < ref_at)
+    one: ColumnElement[int] = literal_column("1")
+    two: ColumnElement[int] = literal_column("2")
+    zero: ColumnElement[int] = literal_column("0")
+    seen = case(
+        (all_seen, literal_column("7")),
+        else_=(case((ip_seen, one), else_=zero)
+               + case((country.is_(None), two), (country_seen, two), else_=zero)
+               + case((asn.is_(None), literal_column("4")), (asn_seen, literal_column("4")),
+                      else_=zero)))
+    # Dormant: one second inside the boundary, so that a failed probe is decided exactly
+    # (in Python, on the last activity) and a passed one is certain.
+    grace_start = shifted(req, -cfg.dormant_grace_hours * 3600)
+    active_from = shifted(req, -cfg.dormant_days * day + 1)
+    active = or_(
+        logins(past.at >= active_from, past.at < grace_start),
+        select(h.id).where(h.account_id == w.account_id, h.requested_at >= active_from,
+                           h.requested_at < grace_start).exists(),
+    )
+    earlier = and_(h.account_id == w.account_id, h.status != "rejected",
+                   h.requested_at <= req, or_(h.requested_at < req, h.id < w.id))
+    destination_used = select(h.id).where(earlier, h.address == w.address).exists()
+    # Velocity and amount: candidates only (windows one second wider); decided in Python.
+    velocity_maybe = select(h.id).where(
+        earlier, h.asset == w.asset,
+        h.requested_at >= shifted(req, -cfg.velocity_window_hours * 3600 - 1)).exists()
+    ratio: ColumnElement[float] = literal_column(repr(float(cfg.amount_ratio)))
+    slack: ColumnElement[float] = literal_column("1.000001")
+    # At least half of the earlier amounts at or below amount / ratio (necessary for the
+    # median to be). The window's edge is compared here as the engine sees it and in
+    # Python to the microsecond: an earlier withdrawal within a second of the edge makes
+    # the row a candidate whatever the counts say.
+    amount_from = shifted(req, -cfg.amount_history_days * day)
+    low = case((_Real(h.amount) * ratio <= _Real(w.amount) * slack, two), else_=zero)
+    outlier_maybe = or_(
+        select(h.id).where(
+            earlier, h.asset == w.asset,
+            h.requested_at >= shifted(req, -cfg.amount_history_days * day - 1),
+            h.requested_at < shifted(req, -cfg.amount_history_days * day + 1)).exists(),
+        select(case((and_(func.count(h.id) >= cfg.amount_min_history,
+                          func.sum(low) >= func.count(h.id)), one), else_=zero))
+        .where(earlier, h.asset == w.asset, h.requested_at >= amount_from)
+        .scalar_subquery() == 1,
+    )
+    query = (
+        select(
+            w.id, w.requested_at, w.asset, w.amount,
+            func.coalesce(w.available_balance, Balance.amount), w.address, w.ip, w.status,
+            w.login_external_id, country, asn, BlockedAddress.reason, BlockedAddress.added_at,
+            seen, active, destination_used, velocity_maybe, outlier_maybe,
+        )
+        .select_from(located)
+        .join(w, w.id == located.c.wid)
+        .outerjoin(behind, behind.id == located.c.behind_id)
+        .outerjoin(geo, geo.id == located.c.geo_id)
+        .outerjoin(Balance, and_(Balance.account_id == w.account_id,
+                                 Balance.asset == w.asset))
+        .outerjoin(BlockedAddress, BlockedAddress.address == w.address)
+    )
+    rows: dict[int, _Row] = {}
+    for r in session.execute(query):
+        head, flags = tuple(r[:13]), int(r[13])
+        rows[r[0]] = _Row(*head, bool(flags & 1), bool(flags & 2),  # type: ignore[call-arg]
+                          bool(flags & 4), bool(r[14]), bool(r[15]), bool(r[16]), bool(r[17]))
+    return rows
 
 
 def _hit(cfg: ScreeningConfig, rule: str, explanation: str, **details: Any) -> Hit:
     return Hit(rule, cfg.weight(rule), explanation, details)
 
 
+def _chunks(ids: list[int], size: int = 1000) -> list[list[int]]:
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
+
+
 # ------------------------------------------------------------------ login history
 
 
-def _login_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
-                 cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> dict[int, datetime]:
-    """ip_not_seen, new_country, new_asn: one aggregate over the account's successful
-    logins before the login behind the request (before the request when the platform
-    did not name that login), grouped by the logins' country and network. Returns each
-    withdrawal's last such login before the dormant grace period (for dormant)."""
+def _login_rules(session: Session, rows: Mapping[int, _Row], cfg: ScreeningConfig,
+                 hits: dict[int, list[Hit]]) -> None:
+    """ip_not_seen, new_country, new_asn over the account's successful logins before the
+    login behind the request (before the request when the platform did not name that
+    login). The probes decided most rows; for the others one aggregate, grouped by the
+    logins' country and network, gives the numbers of the explanation."""
+    todo = [wid for wid, r in rows.items()
+            if not (r.ip_seen and r.country_seen and r.asn_seen)]
+    if not todo:
+        return
     w = Withdrawal
     behind = aliased(LoginEvent, name="behind")
     past = aliased(LoginEvent, name="past")
-    g = (
-        select(
-            w.id.label("wid"), w.account_id.label("account_id"), w.ip.label("ip"),
-            w.requested_at.label("req"),
-            func.coalesce(behind.at, w.requested_at).label("ref_at"),
-        )
-        .outerjoin(behind, behind.external_id == w.login_external_id)
-        .where(in_batch)
-        .subquery("g")
-    )
     day = 86_400
-    recent = past.at >= shifted(g.c.req, -cfg.ip_history_days * day)
-    geo_window = past.at >= shifted(g.c.req, -cfg.geo_history_days * day)
-    before_grace = past.at < shifted(g.c.req, -cfg.dormant_grace_hours * 3600)
-    one: ColumnElement[int] = literal_column("1")
-    zero: ColumnElement[int] = literal_column("0")
-    query = (
-        select(
-            g.c.wid, past.country, past.asn,
-            func.sum(case((recent, one), else_=zero)),
-            func.sum(case((and_(recent, past.ip == g.c.ip), one), else_=zero)),
-            func.sum(case((geo_window, one), else_=zero)),
-            func.max(case((before_grace, past.at), else_=None)),
-        )
-        .join(past, and_(past.account_id == g.c.account_id, past.success.is_(True),
-                         past.at >= shifted(g.c.req, -cfg.lookback_days * day),
-                         past.at < g.c.ref_at))
-        .group_by(g.c.wid, past.country, past.asn)
-    )
     recent_n: dict[int, int] = defaultdict(int)
-    same_ip: dict[int, int] = defaultdict(int)
     geo_n: dict[int, int] = defaultdict(int)
     countries: dict[int, set[str | None]] = defaultdict(set)
     networks: dict[int, set[int | None]] = defaultdict(set)
-    dialect = session.get_bind().dialect
-    last_login: dict[int, datetime] = {}
-    for wid, country, asn, n_recent, n_ip, n_geo, last in session.execute(query):
-        if isinstance(last, str):  # SQLite gives the MAX of a CASE back as text
-            last = UTCDateTime().process_result_value(last, dialect)
-        if last is not None and (wid not in last_login or last > last_login[wid]):
-            last_login[wid] = last
-        recent_n[wid] += int(n_recent or 0)
-        same_ip[wid] += int(n_ip or 0)
-        if n_geo:
-            geo_n[wid] += int(n_geo)
-            countries[wid].add(country)
-            networks[wid].add(asn)
-    for wid, row in rows.items():
-        if same_ip[wid] == 0:
+    for chunk in _chunks(todo):
+        g = (
+            select(
+                w.id.label("wid"), w.account_id.label("account_id"),
+                w.requested_at.label("req"),
+                func.coalesce(behind.at, w.requested_at).label("ref_at"),
+            )
+            .outerjoin(behind, behind.external_id == w.login_external_id)
+            .where(w.id.in_(chunk))
+            .subquery("g")
+        )
+        recent = past.at >= shifted(g.c.req, -cfg.ip_history_days * day)
+        geo_window = past.at >= shifted(g.c.req, -cfg.geo_history_days * day)
+        one: ColumnElement[int] = literal_column("1")
+        zero: ColumnElement[int] = literal_column("0")
+        query = (
+            select(
+                g.c.wid, past.country, past.asn,
+                func.sum(case((recent, one), else_=zero)),
+                func.sum(case((geo_window, one), else_=zero)),
+            )
+            .join(past, and_(past.account_id == g.c.account_id, past.success.is_(True),
+                             past.at >= shifted(g.c.req, -max(cfg.ip_history_days,
+                                                              cfg.geo_history_days) * day),
+                             past.at < g.c.ref_at))
+            .group_by(g.c.wid, past.country, past.asn)
+        )
+        for wid, country, asn, n_recent, n_geo in session.execute(query):
+            recent_n[wid] += int(n_recent or 0)
+            if n_geo:
+                geo_n[wid] += int(n_geo)
+                countries[wid].add(country)
+                networks[wid].add(asn)
+    for wid in todo:
+        row = rows[wid]
+        if not row.ip_seen:
             hits[wid].append(_hit(
                 cfg, "ip_not_seen",
                 f"request IP {row.ip} is not among the {recent_n[wid]} successful logins "
@@ -501,76 +612,69 @@ def _login_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
                 ip=row.ip, logins_in_window=recent_n[wid], days=cfg.ip_history_days))
         if geo_n[wid] < cfg.geo_min_history:
             continue
-        if row.country and row.country not in countries[wid]:
+        if not row.country_seen and row.country:
             hits[wid].append(_hit(
                 cfg, "new_country",
                 f"request from country {row.country}, not seen in this account's "
                 f"{geo_n[wid]} successful logins of the last {cfg.geo_history_days} days "
                 f"(seen: {', '.join(sorted(c for c in countries[wid] if c)) or 'none'})",
                 country=row.country, logins_in_window=geo_n[wid]))
-        if row.asn is not None and row.asn not in networks[wid]:
+        if not row.asn_seen and row.asn is not None:
             hits[wid].append(_hit(
                 cfg, "new_asn",
                 f"request from network AS{row.asn}, not seen in this account's "
                 f"{geo_n[wid]} successful logins of the last {cfg.geo_history_days} days",
                 asn=row.asn, logins_in_window=geo_n[wid]))
-    return last_login
 
 
 # ------------------------------------------------------------- withdrawal history
 
 
-def _history_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
-                   cfg: ScreeningConfig, hits: dict[int, list[Hit]],
-                   last_activity: dict[int, datetime]) -> None:
+def _history_rules(session: Session, rows: Mapping[int, _Row], cfg: ScreeningConfig,
+                   hits: dict[int, list[Hit]]) -> None:
     """amount_outlier, velocity and new_destination, over the account's earlier
-    withdrawals of the asset; adds the last of them before the grace period to
-    ``last_activity`` (for dormant)."""
+    withdrawals of the asset (rejected ones do not count). The probes decided most rows:
+    the earlier amounts are read only where an outlier or a velocity hit is possible, the
+    number of earlier withdrawals only where the destination is new."""
     w = Withdrawal
     h = aliased(Withdrawal, name="h")
     day = 86_400
     earlier = or_(h.requested_at < w.requested_at,
                   and_(h.requested_at == w.requested_at, h.id < w.id))
-    query = (
-        select(w.id, h.requested_at, h.asset, h.amount)
-        .join(h, and_(h.account_id == w.account_id, h.asset == w.asset,
+    same_asset = and_(h.account_id == w.account_id, h.asset == w.asset,
                       h.status != "rejected",
                       h.requested_at >= shifted(w.requested_at, -cfg.lookback_days * day),
-                      earlier))
-        .where(in_batch)
-    )
-    history: dict[int, list[tuple[datetime, str, Decimal]]] = defaultdict(list)
-    for wid, at, asset, amount in session.execute(query):
-        history[wid].append((at, asset, amount))
-    grace = timedelta(hours=cfg.dormant_grace_hours)
-    for wid, past in history.items():
-        cutoff = rows[wid].requested_at - grace
-        for at, _asset, _amount in past:
-            if at < cutoff and (wid not in last_activity or at > last_activity[wid]):
-                last_activity[wid] = at
-    used = (
-        select(w.id, func.count(h.id))
-        .join(h, and_(h.account_id == w.account_id, h.address == w.address,
-                      h.status != "rejected", earlier))
-        .where(in_batch)
-        .group_by(w.id)
-    )
-    same_address = {wid: int(n) for wid, n in session.execute(used)}
+                      earlier)
+    new_dest = [wid for wid, r in rows.items() if not r.destination_used]
+    earlier_n: dict[int, int] = {}
+    for chunk in _chunks(new_dest):
+        earlier_n.update((wid, int(n)) for wid, n in session.execute(
+            select(w.id, func.count(h.id)).join(h, same_asset)
+            .where(w.id.in_(chunk)).group_by(w.id)))
+    for wid in new_dest:
+        row = rows[wid]
+        hits[wid].append(_hit(
+            cfg, "new_destination",
+            f"first withdrawal by this account to {row.address}; "
+            f"{earlier_n.get(wid, 0)} earlier {row.asset} withdrawal(s) in "
+            f"{cfg.lookback_days} days went elsewhere",
+            address=row.address, earlier_withdrawals=earlier_n.get(wid, 0)))
 
+    maybe = [wid for wid, r in rows.items()
+             if r.outlier_maybe or r.velocity_maybe or cfg.velocity_count <= 1]
+    history: dict[int, list[tuple[datetime, Decimal]]] = defaultdict(list)
+    for chunk in _chunks(maybe):
+        for wid, at, amount in session.execute(
+                select(w.id, h.requested_at, h.amount).join(h, same_asset)
+                .where(w.id.in_(chunk))):
+            history[wid].append((at, amount))
     amount_window = timedelta(days=cfg.amount_history_days)
     velocity_window = timedelta(hours=cfg.velocity_window_hours)
-    for wid, row in rows.items():
+    for wid in maybe:
+        row = rows[wid]
         past = history.get(wid, [])
-        if same_address.get(wid, 0) == 0:
-            hits[wid].append(_hit(
-                cfg, "new_destination",
-                f"first withdrawal by this account to {row.address}; "
-                f"{len(past)} earlier {row.asset} withdrawal(s) in {cfg.lookback_days} days "
-                "went elsewhere",
-                address=row.address, earlier_withdrawals=len(past)))
-        amounts = [a for at, asset, a in past
-                   if asset == row.asset and at >= row.requested_at - amount_window]
-        if len(amounts) >= cfg.amount_min_history:
+        amounts = [a for at, a in past if at >= row.requested_at - amount_window]
+        if amounts and len(amounts) >= cfg.amount_min_history:
             median = _median(amounts)
             mad = _median([abs(a - median) for a in amounts])
             scale = max(mad, cfg.amount_mad_floor * median)
@@ -586,8 +690,7 @@ def _history_rules(session: Session, rows: Mapping[int, _Row], in_batch: Any,
                         amount=fmt_amount(row.amount), median=fmt_amount(median),
                         mad=fmt_amount(mad), ratio=float(round(ratio, 2)),
                         robust_z=float(round(z, 2)), history=len(amounts)))
-        window = [a for at, asset, a in past
-                  if asset == row.asset and at > row.requested_at - velocity_window]
+        window = [a for at, a in past if at > row.requested_at - velocity_window]
         count = len(window) + 1
         total = sum(window, row.amount)
         limit = cfg.approval_limit(row.asset)
@@ -694,40 +797,42 @@ def _risky_session(session: Session, rows: Mapping[int, _Row], in_batch: Any,
 
 
 def _dormant(session: Session, rows: Mapping[int, _Row], cfg: ScreeningConfig,
-             hits: dict[int, list[Hit]], last_activity: dict[int, datetime]) -> None:
-    """No login or withdrawal for ``dormant_days``, then a withdrawal. Activity within
-    the look-back is known from the two passes above; for the withdrawals without any
-    there, one more set-based query finds the last activity at any time (index seeks on
-    ``(account_id, at)`` and ``(account_id, requested_at)``). Only a known earlier
-    activity makes an account dormant: an account whose history the console has never
-    seen is new to it, not asleep."""
-    missing = [wid for wid in rows if wid not in last_activity]
-    if missing:
-        w = Withdrawal
-        seen = aliased(LoginEvent, name="seen")
-        sent = aliased(Withdrawal, name="sent")
-        grace_start = shifted(w.requested_at, -cfg.dormant_grace_hours * 3600)
-        last_login = (select(func.max(seen.at))
-                      .where(seen.account_id == w.account_id, seen.success.is_(True),
-                             seen.at < grace_start).scalar_subquery())
-        last_sent = (select(func.max(sent.requested_at))
-                     .where(sent.account_id == w.account_id,
-                            sent.requested_at < grace_start).scalar_subquery())
-        for i in range(0, len(missing), 1000):
-            for wid, login_at, sent_at in session.execute(
-                    select(w.id, last_login, last_sent).where(w.id.in_(missing[i:i + 1000]))):
-                known = [t for t in (login_at, sent_at) if t is not None]
-                if known:
-                    last_activity[wid] = max(known)
-    for wid, row in rows.items():
-        last = last_activity.get(wid)
-        if last is not None and last < row.requested_at - timedelta(days=cfg.dormant_days):
-            days = (row.requested_at - last).days
-            hits[wid].append(_hit(
-                cfg, "dormant",
-                f"no login or withdrawal for {days} days before this request (last "
-                f"activity {_fmt_time(last)}; dormant after {cfg.dormant_days} days)",
-                idle_days=days, last_activity=last.isoformat()))
+             hits: dict[int, list[Hit]]) -> None:
+    """No successful login and no withdrawal between ``dormant_days`` and the grace
+    period before the request, then a withdrawal. The probe found activity in that span
+    for most rows; for the others the last activity before the grace period (any time:
+    index seeks on ``(account_id, at)`` and ``(account_id, requested_at)``) decides.
+    Only a known earlier activity makes an account dormant: an account whose history
+    the console has never seen is new to it, not asleep."""
+    missing = [wid for wid, r in rows.items() if not r.active]
+    if not missing:
+        return
+    w = Withdrawal
+    seen = aliased(LoginEvent, name="seen")
+    sent = aliased(Withdrawal, name="sent")
+    grace_start = shifted(w.requested_at, -cfg.dormant_grace_hours * 3600)
+    last_login = (select(seen.at)
+                  .where(seen.account_id == w.account_id, seen.success.is_(True),
+                         seen.at < grace_start)
+                  .order_by(seen.at.desc()).limit(1).scalar_subquery())
+    last_sent = (select(sent.requested_at)
+                 .where(sent.account_id == w.account_id, sent.requested_at < grace_start)
+                 .order_by(sent.requested_at.desc()).limit(1).scalar_subquery())
+    for chunk in _chunks(missing):
+        for wid, login_at, sent_at in session.execute(
+                select(w.id, last_login, last_sent).where(w.id.in_(chunk))):
+            known = [t for t in (login_at, sent_at) if t is not None]
+            if not known:
+                continue
+            last = max(known)
+            row = rows[wid]
+            if last < row.requested_at - timedelta(days=cfg.dormant_days):
+                days = (row.requested_at - last).days
+                hits[wid].append(_hit(
+                    cfg, "dormant",
+                    f"no login or withdrawal for {days} days before this request (last "
+                    f"activity {_fmt_time(last)}; dormant after {cfg.dormant_days} days)",
+                    idle_days=days, last_activity=last.isoformat()))
 
 
 def _row_rules(row: _Row, cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> None:
