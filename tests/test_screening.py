@@ -171,6 +171,33 @@ def test_dormant_account(runtime: Runtime) -> None:
         "2026-07-13 12:00 UTC; dormant after 90 days)")
 
 
+def test_a_withdrawal_of_another_asset_ends_dormancy(runtime: Runtime) -> None:
+    """Any withdrawal is activity (docs/screening.md), not only one of the same asset."""
+    ingest(runtime, "accounts", account("A1"))
+    ingest(runtime, "logins", *(login(f"L{d}", at=iso(timedelta(days=d))) for d in (130, 140)))
+    ingest(runtime, "withdrawals",
+           withdrawal("W0", at=iso(timedelta(days=135)), address=HOME_ADDRESS),
+           withdrawal("E0", at=iso(timedelta(days=20)), asset="ETH", amount="1",
+                      address="0xhome"))
+    assert "dormant" not in request(runtime)
+
+
+def test_history_across_batch_boundaries(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of two: each withdrawal still sees the earlier ones of other batches."""
+    monkeypatch.setattr(screening, "BATCH", 2)
+    for n in range(4):
+        ingest(rt, "withdrawals", withdrawal(f"V{n}", at=iso(timedelta(hours=5 + n)),
+                                             amount="0.01", address=HOME_ADDRESS,
+                                             available_balance="5", login_id="A1-L1"))
+    found = request(rt, amount="0.01")
+    assert found["velocity"].startswith("5 withdrawal(s) totalling 0.05 BTC in 24 h")
+    assert "velocity" not in hits(rt, "V0")  # four in 24 h, 0.04 BTC: below both limits
+    assert "new_destination" not in hits(rt, "V3")
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Withdrawal)
+                        .where(Withdrawal.screened_at.is_(None))) == 0
+
+
 def test_active_account_is_not_dormant(rt: Runtime) -> None:
     assert "dormant" not in request(rt)
 

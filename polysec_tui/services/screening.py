@@ -7,17 +7,24 @@ withdrawal's ``risk_score``; at or above ``hold_threshold`` a pending withdrawal
 ``held`` and waits for an officer (services/withdrawals.py).
 
 Set-based: withdrawals are taken in batches of ids (``BATCH``) and each batch costs a
-fixed number of queries, whatever its size: the batch itself with the login behind each
-request, its destination on the blocklist, its balance and the account's last activity
-(``dormant``, ``drains_balance``, ``address_blocklisted``); one aggregate over the
-account's successful logins (``ip_not_seen``, ``new_country``, ``new_asn``); one join
-over the account's earlier withdrawals (``amount_outlier``, ``velocity``,
-``new_destination``); one over security events and holds
-(``security_change_hold``); one over the login anomalies of the login behind the
-request (``risky_session``). Per-row windows (``requested_at - 30 days``) are computed
-by the database (:class:`_Shifted` compiles to each engine's date arithmetic). The
-median and MAD of ``amount_outlier`` are taken in Python from the rows of that one
-join, in ``Decimal``, because SQLite and MariaDB have no portable ordered-set median.
+fixed number of queries, whatever its size. The first (:func:`_batch_rows`) reads the
+batch with the login behind each request, its destination on the blocklist, its balance,
+and one probe per history rule: an ``EXISTS`` (or a small count) over an index that stops
+at its first match, answering whether the history vouches for the request (its IP,
+country and network among the account's recent logins; activity in the dormancy window;
+an earlier withdrawal to the address; earlier withdrawals of the asset that could make a
+velocity hit or an outlier). Most rows pass every probe. For the rows that do not, one
+query per rule reads the numbers the explanation carries, as before: the logins in the
+window grouped by country and network (``ip_not_seen``, ``new_country``, ``new_asn``),
+the earlier withdrawals of the asset (``amount_outlier``, ``velocity``,
+``new_destination``), the last activity (``dormant``). One join each covers security
+events and holds (``security_change_hold``), freezes (``account_frozen``) and the login
+anomalies of the login behind the request (``risky_session``). Per-row windows
+(``requested_at - 30 days``) are computed by the database (:class:`_Shifted` compiles to
+each engine's date arithmetic); where a probe only pre-selects candidates for a decision
+taken in Python, its window is a second wider so the two never disagree at the edge. The
+median and MAD of ``amount_outlier`` are taken in Python, in ``Decimal``, because SQLite
+and MariaDB have no portable ordered-set median.
 
 Idempotent: only withdrawals with ``screened_at IS NULL`` are taken, hits are unique on
 ``(withdrawal_id, rule)``, and a run locks the ``screening`` row of
@@ -46,6 +53,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    null,
     or_,
     select,
     text,
@@ -495,10 +503,25 @@ def _batch_rows(session: Session, in_batch: Any, cfg: ScreeningConfig) -> dict[i
     earlier = and_(h.account_id == w.account_id, h.status != "rejected",
                    h.requested_at <= req, or_(h.requested_at < req, h.id < w.id))
     destination_used = select(h.id).where(earlier, h.address == w.address).exists()
-    # Velocity and amount: candidates only (windows one second wider); decided in Python.
-    velocity_maybe = select(h.id).where(
+    # Velocity and amount: candidates only, decided in Python (in Decimal, to the
+    # microsecond). Velocity: over a window one second wider, enough withdrawals, or at
+    # least one and a sum (of the positive amounts, as a float) within a millionth of
+    # the asset's approval limit.
+    limits = [(asset, limit) for asset, limit in cfg.approval_limits.items()]
+    limit: ColumnElement[Any] = (
+        case(*((w.asset == asset, literal_column(repr(float(value))))
+               for asset, value in limits), else_=null()) if limits else null())
+    positive = case((_Real(h.amount) > 0, _Real(h.amount)), else_=literal_column("0"))
+    n_recent = func.count(h.id)
+    velocity_maybe = select(case(
+        (or_(n_recent + 1 >= cfg.velocity_count,
+             and_(n_recent >= 1, func.sum(positive) + _Real(w.amount)
+                  >= limit * literal_column("0.999999"))), literal_column("1")),
+        else_=literal_column("0"),
+    )).where(
         earlier, h.asset == w.asset,
-        h.requested_at >= shifted(req, -cfg.velocity_window_hours * 3600 - 1)).exists()
+        h.requested_at >= shifted(req, -cfg.velocity_window_hours * 3600 - 1),
+    ).scalar_subquery() == 1
     ratio: ColumnElement[float] = literal_column(repr(float(cfg.amount_ratio)))
     slack: ColumnElement[float] = literal_column("1.000001")
     # At least half of the earlier amounts at or below amount / ratio (necessary for the
