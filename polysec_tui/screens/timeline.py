@@ -105,12 +105,14 @@ class AppBoundScreen(ConsoleScreen):
 
 
 class DayChart(Widget):
-    """Logins per day; redrawn at its own size."""
+    """Logins per day; redrawn at its own size, and only when the days changed."""
 
     DEFAULT_CSS = "DayChart { height: 1fr; }"
     days: list[DayCount] = []
 
     def show(self, days: list[DayCount]) -> None:
+        if days == self.days:
+            return
         self.days = days
         self.refresh()
 
@@ -120,12 +122,14 @@ class DayChart(Widget):
 
 
 class LoginMap(Widget):
-    """The login places; redrawn at its own size."""
+    """The login places; redrawn at its own size, and only when the places changed."""
 
     DEFAULT_CSS = "LoginMap { height: 1fr; }"
     points: list[LocatedLogin] = []
 
     def show(self, points: list[LocatedLogin]) -> None:
+        if points == self.points:
+            return
         self.points = points
         self.refresh()
 

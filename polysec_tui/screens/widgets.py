@@ -17,6 +17,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
@@ -34,21 +35,70 @@ def safe_text(value: object, *, style: str = "", limit: int = 512) -> Text:
 
 def fill_table(table: DataTable[Text], columns: Sequence[tuple[str, str, int | None]],
                rows: Sequence[Sequence[Text]]) -> None:
-    """Replace the table's columns and rows; a column of width None is sized to its
+    """Show ``columns`` and ``rows`` in the table; a column of width None is sized to its
     content here and now.
 
     DataTable measures auto-width columns later, on idle. When the table paints before
     that (it happens right after a screen switch), the rows are cached at the headers'
     widths and stay truncated until something else clears the cache. Explicit widths
     avoid the race.
+
+    A reload mostly brings what is already shown, and rebuilding a table makes Textual
+    render every visible cell again (most of a reload's time on a full screen). So when
+    the columns (keys, labels, widths) and the number of rows are the same as shown, only
+    the cells that differ are replaced; when none differs no cell is rendered again.
+    What the officer sees afterwards is the same as after a rebuild: the cursor is back
+    on the first row and scrolled to the top (the screens then move it), and the first
+    row is announced (``RowHighlighted``) so that a detail line under the table follows.
+    Otherwise the table is rebuilt.
     """
+    spec = [(key, label, width if width is not None
+             else max([cell_len(label), *(row[index].cell_len for row in rows)]))
+            for index, (key, label, width) in enumerate(columns)]
+    if _same_columns(table, spec) and table.row_count == len(rows):
+        _update_cells(table, rows)
+        return
     table.clear(columns=True)
-    for index, (key, label, width) in enumerate(columns):
-        if width is None:
-            width = max([cell_len(label), *(row[index].cell_len for row in rows)])
+    for key, label, width in spec:
         table.add_column(label, key=key, width=width)
     for row in rows:
         table.add_row(*row)
+
+
+def _same_columns(table: DataTable[Text], spec: Sequence[tuple[str, str, int]]) -> bool:
+    shown = table.ordered_columns
+    return len(shown) == len(spec) and all(
+        column.key.value == key and column.label.plain == label and column.width == width
+        and not column.auto_width
+        for column, (key, label, width) in zip(shown, spec, strict=True))
+
+
+def _cell_key(cell: Text) -> tuple[object, ...]:
+    """What a cell looks like (``Text.__eq__`` ignores the base style and justify)."""
+    return (cell.plain, cell.style, cell.spans, cell.justify, cell.no_wrap, cell.overflow,
+            cell.end)
+
+
+def _update_cells(table: DataTable[Text], rows: Sequence[Sequence[Text]]) -> None:
+    column_keys = [column.key for column in table.ordered_columns]
+    for shown, row in zip(table.ordered_rows, rows, strict=True):
+        for column_key, old, new in zip(column_keys, table.get_row(shown.key), row,
+                                        strict=True):
+            if _cell_key(old) != _cell_key(new):
+                table.update_cell(shown.key, column_key, new)
+    # Where DataTable.clear() and the first add_row() would leave the cursor, the scroll
+    # and the hover, without its cache clearing (set_reactive: no watcher, no repaint).
+    was = table.cursor_coordinate
+    top = Coordinate(0, 0)
+    table.set_reactive(DataTable.cursor_coordinate, top)
+    table.set_reactive(DataTable.hover_coordinate, top)
+    if was != top:
+        table.refresh_row(was.row)
+        table.refresh_row(0)
+    table.scroll_x = table.scroll_y = 0
+    table.scroll_target_x = table.scroll_target_y = 0
+    if rows and table.show_cursor and table.cursor_type == "row":
+        table.post_message(DataTable.RowHighlighted(table, 0, table.ordered_rows[0].key))
 
 
 def describe_error(error: BaseException) -> str:
