@@ -190,6 +190,7 @@ def _runtime(url: str, keyring_path: Path) -> Runtime:
 
 def _fill_cache(args: argparse.Namespace, url: str, keyring_path: Path) -> None:
     """Build the unscreened database once at ``url`` (with its keyring)."""
+    keyring_path.with_suffix(".part").unlink(missing_ok=True)
     write_new_keyring(keyring_path.with_suffix(".part"), Keyring.generate())
     keyring_path.with_suffix(".part").rename(keyring_path)
     rt = _runtime(url, keyring_path)
@@ -205,8 +206,9 @@ def _fill_cache(args: argparse.Namespace, url: str, keyring_path: Path) -> None:
 def _from_cache(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> tuple[str, Path]:
     """A fresh copy of the cached unscreened database (built first if missing).
 
-    SQLite: ``DIR/<name>.db`` is copied into the temporary directory. PostgreSQL: the
-    cache is a database ``polysec_benchcache_<name>`` on the server, and each run gets
+    SQLite: ``DIR/<name>.db`` (keyring ``DIR/<name>.keyring.json``) is copied into the
+    temporary directory. PostgreSQL: the cache is a database ``polysec_benchcache_<name>``
+    on the server (keyring ``DIR/<name>.postgresql.keyring.json``), and each run gets
     ``CREATE DATABASE polysec_bench_<random> TEMPLATE`` it. Either way the copy has never
     been screened (every withdrawal ``pending``, no hits or scores), and migrations newer
     than the cache are applied to the copy.
@@ -214,9 +216,9 @@ def _from_cache(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> tup
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     name = _cache_name(args)
-    keyring_path = cache / f"{name}.keyring.json"
     began = time.monotonic()
     if args.postgres:
+        keyring_path = cache / f"{name}.postgresql.keyring.json"
         cached = f"polysec_benchcache_{name}"
         admin = make_engine(args.postgres, isolation_level="AUTOCOMMIT")
         try:
@@ -236,6 +238,7 @@ def _from_cache(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> tup
         url = (parse_url(args.postgres).set(database=copy)
                .render_as_string(hide_password=False))
     else:
+        keyring_path = cache / f"{name}.keyring.json"
         cached_db = cache / f"{name}.db"
         if not cached_db.exists() or not keyring_path.exists():
             part = cached_db.with_suffix(".part")
