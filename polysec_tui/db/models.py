@@ -130,7 +130,9 @@ class SecurityEvent(Base):
 class LoginEvent(Base):
     __tablename__ = "login_events"
     __table_args__ = (
-        Index(None, "account_id", "at"),
+        # Covering for screening's login probes and aggregates (services/screening.py);
+        # also every per-account, time-ordered read (a prefix of it).
+        Index(None, "account_id", "at", "success", "ip", "country", "asn"),
         Index(None, "ip", "at"),
         Index(None, "at"),
     )
