@@ -18,10 +18,14 @@ Why it is built this way:
   same worker refreshes the session's idle timer in the database (``authenticate``).
   Quitting ends the session (``run_app``).
 - **Navigation is a registry.** :data:`DESTINATIONS` maps a screen name to a key, a title,
-  a description and a factory ``(runtime, clock, actor) -> Screen``. Each entry becomes a
+  a description and the screen's class (``"module:Class"``, imported when needed; its
+  ``factory`` is ``(runtime, clock, actor) -> Screen``). Each entry becomes a
   Textual *mode* (its own screen stack, so a screen's modals stay with it), a key binding
   and a command-palette entry. To add a screen: write ``screens/<name>.py`` with a
   ``ConsoleScreen`` subclass and add one ``Destination`` line below.
+- **The login screen first.** Only the login and lock screens are imported with the app;
+  the destinations' modules are imported in a thread once the login screen is drawn
+  (``preload_screens``), and a login waits for that thread before it builds them.
 - **The command palette lists the actions of the current screen** (``ScreenCommands``:
   every shown binding of the screen, its focused widget and the app) and Textual's system
   commands *without* "Screenshot": screens show client data, and an SVG of them on disk is
@@ -41,12 +45,15 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from textual import events, on, work
 from textual.app import App, SystemCommand
@@ -57,19 +64,9 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from polysec_tui.errors import PolysecError
-from polysec_tui.screens.account import AccountScreen
-from polysec_tui.screens.anomalies import AnomaliesScreen
-from polysec_tui.screens.audit import AuditChecksScreen
-from polysec_tui.screens.auditlog import AuditLogScreen
-from polysec_tui.screens.backups import BackupsScreen
-from polysec_tui.screens.dashboard import DashboardScreen
-from polysec_tui.screens.incidents import IncidentsScreen
 from polysec_tui.screens.lock import LockScreen
 from polysec_tui.screens.login import LoginScreen
-from polysec_tui.screens.timeline import TimelineScreen
-from polysec_tui.screens.twofa import TwoFactorRequestsScreen
 from polysec_tui.screens.widgets import ConsoleError, describe_error
-from polysec_tui.screens.withdrawals import WithdrawalQueueScreen
 from polysec_tui.services import sessions
 from polysec_tui.services.auth import Actor
 from polysec_tui.services.runtime import Clock, Runtime
@@ -83,47 +80,63 @@ class Destination:
     key: str  # the key that shows it, also shown in the footer
     title: str
     description: str  # shown in the command palette
-    factory: Callable[[Runtime, Clock, Actor], Screen[Any]]
+    screen: str  # "module:Class", imported when first needed (see `factory`)
+    keywords: bool = False  # the class takes runtime, clock and actor as keywords
+
+    @property
+    def factory(self) -> Callable[[Runtime, Clock, Actor], Screen[Any]]:
+        """``(runtime, clock, actor) -> Screen``; imports the screen's module."""
+        module, name = self.screen.split(":")
+        cls: Any = getattr(importlib.import_module(module), name)
+        if self.keywords:
+            return lambda rt, clock, actor: cls(runtime=rt, clock=clock, actor=actor)
+        return cast(Callable[[Runtime, Clock, Actor], Screen[Any]], cls)
 
 
 # name -> destination; the first one is the home screen. Keys are digits so that they
-# never collide with a screen's own letter bindings.
+# never collide with a screen's own letter bindings. The screens' modules are imported
+# after the login screen is drawn (see `PolysecApp.preload_screens`), not before: a
+# third of the start-up time went into importing screens that the login does not need.
 DESTINATIONS: dict[str, Destination] = {
     "dashboard": Destination(
-        "1", "Dashboard", "Figures of the database and its newest events", DashboardScreen
+        "1", "Dashboard", "Figures of the database and its newest events",
+        "polysec_tui.screens.dashboard:DashboardScreen",
     ),
     "account": Destination(
-        "2", "Account", "Look up an account by id or email (PII masked)", AccountScreen
+        "2", "Account", "Look up an account by id or email (PII masked)",
+        "polysec_tui.screens.account:AccountScreen",
     ),
     "auditlog": Destination(
-        "3", "Audit log", "Officer audit log and a check of its hash chain", AuditLogScreen
+        "3", "Audit log", "Officer audit log and a check of its hash chain",
+        "polysec_tui.screens.auditlog:AuditLogScreen",
     ),
     "withdrawals": Destination(
         "4", "Withdrawals", "The review queue: held withdrawals, their rule hits, decisions",
-        WithdrawalQueueScreen,
+        "polysec_tui.screens.withdrawals:WithdrawalQueueScreen",
     ),
     "audit": Destination(
         "5", "Audit checks", "Run the audit checks; findings by severity; past runs",
-        AuditChecksScreen,
+        "polysec_tui.screens.audit:AuditChecksScreen",
     ),
     "anomalies": Destination(
         "6", "Anomalies", "Login anomalies, newest day and most severe first",
-        lambda rt, clock, actor: AnomaliesScreen(runtime=rt, clock=clock, actor=actor),
+        "polysec_tui.screens.anomalies:AnomaliesScreen", keywords=True,
     ),
     "timeline": Destination(
         "7", "Timeline", "One account's story: events, logins per day, login places",
-        lambda rt, clock, actor: TimelineScreen(runtime=rt, clock=clock, actor=actor),
+        "polysec_tui.screens.timeline:TimelineScreen", keywords=True,
     ),
     "twofa": Destination(
         "8", "2FA resets", "Client 2FA reset requests of other officers to approve or deny",
-        TwoFactorRequestsScreen,
+        "polysec_tui.screens.twofa:TwoFactorRequestsScreen",
     ),
     "backups": Destination(
-        "9", "Backups", "Encrypted backups: catalogue, create, verify, restore", BackupsScreen
+        "9", "Backups", "Encrypted backups: catalogue, create, verify, restore",
+        "polysec_tui.screens.backups:BackupsScreen",
     ),
     "incidents": Destination(
         "0", "Incidents", "Open and contained incidents; one incident's timeline and notes",
-        IncidentsScreen,
+        "polysec_tui.screens.incidents:IncidentsScreen",
     ),
 }
 HOME = next(iter(DESTINATIONS))
@@ -207,6 +220,7 @@ class PolysecApp(App[None]):
         self._initial_session = session
         self.login_screen: LoginScreen | None = None
         self.add_mode(LOGIN, self._make_login_screen)
+        self._preloading: threading.Thread | None = None
 
     def _make_login_screen(self) -> LoginScreen:
         self.login_screen = LoginScreen(self.runtime, self.clock)
@@ -216,10 +230,19 @@ class PolysecApp(App[None]):
         self.sub_title = self.runtime.database_label
         self.load_identity()
         self.set_interval(SESSION_CHECK_SECONDS, self.check_session)
+        self.call_after_refresh(self.preload_screens)
         if self._initial_session is not None:
             token, actor = self._initial_session
             self._initial_session = None
             self.start_session(token, actor)
+
+    def preload_screens(self) -> None:
+        """Once the first frame is drawn: import the destinations' modules in a thread
+        while the officer types (start-up draws the login screen without them)."""
+        if self._preloading is None:
+            self._preloading = threading.Thread(target=_import_destinations,
+                                                name="polysec-preload", daemon=True)
+            self._preloading.start()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="identity")
     def load_identity(self) -> None:
@@ -240,6 +263,10 @@ class PolysecApp(App[None]):
         """Build the destinations for ``actor`` and show the home screen."""
         self.actor, self.token, self.locked = actor, token, False
         self.last_input = self._last_touch = self.clock()
+        if self._preloading is not None:
+            # Never import a module in two threads at once (module locks); the officer
+            # took longer to log in than the imports take, so this rarely waits.
+            self._preloading.join()
         for name, dest in DESTINATIONS.items():
             self.add_mode(name, partial(dest.factory, self.runtime, self.clock, actor))
         self.switch_mode(HOME)
@@ -361,6 +388,13 @@ class PolysecApp(App[None]):
             report = f"polysec: internal error: {name} (set POLYSEC_DEBUG=1 for details)"
         self._exit_renderables.append(report)
         self._close_messages_no_wait()
+
+
+def _import_destinations() -> None:
+    for dest in DESTINATIONS.values():
+        # A module that fails here fails again in `Destination.factory`, which reports it.
+        with contextlib.suppress(Exception):
+            importlib.import_module(dest.screen.split(":")[0])
 
 
 def run_app(runtime: Runtime) -> None:
