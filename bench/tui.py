@@ -111,24 +111,79 @@ def _startup_once(env: dict[str, str]) -> float:
         subprocess.run([*TMUX, "kill-session", "-t", name], capture_output=True)
 
 
-async def open_queue(rt: Runtime, session: tuple[str, Actor], rounds: int) -> list[float]:
+class Frames:
+    """When the app wrote each frame (Textual's ``App._display``: what a terminal gets)."""
+
+    def __init__(self, app: Any) -> None:
+        self.times: list[float] = []
+        display = app._display
+
+        def timed(screen: Any, renderable: Any) -> None:
+            display(screen, renderable)
+            self.times.append(time.perf_counter())
+
+        app._display = timed
+
+    async def after(self, moment: float, wait: float = 0.25) -> float:
+        """The first frame written after ``moment``; ``moment`` itself when none comes
+        within ``wait`` s (nothing on screen had to change)."""
+        deadline = time.perf_counter() + wait
+        while time.perf_counter() < deadline:
+            later = [t for t in self.times if t >= moment]
+            if later:
+                return later[0]
+            await asyncio.sleep(0.001)
+        return moment
+
+
+async def _press(app: Any, frames: Frames, key: str, changed: Any, what: str) -> float:
+    """Key-press to the frame that shows its result, without Pilot's idle waits (each
+    ``pilot.press`` and ``pilot.pause`` sleeps at least 20 ms until the process looks
+    idle, which the Pilot figures include): the key event is posted, the result is
+    polled every millisecond and the time is that of the first frame written after it
+    (or of the result itself when it changed nothing on screen)."""
+    from textual import events
+
+    began = time.perf_counter()
+    app.post_message(events.Key(key, key))
+    deadline = began + 60
+    while not changed():
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"{what} did not happen within 60 s")
+        await asyncio.sleep(0.001)
+    return (await frames.after(time.perf_counter()) - began) * 1000
+
+
+async def open_queue(rt: Runtime, session: tuple[str, Actor], rounds: int
+                     ) -> dict[str, list[float]]:
     """From pressing ``4`` on the dashboard until the queue's first page is on screen,
-    in a fresh app each round (the screen is composed the first time it is shown)."""
+    in a fresh app each round (the screen is composed the first time it is shown):
+    ``rounds`` apps timed with Pilot (as bench/screening.py does), ``rounds`` by frames."""
     from polysec_tui.app import PolysecApp
     from polysec_tui.screens.withdrawals import WithdrawalQueueScreen
 
-    async def once(app: PolysecApp) -> float:
+    async def once(app: PolysecApp, by_frames: bool) -> float:
+        frames = Frames(app)
         async with app.run_test(size=(160, 48)) as pilot:
             await _until(pilot, lambda: app.actor is not None, "the login")
             await pilot.pause(0.2)  # the dashboard is up (and its first load under way)
+
+            def shown() -> bool:
+                return (isinstance(app.screen, WithdrawalQueueScreen)
+                        and app.screen.page is not None)
+
+            if by_frames:
+                return await _press(app, frames, "4", shown, "the queue")
             began = time.perf_counter()
             await pilot.press("4")
-            await _until(pilot, lambda: isinstance(app.screen, WithdrawalQueueScreen)
-                         and app.screen.page is not None, "the queue")
+            await _until(pilot, shown, "the queue")
             await pilot.pause()  # the repaint of the first page
             return (time.perf_counter() - began) * 1000
 
-    return [await once(PolysecApp(rt, session=session)) for _ in range(rounds)]
+    return {"queue_open": [await once(PolysecApp(rt, session=session), False)
+                           for _ in range(rounds)],
+            "queue_open_frames": [await once(PolysecApp(rt, session=session), True)
+                                  for _ in range(rounds)]}
 
 
 async def _until(pilot: Any, done: Any, what: str) -> None:
@@ -141,12 +196,32 @@ async def _until(pilot: Any, done: Any, what: str) -> None:
 
 async def repaint(rt: Runtime, session: tuple[str, Actor], account: str,
                   rounds: int) -> dict[str, list[float]]:
+    """``r`` on the queue, then on the timeline: ``rounds`` times with Pilot (press,
+    poll, pause: the method of the figures before 2026-11-24), ``rounds`` by frames."""
     from polysec_tui.app import PolysecApp
     from polysec_tui.screens.timeline import TimelineScreen
     from polysec_tui.screens.withdrawals import WithdrawalQueueScreen
 
-    out: dict[str, list[float]] = {"queue_reload": [], "timeline_reload": []}
+    out: dict[str, list[float]] = {"queue_reload": [], "timeline_reload": [],
+                                   "queue_reload_frames": [],
+                                   "timeline_reload_frames": []}
     app = PolysecApp(rt, session=session)
+    frames = Frames(app)
+
+    async def reload(name: str, current: Any) -> None:
+        for _ in range(rounds):
+            before = current()
+            began = time.perf_counter()
+            await pilot.press("r")
+            await _until(pilot, lambda before=before: current() is not before, name)
+            await pilot.pause()  # the repaint
+            out[name].append((time.perf_counter() - began) * 1000)
+        for _ in range(rounds):
+            before = current()
+            out[f"{name}_frames"].append(await _press(
+                app, frames, "r", lambda before=before: current() is not before, name))
+            await pilot.pause()
+
     async with app.run_test(size=(160, 48)) as pilot:
         await _until(pilot, lambda: app.actor is not None, "the login")
         await pilot.press("4")
@@ -154,26 +229,12 @@ async def repaint(rt: Runtime, session: tuple[str, Actor], account: str,
                      and app.screen.page, "the queue")
         queue = app.screen
         assert isinstance(queue, WithdrawalQueueScreen)
-        for _ in range(rounds):
-            before = queue.page
-            began = time.perf_counter()
-            await pilot.press("r")
-            await _until(pilot, lambda before=before: queue.page is not before,
-                         "the queue reload")
-            await pilot.pause()  # the repaint of the new rows
-            out["queue_reload"].append((time.perf_counter() - began) * 1000)
+        await reload("queue_reload", lambda: queue.page)
         screen = TimelineScreen(runtime=rt, clock=rt.clock, actor=session[1])
         screen.ident = account
         await app.push_screen(screen)
         await _until(pilot, lambda: screen.data is not None, "the timeline")
-        for _ in range(rounds):
-            before_data = screen.data
-            began = time.perf_counter()
-            await pilot.press("r")
-            await _until(pilot, lambda before=before_data: screen.data is not before,
-                         "the timeline reload")
-            await pilot.pause()
-            out["timeline_reload"].append((time.perf_counter() - began) * 1000)
+        await reload("timeline_reload", lambda: screen.data)
     return out
 
 
@@ -181,7 +242,7 @@ async def screens(rt: Runtime, session: tuple[str, Actor], account: str,
                   args: argparse.Namespace) -> dict[str, list[float]]:
     found = await repaint(rt, session, account, args.rounds)
     if args.open_rounds:
-        found["queue_open"] = await open_queue(rt, session, args.open_rounds)
+        found.update(await open_queue(rt, session, args.open_rounds))
     return found
 
 
@@ -259,7 +320,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             profiler.disable()
             profiler.dump_stats(args.profile)
         for key, samples in found_ms.items():
-            kept = samples if key == "queue_open" else samples[1:]  # reloads: 1 warm-up
+            kept = samples if key.startswith("queue_open") else samples[1:]  # 1 warm-up
             out[f"{key}_ms_median"] = round(statistics.median(kept), 1)
             out[f"{key}_ms_max"] = round(max(kept), 1)
         out["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
