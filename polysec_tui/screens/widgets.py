@@ -11,6 +11,7 @@ as markup, and markup can carry ``[@click=app.quit]`` actions.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -170,6 +171,28 @@ class FigureCard(Static):
         self.set_class(alert, "-alert")
 
 
+class ConsoleFooter(Footer):
+    """Textual's footer, rebuilt only when what it shows changed.
+
+    Footer recomposes itself (a dozen key widgets, each restyled) on every "bindings
+    updated" signal: each focus change, mode switch and screen stack change, often with
+    the same bindings. Opening a screen sent about twenty of them, a third of its time.
+    Here the signal is ignored when the shown bindings are those already drawn.
+    """
+
+    _drawn: tuple[object, ...] | None = None
+
+    def bindings_changed(self, screen: Screen[Any]) -> None:
+        if screen.app.app_focus and self.is_attached and screen is self.screen:
+            shown = tuple((binding, enabled, tooltip)
+                          for _node, binding, enabled, tooltip
+                          in screen.active_bindings.values())
+            if shown == self._drawn:
+                return
+            self._drawn = shown
+        super().bindings_changed(screen)
+
+
 class ConsoleScreen(Screen[None]):
     """Base of the console's top-level screens (one per navigation entry).
 
@@ -190,7 +213,7 @@ class ConsoleScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield TopBar(self.runtime.database_label, self.TITLE_TEXT)
         yield from self.compose_body()
-        yield Footer()
+        yield ConsoleFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()
