@@ -99,7 +99,7 @@ RULES = (
 SECURITY_CHANGES = ("2fa_reset", "2fa_change", "password_change", "email_change")
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 LOCK_NAME = "screening"
-BATCH = 5_000
+BATCH = 20_000
 SQLITE_CACHE_KIB = 65_536  # per connection, while screening
 
 # Per-asset amounts above which an approval needs a second officer (about USD 50,000 at
