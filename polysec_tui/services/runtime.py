@@ -93,7 +93,7 @@ def open_runtime(
     engine = make_engine(settings.db_url)
     check_connection(engine)
     keyring = load_keyring(settings.keyring_path)
-    if require_schema:
+    if require_schema and not migrate.schema_is_current(engine):
         current = migrate.current_revision(engine)
         head = migrate.head_revision()
         if current is None:
