@@ -47,6 +47,7 @@ from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine
+from polysec_tui.errors import RefusedError
 from polysec_tui.services import officers, screening, sessions
 from polysec_tui.services.auth import Actor
 from polysec_tui.services.runtime import Runtime
@@ -308,8 +309,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _progress(out)
         from polysec_tui.crypto import totp
 
-        session = sessions.login(rt, "chief", PASSWORD,
-                                 totp.code_at(found["secret"], rt.clock()))
+        try:
+            session = sessions.login(rt, "chief", PASSWORD,
+                                     totp.code_at(found["secret"], rt.clock()))
+        except RefusedError:  # a cached database: this code was used by the last run
+            time.sleep(31 - time.time() % 30)
+            session = sessions.login(rt, "chief", PASSWORD,
+                                     totp.code_at(found["secret"], rt.clock()))
         if args.profile is not None:
             import cProfile
 
