@@ -198,14 +198,15 @@ async def _until(pilot: Any, done: Any, what: str) -> None:
 async def repaint(rt: Runtime, session: tuple[str, Actor], account: str,
                   rounds: int) -> dict[str, list[float]]:
     """``r`` on the queue, then on the timeline: ``rounds`` times with Pilot (press,
-    poll, pause: the method of the figures before 2026-11-24), ``rounds`` by frames."""
+    poll, pause: the method of the figures before 2026-11-24), ``rounds`` by frames;
+    and by frames ``n``/``p`` on the queue (a page of other rows each time)."""
     from polysec_tui.app import PolysecApp
     from polysec_tui.screens.timeline import TimelineScreen
     from polysec_tui.screens.withdrawals import WithdrawalQueueScreen
 
     out: dict[str, list[float]] = {"queue_reload": [], "timeline_reload": [],
                                    "queue_reload_frames": [],
-                                   "timeline_reload_frames": []}
+                                   "timeline_reload_frames": [], "queue_page_frames": []}
     app = PolysecApp(rt, session=session)
     frames = Frames(app)
 
@@ -231,6 +232,13 @@ async def repaint(rt: Runtime, session: tuple[str, Actor], account: str,
         queue = app.screen
         assert isinstance(queue, WithdrawalQueueScreen)
         await reload("queue_reload", lambda: queue.page)
+        # Other rows on screen: the next page and back (every visible cell is new).
+        for step in range(rounds):
+            before = queue.page
+            out["queue_page_frames"].append(await _press(
+                app, frames, "n" if step % 2 == 0 else "p",
+                lambda before=before: queue.page is not before, "the next page"))
+            await pilot.pause()
         screen = TimelineScreen(runtime=rt, clock=rt.clock, actor=session[1])
         screen.ident = account
         await app.push_screen(screen)
