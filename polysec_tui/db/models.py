@@ -168,9 +168,10 @@ class Withdrawal(Base):
         Index(None, "address"),
         Index(None, "status", "risk_score"),
         Index(None, "screened_at"),
-        # Covering for screening's history probes (services/screening.py).
+        # Covering for screening's history probes (services/screening.py); the id too:
+        # "earlier" breaks ties on it, and PostgreSQL would otherwise visit the heap.
         Index("ix_withdrawals_account_history", "account_id", "requested_at", "asset",
-              "status", "amount", "address"),
+              "status", "amount", "address", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

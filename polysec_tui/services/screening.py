@@ -522,7 +522,7 @@ def _batch_rows(session: Session, in_batch: Any, cfg: ScreeningConfig) -> dict[i
         case(*((w.asset == asset, literal_column(repr(float(value))))
                for asset, value in limits), else_=null()) if limits else null())
     positive = case((_Real(h.amount) > 0, _Real(h.amount)), else_=literal_column("0"))
-    n_recent = func.count(h.id)
+    n_recent = func.count()
     velocity_maybe = select(case(
         (or_(n_recent + 1 >= cfg.velocity_count,
              and_(n_recent >= 1, func.sum(positive) + _Real(w.amount)
@@ -545,8 +545,8 @@ def _batch_rows(session: Session, in_batch: Any, cfg: ScreeningConfig) -> dict[i
             earlier, h.asset == w.asset,
             h.requested_at >= shifted(req, -cfg.amount_history_days * day - 1),
             h.requested_at < shifted(req, -cfg.amount_history_days * day + 1)).exists(),
-        select(case((and_(func.count(h.id) >= cfg.amount_min_history,
-                          func.sum(low) >= func.count(h.id)), one), else_=zero))
+        select(case((and_(func.count() >= cfg.amount_min_history,
+                          func.sum(low) >= func.count()), one), else_=zero))
         .where(earlier, h.asset == w.asset, h.requested_at >= amount_from)
         .scalar_subquery() == 1,
     )
@@ -682,7 +682,7 @@ def _history_rules(session: Session, rows: Mapping[int, _Row], cfg: ScreeningCon
     earlier_n: dict[int, int] = {}
     for chunk in _chunks(new_dest):
         earlier_n.update((wid, int(n)) for wid, n in session.execute(
-            select(w.id, func.count(h.id)).join(h, same_asset)
+            select(w.id, func.count()).join(h, same_asset)
             .where(w.id.in_(chunk)).group_by(w.id)))
     for wid in new_dest:
         row = rows[wid]

@@ -30,7 +30,7 @@ def upgrade() -> None:
     with op.batch_alter_table('withdrawals', schema=None) as batch_op:
         batch_op.create_index('ix_withdrawals_account_history',
                               ['account_id', 'requested_at', 'asset', 'status', 'amount',
-                               'address'], unique=False)
+                               'address', 'id'], unique=False)
 
 
 def downgrade() -> None:
