@@ -398,22 +398,24 @@ def _screen_batch(session: Session, lo: int, hi: int, cfg: ScreeningConfig,
         if status == "pending" and score >= cfg.hold_threshold:
             status = "held"
             held += 1
-        updates.append({"b_id": wid, "b_score": score, "b_status": status})
+        updates.append({"b_id": wid, "b_now": now, "b_score": score, "b_status": status})
         for h in found:
             counts[h.rule] = counts.get(h.rule, 0) + 1
             flags.append({"withdrawal_id": wid, "rule": h.rule, "score": h.score,
                           "explanation": h.explanation, "details": h.details,
                           "created_at": now})
-    # Core statements: one set-based UPDATE marks the batch screened (score 0), then
-    # one executemany for the withdrawals that scored.
+    # Core statements: one executemany for the withdrawals that scored, then one
+    # set-based UPDATE marks the rest of the batch screened (score 0). Each row is
+    # written once (on PostgreSQL every update leaves a dead row version behind).
     table = cast(Table, Withdrawal.__table__)
-    session.execute(update(table).where(in_batch).values(screened_at=now, risk_score=0.0))
     if flags:
         session.execute(insert(cast(Table, WithdrawalFlag.__table__)), flags)
         session.execute(
             update(table).where(table.c.id == bindparam("b_id"))
-            .values(risk_score=bindparam("b_score"), status=bindparam("b_status")),
+            .values(screened_at=bindparam("b_now"), risk_score=bindparam("b_score"),
+                    status=bindparam("b_status")),
             updates)
+    session.execute(update(table).where(in_batch).values(screened_at=now, risk_score=0.0))
     return len(rows), held, counts
 
 
