@@ -446,11 +446,12 @@ def _batch_rows(session: Session, in_batch: Any, cfg: ScreeningConfig) -> dict[i
     Where the request came from: the login behind it, else (the platform did not name
     it) the country and network of the request IP's most recent login (any account),
     one index seek on ``(ip, at)``. Then one probe per rule that the history can vouch
-    against, each an ``EXISTS`` that stops at its first match (index seeks on
-    ``(account_id, at)``, ``(account_id, requested_at)``): the request IP among the
-    account's recent successful logins, its country, its network; any activity between
-    ``dormant_days`` and the grace period; an earlier withdrawal to the address; an
-    earlier withdrawal of the asset in the velocity window; and whether the earlier
+    against, each an ``EXISTS`` (or a small count) that stops at its first match over
+    the covering indexes of migration 0007: the request IP among the account's recent
+    successful logins, its country, its network (usually one login vouches for all
+    three); any activity between ``dormant_days`` and the grace period; an earlier
+    withdrawal to the address; enough withdrawals of the asset in the velocity window,
+    or a sum near its approval limit; and whether the earlier
     amounts could make this one an outlier at all (enough of them, and at least half of
     them at or below ``amount / amount_ratio``: necessary for the median to be). Only
     the rows whose probe fails are looked at further, by the rule functions below.
