@@ -84,6 +84,12 @@ async def quiet(pilot: Pilot[Any]) -> None:
     high findings): a snapshot is of the screen under them."""
     await pilot.app.workers.wait_for_complete()
     pilot.app.clear_notifications()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+    # A table that moved its cursor scrolls after the next refresh (call_after_refresh),
+    # and its scrollbar follows a frame later: under load one pause could catch the rows
+    # scrolled and the scrollbar not yet. Give those frames time to land.
+    await pilot.pause(0.1)
     await pilot.pause()
 
 

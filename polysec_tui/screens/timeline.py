@@ -269,6 +269,9 @@ class TimelineScreen(AppBoundScreen):
                            ("what", "What", what), ("badges", "Findings", findings)], rows)
         if rows:
             table.move_cursor(row=len(rows) - 1)
+            # The table scrolls to the cursor after the next refresh; lay the screen out
+            # again then, or its scrollbar keeps the thumb where it was drawn first.
+            table.call_after_refresh(self.refresh, layout=True)
             self._detail(len(rows) - 1)
         else:
             self.query_one("#tl-detail", Static).update(Text("no events"))
