@@ -20,7 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from polysec_tui.errors import ConflictError, PolysecError
-from polysec_tui.screens.widgets import describe_error, fill_table, safe_text
+from polysec_tui.screens.widgets import describe_error, fill_table, move_cursor_to, safe_text
 from polysec_tui.services import alerts
 from polysec_tui.services.alerts import Alert
 from polysec_tui.services.auth import Actor
@@ -113,7 +113,7 @@ class AlertsScreen(ModalScreen[int]):
         row = table.cursor_row
         self._fill()
         if self.items:
-            table.move_cursor(row=min(row, len(self.items) - 1))
+            move_cursor_to(table, min(row, len(self.items) - 1))
 
     def _failed(self, alert: Alert, text: str) -> None:
         self._pending.discard(alert.key)

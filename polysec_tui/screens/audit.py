@@ -23,7 +23,7 @@ from textual.widgets import DataTable, ProgressBar, SelectionList, Static
 from textual.worker import get_current_worker
 
 from polysec_tui.errors import InputError, RefusedError
-from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
+from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_to, safe_text
 from polysec_tui.services import audit_checks
 from polysec_tui.services.audit_checks import AuditRunReport, Finding, RunSummary
 from polysec_tui.services.auth import Actor
@@ -241,7 +241,7 @@ class AuditChecksScreen(ConsoleScreen):
             for f in self._findings
         ])
         if self._findings:
-            table.move_cursor(row=0)
+            move_cursor_to(table, 0)
 
     def _status(self, text: str, *, fail: bool = False) -> None:
         status = self.query_one("#audit-run-status", Static)

@@ -32,7 +32,7 @@ from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from polysec_tui.errors import PolysecError
-from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
+from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_to, safe_text
 from polysec_tui.services import backups, sessions
 from polysec_tui.services.auth import Actor
 from polysec_tui.services.backups import BackupView
@@ -276,7 +276,7 @@ class BackupsScreen(ConsoleScreen):
         cursor = table.cursor_row
         fill_table(table, COLUMNS, [self._row(v, now) for v in self.views])
         if self.views:
-            table.move_cursor(row=min(cursor, len(self.views) - 1))
+            move_cursor_to(table, min(cursor, len(self.views) - 1))
         newest = last_good(self.views)
         if newest is None:
             text, stale = "NO good backup in the catalogue", True

@@ -49,7 +49,13 @@ from textual.widgets import DataTable, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from polysec_tui.screens.alerts import AlertsScreen
-from polysec_tui.screens.widgets import ConsoleScreen, FigureCard, fill_table, safe_text
+from polysec_tui.screens.widgets import (
+    ConsoleScreen,
+    FigureCard,
+    fill_table,
+    move_cursor_to,
+    safe_text,
+)
 from polysec_tui.services import live
 from polysec_tui.services.alerts import Alert
 from polysec_tui.services.auth import Actor
@@ -385,4 +391,4 @@ class DashboardScreen(ConsoleScreen):
             ("detail", "Detail", None),
         ], rows)
         if events:
-            table.move_cursor(row=min(row, len(events) - 1))
+            move_cursor_to(table, min(row, len(events) - 1))

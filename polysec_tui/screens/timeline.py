@@ -42,7 +42,7 @@ from textual.worker import get_current_worker
 from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.screens.charts import day_chart, location_map
 from polysec_tui.screens.protection import PROTECTION_BINDINGS, protect
-from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
+from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_to, safe_text
 from polysec_tui.services import timeline
 from polysec_tui.services.auth import Actor
 from polysec_tui.services.runtime import Clock, Runtime
@@ -268,10 +268,7 @@ class TimelineScreen(AppBoundScreen):
         fill_table(table, [("at", "When (UTC)", 11), ("type", "Event", 12),
                            ("what", "What", what), ("badges", "Findings", findings)], rows)
         if rows:
-            table.move_cursor(row=len(rows) - 1)
-            # The table scrolls to the cursor after the next refresh; lay the screen out
-            # again then, or its scrollbar keeps the thumb where it was drawn first.
-            table.call_after_refresh(self.refresh, layout=True)
+            move_cursor_to(table, len(rows) - 1)
             self._detail(len(rows) - 1)
         else:
             self.query_one("#tl-detail", Static).update(Text("no events"))

@@ -66,6 +66,17 @@ def fill_table(table: DataTable[Text], columns: Sequence[tuple[str, str, int | N
         table.add_row(*row)
 
 
+def move_cursor_to(table: DataTable[Text], row: int) -> None:
+    """Put the cursor on ``row`` (after `fill_table`), scrolling to it.
+
+    DataTable scrolls to the cursor after the next refresh, and its scrollbar was then
+    left drawn where it was (the thumb at the top of a table scrolled to its end) until
+    something laid the screen out again; the scrollbar is repainted after that scroll.
+    """
+    table.move_cursor(row=row)
+    table.call_after_refresh(table.vertical_scrollbar.refresh)
+
+
 def _same_columns(table: DataTable[Text], spec: Sequence[tuple[str, str, int]]) -> bool:
     shown = table.ordered_columns
     return len(shown) == len(spec) and all(

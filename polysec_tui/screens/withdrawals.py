@@ -35,7 +35,7 @@ from textual.worker import get_current_worker
 
 from polysec_tui.errors import PolysecError
 from polysec_tui.screens.protection import PROTECTION_BINDINGS, protect
-from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
+from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_to, safe_text
 from polysec_tui.services import withdrawals as service
 from polysec_tui.services.auth import Actor
 from polysec_tui.services.runtime import Clock, Runtime
@@ -161,7 +161,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
                            ("id", "Withdrawal", None), ("account", "Account", None),
                            ("claimed", "Claimed by", 10), ("rules", "Rules", None)], rows)
         if rows:
-            table.move_cursor(row=min(cursor, len(rows) - 1))
+            move_cursor_to(table, min(cursor, len(rows) - 1))
         first = page.offset + 1 if page.items else 0
         filters = [f"asset {self.asset}"] if self.asset else []
         filters += [f"rule {self.rule}"] if self.rule else []
