@@ -234,6 +234,15 @@ def test_a_version_1_backup_still_opens_and_its_payload_digest_is_checked():
     assert got == bytes(range(256)) * 2 + b"polysec v1 fixture\n"
     assert env.read_header(io.BytesIO(blob)).version == 1
     assert manifest["payload_sha256"] == hashlib.sha256(got).hexdigest()
+    # A v1 manifest whose plaintext digest is wrong, sealed with the backup's own key
+    # (only a recipient could do it): the digest is really checked.
+    header = env.read_header(io.BytesIO(blob))
+    _payload, manifest_key = env._payload_keys(env._unwrap(header, identity), header.backup_id)
+    forged = dict(manifest, payload_sha256="00" * 32)
+    sealed = manifest_key.encrypt(env.ZERO_NONCE, env.canonical_json(forged), header.digest)
+    at = frames(blob)[-1][0]
+    bad = blob[:at] + struct.pack(">cI", env.KIND_MANIFEST, len(sealed)) + sealed
+    assert reason(bad, identity).startswith("the manifest's payload_sha256 '0000")
 
 
 def test_new_backups_are_version_2_without_a_plaintext_digest(alice):
