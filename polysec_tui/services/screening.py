@@ -100,7 +100,7 @@ SECURITY_CHANGES = ("2fa_reset", "2fa_change", "password_change", "email_change"
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 LOCK_NAME = "screening"
 BATCH = 20_000
-SQLITE_CACHE_KIB = 65_536  # per connection, while screening
+SQLITE_CACHE_KIB = 65_536  # page cache of the screening connection
 
 # Per-asset amounts above which an approval needs a second officer (about USD 50,000 at
 # the demo's reference prices) and at which the 24 h velocity sum fires.
@@ -298,6 +298,8 @@ def screen(rt: Runtime, actor: Actor, *, config: ScreeningConfig | None = None,
             if dialect == "sqlite":
                 # The probes seek all over the logins and withdrawals indexes; SQLite's
                 # default page cache (2 MiB) would reread their upper pages every time.
+                # The setting stays with the pooled connection: a ceiling, filled only as
+                # pages are read, so nothing is allocated unless they are read again.
                 session.execute(text(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}"))
             if dialect == "postgresql":
                 # psycopg prepares repeated statements; PostgreSQL's generic plan for
