@@ -314,3 +314,114 @@ def test_without_the_login_the_request_ip_locates_the_request(rt: Runtime) -> No
     found = hits(rt, "T9")
     assert "country BR" in found["new_country"] and "AS28573" in found["new_asn"]
     assert "ip_not_seen" in found
+
+
+def _mixed_backlog(rt: Runtime) -> None:
+    """Twelve unscreened withdrawals of A1: ordinary ones, new addresses, unknown IPs,
+    a drain and an outlier, spread over the last hours."""
+    ingest(rt, "withdrawals", *(
+        withdrawal(f"M{n}", at=iso(timedelta(minutes=300 - 20 * n)),
+                   amount=("7.5" if n == 7 else "0.35"),
+                   address=(f"bc1qelsewhere{n}" if n % 3 == 0 else HOME_ADDRESS),
+                   ip=("198.51.100.9" if n % 4 == 1 else "203.0.113.7"),
+                   available_balance=("0.36" if n == 5 else "50"), login_id="A1-L1")
+        for n in range(12)))
+
+
+def _outcome(rt: Runtime) -> dict[str, tuple[str, float | None, dict[str, str]]]:
+    """Each withdrawal's status, score and hits."""
+    with rt.sessions() as s:
+        flags: dict[int, dict[str, str]] = {}
+        for f in s.scalars(select(WithdrawalFlag)):
+            flags.setdefault(f.withdrawal_id, {})[f.rule] = f.explanation
+        return {w.external_id: (w.status, w.risk_score, flags.get(w.id, {}))
+                for w in s.scalars(select(Withdrawal))}
+
+
+def _unscreen(rt: Runtime, ext_prefix: str) -> None:
+    with rt.transaction() as s:
+        ids = select(Withdrawal.id).where(Withdrawal.external_id.startswith(ext_prefix))
+        s.execute(WithdrawalFlag.__table__.delete().where(  # type: ignore[attr-defined]
+            WithdrawalFlag.withdrawal_id.in_(ids)))
+        s.execute(update(Withdrawal).where(Withdrawal.id.in_(ids))
+                  .values(screened_at=None, risk_score=None, status="pending"))
+
+
+def test_worker_processes_judge_as_this_process_does(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backlog of several batches is judged by worker processes while this one writes;
+    the hits, scores and holds are exactly those of judging here, batch after batch."""
+    monkeypatch.setattr(screening, "BATCH", 3)
+    started = []
+    real_pool = screening._worker_pool
+    monkeypatch.setattr(screening, "_worker_pool",
+                        lambda rt, n: started.append(n) or real_pool(rt, n))
+    _mixed_backlog(rt)
+    in_here = screening.screen(rt, CRON, workers=0)
+    inline = _outcome(rt)
+    _unscreen(rt, "M")
+    by_workers = screening.screen(rt, CRON, workers=2)
+    assert started == [2]  # and not for the in-process run
+    assert _outcome(rt) == inline
+    assert by_workers.screened == in_here.screened == 12
+    assert by_workers.hits == in_here.hits and by_workers.held == in_here.held >= 1
+    assert {"new_destination", "ip_not_seen", "drains_balance", "amount_outlier"} <= set(
+        by_workers.hits)
+
+
+def test_two_runs_at_once_screen_each_withdrawal_once(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Concurrent runs judge the same batches, but each withdrawal's verdict is written
+    by one of them only: the writer skips what another run screened meanwhile."""
+    import threading
+
+    monkeypatch.setattr(screening, "BATCH", 2)
+    _mixed_backlog(rt)
+    reports: list[screening.ScreenReport] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            reports.append(screening.screen(rt, CRON, workers=0))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(r.screened for r in reports) == 12
+    together = _outcome(rt)
+    _unscreen(rt, "M")
+    screening.screen(rt, CRON, workers=0)
+    assert _outcome(rt) == together  # the same verdicts as one run alone, none twice
+
+
+def test_a_withdrawal_committed_late_into_a_judged_range_waits(rt: Runtime) -> None:
+    """A row that appears inside a batch's id range after the batch was judged (ids are
+    not committed in order) is not marked screened with the batch: the next run judges it."""
+    ingest(rt, "withdrawals", *(
+        withdrawal(f"R{n}", at=iso(timedelta(hours=3 - n)), address=f"bc1qfresh{n}",
+                   available_balance="5", login_id="A1-L1") for n in range(3)))
+    with rt.sessions() as s:
+        ids = list(s.scalars(select(Withdrawal.id).where(Withdrawal.external_id
+                                                          .startswith("R"))
+                             .order_by(Withdrawal.id)))
+    with rt.transaction() as s:  # R1 "not yet committed" while the batch is judged
+        s.execute(update(Withdrawal).where(Withdrawal.id == ids[1])
+                  .values(screened_at=FIXED_NOW))
+    verdict = screening._judge(rt.sessions, ids, screening.ScreeningConfig())
+    assert verdict.judged == [ids[0], ids[2]]
+    with rt.transaction() as s:
+        s.execute(update(Withdrawal).where(Withdrawal.id == ids[1]).values(screened_at=None))
+    report = screening.ScreenReport()
+    screening._record(rt, verdict, screening.ScreeningConfig(), report)
+    assert report.screened == 2
+    assert status(rt, "R1") == "pending" and hits(rt, "R1") == {}
+    with rt.sessions() as s:
+        assert s.scalar(select(Withdrawal.screened_at)
+                        .where(Withdrawal.id == ids[1])) is None
+    assert screening.screen(rt, CRON).screened == 1
+    assert "new_destination" in hits(rt, "R1")

@@ -163,13 +163,13 @@ class Withdrawal(Base):
     __tablename__ = "withdrawals"
     __table_args__ = (
         Index(None, "status", "requested_at"),
-        Index(None, "account_id", "requested_at"),
         Index(None, "requested_at"),
         Index(None, "address"),
         Index(None, "status", "risk_score"),
         Index(None, "screened_at"),
         # Covering for screening's history probes (services/screening.py); the id too:
         # "earlier" breaks ties on it, and PostgreSQL would otherwise visit the heap.
+        # Also every other read of an account's withdrawals by time (same prefix).
         Index("ix_withdrawals_account_history", "account_id", "requested_at", "asset",
               "status", "amount", "address", "id"),
     )

@@ -523,6 +523,14 @@ class DriverInsert:
         return int(result.rowcount)
 
 
+def driver_insert(dialect: Dialect, table: Table, keys: tuple[str, ...]) -> DriverInsert | None:
+    """The SQLite or PostgreSQL bulk insert of rows with these keys, or None to take the
+    general path (MariaDB, or rows that leave a column to SQLAlchemy)."""
+    build = {"sqlite": DriverInsert.for_sqlite,
+             "postgresql": DriverInsert.for_postgresql}.get(dialect.name)
+    return None if build is None else build(dialect, table, keys)
+
+
 @contextmanager
 def sqlite_bulk_cache(session: Session) -> Iterator[None]:
     """A bigger (bounded) SQLite page cache while one ingest runs, then the old size."""
@@ -757,17 +765,12 @@ class Ingestor:
         general path (MariaDB)."""
         if not rows:
             return None
-        dialect = session.get_bind().dialect
-        build = {"sqlite": DriverInsert.for_sqlite,
-                 "postgresql": DriverInsert.for_postgresql}.get(dialect.name)
-        if build is None:
-            return None
         keys = tuple(next(iter(rows.values())))
         if any(len(row) != len(keys) for row in rows.values()):
             return None  # rows of different shapes (not produced by our parsers)
         key = (table.name, keys)
         if key not in self._writers:
-            self._writers[key] = build(dialect, table, keys)
+            self._writers[key] = driver_insert(session.get_bind().dialect, table, keys)
         return self._writers[key]
 
     def _write_accounts(self, session: Session, batch: list[tuple[int, Parsed]]) -> None:

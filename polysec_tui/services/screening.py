@@ -35,20 +35,24 @@ defaults and their reasons: docs/screening.md.
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
+import os
 import time
-from collections import defaultdict
-from collections.abc import Mapping
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, cast
+from functools import partial
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
     Float,
     Table,
     and_,
-    bindparam,
     case,
     func,
     insert,
@@ -60,11 +64,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from polysec_tui.config import Settings
+from polysec_tui.db.engine import make_engine, session_factory
 from polysec_tui.db.models import (
     Account,
     AnalysisCheckpoint,
@@ -80,6 +85,7 @@ from polysec_tui.db.models import (
 from polysec_tui.db.types import UTCDateTime, canonical_decimal
 from polysec_tui.errors import InputError
 from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.ingest import driver_insert
 from polysec_tui.services.runtime import Runtime
 
 RULES = (
@@ -100,7 +106,10 @@ SECURITY_CHANGES = ("2fa_reset", "2fa_change", "password_change", "email_change"
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 LOCK_NAME = "screening"
 BATCH = 20_000
+PARALLEL_FROM = 3  # batches of backlog from which worker processes pay off
 SQLITE_CACHE_KIB = 65_536  # page cache of the screening connection
+
+_T = TypeVar("_T")
 
 # Per-asset amounts above which an approval needs a second officer (about USD 50,000 at
 # the demo's reference prices) and at which the 24 h velocity sum fires.
@@ -138,6 +147,7 @@ class ScreeningConfig:
     drain_share: Decimal = Decimal("0.9")
     risky_session_min_severity: str = "medium"
     review_sla_hours: float = 4.0
+    workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     approval_limits: dict[str, Decimal] = field(
         default_factory=lambda: dict(DEFAULT_APPROVAL_LIMITS))
@@ -284,52 +294,97 @@ def _median(values: list[Decimal]) -> Decimal:
 
 
 def screen(rt: Runtime, actor: Actor, *, config: ScreeningConfig | None = None,
-           limit: int | None = None) -> ScreenReport:
-    """Screen every withdrawal not screened yet (at most ``limit``); audited."""
+           limit: int | None = None, workers: int | None = None) -> ScreenReport:
+    """Screen every withdrawal not screened yet (at most ``limit``); audited.
+
+    Each batch is judged (:func:`_judge`: reads only) apart from the writing of its
+    verdict (:func:`_record`: one transaction, under the screening lock). When the
+    backlog spans ``PARALLEL_FROM`` batches or more, ``workers`` processes (default
+    ``[screening] workers``) judge the next batches on the other cores while this one
+    writes; verdicts are written in batch order either way.
+    """
     require(actor, "withdrawals.screen")
     cfg = config or load_config(rt.settings)
     began = time.monotonic()
     report = ScreenReport()
-    after = 0
-    while limit is None or report.screened < limit:
-        size = BATCH if limit is None else min(BATCH, limit - report.screened)
-        with rt.transaction() as session:
-            dialect = session.get_bind().dialect.name
-            if dialect == "sqlite":
-                # The probes seek all over the logins and withdrawals indexes; SQLite's
-                # default page cache (2 MiB) would reread their upper pages every time.
-                # The setting stays with the pooled connection: a ceiling, filled only as
-                # pages are read, so nothing is allocated unless they are read again.
-                session.execute(text(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}"))
-            if dialect == "postgresql":
-                # psycopg prepares repeated statements; PostgreSQL's generic plan for
-                # them guesses `status != $1` matches one row and nests loops over the
-                # whole table. Plan each batch with its real values instead.
-                session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-                # The batch query's estimated cost (thousands of index probes) switches the
-                # JIT on, and compiling its expressions took 3.1 s of a 3.8 s batch of
-                # 20,000; the probes themselves are index seeks that gain nothing from it.
-                session.execute(text("SET LOCAL jit = off"))
-            _lock(session, rt.clock())
-            ids = list(session.scalars(
-                select(Withdrawal.id)
-                .where(Withdrawal.screened_at.is_(None), Withdrawal.id > after)
-                .order_by(Withdrawal.id).limit(size)
-            ))
-            if not ids:
-                break
-            after = ids[-1]
-            screened, held, counts = _screen_batch(session, ids[0], ids[-1], cfg, rt.clock())
-        report.screened += screened
-        report.held += held
-        for rule, n in counts.items():
-            report.hits[rule] = report.hits.get(rule, 0) + n
+    batches = _batches(rt, limit)
+    first = list(itertools.islice(batches, PARALLEL_FROM))
+    n = cfg.workers if workers is None else workers
+    if n < 1 or len(first) < PARALLEL_FROM or not _shareable(rt):
+        n = 0
+    pool: Executor = _worker_pool(rt, n) if n else _Inline()
+    judge = _judge_in_worker if n else partial(_judge, rt.sessions)
+    try:
+        verdicts: deque[Future[_Verdict]] = deque()
+        for ids in itertools.chain(first, batches):
+            verdicts.append(pool.submit(judge, ids, cfg))
+            # Keep every worker busy while this process writes.
+            if len(verdicts) > n:
+                _record(rt, verdicts.popleft().result(), cfg, report)
+        while verdicts:
+            _record(rt, verdicts.popleft().result(), cfg, report)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     report.seconds = time.monotonic() - began
     with rt.transaction() as session:
         rt.audit.append(session, officer=actor.name, action="withdrawals.screen",
                         at=rt.clock(), target=None,
                         details=report.as_dict() | {"seconds": None})
     return report
+
+
+def _batches(rt: Runtime, limit: int | None) -> Iterator[list[int]]:
+    """The ids of the unscreened withdrawals, in batches of ``BATCH``, oldest first."""
+    after, left = 0, limit
+    while left is None or left > 0:
+        size = BATCH if left is None else min(BATCH, left)
+        with rt.sessions() as session:
+            ids = list(session.scalars(
+                select(Withdrawal.id)
+                .where(Withdrawal.screened_at.is_(None), Withdrawal.id > after)
+                .order_by(Withdrawal.id).limit(size)))
+        if not ids:
+            return
+        yield ids
+        after = ids[-1]
+        if left is not None:
+            left -= len(ids)
+
+
+class _Inline(Executor):
+    """Runs each call at once, in this process (small backlogs, in-memory databases)."""
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        future: Future[_T] = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def _shareable(rt: Runtime) -> bool:
+    """Whether other processes can open the database (not an in-memory SQLite one)."""
+    url = rt.engine.url
+    return url.get_backend_name() != "sqlite" or url.database not in (None, "", ":memory:")
+
+
+_worker_sessions: sessionmaker[Session] | None = None
+
+
+def _worker_pool(rt: Runtime, n: int) -> ProcessPoolExecutor:
+    # Spawned, not forked: a forked child would inherit this process's pooled
+    # connections. The URL (password included) reaches the workers through a pipe.
+    return ProcessPoolExecutor(
+        n, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+        initargs=(rt.engine.url.render_as_string(hide_password=False),))
+
+
+def _start_worker(url: str) -> None:
+    global _worker_sessions
+    _worker_sessions = session_factory(make_engine(url, create_dir=False))
+
+
+def _judge_in_worker(ids: list[int], cfg: ScreeningConfig) -> _Verdict:
+    assert _worker_sessions is not None, "not started by _worker_pool"
+    return _judge(_worker_sessions, ids, cfg)
 
 
 def _lock(session: Session, now: datetime) -> None:
@@ -369,56 +424,128 @@ class _Row:
     outlier_maybe: bool
 
 
-def _screen_batch(session: Session, lo: int, hi: int, cfg: ScreeningConfig,
-                  now: datetime) -> tuple[int, int, dict[str, int]]:
+@dataclass(frozen=True)
+class _Verdict:
+    """A judged batch: every withdrawal read, and the hits and status (as read) of those
+    that scored. Plain data, so that it can cross from a worker process."""
+
+    judged: list[int]
+    hits: dict[int, list[Hit]]
+    status: dict[int, str]
+
+
+def _judge(sessions: sessionmaker[Session], ids: list[int],
+           cfg: ScreeningConfig) -> _Verdict:
+    """Run every rule over the batch ``ids[0]..ids[-1]``, in one snapshot; no writes."""
     w = Withdrawal
-    in_batch = and_(w.id >= lo, w.id <= hi, w.screened_at.is_(None))
-    rows = _batch_rows(session, in_batch, cfg)
-    if not rows:
-        return 0, 0, {}
-    hits: dict[int, list[Hit]] = defaultdict(list)
-    _login_rules(session, rows, cfg, hits)
-    _history_rules(session, rows, cfg, hits)
-    _security_rules(session, rows, in_batch, cfg, hits)
-    _frozen(session, in_batch, cfg, hits)
-    _risky_session(session, rows, in_batch, cfg, hits)
-    _dormant(session, rows, cfg, hits)
+    in_batch = and_(w.id >= ids[0], w.id <= ids[-1], w.screened_at.is_(None))
+    with sessions() as session, session.begin():
+        dialect = session.get_bind().dialect.name
+        if dialect == "sqlite":
+            # The probes seek all over the logins and withdrawals indexes; SQLite's
+            # default page cache (2 MiB) would reread their upper pages every time.
+            # The setting stays with the pooled connection: a ceiling, filled only as
+            # pages are read, so nothing is allocated unless they are read again.
+            session.execute(text(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}"))
+        if dialect == "postgresql":
+            # One snapshot for the batch's queries, as SQLite and MariaDB give.
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            # psycopg prepares repeated statements; PostgreSQL's generic plan for
+            # them guesses `status != $1` matches one row and nests loops over the
+            # whole table. Plan each batch with its real values instead.
+            session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+            # The batch query's estimated cost (thousands of index probes) switches the
+            # JIT on, and compiling its expressions took 3.1 s of a 3.8 s batch of
+            # 20,000; the probes themselves are index seeks that gain nothing from it.
+            session.execute(text("SET LOCAL jit = off"))
+        rows = _batch_rows(session, in_batch, cfg)
+        hits: dict[int, list[Hit]] = defaultdict(list)
+        _login_rules(session, rows, cfg, hits)
+        _history_rules(session, rows, cfg, hits)
+        _security_rules(session, rows, in_batch, cfg, hits)
+        _frozen(session, in_batch, cfg, hits)
+        _risky_session(session, rows, in_batch, cfg, hits)
+        _dormant(session, rows, cfg, hits)
     for row in rows.values():
         _row_rules(row, cfg, hits)
-
-    flags: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    counts: dict[str, int] = {}
-    held = 0
     order = {rule: i for i, rule in enumerate(RULES)}
-    for wid, found in hits.items():
-        if not found:
-            continue
-        found.sort(key=lambda h: order[h.rule])
-        score = round(sum(h.score for h in found), 2)
-        status = rows[wid].status
-        if status == "pending" and score >= cfg.hold_threshold:
-            status = "held"
-            held += 1
-        updates.append({"b_id": wid, "b_now": now, "b_score": score, "b_status": status})
-        for h in found:
-            counts[h.rule] = counts.get(h.rule, 0) + 1
-            flags.append({"withdrawal_id": wid, "rule": h.rule, "score": h.score,
-                          "explanation": h.explanation, "details": h.details,
-                          "created_at": now})
-    # Core statements: one executemany for the withdrawals that scored, then one
-    # set-based UPDATE marks the rest of the batch screened (score 0). Each row is
-    # written once (on PostgreSQL every update leaves a dead row version behind).
+    scored = {wid: sorted(found, key=lambda h: order[h.rule])
+              for wid, found in hits.items() if found and wid in rows}
+    return _Verdict(sorted(rows), scored, {wid: rows[wid].status for wid in scored})
+
+
+def _record(rt: Runtime, verdict: _Verdict, cfg: ScreeningConfig,
+            report: ScreenReport) -> None:
+    """Write one verdict: the hits, and each withdrawal's score and screening time.
+
+    Only withdrawals still unscreened are written (a concurrent run may have taken some
+    meanwhile), and only those judged: one the platform committed later, with an id in
+    the batch's range, waits for the next run. Each row is written once, and its status
+    only where it changes: an UPDATE of an indexed column rewrites that index entry
+    (and on PostgreSQL, every index entry of the row)."""
+    w = Withdrawal
     table = cast(Table, Withdrawal.__table__)
-    if flags:
-        session.execute(insert(cast(Table, WithdrawalFlag.__table__)), flags)
-        session.execute(
-            update(table).where(table.c.id == bindparam("b_id"))
-            .values(screened_at=bindparam("b_now"), risk_score=bindparam("b_score"),
-                    status=bindparam("b_status")),
-            updates)
-    session.execute(update(table).where(in_batch).values(screened_at=now, risk_score=0.0))
-    return len(rows), held, counts
+    with rt.transaction() as session:
+        now = rt.clock()
+        _lock(session, now)
+        spans = _spans(verdict.judged)
+        unscreened: set[int] = set()
+        for group in _chunks(spans, 100):
+            unscreened.update(session.scalars(select(w.id).where(
+                or_(*(w.id.between(lo, hi) for lo, hi in group)), w.screened_at.is_(None))))
+        flags: list[dict[str, Any]] = []
+        # Grouped by score and hold: one set-based UPDATE per group (a batch has a few
+        # dozen distinct scores).
+        scored: dict[tuple[float, bool], list[int]] = defaultdict(list)
+        for wid, found in verdict.hits.items():
+            if wid not in unscreened:
+                continue
+            score = round(sum(h.score for h in found), 2)
+            hold = verdict.status[wid] == "pending" and score >= cfg.hold_threshold
+            report.held += hold
+            scored[(score, hold)].append(wid)
+            for h in found:
+                report.hits[h.rule] = report.hits.get(h.rule, 0) + 1
+                flags.append({"withdrawal_id": wid, "rule": h.rule, "score": h.score,
+                              "explanation": h.explanation, "details": h.details,
+                              "created_at": now})
+        if flags:
+            _insert_flags(session, flags)
+        for (score, hold), wids in scored.items():
+            values: dict[str, Any] = {"screened_at": now, "risk_score": score}
+            if hold:  # unless an officer took it since it was judged
+                values["status"] = case((table.c.status == "pending", "held"),
+                                        else_=table.c.status)
+            for chunk in _chunks(wids):
+                session.execute(update(table).where(table.c.id.in_(chunk)).values(values))
+        # The rest scored nothing.
+        for group in _chunks(spans, 100):
+            session.execute(
+                update(table)
+                .where(or_(*(w.id.between(lo, hi) for lo, hi in group)),
+                       w.screened_at.is_(None))
+                .values(screened_at=now, risk_score=0.0))
+        report.screened += len(unscreened)
+
+
+def _spans(ids: list[int]) -> list[tuple[int, int]]:
+    """Sorted ids as runs of consecutive ids: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    spans: list[tuple[int, int]] = []
+    for i in ids:
+        if spans and spans[-1][1] == i - 1:
+            spans[-1] = (spans[-1][0], i)
+        else:
+            spans.append((i, i))
+    return spans
+
+
+def _insert_flags(session: Session, flags: list[dict[str, Any]]) -> None:
+    table = cast(Table, WithdrawalFlag.__table__)
+    writer = driver_insert(session.get_bind().dialect, table, tuple(flags[0]))
+    if writer is None:
+        session.execute(insert(table), flags)
+    else:
+        writer.execute(session.connection(), flags)
 
 
 class _Real(FunctionElement[float]):
@@ -582,8 +709,8 @@ def _hit(cfg: ScreeningConfig, rule: str, explanation: str, **details: Any) -> H
     return Hit(rule, cfg.weight(rule), explanation, details)
 
 
-def _chunks(ids: list[int], size: int = 1000) -> list[list[int]]:
-    return [ids[i:i + size] for i in range(0, len(ids), size)]
+def _chunks(items: list[_T], size: int = 1000) -> list[list[_T]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 # ------------------------------------------------------------------ login history
