@@ -352,10 +352,14 @@ def test_worker_processes_judge_as_this_process_does(
     """A backlog of several batches is judged by worker processes while this one writes;
     the hits, scores and holds are exactly those of judging here, batch after batch."""
     monkeypatch.setattr(screening, "BATCH", 3)
-    started = []
+    started: list[int] = []
     real_pool = screening._worker_pool
-    monkeypatch.setattr(screening, "_worker_pool",
-                        lambda rt, n: started.append(n) or real_pool(rt, n))
+
+    def spy(rt: Runtime, n: int) -> screening.ProcessPoolExecutor:
+        started.append(n)
+        return real_pool(rt, n)
+
+    monkeypatch.setattr(screening, "_worker_pool", spy)
     _mixed_backlog(rt)
     in_here = screening.screen(rt, CRON, workers=0)
     inline = _outcome(rt)
