@@ -4,6 +4,7 @@ databases (the per-row windows are each engine's own date arithmetic)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 
@@ -355,7 +356,7 @@ def test_worker_processes_judge_as_this_process_does(
     started: list[int] = []
     real_pool = screening._worker_pool
 
-    def spy(rt: Runtime, n: int) -> screening.ProcessPoolExecutor:
+    def spy(rt: Runtime, n: int) -> ProcessPoolExecutor:
         started.append(n)
         return real_pool(rt, n)
 
