@@ -600,14 +600,7 @@ def _batch_rows(conn: Connection, in_batch: Any, cfg: ScreeningConfig) -> dict[i
     day = 86_400
     latest = (select(by_ip.id).where(by_ip.ip == w.ip, by_ip.at <= w.requested_at)
               .order_by(by_ip.at.desc()).limit(1).scalar_subquery())
-    located = (
-        select(w.id.label("wid"), behind.id.label("behind_id"),
-               case((behind.id.is_(None), latest), else_=None).label("geo_id"))
-        .outerjoin(behind, behind.external_id == w.login_external_id)
-        .where(in_batch)
-        .subquery("located")
-    )
-    named = located.c.behind_id.is_not(None)
+    named = behind.id.is_not(None)
     country = case((named, behind.country), else_=geo.country)
     asn = case((named, behind.asn), else_=geo.asn)
     ref_at = func.coalesce(behind.at, w.requested_at)
@@ -695,13 +688,14 @@ def _batch_rows(conn: Connection, in_batch: Any, cfg: ScreeningConfig) -> dict[i
             w.login_external_id, country, asn, BlockedAddress.reason, BlockedAddress.added_at,
             seen, active, destination_used, velocity_maybe, outlier_maybe,
         )
-        .select_from(located)
-        .join(w, w.id == located.c.wid)
-        .outerjoin(behind, behind.id == located.c.behind_id)
-        .outerjoin(geo, geo.id == located.c.geo_id)
+        .select_from(w)
+        .outerjoin(behind, behind.external_id == w.login_external_id)
+        # The request IP's latest login only where the platform named none.
+        .outerjoin(geo, geo.id == case((named, None), else_=latest))
         .outerjoin(Balance, and_(Balance.account_id == w.account_id,
                                  Balance.asset == w.asset))
         .outerjoin(BlockedAddress, BlockedAddress.address == w.address)
+        .where(in_batch)
     )
     rows: dict[int, _Row] = {}
     for r in conn.execute(query):
