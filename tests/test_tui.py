@@ -86,11 +86,22 @@ async def quiet(pilot: Pilot[Any]) -> None:
     pilot.app.clear_notifications()
     await pilot.wait_for_scheduled_animations()
     await pilot.pause()
-    # A table that moved its cursor scrolls after the next refresh (call_after_refresh),
-    # and its scrollbar follows a frame later: under load one pause could catch the rows
-    # scrolled and the scrollbar not yet. Give those frames time to land.
-    await pilot.pause(0.1)
-    await pilot.pause()
+    await until_painted(pilot)
+
+
+async def until_painted(pilot: Pilot[Any]) -> None:
+    """Until two screenshots 50 ms apart are the same. A table that moved its cursor
+    scrolls after the next refresh, and its scrollbar is repainted after another one;
+    on a busy machine a fixed pause caught the rows scrolled and the scrollbar not yet
+    (the timeline snapshot failed 2 runs in 8 with both cores busy)."""
+    previous = pilot.app.export_screenshot()
+    for _ in range(40):
+        await pilot.pause(0.05)
+        current = pilot.app.export_screenshot()
+        if current == previous:
+            return
+        previous = current
+    raise AssertionError("the screen was still changing after 2 s")
 
 
 async def settle(pilot: Pilot[Any]) -> None:

@@ -10,8 +10,10 @@ as markup, and markup can carry ``[@click=app.quit]`` actions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -69,12 +71,33 @@ def fill_table(table: DataTable[Text], columns: Sequence[tuple[str, str, int | N
 def move_cursor_to(table: DataTable[Text], row: int) -> None:
     """Put the cursor on ``row`` (after `fill_table`), scrolling to it.
 
-    DataTable scrolls to the cursor after the next refresh, and its scrollbar was then
-    left drawn where it was (the thumb at the top of a table scrolled to its end) until
-    something laid the screen out again; the scrollbar is repainted after that scroll.
+    DataTable scrolls to the cursor after the next refresh. Textual moves a scrollbar's
+    thumb only when the table scrolls while the scrollbar is shown. When the rows just
+    added are laid out only after that scroll, the scrollbar appears afterwards with its
+    thumb where it was: at the top of a table scrolled to its end. So the thumb is also
+    put in place when the scrollbar appears.
     """
+    table.watch(table, "show_vertical_scrollbar", _thumb_follower(table), init=False)
     table.move_cursor(row=row)
-    table.call_after_refresh(table.vertical_scrollbar.refresh)
+
+
+_thumb_followers: WeakKeyDictionary[DataTable[Text], Callable[[bool], None]] = (
+    WeakKeyDictionary())
+
+
+def _thumb_follower(table: DataTable[Text]) -> Callable[[bool], None]:
+    """One watcher per table (Textual registers a callback once; this is the same one)."""
+    follower = _thumb_followers.get(table)
+    if follower is None:
+        ref = weakref.ref(table)
+
+        def follower(shown: bool) -> None:
+            current = ref()
+            if shown and current is not None:
+                current.vertical_scrollbar.position = current.scroll_y
+
+        _thumb_followers[table] = follower
+    return follower
 
 
 def _same_columns(table: DataTable[Text], spec: Sequence[tuple[str, str, int]]) -> bool:
