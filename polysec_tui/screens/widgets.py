@@ -13,7 +13,6 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -81,8 +80,8 @@ def move_cursor_to(table: DataTable[Text], row: int) -> None:
     table.move_cursor(row=row)
 
 
-_thumb_followers: WeakKeyDictionary[DataTable[Text], Callable[[bool], None]] = (
-    WeakKeyDictionary())
+_thumb_followers: weakref.WeakKeyDictionary[DataTable[Text], Callable[[bool], None]] = (
+    weakref.WeakKeyDictionary())
 
 
 def _thumb_follower(table: DataTable[Text]) -> Callable[[bool], None]:
