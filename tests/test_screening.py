@@ -7,6 +7,7 @@ from __future__ import annotations
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -430,3 +431,42 @@ def test_a_withdrawal_committed_late_into_a_judged_range_waits(rt: Runtime) -> N
                         .where(Withdrawal.id == ids[1])) is None
     assert screening.screen(rt, CRON).screened == 1
     assert "new_destination" in hits(rt, "R1")
+
+
+def _judged(rt: Runtime, ext: str, **extra: Any) -> screening._Verdict:
+    """An unscreened withdrawal that scores above the threshold, judged, not recorded."""
+    ingest(rt, "withdrawals", withdrawal(ext, at=iso(timedelta(hours=1)), amount="4.2",
+                                         address="bc1qnew", ip="198.51.100.9",
+                                         available_balance="5", **extra))
+    with rt.sessions() as s:
+        wid = s.scalars(select(Withdrawal.id).where(Withdrawal.external_id == ext)).one()
+    return screening._judge(rt.sessions, [wid], screening.ScreeningConfig())
+
+
+def test_a_verdict_recorded_twice_is_written_once(rt: Runtime) -> None:
+    """Two runs that judged the same batch: the second to record writes nothing."""
+    verdict = _judged(rt, "D1")
+    first, second = screening.ScreenReport(), screening.ScreenReport()
+    screening._record(rt, verdict, screening.ScreeningConfig(), first)
+    flags_after_first = hits(rt, "D1")
+    screening._record(rt, verdict, screening.ScreeningConfig(), second)
+    assert (first.screened, first.held) == (1, 1) and len(flags_after_first) >= 3
+    assert (second.screened, second.held, second.hits) == (0, 0, {})
+    assert hits(rt, "D1") == flags_after_first and status(rt, "D1") == "held"
+
+
+def test_a_withdrawal_an_officer_took_while_it_was_judged_keeps_its_status(
+        rt: Runtime) -> None:
+    """Claimed between judging and recording: scored and screened, not held over the
+    officer's claim, and not counted as held."""
+    verdict = _judged(rt, "D2")
+    with rt.transaction() as s:
+        s.execute(update(Withdrawal).where(Withdrawal.external_id == "D2")
+                  .values(status="in_review"))
+    report = screening.ScreenReport()
+    screening._record(rt, verdict, screening.ScreeningConfig(), report)
+    assert (report.screened, report.held) == (1, 0)
+    assert status(rt, "D2") == "in_review" and "new_destination" in hits(rt, "D2")
+    with rt.sessions() as s:
+        score = s.scalar(select(Withdrawal.risk_score).where(Withdrawal.external_id == "D2"))
+    assert score is not None and score >= 50

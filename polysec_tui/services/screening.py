@@ -508,7 +508,6 @@ def _record(rt: Runtime, verdict: _Verdict, cfg: ScreeningConfig,
                 continue
             score = round(sum(h.score for h in found), 2)
             hold = verdict.status[wid] == "pending" and score >= cfg.hold_threshold
-            report.held += hold
             scored[(score, hold)].append(wid)
             for h in found:
                 report.hits[h.rule] = report.hits.get(h.rule, 0) + 1
@@ -518,12 +517,16 @@ def _record(rt: Runtime, verdict: _Verdict, cfg: ScreeningConfig,
         if flags:
             _insert_flags(session, flags)
         for (score, hold), wids in scored.items():
-            values: dict[str, Any] = {"screened_at": now, "risk_score": score}
-            if hold:  # unless an officer took it since it was judged
-                values["status"] = case((table.c.status == "pending", "held"),
-                                        else_=table.c.status)
             for chunk in _chunks(wids):
-                session.execute(update(table).where(table.c.id.in_(chunk)).values(values))
+                if hold:  # those still pending: an officer may have taken one meanwhile
+                    held = session.execute(
+                        update(table)
+                        .where(table.c.id.in_(chunk), table.c.status == "pending")
+                        .values(screened_at=now, risk_score=score, status="held"))
+                    report.held += held.rowcount  # type: ignore[attr-defined]
+                session.execute(
+                    update(table).where(table.c.id.in_(chunk), table.c.screened_at.is_(None))
+                    .values(screened_at=now, risk_score=score))
         # The rest scored nothing.
         for group in _chunks(spans, 100):
             session.execute(
