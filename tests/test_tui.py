@@ -90,10 +90,9 @@ async def quiet(pilot: Pilot[Any]) -> None:
 
 
 async def until_painted(pilot: Pilot[Any]) -> None:
-    """Until two screenshots 50 ms apart are the same. A table that moved its cursor
-    scrolls after the next refresh, and its scrollbar is repainted after another one;
-    on a busy machine a fixed pause caught the rows scrolled and the scrollbar not yet
-    (the timeline snapshot failed 2 runs in 8 with both cores busy)."""
+    """Until two screenshots 50 ms apart are the same: on a busy machine a fixed pause
+    can catch a screen between two of its refreshes (a table scrolls to its cursor only
+    after the next one)."""
     previous = pilot.app.export_screenshot()
     for _ in range(40):
         await pilot.pause(0.05)

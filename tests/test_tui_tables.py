@@ -1,7 +1,8 @@
 """`screens.widgets.fill_table`: a reload that brings the same rows renders nothing again
 (that is what makes `r` on the queue and the timeline fast), a reload with other rows
 shows them, and either way the table ends as a rebuild would leave it: the cursor on the
-first row, scrolled to the top, the first row announced."""
+first row, scrolled to the top, the first row announced. `move_cursor_to` keeps the
+scrollbar's thumb where the table scrolled."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable
 
-from polysec_tui.screens.widgets import fill_table
+from polysec_tui.screens.widgets import fill_table, move_cursor_to
 from tests.test_tui import sync
 
 COLUMNS: list[tuple[str, str, int | None]] = [("n", "N", 4), ("what", "What", None)]
@@ -79,3 +80,23 @@ async def test_changed_rows_are_shown() -> None:
         fill_table(table, COLUMNS, [])
         await pilot.pause()
         assert table.row_count == 0
+
+
+@sync
+async def test_the_scrollbar_thumb_follows_a_scroll_made_while_it_was_hidden() -> None:
+    """`move_cursor_to`: Textual moves the thumb only on a scroll while the scrollbar is
+    shown. When the table scrolled to its cursor before the new rows were laid out, the
+    scrollbar appeared afterwards with its thumb at the top (a flaky timeline snapshot
+    under load). Here that order is made certain: the scroll lands while it is hidden."""
+    app = TableApp()
+    async with app.run_test(size=(40, 12)) as pilot:
+        table: DataTable[Text] = app.query_one(DataTable)
+        fill_table(table, COLUMNS, rows(30))
+        move_cursor_to(table, 29)
+        await pilot.pause()
+        await pilot.pause()
+        assert table.scroll_y == table.max_scroll_y > 0
+        table.show_vertical_scrollbar = False
+        table.vertical_scrollbar.position = 0  # what a scroll while hidden leaves
+        table.show_vertical_scrollbar = True
+        assert table.vertical_scrollbar.position == table.scroll_y
