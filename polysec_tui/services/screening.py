@@ -38,17 +38,16 @@ defaults and their reasons: docs/screening.md.
 from __future__ import annotations
 
 import itertools
-import multiprocessing
 import os
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -90,6 +89,9 @@ from polysec_tui.errors import InputError
 from polysec_tui.services.auth import Actor, require
 from polysec_tui.services.ingest import driver_insert
 from polysec_tui.services.runtime import Runtime
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 RULES = (
     "ip_not_seen",
@@ -373,6 +375,11 @@ _worker_sessions: sessionmaker[Session] | None = None
 
 
 def _worker_pool(rt: Runtime, n: int) -> ProcessPoolExecutor:
+    # Imported here: multiprocessing is not needed by the console, which imports this
+    # module for its rule names and settings.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     # Spawned, not forked: a forked child would inherit this process's pooled
     # connections. The URL (password included) reaches the workers through a pipe.
     return ProcessPoolExecutor(
