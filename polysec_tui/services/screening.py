@@ -525,15 +525,23 @@ def _record(rt: Runtime, verdict: _Verdict, cfg: ScreeningConfig,
             _insert_flags(session, flags)
         for (score, hold), wids in scored.items():
             for chunk in _chunks(wids):
-                if hold:  # those still pending: an officer may have taken one meanwhile
-                    held = session.execute(
-                        update(table)
-                        .where(table.c.id.in_(chunk), table.c.status == "pending")
-                        .values(screened_at=now, risk_score=score, status="held"))
-                    report.held += held.rowcount  # type: ignore[attr-defined]
-                session.execute(
-                    update(table).where(table.c.id.in_(chunk), table.c.screened_at.is_(None))
-                    .values(screened_at=now, risk_score=score))
+                held: list[int] = []
+                if hold:  # those still pending: an officer may have claimed one since
+                    # Filtered here, not by `status = 'pending'` in the WHERE: SQLite
+                    # would then scan the status index (every pending withdrawal).
+                    held = [wid for wid, now_status in session.execute(
+                        select(table.c.id, table.c.status)
+                        .where(table.c.id.in_(chunk)).with_for_update())
+                            if now_status == "pending"]
+                    if held:
+                        session.execute(update(table).where(table.c.id.in_(held))
+                                        .values(screened_at=now, risk_score=score,
+                                                status="held"))
+                    report.held += len(held)
+                rest = [wid for wid in chunk if wid not in held]
+                if rest:
+                    session.execute(update(table).where(table.c.id.in_(rest))
+                                    .values(screened_at=now, risk_score=score))
         # The rest scored nothing.
         for group in _chunks(spans, 100):
             session.execute(
