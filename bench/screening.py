@@ -15,6 +15,7 @@ Then it times:
 
 1. ``withdrawals screen`` over all of them (withdrawals screened per second), with the
    CPU seconds of this process (which writes) and of the worker processes (which judge);
+   then a second run, which finds nothing left to screen (what a cron run costs);
 2. opening the queue: ``list_queue`` (median of 21 calls, warm) for the default view
    (open: held first, by risk), sorted by amount, and the ``pending`` view;
 3. the queue screen in the real Textual app (headless, 160x48): from pressing ``4`` until
@@ -287,6 +288,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out["held"] = report.held
             out["hits"] = report.hits
             _progress(out)
+            # A cron run with nothing left: the walk that finds the unscreened.
+            began = time.monotonic()
+            assert screening.screen(rt, actor).screened == 0
+            out["screen_nothing_left_s"] = round(time.monotonic() - began, 2)
 
             with engine.connect() as conn:
                 out["held_rows"] = conn.scalar(select(func.count()).select_from(Withdrawal)

@@ -31,6 +31,7 @@ from polysec_tui.db.models import (
     LoginAnomaly,
     LoginEvent,
     Withdrawal,
+    WithdrawalScreening,
 )
 from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.screens import dashboard as dashboard_screen
@@ -82,9 +83,11 @@ def add_anomaly(rt: Runtime, login_ext: str, severity: str, *, kind: str = "impo
 def hold(rt: Runtime, external_id: str) -> int:
     with rt.transaction() as s:
         s.execute(update(Withdrawal).where(Withdrawal.external_id == external_id)
-                  .values(status="held", screened_at=FIXED_NOW, risk_score=80.0))
-        return int(s.scalar(select(Withdrawal.id).where(Withdrawal.external_id == external_id))
-                   or 0)
+                  .values(status="held"))
+        wid = int(s.scalar(select(Withdrawal.id).where(Withdrawal.external_id == external_id))
+                  or 0)
+        s.add(WithdrawalScreening(withdrawal_id=wid, screened_at=FIXED_NOW, risk_score=80.0))
+        return wid
 
 
 def withdraw(rt: Runtime, ext: str, asset: str, amount: str, minutes_ago: float = 1) -> None:

@@ -10,10 +10,17 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from polysec_tui.config import Settings
-from polysec_tui.db.models import Hold, LoginAnomaly, LoginEvent, Withdrawal, WithdrawalFlag
+from polysec_tui.db.models import (
+    Hold,
+    LoginAnomaly,
+    LoginEvent,
+    Withdrawal,
+    WithdrawalFlag,
+    WithdrawalScreening,
+)
 from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.services import blocklist, screening
 from polysec_tui.services.auth import Actor
@@ -43,7 +50,9 @@ def test_ordinary_withdrawal_fires_nothing_and_stays_pending(rt: Runtime) -> Non
     assert status(rt, "T1") == "pending"
     with rt.sessions() as s:
         wd = s.scalars(select(Withdrawal).where(Withdrawal.external_id == "T1")).one()
-        assert wd.screened_at == FIXED_NOW and wd.risk_score == 0
+        verdict = s.get(WithdrawalScreening, wd.id)
+        assert verdict is not None
+        assert verdict.screened_at == FIXED_NOW and verdict.risk_score == 0
 
 
 def test_ip_not_seen(rt: Runtime) -> None:
@@ -196,8 +205,8 @@ def test_history_across_batch_boundaries(rt: Runtime, monkeypatch: pytest.Monkey
     assert "velocity" not in hits(rt, "V0")  # four in 24 h, 0.04 BTC: below both limits
     assert "new_destination" not in hits(rt, "V3")
     with rt.sessions() as s:
-        assert s.scalar(select(func.count()).select_from(Withdrawal)
-                        .where(Withdrawal.screened_at.is_(None))) == 0
+        assert s.scalar(select(func.count()).select_from(Withdrawal)) == s.scalar(
+            select(func.count()).select_from(WithdrawalScreening))
 
 
 def test_active_account_is_not_dormant(rt: Runtime) -> None:
@@ -336,8 +345,11 @@ def _outcome(rt: Runtime) -> dict[str, tuple[str, float | None, dict[str, str]]]
         flags: dict[int, dict[str, str]] = {}
         for f in s.scalars(select(WithdrawalFlag)):
             flags.setdefault(f.withdrawal_id, {})[f.rule] = f.explanation
-        return {w.external_id: (w.status, w.risk_score, flags.get(w.id, {}))
-                for w in s.scalars(select(Withdrawal))}
+        return {w.external_id: (w.status, risk, flags.get(w.id, {}))
+                for w, risk in s.execute(
+                    select(Withdrawal, WithdrawalScreening.risk_score).outerjoin(
+                        WithdrawalScreening,
+                        WithdrawalScreening.withdrawal_id == Withdrawal.id))}
 
 
 def _unscreen(rt: Runtime, ext_prefix: str) -> None:
@@ -345,8 +357,8 @@ def _unscreen(rt: Runtime, ext_prefix: str) -> None:
         ids = select(Withdrawal.id).where(Withdrawal.external_id.startswith(ext_prefix))
         s.execute(WithdrawalFlag.__table__.delete().where(  # type: ignore[attr-defined]
             WithdrawalFlag.withdrawal_id.in_(ids)))
-        s.execute(update(Withdrawal).where(Withdrawal.id.in_(ids))
-                  .values(screened_at=None, risk_score=None, status="pending"))
+        s.execute(delete(WithdrawalScreening).where(WithdrawalScreening.withdrawal_id.in_(ids)))
+        s.execute(update(Withdrawal).where(Withdrawal.id.in_(ids)).values(status="pending"))
 
 
 def test_worker_processes_judge_as_this_process_does(
@@ -416,19 +428,18 @@ def test_a_withdrawal_committed_late_into_a_judged_range_waits(rt: Runtime) -> N
                                                           .startswith("R"))
                              .order_by(Withdrawal.id)))
     with rt.transaction() as s:  # R1 "not yet committed" while the batch is judged
-        s.execute(update(Withdrawal).where(Withdrawal.id == ids[1])
-                  .values(screened_at=FIXED_NOW))
+        s.add(WithdrawalScreening(withdrawal_id=ids[1], screened_at=FIXED_NOW,
+                                  risk_score=0.0))
     verdict = screening._judge(rt.sessions, ids, screening.ScreeningConfig())
     assert verdict.judged == [ids[0], ids[2]]
     with rt.transaction() as s:
-        s.execute(update(Withdrawal).where(Withdrawal.id == ids[1]).values(screened_at=None))
+        s.execute(delete(WithdrawalScreening).where(WithdrawalScreening.withdrawal_id == ids[1]))
     report = screening.ScreenReport()
     screening._record(rt, verdict, screening.ScreeningConfig(), report)
     assert report.screened == 2
     assert status(rt, "R1") == "pending" and hits(rt, "R1") == {}
     with rt.sessions() as s:
-        assert s.scalar(select(Withdrawal.screened_at)
-                        .where(Withdrawal.id == ids[1])) is None
+        assert s.get(WithdrawalScreening, ids[1]) is None
     assert screening.screen(rt, CRON).screened == 1
     assert "new_destination" in hits(rt, "R1")
 
@@ -468,5 +479,6 @@ def test_a_withdrawal_an_officer_took_while_it_was_judged_keeps_its_status(
     assert (report.screened, report.held) == (1, 0)
     assert status(rt, "D2") == "in_review" and "new_destination" in hits(rt, "D2")
     with rt.sessions() as s:
-        score = s.scalar(select(Withdrawal.risk_score).where(Withdrawal.external_id == "D2"))
+        score = s.scalar(select(WithdrawalScreening.risk_score).join(Withdrawal).where(
+            Withdrawal.external_id == "D2"))
     assert score is not None and score >= 50

@@ -12,17 +12,18 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyotp
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine
-from polysec_tui.db.models import Withdrawal
+from polysec_tui.db.models import Withdrawal, WithdrawalScreening
 from polysec_tui.services import officers
 from polysec_tui.services.runtime import Runtime
 from tests.helpers import account, ingest, withdrawal
@@ -80,7 +81,10 @@ def console(tmp_path: Path) -> Iterator[tuple[Tmux, str]]:
     ingest(rt, "withdrawals", withdrawal("W1"), withdrawal("W2"))
     with rt.transaction() as s:
         s.execute(update(Withdrawal).where(Withdrawal.external_id == "W1")
-                  .values(status="held", risk_score=80.0))
+                  .values(status="held"))
+        s.add(WithdrawalScreening(
+            withdrawal_id=s.scalar(select(Withdrawal.id).where(Withdrawal.external_id == "W1")),
+            screened_at=datetime.now(UTC), risk_score=80.0))
     engine.dispose()
     env = {"POLYSEC_DB_URL": url, "POLYSEC_KEYRING": str(keyring),
            "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "TERM": "xterm-256color",

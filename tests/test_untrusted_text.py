@@ -19,7 +19,7 @@ from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine
-from polysec_tui.db.models import Account, Withdrawal
+from polysec_tui.db.models import Account, Withdrawal, WithdrawalScreening
 from polysec_tui.screens.incidents import IncidentDetailScreen
 from polysec_tui.screens.timeline import TimelineScreen
 from polysec_tui.services import anomalies, incidents, officers, sessions
@@ -68,7 +68,9 @@ def console(settings: Settings) -> Iterator[tuple[Runtime, tuple[str, Actor], in
                  lon=3.39, device_id="other"))
     ingest(rt, "withdrawals", withdrawal("W1", address_label=HOSTILE))
     with rt.transaction() as s:
-        s.execute(update(Withdrawal).values(status="held", risk_score=70.0))
+        s.execute(update(Withdrawal).values(status="held"))
+        s.add(WithdrawalScreening(withdrawal_id=s.scalar(select(Withdrawal.id)),
+                                  screened_at=FIXED_NOW, risk_score=70.0))
     anomalies.analyze(rt, session[1], full=True)
     number = incidents.open_incident(rt, session[1], title=HOSTILE, severity="high",
                                      accounts=["A1"], note=HOSTILE)

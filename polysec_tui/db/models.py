@@ -165,8 +165,6 @@ class Withdrawal(Base):
         Index(None, "status", "requested_at"),
         Index(None, "requested_at"),
         Index(None, "address"),
-        Index(None, "status", "risk_score"),
-        Index(None, "screened_at"),
         # Covering for screening's history probes (services/screening.py); the id too:
         # "earlier" breaks ties on it, and PostgreSQL would otherwise visit the heap.
         # Also every other read of an account's withdrawals by time (same prefix).
@@ -190,8 +188,6 @@ class Withdrawal(Base):
     login_external_id: Mapped[str | None] = mapped_column(String(64))
     # pending | held | in_review | approved | rejected | escalated
     status: Mapped[str] = mapped_column(String(16), default="pending")
-    risk_score: Mapped[float | None] = mapped_column(Float)
-    screened_at: Mapped[datetime | None]
     # The review (console): who holds the claim, who decided, the open four-eyes request.
     claimed_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("officers.id"))
     claimed_at: Mapped[datetime | None]
@@ -502,6 +498,24 @@ class WithdrawalFlag(Base):
     explanation: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
+
+
+class WithdrawalScreening(Base):
+    """Screening's verdict on one withdrawal: when, and the sum of its hits' scores.
+
+    Apart from the withdrawal row, so that recording a verdict only inserts: an UPDATE
+    of the withdrawal would, on PostgreSQL, write a new entry in every one of its
+    indexes (an indexed column changes, so the update cannot be HOT) and leave the old
+    ones dead under the history probes of later batches. A withdrawal without a row
+    here is not screened yet."""
+
+    __tablename__ = "withdrawal_screenings"
+    __table_args__ = (Index(None, "screened_at"),)
+
+    withdrawal_id: Mapped[int] = mapped_column(BigId, ForeignKey("withdrawals.id"),
+                                               primary_key=True, autoincrement=False)
+    screened_at: Mapped[datetime]
+    risk_score: Mapped[float] = mapped_column(Float)
 
 
 # Officer actions on an account are found by target (`account:<external id>`) for the

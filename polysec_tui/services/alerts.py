@@ -41,6 +41,7 @@ from polysec_tui.db.models import (
     LoginAnomaly,
     Officer,
     Withdrawal,
+    WithdrawalScreening,
 )
 from polysec_tui.errors import ConflictError, InputError
 from polysec_tui.services.auth import Actor, require
@@ -123,8 +124,9 @@ def unacknowledged(session: Session, now: datetime, cfg: ScreeningConfig) -> lis
             printable(f"from {ip}: {explanation}" if ip else explanation, limit=200)))
     for held in session.execute(
         select(Withdrawal.id, Withdrawal.requested_at, Withdrawal.asset, Withdrawal.amount,
-               Account.external_id, Withdrawal.risk_score, Withdrawal.ip)
+               Account.external_id, WithdrawalScreening.risk_score, Withdrawal.ip)
         .join(Account, Account.id == Withdrawal.account_id)
+        .outerjoin(WithdrawalScreening, WithdrawalScreening.withdrawal_id == Withdrawal.id)
         .where(Withdrawal.status == "held",
                _above_limit_sql(cfg, session.get_bind().dialect.name))
         .order_by(Withdrawal.requested_at.desc(), Withdrawal.id.desc()).limit(LIMIT)

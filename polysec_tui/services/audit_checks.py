@@ -34,6 +34,7 @@ from polysec_tui.db.models import (
     OfficerSession,
     TotpEnrolment,
     Withdrawal,
+    WithdrawalScreening,
 )
 from polysec_tui.errors import CheckFailed, InputError, RefusedError
 from polysec_tui.services.auth import Actor, require
@@ -445,10 +446,12 @@ def _age_text(hours: float | None) -> str:
 def review_sla(ctx: CheckContext) -> Finding:
     name = "review_sla"
     sla = timedelta(hours=float(ctx.limit("review_sla_hours")))
-    since = func.coalesce(Withdrawal.screened_at, Withdrawal.requested_at)
+    since = func.coalesce(WithdrawalScreening.screened_at, Withdrawal.requested_at)
     with ctx.rt.sessions() as session:
         overdue = session.execute(
             select(Withdrawal.external_id)
+            .outerjoin(WithdrawalScreening,
+                       WithdrawalScreening.withdrawal_id == Withdrawal.id)
             .where(Withdrawal.status.in_(("held", "in_review")), since < ctx.now - sla)
             .order_by(since)
         ).scalars().all()

@@ -43,6 +43,7 @@ from polysec_tui.db.models import (
     SecurityEvent,
     TotpEnrolment,
     Withdrawal,
+    WithdrawalScreening,
 )
 from polysec_tui.services import incidents
 from polysec_tui.services.auth import Actor, require
@@ -244,7 +245,7 @@ class DashboardService:
                 select(func.max(LoginEvent.id)).scalar_subquery(),
                 select(func.max(SecurityEvent.id)).scalar_subquery(),
                 select(func.max(Withdrawal.id)).scalar_subquery(),
-                select(func.max(Withdrawal.screened_at)).scalar_subquery(),
+                select(func.max(WithdrawalScreening.screened_at)).scalar_subquery(),
                 select(func.count()).select_from(Withdrawal)
                 .where(Withdrawal.status == "held").scalar_subquery(),
                 select(func.max(LoginAnomaly.id)).scalar_subquery(),

@@ -83,6 +83,7 @@ from polysec_tui.db.models import (
     SecurityEvent,
     Withdrawal,
     WithdrawalFlag,
+    WithdrawalScreening,
 )
 from polysec_tui.db.types import UTCDateTime, canonical_decimal
 from polysec_tui.errors import InputError
@@ -345,8 +346,7 @@ def _batches(rt: Runtime, limit: int | None) -> Iterator[list[int]]:
         size = BATCH if left is None else min(BATCH, left)
         with rt.sessions() as session:
             ids = list(session.scalars(
-                select(Withdrawal.id)
-                .where(Withdrawal.screened_at.is_(None), Withdrawal.id > after)
+                select(Withdrawal.id).where(Withdrawal.id > after, _unscreened())
                 .order_by(Withdrawal.id).limit(size)))
         if not ids:
             return
@@ -354,6 +354,12 @@ def _batches(rt: Runtime, limit: int | None) -> Iterator[list[int]]:
         after = ids[-1]
         if left is not None:
             left -= len(ids)
+
+
+def _unscreened() -> ColumnElement[bool]:
+    """The withdrawal has no verdict yet (no row in ``withdrawal_screenings``)."""
+    s = WithdrawalScreening
+    return ~select(s.withdrawal_id).where(s.withdrawal_id == Withdrawal.id).exists()
 
 
 class _Inline(Executor):
@@ -448,7 +454,7 @@ def _judge(sessions: sessionmaker[Session], ids: list[int],
            cfg: ScreeningConfig) -> _Verdict:
     """Run every rule over the batch ``ids[0]..ids[-1]``, in one snapshot; no writes."""
     w = Withdrawal
-    in_batch = and_(w.id >= ids[0], w.id <= ids[-1], w.screened_at.is_(None))
+    in_batch = and_(w.id >= ids[0], w.id <= ids[-1], _unscreened())
     with sessions() as session, session.begin():
         dialect = session.get_bind().dialect.name
         if dialect == "sqlite":
@@ -489,66 +495,55 @@ def _judge(sessions: sessionmaker[Session], ids: list[int],
 
 def _record(rt: Runtime, verdict: _Verdict, cfg: ScreeningConfig,
             report: ScreenReport) -> None:
-    """Write one verdict: the hits, and each withdrawal's score and screening time.
+    """Write one verdict: the hits, each withdrawal's score and screening time, and
+    ``held`` where a pending withdrawal scored at or above the threshold.
 
     Only withdrawals still unscreened are written (a concurrent run may have taken some
     meanwhile), and only those judged: one the platform committed later, with an id in
-    the batch's range, waits for the next run. Each row is written once, and its status
-    only where it changes: an UPDATE of an indexed column rewrites that index entry
-    (and on PostgreSQL, every index entry of the row)."""
+    the batch's range, waits for the next run. Everything is inserted, except the status
+    of the few that are held: the withdrawal rows stay as they are."""
     w = Withdrawal
     table = cast(Table, Withdrawal.__table__)
     with rt.transaction() as session:
         now = rt.clock()
         _lock(session, now)
-        spans = _spans(verdict.judged)
         unscreened: set[int] = set()
-        for group in _chunks(spans, 100):
+        for group in _chunks(_spans(verdict.judged), 100):
             unscreened.update(session.scalars(select(w.id).where(
-                or_(*(w.id.between(lo, hi) for lo, hi in group)), w.screened_at.is_(None))))
+                or_(*(w.id.between(lo, hi) for lo, hi in group)), _unscreened())))
+        if not unscreened:
+            return
+        scores = dict.fromkeys(unscreened, 0.0)
         flags: list[dict[str, Any]] = []
-        # Grouped by score and hold: one set-based UPDATE per group (a batch has a few
-        # dozen distinct scores).
-        scored: dict[tuple[float, bool], list[int]] = defaultdict(list)
+        to_hold: list[int] = []
         for wid, found in verdict.hits.items():
             if wid not in unscreened:
                 continue
-            score = round(sum(h.score for h in found), 2)
-            hold = verdict.status[wid] == "pending" and score >= cfg.hold_threshold
-            scored[(score, hold)].append(wid)
+            scores[wid] = score = round(sum(h.score for h in found), 2)
+            if verdict.status[wid] == "pending" and score >= cfg.hold_threshold:
+                to_hold.append(wid)
             for h in found:
                 report.hits[h.rule] = report.hits.get(h.rule, 0) + 1
                 flags.append({"withdrawal_id": wid, "rule": h.rule, "score": h.score,
                               "explanation": h.explanation, "details": h.details,
                               "created_at": now})
+        _insert(session, cast(Table, WithdrawalScreening.__table__),
+                [{"withdrawal_id": wid, "screened_at": now, "risk_score": score}
+                 for wid, score in sorted(scores.items())])
         if flags:
-            _insert_flags(session, flags)
-        for (score, hold), wids in scored.items():
-            for chunk in _chunks(wids):
-                held: list[int] = []
-                if hold:  # those still pending: an officer may have claimed one since
-                    # Filtered here, not by `status = 'pending'` in the WHERE: SQLite
-                    # would then scan the status index (every pending withdrawal).
-                    held = [wid for wid, now_status in session.execute(
-                        select(table.c.id, table.c.status)
-                        .where(table.c.id.in_(chunk)).with_for_update())
-                            if now_status == "pending"]
-                    if held:
-                        session.execute(update(table).where(table.c.id.in_(held))
-                                        .values(screened_at=now, risk_score=score,
-                                                status="held"))
-                    report.held += len(held)
-                rest = [wid for wid in chunk if wid not in held]
-                if rest:
-                    session.execute(update(table).where(table.c.id.in_(rest))
-                                    .values(screened_at=now, risk_score=score))
-        # The rest scored nothing.
-        for group in _chunks(spans, 100):
-            session.execute(
-                update(table)
-                .where(or_(*(w.id.between(lo, hi) for lo, hi in group)),
-                       w.screened_at.is_(None))
-                .values(screened_at=now, risk_score=0.0))
+            _insert(session, cast(Table, WithdrawalFlag.__table__), flags)
+        for chunk in _chunks(to_hold):
+            # Only those still pending: an officer may have claimed one since it was
+            # judged. Filtered here, not by `status = 'pending'` in the UPDATE's WHERE:
+            # SQLite would then scan the status index (every pending withdrawal).
+            held = [wid for wid, now_status in session.execute(
+                select(table.c.id, table.c.status)
+                .where(table.c.id.in_(chunk)).with_for_update())
+                    if now_status == "pending"]
+            if held:
+                session.execute(update(table).where(table.c.id.in_(held))
+                                .values(status="held"))
+            report.held += len(held)
         report.screened += len(unscreened)
 
 
@@ -563,13 +558,13 @@ def _spans(ids: list[int]) -> list[tuple[int, int]]:
     return spans
 
 
-def _insert_flags(session: Session, flags: list[dict[str, Any]]) -> None:
-    table = cast(Table, WithdrawalFlag.__table__)
-    writer = driver_insert(session.get_bind().dialect, table, tuple(flags[0]))
+def _insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Rows with the same keys, through the driver's bulk path where there is one."""
+    writer = driver_insert(session.get_bind().dialect, table, tuple(rows[0]))
     if writer is None:
-        session.execute(insert(table), flags)
+        session.execute(insert(table), rows)
     else:
-        writer.execute(session.connection(), flags)
+        writer.execute(session.connection(), rows)
 
 
 class _Real(FunctionElement[float]):

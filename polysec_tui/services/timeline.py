@@ -30,6 +30,7 @@ from polysec_tui.db.models import (
     SecurityEvent,
     TwoFactorResetRequest,
     Withdrawal,
+    WithdrawalScreening,
 )
 from polysec_tui.errors import InputError
 from polysec_tui.services.accounts import decrypt_pii, resolve
@@ -172,8 +173,10 @@ def _security_events(session: Session, account_id: uuid.UUID,
 
 
 def _withdrawals(session: Session, account_id: uuid.UUID, limit: int) -> list[TimelineEvent]:
-    rows = session.scalars(
-        select(Withdrawal).where(Withdrawal.account_id == account_id)
+    rows = session.execute(
+        select(Withdrawal, WithdrawalScreening.risk_score)
+        .outerjoin(WithdrawalScreening, WithdrawalScreening.withdrawal_id == Withdrawal.id)
+        .where(Withdrawal.account_id == account_id)
         .order_by(Withdrawal.requested_at.desc(), Withdrawal.id.desc()).limit(limit)
     ).all()
     out = [
@@ -184,11 +187,11 @@ def _withdrawals(session: Session, account_id: uuid.UUID, limit: int) -> list[Ti
             {"asset": r.asset, "amount": r.amount, "available_balance": r.available_balance,
              "address": r.address, "address_label": r.address_label, "ip": r.ip,
              "device_id": r.device_id, "login": r.login_external_id, "status": r.status,
-             "risk_score": r.risk_score},
+             "risk_score": risk_score},
         )
-        for r in rows
+        for r, risk_score in rows
     ]
-    by_id = {r.id: r.external_id for r in rows}
+    by_id = {r.id: r.external_id for r, _ in rows}
     if by_id:
         decisions = session.execute(
             select(ReviewDecision, Officer.name)

@@ -38,6 +38,7 @@ from polysec_tui.db.models import (
     ReviewDecision,
     Withdrawal,
     WithdrawalFlag,
+    WithdrawalScreening,
 )
 from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.services import approvals
@@ -215,8 +216,8 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
             order.append(case({s: i for i, s in enumerate(statuses)}, value=w.status))
         if sort == "risk":
             # NULL (not screened yet) last everywhere; SQLite and MariaDB do that for
-            # DESC already, and there the (status, risk_score) index serves the order.
-            risk = w.risk_score.desc()
+            # DESC already.
+            risk = WithdrawalScreening.risk_score.desc()
             order += [risk.nulls_last() if dialect == "postgresql" else risk,
                       w.requested_at]
         elif sort == "age":
@@ -228,8 +229,9 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
         total = int(session.scalar(select(func.count()).select_from(capped_rows)) or 0)
         rows = session.execute(
             select(w.id, w.external_id, Account.external_id, w.requested_at, w.asset,
-                   w.amount, w.address, w.status, w.risk_score, Officer.name)
+                   w.amount, w.address, w.status, WithdrawalScreening.risk_score, Officer.name)
             .join(Account, Account.id == w.account_id)
+            .outerjoin(WithdrawalScreening, WithdrawalScreening.withdrawal_id == w.id)
             .outerjoin(Officer, Officer.id == w.claimed_by)
             .where(*where).order_by(*order).offset(offset).limit(limit)
         ).all()
@@ -324,12 +326,15 @@ def show(rt: Runtime, actor: Actor, ref: str, *, recent: int = 10) -> Detail:
         blocked = session.scalar(select(BlockedAddress.reason)
                                  .where(BlockedAddress.address == wd.address))
         rules = tuple(f.rule for f in flags)
+        verdict = session.get(WithdrawalScreening, wd.id)
         item = QueueItem(wd.id, wd.external_id, account.external_id, wd.requested_at,
-                         wd.asset, wd.amount, wd.address, wd.status, wd.risk_score, rules,
+                         wd.asset, wd.amount, wd.address, wd.status,
+                         None if verdict is None else verdict.risk_score, rules,
                          _name(session, wd.claimed_by))
         detail_args = (
             wd.account_id, wd.ip, wd.device_id, wd.login_external_id, wd.available_balance,
-            wd.address_label, wd.screened_at, _name(session, wd.decided_by), wd.decided_at,
+            wd.address_label, None if verdict is None else verdict.screened_at,
+            _name(session, wd.decided_by), wd.decided_at,
             wd.approval_id, blocked, cfg.approval_limit(wd.asset), flags,
         )
         ext = account.external_id
