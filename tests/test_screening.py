@@ -10,9 +10,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from polysec_tui.config import Settings
+from polysec_tui.db import migrate
 from polysec_tui.db.models import (
     Hold,
     LoginAnomaly,
@@ -385,6 +386,25 @@ def test_worker_processes_judge_as_this_process_does(
     assert by_workers.hits == in_here.hits and by_workers.held == in_here.held >= 1
     assert {"new_destination", "ip_not_seen", "drains_balance", "amount_outlier"} <= set(
         by_workers.hits)
+
+
+def test_verdicts_survive_migration_0009_both_ways(rt: Runtime) -> None:
+    """Migration 0009 moves each screened withdrawal's time and score into
+    withdrawal_screenings, with hits referencing the rows (a SQLite table copy would
+    fail on those), and its downgrade moves them back."""
+    _mixed_backlog(rt)
+    screening.screen(rt, CRON, workers=0)
+    before = _outcome(rt)
+    assert any(risk for _, risk, _ in before.values())
+    migrate.downgrade(rt.engine, "0008")
+    with rt.engine.connect() as conn:
+        old = {ext: (status, risk) for ext, status, risk, at in conn.execute(text(
+            "SELECT external_id, status, risk_score, screened_at FROM withdrawals"))
+            if at is not None}
+    assert old == {ext: (status, risk) for ext, (status, risk, _) in before.items()
+                   if risk is not None}
+    migrate.upgrade(rt.engine)
+    assert _outcome(rt) == before
 
 
 def test_two_runs_at_once_screen_each_withdrawal_once(

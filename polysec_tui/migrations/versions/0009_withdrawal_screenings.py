@@ -40,7 +40,9 @@ def upgrade() -> None:
     op.execute("INSERT INTO withdrawal_screenings (withdrawal_id, screened_at, risk_score) "
                "SELECT id, screened_at, COALESCE(risk_score, 0) FROM withdrawals "
                "WHERE screened_at IS NOT NULL")
-    with op.batch_alter_table('withdrawals', schema=None) as batch_op:
+    # In place (SQLite 3.35+ drops a column itself): a batch copy of the table would drop
+    # the old withdrawals table, which the verdicts and hits reference.
+    with op.batch_alter_table('withdrawals', schema=None, recreate='never') as batch_op:
         batch_op.drop_index(batch_op.f('ix_withdrawals_screened_at'))
         batch_op.drop_index(batch_op.f('ix_withdrawals_status_risk_score'))
         batch_op.drop_column('screened_at')
@@ -48,7 +50,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('withdrawals', schema=None) as batch_op:
+    with op.batch_alter_table('withdrawals', schema=None, recreate='never') as batch_op:
         batch_op.add_column(sa.Column('risk_score', sa.Float(), nullable=True))
         batch_op.add_column(sa.Column('screened_at', UTC_DATETIME, nullable=True))
         batch_op.create_index(batch_op.f('ix_withdrawals_status_risk_score'), ['status', 'risk_score'], unique=False)
