@@ -3,8 +3,9 @@
 Every unscreened withdrawal is scored by a fixed set of rules. Each rule that fires
 leaves one row in ``withdrawal_flags``: its stable name, its score (the rule's weight)
 and an explanation that carries the numbers behind it. The sum of the scores is the
-withdrawal's ``risk_score``; at or above ``hold_threshold`` a pending withdrawal becomes
-``held`` and waits for an officer (services/withdrawals.py).
+withdrawal's risk score (its ``withdrawal_screenings`` row); at or above
+``hold_threshold`` a pending withdrawal becomes ``held`` and waits for an officer
+(services/withdrawals.py).
 
 Set-based: withdrawals are taken in batches of ids (``BATCH``) and each batch costs a
 fixed number of queries, whatever its size. The first (:func:`_batch_rows`) reads the
@@ -26,10 +27,11 @@ taken in Python, its window is a second wider so the two never disagree at the e
 median and MAD of ``amount_outlier`` are taken in Python, in ``Decimal``, because SQLite
 and MariaDB have no portable ordered-set median.
 
-Idempotent: only withdrawals with ``screened_at IS NULL`` are taken, hits are unique on
-``(withdrawal_id, rule)``, and a batch's verdict is recorded under a lock on the
-``screening`` row of ``analysis_checkpoints`` for the withdrawals still unscreened, so two
-concurrent runs never record a withdrawal twice. Judging only reads, so a large backlog
+Idempotent: only withdrawals without a verdict (``withdrawal_screenings``, one row per
+withdrawal) are taken, hits are unique on ``(withdrawal_id, rule)``, and a batch's
+verdict is recorded under a lock on the ``screening`` row of ``analysis_checkpoints``
+for the withdrawals still unscreened, so two concurrent runs never record a withdrawal
+twice. Judging only reads, so a large backlog
 is judged by worker processes while the calling one records (:func:`screen`).
 Thresholds and weights come from the ``[screening]`` table of the TOML configuration;
 defaults and their reasons: docs/screening.md.
