@@ -15,15 +15,22 @@ from sqlalchemy import select
 from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db.engine import make_engine
-from polysec_tui.db.models import AuditLogEntry, Hold, ReviewDecision, Withdrawal
+from polysec_tui.db.models import (
+    AuditLogEntry,
+    Hold,
+    ReviewDecision,
+    Withdrawal,
+    WithdrawalScreening,
+)
 from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.services import approvals, blocklist
 from polysec_tui.services import withdrawals as wds
 from polysec_tui.services.runtime import Runtime
 from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW
+from tests.helpers import ingest, withdrawal
 from tests.officer_fixtures import MovableClock, Staff, make_staff
-from tests.screening_fixtures import build_history, request, status
+from tests.screening_fixtures import HOME_ADDRESS, HOME_IP, build_history, iso, request, status
 
 # ip_not_seen 20 + new_country 20 + new_destination 15 = 55: held.
 SUSPICIOUS = {"ip": "198.51.100.9", "address": "bc1qnewdestination",
@@ -81,6 +88,40 @@ def test_queue_is_held_first_filtered_and_paged(staff: Staff) -> None:
                                                         ("T1", "in_review", "ann")]
     with pytest.raises(InputError):
         wds.list_queue(rt, ann, status="nope")
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
+def test_one_status_by_risk_pages_screened_then_unscreened(
+        staff: Staff, large: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sorted by risk, one status reads highest risk first, then oldest first, then
+    the unscreened, oldest first; page after page, whether the status is small (sorted
+    by the database) or large (the verdicts' risk index walked down to the page)."""
+    rt, ann = staff.rt, staff.actors["ann"]
+    if large:
+        monkeypatch.setattr(wds, "COUNT_CAP", 1)
+    for n in range(7):  # new addresses and unknown IPs: some score, none held
+        request(rt, f"P{n}", ago=timedelta(hours=2 + n),
+                address=HOME_ADDRESS if n % 2 else f"bc1qnew{n}",
+                ip=HOME_IP if n % 3 else "198.51.100.9")
+    ingest(rt, "withdrawals", *(withdrawal(f"U{n}", at=iso(timedelta(minutes=50 - n)))
+                                for n in range(3)))  # not screened yet
+    with rt.sessions() as s:
+        rows = s.execute(select(Withdrawal.id, Withdrawal.external_id,
+                                Withdrawal.requested_at, WithdrawalScreening.risk_score)
+                         .outerjoin(WithdrawalScreening)
+                         .where(Withdrawal.status == "pending")).all()
+    expected = [ext for _, ext, _, _ in sorted(
+        rows, key=lambda r: (r[3] is None, -(r[3] or 0), r[2], r[0]))]
+    assert len({r[3] for r in rows}) >= 3 and sum(r[3] is None for r in rows) == 3
+    paged = [i.external_id for offset in range(0, len(expected) + 3, 3)
+             for i in wds.list_queue(rt, ann, status="pending", offset=offset,
+                                     limit=3).items]
+    assert paged == expected
+    # A page that starts right where the unscreened begin.
+    first_unscreened = len(expected) - 3
+    page = wds.list_queue(rt, ann, status="pending", offset=first_unscreened, limit=2)
+    assert [i.external_id for i in page.items] == expected[first_unscreened:][:2]
+    assert [i.risk_score for i in page.items] == [None, None]
 
 
 def test_show_has_flags_account_and_history(staff: Staff) -> None:

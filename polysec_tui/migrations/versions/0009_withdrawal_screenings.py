@@ -36,6 +36,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('withdrawal_screenings', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_withdrawal_screenings_screened_at'), ['screened_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_withdrawal_screenings_risk_score'), ['risk_score'], unique=False)
 
     op.execute("INSERT INTO withdrawal_screenings (withdrawal_id, screened_at, risk_score) "
                "SELECT id, screened_at, COALESCE(risk_score, 0) FROM withdrawals "
@@ -62,5 +63,6 @@ def downgrade() -> None:
                "WHERE s.withdrawal_id = withdrawals.id) "
                "WHERE id IN (SELECT withdrawal_id FROM withdrawal_screenings)")
     with op.batch_alter_table('withdrawal_screenings', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_withdrawal_screenings_risk_score'))
         batch_op.drop_index(batch_op.f('ix_withdrawal_screenings_screened_at'))
     op.drop_table('withdrawal_screenings')
