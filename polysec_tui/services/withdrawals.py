@@ -217,12 +217,14 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
         raise InputError("limit must be 1 to 1000 and offset at least 0")
     statuses = _statuses(status)
     w, v = Withdrawal, WithdrawalScreening
-    where = [w.status.in_(statuses) if len(statuses) > 1 else w.status == statuses[0]]
+    filters = []  # besides the status
     if asset:
-        where.append(w.asset == asset.upper())
+        filters.append(w.asset == asset.upper())
     if rule:
-        where.append(w.id.in_(select(WithdrawalFlag.withdrawal_id)
-                              .where(WithdrawalFlag.rule == rule)))
+        filters.append(w.id.in_(select(WithdrawalFlag.withdrawal_id)
+                                .where(WithdrawalFlag.rule == rule)))
+    where = [w.status.in_(statuses) if len(statuses) > 1 else w.status == statuses[0],
+             *filters]
     with rt.sessions() as session:
         dialect = session.get_bind().dialect.name
         amount_key = cast(w.amount, Float) if dialect == "sqlite" else w.amount
@@ -248,7 +250,7 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
                 .outerjoin(Officer, Officer.id == w.claimed_by))
         rows: list[Row[*tuple[Any, ...]]]
         if sort == "risk" and len(statuses) == 1:
-            rows = _by_risk(session, page, statuses[0], where[1:], offset, limit,
+            rows = _by_risk(session, page, statuses[0], filters, offset, limit,
                             large=total > COUNT_CAP)
         else:
             rows = list(session.execute(page.outerjoin(v, v.withdrawal_id == w.id)
@@ -261,7 +263,7 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
 
 
 def _by_risk(session: Session, page: Select[*tuple[Any, ...]], status: str,
-             where: list[Any], offset: int, limit: int, *,
+             filters: list[Any], offset: int, limit: int, *,
              large: bool) -> list[Row[*tuple[Any, ...]]]:
     """One page of one status by risk: the screened withdrawals first, then the
     unscreened, oldest first. For a ``large`` status (pending, or approved over time:
@@ -273,7 +275,7 @@ def _by_risk(session: Session, page: Select[*tuple[Any, ...]], status: str,
     # walk by itself where it pays.
     of_status = (_NoIndex(w.status) if large else w.status) == status
     rows = list(session.execute(
-        page.join(v, v.withdrawal_id == w.id).where(of_status, *where)
+        page.join(v, v.withdrawal_id == w.id).where(of_status, *filters)
         .order_by(v.risk_score.desc(), w.requested_at, w.id).offset(offset).limit(limit)))
     if len(rows) == limit:
         return rows
@@ -282,10 +284,10 @@ def _by_risk(session: Session, page: Select[*tuple[Any, ...]], status: str,
     else:  # the page starts past the screened ones
         screened = int(session.scalar(
             select(func.count()).select_from(w).join(v, v.withdrawal_id == w.id)
-            .where(w.status == status, *where)) or 0)
+            .where(w.status == status, *filters)) or 0)
     return rows + list(session.execute(
         page.outerjoin(v, v.withdrawal_id == w.id)
-        .where(w.status == status, *where, v.withdrawal_id.is_(None))
+        .where(w.status == status, *filters, v.withdrawal_id.is_(None))
         .order_by(w.requested_at, w.id)
         .offset(max(0, offset - screened)).limit(limit - len(rows))))
 
