@@ -21,6 +21,7 @@ from polysec_tui.crypto.keyring import check_private
 from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.services.auth import Actor, require
 from polysec_tui.services.runtime import Runtime, open_runtime
+from polysec_tui.text import json_escape_hidden, visible_lines
 
 TOKEN_ENV = "POLYSEC_TOKEN"  # noqa: S105 - the variable's name, not a token
 SESSION_FILE_ENV = "POLYSEC_SESSION_FILE"
@@ -135,8 +136,20 @@ def _default(value: Any) -> Any:
 
 
 def to_json(doc: Any) -> str:
-    return json.dumps(doc, default=_default, indent=2, ensure_ascii=False)
+    """Indented JSON; controls, C1, bidi and invisible characters as ASCII escapes."""
+    return json_escape_hidden(json.dumps(doc, default=_default, indent=2, ensure_ascii=False))
 
 
 def emit_json(doc: Any) -> None:
     click.echo(to_json(doc))
+
+
+# ----------------------------------------------------------------------------- text
+
+
+def echo(text: object = "", *, err: bool = False, nl: bool = True) -> None:
+    """The one way a command writes text for a person: every control character, C1
+    control, bidi override and invisible character in it is shown as an escape and
+    cannot act on the terminal; the line breaks the command writes stay. Untrusted values
+    inside a line go through `visible` first, so that they cannot break the line."""
+    click.echo(visible_lines(str(text)), err=err, nl=nl)
