@@ -1,10 +1,14 @@
-"""Writing a file whole or not at all: a temp file in the same directory, fsync, rename,
-fsync the directory. A reader never sees half a report or checkpoint."""
+"""Files at rest: written whole or not at all (a temp file in the same directory, fsync,
+rename, fsync the directory: a reader never sees half a report or checkpoint), and
+created owner-only from their first byte."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from polysec_tui.errors import InputError
@@ -29,8 +33,30 @@ def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o600, what: str 
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise InputError(f"cannot write {what} {target}: {exc.strerror}") from None
+    fsync_dir(directory)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable."""
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+_umask_lock = threading.Lock()
+
+
+@contextmanager
+def private_umask() -> Iterator[None]:
+    """Files and directories created inside are owner-only (umask 077) from the moment
+    they exist, including those a library or a subprocess creates (SQLite's database,
+    journal and WAL files, pg_dump's output): a chmod afterwards would leave a window in
+    which others could open them. The umask is process-wide, hence the lock."""
+    with _umask_lock:
+        old = os.umask(0o077)
+        try:
+            yield
+        finally:
+            os.umask(old)
