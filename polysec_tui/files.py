@@ -45,7 +45,7 @@ def fsync_dir(directory: Path) -> None:
         os.close(dir_fd)
 
 
-_umask_lock = threading.Lock()
+_umask_lock = threading.RLock()  # re-entrant: a nested block keeps 077
 
 
 @contextmanager
