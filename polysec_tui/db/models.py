@@ -59,6 +59,7 @@ ENCRYPTED_COLUMNS: dict[str, tuple[str, ...]] = {
     "accounts": ("email", "full_name", "phone", "date_of_birth", "address"),
     "totp_enrolments": ("secret",),
     "officers": ("totp_secret",),
+    "approval_requests": ("sealed",),
 }
 
 # --------------------------------------------------------------------------- platform
@@ -246,6 +247,28 @@ class ApprovalRequest(Base):
     decided_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("officers.id"))
     decided_at: Mapped[datetime | None]
     decision_note: Mapped[str | None] = mapped_column(Text)
+    # Secrets the request carries to its execution (a new officer's password hash and
+    # authenticator secret): F1 ciphertext of a JSON object, never shown or audited.
+    sealed_enc: Mapped[bytes | None]
+
+
+class OfficerGrant(Base):
+    """A privilege grant an officer received: creation, a raised role, re-enabling, a
+    new authenticator or password. Who asked for it decides whom the officer may later
+    approve for (never the one who asked), and a grant younger than 24 hours keeps the
+    officer from approving anything (docs/officers.md)."""
+
+    __tablename__ = "officer_grants"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    officer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("officers.id"), index=True)
+    # bootstrap | create | promote | enable | totp_reset | password_reset
+    kind: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))  # the officer's role after the grant
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("officers.id"))
+    approved_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("officers.id"))
+    request_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("approval_requests.id"))
+    at: Mapped[datetime]
 
 
 class TwoFactorResetRequest(Base):
