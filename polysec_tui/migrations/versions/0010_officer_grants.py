@@ -10,7 +10,6 @@ Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-03 12:00:00.000000
 """
-import json
 import uuid
 from collections.abc import Sequence
 
@@ -53,47 +52,40 @@ def upgrade() -> None:
 
 
 def _backfill(grants: sa.Table) -> None:
+    # Typed views of the two tables, so that ids and times come back as Python values.
+    officers_t = sa.table('officers', sa.column('id', sa.Uuid()), sa.column('name', sa.String()),
+                          sa.column('role', sa.String()), sa.column('created_at', UTC_DATETIME))
+    log_t = sa.table('audit_log', sa.column('seq', sa.BigInteger()), sa.column('at', UTC_DATETIME),
+                     sa.column('officer', sa.String()), sa.column('action', sa.String()),
+                     sa.column('target', sa.String()))
     bind = op.get_bind()
-    officers = {name: (oid, role) for oid, name, role in bind.execute(
-        sa.text("SELECT id, name, role FROM officers"))}
-    ids = {name: oid for name, (oid, _role) in officers.items()}
+    officers = {name: (oid, role, created) for oid, name, role, created in bind.execute(
+        sa.select(officers_t.c.id, officers_t.c.name, officers_t.c.role, officers_t.c.created_at))}
+    kinds = {"officer.bootstrap": "bootstrap", "officer.add": "create", "officer.enable": "enable"}
     rows = []
-    granted = set()
-    entries = bind.execute(sa.text(
-        "SELECT at, officer, action, target FROM audit_log WHERE action IN "
-        "('officer.bootstrap', 'officer.add', 'officer.enable') ORDER BY seq"))
+    explained = set()
+    entries = bind.execute(sa.select(log_t.c.at, log_t.c.officer, log_t.c.action, log_t.c.target)
+                           .where(log_t.c.action.in_(list(kinds))).order_by(log_t.c.seq))
     for at, actor, action, target in entries:
         name = (target or "").removeprefix("officer:")
         if name not in officers:
             continue
-        oid, role = officers[name]
-        kind = {"officer.bootstrap": "bootstrap", "officer.add": "create",
-                "officer.enable": "enable"}[action]
-        rows.append({"id": uuid.UUID(bytes=uuid.uuid4().bytes), "officer_id": _uuid(oid),
-                     "kind": kind, "role": role,
-                     "requested_by": None if kind == "bootstrap" else _uuid(ids.get(actor)),
+        oid, role, _created = officers[name]
+        kind = kinds[action]
+        asker = officers.get(actor)
+        rows.append({"id": uuid.uuid4(), "officer_id": oid, "kind": kind, "role": role,
+                     "requested_by": None if kind == "bootstrap" or asker is None else asker[0],
                      "approved_by": None, "request_id": None, "at": at})
-        granted.add(name)
-    # An officer the log does not explain (a log pruned before this revision) is
-    # recorded as created by someone unknown at its creation time.
-    for name, (oid, role) in officers.items():
-        if name not in granted:
-            created = bind.execute(sa.text("SELECT created_at FROM officers WHERE id = :i"),
-                                   {"i": oid}).scalar_one()
-            rows.append({"id": uuid.uuid4(), "officer_id": _uuid(oid), "kind": "create",
-                         "role": role, "requested_by": None, "approved_by": None,
-                         "request_id": None, "at": created})
+        explained.add(name)
+    # An officer the log does not explain (entries of a database restored without them)
+    # is recorded as created by someone unknown, at its creation time.
+    for name, (oid, role, created) in officers.items():
+        if name not in explained:
+            rows.append({"id": uuid.uuid4(), "officer_id": oid, "kind": "create", "role": role,
+                         "requested_by": None, "approved_by": None, "request_id": None,
+                         "at": created})
     if rows:
         op.bulk_insert(grants, rows)
-    del json
-
-
-def _uuid(value: object) -> uuid.UUID | None:
-    if value is None or isinstance(value, uuid.UUID):
-        return value
-    if isinstance(value, bytes):
-        return uuid.UUID(bytes=value)
-    return uuid.UUID(str(value))
 
 
 def downgrade() -> None:
