@@ -1,4 +1,5 @@
-"""The backup file format on its own: round trips and every kind of tampering."""
+"""The backup file format on its own: round trips and every kind of tampering (the
+signature's own tests: tests/test_backup_signing.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from polysec_tui.backup import envelope as env
-from polysec_tui.backup.envelope import EnvelopeError, Identity
+from polysec_tui.backup.envelope import EnvelopeError, Identity, SigningKey, Trust
 
 SMALL = 6  # 64-byte chunks keep files small enough to flip every byte
+HOST = SigningKey.generate()  # the backing-up host's signing key
+TRUST = Trust((HOST.signer,))
 
 
 def make(payload: bytes, *recipients: Identity, chunk_log2: int = SMALL,
@@ -23,30 +26,33 @@ def make(payload: bytes, *recipients: Identity, chunk_log2: int = SMALL,
     out = io.BytesIO()
     env.write_stream(io.BytesIO(payload), out, [r.recipient for r in recipients],
                      meta or {"engine": "test"}, {"alembic_revision": "0001"},
-                     chunk_log2=chunk_log2)
+                     signing_key=HOST, chunk_log2=chunk_log2)
     return out.getvalue()
 
 
-def open_bytes(blob: bytes, identity: Identity) -> tuple[bytes, dict[str, object]]:
+def open_bytes(blob: bytes, identity: Identity,
+               trust: Trust = TRUST) -> tuple[bytes, dict[str, object]]:
     got = bytearray()
-    opened = env.read_envelope(io.BytesIO(blob), identity, got.extend)
+    opened = env.read_envelope(io.BytesIO(blob), identity, got.extend, trust=trust)
     return bytes(got), opened.manifest
 
 
 def frames(blob: bytes) -> list[tuple[int, int]]:
-    """(offset, total length) of every frame after the header."""
+    """(offset, total length) of every chunk and manifest frame after the header (the
+    signature frame of a v3 file left out)."""
     pos = len(env.read_header(io.BytesIO(blob)).raw)
     found = []
     while pos < len(blob):
-        _kind, length = struct.unpack(">cI", blob[pos:pos + 5])
-        found.append((pos, 5 + length))
+        kind, length = struct.unpack(">cI", blob[pos:pos + 5])
+        if kind != env.KIND_SIGNATURE:
+            found.append((pos, 5 + length))
         pos += 5 + length
     return found
 
 
-def reason(blob: bytes, identity: Identity) -> str:
+def reason(blob: bytes, identity: Identity, trust: Trust = TRUST) -> str:
     with pytest.raises(EnvelopeError) as info:
-        env.read_envelope(io.BytesIO(blob), identity)
+        env.read_envelope(io.BytesIO(blob), identity, trust=trust)
     return info.value.reason
 
 
@@ -135,7 +141,7 @@ def test_an_appended_chunk_is_rejected(alice):
     (c0, l0), _c1, (_c2, _l2), (m, _lm) = frames(blob)
     chunk = blob[c0:c0 + l0]
     assert reason(blob + chunk, alice) == (
-        f"{len(chunk)} unexpected bytes after the manifest (appended data)"
+        f"{len(chunk)} unexpected bytes after the signature (appended data)"
     )
     assert reason(blob[:m] + chunk + blob[m:], alice) == (
         f"data after the last chunk: an extra chunk at byte {m}"
@@ -202,7 +208,8 @@ def test_memory_stays_flat_whatever_the_size(alice, tmp_path: Path):
     tracemalloc.start()
     try:
         with path.open("wb") as out:
-            env.write_stream(Zeros(total), out, [alice.recipient], {"engine": "test"})
+            env.write_stream(Zeros(total), out, [alice.recipient], {"engine": "test"},
+                             signing_key=HOST)
         _cur, write_peak = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
         seen = 0
@@ -211,7 +218,7 @@ def test_memory_stays_flat_whatever_the_size(alice, tmp_path: Path):
             nonlocal seen
             seen += len(data)
 
-        opened = env.open_file(path, alice, sink)
+        opened = env.open_file(path, alice, sink, trust=TRUST)
         _cur, read_peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -230,7 +237,8 @@ def test_a_version_1_backup_still_opens_and_its_payload_digest_is_checked():
     # plaintext's SHA-256, which the reader still checks for them.
     identity = Identity.from_text((DATA / "backup-v1.identity").read_text(), "fixture")
     blob = (DATA / "backup-v1.psbk").read_bytes()
-    got, manifest = open_bytes(blob, identity)
+    legacy = Trust((HOST.signer,), allow_unsigned=True)  # v1 is unsigned
+    got, manifest = open_bytes(blob, identity, legacy)
     assert got == bytes(range(256)) * 2 + b"polysec v1 fixture\n"
     assert env.read_header(io.BytesIO(blob)).version == 1
     assert manifest["payload_sha256"] == hashlib.sha256(got).hexdigest()
@@ -242,22 +250,22 @@ def test_a_version_1_backup_still_opens_and_its_payload_digest_is_checked():
     sealed = manifest_key.encrypt(env.ZERO_NONCE, env.canonical_json(forged), header.digest)
     at = frames(blob)[-1][0]
     bad = blob[:at] + struct.pack(">cI", env.KIND_MANIFEST, len(sealed)) + sealed
-    assert reason(bad, identity).startswith("the manifest's payload_sha256 '0000")
+    assert reason(bad, identity, legacy).startswith("the manifest's payload_sha256 '0000")
 
 
-def test_new_backups_are_version_2_without_a_plaintext_digest(alice):
+def test_new_backups_are_version_3_without_a_plaintext_digest(alice):
     blob = make(b"x" * 100, alice)
-    assert env.read_header(io.BytesIO(blob)).version == 2
+    assert env.read_header(io.BytesIO(blob)).version == 3
     _got, manifest = open_bytes(blob, alice)
-    assert "payload_sha256" not in manifest
+    assert "payload_sha256" not in manifest and manifest["version"] == 3
     assert manifest["encrypted_sha256"] == hashlib.sha256(
         blob[:frames(blob)[-1][0]]).hexdigest()
 
 
 def test_an_unknown_version_is_refused(alice):
     blob = bytearray(make(b"x", alice))
-    blob[8] = 3
-    assert reason(bytes(blob), alice) == "unsupported backup format version 3"
+    blob[8] = 4
+    assert reason(bytes(blob), alice) == "unsupported backup format version 4"
 
 
 class Failing(io.RawIOBase):
@@ -271,8 +279,9 @@ def test_a_failed_write_leaves_no_hashing_thread_behind(alice):
 
     before = len(hashing())
     with pytest.raises(OSError, match="disk gone"):
-        env.write_stream(Failing(), io.BytesIO(), [alice.recipient], {"engine": "test"})
+        env.write_stream(Failing(), io.BytesIO(), [alice.recipient], {"engine": "test"},
+                         signing_key=HOST)
     assert len(hashing()) == before
     with pytest.raises(EnvelopeError):
-        env.read_envelope(io.BytesIO(make(b"y" * 100, alice)[:-3]), alice)
+        env.read_envelope(io.BytesIO(make(b"y" * 100, alice)[:-3]), alice, trust=TRUST)
     assert len(hashing()) == before

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from polysec_tui.backup.envelope import EnvelopeWriter, Identity
+from polysec_tui.backup.envelope import EnvelopeWriter, Identity, SigningKey
 from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import AuditLogEntry, BackupRecord
@@ -26,6 +26,7 @@ from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest
 from tests.officer_fixtures import MovableClock, Staff, make_staff
 from tests.sshd import keygen, needs_sshd, running_sshd
+from tests.test_backups import backup_options
 
 pytestmark = needs_sshd
 
@@ -58,8 +59,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
 @pytest.fixture
 def staff(settings, tmp_path) -> Iterator[Staff]:
     identity = Identity.generate()
-    options = {"backup": {"dir": str(tmp_path / "backups"),
-                          "recipients": [str(identity.recipient)]}}
+    options = backup_options(tmp_path, identity)
     configured = dataclasses.replace(settings, options=options)
     clock = MovableClock(FIXED_NOW)
     rt = Runtime(configured, make_engine(settings.db_url), load_keyring(settings.keyring_path),
@@ -84,7 +84,8 @@ def big_backup(directory: Path, size: int = 3 << 20) -> Path:
     path = directory / "polysec-sqlite-big.psbk"
     with path.open("wb") as out:
         writer = EnvelopeWriter(out, [Identity.generate().recipient],
-                                {"engine": "sqlite", "created_at": FIXED_NOW.isoformat()})
+                                {"engine": "sqlite", "created_at": FIXED_NOW.isoformat()},
+                                signing_key=SigningKey.generate())
         block = os.urandom(1 << 20)
         for _ in range(size >> 20):
             writer.write(block)

@@ -35,6 +35,7 @@ from tests.helpers import account, ingest
 from tests.officer_fixtures import MovableClock
 from tests.sshd import needs_sshd
 from tests.test_backup_ship import Server, remote, server  # noqa: F401 - sshd fixtures
+from tests.test_backups import backup_options
 from tests.test_tui import SnapshotRuntime, idle, sync
 
 PASSWORD = "a-long-Officer-passphrase"
@@ -59,8 +60,7 @@ def _console(settings: Settings, tmp_path: Path, runtime_class: type[Runtime] = 
     identity = Identity.generate()
     identity_path = tmp_path / "offline.key"
     identity.write_new(identity_path)
-    options: dict[str, Any] = {"backup": {"dir": str(tmp_path / "backups"),
-                                          "recipients": [str(identity.recipient)]}}
+    options: dict[str, Any] = backup_options(tmp_path, identity)
     if configure_identity:
         options["backup"]["identity"] = str(identity_path)
     options["backup"].update(extra or {})
@@ -224,7 +224,8 @@ async def test_verify_names_the_failure(console: Console, tmp_path: Path) -> Non
         text = status(screen, "#backups-result")
         assert "wrong identity" in text
         assert screen.query_one("#backups-result").has_class("-failed")
-        assert rows(screen)[0][4] == "failed"
+        # A wrong key says nothing about the backup: its status stays as it was.
+        assert rows(screen)[0][4] == "complete"
     assert made.path.is_file()
 
 

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
 from polysec_tui.backup.snapshot import (
     SnapshotError,
@@ -35,6 +36,7 @@ from polysec_tui.crypto.fields import DecryptionError, FieldCipher
 from polysec_tui.db.engine import make_engine, parse_url, redact
 from polysec_tui.db.models import ENCRYPTED_COLUMNS, Base
 from polysec_tui.errors import InputError, RefusedError
+from polysec_tui.files import fsync_dir, private_umask
 
 SAMPLE_ROWS = 25
 
@@ -96,32 +98,61 @@ class Loader:
         raise NotImplementedError
 
 
+def check_sqlite_target(path: Path) -> None:
+    """Refuse, before anything is read or written, a SQLite target that exists (and is
+    not empty) or whose directory cannot hold it."""
+    try:
+        if path.is_dir():
+            raise InputError(f"{path} is a directory; restore needs a new SQLite file path")
+        if path.exists() and path.stat().st_size > 0:
+            raise InputError(f"{path} exists; restore into a new file")
+    except OSError as exc:
+        raise InputError(f"cannot restore to {path}: {exc.strerror}") from None
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"cannot restore to {path}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"cannot restore to {path}: {ancestor} is not writable")
+
+
 class SqliteLoader(Loader):
     def __init__(self, path: Path) -> None:
         self.path = path
-        if path.exists() and path.stat().st_size > 0:
-            raise InputError(f"{path} exists; restore into a new file")
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        check_sqlite_target(path)
         self.tmp = path.with_name(f".{path.name}.restoring-{secrets.token_hex(4)}")
-        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with private_umask():  # the directory and the file: owner-only from birth
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise InputError(f"cannot restore to {path}: {exc.strerror}") from None
         self.fh = os.fdopen(fd, "wb")
 
     def write(self, data: bytes) -> None:
-        self.fh.write(data)
+        try:
+            self.fh.write(data)
+        except OSError as exc:
+            raise InputError(f"cannot write {self.tmp}: {exc.strerror}") from None
 
     def close(self) -> None:
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
-        if self.path.exists() and self.path.stat().st_size == 0:
-            self.path.unlink()
         try:
-            os.link(self.tmp, self.path)  # fails if the target appeared meanwhile
-        except FileExistsError:
-            self.tmp.unlink(missing_ok=True)
-            raise InputError(f"{self.path} appeared during the restore; nothing replaced") from None
-        self.tmp.unlink()
-        _fsync_dir(self.path.parent)
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            if self.path.exists() and self.path.stat().st_size == 0:
+                self.path.unlink()
+            try:
+                os.link(self.tmp, self.path)  # fails if the target appeared meanwhile
+            except FileExistsError:
+                self.tmp.unlink(missing_ok=True)
+                raise InputError(f"{self.path} appeared during the restore; nothing "
+                                 "replaced") from None
+            self.tmp.unlink()
+            fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise InputError(f"cannot write {self.path}: {exc.strerror}") from None
         self.created = True
 
     def abort(self) -> None:
@@ -174,25 +205,56 @@ class ToolLoader(Loader):
         drop_database(self.url)
 
 
-def _create_database(url: URL) -> None:
-    kind = engine_kind(url)
+def _server_error(url: URL, exc: DBAPIError) -> InputError:
+    reason = _first_line(str(exc.orig or exc).encode())
+    return InputError(f"cannot restore into {redact(url)}: {reason}")
+
+
+def check_server_target(url: URL) -> bool:
+    """Refuse a server target that names no database, cannot be reached or exists with
+    tables in it. True when the (empty) database already exists."""
     if not url.database:
         raise InputError(f"{redact(url)} names no database to restore into")
-    if database_exists(url):
+    try:
+        if not database_exists(url):
+            return False
         engine = make_engine(url.render_as_string(hide_password=False))
         try:
             tables = inspect(engine).get_table_names()
         finally:
             engine.dispose()
-        if tables:
-            raise InputError(f"database {redact(url)} exists and is not empty; restore into a "
-                             "new database")
+    except DBAPIError as exc:
+        raise _server_error(url, exc) from None
+    if tables:
+        raise InputError(f"database {redact(url)} exists and is not empty; restore into a "
+                         "new database")
+    return True
+
+
+def check_target(raw_url: str | URL) -> None:
+    """The checks a loader makes first, for a caller that wants them before the long
+    authentication pass (nothing is created)."""
+    url = parse_url(raw_url) if isinstance(raw_url, str) else raw_url
+    if engine_kind(url) == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise InputError("restore needs a SQLite file path")
+        check_sqlite_target(Path(url.database).expanduser())
+    else:
+        check_server_target(url)
+
+
+def _create_database(url: URL) -> None:
+    kind = engine_kind(url)
+    assert url.database
+    if check_server_target(url):
         drop_database(url)
     admin = _admin_engine(url)
     try:
         with admin.connect() as conn:
             extra = " CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci" if kind == "mariadb" else ""
             conn.execute(text(f"CREATE DATABASE {_quote(admin, url.database)}{extra}"))
+    except DBAPIError as exc:
+        raise _server_error(url, exc) from None
     finally:
         admin.dispose()
 
@@ -295,7 +357,7 @@ def replace_sqlite(live: Path, restored: Path, stamp: str) -> Path:
         if side.exists():
             side.rename(Path(str(old) + suffix))
     restored.rename(live)
-    _fsync_dir(live.parent)
+    fsync_dir(live.parent)
     return old
 
 
@@ -322,10 +384,3 @@ def replace_postgres(live: URL, restored: URL, stamp: str) -> str:
         admin.dispose()
     return old_name
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -13,6 +13,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from polysec_tui.text import is_hidden
+
 _SAFE_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
@@ -41,8 +43,11 @@ class Job:
             if not value.startswith("/"):
                 raise ValueError(f"give an absolute path, not {value!r}")
         for value in self._values():
-            if any(ord(c) < 32 or c == "\x7f" for c in value):
-                raise ValueError("control characters are not allowed in the schedule")
+            # Controls, C1, bidi and invisible characters: nothing a unit or crontab
+            # needs, and what a reader of the printed file would not see.
+            if any(is_hidden(c) and c != "\\" for c in value):
+                raise ValueError("control or invisible characters are not allowed in the "
+                                 "schedule")
         if self.ship_to is not None and not (self.known_hosts and self.ssh_identity):
             raise ValueError("shipping needs --known-hosts and --ssh-identity")
 

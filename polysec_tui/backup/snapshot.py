@@ -1,8 +1,9 @@
 """Consistent snapshots of the live database, streamed in fixed-size reads.
 
-- SQLite: the online backup API copies the database into a file in a private temporary
-  directory (never a copy of the live file, which may have a WAL beside it); that copy is
-  streamed and deleted.
+- SQLite: the online backup API copies the database into a file (0600 from creation) in
+  a private temporary directory (never a copy of the live file, which may have a WAL
+  beside it); that copy is streamed and deleted. A directory left by a killed process is
+  removed by the next `create` (backup/tempdirs.py).
 - PostgreSQL: ``pg_dump -Fc -Z0`` on the snapshot of a REPEATABLE READ transaction
   exported with ``pg_export_snapshot()``; the row counts, Alembic revision and field key
   ids are read in that same transaction, so they describe exactly the dumped data.
@@ -31,11 +32,14 @@ from typing import IO
 from sqlalchemy import Connection, LargeBinary, func, inspect, select, text, type_coerce
 from sqlalchemy.engine import URL
 
+from polysec_tui.backup.tempdirs import private_tempdir
 from polysec_tui.db.engine import make_engine, parse_url
 from polysec_tui.db.models import ENCRYPTED_COLUMNS, Base
 from polysec_tui.errors import CheckFailed, InputError
+from polysec_tui.files import private_umask
 
 READ_SIZE = 64 * 1024
+SNAPSHOT_KIND = "snapshot"  # <tmp>/polysec-snapshot-*: see backup/tempdirs.py
 
 
 class SnapshotError(CheckFailed):
@@ -171,19 +175,19 @@ def _sqlite_snapshot(url: URL, info: SnapshotInfo) -> Iterator[bytes]:
     source = Path(url.database)
     if not source.is_file():
         raise InputError(f"SQLite database {source} does not exist")
-    with tempfile.TemporaryDirectory(prefix="polysec-snapshot-") as tmp:
-        os.chmod(tmp, 0o700)  # noqa: PTH101 - mkdtemp already does; be explicit
-        copy = Path(tmp) / "snapshot.db"
-        src = sqlite3.connect(source)
-        dst = sqlite3.connect(copy)
-        try:
-            src.backup(dst, pages=4096)
-        finally:
-            src.close()
-        try:
-            dst.execute("PRAGMA journal_mode = DELETE")
-        finally:
-            dst.close()
+    with private_tempdir(SNAPSHOT_KIND) as tmp:
+        copy = tmp / "snapshot.db"
+        with private_umask():  # the copy and its journal are 0600 from their first byte
+            src = sqlite3.connect(source)
+            try:
+                dst = sqlite3.connect(copy)
+                try:
+                    src.backup(dst, pages=4096)
+                    dst.execute("PRAGMA journal_mode = DELETE")
+                finally:
+                    dst.close()
+            finally:
+                src.close()
         engine = make_engine(f"sqlite:///{copy}")
         try:
             with engine.connect() as conn:

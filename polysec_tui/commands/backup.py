@@ -10,18 +10,25 @@ import click
 
 from polysec_tui.commands.common import (
     actor_of,
+    echo,
     emit_json,
     prompt_secret,
     runtime_of,
     settings_of,
 )
 from polysec_tui.errors import InputError
+from polysec_tui.text import is_hidden, visible
+
+ALLOW_UNSIGNED_HELP = ("Accept an unsigned backup (format v1/v2, made before backups were "
+                       "signed). Anyone with a recipient public key can make such a file: "
+                       "use only for a file whose origin you know. Audited.")
 
 
 @click.group()
 def backup() -> None:
     """Encrypted backups (docs/backups.md). Backups are encrypted to X25519 recipient
-    keys: the host that makes them cannot read them."""
+    keys (the host that makes them cannot read them) and signed with the host's Ed25519
+    signing key (verify and restore accept only trusted signers)."""
 
 
 def _identity(ctx: click.Context, given: str | None) -> Any:
@@ -38,16 +45,29 @@ def _identity(ctx: click.Context, given: str | None) -> Any:
 @backup.command()
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the private key (created, never overwritten, mode 0600).")
-def keygen(out: str) -> None:
-    """Make an X25519 recipient key pair. The private key goes to --out once, for
-    offline custody; it is needed to verify and restore, never to create backups. Add
-    the printed recipient to [backup] recipients in the configuration."""
-    from polysec_tui.backup.envelope import Identity
+@click.option("--signing", is_flag=True,
+              help="Make the backup host's Ed25519 signing key instead of a recipient key.")
+def keygen(out: str, signing: bool) -> None:
+    """Make a key pair; the private key goes to --out once (mode 0600), the public key
+    is printed. By default an X25519 recipient key: keep the private key offline (it is
+    needed to verify and restore, never to create backups) and add the printed
+    recipient to [backup] recipients. With --signing, the backup host's Ed25519 signing
+    key: set [backup] signing_key to --out on that host, and add the printed public key
+    to [backup] signers wherever backups are verified or restored."""
+    from polysec_tui.backup.envelope import Identity, SigningKey
 
+    path = Path(out).expanduser()
+    if signing:
+        key = SigningKey.generate()
+        key.write_new(path)
+        echo(f"signing key written to {visible(out)} (mode 0600): keep it on the backup "
+             "host only; set [backup] signing_key to it", err=True)
+        echo(str(key.signer))
+        return
     identity = Identity.generate()
-    identity.write_new(Path(out).expanduser())
-    click.echo(f"private key written to {out} (mode 0600): move it offline", err=True)
-    click.echo(str(identity.recipient))
+    identity.write_new(path)
+    echo(f"private key written to {visible(out)} (mode 0600): move it offline", err=True)
+    echo(str(identity.recipient))
 
 
 class _Bar:
@@ -102,9 +122,10 @@ def create(ctx: click.Context, to_dir: str | None, recipients: tuple[str, ...],
     if as_json:
         emit_json(made.as_dict())
         return
-    click.echo(f"backup {made.id} written: {made.path}")
-    click.echo(f"  {made.size_bytes} bytes, sha256 {made.sha256}, schema "
-               f"{made.alembic_revision}, field keys {made.field_key_ids}")
+    echo(f"backup {made.id} written: {visible(made.path)}")
+    echo(f"  {made.size_bytes} bytes, sha256 {made.sha256}, schema "
+         f"{visible(made.alembic_revision)}, field keys {made.field_key_ids}, signed by "
+         f"{made.signer}")
 
 
 def _file_or_latest(ctx: click.Context, file: str | None, latest: bool, actor: Any) -> Path:
@@ -126,11 +147,15 @@ def _file_or_latest(ctx: click.Context, file: str | None, latest: bool, actor: A
               help="Also restore into a scratch database and check it.")
 @click.option("--scratch", metavar="URL",
               help="Server for the scratch database (default: the live database's server).")
+@click.option("--allow-unsigned", is_flag=True, help=ALLOW_UNSIGNED_HELP)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
 def verify(ctx: click.Context, file: str | None, latest: bool, identity: str | None,
-           restore_test: bool, scratch: str | None, as_json: bool) -> None:
-    """Authenticate every chunk and the manifest of FILE (exit 1 on any failure)."""
+           restore_test: bool, scratch: str | None, allow_unsigned: bool,
+           as_json: bool) -> None:
+    """Check the signer against [backup] signers, authenticate every chunk, the manifest
+    and the signature of FILE, and compare it with the catalogue (exit 1 on any
+    failure)."""
     from polysec_tui.errors import CheckFailed
     from polysec_tui.services import backups
 
@@ -140,7 +165,8 @@ def verify(ctx: click.Context, file: str | None, latest: bool, identity: str | N
     key = _identity(ctx, identity)
     try:
         report = backups.verify_backup(runtime_of(ctx), actor, path, key,
-                                       restore_test=restore_test, scratch=scratch)
+                                       restore_test=restore_test, scratch=scratch,
+                                       allow_unsigned=allow_unsigned)
     except CheckFailed as exc:
         if as_json:
             emit_json({"path": file, "ok": False, "reason": exc.message})
@@ -149,14 +175,16 @@ def verify(ctx: click.Context, file: str | None, latest: bool, identity: str | N
         emit_json(report.as_dict())
         return
     m = report.manifest
-    click.echo(f"OK {file}: backup {report.backup_id}, {m.get('chunks')} chunks, "
-               f"{m.get('payload_bytes')} bytes of {m.get('engine')} snapshot, schema "
-               f"{m.get('alembic_revision')}, field keys {m.get('field_key_ids')}; "
-               f"catalogue: {report.catalogue}")
+    signed = (f"signed by {report.signer}" if report.signer else
+              "UNSIGNED (accepted with --allow-unsigned; audited)")
+    echo(f"OK {visible(file)}: backup {report.backup_id}, {visible(m.get('chunks'))} chunks, "
+         f"{visible(m.get('payload_bytes'))} bytes of {visible(m.get('engine'))} snapshot, "
+         f"schema {visible(m.get('alembic_revision'))}, field keys "
+         f"{visible(m.get('field_key_ids'))}; {signed}; catalogue: {report.catalogue}")
     if report.restore_test is not None:
         rows = sum(report.restore_test["row_counts"].values())
-        click.echo(f"restore test OK: {rows} rows in {len(report.restore_test['row_counts'])} "
-                   f"tables, {report.restore_test['sampled_fields']} encrypted fields decrypted")
+        echo(f"restore test OK: {rows} rows in {len(report.restore_test['row_counts'])} "
+             f"tables, {report.restore_test['sampled_fields']} encrypted fields decrypted")
 
 
 @backup.command()
@@ -166,12 +194,14 @@ def verify(ctx: click.Context, file: str | None, latest: bool, identity: str | N
 @click.option("--replace", is_flag=True,
               help="Replace the live database (admin, fresh code); the old one is kept.")
 @click.option("--code", help="A fresh authenticator code for --replace (asked if not given).")
+@click.option("--allow-unsigned", is_flag=True, help=ALLOW_UNSIGNED_HELP)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
 def restore(ctx: click.Context, file: str, identity: str | None, to_url: str | None,
-            replace: bool, code: str | None, as_json: bool) -> None:
+            replace: bool, code: str | None, allow_unsigned: bool, as_json: bool) -> None:
     """Restore FILE into a new database (--to URL) or in place of the live one
-    (--replace). The whole file is verified before anything is written."""
+    (--replace). The whole file is verified (a trusted signer, every chunk, the manifest,
+    the signature, the catalogue's SHA-256) before anything is written."""
     from polysec_tui.services import backups
 
     actor = actor_of(ctx, "backup.restore")
@@ -179,14 +209,18 @@ def restore(ctx: click.Context, file: str, identity: str | None, to_url: str | N
     if replace and code is None:
         code = prompt_secret("Authenticator code")
     result = backups.restore_backup(runtime_of(ctx), actor, Path(file), key, to_url=to_url,
-                                    replace=replace, code=code)
+                                    replace=replace, code=code,
+                                    allow_unsigned=allow_unsigned)
     if as_json:
         emit_json(result.as_dict())
         return
-    click.echo(result.note)
+    echo(visible(result.note))
     rows = sum(result.check["row_counts"].values())
-    click.echo(f"checked: schema {result.check['revision']}, {rows} rows, "
-               f"{result.check['sampled_fields']} encrypted fields decrypted")
+    signed = (f"signed by {result.signer}" if result.signer else
+              "UNSIGNED (accepted with --allow-unsigned; audited)")
+    echo(f"checked: schema {visible(result.check['revision'])}, {rows} rows, "
+         f"{result.check['sampled_fields']} encrypted fields decrypted; {signed}")
+
 
 
 @backup.command("list")
@@ -207,12 +241,13 @@ def list_(ctx: click.Context, as_json: bool) -> None:
     for v in views:
         present = "" if v.file_present or v.status == "pruned" else "  FILE MISSING"
         shipped = "shipped" if v.shipped_at else "local"
-        click.echo(f"{v.created_at:%Y-%m-%d %H:%M:%S}  {v.id}  {v.engine:<10} {v.status:<9} "
-                   f"{shipped:<7} {v.size_bytes:>12}  {v.path}{present}")
+        echo(f"{v.created_at:%Y-%m-%d %H:%M:%S}  {v.id}  {visible(v.engine):<10} "
+             f"{visible(v.status):<9} {shipped:<7} {v.size_bytes:>12}  {visible(v.path)}"
+             f"{present}")
     if not views:
-        click.echo("no backups")
+        echo("no backups")
     for p in partials:
-        click.echo(f"unfinished (interrupted create, not a backup): {p}", err=True)
+        echo(f"unfinished (interrupted create, not a backup): {visible(p)}", err=True)
 
 
 @backup.command()
@@ -236,10 +271,10 @@ def prune(ctx: click.Context, keep_daily: int, keep_weekly: int, keep_monthly: i
         emit_json(plan.as_dict())
         return
     for item in plan.keep:
-        click.echo(f"keep    {item['created_at']}  {item['id']}  ({', '.join(item['reasons'])})")
+        echo(f"keep    {item['created_at']}  {item['id']}  ({', '.join(item['reasons'])})")
     verb = "would remove" if dry_run else "removed"
     for item in plan.remove:
-        click.echo(f"{verb:<7} {item['created_at']}  {item['id']}  {item['path']}")
+        echo(f"{verb:<7} {item['created_at']}  {item['id']}  {visible(item['path'])}")
 
 
 class _SendBar:
@@ -303,8 +338,9 @@ def ship(ctx: click.Context, file: str | None, latest: bool, to: str | None,
         return
     how = ("already there, same SHA-256" if result.already_there else
            f"resumed at byte {result.resumed_from}" if result.resumed_from else "uploaded")
-    click.echo(f"shipped {result.path} to {result.to} ({how}; {result.size_bytes} bytes, "
-               f"sha256 {result.sha256} read back and matched); catalogue: {result.catalogue}")
+    echo(f"shipped {visible(result.path)} to {visible(result.to)} ({how}; "
+         f"{result.size_bytes} bytes, sha256 {result.sha256} read back and matched); "
+         f"catalogue: {result.catalogue}")
 
 
 @backup.command()
@@ -344,13 +380,18 @@ def schedule(kind: str, polysec: str, user: str, env_file: str, at: str,
               writable=writable or Job.writable)
     try:
         if kind == "cron":
-            click.echo(cron_entry(job), nl=False)
+            _print_file(cron_entry(job))
             return
         units = systemd_units(job)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    for number, (name, text) in enumerate(units.items()):
-        if number:
-            click.echo()
-        click.echo(f"### {name}")
-        click.echo(text, nl=False)
+    _print_file("\n".join(f"### {name}\n{text}" for name, text in units.items()))
+
+
+def _print_file(text: str) -> None:
+    """A unit or crontab, byte for byte: its backslashes are systemd's and cron's own
+    escapes, which `echo` would double. `Job.check` has refused every value holding a
+    character that `echo` would show as an escape, and this checks the whole text again."""
+    if any(is_hidden(ch) and ch not in "\\\n" for ch in text):
+        raise InputError("the schedule would contain a control or invisible character")
+    click.echo(text, nl=False)

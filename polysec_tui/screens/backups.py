@@ -7,6 +7,11 @@ or a verify of a large database runs while the officer keeps reading. The status
 turns red when the newest good backup is older than 26 hours (a daily job missed) or
 when there is none.
 
+Verify and restore accept only backups signed by a key of [backup] signers and, for a
+backup in the catalogue, only its catalogued file (same SHA-256); unsigned (v1/v2) files
+are refused here (the CLI's audited ``--allow-unsigned`` is the only way to accept one).
+A failed verify of a file that is not the catalogued one leaves its row's status alone.
+
 Restore is the dangerous action: it needs the confirmation modal, a recipient identity
 (the private key, usually on removable media) and a fresh authenticator code, checked by
 `sessions.step_up` (for a restore into a new database) or by `restore_backup` itself
@@ -396,8 +401,9 @@ class BackupsScreen(ConsoleScreen):
             manifest = report.manifest
             message = self.Finished(
                 "verify", True,
-                f"OK {path.name}: {manifest.get('chunks')} chunks authenticated, schema "
-                f"{manifest.get('alembic_revision')}; catalogue {report.catalogue}")
+                f"OK {path.name}: {manifest.get('chunks')} chunks authenticated, signed by "
+                f"{report.signer}, schema {manifest.get('alembic_revision')}; catalogue "
+                f"{report.catalogue}")
         except PolysecError as failed:
             message = self.Finished("verify", False, str(failed))
         self.post_message(message)

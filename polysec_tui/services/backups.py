@@ -4,24 +4,33 @@ Permissions: create, verify, list and prune need ``backup.run`` (admin or automa
 restore needs ``backup.restore`` (admin), and replacing the live database also a fresh
 authenticator code. Every action, successful or not, is audited.
 
+Origin: `create` signs every backup with the host's Ed25519 signing key ([backup]
+signing_key); verify and restore accept only files signed by a key of [backup] signers.
+Unsigned (v1/v2) files are refused unless the caller passes ``allow_unsigned`` (the
+CLI's ``--allow-unsigned``), and each accepted unsigned file is audited
+(``backup.allow_unsigned``).
+
 The catalogue (table ``backups``) records each finished backup. Its ``field_key_ids``
 JSON column holds ``{"ids": [...], "backup_id": hex, "payload_bytes": n,
-"recipients": [fingerprints], "row_counts": {...}}`` (catalogue rows of v1 backups
-also hold ``payload_sha256``).
+"recipients": [fingerprints], "signer": fingerprint, "row_counts": {...}}`` (catalogue
+rows of v1 backups also hold ``payload_sha256``; rows of v1/v2 backups have no signer).
+Verify changes a row's status only for the catalogued file itself (the same SHA-256 and
+size): a tampered or forged copy carrying a backup's id fails, and the row is left as it
+was. Restore refuses a file whose SHA-256 or size differs from its catalogue row.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
-import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.engine import URL
@@ -35,15 +44,22 @@ from polysec_tui.backup.envelope import (
     EnvelopeWriter,
     Identity,
     Opened,
+    ReaderRefusal,
     Recipient,
-    open_file,
+    Signer,
+    SigningKey,
+    Trust,
+    open_backup,
+    read_envelope,
     read_header,
 )
-from polysec_tui.backup.snapshot import engine_kind, snapshot
+from polysec_tui.backup.snapshot import SNAPSHOT_KIND, engine_kind, snapshot
+from polysec_tui.backup.tempdirs import private_tempdir, remove_stale
 from polysec_tui.config import app_dir
 from polysec_tui.db.engine import WRITE_OPTION, make_engine, parse_url, redact
 from polysec_tui.db.models import BackupRecord
 from polysec_tui.errors import CheckFailed, InputError, PolysecError
+from polysec_tui.files import fsync_dir
 from polysec_tui.services.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 
@@ -51,13 +67,17 @@ SUFFIX = ".psbk"
 PARTIAL = ".partial"
 GOOD = ("complete", "verified")
 Progress = Callable[[int, int | None], None]
+VERIFY_KIND = "verify"  # <tmp>/polysec-verify-*: the restore test's scratch SQLite
+KEYGEN_HINT = ("make one with `polysec backup keygen --signing --out FILE` and put the "
+               "printed public key in [backup] signers")
 
 
 @dataclass(frozen=True)
 class BackupConfig:
-    """The ``[backup]`` table: ``dir``, ``recipients`` (public keys), ``identity``, and
-    for `ship`: ``ship_to`` (``sftp://user@host[:port]/dir``), ``known_hosts``,
-    ``ssh_identity``."""
+    """The ``[backup]`` table: ``dir``, ``recipients`` (public keys), ``identity``,
+    ``signing_key`` (this host's Ed25519 private key file, needed to create),
+    ``signers`` (the Ed25519 public keys verify and restore trust), and for `ship`:
+    ``ship_to`` (``sftp://user@host[:port]/dir``), ``known_hosts``, ``ssh_identity``."""
 
     directory: Path
     recipients: tuple[Recipient, ...]
@@ -65,17 +85,23 @@ class BackupConfig:
     ship_to: str | None = None
     known_hosts: Path | None = None
     ssh_identity: Path | None = None
+    signing_key: Path | None = None
+    signers: tuple[Signer, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Any) -> BackupConfig:
         section = settings.section("backup")
         unknown = set(section) - {"dir", "recipients", "identity", "ship_to", "known_hosts",
-                                  "ssh_identity"}
+                                  "ssh_identity", "signing_key", "signers"}
         if unknown:
             raise InputError(f"config: unknown [backup] key(s): {', '.join(sorted(unknown))}")
-        raw = section.get("recipients", [])
-        if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
-            raise InputError("config: [backup] recipients must be a list of strings")
+
+        def strings(key: str) -> list[str]:
+            raw = section.get(key, [])
+            if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
+                raise InputError(f"config: [backup] {key} must be a list of strings")
+            return raw
+
         directory = Path(str(section.get("dir") or app_dir() / "backups")).expanduser()
 
         def path(key: str) -> Path | None:
@@ -83,9 +109,27 @@ class BackupConfig:
             return Path(str(value)).expanduser() if value else None
 
         ship_to = section.get("ship_to")
-        return cls(directory, tuple(Recipient.parse(r) for r in raw), path("identity"),
-                   str(ship_to) if ship_to else None, path("known_hosts"),
-                   path("ssh_identity"))
+        return cls(directory, tuple(Recipient.parse(r) for r in strings("recipients")),
+                   path("identity"), str(ship_to) if ship_to else None, path("known_hosts"),
+                   path("ssh_identity"), path("signing_key"),
+                   tuple(dict.fromkeys(Signer.parse(r) for r in strings("signers"))))
+
+    def trust(self, allow_unsigned: bool = False) -> Trust:
+        """What verify and restore accept: files signed by [backup] signers, and
+        unsigned (v1/v2) ones only when ``allow_unsigned``."""
+        return Trust(self.signers, allow_unsigned)
+
+    def load_signing_key(self) -> SigningKey:
+        """This host's signing key; refused when missing, readable by others (exit 3)
+        or not trusted by this same configuration (its backups would be refused)."""
+        if self.signing_key is None:
+            raise InputError(f"no backup signing key: set [backup] signing_key ({KEYGEN_HINT})")
+        key = SigningKey.load(self.signing_key)
+        if key.signer not in self.signers:
+            raise InputError(f"the signing key {self.signing_key} (public key {key.signer}) "
+                             "is not in [backup] signers: verify and restore would refuse "
+                             "its backups; add it there")
+        return key
 
     def shipping(self, to: str | None = None, known_hosts: Path | None = None,
                  ssh_identity: Path | None = None) -> tuple[str, Path, Path]:
@@ -107,12 +151,36 @@ def _audit(rt: Runtime, actor: Actor, action: str, target: str | None,
                         target=target, details=details)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+class _Output:
+    """The backup file being written: an OSError becomes one line (exit 2)."""
+
+    def __init__(self, fh: BinaryIO, path: Path) -> None:
+        self.fh = fh
+        self.path = path
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            raise InputError(f"cannot write {self.path}: {exc.strerror}") from None
+
+
+def _sha256_of(src: BinaryIO) -> str:
+    """SHA-256 of a whole open file (from its start), read in 1 MiB pieces."""
+    src.seek(0)
+    sha = hashlib.sha256()
+    while data := src.read(1 << 20):
+        sha.update(data)
+    return sha.hexdigest()
+
+
+def _audit_unsigned(rt: Runtime, actor: Actor, opened: Opened, path: Path,
+                    purpose: str) -> None:
+    """An unsigned (v1/v2) file was accepted because the officer said so."""
+    backup_id = uuid.UUID(bytes=opened.header.backup_id)
+    _audit(rt, actor, "backup.allow_unsigned", f"backup:{backup_id}",
+           {"for": purpose, "path": str(path), "format_version": opened.header.version,
+            "sha256": opened.file_sha256, "size_bytes": opened.file_bytes})
 
 
 # ----------------------------------------------------------------------------- create
@@ -131,6 +199,7 @@ class CreatedBackup:
     field_key_ids: list[int]
     row_counts: dict[str, int]
     recipients: list[str]
+    signer: str = ""  # polysec-ed25519:...
 
     def as_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -142,15 +211,23 @@ def create_backup(rt: Runtime, actor: Actor, *, directory: Path | None = None,
                   recipients: Iterable[Recipient] = (), progress: Progress | None = None,
                   chunk_log2: int = CHUNK_LOG2) -> CreatedBackup:
     """Snapshot the live database through the envelope into ``<dir>/.<name>.partial``,
-    fsync, rename to ``<name>.psbk`` and record it. A failure leaves no ``.psbk``."""
+    sign it, fsync, rename to ``<name>.psbk`` and record it. A failure leaves no
+    ``.psbk``."""
     require(actor, "backup.run")
     config = BackupConfig.from_settings(rt.settings)
     recips = list(dict.fromkeys([*config.recipients, *recipients]))
     if not recips:
         raise InputError("no backup recipients: set [backup] recipients in the config or "
                          "give --recipient (make a key pair with `polysec backup keygen`)")
+    signing_key = config.load_signing_key()
     directory = (directory or config.directory).expanduser()
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot use backup directory {directory}: {exc.strerror}") from None
+    if not directory.is_dir():
+        raise InputError(f"backup directory {directory} is not a directory")
+    remove_stale(SNAPSHOT_KIND)  # plaintext copies left by a killed create
     now = rt.clock()
     backup_id = uuid.uuid4()  # 122 random bits; a valid UUID for every engine
     kind = engine_kind(rt.engine.url)
@@ -158,11 +235,15 @@ def create_backup(rt: Runtime, actor: Actor, *, directory: Path | None = None,
     final = directory / name
     partial = directory / f".{name}{PARTIAL}"
     try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise InputError(f"cannot write a backup in {directory}: {exc.strerror}") from None
         with os.fdopen(fd, "wb") as out:
             info, stream = snapshot(rt.engine.url.render_as_string(hide_password=False))
             meta = {"engine": kind, "created_at": now.isoformat(), "tool": f"polysec {__version__}"}
-            writer = EnvelopeWriter(out, recips, meta, chunk_log2=chunk_log2,
+            writer = EnvelopeWriter(_Output(out, partial), recips, meta,
+                                    signing_key=signing_key, chunk_log2=chunk_log2,
                                     backup_id=backup_id.bytes)
             try:
                 for data in stream:
@@ -184,24 +265,34 @@ def create_backup(rt: Runtime, actor: Actor, *, directory: Path | None = None,
                 "field_key_ids": info.field_key_ids,
                 "row_counts": info.row_counts,
             })
-            out.flush()
-            os.fsync(out.fileno())
-        os.link(partial, final)  # never replaces an existing file
-        partial.unlink()
-        _fsync_dir(directory)
+            try:
+                out.flush()
+                os.fsync(out.fileno())
+            except OSError as exc:
+                raise InputError(f"cannot write {partial}: {exc.strerror}") from None
+        try:
+            os.link(partial, final)  # never replaces an existing file
+            partial.unlink()
+            fsync_dir(directory)
+        except OSError as exc:
+            raise InputError(f"cannot commit {final}: {exc.strerror}") from None
     except BaseException as exc:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
         if isinstance(exc, Exception):
             reason = str(exc) if isinstance(exc, PolysecError) else type(exc).__name__
             _audit(rt, actor, "backup.create", f"backup:{backup_id}",
                    {"result": "failed", "reason": reason[:500]})
+        if isinstance(exc, OSError):  # e.g. the temporary directory of a SQLite snapshot
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise InputError(f"backup not written: {exc.strerror or exc}{where}") from None
         raise
     result = CreatedBackup(
         id=backup_id, path=final, engine=kind, created_at=now,
         size_bytes=writer.encrypted_bytes, sha256=writer.file_sha256,
         payload_bytes=writer.payload_bytes, alembic_revision=info.alembic_revision,
         field_key_ids=info.field_key_ids, row_counts=info.row_counts,
-        recipients=[r.fingerprint.hex() for r in recips],
+        recipients=[r.fingerprint.hex() for r in recips], signer=str(signing_key.signer),
     )
     with rt.transaction() as session:
         session.add(BackupRecord(
@@ -211,14 +302,16 @@ def create_backup(rt: Runtime, actor: Actor, *, directory: Path | None = None,
             field_key_ids={
                 "ids": info.field_key_ids, "backup_id": backup_id.hex,
                 "payload_bytes": writer.payload_bytes,
-                "recipients": result.recipients, "row_counts": info.row_counts,
+                "recipients": result.recipients,
+                "signer": signing_key.signer.fingerprint.hex(), "row_counts": info.row_counts,
             },
             verified_at=None, shipped_at=None, shipped_to=None, status="complete",
         ))
         rt.audit.append(session, officer=actor.name, action="backup.create", at=now,
                         target=f"backup:{backup_id}",
                         details={"result": "ok", "path": str(final), "engine": kind,
-                                 "size_bytes": result.size_bytes, "sha256": result.sha256})
+                                 "size_bytes": result.size_bytes, "sha256": result.sha256,
+                                 "signer": signing_key.signer.fingerprint.hex()})
     return result
 
 
@@ -234,6 +327,8 @@ class VerifyReport:
     manifest: dict[str, Any] = field(default_factory=dict)
     catalogue: str = "not in the catalogue"
     restore_test: dict[str, Any] | None = None
+    signer: str | None = None  # fingerprint of the trusted signer; None: unsigned
+    sha256: str | None = None  # of the bytes verified
 
     def as_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -251,10 +346,18 @@ def _scratch_url(kind: str, live: URL, scratch: str | None, tmp: Path) -> URL:
     return base.set(database=f"polysec_verify_{secrets.token_hex(6)}")
 
 
-def _restore_into(path: Path, identity: Identity, target: URL) -> Opened:
+def _restore_into(path: Path, identity: Identity, target: URL, trust: Trust,
+                  expected_sha256: str) -> Opened:
+    """Pass 2: stream the (again authenticated) plaintext into a new database. The file
+    must be, byte for byte, the one pass 1 accepted: a file swapped between the passes
+    is refused and the target removed."""
     loader = restoring.open_loader(target)
     try:
-        opened = open_file(path, identity, loader.write)
+        with open_backup(path) as src:
+            opened = read_envelope(src, identity, loader.write, trust=trust)
+        if opened.file_sha256 != expected_sha256:
+            raise CheckFailed(f"{path} changed since it was verified (SHA-256 "
+                              f"{opened.file_sha256[:16]}…, verified {expected_sha256[:16]}…)")
         loader.close()
     except BaseException:
         loader.abort()
@@ -262,42 +365,104 @@ def _restore_into(path: Path, identity: Identity, target: URL) -> Opened:
     return opened
 
 
+@dataclass
+class _Read:
+    """Pass 1 over a backup file: what was read, whatever the outcome."""
+
+    backup_id: uuid.UUID | None = None
+    sha256: str | None = None  # of every byte of the file
+    size: int | None = None
+    opened: Opened | None = None
+    error: EnvelopeError | None = None
+
+
+def _authenticate(path: Path, identity: Identity, trust: Trust,
+                  sink: Callable[[bytes], None] | None = None) -> _Read:
+    """Authenticate the whole file once. On failure the file's SHA-256 is still
+    computed (through the same open file) so that the caller can tell whether the
+    failing bytes are the catalogued backup or some other file carrying its id."""
+    read = _Read()
+    with open_backup(path) as src:
+        with contextlib.suppress(EnvelopeError):
+            read.backup_id = uuid.UUID(bytes=read_header(src).backup_id)  # public part
+        src.seek(0)
+        try:
+            read.opened = read_envelope(src, identity, sink, trust=trust)
+            read.sha256, read.size = read.opened.file_sha256, read.opened.file_bytes
+        except EnvelopeError as exc:
+            read.error = exc
+            read.sha256 = _sha256_of(src)
+            read.size = src.tell()
+    return read
+
+
+def _catalogued(rt: Runtime, read: _Read) -> tuple[BackupRecord | None, bool]:
+    """The catalogue row of the file's backup id, and whether the file is that row's
+    file (same SHA-256 and size)."""
+    if read.backup_id is None:
+        return None, False
+    with rt.sessions() as session:
+        record = session.get(BackupRecord, read.backup_id)
+    same = (record is not None and read.sha256 is not None
+            and secrets.compare_digest(record.sha256, read.sha256)
+            and record.size_bytes == read.size)
+    return record, same
+
+
 def verify_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
                   restore_test: bool = False, scratch: str | None = None,
-                  progress: Progress | None = None) -> VerifyReport:
-    """Authenticate every chunk and the manifest; compare with the catalogue; optionally
-    restore into a scratch database and check it. ``progress(plaintext bytes checked,
-    file size)`` follows the authentication pass. Raises CheckFailed (exit 1) with the
-    reason when anything fails, after recording it."""
+                  progress: Progress | None = None,
+                  allow_unsigned: bool = False) -> VerifyReport:
+    """Authenticate the signer, every chunk, the manifest and the signature; compare
+    with the catalogue; optionally restore into a scratch database and check it.
+    ``progress(plaintext bytes checked, file size)`` follows the authentication pass.
+    Raises CheckFailed (exit 1) with the reason when anything fails, after recording it.
+
+    The catalogue row of the backup id is set to ``verified`` or ``failed`` only when
+    this file is the catalogued one (same SHA-256 and size), and never for a refusal
+    that is about the reader (wrong identity, untrusted signer, unsigned file)."""
     require(actor, "backup.run")
+    trust = BackupConfig.from_settings(rt.settings).trust(allow_unsigned)
     report = VerifyReport(path)
-    record_id: uuid.UUID | None = None
+    record_id: uuid.UUID | None = None  # the row this verdict may be written to
+    judged = True  # False: a refusal about the reader, not a verdict on the file
     try:
         if path.name.endswith(PARTIAL):
             # Renaming is the commit of `create`: a .partial file was never committed,
             # however much of it was written.
             raise CheckFailed("an unfinished backup (.partial): the create that wrote it "
                               "was interrupted before it committed the file")
-        with contextlib.suppress(OSError, EnvelopeError), path.open("rb") as src:
-            record_id = uuid.UUID(bytes=read_header(src).backup_id)  # public part
-            report.backup_id = str(record_id)
-        opened = open_file(path, identity, _progress_sink(path, progress))
-        record_id = uuid.UUID(bytes=opened.header.backup_id)
-        report.backup_id = str(record_id)
-        report.manifest = opened.manifest
-        with rt.sessions() as session:
-            record = session.get(BackupRecord, record_id)
-        if record is not None:
-            if record.sha256 != opened.file_sha256:
-                raise CheckFailed("the file's SHA-256 differs from the catalogue's record "
-                                  "of this backup (replaced by another, validly encrypted file)")
+        read = _authenticate(path, identity, trust, _progress_sink(path, progress))
+        report.backup_id = str(read.backup_id) if read.backup_id else None
+        report.sha256 = read.sha256
+        record, same = _catalogued(rt, read)
+        if same:
+            assert read.backup_id is not None
+            record_id = read.backup_id
             report.catalogue = "matches"
+        elif record is not None:
+            report.catalogue = "differs: not the catalogued file (catalogue unchanged)"
+        if read.error is not None:
+            judged = not isinstance(read.error, ReaderRefusal)
+            raise read.error
+        opened = read.opened
+        assert opened is not None
+        report.manifest = opened.manifest
+        report.signer = opened.signer.fingerprint.hex() if opened.signer else None
+        if opened.signer is None:
+            _audit_unsigned(rt, actor, opened, path, "verify")
+        if record is not None and not same:
+            raise CheckFailed(
+                f"the file's SHA-256 or size differs from the catalogue's record of backup "
+                f"{read.backup_id}: it is not the catalogued file (a copy that was altered, "
+                "or another file carrying its id); the catalogue is unchanged")
         if restore_test:
-            with tempfile.TemporaryDirectory(prefix="polysec-verify-") as tmp:
+            remove_stale(VERIFY_KIND)  # scratch databases left by a killed verify
+            with private_tempdir(VERIFY_KIND) as tmp:
                 target = _scratch_url(str(opened.manifest.get("engine")), rt.engine.url,
-                                      scratch, Path(tmp))
+                                      scratch, tmp)
                 try:
-                    _restore_into(path, identity, target)
+                    _restore_into(path, identity, target, trust, opened.file_sha256)
                     check = restoring.check_restored(target, opened.manifest, rt.cipher)
                 finally:
                     restoring.drop_database(target)
@@ -309,7 +474,7 @@ def verify_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
     except CheckFailed as exc:
         report.ok = False
         report.reason = exc.message
-    _record_verification(rt, actor, report, record_id)
+    _record_verification(rt, actor, report, record_id if judged else None, allow_unsigned)
     if not report.ok:
         raise CheckFailed(f"backup {path} failed verification: {report.reason}")
     return report
@@ -331,7 +496,7 @@ def _progress_sink(path: Path, progress: Progress | None) -> Callable[[bytes], N
 
 
 def _record_verification(rt: Runtime, actor: Actor, report: VerifyReport,
-                         record_id: uuid.UUID | None) -> None:
+                         record_id: uuid.UUID | None, allow_unsigned: bool) -> None:
     now = rt.clock()
     with rt.transaction() as session:
         record = session.get(BackupRecord, record_id) if record_id else None
@@ -343,6 +508,11 @@ def _record_verification(rt: Runtime, actor: Actor, report: VerifyReport,
                         target=f"backup:{report.backup_id or report.path.name}"[:256],
                         details={"result": "ok" if report.ok else "failed",
                                  "reason": report.reason, "path": str(report.path),
+                                 "sha256": report.sha256, "signer": report.signer,
+                                 "catalogue": report.catalogue,
+                                 "catalogue_updated": record is not None
+                                 and record.status != "pruned",
+                                 "allow_unsigned": allow_unsigned,
                                  "restore_test": report.restore_test is not None})
 
 
@@ -357,6 +527,7 @@ class RestoreResult:
     old: str | None
     note: str
     check: dict[str, Any]
+    signer: str | None = None  # fingerprint; None: an unsigned file, allowed
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -374,12 +545,21 @@ def _append_elsewhere(rt: Runtime, url: URL, actor: Actor, details: dict[str, An
         engine.dispose()
 
 
+def _replace_target(live: URL, stamp: str) -> URL:
+    if engine_kind(live) == "sqlite":
+        assert live.database
+        live_path = Path(live.database)
+        return live.set(database=str(live_path.with_name(f"{live_path.name}.restored-{stamp}")))
+    return live.set(database=f"{live.database}_restored_{stamp}")
+
+
 def restore_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
                    to_url: str | None = None, replace: bool = False,
-                   code: str | None = None) -> RestoreResult:
+                   code: str | None = None, allow_unsigned: bool = False) -> RestoreResult:
     """Restore into a new database (``to_url``), or with ``replace`` swap it in for the
-    live one, keeping the old one. The whole file is authenticated before anything is
-    written; the restored database is checked before any swap."""
+    live one, keeping the old one. The target is checked first; then the whole file is
+    authenticated (signer, chunks, manifest, signature) and compared with its catalogue
+    row before anything is written; the restored database is checked before any swap."""
     from polysec_tui.services.sessions import step_up
 
     require(actor, "backup.restore")
@@ -387,41 +567,58 @@ def restore_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
         raise InputError("give either --to URL (a new database) or --replace")
     if replace:
         step_up(rt, actor, code or "")
-    try:
-        opened = open_file(path, identity)  # pass 1: nothing is written
-    except EnvelopeError as exc:
-        _audit(rt, actor, "backup.restore", f"file:{path.name}"[:256],
-               {"result": "refused", "reason": exc.reason})
-        raise CheckFailed(f"backup {path} failed verification, nothing restored: "
-                          f"{exc.reason}") from None
-    backup_id = uuid.UUID(bytes=opened.header.backup_id)
-    kind = str(opened.manifest.get("engine"))
+    trust = BackupConfig.from_settings(rt.settings).trust(allow_unsigned)
     live = rt.engine.url
     stamp = rt.clock().strftime("%Y%m%dT%H%M%SZ")
     if replace:
-        if engine_kind(live) != kind:
-            raise InputError(f"the backup is of a {kind} database; the live one is "
-                             f"{engine_kind(live)}")
-        if kind == "sqlite":
-            assert live.database
-            live_path = Path(live.database)
-            target = live.set(database=str(live_path.with_name(
-                f"{live_path.name}.restored-{stamp}")))
-        else:
-            target = live.set(database=f"{live.database}_restored_{stamp}")
+        target = _replace_target(live, stamp)
     else:
         assert to_url is not None
         target = parse_url(to_url)
-        if engine_kind(target) != kind:
-            raise InputError(f"the backup is of a {kind} database; --to names "
-                             f"{engine_kind(target)}")
         if _same_database(target, live):
             raise InputError("--to names the live database; use --replace to replace it")
-    _restore_into(path, identity, target)  # pass 2: authenticated again while loading
+    restoring.check_target(target)  # before the long pass: nothing is created
+    read = _authenticate(path, identity, trust)  # pass 1: nothing is written
+    audit_target = f"backup:{read.backup_id}" if read.backup_id else f"file:{path.name}"[:256]
+    if read.error is not None:
+        _audit(rt, actor, "backup.restore", audit_target,
+               {"result": "refused", "reason": read.error.reason, "path": str(path),
+                "sha256": read.sha256, "allow_unsigned": allow_unsigned})
+        raise CheckFailed(f"backup {path} failed verification, nothing restored: "
+                          f"{read.error.reason}") from None
+    opened = read.opened
+    assert opened is not None
+    backup_id = uuid.UUID(bytes=opened.header.backup_id)
+    record, same = _catalogued(rt, read)
+    if record is not None and not same:
+        reason = (f"the file differs from the catalogue's record of backup {backup_id} "
+                  f"(SHA-256 {opened.file_sha256[:16]}…, {opened.file_bytes} bytes; the "
+                  f"catalogue has {record.sha256[:16]}…, {record.size_bytes} bytes)")
+        _audit(rt, actor, "backup.restore", audit_target,
+               {"result": "refused", "reason": reason, "path": str(path),
+                "sha256": opened.file_sha256})
+        raise CheckFailed(f"backup {path} refused, nothing restored: {reason}")
+    if opened.signer is None:
+        _audit_unsigned(rt, actor, opened, path, "restore")
+    kind = str(opened.manifest.get("engine"))
+    if engine_kind(target) != kind:
+        where = "the live one is" if replace else "--to names"
+        raise InputError(f"the backup is of a {kind} database; {where} "
+                         f"{engine_kind(target)}")
+    # pass 2: authenticated again while loading, and must be the same bytes
+    try:
+        _restore_into(path, identity, target, trust, opened.file_sha256)
+    except CheckFailed as exc:
+        _audit(rt, actor, "backup.restore", audit_target,
+               {"result": "failed", "reason": exc.message[:500], "path": str(path)})
+        raise
     check = restoring.check_restored(target, opened.manifest, rt.cipher)
     check_doc = {"revision": check.revision, "row_counts": check.row_counts,
                  "sampled_fields": check.sampled, "problems": check.problems}
+    signer = opened.signer.fingerprint.hex() if opened.signer else None
     details = {"backup_id": str(backup_id), "target": redact(target), "replace": replace,
+               "sha256": opened.file_sha256, "signer": signer,
+               "catalogue": "matches" if same else "not in the catalogue",
                "result": "ok" if not check.problems else "check failed"}
     if check.problems:
         _audit(rt, actor, "backup.restore", f"backup:{backup_id}", details)
@@ -456,7 +653,8 @@ def restore_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
             _append_elsewhere(rt, target, actor, {**details, "old": old})
     else:
         _audit(rt, actor, "backup.restore", f"backup:{backup_id}", details)
-    return RestoreResult(str(backup_id), redact(target), replace, old, note, check_doc)
+    return RestoreResult(str(backup_id), redact(target), replace, old, note, check_doc,
+                         signer)
 
 
 def _same_database(a: URL, b: URL) -> bool:
