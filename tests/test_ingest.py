@@ -98,7 +98,7 @@ def test_skip_bad_writes_the_good_lines(runtime):
     ingest(runtime, "accounts", account("A1"))
     report = ingest(runtime, "logins", login("L1"), "[1, 2]", login("L3"), skip_bad=True)
     assert report.written and report.inserted == 2
-    assert [(b.line, b.reason) for b in report.bad] == [(2, "expected a JSON object")]
+    assert [(b.line, b.reason) for b in report.bad] == [(2, "expected a JSON object, not a list")]
     assert count(runtime, LoginEvent) == 2
 
 

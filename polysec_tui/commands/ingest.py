@@ -8,7 +8,7 @@ from typing import IO
 
 import click
 
-from polysec_tui.commands.common import emit_json, runtime_of
+from polysec_tui.commands.common import echo, emit_json, runtime_of
 from polysec_tui.errors import InputError
 from polysec_tui.services.ingest import KINDS, IngestRejected, IngestReport, ingest_stream
 
@@ -53,12 +53,12 @@ def _show(report: IngestReport, as_json: bool) -> None:
     if as_json:
         emit_json(report.as_dict())
     for bad in report.bad:
-        click.echo(f"line {bad.line}: {bad.reason}", err=True)
+        echo(f"line {bad.line}: {bad.reason}", err=True)
     if report.bad_count > len(report.bad):
-        click.echo(f"... and {report.bad_count - len(report.bad)} more bad line(s)", err=True)
+        echo(f"... and {report.bad_count - len(report.bad)} more bad line(s)", err=True)
     if not as_json and report.written:
         skipped = f", {report.bad_count} bad line(s) skipped" if report.bad_count else ""
-        click.echo(
+        echo(
             f"{report.kind}: {report.inserted} new, {report.duplicates} already present"
             f"{skipped} ({report.lines} lines read)"
         )

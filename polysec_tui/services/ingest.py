@@ -4,13 +4,19 @@ Streamed and batched: memory stays flat in the input size, and each batch is a h
 statements (look up accounts, look up existing ids, one multi-row insert). Idempotent on
 each event's external id. The whole file is one transaction: with ``strict`` any bad line
 rolls everything back; with ``skip_bad`` the good lines are written and the bad listed.
+
+The feed is hostile input: whatever the bytes of a line, it is either a record or one
+bad line with a short reason (reading: `read_jsonl`, `read_rba_csv`; fields:
+`services.records`). What the databases would still refuse (a collation that folds two
+ids together, say) costs the batch one savepoint and a retry row by row, so that it too
+is one bad line, never a failed ingest.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gc
-import io
 import json
 import re
 import uuid
@@ -23,7 +29,7 @@ from typing import IO, Any, TypeGuard
 
 from sqlalchemy import Connection, Dialect, Table, insert, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import (
@@ -39,19 +45,30 @@ from polysec_tui.db.models import (
 )
 from polysec_tui.errors import InputError
 from polysec_tui.services import records as r
-from polysec_tui.services.records import BadRecord
+from polysec_tui.services.records import BadRecord, Window, quote
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.text import is_hidden, visible
 
 KINDS = ("accounts", "logins", "security-events", "withdrawals", "sessions")
 MAX_LINE_BYTES = 64 * 1024
 BATCH_SIZE = 5000
 MAX_REPORTED_BAD = 50
+MAX_REASON = 240  # characters of one bad line's reason
 # SQLite page cache for the ingesting connection (KiB): the random-order indexes of
 # login_events (account, ip) thrash the default 2 MiB cache on large files. Bounded, so
 # memory stays flat in the input size; restored when the ingest ends.
 SQLITE_INGEST_CACHE_KIB = 131072
 
-_json_decode = json.JSONDecoder().decode
+
+class _NotJson(ValueError):
+    """NaN, Infinity or -Infinity: Python's json reads them, JSON has no such values."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON value")
+
+
+_json_decode = json.JSONDecoder(parse_constant=_no_constant).decode
 
 SECURITY_EVENT_KINDS = frozenset(
     {
@@ -76,6 +93,17 @@ class BadLine:
     reason: str
 
 
+def inert_reason(reason: str) -> str:
+    """A reason as reported: hidden characters shown as escapes (reasons quote input
+    through `records.quote` already; this holds for any other text too) and at most
+    MAX_REASON characters."""
+    if not (reason.isascii() and reason.isprintable()):
+        reason = "".join(visible(ch) if is_hidden(ch) else ch for ch in reason)
+    if len(reason) > MAX_REASON:
+        reason = reason[: MAX_REASON - 3] + "..."
+    return reason
+
+
 @dataclass
 class IngestReport:
     kind: str
@@ -89,7 +117,7 @@ class IngestReport:
     def add_bad(self, line: int, reason: str) -> None:
         self.bad_count += 1
         if len(self.bad) < MAX_REPORTED_BAD:
-            self.bad.append(BadLine(line, reason))
+            self.bad.append(BadLine(line, inert_reason(reason)))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -118,9 +146,9 @@ class IngestRejected(InputError):
 # ----------------------------------------------------------------------------- reading
 
 
-def read_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """Yield (line number, object) or (line number, reason) for each non-blank line,
-    never holding more than one bounded line in memory."""
+def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, line) for each line, or (line number, None) for a line longer than
+    MAX_LINE_BYTES (skipped), never holding more than one bounded line in memory."""
     number = 0
     while True:
         line = stream.readline(MAX_LINE_BYTES + 1)
@@ -130,26 +158,43 @@ def read_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
         if len(line) > MAX_LINE_BYTES:
             while line and not line.endswith(b"\n"):  # skip the rest of the long line
                 line = stream.readline(MAX_LINE_BYTES)
+            yield number, None
+            continue
+        yield number, line
+
+
+def read_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """Yield (line number, object) or (line number, reason) for each non-blank line.
+    Strict UTF-8 (an encoded surrogate is not UTF-8) and strict JSON: no NaN or
+    Infinity; nesting beyond the parser's depth or an integer beyond its 4,300 digits is
+    a bad line, not an error."""
+    for number, line in _lines(stream):
+        if line is None:
             yield number, f"line longer than {MAX_LINE_BYTES} bytes"
             continue
         if not line.strip():
             continue
         try:
-            # json.loads(bytes) sniffs the encoding (BOMs, UTF-16/32 by NUL bytes) and then
-            # decodes with "surrogatepass". A line that starts with "{" and no NUL second
-            # byte is sniffed as UTF-8: decode it the same way directly, which is cheaper.
-            if line[:1] == b"{" and line[1:2] != b"\x00":
-                obj = _json_decode(line.decode("utf-8", "surrogatepass"))
-            else:
-                obj = json.loads(line)
+            if line.startswith(codecs.BOM_UTF8):
+                line = line[3:]
+            obj = _json_decode(line.decode("utf-8"))
         except UnicodeDecodeError:
             yield number, "not UTF-8"
             continue
         except json.JSONDecodeError as exc:
             yield number, f"not valid JSON ({exc.msg} at character {exc.pos + 1})"
             continue
-        if not isinstance(obj, dict):
-            yield number, "expected a JSON object"
+        except _NotJson as exc:
+            yield number, f"not valid JSON ({exc})"
+            continue
+        except RecursionError:
+            yield number, "not valid JSON (nested too deeply)"
+            continue
+        except ValueError:  # int(): more digits than sys.get_int_max_str_digits()
+            yield number, "not valid JSON (a number too long to read)"
+            continue
+        if type(obj) is not dict:
+            yield number, f"expected a JSON object, not {r.json_type(obj)}"
             continue
         yield number, obj
 
@@ -173,56 +218,86 @@ RBA_COLUMNS = (
 )
 
 
+def _csv_row(line: bytes) -> list[str] | str:
+    """One CSV record from one physical line (the dataset has no line breaks inside
+    fields), or the reason it is unreadable: a bad line never swallows the next."""
+    try:
+        text = line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    try:
+        return next(csv.reader((text,)), [])
+    except csv.Error as exc:
+        return f"unreadable CSV row ({exc})"
+
+
 def read_rba_csv(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """The column layout of the public RBA login dataset (Wiefling et al.), turned into
     the JSON Lines login record. Timestamps there carry no zone and are UTC."""
-    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-    reader = csv.reader(text)
-    try:
-        header = next(reader)
-    except StopIteration:
-        return
-    except (csv.Error, UnicodeDecodeError) as exc:
-        yield 1, f"unreadable CSV header: {exc}"
-        return
-    missing = [c for c in RBA_COLUMNS if c not in header]
-    if missing:
-        yield 1, f"not the RBA login layout: missing column(s) {', '.join(missing)}"
-        return
-    pos = {name: i for i, name in enumerate(header)}
-    index_col = pos.get("index", pos.get(""))
-    number = 1
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except (csv.Error, UnicodeDecodeError) as exc:
-            number += 1
-            yield number, f"unreadable CSV row: {exc}"
+    header: list[str] | None = None
+    pos: dict[str, int] = {}
+    index_col: int | None = None
+    for number, line in _lines(stream):
+        if line is None:
+            if header is None:
+                yield number, f"unreadable CSV header: longer than {MAX_LINE_BYTES} bytes"
+                return
+            yield number, f"line longer than {MAX_LINE_BYTES} bytes"
             continue
-        number = reader.line_num
+        if header is None and line.startswith(codecs.BOM_UTF8):
+            line = line[3:]
+        if not line.strip():
+            continue
+        row = _csv_row(line)
+        if header is None:
+            if isinstance(row, str):
+                yield number, f"unreadable CSV header: {row}"
+                return
+            missing = [c for c in RBA_COLUMNS if c not in row]
+            if missing:
+                yield number, f"not the RBA login layout: missing column(s) {', '.join(missing)}"
+                return
+            header = row
+            pos = {name: i for i, name in enumerate(header)}
+            index_col = pos.get("index", pos.get(""))
+            continue
+        if isinstance(row, str):
+            yield number, row
+            continue
         if len(row) != len(header):
             yield number, f"expected {len(header)} columns, found {len(row)}"
             continue
         yield number, _rba_record(row, pos, index_col)
 
 
-def _rba_record(row: list[str], pos: dict[str, int], index_col: int | None) -> dict[str, Any]:
+# A whole number of milliseconds or an AS number, possibly written as a float ("682.0").
+_CSV_INT = re.compile(r"([0-9]{1,20})(?:\.[0-9]*)?\Z")
+_CSV_BOOL = {"true": True, "false": False}
+
+
+def _rba_record(row: list[str], pos: dict[str, int],
+                index_col: int | None) -> dict[str, Any] | str:
     def col(name: str) -> str:
         return row[pos[name]].strip()
 
+    labels: dict[str, bool] = {}
+    for name, key in (("Is Attack IP", "attack_ip"), ("Is Account Takeover", "account_takeover")):
+        flag = _CSV_BOOL.get(col(name).lower())
+        if flag is None:
+            return f"column {name!r} must be True or False: {quote(col(name))}"
+        labels[key] = flag
     stamp = col("Login Timestamp")
     if stamp and "+" not in stamp[10:] and not stamp.endswith("Z"):
         stamp += "+00:00"
     ident = row[index_col].strip() if index_col is not None else ""
     if not ident:
         ident = uuid.uuid5(uuid.NAMESPACE_URL, "\x1f".join(row)).hex
+    success = col("Login Successful")
     record: dict[str, Any] = {
         "id": f"rba-{ident}",
         "account": f"rba-{col('User ID')}",
         "at": stamp,
-        "success": col("Login Successful").lower() == "true",
+        "success": _CSV_BOOL.get(success.lower(), success),  # not a bool: a bad line
         "ip": col("IP Address"),
         "country": col("Country") or None,
         "region": col("Region") or None,
@@ -231,19 +306,15 @@ def _rba_record(row: list[str], pos: dict[str, int], index_col: int | None) -> d
         "browser": col("Browser Name and Version") or None,
         "os": col("OS Name and Version") or None,
         "device_type": col("Device Type") or None,
-        "_labels": {
-            "attack_ip": col("Is Attack IP").lower() == "true",
-            "account_takeover": col("Is Account Takeover").lower() == "true",
-        },
+        "_labels": labels,
     }
     for name, key in (("ASN", "asn"), ("Round-Trip Time [ms]", "rtt_ms")):
         raw = col(name)
         if raw:
-            try:
-                record[key] = int(float(raw))
-            except ValueError:
-                record[key] = raw  # reported by validation with its field name
-    if not record["success"]:
+            match = _CSV_INT.match(raw)
+            # Anything else is kept as text, for validation to report with its field name.
+            record[key] = int(match.group(1)) if match else raw
+    if record["success"] is False:
         record["failure_reason"] = "bad_credentials"
     return record
 
@@ -251,26 +322,27 @@ def _rba_record(row: list[str], pos: dict[str, int], index_col: int | None) -> d
 # ----------------------------------------------------------------------------- parsing
 
 Parsed = dict[str, Any]
+Parser = Callable[[dict[str, Any], Window], Parsed]
 
 
-def parse_account(obj: dict[str, Any]) -> Parsed:
+def parse_account(obj: dict[str, Any], w: Window) -> Parsed:
     balances = r.json_object(obj, "balances", max_keys=64) or {}
     clean_balances = {}
     for asset_code, value in balances.items():
-        r.asset({"asset": asset_code}, "asset")
+        r.asset_code(asset_code, "balances")
         clean_balances[asset_code] = r.decimal_value(
             value, f"balances.{asset_code}", positive=False
         )
     secret = r.totp_secret(obj, "totp_secret")
-    enrolled = r.timestamp(obj, "totp_enrolled_at", required=secret is not None)
+    enrolled = r.timestamp(obj, "totp_enrolled_at", w, required=secret is not None)
     return {
-        "external_id": r.req_text(obj, "id", 64),
-        "created_at": r.req_timestamp(obj, "created_at"),
+        "external_id": r.req_ident(obj, "id"),
+        "created_at": r.req_timestamp(obj, "created_at", w),
         "country": r.country(obj, "country"),
         "email": r.email(obj, "email"),
         "full_name": r.text(obj, "full_name", 256, required=False),
         "phone": r.text(obj, "phone", 32, required=False),
-        "date_of_birth": r.iso_date(obj, "date_of_birth"),
+        "date_of_birth": r.date_of_birth(obj, "date_of_birth", w),
         "address": r.text(obj, "address", 512, required=False),
         "balances": clean_balances,
         "totp_secret": secret,
@@ -278,31 +350,31 @@ def parse_account(obj: dict[str, Any]) -> Parsed:
     }
 
 
-def parse_login(obj: dict[str, Any]) -> Parsed:
+def parse_login(obj: dict[str, Any], w: Window) -> Parsed:
     """The hot path of bulk ingest. Each field is first checked inline for the common,
     plainly valid case; anything else goes to the same `records` function as before, in
     the same field order, so values and error messages are exactly those of `records`."""
     g = obj.get
     v = g("id")
-    ext = v if _short_text(v, 64) and v.strip() else r.req_text(obj, "id", 64)
+    ext = v if type(v) is str and _ID(v) else r.req_ident(obj, "id")
     v = g("account")
-    account = v if _short_text(v, 64) and v.strip() else r.req_text(obj, "account", 64)
+    account = v if type(v) is str and _ID(v) else r.req_ident(obj, "account")
     v = g("at")
-    at = _fast_time(v) if type(v) is str and len(v) <= 40 else None
+    at = _fast_time(v, w) if type(v) is str and len(v) <= 40 else None
     if at is None:
-        at = r.req_timestamp(obj, "at")
+        at = r.req_timestamp(obj, "at", w)
     v = g("success")
     success = v if type(v) is bool else r.boolean(obj, "success")
     v = g("failure_reason")
     failure = v if v is None or _short_text(v, 32) else r.text(obj, "failure_reason", 32,
                                                               required=False)
     v = g("ip")
-    ip = v if type(v) is str and _IPV4.match(v) else r.req_ip(obj, "ip")
+    ip = v if type(v) is str and _IPV4(v) else r.req_ip(obj, "ip")
     v = g("asn")
     asn = v if v is None or (type(v) is int and 0 <= v <= 2**32 - 1) else r.integer(
         obj, "asn", 0, 2**32 - 1)
     v = g("country")
-    country = v if v is None or (type(v) is str and _COUNTRY.match(v)) else r.country(
+    country = v if v is None or (type(v) is str and v in _COUNTRIES) else r.country(
         obj, "country")
     v = g("region")
     region = v if v is None or _short_text(v, 128) else r.text(obj, "region", 128,
@@ -356,47 +428,52 @@ def parse_login(obj: dict[str, Any]) -> Parsed:
 
 # Fast-path recognisers for parse_login. Each accepts only values that the matching
 # `records` function accepts unchanged; everything else takes the `records` path.
+# An id: 1-64 printable ASCII characters without space (records.is_ident).
+_ID = re.compile(r"[!-~]{1,64}\Z").match
 # A canonical dotted quad (no leading zeros): ipaddress accepts it and str() of it is itself.
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
-_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}\Z")
-_COUNTRY = re.compile(r"[A-Z]{2}\Z")  # already upper-case: records.country returns it as is
+_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}\Z").match
+# Upper-case ISO codes (not ZZ): records.country returns them as they are.
+_COUNTRIES = r.COUNTRY_CODES
+_SURROGATE = re.compile("[\ud800-\udfff]").search
 
 
 def _short_text(value: Any, max_len: int) -> TypeGuard[str]:
-    return type(value) is str and len(value) <= max_len and "\x00" not in value
+    """`records.check_text` passes: a string within max_len, no NUL, no lone surrogate
+    (only a string with a non-ASCII character can hold one)."""
+    return (type(value) is str and len(value) <= max_len and "\x00" not in value
+            and (value.isascii() or not _SURROGATE(value)))
 
 
-def _fast_time(value: str) -> datetime | None:
-    """`records.timestamp` for a well-formed zoned time; None means "take the slow path"."""
+def _fast_time(value: str, w: Window) -> datetime | None:
+    """`records.timestamp` for a well-formed zoned time within the window; None means
+    "take the slow path" (which says what is wrong)."""
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    if parsed.tzinfo is None:
+    if parsed.tzinfo is None or not w.earliest <= parsed <= w.latest:
         return None
     return parsed.astimezone(UTC)
 
 
-def parse_security_event(obj: dict[str, Any]) -> Parsed:
-    details = r.json_object(obj, "details")
-    if details is not None and len(json.dumps(details)) > 4096:
-        raise BadRecord("field 'details' is larger than 4096 bytes")
+def parse_security_event(obj: dict[str, Any], w: Window) -> Parsed:
     return {
-        "external_id": r.req_text(obj, "id", 64),
-        "account": r.req_text(obj, "account", 64),
-        "at": r.req_timestamp(obj, "at"),
+        "external_id": r.req_ident(obj, "id"),
+        "account": r.req_ident(obj, "account"),
+        "at": r.req_timestamp(obj, "at", w),
         "kind": r.choice(obj, "kind", SECURITY_EVENT_KINDS),
         "ip": r.ip_address(obj, "ip", required=False),
         "device_id": r.text(obj, "device_id", 128, required=False),
-        "details": details,
+        "details": r.json_document(obj, "details", max_keys=32, max_bytes=4096),
     }
 
 
-def parse_withdrawal(obj: dict[str, Any]) -> Parsed:
+def parse_withdrawal(obj: dict[str, Any], w: Window) -> Parsed:
     return {
-        "external_id": r.req_text(obj, "id", 64),
-        "account": r.req_text(obj, "account", 64),
-        "requested_at": r.req_timestamp(obj, "at"),
+        "external_id": r.req_ident(obj, "id"),
+        "account": r.req_ident(obj, "account"),
+        "requested_at": r.req_timestamp(obj, "at", w),
         "asset": r.asset(obj, "asset"),
         "amount": r.amount(obj, "amount"),
         "available_balance": r.amount(obj, "available_balance", required=False),
@@ -404,19 +481,27 @@ def parse_withdrawal(obj: dict[str, Any]) -> Parsed:
         "address_label": r.text(obj, "address_label", 128, required=False),
         "ip": r.req_ip(obj, "ip"),
         "device_id": r.text(obj, "device_id", 128, required=False),
-        "login_external_id": r.text(obj, "login_id", 64, required=False),
+        "login_external_id": r.ident(obj, "login_id", required=False),
     }
 
 
-def parse_session(obj: dict[str, Any]) -> Parsed:
+def parse_session(obj: dict[str, Any], w: Window) -> Parsed:
     """A client's platform session (what a 2FA reset revokes). Inserted once; the
-    platform updates ``last_seen_at`` and ``revoked_at`` in place."""
-    revoked_at = r.timestamp(obj, "revoked_at", required=False)
+    platform updates ``last_seen_at`` and ``revoked_at`` in place. A session cannot be
+    seen or end before it started."""
+    external_id = r.req_ident(obj, "id")
+    account = r.req_ident(obj, "account")
+    created_at = r.req_timestamp(obj, "at", w)
+    last_seen_at = r.timestamp(obj, "last_seen_at", w, required=False)
+    revoked_at = r.timestamp(obj, "revoked_at", w, required=False)
+    for name, value in (("last_seen_at", last_seen_at), ("revoked_at", revoked_at)):
+        if value is not None and value < created_at:
+            raise BadRecord(f"field {name!r} is before the session started (field 'at')")
     return {
-        "external_id": r.req_text(obj, "id", 64),
-        "account": r.req_text(obj, "account", 64),
-        "created_at": r.req_timestamp(obj, "at"),
-        "last_seen_at": r.timestamp(obj, "last_seen_at", required=False),
+        "external_id": external_id,
+        "account": account,
+        "created_at": created_at,
+        "last_seen_at": last_seen_at,
         "ip": r.ip_address(obj, "ip", required=False),
         "device_id": r.text(obj, "device_id", 128, required=False),
         "revoked_at": revoked_at,
@@ -425,7 +510,7 @@ def parse_session(obj: dict[str, Any]) -> Parsed:
     }
 
 
-PARSERS: dict[str, Callable[[dict[str, Any]], Parsed]] = {
+PARSERS: dict[str, Parser] = {
     "accounts": parse_account,
     "logins": parse_login,
     "security-events": parse_security_event,
@@ -582,13 +667,16 @@ def insert_ignoring_duplicates(session: Session, table: Table, rows: list[dict[s
 
 class Ingestor:
     def __init__(self, rt: Runtime, kind: str, *, skip_bad: bool = False,
-                 batch_size: int = BATCH_SIZE) -> None:
+                 batch_size: int = BATCH_SIZE, now: datetime | None = None) -> None:
+        """`now`: the present that times are judged against (at most a day after it);
+        by default the runtime's clock, read at each `run_in`. The demo passes its anchor."""
         if kind not in PARSERS:
             raise InputError(f"unknown ingest kind {kind!r}; use one of {', '.join(KINDS)}")
         self.rt = rt
         self.kind = kind
         self.skip_bad = skip_bad
         self.batch_size = batch_size
+        self.now = now
         self.create_missing_accounts = False
         self.report = IngestReport(kind)
         self._accounts: dict[str, uuid.UUID] = {}
@@ -605,14 +693,16 @@ class Ingestor:
         one commit: `polysec simulate` writes each tick so). The report accumulates over
         calls; strict mode raises IngestRejected, which rolls the caller's transaction back."""
         parse = PARSERS[self.kind]
+        window = Window.around(self.now or self.rt.clock())
         batch: list[tuple[int, Parsed]] = []
         for number, obj in records:
             self.report.lines += 1
-            if isinstance(obj, str):
-                self.report.add_bad(number, obj)
+            if type(obj) is not dict:
+                self.report.add_bad(number, obj if isinstance(obj, str)
+                                    else f"expected a JSON object, not {r.json_type(obj)}")
                 continue
             try:
-                parsed = parse(obj)
+                parsed = parse(obj, window)
             except BadRecord as exc:
                 self.report.add_bad(number, str(exc))
                 continue
@@ -671,12 +761,43 @@ class Ingestor:
         return self.skip_bad or self.report.bad_count == 0
 
     def _flush(self, session: Session, batch: list[tuple[int, Parsed]]) -> None:
+        """Write one batch in a savepoint. Should the database refuse a value that
+        validation let through (a collation that folds two ids into one, a server's own
+        limit), the batch is rolled back to the savepoint and written again row by row,
+        each in a savepoint of its own, and each refused row is one bad line."""
         if not batch:
             return
-        if self.kind == "accounts":
-            self._write_accounts(session, batch)
-        else:
-            self._write_events(session, batch)
+        write = self._write_accounts if self.kind == "accounts" else self._write_events
+        mark = self._mark()
+        try:
+            with session.begin_nested():
+                write(session, batch)
+            return
+        except (StatementError, ValueError, OverflowError) as exc:
+            if not refused_value(exc):
+                raise
+            self._rewind(mark)
+        for item in batch:
+            mark = self._mark()
+            try:
+                with session.begin_nested():
+                    write(session, [item])
+            except (StatementError, ValueError, OverflowError) as exc:
+                if not refused_value(exc):
+                    raise
+                self._rewind(mark)
+                self.report.add_bad(item[0], f"refused by the database ({db_reason(exc)})")
+
+    def _mark(self) -> tuple[int, int, int, int]:
+        report = self.report
+        return report.inserted, report.duplicates, report.bad_count, len(report.bad)
+
+    def _rewind(self, mark: tuple[int, int, int, int]) -> None:
+        """Forget what a write rolled back to its savepoint had counted and cached."""
+        report = self.report
+        report.inserted, report.duplicates, report.bad_count = mark[:3]
+        del report.bad[mark[3]:]
+        self._accounts.clear()  # may hold placeholder accounts that were rolled back
 
     def _resolve_accounts(self, session: Session, external_ids: set[str]) -> None:
         if len(self._accounts) > 500_000:  # bound the cache; clear before deciding what to fetch
@@ -731,13 +852,13 @@ class Ingestor:
         for number, parsed in batch:
             account_id = accounts.get(parsed["account"])
             if account_id is None:
-                self.report.add_bad(number, f"unknown account {parsed['account']!r}")
+                self.report.add_bad(number, f"unknown account {quote(parsed['account'])}")
                 continue
             if parsed["external_id"] in unique:
                 self.report.duplicates += 1
                 continue
-            # The parsed record is not used after its batch: turn it into the row in place.
-            del parsed["account"]
+            # The parsed record becomes the row in place; "account" stays (the writers
+            # leave it out), so that a batch can be written again after a rollback.
             parsed["account_id"] = account_id
             unique[parsed["external_id"]] = parsed
         if self.kind == "withdrawals":
@@ -754,7 +875,8 @@ class Ingestor:
             return
         existing = self._existing(session, table, list(unique))
         self.report.duplicates += len(existing)
-        rows = [row for ext, row in unique.items() if ext not in existing]
+        rows = [{k: v for k, v in row.items() if k != "account"}
+                for ext, row in unique.items() if ext not in existing]
         self.report.inserted += len(rows)
         if self._writing:
             insert_ignoring_duplicates(session, table, rows)
@@ -765,8 +887,9 @@ class Ingestor:
         general path (MariaDB)."""
         if not rows:
             return None
-        keys = tuple(next(iter(rows.values())))
-        if any(len(row) != len(keys) for row in rows.values()):
+        first = next(iter(rows.values()))
+        keys = tuple(k for k in first if k != "account")  # the getter picks the columns
+        if any(len(row) != len(first) for row in rows.values()):
             return None  # rows of different shapes (not produced by our parsers)
         key = (table.name, keys)
         if key not in self._writers:
@@ -831,6 +954,33 @@ class Ingestor:
             session.execute(insert(Balance), balances)
         if enrolments:
             session.execute(insert(TotpEnrolment), enrolments)
+
+
+# MariaDB errors about a value that pymysql reports as OperationalError or InternalError:
+# incorrect datetime value, incorrect string value, invalid character string, value out of
+# range, invalid JSON text, CHECK constraint failed (a JSON column's json_valid()).
+_MARIADB_VALUE_ERRORS = frozenset({1292, 1366, 1367, 1690, 3140, 4025})
+
+
+def refused_value(exc: BaseException) -> bool:
+    """Whether a write failed on a value of its rows (then the row is a bad line), not
+    on the connection or the program (then the ingest fails)."""
+    if isinstance(exc, IntegrityError | DataError):
+        return True
+    if isinstance(exc, DBAPIError):
+        args: tuple[Any, ...] = getattr(exc.orig, "args", ())
+        return bool(args) and isinstance(args[0], int) and args[0] in _MARIADB_VALUE_ERRORS
+    if isinstance(exc, StatementError):  # raised while binding the parameters
+        return isinstance(exc.orig, ValueError | OverflowError)
+    return isinstance(exc, ValueError | OverflowError)  # the driver could not bind a value
+
+
+def db_reason(exc: BaseException) -> str:
+    """The database's own first line, shortened (it may quote the value)."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    detail = lines[0][:120] if lines else ""
+    return f"{type(orig).__name__}: {detail}" if detail else type(orig).__name__
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
