@@ -216,7 +216,7 @@ def setup(db: Database, workdir: Path) -> dict[str, str]:
 
     admin_token, admin = sessions.login(rt, "bench-admin", "Throughput-measuring-passphrase-7",
                                    totp.code_at(enrolment.secret, rt.clock()))
-    officers.add_officer(rt, admin, "bench-cron", "automation", None)
+    officers.seed_officers(rt, [("bench-cron", "automation", None)], rt.clock())
     token, _ = sessions.create_token(rt, admin, "bench-cron")
     engine.dispose()
     identity = Identity.generate()

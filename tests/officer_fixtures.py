@@ -57,12 +57,16 @@ def make_staff(rt: Runtime, clock: MovableClock) -> Staff:
     staff = Staff(rt, clock, {"root": enrolment.secret}, {})
     _token, root = staff.login("root")
     staff.actors["root"] = root
-    for name, role in (("admin2", "admin"), ("sue", "senior"), ("sam", "senior"),
-                       ("ann", "analyst"), ("cron", "automation")):
-        made = officers.add_officer(rt, root, name, role, PASSWORDS.get(name))
-        if made is not None:
-            staff.secrets[name] = made.secret
-            _token, staff.actors[name] = staff.login(name)
+    # Seeded as staff of a month's standing: independent of root and of each other, and
+    # past the 24 hours in which a newly granted officer decides nothing.
+    made = officers.seed_officers(
+        rt, [(name, role, PASSWORDS.get(name)) for name, role in (
+            ("admin2", "admin"), ("sue", "senior"), ("sam", "senior"), ("ann", "analyst"),
+            ("cron", "automation"))],
+        clock() - timedelta(days=30))
+    for name, enrolment in made.items():
+        staff.secrets[name] = enrolment.secret
+        _token, staff.actors[name] = staff.login(name)
     token, _ = sessions.create_token(rt, root, "cron")
     staff.actors["cron"] = sessions.authenticate(rt, token)
     return staff

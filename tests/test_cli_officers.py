@@ -55,7 +55,8 @@ def test_login_act_verify_logout(env, tmp_path):
                            "client verified on the phone", env=env)
     assert revealed.out.strip() == "email: jane.doe@gmail.com"
 
-    added = run_process("officer", "add", "ann", "--role", "analyst", env=env,
+    added = run_process("officer", "add", "ann", "--role", "analyst", "--reason", "new hire",
+                        "--code", code(secret, 1), env=env,
                         stdin=b"analyst-Passphrase-number-7\n")
     assert added.code == 0 and "otpauth://" in added.out
     listed = json.loads(run_process("officer", "list", "--json", env=env).out)
@@ -76,7 +77,8 @@ def test_analyst_and_automation_are_refused(env):
     secret = env.pop("_SECRET")
     assert run_process("login", "--name", "chief", "--code", code(secret), env=env,
                        stdin=b"a-long-admin-passphrase\n").code == 0
-    assert run_process("officer", "add", "cron", "--role", "automation", env=env).code == 0
+    assert run_process("officer", "add", "cron", "--role", "automation", "--reason", "backups",
+                       "--code", code(secret, 1), env=env).code == 0
     created = run_process("officer", "token", "create", "cron", env=env)
     token = created.out.strip()
     assert token.startswith("polysec_t_") and token not in created.err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -199,12 +200,13 @@ def test_analyst_is_refused_by_the_services(staff):
     rt, ann = staff.rt, staff.actors["ann"]
     ingest(rt, "accounts", account("A1"))
     with pytest.raises(RefusedError):
-        officers.add_officer(rt, ann, "eve", "admin", "some-long-passphrase-1")
+        officers.add_officer(rt, ann, "eve", "admin", "some-long-passphrase-1",
+                             staff.next_code("ann"), "wants power")
     with pytest.raises(RefusedError):
         officers.set_disabled(rt, ann, "sue", True)
     with pytest.raises(RefusedError):
         accounts.reveal(rt, ann, "A1", "email", "customer called")
-    request_id = officers.request_totp_reset(rt, staff.actors["root"], "sue", "lost phone")
+    request_id = _totp_reset(staff, "sue")
     with pytest.raises(RefusedError):
         approvals.approve(rt, ann, request_id, staff.next_code("ann"))
     assert accounts.summary(rt, ann, "A1").masked["email"] == "a***@e***.com"
@@ -213,29 +215,47 @@ def test_analyst_is_refused_by_the_services(staff):
 # ---------------------------------------------------------------------------- four-eyes
 
 
+def _totp_reset(staff: Staff, name: str, asker: str = "root") -> uuid.UUID:
+    done = officers.request_totp_reset(staff.rt, staff.actors[asker], name, "phone lost",
+                                       staff.next_code(asker))
+    assert done.request_id is not None
+    return done.request_id
+
+
 def test_four_eyes_totp_reset(staff):
-    rt, root, admin2 = staff.rt, staff.actors["root"], staff.actors["admin2"]
+    rt, root, sam = staff.rt, staff.actors["root"], staff.actors["sam"]
     old_secret = staff.secrets["sue"]
-    request_id = officers.request_totp_reset(rt, root, "sue", "phone lost")
+    done = officers.request_totp_reset(rt, root, "sue", "phone lost", staff.next_code("root"))
+    request_id, enrolment = done.request_id, done.enrolment
+    assert request_id is not None
+    # The asker holds the new authenticator for the hand-over; it is not in force yet.
+    assert enrolment is not None and enrolment.officer == "sue"
+    assert enrolment.secret != old_secret
+    staff.login("sue")  # the old one still works
     with pytest.raises(RefusedError, match="cannot decide their own request"):
         approvals.approve(rt, root, request_id, staff.next_code("root"))
-    with pytest.raises(RefusedError, match="needs an approver with role admin"):
-        approvals.approve(rt, staff.actors["sam"], request_id, staff.next_code("sam"))
+    with pytest.raises(RefusedError, match="cannot approve a grant to themselves"):
+        approvals.approve(rt, staff.actors["sue"], request_id, staff.next_code("sue"))
     with pytest.raises(RefusedError):  # a wrong code: refused, nothing executed
-        approvals.approve(rt, admin2, request_id, "000000")
-    done = approvals.approve(rt, admin2, request_id, staff.next_code("admin2"))
-    enrolment = done.result["enrolment"]
-    assert enrolment.secret != old_secret and enrolment.officer == "sue"
-    with pytest.raises(ConflictError, match="already executed by admin2"):
-        approvals.approve(rt, admin2, request_id, staff.next_code("admin2"))
+        approvals.approve(rt, sam, request_id, "000000")
+    approvals.approve(rt, sam, request_id, staff.next_code("sam"))
+    with pytest.raises(ConflictError, match="already executed by sam"):
+        approvals.approve(rt, sam, request_id, staff.next_code("sam"))
+    staff.secrets["sue"] = enrolment.secret
+    staff.login("sue")  # the new one is in force
     actions = [a for _o, a, _d in audit_actions(rt)]
     assert actions.count("approval.execute") == 1
+    assert actions.count("officer.totp_reset") == 1
     assert not any(enrolment.secret in d for _o, _a, d in audit_actions(rt))
+    # An admin's new credentials need an admin's approval.
+    admin_reset = _totp_reset(staff, "admin2")
+    with pytest.raises(RefusedError, match="needs an approver with role admin"):
+        approvals.approve(rt, sam, admin_reset, staff.next_code("sam"))
 
 
 def test_expired_request_is_refused(staff):
     rt = staff.rt
-    request_id = officers.request_totp_reset(rt, staff.actors["root"], "sue", "phone lost")
+    request_id = _totp_reset(staff, "sue")
     staff.clock.advance(hours=25)
     with pytest.raises(RefusedError, match="expired"):
         approvals.approve(rt, staff.actors["admin2"], request_id, staff.next_code("admin2"))
@@ -244,7 +264,7 @@ def test_expired_request_is_refused(staff):
 
 def test_deny(staff):
     rt = staff.rt
-    request_id = officers.request_totp_reset(rt, staff.actors["root"], "sue", "phone lost")
+    request_id = _totp_reset(staff, "sue")
     approvals.deny(rt, staff.actors["admin2"], request_id, "call her first",
                    staff.next_code("admin2"))
     view = approvals.get_request(rt, staff.actors["root"], request_id)
@@ -281,13 +301,14 @@ def test_two_processes_approving_at_once_execute_once(settings):
         root_enrol = officers.bootstrap_admin(rt, "root", PASSWORDS["root"])
         _t, root = sessions.login(rt, "root", PASSWORDS["root"],
                                   pyotp.TOTP(root_enrol.secret).now())
-        secrets_ = {}
-        for name, password in RACERS.items():
-            made = officers.add_officer(rt, root, name, "admin", password)
-            assert made is not None
-            secrets_[name] = made.secret
+        made = officers.seed_officers(
+            rt, [(name, "admin", password) for name, password in RACERS.items()],
+            datetime.now(UTC) - timedelta(days=30))
+        secrets_ = {name: enrolment.secret for name, enrolment in made.items()}
         # root asks to reset its own authenticator; admin2 and admin3 race to approve.
-        request_id = officers.request_totp_reset(rt, root, "root", "race test")
+        code = pyotp.TOTP(root_enrol.secret).at(datetime.now(UTC) + timedelta(seconds=30))
+        request_id = officers.request_totp_reset(rt, root, "root", "race test",
+                                                 code).request_id
     finally:
         rt.engine.dispose()
     ctx = multiprocessing.get_context("spawn")

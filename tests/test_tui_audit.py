@@ -116,9 +116,8 @@ async def test_run_only_the_selected_check_then_reopen_an_older_run(console) -> 
 
 @sync
 async def test_an_analyst_sees_the_refusal(settings: Settings) -> None:
-    rt, (_token, chief), clock, _secret = make_console(settings)
-    made = officers.add_officer(rt, chief, "ann", "analyst", PASSWORD)
-    assert made is not None
+    rt, _session, clock, _secret = make_console(settings)
+    made = officers.seed_officers(rt, [("ann", "analyst", PASSWORD)], clock())["ann"]
     clock.advance(seconds=30)
     session = sessions.login(rt, "ann", PASSWORD, pyotp.TOTP(made.secret).at(clock()))
     app = PolysecApp(rt, session=session)

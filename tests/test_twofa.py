@@ -352,7 +352,9 @@ def test_duplicates_and_unenrolled_accounts_are_conflicts(staff):
 
 
 def test_other_kinds_are_not_2fa_resets(staff):
-    request_id = officers.request_totp_reset(staff.rt, staff.actors["root"], "sue", "lost")
+    request_id = officers.request_totp_reset(staff.rt, staff.actors["root"], "sue", "lost",
+                                             staff.next_code("root")).request_id
+    assert request_id is not None
     with pytest.raises(InputError, match="is not a 2FA reset"):
         twofa.approve(staff.rt, staff.actors["admin2"], request_id, staff.next_code("admin2"))
 
@@ -636,11 +638,12 @@ def test_two_seniors_approving_at_once_reset_once(settings):
         root_enrol = officers.bootstrap_admin(rt, "root", "first-Admin-passphrase-1")
         _t, root = sessions.login(rt, "root", "first-Admin-passphrase-1",
                                   pyotp.TOTP(root_enrol.secret).now())
-        secrets_ = {}
-        for name, password in RACERS.items():
-            made = officers.add_officer(rt, root, name, "senior", password)
-            assert made is not None
-            secrets_[name] = made.secret
+        from datetime import UTC, datetime, timedelta
+
+        made = officers.seed_officers(
+            rt, [(name, "senior", password) for name, password in RACERS.items()],
+            datetime.now(UTC) - timedelta(days=30))
+        secrets_ = {name: enrolment.secret for name, enrolment in made.items()}
         _client(rt)
         request_id = twofa.request_reset(rt, root, "A1", "race", "video call",
                                          PROOF).request.id

@@ -6,9 +6,10 @@ import uuid
 
 import click
 
-from polysec_tui.commands.common import actor_of, emit_json, prompt_secret, runtime_of
+from polysec_tui.commands.common import actor_of, echo, emit_json, prompt_secret, runtime_of
 from polysec_tui.errors import InputError
 from polysec_tui.services import approvals as service
+from polysec_tui.text import visible
 
 
 def _request_id(value: str) -> uuid.UUID:
@@ -36,10 +37,10 @@ def list_(ctx: click.Context, show_all: bool, kind: str | None, as_json: bool) -
         emit_json([v.as_dict() for v in views])
         return
     if not views:
-        click.echo("no requests")
+        echo("no requests")
     for v in views:
-        click.echo(f"{v.id}  {v.status:<8} {v.kind:<20} by {v.requester:<16} "
-                   f"expires {v.expires_at:%Y-%m-%d %H:%M}  {v.description}")
+        echo(f"{v.id}  {v.status:<8} {v.kind:<22} by {v.requester:<16} "
+             f"expires {v.expires_at:%Y-%m-%d %H:%M}  {visible(v.description)}")
 
 
 @approvals.command()
@@ -54,7 +55,7 @@ def show(ctx: click.Context, request_id: str, as_json: bool) -> None:
         emit_json(view.as_dict())
         return
     for key, value in view.as_dict().items():
-        click.echo(f"{key:<12} {value}")
+        echo(f"{key:<12} {visible(value)}")
 
 
 @approvals.command()
@@ -63,17 +64,11 @@ def show(ctx: click.Context, request_id: str, as_json: bool) -> None:
 @click.pass_context
 def approve(ctx: click.Context, request_id: str, code: str | None) -> None:
     """Approve and execute REQUEST_ID (never your own; exit 4 if someone decided first)."""
-    from polysec_tui.commands.officer import show_enrolment
-    from polysec_tui.services.officers import Enrolment
-
     rt = runtime_of(ctx)
     actor = actor_of(ctx, "approve")
     done = service.approve(rt, actor, _request_id(request_id),
                            prompt_secret("Authenticator code", code))
-    click.echo(f"request {done.request_id} approved and executed ({done.kind})")
-    enrolment = done.result.get("enrolment")
-    if isinstance(enrolment, Enrolment):
-        show_enrolment(enrolment)
+    echo(f"request {done.request_id} approved and executed ({done.kind})")
 
 
 @approvals.command()
@@ -87,4 +82,4 @@ def deny(ctx: click.Context, request_id: str, reason: str, code: str | None) -> 
     actor = actor_of(ctx, "approve")
     service.deny(rt, actor, _request_id(request_id), reason,
                  prompt_secret("Authenticator code", code))
-    click.echo(f"request {request_id} denied")
+    echo(f"request {request_id} denied")

@@ -10,6 +10,7 @@ from polysec_tui.commands.common import (
     actor_of,
     authenticated,
     current_token,
+    echo,
     emit_json,
     prompt_secret,
     runtime_of,
@@ -20,7 +21,7 @@ from polysec_tui.commands.common import (
 from polysec_tui.errors import InputError
 from polysec_tui.services import officers, sessions
 from polysec_tui.services.auth import ROLES
-from polysec_tui.services.officers import Enrolment
+from polysec_tui.services.officers import Enrolment, Granted
 
 
 def show_enrolment(enrolment: Enrolment) -> None:
@@ -28,8 +29,8 @@ def show_enrolment(enrolment: Enrolment) -> None:
     encrypted and never displayed again."""
     import segno
 
-    click.echo(f"Authenticator for {enrolment.officer} (shown once, scan it now):")
-    click.echo(enrolment.uri)
+    echo(f"Authenticator for {enrolment.officer} (shown once, scan it now):")
+    echo(enrolment.uri)
     qr = segno.make(enrolment.uri, error="m")
     qr.terminal(compact=True)
 
@@ -39,22 +40,46 @@ def officer() -> None:
     """Officers of the console (admin only, except passwd)."""
 
 
+def _code(code: str | None) -> str:
+    return prompt_secret("Your authenticator code", code)
+
+
+def _granted(done: Granted, effect: str, pending: str) -> None:
+    """``effect``: what happened at once; ``pending``: what a second officer's approval
+    of the request will do."""
+    if done.request_id is None:
+        echo(effect)
+    else:
+        echo(f"request {done.request_id} opened: a second senior or admin approves it "
+             f"(`polysec approvals approve {done.request_id}`) to {pending}")
+    if done.enrolment:
+        show_enrolment(done.enrolment)
+
+
+_REASON = click.option("--reason", required=True,
+                       help="Why (shown to the approver, kept in the audit log).")
+_CODE = click.option("--code", help="Your fresh authenticator code (asked if not given).")
+
+
 @officer.command("add")
 @click.argument("name")
 @click.option("--role", type=click.Choice(ROLES), required=True)
+@_REASON
+@_CODE
 @click.pass_context
-def add(ctx: click.Context, name: str, role: str) -> None:
-    """Add officer NAME. People get a password (asked; read from stdin without a
-    terminal) and an authenticator (shown once); automation officers get neither and
-    use tokens (`officer token create`)."""
+def add(ctx: click.Context, name: str, role: str, reason: str, code: str | None) -> None:
+    """Add officer NAME. People get an initial password (asked; read from stdin without a
+    terminal) and an authenticator, shown to you once to hand over; automation officers
+    get neither and use tokens (`officer token create`). A senior or admin takes effect
+    when a second senior or admin approves (the set-up's second admin excepted)."""
     actor = actor_of(ctx, "officers.manage")
     password = None
     if role != "automation":
         password = prompt_secret("Initial password")
-    enrolment = officers.add_officer(runtime_of(ctx), actor, name, role, password)
-    click.echo(f"officer {name} added with role {role}")
-    if enrolment:
-        show_enrolment(enrolment)
+    done = officers.add_officer(runtime_of(ctx), actor, name, role, password, _code(code),
+                                reason)
+    _granted(done, f"officer {name} added with role {role}",
+             f"add officer {name} with role {role}")
 
 
 @officer.command("list")
@@ -71,7 +96,21 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         state = "disabled" if v.disabled else ("locked" if v.locked_until else "active")
         last = f"{v.last_login_at:%Y-%m-%d %H:%M}" if v.last_login_at else "never"
         totp_state = "totp" if v.has_totp else ("token" if v.role == "automation" else "NO TOTP")
-        click.echo(f"{v.name:<24} {v.role:<10} {state:<8} {totp_state:<7} last login {last}")
+        echo(f"{v.name:<24} {v.role:<10} {state:<8} {totp_state:<7} last login {last}")
+
+
+@officer.command()
+@click.argument("name")
+@click.argument("role", type=click.Choice(ROLES))
+@_REASON
+@_CODE
+@click.pass_context
+def role(ctx: click.Context, name: str, role: str, reason: str, code: str | None) -> None:
+    """Change NAME's role to ROLE. A raise takes effect when a second senior or admin
+    approves; a lowering at once (and ends NAME's sessions)."""
+    actor = actor_of(ctx, "officers.manage")
+    done = officers.set_role(runtime_of(ctx), actor, name, role, _code(code), reason)
+    _granted(done, f"officer {name} has role {role} now", f"give officer {name} role {role}")
 
 
 @officer.command()
@@ -81,17 +120,20 @@ def disable(ctx: click.Context, name: str) -> None:
     """Disable NAME and end all its sessions and tokens at once."""
     actor = actor_of(ctx, "officers.manage")
     ended = officers.set_disabled(runtime_of(ctx), actor, name, True)
-    click.echo(f"officer {name} disabled; {ended} session(s) ended")
+    echo(f"officer {name} disabled; {ended} session(s) ended")
 
 
 @officer.command()
 @click.argument("name")
+@_REASON
+@_CODE
 @click.pass_context
-def enable(ctx: click.Context, name: str) -> None:
-    """Enable NAME again (and clear a lockout)."""
+def enable(ctx: click.Context, name: str, reason: str, code: str | None) -> None:
+    """Enable NAME again (four-eyes), or clear the lockout of an officer who is only
+    locked out after failed logins (at once)."""
     actor = actor_of(ctx, "officers.manage")
-    officers.set_disabled(runtime_of(ctx), actor, name, False)
-    click.echo(f"officer {name} enabled")
+    done = officers.request_enable(runtime_of(ctx), actor, name, _code(code), reason)
+    _granted(done, f"officer {name}'s lockout cleared", f"enable officer {name}")
 
 
 @officer.command()
@@ -107,19 +149,37 @@ def passwd(ctx: click.Context, code: str | None) -> None:
         raise InputError("the new passwords differ")
     officers.change_password(runtime_of(ctx), actor, current, new,
                              prompt_secret("Authenticator code", code))
-    click.echo("password changed")
+    echo("password changed")
 
 
 @officer.command("totp-reset")
 @click.argument("name")
-@click.option("--reason", required=True)
+@_REASON
+@_CODE
 @click.pass_context
-def totp_reset(ctx: click.Context, name: str, reason: str) -> None:
-    """Ask for a new authenticator for NAME; another admin approves
-    (`polysec approvals approve ID`)."""
+def totp_reset(ctx: click.Context, name: str, reason: str, code: str | None) -> None:
+    """A new authenticator for NAME, shown to you once to hand over; it replaces the old
+    one when a second senior or admin approves."""
     actor = actor_of(ctx, "officers.manage")
-    request_id = officers.request_totp_reset(runtime_of(ctx), actor, name, reason)
-    click.echo(f"request {request_id} opened; another admin must approve it")
+    done = officers.request_totp_reset(runtime_of(ctx), actor, name, reason, _code(code))
+    _granted(done, "", f"put {name}'s new authenticator in force")
+
+
+@officer.command("password-reset")
+@click.argument("name")
+@_REASON
+@_CODE
+@click.pass_context
+def password_reset(ctx: click.Context, name: str, reason: str, code: str | None) -> None:
+    """A new password for NAME, chosen by you to hand over; it replaces the old one when
+    a second senior or admin approves (NAME then changes it with `officer passwd`)."""
+    actor = actor_of(ctx, "officers.manage")
+    password = prompt_secret("New password for " + name)
+    if password != prompt_secret("Repeat it"):
+        raise InputError("the passwords differ")
+    done = officers.request_password_reset(runtime_of(ctx), actor, name, reason, _code(code),
+                                           password)
+    _granted(done, "", f"put {name}'s new password in force")
 
 
 @officer.group()
@@ -139,8 +199,8 @@ def token_create(ctx: click.Context, name: str, days: int | None) -> None:
     value, token_id = sessions.create_token(
         runtime_of(ctx), actor, name, timedelta(days=days) if days else None
     )
-    click.echo(f"token {token_id} (store it now, it is not shown again):", err=True)
-    click.echo(value)
+    echo(f"token {token_id} (store it now, it is not shown again):", err=True)
+    echo(value)
 
 
 @token.command("revoke")
@@ -154,7 +214,7 @@ def token_revoke(ctx: click.Context, token_id: str) -> None:
     except ValueError:
         raise InputError(f"{token_id!r} is not a token id") from None
     sessions.revoke_token(runtime_of(ctx), actor, parsed)
-    click.echo(f"token {token_id} revoked")
+    echo(f"token {token_id} revoked")
 
 
 # ------------------------------------------------------------------------ login/logout
@@ -172,7 +232,7 @@ def login(ctx: click.Context, name: str, code: str | None) -> None:
     token, actor = sessions.login(rt, name, password, prompt_secret("Authenticator code", code))
     path = session_file(settings_of(ctx))
     write_session_token(path, token)
-    click.echo(f"logged in as {actor.name} ({actor.role}); session file {path}")
+    echo(f"logged in as {actor.name} ({actor.role}); session file {path}")
 
 
 @click.command()
@@ -184,7 +244,7 @@ def logout(ctx: click.Context) -> None:
     path = session_file(settings)
     ended = sessions.logout(runtime_of(ctx), token) if token else False
     path.unlink(missing_ok=True)
-    click.echo("logged out" if ended else "no live session")
+    echo("logged out" if ended else "no live session")
 
 
 @click.command()
@@ -196,4 +256,4 @@ def whoami(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         emit_json({"name": actor.name, "role": actor.role, "session": actor.session_id})
     else:
-        click.echo(f"{actor.name} ({actor.role})")
+        echo(f"{actor.name} ({actor.role})")

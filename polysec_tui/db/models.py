@@ -262,7 +262,8 @@ class OfficerGrant(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     officer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("officers.id"), index=True)
-    # bootstrap | create | promote | enable | totp_reset | password_reset
+    # init (the first admin, from `polysec init`) | setup (the second admin, added by the
+    # first one once) | create | promote | enable | totp_reset | password_reset
     kind: Mapped[str] = mapped_column(String(16))
     role: Mapped[str] = mapped_column(String(16))  # the officer's role after the grant
     requested_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("officers.id"))

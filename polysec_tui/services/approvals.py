@@ -2,31 +2,41 @@
 approves with a fresh authenticator code, and the action executes exactly once, in the
 same transaction as its audit entries.
 
-Each kind of request (2FA reset, large withdrawal, officer authenticator reset, key
-retirement...) registers an `ApprovalKind` with the role its approver needs and the
-function that executes it. Exactly-once comes from a conditional update
-(``status = 'pending'`` -> ``'executed'``) inside the executing transaction: of two
-approvers racing, the second finds no pending row and gets a conflict naming the first.
+Each kind of request (2FA reset, large withdrawal, officer grants, unfreeze...)
+registers an `ApprovalKind` with the role its approver needs and the function that
+executes it. Exactly-once comes from a conditional update (``status = 'pending'`` ->
+``'executed'``) inside the executing transaction: of two approvers racing, the second
+finds no pending row and gets a conflict naming the first.
+
+The second pair of eyes must be a different person in fact, not only in name: an officer
+who received a privilege grant (creation, a raised role, re-enabling, a new
+authenticator or password) in the last 24 hours decides nothing, and two officers of whom
+one asked for a grant of the other never decide each other's requests (`independence`).
+Secrets a request carries to its execution (a new officer's authenticator secret) are
+sealed with the field cipher, never shown or audited.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from polysec_tui.db.models import ApprovalRequest, Officer
+from polysec_tui.db.models import ApprovalRequest, Officer, OfficerGrant
 from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.services.auth import Actor, at_least, require
 from polysec_tui.services.runtime import Runtime
 
 DEFAULT_TTL = timedelta(hours=24)
 MAX_REASON = 2000
+# An officer decides nothing for this long after receiving a privilege grant.
+GRANT_QUARANTINE = timedelta(hours=24)
 
 Executor = Callable[[Runtime, Session, ApprovalRequest, Actor], dict[str, Any]]
 
@@ -34,10 +44,17 @@ Executor = Callable[[Runtime, Session, ApprovalRequest, Actor], dict[str, Any]]
 @dataclass(frozen=True)
 class ApprovalKind:
     name: str
-    min_role: str  # the approver's minimum rank: senior or admin
+    # The approver's minimum rank, senior or admin; or a function of the payload that
+    # says it (granting the admin role needs an admin).
+    min_role: str | Callable[[dict[str, Any]], str]
     execute: Executor
     describe: Callable[[dict[str, Any]], str]
     ttl: timedelta = DEFAULT_TTL
+    # Why this approver may not decide this payload (e.g. a grant to themselves), or None.
+    refuse: Callable[[dict[str, Any], Actor], str | None] | None = None
+
+    def approver_role(self, payload: dict[str, Any]) -> str:
+        return self.min_role if isinstance(self.min_role, str) else self.min_role(payload)
 
 
 KINDS: dict[str, ApprovalKind] = {}
@@ -83,8 +100,10 @@ class Executed:
 
 
 def open_request(rt: Runtime, actor: Actor, kind: str, reason: str, payload: dict[str, Any],
-                 *, ttl: timedelta | None = None, session: Session | None = None) -> uuid.UUID:
-    """Record a request; inside ``session`` when the caller's own action opens it."""
+                 *, ttl: timedelta | None = None, session: Session | None = None,
+                 sealed: dict[str, Any] | None = None) -> uuid.UUID:
+    """Record a request; inside ``session`` when the caller's own action opens it.
+    ``sealed``: secrets for the executor, stored encrypted, never shown or audited."""
     if kind not in kinds():
         raise InputError(f"unknown request kind {kind!r}")
     reason = reason.strip()
@@ -93,11 +112,14 @@ def open_request(rt: Runtime, actor: Actor, kind: str, reason: str, payload: dic
     now = rt.clock()
     request_id = uuid.uuid4()
 
+    sealed_enc = None if sealed is None else rt.cipher.encrypt(
+        json.dumps(sealed), table="approval_requests", column="sealed", row_id=request_id)
+
     def write(s: Session) -> None:
         s.add(ApprovalRequest(
             id=request_id, kind=kind, requester_id=actor.officer_id, reason=reason,
             payload=payload, created_at=now, expires_at=now + (ttl or KINDS[kind].ttl),
-            status="pending",
+            status="pending", sealed_enc=sealed_enc,
         ))
         rt.audit.append(s, officer=actor.name, action="approval.request", at=now,
                         target=f"request:{request_id}",
@@ -109,6 +131,50 @@ def open_request(rt: Runtime, actor: Actor, kind: str, reason: str, payload: dic
         with rt.transaction() as s:
             write(s)
     return request_id
+
+
+def unseal(rt: Runtime, request: ApprovalRequest) -> dict[str, Any]:
+    """The secrets a request carries to its executor."""
+    if request.sealed_enc is None:
+        return {}
+    doc = json.loads(rt.cipher.decrypt(request.sealed_enc, table="approval_requests",
+                                       column="sealed", row_id=request.id))
+    assert isinstance(doc, dict)
+    return doc
+
+
+def independence(session: Session, approver_id: uuid.UUID, requester_id: uuid.UUID,
+                 now: datetime) -> str | None:
+    """Why ``approver_id`` cannot be the second pair of eyes for ``requester_id``, or
+    None. The first admin's own creation (`init`) and the set-up's second admin, whom the
+    first one adds once (`setup`), are the bootstrap: they tie nobody."""
+    tie = session.execute(
+        select(OfficerGrant.kind, OfficerGrant.officer_id).where(
+            OfficerGrant.kind.not_in(("init", "setup")),
+            or_(and_(OfficerGrant.officer_id == approver_id,
+                     OfficerGrant.requested_by == requester_id),
+                and_(OfficerGrant.officer_id == requester_id,
+                     OfficerGrant.requested_by == approver_id)),
+        ).limit(1)
+    ).first()
+    if tie is not None:
+        kind, granted = tie
+        names = _names(session, approver_id, requester_id)
+        who, by = ((names.get(approver_id), names.get(requester_id)) if granted == approver_id
+                   else (names.get(requester_id), names.get(approver_id)))
+        return (f"{by} asked for a privilege grant of {who} ({kind}): the two can never be "
+                "each other's second pair of eyes")
+    recent = session.scalar(
+        select(OfficerGrant.at).where(OfficerGrant.officer_id == approver_id,
+                                      OfficerGrant.kind != "init",
+                                      OfficerGrant.at > now - GRANT_QUARANTINE)
+        .order_by(OfficerGrant.at.desc()).limit(1)
+    )
+    if recent is not None:
+        until = recent + GRANT_QUARANTINE
+        return (f"a privilege grant of {recent:%Y-%m-%d %H:%M} UTC keeps this officer from "
+                f"deciding requests until {until:%Y-%m-%d %H:%M} UTC")
+    return None
 
 
 def _names(session: Session, *ids: uuid.UUID | None) -> dict[uuid.UUID, str]:
@@ -155,17 +221,32 @@ def get_request(rt: Runtime, actor: Actor, request_id: uuid.UUID) -> RequestView
 
 
 def _check_decider(rt: Runtime, actor: Actor, request_id: uuid.UUID) -> ApprovalKind:
-    """Refusals that need no code: permission, self-approval, seniority, state."""
+    """Refusals that need no code: permission, self-approval, seniority, independence,
+    state. `_claim` asks the same again inside the deciding transaction."""
     require(actor, "approve")
-    view = get_request(rt, actor, request_id)
-    kind = kinds().get(view.kind)
+    with rt.sessions() as session:
+        request = session.get(ApprovalRequest, request_id)
+        if request is None:
+            raise InputError(f"no request {request_id}")
+        kind = _decidable(session, actor, request, rt.clock())
+        _raise_if_decided(_view(session, request, rt.clock()))
+    return kind
+
+
+def _decidable(session: Session, actor: Actor, request: ApprovalRequest,
+               now: datetime) -> ApprovalKind:
+    kind = kinds().get(request.kind)
     if kind is None:
-        raise InputError(f"request {request_id} has unknown kind {view.kind!r}")
-    if view.requester == actor.name:
+        raise InputError(f"request {request.id} has unknown kind {request.kind!r}")
+    if request.requester_id == actor.officer_id:
         raise RefusedError("the requester cannot decide their own request (four-eyes)")
-    if not at_least(actor, kind.min_role):
-        raise RefusedError(f"{view.kind} needs an approver with role {kind.min_role} or above")
-    _raise_if_decided(view)
+    needed = kind.approver_role(request.payload)
+    if not at_least(actor, needed):
+        raise RefusedError(f"{request.kind} needs an approver with role {needed} or above")
+    problem = (kind.refuse(request.payload, actor) if kind.refuse else None) or independence(
+        session, actor.officer_id, request.requester_id, now)
+    if problem:
+        raise RefusedError(problem)
     return kind
 
 
@@ -184,6 +265,9 @@ def _claim(rt: Runtime, session: Session, actor: Actor, request_id: uuid.UUID,
     """The exactly-once step: only one transaction turns a pending request into a
     decided one; the loser learns who won."""
     now = rt.clock()
+    pending = session.get(ApprovalRequest, request_id)
+    if pending is not None:
+        _decidable(session, actor, pending, now)
     result = session.execute(
         update(ApprovalRequest)
         .where(ApprovalRequest.id == request_id, ApprovalRequest.status == "pending",

@@ -1745,17 +1745,14 @@ DEMO_OFFICERS: tuple[tuple[str, str, str], ...] = (
 def create_demo_officers(rt: Runtime) -> bool:
     """alice (analyst), sam (senior) and ada (admin), unless the console has officers
     already (then nothing is created and False returned). ada is bootstrapped as the
-    first admin and adds the other two, so the audit log shows who created whom."""
+    first admin; alice and sam are seeded as if they had joined a month ago, so that
+    sam can be the second pair of eyes at once (a newly granted officer waits 24 hours,
+    and an officer ada asked for could never approve ada's own requests)."""
     if officers.has_officers(rt):
         return False
     admin_name, _role, admin_password = DEMO_OFFICERS[-1]
     officers.bootstrap_admin(rt, admin_name, admin_password)
-    with rt.sessions() as session:
-        admin_id = session.scalars(select(Officer.id).where(Officer.name == admin_name)).one()
-    # Acting as ada without a login: a login would spend the code the hint shows.
-    ada = Actor(admin_id, admin_name, "admin")
-    for name, role, password in DEMO_OFFICERS[:-1]:
-        officers.add_officer(rt, ada, name, role, password)
+    officers.seed_officers(rt, DEMO_OFFICERS[:-1], rt.clock() - timedelta(days=30))
     return True
 
 

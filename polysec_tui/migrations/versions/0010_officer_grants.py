@@ -3,13 +3,15 @@ re-enabling, a new authenticator or password), with who asked and who approved, 
 no officer can become their own second pair of eyes; approval_requests.sealed_enc carries
 a request's secrets (F1) to its execution.
 
-Existing officers get their grants from the audit log: the bootstrap admin, each
-`officer.add` (asked by the officer who ran it) and each `officer.enable`.
+Existing officers get their grants from the audit log: the admin of `polysec init`, each
+`officer.add` (asked by the officer who ran it; the first senior or admin that the init
+admin added counts as the set-up's second admin) and each `officer.enable`.
 
 Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-03 12:00:00.000000
 """
+import json
 import uuid
 from collections.abc import Sequence
 
@@ -57,24 +59,33 @@ def _backfill(grants: sa.Table) -> None:
                           sa.column('role', sa.String()), sa.column('created_at', UTC_DATETIME))
     log_t = sa.table('audit_log', sa.column('seq', sa.BigInteger()), sa.column('at', UTC_DATETIME),
                      sa.column('officer', sa.String()), sa.column('action', sa.String()),
-                     sa.column('target', sa.String()))
+                     sa.column('target', sa.String()), sa.column('details', sa.Text()))
     bind = op.get_bind()
     officers = {name: (oid, role, created) for oid, name, role, created in bind.execute(
         sa.select(officers_t.c.id, officers_t.c.name, officers_t.c.role, officers_t.c.created_at))}
-    kinds = {"officer.bootstrap": "bootstrap", "officer.add": "create", "officer.enable": "enable"}
+    kinds = {"officer.bootstrap": "init", "officer.add": "create", "officer.enable": "enable"}
     rows = []
     explained = set()
-    entries = bind.execute(sa.select(log_t.c.at, log_t.c.officer, log_t.c.action, log_t.c.target)
+    entries = bind.execute(sa.select(log_t.c.at, log_t.c.officer, log_t.c.action, log_t.c.target,
+                                     log_t.c.details)
                            .where(log_t.c.action.in_(list(kinds))).order_by(log_t.c.seq))
-    for at, actor, action, target in entries:
+    init_admin = None
+    second_admin_seen = False
+    for at, actor, action, target, details in entries:
         name = (target or "").removeprefix("officer:")
         if name not in officers:
             continue
         oid, role, _created = officers[name]
         kind = kinds[action]
         asker = officers.get(actor)
+        if kind == "init":
+            init_admin = name
+        elif kind == "create" and _role(details) in ("senior", "admin"):
+            if not second_admin_seen and actor == init_admin:
+                kind = "setup"
+            second_admin_seen = True
         rows.append({"id": uuid.uuid4(), "officer_id": oid, "kind": kind, "role": role,
-                     "requested_by": None if kind == "bootstrap" or asker is None else asker[0],
+                     "requested_by": None if kind == "init" or asker is None else asker[0],
                      "approved_by": None, "request_id": None, "at": at})
         explained.add(name)
     # An officer the log does not explain (entries of a database restored without them)
@@ -86,6 +97,14 @@ def _backfill(grants: sa.Table) -> None:
                          "at": created})
     if rows:
         op.bulk_insert(grants, rows)
+
+
+def _role(details: str | None) -> str | None:
+    try:
+        role = json.loads(details or "{}").get("role")
+    except (ValueError, AttributeError):
+        return None
+    return role if isinstance(role, str) else None
 
 
 def downgrade() -> None:
