@@ -852,7 +852,9 @@ class Ingestor:
         for number, parsed in batch:
             account_id = accounts.get(parsed["account"])
             if account_id is None:
-                self.report.add_bad(number, f"unknown account {quote(parsed['account'])}")
+                # Unless its placeholder was not created only because nothing is written.
+                if not self.create_missing_accounts or self._writing:
+                    self.report.add_bad(number, f"unknown account {quote(parsed['account'])}")
                 continue
             if parsed["external_id"] in unique:
                 self.report.duplicates += 1

@@ -87,7 +87,7 @@ class Window:
 # ------------------------------------------------------------------------------ helpers
 
 _JSON_TYPES = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
-               list: "a list", dict: "an object"}
+               list: "a list", dict: "an object", type(None): "null"}
 
 
 def json_type(value: Any) -> str:
@@ -348,7 +348,7 @@ def totp_secret(obj: dict[str, Any], name: str) -> str | None:
         return None
     cleaned = value.replace(" ", "").upper()
     try:
-        if not cleaned.isascii():
+        if not value.isascii():  # checked before upper(): "ß".upper() is "SS"
             raise ValueError
         raw = base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
     except (binascii.Error, ValueError):
