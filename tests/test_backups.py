@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -19,6 +20,8 @@ from sqlalchemy import Engine, select
 
 from polysec_tui.backup.envelope import EnvelopeError, Identity, SigningKey, Trust, open_file
 from polysec_tui.backup.restore import drop_database
+from polysec_tui.backup.snapshot import SNAPSHOT_KIND
+from polysec_tui.backup.tempdirs import private_tempdir
 from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db.engine import make_engine, parse_url
 from polysec_tui.db.models import AuditLogEntry, BackupRecord, Base
@@ -264,7 +267,7 @@ main(["backup", "create"])
 
 @pytest.mark.parametrize("where", ["chunk", "before_rename"])
 def test_a_killed_create_leaves_nothing_taken_for_a_backup(staff, identity, tmp_path, db_url,
-                                                           where, capsys):
+                                                           where, capsys, monkeypatch):
     if not db_url.startswith("sqlite"):
         pytest.skip("the interruption does not depend on the engine")
     rt = staff.rt
@@ -272,9 +275,11 @@ def test_a_killed_create_leaves_nothing_taken_for_a_backup(staff, identity, tmp_
     config = tmp_path / "polysec.toml"
     directory = tmp_path / "backups"
     config.write_text(backup_toml(rt.settings.options))
+    tmp = tmp_path / "tmp"  # the killed process's TMPDIR
+    tmp.mkdir()
     env = {**os.environ, "POLYSEC_DB_URL": db_url,
            "POLYSEC_KEYRING": str(rt.settings.keyring_path), "POLYSEC_CONFIG": str(config),
-           "POLYSEC_TOKEN": token}
+           "POLYSEC_TOKEN": token, "TMPDIR": str(tmp)}
     proc = subprocess.run([sys.executable, "-c", KILLER, where], env=env, capture_output=True,
                           timeout=60, check=False)
     assert proc.returncode == -9, proc.stderr.decode()
@@ -287,6 +292,19 @@ def test_a_killed_create_leaves_nothing_taken_for_a_backup(staff, identity, tmp_
     if where == "chunk":  # and its content is cut short, whatever its name
         with pytest.raises(EnvelopeError, match="truncated: the file ends after chunk 1"):
             open_file(files[0], identity, trust=trust_of(rt))
+    # Killed while streaming, it left its plaintext snapshot (0600, in a 0700 directory);
+    # the next create removes it, but not the directory of a create still running.
+    left = list(tmp.iterdir())
+    if where == "chunk":
+        [stale] = left
+        assert stale.name.startswith("polysec-snapshot-") and (stale / "snapshot.db").is_file()
+        assert (stale / "snapshot.db").stat().st_mode & 0o777 == 0o600
+    else:
+        assert left == []  # the snapshot had been read to its end and removed
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    with private_tempdir(SNAPSHOT_KIND) as running:
+        backups.create_backup(rt, staff.actors["cron"])
+        assert list(tmp.iterdir()) == [running]
 
 
 def test_no_recipient_is_a_usage_error(settings, runtime):

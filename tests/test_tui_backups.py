@@ -19,11 +19,11 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from polysec_tui.app import DESTINATIONS, PolysecApp
-from polysec_tui.backup.envelope import Identity
+from polysec_tui.backup.envelope import Identity, SigningKey
 from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db import migrate
-from polysec_tui.db.engine import make_engine
+from polysec_tui.db.engine import make_engine, parse_url
 from polysec_tui.db.models import AuditLogEntry, BackupRecord
 from polysec_tui.screens.backups import BackupsScreen, IdentityPrompt, RestoreConfirm
 from polysec_tui.screens.dashboard import DashboardScreen
@@ -227,6 +227,59 @@ async def test_verify_names_the_failure(console: Console, tmp_path: Path) -> Non
         # A wrong key says nothing about the backup: its status stays as it was.
         assert rows(screen)[0][4] == "complete"
     assert made.path.is_file()
+
+
+@sync
+async def test_a_forged_file_in_place_of_a_backup_is_refused_and_changes_nothing(
+        console: Console, tmp_path: Path, db_url: str) -> None:
+    """The attacker holds the recipient public key and the backup directory: they
+    replace the newest backup's file with their own (same backup id, signed by their own
+    key). Verify and restore from the screen refuse it; the catalogue keeps its word."""
+    from tests.test_backup_signing import forge
+
+    rt = console.rt
+    made = backups.create_backup(rt, console.session[1])
+    identity = Identity.load(console.identity_path)
+    trust = backups.BackupConfig.from_settings(rt.settings).trust()
+    forged = forge(made.path, identity, trust, tmp_path / "forged.psbk",
+                   signing_key=SigningKey.generate(), backup_id=made.id.bytes)
+    forged.replace(made.path)
+    target = (f"sqlite:///{tmp_path / 'restored.db'}" if db_url.startswith("sqlite") else
+              parse_url(db_url).set(database=f"polysec_tui_{uuid.uuid4().hex[:8]}")
+              .render_as_string(hide_password=False))
+    app = PolysecApp(rt, session=console.session)
+    async with app.run_test(size=(140, 34)) as pilot:
+        screen = await open_backups(pilot)
+        await pilot.press("v")
+        await pilot.pause()
+        await pilot.press("enter")  # the configured identity
+        await idle(pilot)
+        text = status(screen, "#backups-result")
+        assert "signed by an untrusted key" in text, text
+        assert screen.query_one("#backups-result").has_class("-failed")
+        assert rows(screen)[0][4] == "complete"  # not "failed": the row is not about it
+
+        await pilot.press("R")
+        await pilot.pause()
+        modal = app.screen
+        assert isinstance(modal, RestoreConfirm)
+        modal.query_one("#restore-target", Input).value = target
+        modal.query_one("#restore-code", Input).value = console.code()
+        await pilot.click("#restore-go")
+        await idle(pilot)
+        text = status(screen, "#backups-result")
+        assert "nothing restored: signed by an untrusted key" in text, text
+        assert rows(screen)[0][4] == "complete"
+    assert not restoring_target_exists(target)
+
+
+def restoring_target_exists(target: str) -> bool:
+    from polysec_tui.backup.restore import database_exists
+
+    url = parse_url(target)
+    if url.get_backend_name() == "sqlite":
+        return Path(url.database or "").exists()
+    return database_exists(url)
 
 
 @sync

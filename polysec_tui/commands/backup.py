@@ -97,7 +97,7 @@ class _Bar:
 
 
 @backup.command()
-@click.option("--to", "to_dir", type=click.Path(file_okay=False),
+@click.option("--to", "to_dir", metavar="DIRECTORY",
               help="Directory for the backup (default: [backup] dir, or backups/ under "
                    "the application directory).")
 @click.option("--recipient", "recipients", multiple=True, metavar="polysec-x25519:...",

@@ -223,10 +223,10 @@ def create_backup(rt: Runtime, actor: Actor, *, directory: Path | None = None,
     directory = (directory or config.directory).expanduser()
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"backup directory {directory} is not a directory") from None
     except OSError as exc:
         raise InputError(f"cannot use backup directory {directory}: {exc.strerror}") from None
-    if not directory.is_dir():
-        raise InputError(f"backup directory {directory} is not a directory")
     remove_stale(SNAPSHOT_KIND)  # plaintext copies left by a killed create
     now = rt.clock()
     backup_id = uuid.uuid4()  # 122 random bits; a valid UUID for every engine
