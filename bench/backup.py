@@ -42,7 +42,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from polysec_tui.backup.envelope import Identity
+from polysec_tui.backup.envelope import Identity, SigningKey
 from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
@@ -58,20 +58,23 @@ MIB = 1 << 20
 # interpreter start-up or imports): the "in process" rows.
 ENVELOPE_ENCRYPT = """
 import sys, time
-from polysec_tui.backup.envelope import Recipient, write_stream
+from pathlib import Path
+from polysec_tui.backup.envelope import Recipient, SigningKey, write_stream
 recipient = Recipient.parse(sys.argv[3])
+signing = SigningKey.load(Path(sys.argv[4]))
 wall, cpu = time.perf_counter(), time.process_time()
 with open(sys.argv[1], "rb") as src, open(sys.argv[2], "wb") as out:
-    write_stream(src, out, [recipient], {"engine": "bench"})
+    write_stream(src, out, [recipient], {"engine": "bench"}, signing_key=signing)
 print(time.perf_counter() - wall, time.process_time() - cpu)
 """
 ENVELOPE_DECRYPT = """
 import sys, time
 from pathlib import Path
-from polysec_tui.backup.envelope import Identity, open_file
+from polysec_tui.backup.envelope import Identity, SigningKey, Trust, open_file
 identity = Identity.load(Path(sys.argv[2]))
+trust = Trust((SigningKey.load(Path(sys.argv[3])).signer,))
 wall, cpu = time.perf_counter(), time.process_time()
-open_file(Path(sys.argv[1]), identity, lambda data: None)
+open_file(Path(sys.argv[1]), identity, lambda data: None, trust=trust)
 print(time.perf_counter() - wall, time.process_time() - cpu)
 """
 
@@ -222,13 +225,17 @@ def setup(db: Database, workdir: Path) -> dict[str, str]:
     identity = Identity.generate()
     key = workdir / f"{db.name}.key"
     identity.write_new(key)
+    signing = SigningKey.generate()
+    signing_key = workdir / f"{db.name}.signing.key"
+    signing.write_new(signing_key)
     config = workdir / f"{db.name}.toml"
     config.write_text(f'[backup]\ndir = "{workdir / "backups"}"\n'
-                      f'recipients = ["{identity.recipient}"]\nidentity = "{key}"\n')
+                      f'recipients = ["{identity.recipient}"]\nidentity = "{key}"\n'
+                      f'signing_key = "{signing_key}"\nsigners = ["{signing.signer}"]\n')
     return dict(os.environ, POLYSEC_DB_URL=db.url, POLYSEC_KEYRING=str(keyring),
                 POLYSEC_TOKEN=token, POLYSEC_CONFIG=str(config),
                 BENCH_KEY=str(key), BENCH_RECIPIENT=str(identity.recipient),
-                BENCH_ADMIN_TOKEN=admin_token)
+                BENCH_SIGNING_KEY=str(signing_key), BENCH_ADMIN_TOKEN=admin_token)
 
 
 def measure(engine: str, megabytes: int, workdir: Path, server: str | None,
@@ -288,9 +295,10 @@ def measure(engine: str, megabytes: int, workdir: Path, server: str | None,
         size = snap.stat().st_size
         enc = workdir / "envelope.psbk"
         for step, cmd, output in (
-                ("encrypt", [ENVELOPE_ENCRYPT, str(snap), str(enc), env["BENCH_RECIPIENT"]],
-                 enc),
-                ("decrypt", [ENVELOPE_DECRYPT, str(enc), key], None)):
+                ("encrypt", [ENVELOPE_ENCRYPT, str(snap), str(enc), env["BENCH_RECIPIENT"],
+                             env["BENCH_SIGNING_KEY"]], enc),
+                ("decrypt", [ENVELOPE_DECRYPT, str(enc), key, env["BENCH_SIGNING_KEY"]],
+                 None)):
             result = run([sys.executable, "-c", *cmd])
             record("envelope", step, result, size, output)
             inner_wall, inner_cpu = (float(x) for x in result[3].split())
