@@ -422,6 +422,26 @@ def test_a_tampered_or_forged_copy_never_marks_the_catalogued_backup_failed(
     assert not any(d["catalogue_updated"] for d in failed)
 
 
+def test_a_special_file_in_place_of_a_backup_is_refused_at_once(
+        staff: Staff, identity: Identity, made: backups.CreatedBackup,  # noqa: F811
+        tmp_path: Path, db_url: str) -> None:
+    """A FIFO would block the reader, /dev/zero would never end (the SHA-256 of a
+    failing file is computed to compare it with the catalogue)."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("refused before the database is read")
+    made.path.unlink()
+    os.mkfifo(made.path)
+    zero = tmp_path / "zero.psbk"
+    zero.symlink_to("/dev/zero")
+    for path in (made.path, zero):
+        with pytest.raises(InputError, match="is a special file, not a backup file"):
+            backups.verify_backup(staff.rt, staff.actors["cron"], path, identity)
+        with pytest.raises(InputError, match="is a special file, not a backup file"):
+            backups.restore_backup(staff.rt, staff.actors["root"], path, identity,
+                                   to_url=f"sqlite:///{tmp_path / 'x.db'}")
+    assert statuses(staff.rt) == {made.id: "complete"}
+
+
 def test_restore_refuses_a_file_that_differs_from_the_catalogue(
         staff: Staff, identity: Identity, made: backups.CreatedBackup,  # noqa: F811
         tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -909,15 +909,25 @@ def open_file(path: Path, identity: Identity,
 
 
 def open_backup(path: Path) -> BinaryIO:
-    """``path`` opened for reading, or a one-line InputError (missing, a directory...)."""
+    """``path`` opened for reading, or a one-line InputError (missing, a directory...).
+    Only a regular file: a FIFO or a device put in a backup's place (``/dev/zero``)
+    would block or never end. Opened without blocking, checked on the descriptor."""
     try:
-        return path.open("rb")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise InputError(f"backup file {path} does not exist") from None
-    except IsADirectoryError:
-        raise InputError(f"{path} is a directory, not a backup file") from None
     except OSError as exc:
         raise InputError(f"cannot read backup file {path}: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            what = "a directory" if stat.S_ISDIR(mode) else "a special file"
+            raise InputError(f"{path} is {what}, not a backup file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
 
 
 def write_stream(src: IO[bytes] | io.RawIOBase, out: Writable, recipients: Iterable[Recipient],
