@@ -142,7 +142,7 @@ def sqlite_runtime(tmp_path: Path) -> Iterator[Runtime]:
 
 def count(rt: Runtime, model: Any) -> int:
     with rt.sessions() as s:
-        return int(s.scalar(select(func.count()).select_from(model)))
+        return int(s.scalar(select(func.count()).select_from(model)) or 0)
 
 
 def check_report(report: IngestReport) -> None:

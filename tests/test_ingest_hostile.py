@@ -143,8 +143,8 @@ HOSTILE: list[tuple[str, bytes, str]] = [
     ("logins", line(login("H", success=1)), "field 'success' must be true or false"),
     # Wrong JSON types in every kind: strings where objects are expected and back.
     ("logins", line(login("H", id={"x": 1})), "field 'id' must be a string, not an object"),
-    ("logins", line(login({"x": 1})), "field 'id' must be a string"),
-    ("logins", line(login("H", acct=["A1"])), "field 'account' must be a string, not a list"),
+    ("logins", line(login("H", id=["H"])), "field 'id' must be a string, not a list"),
+    ("logins", line(login("H", account=["A1"])), "field 'account' must be a string, not a list"),
     ("logins", line(login("H", at=1700000000)), "field 'at' must be an ISO 8601 time string"),
     ("logins", line(login("H", ip=[1, 2, 3, 4])), "field 'ip' must be an IP address string"),
     ("logins", line(login("H", country=["DE"])), "field 'country' must be a two-letter"),
@@ -379,7 +379,7 @@ def rba_row(index: str, *, stamp: str = "2020-02-03 12:43:30.772", user: str = "
 
 def test_hostile_rows_of_the_rba_csv(runtime):
     good = [rba_row("1"), rba_row("3", user="8"), rba_row("99", rtt="", asn="")]
-    hostile = [
+    hostile: list[tuple[str | bytes, str]] = [
         (rba_row("2").encode().replace(b"Mozilla", b"Mo\xffzilla"), "not UTF-8"),
         (rba_row("4", agent='"Mozilla, unclosed'), "expected 16 columns, found 10"),
         (rba_row("5", asn="inf"), "field 'asn' must be an integer"),
@@ -411,3 +411,39 @@ def test_hostile_rows_of_the_rba_csv(runtime):
     with runtime.sessions() as s:
         stored = set(s.scalars(select(LoginEvent.external_id)))
     assert stored == {"rba-1", "rba-3", "rba-99"}
+
+
+def test_the_command_exits_2_or_0_and_writes_inert_text(cli_env, runtime):
+    """Through the real `polysec ingest` process: never exit 70; strict exits 2 with
+    nothing written, --skip-bad exits 0 with the good lines written; every line on
+    stderr is one bad line whose quoted input cannot act on the terminal."""
+    from tests.cli_runner import run_process
+
+    feed(runtime, "accounts", line(account("A1")), skip_bad=False)
+    hostile = [
+        with_raw(security_event("H1"), "details", '{"a":' + DEEP + "}"),
+        line(security_event("H2", device_id="dev\ud800")),
+        line(security_event("H3", kind=["password_change"])),
+        line(security_event("H4", kind="\x1b]52;c;AAAA\x07\x1b[2J\u202e" + "x" * 500)),
+        with_raw(security_event("H5"), "details", '{"n": ' + "9" * 5000 + "}"),
+        b"\xff\xfe\x00",
+    ]
+    data = b"\n".join([line(security_event("G1")), *hostile, line(security_event("G2"))])
+    strict = run_process("ingest", "security-events", "-", env=cli_env, stdin=data)
+    assert strict.code == 2, strict.err
+    lines = strict.err.splitlines()
+    assert [x.split(":")[0] for x in lines[:-1]] == [f"line {n}" for n in range(2, 8)]
+    assert lines[-1].startswith("polysec: error: 6 bad line(s) in security-events input")
+    assert count(runtime, SecurityEvent) == 0
+    for text in (strict.err, strict.out):
+        assert not any(is_hidden(ch) and ch not in "\\\n" for ch in text), text
+    assert max(len(x) for x in lines) < 400
+
+    skip = run_process("ingest", "security-events", "-", "--skip-bad", "--json",
+                       env=cli_env, stdin=data)
+    assert skip.code == 0, skip.err
+    report = json.loads(skip.out)
+    assert (report["inserted"], report["bad_count"], report["written"]) == (2, 6, True)
+    assert "\\x1b]52" in report["bad"][3]["reason"]
+    assert not any(is_hidden(ch) and ch not in "\\\n" for ch in skip.err + skip.out)
+    assert count(runtime, SecurityEvent) == 2

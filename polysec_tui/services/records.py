@@ -361,8 +361,8 @@ def totp_secret(obj: dict[str, Any], name: str) -> str | None:
 def choice(obj: dict[str, Any], name: str, allowed: frozenset[str]) -> str:
     value: str = _present(obj, name, True, str, "a string")
     if value not in allowed:
-        raise BadRecord(f"field {name!r} must be one of {', '.join(sorted(allowed))}: "
-                        f"{quote(value)}")
+        raise BadRecord(f"field {name!r} is {quote(value)}, not one of "
+                        f"{', '.join(sorted(allowed))}")
     return value
 
 
