@@ -177,17 +177,23 @@ def _sqlite_snapshot(url: URL, info: SnapshotInfo) -> Iterator[bytes]:
         raise InputError(f"SQLite database {source} does not exist")
     with private_tempdir(SNAPSHOT_KIND) as tmp:
         copy = tmp / "snapshot.db"
-        with private_umask():  # the copy and its journal are 0600 from their first byte
-            src = sqlite3.connect(source)
+        # The copy is 0600 from its first byte: created here, empty, under umask 077
+        # (SQLite treats an empty file as an empty database), so that SQLite never
+        # creates it; its journal takes the database file's mode. The umask lock is
+        # held only for this, not for the copy (other threads open databases).
+        with private_umask():
+            os.close(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                             0o600))
+        src = sqlite3.connect(source)
+        try:
+            dst = sqlite3.connect(copy)
             try:
-                dst = sqlite3.connect(copy)
-                try:
-                    src.backup(dst, pages=4096)
-                    dst.execute("PRAGMA journal_mode = DELETE")
-                finally:
-                    dst.close()
+                src.backup(dst, pages=4096)
+                dst.execute("PRAGMA journal_mode = DELETE")
             finally:
-                src.close()
+                dst.close()
+        finally:
+            src.close()
         engine = make_engine(f"sqlite:///{copy}")
         try:
             with engine.connect() as conn:
