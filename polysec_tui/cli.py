@@ -4,6 +4,7 @@ neither textual, sqlalchemy nor paramiko (a test holds us to it)."""
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import sys
 from typing import Any
@@ -13,6 +14,7 @@ import click
 from polysec_tui import __version__
 from polysec_tui.config import CONFIG_ENV, DB_ENV, KEYRING_ENV, env_flag, resolve_settings
 from polysec_tui.errors import EXIT_USAGE, PolysecError
+from polysec_tui.text import visible, visible_lines
 
 # name -> (module:attribute, one-line help shown by `polysec --help` without importing)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -79,33 +81,50 @@ def cli(ctx: click.Context, db_url: str | None, keyring: str | None, config: str
     ctx.obj = resolve_settings(db_url, keyring, config)
 
 
+def _error(text: str) -> None:
+    """An error line on stderr; what it quotes (an argument, a value from a file or the
+    database) is shown with its control characters as escapes (polysec_tui.text)."""
+    click.echo(visible_lines(text.rstrip("\n")), err=True)
+
+
+def _database_refused(exc: Exception) -> bool:
+    """A value the database refused (out of range, too long for its column): bad input
+    that got past the checks, reported as such rather than as an internal error."""
+    errors = sys.modules.get("sqlalchemy.exc")
+    return errors is not None and isinstance(exc, errors.DataError)
+
+
 def main(argv: list[str] | None = None) -> Any:
     try:
         return cli.main(args=argv, prog_name="polysec", standalone_mode=False)
     except PolysecError as exc:
-        click.echo(f"polysec: error: {exc}", err=True)
+        _error(f"polysec: error: {visible(exc)}")
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
-        click.echo("polysec: aborted", err=True)
+        _error("polysec: aborted")
         sys.exit(EXIT_USAGE)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        shown = io.StringIO()
+        exc.show(file=shown)
+        _error(shown.getvalue())
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("polysec: interrupted", err=True)
+        _error("polysec: interrupted")
         sys.exit(130)
     except Exception as exc:
+        if _database_refused(exc):
+            _error("polysec: error: the database refused a value (out of range or too long "
+                   "for its column)")
+            sys.exit(EXIT_USAGE)
         # Never a traceback with locals (secrets); a plain one only on request.
         if env_flag("POLYSEC_DEBUG"):
             import traceback
 
             traceback.print_exc()
-        click.echo(
-            f"polysec: internal error: {type(exc).__name__} (set POLYSEC_DEBUG=1 for details)",
-            err=True,
-        )
+        _error(f"polysec: internal error: {type(exc).__name__} (set POLYSEC_DEBUG=1 for "
+               "details)")
         sys.exit(70)
 
 

@@ -6,13 +6,17 @@ CSI and OSC sequences: clear the screen, write the clipboard with OSC 52, set th
 title), on C1 controls (0x80-0x9f, the 8-bit forms of the same) and on a bare CR; and a
 reader is misled by bidirectional overrides, zero-width and other invisible format
 characters. None of these is removed: each is shown as its escape (``\\x1b``,
-``\\u202e``), so that two values that differ by a hidden character are seen to differ,
-and a backslash is doubled so that the escape of ESC and the four characters ``\\x1b``
-never look the same.
+``\\u202e``), so that two values that differ by a hidden character are seen to differ.
 
-`visible` is for one value (a line break inside it is shown as ``\\n``); the CLI's
-output function passes whole lines through `visible_lines`, which keeps the line breaks
-the program itself writes. `printable` is `visible` cut to a width, for tables.
+- `printable` (the console, and text the services prepare for it) escapes the hidden
+  characters, a line break included, and cuts to a width. It is idempotent: text that
+  passed it once passes again unchanged, so a value sanitised by a service and again by
+  a widget is not escaped twice.
+- `visible` (a value the CLI prints) also doubles a backslash, so that the escape of ESC
+  and the four characters ``\\x1b`` never look the same and `unvisible` reads the exact
+  value back (an address typed as polysec showed it).
+- `visible_lines` is the CLI's last pass over all it writes: like `printable`, but the
+  line breaks the program wrote stay.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import unicodedata
 # one cannot even be encoded), line and paragraph separators, unassigned code points.
 _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp", "Cn"})
 _SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\"}
+_WHITESPACE = "\t\n\r"
 # A fast test for the common case: printable ASCII without a backslash.
 _PLAIN = re.compile(r"[ -\[\]-~]*")
 
@@ -33,6 +38,12 @@ def _escape(ch: str) -> str:
     short = _SHORT.get(ch)
     if short is not None:
         return short
+    return _escape_hidden(ch)
+
+
+def _escape_hidden(ch: str) -> str:
+    if ch in _WHITESPACE:
+        return _SHORT[ch]
     if ch == " " or unicodedata.category(ch) not in _HIDDEN_CATEGORIES:
         return ch
     code = ord(ch)
@@ -57,16 +68,46 @@ def visible(value: object) -> str:
     return "".join(map(_escape, text))
 
 
+_PLAIN_LINES = re.compile(r"[ -~\n]*")
+_PLAIN_ANY = re.compile(r"[ -~]*")
+
+
 def visible_lines(text: str) -> str:
-    """Like `visible`, but the line breaks stay line breaks: for whole blocks of output
-    the program composed (fields inside them went through `visible` already)."""
-    return "\n".join(visible(line) for line in text.split("\n"))
+    """The CLI's last pass over everything it writes: every hidden character shown as
+    its escape, but the line breaks the program wrote stay, and a backslash stays single
+    (values inside may have been through `visible` already)."""
+    if _PLAIN_LINES.fullmatch(text):
+        return text
+    return "".join(ch if ch == "\n" else _escape_hidden(ch) for ch in text)
+
+
+_ESCAPE = re.compile(r"\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|([tnr\\]))")
+_SHORT_BACK = {"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}
+
+
+def unvisible(text: str) -> str:
+    """The value `visible` showed as ``text``: what an officer copies from the console
+    or the CLI types back into a command (``\\x1b`` is ESC, ``\\\\`` a backslash)."""
+    if "\\" not in text:
+        return text
+
+    def back(match: re.Match[str]) -> str:
+        hex_ = match.group(1) or match.group(2) or match.group(3)
+        if hex_:
+            code = int(hex_, 16)
+            return chr(code) if code <= 0x10FFFF else match.group()
+        return _SHORT_BACK[match.group(4)]
+
+    return _ESCAPE.sub(back, text)
 
 
 def printable(value: object, *, limit: int = 512) -> str:
-    """`visible` text of at most ``limit`` characters (an ellipsis marks the cut). The
-    result is still untrusted: render it as literal text, never as markup."""
-    text = visible(value)
+    """``value`` on one line with every hidden character as its escape, at most
+    ``limit`` characters (an ellipsis marks the cut); idempotent. The result is still
+    untrusted: render it as literal text, never as markup."""
+    text = "" if value is None else str(value)
+    if not _PLAIN_ANY.fullmatch(text):
+        text = "".join(map(_escape_hidden, text))
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text

@@ -650,7 +650,7 @@ async def test_postgresql_notifications_wake_the_dashboard(runtime: Runtime,
 async def test_alert_text_is_inert(runtime: Runtime) -> None:
     """Platform text in an alert (account id, anomaly explanation) is shown literally in
     the notification, the alert bar and the alerts list: markup does nothing, escape
-    sequences and control characters are gone."""
+    sequences and control characters are shown as their escapes, never acted on."""
     hostile = "acc-[@click=app.quit]x[/]"
     ingest(runtime, "accounts", [{"id": hostile, "created_at": "2026-01-02T03:04:05Z",
                                   "email": "h@example.com"}])
@@ -665,8 +665,9 @@ async def test_alert_text_is_inert(runtime: Runtime) -> None:
         await wait_until(pilot, lambda: bool(toasts(app)), "the toast")
         (toast,) = list(app._notifications)
         assert toast.markup is False
-        assert toast.message == (f"critical anomaly: impossible travel · {hostile}\n"
-                                 "from 203.0.113.7: [link=http://evil]click[/link] red [b]x[/b]")
+        shown = ("from 203.0.113.7: [link=http://evil]click[/link] \\x1b[31mred\\x1b[0m"
+                 "\\x07 [b]x[/b]")
+        assert toast.message == f"critical anomaly: impossible travel · {hostile}\n{shown}"
         bar = str(app.screen.query_one("#alert-bar").render())
         assert hostile in bar
         await pilot.press("a")
@@ -674,7 +675,7 @@ async def test_alert_text_is_inert(runtime: Runtime) -> None:
         table = app.screen.query_one("#alerts-table", DataTable)
         cells = [c.plain for c in table.get_row_at(0)]
         assert cells[3] == hostile
-        assert cells[4] == "from 203.0.113.7: [link=http://evil]click[/link] red [b]x[/b]"
+        assert cells[4] == shown
         await pilot.click("#alerts-table", offset=(60, 1))  # clicking the text runs nothing
         await pilot.pause()
         assert app.is_running

@@ -283,7 +283,8 @@ async def test_untrusted_text_is_literal(runtime: Runtime, officer: Session) -> 
         (row,) = table_rows(app)
         assert row[2].plain == HOSTILE_ACCOUNT
         assert row[3].plain == ("failed from 192.0.2.7 ([b]Bold[/b]) "
-                                "[link=http://x]y[/link] red [@click=app.bell]b[/] ")
+                                "[link=http://x]y[/link] \\x1b[31mred\\x1b[0m "
+                                "[@click=app.bell]b[/] \\x07\\x01\\x9b2J")
         assert all(not cell.spans for cell in row)
         table = app.screen.query_one("#events", DataTable)
         rendered = []
@@ -304,7 +305,7 @@ async def test_untrusted_text_is_literal(runtime: Runtime, officer: Session) -> 
 
 def test_safe_text() -> None:
     text = safe_text("[@click=app.quit]x[/] \x1b[2J\x1b]52;c;ZXZpbA==\x07\u202e")
-    assert text.plain == "[@click=app.quit]x[/] "
+    assert text.plain == "[@click=app.quit]x[/] \\x1b[2J\\x1b]52;c;ZXZpbA==\\x07\\u202e"
     assert text.spans == []
 
 

@@ -313,7 +313,7 @@ async def test_audit_log_lists_filters_and_verifies(staff: Staff) -> None:
         await pilot.press("enter")
         await wait_for(pilot, lambda: {r[2] for r in rows(app, "#audit-log")} == {"root"},
                        "the filter")
-        assert ["root", "officer.add", "officer:ann", "role=analyst"] in [
+        assert ["root", "officer.bootstrap", "officer:root", "role=admin"] in [
             r[2:] for r in rows(app, "#audit-log")]
         app.screen.query_one("#audit-log").focus()
         await pilot.press("v")

@@ -579,11 +579,20 @@ def test_the_cli_and_service_do_not_import_textual():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_cli_text_output_strips_terminal_escapes(staff, cli, capsys):
+def test_cli_text_output_shows_terminal_escapes_inert(staff, cli, capsys):
+    """Ingest refuses such an id today; one already stored (or written by another
+    program) is still shown with its escapes visible, never acted on."""
+    from sqlalchemy import update
+
+    from polysec_tui.db.models import Account
+
     hostile = "acc-\x1b[2J\x1b]0;pwned\x07x"
-    ingest(staff.rt, "accounts", account(hostile, email="h@example.com",
+    ingest(staff.rt, "accounts", account("acc-plain", email="h@example.com",
                                          totp_secret=pyotp.random_base32(32),
                                          totp_enrolled_at="2025-03-01T10:00:00Z"))
+    with staff.rt.transaction() as session:
+        session.execute(update(Account).where(Account.external_id == "acc-plain")
+                        .values(external_id=hostile))
     cli("ann")
     opened = run_cli(capsys, "twofa", "reset", "h@example.com", "--reason", "lost\x1b[31m",
                      "--evidence", "call", "--id-document", "ID-1", "--liveness", "L-1")
@@ -597,7 +606,9 @@ def test_cli_text_output_strips_terminal_escapes(staff, cli, capsys):
     outputs.append(run_cli(capsys, "twofa", "show", request_id).out)
     for out in outputs:
         assert "\x1b" not in out and "\x07" not in out
-    assert "account            acc-x" in outputs[1]  # the escape sequences removed
+    # Shown, not removed: an id that differs by a hidden character is seen to differ.
+    assert "account            acc-\\x1b[2J\\x1b]0;pwned\\x07x" in outputs[1]
+    assert "lost\\x1b[31m" in outputs[-1]
 
 
 # ----------------------------------------------------------------------------- races

@@ -342,5 +342,8 @@ def test_cli_blocklist(cli_staff: Staff, capsys: pytest.CaptureFixture[str],
     refused = run_cli(capsys, "blocklist", "remove", "bc1qone", "--reason", "oops")
     assert refused.code == 3
     bad = tmp_path / "bad.txt"
-    bad.write_text("bc1q ok\n", encoding="utf-8")
-    assert run_cli(capsys, "blocklist", "import", str(bad), "--reason", "r").code == 2
+    bad.write_text("bc1qthree\n" + "SECRET-LINE-" * 12 + ",too long\n", encoding="utf-8")
+    rejected = run_cli(capsys, "blocklist", "import", str(bad), "--reason", "r")
+    assert rejected.code == 2 and "line 2:" in rejected.err
+    assert "SECRET" not in rejected.err  # the file's lines are never echoed
+    assert "bc1qthree" not in run_cli(capsys, "blocklist", "list").out  # all or nothing

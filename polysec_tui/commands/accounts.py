@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import click
 
-from polysec_tui.commands.common import actor_of, emit_json, prompt_secret, runtime_of
+from polysec_tui.commands.common import actor_of, echo, emit_json, prompt_secret, runtime_of
 from polysec_tui.services import accounts as service
 from polysec_tui.services.accounts import PII_FIELDS
+from polysec_tui.text import visible
 
 
 @click.group()
@@ -34,7 +35,7 @@ def show(ctx: click.Context, account: str, reveal: str | None, reason: str | Non
         if as_json:
             emit_json({"account": account, "field": reveal, "value": value})
         else:
-            click.echo(f"{reveal}: {value}")
+            echo(f"{reveal}: {visible(value)}")
         return
     actor = actor_of(ctx, "read")
     view = service.summary(rt, actor, account)
@@ -44,7 +45,7 @@ def show(ctx: click.Context, account: str, reveal: str | None, reason: str | Non
     for key, value in view.as_dict().items():
         if key == "balances":
             value = ", ".join(f"{a} {format(v, 'f')}" for a, v in sorted(value.items())) or "-"
-        click.echo(f"{key:<14} {value if value is not None else '-'}")
+        echo(f"{key:<14} {visible(value) if value is not None else '-'}")
 
 
 @accounts.command()
@@ -57,8 +58,7 @@ def freeze(ctx: click.Context, account: str, reason: str) -> None:
 
     actor = actor_of(ctx, "review")
     placed = protection.freeze(runtime_of(ctx), actor, account, reason)
-    click.echo(f"account {account} frozen" if placed else f"account {account} was already "
-               "frozen")
+    echo(f"account {visible(account)} {'frozen' if placed else 'was already frozen'}")
 
 
 @accounts.command()
@@ -71,8 +71,8 @@ def unfreeze(ctx: click.Context, account: str, reason: str) -> None:
 
     actor = actor_of(ctx, "review")
     request = protection.request_unfreeze(runtime_of(ctx), actor, account, reason)
-    click.echo(f"request {request} opened; another senior officer runs: "
-               f"polysec approvals approve {request}")
+    echo(f"request {request} opened; another senior officer runs: "
+         f"polysec approvals approve {request}")
 
 
 @accounts.command()
@@ -96,12 +96,12 @@ def lockdown(ctx: click.Context, account: str, reason: str, code: str | None, dr
         if as_json:
             emit_json(plan)
             return
-        click.echo(f"lockdown of {plan['account']} would: revoke "
-                   f"{plan['sessions_to_revoke']} sessions and {plan['api_keys_to_revoke']} "
-                   f"API keys; reject {len(plan['withdrawals_to_reject'])} withdrawals "
-                   f"({', '.join(plan['withdrawals_to_reject']) or 'none'}); "
-                   f"{'freeze withdrawals; ' if plan['freeze'] else ''}require a password "
-                   "reset; notify the client; open an incident")
+        echo(f"lockdown of {visible(plan['account'])} would: revoke "
+             f"{plan['sessions_to_revoke']} sessions and {plan['api_keys_to_revoke']} "
+             f"API keys; reject {len(plan['withdrawals_to_reject'])} withdrawals "
+             f"({', '.join(map(visible, plan['withdrawals_to_reject'])) or 'none'}); "
+             f"{'freeze withdrawals; ' if plan['freeze'] else ''}require a password "
+             "reset; notify the client; open an incident")
         return
     result = protection.lockdown(rt, actor, account, reason,
                                  prompt_secret("Authenticator code", code))
@@ -109,13 +109,13 @@ def lockdown(ctx: click.Context, account: str, reason: str, code: str | None, dr
         emit_json(result.to_dict())
         return
     if result.already_locked:
-        click.echo(f"account {result.account} was already locked down (incident "
-                   f"{result.incident}); nothing changed")
+        echo(f"account {visible(result.account)} was already locked down (incident "
+             f"{result.incident}); nothing changed")
         return
-    click.echo(f"account {result.account} locked down: {result.sessions_revoked} sessions "
-               f"and {result.api_keys_revoked} API keys revoked, "
-               f"{len(result.withdrawals_rejected)} withdrawals rejected; incident "
-               f"{result.incident}")
+    echo(f"account {visible(result.account)} locked down: {result.sessions_revoked} sessions "
+         f"and {result.api_keys_revoked} API keys revoked, "
+         f"{len(result.withdrawals_rejected)} withdrawals rejected; incident "
+         f"{result.incident}")
 
 
 @accounts.command()
@@ -130,4 +130,4 @@ def report(ctx: click.Context, account: str, via: str, text: str) -> None:
 
     actor = actor_of(ctx, "review")
     incident = protection.report(runtime_of(ctx), actor, account, via, text)
-    click.echo(f"incident {incident} opened for account {account}")
+    echo(f"incident {incident} opened for account {visible(account)}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from polysec_tui.commands.common import actor_of, emit_json, runtime_of
+from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of
 from polysec_tui.services import alerts as service
 
 
@@ -30,11 +30,11 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         emit_json([a.as_dict() for a in found])
         return
     if not found:
-        click.echo("no unacknowledged alerts")
+        echo("no unacknowledged alerts")
     for a in found:
         who = f" {a.account}" if a.account else ""
-        click.echo(f"{a.at:%Y-%m-%d %H:%M:%S}  {a.key:<18} {a.severity:<8} {a.title}{who}  "
-                   f"{a.detail}")
+        echo(f"{a.at:%Y-%m-%d %H:%M:%S}  {a.key:<18} {a.severity:<8} {a.title}{who}  "
+             f"{a.detail}")
 
 
 @alerts.command()
@@ -46,4 +46,4 @@ def ack(ctx: click.Context, key: str, note: str | None) -> None:
     acknowledged it first."""
     rt = runtime_of(ctx)
     service.acknowledge(rt, actor_of(ctx, "review"), key, note)
-    click.echo(f"acknowledged {key}")
+    echo(f"acknowledged {key}")

@@ -12,7 +12,7 @@ from xml.etree import ElementTree as ET
 
 import click
 
-from polysec_tui.commands.common import actor_of, emit_json, runtime_of, to_json
+from polysec_tui.commands.common import RECORD_ID, actor_of, echo, emit_json, runtime_of, to_json
 from polysec_tui.errors import CheckFailed, InputError
 from polysec_tui.files import atomic_write
 from polysec_tui.services import audit_checks as service
@@ -92,10 +92,10 @@ def _report(report: AuditRunReport, fmt: str, out: str | None) -> None:
     rendered = RENDER[fmt](report)
     if out:
         atomic_write(out, (rendered + "\n").encode(), mode=0o640, what="report")
-        click.echo(f"audit run {report.run_id}: {report.result}; report written to {out}",
-                   err=True)
+        echo(f"audit run {report.run_id}: {report.result}; report written to {out}",
+             err=True)
     else:
-        click.echo(rendered)
+        echo(rendered)
     if report.failed:
         failed = ", ".join(f.check for f in report.findings if f.status == "fail")
         raise CheckFailed(f"audit failed: {failed}")
@@ -123,7 +123,7 @@ def hosts(ctx: click.Context, inventory: Path, fmt: str, out: str | None) -> Non
 
 def _progress(name: str, done: int, total: int) -> None:
     label = f"running {name}" if name else "done"
-    click.echo(f"\r[{done}/{total}] {label:<40}", err=True, nl=not name)
+    echo(f"[{done}/{total}] {label:<40}", err=True, nl=not name, overwrite=True)
 
 
 @audit.command("history")
@@ -139,13 +139,13 @@ def history(ctx: click.Context, limit: int, as_json: bool) -> None:
         return
     for r in runs:
         c = r.counts
-        click.echo(f"{r.run_id:>6}  {r.started_at:%Y-%m-%d %H:%M}Z  {r.result or '-':<4}  "
-                   f"pass {c['pass']:>2}  warn {c['warn']:>2}  fail {c['fail']:>2}  "
-                   f"{r.officer or '-'}")
+        echo(f"{r.run_id:>6}  {r.started_at:%Y-%m-%d %H:%M}Z  {r.result or '-':<4}  "
+             f"pass {c['pass']:>2}  warn {c['warn']:>2}  fail {c['fail']:>2}  "
+             f"{r.officer or '-'}")
 
 
 @audit.command("show")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=RECORD_ID)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 @click.pass_context
 def show(ctx: click.Context, run_id: int, as_json: bool) -> None:
@@ -158,7 +158,7 @@ def show(ctx: click.Context, run_id: int, as_json: bool) -> None:
         emit_json([f.to_dict() for f in findings])
         return
     for f in findings:
-        click.echo(_finding_text(f))
+        echo(_finding_text(f))
 
 
 def _finding_text(f: Finding) -> str:

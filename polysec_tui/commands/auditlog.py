@@ -7,26 +7,20 @@ Entry fields are untrusted text: printed plainly, control characters escaped.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import click
 
-from polysec_tui.commands.common import actor_of, emit_json, runtime_of
+from polysec_tui.commands.common import RECORD_ID, actor_of, echo, emit_json, runtime_of
 from polysec_tui.errors import CheckFailed, InputError
 from polysec_tui.services import auditlog as service
 from polysec_tui.services.auditlog import AuditEntryView
 from polysec_tui.services.auth import Actor
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.text import visible, visible_lines
 
 PERMISSION = "auditlog.read"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def plain(text: str) -> str:
-    """Untrusted text for a terminal: control characters shown as ``\\xNN``."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _open(ctx: click.Context) -> tuple[Runtime, Actor]:
@@ -45,7 +39,7 @@ def _line(entry: AuditEntryView) -> str:
     details = json.dumps(entry.details, sort_keys=True, ensure_ascii=False)
     fields = (str(entry.seq), service.format_time(entry.at), entry.officer, entry.action,
               entry.target or "-", details)
-    return "  ".join(plain(f) for f in fields)
+    return "  ".join(visible(f) for f in fields)
 
 
 @click.group()
@@ -63,30 +57,37 @@ def verify(ctx: click.Context, checkpoint_path: Path | None, as_json: bool) -> N
     rt, actor = _open(ctx)
     cp = service.load_checkpoint(rt, checkpoint_path) if checkpoint_path else None
     report = service.verify(rt, cp)
-    _record(rt, actor, "auditlog.verify", {
-        "ok": report.ok, "entries_checked": report.entries_checked,
-        "first_bad_seq": report.first_bad_seq, "head_seq": report.head_seq,
-        "checkpoint_seq": cp.seq if cp else None})
+    try:
+        _record(rt, actor, "auditlog.verify", {
+            "ok": report.ok, "entries_checked": report.entries_checked,
+            "first_bad_seq": report.first_bad_seq, "head_seq": report.head_seq,
+            "checkpoint_seq": cp.seq if cp else None})
+    except CheckFailed:
+        if report.ok:  # the log changed under the verification: report that instead
+            raise
+        # A log broken at its end cannot take this entry; the report says why.
     if as_json:
         emit_json({**report.to_dict(), "checkpoint_seq": cp.seq if cp else None})
     elif report.ok:
         extra = f", checkpoint seq {cp.seq} present" if cp else ""
-        click.echo(report.message() + extra)
+        echo(report.message() + extra)
     if not report.ok:
-        raise CheckFailed(plain(report.message()))
+        raise CheckFailed(visible(report.message()))
 
 
 @auditlog.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
 def checkpoint(ctx: click.Context, file: Path) -> None:
-    """Verify the log and write its signed head to FILE (keep it outside the database)."""
+    """Verify the log and write its signed head to FILE, a new file (an existing one is
+    never overwritten: it may be the checkpoint that proves an older state). Keep it
+    outside the database."""
     rt, actor = _open(ctx)
     cp = service.checkpoint(rt)  # CheckFailed (exit 1) when the log is broken
-    service.write_checkpoint(file, cp)
+    service.write_checkpoint(file, cp)  # never over an existing file
     _record(rt, actor, "auditlog.checkpoint",
             {"seq": cp.seq, "hash": cp.hash, "file": str(file)})
-    click.echo(f"checkpoint written to {plain(str(file))}: seq {cp.seq} hash {cp.hash}")
+    echo(f"checkpoint written to {visible(str(file))}: seq {cp.seq} hash {cp.hash}")
 
 
 @auditlog.command()
@@ -109,11 +110,11 @@ def tail(ctx: click.Context, count: int, officer: str | None, action: str | None
         emit_json([e.to_dict() for e in entries])
         return
     for entry in entries:
-        click.echo(_line(entry))
+        echo(_line(entry))
 
 
 @auditlog.command()
-@click.argument("seq", type=click.IntRange(1))
+@click.argument("seq", type=RECORD_ID)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
 def show(ctx: click.Context, seq: int, as_json: bool) -> None:
@@ -130,10 +131,7 @@ def show(ctx: click.Context, seq: int, as_json: bool) -> None:
     doc = entry.to_dict()
     doc["details"] = json.dumps(entry.details, sort_keys=True, ensure_ascii=False, indent=2)
     for name, value in doc.items():
-        click.echo(f"{name}: {plain('-' if value is None else str(value))}"
-                   if name != "details" else f"details: {plain_block(value)}")
+        echo(f"{name}: {visible('-' if value is None else str(value))}"
+             if name != "details" else f"details: {visible_lines(value)}")
 
 
-def plain_block(text: str) -> str:
-    """Like `plain` but keeps line breaks (indented JSON)."""
-    return "\n".join(plain(line) for line in text.split("\n"))

@@ -7,10 +7,10 @@ from typing import TextIO
 
 import click
 
-from polysec_tui.commands.common import actor_of, emit_json, runtime_of
+from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of
 from polysec_tui.errors import InputError
 from polysec_tui.services import blocklist as service
-from polysec_tui.services.dashboard import printable
+from polysec_tui.text import printable, unvisible, visible
 
 
 @click.group()
@@ -24,11 +24,12 @@ def blocklist() -> None:
 @click.option("--reason", required=True)
 @click.pass_context
 def add(ctx: click.Context, address: str, reason: str) -> None:
-    """Block ADDRESS (audited)."""
+    """Block ADDRESS (audited), exactly as polysec shows it: a hidden character is
+    written as its escape (\\x1b, \\u202e) and a backslash as \\\\."""
     rt = runtime_of(ctx)
-    new = service.add(rt, actor_of(ctx, "blocklist.add"), address, reason)
-    state = "blocklisted" if new else "was blocklisted already"
-    click.echo(f"{printable(address.strip())} {state}")
+    exact = unvisible(address)
+    new = service.add(rt, actor_of(ctx, "blocklist.add"), exact, reason)
+    echo(f"{visible(exact)} {'blocklisted' if new else 'was blocklisted already'}")
 
 
 @blocklist.command()
@@ -36,10 +37,11 @@ def add(ctx: click.Context, address: str, reason: str) -> None:
 @click.option("--reason", required=True)
 @click.pass_context
 def remove(ctx: click.Context, address: str, reason: str) -> None:
-    """Unblock ADDRESS (senior officers; audited)."""
+    """Unblock ADDRESS (senior officers; audited), written as for `add`."""
     rt = runtime_of(ctx)
-    service.remove(rt, actor_of(ctx, "blocklist.remove"), address, reason)
-    click.echo(f"{printable(address.strip())} removed from the blocklist")
+    exact = unvisible(address)
+    service.remove(rt, actor_of(ctx, "blocklist.remove"), exact, reason)
+    echo(f"{visible(exact)} removed from the blocklist")
 
 
 @blocklist.command("list")
@@ -53,10 +55,10 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         emit_json([e.as_dict() for e in entries])
         return
     if not entries:
-        click.echo("the blocklist is empty")
+        echo("the blocklist is empty")
     for e in entries:
-        click.echo(f"{printable(e.address):<48} {e.added_at:%Y-%m-%d %H:%M} "
-                   f"{printable(e.added_by or '?'):<12} {printable(e.reason)}")
+        echo(f"{visible(e.address):<48} {e.added_at:%Y-%m-%d %H:%M} "
+             f"{printable(e.added_by or '?'):<12} {printable(e.reason)}")
 
 
 @blocklist.command("import")
@@ -67,8 +69,10 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 def import_(ctx: click.Context, source: TextIO, reason: str,
             as_json: bool) -> None:
     """Block every address in SOURCE (a file or -): one per line, optionally followed by
-    a comma and a reason; blank lines and lines starting with # are skipped. All or
-    nothing: one bad line rejects the file (exit 2)."""
+    a comma and a reason, written as for `add` (a comma or a surrounding space in an
+    address as \\x2c or \\x20); blank lines and lines starting with # are skipped. All
+    or nothing: one bad line rejects the file (exit 2; the message names the line, never
+    its content)."""
     rt = runtime_of(ctx)
     actor = actor_of(ctx, "blocklist.add")
     entries: list[tuple[str, str]] = []
@@ -77,14 +81,15 @@ def import_(ctx: click.Context, source: TextIO, reason: str,
         if not text or text.startswith("#"):
             continue
         address, _, why = text.partition(",")
+        exact = unvisible(address.strip())
         try:
-            service.clean_address(address)
+            service.clean_address(exact)
         except InputError as exc:
             raise InputError(f"line {n}: {exc}") from None
-        entries.append((address, why.strip() or reason))
+        entries.append((exact, why.strip() or reason))
     added = service.import_addresses(rt, actor, entries)
     if as_json:
         emit_json({"read": len(entries), "added": added})
     else:
-        click.echo(f"read {len(entries)} address(es); {added} newly blocklisted")
+        echo(f"read {len(entries)} address(es); {added} newly blocklisted")
     sys.stdout.flush()

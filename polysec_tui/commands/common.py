@@ -18,10 +18,15 @@ import click
 
 from polysec_tui.config import Settings, app_dir
 from polysec_tui.crypto.keyring import check_private
+from polysec_tui.db.types import MAX_ID
 from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.services.auth import Actor, require
 from polysec_tui.services.runtime import Runtime, open_runtime
 from polysec_tui.text import json_escape_hidden, visible_lines
+
+# A row id argument: a number the database can hold (a larger one is a usage error,
+# exit 2, not a database error).
+RECORD_ID = click.IntRange(1, MAX_ID)
 
 TOKEN_ENV = "POLYSEC_TOKEN"  # noqa: S105 - the variable's name, not a token
 SESSION_FILE_ENV = "POLYSEC_SESSION_FILE"
@@ -147,9 +152,11 @@ def emit_json(doc: Any) -> None:
 # ----------------------------------------------------------------------------- text
 
 
-def echo(text: object = "", *, err: bool = False, nl: bool = True) -> None:
+def echo(text: object = "", *, err: bool = False, nl: bool = True,
+         overwrite: bool = False) -> None:
     """The one way a command writes text for a person: every control character, C1
     control, bidi override and invisible character in it is shown as an escape and
     cannot act on the terminal; the line breaks the command writes stay. Untrusted values
     inside a line go through `visible` first, so that they cannot break the line."""
-    click.echo(visible_lines(str(text)), err=err, nl=nl)
+    # overwrite: a progress line that replaces the previous one (a CR of our own).
+    click.echo(("\r" if overwrite else "") + visible_lines(str(text)), err=err, nl=nl)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from polysec_tui.commands.common import settings_of
+from polysec_tui.commands.common import echo, settings_of
 from polysec_tui.services.demo import DemoResult, DemoSpec, build_demo, default_anchor, parse_anchor
 
 
@@ -36,7 +36,7 @@ def demo(ctx: click.Context, no_tui: bool, accounts: int, days: int, seed: int,
     settings = settings_of(ctx).for_demo()
     spec = DemoSpec(accounts=accounts, days=days, seed=seed,
                     anchor=parse_anchor(anchor) if anchor else default_anchor())
-    result = build_demo(settings, spec, reset=reset, progress=click.echo)
+    result = build_demo(settings, spec, reset=reset, progress=echo)
     _summary(result)
     if not no_tui:
         from polysec_tui.commands.tui import open_console
@@ -47,19 +47,19 @@ def demo(ctx: click.Context, no_tui: bool, accounts: int, days: int, seed: int,
 def _summary(result: DemoResult) -> None:
     info = result.info
     verb = "reused (pass --reset to regenerate)" if result.reused else "generated"
-    click.echo(
+    echo(
         f"demo database {verb}: seed {info.get('seed', '?')}, {info.get('accounts', '?')} "
         f"accounts, {info.get('days', '?')} days up to {info.get('anchor', '?')}"
     )
-    click.echo("  " + ", ".join(f"{name.replace('_', ' ')} {n}"
+    echo("  " + ", ".join(f"{name.replace('_', ' ')} {n}"
                                 for name, n in result.counts.items()))
     kinds: dict[str, int] = {}
     for scenario in result.scenarios:
         kinds[scenario["kind"]] = kinds.get(scenario["kind"], 0) + 1
-    click.echo(f"  {len(result.scenarios)} attack scenarios injected: "
-               + ", ".join(f"{kind} x{n}" for kind, n in kinds.items()))
+    echo(f"  {len(result.scenarios)} attack scenarios injected: "
+         + ", ".join(f"{kind} x{n}" for kind, n in kinds.items()))
     for scenario in result.scenarios:
-        click.echo(f"    #{scenario['id']} {scenario['kind']}: {scenario['description']}",
-                   nl=True)
+        echo(f"    #{scenario['id']} {scenario['kind']}: {scenario['description']}",
+             nl=True)
     if not result.reused:
-        click.echo(f"  done in {result.seconds:.1f} s")
+        echo(f"  done in {result.seconds:.1f} s")

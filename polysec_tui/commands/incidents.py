@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from polysec_tui.commands.common import actor_of, emit_json, runtime_of
+from polysec_tui.commands.common import RECORD_ID, actor_of, echo, emit_json, runtime_of
 from polysec_tui.services import incidents as service
 from polysec_tui.services.incidents import LINK_KINDS, OUTCOMES, SEVERITIES
 
@@ -28,7 +28,7 @@ def open_(ctx: click.Context, title: str, severity: str, accounts: tuple[str, ..
     actor = actor_of(ctx, "review")
     incident = service.open_incident(runtime_of(ctx), actor, title=title, severity=severity,
                                      accounts=list(accounts), note=note)
-    click.echo(f"incident {incident} opened")
+    echo(f"incident {incident} opened")
 
 
 @incidents.command("list")
@@ -46,13 +46,13 @@ def list_(ctx: click.Context, state: str, account: str | None, as_json: bool) ->
         emit_json([i.to_dict() for i in found])
         return
     for i in found:
-        click.echo(f"{i.id:>5}  {i.opened_at:%Y-%m-%d %H:%M}  {i.severity:<8} "
-                   f"{i.state:<9} {i.owner or '-':<12} {','.join(i.accounts) or '-':<16} "
-                   f"{i.title}")
+        echo(f"{i.id:>5}  {i.opened_at:%Y-%m-%d %H:%M}  {i.severity:<8} "
+             f"{i.state:<9} {i.owner or '-':<12} {','.join(i.accounts) or '-':<16} "
+             f"{i.title}")
 
 
 @incidents.command()
-@click.argument("incident", type=int)
+@click.argument("incident", type=RECORD_ID)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 @click.pass_context
 def show(ctx: click.Context, incident: int, as_json: bool) -> None:
@@ -63,28 +63,28 @@ def show(ctx: click.Context, incident: int, as_json: bool) -> None:
         emit_json(detail.to_dict())
         return
     s = detail.summary
-    click.echo(f"incident {s.id}: {s.title}\n  severity {s.severity}, {s.state}"
-               f"{f' ({s.outcome})' if s.outcome else ''}, owner {s.owner or '-'}, "
-               f"source {s.source}, accounts {', '.join(s.accounts) or '-'}")
+    echo(f"incident {s.id}: {s.title}\n  severity {s.severity}, {s.state}"
+         f"{f' ({s.outcome})' if s.outcome else ''}, owner {s.owner or '-'}, "
+         f"source {s.source}, accounts {', '.join(s.accounts) or '-'}")
     for item in detail.timeline:
         who = f" [{item.officer}]" if item.officer else ""
-        click.echo(f"  {item.at:%Y-%m-%d %H:%M:%S}  {item.kind:<13} {item.ref:<10}"
-                   f"{who} {item.text}")
+        echo(f"  {item.at:%Y-%m-%d %H:%M:%S}  {item.kind:<13} {item.ref:<10}"
+             f"{who} {item.text}")
 
 
 @incidents.command()
-@click.argument("incident", type=int)
+@click.argument("incident", type=RECORD_ID)
 @click.argument("text")
 @click.pass_context
 def note(ctx: click.Context, incident: int, text: str) -> None:
     """Add a note to an incident."""
     actor = actor_of(ctx, "review")
     service.note(runtime_of(ctx), actor, incident, text)
-    click.echo(f"note added to incident {incident}")
+    echo(f"note added to incident {incident}")
 
 
 @incidents.command()
-@click.argument("incident", type=int)
+@click.argument("incident", type=RECORD_ID)
 @click.argument("kind", type=click.Choice(LINK_KINDS))
 @click.argument("ref")
 @click.pass_context
@@ -92,11 +92,11 @@ def link(ctx: click.Context, incident: int, kind: str, ref: str) -> None:
     """Link an account, anomaly, withdrawal, 2FA request or audit entry (by its id)."""
     actor = actor_of(ctx, "review")
     added = service.link(runtime_of(ctx), actor, incident, kind, ref)
-    click.echo(f"{kind} {ref} linked" if added else f"{kind} {ref} was already linked")
+    echo(f"{kind} {ref} linked" if added else f"{kind} {ref} was already linked")
 
 
 @incidents.command()
-@click.argument("incident", type=int)
+@click.argument("incident", type=RECORD_ID)
 @click.option("--note", help="A note on what was done.")
 @click.option("--owner", help="Hand the incident to this officer.")
 @click.pass_context
@@ -105,11 +105,11 @@ def contain(ctx: click.Context, incident: int, note: str | None, owner: str | No
     actor = actor_of(ctx, "review")
     service.set_state(runtime_of(ctx), actor, incident, "contained", note_text=note,
                       owner=owner)
-    click.echo(f"incident {incident} contained")
+    echo(f"incident {incident} contained")
 
 
 @incidents.command()
-@click.argument("incident", type=int)
+@click.argument("incident", type=RECORD_ID)
 @click.option("--outcome", required=True, type=click.Choice(OUTCOMES))
 @click.option("--note", help="The conclusion.")
 @click.pass_context
@@ -118,4 +118,4 @@ def close(ctx: click.Context, incident: int, outcome: str, note: str | None) -> 
     actor = actor_of(ctx, "review")
     service.set_state(runtime_of(ctx), actor, incident, "closed", outcome=outcome,
                       note_text=note)
-    click.echo(f"incident {incident} closed ({outcome})")
+    echo(f"incident {incident} closed ({outcome})")

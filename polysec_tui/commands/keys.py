@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import click
 
-from polysec_tui.commands.common import actor_of, emit_json, prompt_secret, runtime_of
+from polysec_tui.commands.common import (
+    RECORD_ID,
+    actor_of,
+    echo,
+    emit_json,
+    prompt_secret,
+    runtime_of,
+)
 from polysec_tui.services import keys as service
 
 CODE_HELP = "A fresh authenticator code (asked if not given)."
@@ -30,8 +37,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
         return
     for k in found:
         mark = "primary" if k.primary else k.status
-        click.echo(f"key {k.id:>3}  {mark:<8}  created {k.created_at:%Y-%m-%d}  "
-                   f"values {k.values:>10}  encryptions {k.encryptions:>12}")
+        echo(f"key {k.id:>3}  {mark:<8}  created {k.created_at:%Y-%m-%d}  "
+             f"values {k.values:>10}  encryptions {k.encryptions:>12}")
 
 
 @keys.command()
@@ -41,18 +48,18 @@ def add(ctx: click.Context, code: str | None) -> None:
     """Add a new active field key (promote it to encrypt with it)."""
     actor = actor_of(ctx, service.PERMISSION)
     new = service.add(runtime_of(ctx), actor, prompt_secret("Authenticator code", code))
-    click.echo(f"added field key {new.id}; next: polysec keys promote {new.id}")
+    echo(f"added field key {new.id}; next: polysec keys promote {new.id}")
 
 
 @keys.command()
-@click.argument("key_id", type=int)
+@click.argument("key_id", type=RECORD_ID)
 @click.option("--code", help=CODE_HELP)
 @click.pass_context
 def promote(ctx: click.Context, key_id: int, code: str | None) -> None:
     """Make KEY_ID the primary key for new encryptions."""
     actor = actor_of(ctx, service.PERMISSION)
     service.promote(runtime_of(ctx), actor, key_id, prompt_secret("Authenticator code", code))
-    click.echo(f"field key {key_id} is the primary; next: polysec keys rotate")
+    echo(f"field key {key_id} is the primary; next: polysec keys rotate")
 
 
 @keys.command()
@@ -73,16 +80,16 @@ def rotate(ctx: click.Context, batch: int, max_batches: int | None, code: str | 
     if as_json:
         emit_json(report.to_dict())
         return
-    click.echo(f"re-encrypted {report.reencrypted} values under key {report.primary} in "
-               f"{report.batches} batches; {report.remaining} values still under older keys")
+    echo(f"re-encrypted {report.reencrypted} values under key {report.primary} in "
+         f"{report.batches} batches; {report.remaining} values still under older keys")
 
 
 @keys.command()
-@click.argument("key_id", type=int)
+@click.argument("key_id", type=RECORD_ID)
 @click.option("--code", help=CODE_HELP)
 @click.pass_context
 def retire(ctx: click.Context, key_id: int, code: str | None) -> None:
     """Retire KEY_ID: refused while any value or retained backup needs it."""
     actor = actor_of(ctx, service.PERMISSION)
     service.retire(runtime_of(ctx), actor, key_id, prompt_secret("Authenticator code", code))
-    click.echo(f"field key {key_id} retired")
+    echo(f"field key {key_id} retired")

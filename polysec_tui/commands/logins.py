@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from polysec_tui.commands.common import actor_of, emit_json, runtime_of
+from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of
 from polysec_tui.services import anomalies as service
 from polysec_tui.services import timeline as timelines
-from polysec_tui.services.dashboard import printable
+from polysec_tui.text import printable, visible
 
 
 @click.group()
@@ -31,7 +31,7 @@ def analyze(ctx: click.Context, full: bool, as_json: bool) -> None:
         emit_json(report.as_dict())
         return
     found = ", ".join(f"{k} {n}" for k, n in sorted(report.new_anomalies.items())) or "none"
-    click.echo(
+    echo(
         f"analysed {report.logins} login(s) (ids {report.from_login_id + 1}.."
         f"{report.to_login_id}{', full run' if full else ''}) in {report.seconds:.1f} s; "
         f"new anomalies: {found}"
@@ -56,12 +56,12 @@ def anomalies(ctx: click.Context, since: str, kind: str | None, limit: int,
         emit_json([a.as_dict() for a in found])
         return
     if not found:
-        click.echo("no anomalies")
+        echo("no anomalies")
         return
     for a in found:
-        click.echo(
+        echo(
             f"{a.at:%Y-%m-%d %H:%M:%S} {a.severity:<8} {a.kind:<22} "
-            f"{printable(a.account, limit=64)} login {printable(a.login, limit=64)}: "
+            f"{visible(a.account)} login {visible(a.login)}: "
             f"{printable(a.explanation)}"
         )
 
@@ -83,11 +83,11 @@ def timeline(ctx: click.Context, account: str, limit: int, as_json: bool) -> Non
     if as_json:
         emit_json(view.as_dict())
         return
-    click.echo(f"account {printable(view.account, limit=64)}  {view.email}  status "
-               f"{view.status}  country {view.country or '-'}")
+    echo(f"account {visible(view.account)}  {visible(view.email)}  status "
+         f"{view.status}  country {view.country or '-'}")
     if view.truncated:
-        click.echo(f"(the newest {limit} events; --limit shows more)")
+        echo(f"(the newest {limit} events; --limit shows more)")
     for e in view.events:
-        click.echo(f"{e.at:%Y-%m-%d %H:%M:%S}  {e.type:<15} {printable(e.summary)}")
+        echo(f"{e.at:%Y-%m-%d %H:%M:%S}  {e.type:<15} {printable(e.summary)}")
         for a in e.anomalies:
-            click.echo(f"{'':21}! {a['severity']} {a['kind']}: {printable(a['explanation'])}")
+            echo(f"{'':21}! {a['severity']} {a['kind']}: {printable(a['explanation'])}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from sqlalchemy import func, inspect, select
 
-from polysec_tui.commands.common import emit_json, settings_of
+from polysec_tui.commands.common import echo, emit_json, settings_of
 from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import check_connection, make_engine, redact
@@ -37,12 +37,12 @@ def init(ctx: click.Context, admin_name: str, no_admin: bool) -> None:
         )
     created = write_new_keyring(path, Keyring.generate())
     load_keyring(path)  # refuses a keyring with loose permissions or a broken document
-    click.echo(f"keyring {path}: {'created (mode 0600)' if created else 'exists, kept'}")
+    echo(f"keyring {path}: {'created (mode 0600)' if created else 'exists, kept'}")
     before = migrate.current_revision(engine)
     migrate.upgrade(engine)
     after = migrate.current_revision(engine)
     state = "already current" if before == after else f"upgraded from {before or 'empty'}"
-    click.echo(f"database {redact(engine.url)}: schema {after} ({state})")
+    echo(f"database {redact(engine.url)}: schema {after} ({state})")
     engine.dispose()
     if not no_admin:
         _bootstrap_admin(ctx, admin_name)
@@ -56,11 +56,11 @@ def _bootstrap_admin(ctx: click.Context, name: str) -> None:
     rt = runtime_of(ctx)
     if officers.has_officers(rt):
         return
-    click.echo(f"creating the first admin, {name}")
+    echo(f"creating the first admin, {name}")
     password = prompt_secret(f"Password for {name}")
     enrolment = officers.bootstrap_admin(rt, name, password)
     show_enrolment(enrolment)
-    click.echo(f"admin {name} created; log in with `polysec login --name {name}`")
+    echo(f"admin {name} created; log in with `polysec login --name {name}`")
 
 
 def _holds_encrypted_data(engine: object) -> bool:
@@ -92,7 +92,7 @@ def upgrade(ctx: click.Context, revision: str) -> None:
     engine = _engine(ctx)
     _check_revision(revision)
     migrate.upgrade(engine, revision)
-    click.echo(f"schema at {migrate.current_revision(engine)}")
+    echo(f"schema at {migrate.current_revision(engine)}")
 
 
 @db.command()
@@ -108,7 +108,7 @@ def current(ctx: click.Context, as_json: bool) -> None:
                    "up_to_date": rev == head})
         return
     note = "up to date" if rev == head else f"behind head {head}; run `polysec db upgrade`"
-    click.echo(f"{rev or 'empty (no schema)'} ({note})")
+    echo(f"{rev or 'empty (no schema)'} ({note})")
 
 
 @db.command()
@@ -125,7 +125,7 @@ def downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
             "their data are dropped", abort=True,
         )
     migrate.downgrade(engine, revision)
-    click.echo(f"schema at {migrate.current_revision(engine) or 'base (empty)'}")
+    echo(f"schema at {migrate.current_revision(engine) or 'base (empty)'}")
 
 
 def _check_revision(revision: str) -> None:

@@ -14,7 +14,7 @@ from types import FrameType
 
 import click
 
-from polysec_tui.commands.common import emit_json, settings_of
+from polysec_tui.commands.common import echo, emit_json, settings_of
 from polysec_tui.errors import InputError
 
 
@@ -110,20 +110,20 @@ def simulate(ctx: click.Context, rate: str, duration: str | None, max_events: st
     rt = open_runtime(settings)
     try:
         simulator = Simulator(rt, spec)
-        click.echo(f"simulate: {rt.database_label}, seed {spec.seed}, {spec.rate:g} events/s"
-                   + (f", an attack every {spec.attack_every:g} s" if spec.attack_every
+        echo(f"simulate: {rt.database_label}, seed {spec.seed}, {spec.rate:g} events/s"
+             + (f", an attack every {spec.attack_every:g} s" if spec.attack_every
                       else ", no attacks")
-                   + ("" if spec.duration or spec.max_events else "; Ctrl-C to stop"),
-                   err=True)
+             + ("" if spec.duration or spec.max_events else "; Ctrl-C to stop"),
+             err=True)
         with _graceful_stop() as stop:
             report = simulator.run(should_stop=lambda: stop[0],
-                                   progress=lambda line: click.echo(line, err=True))
+                                   progress=lambda line: echo(line, err=True))
     finally:
         rt.engine.dispose()
     if as_json:
         emit_json(report.as_dict())
     else:
-        click.echo(report.line())
+        echo(report.line())
         for attack in report.attacks:
-            click.echo(f"  attack #{attack['id']} {attack['kind']} from {attack['source_ip']}"
-                       f" at {attack['started_at']}")
+            echo(f"  attack #{attack['id']} {attack['kind']} from {attack['source_ip']}"
+                 f" at {attack['started_at']}")

@@ -1,17 +1,18 @@
 """`polysec status [--json]`: the dashboard's figures for scripts and a quick look.
 
-Plain `click.echo` rather than a rich table: the output is greppable, never coloured (so
-NO_COLOR and pipes need no special case) and imports nothing heavy. Every piece of text
-from the platform has been through `services.dashboard.printable`, so no escape sequence
-from a user agent reaches the officer's terminal.
+Plain text lines (through `echo`) rather than a rich table: the output is greppable,
+never coloured (so NO_COLOR and pipes need no special case) and imports nothing heavy.
+Every piece of text from the platform has been through `printable`, so no escape
+sequence from a user agent reaches the officer's terminal.
 """
 
 from __future__ import annotations
 
 import click
 
-from polysec_tui.commands.common import actor_of, emit_json, runtime_of
-from polysec_tui.services.dashboard import DashboardService, DashboardSummary, printable
+from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of
+from polysec_tui.services.dashboard import DashboardService, DashboardSummary
+from polysec_tui.text import printable
 
 
 @click.command()
@@ -34,7 +35,7 @@ def status(ctx: click.Context, as_json: bool, newest: int) -> None:
         emit_json(summary.as_dict())
         return
     for line in render_text(summary):
-        click.echo(line)
+        echo(line)
 
 
 def render_text(s: DashboardSummary) -> list[str]:

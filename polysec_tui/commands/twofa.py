@@ -6,10 +6,10 @@ import uuid
 
 import click
 
-from polysec_tui.commands.common import actor_of, emit_json, prompt_secret, runtime_of
+from polysec_tui.commands.common import actor_of, echo, emit_json, prompt_secret, runtime_of
 from polysec_tui.errors import InputError
 from polysec_tui.services import twofa as service
-from polysec_tui.services.dashboard import printable
+from polysec_tui.text import printable, visible
 
 
 def _request_id(value: str) -> uuid.UUID:
@@ -38,28 +38,28 @@ def status(ctx: click.Context, account: str, as_json: bool) -> None:
     if as_json:
         emit_json(view.as_dict())
         return
-    click.echo(f"account            {printable(view.account, limit=64)}")
-    click.echo(f"enrolled           {'yes' if view.enrolled else 'no'}")
-    click.echo(f"enrolled at        {_when(view.enrolled_at)}")
-    click.echo(f"last used          {_when(view.last_used_at)}")
-    click.echo(f"re-enrolment       {'required' if view.reenrolment_required else 'no'}")
-    click.echo(f"withdrawal hold    {'until ' + _when(view.hold_until) if view.hold_until else 'none'}")  # noqa: E501
-    click.echo(f"pending request    {view.pending_request or 'none'}")
+    echo(f"account            {visible(view.account)}")
+    echo(f"enrolled           {'yes' if view.enrolled else 'no'}")
+    echo(f"enrolled at        {_when(view.enrolled_at)}")
+    echo(f"last used          {_when(view.last_used_at)}")
+    echo(f"re-enrolment       {'required' if view.reenrolment_required else 'no'}")
+    echo(f"withdrawal hold    {'until ' + _when(view.hold_until) if view.hold_until else 'none'}")
+    echo(f"pending request    {view.pending_request or 'none'}")
     for event in view.events:
-        click.echo(f"  {_when(event['at'])}  {event['kind']:<12} ip {event['ip'] or '-'}")
+        echo(f"  {_when(event['at'])}  {event['kind']:<12} ip {visible(event['ip'] or '-')}")
 
 
 def _print_risk(risk: service.RiskContext) -> None:
-    click.echo(f"risk context: {risk.summary()}")
+    echo(f"risk context: {risk.summary()}")
     for a in risk.anomalies:
-        click.echo(f"  anomaly     {_when(a['at'])}  {a['kind']} ({a['severity']})")
+        echo(f"  anomaly     {_when(a['at'])}  {a['kind']} ({a['severity']})")
     for w in risk.pending_withdrawals:
-        click.echo(f"  withdrawal  {_when(w['requested_at'])}  {w['amount']} {w['asset']} "
-                   f"{w['status']}")
+        echo(f"  withdrawal  {_when(w['requested_at'])}  {w['amount']} {visible(w['asset'])} "
+             f"{w['status']}")
     for c in risk.security_changes:
-        click.echo(f"  security    {_when(c['at'])}  {c['kind']} ip {c['ip'] or '-'}")
+        echo(f"  security    {_when(c['at'])}  {c['kind']} ip {visible(c['ip'] or '-')}")
     for h in risk.active_holds:
-        click.echo(f"  hold        {h['kind']} until {_when(h['expires_at'])}")
+        echo(f"  hold        {h['kind']} until {_when(h['expires_at'])}")
 
 
 @twofa.command()
@@ -88,12 +88,12 @@ def reset(ctx: click.Context, account: str, reason: str, evidence: str,
     if as_json:
         emit_json({"request": opened.request.as_dict(), "risk": opened.risk.as_dict()})
         return
-    click.echo(f"request {opened.request.id} opened for account "
-               f"{printable(opened.request.account, limit=64)}; "
-               f"expires {_when(opened.request.expires_at)}")
+    echo(f"request {opened.request.id} opened for account "
+         f"{visible(opened.request.account)}; "
+         f"expires {_when(opened.request.expires_at)}")
     _print_risk(opened.risk)
-    click.echo("a different officer (senior or above) must approve: "
-               f"polysec twofa approve {opened.request.id}")
+    echo("a different officer (senior or above) must approve: "
+         f"polysec twofa approve {opened.request.id}")
 
 
 @twofa.command("list")
@@ -107,12 +107,12 @@ def list_(ctx: click.Context, pending: bool, as_json: bool) -> None:
         emit_json([v.as_dict() for v in views])
         return
     if not views:
-        click.echo("no requests")
+        echo("no requests")
     for v in views:
-        click.echo(f"{v.id}  {v.status:<8} {printable(v.account, limit=64):<20} by "
-                   f"{v.requester:<16} "
-                   f"expires {v.expires_at:%Y-%m-%d %H:%M}  proofs "
-                   f"{','.join(sorted(v.proofs))}")
+        echo(f"{v.id}  {v.status:<8} {visible(v.account):<20} by "
+             f"{v.requester:<16} "
+             f"expires {v.expires_at:%Y-%m-%d %H:%M}  proofs "
+             f"{','.join(sorted(v.proofs))}")
 
 
 @twofa.command()
@@ -130,7 +130,7 @@ def show(ctx: click.Context, request_id: str, as_json: bool) -> None:
         emit_json({**view.as_dict(), "risk_now": risk.as_dict()})
         return
     for key, value in view.as_dict().items():
-        click.echo(f"{key:<14} {printable(value, limit=2000)}")
+        echo(f"{key:<14} {printable(value, limit=2000)}")
     _print_risk(risk)
 
 
@@ -150,10 +150,10 @@ def approve(ctx: click.Context, request_id: str, code: str | None, as_json: bool
         emit_json({"request": done.request_id, **done.result})
         return
     r = done.result
-    click.echo(f"request {done.request_id} approved: 2FA of account "
-               f"{printable(r['account'], limit=64)} reset; "
-               f"{r['sessions_revoked']} client sessions revoked; withdrawals held until "
-               f"{r['hold_until']}; the client re-enrols at the next login")
+    echo(f"request {done.request_id} approved: 2FA of account "
+         f"{visible(r['account'])} reset; "
+         f"{r['sessions_revoked']} client sessions revoked; withdrawals held until "
+         f"{r['hold_until']}; the client re-enrols at the next login")
 
 
 @twofa.command()
@@ -167,4 +167,4 @@ def deny(ctx: click.Context, request_id: str, reason: str, code: str | None) -> 
     actor = actor_of(ctx, "approve")
     service.deny(rt, actor, _request_id(request_id), reason,
                  prompt_secret("Authenticator code", code))
-    click.echo(f"request {request_id} denied")
+    echo(f"request {request_id} denied")

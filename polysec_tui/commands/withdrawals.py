@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from polysec_tui.commands.common import actor_of, emit_json, runtime_of
+from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of
 from polysec_tui.services import screening
 from polysec_tui.services import withdrawals as service
-from polysec_tui.services.dashboard import printable
+from polysec_tui.text import printable, visible
 
 
 @click.group()
@@ -37,8 +37,8 @@ def screen(ctx: click.Context, limit: int | None, as_json: bool) -> None:
         emit_json(report.as_dict())
         return
     found = ", ".join(f"{k} {n}" for k, n in sorted(report.hits.items())) or "none"
-    click.echo(f"screened {report.screened} withdrawal(s) in {report.seconds:.1f} s; "
-               f"held {report.held}; rule hits: {found}")
+    echo(f"screened {report.screened} withdrawal(s) in {report.seconds:.1f} s; "
+         f"held {report.held}; rule hits: {found}")
 
 
 @withdrawals.command("list")
@@ -65,19 +65,19 @@ def list_(ctx: click.Context, status: str, asset: str | None, rule: str | None, 
                    "limit": page.limit, "items": [i.as_dict() for i in page.items]})
         return
     if not page.items:
-        click.echo("no withdrawals")
+        echo("no withdrawals")
         return
     for i in page.items:
         risk = "-" if i.risk_score is None else f"{i.risk_score:.0f}"
         claimed = f" [{printable(i.claimed_by)}]" if i.claimed_by else ""
-        click.echo(
-            f"{printable(i.external_id, limit=64):<20} {i.status:<10}{claimed} risk {risk:>4} "
-            f"{i.requested_at:%Y-%m-%d %H:%M} {printable(i.account, limit=64)} "
-            f"{screening.fmt_amount(i.amount)} {i.asset} -> {printable(i.address, limit=64)} "
+        echo(
+            f"{visible(i.external_id):<20} {i.status:<10}{claimed} risk {risk:>4} "
+            f"{i.requested_at:%Y-%m-%d %H:%M} {visible(i.account)} "
+            f"{screening.fmt_amount(i.amount)} {visible(i.asset)} -> {visible(i.address)} "
             f"{','.join(i.rules)}"
         )
     shown = offset + len(page.items)
-    click.echo(f"{offset + 1}-{shown} of {page.total}{'+' if page.capped else ''}")
+    echo(f"{offset + 1}-{shown} of {page.total}{'+' if page.capped else ''}")
 
 
 @withdrawals.command()
@@ -94,31 +94,31 @@ def show(ctx: click.Context, withdrawal: str, as_json: bool) -> None:
         return
     i = d.item
     risk = "-" if i.risk_score is None else f"{i.risk_score:.0f}"
-    click.echo(f"withdrawal {printable(i.external_id)}: {i.status}, risk {risk}")
-    click.echo(f"  {screening.fmt_amount(i.amount)} {i.asset} to {printable(i.address)} "
-               f"requested {i.requested_at:%Y-%m-%d %H:%M:%S} UTC from {printable(d.ip)}")
+    echo(f"withdrawal {visible(i.external_id)}: {i.status}, risk {risk}")
+    echo(f"  {screening.fmt_amount(i.amount)} {visible(i.asset)} to {visible(i.address)} "
+         f"requested {i.requested_at:%Y-%m-%d %H:%M:%S} UTC from {visible(d.ip)}")
     s = d.account_summary
-    click.echo(f"  account {printable(s.external_id)} ({s.status}) email "
-               f"{printable(s.masked.get('email'))}, 2FA {'on' if s.has_2fa else 'off'}")
+    echo(f"  account {visible(s.external_id)} ({s.status}) email "
+         f"{printable(s.masked.get('email'))}, 2FA {'on' if s.has_2fa else 'off'}")
     for f in d.flags:
-        click.echo(f"  [{f.score:>3.0f}] {f.rule}: {printable(f.explanation)}")
+        echo(f"  [{f.score:>3.0f}] {f.rule}: {printable(f.explanation)}")
     for h in d.active_holds:
-        click.echo(f"  HOLD #{h.id} {h.kind}: {printable(h.reason)}")
+        echo(f"  HOLD #{h.id} {h.kind}: {printable(h.reason)}")
     for dec in d.decisions:
-        click.echo(f"  {dec.at:%Y-%m-%d %H:%M} {printable(dec.officer)} {dec.decision}"
-                   + (f": {printable(dec.note)}" if dec.note else ""))
-    click.echo(f"  address used by {d.address_accounts} account(s)")
+        echo(f"  {dec.at:%Y-%m-%d %H:%M} {printable(dec.officer)} {dec.decision}"
+             + (f": {printable(dec.note)}" if dec.note else ""))
+    echo(f"  address used by {d.address_accounts} account(s)")
 
 
 def _done(outcome: service.Outcome, as_json: bool) -> None:
     if as_json:
         emit_json(outcome.as_dict())
     elif outcome.approval_id is not None:
-        click.echo(f"withdrawal {printable(outcome.external_id)} is above its approval "
-                   f"limit: four-eyes request {outcome.approval_id} opened; a senior "
-                   "officer approves it with `polysec approvals approve`")
+        echo(f"withdrawal {visible(outcome.external_id)} is above its approval "
+             f"limit: four-eyes request {outcome.approval_id} opened; a senior "
+             "officer approves it with `polysec approvals approve`")
     else:
-        click.echo(f"withdrawal {printable(outcome.external_id)} {outcome.status}")
+        echo(f"withdrawal {visible(outcome.external_id)} {outcome.status}")
 
 
 @withdrawals.command()

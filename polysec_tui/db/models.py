@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from polysec_tui.db.types import Amount, BlindIndexBytes, Ciphertext, Json, UTCDateTime
+from polysec_tui.db.types import Address, Amount, BlindIndexBytes, Ciphertext, Json, UTCDateTime
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -181,7 +181,7 @@ class Withdrawal(Base):
     amount: Mapped[Decimal]
     # Balance of the asset when the client asked, as the platform reported it.
     available_balance: Mapped[Decimal | None]
-    address: Mapped[str] = mapped_column(String(128))
+    address: Mapped[str] = mapped_column(Address)
     address_label: Mapped[str | None] = mapped_column(String(128))
     ip: Mapped[str] = mapped_column(String(45))
     device_id: Mapped[str | None] = mapped_column(String(128))
@@ -499,7 +499,7 @@ class BlockedAddress(Base):
     __tablename__ = "address_blocklist"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    address: Mapped[str] = mapped_column(String(128), unique=True)
+    address: Mapped[str] = mapped_column(Address, unique=True)
     reason: Mapped[str] = mapped_column(Text)
     added_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("officers.id"))
     added_at: Mapped[datetime]

@@ -96,6 +96,24 @@ def canonical_decimal(value: Decimal) -> Decimal:
     return value.normalize(_EXACT)
 
 
+# The largest value of a BIGINT key on every engine.
+MAX_ID = 2**63 - 1
+
+
+def record_id(text: str) -> int | None:
+    """``text`` as a row id if it is one: 1 to 19 ASCII digits within BIGINT (a longer
+    number, or one in other scripts' digits, is no id: the database would reject it)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        return None
+    value = int(text)
+    return value if 0 < value <= MAX_ID else None
+
+
+# A destination address, compared exactly: MariaDB's default collation would fold case
+# and accents (so one address would block or match another), so there it is binary.
+Address = String(128).with_variant(
+    mysql.VARCHAR(128, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb")
+
 # Ciphertexts (F1) and short binary digests.
 Ciphertext = LargeBinary().with_variant(mysql.BLOB(), "mysql", "mariadb")
 BlindIndexBytes = LargeBinary(16).with_variant(mysql.VARBINARY(16), "mysql", "mariadb")

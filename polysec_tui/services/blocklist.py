@@ -2,13 +2,15 @@
 
 Adding (and importing) is open to every reviewing officer: it only makes screening
 stricter. Removing weakens it, so it needs a senior officer. Every change is audited in
-the transaction that makes it. Addresses are compared exactly (as the platform reports
-them); surrounding whitespace is removed and control characters are refused.
+the transaction that makes it. Addresses are compared exactly, as the platform reports
+them: whatever ingest accepts as a destination address (1 to 128 characters, not blank,
+no NUL, valid Unicode) can be blocklisted, hidden characters and surrounding spaces
+included, so that an address differing by an invisible character is not a way around
+the list. Error messages never quote the address (it may come from an imported file).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,13 +21,15 @@ from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import BlockedAddress, Officer
 from polysec_tui.errors import InputError
+from polysec_tui.services import records
 from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.records import BadRecord
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.text import visible
 
 MAX_ADDRESS = 128
 MAX_REASON = 500
 IMPORT_LIMIT = 100_000
-_BAD = re.compile(r"[\x00-\x20\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -40,12 +44,14 @@ class BlockedView:
                 "added_at": self.added_at}
 
 
-def clean_address(raw: str) -> str:
-    address = raw.strip()
-    if not address or len(address) > MAX_ADDRESS or _BAD.search(address):
-        raise InputError(f"not an address: {address[:40]!r} (1 to {MAX_ADDRESS} "
-                         "printable characters without spaces)")
-    return address
+def clean_address(address: str) -> str:
+    """``address`` unchanged if ingest would accept it as a destination address."""
+    if not address.strip():
+        raise InputError("not an address: empty or only spaces")
+    try:
+        return records.check_text("address", address, MAX_ADDRESS)
+    except BadRecord as exc:
+        raise InputError(f"not an address: {exc}") from None
 
 
 def _clean_reason(raw: str) -> str:
@@ -73,7 +79,12 @@ def import_addresses(rt: Runtime, actor: Actor, entries: Iterable[tuple[str, str
     now = rt.clock()
     with rt.transaction() as session:
         known = _existing(session, list(wanted))
-        new = [a for a in wanted if a not in known]
+        new = []
+        for address in wanted:
+            key = _key(session, address)
+            if key not in known:
+                known.add(key)
+                new.append(address)
         session.add_all(BlockedAddress(address=a, reason=wanted[a], added_by=actor.officer_id,
                                        added_at=now) for a in new)
         if new:
@@ -85,11 +96,20 @@ def import_addresses(rt: Runtime, actor: Actor, entries: Iterable[tuple[str, str
     return len(new)
 
 
+def _key(session: Session, address: str) -> str:
+    """The address as the database's equality sees it: MariaDB and MySQL compare
+    strings without their trailing spaces (PAD SPACE), even under a binary collation."""
+    if session.get_bind().dialect.name in ("mysql", "mariadb"):
+        return address.rstrip(" ")
+    return address
+
+
 def _existing(session: Session, addresses: list[str]) -> set[str]:
     found: set[str] = set()
     for i in range(0, len(addresses), 500):
-        found.update(session.scalars(select(BlockedAddress.address)
-                                     .where(BlockedAddress.address.in_(addresses[i:i + 500]))))
+        found.update(_key(session, a) for a in session.scalars(
+            select(BlockedAddress.address)
+            .where(BlockedAddress.address.in_(addresses[i:i + 500]))))
     return found
 
 
@@ -100,7 +120,7 @@ def remove(rt: Runtime, actor: Actor, address: str, reason: str) -> None:
     with rt.transaction() as session:
         gone = session.execute(delete(BlockedAddress).where(BlockedAddress.address == address))
         if gone.rowcount != 1:  # type: ignore[attr-defined]
-            raise InputError(f"{address} is not on the blocklist")
+            raise InputError(f"{visible(address)} is not on the blocklist")
         rt.audit.append(session, officer=actor.name, action="blocklist.remove", at=rt.clock(),
                         target=f"address:{address}", details={"reason": reason})
 

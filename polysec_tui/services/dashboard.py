@@ -22,7 +22,6 @@ This module never imports textual.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -48,6 +47,9 @@ from polysec_tui.db.models import (
 from polysec_tui.services import incidents
 from polysec_tui.services.auth import Actor, require
 from polysec_tui.services.runtime import Clock, Runtime
+from polysec_tui.text import printable
+
+__all__ = ["printable"]  # re-exported: the TUI and services took it from here first
 
 if TYPE_CHECKING:
     from polysec_tui.services.alerts import Alert
@@ -57,33 +59,6 @@ RATE_WINDOW = timedelta(hours=1)  # the failed-login rate: failures in the last 
 NEWEST_EVENTS = 12
 RATE_ALARM_MIN = 10
 RATE_ALARM_FACTOR = 3
-
-# CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), other two-byte ESC sequences, and
-# their 8-bit C1 forms; then any remaining C0/C1 control character, DEL and the Unicode
-# bidirectional overrides that can make text read differently from what it is.
-_ESCAPES = re.compile(
-    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
-    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
-    r"|\x1b[@-_]?"
-)
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_WHITESPACE_CONTROLS = re.compile(r"[\t\n\r\v\f]+")
-
-
-def printable(value: object, *, limit: int = 512) -> str:
-    """``value`` as a single line of text without control characters or escape sequences.
-
-    Tabs and line breaks become one space; everything else that a terminal could
-    interpret is removed. The result is still untrusted: render it as literal text.
-    """
-    text = "" if value is None else str(value)
-    text = _ESCAPES.sub("", text)
-    text = _WHITESPACE_CONTROLS.sub(" ", text)
-    text = _CONTROLS.sub("", text)
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return text
-
 
 @dataclass(frozen=True)
 class DashboardEvent:

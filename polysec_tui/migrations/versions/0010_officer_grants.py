@@ -108,8 +108,7 @@ def _role(details: str | None) -> str | None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('officer_grants', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_officer_grants_officer_id'))
+    # The index goes with the table (MariaDB refuses to drop an index a foreign key uses).
     op.drop_table('officer_grants')
     with op.batch_alter_table('approval_requests', schema=None) as batch_op:
         batch_op.drop_column('sealed_enc')
