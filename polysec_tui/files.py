@@ -14,7 +14,10 @@ from pathlib import Path
 from polysec_tui.errors import InputError
 
 
-def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o600, what: str = "file") -> None:
+def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o600, what: str = "file",
+                 overwrite: bool = True) -> None:
+    """``data`` into ``path`` whole or not at all. ``overwrite=False``: refuse (InputError)
+    if ``path`` exists, also when it appears meanwhile (a hard link, not a rename)."""
     target = Path(path)
     directory = target.parent if str(target.parent) else Path()
     try:
@@ -29,7 +32,14 @@ def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o600, what: str 
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        tmp.replace(target)
+        if overwrite:
+            tmp.replace(target)
+        else:
+            os.link(tmp, target)
+            tmp.unlink()
+    except FileExistsError:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{what} {target} exists; it is never overwritten") from None
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise InputError(f"cannot write {what} {target}: {exc.strerror}") from None

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Table, delete, insert, select, update
 
 from polysec_tui.db.models import AuditHead, AuditLogEntry
-from polysec_tui.errors import CheckFailed
+from polysec_tui.errors import CheckFailed, InputError
 from polysec_tui.services import auditlog
 from polysec_tui.services.auditlog import (
     GENESIS,
@@ -390,7 +390,9 @@ def test_checkpoint_file_round_trip_and_mode(runtime: Runtime, tmp_path: Path) -
     doc = json.loads(path.read_text())
     assert set(doc) == {"format", "seq", "hash", "at", "mac"}
     assert read_checkpoint(path, runtime.keyring.audit_key) == cp
-    write_checkpoint(path, cp)  # replaces atomically
+    with pytest.raises(InputError, match="never overwritten"):
+        write_checkpoint(path, cp)  # an older checkpoint is evidence: never replaced
+    assert [p.name for p in path.parent.iterdir()] == ["cp.json"]
     assert read_checkpoint(path, runtime.keyring.audit_key) == cp
 
 
@@ -513,3 +515,94 @@ def test_tail_text_is_plain(runtime: Runtime, cli_env: dict[str, str],
     assert code == 0, err
     assert "[bold red]x\\x1b[2J" in out and "\x1b" not in out
     assert "[link=evil]y" in out
+
+
+# ------------------------------------- a broken log is a failed check, never a crash
+
+
+def test_a_deleted_head_is_a_verification_failure(runtime: Runtime, cli_env: dict[str, str],
+                                                   cli_actor: Actor) -> None:
+    fill(runtime, 3)
+    with runtime.engine.begin() as conn:
+        conn.execute(delete(AuditHead))
+    code, out, err = run("verify", "--json")
+    assert code == 1, err
+    doc = json.loads(out)
+    assert doc["ok"] is False and doc["first_bad_seq"] == 1
+    assert "head row is missing" in doc["reason"]
+    # Nothing can be recorded on a log without its head: actions fail closed, exit 1.
+    with pytest.raises(CheckFailed, match="head row is missing"):
+        append(runtime, 9)
+
+
+def test_a_row_inserted_beyond_the_head_is_named(runtime: Runtime, cli_env: dict[str, str],
+                                                 cli_actor: Actor) -> None:
+    fill(runtime, 3)
+    forged = rows(runtime)[-1] | {"seq": 4, "details": '{"i":4}'}
+    with runtime.engine.begin() as conn:
+        conn.execute(insert(LOG).values(**forged))
+    code, out, err = run("verify")
+    assert code == 1 and "audit log broken at seq 4" in err, (out, err)
+    with pytest.raises(CheckFailed, match="entry 4 exists beyond its head"):
+        append(runtime, 9)
+    assert broken_at(runtime)[0] == 4  # the failed append left nothing behind
+
+
+MALFORMED = [
+    {"hash": "not-a-hash"},
+    {"hash": ""},
+    {"prev_hash": ""},
+    {"details": "not json at all"},
+    {"officer": ""},
+    {"action": "a\x1fb"},
+    {"at": datetime(1, 1, 1, tzinfo=UTC)},
+    {"at": datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)},
+]
+
+
+@pytest.mark.parametrize("values", MALFORMED, ids=lambda v: next(iter(v)) + "=" + repr(
+    next(iter(v.values())))[:12])
+def test_a_malformed_row_is_named(runtime: Runtime, cli_env: dict[str, str], cli_actor: Actor,
+                                  values: dict[str, Any]) -> None:
+    fill(runtime, 4)
+    set_entry(runtime, 3, **values)
+    code, out, err = run("verify", "--json")
+    assert code == 1, err
+    assert json.loads(out)["first_bad_seq"] == 3
+
+
+def test_sqlite_rows_of_the_wrong_type_are_named(runtime: Runtime, cli_env: dict[str, str],
+                                                 cli_actor: Actor) -> None:
+    """SQLite stores any value in any column: text in the seq, a number as the time."""
+    if runtime.engine.dialect.name != "sqlite":
+        pytest.skip("only SQLite accepts a value of another type in a typed column")
+    fill(runtime, 4)
+    genuine = rows(runtime)[2]
+    for column, value in (("at", "12"), ("at", 12), ("hash", 7), ("details", b"\xff\x00"),
+                          ("officer", 3.5), ("seq", "three")):
+        with runtime.engine.begin() as conn:
+            conn.exec_driver_sql(f"UPDATE audit_log SET {column} = ? WHERE seq = 3", (value,))
+        code, out, err = run("verify", "--json")
+        assert code == 1, (column, value, err)
+        doc = json.loads(out)
+        assert doc["first_bad_seq"] == 3 or "entry 3 " in doc["reason"], (column, value, doc)
+        with runtime.engine.begin() as conn:  # the genuine row back, for the next value
+            conn.exec_driver_sql("DELETE FROM audit_log WHERE seq IN (3, 'three')")
+            conn.execute(insert(LOG).values(**genuine))
+        assert broken_at(runtime)[0] is None
+
+
+def test_oversized_sequence_numbers_are_usage_errors(runtime: Runtime, cli_env: dict[str, str],
+                                                     cli_actor: Actor) -> None:
+    code, _out, err = run("show", "99999999999999999999999999")
+    assert code == 2 and "not in the range" in err, err
+
+
+def test_a_checkpoint_never_overwrites_a_file(runtime: Runtime, cli_env: dict[str, str],
+                                              cli_actor: Actor, tmp_path: Path) -> None:
+    fill(runtime, 2)
+    older = tmp_path / "cp.json"
+    older.write_text("the checkpoint of last month\n")
+    code, _out, err = run("checkpoint", str(older))
+    assert code == 2 and "never overwritten" in err
+    assert older.read_text() == "the checkpoint of last month\n"

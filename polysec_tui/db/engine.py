@@ -11,6 +11,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 from polysec_tui.errors import InputError
+from polysec_tui.files import private_umask
 
 # Plain scheme names map to the drivers polysec ships with.
 _DRIVERS = {
@@ -25,7 +26,7 @@ _DRIVERS = {
 def parse_url(raw: str) -> URL:
     try:
         url = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise InputError(f"database URL {redact(raw)!r} is not a valid URL") from None
     driver = _DRIVERS.get(url.drivername)
     if driver is not None:
@@ -43,7 +44,7 @@ def redact(raw: str | URL) -> str:
     """The URL with any password hidden, for messages."""
     try:
         url = make_url(raw) if isinstance(raw, str) else raw
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<unparseable URL>"
     return url.render_as_string(hide_password=True)
 
@@ -53,6 +54,13 @@ WRITE_OPTION = "polysec_write"
 
 
 def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "do_connect")
+    def _owner_only(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        # A database file sqlite creates is owner-only from its first byte (its -wal,
+        # -shm and -journal files take the database file's mode).
+        with private_umask():
+            return dialect.connect(*cargs, **cparams)
+
     # pysqlite's own transaction handling defers BEGIN and breaks transactional DDL and
     # SAVEPOINTs; take control of BEGIN ourselves (SQLAlchemy's documented recipe).
     @event.listens_for(engine, "connect")

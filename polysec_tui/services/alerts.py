@@ -43,6 +43,7 @@ from polysec_tui.db.models import (
     Withdrawal,
     WithdrawalScreening,
 )
+from polysec_tui.db.types import record_id
 from polysec_tui.errors import ConflictError, InputError
 from polysec_tui.services.auth import Actor, require
 from polysec_tui.services.dashboard import printable
@@ -76,7 +77,7 @@ class Alert:
 
 def parse_key(key: str) -> tuple[str, str]:
     kind, _, ref = key.partition(":")
-    if kind not in KINDS or not ref.isdigit() or len(ref) > 20:
+    if kind not in KINDS or record_id(ref) is None:
         raise InputError(f"not an alert: {printable(key, limit=80)!r} "
                          "(anomaly:<id>, withdrawal:<id> or audit:<id>)")
     return kind, ref

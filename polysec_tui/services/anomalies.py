@@ -865,14 +865,20 @@ def parse_since(text: str, now: datetime) -> datetime:
     """``24h``, ``30m``, ``7d``, ``2w`` before now, or an ISO 8601 time with a zone."""
     raw = text.strip()
     units = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
-    if raw[:-1].isdigit() and raw[-1:].lower() in units:
-        return now - timedelta(seconds=int(raw[:-1]) * units[raw[-1].lower()])
+    if raw[:-1].isascii() and raw[:-1].isdigit() and raw[-1:].lower() in units:
+        try:
+            return now - timedelta(seconds=int(raw[:-1]) * units[raw[-1].lower()])
+        except OverflowError:
+            raise InputError(f"--since {text[:40]!r} reaches before the "
+                             "year 1") from None
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise InputError(f"--since {text!r}: use 30m, 24h, 7d or an ISO 8601 time") from None
+        raise InputError(f"--since {text[:40]!r}: use 30m, 24h, 7d or an "
+                         "ISO 8601 time") from None
     if parsed.tzinfo is None:
-        raise InputError(f"--since {text!r} has no time zone (add Z or +00:00)")
+        raise InputError(f"--since {text[:40]!r} has no time zone (add Z or "
+                         "+00:00)")
     return parsed
 
 

@@ -52,6 +52,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import AuditHead, AuditLogEntry
@@ -150,12 +151,20 @@ class AuditLog:
             conn.execute(_BUMP)
             head = conn.execute(_READ_HEAD).one_or_none()
         if head is None:  # the migration creates the head row; never guess a chain
-            raise RuntimeError("audit_head row is missing: the schema was not built by polysec")
+            raise CheckFailed("the audit log is broken (its head row is missing), so nothing "
+                              "can be recorded: run `polysec auditlog verify`")
         seq, prev = int(head[0]), str(head[1])
         digest = entry_mac(self._key, prev, seq, at, officer, action, target, text)
-        conn.execute(_INSERT, {"seq": seq, "at": at, "officer": officer, "action": action,
-                               "target": target, "details": text, "prev_hash": prev,
-                               "hash": digest})
+        try:
+            conn.execute(_INSERT, {"seq": seq, "at": at, "officer": officer,
+                                   "action": action, "target": target, "details": text,
+                                   "prev_hash": prev, "hash": digest})
+        except IntegrityError:
+            # Appenders serialise on the head row, so an entry already at the next seq
+            # was put there behind the head's back. Fail closed: no unrecorded action.
+            raise CheckFailed(f"the audit log is broken (an entry {seq} exists beyond its "
+                              "head), so nothing can be recorded: run `polysec auditlog "
+                              "verify`") from None
         conn.execute(_SET_HASH, {"new_hash": digest})
         return seq
 
@@ -169,7 +178,7 @@ class AuditLog:
                *, batch_size: int = VERIFY_BATCH) -> VerifyReport:
         """Check the whole chain, the head row and (if given) a checkpoint."""
         if isinstance(bind, Engine):
-            with bind.connect() as conn:
+            with bind.connect() as conn, _lenient_text(conn):
                 if conn.dialect.name in ("postgresql", "mysql", "mariadb"):
                     # One snapshot for the head and every page.
                     conn = conn.execution_options(isolation_level="REPEATABLE READ")
@@ -189,6 +198,24 @@ class AuditLog:
         else:
             seq, digest = read_head(bind)
         return Checkpoint.sign(self._key, seq=seq, hash=digest, at=at)
+
+
+@contextlib.contextmanager
+def _lenient_text(conn: Connection) -> Iterator[None]:
+    """On SQLite, text that is not UTF-8 (a blob written into a text column) arrives as
+    text with surrogate escapes, which fails its MAC, instead of stopping the verification
+    with a decoding error. Restored before the connection goes back to the pool."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    before = raw.text_factory
+    raw.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
+    try:
+        yield
+    finally:
+        raw.text_factory = before
 
 
 def read_head(bind: Engine | Connection | Session) -> tuple[int, str]:
@@ -400,7 +427,11 @@ class _Verifier:
                 break
             for seq, message, digest in rows:
                 mac = keyed.copy()
-                mac.update(message.encode())
+                try:
+                    mac.update(message.encode())
+                except (AttributeError, UnicodeEncodeError):  # NULL, or not valid text
+                    self.checked = last_seq
+                    raise _BadAfter(last_seq, last_hash) from None
                 if (mac.hexdigest() != digest or seq != last_seq + 1
                         or not message.startswith(last_hash)):
                     self.checked = last_seq  # seqs run 1, 2, ... up to here
@@ -446,7 +477,17 @@ class _Verifier:
             hmac.digest(self.key, message.encode(), hashlib.sha256).hex(), digest)
 
     def _diagnose(self, last_seq: int, last_hash: str) -> _Broken:
-        """Why the entry after ``last_seq`` is bad: runs once, so it may be slow."""
+        """Why the entry after ``last_seq`` is bad: runs once, so it may be slow. A row
+        whose fields are of the wrong type or not valid text (the tampering that SQLite's
+        loose typing allows) is reported as malformed rather than explained."""
+        try:
+            return self._explain(last_seq, last_hash)
+        except (TypeError, ValueError, AttributeError):  # UnicodeError is a ValueError
+            expected = last_seq + 1
+            return _Broken(expected, f"entry {expected} is malformed (a field is empty, of "
+                                     "the wrong type or not valid text)")
+
+    def _explain(self, last_seq: int, last_hash: str) -> _Broken:
         rows = self._rows(last_seq, 1 + _DIAGNOSE_WINDOW)
         row, following = rows[0], rows[1:]
         seq, prev_hash, target = row[0], row[6], row[4]
@@ -547,9 +588,9 @@ class Checkpoint:
 
 
 def write_checkpoint(path: Path | str, cp: Checkpoint) -> None:
-    """Written whole or not at all, owner-only."""
+    """Written whole or not at all, owner-only, never over an existing file."""
     data = (json.dumps(cp.to_dict(), indent=2, sort_keys=True) + "\n").encode()
-    atomic_write(path, data, what="checkpoint")
+    atomic_write(path, data, what="checkpoint", overwrite=False)
 
 
 def read_checkpoint(path: Path | str, audit_key: bytes) -> Checkpoint:

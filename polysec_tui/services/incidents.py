@@ -27,6 +27,7 @@ from polysec_tui.db.models import (
     TwoFactorResetRequest,
     Withdrawal,
 )
+from polysec_tui.db.types import record_id
 from polysec_tui.errors import ConflictError, InputError
 from polysec_tui.services.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
@@ -118,7 +119,8 @@ def _check_link(session: Session, kind: str, ref: str) -> str:
         found = session.scalar(select(Withdrawal.external_id)
                                .where(Withdrawal.external_id == ref))
     elif kind == "anomaly":
-        found = session.get(LoginAnomaly, int(ref)) if ref.isdigit() else None
+        row_id = record_id(ref)
+        found = session.get(LoginAnomaly, row_id) if row_id is not None else None
     elif kind == "twofa_request":
         try:
             found = session.scalar(select(TwoFactorResetRequest.id).where(
@@ -126,8 +128,9 @@ def _check_link(session: Session, kind: str, ref: str) -> str:
         except ValueError:
             found = None
     else:
+        seq = record_id(ref)
         found = session.scalar(select(AuditLogEntry.seq).where(
-            AuditLogEntry.seq == int(ref))) if ref.isdigit() else None
+            AuditLogEntry.seq == seq)) if seq is not None else None
     if found is None:
         raise InputError(f"no {kind.replace('_', ' ')} {ref}")
     return ref
@@ -327,7 +330,7 @@ def _linked_events(session: Session, links: list[tuple[str, str]]) -> list[Timel
     for wd in wds:
         out.append(TimelineItem(wd.requested_at, "withdrawal", wd.external_id,
                                 f"{wd.amount} {wd.asset} to {wd.address} ({wd.status})"))
-    anomaly_ids = [int(r) for k, r in links if k == "anomaly" and r.isdigit()]
+    anomaly_ids = [i for k, r in links if k == "anomaly" and (i := record_id(r)) is not None]
     anomalies = session.scalars(select(LoginAnomaly).where(
         LoginAnomaly.id.in_(anomaly_ids) | LoginAnomaly.account_id.in_(account_ids))
         .order_by(LoginAnomaly.at).limit(500))

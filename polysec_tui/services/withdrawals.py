@@ -55,6 +55,7 @@ from polysec_tui.db.models import (
     WithdrawalFlag,
     WithdrawalScreening,
 )
+from polysec_tui.db.types import record_id
 from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.services import approvals
 from polysec_tui.services.accounts import AccountSummary
@@ -328,8 +329,8 @@ def _find(session: Session, ref: str) -> Withdrawal:
     """A withdrawal by its platform id, or by the console's numeric id."""
     ref = ref.strip()
     found = session.scalars(select(Withdrawal).where(Withdrawal.external_id == ref)).first()
-    if found is None and ref.isdigit() and len(ref) < 19:
-        found = session.get(Withdrawal, int(ref))
+    if found is None and (row_id := record_id(ref)) is not None:
+        found = session.get(Withdrawal, row_id)
     if found is None:
         raise InputError(f"no withdrawal {ref!r}")
     return found
