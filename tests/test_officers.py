@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import uuid
 from collections.abc import Iterator
@@ -359,3 +360,47 @@ def test_mask_shapes():
     assert mask_email("a@b") == "a***@***"
     assert mask_phone("12345") == "***"
     assert mask_phone("030 1234567") == "*** *** 67"
+
+
+def test_parallel_logins_with_one_code_let_one_in_and_count_the_replays(settings):
+    """Six consoles send the same code at once: one session, five refusals, each audited
+    as a replay and counted toward the lockout; no deadlock, no internal error."""
+    import threading
+
+    from polysec_tui.services.runtime import open_runtime
+
+    rt = open_runtime(settings)
+    try:
+        enrolment = officers.bootstrap_admin(rt, "root", PASSWORDS["root"])
+        code = pyotp.TOTP(enrolment.secret).now()
+        barrier = threading.Barrier(6)
+        outcomes: list[str] = []
+
+        def attempt() -> None:
+            own = open_runtime(settings)
+            try:
+                barrier.wait(timeout=30)
+                sessions.login(own, "root", PASSWORDS["root"], code)
+                outcomes.append("ok")
+            except RefusedError as exc:
+                outcomes.append(str(exc))
+            except Exception as exc:  # reported, and fails the test below
+                outcomes.append(f"error: {type(exc).__name__}")
+            finally:
+                own.engine.dispose()
+
+        threads = [threading.Thread(target=attempt) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert sorted(outcomes) == ["authentication failed"] * 5 + ["ok"], outcomes
+        results = [json.loads(d)["result"] for _o, a, d in audit_actions(rt)
+                   if a == "auth.login"]
+        assert results.count("ok") == 1 and len(results) == 6
+        assert set(results) <= {"ok", "replayed", "locked"}
+        with rt.sessions() as s:
+            locked = s.scalar(select(Officer.locked_until).where(Officer.name == "root"))
+        assert locked is not None  # five failures in a row: the lockout
+    finally:
+        rt.engine.dispose()

@@ -142,8 +142,14 @@ class AuditLog:
         if at.tzinfo is None:
             raise ValueError("audit entry time must be timezone-aware")
         target = target or None  # "" and None would MAC alike: store one of them
-        # Take the head row's lock first: concurrent appenders wait here. Where the
-        # database can, the same statement returns the new seq and the previous hash.
+        # The head row's lock is the last lock an action takes: write the action's own
+        # pending rows first (an insert locks the rows its foreign keys point at). With
+        # the head locked first, an ORM flush at commit took them after it, the opposite
+        # order of a transaction that locks an officer row and then appends: two
+        # parallel logins deadlocked on PostgreSQL.
+        session.flush()
+        # Concurrent appenders wait here. Where the database can, the same statement
+        # returns the new seq and the previous hash.
         conn = session.connection()
         if conn.dialect.update_returning:
             head = conn.execute(_BUMP_RETURNING).one_or_none()
