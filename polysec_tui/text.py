@@ -55,8 +55,9 @@ def _escape_hidden(ch: str) -> str:
 
 
 def is_hidden(ch: str) -> bool:
-    """True for one character that `visible` would show as an escape."""
-    return _escape(ch) != ch
+    """True for one character a terminal could act on or a reader could miss: one that
+    `printable` shows as an escape (a backslash is not hidden)."""
+    return _escape_hidden(ch) != ch
 
 
 def visible(value: object) -> str:
