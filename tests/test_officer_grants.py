@@ -199,10 +199,62 @@ def test_a_newly_granted_officer_decides_nothing_for_24_hours(staff):
                                         staff.next_code("root"))
     assert later.request_id is not None
     with pytest.raises(RefusedError, match="keeps this officer"):
-        approvals.deny(rt, staff.actors["ann"], later.request_id, "no", staff.next_code("ann"))
+        approve(staff, "ann", later.request_id)
     staff.clock.advance(hours=1, seconds=30)
     _token, staff.actors["ann"] = staff.login("ann")
     approve(staff, "ann", later.request_id)  # root asked, not admin2: independent
+
+
+def test_denying_is_open_to_a_tied_or_new_officer(staff):
+    """Only approving needs independent eyes: a denial stops a grant, so the officer a
+    suspect admin asked for (or any new officer) may still deny the suspect's requests."""
+    rt = staff.rt
+    done = officers.add_officer(rt, staff.actors["root"], "shadow", "admin", NEW_PASSWORD,
+                                staff.next_code("root"), "night shift")
+    approve(staff, "admin2", done.request_id)
+    adopt(staff, "shadow", done.enrolment, NEW_PASSWORD)
+    suspect = officers.request_totp_reset(rt, staff.actors["root"], "sam", "lost phone",
+                                          staff.next_code("root"))
+    assert suspect.request_id is not None
+    approvals.deny(rt, staff.actors["shadow"], suspect.request_id, "call sam first",
+                   staff.next_code("shadow"))
+    assert approvals.get_request(rt, staff.actors["root"], suspect.request_id).status == "denied"
+    with rt.sessions() as s:  # the secret it carried is gone with it
+        assert s.get(ApprovalRequest, suspect.request_id).sealed_enc is None
+
+
+def test_a_request_dies_with_a_disabled_requester(staff):
+    """The asker holds the new credentials: disabling the asker must stop the grant."""
+    rt = staff.rt
+    made = officers.add_officer(rt, staff.actors["admin2"], "shadow", "admin", NEW_PASSWORD,
+                                staff.next_code("admin2"), "night shift")
+    officers.set_disabled(rt, staff.actors["root"], "admin2", True)
+    with pytest.raises(RefusedError, match="admin2, who asked, is disabled"):
+        approve(staff, "root", made.request_id)
+    assert officer_row(rt, "shadow") is None
+    approvals.deny(rt, staff.actors["root"], made.request_id, "asker disabled",
+                   staff.next_code("root"))
+
+
+def test_a_request_dies_with_a_demoted_requesters_rights(staff):
+    rt = staff.rt
+    by_root = officers.request_totp_reset(rt, staff.actors["root"], "sue", "lost phone",
+                                          staff.next_code("root"))
+    officers.set_role(rt, staff.actors["admin2"], "root", "senior", staff.next_code("admin2"),
+                      "stepped down")
+    with pytest.raises(RefusedError, match="root, who asked, is senior now and may no longer"):
+        approve(staff, "sam", by_root.request_id)
+
+
+def test_the_approver_role_follows_the_officer_as_it_is_now(staff):
+    rt = staff.rt
+    reset = officers.request_password_reset(rt, staff.actors["root"], "sue", "forgotten",
+                                            staff.next_code("root"), NEW_PASSWORD)
+    raised = officers.set_role(rt, staff.actors["admin2"], "sue", "admin",
+                               staff.next_code("admin2"), "head of shift")
+    approve(staff, "root", raised.request_id)  # sue is an admin now
+    with pytest.raises(RefusedError, match="needs an approver with role admin"):
+        approve(staff, "sam", reset.request_id)
 
 
 def test_lowering_a_role_is_at_once_and_ends_the_sessions(staff):
@@ -352,3 +404,64 @@ class _Lines:
 
     def readline(self) -> str:
         return self._lines.pop(0) if self._lines else ""
+
+
+# ---------------------------------------------------------------- two consoles at once
+
+
+def _in_parallel(settings, clock, calls):
+    """Run each call(rt) on its own runtime and connection, released together."""
+    import threading
+
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[str] = []
+
+    def run(call):
+        rt = Runtime(settings, make_engine(settings.db_url),
+                     load_keyring(settings.keyring_path), clock=clock)
+        try:
+            barrier.wait(timeout=30)
+            outcomes.append(call(rt))
+        except (ConflictError, RefusedError) as exc:
+            outcomes.append(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # reported, and fails the test
+            outcomes.append(f"error: {type(exc).__name__}: {exc}")
+        finally:
+            rt.engine.dispose()
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return sorted(outcomes)
+
+
+def test_the_set_up_exception_is_taken_once_by_two_consoles(alone, settings, monkeypatch):
+    monkeypatch.setattr(officers, "step_up", lambda rt, actor, code: None)  # not the point
+    root = alone.actors["root"]
+
+    def add(name):
+        def call(rt):
+            done = officers.add_officer(rt, root, name, "admin", NEW_PASSWORD, "-", "set-up")
+            return "direct" if done.request_id is None else "request"
+        return call
+
+    assert _in_parallel(settings, alone.clock, [add("adm2"), add("adm3")]) == [
+        "direct", "request"]
+    with alone.rt.sessions() as s:
+        kinds = s.scalars(select(OfficerGrant.kind).where(OfficerGrant.kind == "setup")).all()
+    assert kinds == ["setup"]
+
+
+def test_two_consoles_adding_one_name_give_a_conflict(alone, settings, monkeypatch):
+    monkeypatch.setattr(officers, "step_up", lambda rt, actor, code: None)
+    root = alone.actors["root"]
+
+    def add(rt):
+        officers.add_officer(rt, root, "ann", "analyst", NEW_PASSWORD, "-", "hire")
+        return "added"
+
+    first, second = _in_parallel(settings, alone.clock, [add, add])
+    assert (first, second) == ("ConflictError: an officer named 'ann' exists already",
+                               "added")

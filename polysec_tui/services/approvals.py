@@ -44,17 +44,22 @@ Executor = Callable[[Runtime, Session, ApprovalRequest, Actor], dict[str, Any]]
 @dataclass(frozen=True)
 class ApprovalKind:
     name: str
-    # The approver's minimum rank, senior or admin; or a function of the payload that
-    # says it (granting the admin role needs an admin).
-    min_role: str | Callable[[dict[str, Any]], str]
+    # The approver's minimum rank, senior or admin; or a function that says it from the
+    # database as it is now and the payload (new credentials for an admin need an admin).
+    min_role: str | Callable[[Session, dict[str, Any]], str]
     execute: Executor
     describe: Callable[[dict[str, Any]], str]
+    # What the requester must still be allowed to do when the request is decided: a
+    # request of an officer disabled or demoted since dies with their rights.
+    requester_permission: str
     ttl: timedelta = DEFAULT_TTL
     # Why this approver may not decide this payload (e.g. a grant to themselves), or None.
     refuse: Callable[[dict[str, Any], Actor], str | None] | None = None
 
-    def approver_role(self, payload: dict[str, Any]) -> str:
-        return self.min_role if isinstance(self.min_role, str) else self.min_role(payload)
+    def approver_role(self, session: Session, payload: dict[str, Any]) -> str:
+        if isinstance(self.min_role, str):
+            return self.min_role
+        return self.min_role(session, payload)
 
 
 KINDS: dict[str, ApprovalKind] = {}
@@ -220,7 +225,8 @@ def get_request(rt: Runtime, actor: Actor, request_id: uuid.UUID) -> RequestView
         return _view(session, request, rt.clock())
 
 
-def _check_decider(rt: Runtime, actor: Actor, request_id: uuid.UUID) -> ApprovalKind:
+def _check_decider(rt: Runtime, actor: Actor, request_id: uuid.UUID, *,
+                   approving: bool) -> ApprovalKind:
     """Refusals that need no code: permission, self-approval, seniority, independence,
     state. `_claim` asks the same again inside the deciding transaction."""
     require(actor, "approve")
@@ -228,26 +234,45 @@ def _check_decider(rt: Runtime, actor: Actor, request_id: uuid.UUID) -> Approval
         request = session.get(ApprovalRequest, request_id)
         if request is None:
             raise InputError(f"no request {request_id}")
-        kind = _decidable(session, actor, request, rt.clock())
+        kind = _decidable(session, actor, request, rt.clock(), approving=approving)
         _raise_if_decided(_view(session, request, rt.clock()))
     return kind
 
 
-def _decidable(session: Session, actor: Actor, request: ApprovalRequest,
-               now: datetime) -> ApprovalKind:
+def _decidable(session: Session, actor: Actor, request: ApprovalRequest, now: datetime,
+               *, approving: bool) -> ApprovalKind:
+    """Who may decide ``request``. Approving needs an independent second pair of eyes;
+    denying is protective, so any other officer of the kind's role may deny, a newly
+    granted one or one tied to the requester included."""
     kind = kinds().get(request.kind)
     if kind is None:
         raise InputError(f"request {request.id} has unknown kind {request.kind!r}")
     if request.requester_id == actor.officer_id:
         raise RefusedError("the requester cannot decide their own request (four-eyes)")
-    needed = kind.approver_role(request.payload)
+    needed = kind.approver_role(session, request.payload)
     if not at_least(actor, needed):
         raise RefusedError(f"{request.kind} needs an approver with role {needed} or above")
-    problem = (kind.refuse(request.payload, actor) if kind.refuse else None) or independence(
-        session, actor.officer_id, request.requester_id, now)
+    if not approving:
+        return kind
+    problem = ((kind.refuse(request.payload, actor) if kind.refuse else None)
+               or _requester_problem(session, kind, request)
+               or independence(session, actor.officer_id, request.requester_id, now))
     if problem:
         raise RefusedError(problem)
     return kind
+
+
+def _requester_problem(session: Session, kind: ApprovalKind,
+                       request: ApprovalRequest) -> str | None:
+    requester = session.get(Officer, request.requester_id)
+    if requester is None or requester.disabled:
+        name = requester.name if requester else "?"
+        return (f"{name}, who asked, is disabled: the request can no longer be approved "
+                "(deny it)")
+    if not Actor(requester.id, requester.name, requester.role).can(kind.requester_permission):
+        return (f"{requester.name}, who asked, is {requester.role} now and may no longer "
+                f"{kind.requester_permission}: the request can no longer be approved")
+    return None
 
 
 def _raise_if_decided(view: RequestView) -> None:
@@ -267,14 +292,14 @@ def _claim(rt: Runtime, session: Session, actor: Actor, request_id: uuid.UUID,
     now = rt.clock()
     pending = session.get(ApprovalRequest, request_id)
     if pending is not None:
-        _decidable(session, actor, pending, now)
+        _decidable(session, actor, pending, now, approving=status == "executed")
     result = session.execute(
         update(ApprovalRequest)
         .where(ApprovalRequest.id == request_id, ApprovalRequest.status == "pending",
                ApprovalRequest.expires_at > now,
                ApprovalRequest.requester_id != actor.officer_id)
         .values(status=status, decided_by=actor.officer_id, decided_at=now,
-                decision_note=note)
+                decision_note=note)  # sealed_enc is cleared once the executor used it
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -291,11 +316,12 @@ def _claim(rt: Runtime, session: Session, actor: Actor, request_id: uuid.UUID,
 def approve(rt: Runtime, actor: Actor, request_id: uuid.UUID, code: str) -> Executed:
     from polysec_tui.services.sessions import step_up
 
-    kind = _check_decider(rt, actor, request_id)
+    kind = _check_decider(rt, actor, request_id, approving=True)
     step_up(rt, actor, code)
     with rt.transaction() as session:
         request = _claim(rt, session, actor, request_id, "executed", None)
         result = kind.execute(rt, session, request, actor)
+        request.sealed_enc = None  # the secrets it carried are in force or moot now
         rt.audit.append(session, officer=actor.name, action="approval.execute", at=rt.clock(),
                         target=f"request:{request_id}",
                         details={"kind": request.kind, "payload": request.payload,
@@ -308,10 +334,11 @@ def deny(rt: Runtime, actor: Actor, request_id: uuid.UUID, note: str, code: str)
 
     if not note.strip():
         raise InputError("a reason for the denial is required")
-    _check_decider(rt, actor, request_id)
+    _check_decider(rt, actor, request_id, approving=False)
     step_up(rt, actor, code)
     with rt.transaction() as session:
         request = _claim(rt, session, actor, request_id, "denied", note.strip())
+        request.sealed_enc = None
         rt.audit.append(session, officer=actor.name, action="approval.deny", at=rt.clock(),
                         target=f"request:{request_id}",
                         details={"kind": request.kind, "note": note.strip()})

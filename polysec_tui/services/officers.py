@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from polysec_tui.crypto import totp
@@ -117,7 +118,10 @@ def _insert(rt: Runtime, session: Session, name: str, role: str, password_hash: 
     if secret is not None:
         _enrol(rt, officer, secret)
     session.add(officer)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # another console added the same name a moment ago
+        raise ConflictError(f"an officer named {name!r} exists already") from None
     return officer
 
 
@@ -185,8 +189,11 @@ def _setup_second_admin(session: Session, actor: Actor, role: str) -> bool:
     while no other officer has ever held a role that can approve."""
     if role != "admin":
         return False
+    # The init grant's row lock makes two parallel set-ups take turns: the second one
+    # counts the first one's admin and becomes a request.
     init = session.scalar(select(OfficerGrant.id).where(OfficerGrant.officer_id == actor.officer_id,
-                                                        OfficerGrant.kind == "init"))
+                                                        OfficerGrant.kind == "init")
+                          .with_for_update())
     others = session.scalar(select(func.count()).select_from(OfficerGrant).where(
         OfficerGrant.officer_id != actor.officer_id, OfficerGrant.role.in_(SENIOR_UP)))
     return init is not None and not others
@@ -403,6 +410,14 @@ def _granted(rt: Runtime, session: Session, officer: Officer, kind: str,
     return {"officer": officer.name, "role": officer.role, **details}
 
 
+def _sealed(rt: Runtime, request: ApprovalRequest, key: str) -> Any:
+    value = approvals.unseal(rt, request).get(key)
+    if value is None:  # a request opened before 0010 carried no secret: nothing to apply
+        raise ConflictError(f"request {request.id} carries no new credential (it was asked "
+                            "for before this version): deny it and ask again")
+    return value
+
+
 def _execute_create(rt: Runtime, session: Session, request: ApprovalRequest,
                     approver: Actor) -> dict[str, Any]:
     sealed = approvals.unseal(rt, request)
@@ -434,7 +449,7 @@ def _execute_enable(rt: Runtime, session: Session, request: ApprovalRequest,
 def _execute_totp_reset(rt: Runtime, session: Session, request: ApprovalRequest,
                         approver: Actor) -> dict[str, Any]:
     officer = _person(session, str(request.payload["officer"]))
-    _enrol(rt, officer, str(approvals.unseal(rt, request)["totp_secret"]))
+    _enrol(rt, officer, str(_sealed(rt, request, "totp_secret")))
     officer.failed_attempts = 0
     officer.locked_until = None
     ended = revoke_all(session, officer.id, rt.clock())
@@ -444,7 +459,7 @@ def _execute_totp_reset(rt: Runtime, session: Session, request: ApprovalRequest,
 def _execute_password_reset(rt: Runtime, session: Session, request: ApprovalRequest,
                             approver: Actor) -> dict[str, Any]:
     officer = _person(session, str(request.payload["officer"]))
-    officer.password_hash = str(approvals.unseal(rt, request)["password_hash"])
+    officer.password_hash = str(_sealed(rt, request, "password_hash"))
     officer.failed_attempts = 0
     officer.locked_until = None
     ended = revoke_all(session, officer.id, rt.clock())
@@ -452,9 +467,15 @@ def _execute_password_reset(rt: Runtime, session: Session, request: ApprovalRequ
                     sessions_ended=ended)
 
 
-def _approver_role(payload: dict[str, Any]) -> str:
-    """Granting the admin role, or new credentials to an admin, needs an admin."""
-    return "admin" if payload.get("role") == "admin" else "senior"
+def _approver_role(session: Session, payload: dict[str, Any]) -> str:
+    """Granting the admin role, or anything to an officer who is an admin now, needs an
+    admin; an officer the database no longer knows, too (fail closed)."""
+    current = session.scalar(select(Officer.role).where(Officer.name == payload.get("officer")))
+    if payload.get("role") == "admin" or current == "admin":
+        return "admin"
+    if current is None and payload.get("from_role") is not None:
+        return "admin"  # a promotion of an officer that is gone: nothing to approve
+    return "senior"
 
 
 def _not_to_oneself(payload: dict[str, Any], approver: Actor) -> str | None:
@@ -485,5 +506,5 @@ for _kind, _execute, _what in (
 ):
     approvals.register(approvals.ApprovalKind(
         name=_kind, min_role=_approver_role, execute=_execute, refuse=_not_to_oneself,
-        describe=_describer(_what),
+        describe=_describer(_what), requester_permission="officers.manage",
     ))

@@ -134,6 +134,7 @@ def _execute_unfreeze(rt: Runtime, session: Session, request: ApprovalRequest,
 approvals.register(approvals.ApprovalKind(
     name=UNFREEZE_KIND, min_role="senior", execute=_execute_unfreeze,
     describe=lambda payload: f"unfreeze account {payload.get('account')}",
+    requester_permission="review",
 ))
 
 

@@ -514,4 +514,5 @@ def _execute(rt: Runtime, session: Session, request: ApprovalRequest,
 approvals.register(approvals.ApprovalKind(
     name=KIND, min_role="senior", execute=_execute,
     describe=lambda payload: f"reset the 2FA of account {payload.get('account')}",
+    requester_permission="twofa.request",
 ))

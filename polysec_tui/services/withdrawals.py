@@ -644,4 +644,5 @@ def _execute_approval(rt: Runtime, session: Session, request: ApprovalRequest,
 approvals.register(approvals.ApprovalKind(
     name=APPROVAL_KIND, min_role="senior", execute=_execute_approval,
     describe=lambda p: f"approve withdrawal {p.get('withdrawal')}",
+    requester_permission="review",
 ))

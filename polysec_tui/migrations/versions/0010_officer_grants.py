@@ -51,6 +51,11 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_officer_grants_officer_id'), ['officer_id'], unique=False)
     assert grants is not None
     _backfill(grants)
+    # A pending authenticator reset of the old kind gave the new secret to its approver
+    # and carries none for the new executor: it is closed, to be asked for again.
+    op.execute("UPDATE approval_requests SET status = 'denied', decision_note = "
+               "'closed by the 0010 upgrade: ask again (the new secret now goes to the asker)' "
+               "WHERE kind = 'officer.totp_reset' AND status = 'pending'")
 
 
 def _backfill(grants: sa.Table) -> None:
