@@ -6,7 +6,8 @@ On every engine."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -232,6 +233,7 @@ def test_a_request_dies_with_a_disabled_requester(staff):
     with pytest.raises(RefusedError, match="admin2, who asked, is disabled"):
         approve(staff, "root", made.request_id)
     assert officer_row(rt, "shadow") is None
+    assert made.request_id is not None
     approvals.deny(rt, staff.actors["root"], made.request_id, "asker disabled",
                    staff.next_code("root"))
 
@@ -409,14 +411,15 @@ class _Lines:
 # ---------------------------------------------------------------- two consoles at once
 
 
-def _in_parallel(settings, clock, calls):
+def _in_parallel(settings: Any, clock: MovableClock,
+                 calls: list[Callable[[Runtime], str]]) -> list[str]:
     """Run each call(rt) on its own runtime and connection, released together."""
     import threading
 
     barrier = threading.Barrier(len(calls))
     outcomes: list[str] = []
 
-    def run(call):
+    def run(call: Callable[[Runtime], str]) -> None:
         rt = Runtime(settings, make_engine(settings.db_url),
                      load_keyring(settings.keyring_path), clock=clock)
         try:
@@ -441,8 +444,8 @@ def test_the_set_up_exception_is_taken_once_by_two_consoles(alone, settings, mon
     monkeypatch.setattr(officers, "step_up", lambda rt, actor, code: None)  # not the point
     root = alone.actors["root"]
 
-    def add(name):
-        def call(rt):
+    def add(name: str) -> Callable[[Runtime], str]:
+        def call(rt: Runtime) -> str:
             done = officers.add_officer(rt, root, name, "admin", NEW_PASSWORD, "-", "set-up")
             return "direct" if done.request_id is None else "request"
         return call
