@@ -14,7 +14,7 @@ import click
 from polysec_tui import __version__
 from polysec_tui.config import CONFIG_ENV, DB_ENV, KEYRING_ENV, env_flag, resolve_settings
 from polysec_tui.errors import EXIT_USAGE, PolysecError
-from polysec_tui.text import visible, visible_lines
+from polysec_tui.text import printable, visible_lines
 
 # name -> (module:attribute, one-line help shown by `polysec --help` without importing)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> Any:
     try:
         return cli.main(args=argv, prog_name="polysec", standalone_mode=False)
     except PolysecError as exc:
-        _error(f"polysec: error: {visible(exc)}")
+        # printable, not visible: the message quotes values a service showed through
+        # visible already (their backslashes doubled once); it is one line either way.
+        _error(f"polysec: error: {printable(exc, limit=4000)}")
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         _error("polysec: aborted")

@@ -28,6 +28,14 @@ import unicodedata
 # (bidi marks, overrides and isolates, zero-width characters, BOM), surrogates (a lone
 # one cannot even be encoded), line and paragraph separators, unassigned code points.
 _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp", "Cn"})
+# Unicode's Default_Ignorable_Code_Point characters that are not format characters
+# (combining grapheme joiner, variation selectors, Hangul fillers...), which render as
+# nothing, and the spaces other than U+0020, which look like it: shown as escapes too.
+_IGNORABLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0"
+    "\U000e0100-\U000e01ef"
+    "\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]"
+)
 _SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\"}
 _WHITESPACE = "\t\n\r"
 # A fast test for the common case: printable ASCII without a backslash.
@@ -44,7 +52,8 @@ def _escape(ch: str) -> str:
 def _escape_hidden(ch: str) -> str:
     if ch in _WHITESPACE:
         return _SHORT[ch]
-    if ch == " " or unicodedata.category(ch) not in _HIDDEN_CATEGORIES:
+    if ch == " " or (unicodedata.category(ch) not in _HIDDEN_CATEGORIES
+                     and not _IGNORABLE.match(ch)):
         return ch
     code = ord(ch)
     if code <= 0xFF:

@@ -132,8 +132,8 @@ def test_error_lines_show_what_they_quote_inert(staff, capsys):
 
 
 def test_commands_write_through_the_one_output_function():
-    """No command module writes to the terminal except through commands.common.echo and
-    emit_json."""
+    """No command module writes to the terminal except through commands.common.echo,
+    emit_json and prompt_secret (a confirmation's text goes through printable)."""
     commands = Path(__file__).resolve().parent.parent / "polysec_tui" / "commands"
     offenders = []
     for path in sorted(commands.glob("*.py")):
@@ -143,7 +143,42 @@ def test_commands_write_through_the_one_output_function():
             if not isinstance(node, ast.Call):
                 continue
             name = ast.unparse(node.func)
-            if name in ("click.echo", "click.secho", "print", "sys.stdout.write",
-                        "sys.stderr.write"):
+            direct = name in ("click.echo", "click.secho", "print", "sys.stdout.write",
+                              "sys.stderr.write", "click.prompt")
+            bare_confirm = name == "click.confirm" and not (
+                node.args and ast.unparse(node.args[0]).startswith("printable("))
+            if direct or bare_confirm:
                 offenders.append(f"{path.name}:{node.lineno} {name}")
     assert not offenders, offenders
+
+
+BAD_INPUT = [
+    ("incidents", "show", "99999999999999999999"),
+    ("auditlog", "show", "99999999999999999999999999"),
+    ("withdrawals", "show", "99999999999999999999"),
+    ("withdrawals", "list", "--offset", "9223372036854775808"),
+    ("alerts", "ack", "anomaly:99999999999999999999"),
+    ("alerts", "ack", "anomaly:²"),
+    ("audit", "history", "--limit", "1" + "0" * 30),
+    ("keys", "rotate", "--batch", "1" + "0" * 30),
+    ("logins", "anomalies", "--since", "0001-01-01T00:00:00+01:00"),
+    ("logins", "anomalies", "--since", "99999999999999999d"),
+    ("--db", "postgresql://u@h:abc/db", "status"),
+    ("--db", "sqlite:////proc/nope/x.db", "status"),
+]
+
+
+@pytest.mark.parametrize("args", BAD_INPUT, ids=lambda a: " ".join(a)[:40])
+def test_bad_input_is_one_line_and_exit_2(staff, capsys, args):
+    result = run_cli(capsys, *args)
+    assert result.code == 2, (args, result.err)
+    lines = result.err.strip().splitlines()
+    assert lines and "internal error" not in result.err, result.err
+    assert_inert(result.err, " ".join(args))
+
+
+def test_a_blocklist_file_that_is_not_utf8_names_the_line(staff, capsys, tmp_path):
+    feed = tmp_path / "list.txt"
+    feed.write_bytes(b"bc1qfine\n\xff\xfe secret bytes\n")
+    result = run_cli(capsys, "blocklist", "import", str(feed), "--reason", "feed")
+    assert result.code == 2 and result.err.strip() == "polysec: error: line 2: not UTF-8"

@@ -20,6 +20,8 @@ from polysec_tui.text import json_escape_hidden, printable, unvisible, visible, 
     ("osc52\x1b]52;c;cHduZWQ=\x07", "osc52\\x1b]52;c;cHduZWQ=\\x07"),
     ("bidi\u202egnp.exe", "bidi\\u202egnp.exe"),
     ("zero\u200bwidth\ufeff", "zero\\u200bwidth\\ufeff"),
+    ("cgj\u034fvs\ufe0ffill\u3164", "cgj\\u034fvs\\ufe0ffill\\u3164"),  # render as nothing
+    ("nb\u00a0sp\u2009thin\u3000wide", "nb\\xa0sp\\u2009thin\\u3000wide"),  # look like a space
     ("tag\U000e0041s", "tag\\U000e0041s"),
     ("lone\ud800", "lone\\ud800"),
     ("back\\slash \\x1b", "back\\\\slash \\\\x1b"),  # never mistaken for an escape
@@ -35,8 +37,9 @@ def test_visible(raw: object, shown: str) -> None:
 
 def test_two_values_that_differ_by_a_hidden_character_are_seen_to_differ() -> None:
     rng = random.Random(16)
-    alphabet = [chr(c) for c in (*range(0, 0x80), 0x85, 0x9b, 0xad, 0x200b, 0x200e,
-                                 0x202e, 0x2066, 0xfeff, 0xd800, 0xe0041)] + ["é", "\\"]
+    alphabet = [chr(c) for c in (*range(0, 0x80), 0x85, 0x9b, 0xa0, 0xad, 0x34f, 0x200b,
+                                 0x200e, 0x202e, 0x2066, 0x3000, 0xfe0f, 0xfeff, 0xd800,
+                                 0xe0041, 0xe0100)] + ["é", "\\"]
     for _ in range(20_000):
         value = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 10)))
         shown = visible(value)

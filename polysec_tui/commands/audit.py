@@ -12,7 +12,15 @@ from xml.etree import ElementTree as ET
 
 import click
 
-from polysec_tui.commands.common import RECORD_ID, actor_of, echo, emit_json, runtime_of, to_json
+from polysec_tui.commands.common import (
+    COUNT,
+    RECORD_ID,
+    actor_of,
+    echo,
+    emit_json,
+    runtime_of,
+    to_json,
+)
 from polysec_tui.errors import CheckFailed, InputError
 from polysec_tui.files import atomic_write
 from polysec_tui.services import audit_checks as service
@@ -70,7 +78,7 @@ RENDER = {"table": render_table, "json": lambda r: to_json(r.to_dict()),
 @click.option("--format", "fmt", type=click.Choice(list(RENDER)), default="table",
               show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the report to FILE.")
-@click.option("--sample", type=click.IntRange(min=1), metavar="N",
+@click.option("--sample", type=COUNT, metavar="N",
               help="Decrypt a random sample of N rows per table (a quick pass).")
 @click.pass_context
 def run_checks(ctx: click.Context, only: tuple[str, ...], fmt: str, out: str | None,
@@ -127,7 +135,7 @@ def _progress(name: str, done: int, total: int) -> None:
 
 
 @audit.command("history")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", type=COUNT, default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 @click.pass_context
 def history(ctx: click.Context, limit: int, as_json: bool) -> None:

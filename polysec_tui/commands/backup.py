@@ -251,9 +251,9 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 
 
 @backup.command()
-@click.option("--keep-daily", type=click.IntRange(0), default=7, show_default=True)
-@click.option("--keep-weekly", type=click.IntRange(0), default=4, show_default=True)
-@click.option("--keep-monthly", type=click.IntRange(0), default=12, show_default=True)
+@click.option("--keep-daily", type=click.IntRange(0, 100_000), default=7, show_default=True)
+@click.option("--keep-weekly", type=click.IntRange(0, 100_000), default=4, show_default=True)
+@click.option("--keep-monthly", type=click.IntRange(0, 100_000), default=12, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Show what would go; delete nothing.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
@@ -360,9 +360,9 @@ def ship(ctx: click.Context, file: str | None, latest: bool, to: str | None,
 @click.option("--ssh-identity", help="SSH private key for the SFTP server.")
 @click.option("--no-verify", is_flag=True,
               help="Leave out `verify --latest` (when no identity is kept on the host).")
-@click.option("--keep-daily", type=click.IntRange(0), default=7, show_default=True)
-@click.option("--keep-weekly", type=click.IntRange(0), default=4, show_default=True)
-@click.option("--keep-monthly", type=click.IntRange(0), default=12, show_default=True)
+@click.option("--keep-daily", type=click.IntRange(0, 100_000), default=7, show_default=True)
+@click.option("--keep-weekly", type=click.IntRange(0, 100_000), default=4, show_default=True)
+@click.option("--keep-monthly", type=click.IntRange(0, 100_000), default=12, show_default=True)
 @click.option("--writable", multiple=True, metavar="DIR",
               help="Directories the service may write (repeatable; default "
                    "/var/backups/polysec and /var/lib/polysec).")

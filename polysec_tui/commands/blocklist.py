@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import BinaryIO
 
 import click
 
@@ -62,11 +62,11 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 
 
 @blocklist.command("import")
-@click.argument("source", type=click.File("r", encoding="utf-8"))
+@click.argument("source", type=click.File("rb"))
 @click.option("--reason", required=True, help="Reason recorded for lines that give none.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def import_(ctx: click.Context, source: TextIO, reason: str,
+def import_(ctx: click.Context, source: BinaryIO, reason: str,
             as_json: bool) -> None:
     """Block every address in SOURCE (a file or -): one per line, optionally followed by
     a comma and a reason, written as for `add` (a comma or a surrounding space in an
@@ -76,8 +76,11 @@ def import_(ctx: click.Context, source: TextIO, reason: str,
     rt = runtime_of(ctx)
     actor = actor_of(ctx, "blocklist.add")
     entries: list[tuple[str, str]] = []
-    for n, line in enumerate(source, 1):
-        text = line.strip()
+    for n, raw in enumerate(source, 1):
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise InputError(f"line {n}: not UTF-8") from None
         if not text or text.startswith("#"):
             continue
         address, _, why = text.partition(",")

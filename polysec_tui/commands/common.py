@@ -22,11 +22,14 @@ from polysec_tui.db.types import MAX_ID
 from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.services.auth import Actor, require
 from polysec_tui.services.runtime import Runtime, open_runtime
-from polysec_tui.text import json_escape_hidden, visible_lines
+from polysec_tui.text import json_escape_hidden, printable, visible_lines
 
 # A row id argument: a number the database can hold (a larger one is a usage error,
 # exit 2, not a database error).
 RECORD_ID = click.IntRange(1, MAX_ID)
+# A count or offset that ends up in SQL (LIMIT, OFFSET, a batch size): within BIGINT.
+COUNT = click.IntRange(1, MAX_ID)
+OFFSET = click.IntRange(0, MAX_ID)
 
 TOKEN_ENV = "POLYSEC_TOKEN"  # noqa: S105 - the variable's name, not a token
 SESSION_FILE_ENV = "POLYSEC_SESSION_FILE"
@@ -122,7 +125,7 @@ def prompt_secret(label: str, given: str | None = None) -> str:
         if not line:
             raise InputError(f"{label} required (no terminal to ask on)")
         return line.rstrip("\n")
-    value = click.prompt(label, hide_input=True, default="", show_default=False)
+    value = click.prompt(printable(label), hide_input=True, default="", show_default=False)
     assert isinstance(value, str)
     return value
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from polysec_tui.commands.common import (
+    COUNT,
     RECORD_ID,
     actor_of,
     echo,
@@ -63,9 +64,9 @@ def promote(ctx: click.Context, key_id: int, code: str | None) -> None:
 
 
 @keys.command()
-@click.option("--batch", type=click.IntRange(min=1), default=service.DEFAULT_BATCH,
+@click.option("--batch", type=COUNT, default=service.DEFAULT_BATCH,
               show_default=True, help="Rows per transaction.")
-@click.option("--max-batches", type=click.IntRange(min=1),
+@click.option("--max-batches", type=COUNT,
               help="Stop after this many batches (run again to continue).")
 @click.option("--code", help=CODE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")

@@ -11,6 +11,7 @@ from polysec_tui.db import migrate
 from polysec_tui.db.engine import check_connection, make_engine, redact
 from polysec_tui.db.models import Account
 from polysec_tui.errors import InputError, RefusedError
+from polysec_tui.text import printable
 
 
 @click.command()
@@ -120,9 +121,9 @@ def downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
     engine = _engine(ctx)
     _check_revision(revision)
     if not yes:
-        click.confirm(
+        click.confirm(printable(
             f"Downgrade {redact(engine.url)} to {revision}? Tables of newer revisions and "
-            "their data are dropped", abort=True,
+            "their data are dropped", limit=1000), abort=True,
         )
     migrate.downgrade(engine, revision)
     echo(f"schema at {migrate.current_revision(engine) or 'base (empty)'}")

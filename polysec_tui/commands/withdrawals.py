@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of
+from polysec_tui.commands.common import COUNT, OFFSET, actor_of, echo, emit_json, runtime_of
 from polysec_tui.services import screening
 from polysec_tui.services import withdrawals as service
 from polysec_tui.text import printable, visible
@@ -21,7 +21,7 @@ def withdrawals() -> None:
 
 
 @withdrawals.command()
-@click.option("--limit", type=click.IntRange(1, None), help="Screen at most this many.")
+@click.option("--limit", type=COUNT, help="Screen at most this many.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def screen(ctx: click.Context, limit: int | None, as_json: bool) -> None:
@@ -50,7 +50,7 @@ def screen(ctx: click.Context, limit: int | None, as_json: bool) -> None:
               help="Only withdrawals this rule flagged.")
 @click.option("--sort", type=click.Choice(service.SORTS), default="risk", show_default=True)
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
-@click.option("--offset", type=click.IntRange(0, None), default=0, show_default=True)
+@click.option("--offset", type=OFFSET, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def list_(ctx: click.Context, status: str, asset: str | None, rule: str | None, sort: str,

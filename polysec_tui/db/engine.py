@@ -88,7 +88,11 @@ def make_engine(raw_url: str, *, create_dir: bool = True, **kwargs: Any) -> Engi
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         path = Path(url.database).expanduser()
         if create_dir:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InputError(f"cannot create the directory of database {path}: "
+                                 f"{exc.strerror}") from None
         url = url.set(database=str(path))
     try:
         engine = create_engine(url, pool_pre_ping=True, **kwargs)

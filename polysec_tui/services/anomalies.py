@@ -33,7 +33,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -879,7 +879,10 @@ def parse_since(text: str, now: datetime) -> datetime:
     if parsed.tzinfo is None:
         raise InputError(f"--since {text[:40]!r} has no time zone (add Z or "
                          "+00:00)")
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 east of UTC is before the year 1
+        raise InputError(f"--since {text[:40]!r} is before the year 1") from None
 
 
 def list_anomalies(rt: Runtime, actor: Actor, *, since: datetime | None = None,
