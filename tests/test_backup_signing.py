@@ -485,6 +485,31 @@ def test_the_second_pass_must_read_the_file_the_first_accepted(
     nothing_created(target, db_url)  # the loader removed what it had created
 
 
+def test_a_file_swapped_during_the_restore_test_leaves_the_catalogue_alone(
+        staff: Staff, identity: Identity, made: backups.CreatedBackup,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify --restore-test: the first pass judged the catalogued file intact; another
+    file swapped in before the second pass fails the verification without marking the
+    genuine backup failed."""
+    rt = staff.rt
+    staff.clock.advance(seconds=60)
+    ingest(rt, "accounts", account("LATER"))
+    newer = backups.create_backup(rt, staff.actors["cron"])
+    genuine = newer.path.read_bytes()
+    real = restoring.open_loader
+
+    def swap_then_open(target: Any) -> Any:
+        newer.path.write_bytes(made.path.read_bytes())
+        return real(target)
+
+    monkeypatch.setattr(restoring, "open_loader", swap_then_open)
+    with pytest.raises(CheckFailed, match="changed since it was verified"):
+        backups.verify_backup(rt, staff.actors["cron"], newer.path, identity,
+                              restore_test=True)
+    assert statuses(rt)[newer.id] == "complete"
+    newer.path.write_bytes(genuine)
+
+
 # ------------------------------------------------------------------- files at rest
 
 
@@ -684,8 +709,14 @@ def test_the_commands_refuse_forgeries_and_allow_unsigned_on_request(
                      signing_key=None, version=2)
     refused = run_cli(capsys, "backup", "verify", str(unsigned), "--identity", str(key))
     assert refused.code == 1 and "refused without --allow-unsigned" in refused.err
-    allowed = run_cli(capsys, "backup", "verify", str(unsigned), "--identity", str(key),
+    # Not in the catalogue: anyone with the recipient key could have written it, so the
+    # flag alone is not enough; the SHA-256 from records kept elsewhere is.
+    unknown = run_cli(capsys, "backup", "verify", str(unsigned), "--identity", str(key),
                       "--allow-unsigned")
+    assert unknown.code == 1 and "catalogue recorded this very file or --sha256" in unknown.err
+    sha = backups._sha256_of(unsigned.open("rb"))
+    allowed = run_cli(capsys, "backup", "verify", str(unsigned), "--identity", str(key),
+                      "--allow-unsigned", "--sha256", sha)
     assert allowed.code == 0, allowed.err
     assert "UNSIGNED (accepted with --allow-unsigned; audited)" in allowed.out
     genuine = run_cli(capsys, "backup", "verify", str(made.path), "--identity", str(key))
@@ -697,12 +728,16 @@ def test_the_commands_refuse_forgeries_and_allow_unsigned_on_request(
                       "--replace", "--code", staff.next_code("root"))
     assert replace.code == 1 and "nothing restored: an unsigned backup" in replace.err
     target = tmp_path / "restored.db"
+    wrong_sha = run_cli(capsys, "backup", "restore", str(unsigned), "--identity", str(key),
+                        "--to", f"sqlite:///{target}", "--allow-unsigned", "--sha256", "0" * 64)
+    assert wrong_sha.code == 1 and not target.exists()
     done = run_cli(capsys, "backup", "restore", str(unsigned), "--identity", str(key),
-                   "--to", f"sqlite:///{target}", "--allow-unsigned")
+                   "--to", f"sqlite:///{target}", "--allow-unsigned", "--sha256", sha)
     assert done.code == 0, done.err
     assert "UNSIGNED" in done.out and target.is_file()
-    assert [d["for"] for a, d in audit_actions(staff.rt)
-            if a == "backup.allow_unsigned"] == ["verify", "restore"]
+    assert [(d["for"], d.get("result")) for a, d in audit_actions(staff.rt)
+            if a == "backup.allow_unsigned"] == [("verify", "refused"), ("verify", None),
+                                                 ("restore", "refused"), ("restore", None)]
 
 
 def test_list_shows_catalogue_text_inert(staff: Staff, made: backups.CreatedBackup,  # noqa: F811

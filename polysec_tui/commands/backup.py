@@ -20,8 +20,11 @@ from polysec_tui.errors import InputError
 from polysec_tui.text import visible
 
 ALLOW_UNSIGNED_HELP = ("Accept an unsigned backup (format v1/v2, made before backups were "
-                       "signed). Anyone with a recipient public key can make such a file: "
-                       "use only for a file whose origin you know. Audited.")
+                       "signed) that the catalogue recorded, or whose SHA-256 --sha256 "
+                       "names. Anyone with a recipient public key can make such a file. "
+                       "Audited.")
+SHA256_HELP = ("With --allow-unsigned: the file's SHA-256 as recorded elsewhere (the offsite "
+               "copy's .sha256, a restore on a machine without the catalogue).")
 
 
 @click.group()
@@ -148,11 +151,12 @@ def _file_or_latest(ctx: click.Context, file: str | None, latest: bool, actor: A
 @click.option("--scratch", metavar="URL",
               help="Server for the scratch database (default: the live database's server).")
 @click.option("--allow-unsigned", is_flag=True, help=ALLOW_UNSIGNED_HELP)
+@click.option("--sha256", "unsigned_sha256", metavar="HEX", help=SHA256_HELP)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
 def verify(ctx: click.Context, file: str | None, latest: bool, identity: str | None,
            restore_test: bool, scratch: str | None, allow_unsigned: bool,
-           as_json: bool) -> None:
+           unsigned_sha256: str | None, as_json: bool) -> None:
     """Check the signer against [backup] signers, authenticate every chunk, the manifest
     and the signature of FILE, and compare it with the catalogue (exit 1 on any
     failure)."""
@@ -166,7 +170,8 @@ def verify(ctx: click.Context, file: str | None, latest: bool, identity: str | N
     try:
         report = backups.verify_backup(runtime_of(ctx), actor, path, key,
                                        restore_test=restore_test, scratch=scratch,
-                                       allow_unsigned=allow_unsigned)
+                                       allow_unsigned=allow_unsigned,
+                                       unsigned_sha256=unsigned_sha256)
     except CheckFailed as exc:
         if as_json:
             emit_json({"path": file, "ok": False, "reason": exc.message})
@@ -195,10 +200,12 @@ def verify(ctx: click.Context, file: str | None, latest: bool, identity: str | N
               help="Replace the live database (admin, fresh code); the old one is kept.")
 @click.option("--code", help="A fresh authenticator code for --replace (asked if not given).")
 @click.option("--allow-unsigned", is_flag=True, help=ALLOW_UNSIGNED_HELP)
+@click.option("--sha256", "unsigned_sha256", metavar="HEX", help=SHA256_HELP)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
 def restore(ctx: click.Context, file: str, identity: str | None, to_url: str | None,
-            replace: bool, code: str | None, allow_unsigned: bool, as_json: bool) -> None:
+            replace: bool, code: str | None, allow_unsigned: bool,
+            unsigned_sha256: str | None, as_json: bool) -> None:
     """Restore FILE into a new database (--to URL) or in place of the live one
     (--replace). The whole file is verified (a trusted signer, every chunk, the manifest,
     the signature, the catalogue's SHA-256) before anything is written."""
@@ -210,7 +217,8 @@ def restore(ctx: click.Context, file: str, identity: str | None, to_url: str | N
         code = prompt_secret("Authenticator code")
     result = backups.restore_backup(runtime_of(ctx), actor, Path(file), key, to_url=to_url,
                                     replace=replace, code=code,
-                                    allow_unsigned=allow_unsigned)
+                                    allow_unsigned=allow_unsigned,
+                                    unsigned_sha256=unsigned_sha256)
     if as_json:
         emit_json(result.as_dict())
         return

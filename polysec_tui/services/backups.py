@@ -174,6 +174,24 @@ def _sha256_of(src: BinaryIO) -> str:
     return sha.hexdigest()
 
 
+def _accept_unsigned(rt: Runtime, actor: Actor, opened: Opened, path: Path, purpose: str,
+                     *, catalogued: bool, expected_sha256: str | None) -> None:
+    """An unsigned (v1/v2) file, allowed by the officer, is accepted only if it is the
+    file the catalogue recorded, or the one whose SHA-256 the officer names from records
+    kept elsewhere: anyone with the recipient public key can write an unsigned file, with
+    a backup id of their choosing. Audited either way."""
+    named = expected_sha256 is not None and secrets.compare_digest(
+        expected_sha256.strip().lower(), opened.file_sha256)
+    if not (catalogued or named):
+        _audit(rt, actor, "backup.allow_unsigned", f"file:{path.name}"[:256],
+               {"for": purpose, "result": "refused", "path": str(path),
+                "sha256": opened.file_sha256})
+        raise CheckFailed(
+            "an unsigned backup is accepted only if the catalogue recorded this very file "
+            "or --sha256 names its SHA-256 (from the offsite records): this one is neither")
+    _audit_unsigned(rt, actor, opened, path, purpose)
+
+
 def _audit_unsigned(rt: Runtime, actor: Actor, opened: Opened, path: Path,
                     purpose: str) -> None:
     """An unsigned (v1/v2) file was accepted because the officer said so."""
@@ -346,6 +364,11 @@ def _scratch_url(kind: str, live: URL, scratch: str | None, tmp: Path) -> URL:
     return base.set(database=f"polysec_verify_{secrets.token_hex(6)}")
 
 
+class FileChanged(CheckFailed):
+    """The file at the path is no longer the one the first pass accepted: a verdict on
+    what lies there now, not on the backup the first pass judged."""
+
+
 def _restore_into(path: Path, identity: Identity, target: URL, trust: Trust,
                   expected_sha256: str) -> Opened:
     """Pass 2: stream the (again authenticated) plaintext into a new database. The file
@@ -354,9 +377,13 @@ def _restore_into(path: Path, identity: Identity, target: URL, trust: Trust,
     loader = restoring.open_loader(target)
     try:
         with open_backup(path) as src:
-            opened = read_envelope(src, identity, loader.write, trust=trust)
+            try:
+                opened = read_envelope(src, identity, loader.write, trust=trust)
+            except EnvelopeError as exc:  # pass 1 accepted these bytes: they changed
+                raise FileChanged(f"{path} changed since it was verified: "
+                                  f"{exc.reason}") from None
         if opened.file_sha256 != expected_sha256:
-            raise CheckFailed(f"{path} changed since it was verified (SHA-256 "
+            raise FileChanged(f"{path} changed since it was verified (SHA-256 "
                               f"{opened.file_sha256[:16]}…, verified {expected_sha256[:16]}…)")
         loader.close()
     except BaseException:
@@ -411,8 +438,8 @@ def _catalogued(rt: Runtime, read: _Read) -> tuple[BackupRecord | None, bool]:
 
 def verify_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
                   restore_test: bool = False, scratch: str | None = None,
-                  progress: Progress | None = None,
-                  allow_unsigned: bool = False) -> VerifyReport:
+                  progress: Progress | None = None, allow_unsigned: bool = False,
+                  unsigned_sha256: str | None = None) -> VerifyReport:
     """Authenticate the signer, every chunk, the manifest and the signature; compare
     with the catalogue; optionally restore into a scratch database and check it.
     ``progress(plaintext bytes checked, file size)`` follows the authentication pass.
@@ -450,7 +477,8 @@ def verify_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
         report.manifest = opened.manifest
         report.signer = opened.signer.fingerprint.hex() if opened.signer else None
         if opened.signer is None:
-            _audit_unsigned(rt, actor, opened, path, "verify")
+            _accept_unsigned(rt, actor, opened, path, "verify", catalogued=same,
+                             expected_sha256=unsigned_sha256)
         if record is not None and not same:
             raise CheckFailed(
                 f"the file's SHA-256 or size differs from the catalogue's record of backup "
@@ -464,6 +492,9 @@ def verify_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
                 try:
                     _restore_into(path, identity, target, trust, opened.file_sha256)
                     check = restoring.check_restored(target, opened.manifest, rt.cipher)
+                except FileChanged:
+                    judged = False  # the catalogued file passed; something else is there now
+                    raise
                 finally:
                     restoring.drop_database(target)
             report.restore_test = {"revision": check.revision, "row_counts": check.row_counts,
@@ -555,7 +586,8 @@ def _replace_target(live: URL, stamp: str) -> URL:
 
 def restore_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
                    to_url: str | None = None, replace: bool = False,
-                   code: str | None = None, allow_unsigned: bool = False) -> RestoreResult:
+                   code: str | None = None, allow_unsigned: bool = False,
+                   unsigned_sha256: str | None = None) -> RestoreResult:
     """Restore into a new database (``to_url``), or with ``replace`` swap it in for the
     live one, keeping the old one. The target is checked first; then the whole file is
     authenticated (signer, chunks, manifest, signature) and compared with its catalogue
@@ -599,7 +631,8 @@ def restore_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
                 "sha256": opened.file_sha256})
         raise CheckFailed(f"backup {path} refused, nothing restored: {reason}")
     if opened.signer is None:
-        _audit_unsigned(rt, actor, opened, path, "restore")
+        _accept_unsigned(rt, actor, opened, path, "restore", catalogued=same,
+                         expected_sha256=unsigned_sha256)
     kind = str(opened.manifest.get("engine"))
     if engine_kind(target) != kind:
         where = "the live one is" if replace else "--to names"
