@@ -168,6 +168,8 @@ def test_a_grant_takes_effect_only_when_an_independent_officer_approves(staff, k
                           ).one()
     assert (grant.requested_by, grant.approved_by) == (staff.actors["root"].officer_id,
                                                        staff.actors["sue"].officer_id)
+    listed = {v.name: v for v in officers.list_officers(staff.rt, staff.actors["sam"])}
+    assert listed["carol" if kind == "create senior" else "ann"].granted_by == ("root",)
 
 
 def test_no_one_approves_a_grant_to_themselves(staff):

@@ -96,7 +96,8 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         state = "disabled" if v.disabled else ("locked" if v.locked_until else "active")
         last = f"{v.last_login_at:%Y-%m-%d %H:%M}" if v.last_login_at else "never"
         totp_state = "totp" if v.has_totp else ("token" if v.role == "automation" else "NO TOTP")
-        echo(f"{v.name:<24} {v.role:<10} {state:<8} {totp_state:<7} last login {last}")
+        asked = f"  granted at the request of {', '.join(v.granted_by)}" if v.granted_by else ""
+        echo(f"{v.name:<24} {v.role:<10} {state:<8} {totp_state:<7} last login {last}{asked}")
 
 
 @officer.command()

@@ -67,12 +67,14 @@ class OfficerView:
     locked_until: datetime | None
     created_at: datetime
     last_login_at: datetime | None
+    granted_by: tuple[str, ...] = ()  # who asked for this officer's privilege grants
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "role": self.role, "disabled": self.disabled,
             "has_totp": self.has_totp, "locked_until": self.locked_until,
             "created_at": self.created_at, "last_login_at": self.last_login_at,
+            "granted_by": list(self.granted_by),
         }
 
 
@@ -165,8 +167,9 @@ def bootstrap_admin(rt: Runtime, name: str, password: str) -> Enrolment:
 def seed_officers(rt: Runtime, staff: Iterable[tuple[str, str, str | None]],
                   at: datetime) -> dict[str, Enrolment]:
     """Officers written straight into a database that polysec fills itself (the demo's,
-    a test's), as if created at ``at`` by nobody in particular: no four-eyes, so never
-    reachable from a command on a real console."""
+    a test's), as if created at ``at`` by nobody in particular: no four-eyes. Reached
+    only through `polysec demo`, which fills an empty database and marks it as the
+    demo's; no officer command calls it."""
     made: dict[str, Enrolment] = {}
     with rt.transaction() as session:
         for name, role, password in staff:
@@ -242,9 +245,17 @@ def add_officer(rt: Runtime, actor: Actor, name: str, role: str, password: str |
 def list_officers(rt: Runtime, actor: Actor) -> list[OfficerView]:
     require(actor, "read")
     with rt.sessions() as session:
+        names = dict(session.execute(select(Officer.id, Officer.name)).tuples().all())
+        askers: dict[uuid.UUID, set[str]] = {}
+        for officer_id, asker in session.execute(
+                select(OfficerGrant.officer_id, OfficerGrant.requested_by)
+                .where(OfficerGrant.requested_by.is_not(None))).tuples():
+            if asker is not None:
+                askers.setdefault(officer_id, set()).add(names.get(asker, "?"))
         return [
             OfficerView(o.name, o.role, o.disabled, o.totp_secret_enc is not None,
-                        o.locked_until, o.created_at, o.last_login_at)
+                        o.locked_until, o.created_at, o.last_login_at,
+                        tuple(sorted(askers.get(o.id, ()))))
             for o in session.scalars(select(Officer).order_by(Officer.name))
         ]
 
