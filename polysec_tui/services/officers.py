@@ -245,11 +245,11 @@ def add_officer(rt: Runtime, actor: Actor, name: str, role: str, password: str |
 def list_officers(rt: Runtime, actor: Actor) -> list[OfficerView]:
     require(actor, "read")
     with rt.sessions() as session:
-        names = dict(session.execute(select(Officer.id, Officer.name)).tuples().all())
+        names = {oid: name for oid, name in session.execute(select(Officer.id, Officer.name))}
         askers: dict[uuid.UUID, set[str]] = {}
         for officer_id, asker in session.execute(
                 select(OfficerGrant.officer_id, OfficerGrant.requested_by)
-                .where(OfficerGrant.requested_by.is_not(None))).tuples():
+                .where(OfficerGrant.requested_by.is_not(None))):
             if asker is not None:
                 askers.setdefault(officer_id, set()).add(names.get(asker, "?"))
         return [
