@@ -10,6 +10,7 @@ import sys
 import pytest
 from sqlalchemy import func, select
 
+from polysec_tui.cli import SUBCOMMANDS
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import LoginEvent
@@ -40,11 +41,17 @@ def test_help_imports_neither_textual_sqlalchemy_nor_paramiko():
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
 
 
-@pytest.mark.parametrize("argv", [["ingest", "--help"], ["db", "current", "--help"],
-                                  ["init", "--help"]])
-def test_non_tui_subcommands_do_not_import_textual_or_paramiko(argv):
+@pytest.mark.parametrize("argv", [["db", "current", "--help"],
+                                  *([name, "--help"] for name in sorted(SUBCOMMANDS))],
+                         ids=" ".join)
+def test_subcommands_do_not_import_textual_or_paramiko(argv):
+    """Every subcommand's module, loaded as `polysec NAME` loads it, leaves Textual and
+    paramiko to the functions that need them (`tui` and `demo` open the console, `backup
+    ship` and `audit hosts` connect). import-linter cannot tell such a lazy import from a
+    module-level one, so this stays a run-time test; that nothing below the UI imports
+    Textual at all is its contract ([tool.importlinter] in pyproject.toml)."""
     loaded = _modules_loaded_by(argv)
-    assert not loaded & {"textual", "paramiko"}
+    assert not loaded & {"textual", "paramiko"}, loaded & {"textual", "paramiko"}
 
 
 def test_help_lists_every_subcommand(capsys):
