@@ -45,8 +45,8 @@ from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine, parse_url
 from polysec_tui.db.models import Account, LoginEvent
-from polysec_tui.services import anomalies, timeline
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.logins import anomalies, timeline
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 
 END = datetime(2026, 11, 20, tzinfo=UTC)

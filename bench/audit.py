@@ -37,7 +37,7 @@ from polysec_tui.crypto.keyring import KEY_BYTES, FieldKey, Keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import Account
-from polysec_tui.services import audit_checks, keys
+from polysec_tui.services.operations import audit_checks, keys
 from polysec_tui.services.runtime import Runtime
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -35,7 +35,7 @@ from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import Keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine, parse_url
-from polysec_tui.services import auditlog
+from polysec_tui.services.officers import auditlog
 from polysec_tui.services.runtime import Runtime
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -47,7 +47,8 @@ from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine, parse_url
-from polysec_tui.services import officers, sessions
+from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.officers import sessions
 from polysec_tui.services.runtime import Runtime
 
 POLYSEC = [sys.executable, "-m", "polysec_tui"]

@@ -39,10 +39,10 @@ from polysec_tui.db.models import (
     LoginEvent,
     SecurityEvent,
 )
-from polysec_tui.services import anomalies
-from polysec_tui.services.auth import Actor
-from polysec_tui.services.demo import DAY, DemoGenerator, DemoSpec, build_demo
+from polysec_tui.services.logins import anomalies
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import open_runtime
+from polysec_tui.synthetic.demo import DAY, DemoGenerator, DemoSpec, build_demo
 
 ANCHOR = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 # Which detectors are "meant" for each scenario kind (any detector counts for "found").

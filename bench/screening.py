@@ -71,9 +71,11 @@ from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine, parse_url
 from polysec_tui.db.models import Withdrawal
-from polysec_tui.services import officers, screening, sessions
-from polysec_tui.services import withdrawals as queue
+from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.officers import sessions
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals import review as queue
+from polysec_tui.services.withdrawals import screening
 
 END = login_bench.END
 ASSETS = (("BTC", 0.05), ("ETH", 1.5), ("USDT", 900.0), ("SOL", 12.0))

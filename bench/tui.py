@@ -48,9 +48,11 @@ from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine
 from polysec_tui.errors import RefusedError
-from polysec_tui.services import officers, screening, sessions
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals import screening
 
 END = login_bench.END
 PASSWORD = "a-long-bench-passphrase"

@@ -67,10 +67,10 @@ from polysec_tui.errors import PolysecError
 from polysec_tui.screens.lock import LockScreen
 from polysec_tui.screens.login import LoginScreen
 from polysec_tui.screens.widgets import ConsoleError, describe_error
-from polysec_tui.services import sessions
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import Actor
+from polysec_tui.services.officers.sessions import SessionPolicy
 from polysec_tui.services.runtime import Clock, Runtime
-from polysec_tui.services.sessions import SessionPolicy
 
 
 @dataclass(frozen=True)

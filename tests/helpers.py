@@ -6,7 +6,7 @@ import io
 import json
 from typing import Any
 
-from polysec_tui.services.ingest import Ingestor, IngestReport, ingest_stream
+from polysec_tui.services.feed.ingest import Ingestor, IngestReport, ingest_stream
 from polysec_tui.services.runtime import Runtime
 
 

@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 import pyotp
 import pytest
 
-from polysec_tui.services import officers, sessions
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 
 PASSWORDS = {

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import select
 
 from polysec_tui.db.models import Withdrawal, WithdrawalFlag
-from polysec_tui.services import screening
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals import screening
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest, login, withdrawal
 

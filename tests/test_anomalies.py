@@ -15,8 +15,8 @@ from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import AuditLogEntry, LoginAnomaly, LoginEvent
 from polysec_tui.errors import RefusedError
-from polysec_tui.services import anomalies
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.logins import anomalies
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW

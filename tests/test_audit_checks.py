@@ -29,8 +29,9 @@ from polysec_tui.db.models import (
     Withdrawal,
 )
 from polysec_tui.errors import InputError, RefusedError
-from polysec_tui.services import audit_checks, sessions
-from polysec_tui.services.audit_checks import judge_tls
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.operations import audit_checks
+from polysec_tui.services.operations.audit_checks import judge_tls
 from polysec_tui.services.runtime import Runtime
 from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW
@@ -236,7 +237,7 @@ def test_review_sla(staff):
 
 
 def test_incident_age_warns_on_incidents_left_open(staff):
-    from polysec_tui.services import incidents
+    from polysec_tui.services.clients import incidents
 
     number = incidents.open_incident(staff.rt, staff.actors["ann"], title="odd logins",
                                      severity="low", accounts=["A1"])

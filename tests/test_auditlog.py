@@ -18,8 +18,8 @@ from sqlalchemy import Table, delete, insert, select, update
 
 from polysec_tui.db.models import AuditHead, AuditLogEntry
 from polysec_tui.errors import CheckFailed, InputError
-from polysec_tui.services import auditlog
-from polysec_tui.services.auditlog import (
+from polysec_tui.services.officers import auditlog
+from polysec_tui.services.officers.auditlog import (
     GENESIS,
     HEAD_ID,
     Checkpoint,
@@ -28,7 +28,7 @@ from polysec_tui.services.auditlog import (
     read_checkpoint,
     write_checkpoint,
 )
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 
 T0 = datetime(2026, 11, 20, 9, 30, 0, 123456, tzinfo=UTC)

@@ -20,7 +20,8 @@ from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import AuditLogEntry, BackupRecord
 from polysec_tui.errors import CheckFailed, ConflictError, InputError, RefusedError
-from polysec_tui.services import backups, sessions
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.operations import backups
 from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest

@@ -47,7 +47,8 @@ from polysec_tui.backup.tempdirs import private_tempdir, remove_stale
 from polysec_tui.db.engine import parse_url
 from polysec_tui.db.models import AuditLogEntry, BackupRecord
 from polysec_tui.errors import CheckFailed, InputError, RefusedError
-from polysec_tui.services import backups, sessions
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.operations import backups
 from polysec_tui.services.runtime import Runtime
 from tests.cli_runner import Result
 from tests.helpers import account, ingest

@@ -26,7 +26,8 @@ from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db.engine import make_engine, parse_url
 from polysec_tui.db.models import AuditLogEntry, BackupRecord, Base
 from polysec_tui.errors import CheckFailed, InputError, RefusedError
-from polysec_tui.services import backups, sessions
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.operations import backups
 from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest, login, withdrawal
@@ -247,7 +248,7 @@ def test_prune_keeps_daily_weekly_monthly(staff, tmp_path, db_url):
 KILLER = """
 import os, signal, sys
 from polysec_tui.backup import envelope
-from polysec_tui.services import backups
+from polysec_tui.services.operations import backups
 where = sys.argv[1]
 if where == "chunk":
     real = envelope.EnvelopeWriter._seal
@@ -364,7 +365,7 @@ def test_the_command_keygen_create_verify_list(staff, tmp_path, db_url, capsys, 
 def test_backup_help_does_not_import_textual():
     code = ("import sys\nfrom polysec_tui.cli import main\n"
             "try:\n    main(['backup', 'create', '--help'])\nexcept SystemExit:\n    pass\n"
-            "import polysec_tui.services.backups, polysec_tui.backup.restore\n"
+            "import polysec_tui.services.operations.backups, polysec_tui.backup.restore\n"
             "assert 'textual' not in sys.modules and 'paramiko' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 

@@ -26,7 +26,7 @@ from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine
-from polysec_tui.services import officers
+from polysec_tui.services.officers import registry as officers
 from polysec_tui.services.runtime import Runtime
 from tests.sshd import Sshd, needs_sshd, running_sshd
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import BlockedAddress
-from polysec_tui.services import incidents, protection
+from polysec_tui.services.clients import incidents, protection
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.text import is_hidden, visible
 from tests.cli_runner import run_cli

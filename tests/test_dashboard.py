@@ -17,10 +17,11 @@ from polysec_tui.cli import cli
 from polysec_tui.crypto import totp
 from polysec_tui.db.models import DatabaseInfo, Withdrawal
 from polysec_tui.errors import RefusedError
-from polysec_tui.services import officers, sessions
-from polysec_tui.services.auth import Actor
-from polysec_tui.services.dashboard import DashboardService
-from polysec_tui.services.ingest import Ingestor
+from polysec_tui.services.feed.ingest import Ingestor
+from polysec_tui.services.monitoring.dashboard import DashboardService
+from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 

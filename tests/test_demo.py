@@ -26,8 +26,8 @@ from polysec_tui.db.models import (
     TotpEnrolment,
     Withdrawal,
 )
-from polysec_tui.services.demo import COUNTRY_BY_CODE, DemoSpec, build_demo
 from polysec_tui.services.runtime import Runtime, open_runtime
+from polysec_tui.synthetic.demo import COUNTRY_BY_CODE, DemoSpec, build_demo
 
 ANCHOR = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 ANCHOR_TEXT = "2026-11-20T12:00:00Z"
@@ -267,6 +267,6 @@ def test_demo_refuses_a_database_with_real_accounts(tmp_path, capsys):
 
 
 def test_demo_service_does_not_import_textual():
-    code = ("import sys, polysec_tui.services.demo, polysec_tui.commands.demo; "
+    code = ("import sys, polysec_tui.synthetic.demo, polysec_tui.commands.demo; "
             "assert 'textual' not in sys.modules, 'textual imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

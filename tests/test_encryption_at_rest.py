@@ -7,7 +7,7 @@ from sqlalchemy import select, text, update
 
 from polysec_tui.crypto.fields import DecryptionError
 from polysec_tui.db.models import Account
-from polysec_tui.services.accounts import decrypt_pii, find_by_email
+from polysec_tui.services.clients.accounts import decrypt_pii, find_by_email
 from tests.helpers import account, ingest
 
 PLAINTEXTS = ["jane.doe@example.com", "Jane Doe", "+49 170 1234512", "1985-04-12",

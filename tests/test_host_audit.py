@@ -15,8 +15,9 @@ from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import AuditFinding, AuditLogEntry
 from polysec_tui.errors import InputError, RefusedError
-from polysec_tui.services import audit_checks, host_audit, sessions
-from polysec_tui.services.host_audit import (
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.operations import audit_checks, host_audit
+from polysec_tui.services.operations.host_audit import (
     judge_firewall,
     judge_ports,
     judge_sshd,

@@ -18,8 +18,8 @@ from polysec_tui.db.models import (
     TotpEnrolment,
     Withdrawal,
 )
-from polysec_tui.services.accounts import decrypt_pii
-from polysec_tui.services.ingest import MAX_LINE_BYTES, IngestRejected, ingest_stream
+from polysec_tui.services.clients.accounts import decrypt_pii
+from polysec_tui.services.feed.ingest import MAX_LINE_BYTES, IngestRejected, ingest_stream
 from tests.helpers import account, ingest, login, security_event, withdrawal
 
 

@@ -29,7 +29,7 @@ from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import Account, ClientSession, LoginEvent, SecurityEvent, Withdrawal
-from polysec_tui.services.ingest import (
+from polysec_tui.services.feed.ingest import (
     MAX_REASON,
     Ingestor,
     IngestRejected,

@@ -21,8 +21,8 @@ from polysec_tui.db.models import (
     SecurityEvent,
     Withdrawal,
 )
-from polysec_tui.services import ingest as ingest_module
-from polysec_tui.services.ingest import (
+from polysec_tui.services.feed import ingest as ingest_module
+from polysec_tui.services.feed.ingest import (
     MAX_REASON,
     IngestRejected,
     IngestReport,

@@ -15,7 +15,8 @@ from polysec_tui.crypto.keyring import KEYRING_DATA_ENV, load_keyring
 from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import Account, AuditLogEntry, BackupRecord, Officer
 from polysec_tui.errors import InputError, RefusedError
-from polysec_tui.services import accounts, keys
+from polysec_tui.services.clients import accounts
+from polysec_tui.services.operations import keys
 from polysec_tui.services.runtime import Runtime
 from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW

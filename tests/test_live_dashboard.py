@@ -38,9 +38,10 @@ from polysec_tui.screens import dashboard as dashboard_screen
 from polysec_tui.screens.alerts import AlertsScreen
 from polysec_tui.screens.dashboard import DashboardScreen
 from polysec_tui.screens.widgets import FigureCard
-from polysec_tui.services import alerts, incidents, live
-from polysec_tui.services.auth import Actor
-from polysec_tui.services.dashboard import DashboardService
+from polysec_tui.services.clients import incidents
+from polysec_tui.services.monitoring import alerts, live
+from polysec_tui.services.monitoring.dashboard import DashboardService
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.test_dashboard import (
@@ -196,7 +197,7 @@ def test_failed_rate_alarm(runtime: Runtime) -> None:
 
 
 def test_approvals_count_matches_list_requests(runtime: Runtime) -> None:
-    from polysec_tui.services import approvals
+    from polysec_tui.services.officers import approvals
 
     chief = log_in(runtime)
     add_approval(runtime, chief[1].officer_id, 2)
@@ -737,7 +738,7 @@ def test_snapshot_alerts_modal_160x48(snap_compare: Any, request: pytest.Fixture
 
 
 def test_amount_threshold_is_the_four_eyes_limit() -> None:
-    from polysec_tui.services.screening import ScreeningConfig
+    from polysec_tui.services.withdrawals.screening import ScreeningConfig
 
     cfg = ScreeningConfig()
     assert not alerts.above_limit(cfg, "BTC", Decimal("0.75"))
@@ -749,8 +750,8 @@ def test_alert_modules_do_not_import_textual() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, polysec_tui.commands.alerts, polysec_tui.services.alerts, "
-            "polysec_tui.services.live; assert 'textual' not in sys.modules")
+    code = ("import sys, polysec_tui.commands.alerts, polysec_tui.services.monitoring.alerts, "
+            "polysec_tui.services.monitoring.live; assert 'textual' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

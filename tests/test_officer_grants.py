@@ -16,7 +16,8 @@ from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import ApprovalRequest, Officer, OfficerGrant
 from polysec_tui.errors import ConflictError, InputError, RefusedError
-from polysec_tui.services import approvals, officers, sessions
+from polysec_tui.services.officers import approvals, sessions
+from polysec_tui.services.officers import registry as officers
 from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.officer_fixtures import PASSWORDS, MovableClock, Staff, make_staff

@@ -18,9 +18,11 @@ from polysec_tui.crypto.passwords import check_policy, hash_password, verify_pas
 from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import ApprovalRequest, AuditLogEntry, Officer
 from polysec_tui.errors import ConflictError, InputError, RefusedError
-from polysec_tui.services import accounts, approvals, officers, sessions
-from polysec_tui.services.auth import require
-from polysec_tui.services.masking import mask_email, mask_phone
+from polysec_tui.services.clients import accounts
+from polysec_tui.services.clients.masking import mask_email, mask_phone
+from polysec_tui.services.officers import approvals, sessions
+from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.officers.auth import require
 from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest

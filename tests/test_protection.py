@@ -23,8 +23,10 @@ from polysec_tui.db.models import (
     Withdrawal,
 )
 from polysec_tui.errors import ConflictError, InputError, RefusedError
-from polysec_tui.services import approvals, incidents, protection, withdrawals
+from polysec_tui.services.clients import incidents, protection
+from polysec_tui.services.officers import approvals
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals import review as withdrawals
 from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest, withdrawal
@@ -208,7 +210,7 @@ def test_the_commands(staff, cli_env, capsys, monkeypatch):
 
 def test_screening_flags_a_frozen_account(staff):
     from polysec_tui.db.models import WithdrawalFlag
-    from polysec_tui.services import screening
+    from polysec_tui.services.withdrawals import screening
 
     protection.freeze(staff.rt, staff.actors["sue"], "A2", "suspicious logins")
     ingest(staff.rt, "withdrawals", withdrawal("X2", acct="A2", at="2026-11-20T11:30:00Z"))

@@ -23,9 +23,9 @@ from polysec_tui.db.models import (
     WithdrawalScreening,
 )
 from polysec_tui.errors import InputError, RefusedError
-from polysec_tui.services import blocklist, screening
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals import blocklist, screening
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest, login, security_event, withdrawal
 from tests.officer_fixtures import MovableClock, make_staff
@@ -266,7 +266,7 @@ def test_screen_holds_only_at_threshold(rt: Runtime) -> None:
 
 
 def test_screen_needs_permission_and_is_audited(rt: Runtime) -> None:
-    from polysec_tui.services.auditlog import tail
+    from polysec_tui.services.officers.auditlog import tail
 
     with pytest.raises(RefusedError):
         screening.screen(rt, Actor(CRON.officer_id, "x", "unknown-role"))
@@ -292,8 +292,8 @@ def test_config_from_toml(settings: Settings) -> None:
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_demo_account_takeover_is_held_and_few_normal_ones(settings: Settings) -> None:
     from polysec_tui.db.models import DemoScenario, DemoScenarioEvent
-    from polysec_tui.services.demo import DemoSpec, build_demo
     from polysec_tui.services.runtime import open_runtime
+    from polysec_tui.synthetic.demo import DemoSpec, build_demo
 
     build_demo(settings, DemoSpec(accounts=400, days=10, seed=3, anchor=FIXED_NOW))
     rt = open_runtime(settings)

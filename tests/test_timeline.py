@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 
 from polysec_tui.errors import InputError, RefusedError
-from polysec_tui.services import accounts, anomalies, timeline
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.clients import accounts
+from polysec_tui.services.logins import anomalies, timeline
+from polysec_tui.services.officers.auth import Actor
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest, ingest_records, login, security_event, withdrawal
 

@@ -31,9 +31,10 @@ from polysec_tui.screens.account import AccountScreen, RevealScreen
 from polysec_tui.screens.auditlog import AuditLogScreen
 from polysec_tui.screens.dashboard import DashboardScreen
 from polysec_tui.screens.widgets import FigureCard, safe_text
-from polysec_tui.services import officers, sessions
-from polysec_tui.services.auth import Actor
-from polysec_tui.services.dashboard import DashboardService
+from polysec_tui.services.monitoring.dashboard import DashboardService
+from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.test_dashboard import account, ago, ingest, load_sample, login
@@ -405,7 +406,7 @@ def test_open_console_builds_the_runtime(settings: Settings,
 
 def test_cli_modules_do_not_import_textual() -> None:
     code = ("import sys, polysec_tui.commands.tui, polysec_tui.commands.status, "
-            "polysec_tui.services.dashboard; "
+            "polysec_tui.services.monitoring.dashboard; "
             "assert 'textual' not in sys.modules, 'textual imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

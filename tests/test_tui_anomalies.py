@@ -29,10 +29,11 @@ from polysec_tui.screens.account import AccountScreen
 from polysec_tui.screens.anomalies import AnomaliesScreen, triage_order
 from polysec_tui.screens.charts import day_chart, location_map
 from polysec_tui.screens.timeline import TimelineScreen
-from polysec_tui.services import accounts, anomalies
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.clients import accounts
+from polysec_tui.services.logins import anomalies
+from polysec_tui.services.logins.timeline import DayCount, LocatedLogin
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
-from polysec_tui.services.timeline import DayCount, LocatedLogin
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest, ingest_records, login
 from tests.test_tui import Session, SnapshotRuntime, log_in, quiet, sync

@@ -21,8 +21,10 @@ from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine
 from polysec_tui.screens.audit import AuditChecksScreen
 from polysec_tui.screens.dashboard import DashboardScreen
-from polysec_tui.services import audit_checks, officers, sessions
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import Actor
+from polysec_tui.services.operations import audit_checks
 from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest

@@ -27,8 +27,10 @@ from polysec_tui.db.engine import make_engine, parse_url
 from polysec_tui.db.models import AuditLogEntry, BackupRecord
 from polysec_tui.screens.backups import BackupsScreen, IdentityPrompt, RestoreConfirm
 from polysec_tui.screens.dashboard import DashboardScreen
-from polysec_tui.services import backups, officers, sessions
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import Actor
+from polysec_tui.services.operations import backups
 from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest

@@ -11,7 +11,8 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from polysec_tui.app import DESTINATIONS, PolysecApp
-from polysec_tui.services import anomalies, incidents
+from polysec_tui.services.clients import incidents
+from polysec_tui.services.logins import anomalies
 from polysec_tui.services.runtime import Runtime
 from tests.test_tui import Session, idle, quiet, snapshot_officer, snapshot_runtime, sync
 

@@ -28,8 +28,10 @@ from polysec_tui.screens.incidents import (
 )
 from polysec_tui.screens.protection import LockdownScreen
 from polysec_tui.screens.timeline import TimelineScreen
-from polysec_tui.services import incidents, officers, protection, sessions
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.clients import incidents, protection
+from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest, withdrawal
@@ -166,7 +168,7 @@ async def test_the_demos_takeover_is_locked_down_from_the_withdrawal_detail(
     from polysec_tui.crypto.keyring import Keyring, write_new_keyring
     from polysec_tui.db.models import DemoScenario, Officer
     from polysec_tui.screens.withdrawals import WithdrawalDetailScreen
-    from polysec_tui.services.demo import DemoSpec, build_demo
+    from polysec_tui.synthetic.demo import DemoSpec, build_demo
 
     anchor = FIXED_NOW
     settings = Settings(f"sqlite:///{tmp_path / 'demo.db'}", tmp_path / "keyring.json",

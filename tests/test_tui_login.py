@@ -34,9 +34,11 @@ from polysec_tui.screens.auditlog import AuditLogScreen
 from polysec_tui.screens.dashboard import DashboardScreen
 from polysec_tui.screens.lock import LockScreen
 from polysec_tui.screens.login import LoginScreen
-from polysec_tui.services import demo, officers, sessions
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime, open_runtime
+from polysec_tui.synthetic import demo
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest
 from tests.officer_fixtures import PASSWORDS, MovableClock, Staff, make_staff
@@ -287,7 +289,7 @@ async def test_senior_sees_the_value_in_the_modal_only(staff: Staff) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, AccountScreen), "the account")
         assert "a1.doe@example.com" not in on_screen(app)
     with staff.rt.sessions() as session:
-        from polysec_tui.services.auditlog import tail
+        from polysec_tui.services.officers.auditlog import tail
 
         (entry,) = tail(session, 1, action="pii.reveal")
     assert entry.officer == "sam" and entry.details == {
@@ -350,7 +352,7 @@ async def test_analyst_is_refused_the_audit_log(staff: Staff) -> None:
 
 @pytest.fixture(scope="module")
 def demo_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    from polysec_tui.services.demo import DemoSpec, build_demo
+    from polysec_tui.synthetic.demo import DemoSpec, build_demo
 
     base = tmp_path_factory.mktemp("demo")
     settings = Settings(f"sqlite:///{base / 'demo.db'}", base / "demo-keyring.json",

@@ -27,7 +27,7 @@ from polysec_tui.screens.twofa import (
     TwoFactorRequestsScreen,
     TwoFactorResetScreen,
 )
-from polysec_tui.services import twofa
+from polysec_tui.services.clients import twofa
 from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.officer_fixtures import MovableClock, Staff, make_staff

@@ -24,9 +24,11 @@ from polysec_tui.db.models import (
     LoginEvent,
 )
 from polysec_tui.errors import ConflictError, InputError, RefusedError
-from polysec_tui.services import approvals, officers, twofa
+from polysec_tui.services.clients import twofa
+from polysec_tui.services.clients.twofa import Proof
+from polysec_tui.services.officers import approvals
+from polysec_tui.services.officers import registry as officers
 from polysec_tui.services.runtime import Runtime
-from polysec_tui.services.twofa import Proof
 from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest, login, security_event, withdrawal
@@ -533,7 +535,7 @@ def test_session_table_shape_is_usable_by_the_platform(staff):
 
 def test_the_hold_blocks_a_withdrawal_approval_during_its_window_and_not_after(staff):
     """Through the review service: the reset's hold refuses the approval for 48 h."""
-    from polysec_tui.services import withdrawals
+    from polysec_tui.services.withdrawals import review as withdrawals
 
     rt, sam = staff.rt, staff.actors["sam"]
     with rt.engine.begin() as conn:  # screening held it for review
@@ -574,7 +576,7 @@ def test_the_cli_and_service_do_not_import_textual():
     import subprocess
     import sys
 
-    code = ("import sys, polysec_tui.commands.twofa, polysec_tui.services.twofa; "
+    code = ("import sys, polysec_tui.commands.twofa, polysec_tui.services.clients.twofa; "
             "assert 'textual' not in sys.modules, 'textual imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -620,7 +622,7 @@ def _race_worker(settings: Any, name: str, secret: str, request_id: uuid.UUID,
                  barrier: Any, results: Any) -> None:
     from datetime import UTC, datetime
 
-    from polysec_tui.services import sessions
+    from polysec_tui.services.officers import sessions
     from polysec_tui.services.runtime import open_runtime
 
     rt = open_runtime(settings)
@@ -641,7 +643,7 @@ def _race_worker(settings: Any, name: str, secret: str, request_id: uuid.UUID,
 def test_two_seniors_approving_at_once_reset_once(settings):
     import multiprocessing
 
-    from polysec_tui.services import sessions
+    from polysec_tui.services.officers import sessions
     from polysec_tui.services.runtime import open_runtime
 
     rt = open_runtime(settings)  # a real clock: the workers use real codes

@@ -22,8 +22,11 @@ from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import Account, Withdrawal, WithdrawalScreening
 from polysec_tui.screens.incidents import IncidentDetailScreen
 from polysec_tui.screens.timeline import TimelineScreen
-from polysec_tui.services import anomalies, incidents, officers, sessions
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.clients import incidents
+from polysec_tui.services.logins import anomalies
+from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.helpers import account, ingest, login, withdrawal

@@ -23,9 +23,10 @@ from polysec_tui.db.models import (
     WithdrawalScreening,
 )
 from polysec_tui.errors import ConflictError, InputError, RefusedError
-from polysec_tui.services import approvals, blocklist
-from polysec_tui.services import withdrawals as wds
+from polysec_tui.services.officers import approvals
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals import blocklist
+from polysec_tui.services.withdrawals import review as wds
 from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW
 from tests.helpers import ingest, withdrawal

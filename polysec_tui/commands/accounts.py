@@ -8,8 +8,8 @@ from __future__ import annotations
 import click
 
 from polysec_tui.commands.common import actor_of, echo, emit_json, prompt_secret, runtime_of
-from polysec_tui.services import accounts as service
-from polysec_tui.services.accounts import PII_FIELDS
+from polysec_tui.services.clients import accounts as service
+from polysec_tui.services.clients.accounts import PII_FIELDS
 from polysec_tui.text import visible
 
 
@@ -54,7 +54,7 @@ def show(ctx: click.Context, account: str, reveal: str | None, reason: str | Non
 @click.pass_context
 def freeze(ctx: click.Context, account: str, reason: str) -> None:
     """Block the account's withdrawals (screening: account_frozen) until unfrozen."""
-    from polysec_tui.services import protection
+    from polysec_tui.services.clients import protection
 
     actor = actor_of(ctx, "review")
     placed = protection.freeze(runtime_of(ctx), actor, account, reason)
@@ -67,7 +67,7 @@ def freeze(ctx: click.Context, account: str, reason: str) -> None:
 @click.pass_context
 def unfreeze(ctx: click.Context, account: str, reason: str) -> None:
     """Ask for the freeze to end: a different senior officer approves (four-eyes)."""
-    from polysec_tui.services import protection
+    from polysec_tui.services.clients import protection
 
     actor = actor_of(ctx, "review")
     request = protection.request_unfreeze(runtime_of(ctx), actor, account, reason)
@@ -87,7 +87,7 @@ def lockdown(ctx: click.Context, account: str, reason: str, code: str | None, dr
     """Confirmed takeover: in one step revoke every session and API key, require a
     password reset, freeze withdrawals, reject the open ones, notify the client and open
     an incident. Running it again changes nothing further."""
-    from polysec_tui.services import protection
+    from polysec_tui.services.clients import protection
 
     actor = actor_of(ctx, "review")
     rt = runtime_of(ctx)
@@ -126,7 +126,7 @@ def lockdown(ctx: click.Context, account: str, reason: str, code: str | None, dr
 @click.pass_context
 def report(ctx: click.Context, account: str, via: str, text: str) -> None:
     """Record a client's report of unauthorised use: opens an incident."""
-    from polysec_tui.services import protection
+    from polysec_tui.services.clients import protection
 
     actor = actor_of(ctx, "review")
     incident = protection.report(runtime_of(ctx), actor, account, via, text)

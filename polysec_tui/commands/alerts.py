@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of
-from polysec_tui.services import alerts as service
+from polysec_tui.services.monitoring import alerts as service
 
 
 @click.group()

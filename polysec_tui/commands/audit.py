@@ -23,8 +23,8 @@ from polysec_tui.commands.common import (
 )
 from polysec_tui.errors import CheckFailed, InputError
 from polysec_tui.files import atomic_write
-from polysec_tui.services import audit_checks as service
-from polysec_tui.services.audit_checks import AuditRunReport, Finding
+from polysec_tui.services.operations import audit_checks as service
+from polysec_tui.services.operations.audit_checks import AuditRunReport, Finding
 
 PERMISSION = "audit.run"
 MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
@@ -123,7 +123,7 @@ def hosts(ctx: click.Context, inventory: Path, fmt: str, out: str | None) -> Non
     synchronisation, listening ports against the inventory's allow-list. Hosts run in
     parallel; an unreachable host is a failed finding. Exit 1 when any check fails.
     """
-    from polysec_tui.services import host_audit
+    from polysec_tui.services.operations import host_audit
 
     actor = actor_of(ctx, PERMISSION)
     _report(host_audit.run(runtime_of(ctx), actor, inventory), fmt, out)

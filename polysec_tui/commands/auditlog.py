@@ -14,9 +14,9 @@ import click
 
 from polysec_tui.commands.common import RECORD_ID, actor_of, echo, emit_json, runtime_of
 from polysec_tui.errors import CheckFailed, InputError
-from polysec_tui.services import auditlog as service
-from polysec_tui.services.auditlog import AuditEntryView
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.officers import auditlog as service
+from polysec_tui.services.officers.auditlog import AuditEntryView
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.text import visible, visible_lines
 

@@ -36,7 +36,7 @@ def backup() -> None:
 
 def _identity(ctx: click.Context, given: str | None) -> Any:
     from polysec_tui.backup.envelope import Identity
-    from polysec_tui.services.backups import BackupConfig
+    from polysec_tui.services.operations.backups import BackupConfig
 
     path = Path(given).expanduser() if given else BackupConfig.from_settings(
         settings_of(ctx)).identity
@@ -112,7 +112,7 @@ def create(ctx: click.Context, to_dir: str | None, recipients: tuple[str, ...],
     """Snapshot the live database consistently, encrypted as it streams, and record it
     in the catalogue."""
     from polysec_tui.backup.envelope import Recipient
-    from polysec_tui.services import backups
+    from polysec_tui.services.operations import backups
 
     actor = actor_of(ctx, "backup.run")
     bar = _Bar(not as_json and sys.stderr.isatty())
@@ -135,7 +135,7 @@ def _file_or_latest(ctx: click.Context, file: str | None, latest: bool, actor: A
     if (file is None) == (not latest):
         raise InputError("give FILE or --latest (the newest good backup in the catalogue)")
     if latest:
-        from polysec_tui.services import backups
+        from polysec_tui.services.operations import backups
 
         return backups.latest_backup(runtime_of(ctx), actor)
     assert file is not None
@@ -161,7 +161,7 @@ def verify(ctx: click.Context, file: str | None, latest: bool, identity: str | N
     and the signature of FILE, and compare it with the catalogue (exit 1 on any
     failure)."""
     from polysec_tui.errors import CheckFailed
-    from polysec_tui.services import backups
+    from polysec_tui.services.operations import backups
 
     actor = actor_of(ctx, "backup.run")
     path = _file_or_latest(ctx, file, latest, actor)
@@ -209,7 +209,7 @@ def restore(ctx: click.Context, file: str, identity: str | None, to_url: str | N
     """Restore FILE into a new database (--to URL) or in place of the live one
     (--replace). The whole file is verified (a trusted signer, every chunk, the manifest,
     the signature, the catalogue's SHA-256) before anything is written."""
-    from polysec_tui.services import backups
+    from polysec_tui.services.operations import backups
 
     actor = actor_of(ctx, "backup.restore")
     key = _identity(ctx, identity)
@@ -236,7 +236,7 @@ def restore(ctx: click.Context, file: str, identity: str | None, to_url: str | N
 @click.pass_context
 def list_(ctx: click.Context, as_json: bool) -> None:
     """The backup catalogue, newest first."""
-    from polysec_tui.services import backups
+    from polysec_tui.services.operations import backups
 
     actor = actor_of(ctx, "backup.run")
     rt = runtime_of(ctx)
@@ -269,7 +269,7 @@ def prune(ctx: click.Context, keep_daily: int, keep_weekly: int, keep_monthly: i
           dry_run: bool, as_json: bool) -> None:
     """Delete backups the retention policy does not keep (newest of each of the last N
     days, ISO weeks and months that have one)."""
-    from polysec_tui.services import backups
+    from polysec_tui.services.operations import backups
 
     actor = actor_of(ctx, "backup.run")
     plan = backups.prune_backups(runtime_of(ctx), actor, keep_daily=keep_daily,
@@ -328,7 +328,7 @@ def ship(ctx: click.Context, file: str | None, latest: bool, to: str | None,
     """Copy a finished backup offsite over SFTP: uploaded to NAME.partial (resumed if an
     earlier upload was cut), read back and compared by SHA-256, renamed to NAME, then the
     manifest NAME.manifest.json; recorded in the catalogue."""
-    from polysec_tui.services import backups
+    from polysec_tui.services.operations import backups
 
     actor = actor_of(ctx, "backup.run")
     target, hosts, key = backups.BackupConfig.from_settings(settings_of(ctx)).shipping(

@@ -9,7 +9,7 @@ import click
 
 from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of
 from polysec_tui.errors import InputError
-from polysec_tui.services import blocklist as service
+from polysec_tui.services.withdrawals import blocklist as service
 from polysec_tui.text import printable, unvisible, visible
 
 

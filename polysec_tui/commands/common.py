@@ -20,7 +20,7 @@ from polysec_tui.config import Settings, app_dir
 from polysec_tui.crypto.keyring import check_private
 from polysec_tui.db.types import MAX_ID
 from polysec_tui.errors import InputError, RefusedError
-from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime, open_runtime
 from polysec_tui.text import json_escape_hidden, printable, visible_lines
 
@@ -98,7 +98,7 @@ def current_token(settings: Settings) -> str | None:
 def authenticated(ctx: click.Context) -> Actor:
     """The officer behind this command. Automation uses POLYSEC_TOKEN; people
     `polysec login` first."""
-    from polysec_tui.services.sessions import authenticate
+    from polysec_tui.services.officers.sessions import authenticate
 
     token = current_token(settings_of(ctx))
     if not token:

@@ -6,7 +6,13 @@ from __future__ import annotations
 import click
 
 from polysec_tui.commands.common import echo, settings_of
-from polysec_tui.services.demo import DemoResult, DemoSpec, build_demo, default_anchor, parse_anchor
+from polysec_tui.synthetic.demo import (
+    DemoResult,
+    DemoSpec,
+    build_demo,
+    default_anchor,
+    parse_anchor,
+)
 
 
 @click.command()

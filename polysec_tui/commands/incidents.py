@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from polysec_tui.commands.common import RECORD_ID, actor_of, echo, emit_json, runtime_of
-from polysec_tui.services import incidents as service
-from polysec_tui.services.incidents import LINK_KINDS, OUTCOMES, SEVERITIES
+from polysec_tui.services.clients import incidents as service
+from polysec_tui.services.clients.incidents import LINK_KINDS, OUTCOMES, SEVERITIES
 
 
 @click.group()

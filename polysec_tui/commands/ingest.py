@@ -10,7 +10,7 @@ import click
 
 from polysec_tui.commands.common import echo, emit_json, runtime_of
 from polysec_tui.errors import InputError
-from polysec_tui.services.ingest import KINDS, IngestRejected, IngestReport, ingest_stream
+from polysec_tui.services.feed.ingest import KINDS, IngestRejected, IngestReport, ingest_stream
 
 
 @click.command()

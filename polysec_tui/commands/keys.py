@@ -16,7 +16,7 @@ from polysec_tui.commands.common import (
     prompt_secret,
     runtime_of,
 )
-from polysec_tui.services import keys as service
+from polysec_tui.services.operations import keys as service
 
 CODE_HELP = "A fresh authenticator code (asked if not given)."
 

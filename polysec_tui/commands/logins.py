@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of
-from polysec_tui.services import anomalies as service
-from polysec_tui.services import timeline as timelines
+from polysec_tui.services.logins import anomalies as service
+from polysec_tui.services.logins import timeline as timelines
 from polysec_tui.text import printable, visible
 
 

@@ -19,9 +19,10 @@ from polysec_tui.commands.common import (
     write_session_token,
 )
 from polysec_tui.errors import InputError
-from polysec_tui.services import officers, sessions
-from polysec_tui.services.auth import ROLES
-from polysec_tui.services.officers import Enrolment, Granted
+from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import ROLES
+from polysec_tui.services.officers.registry import Enrolment, Granted
 
 
 def show_enrolment(enrolment: Enrolment) -> None:

@@ -52,7 +52,7 @@ def init(ctx: click.Context, admin_name: str, no_admin: bool) -> None:
 def _bootstrap_admin(ctx: click.Context, name: str) -> None:
     from polysec_tui.commands.common import prompt_secret, runtime_of
     from polysec_tui.commands.officer import show_enrolment
-    from polysec_tui.services import officers
+    from polysec_tui.services.officers import registry as officers
 
     rt = runtime_of(ctx)
     if officers.has_officers(rt):

@@ -81,7 +81,7 @@ def simulate(ctx: click.Context, rate: str, duration: str | None, max_events: st
     owns the database and the keyring.
     """
     from polysec_tui.services.runtime import open_runtime
-    from polysec_tui.services.simulate import SimSpec, Simulator
+    from polysec_tui.synthetic.simulate import SimSpec, Simulator
 
     def whole(text: str, option: str) -> int:
         try:
@@ -101,7 +101,7 @@ def simulate(ctx: click.Context, rate: str, duration: str | None, max_events: st
     )
     settings = settings_of(ctx)
     if use_demo:
-        from polysec_tui.services.demo import embedded_demo_path
+        from polysec_tui.synthetic.demo import embedded_demo_path
 
         settings = settings.for_demo()
         path = embedded_demo_path(settings)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of
-from polysec_tui.services.dashboard import DashboardService, DashboardSummary
+from polysec_tui.services.monitoring.dashboard import DashboardService, DashboardSummary
 from polysec_tui.text import printable
 
 

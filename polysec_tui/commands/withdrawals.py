@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from polysec_tui.commands.common import COUNT, OFFSET, actor_of, echo, emit_json, runtime_of
-from polysec_tui.services import screening
-from polysec_tui.services import withdrawals as service
+from polysec_tui.services.withdrawals import review as service
+from polysec_tui.services.withdrawals import screening
 from polysec_tui.text import printable, visible
 
 

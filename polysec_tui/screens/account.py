@@ -23,9 +23,9 @@ from textual.worker import get_current_worker
 
 from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
-from polysec_tui.services import accounts
-from polysec_tui.services.accounts import PII_FIELDS, AccountSummary
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.clients import accounts
+from polysec_tui.services.clients.accounts import PII_FIELDS, AccountSummary
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 
 LABELS = {"email": "Email", "full_name": "Name", "phone": "Phone",

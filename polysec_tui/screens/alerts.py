@@ -21,9 +21,9 @@ from textual.widgets import DataTable, Static
 
 from polysec_tui.errors import ConflictError, PolysecError
 from polysec_tui.screens.widgets import describe_error, fill_table, move_cursor_to, safe_text
-from polysec_tui.services import alerts
-from polysec_tui.services.alerts import Alert
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.monitoring import alerts
+from polysec_tui.services.monitoring.alerts import Alert
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 
 

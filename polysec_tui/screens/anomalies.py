@@ -34,9 +34,9 @@ from polysec_tui.screens.timeline import (
     TimelineScreen,
 )
 from polysec_tui.screens.widgets import fill_table, safe_text
-from polysec_tui.services import anomalies
-from polysec_tui.services.anomalies import KINDS, AnomalyView
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.logins import anomalies
+from polysec_tui.services.logins.anomalies import KINDS, AnomalyView
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Clock, Runtime
 
 LIMIT = 1000

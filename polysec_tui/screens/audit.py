@@ -24,9 +24,9 @@ from textual.worker import get_current_worker
 
 from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_to, safe_text
-from polysec_tui.services import audit_checks
-from polysec_tui.services.audit_checks import AuditRunReport, Finding, RunSummary
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.officers.auth import Actor
+from polysec_tui.services.operations import audit_checks
+from polysec_tui.services.operations.audit_checks import AuditRunReport, Finding, RunSummary
 from polysec_tui.services.runtime import Clock, Runtime
 
 ORDER = {"fail": 0, "warn": 1, "pass": 2}

@@ -22,8 +22,8 @@ from textual.worker import get_current_worker
 
 from polysec_tui.errors import RefusedError
 from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
-from polysec_tui.services import auditlog
-from polysec_tui.services.auditlog import AuditEntryView, VerifyReport
+from polysec_tui.services.officers import auditlog
+from polysec_tui.services.officers.auditlog import AuditEntryView, VerifyReport
 
 ROWS = 200
 COLUMNS: list[tuple[str, str, int | None]] = [

@@ -38,9 +38,10 @@ from textual.worker import get_current_worker
 
 from polysec_tui.errors import PolysecError
 from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_to, safe_text
-from polysec_tui.services import backups, sessions
-from polysec_tui.services.auth import Actor
-from polysec_tui.services.backups import BackupView
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import Actor
+from polysec_tui.services.operations import backups
+from polysec_tui.services.operations.backups import BackupView
 from polysec_tui.services.runtime import Clock, Runtime
 
 STALE_AFTER = timedelta(hours=26)

@@ -21,7 +21,7 @@ from datetime import date
 
 from rich.text import Text
 
-from polysec_tui.services.timeline import DayCount, LocatedLogin
+from polysec_tui.services.logins.timeline import DayCount, LocatedLogin
 
 OK_GLYPH = "█"
 FAIL_GLYPH = "▒"

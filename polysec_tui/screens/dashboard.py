@@ -56,10 +56,14 @@ from polysec_tui.screens.widgets import (
     move_cursor_to,
     safe_text,
 )
-from polysec_tui.services import live
-from polysec_tui.services.alerts import Alert
-from polysec_tui.services.auth import Actor
-from polysec_tui.services.dashboard import DashboardEvent, DashboardService, DashboardSummary
+from polysec_tui.services.monitoring import live
+from polysec_tui.services.monitoring.alerts import Alert
+from polysec_tui.services.monitoring.dashboard import (
+    DashboardEvent,
+    DashboardService,
+    DashboardSummary,
+)
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Clock, Runtime
 
 REFRESH_SECONDS = 30.0

@@ -21,9 +21,9 @@ from textual.worker import get_current_worker
 
 from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
-from polysec_tui.services import incidents
-from polysec_tui.services.auth import Actor
-from polysec_tui.services.incidents import OUTCOMES, IncidentDetail, IncidentSummary
+from polysec_tui.services.clients import incidents
+from polysec_tui.services.clients.incidents import OUTCOMES, IncidentDetail, IncidentSummary
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Clock, Runtime
 
 REFUSALS = (InputError, RefusedError, ConflictError)

@@ -24,8 +24,8 @@ from textual.worker import get_current_worker
 
 from polysec_tui.errors import RefusedError
 from polysec_tui.screens.widgets import TopBar, describe_error, safe_text
-from polysec_tui.services import sessions
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 
 

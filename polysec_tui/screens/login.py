@@ -27,8 +27,8 @@ from textual.worker import get_current_worker
 
 from polysec_tui.errors import RefusedError
 from polysec_tui.screens.widgets import ConsoleScreen, describe_error, safe_text
-from polysec_tui.services import sessions
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import Actor
 
 TOTP_STEP_SECONDS = 30
 
@@ -150,7 +150,7 @@ class LoginScreen(ConsoleScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="login-hints")
     def load_hints(self) -> None:
-        from polysec_tui.services.demo import demo_login_hints
+        from polysec_tui.synthetic.demo import demo_login_hints
 
         try:
             hints = demo_login_hints(self.runtime)

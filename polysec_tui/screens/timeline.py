@@ -43,10 +43,10 @@ from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.screens.charts import day_chart, location_map
 from polysec_tui.screens.protection import PROTECTION_BINDINGS, protect
 from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_to, safe_text
-from polysec_tui.services import timeline
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.logins import timeline
+from polysec_tui.services.logins.timeline import DayCount, Ident, LocatedLogin, Timeline
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Clock, Runtime
-from polysec_tui.services.timeline import DayCount, Ident, LocatedLogin, Timeline
 
 if TYPE_CHECKING:
     from textual.screen import Screen

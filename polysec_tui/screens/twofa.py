@@ -41,10 +41,10 @@ from polysec_tui.screens.widgets import (
     fill_table,
     safe_text,
 )
-from polysec_tui.services import twofa
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.clients import twofa
+from polysec_tui.services.clients.twofa import ResetRequestView, RiskContext, TwoFactorStatus
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Clock, Runtime
-from polysec_tui.services.twofa import ResetRequestView, RiskContext, TwoFactorStatus
 
 CODE_LENGTH = 8  # authenticator codes are 6 digits; a little room, never more
 # Short names of the identity proofs for the request table.

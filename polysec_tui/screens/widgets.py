@@ -25,8 +25,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
-from polysec_tui.services.auth import Actor
-from polysec_tui.services.dashboard import printable
+from polysec_tui.services.monitoring.dashboard import printable
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Clock, Runtime
 
 

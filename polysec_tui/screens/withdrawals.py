@@ -36,10 +36,10 @@ from textual.worker import get_current_worker
 from polysec_tui.errors import PolysecError
 from polysec_tui.screens.protection import PROTECTION_BINDINGS, protect
 from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_to, safe_text
-from polysec_tui.services import withdrawals as service
-from polysec_tui.services.auth import Actor
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Clock, Runtime
-from polysec_tui.services.screening import RULES, fmt_amount, load_config
+from polysec_tui.services.withdrawals import review as service
+from polysec_tui.services.withdrawals.screening import RULES, fmt_amount, load_config
 
 PAGE = 50
 STATUS_CYCLE = ("open", "held", "in_review", "escalated", "pending", "approved", "rejected")

@@ -1,5 +1,5 @@
 """dashboard alerts: acknowledgements of high-severity events; on PostgreSQL, change
-notifications for the live dashboard (see polysec_tui/services/live.py)
+notifications for the live dashboard (see polysec_tui/services/monitoring/live.py)
 
 Revision ID: 0006
 Revises: 0005

@@ -22,7 +22,7 @@ from polysec_tui.crypto import totp
 from polysec_tui.crypto.passwords import verify_password
 from polysec_tui.db.models import Officer, OfficerSession
 from polysec_tui.errors import InputError, RefusedError
-from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 
 SESSION_PREFIX = "polysec_s_"

@@ -29,7 +29,7 @@ from polysec_tui.db.models import (
 )
 from polysec_tui.db.types import record_id
 from polysec_tui.errors import ConflictError, InputError
-from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 
 SEVERITIES = ("low", "medium", "high", "critical")

@@ -36,8 +36,8 @@ from polysec_tui.crypto.keyring import (
 from polysec_tui.db.models import ENCRYPTED_COLUMNS, BackupRecord, Base, KeyUsage
 from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.files import atomic_write
-from polysec_tui.services import sessions
-from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime, record_key_usage
 
 PERMISSION = "keys.manage"

@@ -34,9 +34,10 @@ from polysec_tui.db.models import (
     Withdrawal,
 )
 from polysec_tui.errors import ConflictError, InputError, RefusedError
-from polysec_tui.services import approvals, incidents, sessions
-from polysec_tui.services.accounts import resolve
-from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.clients import incidents
+from polysec_tui.services.clients.accounts import resolve
+from polysec_tui.services.officers import approvals, sessions
+from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 
 UNFREEZE_KIND = "account.unfreeze"

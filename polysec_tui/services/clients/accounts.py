@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import ENCRYPTED_COLUMNS, Account, Balance, TotpEnrolment
 from polysec_tui.errors import InputError
-from polysec_tui.services.auth import Actor, require
-from polysec_tui.services.masking import mask
+from polysec_tui.services.clients.masking import mask
+from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 
 PII_FIELDS = ENCRYPTED_COLUMNS["accounts"]

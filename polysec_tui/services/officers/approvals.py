@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import ApprovalRequest, Officer, OfficerGrant
 from polysec_tui.errors import ConflictError, InputError, RefusedError
-from polysec_tui.services.auth import Actor, at_least, require
+from polysec_tui.services.officers.auth import Actor, at_least, require
 from polysec_tui.services.runtime import Runtime
 
 DEFAULT_TTL = timedelta(hours=24)
@@ -64,8 +64,9 @@ class ApprovalKind:
 
 KINDS: dict[str, ApprovalKind] = {}
 # Modules that register kinds; imported on first use so that every kind is known.
-KIND_MODULES = ("polysec_tui.services.officers", "polysec_tui.services.twofa",
-                "polysec_tui.services.withdrawals", "polysec_tui.services.protection")
+KIND_MODULES = ("polysec_tui.services.officers.registry", "polysec_tui.services.clients.twofa",
+                "polysec_tui.services.withdrawals.review",
+                "polysec_tui.services.clients.protection")
 
 
 def register(kind: ApprovalKind) -> None:
@@ -314,7 +315,7 @@ def _claim(rt: Runtime, session: Session, actor: Actor, request_id: uuid.UUID,
 
 
 def approve(rt: Runtime, actor: Actor, request_id: uuid.UUID, code: str) -> Executed:
-    from polysec_tui.services.sessions import step_up
+    from polysec_tui.services.officers.sessions import step_up
 
     kind = _check_decider(rt, actor, request_id, approving=True)
     step_up(rt, actor, code)
@@ -330,7 +331,7 @@ def approve(rt: Runtime, actor: Actor, request_id: uuid.UUID, code: str) -> Exec
 
 
 def deny(rt: Runtime, actor: Actor, request_id: uuid.UUID, note: str, code: str) -> None:
-    from polysec_tui.services.sessions import step_up
+    from polysec_tui.services.officers.sessions import step_up
 
     if not note.strip():
         raise InputError("a reason for the denial is required")

@@ -44,15 +44,15 @@ from polysec_tui.db.models import (
     Withdrawal,
     WithdrawalScreening,
 )
-from polysec_tui.services import incidents
-from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.clients import incidents
+from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Clock, Runtime
 from polysec_tui.text import printable
 
 __all__ = ["printable"]  # re-exported: the TUI and services took it from here first
 
 if TYPE_CHECKING:
-    from polysec_tui.services.alerts import Alert
+    from polysec_tui.services.monitoring.alerts import Alert
 
 WINDOW = timedelta(hours=24)
 RATE_WINDOW = timedelta(hours=1)  # the failed-login rate: failures in the last hour
@@ -234,8 +234,8 @@ class DashboardService:
         return tuple(row)
 
     def _live_figures(self, session: Session, now: datetime) -> dict[str, Any]:
-        from polysec_tui.services import alerts  # alerts uses printable() from here
-        from polysec_tui.services.screening import load_config
+        from polysec_tui.services.monitoring import alerts  # alerts uses printable() from here
+        from polysec_tui.services.withdrawals.screening import load_config
 
         failed_1h = session.scalar(
             select(func.count()).select_from(LoginEvent)

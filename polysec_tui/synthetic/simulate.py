@@ -34,7 +34,9 @@ from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import DemoScenario, DemoScenarioEvent
 from polysec_tui.errors import InputError
-from polysec_tui.services.demo import (
+from polysec_tui.services.feed.ingest import Ingestor
+from polysec_tui.services.runtime import Runtime
+from polysec_tui.synthetic.demo import (
     ASSET_BY_CODE,
     BOT_DEVICE,
     COUNTRIES,
@@ -58,8 +60,6 @@ from polysec_tui.services.demo import (
     make_device,
     read_info,
 )
-from polysec_tui.services.ingest import Ingestor
-from polysec_tui.services.runtime import Runtime
 
 # Dependency order inside one tick: accounts before their events, logins before the
 # withdrawals that name them.

@@ -45,10 +45,10 @@ from polysec_tui.db.models import (
     Withdrawal,
 )
 from polysec_tui.errors import ConflictError, InputError, RefusedError
-from polysec_tui.services import approvals
-from polysec_tui.services.accounts import resolve
-from polysec_tui.services.auth import Actor, require
-from polysec_tui.services.dashboard import printable
+from polysec_tui.services.clients.accounts import resolve
+from polysec_tui.services.monitoring.dashboard import printable
+from polysec_tui.services.officers import approvals
+from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 
 KIND = "twofa.reset"

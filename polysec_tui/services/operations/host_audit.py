@@ -30,8 +30,8 @@ import paramiko
 
 from polysec_tui.backup.sftp import SftpTarget, connect
 from polysec_tui.errors import CheckFailed, InputError, RefusedError
-from polysec_tui.services.audit_checks import AuditRunReport, Finding, store_run
-from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.officers.auth import Actor, require
+from polysec_tui.services.operations.audit_checks import AuditRunReport, Finding, store_run
 from polysec_tui.services.runtime import Runtime
 
 DEFAULT_TIMEOUT = 15.0

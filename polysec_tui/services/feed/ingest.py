@@ -45,8 +45,8 @@ from polysec_tui.db.models import (
     Withdrawal,
 )
 from polysec_tui.errors import InputError
-from polysec_tui.services import records as r
-from polysec_tui.services.records import BadRecord, Window, quote
+from polysec_tui.services.feed import records as r
+from polysec_tui.services.feed.records import BadRecord, Window, quote
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.text import is_hidden, visible
 

@@ -37,8 +37,8 @@ from polysec_tui.db.models import (
     WithdrawalScreening,
 )
 from polysec_tui.errors import CheckFailed, InputError, RefusedError
-from polysec_tui.services.auth import Actor, require
-from polysec_tui.services.keys import values_per_key
+from polysec_tui.services.officers.auth import Actor, require
+from polysec_tui.services.operations.keys import values_per_key
 from polysec_tui.services.runtime import Runtime
 
 STATUSES = ("pass", "warn", "fail")

@@ -33,10 +33,10 @@ from polysec_tui.db.models import (
     WithdrawalScreening,
 )
 from polysec_tui.errors import InputError
-from polysec_tui.services.accounts import decrypt_pii, resolve
-from polysec_tui.services.anomalies import anomalies_for_logins
-from polysec_tui.services.auth import Actor, require
-from polysec_tui.services.masking import mask_email
+from polysec_tui.services.clients.accounts import decrypt_pii, resolve
+from polysec_tui.services.clients.masking import mask_email
+from polysec_tui.services.logins.anomalies import anomalies_for_logins
+from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 
 DEFAULT_LIMIT = 500

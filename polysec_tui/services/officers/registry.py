@@ -28,10 +28,10 @@ from polysec_tui.crypto import totp
 from polysec_tui.crypto.passwords import check_policy, hash_password
 from polysec_tui.db.models import ApprovalRequest, Officer, OfficerGrant
 from polysec_tui.errors import ConflictError, InputError, RefusedError
-from polysec_tui.services import approvals
-from polysec_tui.services.auth import PERMISSIONS, ROLES, SENIOR_UP, Actor, require
+from polysec_tui.services.officers import approvals
+from polysec_tui.services.officers.auth import PERMISSIONS, ROLES, SENIOR_UP, Actor, require
+from polysec_tui.services.officers.sessions import SessionPolicy, check_factors, revoke_all, step_up
 from polysec_tui.services.runtime import Runtime
-from polysec_tui.services.sessions import SessionPolicy, check_factors, revoke_all, step_up
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
 

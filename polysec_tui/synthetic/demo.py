@@ -52,11 +52,14 @@ from polysec_tui.db.models import (
     Withdrawal,
 )
 from polysec_tui.errors import InputError, RefusedError
-from polysec_tui.services import anomalies, officers, screening, sessions
-from polysec_tui.services.auth import Actor
-from polysec_tui.services.ingest import Ingestor
+from polysec_tui.services.feed.ingest import Ingestor
+from polysec_tui.services.logins import anomalies
+from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime, open_runtime
-from polysec_tui.services.screening import ScreenReport
+from polysec_tui.services.withdrawals import screening
+from polysec_tui.services.withdrawals.screening import ScreenReport
 
 Record = dict[str, Any]
 Timed = tuple[datetime, str, Record]  # (time, external id, record): sortable, total order

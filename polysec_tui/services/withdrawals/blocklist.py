@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import BlockedAddress, Officer
 from polysec_tui.errors import InputError
-from polysec_tui.services import records
-from polysec_tui.services.auth import Actor, require
-from polysec_tui.services.records import BadRecord
+from polysec_tui.services.feed import records
+from polysec_tui.services.feed.records import BadRecord
+from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.text import visible
 

@@ -58,7 +58,7 @@ from sqlalchemy.orm import Session
 from polysec_tui.db.models import AuditHead, AuditLogEntry
 from polysec_tui.errors import CheckFailed, InputError
 from polysec_tui.files import atomic_write
-from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.officers.auth import Actor, require
 
 if TYPE_CHECKING:
     from polysec_tui.services.runtime import Runtime

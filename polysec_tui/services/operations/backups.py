@@ -60,7 +60,7 @@ from polysec_tui.db.engine import WRITE_OPTION, make_engine, parse_url, redact
 from polysec_tui.db.models import BackupRecord
 from polysec_tui.errors import CheckFailed, InputError, PolysecError
 from polysec_tui.files import fsync_dir
-from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 
 SUFFIX = ".psbk"
@@ -592,7 +592,7 @@ def restore_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
     live one, keeping the old one. The target is checked first; then the whole file is
     authenticated (signer, chunks, manifest, signature) and compared with its catalogue
     row before anything is written; the restored database is checked before any swap."""
-    from polysec_tui.services.sessions import step_up
+    from polysec_tui.services.officers.sessions import step_up
 
     require(actor, "backup.restore")
     if replace == (to_url is not None):

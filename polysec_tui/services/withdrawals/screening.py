@@ -89,8 +89,8 @@ from polysec_tui.db.models import (
 )
 from polysec_tui.db.types import UTCDateTime, canonical_decimal
 from polysec_tui.errors import InputError
-from polysec_tui.services.auth import Actor, require
-from polysec_tui.services.ingest import driver_insert
+from polysec_tui.services.feed.ingest import driver_insert
+from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 
 if TYPE_CHECKING:

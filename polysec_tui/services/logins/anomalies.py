@@ -63,7 +63,7 @@ from polysec_tui.db.models import (
     SecurityEvent,
 )
 from polysec_tui.errors import InputError
-from polysec_tui.services.auth import Actor, require
+from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 
 KINDS = (

@@ -57,12 +57,12 @@ from polysec_tui.db.models import (
 )
 from polysec_tui.db.types import record_id
 from polysec_tui.errors import ConflictError, InputError, RefusedError
-from polysec_tui.services import approvals
-from polysec_tui.services.accounts import AccountSummary
-from polysec_tui.services.accounts import summary as account_summary
-from polysec_tui.services.auth import Actor, at_least, require
+from polysec_tui.services.clients.accounts import AccountSummary
+from polysec_tui.services.clients.accounts import summary as account_summary
+from polysec_tui.services.officers import approvals
+from polysec_tui.services.officers.auth import Actor, at_least, require
 from polysec_tui.services.runtime import Runtime
-from polysec_tui.services.screening import RULES, fmt_amount, load_config
+from polysec_tui.services.withdrawals.screening import RULES, fmt_amount, load_config
 
 STATUSES = ("pending", "held", "in_review", "approved", "rejected", "escalated")
 OPEN = ("held", "escalated", "in_review")  # the review queue, held first
