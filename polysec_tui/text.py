@@ -17,12 +17,16 @@ characters. None of these is removed: each is shown as its escape (``\\x1b``,
   value back (an address typed as polysec showed it).
 - `visible_lines` is the CLI's last pass over all it writes: like `printable`, but the
   line breaks the program wrote stay.
+
+Amounts are shown by `fmt_amount`: the exact decimal, without NUMERIC(38,18)'s padding
+and never in exponent notation.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from decimal import Context, Decimal
 
 # Unicode categories a terminal or a reader could act on: controls, format characters
 # (bidi marks, overrides and isolates, zero-width characters, BOM), surrogates (a lone
@@ -143,3 +147,20 @@ def json_escape_hidden(document: str) -> str:
     encoder escapes C0 controls itself; every other non-ASCII character can only stand
     inside a JSON string, where ``\\uXXXX`` means the same character."""
     return _NON_ASCII.sub(_json_escape, document)
+
+
+# Wide enough for NUMERIC(38, 18): the default context (28 digits) would round.
+_EXACT = Context(prec=60)
+
+
+def canonical_decimal(value: Decimal) -> Decimal:
+    """Drop the zero padding of NUMERIC(38,18) without switching to exponent notation:
+    1.500000000000000000 -> 1.5, 100.000 -> 100."""
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1), context=_EXACT)
+    return value.normalize(_EXACT)
+
+
+def fmt_amount(value: Decimal) -> str:
+    """An amount as an officer reads it: exact, no padding, no exponent."""
+    return format(canonical_decimal(value), "f")

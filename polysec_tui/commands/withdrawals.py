@@ -7,7 +7,7 @@ import click
 from polysec_tui.commands.common import COUNT, OFFSET, actor_of, echo, emit_json, runtime_of
 from polysec_tui.services.withdrawals import review as service
 from polysec_tui.services.withdrawals import screening
-from polysec_tui.text import printable, visible
+from polysec_tui.text import fmt_amount, printable, visible
 
 
 @click.group()
@@ -73,7 +73,7 @@ def list_(ctx: click.Context, status: str, asset: str | None, rule: str | None, 
         echo(
             f"{visible(i.external_id):<20} {i.status:<10}{claimed} risk {risk:>4} "
             f"{i.requested_at:%Y-%m-%d %H:%M} {visible(i.account)} "
-            f"{screening.fmt_amount(i.amount)} {visible(i.asset)} -> {visible(i.address)} "
+            f"{fmt_amount(i.amount)} {visible(i.asset)} -> {visible(i.address)} "
             f"{','.join(i.rules)}"
         )
     shown = offset + len(page.items)
@@ -95,7 +95,7 @@ def show(ctx: click.Context, withdrawal: str, as_json: bool) -> None:
     i = d.item
     risk = "-" if i.risk_score is None else f"{i.risk_score:.0f}"
     echo(f"withdrawal {visible(i.external_id)}: {i.status}, risk {risk}")
-    echo(f"  {screening.fmt_amount(i.amount)} {visible(i.asset)} to {visible(i.address)} "
+    echo(f"  {fmt_amount(i.amount)} {visible(i.asset)} to {visible(i.address)} "
          f"requested {i.requested_at:%Y-%m-%d %H:%M:%S} UTC from {visible(d.ip)}")
     s = d.account_summary
     echo(f"  account {visible(s.external_id)} ({s.status}) email "

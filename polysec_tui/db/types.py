@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Context, Decimal
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Dialect, LargeBinary, Numeric, String, TypeDecorator
 from sqlalchemy.dialects import mysql, postgresql
 
-# Wide enough for NUMERIC(38, 18): the default context (28 digits) would round.
-_EXACT = Context(prec=60)
+from polysec_tui.text import canonical_decimal
 
 # Fractional seconds survive on MariaDB only with an explicit precision.
 _DATETIME = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
@@ -86,14 +85,6 @@ class Amount(TypeDecorator[Decimal]):
         if value is None:
             return None
         return canonical_decimal(Decimal(value))
-
-
-def canonical_decimal(value: Decimal) -> Decimal:
-    """Drop the zero padding of NUMERIC(38,18) without switching to exponent notation:
-    1.500000000000000000 -> 1.5, 100.000 -> 100."""
-    if value == value.to_integral_value():
-        return value.quantize(Decimal(1), context=_EXACT)
-    return value.normalize(_EXACT)
 
 
 # The largest value of a BIGINT key on every engine.

@@ -26,9 +26,9 @@ from textual.worker import get_current_worker
 from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.screens.widgets import safe_text
 from polysec_tui.services.clients import protection
-from polysec_tui.services.monitoring.dashboard import printable
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.text import printable
 
 REFUSALS = (InputError, RefusedError, ConflictError)
 

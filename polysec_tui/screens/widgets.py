@@ -25,9 +25,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
-from polysec_tui.services.monitoring.dashboard import printable
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Clock, Runtime
+from polysec_tui.text import printable
 
 
 def safe_text(value: object, *, style: str = "", limit: int = 512) -> Text:

@@ -39,7 +39,8 @@ from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_t
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Clock, Runtime
 from polysec_tui.services.withdrawals import review as service
-from polysec_tui.services.withdrawals.screening import RULES, fmt_amount, load_config
+from polysec_tui.services.withdrawals.screening import RULES, load_config
+from polysec_tui.text import fmt_amount
 
 PAGE = 50
 STATUS_CYCLE = ("open", "held", "in_review", "escalated", "pending", "approved", "rejected")

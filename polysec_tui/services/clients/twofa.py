@@ -46,10 +46,10 @@ from polysec_tui.db.models import (
 )
 from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.services.clients.accounts import resolve
-from polysec_tui.services.monitoring.dashboard import printable
 from polysec_tui.services.officers import approvals
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.text import printable
 
 KIND = "twofa.reset"
 HOLD_KIND = "security_change"

@@ -45,10 +45,10 @@ from polysec_tui.db.models import (
 )
 from polysec_tui.db.types import record_id
 from polysec_tui.errors import ConflictError, InputError
-from polysec_tui.services.monitoring.dashboard import printable
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals.screening import ScreeningConfig, load_config
+from polysec_tui.text import printable
 
 KINDS = ("anomaly", "withdrawal", "audit")
 HIGH_SEVERITIES = ("high", "critical")

@@ -49,8 +49,6 @@ from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Clock, Runtime
 from polysec_tui.text import printable
 
-__all__ = ["printable"]  # re-exported: the TUI and services took it from here first
-
 if TYPE_CHECKING:
     from polysec_tui.services.monitoring.alerts import Alert
 
@@ -234,7 +232,7 @@ class DashboardService:
         return tuple(row)
 
     def _live_figures(self, session: Session, now: datetime) -> dict[str, Any]:
-        from polysec_tui.services.monitoring import alerts  # alerts uses printable() from here
+        from polysec_tui.services.monitoring import alerts
         from polysec_tui.services.withdrawals.screening import load_config
 
         failed_1h = session.scalar(

@@ -62,7 +62,8 @@ from polysec_tui.services.clients.accounts import summary as account_summary
 from polysec_tui.services.officers import approvals
 from polysec_tui.services.officers.auth import Actor, at_least, require
 from polysec_tui.services.runtime import Runtime
-from polysec_tui.services.withdrawals.screening import RULES, fmt_amount, load_config
+from polysec_tui.services.withdrawals.screening import RULES, load_config
+from polysec_tui.text import fmt_amount
 
 STATUSES = ("pending", "held", "in_review", "approved", "rejected", "escalated")
 OPEN = ("held", "escalated", "in_review")  # the review queue, held first

@@ -87,11 +87,12 @@ from polysec_tui.db.models import (
     WithdrawalFlag,
     WithdrawalScreening,
 )
-from polysec_tui.db.types import UTCDateTime, canonical_decimal
+from polysec_tui.db.types import UTCDateTime
 from polysec_tui.errors import InputError
 from polysec_tui.services.feed.ingest import driver_insert
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.text import fmt_amount
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -281,10 +282,6 @@ class ScreenReport:
     def as_dict(self) -> dict[str, Any]:
         return {"screened": self.screened, "held": self.held,
                 "hits": dict(sorted(self.hits.items())), "seconds": round(self.seconds, 3)}
-
-
-def fmt_amount(value: Decimal) -> str:
-    return format(canonical_decimal(value), "f")
 
 
 def _fmt_time(at: datetime | None) -> str:
