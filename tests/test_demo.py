@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -264,9 +262,3 @@ def test_demo_refuses_a_database_with_real_accounts(tmp_path, capsys):
                  "demo", "--no-tui", "--accounts", "50", "--days", "5"])
     assert code == 2
     assert "not demo data" in capsys.readouterr().err
-
-
-def test_demo_service_does_not_import_textual():
-    code = ("import sys, polysec_tui.synthetic.demo, polysec_tui.commands.demo; "
-            "assert 'textual' not in sys.modules, 'textual imported'")
-    subprocess.run([sys.executable, "-c", code], check=True)

@@ -746,15 +746,6 @@ def test_amount_threshold_is_the_four_eyes_limit() -> None:
     assert alerts.above_limit(cfg, "UNKNOWN", Decimal("0.01"))
 
 
-def test_alert_modules_do_not_import_textual() -> None:
-    import subprocess
-    import sys
-
-    code = ("import sys, polysec_tui.commands.alerts, polysec_tui.services.monitoring.alerts, "
-            "polysec_tui.services.monitoring.live; assert 'textual' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
 def test_alert_bindings_have_ids_and_descriptions() -> None:
     from textual.binding import Binding
 
