@@ -39,6 +39,7 @@ from polysec_tui.services.clients.accounts import resolve
 from polysec_tui.services.officers import approvals, sessions
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals.holds import hold_in_force
 
 UNFREEZE_KIND = "account.unfreeze"
 OPEN_WITHDRAWAL_STATES = ("pending", "held", "in_review", "escalated")
@@ -63,8 +64,7 @@ def _account(session: Session, rt: Runtime, ident: str) -> Account:
 
 def _freeze_hold(session: Session, account_id: uuid.UUID) -> Hold | None:
     return session.scalar(select(Hold).where(Hold.account_id == account_id,
-                                             Hold.kind == "freeze",
-                                             Hold.released_at.is_(None)))
+                                             hold_in_force(None, kind="freeze")))
 
 
 def _freeze_in(session: Session, actor: Actor, account: Account, reason: str,
@@ -118,8 +118,7 @@ def _execute_unfreeze(rt: Runtime, session: Session, request: ApprovalRequest,
     now = rt.clock()
     account_id = uuid.UUID(request.payload["account_id"])
     released = session.execute(
-        update(Hold).where(Hold.account_id == account_id, Hold.kind == "freeze",
-                           Hold.released_at.is_(None))
+        update(Hold).where(Hold.account_id == account_id, hold_in_force(None, kind="freeze"))
         .values(released_at=now).execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     account = session.get(Account, account_id)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import (
@@ -49,6 +49,7 @@ from polysec_tui.services.clients.accounts import resolve
 from polysec_tui.services.officers import approvals
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals.holds import hold_in_force
 from polysec_tui.text import printable
 
 KIND = "twofa.reset"
@@ -252,12 +253,8 @@ def _risk(session: Session, account_id: uuid.UUID, now: datetime,
 
 
 def _active_holds(account_id: uuid.UUID, now: datetime) -> Any:
-    return (
-        select(Hold)
-        .where(Hold.account_id == account_id, Hold.released_at.is_(None),
-               or_(Hold.expires_at.is_(None), Hold.expires_at > now))
-        .order_by(Hold.created_at.desc())
-    )
+    return (select(Hold).where(Hold.account_id == account_id, hold_in_force(now))
+            .order_by(Hold.created_at.desc()))
 
 
 def security_hold_until(session: Session, account_id: uuid.UUID,
@@ -266,8 +263,7 @@ def security_hold_until(session: Session, account_id: uuid.UUID,
     hold). Withdrawal screening refuses approvals while one is active."""
     return session.scalar(
         select(func.max(Hold.expires_at))
-        .where(Hold.account_id == account_id, Hold.kind == HOLD_KIND,
-               Hold.released_at.is_(None), Hold.expires_at > now)
+        .where(Hold.account_id == account_id, hold_in_force(now, kind=HOLD_KIND))
     )
 
 

@@ -62,6 +62,7 @@ from polysec_tui.services.clients.accounts import summary as account_summary
 from polysec_tui.services.officers import approvals
 from polysec_tui.services.officers.auth import Actor, at_least, require
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals.holds import hold_in_force
 from polysec_tui.services.withdrawals.screening import RULES, load_config
 from polysec_tui.text import fmt_amount
 
@@ -345,9 +346,7 @@ def _name(session: Session, officer_id: uuid.UUID | None) -> str | None:
 
 def _active_holds(session: Session, account_id: uuid.UUID, now: datetime) -> list[Hold]:
     return list(session.scalars(
-        select(Hold).where(Hold.account_id == account_id, Hold.released_at.is_(None),
-                           Hold.created_at <= now,
-                           or_(Hold.expires_at.is_(None), Hold.expires_at > now))
+        select(Hold).where(Hold.account_id == account_id, hold_in_force(now))
         .order_by(Hold.created_at)
     ))
 

@@ -92,6 +92,7 @@ from polysec_tui.errors import InputError
 from polysec_tui.services.feed.ingest import driver_insert
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals.holds import hold_in_force
 from polysec_tui.text import fmt_amount
 
 if TYPE_CHECKING:
@@ -906,10 +907,8 @@ def _security_rules(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
         changes[wid].append((kind, at))
     holds = (
         select(w.id, Hold.id, Hold.created_at, Hold.expires_at)
-        .join(Hold, and_(Hold.account_id == w.account_id, Hold.kind == "security_change",
-                         Hold.created_at <= w.requested_at,
-                         or_(Hold.expires_at.is_(None), Hold.expires_at > w.requested_at),
-                         or_(Hold.released_at.is_(None), Hold.released_at > w.requested_at)))
+        .join(Hold, and_(Hold.account_id == w.account_id,
+                         hold_in_force(w.requested_at, kind="security_change")))
         .where(in_batch)
     )
     active: dict[int, list[tuple[int, datetime, datetime | None]]] = defaultdict(list)
@@ -939,8 +938,8 @@ def _frozen(conn: Connection, in_batch: Any, cfg: ScreeningConfig,
     frozen = (
         select(w.id, Account.status, func.min(Hold.id), func.min(Hold.created_at))
         .join(Account, Account.id == w.account_id)
-        .outerjoin(Hold, and_(Hold.account_id == w.account_id, Hold.kind == "freeze",
-                              Hold.released_at.is_(None)))
+        .outerjoin(Hold, and_(Hold.account_id == w.account_id,
+                              hold_in_force(None, kind="freeze")))
         .where(in_batch, or_(Hold.id.is_not(None), Account.status.in_(("frozen", "locked"))))
         .group_by(w.id, Account.status)
     )
