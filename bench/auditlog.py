@@ -5,7 +5,7 @@ Per engine, on a fresh database (SQLite file in a temp dir; PostgreSQL / MariaDB
 
 1. ``--single`` entries appended one per transaction (what a console action costs);
 2. the rest, up to ``--entries`` in all, appended ``--batch`` per transaction;
-3. `services.auditlog.verify` over the whole log (one read snapshot, keyset pages of
+3. `services.officers.auditlog.verify` over the whole log (one read snapshot, keyset pages of
    10,000 entries), timed, with the process's peak RSS before and after.
 
     .venv/bin/python bench/auditlog.py                        # 1,000,000 entries, sqlite+pg

@@ -23,7 +23,7 @@ from polysec_tui.crypto.keyring import Keyring, write_new_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine, parse_url
 from polysec_tui.db.models import AuditHead, Base
-from polysec_tui.services.officers.auditlog import GENESIS, HEAD_ID
+from polysec_tui.services.auditchain import GENESIS, HEAD_ID
 from polysec_tui.services.runtime import Runtime
 
 SERVER_ENV = {"postgresql": "POLYSEC_TEST_POSTGRES_URL", "mariadb": "POLYSEC_TEST_MYSQL_URL"}

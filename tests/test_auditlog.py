@@ -18,8 +18,8 @@ from sqlalchemy import Table, delete, insert, select, update
 
 from polysec_tui.db.models import AuditHead, AuditLogEntry
 from polysec_tui.errors import CheckFailed, InputError
-from polysec_tui.services.officers import auditlog
-from polysec_tui.services.officers.auditlog import (
+from polysec_tui.services import auditchain
+from polysec_tui.services.auditchain import (
     GENESIS,
     HEAD_ID,
     Checkpoint,
@@ -28,6 +28,7 @@ from polysec_tui.services.officers.auditlog import (
     read_checkpoint,
     write_checkpoint,
 )
+from polysec_tui.services.officers import auditlog
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 
@@ -117,7 +118,7 @@ def test_zero_microseconds_and_other_timezones(runtime: Runtime) -> None:
     append(runtime, 2, at=plus2)
     assert auditlog.verify(runtime).ok
     with runtime.sessions() as s:
-        entry = auditlog.show(s, 2)
+        entry = auditchain.show(s, 2)
     assert entry is not None and entry.at == datetime(2026, 1, 1, 14, tzinfo=UTC)
 
 
@@ -429,21 +430,21 @@ def test_checkpoint_under_another_key_refused(runtime: Runtime, tmp_path: Path) 
 def test_tail_and_show(runtime: Runtime) -> None:
     fill(runtime)
     with runtime.sessions() as s:
-        newest = auditlog.tail(s, 3)
+        newest = auditchain.tail(s, 3)
         assert [e.seq for e in newest] == [N, N - 1, N - 2]
-        by_officer = auditlog.tail(s, 100, officer="officer1")
+        by_officer = auditchain.tail(s, 100, officer="officer1")
         assert [e.seq for e in by_officer] == [10, 7, 4, 1]
-        by_action = auditlog.tail(s, 2, action="account.freeze")
+        by_action = auditchain.tail(s, 2, action="account.freeze")
         assert [e.seq for e in by_action] == [10, 7]
-        assert [e.seq for e in auditlog.tail(s, 5, target="wd-5")] == [5]
-        since = auditlog.tail(s, 100, since=T0 + timedelta(seconds=10))
+        assert [e.seq for e in auditchain.tail(s, 5, target="wd-5")] == [5]
+        since = auditchain.tail(s, 100, since=T0 + timedelta(seconds=10))
         assert [e.seq for e in since] == [12, 11, 10]
-        entry = auditlog.show(s, 5)
+        entry = auditchain.show(s, 5)
         assert entry is not None
         assert entry.details == {"i": 5, "reason": "review ünïcode", "nested": {"n": [5, 6]}}
         assert entry.at == T0 + timedelta(seconds=5, microseconds=35)
         assert entry.to_dict()["at"] == "2026-11-20T09:30:05.123491Z"
-        assert auditlog.show(s, 999) is None
+        assert auditchain.show(s, 999) is None
 
 
 # -------------------------------------------------------------------------- commands

@@ -266,7 +266,7 @@ def test_screen_holds_only_at_threshold(rt: Runtime) -> None:
 
 
 def test_screen_needs_permission_and_is_audited(rt: Runtime) -> None:
-    from polysec_tui.services.officers.auditlog import tail
+    from polysec_tui.services.auditchain import tail
 
     with pytest.raises(RefusedError):
         screening.screen(rt, Actor(CRON.officer_id, "x", "unknown-role"))

@@ -289,7 +289,7 @@ async def test_senior_sees_the_value_in_the_modal_only(staff: Staff) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, AccountScreen), "the account")
         assert "a1.doe@example.com" not in on_screen(app)
     with staff.rt.sessions() as session:
-        from polysec_tui.services.officers.auditlog import tail
+        from polysec_tui.services.auditchain import tail
 
         (entry,) = tail(session, 1, action="pii.reveal")
     assert entry.officer == "sam" and entry.details == {

@@ -14,8 +14,9 @@ import click
 
 from polysec_tui.commands.common import RECORD_ID, actor_of, echo, emit_json, runtime_of
 from polysec_tui.errors import CheckFailed, InputError
+from polysec_tui.services import auditchain
+from polysec_tui.services.auditchain import AuditEntryView
 from polysec_tui.services.officers import auditlog as service
-from polysec_tui.services.officers.auditlog import AuditEntryView
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.text import visible, visible_lines
@@ -37,7 +38,7 @@ def _record(rt: Runtime, actor: Actor, action: str, details: dict[str, Any], *,
 
 def _line(entry: AuditEntryView) -> str:
     details = json.dumps(entry.details, sort_keys=True, ensure_ascii=False)
-    fields = (str(entry.seq), service.format_time(entry.at), entry.officer, entry.action,
+    fields = (str(entry.seq), auditchain.format_time(entry.at), entry.officer, entry.action,
               entry.target or "-", details)
     return "  ".join(visible(f) for f in fields)
 
@@ -84,7 +85,7 @@ def checkpoint(ctx: click.Context, file: Path) -> None:
     outside the database."""
     rt, actor = _open(ctx)
     cp = service.checkpoint(rt)  # CheckFailed (exit 1) when the log is broken
-    service.write_checkpoint(file, cp)  # never over an existing file
+    auditchain.write_checkpoint(file, cp)  # never over an existing file
     _record(rt, actor, "auditlog.checkpoint",
             {"seq": cp.seq, "hash": cp.hash, "file": str(file)})
     echo(f"checkpoint written to {visible(str(file))}: seq {cp.seq} hash {cp.hash}")
@@ -103,7 +104,7 @@ def tail(ctx: click.Context, count: int, officer: str | None, action: str | None
     """The newest entries, newest first."""
     rt, actor = _open(ctx)
     with rt.sessions() as session:
-        entries = service.tail(session, count, officer=officer, action=action, target=target)
+        entries = auditchain.tail(session, count, officer=officer, action=action, target=target)
     _record(rt, actor, "auditlog.tail", {"n": count, "officer": officer, "action": action,
                                          "target": target, "shown": len(entries)})
     if as_json:
@@ -121,7 +122,7 @@ def show(ctx: click.Context, seq: int, as_json: bool) -> None:
     """One entry in full."""
     rt, actor = _open(ctx)
     with rt.sessions() as session:
-        entry = service.show(session, seq)
+        entry = auditchain.show(session, seq)
     _record(rt, actor, "auditlog.show", {"seq": seq, "found": entry is not None})
     if entry is None:
         raise InputError(f"no audit log entry {seq}")

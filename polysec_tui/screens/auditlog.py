@@ -1,7 +1,7 @@
 """The officer audit log: the newest 200 entries (filtered by officer and action) and a
 check of the whole hash chain.
 
-Both go through `services.auditlog.recent` / `verify_for`, which check the permission
+Both go through `services.officers.auditlog.recent` / `verify_for`, which check the permission
 ``auditlog.read`` (senior, admin): an analyst sees the service's one-line refusal on this
 screen. Every cell is untrusted text (officer names, targets and details can carry what
 a client typed) and goes through `safe_text`.
@@ -22,8 +22,8 @@ from textual.worker import get_current_worker
 
 from polysec_tui.errors import RefusedError
 from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
+from polysec_tui.services.auditchain import AuditEntryView, VerifyReport
 from polysec_tui.services.officers import auditlog
-from polysec_tui.services.officers.auditlog import AuditEntryView, VerifyReport
 
 ROWS = 200
 COLUMNS: list[tuple[str, str, int | None]] = [

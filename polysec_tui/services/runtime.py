@@ -25,7 +25,7 @@ from polysec_tui.db.engine import (
 )
 from polysec_tui.db.models import DatabaseInfo, KeyUsage
 from polysec_tui.errors import InputError
-from polysec_tui.services.officers.auditlog import AuditLog
+from polysec_tui.services.auditchain import AuditLog
 
 Clock = Callable[[], datetime]
 
