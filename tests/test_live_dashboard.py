@@ -197,13 +197,13 @@ def test_failed_rate_alarm(runtime: Runtime) -> None:
 
 
 def test_approvals_count_matches_list_requests(runtime: Runtime) -> None:
-    from polysec_tui.services.officers import approvals
+    from polysec_tui.services import four_eyes
 
     chief = log_in(runtime)
     add_approval(runtime, chief[1].officer_id, 2)
     add_approval(runtime, chief[1].officer_id, 2, expired=True)
     s = DashboardService(runtime, READER).summary()
-    assert s.approvals_pending == len(approvals.list_requests(runtime, READER)) == 1
+    assert s.approvals_pending == len(four_eyes.list_requests(runtime, READER)) == 1
 
 
 # ------------------------------------------------------------------------- alerts

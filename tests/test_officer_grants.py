@@ -16,6 +16,7 @@ from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import ApprovalRequest, Officer, OfficerGrant
 from polysec_tui.errors import ConflictError, InputError, RefusedError
+from polysec_tui.services import four_eyes
 from polysec_tui.services.officers import approvals, sessions
 from polysec_tui.services.officers import registry as officers
 from polysec_tui.services.runtime import Runtime
@@ -51,7 +52,7 @@ def the(rt: Runtime, name: str) -> Officer:
 
 
 def approve(staff: Staff, who: str, request_id) -> approvals.Executed:
-    return approvals.approve(staff.rt, staff.actors[who], request_id, staff.next_code(who))
+    return four_eyes.approve(staff.rt, staff.actors[who], request_id, staff.next_code(who))
 
 
 def adopt(staff: Staff, name: str, enrolment, password: str) -> None:
@@ -220,9 +221,9 @@ def test_denying_is_open_to_a_tied_or_new_officer(staff):
     suspect = officers.request_totp_reset(rt, staff.actors["root"], "sam", "lost phone",
                                           staff.next_code("root"))
     assert suspect.request_id is not None
-    approvals.deny(rt, staff.actors["shadow"], suspect.request_id, "call sam first",
+    four_eyes.deny(rt, staff.actors["shadow"], suspect.request_id, "call sam first",
                    staff.next_code("shadow"))
-    assert approvals.get_request(rt, staff.actors["root"], suspect.request_id).status == "denied"
+    assert four_eyes.get_request(rt, staff.actors["root"], suspect.request_id).status == "denied"
     with rt.sessions() as s:  # the secret it carried is gone with it
         assert s.get(ApprovalRequest, suspect.request_id).sealed_enc is None
 
@@ -237,7 +238,7 @@ def test_a_request_dies_with_a_disabled_requester(staff):
         approve(staff, "root", made.request_id)
     assert officer_row(rt, "shadow") is None
     assert made.request_id is not None
-    approvals.deny(rt, staff.actors["root"], made.request_id, "asker disabled",
+    four_eyes.deny(rt, staff.actors["root"], made.request_id, "asker disabled",
                    staff.next_code("root"))
 
 

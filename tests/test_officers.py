@@ -18,10 +18,11 @@ from polysec_tui.crypto.passwords import check_policy, hash_password, verify_pas
 from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import ApprovalRequest, AuditLogEntry, Officer
 from polysec_tui.errors import ConflictError, InputError, RefusedError
+from polysec_tui.services import four_eyes
 from polysec_tui.services.clients import accounts
 from polysec_tui.services.clients.masking import mask_email, mask_phone
-from polysec_tui.services.officers import approvals, sessions
 from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.officers import sessions
 from polysec_tui.services.officers.auth import require
 from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
@@ -211,7 +212,7 @@ def test_analyst_is_refused_by_the_services(staff):
         accounts.reveal(rt, ann, "A1", "email", "customer called")
     request_id = _totp_reset(staff, "sue")
     with pytest.raises(RefusedError):
-        approvals.approve(rt, ann, request_id, staff.next_code("ann"))
+        four_eyes.approve(rt, ann, request_id, staff.next_code("ann"))
     assert accounts.summary(rt, ann, "A1").masked["email"] == "a***@e***.com"
 
 
@@ -236,14 +237,14 @@ def test_four_eyes_totp_reset(staff):
     assert enrolment.secret != old_secret
     staff.login("sue")  # the old one still works
     with pytest.raises(RefusedError, match="cannot decide their own request"):
-        approvals.approve(rt, root, request_id, staff.next_code("root"))
+        four_eyes.approve(rt, root, request_id, staff.next_code("root"))
     with pytest.raises(RefusedError, match="cannot approve a grant to themselves"):
-        approvals.approve(rt, staff.actors["sue"], request_id, staff.next_code("sue"))
+        four_eyes.approve(rt, staff.actors["sue"], request_id, staff.next_code("sue"))
     with pytest.raises(RefusedError):  # a wrong code: refused, nothing executed
-        approvals.approve(rt, sam, request_id, "000000")
-    approvals.approve(rt, sam, request_id, staff.next_code("sam"))
+        four_eyes.approve(rt, sam, request_id, "000000")
+    four_eyes.approve(rt, sam, request_id, staff.next_code("sam"))
     with pytest.raises(ConflictError, match="already executed by sam"):
-        approvals.approve(rt, sam, request_id, staff.next_code("sam"))
+        four_eyes.approve(rt, sam, request_id, staff.next_code("sam"))
     staff.secrets["sue"] = enrolment.secret
     staff.login("sue")  # the new one is in force
     actions = [a for _o, a, _d in audit_actions(rt)]
@@ -253,7 +254,7 @@ def test_four_eyes_totp_reset(staff):
     # An admin's new credentials need an admin's approval.
     admin_reset = _totp_reset(staff, "admin2")
     with pytest.raises(RefusedError, match="needs an approver with role admin"):
-        approvals.approve(rt, sam, admin_reset, staff.next_code("sam"))
+        four_eyes.approve(rt, sam, admin_reset, staff.next_code("sam"))
 
 
 def test_expired_request_is_refused(staff):
@@ -261,16 +262,16 @@ def test_expired_request_is_refused(staff):
     request_id = _totp_reset(staff, "sue")
     staff.clock.advance(hours=25)
     with pytest.raises(RefusedError, match="expired"):
-        approvals.approve(rt, staff.actors["admin2"], request_id, staff.next_code("admin2"))
-    assert approvals.list_requests(rt, staff.actors["admin2"]) == []
+        four_eyes.approve(rt, staff.actors["admin2"], request_id, staff.next_code("admin2"))
+    assert four_eyes.list_requests(rt, staff.actors["admin2"]) == []
 
 
 def test_deny(staff):
     rt = staff.rt
     request_id = _totp_reset(staff, "sue")
-    approvals.deny(rt, staff.actors["admin2"], request_id, "call her first",
+    four_eyes.deny(rt, staff.actors["admin2"], request_id, "call her first",
                    staff.next_code("admin2"))
-    view = approvals.get_request(rt, staff.actors["root"], request_id)
+    view = four_eyes.get_request(rt, staff.actors["root"], request_id)
     assert (view.status, view.decided_by) == ("denied", "admin2")
 
 
@@ -285,7 +286,7 @@ def _race_worker(settings, name, secret, request_id, barrier, results):
         _token, actor = sessions.login(rt, name, RACERS[name], pyotp.TOTP(secret).now())
         code = pyotp.TOTP(secret).at(datetime.now(UTC) + timedelta(seconds=30))
         barrier.wait(timeout=30)
-        approvals.approve(rt, actor, request_id, code)
+        four_eyes.approve(rt, actor, request_id, code)
         results.put((name, "executed"))
     except ConflictError as exc:
         results.put((name, f"conflict: {exc}"))

@@ -23,8 +23,8 @@ from polysec_tui.db.models import (
     Withdrawal,
 )
 from polysec_tui.errors import ConflictError, InputError, RefusedError
+from polysec_tui.services import four_eyes
 from polysec_tui.services.clients import incidents, protection
-from polysec_tui.services.officers import approvals
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals import review as withdrawals
 from tests.cli_runner import run_cli
@@ -138,10 +138,10 @@ def test_freeze_blocks_approval_and_unfreeze_needs_another_senior(staff):
         withdrawals.approve(rt, sue, "W2", "looks fine")
     request = protection.request_unfreeze(rt, sue, "A1", "client verified on video call")
     with pytest.raises(RefusedError, match="four-eyes"):
-        approvals.approve(rt, sue, request, staff.next_code("sue"))
+        four_eyes.approve(rt, sue, request, staff.next_code("sue"))
     with pytest.raises(RefusedError):
-        approvals.approve(rt, staff.actors["ann"], request, staff.next_code("ann"))
-    approvals.approve(rt, sam, request, staff.next_code("sam"))
+        four_eyes.approve(rt, staff.actors["ann"], request, staff.next_code("ann"))
+    four_eyes.approve(rt, sam, request, staff.next_code("sam"))
     after = counts(rt)
     assert after["freeze_holds"] == 0 and after["status"] == "active"
     with pytest.raises(ConflictError, match="not frozen"):

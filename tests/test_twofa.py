@@ -24,9 +24,9 @@ from polysec_tui.db.models import (
     LoginEvent,
 )
 from polysec_tui.errors import ConflictError, InputError, RefusedError
+from polysec_tui.services import four_eyes
 from polysec_tui.services.clients import twofa
 from polysec_tui.services.clients.twofa import Proof
-from polysec_tui.services.officers import approvals
 from polysec_tui.services.officers import registry as officers
 from polysec_tui.services.runtime import Runtime
 from tests.cli_runner import run_cli
@@ -151,7 +151,7 @@ def test_the_whole_flow(staff):
     assert opened.request.expires_at == staff.clock() + timedelta(hours=24)
     assert twofa.status(rt, ann, "A1").pending_request == request_id
     # The same id is the four-eyes request `polysec approvals` shows.
-    assert approvals.get_request(rt, sue, request_id).description == \
+    assert four_eyes.get_request(rt, sue, request_id).description == \
         "reset the 2FA of account A1"
 
     done = twofa.approve(rt, sue, request_id, staff.next_code("sue"))

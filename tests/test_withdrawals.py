@@ -23,7 +23,7 @@ from polysec_tui.db.models import (
     WithdrawalScreening,
 )
 from polysec_tui.errors import ConflictError, InputError, RefusedError
-from polysec_tui.services.officers import approvals
+from polysec_tui.services import four_eyes
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals import blocklist
 from polysec_tui.services.withdrawals import review as wds
@@ -211,8 +211,8 @@ def test_above_the_limit_needs_a_second_senior_officer(staff: Staff) -> None:
     with pytest.raises(ConflictError, match="waiting for four-eyes"):
         wds.approve(rt, ann, "T1", "again")
     with pytest.raises(RefusedError):  # the requester never approves their own request
-        approvals.approve(rt, ann, outcome.approval_id, staff.next_code("ann"))
-    done = approvals.approve(rt, sue, outcome.approval_id, staff.next_code("sue"))
+        four_eyes.approve(rt, ann, outcome.approval_id, staff.next_code("ann"))
+    done = four_eyes.approve(rt, sue, outcome.approval_id, staff.next_code("sue"))
     assert done.result["status"] == "approved"
     assert status(rt, "T1") == "approved"
     assert wds.show(rt, ann, "T1").decided_by == "sue"
@@ -226,7 +226,7 @@ def test_rejected_meanwhile_the_approval_cannot_execute(staff: Staff) -> None:
     wds.reject(rt, ann, "T1", "changed my mind")
     assert outcome.approval_id is not None
     with pytest.raises(ConflictError, match="rejected"):
-        approvals.approve(rt, sue, outcome.approval_id, staff.next_code("sue"))
+        four_eyes.approve(rt, sue, outcome.approval_id, staff.next_code("sue"))
     assert status(rt, "T1") == "rejected"
 
 

@@ -8,7 +8,7 @@ import click
 
 from polysec_tui.commands.common import actor_of, echo, emit_json, prompt_secret, runtime_of
 from polysec_tui.errors import InputError
-from polysec_tui.services.officers import approvals as service
+from polysec_tui.services import four_eyes as service
 from polysec_tui.text import visible
 
 

@@ -108,7 +108,7 @@ def request_unfreeze(rt: Runtime, actor: Actor, ident: str, reason: str) -> uuid
             raise RefusedError(f"account {account.external_id} is locked down: close its "
                                "incident's investigation first; unfreezing would reopen "
                                "withdrawals of a taken-over account")
-        return approvals.open_request(rt, actor, UNFREEZE_KIND, text,
+        return approvals.open_request(rt, actor, UNFREEZE, text,
                                       {"account": account.external_id,
                                        "account_id": str(account.id)}, session=session)
 
@@ -131,11 +131,11 @@ def _execute_unfreeze(rt: Runtime, session: Session, request: ApprovalRequest,
     return {"account": account.external_id, "holds_released": released}
 
 
-approvals.register(approvals.ApprovalKind(
+UNFREEZE = approvals.ApprovalKind(
     name=UNFREEZE_KIND, min_role="senior", execute=_execute_unfreeze,
     describe=lambda payload: f"unfreeze account {payload.get('account')}",
     requester_permission="review",
-))
+)
 
 
 # ---------------------------------------------------------------------------- lockdown

@@ -429,7 +429,7 @@ def request_reset(rt: Runtime, actor: Actor, ident: str, reason: str, evidence: 
                        "active_holds": len(risk.active_holds)}
         payload = {"account": account.external_id, "account_id": str(account.id),
                    "proofs": sorted(proofs)}
-        request_id = approvals.open_request(rt, actor, KIND, reason, payload,
+        request_id = approvals.open_request(rt, actor, APPROVAL, reason, payload,
                                             ttl=policy.request_ttl, session=session)
         session.add(TwoFactorResetRequest(
             id=uuid.uuid4(), account_id=account.id, approval_id=request_id,
@@ -447,7 +447,7 @@ def request_reset(rt: Runtime, actor: Actor, ident: str, reason: str, evidence: 
 
 
 def _check_kind(rt: Runtime, actor: Actor, request_id: uuid.UUID) -> None:
-    view = approvals.get_request(rt, actor, request_id)
+    view = approvals.get_request(rt, actor, request_id, _ONLY_2FA)
     if view.kind != KIND:
         raise InputError(f"request {request_id} is not a 2FA reset ({view.kind})")
 
@@ -456,12 +456,12 @@ def approve(rt: Runtime, actor: Actor, request_id: uuid.UUID,
             code: str) -> approvals.Executed:
     """Approve and execute (senior or above, not the requester, fresh code)."""
     _check_kind(rt, actor, request_id)
-    return approvals.approve(rt, actor, request_id, code)
+    return approvals.approve(rt, actor, request_id, code, _ONLY_2FA)
 
 
 def deny(rt: Runtime, actor: Actor, request_id: uuid.UUID, note: str, code: str) -> None:
     _check_kind(rt, actor, request_id)
-    approvals.deny(rt, actor, request_id, note, code)
+    approvals.deny(rt, actor, request_id, note, code, _ONLY_2FA)
 
 
 def _execute(rt: Runtime, session: Session, request: ApprovalRequest,
@@ -507,8 +507,9 @@ def _execute(rt: Runtime, session: Session, request: ApprovalRequest,
     return {"account": account.external_id, **details}
 
 
-approvals.register(approvals.ApprovalKind(
+APPROVAL = approvals.ApprovalKind(
     name=KIND, min_role="senior", execute=_execute,
     describe=lambda payload: f"reset the 2FA of account {payload.get('account')}",
     requester_permission="twofa.request",
-))
+)
+_ONLY_2FA: approvals.Kinds = {KIND: APPROVAL}

@@ -2,9 +2,10 @@
 approves with a fresh authenticator code, and the action executes exactly once, in the
 same transaction as its audit entries.
 
-Each kind of request (2FA reset, large withdrawal, officer grants, unfreeze...)
-registers an `ApprovalKind` with the role its approver needs and the function that
-executes it. Exactly-once comes from a conditional update (``status = 'pending'`` ->
+Each kind of request (2FA reset, large withdrawal, officer grants, unfreeze...) is an
+`ApprovalKind` that its domain defines, with the role its approver needs and the
+function that executes it; `services.four_eyes` lists every kind and decides requests of
+any of them. Exactly-once comes from a conditional update (``status = 'pending'`` ->
 ``'executed'``) inside the executing transaction: of two approvers racing, the second
 finds no pending row and gets a conflict naming the first.
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -62,23 +63,9 @@ class ApprovalKind:
         return self.min_role(session, payload)
 
 
-KINDS: dict[str, ApprovalKind] = {}
-# Modules that register kinds; imported on first use so that every kind is known.
-KIND_MODULES = ("polysec_tui.services.officers.registry", "polysec_tui.services.clients.twofa",
-                "polysec_tui.services.withdrawals.review",
-                "polysec_tui.services.clients.protection")
-
-
-def register(kind: ApprovalKind) -> None:
-    KINDS[kind.name] = kind
-
-
-def kinds() -> dict[str, ApprovalKind]:
-    import importlib
-
-    for module in KIND_MODULES:
-        importlib.import_module(module)
-    return KINDS
+# The kinds a caller knows, by name. Every kind there is: `services.four_eyes.KINDS`;
+# a domain that decides only its own passes just those (a 2FA reset, say).
+Kinds = Mapping[str, ApprovalKind]
 
 
 @dataclass(frozen=True)
@@ -105,13 +92,12 @@ class Executed:
     result: dict[str, Any]
 
 
-def open_request(rt: Runtime, actor: Actor, kind: str, reason: str, payload: dict[str, Any],
-                 *, ttl: timedelta | None = None, session: Session | None = None,
+def open_request(rt: Runtime, actor: Actor, kind: ApprovalKind, reason: str,
+                 payload: dict[str, Any], *, ttl: timedelta | None = None,
+                 session: Session | None = None,
                  sealed: dict[str, Any] | None = None) -> uuid.UUID:
     """Record a request; inside ``session`` when the caller's own action opens it.
     ``sealed``: secrets for the executor, stored encrypted, never shown or audited."""
-    if kind not in kinds():
-        raise InputError(f"unknown request kind {kind!r}")
     reason = reason.strip()
     if not reason or len(reason) > MAX_REASON:
         raise InputError(f"a reason of 1 to {MAX_REASON} characters is required")
@@ -123,13 +109,13 @@ def open_request(rt: Runtime, actor: Actor, kind: str, reason: str, payload: dic
 
     def write(s: Session) -> None:
         s.add(ApprovalRequest(
-            id=request_id, kind=kind, requester_id=actor.officer_id, reason=reason,
-            payload=payload, created_at=now, expires_at=now + (ttl or KINDS[kind].ttl),
+            id=request_id, kind=kind.name, requester_id=actor.officer_id, reason=reason,
+            payload=payload, created_at=now, expires_at=now + (ttl or kind.ttl),
             status="pending", sealed_enc=sealed_enc,
         ))
         rt.audit.append(s, officer=actor.name, action="approval.request", at=now,
                         target=f"request:{request_id}",
-                        details={"kind": kind, "payload": payload, "reason": reason})
+                        details={"kind": kind.name, "payload": payload, "reason": reason})
 
     if session is not None:
         write(session)
@@ -189,12 +175,13 @@ def _names(session: Session, *ids: uuid.UUID | None) -> dict[uuid.UUID, str]:
     return {oid: name for oid, name in rows}
 
 
-def _view(session: Session, request: ApprovalRequest, now: datetime) -> RequestView:
+def _view(session: Session, request: ApprovalRequest, now: datetime,
+          kinds: Kinds) -> RequestView:
     names = _names(session, request.requester_id, request.decided_by)
     status = request.status
     if status == "pending" and request.expires_at <= now:
         status = "expired"
-    kind = kinds().get(request.kind)
+    kind = kinds.get(request.kind)
     return RequestView(
         request.id, request.kind, kind.describe(request.payload) if kind else request.kind,
         names.get(request.requester_id, "?"), request.reason, request.created_at,
@@ -203,7 +190,7 @@ def _view(session: Session, request: ApprovalRequest, now: datetime) -> RequestV
     )
 
 
-def list_requests(rt: Runtime, actor: Actor, *, pending_only: bool = True,
+def list_requests(rt: Runtime, actor: Actor, kinds: Kinds, *, pending_only: bool = True,
                   kind: str | None = None) -> list[RequestView]:
     require(actor, "read")
     now = rt.clock()
@@ -214,19 +201,20 @@ def list_requests(rt: Runtime, actor: Actor, *, pending_only: bool = True,
                                 ApprovalRequest.expires_at > now)
         if kind:
             query = query.where(ApprovalRequest.kind == kind)
-        return [_view(session, r, now) for r in session.scalars(query.limit(500))]
+        return [_view(session, r, now, kinds) for r in session.scalars(query.limit(500))]
 
 
-def get_request(rt: Runtime, actor: Actor, request_id: uuid.UUID) -> RequestView:
+def get_request(rt: Runtime, actor: Actor, request_id: uuid.UUID,
+                kinds: Kinds) -> RequestView:
     require(actor, "read")
     with rt.sessions() as session:
         request = session.get(ApprovalRequest, request_id)
         if request is None:
             raise InputError(f"no request {request_id}")
-        return _view(session, request, rt.clock())
+        return _view(session, request, rt.clock(), kinds)
 
 
-def _check_decider(rt: Runtime, actor: Actor, request_id: uuid.UUID, *,
+def _check_decider(rt: Runtime, actor: Actor, request_id: uuid.UUID, kinds: Kinds, *,
                    approving: bool) -> ApprovalKind:
     """Refusals that need no code: permission, self-approval, seniority, independence,
     state. `_claim` asks the same again inside the deciding transaction."""
@@ -235,17 +223,17 @@ def _check_decider(rt: Runtime, actor: Actor, request_id: uuid.UUID, *,
         request = session.get(ApprovalRequest, request_id)
         if request is None:
             raise InputError(f"no request {request_id}")
-        kind = _decidable(session, actor, request, rt.clock(), approving=approving)
-        _raise_if_decided(_view(session, request, rt.clock()))
+        kind = _decidable(session, actor, request, rt.clock(), kinds, approving=approving)
+        _raise_if_decided(_view(session, request, rt.clock(), kinds))
     return kind
 
 
 def _decidable(session: Session, actor: Actor, request: ApprovalRequest, now: datetime,
-               *, approving: bool) -> ApprovalKind:
+               kinds: Kinds, *, approving: bool) -> ApprovalKind:
     """Who may decide ``request``. Approving needs an independent second pair of eyes;
     denying is protective, so any other officer of the kind's role may deny, a newly
     granted one or one tied to the requester included."""
-    kind = kinds().get(request.kind)
+    kind = kinds.get(request.kind)
     if kind is None:
         raise InputError(f"request {request.id} has unknown kind {request.kind!r}")
     if request.requester_id == actor.officer_id:
@@ -287,13 +275,13 @@ def _raise_if_decided(view: RequestView) -> None:
 
 
 def _claim(rt: Runtime, session: Session, actor: Actor, request_id: uuid.UUID,
-           status: str, note: str | None) -> ApprovalRequest:
+           status: str, note: str | None, kinds: Kinds) -> ApprovalRequest:
     """The exactly-once step: only one transaction turns a pending request into a
     decided one; the loser learns who won."""
     now = rt.clock()
     pending = session.get(ApprovalRequest, request_id)
     if pending is not None:
-        _decidable(session, actor, pending, now, approving=status == "executed")
+        _decidable(session, actor, pending, now, kinds, approving=status == "executed")
     result = session.execute(
         update(ApprovalRequest)
         .where(ApprovalRequest.id == request_id, ApprovalRequest.status == "pending",
@@ -307,20 +295,22 @@ def _claim(rt: Runtime, session: Session, actor: Actor, request_id: uuid.UUID,
         with rt.sessions() as fresh:
             request = fresh.get(ApprovalRequest, request_id)
             assert request is not None
-            _raise_if_decided(_view(fresh, request, now))
+            _raise_if_decided(_view(fresh, request, now, kinds))
         raise ConflictError(f"request {request_id} could not be decided")
     request = session.get(ApprovalRequest, request_id, populate_existing=True)
     assert request is not None
     return request
 
 
-def approve(rt: Runtime, actor: Actor, request_id: uuid.UUID, code: str) -> Executed:
+def approve(rt: Runtime, actor: Actor, request_id: uuid.UUID, code: str,
+            kinds: Kinds) -> Executed:
+    """Approve and execute ``request_id``, one of ``kinds``, with a fresh code."""
     from polysec_tui.services.officers.sessions import step_up
 
-    kind = _check_decider(rt, actor, request_id, approving=True)
+    kind = _check_decider(rt, actor, request_id, kinds, approving=True)
     step_up(rt, actor, code)
     with rt.transaction() as session:
-        request = _claim(rt, session, actor, request_id, "executed", None)
+        request = _claim(rt, session, actor, request_id, "executed", None, kinds)
         result = kind.execute(rt, session, request, actor)
         request.sealed_enc = None  # the secrets it carried are in force or moot now
         rt.audit.append(session, officer=actor.name, action="approval.execute", at=rt.clock(),
@@ -330,15 +320,16 @@ def approve(rt: Runtime, actor: Actor, request_id: uuid.UUID, code: str) -> Exec
     return Executed(request_id, kind.name, result)
 
 
-def deny(rt: Runtime, actor: Actor, request_id: uuid.UUID, note: str, code: str) -> None:
+def deny(rt: Runtime, actor: Actor, request_id: uuid.UUID, note: str, code: str,
+         kinds: Kinds) -> None:
     from polysec_tui.services.officers.sessions import step_up
 
     if not note.strip():
         raise InputError("a reason for the denial is required")
-    _check_decider(rt, actor, request_id, approving=False)
+    _check_decider(rt, actor, request_id, kinds, approving=False)
     step_up(rt, actor, code)
     with rt.transaction() as session:
-        request = _claim(rt, session, actor, request_id, "denied", note.strip())
+        request = _claim(rt, session, actor, request_id, "denied", note.strip(), kinds)
         request.sealed_enc = None
         rt.audit.append(session, officer=actor.name, action="approval.deny", at=rt.clock(),
                         target=f"request:{request_id}",

@@ -230,7 +230,7 @@ def add_officer(rt: Runtime, actor: Actor, name: str, role: str, password: str |
         setup = _setup_second_admin(session, actor, role)
         if role in SENIOR_UP and not setup:
             request_id = approvals.open_request(
-                rt, actor, CREATE_KIND, text, {"officer": name, "role": role},
+                rt, actor, CREATE, text, {"officer": name, "role": role},
                 session=session, sealed={"password_hash": password_hash, "totp_secret": secret})
             return Granted(request_id, enrolment)
         officer = _insert(rt, session, name, role, password_hash, secret)
@@ -291,7 +291,7 @@ def set_role(rt: Runtime, actor: Actor, name: str, role: str, code: str,
             raise ConflictError(f"officer {name}'s role changed to {officer.role} meanwhile")
         if is_grant(old, role):
             return Granted(approvals.open_request(
-                rt, actor, PROMOTE_KIND, text, {"officer": name, "from_role": old, "role": role},
+                rt, actor, PROMOTE, text, {"officer": name, "from_role": old, "role": role},
                 session=session))
         officer.role = role
         ended = revoke_all(session, officer.id, now)
@@ -337,7 +337,7 @@ def request_enable(rt: Runtime, actor: Actor, name: str, code: str, reason: str)
         officer = _get(session, name)
         if officer.disabled:
             return Granted(approvals.open_request(
-                rt, actor, ENABLE_KIND, text, {"officer": name, "role": role}, session=session))
+                rt, actor, ENABLE, text, {"officer": name, "role": role}, session=session))
         officer.locked_until = None
         officer.failed_attempts = 0
         rt.audit.append(session, officer=actor.name, action="officer.unlock", at=now,
@@ -378,7 +378,7 @@ def request_totp_reset(rt: Runtime, actor: Actor, name: str, reason: str,
         role = _person(session, name).role
     step_up(rt, actor, code)
     enrolment = _new_enrolment(name)
-    request_id = approvals.open_request(rt, actor, TOTP_RESET_KIND, text,
+    request_id = approvals.open_request(rt, actor, TOTP_RESET, text,
                                         {"officer": name, "role": role},
                                         sealed={"totp_secret": enrolment.secret})
     return Granted(request_id, enrolment)
@@ -395,7 +395,7 @@ def request_password_reset(rt: Runtime, actor: Actor, name: str, reason: str, co
     with rt.sessions() as session:
         role = _person(session, name).role
     step_up(rt, actor, code)
-    request_id = approvals.open_request(rt, actor, PASSWORD_RESET_KIND, text,
+    request_id = approvals.open_request(rt, actor, PASSWORD_RESET, text,
                                         {"officer": name, "role": role},
                                         sealed={"password_hash": hash_password(password)})
     return Granted(request_id)
@@ -508,14 +508,19 @@ class _Missing(dict[str, Any]):
         return "?"
 
 
-for _kind, _execute, _what in (
-    (CREATE_KIND, _execute_create, "add officer {officer} with role {role}"),
-    (PROMOTE_KIND, _execute_promote, "raise officer {officer} from {from_role} to {role}"),
-    (ENABLE_KIND, _execute_enable, "re-enable officer {officer}"),
-    (TOTP_RESET_KIND, _execute_totp_reset, "reset the authenticator of officer {officer}"),
-    (PASSWORD_RESET_KIND, _execute_password_reset, "reset the password of officer {officer}"),
-):
-    approvals.register(approvals.ApprovalKind(
-        name=_kind, min_role=_approver_role, execute=_execute, refuse=_not_to_oneself,
-        describe=_describer(_what), requester_permission="officers.manage",
-    ))
+def _grant_kind(name: str, execute: approvals.Executor, what: str) -> approvals.ApprovalKind:
+    return approvals.ApprovalKind(
+        name=name, min_role=_approver_role, execute=execute, refuse=_not_to_oneself,
+        describe=_describer(what), requester_permission="officers.manage")
+
+
+CREATE = _grant_kind(CREATE_KIND, _execute_create, "add officer {officer} with role {role}")
+PROMOTE = _grant_kind(PROMOTE_KIND, _execute_promote,
+                      "raise officer {officer} from {from_role} to {role}")
+ENABLE = _grant_kind(ENABLE_KIND, _execute_enable, "re-enable officer {officer}")
+TOTP_RESET = _grant_kind(TOTP_RESET_KIND, _execute_totp_reset,
+                         "reset the authenticator of officer {officer}")
+PASSWORD_RESET = _grant_kind(PASSWORD_RESET_KIND, _execute_password_reset,
+                             "reset the password of officer {officer}")
+# The privilege grants, for `services.four_eyes`.
+KINDS = (CREATE, PROMOTE, ENABLE, TOTP_RESET, PASSWORD_RESET)

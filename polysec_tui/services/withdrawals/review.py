@@ -598,7 +598,7 @@ def _request_approval(rt: Runtime, actor: Actor, ref: str, allowed: Any, text: s
                   f"(approval limit {limit_text}); note: {text}")
         # The request row first: the withdrawal's foreign key points at it.
         request_id = approvals.open_request(
-            rt, actor, APPROVAL_KIND, reason[:approvals.MAX_REASON],
+            rt, actor, APPROVAL, reason[:approvals.MAX_REASON],
             {"withdrawal_id": wid, "withdrawal": ext, "note": text}, session=session)
         session.flush()
         done = session.execute(
@@ -641,8 +641,8 @@ def _execute_approval(rt: Runtime, session: Session, request: ApprovalRequest,
     return {"withdrawal": wd.external_id, "status": "approved"}
 
 
-approvals.register(approvals.ApprovalKind(
+APPROVAL = approvals.ApprovalKind(
     name=APPROVAL_KIND, min_role="senior", execute=_execute_approval,
     describe=lambda p: f"approve withdrawal {p.get('withdrawal')}",
     requester_permission="review",
-))
+)
