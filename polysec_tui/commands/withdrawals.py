@@ -114,11 +114,9 @@ def _done(outcome: service.Outcome, as_json: bool) -> None:
     if as_json:
         emit_json(outcome.as_dict())
     elif outcome.approval_id is not None:
-        echo(f"withdrawal {visible(outcome.external_id)} is above its approval "
-             f"limit: four-eyes request {outcome.approval_id} opened; a senior "
-             "officer approves it with `polysec approvals approve`")
+        echo(f"{outcome.summary()}: `polysec approvals approve {outcome.approval_id}`")
     else:
-        echo(f"withdrawal {visible(outcome.external_id)} {outcome.status}")
+        echo(outcome.summary())
 
 
 @withdrawals.command()

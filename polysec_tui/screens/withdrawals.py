@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -490,12 +490,9 @@ class WithdrawalDetailScreen(ConsoleScreen):
             if verb == "claim":
                 outcome = service.claim(self.runtime, self.actor, self.ref)
             else:
-                act: Any = getattr(service, verb)
-                outcome = act(self.runtime, self.actor, self.ref, note or "")
-            text = (f"four-eyes request {outcome.approval_id} opened: a senior officer "
-                    "approves it under Approvals" if outcome.approval_id
-                    else f"withdrawal {outcome.external_id} {outcome.status}")
-            message = self.Decided(text, False)
+                outcome = service.DECISIONS[verb](self.runtime, self.actor, self.ref,
+                                                  note or "")
+            message = self.Decided(outcome.summary(), False)
         except PolysecError as error:
             message = self.Decided(str(error), True)
         if not get_current_worker().is_cancelled:

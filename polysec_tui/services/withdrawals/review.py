@@ -20,6 +20,7 @@ every withdrawal.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -429,6 +430,13 @@ class Outcome:
         return {"withdrawal": self.external_id, "status": self.status,
                 "approval_id": self.approval_id}
 
+    def summary(self) -> str:
+        """What happened, for the officer (the id is platform text: render it inert)."""
+        if self.approval_id is not None:
+            return (f"withdrawal {self.external_id} is above its approval limit: four-eyes "
+                    f"request {self.approval_id} opened for a senior officer")
+        return f"withdrawal {self.external_id} {self.status}"
+
 
 def _note(note: str | None, *, required: bool = True) -> str | None:
     text = (note or "").strip()
@@ -646,3 +654,10 @@ APPROVAL = approvals.ApprovalKind(
     describe=lambda p: f"approve withdrawal {p.get('withdrawal')}",
     requester_permission="review",
 )
+
+
+# The decisions an officer takes on a claimed withdrawal, by the verb the CLI and the
+# console name them with.
+DECISIONS: dict[str, Callable[[Runtime, Actor, str, str], Outcome]] = {
+    "approve": approve, "reject": reject, "escalate": escalate,
+}
