@@ -14,6 +14,10 @@ from pathlib import Path
 from polysec_tui.errors import InputError
 
 
+class AlreadyExists(InputError):
+    """`atomic_write` with ``overwrite=False`` found the file there."""
+
+
 def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o600, what: str = "file",
                  overwrite: bool = True) -> None:
     """``data`` into ``path`` whole or not at all. ``overwrite=False``: refuse (InputError)
@@ -39,7 +43,7 @@ def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o600, what: str 
             tmp.unlink()
     except FileExistsError:
         tmp.unlink(missing_ok=True)
-        raise InputError(f"{what} {target} exists; it is never overwritten") from None
+        raise AlreadyExists(f"{what} {target} exists; it is never overwritten") from None
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise InputError(f"cannot write {what} {target}: {exc.strerror}") from None

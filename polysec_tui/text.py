@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import datetime
 from decimal import Context, Decimal
 
 # Unicode categories a terminal or a reader could act on: controls, format characters
@@ -164,3 +165,10 @@ def canonical_decimal(value: Decimal) -> Decimal:
 def fmt_amount(value: Decimal) -> str:
     """An amount as an officer reads it: exact, no padding, no exponent."""
     return format(canonical_decimal(value), "f")
+
+
+def fmt_minute(at: datetime | None, *, utc: bool = False) -> str:
+    """A time to the minute (``2026-12-03 14:05``, with `` UTC`` if asked), ``-`` for none."""
+    if at is None:
+        return "-"
+    return f"{at:%Y-%m-%d %H:%M}" + (" UTC" if utc else "")

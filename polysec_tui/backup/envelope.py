@@ -98,6 +98,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from polysec_tui.errors import CheckFailed, InputError, RefusedError
+from polysec_tui.files import atomic_write
 
 MAGIC = b"PSBK\r\n\x1a\n"
 VERSION = 3
@@ -264,17 +265,8 @@ def _read_private_text(path: Path, what: str) -> str:
 
 
 def _write_private_once(path: Path, text: str, what: str) -> None:
-    """Write once (mode 0600 from creation, O_EXCL): never overwrites a key."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise InputError(f"{path} exists; {what} is never overwritten") from None
-    except OSError as exc:
-        raise InputError(f"cannot write {what} to {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Write once, whole, mode 0600 from creation: never overwrites a key."""
+    atomic_write(path, text.encode(), what=what, overwrite=False)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import sys
 from datetime import date, datetime
 from decimal import Decimal
@@ -20,6 +19,7 @@ from polysec_tui.config import Settings, app_dir
 from polysec_tui.crypto.keyring import check_private
 from polysec_tui.db.types import MAX_ID
 from polysec_tui.errors import InputError, RefusedError
+from polysec_tui.files import atomic_write
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime, open_runtime
 from polysec_tui.text import json_escape_hidden, printable, visible_lines
@@ -69,16 +69,7 @@ def session_file(settings: Settings) -> Path:
 def write_session_token(path: Path, token: str) -> None:
     """Owner-only, written whole (temp file, fsync, rename) or not at all."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(token + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, (token + "\n").encode(), what="session file")
 
 
 def read_session_token(path: Path) -> str | None:

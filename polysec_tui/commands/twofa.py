@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 
 import click
 
 from polysec_tui.commands.common import actor_of, echo, emit_json, prompt_secret, runtime_of
 from polysec_tui.errors import InputError
 from polysec_tui.services.clients import twofa as service
-from polysec_tui.text import printable, visible
+from polysec_tui.text import fmt_minute, printable, visible
+
+_when = partial(fmt_minute, utc=True)
 
 
 def _request_id(value: str) -> uuid.UUID:
@@ -17,10 +20,6 @@ def _request_id(value: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise InputError(f"{value!r} is not a request id") from None
-
-
-def _when(value: object) -> str:
-    return f"{value:%Y-%m-%d %H:%M} UTC" if value is not None else "-"
 
 
 @click.group()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from polysec_tui.errors import InputError, RefusedError
+from polysec_tui.files import AlreadyExists, atomic_write
 
 KEYRING_DATA_ENV = "POLYSEC_KEYRING_DATA"
 FORMAT = "polysec-keyring"
@@ -170,29 +171,8 @@ def write_new_keyring(path: Path, keyring: Keyring) -> bool:
     """Write a keyring that does not exist yet (mode 0600). Returns False, writing
     nothing, when a file is already there: an existing keyring is never overwritten."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.exists():
+    try:
+        atomic_write(path, keyring.to_json().encode(), what="keyring", overwrite=False)
+    except AlreadyExists:
         return False
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(keyring.to_json())
-            fh.flush()
-            os.fsync(fh.fileno())
-        # link() fails if the target appeared meanwhile: never replace a keyring.
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
     return True
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

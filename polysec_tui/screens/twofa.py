@@ -20,7 +20,7 @@ goes through ``safe_text``.
 from __future__ import annotations
 
 import uuid
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -45,15 +45,12 @@ from polysec_tui.services.clients import twofa
 from polysec_tui.services.clients.twofa import ResetRequestView, RiskContext, TwoFactorStatus
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Clock, Runtime
+from polysec_tui.text import fmt_minute
 
 CODE_LENGTH = 8  # authenticator codes are 6 digits; a little room, never more
 # Short names of the identity proofs for the request table.
 PROOF_SHORT = {"id_document": "ID", "liveness": "liveness", "history_questions": "history",
                "kyc_reference": "KYC"}
-
-
-def _when(value: Any) -> str:
-    return f"{value:%Y-%m-%d %H:%M}" if value is not None else "-"
 
 
 class PendingRequests(Vertical):
@@ -122,7 +119,7 @@ class PendingRequests(Vertical):
             ("risk", "Risk", None), ("reason", "Reason", None),
         ], [
             (Text(str(r.id)[:8]), safe_text(r.account, limit=40), safe_text(r.requester),
-             Text(_when(r.created_at)), Text(_when(r.expires_at)),
+             Text(fmt_minute(r.created_at)), Text(fmt_minute(r.expires_at)),
              Text(",".join(PROOF_SHORT.get(p, p) for p in twofa.PROOFS if p in r.proofs)),
              Text(str(sum(r.risk.values()))), safe_text(r.reason, limit=40))
             for r in message.requests
@@ -363,18 +360,18 @@ class TwoFactorResetScreen(Screen[None]):
         lines = [
             Text.assemble(("Account   ", "bold"), safe_text(s.account, limit=64)),
             Text.assemble(("Enrolled  ", "bold"),
-                          f"yes, since {_when(s.enrolled_at)} UTC; last used "
-                          f"{_when(s.last_used_at)}" if s.enrolled else "no authenticator"),
+                          f"yes, since {fmt_minute(s.enrolled_at)} UTC; last used "
+                          f"{fmt_minute(s.last_used_at)}" if s.enrolled else "no authenticator"),
             Text.assemble(("Re-enrol  ", "bold"),
                           "required at next login" if s.reenrolment_required else "no"),
             Text.assemble(("Hold      ", "bold"),
-                          f"withdrawals held until {_when(s.hold_until)} UTC"
+                          f"withdrawals held until {fmt_minute(s.hold_until)} UTC"
                           if s.hold_until else "none"),
             Text.assemble(("Request   ", "bold"),
                           f"pending {s.pending_request}" if s.pending_request else "none"),
         ]
         if s.events:
-            recent = "; ".join(f"{e['kind']} {_when(e['at'])}" for e in s.events[:4])
+            recent = "; ".join(f"{e['kind']} {fmt_minute(e['at'])}" for e in s.events[:4])
             lines.append(Text.assemble(("Events    ", "bold"), safe_text(recent)))
         box.update(Text("\n").join(lines))
         r = message.risk
@@ -382,18 +379,18 @@ class TwoFactorResetScreen(Screen[None]):
         table.border_subtitle = r.summary()
         rows: list[tuple[Text, Text, Text]] = []
         for a in r.anomalies:
-            rows.append((Text(_when(a["at"])), Text(f"anomaly {a['kind']} ({a['severity']})"),
+            rows.append((Text(fmt_minute(a["at"])), Text(f"anomaly {a['kind']} ({a['severity']})"),
                          safe_text(a["explanation"], limit=80)))
         for w in r.pending_withdrawals:
-            rows.append((Text(_when(w["requested_at"])), Text(f"withdrawal {w['status']}"),
+            rows.append((Text(fmt_minute(w["requested_at"])), Text(f"withdrawal {w['status']}"),
                          safe_text(f"{w['amount']} {w['asset']} to {w['address']}",
                                    limit=80)))
         for c in r.security_changes:
-            rows.append((Text(_when(c["at"])), Text(f"security {c['kind']}"),
+            rows.append((Text(fmt_minute(c["at"])), Text(f"security {c['kind']}"),
                          safe_text(c["ip"] or "-")))
         for h in r.active_holds:
-            rows.append((Text(_when(h["created_at"])), Text(f"hold {h['kind']}"),
-                         safe_text(f"until {_when(h['expires_at'])}: {h['reason']}",
+            rows.append((Text(fmt_minute(h["created_at"])), Text(f"hold {h['kind']}"),
+                         safe_text(f"until {fmt_minute(h['expires_at'])}: {h['reason']}",
                                    limit=80)))
         fill_table(table, [("when", "When", 16), ("what", "What", None),
                            ("detail", "Detail", None)], rows)
@@ -424,7 +421,7 @@ class TwoFactorResetScreen(Screen[None]):
                                          proof)
             message = self.Opened(
                 f"request {opened.request.id} opened; it expires "
-                f"{_when(opened.request.expires_at)} UTC; another officer (senior or "
+                f"{fmt_minute(opened.request.expires_at)} UTC; another officer (senior or "
                 "above) must approve it", False)
         except PolysecError as error:
             message = self.Opened(str(error), True)
