@@ -35,14 +35,9 @@ def backup() -> None:
 
 
 def _identity(ctx: click.Context, given: str | None) -> Any:
-    from polysec_tui.backup.envelope import Identity
     from polysec_tui.services.operations.backups import BackupConfig
 
-    path = Path(given).expanduser() if given else BackupConfig.from_settings(
-        settings_of(ctx)).identity
-    if path is None:
-        raise InputError("give --identity KEYFILE (the private key of a recipient)")
-    return Identity.load(path)
+    return BackupConfig.from_settings(settings_of(ctx)).load_identity(given)
 
 
 @backup.command()

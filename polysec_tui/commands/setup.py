@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy import func, inspect, select
 
 from polysec_tui.commands.common import echo, emit_json, settings_of
 from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import check_connection, make_engine, redact
-from polysec_tui.db.models import Account
 from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.text import printable
 
@@ -31,7 +29,7 @@ def init(ctx: click.Context, admin_name: str, no_admin: bool) -> None:
     engine = make_engine(settings.db_url)
     check_connection(engine)
     path = settings.keyring_path
-    if not path.exists() and _holds_encrypted_data(engine):
+    if not path.exists() and migrate.holds_accounts(engine):
         raise RefusedError(
             f"database {redact(engine.url)} already holds encrypted accounts but keyring "
             f"{path} does not exist; point --keyring at the keyring of this database"
@@ -62,16 +60,6 @@ def _bootstrap_admin(ctx: click.Context, name: str) -> None:
     enrolment = officers.bootstrap_admin(rt, name, password)
     show_enrolment(enrolment)
     echo(f"admin {name} created; log in with `polysec login --name {name}`")
-
-
-def _holds_encrypted_data(engine: object) -> bool:
-    from sqlalchemy import Engine
-
-    assert isinstance(engine, Engine)
-    if not inspect(engine).has_table(Account.__tablename__):
-        return False
-    with engine.connect() as conn:
-        return bool(conn.scalar(select(func.count()).select_from(Account)))
 
 
 @click.group()

@@ -14,8 +14,10 @@ import re
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
+
+from polysec_tui.db.models import Account
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -109,3 +111,12 @@ def known_revisions() -> list[str]:
 
     script = ScriptDirectory.from_config(alembic_config_without_engine())
     return [rev.revision for rev in script.walk_revisions()]
+
+
+def holds_accounts(engine: Engine) -> bool:
+    """Whether the database holds client accounts (encrypted data a new keyring could
+    not read): `polysec init` refuses to make a keyring for such a database."""
+    if not inspect(engine).has_table(Account.__tablename__):
+        return False
+    with engine.connect() as conn:
+        return bool(conn.scalar(select(func.count()).select_from(Account)))

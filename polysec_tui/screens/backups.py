@@ -384,7 +384,6 @@ class BackupsScreen(ConsoleScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="backup verify")
     def verify(self, path: Path, identity_path: Path) -> None:
-        from polysec_tui.backup.envelope import Identity
 
         assert self.actor is not None
         last = [0.0]
@@ -396,8 +395,9 @@ class BackupsScreen(ConsoleScreen):
                 self.app.call_from_thread(self._progress, float(min(done, size)), size)
 
         try:
-            report = backups.verify_backup(self.runtime, self.actor, path,
-                                           Identity.load(identity_path.expanduser()),
+            identity = backups.BackupConfig.from_settings(
+                self.runtime.settings).load_identity(identity_path)
+            report = backups.verify_backup(self.runtime, self.actor, path, identity,
                                            progress=progress)
             manifest = report.manifest
             message = self.Finished(
@@ -460,11 +460,11 @@ class BackupsScreen(ConsoleScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="backup restore")
     def restore(self, path: Path, request: RestoreRequest) -> None:
-        from polysec_tui.backup.envelope import Identity
 
         assert self.actor is not None
         try:
-            identity = Identity.load(Path(request.identity).expanduser())
+            identity = backups.BackupConfig.from_settings(
+                self.runtime.settings).load_identity(request.identity)
             if request.target:
                 # A restore into a new database also needs a fresh code on this screen.
                 sessions.step_up(self.runtime, self.actor, request.code)

@@ -131,6 +131,15 @@ class BackupConfig:
                              "its backups; add it there")
         return key
 
+    def load_identity(self, given: Path | str | None = None) -> Identity:
+        """The recipient's private key that verify and restore open backups with: the
+        one given (an option, the console's field), else [backup] identity."""
+        path = Path(given).expanduser() if given else self.identity
+        if path is None:
+            raise InputError("give --identity KEYFILE (the private key of a recipient), or "
+                             "set [backup] identity")
+        return Identity.load(path)
+
     def shipping(self, to: str | None = None, known_hosts: Path | None = None,
                  ssh_identity: Path | None = None) -> tuple[str, Path, Path]:
         """The SFTP target, known_hosts and SSH key: given ones first, then the config."""
