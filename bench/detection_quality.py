@@ -42,7 +42,8 @@ from polysec_tui.db.models import (
 from polysec_tui.services.logins import anomalies
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import open_runtime
-from polysec_tui.synthetic.demo import DAY, DemoGenerator, DemoSpec, build_demo
+from polysec_tui.synthetic.demo import build_demo
+from polysec_tui.synthetic.generator import DAY, DemoGenerator, DemoSpec
 
 ANCHOR = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 # Which detectors are "meant" for each scenario kind (any detector counts for "found").

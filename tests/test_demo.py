@@ -25,7 +25,9 @@ from polysec_tui.db.models import (
     Withdrawal,
 )
 from polysec_tui.services.runtime import Runtime, open_runtime
-from polysec_tui.synthetic.demo import COUNTRY_BY_CODE, DemoSpec, build_demo
+from polysec_tui.synthetic.demo import build_demo
+from polysec_tui.synthetic.generator import DemoSpec
+from polysec_tui.synthetic.reference import COUNTRY_BY_CODE
 
 ANCHOR = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 ANCHOR_TEXT = "2026-11-20T12:00:00Z"

@@ -293,7 +293,8 @@ def test_config_from_toml(settings: Settings) -> None:
 def test_demo_account_takeover_is_held_and_few_normal_ones(settings: Settings) -> None:
     from polysec_tui.db.models import DemoScenario, DemoScenarioEvent
     from polysec_tui.services.runtime import open_runtime
-    from polysec_tui.synthetic.demo import DemoSpec, build_demo
+    from polysec_tui.synthetic.demo import build_demo
+    from polysec_tui.synthetic.generator import DemoSpec
 
     build_demo(settings, DemoSpec(accounts=400, days=10, seed=3, anchor=FIXED_NOW))
     rt = open_runtime(settings)

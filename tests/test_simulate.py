@@ -281,7 +281,8 @@ def test_bad_arguments_exit_2_with_one_line(
 
 def test_on_the_demo_database_the_demo_clients_carry_on(
         settings: Settings, cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    from polysec_tui.synthetic.demo import DemoSpec, build_demo
+    from polysec_tui.synthetic.demo import build_demo
+    from polysec_tui.synthetic.generator import DemoSpec
 
     anchor = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     # Two weeks of history, so that the devices a client owns have appeared in it: with

@@ -168,7 +168,8 @@ async def test_the_demos_takeover_is_locked_down_from_the_withdrawal_detail(
     from polysec_tui.crypto.keyring import Keyring, write_new_keyring
     from polysec_tui.db.models import DemoScenario, Officer
     from polysec_tui.screens.withdrawals import WithdrawalDetailScreen
-    from polysec_tui.synthetic.demo import DemoSpec, build_demo
+    from polysec_tui.synthetic.demo import build_demo
+    from polysec_tui.synthetic.generator import DemoSpec
 
     anchor = FIXED_NOW
     settings = Settings(f"sqlite:///{tmp_path / 'demo.db'}", tmp_path / "keyring.json",

@@ -352,7 +352,8 @@ async def test_analyst_is_refused_the_audit_log(staff: Staff) -> None:
 
 @pytest.fixture(scope="module")
 def demo_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    from polysec_tui.synthetic.demo import DemoSpec, build_demo
+    from polysec_tui.synthetic.demo import build_demo
+    from polysec_tui.synthetic.generator import DemoSpec
 
     base = tmp_path_factory.mktemp("demo")
     settings = Settings(f"sqlite:///{base / 'demo.db'}", base / "demo-keyring.json",

@@ -6,13 +6,8 @@ from __future__ import annotations
 import click
 
 from polysec_tui.commands.common import echo, settings_of
-from polysec_tui.synthetic.demo import (
-    DemoResult,
-    DemoSpec,
-    build_demo,
-    default_anchor,
-    parse_anchor,
-)
+from polysec_tui.synthetic.demo import DemoResult, build_demo
+from polysec_tui.synthetic.generator import DemoSpec, default_anchor, parse_anchor
 
 
 @click.command()

@@ -1,6 +1,6 @@
 """`polysec simulate`: live platform activity, streamed through the ingest path.
 
-The population and its habits come from the demo generator (services/demo.py): the same
+The population and its habits come from the demo generator (synthetic/generator.py): the same
 countries, cities, ISPs, devices, payout addresses and amounts. Instead of a finished
 history, the simulator emits activity as it happens: each record is stamped with the
 clock when it is written (earlier steps of the same story, such as the failed password
@@ -35,30 +35,32 @@ from sqlalchemy.orm import Session
 from polysec_tui.db.models import DemoScenario, DemoScenarioEvent
 from polysec_tui.errors import InputError
 from polysec_tui.services.feed.ingest import Ingestor
+from polysec_tui.services.logins.anomalies import great_circle_km
 from polysec_tui.services.runtime import Runtime
-from polysec_tui.synthetic.demo import (
+from polysec_tui.synthetic.demo import read_info
+from polysec_tui.synthetic.generator import (
+    DemoGenerator,
+    DemoSpec,
+    LastLogin,
+    Profile,
+    Record,
+    amount_text,
+    human_amount,
+    iso_z,
+    quantize,
+    rtt_ms,
+)
+from polysec_tui.synthetic.reference import (
     ASSET_BY_CODE,
     BOT_DEVICE,
     COUNTRIES,
     HEADLESS_UA,
     HOSTING,
     City,
-    DemoGenerator,
-    DemoSpec,
     Device,
-    LastLogin,
     Network,
-    Profile,
-    Record,
-    _amount_text,
-    _human_amount,
-    _iso,
-    _km,
-    _quantize,
-    _rtt,
     make_address,
     make_device,
-    read_info,
 )
 
 # Dependency order inside one tick: accounts before their events, logins before the
@@ -196,7 +198,7 @@ class LiveGenerator(DemoGenerator):
                       reason: str | None = None) -> Record:
         _at, ident, rec = self._login(p.ext_id, self.anchor, success=success, ip=ip,
                                       network=network, country=country, city=city,
-                                      device=device, rtt=_rtt(self.rng, city, device.mobile),
+                                      device=device, rtt=rtt_ms(self.rng, city, device.mobile),
                                       failure_reason=reason)
         del rec["at"]  # stamped when written
         assert rec["id"] == ident
@@ -296,15 +298,15 @@ class LiveGenerator(DemoGenerator):
         address, label = rng.choices(
             payout.addresses, weights=[1.0 / (i + 1) for i in range(len(payout.addresses))])[0]
         balance = float(p.balances.get(asset.code, 0))
-        available = _quantize(balance * rng.uniform(0.9, 1.5), asset.places)
+        available = quantize(balance * rng.uniform(0.9, 1.5), asset.places)
         usd = rng.lognormvariate(math.log(payout.median_usd), payout.sigma)
-        amount = _human_amount(rng, min(usd / asset.usd, float(available) * 0.85), asset.places)
+        amount = human_amount(rng, min(usd / asset.usd, float(available) * 0.85), asset.places)
         if amount <= 0 or available <= 0:
             return
         rec: Record = {
             "id": self._new_id("wdr"), "account": p.ext_id, "asset": asset.code,
-            "amount": _amount_text(amount, asset.places),
-            "available_balance": _amount_text(available, asset.places),
+            "amount": amount_text(amount, asset.places),
+            "available_balance": amount_text(available, asset.places),
             "address": address, "ip": ip, "login_id": login_id,
             "device_id": device.device_id,
         }
@@ -383,18 +385,18 @@ class LiveGenerator(DemoGenerator):
         network = rng.choice(far.isps)
         ip = network.address(rng)
         gap_min = rng.randint(10, 40)
-        km = _km(home.city.lat, home.city.lon, city.lat, city.lon)
+        km = great_circle_km(home.city.lat, home.city.lon, city.lat, city.lon)
         asset_code = victim.largest_asset() or "USDT"
         asset = ASSET_BY_CODE[asset_code]
         balance = victim.balances.get(asset_code, Decimal("1000"))
-        amount = _quantize(float(balance) * rng.uniform(0.93, 0.97), asset.places)
+        amount = quantize(float(balance) * rng.uniform(0.93, 0.97), asset.places)
         address = make_address(rng, asset_code)
         scenario = SimScenario(
             "account_takeover", victim.ext_id, ip,
             f"simulate: {victim.ext_id} logged in from {home.city.name} "
             f"({victim.country.code}), then {gap_min} minutes later from {city.name} "
             f"({far.code}, AS{network.asn} {network.org}), {km:,.0f} km away, on a new "
-            f"device; changed 2FA and asked to withdraw {_amount_text(amount, asset.places)} "
+            f"device; changed 2FA and asked to withdraw {amount_text(amount, asset.places)} "
             f"{asset_code} (~95% of the balance) to an address never used before")
         home_ip = home.ips[0]
         self._emit("logins", self._record_login(
@@ -415,8 +417,8 @@ class LiveGenerator(DemoGenerator):
             {"method": "totp", "reason": "user_settings"}), scenario=scenario)
         self._emit("withdrawals", {
             "id": self._new_id("wdr"), "account": victim.ext_id, "asset": asset_code,
-            "amount": _amount_text(amount, asset.places),
-            "available_balance": _amount_text(balance, asset.places),
+            "amount": amount_text(amount, asset.places),
+            "available_balance": amount_text(balance, asset.places),
             "address": address, "ip": ip, "device_id": intruder.device_id,
             "login_id": login["id"],
         }, scenario=scenario)
@@ -498,11 +500,11 @@ class Simulator:
             rec = item.record
             stamp = now - timedelta(seconds=item.offset)
             if item.kind == "accounts":
-                rec.setdefault("created_at", _iso(stamp))
+                rec.setdefault("created_at", iso_z(stamp))
             else:
-                rec["at"] = _iso(stamp)
+                rec["at"] = iso_z(stamp)
                 if item.kind == "sessions":
-                    rec["last_seen_at"] = _iso(now)
+                    rec["last_seen_at"] = iso_z(now)
             if item.kind == "logins" and not rec["success"]:
                 self.report.failed_logins += 1
             if item.scenario is not None and item.scenario.started_at is None:
