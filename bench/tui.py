@@ -241,7 +241,7 @@ async def repaint(rt: Runtime, session: tuple[str, Actor], account: str,
                 app, frames, "n" if step % 2 == 0 else "p",
                 lambda before=before: queue.page is not before, "the next page"))
             await pilot.pause()
-        screen = TimelineScreen(runtime=rt, clock=rt.clock, actor=session[1])
+        screen = TimelineScreen()
         screen.ident = account
         await app.push_screen(screen)
         await _until(pilot, lambda: screen.data is not None, "the timeline")

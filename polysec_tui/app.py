@@ -18,11 +18,13 @@ Why it is built this way:
   same worker refreshes the session's idle timer in the database (``authenticate``).
   Quitting ends the session (``run_app``).
 - **Navigation is a registry.** :data:`DESTINATIONS` maps a screen name to a key, a title,
-  a description and the screen's class (``"module:Class"``, imported when needed; its
-  ``factory`` is ``(runtime, clock, actor) -> Screen``). Each entry becomes a
-  Textual *mode* (its own screen stack, so a screen's modals stay with it), a key binding
-  and a command-palette entry. To add a screen: write ``screens/<name>.py`` with a
-  ``ConsoleScreen`` subclass and add one ``Destination`` line below.
+  a description and the screen's class (``"module:Class"``, imported when needed). Each
+  entry becomes a Textual *mode* (its own screen stack, so a screen's modals stay with
+  it), a key binding and a command-palette entry. To add a screen: write
+  ``screens/<name>.py`` with a ``ConsoleScreen`` subclass (it takes runtime, clock and
+  officer from the app) and add one ``Destination`` line below. An account's views
+  (timeline, anomalies, 2FA reset) are opened by the app for any screen
+  (``open_account_view``), so screens never import each other for them.
 - **The login screen first.** Only the login and lock screens are imported with the app;
   the destinations' modules are imported in a thread once the login screen is drawn
   (``preload_screens``), and a login waits for that thread before it builds them.
@@ -50,10 +52,11 @@ import importlib
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from textual import events, on, work
 from textual.app import App, SystemCommand
@@ -73,6 +76,15 @@ from polysec_tui.services.officers.sessions import SessionPolicy
 from polysec_tui.services.runtime import Clock, Runtime
 
 
+def screen_class(where: str) -> type[Screen[Any]]:
+    """The screen class at ``"module:Class"``, its module imported now: the console draws
+    the login screen first and imports the others while the officer types."""
+    module, name = where.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    assert isinstance(cls, type) and issubclass(cls, Screen)
+    return cls
+
+
 @dataclass(frozen=True)
 class Destination:
     """A top-level screen of the console."""
@@ -80,17 +92,17 @@ class Destination:
     key: str  # the key that shows it, also shown in the footer
     title: str
     description: str  # shown in the command palette
-    screen: str  # "module:Class", imported when first needed (see `factory`)
-    keywords: bool = False  # the class takes runtime, clock and actor as keywords
+    screen: str  # "module:Class", imported when first needed (`screen_class`)
 
-    @property
-    def factory(self) -> Callable[[Runtime, Clock, Actor], Screen[Any]]:
-        """``(runtime, clock, actor) -> Screen``; imports the screen's module."""
-        module, name = self.screen.split(":")
-        cls: Any = getattr(importlib.import_module(module), name)
-        if self.keywords:
-            return lambda rt, clock, actor: cls(runtime=rt, clock=clock, actor=actor)
-        return cast(Callable[[Runtime, Clock, Actor], Screen[Any]], cls)
+
+# The views of one account that any screen can open with the account's id
+# (`ConsoleScreen.open_account`): the app imports them, so screens need not import each
+# other.
+ACCOUNT_VIEWS: dict[str, str] = {
+    "timeline": "polysec_tui.screens.timeline:TimelineScreen",
+    "anomalies": "polysec_tui.screens.anomalies:AnomaliesScreen",
+    "twofa": "polysec_tui.screens.twofa:TwoFactorResetScreen",
+}
 
 
 # name -> destination; the first one is the home screen. Keys are digits so that they
@@ -120,11 +132,11 @@ DESTINATIONS: dict[str, Destination] = {
     ),
     "anomalies": Destination(
         "6", "Anomalies", "Login anomalies, newest day and most severe first",
-        "polysec_tui.screens.anomalies:AnomaliesScreen", keywords=True,
+        "polysec_tui.screens.anomalies:AnomaliesScreen",
     ),
     "timeline": Destination(
         "7", "Timeline", "One account's story: events, logins per day, login places",
-        "polysec_tui.screens.timeline:TimelineScreen", keywords=True,
+        "polysec_tui.screens.timeline:TimelineScreen",
     ),
     "twofa": Destination(
         "8", "2FA resets", "Client 2FA reset requests of other officers to approve or deny",
@@ -223,7 +235,7 @@ class PolysecApp(App[None]):
         self._preloading: threading.Thread | None = None
 
     def _make_login_screen(self) -> LoginScreen:
-        self.login_screen = LoginScreen(self.runtime, self.clock)
+        self.login_screen = LoginScreen()
         return self.login_screen
 
     def on_mount(self) -> None:
@@ -268,8 +280,13 @@ class PolysecApp(App[None]):
             # took longer to log in than the imports take, so this rarely waits.
             self._preloading.join()
         for name, dest in DESTINATIONS.items():
-            self.add_mode(name, partial(dest.factory, self.runtime, self.clock, actor))
+            self.add_mode(name, screen_class(dest.screen))
         self.switch_mode(HOME)
+
+    def open_account_view(self, view: str, account_id: uuid.UUID) -> None:
+        """Show one of an account's views (`ACCOUNT_VIEWS`) over the current screen."""
+        view_class: Any = screen_class(ACCOUNT_VIEWS[view])  # takes the account's id
+        self.push_screen(view_class(account_id))
 
     def end_session(self, reason: str | None) -> None:
         """Back to the login screen; every destination screen (and its data) is dropped."""
@@ -392,7 +409,7 @@ class PolysecApp(App[None]):
 
 def _import_destinations() -> None:
     for dest in DESTINATIONS.values():
-        # A module that fails here fails again in `Destination.factory`, which reports it.
+        # A module that fails here fails again in `screen_class`, which reports it.
         with contextlib.suppress(Exception):
             importlib.import_module(dest.screen.split(":")[0])
 

@@ -194,7 +194,7 @@ async def test_the_demos_takeover_is_locked_down_from_the_withdrawal_detail(
     app = PolysecApp(rt, session=session)
     async with app.run_test(size=(120, 40)) as pilot:
         await idle(pilot)
-        await app.push_screen(WithdrawalDetailScreen(rt, clock, session[1], held))
+        await app.push_screen(WithdrawalDetailScreen(held))
         await idle(pilot)
         await pilot.press("L")
         await idle(pilot)
@@ -226,8 +226,7 @@ async def test_freeze_from_the_timeline(console) -> None:
     app = PolysecApp(console.rt, session=console.session)
     async with app.run_test(size=(120, 40)) as pilot:
         await idle(pilot)
-        await app.push_screen(TimelineScreen(a1, runtime=console.rt, clock=console.clock,
-                                             actor=console.session[1]))
+        await app.push_screen(TimelineScreen(a1))
         await idle(pilot)
         await pilot.press("F")
         await idle(pilot)

@@ -17,7 +17,7 @@ from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Button, Checkbox, DataTable, Input, Static
 
-from polysec_tui.app import DESTINATIONS, PolysecApp
+from polysec_tui.app import DESTINATIONS, PolysecApp, screen_class
 from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db import migrate
@@ -246,7 +246,7 @@ async def test_deny_from_the_reset_screen(staff: Staff) -> None:
 
 def test_the_destination_is_registered() -> None:
     dest = DESTINATIONS["twofa"]
-    assert dest.factory is TwoFactorRequestsScreen and dest.key.isdigit()
+    assert screen_class(dest.screen) is TwoFactorRequestsScreen and dest.key.isdigit()
     assert len({d.key for d in DESTINATIONS.values()}) == len(DESTINATIONS)
     assert PendingRequests.DEFAULT_CSS
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
-from polysec_tui.app import DESTINATIONS, PolysecApp
+from polysec_tui.app import DESTINATIONS, PolysecApp, screen_class
 from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db import migrate
@@ -90,7 +90,7 @@ async def open_queue(pilot: Pilot[Any]) -> None:
 
 
 def test_queue_is_a_destination() -> None:
-    assert DESTINATIONS["withdrawals"].factory is WithdrawalQueueScreen
+    assert screen_class(DESTINATIONS["withdrawals"].screen) is WithdrawalQueueScreen
 
 
 def test_age_turns_amber_then_red() -> None:

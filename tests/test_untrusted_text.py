@@ -95,11 +95,10 @@ async def test_hostile_text_is_inert_on_every_screen_that_shows_it(console) -> N
         assert_inert(app, "withdrawal detail")
         with rt.sessions() as s:
             account_id = s.scalar(select(Account.id).where(Account.external_id == "A1"))
-        await app.push_screen(TimelineScreen(account_id, runtime=rt, clock=rt.clock,
-                                             actor=session[1]))
+        await app.push_screen(TimelineScreen(account_id))
         await idle(pilot)
         assert_inert(app, "timeline")
-        await open_and_check(pilot, app, IncidentDetailScreen(rt, rt.clock, session[1], incident),
+        await open_and_check(pilot, app, IncidentDetailScreen(incident),
                              "incident")
 
 

@@ -118,10 +118,7 @@ class AccountScreen(ConsoleScreen):
         if self.summary is None:
             self._status("look up an account first", error=True)
             return
-        from polysec_tui.screens.timeline import TimelineScreen
-
-        self.app.push_screen(TimelineScreen(self.summary.id, runtime=self.runtime,
-                                            clock=self.clock, actor=self.actor))
+        self.open_account("timeline", self.summary.id)
 
     def _status(self, text: str, *, error: bool = False) -> None:
         status = self.query_one("#account-status", Static)

@@ -27,17 +27,10 @@ from textual.widgets import DataTable, Select, Static
 from textual.worker import get_current_worker
 
 from polysec_tui.errors import InputError, RefusedError
-from polysec_tui.screens.timeline import (
-    SEVERITY_RANK,
-    SEVERITY_STYLES,
-    AppBoundScreen,
-    TimelineScreen,
-)
-from polysec_tui.screens.widgets import fill_table, safe_text
+from polysec_tui.screens.findings import SEVERITY_RANK, SEVERITY_STYLES
+from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
 from polysec_tui.services.logins import anomalies
 from polysec_tui.services.logins.anomalies import KINDS, AnomalyView
-from polysec_tui.services.officers.auth import Actor
-from polysec_tui.services.runtime import Clock, Runtime
 
 LIMIT = 1000
 ALL_KINDS = "all"
@@ -55,7 +48,7 @@ def triage_order(found: list[AnomalyView], *, severity_first: bool = False
     return sorted(found, key=key)
 
 
-class AnomaliesScreen(AppBoundScreen):
+class AnomaliesScreen(ConsoleScreen):
     TITLE_TEXT = "Anomalies"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="anomalies.back",
@@ -82,10 +75,8 @@ class AnomaliesScreen(AppBoundScreen):
             self.found = found
             self.error = error
 
-    def __init__(self, account_id: uuid.UUID | None = None, *,
-                 runtime: Runtime | None = None, clock: Clock | None = None,
-                 actor: Actor | None = None) -> None:
-        super().__init__(runtime=runtime, clock=clock, actor=actor)
+    def __init__(self, account_id: uuid.UUID | None = None) -> None:
+        super().__init__()
         self.account_id = account_id
         self.kind: str | None = None
         self.severity_first = False
@@ -187,8 +178,7 @@ class AnomaliesScreen(AppBoundScreen):
         event.stop()
         if 0 <= event.cursor_row < len(self.shown):
             finding = self.shown[event.cursor_row]
-            self.open(TimelineScreen(finding.account_id, runtime=self.runtime,
-                                        clock=self.clock, actor=self.actor))
+            self.open_account("timeline", finding.account_id)
 
     def _detail(self, index: int) -> None:
         detail = self.query_one("#an-detail", Static)

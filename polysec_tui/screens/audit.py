@@ -24,10 +24,8 @@ from textual.worker import get_current_worker
 
 from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_to, safe_text
-from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.operations import audit_checks
 from polysec_tui.services.operations.audit_checks import AuditRunReport, Finding, RunSummary
-from polysec_tui.services.runtime import Clock, Runtime
 
 ORDER = {"fail": 0, "warn": 1, "pass": 2}
 STYLE = {"fail": "bold reverse red", "warn": "bold yellow", "pass": "green"}
@@ -93,8 +91,8 @@ class AuditChecksScreen(ConsoleScreen):
             self.run_id = run_id
             self.findings = findings
 
-    def __init__(self, runtime: Runtime, clock: Clock, actor: Actor | None = None) -> None:
-        super().__init__(runtime, clock, actor)
+    def __init__(self) -> None:
+        super().__init__()
         self._findings: list[Finding] = []
         self._runs: list[RunSummary] = []
 

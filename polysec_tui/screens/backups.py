@@ -39,10 +39,8 @@ from textual.worker import get_current_worker
 from polysec_tui.errors import PolysecError
 from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_to, safe_text
 from polysec_tui.services.officers import sessions
-from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.operations import backups
 from polysec_tui.services.operations.backups import BackupView
-from polysec_tui.services.runtime import Clock, Runtime
 
 STALE_AFTER = timedelta(hours=26)
 COLUMNS: list[tuple[str, str, int | None]] = [
@@ -234,8 +232,8 @@ class BackupsScreen(ConsoleScreen):
             self.ok = ok
             self.text = text
 
-    def __init__(self, runtime: Runtime, clock: Clock, actor: Actor | None = None) -> None:
-        super().__init__(runtime, clock, actor)
+    def __init__(self) -> None:
+        super().__init__()
         self.views: list[BackupView] = []
         self.busy: str | None = None
 

@@ -36,6 +36,7 @@ import dataclasses
 import threading
 import time
 from datetime import datetime
+from functools import cached_property
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -63,8 +64,6 @@ from polysec_tui.services.monitoring.dashboard import (
     DashboardService,
     DashboardSummary,
 )
-from polysec_tui.services.officers.auth import Actor
-from polysec_tui.services.runtime import Clock, Runtime
 
 REFRESH_SECONDS = 30.0
 POLL_SECONDS = 3.0
@@ -156,11 +155,9 @@ class DashboardScreen(ConsoleScreen):
             self.summary = summary
             self.token = token
 
-    def __init__(self, runtime: Runtime, clock: Clock, actor: Actor,
-                 refresh_seconds: float = REFRESH_SECONDS,
+    def __init__(self, refresh_seconds: float = REFRESH_SECONDS,
                  poll_seconds: float | None = None) -> None:
-        super().__init__(runtime, clock, actor)
-        self.service = DashboardService(runtime, actor, clock=clock)
+        super().__init__()
         self.summary: DashboardSummary | None = None
         self._refresh_seconds = refresh_seconds
         self._poll_seconds = POLL_SECONDS if poll_seconds is None else poll_seconds
@@ -176,6 +173,11 @@ class DashboardScreen(ConsoleScreen):
         self._stop = threading.Event()
         self.listening = False  # PostgreSQL LISTEN is active (the poll is the fallback)
         self.polls = 0  # change-token queries made (tests, diagnostics)
+
+    @cached_property
+    def service(self) -> DashboardService:
+        """The figures for this screen's officer (made once the screen is composed)."""
+        return DashboardService(self.runtime, self.officer, clock=self.clock)
 
     def compose_body(self) -> ComposeResult:
         for row_id, cards in CARDS:

@@ -23,8 +23,6 @@ from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
 from polysec_tui.services.clients import incidents
 from polysec_tui.services.clients.incidents import OUTCOMES, IncidentDetail, IncidentSummary
-from polysec_tui.services.officers.auth import Actor
-from polysec_tui.services.runtime import Clock, Runtime
 
 REFUSALS = (InputError, RefusedError, ConflictError)
 SEVERITY_STYLE = {"critical": "bold reverse red", "high": "bold red", "medium": "yellow",
@@ -58,8 +56,8 @@ class IncidentsScreen(ConsoleScreen):
             self.found = found
             self.error = error
 
-    def __init__(self, runtime: Runtime, clock: Clock, actor: Actor | None = None) -> None:
-        super().__init__(runtime, clock, actor)
+    def __init__(self) -> None:
+        super().__init__()
         self.show_all = False
         self._found: list[IncidentSummary] = []
 
@@ -111,9 +109,7 @@ class IncidentsScreen(ConsoleScreen):
     @on(DataTable.RowSelected, "#incidents-table")
     def _open(self, event: DataTable.RowSelected) -> None:
         if 0 <= event.cursor_row < len(self._found):
-            assert self.actor is not None
-            self.app.push_screen(IncidentDetailScreen(
-                self.runtime, self.clock, self.actor, self._found[event.cursor_row].id))
+            self.app.push_screen(IncidentDetailScreen(self._found[event.cursor_row].id))
 
 
 class IncidentDetailScreen(ConsoleScreen):
@@ -141,8 +137,8 @@ class IncidentDetailScreen(ConsoleScreen):
             self.detail = detail
             self.error = error
 
-    def __init__(self, runtime: Runtime, clock: Clock, actor: Actor, incident_id: int) -> None:
-        super().__init__(runtime, clock, actor)
+    def __init__(self, incident_id: int) -> None:
+        super().__init__()
         self.incident_id = incident_id
 
     def compose_body(self) -> ComposeResult:

@@ -13,21 +13,20 @@ worker from `services.timeline` (`account_timeline`, `logins_per_day`,
 - The day chart stacks successes (``█``) and failures (``▒``) per UTC day.
 - The map joins consecutive successful logins; an impossible trip is red with ``!`` at
   both ends (`screens.charts`).
-- ``f`` opens the 2FA reset request for the account (`screens.twofa`, imported when the
-  key is pressed: if that screen is missing the officer is told, nothing crashes).
+- ``a`` shows the account's findings and ``f`` its 2FA reset request (the app opens
+  them: `ConsoleScreen.open_account`).
 - Platform text (cities, user agents, summaries built from them) is only ever shown
   through ``safe_text``.
 
-The screen can be built with the account id alone (other screens do): the runtime, clock
-and officer then come from the running app when the screen is composed.
+The screen is built with the account id alone (or none); the runtime, clock and officer
+come from the running console (`ConsoleScreen`).
 """
 
 from __future__ import annotations
 
-import importlib
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -41,69 +40,20 @@ from textual.worker import get_current_worker
 
 from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.screens.charts import day_chart, location_map
+from polysec_tui.screens.findings import badge, badges
 from polysec_tui.screens.protection import PROTECTION_BINDINGS, protect
 from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_to, safe_text
 from polysec_tui.services.logins import timeline
 from polysec_tui.services.logins.timeline import DayCount, Ident, LocatedLogin, Timeline
-from polysec_tui.services.officers.auth import Actor
-from polysec_tui.services.runtime import Clock, Runtime
 
 if TYPE_CHECKING:
-    from textual.screen import Screen
+    pass
 
-TWOFA_MODULE = "polysec_tui.screens.twofa"
 FINDINGS_WIDTH = 30
 EVENT_LABELS = {"login": "login", "login_failed": "login FAILED",
                 "security_event": "security", "withdrawal": "withdrawal",
                 "review": "review", "twofa_reset": "2FA reset",
                 "officer_action": "officer"}
-BADGES = {"brute_force": "BRUTE", "credential_stuffing": "STUFFING",
-          "password_spraying": "SPRAY", "impossible_travel": "TRAVEL",
-          "new_device": "NEWDEV", "new_country": "NEWCTRY", "new_asn": "NEWASN",
-          "success_after_failures": "AFTERFAIL", "risky_login": "RISK"}
-SEVERITY_STYLES = {"critical": "bold reverse red", "high": "bold red",
-                   "medium": "yellow", "low": "dim"}
-SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
-
-
-def badge(kind: str, severity: str) -> Text:
-    """``TRAVEL:H``: the finding's kind and severity letter, coloured by severity."""
-    return Text(f"{BADGES.get(kind, kind.upper())}:{severity[:1].upper()}",
-                style=SEVERITY_STYLES.get(severity, ""))
-
-
-def badges(found: list[dict[str, Any]]) -> Text:
-    ordered = sorted(found, key=lambda a: -SEVERITY_RANK.get(str(a["severity"]), 0))
-    return Text(" ").join(badge(str(a["kind"]), str(a["severity"])) for a in ordered)
-
-
-class AppBoundScreen(ConsoleScreen):
-    """A console screen that other screens open with an account id only: the runtime,
-    clock and officer are taken from the running app when the screen is composed, unless
-    they were given (destinations and tests give them)."""
-
-    def __init__(self, *, runtime: Runtime | None = None, clock: Clock | None = None,
-                 actor: Actor | None = None) -> None:
-        super(ConsoleScreen, self).__init__()
-        self._given = (runtime, clock, actor)
-
-    def compose(self) -> ComposeResult:
-        runtime, clock, actor = self._given
-        app = cast(Any, self.app)  # PolysecApp (imported by it: no import cycle here)
-        self.runtime = runtime if runtime is not None else app.runtime
-        self.clock = clock if clock is not None else app.clock
-        self.actor = actor if actor is not None else app.actor
-        yield from super().compose()
-
-    def action_back(self) -> None:
-        """Back to the screen that opened this one (nothing when it is a destination)."""
-        if len(self.app.screen_stack) > 1 and self.app.screen is self:
-            self.app.pop_screen()
-
-    def open(self, screen: Screen[Any]) -> None:
-        self.app.push_screen(screen)
-
-
 class DayChart(Widget):
     """Logins per day; redrawn at its own size, and only when the days changed."""
 
@@ -145,7 +95,7 @@ class TimelineData:
     located: list[LocatedLogin]
 
 
-class TimelineScreen(AppBoundScreen):
+class TimelineScreen(ConsoleScreen):
     TITLE_TEXT = "Timeline"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="timeline.back",
@@ -177,9 +127,8 @@ class TimelineScreen(AppBoundScreen):
             self.error = error
 
     def __init__(self, account_id: uuid.UUID | None = None, *,
-                 runtime: Runtime | None = None, clock: Clock | None = None,
-                 actor: Actor | None = None, days: int = timeline.DEFAULT_DAYS) -> None:
-        super().__init__(runtime=runtime, clock=clock, actor=actor)
+                 days: int = timeline.DEFAULT_DAYS) -> None:
+        super().__init__()
         self.account_id = account_id
         self.ident: Ident | None = account_id
         self.days = days
@@ -304,23 +253,14 @@ class TimelineScreen(AppBoundScreen):
         if self.account_id is None:
             self.notify("Look up an account first.", markup=False)
             return
-        from polysec_tui.screens.anomalies import AnomaliesScreen
-
-        self.open(AnomaliesScreen(self.account_id, runtime=self.runtime, clock=self.clock,
-                                  actor=self.actor))
+        self.open_account("anomalies", self.account_id)
 
     def action_twofa_reset(self) -> None:
         """Open the 2FA reset request for this account."""
         if self.account_id is None:
             self.notify("Look up an account first.", markup=False)
             return
-        try:
-            screen_class = importlib.import_module(TWOFA_MODULE).TwoFactorResetScreen
-        except (ImportError, AttributeError):
-            self.notify("The 2FA reset screen is not available in this version.",
-                        severity="warning", markup=False)
-            return
-        self.open(screen_class(self.account_id))
+        self.open_account("twofa", self.account_id)
 
     def action_lockdown(self) -> None:
         """Confirmed takeover: lock the account down (lists what happens first)."""

@@ -28,15 +28,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import Button, Checkbox, DataTable, Footer, Input, Static
+from textual.widgets import Button, Checkbox, DataTable, Input, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from polysec_tui.errors import PolysecError
 from polysec_tui.screens.widgets import (
     ConsoleError,
     ConsoleScreen,
-    TopBar,
     describe_error,
     fill_table,
     safe_text,
@@ -44,7 +42,7 @@ from polysec_tui.screens.widgets import (
 from polysec_tui.services.clients import twofa
 from polysec_tui.services.clients.twofa import ResetRequestView, RiskContext, TwoFactorStatus
 from polysec_tui.services.officers.auth import Actor
-from polysec_tui.services.runtime import Clock, Runtime
+from polysec_tui.services.runtime import Runtime
 from polysec_tui.text import fmt_minute
 
 CODE_LENGTH = 8  # authenticator codes are 6 digits; a little room, never more
@@ -225,19 +223,16 @@ class TwoFactorRequestsScreen(ConsoleScreen):
         if request is None or self.actor is None:
             self.app.bell()
             return
-        self.app.push_screen(TwoFactorResetScreen(request.account_id, runtime=self.runtime,
-                                                  clock=self.clock, actor=self.actor))
+        self.open_account("twofa", request.account_id)
 
 
-class TwoFactorResetScreen(Screen[None]):
-    """The 2FA reset flow for one account (pushed over the timeline or a withdrawal).
+class TwoFactorResetScreen(ConsoleScreen):
+    """The 2FA reset flow for one account, opened over the timeline, a withdrawal or the
+    requests list with the account id alone (`ConsoleScreen.open_account`)."""
 
-    ``runtime``, ``clock`` and ``actor`` default to the app's, so callers that only know
-    the account can push ``TwoFactorResetScreen(account_id)``.
-    """
-
+    TITLE_TEXT = "2FA reset"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "Back", id="twofa.back", tooltip="Back to where you were"),
+        Binding("escape", "back", "Back", id="twofa.back", tooltip="Back to where you were"),
         Binding("ctrl+r", "reload", "Refresh", id="twofa.reload",
                 tooltip="Load status, risk context and requests again"),
     ]
@@ -269,31 +264,12 @@ class TwoFactorResetScreen(Screen[None]):
             self.text = text
             self.error = error
 
-    def __init__(self, account_id: uuid.UUID, *, runtime: Runtime | None = None,
-                 clock: Clock | None = None, actor: Actor | None = None) -> None:
+    def __init__(self, account_id: uuid.UUID) -> None:
         super().__init__()
         self.account_id = account_id
-        self._runtime = runtime
-        self._clock = clock
-        self._actor = actor
         self.status: TwoFactorStatus | None = None
 
-    # The app's services, unless given: screens elsewhere push this with the id only.
-    @property
-    def runtime(self) -> Runtime:
-        runtime = self._runtime or getattr(self.app, "runtime", None)
-        assert isinstance(runtime, Runtime), "TwoFactorResetScreen needs a runtime"
-        return runtime
-
-    @property
-    def actor(self) -> Actor:
-        actor = self._actor or getattr(self.app, "actor", None)
-        if not isinstance(actor, Actor):
-            raise PolysecError("not logged in")
-        return actor
-
-    def compose(self) -> ComposeResult:
-        yield TopBar(self.runtime.database_label, "2FA reset")
+    def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="twofa-body"):
             status = Static(Text("loading…"), id="twofa-status")
             status.border_title = "Authenticator"
@@ -320,15 +296,11 @@ class TwoFactorResetScreen(Screen[None]):
                 with Horizontal():
                     yield Button("Open request", id="twofa-open", variant="warning")
                 yield Static(Text(""), id="twofa-message")
+            assert self.actor is not None
             yield PendingRequests(self.runtime, self.actor)
-        yield Footer()
 
     def on_mount(self) -> None:
         self.load()
-
-    def action_close(self) -> None:
-        """Back to the screen below."""
-        self.dismiss(None)
 
     def action_reload(self) -> None:
         """Load everything again."""
@@ -343,8 +315,8 @@ class TwoFactorResetScreen(Screen[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="2FA status")
     def load(self) -> None:
         try:
-            status = twofa.status_by_id(self.runtime, self.actor, self.account_id)
-            risk = twofa.risk_context(self.runtime, self.actor, status.account)
+            status = twofa.status_by_id(self.runtime, self.officer, self.account_id)
+            risk = twofa.risk_context(self.runtime, self.officer, status.account)
             message = self.Loaded(status, risk)
         except PolysecError as error:
             message = self.Loaded(None, None, str(error))
@@ -417,7 +389,7 @@ class TwoFactorResetScreen(Screen[None]):
     def open_request(self, account: str, reason: str, evidence: str,
                      proof: twofa.Proof) -> None:
         try:
-            opened = twofa.request_reset(self.runtime, self.actor, account, reason, evidence,
+            opened = twofa.request_reset(self.runtime, self.officer, account, reason, evidence,
                                          proof)
             message = self.Opened(
                 f"request {opened.request.id} opened; it expires "

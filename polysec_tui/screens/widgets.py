@@ -3,16 +3,17 @@ screen that reports worker errors.
 
 Untrusted text (anything that came from the platform: account ids, user agents, cities,
 addresses, labels) reaches the screen only through :func:`safe_text`: control characters
-and escape sequences are removed and the result is a ``rich.text.Text``, which Textual
+and escape sequences are shown as escapes and the result is a ``rich.text.Text``, which Textual
 renders literally. A plain ``str`` in a ``DataTable`` cell or a ``Static`` would be parsed
 as markup, and markup can carry ``[@click=app.quit]`` actions.
 """
 
 from __future__ import annotations
 
+import uuid
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -25,6 +26,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
+from polysec_tui.errors import RefusedError
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Clock, Runtime
 from polysec_tui.text import printable
@@ -226,27 +228,56 @@ class ConsoleFooter(Footer):
         super().bindings_changed(screen)
 
 
-class ConsoleScreen(Screen[None]):
-    """Base of the console's top-level screens (one per navigation entry).
+class ConsoleContext(Protocol):
+    """What a console screen takes from the app it runs in (`app.PolysecApp`)."""
 
-    Subclasses implement :meth:`compose_body`; the top bar and the footer come from here.
-    A worker that fails on this screen is turned into one :class:`ConsoleError` message,
-    which the app shows. ``actor`` is the logged-in officer the screen's service calls act
-    for (None only on the login screen); the services check its permissions.
+    runtime: Runtime
+    clock: Clock
+    actor: Actor | None
+
+    def open_account_view(self, view: str, account_id: uuid.UUID) -> None:
+        """Show one of an account's views ("timeline", "anomalies", "twofa")."""
+
+
+class ConsoleScreen(Screen[None]):
+    """Base of every screen of the console (a destination, or a view pushed over one).
+
+    The runtime, the clock and the officer come from the console it runs in, bound when
+    the screen is composed, so a constructor takes only what the screen shows (an
+    account, a withdrawal) and any screen can open another with its id alone. Subclasses
+    implement :meth:`compose_body`; the top bar and the footer come from here. A worker
+    that fails on this screen is turned into one :class:`ConsoleError` message, which the
+    app shows. ``actor`` is the logged-in officer the screen's service calls act for
+    (None only on the login screen); the services check its permissions.
     """
 
     TITLE_TEXT = ""
-
-    def __init__(self, runtime: Runtime, clock: Clock, actor: Actor | None = None) -> None:
-        super().__init__()
-        self.runtime = runtime
-        self.clock = clock
-        self.actor = actor
+    runtime: Runtime
+    clock: Clock
+    actor: Actor | None
 
     def compose(self) -> ComposeResult:
+        console = cast(ConsoleContext, self.app)
+        self.runtime, self.clock, self.actor = console.runtime, console.clock, console.actor
         yield TopBar(self.runtime.database_label, self.TITLE_TEXT)
         yield from self.compose_body()
         yield ConsoleFooter()
+
+    @property
+    def officer(self) -> Actor:
+        """The officer the screen acts for; refused (one line) when nobody is logged in."""
+        if self.actor is None:
+            raise RefusedError("not logged in")
+        return self.actor
+
+    def open_account(self, view: str, account_id: uuid.UUID) -> None:
+        """Show the account's ``view`` ("timeline", "anomalies", "twofa") over this one."""
+        cast(ConsoleContext, self.app).open_account_view(view, account_id)
+
+    def action_back(self) -> None:
+        """Back to the screen that opened this one (nothing when it is a destination)."""
+        if len(self.app.screen_stack) > 1 and self.app.screen is self:
+            self.app.pop_screen()
 
     def compose_body(self) -> ComposeResult:
         yield from ()

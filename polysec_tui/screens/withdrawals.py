@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import ClassVar
 
 from rich.text import Text
@@ -36,8 +37,6 @@ from textual.worker import get_current_worker
 from polysec_tui.errors import PolysecError
 from polysec_tui.screens.protection import PROTECTION_BINDINGS, protect
 from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_to, safe_text
-from polysec_tui.services.officers.auth import Actor
-from polysec_tui.services.runtime import Clock, Runtime
 from polysec_tui.services.withdrawals import review as service
 from polysec_tui.services.withdrawals.screening import RULES, load_config
 from polysec_tui.text import fmt_amount
@@ -98,15 +97,19 @@ class WithdrawalQueueScreen(ConsoleScreen):
             self.page = page
             self.error = error
 
-    def __init__(self, runtime: Runtime, clock: Clock, actor: Actor | None = None) -> None:
-        super().__init__(runtime, clock, actor)
+    def __init__(self) -> None:
+        super().__init__()
         self.queue_status = "open"
         self.sort = "risk"
         self.asset: str | None = None
         self.rule: str | None = None
         self.page_offset = 0
         self.page: service.QueuePage | None = None
-        self.sla = timedelta(hours=load_config(runtime.settings).review_sla_hours)
+
+    @cached_property
+    def sla(self) -> timedelta:
+        """How long a held withdrawal may wait for an officer ([screening] config)."""
+        return timedelta(hours=load_config(self.runtime.settings).review_sla_hours)
 
     def compose_body(self) -> ComposeResult:
         yield Input(placeholder="asset (BTC) or rule (new_destination); empty clears; enter",
@@ -189,8 +192,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
         item = self._item()
         if item is None:
             return
-        self.app.push_screen(WithdrawalDetailScreen(self.runtime, self.clock, self.actor,
-                                                    item.external_id))
+        self.app.push_screen(WithdrawalDetailScreen(item.external_id))
 
     def action_sort(self) -> None:
         """Sort by risk, age or amount."""
@@ -346,8 +348,8 @@ class WithdrawalDetailScreen(ConsoleScreen):
             self.text = text
             self.error = error
 
-    def __init__(self, runtime: Runtime, clock: Clock, actor: Actor | None, ref: str) -> None:
-        super().__init__(runtime, clock, actor)
+    def __init__(self, ref: str) -> None:
+        super().__init__()
         self.ref = ref
         self.detail: service.Detail | None = None
         self.outcome: tuple[str, bool] | None = None
@@ -517,28 +519,19 @@ class WithdrawalDetailScreen(ConsoleScreen):
         """The account's timeline."""
         if self.detail is None:
             return
-        from polysec_tui.screens.timeline import TimelineScreen
-
-        self.app.push_screen(TimelineScreen(self.detail.account_id, runtime=self.runtime,
-                                            clock=self.clock, actor=self.actor))
+        self.open_account("timeline", self.detail.account_id)
 
     def action_anomalies(self) -> None:
         """The account's login anomalies."""
         if self.detail is None:
             return
-        from polysec_tui.screens.anomalies import AnomaliesScreen
-
-        self.app.push_screen(AnomaliesScreen(self.detail.account_id, runtime=self.runtime,
-                                             clock=self.clock, actor=self.actor))
+        self.open_account("anomalies", self.detail.account_id)
 
     def action_twofa(self) -> None:
         """Request a reset of the client's 2FA."""
         if self.detail is None:
             return
-        from polysec_tui.screens.twofa import TwoFactorResetScreen
-
-        self.app.push_screen(TwoFactorResetScreen(self.detail.account_id, runtime=self.runtime,
-                                                  clock=self.clock, actor=self.actor))
+        self.open_account("twofa", self.detail.account_id)
 
     def action_lockdown(self) -> None:
         """Confirmed takeover: lock the account down (lists what happens first)."""
