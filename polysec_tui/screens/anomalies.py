@@ -22,13 +22,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.message import Message
 from textual.widgets import DataTable, Select, Static
-from textual.worker import get_current_worker
 
-from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.screens.findings import SEVERITY_RANK, SEVERITY_STYLES
-from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
+from polysec_tui.screens.widgets import ConsoleScreen, StatusLine, fill_table, safe_text
 from polysec_tui.services.logins import anomalies
 from polysec_tui.services.logins.anomalies import KINDS, AnomalyView
 
@@ -69,12 +66,6 @@ class AnomaliesScreen(ConsoleScreen):
     AnomaliesScreen #an-detail { height: 4; padding: 0 1; background: $panel; }
     """
 
-    class Loaded(Message, bubble=False):
-        def __init__(self, found: list[AnomalyView] | None, error: str = "") -> None:
-            super().__init__()
-            self.found = found
-            self.error = error
-
     def __init__(self, account_id: uuid.UUID | None = None) -> None:
         super().__init__()
         self.account_id = account_id
@@ -88,7 +79,7 @@ class AnomaliesScreen(ConsoleScreen):
         with Horizontal(id="an-bar"):
             yield Select([("all kinds", ALL_KINDS), *((k, k) for k in KINDS)],
                          value=ALL_KINDS, allow_blank=False, id="an-kind")
-            yield Static(Text("loading…"), id="an-status")
+            yield StatusLine(Text("loading…"), id="an-status")
         yield DataTable(id="an-table", cursor_type="row", zebra_stripes=True)
         yield Static(Text(""), id="an-detail")
 
@@ -97,7 +88,7 @@ class AnomaliesScreen(ConsoleScreen):
 
     def action_reload(self) -> None:
         """Load the findings again."""
-        self._status("loading…")
+        self.set_status("loading…")
         self.load(self.kind)
 
     def action_toggle_order(self) -> None:
@@ -118,21 +109,14 @@ class AnomaliesScreen(ConsoleScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="anomalies")
     def load(self, kind: str | None) -> None:
-        assert self.actor is not None
-        try:
-            message = self.Loaded(anomalies.list_anomalies(
-                self.runtime, self.actor, kind=kind, account_id=self.account_id,
-                limit=LIMIT))
-        except (InputError, RefusedError) as error:
-            message = self.Loaded(None, str(error))
-        if not get_current_worker().is_cancelled:
-            self.post_message(message)
+        self.deliver(lambda: anomalies.list_anomalies(
+            self.runtime, self.officer, kind=kind, account_id=self.account_id, limit=LIMIT))
 
-    def on_anomalies_screen_loaded(self, message: AnomaliesScreen.Loaded) -> None:
-        if message.found is None:
-            self._status(message.error, error=True)
+    def on_console_screen_loaded(self, message: ConsoleScreen.Loaded) -> None:
+        if message.data is None:
+            self.set_status(message.error, error=True)
             return
-        self.found = message.found
+        self.found = message.data
         self._show()
 
     def _show(self) -> None:
@@ -165,7 +149,7 @@ class AnomaliesScreen(ConsoleScreen):
         order = "most severe" if self.severity_first else "newest day, most severe"
         scope = " of one account" if self.account_id is not None else ""
         more = f" (the newest {LIMIT})" if len(self.found) >= LIMIT else ""
-        self._status(f"{len(rows)} findings{scope}{more} · {order} first · "
+        self.set_status(f"{len(rows)} findings{scope}{more} · {order} first · "
                      "enter: timeline")
         self._detail(0)
 
@@ -198,7 +182,3 @@ class AnomaliesScreen(ConsoleScreen):
         text.append_text(safe_text(a.explanation, limit=1000))
         detail.update(text)
 
-    def _status(self, text: str, *, error: bool = False) -> None:
-        status = self.query_one("#an-status", Static)
-        status.update(safe_text(text))
-        status.set_class(error, "-error")

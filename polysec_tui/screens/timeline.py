@@ -33,16 +33,19 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
-from textual.worker import get_current_worker
 
-from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.screens.charts import day_chart, location_map
 from polysec_tui.screens.findings import badge, badges
 from polysec_tui.screens.protection import PROTECTION_BINDINGS, protect
-from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_to, safe_text
+from polysec_tui.screens.widgets import (
+    ConsoleScreen,
+    StatusLine,
+    fill_table,
+    move_cursor_to,
+    safe_text,
+)
 from polysec_tui.services.logins import timeline
 from polysec_tui.services.logins.timeline import DayCount, Ident, LocatedLogin, Timeline
 
@@ -120,12 +123,6 @@ class TimelineScreen(ConsoleScreen):
     TimelineScreen #tl-detail { height: 4; padding: 0 1; background: $panel; }
     """
 
-    class Loaded(Message, bubble=False):
-        def __init__(self, data: TimelineData | None, error: str = "") -> None:
-            super().__init__()
-            self.data = data
-            self.error = error
-
     def __init__(self, account_id: uuid.UUID | None = None, *,
                  days: int = timeline.DEFAULT_DAYS) -> None:
         super().__init__()
@@ -137,7 +134,7 @@ class TimelineScreen(ConsoleScreen):
     def compose_body(self) -> ComposeResult:
         yield Input(placeholder="account id or exact email, then enter", id="tl-ident",
                     max_length=320)
-        yield Static(Text("loading…"), id="tl-head")
+        yield StatusLine(Text("loading…"), id="tl-head")
         with Horizontal(id="tl-charts"):
             with Widget(id="tl-days-box") as days_box:
                 days_box.border_title = f"Logins per day ({self.days} d, UTC)"
@@ -151,7 +148,7 @@ class TimelineScreen(ConsoleScreen):
     def on_mount(self) -> None:
         if self.ident is None:
             self.add_class("-ask")
-            self._head("look up an account: its id or exact email")
+            self.set_status("look up an account: its id or exact email")
             self.query_one("#tl-ident", Input).focus()
         else:
             self.action_reload()
@@ -167,33 +164,30 @@ class TimelineScreen(ConsoleScreen):
     def action_reload(self) -> None:
         """Load the account's timeline again."""
         if self.ident is not None:
-            self._head("loading…")
+            self.set_status("loading…")
             self.load(self.ident)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="timeline")
     def load(self, ident: Ident) -> None:
-        assert self.actor is not None
-        try:
-            story = timeline.account_timeline(self.runtime, self.actor, ident)
+        def fetch() -> TimelineData:
+            story = timeline.account_timeline(self.runtime, self.officer, ident)
             # The charts follow the account the story resolved to.
-            days = timeline.logins_per_day(self.runtime, self.actor, story.account_id,
+            days = timeline.logins_per_day(self.runtime, self.officer, story.account_id,
                                            days=self.days)
-            located = timeline.located_logins(self.runtime, self.actor, story.account_id)
-            message = self.Loaded(TimelineData(story, days, located))
-        except (InputError, RefusedError) as error:
-            message = self.Loaded(None, str(error))
-        if not get_current_worker().is_cancelled:
-            self.post_message(message)
+            located = timeline.located_logins(self.runtime, self.officer, story.account_id)
+            return TimelineData(story, days, located)
 
-    def on_timeline_screen_loaded(self, message: TimelineScreen.Loaded) -> None:
+        self.deliver(fetch)
+
+    def on_console_screen_loaded(self, message: ConsoleScreen.Loaded) -> None:
         if message.data is None:
-            self._head(message.error, error=True)
+            self.set_status(message.error, error=True)
             return
         self.data = data = message.data
         story = data.timeline
         self.account_id = story.account_id
         flagged = sum(1 for e in story.events if e.anomalies)
-        self._head(Text.assemble(
+        self.set_status(Text.assemble(
             ("Account ", "bold"), safe_text(story.account, limit=64), "  ",
             safe_text(story.email), "  status ", safe_text(story.status),
             "  country ", safe_text(story.country or "-"),
@@ -273,8 +267,3 @@ class TimelineScreen(ConsoleScreen):
     def _protect(self, kind: str) -> None:
         account = self.data.timeline.account if self.data is not None else None
         protect(self, kind, account, after=self.action_reload)
-
-    def _head(self, text: str | Text, *, error: bool = False) -> None:
-        head = self.query_one("#tl-head", Static)
-        head.update(safe_text(text) if isinstance(text, str) else text)
-        head.set_class(error, "-error")

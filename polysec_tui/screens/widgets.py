@@ -24,9 +24,9 @@ from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerState, get_current_worker
 
-from polysec_tui.errors import RefusedError
+from polysec_tui.errors import PolysecError, RefusedError
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Clock, Runtime
 from polysec_tui.text import printable
@@ -228,6 +228,19 @@ class ConsoleFooter(Footer):
         super().bindings_changed(screen)
 
 
+class StatusLine(Static):
+    """A screen's one-line status: what it shows, or (in the error colour) why it could
+    not load. The text is shown inert (`safe_text`)."""
+
+    DEFAULT_CSS = """
+    StatusLine.-error { color: $error; text-style: bold; }
+    """
+
+    def show(self, text: str | Text, *, error: bool = False) -> None:
+        self.update(safe_text(text) if isinstance(text, str) else text)
+        self.set_class(error, "-error")
+
+
 class ConsoleContext(Protocol):
     """What a console screen takes from the app it runs in (`app.PolysecApp`)."""
 
@@ -269,6 +282,29 @@ class ConsoleScreen(Screen[None]):
         if self.actor is None:
             raise RefusedError("not logged in")
         return self.actor
+
+    class Loaded(Message, bubble=False):
+        """What the screen's loading worker brought back (``data``), or the one-line
+        ``error`` that stopped it; a screen handles it in ``on_console_screen_loaded``."""
+
+        def __init__(self, data: Any = None, error: str = "") -> None:
+            super().__init__()
+            self.data = data
+            self.error = error
+
+    def deliver(self, fetch: Callable[[], Any]) -> None:
+        """In a thread worker: run ``fetch`` and post what it returned, or its refusal,
+        as one `Loaded` message (nothing when the worker was cancelled meanwhile)."""
+        try:
+            message = self.Loaded(fetch())
+        except PolysecError as error:
+            message = self.Loaded(None, str(error))
+        if not get_current_worker().is_cancelled:
+            self.post_message(message)
+
+    def set_status(self, text: str | Text, *, error: bool = False) -> None:
+        """Show ``text`` in the screen's `StatusLine`."""
+        self.query_one(StatusLine).show(text, error=error)
 
     def open_account(self, view: str, account_id: uuid.UUID) -> None:
         """Show the account's ``view`` ("timeline", "anomalies", "twofa") over this one."""

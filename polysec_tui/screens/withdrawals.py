@@ -36,7 +36,13 @@ from textual.worker import get_current_worker
 
 from polysec_tui.errors import PolysecError
 from polysec_tui.screens.protection import PROTECTION_BINDINGS, protect
-from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_to, safe_text
+from polysec_tui.screens.widgets import (
+    ConsoleScreen,
+    StatusLine,
+    fill_table,
+    move_cursor_to,
+    safe_text,
+)
 from polysec_tui.services.withdrawals import review as service
 from polysec_tui.services.withdrawals.screening import RULES, load_config
 from polysec_tui.text import fmt_amount
@@ -91,12 +97,6 @@ class WithdrawalQueueScreen(ConsoleScreen):
     WithdrawalQueueScreen #queue-table { height: 1fr; }
     """
 
-    class Loaded(Message, bubble=False):
-        def __init__(self, page: service.QueuePage | None, error: str = "") -> None:
-            super().__init__()
-            self.page = page
-            self.error = error
-
     def __init__(self) -> None:
         super().__init__()
         self.queue_status = "open"
@@ -114,7 +114,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
     def compose_body(self) -> ComposeResult:
         yield Input(placeholder="asset (BTC) or rule (new_destination); empty clears; enter",
                     id="queue-filter", max_length=40)
-        yield Static(Text("loading…"), id="queue-status")
+        yield StatusLine(Text("loading…"), id="queue-status")
         yield DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
@@ -135,21 +135,15 @@ class WithdrawalQueueScreen(ConsoleScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="withdrawal queue")
     def load(self, status: str, sort: str, asset: str | None, rule: str | None,
              offset: int) -> None:
-        assert self.actor is not None
-        try:
-            message = self.Loaded(service.list_queue(
-                self.runtime, self.actor, status=status, asset=asset, rule=rule, sort=sort,
-                offset=offset, limit=PAGE))
-        except PolysecError as error:
-            message = self.Loaded(None, str(error))
-        if not get_current_worker().is_cancelled:
-            self.post_message(message)
+        self.deliver(lambda: service.list_queue(
+            self.runtime, self.officer, status=status, asset=asset, rule=rule, sort=sort,
+            offset=offset, limit=PAGE))
 
-    def on_withdrawal_queue_screen_loaded(self, message: WithdrawalQueueScreen.Loaded) -> None:
-        if message.page is None:
-            self._status(message.error, error=True)
+    def on_console_screen_loaded(self, message: ConsoleScreen.Loaded) -> None:
+        if message.data is None:
+            self.set_status(message.error, error=True)
             return
-        self.page = page = message.page
+        self.page = page = message.data
         now = self.clock()
         table: DataTable[Text] = self.query_one("#queue-table", DataTable)
         cursor = table.cursor_row
@@ -169,7 +163,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
         first = page.offset + 1 if page.items else 0
         filters = [f"asset {self.asset}"] if self.asset else []
         filters += [f"rule {self.rule}"] if self.rule else []
-        self._status(
+        self.set_status(
             f"{self.queue_status}: {first}-{page.offset + len(page.items)} of {page.total}"
             f"{'+' if page.capped else ''}; "
             f"sorted by {SORT_LABELS[self.sort]}"
@@ -236,17 +230,13 @@ class WithdrawalQueueScreen(ConsoleScreen):
         elif value.isalnum() and len(value) <= 16:
             self.asset = value.upper()
         else:
-            self._status(f"not an asset or a rule: {value}", error=True)
+            self.set_status(f"not an asset or a rule: {value}", error=True)
             return
         event.input.remove_class("-shown")
         self.query_one("#queue-table", DataTable).focus()
         self.page_offset = 0
         self.reload()
 
-    def _status(self, text: str, *, error: bool = False) -> None:
-        status = self.query_one("#queue-status", Static)
-        status.update(safe_text(text))
-        status.set_class(error, "-error")
 
 
 # ---------------------------------------------------------------------- detail
@@ -336,12 +326,6 @@ class WithdrawalDetailScreen(ConsoleScreen):
     WithdrawalDetailScreen DataTable { height: auto; max-height: 12; }
     """
 
-    class Loaded(Message, bubble=False):
-        def __init__(self, detail: service.Detail | None, error: str = "") -> None:
-            super().__init__()
-            self.detail = detail
-            self.error = error
-
     class Decided(Message, bubble=False):
         def __init__(self, text: str, error: bool) -> None:
             super().__init__()
@@ -355,7 +339,7 @@ class WithdrawalDetailScreen(ConsoleScreen):
         self.outcome: tuple[str, bool] | None = None
 
     def compose_body(self) -> ComposeResult:
-        yield Static(Text("loading…"), id="detail-status")
+        yield StatusLine(Text("loading…"), id="detail-status")
         with VerticalScroll(id="detail-body"):
             yield Static(Text(""), id="detail-head")
             yield Static(Text("Rule hits"), classes="section")
@@ -380,19 +364,13 @@ class WithdrawalDetailScreen(ConsoleScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="withdrawal detail")
     def load(self, ref: str) -> None:
-        assert self.actor is not None
-        try:
-            message = self.Loaded(service.show(self.runtime, self.actor, ref))
-        except PolysecError as error:
-            message = self.Loaded(None, str(error))
-        if not get_current_worker().is_cancelled:
-            self.post_message(message)
+        self.deliver(lambda: service.show(self.runtime, self.officer, ref))
 
-    def on_withdrawal_detail_screen_loaded(self, message: WithdrawalDetailScreen.Loaded) -> None:
-        if message.detail is None:
-            self._status(message.error, error=True)
+    def on_console_screen_loaded(self, message: ConsoleScreen.Loaded) -> None:
+        if message.data is None:
+            self.set_status(message.error, error=True)
             return
-        self.detail = d = message.detail
+        self.detail = d = message.data
         i = d.item
         head = Text.assemble(
             ("Withdrawal ", "bold"), safe_text(i.external_id, limit=64), "  ", i.status,
@@ -458,9 +436,9 @@ class WithdrawalDetailScreen(ConsoleScreen):
         if self.outcome is not None:  # the last decision's result stays in view
             text, error = self.outcome
             self.outcome = None
-            self._status(text, error=error)
+            self.set_status(text, error=error)
         else:
-            self._status("c claim · a approve · x reject · e escalate · t timeline · "
+            self.set_status("c claim · a approve · x reject · e escalate · t timeline · "
                          "o anomalies · f 2FA reset · L lock down · F freeze")
 
     # ----------------------------------------------------------------- decisions
@@ -505,7 +483,7 @@ class WithdrawalDetailScreen(ConsoleScreen):
         self.notify(message.text, markup=False,
                     severity="error" if message.error else "information")
         self.outcome = (message.text, message.error)
-        self._status(message.text, error=message.error)
+        self.set_status(message.text, error=message.error)
         self.reload()
 
     # --------------------------------------------------------------- navigation
@@ -545,10 +523,6 @@ class WithdrawalDetailScreen(ConsoleScreen):
         account = self.detail.account_summary.external_id if self.detail else None
         protect(self, kind, account, after=lambda: self.load(self.ref))
 
-    def _status(self, text: str, *, error: bool = False) -> None:
-        status = self.query_one("#detail-status", Static)
-        status.update(safe_text(text))
-        status.set_class(error, "-error")
 
 
 def _withdrawal_columns(*, account: bool = False) -> list[tuple[str, str, int | None]]:
