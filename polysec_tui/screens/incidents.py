@@ -14,17 +14,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Select, Static
-from textual.worker import get_current_worker
 
-from polysec_tui.errors import ConflictError, InputError, RefusedError
-from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
+from polysec_tui.screens.widgets import ConsoleScreen, StatusLine, fill_table, safe_text
 from polysec_tui.services.clients import incidents
 from polysec_tui.services.clients.incidents import OUTCOMES, IncidentDetail, IncidentSummary
 
-REFUSALS = (InputError, RefusedError, ConflictError)
 SEVERITY_STYLE = {"critical": "bold reverse red", "high": "bold red", "medium": "yellow",
                   "low": ""}
 LIST_COLUMNS: list[tuple[str, str, int | None]] = [
@@ -50,19 +46,13 @@ class IncidentsScreen(ConsoleScreen):
     IncidentsScreen #incidents-table { height: 1fr; }
     """
 
-    class Loaded(Message, bubble=False):
-        def __init__(self, found: list[IncidentSummary] | None, error: str = "") -> None:
-            super().__init__()
-            self.found = found
-            self.error = error
-
     def __init__(self) -> None:
         super().__init__()
         self.show_all = False
         self._found: list[IncidentSummary] = []
 
     def compose_body(self) -> ComposeResult:
-        yield Static(Text("loading…"), id="incidents-status")
+        yield StatusLine(Text("loading…"), id="incidents-status")
         yield DataTable(id="incidents-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
@@ -81,30 +71,23 @@ class IncidentsScreen(ConsoleScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="incidents")
     def load(self, state: str | None) -> None:
-        assert self.actor is not None
-        try:
-            message = self.Loaded(incidents.list_incidents(self.runtime, self.actor,
-                                                           state=state))
-        except REFUSALS as error:
-            message = self.Loaded(None, str(error))
-        if not get_current_worker().is_cancelled:
-            self.post_message(message)
+        self.deliver(lambda: incidents.list_incidents(self.runtime, self.officer, state=state))
 
-    def on_incidents_screen_loaded(self, message: IncidentsScreen.Loaded) -> None:
-        status = self.query_one("#incidents-status", Static)
-        if message.found is None:
-            status.update(safe_text(message.error))
+    def on_console_screen_loaded(self, message: ConsoleScreen.Loaded) -> None:
+        if message.data is None:
+            self.set_status(message.error, error=True)
             return
-        self._found = message.found
+        found: list[IncidentSummary] = message.data
+        self._found = found
         fill_table(self.query_one("#incidents-table", DataTable), LIST_COLUMNS, [
             (Text(str(i.id)), Text(f"{i.opened_at:%m-%d %H:%M}"),
              Text(i.severity, style=SEVERITY_STYLE.get(i.severity, "")), Text(i.state),
              safe_text(i.owner or "-", limit=24), safe_text(", ".join(i.accounts), limit=40),
              safe_text(i.title, limit=120))
-            for i in message.found
+            for i in found
         ])
         scope = "all incidents" if self.show_all else "open and contained incidents"
-        status.update(Text(f"{len(message.found)} {scope}; Enter opens one, s switches"))
+        self.set_status(f"{len(found)} {scope}; Enter opens one, s switches")
 
     @on(DataTable.RowSelected, "#incidents-table")
     def _open(self, event: DataTable.RowSelected) -> None:
@@ -131,12 +114,6 @@ class IncidentDetailScreen(ConsoleScreen):
     IncidentDetailScreen #incident-error { height: auto; color: $error; padding: 0 1; }
     """
 
-    class Loaded(Message, bubble=False):
-        def __init__(self, detail: IncidentDetail | None, error: str = "") -> None:
-            super().__init__()
-            self.detail = detail
-            self.error = error
-
     def __init__(self, incident_id: int) -> None:
         super().__init__()
         self.incident_id = incident_id
@@ -146,7 +123,7 @@ class IncidentDetailScreen(ConsoleScreen):
         yield DataTable(id="incident-timeline", cursor_type="row", zebra_stripes=True)
         yield Input(placeholder="note, then enter (esc cancels)", id="incident-note",
                     max_length=incidents.MAX_NOTE)
-        yield Static(Text(""), id="incident-error")
+        yield StatusLine(Text(""), id="incident-error")
 
     def on_mount(self) -> None:
         self.query_one("#incident-timeline", DataTable).focus()
@@ -190,40 +167,31 @@ class IncidentDetailScreen(ConsoleScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="incident")
     def load(self) -> None:
-        assert self.actor is not None
-        try:
-            message = self.Loaded(incidents.show(self.runtime, self.actor, self.incident_id))
-        except REFUSALS as error:
-            message = self.Loaded(None, str(error))
-        if not get_current_worker().is_cancelled:
-            self.post_message(message)
+        self.deliver(lambda: incidents.show(self.runtime, self.officer, self.incident_id))
 
     @work(thread=True, exit_on_error=False, group="incident change")
     def write_note(self, text: str) -> None:
-        assert self.actor is not None
-        try:
-            incidents.note(self.runtime, self.actor, self.incident_id, text)
-            self.post_message(self.Loaded(incidents.show(self.runtime, self.actor,
-                                                         self.incident_id)))
-        except REFUSALS as error:
-            self.post_message(self.Loaded(None, str(error)))
+        def noted() -> IncidentDetail:
+            incidents.note(self.runtime, self.officer, self.incident_id, text)
+            return incidents.show(self.runtime, self.officer, self.incident_id)
+
+        self.deliver(noted)
 
     @work(thread=True, exit_on_error=False, group="incident change")
     def change(self, state: str, outcome: str | None) -> None:
-        assert self.actor is not None
-        try:
-            incidents.set_state(self.runtime, self.actor, self.incident_id, state,
+        def changed() -> IncidentDetail:
+            incidents.set_state(self.runtime, self.officer, self.incident_id, state,
                                 outcome=outcome)
-            self.post_message(self.Loaded(incidents.show(self.runtime, self.actor,
-                                                         self.incident_id)))
-        except REFUSALS as error:
-            self.post_message(self.Loaded(None, str(error)))
+            return incidents.show(self.runtime, self.officer, self.incident_id)
 
-    def on_incident_detail_screen_loaded(self, message: IncidentDetailScreen.Loaded) -> None:
-        self.query_one("#incident-error", Static).update(safe_text(message.error))
-        if message.detail is None:
+        self.deliver(changed)
+
+    def on_console_screen_loaded(self, message: ConsoleScreen.Loaded) -> None:
+        self.set_status(message.error, error=bool(message.error))
+        if message.data is None:
             return
-        s = message.detail.summary
+        detail: IncidentDetail = message.data
+        s = detail.summary
         self.query_one("#incident-head", Static).update(Text.assemble(
             (f"#{s.id} ", "bold"), safe_text(s.title, limit=150), "\n",
             (s.severity, SEVERITY_STYLE.get(s.severity, "")),
@@ -233,7 +201,7 @@ class IncidentDetailScreen(ConsoleScreen):
         fill_table(self.query_one("#incident-timeline", DataTable), TIMELINE_COLUMNS, [
             (Text(f"{t.at:%m-%d %H:%M:%S}"), Text(t.kind), safe_text(t.ref, limit=24),
              safe_text(t.officer or "", limit=24), safe_text(t.text, limit=200))
-            for t in message.detail.timeline
+            for t in detail.timeline
         ])
 
 
