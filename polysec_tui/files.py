@@ -5,11 +5,13 @@ created owner-only from their first byte."""
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 
 from polysec_tui.errors import InputError
 
@@ -74,3 +76,56 @@ def private_umask() -> Iterator[None]:
             yield
         finally:
             os.umask(old)
+
+
+class NewFile:
+    """A new file written as a stream (a backup, a restored database) and committed
+    whole: it is written under a temporary name beside its path, owner-only from the
+    first byte; `commit` fsyncs it, links it into place (never over a file that is there)
+    and fsyncs the directory; `abort`, or an error inside a ``with`` block, removes it.
+    Every failure is one line (InputError). For small files: `atomic_write`."""
+
+    def __init__(self, path: Path, *, temp: Path | None = None, what: str = "file") -> None:
+        self.path = path
+        self.temp = temp or path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        self.what = what
+        try:
+            with private_umask():
+                fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise InputError(f"cannot write {what} in {path.parent}: {exc.strerror}") from None
+        self.file = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            raise InputError(f"cannot write {self.temp}: {exc.strerror}") from None
+
+    def commit(self) -> None:
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.link(self.temp, self.path)  # fails if the path appeared meanwhile
+        except FileExistsError:
+            self.abort()
+            raise AlreadyExists(f"{self.path} appeared meanwhile; nothing replaced") from None
+        except OSError as exc:
+            self.abort()
+            raise InputError(f"cannot commit {self.what} {self.path}: {exc.strerror}") from None
+        self.temp.unlink()
+        fsync_dir(self.path.parent)
+
+    def abort(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        self.temp.unlink(missing_ok=True)
+
+    def __enter__(self) -> NewFile:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if kind is not None:
+            self.abort()

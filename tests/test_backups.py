@@ -260,7 +260,7 @@ if where == "chunk":
 else:
     def link(src, dst):
         os.kill(os.getpid(), signal.SIGKILL)
-    backups.os.link = link
+    os.link = link  # the commit of the new file: killed just before it
 from polysec_tui.cli import main
 main(["backup", "create"])
 """

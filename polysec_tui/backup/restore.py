@@ -36,7 +36,7 @@ from polysec_tui.crypto.fields import DecryptionError, FieldCipher
 from polysec_tui.db.engine import make_engine, parse_url, redact
 from polysec_tui.db.models import ENCRYPTED_COLUMNS, Base
 from polysec_tui.errors import InputError, RefusedError
-from polysec_tui.files import fsync_dir, private_umask
+from polysec_tui.files import NewFile, fsync_dir, private_umask
 
 SAMPLE_ROWS = 25
 
@@ -121,44 +121,25 @@ class SqliteLoader(Loader):
     def __init__(self, path: Path) -> None:
         self.path = path
         check_sqlite_target(path)
-        self.tmp = path.with_name(f".{path.name}.restoring-{secrets.token_hex(4)}")
         try:
             with private_umask():  # the directory and the file: owner-only from birth
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
             raise InputError(f"cannot restore to {path}: {exc.strerror}") from None
-        self.fh = os.fdopen(fd, "wb")
+        self.out = NewFile(path, temp=path.with_name(
+            f".{path.name}.restoring-{secrets.token_hex(4)}"), what="the restored database")
 
     def write(self, data: bytes) -> None:
-        try:
-            self.fh.write(data)
-        except OSError as exc:
-            raise InputError(f"cannot write {self.tmp}: {exc.strerror}") from None
+        self.out.write(data)
 
     def close(self) -> None:
-        try:
-            self.fh.flush()
-            os.fsync(self.fh.fileno())
-            self.fh.close()
-            if self.path.exists() and self.path.stat().st_size == 0:
-                self.path.unlink()
-            try:
-                os.link(self.tmp, self.path)  # fails if the target appeared meanwhile
-            except FileExistsError:
-                self.tmp.unlink(missing_ok=True)
-                raise InputError(f"{self.path} appeared during the restore; nothing "
-                                 "replaced") from None
-            self.tmp.unlink()
-            fsync_dir(self.path.parent)
-        except OSError as exc:
-            raise InputError(f"cannot write {self.path}: {exc.strerror}") from None
+        if self.path.exists() and self.path.stat().st_size == 0:
+            self.path.unlink()  # an empty file is a placeholder, not a database
+        self.out.commit()
         self.created = True
 
     def abort(self) -> None:
-        if not self.fh.closed:
-            self.fh.close()
-        self.tmp.unlink(missing_ok=True)
+        self.out.abort()
 
 
 class ToolLoader(Loader):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import secrets
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -59,7 +58,7 @@ from polysec_tui.config import app_dir
 from polysec_tui.db.engine import WRITE_OPTION, make_engine, parse_url, redact
 from polysec_tui.db.models import BackupRecord
 from polysec_tui.errors import CheckFailed, InputError, PolysecError
-from polysec_tui.files import fsync_dir
+from polysec_tui.files import NewFile
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 
@@ -160,20 +159,6 @@ def _audit(rt: Runtime, actor: Actor, action: str, target: str | None,
                         target=target, details=details)
 
 
-class _Output:
-    """The backup file being written: an OSError becomes one line (exit 2)."""
-
-    def __init__(self, fh: BinaryIO, path: Path) -> None:
-        self.fh = fh
-        self.path = path
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        try:
-            return self.fh.write(data)
-        except OSError as exc:
-            raise InputError(f"cannot write {self.path}: {exc.strerror}") from None
-
-
 def _sha256_of(src: BinaryIO) -> str:
     """SHA-256 of a whole open file (from its start), read in 1 MiB pieces."""
     src.seek(0)
@@ -262,14 +247,10 @@ def create_backup(rt: Runtime, actor: Actor, *, directory: Path | None = None,
     final = directory / name
     partial = directory / f".{name}{PARTIAL}"
     try:
-        try:
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as exc:
-            raise InputError(f"cannot write a backup in {directory}: {exc.strerror}") from None
-        with os.fdopen(fd, "wb") as out:
+        with NewFile(final, temp=partial, what="a backup") as out:
             info, stream = snapshot(rt.engine.url.render_as_string(hide_password=False))
             meta = {"engine": kind, "created_at": now.isoformat(), "tool": f"polysec {__version__}"}
-            writer = EnvelopeWriter(_Output(out, partial), recips, meta,
+            writer = EnvelopeWriter(out, recips, meta,
                                     signing_key=signing_key, chunk_log2=chunk_log2,
                                     backup_id=backup_id.bytes)
             try:
@@ -292,17 +273,7 @@ def create_backup(rt: Runtime, actor: Actor, *, directory: Path | None = None,
                 "field_key_ids": info.field_key_ids,
                 "row_counts": info.row_counts,
             })
-            try:
-                out.flush()
-                os.fsync(out.fileno())
-            except OSError as exc:
-                raise InputError(f"cannot write {partial}: {exc.strerror}") from None
-        try:
-            os.link(partial, final)  # never replaces an existing file
-            partial.unlink()
-            fsync_dir(directory)
-        except OSError as exc:
-            raise InputError(f"cannot commit {final}: {exc.strerror}") from None
+            out.commit()  # linked into place: never over an existing file
     except BaseException as exc:
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)
