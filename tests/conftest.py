@@ -148,3 +148,14 @@ def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     from polysec_tui.crypto import passwords
 
     monkeypatch.setattr(passwords, "SCRYPT_LOG2_N", 10)
+
+
+@pytest.fixture(autouse=True)
+def steady_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A focused Input keeps its cursor shown: Textual blinks it on a 0.5 s wall-clock
+    timer, so a snapshot taken 0.4 s or 0.6 s after the focus showed the cursor or not
+    (on a busy machine the account, timeline and audit-log snapshots failed that way).
+    Focus, blur and typing still show and hide it as they do in the console."""
+    from textual.widgets import Input
+
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)

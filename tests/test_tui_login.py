@@ -27,7 +27,7 @@ from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine
-from polysec_tui.db.models import AuditLogEntry
+from polysec_tui.db.models import AuditLogEntry, Officer, OfficerSession
 from polysec_tui.errors import RefusedError
 from polysec_tui.screens.account import AccountScreen, RevealScreen
 from polysec_tui.screens.auditlog import AuditLogScreen
@@ -422,6 +422,7 @@ async def test_login_screen_shows_hints_only_for_the_demo(demo_settings: Setting
 
 
 SAM = Actor(uuid.UUID(int=2), "sam", "senior", uuid.UUID(int=20))
+SAM_TOKEN = "sam-snapshot-session"
 
 
 @pytest.fixture
@@ -447,6 +448,16 @@ def snapshot_rt(tmp_path: Path) -> Iterator[Runtime]:
             rt.audit.append(session, officer=officer, action=action,
                             at=FIXED_NOW - timedelta(minutes=minutes), target=target,
                             details=details)
+        # SAM's session is in the database: every SESSION_CHECK_SECONDS the console asks
+        # whether it still holds, and one the database does not know ends it (back to the
+        # login screen), so a snapshot taken after 10 s on a busy machine showed that.
+        session.add(Officer(id=SAM.officer_id, name=SAM.name, role=SAM.role,
+                            created_at=FIXED_NOW - timedelta(days=30)))
+        session.flush()
+        session.add(OfficerSession(id=SAM.session_id, officer_id=SAM.officer_id,
+                                   kind="interactive", token_hash=sessions.token_hash(SAM_TOKEN),
+                                   created_at=FIXED_NOW, last_seen_at=FIXED_NOW,
+                                   expires_at=FIXED_NOW + timedelta(hours=12)))
     yield rt
     engine.dispose()
 
@@ -492,6 +503,6 @@ SNAPSHOTS = {"login": _login, "lock": _lock, "auditlog": _audit, "account": _acc
 @pytest.mark.parametrize("screen", list(SNAPSHOTS))
 def test_snapshot(snap_compare: Any, snapshot_rt: Runtime, screen: str,
                   size: tuple[int, int]) -> None:
-    session = None if screen == "login" else ("token-not-used", SAM)
+    session = None if screen == "login" else (SAM_TOKEN, SAM)
     app = PolysecApp(snapshot_rt, session=session)
     assert snap_compare(app, terminal_size=size, run_before=SNAPSHOTS[screen])
