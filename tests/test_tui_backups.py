@@ -38,7 +38,7 @@ from tests.officer_fixtures import MovableClock
 from tests.sshd import needs_sshd
 from tests.test_backup_ship import Server, remote, server  # noqa: F401 - sshd fixtures
 from tests.test_backups import backup_options
-from tests.test_tui import SnapshotRuntime, idle, sync
+from tests.test_tui import SnapshotRuntime, idle, quiet, sync
 
 PASSWORD = "a-long-Officer-passphrase"
 KEY = DESTINATIONS["backups"].key
@@ -418,6 +418,7 @@ def snapshot_console(tmp_path: Path, keyring_path: Path) -> Iterator[Console]:
 def test_snapshot_backups_screen(snap_compare: Any, snapshot_console: Console) -> None:
     async def show(pilot: Pilot[Any]) -> None:
         await open_backups(pilot)
+        await quiet(pilot)
 
     assert snap_compare(PolysecApp(snapshot_console.rt, session=snapshot_console.session),
                         terminal_size=(90, 24), run_before=show)

@@ -30,7 +30,7 @@ from polysec_tui.screens.withdrawals import (
 from polysec_tui.services.runtime import Runtime
 from tests.conftest import FIXED_NOW
 from tests.screening_fixtures import build_history, request, status
-from tests.test_tui import Session, SnapshotRuntime, log_in, sync
+from tests.test_tui import Session, SnapshotRuntime, log_in, quiet, sync
 
 HOSTILE = "bc1q[@click=app.quit]x[/]"
 
@@ -246,8 +246,7 @@ def test_snapshot_queue(snap_compare: Any, snapshot_runtime: Runtime) -> None:
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await open_queue(pilot)
-        pilot.app.clear_notifications()  # the live dashboard's alerts are not this screen
-        await pilot.pause()
+        await quiet(pilot)  # the live dashboard's alerts are not this screen
 
     assert snap_compare(PolysecApp(snapshot_runtime, session=session),
                         terminal_size=(126, 30), run_before=run_before)
@@ -261,8 +260,7 @@ def test_snapshot_detail(snap_compare: Any, snapshot_runtime: Runtime) -> None:
         await open_queue(pilot)
         await pilot.press("enter")
         await until(pilot, detail_loaded(pilot.app))  # type: ignore[arg-type]
-        pilot.app.clear_notifications()
-        await pilot.pause()
+        await quiet(pilot)
 
     assert snap_compare(PolysecApp(snapshot_runtime, session=session),
                         terminal_size=(140, 56), run_before=run_before)
