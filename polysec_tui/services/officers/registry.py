@@ -192,11 +192,13 @@ def _setup_second_admin(session: Session, actor: Actor, role: str) -> bool:
     while no other officer has ever held a role that can approve."""
     if role != "admin":
         return False
-    # The init grant's row lock makes two parallel set-ups take turns: the second one
-    # counts the first one's admin and becomes a request.
+    # The asker's own row, locked by primary key, makes two parallel set-ups take turns:
+    # the second one counts the first one's admin and becomes a request. (Locking the
+    # init grant through its non-unique index took a gap lock on MariaDB, and the two
+    # set-ups' inserts deadlocked on it.)
+    session.scalar(select(Officer.id).where(Officer.id == actor.officer_id).with_for_update())
     init = session.scalar(select(OfficerGrant.id).where(OfficerGrant.officer_id == actor.officer_id,
-                                                        OfficerGrant.kind == "init")
-                          .with_for_update())
+                                                        OfficerGrant.kind == "init"))
     others = session.scalar(select(func.count()).select_from(OfficerGrant).where(
         OfficerGrant.officer_id != actor.officer_id, OfficerGrant.role.in_(SENIOR_UP)))
     return init is not None and not others
