@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("polysec_tui.commands.ingest:ingest", "Load platform events (JSON Lines)."),
     "simulate": ("polysec_tui.commands.simulate:simulate", "Stream live platform activity (with attacks) through ingest."),  # noqa: E501
     "status": ("polysec_tui.commands.status:status", "Dashboard figures of the database."),
+    "watch": ("polysec_tui.commands.watch:watch", "The detector service: judge new events within seconds."),  # noqa: E501
     "alerts": ("polysec_tui.commands.alerts:alerts", "High-severity alerts: list, acknowledge."),
     "demo": ("polysec_tui.commands.demo:demo", "Fill the demo database and open the console."),
     "tui": ("polysec_tui.commands.tui:tui", "Open the console (Textual TUI)."),

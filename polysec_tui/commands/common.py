@@ -139,6 +139,11 @@ def to_json(doc: Any) -> str:
     return json_escape_hidden(json.dumps(doc, default=_default, indent=2, ensure_ascii=False))
 
 
+def json_line(doc: Any) -> str:
+    """One compact JSON line, ASCII only (a log line for journald or a SIEM)."""
+    return json.dumps(doc, default=_default, separators=(",", ":"), ensure_ascii=True)
+
+
 def emit_json(doc: Any) -> None:
     click.echo(to_json(doc))
 

@@ -667,3 +667,26 @@ class AlertAck(Base):
     officer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("officers.id"))
     acked_at: Mapped[datetime]
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class WatcherLease(Base):
+    """The detector service's lease (`polysec watch`): one row, held by one process at a
+    time. The holder renews ``heartbeat_at`` every few seconds; a standby takes the lease
+    over once the heartbeat is older than the lease time. The holder also leaves here
+    what officers need to see that monitoring runs: how far screening has got, how much
+    it judged in the last minute, when it last had nothing waiting, its last error."""
+
+    __tablename__ = "watcher_lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(160))  # host:pid:nonce
+    host: Mapped[str | None] = mapped_column(String(128))
+    pid: Mapped[int | None]
+    acquired_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    caught_up_at: Mapped[datetime | None]  # the last moment nothing was waiting
+    withdrawal_id: Mapped[int] = mapped_column(BigInteger)  # screened up to (a watermark)
+    judged_total: Mapped[int] = mapped_column(BigInteger)
+    judged_last_minute: Mapped[int] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(String(400))
+    last_error_at: Mapped[datetime | None]

@@ -169,35 +169,53 @@ class AnalysisReport:
 
 def analyze(rt: Runtime, actor: Actor, *, full: bool = False,
             thresholds: Thresholds = DEFAULTS) -> AnalysisReport:
-    """Analyse the logins newer than the checkpoint (all of them with ``full``)."""
+    """Analyse the logins newer than the checkpoint (all of them with ``full``); audited."""
     require(actor, "logins.analyze")
-    began = time.monotonic()
-    now = rt.clock()
     with rt.transaction() as session:
-        last_login, _last_sev = _lock_checkpoint(session)
-        if full:
-            for table in (_A, _P, _G):
-                session.execute(delete(table))
-            last_login = 0
-        hi = int(session.scalar(select(func.coalesce(func.max(_L.id), 0))) or 0)
-        hi_sev = int(session.scalar(
-            select(func.coalesce(func.max(SecurityEvent.id), 0))) or 0)
-        report = AnalysisReport(full, last_login, max(hi, last_login), 0, 0)
-        if hi > last_login:
-            findings: dict[tuple[str, int], Finding] = {}
-            report.logins = _window_pass(session, last_login, hi, thresholds, findings)
-            if full:
-                _rebuild_counts(session, hi)
-            report.successful_logins = _profile_pass(session, last_login, hi, full,
-                                                     thresholds, findings)
-            report.new_anomalies = _store(session, findings.values(), now)
-        session.execute(
-            update(_C).where(_C.c.name == CHECKPOINT)
-            .values(login_id=max(hi, last_login), security_event_id=hi_sev, updated_at=now)
-        )
-        report.seconds = time.monotonic() - began
-        rt.audit.append(session, officer=actor.name, action="logins.analyze", at=now,
+        report = _analyze_in(session, rt.clock(), full, WindowState(thresholds))
+        rt.audit.append(session, officer=actor.name, action="logins.analyze", at=rt.clock(),
                         target=None, details=report.as_dict() | {"seconds": None})
+    return report
+
+
+def analyze_new(rt: Runtime, windows: WindowState, limit: int) -> AnalysisReport:
+    """The watcher's pass: the logins newer than the checkpoint, fed on top of the
+    windows it keeps (which this pass brings up to date). Not audited one by one: the
+    watcher's start and stop are, and its figures are on the lease row. At most
+    ``limit`` logins, so that a backlog is worked off in short transactions. On an
+    error the windows are left incomplete: the caller resets them."""
+    with rt.transaction() as session:
+        return _analyze_in(session, rt.clock(), False, windows, limit)
+
+
+def _analyze_in(session: Session, now: datetime, full: bool, windows: WindowState,
+                limit: int | None = None) -> AnalysisReport:
+    """One run in the caller's transaction: findings and the checkpoint move together."""
+    began = time.monotonic()
+    thresholds = windows.t
+    last_login, _last_sev = _lock_checkpoint(session)
+    if full:
+        for table in (_A, _P, _G):
+            session.execute(delete(table))
+        last_login = 0
+    hi = int(session.scalar(select(func.coalesce(func.max(_L.id), 0))) or 0)
+    if limit is not None:
+        hi = min(hi, last_login + limit)
+    hi_sev = int(session.scalar(select(func.coalesce(func.max(SecurityEvent.id), 0))) or 0)
+    report = AnalysisReport(full, last_login, max(hi, last_login), 0, 0)
+    if hi > last_login:
+        findings: dict[tuple[str, int], Finding] = {}
+        report.logins = _window_pass(session, last_login, hi, windows, findings)
+        if full:
+            _rebuild_counts(session, hi)
+        report.successful_logins = _profile_pass(session, last_login, hi, full,
+                                                 thresholds, findings)
+        report.new_anomalies = _store(session, findings.values(), now)
+    session.execute(
+        update(_C).where(_C.c.name == CHECKPOINT)
+        .values(login_id=max(hi, last_login), security_event_id=hi_sev, updated_at=now)
+    )
+    report.seconds = time.monotonic() - began
     return report
 
 
@@ -310,39 +328,58 @@ class _Source:
     spraying: bool = False
 
 
-def _window_pass(session: Session, lo: int, hi: int, t: Thresholds,
-                 findings: dict[tuple[str, int], Finding]) -> int:
-    cols = (_L.id, _L.account_id, _L.at, _L.success, _L.ip, _L.asn)
-    if lo == 0:
-        where: ColumnElement[bool] = _L.id <= hi
-        start = None
-    else:
-        first = session.scalar(select(func.min(_L.at)).where(_L.id > lo, _L.id <= hi))
-        if first is None:
-            return 0
-        start = first - t.lookback
-        where = and_(_L.at >= start, _L.id <= hi)
-    resets = _password_resets(session, start)
-    accounts_fail: dict[uuid.UUID, deque[_Attempt]] = {}
-    sources: dict[tuple[str, str | int], _Source] = {}
-    processed = 0
-    stmt = select(*cols).where(where).order_by(_L.at, _L.id)
-    for row in _stream(session, stmt):
-        a = _Attempt(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
-        new = a.id > lo
-        processed += new
-        fails = accounts_fail.get(a.account_id)
+class WindowState:
+    """The sliding windows of the window detectors, fed logins in time order.
+
+    A batch run builds one from the look-back and drops it. The watcher keeps one
+    between its passes, so a pass reads only the logins that arrived since the last
+    one; it rebuilds it (one look-back read) when it starts, after an error, when another
+    run moved the checkpoint, or when a login arrives older than one already judged."""
+
+    def __init__(self, t: Thresholds) -> None:
+        self.t = t
+        self.rebuilds = 0  # look-back reads (the watcher's figure: should stay rare)
+        self.reset()
+
+    def reset(self) -> None:
+        self.accounts_fail: dict[uuid.UUID, deque[_Attempt]] = {}
+        self.sources: dict[tuple[str, str | int], _Source] = {}
+        self.resets: dict[uuid.UUID, list[datetime]] = {}
+        self.login_id = -1  # the checkpoint this state is complete up to (-1: none)
+        self.security_event_id = 0  # password resets read up to this id
+        self.last_at: datetime | None = None  # the newest login fed
+
+    def continues(self, lo: int, first_new: datetime) -> bool:
+        """Whether the logins after checkpoint ``lo``, the oldest at ``first_new``, can be
+        fed on top of this state with the result a fresh look-back would give."""
+        return (self.login_id == lo and lo > 0
+                and (self.last_at is None or first_new >= self.last_at))
+
+    def read_resets(self, session: Session, start: datetime | None) -> None:
+        stmt = select(SecurityEvent.id, SecurityEvent.account_id, SecurityEvent.at).where(
+            SecurityEvent.kind == "password_reset", SecurityEvent.id > self.security_event_id)
+        if start is not None:
+            stmt = stmt.where(SecurityEvent.at >= start)
+        for sev_id, account_id, at in session.execute(stmt):
+            self.resets.setdefault(account_id, []).append(at)
+            self.security_event_id = max(self.security_event_id, int(sev_id))
+
+    def feed(self, a: _Attempt, new: bool, findings: dict[tuple[str, int], Finding]) -> None:
+        t = self.t
+        self.last_at = a.at
+        fails = self.accounts_fail.get(a.account_id)
         if fails is not None:
             while fails and a.at - fails[0].at > t.saf_window:
                 fails.popleft()
         if a.success:
             if new and fails and len(fails) >= t.saf_failures:
-                _success_after_failures(a, fails, resets.get(a.account_id, ()), t, findings)
+                _success_after_failures(a, fails, self.resets.get(a.account_id, ()), t,
+                                        findings)
             if fails is not None:
                 fails.clear()
         else:
             if fails is None:
-                fails = accounts_fail[a.account_id] = deque()
+                fails = self.accounts_fail[a.account_id] = deque()
             fails.append(a)
             if new:
                 _brute_force(a, fails, t, findings)
@@ -351,38 +388,58 @@ def _window_pass(session: Session, lo: int, hi: int, t: Thresholds,
             keys.append(("asn", a.asn))
         stuffed = False
         for key in keys:  # the IP first: a stuffing burst it shows is not ASN spraying
-            source = sources.get(key)
+            source = self.sources.get(key)
             if source is None:
-                source = sources[key] = _Source()
+                source = self.sources[key] = _Source()
             if stuffed:
                 source.last_stuffing = a.at
             stuffed = _source_attempt(key, source, a, new, t, findings) or stuffed
-        if len(accounts_fail) > 200_000:
-            _prune(accounts_fail, sources, a.at, t)
+
+    def prune(self, now: datetime, *, above: int) -> None:
+        """Forget windows that can no longer fire, once there are more than ``above``."""
+        t = self.t
+        if len(self.accounts_fail) + len(self.sources) <= above:
+            return
+        for acc in [k for k, d in self.accounts_fail.items()
+                    if not d or now - d[-1].at > t.saf_window]:
+            del self.accounts_fail[acc]
+        for key in [k for k, s in self.sources.items()
+                    if not s.day or now - s.day[-1].at > t.spraying_window]:
+            del self.sources[key]
+        horizon = now - t.lookback
+        for acc in [k for k, at in self.resets.items() if max(at) < horizon]:
+            del self.resets[acc]
+
+
+def _window_pass(session: Session, lo: int, hi: int, state: WindowState,
+                 findings: dict[tuple[str, int], Finding]) -> int:
+    """Feed the logins ``lo < id <= hi`` to the window detectors: on top of ``state``
+    where it continues from ``lo``, else into a fresh state that first reads one
+    look-back of older logins (judged already, so they only fill the windows)."""
+    cols = (_L.id, _L.account_id, _L.at, _L.success, _L.ip, _L.asn)
+    first = session.scalar(select(func.min(_L.at)).where(_L.id > lo, _L.id <= hi))
+    if first is None:
+        return 0
+    where: ColumnElement[bool]
+    if state.continues(lo, first):
+        where = and_(_L.id > lo, _L.id <= hi)
+        state.read_resets(session, None)
+    else:
+        state.reset()
+        state.rebuilds += 1
+        start = None if lo == 0 else first - state.t.lookback
+        where = _L.id <= hi if start is None else and_(_L.at >= start, _L.id <= hi)
+        state.read_resets(session, start)
+    processed = 0
+    stmt = select(*cols).where(where).order_by(_L.at, _L.id)
+    for row in _stream(session, stmt):
+        a = _Attempt(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
+        new = a.id > lo
+        processed += new
+        state.feed(a, new, findings)
+        state.prune(a.at, above=200_000)
+    state.login_id = hi
     return processed
-
-
-def _prune(accounts_fail: dict[uuid.UUID, deque[_Attempt]],
-           sources: dict[tuple[str, str | int], _Source], now: datetime,
-           t: Thresholds) -> None:
-    for acc in [k for k, d in accounts_fail.items() if not d or now - d[-1].at > t.saf_window]:
-        del accounts_fail[acc]
-    for key in [k for k, s in sources.items()
-                if not s.day or now - s.day[-1].at > t.spraying_window]:
-        del sources[key]
-
-
-def _password_resets(session: Session, start: datetime | None) -> dict[uuid.UUID, list[datetime]]:
-    """Times of password resets: a burst of failures that ends in a reset and then a
-    success is a forgotten password, not a compromise."""
-    stmt = select(SecurityEvent.account_id, SecurityEvent.at).where(
-        SecurityEvent.kind == "password_reset")
-    if start is not None:
-        stmt = stmt.where(SecurityEvent.at >= start)
-    out: dict[uuid.UUID, list[datetime]] = {}
-    for account_id, at in session.execute(stmt):
-        out.setdefault(account_id, []).append(at)
-    return out
 
 
 def _flag(findings: dict[tuple[str, int], Finding], f: Finding) -> None:

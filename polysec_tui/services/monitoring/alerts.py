@@ -8,7 +8,10 @@ An alert is not a row of its own: it *is* an event already in the database, name
 - ``withdrawal:<id>``: a withdrawal held for review (status ``held``) whose amount is above
   its asset's four-eyes approval limit (``[screening] approval_limits``; an asset without a
   limit always alerts, as it always needs four-eyes);
-- ``audit:<id>``: an audit run of the last 24 hours whose result is ``fail``.
+- ``audit:<id>``: an audit run of the last 24 hours whose result is ``fail``;
+- ``monitoring:0``: events wait and no watcher has judged them for ``[watch]
+  stale_after_seconds`` (:mod:`monitoring.watcher`). Critical, and not acknowledged: it
+  clears itself when a watcher has caught up again.
 
 An alert stays on the dashboard until an officer acknowledges it. The acknowledgement is a
 row of ``alert_acks`` (unique per event) and an ``alert.acknowledge`` entry of the audit
@@ -45,6 +48,7 @@ from polysec_tui.db.models import (
 )
 from polysec_tui.db.types import record_id
 from polysec_tui.errors import ConflictError, InputError
+from polysec_tui.services.monitoring import watcher
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals.screening import ScreeningConfig, load_config
@@ -75,8 +79,14 @@ class Alert:
         return {"key": self.key, **asdict(self)}
 
 
+MONITORING = "monitoring"
+
+
 def parse_key(key: str) -> tuple[str, str]:
     kind, _, ref = key.partition(":")
+    if kind == MONITORING:
+        raise InputError("the monitoring alert cannot be acknowledged: it clears itself "
+                         "when a watcher (`polysec watch`) has judged the waiting events")
     if kind not in KINDS or record_id(ref) is None:
         raise InputError(f"not an alert: {printable(key, limit=80)!r} "
                          "(anomaly:<id>, withdrawal:<id> or audit:<id>)")
@@ -105,10 +115,14 @@ def _above_limit_sql(cfg: ScreeningConfig, dialect: str) -> ColumnElement[bool]:
                  for asset, bound in bounds.items()))
 
 
-def unacknowledged(session: Session, now: datetime, cfg: ScreeningConfig) -> list[Alert]:
-    """The alerts nobody has acknowledged yet, newest first."""
+def unacknowledged(session: Session, now: datetime, cfg: ScreeningConfig,
+                   watch: watcher.WatchConfig | None = None) -> list[Alert]:
+    """The alerts nobody has acknowledged yet, newest first (a stalled monitoring first
+    of all: nothing else on the list is current while it lasts)."""
     since = now - WINDOW
     found: list[Alert] = []
+    monitoring = watcher.status(session, now, watch or watcher.WatchConfig())
+    stalled = [_stalled(monitoring, now)] if monitoring.stale else []
     for row in session.execute(
         select(LoginAnomaly.id, LoginAnomaly.at, LoginAnomaly.severity, LoginAnomaly.kind,
                Account.external_id, LoginAnomaly.source_ip, LoginAnomaly.explanation)
@@ -160,11 +174,21 @@ def unacknowledged(session: Session, now: datetime, cfg: ScreeningConfig) -> lis
         found.append(Alert("audit", str(run_id), at, "high", f"audit run {run_id} failed",
                            "", printable(f"failed: {checks}", limit=200)))
     if not found:
-        return []
+        return stalled
     acked = _acknowledged(session, found)
     alerts = [a for a in found if (a.kind, a.ref) not in acked]
     alerts.sort(key=lambda a: (a.at, a.kind, int(a.ref)), reverse=True)
-    return alerts
+    return stalled + alerts
+
+
+def _stalled(status: watcher.WatcherStatus, now: datetime) -> Alert:
+    waited = ("" if status.lag_seconds is None
+              else f" for {status.lag_seconds / 60:,.0f} min")
+    who = (f"the watcher on {status.host} is behind" if status.running
+           else "no watcher is running (`polysec watch`)")
+    return Alert(MONITORING, "0", now, "critical", "monitoring stalled", "",
+                 printable(f"{status.lag_events:,} event(s) waiting unjudged{waited}: {who}",
+                           limit=200))
 
 
 def _acknowledged(session: Session, alerts: list[Alert]) -> set[tuple[str, str]]:
@@ -180,8 +204,9 @@ def _acknowledged(session: Session, alerts: list[Alert]) -> set[tuple[str, str]]
 def list_alerts(rt: Runtime, actor: Actor) -> list[Alert]:
     require(actor, "read")
     cfg = load_config(rt.settings)
+    watch = watcher.WatchConfig.from_settings(rt.settings)
     with rt.sessions() as session:
-        return unacknowledged(session, rt.clock(), cfg)
+        return unacknowledged(session, rt.clock(), cfg, watch)
 
 
 def _exists(session: Session, kind: str, ref: int) -> bool:

@@ -51,6 +51,7 @@ from polysec_tui.text import printable
 
 if TYPE_CHECKING:
     from polysec_tui.services.monitoring.alerts import Alert
+    from polysec_tui.services.monitoring.watcher import WatcherStatus
 
 WINDOW = timedelta(hours=24)
 RATE_WINDOW = timedelta(hours=1)  # the failed-login rate: failures in the last hour
@@ -95,6 +96,7 @@ class DashboardSummary:
     audit: LastAudit | None = None
     incidents_open: int = 0
     alerts: tuple[Alert, ...] = ()
+    watcher: WatcherStatus | None = None  # the detector service (`polysec watch`)
 
     @property
     def coverage_pct(self) -> float | None:
@@ -232,9 +234,10 @@ class DashboardService:
         return tuple(row)
 
     def _live_figures(self, session: Session, now: datetime) -> dict[str, Any]:
-        from polysec_tui.services.monitoring import alerts
+        from polysec_tui.services.monitoring import alerts, watcher
         from polysec_tui.services.withdrawals.screening import load_config
 
+        watch = watcher.WatchConfig.from_settings(self.runtime.settings)
         failed_1h = session.scalar(
             select(func.count()).select_from(LoginEvent)
             .where(LoginEvent.at > now - RATE_WINDOW, LoginEvent.at <= now,
@@ -274,7 +277,8 @@ class DashboardService:
             "backup": backup,
             "audit": audit,
             "alerts": tuple(alerts.unacknowledged(session, now,
-                                                  load_config(self.runtime.settings))),
+                                                  load_config(self.runtime.settings), watch)),
+            "watcher": watcher.status(session, now, watch),
         }
 
     def _newest_events(self, session: Session, now: datetime) -> tuple[DashboardEvent, ...]:

@@ -310,10 +310,29 @@ def screen(rt: Runtime, actor: Actor, *, config: ScreeningConfig | None = None,
     writes; verdicts are written in batch order either way.
     """
     require(actor, "withdrawals.screen")
-    cfg = config or load_config(rt.settings)
+    report, _last = _screen(rt, config or load_config(rt.settings), limit, workers, 0)
+    with rt.transaction() as session:
+        rt.audit.append(session, officer=actor.name, action="withdrawals.screen",
+                        at=rt.clock(), target=None,
+                        details=report.as_dict() | {"seconds": None})
+    return report
+
+
+def screen_new(rt: Runtime, config: ScreeningConfig, after: int,
+               limit: int) -> tuple[ScreenReport, int]:
+    """The watcher's pass: at most ``limit`` unscreened withdrawals with an id above
+    ``after``, judged as :func:`screen` judges them (not audited one by one). Returns
+    the report and the highest id judged (``after`` when there was none), the
+    watcher's next ``after``."""
+    return _screen(rt, config, limit, None, after)
+
+
+def _screen(rt: Runtime, cfg: ScreeningConfig, limit: int | None, workers: int | None,
+            after: int) -> tuple[ScreenReport, int]:
     began = time.monotonic()
     report = ScreenReport()
-    batches = _batches(rt, limit)
+    last = after
+    batches = _batches(rt, limit, after)
     first = list(itertools.islice(batches, PARALLEL_FROM))
     n = cfg.workers if workers is None else workers
     if n < 1 or len(first) < PARALLEL_FROM or not _shareable(rt):
@@ -323,6 +342,7 @@ def screen(rt: Runtime, actor: Actor, *, config: ScreeningConfig | None = None,
     try:
         verdicts: deque[Future[_Verdict]] = deque()
         for ids in itertools.chain(first, batches):
+            last = max(last, ids[-1])
             verdicts.append(pool.submit(judge, ids, cfg))
             # Keep every worker busy while this process writes.
             if len(verdicts) > n:
@@ -332,16 +352,13 @@ def screen(rt: Runtime, actor: Actor, *, config: ScreeningConfig | None = None,
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     report.seconds = time.monotonic() - began
-    with rt.transaction() as session:
-        rt.audit.append(session, officer=actor.name, action="withdrawals.screen",
-                        at=rt.clock(), target=None,
-                        details=report.as_dict() | {"seconds": None})
-    return report
+    return report, last
 
 
-def _batches(rt: Runtime, limit: int | None) -> Iterator[list[int]]:
-    """The ids of the unscreened withdrawals, in batches of ``BATCH``, oldest first."""
-    after, left = 0, limit
+def _batches(rt: Runtime, limit: int | None, after: int) -> Iterator[list[int]]:
+    """The ids above ``after`` of the unscreened withdrawals, in batches of ``BATCH``,
+    oldest first."""
+    left = limit
     while left is None or left > 0:
         size = BATCH if left is None else min(BATCH, left)
         with rt.sessions() as session:
