@@ -32,7 +32,9 @@ def demo(ctx: click.Context, no_tui: bool, accounts: int, days: int, seed: int,
     withdrawals go through the same ingest path as the platform's feed; known attacks
     (brute force, credential stuffing, password spraying, impossible travel, account
     takeover) are injected in the last days, with their ground truth in demo_scenarios.
-    An existing demo database is reused; --reset regenerates it.
+    An existing demo database is reused; --reset regenerates it. While the console is
+    open, a watcher judges new events as they arrive (try `polysec simulate --demo` in a
+    second terminal).
     """
     settings = settings_of(ctx).for_demo()
     spec = DemoSpec(accounts=accounts, days=days, seed=seed,
@@ -41,8 +43,10 @@ def demo(ctx: click.Context, no_tui: bool, accounts: int, days: int, seed: int,
     _summary(result)
     if not no_tui:
         from polysec_tui.commands.tui import open_console
+        from polysec_tui.synthetic.demo import demo_watcher
 
-        open_console(settings)
+        with demo_watcher(settings):
+            open_console(settings)
 
 
 def _summary(result: DemoResult) -> None:

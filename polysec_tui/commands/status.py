@@ -12,6 +12,7 @@ import click
 
 from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of
 from polysec_tui.services.monitoring.dashboard import DashboardService, DashboardSummary
+from polysec_tui.services.monitoring.watcher import describe
 from polysec_tui.text import printable
 
 
@@ -23,8 +24,9 @@ from polysec_tui.text import printable
 def status(ctx: click.Context, as_json: bool, newest: int) -> None:
     """Accounts and 2FA coverage, logins of the last 24 hours and the failed-login rate of
     the last hour, withdrawals waiting for a decision, login anomalies, pending four-eyes
-    requests, the last backup and audit run, open incidents, unacknowledged alerts, and
-    the newest failed logins, security events and withdrawals.
+    requests, the last backup and audit run, open incidents, the detector service
+    (`polysec watch`: running, lag, last error), unacknowledged alerts, and the newest
+    failed logins, security events and withdrawals.
 
     Needs a logged-in officer (`polysec login`, or POLYSEC_TOKEN); exit 3 otherwise.
     """
@@ -58,6 +60,8 @@ def render_text(s: DashboardSummary) -> list[str]:
         f"incidents     {s.incidents_open:,} open or contained",
         f"alerts        {len(s.alerts):,} unacknowledged",
     ]
+    if s.watcher is not None:
+        lines.insert(-1, f"monitoring    {printable(describe(s.watcher, s.as_of))}")
     for alert in s.alerts:
         who = f" {alert.account}" if alert.account else ""
         lines.append(f"  {alert.at:%Y-%m-%d %H:%M:%S}  {alert.key}  {alert.title}{who}  "

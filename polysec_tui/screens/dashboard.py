@@ -58,6 +58,7 @@ from polysec_tui.screens.widgets import (
     safe_text,
 )
 from polysec_tui.services.monitoring import live
+from polysec_tui.services.monitoring import watcher as monitoring
 from polysec_tui.services.monitoring.alerts import Alert
 from polysec_tui.services.monitoring.dashboard import (
     DashboardEvent,
@@ -184,6 +185,7 @@ class DashboardScreen(ConsoleScreen):
             with Horizontal(id=row_id, classes="cards"):
                 for card_id, title in cards:
                     yield FigureCard(title, id=card_id)
+        yield Static(Text(""), id="monitoring")
         yield Static(Text(""), id="alert-bar")
         table: DataTable[Text] = DataTable(id="events", cursor_type="row", zebra_stripes=True)
         table.border_title = "Newest events"
@@ -370,12 +372,25 @@ class DashboardScreen(ConsoleScreen):
     # ------------------------------------------------------------------ figures
 
     def _show_figures(self, s: DashboardSummary) -> None:
+        self._show_monitoring(s)
         for card_id, state in card_states(s).items():
             if self._shown.get(card_id) == state:
                 continue
             self._shown[card_id] = state
             value, note, alert = state
             self.query_one(f"#{card_id}", FigureCard).show(value, note, alert=alert)
+
+    def _show_monitoring(self, s: DashboardSummary) -> None:
+        status = s.watcher
+        line = monitoring.describe(status, s.as_of) if status is not None else ""
+        if self._shown.get("monitoring") == (line, "", False):
+            return
+        self._shown["monitoring"] = (line, "", False)
+        bar = self.query_one("#monitoring", Static)
+        bar.set_class(status is not None and (status.stale or (status.ever_ran
+                                                                and not status.running)),
+                      "stalled")
+        bar.update(Text.assemble(("Monitoring ", "bold"), safe_text(line)))
 
     def _show_events(self, table: DataTable[Text], events: tuple[DashboardEvent, ...]) -> None:
         row = table.cursor_row

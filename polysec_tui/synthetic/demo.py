@@ -10,8 +10,10 @@ it as the demo's, fills it, seeds the demo officers and screens the withdrawals.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,6 +42,7 @@ from polysec_tui.db.models import (
 from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.services.feed.ingest import Ingestor
 from polysec_tui.services.logins import anomalies
+from polysec_tui.services.monitoring.watcher import WatchConfig, Watcher
 from polysec_tui.services.officers import registry as officers
 from polysec_tui.services.officers import sessions
 from polysec_tui.services.officers.auth import Actor
@@ -200,17 +203,62 @@ def screen_demo(rt: Runtime, at: datetime) -> ScreenReport:
     """Analyse the demo's logins and screen its withdrawals as ada, so the anomalies
     screen and the review queue have work in them. The
     clock is the demo's anchor (its "now"), so the same seed gives the same data."""
-    admin_name = DEMO_OFFICERS[-1][0]
-    with rt.sessions() as session:
-        officer = session.scalars(select(Officer).where(Officer.name == admin_name)).first()
-    if officer is None or officer.role != "admin":
+    ada = demo_actor(rt)
+    if ada is None:
         return ScreenReport()
     pinned = Runtime(rt.settings, rt.engine, rt.keyring, clock=lambda: at)
-    ada = Actor(officer.id, officer.name, officer.role)
     # Login analysis first: the anomalies screen has findings, and screening's
     # risky_session rule sees the takeover's anomalous login, as in production.
     anomalies.analyze(pinned, ada, full=True)
     return screening.screen(pinned, ada)
+
+
+def demo_actor(rt: Runtime) -> Actor | None:
+    """ada, the demo's admin, as whom the demo's own analysis and watcher run (None if
+    the database has no such admin: then nothing runs in her name)."""
+    admin_name = DEMO_OFFICERS[-1][0]
+    with rt.sessions() as session:
+        officer = session.scalars(select(Officer).where(Officer.name == admin_name)).first()
+    if officer is None or officer.role != "admin" or officer.disabled:
+        return None
+    return Actor(officer.id, officer.name, officer.role)
+
+
+@contextmanager
+def demo_watcher(settings: Settings) -> Iterator[Watcher | None]:
+    """A watcher (`polysec watch`) for the demo database while the console is open, in a
+    thread of this process, as ada: `polysec simulate --demo` in a second terminal then
+    shows its attacks on the dashboard, in the queue and as alerts within seconds. It
+    runs only on the finished demo database; it logs nothing (the console owns the
+    terminal: the dashboard shows the watcher, its lag and its last error)."""
+    rt = open_runtime(settings)
+    actor = demo_actor(rt) if rt.is_demo() else None
+    if actor is None:
+        rt.engine.dispose()
+        yield None
+        return
+    stop = threading.Event()
+    watcher = Watcher(rt, actor, config=WatchConfig.from_settings(settings),
+                      log=_no_log, stop=stop)
+
+    def run() -> None:
+        # An exception must not print a traceback over the console; the lease row
+        # keeps the last database error, and the dashboard shows the watcher stopped.
+        with suppress(Exception):
+            watcher.run()
+
+    thread = threading.Thread(target=run, name="polysec-demo-watch", daemon=True)
+    thread.start()
+    try:
+        yield watcher
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+        rt.engine.dispose()
+
+
+def _no_log(_event: str, **_fields: Any) -> None:
+    pass
 
 
 def demo_login_hints(rt: Runtime) -> list[tuple[str, str, str, str]]:

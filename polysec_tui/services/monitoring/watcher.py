@@ -151,10 +151,35 @@ def status(session: Session, now: datetime, config: WatchConfig) -> WatcherStatu
         lease.last_error_at, stale)
 
 
-def watcher_status(rt: Runtime, actor: Actor) -> WatcherStatus:
-    require(actor, "read")
-    with rt.sessions() as session:
-        return status(session, rt.clock(), WatchConfig.from_settings(rt.settings))
+def describe(status: WatcherStatus, now: datetime) -> str:
+    """One line for the dashboard and `polysec status`."""
+    lag = f"{status.lag_events:,} event(s) waiting"
+    if status.lag_seconds is not None and status.lag_events:
+        lag += f" {_ago(status.lag_seconds)}"
+    if status.running:
+        line = (f"watcher on {status.host} (pid {status.pid}): "
+                f"{status.judged_last_minute:,} judged in the last minute, "
+                + (lag if status.lag_events else "caught up"))
+    elif status.ever_ran:
+        beat = ("" if status.heartbeat_at is None else
+                f", last heartbeat {_ago((now - status.heartbeat_at).total_seconds())} ago")
+        line = f"NO WATCHER RUNNING{beat}; {lag}"
+    else:
+        line = (f"no watcher (`polysec watch`): events are judged only when `logins "
+                f"analyze` and `withdrawals screen` run; {lag}")
+    if status.last_error and status.last_error_at is not None:
+        age = (now - status.last_error_at).total_seconds()
+        if age < 3600:
+            line += f"; last error {_ago(age)} ago: {status.last_error}"
+    return line
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
 
 
 class LeaseLost(Exception):
