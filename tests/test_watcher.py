@@ -5,6 +5,10 @@ officers see whether monitoring runs."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -23,6 +27,8 @@ from polysec_tui.db.models import (
     AuditLogEntry,
     LoginAnomaly,
     LoginEvent,
+    Officer,
+    WatcherLease,
     Withdrawal,
     WithdrawalFlag,
     WithdrawalScreening,
@@ -31,6 +37,8 @@ from polysec_tui.errors import InputError
 from polysec_tui.services.logins import anomalies
 from polysec_tui.services.monitoring import alerts, watcher
 from polysec_tui.services.monitoring.watcher import WatchConfig, Watcher
+from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.officers import sessions
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime, utc_now
 from polysec_tui.services.withdrawals import screening
@@ -349,3 +357,76 @@ def test_watch_settings_are_checked():
         with pytest.raises(InputError):
             WatchConfig.from_settings(settings(**bad))
 
+
+
+# ------------------------------------------------------------------- the service
+
+
+class Service:
+    """`polysec watch --log-format json` in a process of its own."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "polysec_tui", "watch", "--log-format", "json"],
+            env=env, stdout=subprocess.PIPE, stderr=log.open("wb"))
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    def saw(self, event: str) -> bool:
+        return any(e["event"] == event for e in self.events())
+
+
+def test_watch_takes_over_after_kill_9_and_stops_cleanly_on_sigterm(settings, tmp_path):
+    rt = Runtime(settings, make_engine(settings.db_url), load_keyring(settings.keyring_path),
+                 clock=utc_now)
+    officers.bootstrap_admin(rt, "root", "a-long-Officer-passphrase")
+    officers.seed_officers(rt, [("cron", "automation", None)], utc_now() - timedelta(days=1))
+    with rt.sessions() as s:
+        admin = Actor(s.scalars(select(Officer.id).where(Officer.name == "root")).one(),
+                      "root", "admin")
+    token, _ = sessions.create_token(rt, admin, "cron")
+    config = tmp_path / "polysec.toml"
+    config.write_text("[watch]\npoll_seconds = 0.1\nheartbeat_seconds = 0.3\n"
+                      "lease_seconds = 1.5\nstandby_seconds = 0.2\n")
+    env = {**os.environ, "POLYSEC_DB_URL": settings.db_url,
+           "POLYSEC_KEYRING": str(settings.keyring_path), "POLYSEC_TOKEN": token,
+           "POLYSEC_CONFIG": str(config), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    first = Service(env, tmp_path / "first.log")
+    second: Service | None = None
+    try:
+        _until(lambda: first.saw("lease.acquired"))
+        second = Service(env, tmp_path / "second.log")
+        _until(lambda: second is not None and second.saw("watch.start"))
+        ingest_records(rt, "accounts", [account("A1"), account("A2")])
+        ingest_records(rt, "logins", [login(f"b{i}", "A1", at=at(i), success=False,
+                                            ip="198.51.100.7") for i in range(5)])
+        _until(lambda: _count(rt, LoginAnomaly) == 5)
+        first.proc.kill()  # kill -9: no goodbye, the lease stays taken until it expires
+        first.proc.wait(10)
+        ingest_records(rt, "logins", [login(f"b{i}", "A1", at=at(i), success=False,
+                                            ip="198.51.100.7") for i in range(5, 8)])
+        ingest_records(rt, "withdrawals", [withdrawal("W1", "A2", at=at(9))])
+        _until(lambda: _unjudged(rt) == 0 and _count(rt, WithdrawalScreening) == 1)
+        assert _count(rt, LoginAnomaly) == 8  # the burst's new attempts, each once
+        took = [e for e in second.events() if e["event"] == "lease.acquired"]
+        assert len(took) == 1 and took[0]["took_over_from"]
+        second.proc.send_signal(signal.SIGTERM)
+        assert second.proc.wait(15) == 0
+        assert second.events()[-1]["event"] == "watch.stop"
+        assert second.proc.stdout is not None and second.proc.stdout.read() == b""
+        with rt.sessions() as s:
+            lease = s.get(WatcherLease, watcher.LEASE)
+            assert lease is not None and lease.holder is None  # released on SIGTERM
+    finally:
+        for service in (first, second):
+            if service is not None and service.proc.poll() is None:
+                service.proc.kill()
+                service.proc.wait(10)
+        rt.engine.dispose()
+
+
+def _count(rt: Runtime, model: Any) -> int:
+    with rt.sessions() as s:
+        return int(s.scalar(select(func.count()).select_from(model)) or 0)
