@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from polysec_tui.db.models import (
     WithdrawalScreening,
 )
 from polysec_tui.errors import InputError
+from polysec_tui.services.feed.ingest import Ingestor
 from polysec_tui.services.logins import anomalies
 from polysec_tui.services.monitoring import alerts, watcher
 from polysec_tui.services.monitoring.watcher import WatchConfig, Watcher
@@ -430,3 +432,64 @@ def test_watch_takes_over_after_kill_9_and_stops_cleanly_on_sigterm(settings, tm
 def _count(rt: Runtime, model: Any) -> int:
     with rt.sessions() as s:
         return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_the_documented_systemd_service_verifies(tmp_path):
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "bastion.md").read_text()
+    section = doc.split("## Monitoring: the detector service", 1)[1]
+    unit = section.split("```ini\n", 1)[1].split("```", 1)[0]
+    options = dict(line.split("=", 1) for line in unit.splitlines()
+                   if "=" in line and not line.startswith("#"))
+    assert options["ExecStart"] == "/opt/polysec/venv/bin/polysec watch --log-format json"
+    for key, value in {"Restart": "always", "KillSignal": "SIGTERM", "User": "polysec",
+                       "NoNewPrivileges": "yes", "ProtectSystem": "strict",
+                       "EnvironmentFile": "/etc/polysec/watch.env"}.items():
+        assert options[key] == value, key
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed: the unit's options were checked above")
+    fake = tmp_path / "polysec"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    path = tmp_path / "polysec-watch.service"
+    path.write_text(unit.replace("/opt/polysec/venv/bin/polysec", str(fake)))
+    checked = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True,
+                             check=False)
+    assert checked.returncode == 0 and checked.stderr.strip() == "", checked.stderr
+    path.write_text(unit.replace("Restart=always", "Restart=allways"))
+    broken = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True,
+                            check=False)
+    assert "allways" in broken.stderr  # the check can fail
+
+
+def test_ingests_take_turns_so_ids_arrive_in_commit_order(runtime):
+    """A detector that judged every id up to N must never see a lower id commit later:
+    an ingest waits for the one under way, and its ids come after all of that one's."""
+    ingest_records(runtime, "accounts", [account("A1")])
+    first_open = threading.Event()
+    finish_first = threading.Event()
+
+    def long_ingest() -> None:
+        with runtime.transaction() as session:
+            Ingestor(runtime, "logins").run_in(session, enumerate(
+                [login(f"long{i}", "A1", at=at(i)) for i in range(3)], 1))
+            first_open.set()
+            finish_first.wait(20)
+
+    thread = threading.Thread(target=long_ingest)
+    thread.start()
+    try:
+        assert first_open.wait(20)
+        second = threading.Thread(target=ingest_records, args=(
+            runtime, "logins", [login("short", "A1", at=at(9))]))
+        second.start()
+        time.sleep(0.5)
+        assert second.is_alive()  # waits for its turn
+        assert _max_login(runtime) == 0  # nothing committed yet: nothing to judge
+    finally:
+        finish_first.set()
+        thread.join(20)
+    second.join(20)
+    with runtime.sessions() as s:
+        ids = dict(s.execute(select(LoginEvent.external_id, LoginEvent.id)).all())
+    assert ids["short"] > max(ids[f"long{i}"] for i in range(3))

@@ -26,15 +26,16 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import IO, Any, TypeGuard
+from typing import IO, Any, TypeGuard, cast
 
-from sqlalchemy import Connection, Dialect, Table, delete, func, insert, select
+from sqlalchemy import Connection, Dialect, Table, delete, func, insert, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import (
     Account,
+    AnalysisCheckpoint,
     Balance,
     ClientSession,
     DemoScenario,
@@ -649,6 +650,32 @@ def _young_gc_only() -> Iterator[None]:
             gc.enable()
 
 
+INGEST_LOCK = "ingest"  # its row of analysis_checkpoints
+
+
+def take_turn(session: Session) -> None:
+    """Ingests take turns: each holds the lock row until it commits. So ids are handed out
+    in commit order, and a detector that has judged every id up to N (the watcher, an
+    analyze run) never sees a lower id appear later, as it could when a long ingest
+    committed after a short one that started after it."""
+    checkpoint = cast(Table, AnalysisCheckpoint.__table__)
+    bump = (update(checkpoint).where(checkpoint.c.name == INGEST_LOCK)
+            .values(runs=checkpoint.c.runs + 1))
+    if session.execute(bump).rowcount:  # type: ignore[attr-defined]
+        return
+    dialect = session.get_bind().dialect.name
+    stmt: Any
+    if dialect == "sqlite":
+        stmt = sqlite.insert(checkpoint).on_conflict_do_nothing()
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(checkpoint).on_conflict_do_nothing()
+    else:
+        stmt = mysql.insert(checkpoint).on_duplicate_key_update(name=checkpoint.c.name)
+    session.execute(stmt, [{"name": INGEST_LOCK, "login_id": 0, "security_event_id": 0,
+                            "runs": 0}])
+    session.execute(bump)
+
+
 def insert_ignoring_duplicates(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
     """A multi-row insert that skips rows whose unique key exists (a concurrent ingest
     of the same file must not fail)."""
@@ -693,6 +720,7 @@ class Ingestor:
         """Validate and write `records` inside the caller's transaction (several kinds in
         one commit: `polysec simulate` writes each tick so). The report accumulates over
         calls; strict mode raises IngestRejected, which rolls the caller's transaction back."""
+        take_turn(session)
         parse = PARSERS[self.kind]
         window = Window.around(self.now or self.rt.clock())
         batch: list[tuple[int, Parsed]] = []
