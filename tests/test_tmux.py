@@ -4,6 +4,7 @@ the dashboard's figure change."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -127,3 +128,38 @@ def test_login_queue_decide_and_the_dashboard_follows(console) -> None:
     tmux.keys("1")
     shown = tmux.wait_for(lambda s: held_figure(s) == 0, "the dashboard to show 0 held")
     assert "Dashboard" in shown
+
+
+def test_the_demo_console_shows_a_simulated_brute_force_without_a_key_press(tmp_path):
+    """`polysec demo` runs a watcher while its console is open: an attack that `polysec
+    simulate --demo` writes in another terminal is judged and reaches the dashboard as
+    an alert, while the officer touches nothing."""
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "TERM": "xterm-256color",
+           "HOME": os.environ.get("HOME", str(tmp_path))}
+    tmux = Tmux(f"polysec-{uuid.uuid4().hex[:8]}",
+                f"{sys.executable} -m polysec_tui demo --accounts 100 --days 5 --seed 3", env)
+    try:
+        shown = tmux.wait_for(lambda s: re.search(r"sam +senior +\S+ +\d{6}", s) is not None,
+                              "the demo's login hints", timeout=120)
+        match = re.search(r"sam +senior +(\S+) +(\d{6})", shown)
+        assert match is not None
+        tmux.text("sam")
+        tmux.keys("Tab")
+        tmux.text(match.group(1))
+        tmux.keys("Tab")
+        tmux.text(match.group(2))
+        tmux.keys("Enter")
+        before = tmux.wait_for(lambda s: "Monitoring watcher on" in s,
+                               "the dashboard and its watcher")
+        simulated = subprocess.run(
+            [sys.executable, "-m", "polysec_tui", "simulate", "--demo", "--rate", "200",
+             "--events", "300", "--attack-every", "0.5", "--seed", "11", "--json"],
+            env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=True)
+        attacks = json.loads(simulated.stdout)["attacks"]
+        victim = next(a["account"] for a in attacks if a["kind"] == "brute_force")
+        assert victim not in before
+        shown = tmux.wait_for(lambda s: "brute force" in s and victim in s,
+                              f"the brute force on {victim} on the dashboard", timeout=30)
+        assert "Dashboard" in shown
+    finally:
+        tmux.kill()
