@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,10 +24,17 @@ from polysec_tui.db.engine import make_engine, parse_url
 from polysec_tui.db.models import AuditHead, Base
 from polysec_tui.services.auditchain import GENESIS, HEAD_ID
 from polysec_tui.services.runtime import Runtime
+from tests.support import FIXED_NOW
+
+# Fixtures shared across folders live in tests/support; these modules of it define some.
+pytest_plugins = [
+    "tests.support.dashboard",  # pinned_cli
+    "tests.support.sftp",  # server, remote (a real OpenSSH server)
+    "tests.support.tui",  # snapshot_runtime, snapshot_officer
+]
 
 SERVER_ENV = {"postgresql": "POLYSEC_TEST_POSTGRES_URL", "mariadb": "POLYSEC_TEST_MYSQL_URL"}
 BACKENDS = ["sqlite", "postgresql", "mariadb"]
-FIXED_NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 def _server_url(backend: str) -> str:

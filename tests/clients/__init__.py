@@ -1,0 +1,1 @@
+"""Clients (services/clients): 2FA resets, protection and incidents, services and console."""

@@ -1,0 +1,165 @@
+"""The console in a real terminal: `polysec tui` runs inside tmux, driven with send-keys
+and read with capture-pane. Log in, open the queue, reject the held withdrawal, and see
+the dashboard's figure change."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyotp
+import pytest
+from sqlalchemy import select, update
+
+from polysec_tui.config import Settings
+from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
+from polysec_tui.db import migrate
+from polysec_tui.db.engine import make_engine
+from polysec_tui.db.models import Withdrawal, WithdrawalScreening
+from polysec_tui.services.officers import registry as officers
+from polysec_tui.services.runtime import Runtime
+from tests.support.helpers import account, ingest, withdrawal
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None,
+                                reason="tmux not installed; .ci/run installs it")
+
+PASSWORD = "a-long-Officer-passphrase"
+
+
+class Tmux:
+    def __init__(self, name: str, command: str, env: dict[str, str]) -> None:
+        self.name = name
+        exports = " ".join(f"{k}={v}" for k, v in env.items())
+        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "36",
+                        f"env {exports} {command}"], check=True)
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        time.sleep(0.3)  # as a person types: one terminal read per key or word
+
+    def text(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", *keys], check=True)
+        time.sleep(0.3)
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name],
+                              capture_output=True, text=True, check=True).stdout
+
+    def wait_for(self, test: Callable[[str], bool], what: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        shown = ""
+        while time.monotonic() < deadline:
+            shown = self.screen()
+            if test(shown):
+                return shown
+            time.sleep(0.2)
+        raise AssertionError(f"waited {timeout:.0f} s for {what}; the screen:\n{shown}")
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], check=False,
+                       capture_output=True)
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[tuple[Tmux, str]]:
+    keyring = tmp_path / "keyring.json"
+    write_new_keyring(keyring, Keyring.generate())
+    url = f"sqlite:///{tmp_path / 'polysec.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    rt = Runtime(Settings(url, keyring), engine, load_keyring(keyring))
+    secret = officers.bootstrap_admin(rt, "chief", PASSWORD).secret
+    ingest(rt, "accounts", account("A1"))
+    ingest(rt, "withdrawals", withdrawal("W1"), withdrawal("W2"))
+    with rt.transaction() as s:
+        s.execute(update(Withdrawal).where(Withdrawal.external_id == "W1")
+                  .values(status="held"))
+        s.add(WithdrawalScreening(
+            withdrawal_id=s.scalar(select(Withdrawal.id).where(Withdrawal.external_id == "W1")),
+            screened_at=datetime.now(UTC), risk_score=80.0))
+    engine.dispose()
+    env = {"POLYSEC_DB_URL": url, "POLYSEC_KEYRING": str(keyring),
+           "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "TERM": "xterm-256color",
+           "HOME": os.environ.get("HOME", str(tmp_path))}
+    tmux = Tmux(f"polysec-{uuid.uuid4().hex[:8]}", f"{sys.executable} -m polysec_tui tui", env)
+    try:
+        yield tmux, secret
+    finally:
+        tmux.kill()
+
+
+def held_figure(screen: str) -> int | None:
+    match = re.search(r"(\d+) held", screen)
+    return int(match.group(1)) if match else None
+
+
+def test_login_queue_decide_and_the_dashboard_follows(console) -> None:
+    tmux, secret = console
+    tmux.wait_for(lambda s: "officer name" in s, "the login screen")
+    tmux.text("chief")
+    tmux.keys("Tab")
+    tmux.text(PASSWORD)
+    tmux.keys("Tab")
+    tmux.text(pyotp.TOTP(secret).now())
+    tmux.keys("Enter")
+    shown = tmux.wait_for(lambda s: held_figure(s) is not None, "the dashboard")
+    assert held_figure(shown) == 1
+    assert PASSWORD not in shown
+    tmux.keys("4")
+    tmux.wait_for(lambda s: "W1" in s, "the queue with W1")
+    tmux.keys("Enter")
+    tmux.wait_for(lambda s: "Claim" in s and "W1" in s, "the withdrawal detail")
+    tmux.keys("c")
+    tmux.wait_for(lambda s: "claimed by chief" in s, "the claim")
+    tmux.keys("x")
+    tmux.wait_for(lambda s: "note" in s.lower(), "the note prompt")
+    tmux.text("destination tied to a phishing kit")
+    tmux.keys("Enter")
+    tmux.wait_for(lambda s: "rejected" in s, "the rejection")
+    tmux.keys("1")
+    shown = tmux.wait_for(lambda s: held_figure(s) == 0, "the dashboard to show 0 held")
+    assert "Dashboard" in shown
+
+
+def test_the_demo_console_shows_a_simulated_brute_force_without_a_key_press(tmp_path):
+    """`polysec demo` runs a watcher while its console is open: an attack that `polysec
+    simulate --demo` writes in another terminal is judged and reaches the dashboard as
+    an alert, while the officer touches nothing."""
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "TERM": "xterm-256color",
+           "HOME": os.environ.get("HOME", str(tmp_path))}
+    tmux = Tmux(f"polysec-{uuid.uuid4().hex[:8]}",
+                f"{sys.executable} -m polysec_tui demo --accounts 100 --days 5 --seed 3", env)
+    try:
+        shown = tmux.wait_for(lambda s: re.search(r"sam +senior +\S+ +\d{6}", s) is not None,
+                              "the demo's login hints", timeout=120)
+        match = re.search(r"sam +senior +(\S+) +(\d{6})", shown)
+        assert match is not None
+        tmux.text("sam")
+        tmux.keys("Tab")
+        tmux.text(match.group(1))
+        tmux.keys("Tab")
+        tmux.text(match.group(2))
+        tmux.keys("Enter")
+        before = tmux.wait_for(lambda s: "Monitoring watcher on" in s,
+                               "the dashboard and its watcher")
+        simulated = subprocess.run(
+            [sys.executable, "-m", "polysec_tui", "simulate", "--demo", "--rate", "200",
+             "--events", "300", "--attack-every", "0.5", "--seed", "11", "--json"],
+            env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=True)
+        attacks = json.loads(simulated.stdout)["attacks"]
+        victim = next(a["account"] for a in attacks if a["kind"] == "brute_force")
+        assert victim not in before
+        shown = tmux.wait_for(lambda s: "brute force" in s and victim in s,
+                              f"the brute force on {victim} on the dashboard", timeout=30)
+        assert "Dashboard" in shown
+    finally:
+        tmux.kill()

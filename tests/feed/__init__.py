@@ -1,0 +1,1 @@
+"""The platform feed (services/feed): ingest of every format, hostile input, a seeded fuzz."""

@@ -1,0 +1,1 @@
+"""Logins (services/logins): anomaly detection and the account timeline, services and console."""

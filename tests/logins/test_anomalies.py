@@ -1,0 +1,305 @@
+"""Login anomaly detectors (each fires and does not fire), incremental analysis, the
+checkpoint, permissions and audit, and the RBA CSV feed end to end."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from polysec_tui.crypto.keyring import load_keyring
+from polysec_tui.db.engine import make_engine
+from polysec_tui.db.models import AuditLogEntry, LoginAnomaly, LoginEvent
+from polysec_tui.errors import RefusedError
+from polysec_tui.services.logins import anomalies
+from polysec_tui.services.officers.auth import Actor
+from polysec_tui.services.runtime import Runtime
+from tests.support import FIXED_NOW
+from tests.support.cli import run_cli
+from tests.support.helpers import account, ingest, ingest_records, login, security_event
+from tests.support.officers import MovableClock, make_staff
+
+CRON = Actor(uuid.UUID(int=1), "cron", "automation")
+ANN = Actor(uuid.UUID(int=2), "ann", "analyst")
+T0 = FIXED_NOW - timedelta(days=2)
+
+
+def at(minutes: float) -> str:
+    return (T0 + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+
+
+def found(rt: Runtime, kind: str | None = None) -> list[tuple[str, str, str]]:
+    """(kind, login external id, account external id) of the stored anomalies."""
+    views = anomalies.list_anomalies(rt, ANN, kind=kind, limit=100_000)
+    return sorted((v.kind, v.login, v.account) for v in views)
+
+
+def kinds(rt: Runtime) -> set[str]:
+    return {k for k, _l, _a in found(rt)}
+
+
+def history(acct: str, n: int, **extra: object) -> list[dict[str, object]]:
+    """n ordinary successful logins of acct, one a day before T0."""
+    return [login(f"{acct}-h{i}", acct, at=at(-1440 * (n - i)), browser="Firefox 120",
+                  os="Windows 10", device_type="desktop", **extra) for i in range(n)]
+
+
+# --------------------------------------------------------------------- brute force
+
+
+def test_brute_force_fires_on_every_failure_of_the_burst(runtime):
+    ingest(runtime, "accounts", account("A1"), account("A2"))
+    ingest_records(runtime, "logins", [
+        *[login(f"b{i}", "A1", at=at(i), success=False, ip="198.51.100.7") for i in range(6)],
+        *[login(f"q{i}", "A2", at=at(i * 4), success=False) for i in range(4)],  # 4: below
+    ])
+    anomalies.analyze(runtime, CRON)
+    hits = found(runtime, "brute_force")
+    assert [h[1] for h in hits] == [f"b{i}" for i in range(6)]
+    view = anomalies.list_anomalies(runtime, ANN, kind="brute_force")[0]
+    assert "6 failed logins" in view.explanation and "threshold 5" in view.explanation
+    assert view.details["failures"] == 6 and view.severity == "medium"
+
+
+def test_failures_spread_beyond_the_window_are_not_brute_force(runtime):
+    ingest(runtime, "accounts", account("A1"))
+    ingest_records(runtime, "logins", [
+        login(f"b{i}", "A1", at=at(i * 11), success=False) for i in range(8)])
+    anomalies.analyze(runtime, CRON)
+    assert "brute_force" not in kinds(runtime)
+
+
+# ------------------------------------------------------- stuffing and spraying
+
+
+def test_credential_stuffing_one_ip_many_accounts_fast(runtime):
+    accts = [account(f"S{i:02d}") for i in range(20)]
+    ingest_records(runtime, "accounts", accts)
+    ingest_records(runtime, "logins", [
+        login(f"s{i}", f"S{i:02d}", at=at(i * 0.25), success=i == 17, ip="192.0.2.66",
+              asn=14061)
+        for i in range(20)
+    ])
+    anomalies.analyze(runtime, CRON)
+    hits = found(runtime, "credential_stuffing")
+    assert len(hits) == 20  # every attempt of the burst, the success included
+    views = {v.login: v for v in anomalies.list_anomalies(runtime, ANN,
+                                                          kind="credential_stuffing")}
+    assert views["s17"].severity == "critical" and "SUCCEEDED" in views["s17"].explanation
+    assert "password_spraying" not in kinds(runtime)
+
+
+def test_few_accounts_from_one_ip_is_not_stuffing(runtime):
+    ingest_records(runtime, "accounts", [account(f"S{i:02d}") for i in range(10)])
+    ingest_records(runtime, "logins", [
+        login(f"s{i}", f"S{i:02d}", at=at(i * 0.25), success=False, ip="192.0.2.66")
+        for i in range(10)])
+    anomalies.analyze(runtime, CRON)
+    assert kinds(runtime) == set()
+
+
+def test_password_spraying_slow_one_attempt_per_account(runtime):
+    ingest_records(runtime, "accounts", [account(f"P{i:02d}") for i in range(25)])
+    ingest_records(runtime, "logins", [
+        login(f"p{i}", f"P{i:02d}", at=at(i * 25), success=False, ip="192.0.2.99", asn=16276)
+        for i in range(25)])
+    anomalies.analyze(runtime, CRON)
+    assert len(found(runtime, "password_spraying")) == 25
+    assert "credential_stuffing" not in kinds(runtime)
+
+
+# ------------------------------------------------------------- impossible travel
+
+
+def test_impossible_travel_fires_above_900_kmh(runtime):
+    ingest(runtime, "accounts", account("A1"))
+    ingest_records(runtime, "logins", [
+        login("t1", "A1", at=at(0)),
+        login("t2", "A1", at=at(60), country="US", city="New York", lat=40.71, lon=-74.0,
+              ip="198.51.100.20", asn=7922),
+    ])
+    anomalies.analyze(runtime, CRON)
+    view = anomalies.list_anomalies(runtime, ANN, kind="impossible_travel")[0]
+    assert view.login == "t2" and view.details["km"] > 6000 and view.details["kmh"] > 6000
+    assert "km/h" in view.explanation and "New York" not in view.explanation
+
+
+def test_travel_slow_enough_or_short_is_not_impossible(runtime):
+    ingest(runtime, "accounts", account("A1"), account("A2"))
+    ingest_records(runtime, "logins", [
+        login("t1", "A1", at=at(0)),
+        login("t2", "A1", at=at(12 * 60), country="US", city="New York", lat=40.71,
+              lon=-74.0),  # 6,385 km in 12 h: 532 km/h
+        login("u1", "A2", at=at(0)),
+        login("u2", "A2", at=at(1), city="Potsdam", lat=52.39, lon=13.06),  # 27 km
+    ])
+    anomalies.analyze(runtime, CRON)
+    assert "impossible_travel" not in kinds(runtime)
+
+
+# ---------------------------------------------------------- new device/country/asn
+
+
+def test_new_device_country_and_asn_after_enough_history(runtime):
+    ingest(runtime, "accounts", account("A1"), account("A2"))
+    new = {"device_id": "dev-new", "country": "FR", "asn": 12322, "city": "Paris",
+           "lat": 48.86, "lon": 2.35, "ip": "198.51.100.50"}
+    ingest_records(runtime, "logins", [
+        *history("A1", 5), login("n1", "A1", at=at(0), **new),
+        *history("A2", 3), login("n2", "A2", at=at(0), **new),  # too little history
+    ])
+    anomalies.analyze(runtime, CRON)
+    hits = found(runtime)
+    for kind in ("new_device", "new_country", "new_asn"):
+        assert (kind, "n1", "A1") in hits
+        assert not [h for h in hits if h[0] == kind and h[2] == "A2"]
+    country = anomalies.list_anomalies(runtime, ANN, kind="new_country")[0]
+    assert "FR" in country.explanation and "5 previous" in country.explanation
+
+
+# ---------------------------------------------------------- success after failures
+
+
+def test_success_after_failures_unless_a_password_reset_came_between(runtime):
+    ingest(runtime, "accounts", account("A1"), account("A2"))
+    ingest_records(runtime, "logins", [
+        *[login(f"f{i}", "A1", at=at(i * 3), success=False) for i in range(5)],
+        login("ok1", "A1", at=at(20)),
+        *[login(f"g{i}", "A2", at=at(i * 3), success=False) for i in range(5)],
+        login("ok2", "A2", at=at(20)),
+    ])
+    ingest(runtime, "security-events", security_event("r2", "A2", at=at(18),
+                                                      kind="password_reset"))
+    anomalies.analyze(runtime, CRON)
+    hits = found(runtime, "success_after_failures")
+    assert hits == [("success_after_failures", "ok1", "A1")]
+
+
+# ----------------------------------------------------------------- risky login
+
+
+def test_risky_login_scores_unseen_values_and_not_the_usual_ones(runtime):
+    ingest(runtime, "accounts", account("A1"), account("A2"))
+    ingest_records(runtime, "logins", [
+        *history("A1", 12), *history("A2", 12, ip="203.0.113.8"),
+        login("usual", "A1", at=at(0), browser="Firefox 120", os="Windows 10",
+              device_type="desktop"),
+        login("odd", "A1", at=at(60), ip="192.0.2.200", asn=16509, country="SG",
+              browser="HeadlessChrome 124", os="Linux", device_type="bot"),
+    ])
+    anomalies.analyze(runtime, CRON)
+    risky = anomalies.list_anomalies(runtime, ANN, kind="risky_login")
+    assert [v.login for v in risky] == ["odd"]
+    assert risky[0].details["unseen"] == list(anomalies.RISK_FEATURES)
+    assert risky[0].score >= anomalies.DEFAULTS.risk_log10_threshold
+
+
+# ----------------------------------------------------------------- incremental
+
+
+def test_incremental_runs_use_earlier_context_and_never_duplicate(runtime):
+    ingest(runtime, "accounts", account("A1"))
+    ingest_records(runtime, "logins", [
+        *history("A1", 6),
+        *[login(f"b{i}", "A1", at=at(i), success=False, ip="198.51.100.7") for i in range(3)]])
+    first = anomalies.analyze(runtime, CRON)
+    assert first.logins == 9 and kinds(runtime) == set()
+    # the burst continues after the checkpoint: the earlier failures count (window)
+    ingest_records(runtime, "logins", [
+        login(f"b{i}", "A1", at=at(i), success=False, ip="198.51.100.7") for i in range(3, 6)])
+    second = anomalies.analyze(runtime, CRON)
+    assert second.logins == 3 and second.from_login_id == first.to_login_id
+    assert [h[1] for h in found(runtime, "brute_force")] == [f"b{i}" for i in range(6)]
+    # the profile kept growing: a known device after the checkpoint is not new
+    ingest_records(runtime, "logins", [login("late", "A1", at=at(120))])
+    assert anomalies.analyze(runtime, CRON).new_anomalies == {}
+    again = anomalies.analyze(runtime, CRON)
+    assert again.logins == 0 and again.new_anomalies == {}
+    before = found(runtime)
+    full = anomalies.analyze(runtime, CRON, full=True)
+    assert full.logins == 13 and found(runtime) == before
+    assert anomalies.checkpoint(runtime)["login_id"] == full.to_login_id
+
+
+def test_incremental_equals_full_on_the_same_data(runtime):
+    ingest_records(runtime, "accounts", [account(f"S{i:02d}") for i in range(20)])
+    records = [login(f"s{i}", f"S{i:02d}", at=at(i * 0.25), success=False, ip="192.0.2.66")
+               for i in range(20)]
+    for start in range(0, 20, 7):  # three increments
+        ingest_records(runtime, "logins", records[start : start + 7])
+        anomalies.analyze(runtime, CRON)
+    incremental = found(runtime)
+    anomalies.analyze(runtime, CRON, full=True)
+    assert found(runtime) == incremental and len(incremental) == 20
+
+
+def test_permissions_and_audit(runtime):
+    ingest(runtime, "accounts", account("A1"))
+    ingest(runtime, "logins", login("l1", "A1"))
+    with pytest.raises(RefusedError):
+        anomalies.list_anomalies(runtime, CRON)  # automation analyses, never reads
+    anomalies.analyze(runtime, ANN)  # a person may run it too
+    with runtime.sessions() as s:
+        entry = s.scalars(select(AuditLogEntry).where(
+            AuditLogEntry.action == "logins.analyze")).one()
+        assert json.loads(entry.details)["logins"] == 1 and entry.officer == "ann"
+        assert s.scalar(select(func.count()).select_from(LoginAnomaly)) == 0
+
+
+# ------------------------------------------------------------- RBA CSV end to end
+
+RBA_HEADER = ("index,Login Timestamp,User ID,Round-Trip Time [ms],IP Address,Country,Region,"
+              "City,ASN,User Agent String,Browser Name and Version,OS Name and Version,"
+              "Device Type,Login Successful,Is Attack IP,Is Account Takeover")
+
+
+def _rba_row(i: int, when: str, user: int, ip: str, country: str, asn: int, browser: str,
+             ok: bool, attack: bool = False, ato: bool = False) -> str:
+    return (f"{i},{when},{user},420,{ip},{country},-,-,{asn},\"Mozilla/5.0, (X11)\","
+            f"{browser},Mac OS X 10.14,desktop,{ok},{attack},{ato}")
+
+
+def test_rba_csv_ingest_then_analyze_end_to_end(settings, cli_env, capsys, monkeypatch,
+                                                  tmp_path: Path):
+    rt = Runtime(settings, make_engine(settings.db_url), load_keyring(settings.keyring_path),
+                 clock=MovableClock(datetime.now(UTC)))
+    staff = make_staff(rt, rt.clock)  # type: ignore[arg-type]
+    token, _ = staff.login("ann")
+    rows = [RBA_HEADER]
+    for d in range(6):  # user 1's ordinary history: Norway, one ISP, Chrome
+        rows.append(_rba_row(d, f"2020-02-0{d + 1} 08:00:00.000", 1, "10.0.0.1", "NO", 29695,
+                             "Chrome 79.0", True))
+    rows.append(_rba_row(6, "2020-02-07 09:00:00.000", 1, "81.0.0.9", "RU", 8359,
+                         "Firefox 70.0", True, ato=True))
+    for k in range(6):  # user 2: a burst of failures from an attack IP
+        rows.append(_rba_row(7 + k, f"2020-02-07 10:0{k}:00.000", 2, "172.16.0.5", "US", 16509,
+                             "Chrome 79.0", False, attack=True))
+    path = tmp_path / "rba.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = run_cli(capsys, "ingest", "logins", "--format", "rba-csv", str(path))
+    assert result.code == 0, result.err
+    monkeypatch.setenv("POLYSEC_TOKEN", token)
+    result = run_cli(capsys, "logins", "analyze", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["logins"] == 13
+    assert report["new_anomalies"]["brute_force"] == 6
+    for kind in ("new_country", "new_asn", "risky_login"):
+        assert report["new_anomalies"][kind] == 1
+    result = run_cli(capsys, "logins", "anomalies", "--since", "2020-01-01T00:00:00Z",
+                     "--kind", "new_country", "--json")
+    assert result.code == 0, result.err
+    (only,) = json.loads(result.out)
+    assert only["account"] == "rba-1" and only["login"] == "rba-6"
+    result = run_cli(capsys, "logins", "timeline", "rba-1@dataset.invalid")
+    assert result.code == 0, result.err
+    assert "r***@d***.invalid" in result.out and "new_country" in result.out
+    assert "rba-1@dataset.invalid" not in result.out
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(LoginEvent)) == 13
+    rt.engine.dispose()
+

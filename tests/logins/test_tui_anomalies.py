@@ -1,0 +1,311 @@
+"""The anomalies and timeline screens, driven by Pilot on fixed data, plus snapshots.
+
+The data: account A1 logs in from Berlin for ten days, then suffers a burst of failed
+logins (with a hostile user agent) and, an hour after a Berlin login, a login from New
+York (impossible travel); B2 has an ordinary history. `analyze` runs once, so the
+findings are those of the real detectors.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.content import Content
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Select, Static
+
+from polysec_tui.app import DESTINATIONS, PolysecApp
+from polysec_tui.config import Settings
+from polysec_tui.crypto.keyring import load_keyring
+from polysec_tui.db import migrate
+from polysec_tui.db.engine import make_engine
+from polysec_tui.screens.account import AccountScreen
+from polysec_tui.screens.anomalies import AnomaliesScreen, triage_order
+from polysec_tui.screens.charts import day_chart, location_map
+from polysec_tui.screens.timeline import TimelineScreen
+from polysec_tui.services.clients import accounts
+from polysec_tui.services.logins import anomalies
+from polysec_tui.services.logins.timeline import DayCount, LocatedLogin
+from polysec_tui.services.officers.auth import Actor
+from polysec_tui.services.runtime import Runtime
+from tests.support import FIXED_NOW
+from tests.support.helpers import account, ingest, ingest_records, login
+from tests.support.tui import Session, SnapshotRuntime, log_in, quiet, sync
+
+CRON = Actor(uuid.UUID(int=1), "cron", "automation")
+READER = Actor(uuid.UUID(int=2), "ann", "analyst")
+HOSTILE_AGENT = "[@click=app.quit]x[/] [b]bold[/b]"
+NEW_YORK = {"ip": "192.0.2.99", "asn": 7922, "country": "US", "city": "New York",
+            "lat": 40.71, "lon": -74.0, "device_id": "dev-evil", "browser": "Firefox 125",
+            "os": "Linux"}
+
+
+def at(delta: timedelta) -> str:
+    return (FIXED_NOW - delta).isoformat().replace("+00:00", "Z")
+
+
+def load_story(rt: Runtime) -> None:
+    ingest(rt, "accounts", account("A1"), account("B2"))
+    records = []
+    for day in range(10, 1, -1):
+        records.append(login(f"a-home-{day}", "A1", at=at(timedelta(days=day, hours=3))))
+        records.append(login(f"b-home-{day}", "B2", at=at(timedelta(days=day, hours=5)),
+                             ip="203.0.113.50", city="Paris", country="FR", lat=48.86,
+                             lon=2.35, asn=3215, device_id="dev-b"))
+    for i in range(6):
+        records.append(login(f"a-fail-{i}", "A1", at=at(timedelta(hours=6, minutes=-i)),
+                             success=False, failure_reason="bad_password",
+                             ip="198.51.100.7", user_agent=HOSTILE_AGENT))
+    records.append(login("a-home-now", "A1", at=at(timedelta(hours=3))))
+    records.append(login("a-newyork", "A1", at=at(timedelta(hours=2)), **NEW_YORK))
+    ingest_records(rt, "logins", records)
+    anomalies.analyze(rt, CRON)
+
+
+def account_id(rt: Runtime, ext: str) -> uuid.UUID:
+    return accounts.summary(rt, READER, ext).id
+
+
+async def wait_loaded(pilot: Pilot[Any], kind: type[Any]) -> Any:
+    """The current screen once it is of ``kind`` and has shown its data."""
+    app = pilot.app
+    for _ in range(200):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = app.screen
+        loaded = (isinstance(screen, AnomaliesScreen) and screen.found is not None) or (
+            isinstance(screen, TimelineScreen) and screen.data is not None)
+        if (isinstance(screen, kind) and loaded
+                and not any(w.is_running for w in app.workers)):
+            return screen
+    raise AssertionError(f"{kind.__name__} did not load")
+
+
+def rows(screen: Any, selector: str) -> list[list[str]]:
+    table = screen.query_one(selector, DataTable)
+    return [[cell.plain for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+@pytest.fixture
+def story(runtime: Runtime) -> Runtime:
+    load_story(runtime)
+    return runtime
+
+
+@pytest.fixture
+def officer(story: Runtime) -> Session:
+    return log_in(story)
+
+
+# ---------------------------------------------------------------------------- Pilot
+
+
+@sync
+async def test_anomalies_list_filter_and_open_timeline(story: Runtime,
+                                                        officer: Session) -> None:
+    app = PolysecApp(story, session=officer)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        await pilot.press(DESTINATIONS["anomalies"].key)
+        screen = await wait_loaded(pilot, AnomaliesScreen)
+        listed = rows(screen, "#an-table")
+        kinds = {r[2] for r in listed}
+        assert {"brute_force", "impossible_travel", "new_country"} <= kinds
+        assert len(listed) == len(anomalies.list_anomalies(story, READER))
+        # newest day first, most severe first within the day
+        assert listed[0][1] == "high" and listed[0][2] == "impossible_travel"
+        detail = str(screen.query_one("#an-detail", Static).render())
+        assert "km/h" in detail  # the explanation of the highlighted finding, in full
+
+        screen.query_one("#an-kind", Select).value = "brute_force"
+        screen = await wait_loaded(pilot, AnomaliesScreen)
+        filtered = rows(screen, "#an-table")
+        assert len(filtered) == 6 and {r[2] for r in filtered} == {"brute_force"}
+        assert {r[3] for r in filtered} == {"A1"}
+
+        screen.query_one("#an-table", DataTable).focus()
+        await pilot.press("enter")
+        timeline = await wait_loaded(pilot, TimelineScreen)
+        assert timeline.account_id == account_id(story, "A1")
+        assert timeline.data.timeline.account == "A1"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen
+
+
+@sync
+async def test_timeline_shows_badges_chart_map_and_literal_agent(story: Runtime,
+                                                                 officer: Session) -> None:
+    app = PolysecApp(story, session=officer)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await app.push_screen(TimelineScreen(account_id(story, "A1")))
+        screen = await wait_loaded(pilot, TimelineScreen)
+        events = rows(screen, "#tl-events")
+        assert events[-1][1] == "login" and "TRAVEL:H" in events[-1][3]
+        assert "NEWCTRY:M" in events[-1][3]
+        failed = [r for r in events if r[1] == "login FAILED"]
+        assert len(failed) == 6 and all("BRUTE:M" in r[3] for r in failed)
+        assert screen.query_one("#tl-events", DataTable).cursor_row == len(events) - 1
+
+        chart = str(screen.query_one("#tl-days").render())
+        assert "11 ok" in chart and "6 failed" in chart  # 9 home logins + 2 today
+        plotted = str(screen.query_one("#tl-map").render())
+        assert plotted.count("!") >= 2 + 1  # both ends of the trip, and the legend
+
+        # The failed logins carry a user agent made of markup: shown as typed, inert.
+        table = screen.query_one("#tl-events", DataTable)
+        table.move_cursor(row=events.index(failed[0]))
+        await pilot.pause()
+        detail = screen.query_one("#tl-detail", Static).render()
+        assert isinstance(detail, Content)
+        assert HOSTILE_AGENT in detail.plain
+        assert not any("click" in str(span.style) for span in detail.spans)
+        await pilot.click("#tl-detail")
+        await pilot.pause()
+        assert app.is_running
+
+
+@sync
+async def test_timeline_opens_twofa_reset_and_back(story: Runtime, officer: Session) -> None:
+    app = PolysecApp(story, session=officer)
+    a1 = account_id(story, "A1")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        await app.push_screen(TimelineScreen(a1))
+        screen = await wait_loaded(pilot, TimelineScreen)
+        await pilot.press("f")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "TwoFactorResetScreen"
+        assert app.screen is not screen
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen
+
+
+@sync
+async def test_account_screen_opens_timeline_and_timeline_asks_for_account(
+        story: Runtime, officer: Session) -> None:
+    app = PolysecApp(story, session=officer)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        await pilot.press(DESTINATIONS["account"].key)
+        await pilot.pause()
+        assert isinstance(app.screen, AccountScreen)
+        await pilot.press(*"B2", "enter")
+        for _ in range(50):
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            if app.screen.summary is not None:
+                break
+        await pilot.press("t")
+        timeline = await wait_loaded(pilot, TimelineScreen)
+        assert timeline.account_id == account_id(story, "B2")
+
+        # The timeline destination has no account yet: it asks for one.
+        await pilot.press(DESTINATIONS["timeline"].key)
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, TimelineScreen) and screen.data is None
+        await pilot.press(*"a1.doe@example.com", "enter")
+        screen = await wait_loaded(pilot, TimelineScreen)
+        assert screen.data.timeline.account == "A1"
+        await pilot.press("escape")  # a destination: nothing to go back to
+        await pilot.pause()
+        assert app.screen is screen
+        await pilot.press(*"nobody@example.com")  # the input is hidden now: no effect
+
+
+# ----------------------------------------------------------------------- pure parts
+
+
+def test_triage_order() -> None:
+    def view(hours: int, severity: str) -> anomalies.AnomalyView:
+        return anomalies.AnomalyView(0, "k", severity, 1.0, FIXED_NOW - timedelta(hours=hours),
+                                     "A", "l", None, None, "", {}, FIXED_NOW, uuid.UUID(int=9))
+    found = [view(1, "low"), view(3, "critical"), view(30, "critical"), view(2, "medium")]
+    assert [(v.severity, int((FIXED_NOW - v.at).total_seconds() // 3600))
+            for v in triage_order(found)] == [
+        ("critical", 3), ("medium", 2), ("low", 1), ("critical", 30)]
+    assert [v.severity for v in triage_order(found, severity_first=True)] == [
+        "critical", "critical", "medium", "low"]
+
+
+def test_day_chart_stacks_failures_over_successes() -> None:
+    start = FIXED_NOW.date()
+    days = [DayCount(start - timedelta(days=2), 4, 0), DayCount(start - timedelta(days=1), 0, 0),
+            DayCount(start, 2, 2)]
+    lines = day_chart(days, 10, 6).plain.splitlines()
+    bars = [line[4:7] for line in lines[:4]]
+    assert bars == ["█ ▒", "█ ▒", "█ █", "█ █"]
+    assert lines[0].startswith("  4│")
+    assert lines[-1].startswith("█ 6 ok  ▒ 2 failed  3 days")
+
+
+def test_location_map_marks_impossible_trip() -> None:
+    def p(name: str, lat: float, lon: float, bad: bool = False) -> LocatedLogin:
+        return LocatedLogin(name, FIXED_NOW, lat, lon, None, None, bad)
+
+    calm = location_map([p("a", 52.5, 13.4), p("b", 48.9, 2.4)], 40, 10).plain
+    assert "!" not in calm.splitlines()[0] and calm.count("o") + calm.count("@") >= 2
+    trip = location_map([p("a", 52.5, 13.4), p("b", 40.7, -74.0, True)], 40, 10).plain
+    assert sum(line.count("!") for line in trip.splitlines()[:-1]) == 2
+    assert "°N" in trip.splitlines()[-1]
+
+
+# ------------------------------------------------------------------------ snapshots
+
+
+@pytest.fixture
+def snapshot_story(tmp_path: Path, keyring_path: Path) -> Iterator[tuple[Runtime, Session]]:
+    url = f"sqlite:///{tmp_path / 'snapshot.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    rt = SnapshotRuntime(Settings(url, keyring_path), engine, load_keyring(keyring_path),
+                         clock=lambda: FIXED_NOW)
+    load_story(rt)
+    yield rt, log_in(rt)
+    engine.dispose()
+
+
+def test_snapshot_anomalies_100x30(snap_compare: Any,
+                                   snapshot_story: tuple[Runtime, Session]) -> None:
+    rt, officer = snapshot_story
+
+    async def show(pilot: Pilot[Any]) -> None:
+        await pilot.pause()
+        await pilot.press(DESTINATIONS["anomalies"].key)
+        await wait_loaded(pilot, AnomaliesScreen)
+        await quiet(pilot)
+
+    assert snap_compare(PolysecApp(rt, session=officer), terminal_size=(100, 30),
+                        run_before=show)
+
+
+def test_snapshot_timeline_100x30(snap_compare: Any,
+                                  snapshot_story: tuple[Runtime, Session]) -> None:
+    rt, officer = snapshot_story
+    a1 = account_id(rt, "A1")
+
+    async def show(pilot: Pilot[Any]) -> None:
+        await pilot.pause()
+        await pilot.app.push_screen(TimelineScreen(a1))
+        await wait_loaded(pilot, TimelineScreen)
+        await quiet(pilot)
+
+    assert snap_compare(PolysecApp(rt, session=officer), terminal_size=(100, 30),
+                        run_before=show)
+
+
+def test_bindings_have_ids_and_descriptions() -> None:
+    from textual.binding import Binding
+
+    for owner in (AnomaliesScreen, TimelineScreen):
+        for binding in owner.BINDINGS:
+            assert isinstance(binding, Binding)
+            assert binding.id and binding.description, binding

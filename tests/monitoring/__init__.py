@@ -1,0 +1,1 @@
+"""Monitoring (services/monitoring): the dashboard, `polysec status`, the live dashboard."""

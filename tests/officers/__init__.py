@@ -1,0 +1,1 @@
+"""Officers (services/officers): identity, sessions, grants and the audit log, CLI and console."""

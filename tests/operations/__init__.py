@@ -1,0 +1,1 @@
+"""Operations (services/operations, backup): backups, keys, audit checks, hosts, bastion."""

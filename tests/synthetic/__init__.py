@@ -1,0 +1,1 @@
+"""Synthetic data (polysec_tui/synthetic): `polysec demo` and `polysec simulate`."""

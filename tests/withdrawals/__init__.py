@@ -1,0 +1,1 @@
+"""Withdrawals (services/withdrawals): screening, review and decisions, services and console."""

@@ -1,0 +1,505 @@
+"""Screening rules: each fires with its numbers in the explanation and stays quiet on an
+ordinary withdrawal; screening is idempotent and holds above the threshold. All three
+databases (the per-row windows are each engine's own date arithmetic)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, func, select, text, update
+
+from polysec_tui.config import Settings
+from polysec_tui.db import migrate
+from polysec_tui.db.models import (
+    Hold,
+    LoginAnomaly,
+    LoginEvent,
+    Withdrawal,
+    WithdrawalFlag,
+    WithdrawalScreening,
+)
+from polysec_tui.errors import InputError, RefusedError
+from polysec_tui.services.officers.auth import Actor
+from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals import blocklist, screening
+from tests.support import FIXED_NOW
+from tests.support.helpers import account, ingest, login, security_event, withdrawal
+from tests.support.officers import MovableClock, make_staff
+from tests.support.screening import (
+    CRON,
+    HOME_ADDRESS,
+    build_history,
+    hits,
+    iso,
+    request,
+    status,
+)
+
+
+@pytest.fixture
+def rt(runtime: Runtime) -> Runtime:
+    build_history(runtime)
+    return runtime
+
+
+def test_ordinary_withdrawal_fires_nothing_and_stays_pending(rt: Runtime) -> None:
+    assert request(rt) == {}
+    assert status(rt, "T1") == "pending"
+    with rt.sessions() as s:
+        wd = s.scalars(select(Withdrawal).where(Withdrawal.external_id == "T1")).one()
+        verdict = s.get(WithdrawalScreening, wd.id)
+        assert verdict is not None
+        assert verdict.screened_at == FIXED_NOW and verdict.risk_score == 0
+
+
+def test_ip_not_seen(rt: Runtime) -> None:
+    found = request(rt, ip="198.51.100.9")
+    assert found["ip_not_seen"] == (
+        "request IP 198.51.100.9 is not among the 8 successful logins of this account "
+        "in the 30 days before the request")
+    # The login behind the request does not vouch for its own IP, but an earlier one does.
+    ingest(rt, "logins", login("old-same-ip", at=iso(timedelta(days=3)), ip="198.51.100.9"))
+    assert "ip_not_seen" not in request(rt, "T2", ip="198.51.100.9")
+
+
+def test_new_country_and_new_asn(rt: Runtime) -> None:
+    found = request(rt, login_extra={"country": "FR"})
+    assert "new_country" in found and "new_asn" not in found
+    assert found["new_country"] == (
+        "request from country FR, not seen in this account's 8 successful logins of the "
+        "last 180 days (seen: DE)")
+    found = request(rt, "T2", login_extra={"asn": 64500})
+    assert "new_asn" in found and "new_country" not in found
+    assert "AS64500" in found["new_asn"] and "8 successful logins" in found["new_asn"]
+
+
+def test_new_country_needs_history(runtime: Runtime) -> None:
+    ingest(runtime, "accounts", account("A1"))
+    ingest(runtime, "logins", login("only", at=iso(timedelta(days=2))))
+    assert "new_country" not in request(runtime, login_extra={"country": "FR"})
+
+
+def test_amount_outlier_uses_median_and_mad(rt: Runtime) -> None:
+    found = request(rt, amount="4.2")
+    assert found["amount_outlier"] == (
+        "amount 4.2 BTC is 11.8x this account's median withdrawal of 0.355 BTC "
+        "(MAD 0.02, 6 withdrawals)")
+    assert "amount_outlier" not in request(rt, "T2", amount="0.5")
+
+
+def test_amount_outlier_needs_history(runtime: Runtime) -> None:
+    ingest(runtime, "accounts", account("A1"))
+    ingest(runtime, "withdrawals", withdrawal("W0", at=iso(timedelta(days=3)), amount="0.01"))
+    assert "amount_outlier" not in request(runtime, amount="4.2", available_balance="100")
+
+
+def test_new_destination_and_rejected_history_does_not_count(rt: Runtime) -> None:
+    found = request(rt, address="bc1qsomewhereelse")
+    assert found["new_destination"].startswith(
+        "first withdrawal by this account to bc1qsomewhereelse; 6 earlier")
+    assert "new_destination" not in request(rt, "T2", address=HOME_ADDRESS)
+    with rt.transaction() as s:
+        s.execute(update(Withdrawal).where(Withdrawal.external_id == "T1")
+                  .values(status="rejected"))
+    assert "new_destination" in request(rt, "T3", address="bc1qsomewhereelse")
+
+
+def test_address_blocklisted(rt: Runtime) -> None:
+    rt.clock = clock = MovableClock(FIXED_NOW)
+    staff = make_staff(rt, clock)
+    assert blocklist.add(rt, staff.actors["ann"], "bc1qscammer", "reported by chain analysis")
+    found = request(rt, address="bc1qscammer")
+    assert found["address_blocklisted"].startswith(
+        "destination bc1qscammer is on the blocklist since 2026-11-20 12:0")
+    assert found["address_blocklisted"].endswith(" UTC: reported by chain analysis")
+    assert status(rt, "T1") == "held"  # the weight alone reaches the threshold
+    assert "address_blocklisted" not in request(rt, "T2")
+
+
+def test_security_change_within_window(rt: Runtime) -> None:
+    ingest(rt, "security-events",
+           security_event("S1", at=iso(timedelta(hours=11)), kind="2fa_reset"),
+           security_event("S2", at=iso(timedelta(days=4)), kind="password_change"),
+           security_event("S3", at=iso(timedelta(hours=5)), kind="new_device"))
+    found = request(rt)
+    assert found["security_change_hold"] == (
+        "2fa_reset 10.0 h before the request (hold window 48 h)")
+    assert status(rt, "T1") == "held"
+
+
+def test_security_change_outside_window_or_other_kind_is_quiet(rt: Runtime) -> None:
+    ingest(rt, "security-events",
+           security_event("S2", at=iso(timedelta(days=4)), kind="password_change"),
+           security_event("S3", at=iso(timedelta(hours=5)), kind="new_device"))
+    assert "security_change_hold" not in request(rt)
+
+
+def test_active_hold_fires_security_change_hold(rt: Runtime) -> None:
+    with rt.sessions() as s:
+        account_id = s.scalar(select(Withdrawal.account_id).limit(1))
+    with rt.transaction() as s:
+        s.add(Hold(account_id=account_id, kind="security_change", reason="2FA reset",
+                   created_at=FIXED_NOW - timedelta(hours=3),
+                   expires_at=FIXED_NOW + timedelta(hours=45)))
+        s.add(Hold(account_id=account_id, kind="security_change", reason="old",
+                   created_at=FIXED_NOW - timedelta(days=9),
+                   expires_at=FIXED_NOW - timedelta(days=7)))
+    found = request(rt)
+    assert found["security_change_hold"].startswith("security-change hold #")
+    assert "placed 2026-11-20 09:00 UTC (until 2026-11-22 09:00 UTC)" in found[
+        "security_change_hold"]
+    assert found["security_change_hold"].count("hold #") == 1  # the expired one is not
+
+
+def test_velocity_count_and_sum(rt: Runtime) -> None:
+    for n in range(4):
+        ingest(rt, "withdrawals", withdrawal(f"V{n}", at=iso(timedelta(hours=5 + n)),
+                                             amount="0.01", address=HOME_ADDRESS,
+                                             available_balance="5", login_id="A1-L1"))
+    found = request(rt, amount="0.01")
+    assert found["velocity"] == (
+        "5 withdrawal(s) totalling 0.05 BTC in 24 h including this one: at or above the "
+        "limit of 5 withdrawals")
+    # The sum: 0.35 + 0.5 reaches the default 0.75 BTC approval limit.
+    assert "velocity" in request(rt, "T2", amount="0.5")
+
+
+def test_velocity_quiet_on_spread_out_withdrawals(rt: Runtime) -> None:
+    assert "velocity" not in request(rt)
+
+
+def test_dormant_account(runtime: Runtime) -> None:
+    ingest(runtime, "accounts", account("A1"))
+    ingest(runtime, "logins", *(login(f"L{d}", at=iso(timedelta(days=d))) for d in (130, 140)))
+    ingest(runtime, "withdrawals", withdrawal("W0", at=iso(timedelta(days=135)),
+                                              address=HOME_ADDRESS))
+    found = request(runtime)
+    assert found["dormant"] == (
+        "no login or withdrawal for 129 days before this request (last activity "
+        "2026-07-13 12:00 UTC; dormant after 90 days)")
+
+
+def test_a_withdrawal_of_another_asset_ends_dormancy(runtime: Runtime) -> None:
+    """Any withdrawal is activity (docs/screening.md), not only one of the same asset."""
+    ingest(runtime, "accounts", account("A1"))
+    ingest(runtime, "logins", *(login(f"L{d}", at=iso(timedelta(days=d))) for d in (130, 140)))
+    ingest(runtime, "withdrawals",
+           withdrawal("W0", at=iso(timedelta(days=135)), address=HOME_ADDRESS),
+           withdrawal("E0", at=iso(timedelta(days=20)), asset="ETH", amount="1",
+                      address="0xhome"))
+    assert "dormant" not in request(runtime)
+
+
+def test_history_across_batch_boundaries(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of two: each withdrawal still sees the earlier ones of other batches."""
+    monkeypatch.setattr(screening, "BATCH", 2)
+    for n in range(4):
+        ingest(rt, "withdrawals", withdrawal(f"V{n}", at=iso(timedelta(hours=5 + n)),
+                                             amount="0.01", address=HOME_ADDRESS,
+                                             available_balance="5", login_id="A1-L1"))
+    found = request(rt, amount="0.01")
+    assert found["velocity"].startswith("5 withdrawal(s) totalling 0.05 BTC in 24 h")
+    assert "velocity" not in hits(rt, "V0")  # four in 24 h, 0.04 BTC: below both limits
+    assert "new_destination" not in hits(rt, "V3")
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Withdrawal)) == s.scalar(
+            select(func.count()).select_from(WithdrawalScreening))
+
+
+def test_active_account_is_not_dormant(rt: Runtime) -> None:
+    assert "dormant" not in request(rt)
+
+
+def test_drains_balance(rt: Runtime) -> None:
+    found = request(rt, available_balance="0.36")
+    assert found["drains_balance"] == (
+        "amount 0.35 BTC is 97% of the available balance of 0.36 BTC (threshold 90%)")
+    assert "drains_balance" not in request(rt, "T2", available_balance="0.5")
+
+
+def test_risky_session(rt: Runtime) -> None:
+    request(rt)  # creates T1-login
+    ingest(rt, "logins", login("T2-login", at=iso(timedelta(minutes=65))),
+           login("T3-login", at=iso(timedelta(minutes=65))))
+    with rt.transaction() as s:
+        ids = {ext: i for ext, i in s.execute(select(LoginEvent.external_id, LoginEvent.id)
+               .where(LoginEvent.external_id.in_(["T2-login", "T3-login"])))}
+        account_id = s.scalar(select(Withdrawal.account_id).limit(1))
+        for ext, severity in (("T2-login", "high"), ("T3-login", "low")):
+            s.add(LoginAnomaly(kind="impossible_travel", severity=severity, score=5.0,
+                               account_id=account_id, login_event_id=ids[ext],
+                               at=FIXED_NOW, source_ip=None, source_asn=None,
+                               explanation="x", details={}, detected_at=FIXED_NOW))
+    for ext in ("T2", "T3"):
+        ingest(rt, "withdrawals", withdrawal(ext, at=iso(timedelta(hours=1)),
+                                             address=HOME_ADDRESS, available_balance="5",
+                                             login_id=f"{ext}-login"))
+    screening.screen(rt, CRON)
+    assert hits(rt, "T2")["risky_session"] == (
+        "the login behind this request (T2-login) was itself flagged: "
+        "impossible_travel (high)")
+    assert "risky_session" not in hits(rt, "T3")  # low is below the default floor
+
+
+def test_screen_is_idempotent_and_reports(rt: Runtime) -> None:
+    request(rt, ip="198.51.100.9", amount="4.2", address="bc1qnew")
+    with rt.sessions() as s:
+        before = s.scalar(select(func.count()).select_from(WithdrawalFlag))
+    again = screening.screen(rt, CRON)
+    assert again.screened == 0 and again.held == 0
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(WithdrawalFlag)) == before
+    assert status(rt, "T1") == "held"
+
+
+def test_screen_holds_only_at_threshold(rt: Runtime) -> None:
+    cfg = replace(screening.ScreeningConfig(), hold_threshold=200)
+    ingest(rt, "withdrawals", withdrawal("T9", at=iso(timedelta(hours=1)), amount="4.2",
+                                         address="bc1qnew", ip="198.51.100.9",
+                                         available_balance="5"))
+    report = screening.screen(rt, CRON, config=cfg)
+    assert report.screened == 1 and report.held == 0 and status(rt, "T9") == "pending"
+
+
+def test_screen_needs_permission_and_is_audited(rt: Runtime) -> None:
+    from polysec_tui.services.auditchain import tail
+
+    with pytest.raises(RefusedError):
+        screening.screen(rt, Actor(CRON.officer_id, "x", "unknown-role"))
+    with rt.sessions() as s:
+        assert tail(s, 1)[0].action == "withdrawals.screen"
+
+
+def test_config_from_toml(settings: Settings) -> None:
+    custom = Settings(settings.db_url, settings.keyring_path, options={"screening": {
+        "hold_threshold": 70, "security_hold_hours": 24, "weights": {"dormant": 5},
+        "approval_limits": {"btc": "2.5"}, "amount_ratio": 4}})
+    cfg = screening.load_config(custom)
+    assert cfg.hold_threshold == 70 and cfg.security_hold_hours == 24
+    assert cfg.weight("dormant") == 5 and cfg.weight("ip_not_seen") == 20
+    assert str(cfg.approval_limit("BTC")) == "2.5"
+    for bad in ({"nope": 1}, {"weights": {"nope": 1}}, {"velocity_count": -1},
+                {"approval_limits": {"BTC": "0"}}):
+        with pytest.raises(InputError):
+            screening.load_config(Settings(settings.db_url, settings.keyring_path,
+                                           options={"screening": bad}))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_demo_account_takeover_is_held_and_few_normal_ones(settings: Settings) -> None:
+    from polysec_tui.db.models import DemoScenario, DemoScenarioEvent
+    from polysec_tui.services.runtime import open_runtime
+    from polysec_tui.synthetic.demo import build_demo
+    from polysec_tui.synthetic.generator import DemoSpec
+
+    build_demo(settings, DemoSpec(accounts=400, days=10, seed=3, anchor=FIXED_NOW))
+    rt = open_runtime(settings)
+    try:
+        with rt.sessions() as s:
+            attack = set(s.scalars(
+                select(DemoScenarioEvent.external_id)
+                .join(DemoScenario, DemoScenario.id == DemoScenarioEvent.scenario_id)
+                .where(DemoScenarioEvent.event_type == "withdrawal",
+                       DemoScenario.kind == "account_takeover")))
+            statuses = dict(s.execute(select(Withdrawal.external_id, Withdrawal.status)).all())
+        assert attack and all(statuses[e] == "held" for e in attack)
+        for ext in attack:
+            assert {"new_destination", "ip_not_seen", "security_change_hold",
+                    "drains_balance"} <= set(hits(rt, ext))
+        normal = [st for e, st in statuses.items() if e not in attack]
+        assert statuses and sum(st == "held" for st in normal) <= 0.05 * len(normal)
+        assert all(st in ("pending", "held") for st in normal)
+    finally:
+        rt.engine.dispose()
+
+
+def test_without_the_login_the_request_ip_locates_the_request(rt: Runtime) -> None:
+    """No login_id: country and network come from the request IP's latest login."""
+    ingest(rt, "logins", login("elsewhere", at=iso(timedelta(hours=2)), ip="192.0.2.80",
+                               country="BR", asn=28573, success=False))
+    ingest(rt, "withdrawals", withdrawal("T9", at=iso(timedelta(hours=1)), ip="192.0.2.80",
+                                         address=HOME_ADDRESS, available_balance="5"))
+    screening.screen(rt, CRON)
+    found = hits(rt, "T9")
+    assert "country BR" in found["new_country"] and "AS28573" in found["new_asn"]
+    assert "ip_not_seen" in found
+
+
+def _mixed_backlog(rt: Runtime) -> None:
+    """Twelve unscreened withdrawals of A1: ordinary ones, new addresses, unknown IPs,
+    a drain and an outlier, spread over the last hours."""
+    ingest(rt, "withdrawals", *(
+        withdrawal(f"M{n}", at=iso(timedelta(minutes=300 - 20 * n)),
+                   amount=("7.5" if n == 7 else "0.35"),
+                   address=(f"bc1qelsewhere{n}" if n % 3 == 0 else HOME_ADDRESS),
+                   ip=("198.51.100.9" if n % 4 == 1 else "203.0.113.7"),
+                   available_balance=("0.36" if n == 5 else "50"), login_id="A1-L1")
+        for n in range(12)))
+
+
+def _outcome(rt: Runtime) -> dict[str, tuple[str, float | None, dict[str, str]]]:
+    """Each withdrawal's status, score and hits."""
+    with rt.sessions() as s:
+        flags: dict[int, dict[str, str]] = {}
+        for f in s.scalars(select(WithdrawalFlag)):
+            flags.setdefault(f.withdrawal_id, {})[f.rule] = f.explanation
+        return {w.external_id: (w.status, risk, flags.get(w.id, {}))
+                for w, risk in s.execute(
+                    select(Withdrawal, WithdrawalScreening.risk_score).outerjoin(
+                        WithdrawalScreening,
+                        WithdrawalScreening.withdrawal_id == Withdrawal.id))}
+
+
+def _unscreen(rt: Runtime, ext_prefix: str) -> None:
+    with rt.transaction() as s:
+        ids = select(Withdrawal.id).where(Withdrawal.external_id.startswith(ext_prefix))
+        s.execute(WithdrawalFlag.__table__.delete().where(  # type: ignore[attr-defined]
+            WithdrawalFlag.withdrawal_id.in_(ids)))
+        s.execute(delete(WithdrawalScreening).where(WithdrawalScreening.withdrawal_id.in_(ids)))
+        s.execute(update(Withdrawal).where(Withdrawal.id.in_(ids)).values(status="pending"))
+
+
+def test_worker_processes_judge_as_this_process_does(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backlog of several batches is judged by worker processes while this one writes;
+    the hits, scores and holds are exactly those of judging here, batch after batch."""
+    monkeypatch.setattr(screening, "BATCH", 3)
+    started: list[int] = []
+    real_pool = screening._worker_pool
+
+    def spy(rt: Runtime, n: int) -> ProcessPoolExecutor:
+        started.append(n)
+        return real_pool(rt, n)
+
+    monkeypatch.setattr(screening, "_worker_pool", spy)
+    _mixed_backlog(rt)
+    in_here = screening.screen(rt, CRON, workers=0)
+    inline = _outcome(rt)
+    _unscreen(rt, "M")
+    by_workers = screening.screen(rt, CRON, workers=2)
+    assert started == [2]  # and not for the in-process run
+    assert _outcome(rt) == inline
+    assert by_workers.screened == in_here.screened == 12
+    assert by_workers.hits == in_here.hits and by_workers.held == in_here.held >= 1
+    assert {"new_destination", "ip_not_seen", "drains_balance", "amount_outlier"} <= set(
+        by_workers.hits)
+
+
+def test_verdicts_survive_migration_0009_both_ways(rt: Runtime) -> None:
+    """Migration 0009 moves each screened withdrawal's time and score into
+    withdrawal_screenings, with hits referencing the rows (a SQLite table copy would
+    fail on those), and its downgrade moves them back."""
+    _mixed_backlog(rt)
+    screening.screen(rt, CRON, workers=0)
+    before = _outcome(rt)
+    assert any(risk for _, risk, _ in before.values())
+    migrate.downgrade(rt.engine, "0008")
+    with rt.engine.connect() as conn:
+        old = {ext: (status, risk) for ext, status, risk, at in conn.execute(text(
+            "SELECT external_id, status, risk_score, screened_at FROM withdrawals"))
+            if at is not None}
+    assert old == {ext: (status, risk) for ext, (status, risk, _) in before.items()
+                   if risk is not None}
+    migrate.upgrade(rt.engine)
+    assert _outcome(rt) == before
+
+
+def test_two_runs_at_once_screen_each_withdrawal_once(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Concurrent runs judge the same batches, but each withdrawal's verdict is written
+    by one of them only: the writer skips what another run screened meanwhile."""
+    import threading
+
+    monkeypatch.setattr(screening, "BATCH", 2)
+    _mixed_backlog(rt)
+    reports: list[screening.ScreenReport] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            reports.append(screening.screen(rt, CRON, workers=0))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(r.screened for r in reports) == 12
+    together = _outcome(rt)
+    _unscreen(rt, "M")
+    screening.screen(rt, CRON, workers=0)
+    assert _outcome(rt) == together  # the same verdicts as one run alone, none twice
+
+
+def test_a_withdrawal_committed_late_into_a_judged_range_waits(rt: Runtime) -> None:
+    """A row that appears inside a batch's id range after the batch was judged (ids are
+    not committed in order) is not marked screened with the batch: the next run judges it."""
+    ingest(rt, "withdrawals", *(
+        withdrawal(f"R{n}", at=iso(timedelta(hours=3 - n)), address=f"bc1qfresh{n}",
+                   available_balance="5", login_id="A1-L1") for n in range(3)))
+    with rt.sessions() as s:
+        ids = list(s.scalars(select(Withdrawal.id).where(Withdrawal.external_id
+                                                          .startswith("R"))
+                             .order_by(Withdrawal.id)))
+    with rt.transaction() as s:  # R1 "not yet committed" while the batch is judged
+        s.add(WithdrawalScreening(withdrawal_id=ids[1], screened_at=FIXED_NOW,
+                                  risk_score=0.0))
+    verdict = screening._judge(rt.sessions, ids, screening.ScreeningConfig())
+    assert verdict.judged == [ids[0], ids[2]]
+    with rt.transaction() as s:
+        s.execute(delete(WithdrawalScreening).where(WithdrawalScreening.withdrawal_id == ids[1]))
+    report = screening.ScreenReport()
+    screening._record(rt, verdict, screening.ScreeningConfig(), report)
+    assert report.screened == 2
+    assert status(rt, "R1") == "pending" and hits(rt, "R1") == {}
+    with rt.sessions() as s:
+        assert s.get(WithdrawalScreening, ids[1]) is None
+    assert screening.screen(rt, CRON).screened == 1
+    assert "new_destination" in hits(rt, "R1")
+
+
+def _judged(rt: Runtime, ext: str, **extra: Any) -> screening._Verdict:
+    """An unscreened withdrawal that scores above the threshold, judged, not recorded."""
+    ingest(rt, "withdrawals", withdrawal(ext, at=iso(timedelta(hours=1)), amount="4.2",
+                                         address="bc1qnew", ip="198.51.100.9",
+                                         available_balance="5", **extra))
+    with rt.sessions() as s:
+        wid = s.scalars(select(Withdrawal.id).where(Withdrawal.external_id == ext)).one()
+    return screening._judge(rt.sessions, [wid], screening.ScreeningConfig())
+
+
+def test_a_verdict_recorded_twice_is_written_once(rt: Runtime) -> None:
+    """Two runs that judged the same batch: the second to record writes nothing."""
+    verdict = _judged(rt, "D1")
+    first, second = screening.ScreenReport(), screening.ScreenReport()
+    screening._record(rt, verdict, screening.ScreeningConfig(), first)
+    flags_after_first = hits(rt, "D1")
+    screening._record(rt, verdict, screening.ScreeningConfig(), second)
+    assert (first.screened, first.held) == (1, 1) and len(flags_after_first) >= 3
+    assert (second.screened, second.held, second.hits) == (0, 0, {})
+    assert hits(rt, "D1") == flags_after_first and status(rt, "D1") == "held"
+
+
+def test_a_withdrawal_an_officer_took_while_it_was_judged_keeps_its_status(
+        rt: Runtime) -> None:
+    """Claimed between judging and recording: scored and screened, not held over the
+    officer's claim, and not counted as held."""
+    verdict = _judged(rt, "D2")
+    with rt.transaction() as s:
+        s.execute(update(Withdrawal).where(Withdrawal.external_id == "D2")
+                  .values(status="in_review"))
+    report = screening.ScreenReport()
+    screening._record(rt, verdict, screening.ScreeningConfig(), report)
+    assert (report.screened, report.held) == (1, 0)
+    assert status(rt, "D2") == "in_review" and "new_destination" in hits(rt, "D2")
+    with rt.sessions() as s:
+        score = s.scalar(select(WithdrawalScreening.risk_score).join(Withdrawal).where(
+            Withdrawal.external_id == "D2"))
+    assert score is not None and score >= 50

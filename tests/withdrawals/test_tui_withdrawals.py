@@ -1,0 +1,266 @@
+"""The review queue and the withdrawal detail in the console, driven by Pilot on a
+temporary database with a pinned clock (all three engines); snapshots on SQLite."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.text import Text
+from sqlalchemy import select
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Static
+
+from polysec_tui.app import DESTINATIONS, PolysecApp, screen_class
+from polysec_tui.config import Settings
+from polysec_tui.crypto.keyring import load_keyring
+from polysec_tui.db import migrate
+from polysec_tui.db.engine import make_engine
+from polysec_tui.db.models import Hold, Withdrawal
+from polysec_tui.screens.withdrawals import (
+    NotePrompt,
+    WithdrawalDetailScreen,
+    WithdrawalQueueScreen,
+    age_text,
+)
+from polysec_tui.services.runtime import Runtime
+from tests.support import FIXED_NOW
+from tests.support.screening import build_history, request, status
+from tests.support.tui import Session, SnapshotRuntime, log_in, quiet, sync
+
+HOSTILE = "bc1q[@click=app.quit]x[/]"
+
+
+def fill(rt: Runtime) -> None:
+    """T1 held an hour ago, T2 held five hours ago (past the 4 h SLA) with a larger,
+    outlying amount, T3 ordinary (pending), T4 held to a hostile-looking address."""
+    build_history(rt)
+    suspicious: dict[str, Any] = {"ip": "198.51.100.9", "address": "bc1qnewdestination",
+                                  "login_extra": {"country": "FR"}}
+    request(rt, "T1", **suspicious)
+    request(rt, "T2", **suspicious, ago=timedelta(hours=5), amount="4.2")
+    request(rt, "T3")
+    request(rt, "T4", ip="192.0.2.44", login_extra={"country": "NL"}, address=HOSTILE,
+            amount="0.2", ago=timedelta(hours=3, minutes=30))
+    assert [status(rt, e) for e in ("T1", "T2", "T3", "T4")] == [
+        "held", "held", "pending", "held"]
+
+
+@pytest.fixture
+def officer(runtime: Runtime) -> Session:
+    session = log_in(runtime)
+    fill(runtime)
+    return session
+
+
+async def until(pilot: Pilot[Any], condition: Callable[[], bool]) -> None:
+    for _ in range(300):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if condition() and not any(w.is_running for w in pilot.app.workers):
+            return
+    raise AssertionError("the screen did not get there")
+
+
+def queue_loaded(app: PolysecApp) -> Callable[[], bool]:
+    return lambda: (isinstance(app.screen, WithdrawalQueueScreen)
+                    and app.screen.page is not None)
+
+
+def detail_loaded(app: PolysecApp) -> Callable[[], bool]:
+    return lambda: (isinstance(app.screen, WithdrawalDetailScreen)
+                    and app.screen.detail is not None)
+
+
+def rows(app: PolysecApp, selector: str) -> list[list[str]]:
+    table: DataTable[Text] = app.screen.query_one(selector, DataTable)
+    return [[c.plain for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+async def open_queue(pilot: Pilot[Any]) -> None:
+    app = pilot.app
+    assert isinstance(app, PolysecApp)
+    await until(pilot, lambda: app.actor is not None)
+    await pilot.press(DESTINATIONS["withdrawals"].key)
+    await until(pilot, queue_loaded(app))
+
+
+def test_queue_is_a_destination() -> None:
+    assert screen_class(DESTINATIONS["withdrawals"].screen) is WithdrawalQueueScreen
+
+
+def test_age_turns_amber_then_red() -> None:
+    sla = timedelta(hours=4)
+    assert age_text(FIXED_NOW - timedelta(hours=1), FIXED_NOW, sla).plain == "1h00m"
+    due = age_text(FIXED_NOW - timedelta(hours=3, minutes=30), FIXED_NOW, sla)
+    assert due.plain == "3h30m due" and str(due.style) == "yellow"
+    late = age_text(FIXED_NOW - timedelta(days=1, hours=2), FIXED_NOW, sla)
+    assert late.plain == "1d02h LATE" and str(late.style) == "bold red"
+
+
+@sync
+async def test_queue_lists_held_by_risk_and_sorts_and_filters(runtime: Runtime,
+                                                               officer: Session) -> None:
+    app = PolysecApp(runtime, session=officer)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_queue(pilot)
+        listed = rows(app, "#queue-table")
+        # Highest risk first; T4 and T1 score alike: the older first.
+        assert [r[5] for r in listed] == ["T2", "T4", "T1"]
+        assert listed[0][0] == "5h00m LATE" and listed[1][0] == "3h30m due"
+        assert listed[2][0] == "1h00m"
+        assert listed[0][8].startswith("ip_not_seen, new_country, amount_outlier")
+        assert listed[2][7] == ""
+        await pilot.press("s", "s")  # age, then amount: largest first
+        await until(pilot, lambda: app.screen.sort == "amount")  # type: ignore[attr-defined]
+        assert [r[5] for r in rows(app, "#queue-table")] == ["T2", "T1", "T4"]
+        await pilot.press("slash")
+        await pilot.press(*"amount_outlier", "enter")
+        await until(pilot, lambda: app.screen.rule == "amount_outlier")  # type: ignore[attr-defined]
+        assert [r[5] for r in rows(app, "#queue-table")] == ["T2"]
+        await pilot.press("slash", "enter")  # empty clears
+        await until(pilot, lambda: app.screen.rule is None)  # type: ignore[attr-defined]
+        await pilot.press("f", "f", "f", "f")  # open -> held -> in_review -> escalated -> pending
+        await until(pilot, lambda: app.screen.queue_status == "pending")  # type: ignore[attr-defined]
+        assert "T3" in [r[5] for r in rows(app, "#queue-table")]
+
+
+@sync
+async def test_detail_claim_and_reject_with_a_note(runtime: Runtime, officer: Session) -> None:
+    app = PolysecApp(runtime, session=officer)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_queue(pilot)
+        await pilot.press("down", "down")  # T1
+        await pilot.press("enter")
+        await until(pilot, detail_loaded(app))
+        flags = rows(app, "#detail-flags")
+        assert [f[0] for f in flags] == ["ip_not_seen", "new_country", "new_destination"]
+        assert flags[1][2].startswith("request from country FR")
+        assert "198.51.100.9" in [r[2] for r in rows(app, "#detail-logins")[:2]]
+        await pilot.press("c")
+        await until(pilot, lambda: app.screen.detail is not None  # type: ignore[attr-defined]
+                    and app.screen.detail.item.status == "in_review")  # type: ignore[attr-defined]
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, NotePrompt))
+        await pilot.press("enter")  # an empty note is refused
+        assert isinstance(app.screen, NotePrompt)
+        await pilot.press(*"mule", "enter")
+        await until(pilot, lambda: isinstance(app.screen, WithdrawalDetailScreen)
+                    and app.screen.detail is not None
+                    and app.screen.detail.item.status == "rejected")
+        assert status(runtime, "T1") == "rejected"
+        decisions = str(app.screen.query_one("#detail-decisions", Static).render())
+        assert "chief claim" in decisions and "chief reject: mule" in decisions
+        await pilot.press("escape")
+        await until(pilot, queue_loaded(app))
+        await until(pilot, lambda: [r[5] for r in rows(app, "#queue-table")] == ["T2", "T4"])
+
+
+
+@sync
+async def test_escape_cancels_a_decision_and_holds_refuse_approval(
+        runtime: Runtime, officer: Session) -> None:
+    with runtime.sessions() as s:
+        account_id = s.scalar(select(Withdrawal.account_id).where(Withdrawal.external_id == "T1"))
+    with runtime.transaction() as s:
+        s.add(Hold(account_id=account_id, kind="security_change", reason="client 2FA reset",
+                   created_at=FIXED_NOW - timedelta(hours=1),
+                   expires_at=FIXED_NOW + timedelta(hours=47)))
+    app = PolysecApp(runtime, session=officer)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_queue(pilot)
+        await pilot.press("down", "down", "enter")
+        await until(pilot, detail_loaded(app))
+        head = str(app.screen.query_one("#detail-head", Static).render())
+        assert "HOLD" in head and "client 2FA reset" in head
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, NotePrompt))
+        await pilot.press("escape")
+        await until(pilot, detail_loaded(app))
+        assert status(runtime, "T1") == "held"
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, NotePrompt))
+        await pilot.press(*"ok", "enter")
+        await until(pilot, lambda: "-error" in app.screen.query_one("#detail-status").classes)
+        assert "active security_change hold" in str(
+            app.screen.query_one("#detail-status", Static).render())
+        assert status(runtime, "T1") == "held"
+
+
+@sync
+async def test_detail_opens_timeline_anomalies_and_2fa_reset(runtime: Runtime,
+                                                            officer: Session) -> None:
+    from polysec_tui.screens.anomalies import AnomaliesScreen
+    from polysec_tui.screens.timeline import TimelineScreen
+    from polysec_tui.screens.twofa import TwoFactorResetScreen
+
+    app = PolysecApp(runtime, session=officer)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_queue(pilot)
+        await pilot.press("enter")
+        await until(pilot, detail_loaded(app))
+        assert isinstance(app.screen, WithdrawalDetailScreen) and app.screen.detail
+        account_id = app.screen.detail.account_id
+        targets: list[tuple[str, type[Any]]] = [
+            ("t", TimelineScreen), ("o", AnomaliesScreen), ("f", TwoFactorResetScreen)]
+        for key, kind in targets:
+            await pilot.press(key)
+            await until(pilot, functools.partial(lambda k: isinstance(app.screen, k), kind))
+            assert app.screen.account_id == account_id  # type: ignore[attr-defined]
+            app.pop_screen()
+            await until(pilot, detail_loaded(app))
+
+
+@sync
+async def test_hostile_address_is_literal(runtime: Runtime, officer: Session) -> None:
+    app = PolysecApp(runtime, session=officer)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_queue(pilot)
+        await pilot.press("down", "enter")
+        await until(pilot, detail_loaded(app))
+        assert HOSTILE in str(app.screen.query_one("#detail-head", Static).render())
+        assert app.is_running
+
+
+# ------------------------------------------------------------------------ snapshots
+
+
+@pytest.fixture
+def snapshot_runtime(tmp_path: Path, keyring_path: Path) -> Iterator[Runtime]:
+    url = f"sqlite:///{tmp_path / 'snapshot.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    rt = SnapshotRuntime(Settings(url, keyring_path), engine, load_keyring(keyring_path),
+                         clock=lambda: FIXED_NOW)
+    yield rt
+    engine.dispose()
+
+
+def test_snapshot_queue(snap_compare: Any, snapshot_runtime: Runtime) -> None:
+    session = log_in(snapshot_runtime)
+    fill(snapshot_runtime)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await open_queue(pilot)
+        await quiet(pilot)  # the live dashboard's alerts are not this screen
+
+    assert snap_compare(PolysecApp(snapshot_runtime, session=session),
+                        terminal_size=(126, 30), run_before=run_before)
+
+
+def test_snapshot_detail(snap_compare: Any, snapshot_runtime: Runtime) -> None:
+    session = log_in(snapshot_runtime)
+    fill(snapshot_runtime)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await open_queue(pilot)
+        await pilot.press("enter")
+        await until(pilot, detail_loaded(pilot.app))  # type: ignore[arg-type]
+        await quiet(pilot)
+
+    assert snap_compare(PolysecApp(snapshot_runtime, session=session),
+                        terminal_size=(140, 56), run_before=run_before)
