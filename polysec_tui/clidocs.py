@@ -23,7 +23,7 @@ def render() -> str:
     parts = [
         "# Command reference\n",
         "Generated from `--help` by `python -m polysec_tui.clidocs > docs/cli.md`; do not",
-        "edit by hand (tests/test_clidocs.py fails when it is out of date).\n",
+        "edit by hand (tests/core/test_clidocs.py fails when it is out of date).\n",
     ]
     for path, command in _walk(cli, ["polysec"]):
         parent = None

@@ -44,9 +44,9 @@ from polysec_tui.services.officers import sessions
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime, utc_now
 from polysec_tui.services.withdrawals import screening
-from tests.conftest import FIXED_NOW
-from tests.helpers import account, ingest_records, login, security_event, withdrawal
-from tests.officer_fixtures import MovableClock
+from tests.support import FIXED_NOW, ROOT
+from tests.support.helpers import account, ingest_records, login, security_event, withdrawal
+from tests.support.officers import MovableClock
 
 CRON = Actor(uuid.UUID(int=1), "cron", "automation")
 ANN = Actor(uuid.UUID(int=2), "ann", "analyst")
@@ -435,7 +435,7 @@ def _count(rt: Runtime, model: Any) -> int:
 
 
 def test_the_documented_systemd_service_verifies(tmp_path):
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "bastion.md").read_text()
+    doc = (ROOT / "docs" / "bastion.md").read_text()
     section = doc.split("## Monitoring: the detector service", 1)[1]
     unit = section.split("```ini\n", 1)[1].split("```", 1)[0]
     options = dict(line.split("=", 1) for line in unit.splitlines()
