@@ -149,7 +149,7 @@ def test_the_demo_console_shows_a_simulated_brute_force_without_a_key_press(tmp_
         tmux.keys("Tab")
         tmux.text(match.group(2))
         tmux.keys("Enter")
-        before = tmux.wait_for(lambda s: "Monitoring watcher on" in s,
+        before = tmux.wait_for(lambda s: "Monitoring live" in s,
                                "the dashboard and its watcher")
         simulated = subprocess.run(
             [sys.executable, "-m", "polysec_tui", "simulate", "--demo", "--rate", "200",

@@ -46,7 +46,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from polysec_tui.config import Settings
@@ -152,21 +152,22 @@ def status(session: Session, now: datetime, config: WatchConfig) -> WatcherStatu
 
 
 def describe(status: WatcherStatus, now: datetime) -> str:
-    """One line for the dashboard and `polysec status`."""
-    lag = f"{status.lag_events:,} event(s) waiting"
-    if status.lag_seconds is not None and status.lag_events:
-        lag += f" {_ago(status.lag_seconds)}"
+    """One line for the dashboard and `polysec status`, the state first (it must read
+    at 80 columns)."""
+    waiting = "caught up"
+    if status.lag_events:
+        waiting = f"{status.lag_events:,} waiting"
+        if status.lag_seconds is not None:
+            waiting += f" {_ago(status.lag_seconds)}"
     if status.running:
-        line = (f"watcher on {status.host} (pid {status.pid}): "
-                f"{status.judged_last_minute:,} judged in the last minute, "
-                + (lag if status.lag_events else "caught up"))
+        line = (f"live, {waiting}, {status.judged_last_minute:,} judged/min; watcher on "
+                f"{status.host} (pid {status.pid})")
     elif status.ever_ran:
         beat = ("" if status.heartbeat_at is None else
-                f", last heartbeat {_ago((now - status.heartbeat_at).total_seconds())} ago")
-        line = f"NO WATCHER RUNNING{beat}; {lag}"
+                f" (last seen {_ago((now - status.heartbeat_at).total_seconds())} ago)")
+        line = f"STOPPED, {waiting}: no watcher runs{beat}"
     else:
-        line = (f"no watcher (`polysec watch`): events are judged only when `logins "
-                f"analyze` and `withdrawals screen` run; {lag}")
+        line = f"off, {waiting}: no `polysec watch` on this database"
     if status.last_error and status.last_error_at is not None:
         age = (now - status.last_error_at).total_seconds()
         if age < 3600:
@@ -304,9 +305,12 @@ class Watcher:
         expired = now - timedelta(seconds=self.config.lease_seconds)
         with self.rt.transaction() as session:
             if session.get(WatcherLease, LEASE) is None:
-                session.add(WatcherLease(name=LEASE, withdrawal_id=0, judged_total=0,
-                                         judged_last_minute=0))
-                session.flush()
+                try:
+                    with session.begin_nested():  # two first watchers may race to create it
+                        session.add(WatcherLease(name=LEASE, withdrawal_id=0, judged_total=0,
+                                                 judged_last_minute=0))
+                except IntegrityError:
+                    pass
             lease = session.scalars(select(WatcherLease).where(WatcherLease.name == LEASE)
                                     .with_for_update()).one()
             previous = lease.holder
@@ -360,7 +364,7 @@ class Watcher:
             with self.rt.transaction() as session:
                 session.execute(update(WatcherLease).where(
                     WatcherLease.name == LEASE, WatcherLease.holder == self.holder).values(
-                    holder=None, host=None, pid=None, heartbeat_at=None,
+                    holder=None, host=None, pid=None, heartbeat_at=self.rt.clock(),
                     withdrawal_id=self.after, judged_total=self.judged_total,
                     judged_last_minute=0))
         except SQLAlchemyError as exc:  # the standby takes over when the lease expires
