@@ -493,3 +493,34 @@ def test_ingests_take_turns_so_ids_arrive_in_commit_order(runtime):
     with runtime.sessions() as s:
         ids = dict(s.execute(select(LoginEvent.external_id, LoginEvent.id)).all())
     assert ids["short"] > max(ids[f"long{i}"] for i in range(3))
+
+
+def test_a_pass_longer_than_the_lease_keeps_it(settings, monkeypatch):
+    """A slow pass (a rebuild of the windows, a loaded host) renews the heartbeat as it
+    goes: the standby does not take over a holder that is working."""
+    rt = Runtime(settings, make_engine(settings.db_url), load_keyring(settings.keyring_path),
+                 clock=utc_now)
+    real = anomalies.analyze_new
+
+    def slow(*args: Any) -> Any:
+        time.sleep(3 * FAST.lease_seconds)
+        return real(*args)
+
+    monkeypatch.setattr(anomalies, "analyze_new", slow)
+    try:
+        holder = Watcher(rt, CRON, config=FAST, log=quiet)
+        standby = Watcher(rt, CRON, config=FAST, log=quiet)
+        assert holder.step() == "idle"
+        ingest_records(rt, "accounts", [account("A1")])
+        ingest_records(rt, "logins", [login("l1", "A1", at=at(0))])
+        working = threading.Thread(target=holder.step)
+        working.start()
+        states = set()
+        while working.is_alive():
+            states.add(standby.step())
+            time.sleep(FAST.standby_seconds)
+        working.join()
+        assert states == {"standby"} and holder.holding
+        assert anomalies.checkpoint(rt)["login_id"] == _max_login(rt)
+    finally:
+        rt.engine.dispose()

@@ -40,7 +40,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -397,7 +397,8 @@ class Watcher:
         if logins:
             self._fence()
             try:
-                report = anomalies.analyze_new(self.rt, self.windows, PASS_LOGINS)
+                with self._keepalive():
+                    report = anomalies.analyze_new(self.rt, self.windows, PASS_LOGINS)
             except BaseException:
                 self.windows.reset()
                 raise
@@ -408,17 +409,10 @@ class Watcher:
                          to_login_id=report.to_login_id, seconds=round(report.seconds, 3))
         if withdrawals or sweep:
             self._fence()
-            if sweep:
-                self.last_sweep = time.monotonic()
-                swept, _last = screening.screen_new(self.rt, self.screening, 0,
-                                                    PASS_WITHDRAWALS)
-                judged += swept.screened
-                self._log_screening(swept, sweep=True)
-            report_w, self.after = screening.screen_new(self.rt, self.screening,
-                                                        self.after, PASS_WITHDRAWALS)
-            judged += report_w.screened
-            more = more or report_w.screened >= PASS_WITHDRAWALS
-            self._log_screening(report_w, sweep=False)
+            with self._keepalive():
+                screened, left = self._screen(sweep)
+            judged += screened
+            more = more or left
         self.judged_total += judged
         if judged:
             self.judged.append((time.monotonic(), judged))
@@ -427,6 +421,49 @@ class Watcher:
         if judged or self.caught_up != was_caught_up:
             self._beat(force=True)
         return more
+
+    def _screen(self, sweep: bool) -> tuple[int, bool]:
+        """Screen the withdrawals above the watermark (and, on a sweep, any left
+        without a verdict below it): the number judged, and whether more may wait."""
+        judged = 0
+        if sweep:
+            self.last_sweep = time.monotonic()
+            swept, _last = screening.screen_new(self.rt, self.screening, 0, PASS_WITHDRAWALS)
+            judged += swept.screened
+            self._log_screening(swept, sweep=True)
+        report, self.after = screening.screen_new(self.rt, self.screening, self.after,
+                                                  PASS_WITHDRAWALS)
+        self._log_screening(report, sweep=False)
+        return judged + report.screened, report.screened >= PASS_WITHDRAWALS
+
+    @contextlib.contextmanager
+    def _keepalive(self) -> Iterator[None]:
+        """A pass may outlast the lease (a rebuild of the windows, a backlog, a loaded
+        host): a thread renews the heartbeat meanwhile, so that the standby does not take
+        over from a holder that is working. A lease found taken meanwhile ends the pass
+        as LeaseLost (what it wrote is sound: findings and verdicts are never doubled)."""
+        done = threading.Event()
+        lost = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(self.config.heartbeat_seconds):
+                try:
+                    self._update({"heartbeat_at": self.rt.clock()})
+                except LeaseLost:
+                    lost.set()
+                    return
+                except SQLAlchemyError:
+                    pass  # the pass meets the same error and reports it
+
+        thread = threading.Thread(target=renew, name="polysec-watch-keepalive", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+        if lost.is_set():
+            raise LeaseLost()
 
     def _fence(self) -> None:
         """Judge only while holding the lease, checked just before: a holder paused
