@@ -663,21 +663,14 @@ def take_turn(session: Session) -> None:
             .values(runs=checkpoint.c.runs + 1))
     if session.execute(bump).rowcount:  # type: ignore[attr-defined]
         return
-    dialect = session.get_bind().dialect.name
-    stmt: Any
-    if dialect == "sqlite":
-        stmt = sqlite.insert(checkpoint).on_conflict_do_nothing()
-    elif dialect == "postgresql":
-        stmt = postgresql.insert(checkpoint).on_conflict_do_nothing()
-    else:
-        stmt = mysql.insert(checkpoint).on_duplicate_key_update(name=checkpoint.c.name)
-    session.execute(stmt, [{"name": INGEST_LOCK, "login_id": 0, "security_event_id": 0,
-                            "runs": 0}])
+    insert_ignoring_duplicates(session, checkpoint, [
+        {"name": INGEST_LOCK, "login_id": 0, "security_event_id": 0, "runs": 0}], key="name")
     session.execute(bump)
 
 
-def insert_ignoring_duplicates(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """A multi-row insert that skips rows whose unique key exists (a concurrent ingest
+def insert_ignoring_duplicates(session: Session, table: Table, rows: list[dict[str, Any]],
+                               key: str = "external_id") -> None:
+    """A multi-row insert that skips rows whose unique ``key`` exists (a concurrent ingest
     of the same file must not fail)."""
     if not rows:
         return
@@ -688,8 +681,7 @@ def insert_ignoring_duplicates(session: Session, table: Table, rows: list[dict[s
     elif dialect == "postgresql":
         stmt = postgresql.insert(table).on_conflict_do_nothing()
     else:
-        key = table.c.external_id
-        stmt = mysql.insert(table).on_duplicate_key_update({key.name: key})
+        stmt = mysql.insert(table).on_duplicate_key_update({key: table.c[key]})
     session.execute(stmt, rows)
 
 
