@@ -380,7 +380,7 @@ class Watcher:
     # ----------------------------------------------------------------------- the pass
 
     def _pending(self) -> tuple[bool, bool]:
-        """(logins waiting, withdrawals waiting): two primary-key maxima."""
+        """(logins waiting, withdrawals waiting): primary-key maxima."""
         with self.rt.sessions() as session:
             cp = session.scalar(select(AnalysisCheckpoint.login_id).where(
                 AnalysisCheckpoint.name == anomalies.CHECKPOINT)) or 0
@@ -394,10 +394,11 @@ class Watcher:
         sweep = time.monotonic() - self.last_sweep >= self.config.sweep_seconds
         more = False
         judged = 0
+        lost = threading.Event()
         if logins:
             self._fence()
             try:
-                with self._keepalive():
+                with self._keepalive(lost):
                     report = anomalies.analyze_new(self.rt, self.windows, PASS_LOGINS)
             except BaseException:
                 self.windows.reset()
@@ -407,15 +408,17 @@ class Watcher:
             if report.new_anomalies:
                 self.log("anomalies", logins=report.logins, found=report.new_anomalies,
                          to_login_id=report.to_login_id, seconds=round(report.seconds, 3))
-        if withdrawals or sweep:
+        if (withdrawals or sweep) and not lost.is_set():
             self._fence()
-            with self._keepalive():
+            with self._keepalive(lost):
                 screened, left = self._screen(sweep)
             judged += screened
             more = more or left
         self.judged_total += judged
         if judged:
             self.judged.append((time.monotonic(), judged))
+        if lost.is_set():
+            raise LeaseLost()
         was_caught_up = self.caught_up
         self.caught_up = not more
         if judged or self.caught_up != was_caught_up:
@@ -428,22 +431,23 @@ class Watcher:
         judged = 0
         if sweep:
             self.last_sweep = time.monotonic()
-            swept, _last = screening.screen_new(self.rt, self.screening, 0, PASS_WITHDRAWALS)
+            swept, _after, _left = screening.screen_new(self.rt, self.screening, 0,
+                                                        PASS_WITHDRAWALS)
             judged += swept.screened
             self._log_screening(swept, sweep=True)
-        report, self.after = screening.screen_new(self.rt, self.screening, self.after,
-                                                  PASS_WITHDRAWALS)
+        report, self.after, left = screening.screen_new(self.rt, self.screening,
+                                                        self.after, PASS_WITHDRAWALS)
         self._log_screening(report, sweep=False)
-        return judged + report.screened, report.screened >= PASS_WITHDRAWALS
+        return judged + report.screened, left
 
     @contextlib.contextmanager
-    def _keepalive(self) -> Iterator[None]:
+    def _keepalive(self, lost: threading.Event) -> Iterator[None]:
         """A pass may outlast the lease (a rebuild of the windows, a backlog, a loaded
         host): a thread renews the heartbeat meanwhile, so that the standby does not take
-        over from a holder that is working. A lease found taken meanwhile ends the pass
-        as LeaseLost (what it wrote is sound: findings and verdicts are never doubled)."""
+        over from a holder that is working. A lease found taken meanwhile sets ``lost``;
+        the pass counts what it wrote (sound: findings and verdicts are never doubled)
+        and then gives the lease up."""
         done = threading.Event()
-        lost = threading.Event()
 
         def renew() -> None:
             while not done.wait(self.config.heartbeat_seconds):
@@ -462,8 +466,6 @@ class Watcher:
         finally:
             done.set()
             thread.join()
-        if lost.is_set():
-            raise LeaseLost()
 
     def _fence(self) -> None:
         """Judge only while holding the lease, checked just before: a holder paused

@@ -319,16 +319,24 @@ def screen(rt: Runtime, actor: Actor, *, config: ScreeningConfig | None = None,
 
 
 def screen_new(rt: Runtime, config: ScreeningConfig, after: int,
-               limit: int) -> tuple[ScreenReport, int]:
+               limit: int) -> tuple[ScreenReport, int, bool]:
     """The watcher's pass: at most ``limit`` unscreened withdrawals with an id above
     ``after``, judged as :func:`screen` judges them (not audited one by one). Returns
-    the report and the highest id judged (``after`` when there was none), the
-    watcher's next ``after``."""
-    return _screen(rt, config, limit, None, after)
+    the report, the watcher's next ``after`` and whether more may wait. When the pass
+    took every unscreened withdrawal, the next ``after`` is the newest id there was when
+    it began (ids commit in order: ingests take turns), past withdrawals another run
+    screened, so they are not looked at again; else the last id judged."""
+    with rt.sessions() as session:
+        newest = int(session.scalar(select(func.max(Withdrawal.id))) or 0)
+    taken: list[int] = []
+    report, last = _screen(rt, config, limit, None, after, taken)
+    if sum(taken) >= limit:
+        return report, last, True
+    return report, max(last, newest), False
 
 
 def _screen(rt: Runtime, cfg: ScreeningConfig, limit: int | None, workers: int | None,
-            after: int) -> tuple[ScreenReport, int]:
+            after: int, taken: list[int] | None = None) -> tuple[ScreenReport, int]:
     began = time.monotonic()
     report = ScreenReport()
     last = after
@@ -343,6 +351,8 @@ def _screen(rt: Runtime, cfg: ScreeningConfig, limit: int | None, workers: int |
         verdicts: deque[Future[_Verdict]] = deque()
         for ids in itertools.chain(first, batches):
             last = max(last, ids[-1])
+            if taken is not None:
+                taken.append(len(ids))
             verdicts.append(pool.submit(judge, ids, cfg))
             # Keep every worker busy while this process writes.
             if len(verdicts) > n:
