@@ -1,1 +1,2 @@
-"""Monitoring (services/monitoring): the dashboard, `polysec status`, the live dashboard."""
+"""Monitoring (services/monitoring): the dashboard, `polysec status`, the live dashboard,
+the detector service (`polysec watch`)."""
