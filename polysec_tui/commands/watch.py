@@ -26,7 +26,7 @@ def line_logger(log_format: str) -> Log:
         at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         if log_format == "json":
             doc = {"ts": at, "level": level, "event": event, **fields}
-            click.echo(json_line(doc), err=True)
+            echo(json_line(doc), err=True)
             return
         rest = " ".join(f"{key}={_text(value)}" for key, value in fields.items())
         echo(f"{at} {level} {event} {rest}".rstrip(), err=True)

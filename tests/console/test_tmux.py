@@ -151,15 +151,17 @@ def test_the_demo_console_shows_a_simulated_brute_force_without_a_key_press(tmp_
         tmux.keys("Enter")
         before = tmux.wait_for(lambda s: "Monitoring live" in s,
                                "the dashboard and its watcher")
+        # The first attack comes after 100 events, the next after 200: 160 events hold
+        # the brute force (20 to 40 attempts) and nothing newer that would cover it.
         simulated = subprocess.run(
             [sys.executable, "-m", "polysec_tui", "simulate", "--demo", "--rate", "200",
-             "--events", "300", "--attack-every", "0.5", "--seed", "11", "--json"],
+             "--events", "160", "--attack-every", "0.5", "--seed", "11", "--json"],
             env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=True)
         attacks = json.loads(simulated.stdout)["attacks"]
         victim = next(a["account"] for a in attacks if a["kind"] == "brute_force")
         assert victim not in before
         shown = tmux.wait_for(lambda s: "brute force" in s and victim in s,
-                              f"the brute force on {victim} on the dashboard", timeout=30)
+                              f"the brute force on {victim} on the dashboard", timeout=60)
         assert "Dashboard" in shown
     finally:
         tmux.kill()
