@@ -116,12 +116,14 @@ def _above_limit_sql(cfg: ScreeningConfig, dialect: str) -> ColumnElement[bool]:
 
 
 def unacknowledged(session: Session, now: datetime, cfg: ScreeningConfig,
-                   watch: watcher.WatchConfig | None = None) -> list[Alert]:
+                   monitoring: watcher.WatcherStatus | None = None) -> list[Alert]:
     """The alerts nobody has acknowledged yet, newest first (a stalled monitoring first
-    of all: nothing else on the list is current while it lasts)."""
+    of all: nothing else on the list is current while it lasts). ``monitoring``: the
+    watcher's status when the caller has read it already."""
     since = now - WINDOW
     found: list[Alert] = []
-    monitoring = watcher.status(session, now, watch or watcher.WatchConfig())
+    if monitoring is None:
+        monitoring = watcher.status(session, now, watcher.WatchConfig())
     stalled = [_stalled(monitoring, now)] if monitoring.stale else []
     for row in session.execute(
         select(LoginAnomaly.id, LoginAnomaly.at, LoginAnomaly.severity, LoginAnomaly.kind,
@@ -205,8 +207,9 @@ def list_alerts(rt: Runtime, actor: Actor) -> list[Alert]:
     require(actor, "read")
     cfg = load_config(rt.settings)
     watch = watcher.WatchConfig.from_settings(rt.settings)
+    now = rt.clock()
     with rt.sessions() as session:
-        return unacknowledged(session, rt.clock(), cfg, watch)
+        return unacknowledged(session, now, cfg, watcher.status(session, now, watch))
 
 
 def _exists(session: Session, kind: str, ref: int) -> bool:

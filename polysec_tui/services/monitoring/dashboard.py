@@ -237,7 +237,8 @@ class DashboardService:
         from polysec_tui.services.monitoring import alerts, watcher
         from polysec_tui.services.withdrawals.screening import load_config
 
-        watch = watcher.WatchConfig.from_settings(self.runtime.settings)
+        monitoring = watcher.status(session, now,
+                                    watcher.WatchConfig.from_settings(self.runtime.settings))
         failed_1h = session.scalar(
             select(func.count()).select_from(LoginEvent)
             .where(LoginEvent.at > now - RATE_WINDOW, LoginEvent.at <= now,
@@ -277,8 +278,9 @@ class DashboardService:
             "backup": backup,
             "audit": audit,
             "alerts": tuple(alerts.unacknowledged(session, now,
-                                                  load_config(self.runtime.settings), watch)),
-            "watcher": watcher.status(session, now, watch),
+                                                  load_config(self.runtime.settings),
+                                                  monitoring)),
+            "watcher": monitoring,
         }
 
     def _newest_events(self, session: Session, now: datetime) -> tuple[DashboardEvent, ...]:
