@@ -190,20 +190,123 @@ def test_windows_kept_between_passes_equal_one_pass_over_the_stream(runtime):
     assert [a for a in outcome(runtime)["anomalies"] if a[0] in window_kinds] == watched
 
 
-def test_a_login_older_than_one_judged_rebuilds_the_windows(runtime):
-    ingest_records(runtime, "accounts", [account("A1")])
+def test_a_login_older_than_one_judged_replays_its_windows(runtime):
+    ingest_records(runtime, "accounts", [account("A1"), account("A2")])
     w = Watcher(runtime, CRON, config=FAST, log=quiet)
     ingest_records(runtime, "logins", [
-        login(f"b{i}", "A1", at=at(i), success=False, ip="198.51.100.7") for i in (0, 1, 5)])
+        *[login(f"b{i}", "A1", at=at(i), success=False, ip="198.51.100.7") for i in (0, 1, 5)],
+        login("other", "A2", at=at(6), ip="203.0.113.9")])
     w.step()
     # arriving late, earlier than b5: judged in time order, as a batch run judges them
-    # (fed on top of b5, the burst would take b5 in too)
+    # (fed on top of b5, the burst would take b5 in too), from the attempts in memory
     ingest_records(runtime, "logins", [
         login(f"b{i}", "A1", at=at(i), success=False, ip="198.51.100.7") for i in (2, 3, 4)])
     w.step()
-    assert w.windows.rebuilds == 2
+    assert (w.windows.rebuilds, w.windows.replays) == (1, 1)
     brute = [ext for kind, ext, *_ in outcome(runtime)["anomalies"] if kind == "brute_force"]
     assert sorted(brute) == ["b0", "b1", "b2", "b3", "b4"]
+    # later than the lateness the watcher keeps attempts for: one look-back read
+    w.windows.lateness = timedelta(minutes=30)
+    ingest_records(runtime, "logins", [login("far", "A2", at=at(8 * 60))])
+    w.step()
+    ingest_records(runtime, "logins", [login("too-late", "A2", at=at(6.5))])
+    w.step()
+    assert (w.windows.rebuilds, w.windows.replays) == (2, 1)
+
+
+def test_a_late_login_that_starts_a_stuffing_burst_replays_the_network_too(runtime):
+    """The late login carries no network, but makes its IP's earlier attempts a stuffing
+    burst: the network of those attempts must not then count them as its own spraying."""
+    accts = [f"S{i:02d}" for i in range(30)]
+    ingest_records(runtime, "accounts", [account(a) for a in accts])
+    w = Watcher(runtime, CRON, config=FAST, log=quiet)
+    ingest_records(runtime, "logins", [
+        login(f"x{i}", accts[i], at=at(i * 0.5), success=False, ip="192.0.2.50", asn=16276)
+        for i in range(14)])  # 14 accounts from one IP in 7 minutes: one short of a burst
+    w.step()
+    ingest_records(runtime, "logins", [
+        login("late", accts[14], at=at(3.2), success=False, ip="192.0.2.50", asn=None),
+        *[login(f"y{i}", accts[15 + i], at=at(60 + i * 30), success=False,
+                ip=f"192.0.3.{i}", asn=16276) for i in range(15)]])
+    w.step()
+    assert w.windows.replays == 1
+    # the network's 29 failed accounts in a day would be spraying, but the IP's burst
+    # (complete only with the late login, at x13) makes it stuffing's network
+    assert outcome(runtime)["anomalies"] == []
+
+
+def shuffled_feed(seed: int) -> tuple[list[str], list[list[dict[str, Any]]]]:
+    """Two days of ordinary logins with brute forces, stuffing and spraying bursts,
+    delivered in pieces of random size where one login in eight comes late (one to 40
+    minutes after its time, inside a burst as often as not)."""
+    import random
+
+    rnd = random.Random(seed)
+    accts = [f"R{i:02d}" for i in range(40)]
+    events: list[tuple[float, dict[str, Any]]] = []
+
+    def add(minute: float, acct: str, ok: bool, ip: str, asn: int) -> None:
+        ext = f"e{len(events)}"
+        events.append((minute, login(ext, acct, at=at(minute), success=ok, ip=ip, asn=asn,
+                                     device_id=f"dev-{acct}")))
+
+    for i, a in enumerate(accts):
+        for _ in range(12):
+            add(rnd.uniform(-1440, 1440), a, rnd.random() > 0.1, f"203.0.113.{i}", 3320)
+    for _ in range(6):  # brute forces, some ending in a success
+        a, t = rnd.choice(accts), rnd.uniform(-1400, 1400)
+        for k in range(rnd.randint(4, 9)):
+            add(t + k * 0.7, a, False, f"198.51.100.{rnd.randint(1, 3)}", 64500)
+        if rnd.random() < 0.5:
+            add(t + 8, a, True, "198.51.100.1", 64500)
+    for burst in range(3):  # stuffing from one IP, or one network's many IPs
+        t = rnd.uniform(-1400, 1400)
+        for k, a in enumerate(rnd.sample(accts, 40 if burst == 1 else 24)):
+            ip = f"192.0.2.{burst}" if burst != 1 else f"192.0.{burst}.{k}"
+            add(t + k * 0.2, a, k == 17, ip, 14061 + burst)
+    for k, a in enumerate(rnd.sample(accts, 26)):  # slow spraying over a day
+        add(-600 + k * 40 + rnd.uniform(0, 5), a, False, "192.0.2.99", 16276)
+    events.sort(key=lambda e: e[0])
+    deliveries: list[list[dict[str, Any]]] = []
+    pending: list[tuple[float, dict[str, Any]]] = []
+    i = 0
+    while i < len(events):
+        size = rnd.randint(1, 40)
+        piece, horizon = events[i : i + size], events[min(i + size, len(events)) - 1][0]
+        i += size
+        keep = [e for e in piece if rnd.random() < 0.875]
+        pending += [(e[0] + rnd.uniform(1, 40), e[1]) for e in piece if e not in keep]
+        due = [e for e in pending if e[0] <= horizon]
+        pending = [e for e in pending if e[0] > horizon]
+        deliveries.append([rec for _m, rec in keep + due])
+    deliveries.append([rec for _m, rec in pending])
+    return accts, [d for d in deliveries if d]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_late_logins_replayed_find_what_the_batch_commands_find(seed, runtime, tmp_path,
+                                                                 keyring_path):
+    """Deliveries with logins out of order: the windows the watcher replays give exactly
+    what a batch `analyze` after each delivery gives."""
+    accts, deliveries = shuffled_feed(seed)
+    batch = twin(tmp_path, keyring_path, runtime.clock)
+    w = Watcher(runtime, CRON, config=FAST, log=quiet)
+    try:
+        for rt in (runtime, batch):
+            ingest_records(rt, "accounts", [account(a) for a in accts])
+        for delivery in deliveries:
+            ingest_records(runtime, "logins", delivery)
+            while w.step() == "more":
+                pass
+            ingest_records(batch, "logins", delivery)
+            anomalies.analyze(batch, CRON)
+        watched, batched = outcome(runtime), outcome(batch)
+    finally:
+        batch.engine.dispose()
+    assert w.windows.replays > 5 and w.windows.rebuilds == 1
+    assert watched["anomalies"] == batched["anomalies"]
+    kinds = {kind for kind, *_ in watched["anomalies"]}
+    assert {"brute_force", "credential_stuffing", "password_spraying"} <= kinds
 
 
 # ---------------------------------------------------------------------- the lease

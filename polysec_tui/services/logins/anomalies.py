@@ -30,10 +30,12 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from bisect import bisect_left, insort
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -311,6 +313,7 @@ class _Attempt:
     success: bool
     ip: str
     asn: int | None
+    stuffed: bool = False  # its IP was in a stuffing burst when it was fed (the ASN reads it)
 
 
 @dataclass
@@ -332,13 +335,20 @@ class WindowState:
     """The sliding windows of the window detectors, fed logins in time order.
 
     A batch run builds one from the look-back and drops it. The watcher keeps one
-    between its passes, so a pass reads only the logins that arrived since the last
-    one; it rebuilds it (one look-back read) when it starts, after an error, when another
-    run moved the checkpoint, or when a login arrives older than one already judged."""
+    between its passes (with a ``lateness``), so a pass reads only the logins that
+    arrived since the last one. A login older than one already fed (the platform delivers
+    some late: a typo's failure after the success, a takeover's first login) replays
+    only the windows it belongs to (its account, IP and network) from the attempts of
+    the last look-back plus ``lateness``, which the state keeps in time order; the other
+    windows take the pass on top. A full rebuild (one look-back read from the database)
+    happens when the watcher starts, after an error, when another run moved the
+    checkpoint, or for a login later than ``lateness``."""
 
-    def __init__(self, t: Thresholds) -> None:
+    def __init__(self, t: Thresholds, lateness: timedelta | None = None) -> None:
         self.t = t
+        self.lateness = lateness  # None: keep no attempts for replays (a batch run)
         self.rebuilds = 0  # look-back reads (the watcher's figure: should stay rare)
+        self.replays = 0  # passes with late logins that replayed their windows only
         self.reset()
 
     def reset(self) -> None:
@@ -348,12 +358,22 @@ class WindowState:
         self.login_id = -1  # the checkpoint this state is complete up to (-1: none)
         self.security_event_id = 0  # password resets read up to this id
         self.last_at: datetime | None = None  # the newest login fed
+        # Every attempt fed since ``recent_since``, in (at, id) order, from index
+        # ``recent_from`` on: what a replay reads instead of the database.
+        self.recent: list[_Attempt] = []
+        self.recent_from = 0
+        self.recent_since: datetime | None = None
 
     def continues(self, lo: int, first_new: datetime) -> bool:
         """Whether the logins after checkpoint ``lo``, the oldest at ``first_new``, can be
-        fed on top of this state with the result a fresh look-back would give."""
-        return (self.login_id == lo and lo > 0
-                and (self.last_at is None or first_new >= self.last_at))
+        fed on top of this state (replaying the windows of late ones) with the result a
+        fresh look-back would give."""
+        if self.login_id != lo or lo <= 0:
+            return False
+        if self.last_at is None or first_new >= self.last_at:
+            return True
+        return (self.recent_since is not None
+                and first_new - self.t.lookback >= self.recent_since)
 
     def read_resets(self, session: Session, start: datetime | None) -> None:
         stmt = select(SecurityEvent.id, SecurityEvent.account_id, SecurityEvent.at).where(
@@ -365,8 +385,90 @@ class WindowState:
             self.security_event_id = max(self.security_event_id, int(sev_id))
 
     def feed(self, a: _Attempt, new: bool, findings: dict[tuple[str, int], Finding]) -> None:
-        t = self.t
+        """One attempt, in time order: every window it belongs to."""
         self.last_at = a.at
+        self._feed_account(a, new, findings)
+        a.stuffed = self._feed_source(("ip", a.ip), a, new, findings, False)
+        if a.asn is not None:
+            self._feed_source(("asn", a.asn), a, new, findings, a.stuffed)
+        if self.lateness is not None:
+            recent = self.recent
+            if recent and (a.at, a.id) < (recent[-1].at, recent[-1].id):
+                insort(recent, a, lo=self.recent_from, key=_attempt_order)
+            else:
+                recent.append(a)
+
+    def feed_pass(self, attempts: Sequence[_Attempt], lo: int,
+                  findings: dict[tuple[str, int], Finding]) -> None:
+        """The attempts of one pass (ids above ``lo``, in (at, id) order) on top of this
+        state: the windows of late attempts are replayed with every attempt they hold,
+        as a fresh look-back would feed them; the rest take the attempts on top."""
+        last = self.last_at
+        late = [a for a in attempts if last is not None and a.at < last]
+        if not late:
+            for a in attempts:
+                self.feed(a, True, findings)
+            self.evict()
+            return
+        assert last is not None
+        self.replays += 1
+        for a in attempts:
+            insort(self.recent, a, lo=self.recent_from, key=_attempt_order)
+        self.last_at = max(last, attempts[-1].at)
+        # Accounts and IPs first: an IP's stuffing bursts are an input of its network.
+        accounts = {a.account_id for a in late}
+        ips = {a.ip for a in late}
+        networks = {a.asn for a in late if a.asn is not None}
+        held = self._held(lambda a: a.account_id in accounts or a.ip in ips)
+        for acc in accounts:
+            self.accounts_fail.pop(acc, None)
+        for a in held:
+            if a.account_id in accounts:
+                self._feed_account(a, a.id > lo, findings)
+        for a in attempts:
+            if a.account_id not in accounts:
+                self._feed_account(a, True, findings)
+        for ip in ips:
+            self.sources.pop(("ip", ip), None)
+        for a in held:
+            if a.ip in ips:
+                was = a.stuffed
+                a.stuffed = self._feed_source(("ip", a.ip), a, a.id > lo, findings, False)
+                if a.id <= lo and a.stuffed != was and a.asn is not None:
+                    networks.add(a.asn)  # judged already: its network replays too
+        for a in attempts:
+            if a.ip not in ips:
+                a.stuffed = self._feed_source(("ip", a.ip), a, True, findings, False)
+        for asn in networks:
+            self.sources.pop(("asn", asn), None)
+        for a in self._held(lambda a: a.asn in networks):
+            assert a.asn is not None
+            self._feed_source(("asn", a.asn), a, a.id > lo, findings, a.stuffed)
+        for a in attempts:
+            if a.asn is not None and a.asn not in networks:
+                self._feed_source(("asn", a.asn), a, True, findings, a.stuffed)
+        self.evict()
+
+    def _held(self, wanted: Callable[[_Attempt], bool]) -> list[_Attempt]:
+        return [a for a in islice(self.recent, self.recent_from, None) if wanted(a)]
+
+    def evict(self) -> None:
+        """Forget the attempts older than the look-back plus the lateness."""
+        if self.lateness is None or self.last_at is None:
+            return
+        bound = self.last_at - self.t.lookback - self.lateness
+        if self.recent_since is not None and bound <= self.recent_since:
+            return
+        cut = bisect_left(self.recent, bound, lo=self.recent_from, key=_at)
+        self.recent_from = cut
+        self.recent_since = bound
+        if cut > len(self.recent) // 2:
+            del self.recent[:cut]
+            self.recent_from = 0
+
+    def _feed_account(self, a: _Attempt, new: bool,
+                      findings: dict[tuple[str, int], Finding]) -> None:
+        t = self.t
         fails = self.accounts_fail.get(a.account_id)
         if fails is not None:
             while fails and a.at - fails[0].at > t.saf_window:
@@ -383,17 +485,17 @@ class WindowState:
             fails.append(a)
             if new:
                 _brute_force(a, fails, t, findings)
-        keys: list[tuple[str, str | int]] = [("ip", a.ip)]
-        if a.asn is not None:
-            keys.append(("asn", a.asn))
-        stuffed = False
-        for key in keys:  # the IP first: a stuffing burst it shows is not ASN spraying
-            source = self.sources.get(key)
-            if source is None:
-                source = self.sources[key] = _Source()
-            if stuffed:
-                source.last_stuffing = a.at
-            stuffed = _source_attempt(key, source, a, new, t, findings) or stuffed
+
+    def _feed_source(self, key: tuple[str, str | int], a: _Attempt, new: bool,
+                     findings: dict[tuple[str, int], Finding], stuffed: bool) -> bool:
+        """The IP's or the network's windows; ``stuffed``: the attempt's IP is in a
+        stuffing burst, which a network's spraying must not count as its own."""
+        source = self.sources.get(key)
+        if source is None:
+            source = self.sources[key] = _Source()
+        if stuffed:
+            source.last_stuffing = a.at
+        return _source_attempt(key, source, a, new, self.t, findings)
 
     def prune(self, now: datetime, *, above: int) -> None:
         """Forget windows that can no longer fire, once there are more than ``above``."""
@@ -411,25 +513,38 @@ class WindowState:
             del self.resets[acc]
 
 
+def _attempt_order(a: _Attempt) -> tuple[datetime, int]:
+    return (a.at, a.id)
+
+
+def _at(a: _Attempt) -> datetime:
+    return a.at
+
+
 def _window_pass(session: Session, lo: int, hi: int, state: WindowState,
                  findings: dict[tuple[str, int], Finding]) -> int:
     """Feed the logins ``lo < id <= hi`` to the window detectors: on top of ``state``
     where it continues from ``lo``, else into a fresh state that first reads one
-    look-back of older logins (judged already, so they only fill the windows)."""
+    look-back (plus the state's lateness) of older logins (judged already, so they only
+    fill the windows)."""
     cols = (_L.id, _L.account_id, _L.at, _L.success, _L.ip, _L.asn)
     first = session.scalar(select(func.min(_L.at)).where(_L.id > lo, _L.id <= hi))
     if first is None:
         return 0
-    where: ColumnElement[bool]
     if state.continues(lo, first):
-        where = and_(_L.id > lo, _L.id <= hi)
         state.read_resets(session, None)
-    else:
-        state.reset()
-        state.rebuilds += 1
-        start = None if lo == 0 else first - state.t.lookback
-        where = _L.id <= hi if start is None else and_(_L.at >= start, _L.id <= hi)
-        state.read_resets(session, start)
+        stmt = (select(*cols).where(_L.id > lo, _L.id <= hi).order_by(_L.at, _L.id))
+        attempts = [_Attempt(r[0], r[1], r[2], bool(r[3]), r[4], r[5])
+                    for r in session.execute(stmt)]
+        state.feed_pass(attempts, lo, findings)
+        state.login_id = hi
+        return len(attempts)
+    state.reset()
+    state.rebuilds += 1
+    start = None if lo == 0 else first - state.t.lookback - (state.lateness or timedelta())
+    where = _L.id <= hi if start is None else and_(_L.at >= start, _L.id <= hi)
+    state.read_resets(session, start)
+    state.recent_since = start if start is not None else datetime.min.replace(tzinfo=UTC)
     processed = 0
     stmt = select(*cols).where(where).order_by(_L.at, _L.id)
     for row in _stream(session, stmt):
@@ -438,6 +553,9 @@ def _window_pass(session: Session, lo: int, hi: int, state: WindowState,
         processed += new
         state.feed(a, new, findings)
         state.prune(a.at, above=200_000)
+        if not processed % STREAM_BATCH:
+            state.evict()
+    state.evict()
     state.login_id = hi
     return processed
 

@@ -76,6 +76,7 @@ class WatchConfig:
     standby_seconds: float = 1.0  # how often a standby tries the lease
     stale_after_seconds: float = 120.0  # events waiting this long unjudged: critical alert
     sweep_seconds: float = 600.0  # re-screen below the watermark (late commits)
+    lateness_seconds: float = 3600.0  # a login this late replays its windows only
     required: bool = False  # alert on a database where no watcher ever ran, too
 
     @classmethod
@@ -203,7 +204,8 @@ class Watcher:
         self.host = socket.gethostname()[:128]
         self.holder = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.screening = screening.load_config(rt.settings)
-        self.windows = anomalies.WindowState(anomalies.DEFAULTS)
+        self.windows = anomalies.WindowState(
+            anomalies.DEFAULTS, lateness=timedelta(seconds=config.lateness_seconds))
         self.holding = False
         self.after = 0  # the screening watermark
         self.judged: deque[tuple[float, int]] = deque()  # (monotonic, events) of passes
