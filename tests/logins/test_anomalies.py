@@ -237,6 +237,73 @@ def test_incremental_equals_full_on_the_same_data(runtime):
     assert found(runtime) == incremental and len(incremental) == 20
 
 
+def near_thresholds(seed: int) -> tuple[list[str], list[dict[str, object]]]:
+    """Logins whose failures sit just under and just over every window detector's
+    threshold: accounts with 4 to 6 failures in 10 to 70 minutes, IPs failing on 13 to
+    17 accounts in 8 to 12 minutes or 90 to 110 times a day, networks whose day is 75 to
+    85 % failures, among ordinary traffic."""
+    import random
+
+    rnd = random.Random(seed)
+    accts = [f"N{i:02d}" for i in range(60)]
+    out: list[dict[str, object]] = []
+
+    def add(minute: float, acct: str, ok: bool, ip: str, asn: int) -> None:
+        out.append(login(f"n{len(out)}", acct, at=at(minute), success=ok, ip=ip, asn=asn))
+
+    for i, a in enumerate(accts):  # ordinary days, an occasional typo
+        for _ in range(8):
+            add(rnd.uniform(-2880, 1440), a, rnd.random() > 0.05, f"203.0.113.{i}", 3320)
+    for k in range(12):  # accounts around brute force and success after failures
+        a, t0, fails = rnd.choice(accts), rnd.uniform(-2800, 1400), rnd.randint(4, 6)
+        span = rnd.choice((9.5, 10.5, 55, 65))
+        for j in range(fails):
+            add(t0 + j * span / fails, a, False, f"198.51.100.{k}", 64500 + k)
+        add(t0 + span + 1, a, True, f"198.51.100.{k}", 64500 + k)
+    for k in range(6):  # IPs around stuffing
+        t0, n, span = rnd.uniform(-2800, 1400), (13, 15, 16, 17, 14, 16)[k], (8, 12)[k % 2]
+        for j, a in enumerate(rnd.sample(accts, n)):
+            add(t0 + j * span / n, a, j % 9 == 8, f"192.0.2.{k}", 14061)
+    for k in range(3):  # IPs around the daily volume
+        t0, n = rnd.uniform(-2800, 0), rnd.randint(90, 110)
+        for j in range(n):
+            add(t0 + j * 14, rnd.choice(accts[:4]), False, f"192.0.3.{k}", 16509)
+    for k in range(4):  # networks whose day is about 80 % failures, one try per account
+        t0, share = rnd.uniform(-2800, 0), rnd.choice((0.75, 0.8, 0.85))
+        for j, a in enumerate(rnd.sample(accts, 30)):
+            add(t0 + j * 40, a, rnd.random() > share, f"100.{64 + k}.0.{j}", 9000 + k)
+    return accts, out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_the_windows_left_out_of_a_batch_run_could_not_have_fired(seed, runtime,
+                                                                   monkeypatch):
+    """A batch run feeds only the windows whose bucketed failures reach a threshold:
+    on data around every threshold it finds exactly what feeding every window finds,
+    for a full run and for incremental ones."""
+    accts, records = near_thresholds(seed)
+    ingest_records(runtime, "accounts", [account(a) for a in accts])
+    records.sort(key=lambda r: str(r["at"]))
+    for start in range(0, len(records), 150):
+        ingest_records(runtime, "logins", records[start : start + 150])
+        anomalies.analyze(runtime, CRON)
+    incremental = found(runtime)
+    anomalies.analyze(runtime, CRON, full=True)
+    full = found(runtime)
+    chosen: list[anomalies._Candidates] = []
+    real = anomalies._window_candidates
+    monkeypatch.setattr(anomalies, "_window_candidates",
+                        lambda *args: chosen.append(real(*args)))  # None: feed them all
+    anomalies.analyze(runtime, CRON, full=True)
+    assert found(runtime) == full
+    assert 0 < len(chosen[0].accounts) < len(accts)  # some left out, some fed
+    window_kinds = {"brute_force", "success_after_failures", "credential_stuffing",
+                    "password_spraying"}
+    assert window_kinds <= {k for k, *_ in full}
+    assert [f for f in incremental if f[0] in window_kinds] == [
+        f for f in full if f[0] in window_kinds]
+
+
 def test_permissions_and_audit(runtime):
     ingest(runtime, "accounts", account("A1"))
     ingest(runtime, "logins", login("l1", "A1"))

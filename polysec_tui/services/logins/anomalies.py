@@ -39,7 +39,9 @@ from itertools import islice
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
+    Integer,
     Select,
     String,
     Table,
@@ -48,6 +50,8 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
+    or_,
     select,
     update,
 )
@@ -384,12 +388,16 @@ class WindowState:
             self.resets.setdefault(account_id, []).append(at)
             self.security_event_id = max(self.security_event_id, int(sev_id))
 
-    def feed(self, a: _Attempt, new: bool, findings: dict[tuple[str, int], Finding]) -> None:
-        """One attempt, in time order: every window it belongs to."""
+    def feed(self, a: _Attempt, new: bool, findings: dict[tuple[str, int], Finding],
+             only: _Candidates | None = None) -> None:
+        """One attempt, in time order: every window it belongs to (of the ``only``
+        candidates, when given)."""
         self.last_at = a.at
-        self._feed_account(a, new, findings)
-        a.stuffed = self._feed_source(("ip", a.ip), a, new, findings, False)
-        if a.asn is not None:
+        if only is None or a.account_id in only.accounts:
+            self._feed_account(a, new, findings)
+        if only is None or a.ip in only.ips:
+            a.stuffed = self._feed_source(("ip", a.ip), a, new, findings, False)
+        if a.asn is not None and (only is None or a.asn in only.asns):
             self._feed_source(("asn", a.asn), a, new, findings, a.stuffed)
         if self.lateness is not None:
             recent = self.recent
@@ -545,19 +553,159 @@ def _window_pass(session: Session, lo: int, hi: int, state: WindowState,
     where = _L.id <= hi if start is None else and_(_L.at >= start, _L.id <= hi)
     state.read_resets(session, start)
     state.recent_since = start if start is not None else datetime.min.replace(tzinfo=UTC)
-    processed = 0
+    # A batch run's state is dropped after the run: only the windows that can fire need
+    # feeding. The watcher keeps its state for the next passes, so it feeds them all.
+    only = None if state.lateness is not None else _window_candidates(session, start, hi,
+                                                                       state.t)
+    processed = int(session.scalar(select(func.count()).select_from(LoginEvent)
+                                   .where(_L.id > lo, _L.id <= hi)) or 0)
+    if only is not None and only.few():
+        where = and_(where, or_(*only.filters()))
     stmt = select(*cols).where(where).order_by(_L.at, _L.id)
+    fed = 0
     for row in _stream(session, stmt):
+        if only is not None and not only.holds(row[1], row[4], row[5]):
+            continue
         a = _Attempt(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
-        new = a.id > lo
-        processed += new
-        state.feed(a, new, findings)
+        state.feed(a, a.id > lo, findings, only)
         state.prune(a.at, above=200_000)
-        if not processed % STREAM_BATCH:
+        fed += 1
+        if not fed % STREAM_BATCH:
             state.evict()
     state.evict()
     state.login_id = hi
     return processed
+
+
+@dataclass
+class _Candidates:
+    """The accounts, IPs and networks whose windows can fire in a period."""
+
+    accounts: set[uuid.UUID]
+    ips: set[str]
+    asns: set[int]
+
+    def holds(self, account_id: uuid.UUID, ip: str, asn: int | None) -> bool:
+        return account_id in self.accounts or ip in self.ips or asn in self.asns
+
+    def few(self) -> bool:
+        """Few enough to select in SQL (indexed look-ups instead of the whole period)."""
+        return len(self.accounts) + len(self.ips) <= 2 * CHUNK and len(self.asns) <= CHUNK
+
+    def filters(self) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = [literal(False)]
+        for col, values in ((_L.account_id, self.accounts), (_L.ip, self.ips),
+                            (_L.asn, self.asns)):
+            if values:
+                found.append(col.in_(sorted(values, key=str)))
+        return found
+
+
+BUCKET = 600  # seconds: the candidates' failures and successes are counted in buckets
+
+
+def _bucket(session: Session) -> ColumnElement[int]:
+    """The login's ``at`` in BUCKET-second steps since 1970, in the engine's SQL."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        seconds: ColumnElement[Any] = sql_cast(func.strftime("%s", _L.at), Integer)
+    elif dialect == "postgresql":
+        seconds = func.extract("epoch", _L.at)
+    else:
+        seconds = func.timestampdiff(literal_column("SECOND"), "1970-01-01", _L.at)
+    return sql_cast(func.floor(seconds / BUCKET), BigInteger)
+
+
+def _window_candidates(session: Session, start: datetime | None, hi: int,
+                       t: Thresholds) -> _Candidates:
+    """The keys whose window detectors can fire on the logins ``at >= start, id <= hi``.
+
+    Every window detector needs a number of failures within its window (brute force 5
+    in 10 minutes, success after failures 5 in an hour, stuffing 15 accounts, or 40 on
+    a network, in 10 minutes, spraying 20 accounts in a day, 100 failures of an IP in a
+    day), and spraying needs 80 % of the day's attempts to fail. Counted in buckets, the
+    failures of every bucket a window touches bound its failures from above, and the
+    successes of the buckets it covers whole bound its successes from below: a key that
+    stays under every bound cannot fire, so leaving its windows out changes no finding.
+    Counting is two GROUP BYs: the failures, then the successes of the sources that
+    failed often enough to spray."""
+    bucket = _bucket(session)
+    period = [_L.id <= hi] + ([_L.at >= start] if start is not None else [])
+    fails: dict[str, dict[Any, Counter[int]]] = {"account": {}, "ip": {}, "asn": {}}
+    for acc, ip, asn, b, n in session.execute(
+        select(_L.account_id, _L.ip, _L.asn, bucket, func.count())
+        .where(_L.success.is_(False), *period)
+        .group_by(_L.account_id, _L.ip, _L.asn, bucket)
+    ):
+        for kind, key in (("account", acc), ("ip", ip), ("asn", asn)):
+            if key is not None:
+                fails[kind].setdefault(key, Counter())[int(b)] += int(n)
+    short = _touched(t.stuffing_window)
+    day = _touched(t.spraying_window)
+    accounts = {acc for acc, f in fails["account"].items()
+                if _peak(f, _touched(t.brute_force_window)) >= t.brute_force_failures
+                or _peak(f, _touched(t.saf_window)) >= t.saf_failures}
+    sources: dict[str, set[Any]] = {"ip": set(), "asn": set()}
+    spraying: dict[str, list[Any]] = {"ip": [], "asn": []}
+    for kind, stuffing in (("ip", t.stuffing_accounts), ("asn", t.stuffing_asn_accounts)):
+        for key, f in fails[kind].items():
+            if _peak(f, short) >= stuffing or (
+                    kind == "ip" and _peak(f, day) >= t.source_daily_failures):
+                sources[kind].add(key)
+            elif _peak(f, day) >= t.spraying_accounts:
+                spraying[kind].append(key)
+    for kind, col in (("ip", _L.ip), ("asn", _L.asn)):
+        keys = sorted(spraying[kind], key=str)
+        for first in range(0, len(keys), CHUNK):
+            chunk = keys[first : first + CHUNK]
+            ok: dict[Any, Counter[int]] = {key: Counter() for key in chunk}
+            for key, b, n in session.execute(
+                select(col, bucket, func.count())
+                .where(_L.success.is_(True), col.in_(chunk), *period).group_by(col, bucket)
+            ):
+                ok[key][int(b)] += int(n)
+            sources[kind].update(key for key in chunk
+                                 if _may_spray(fails[kind][key], ok[key], t))
+    return _Candidates(accounts, sources["ip"], sources["asn"])
+
+
+def _touched(window: timedelta) -> int:
+    """How many buckets a window of this length ending anywhere can touch."""
+    return math.ceil(window.total_seconds() / BUCKET) + 1
+
+
+def _peak(counts: Counter[int], width: int) -> int:
+    """The most counted in any ``width`` consecutive buckets."""
+    keys = sorted(counts)
+    best = total = 0
+    low = 0
+    for k in keys:
+        total += counts[k]
+        while keys[low] <= k - width:
+            total -= counts[keys[low]]
+            low += 1
+        best = max(best, total)
+    return best
+
+
+def _may_spray(fails: Counter[int], ok: Counter[int], t: Thresholds) -> bool:
+    """Whether a day window ending in some bucket can hold ``spraying_accounts`` failures
+    with at most a quarter as many successes: failures counted over every bucket the
+    window touches, successes over the buckets it covers whole."""
+    span = t.spraying_window.total_seconds() / BUCKET
+    touched, inner = math.ceil(span) + 1, math.floor(span) - 1
+    low = min(min(fails), min(ok, default=min(fails))) - touched
+    high = max(max(fails), max(ok, default=max(fails)))
+    f_sum, s_sum = [0], [0]  # prefix sums over the buckets low .. high
+    for j in range(low, high + 1):
+        f_sum.append(f_sum[-1] + fails.get(j, 0))
+        s_sum.append(s_sum[-1] + ok.get(j, 0))
+    for k in sorted(set(fails) | set(ok)):
+        i = k - low + 1  # prefix index just past bucket k
+        f = f_sum[i] - f_sum[max(0, i - touched)]
+        if f >= t.spraying_accounts and 4 * (s_sum[i - 1] - s_sum[max(0, i - 1 - inner)]) <= f:
+            return True
+    return False
 
 
 def _flag(findings: dict[tuple[str, int], Finding], f: Finding) -> None:
