@@ -16,6 +16,7 @@ somewhere else, and one brute-force burst per 100,000 logins. Then it times:
     .venv/bin/python bench/anomalies.py                            # 5M / 10k / 10M
     .venv/bin/python bench/anomalies.py --logins 500000 --timeline-logins 1000000
     .venv/bin/python bench/anomalies.py --postgres postgresql://postgres@127.0.0.1:5432/postgres
+    .venv/bin/python bench/anomalies.py --cache /tmp/bench-cache   # load once, then reuse
 
 With ``--postgres URL`` the same runs on a fresh PostgreSQL database
 (``polysec_bench_<random>``, created on that server and dropped at the end); rows are
@@ -30,6 +31,7 @@ import argparse
 import json
 import random
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -173,15 +175,19 @@ def insert(rt: Runtime, rows: list[tuple[Any, ...]]) -> None:
                              [_typed(COLUMNS, r) for r in chunk])
 
 
-def insert_generated(rt: Runtime, pop: Population, n: int, start: datetime, end: datetime,
-                     prefix: str) -> None:
+def insert_generated(rt: Runtime | None, pop: Population, n: int, start: datetime,
+                     end: datetime, prefix: str) -> None:
+    """Generate and insert (with ``rt`` None: generate only, to bring the random
+    generator to where a loaded run's is)."""
     chunk = 500_000
     days = (end - start) / max(1, n // chunk + (n % chunk > 0))
     t = start
     left = n
     while left > 0:
         k = min(chunk, left)
-        insert(rt, pop.rows(k, t, t + days, prefix))
+        rows = pop.rows(k, t, t + days, prefix)
+        if rt is not None:
+            insert(rt, rows)
         t += days
         left -= k
 
@@ -199,8 +205,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            "timeline_logins": args.timeline_logins}
     with tempfile.TemporaryDirectory() as tmp:
         keyring_path = Path(tmp) / "keyring.json"
-        write_new_keyring(keyring_path, Keyring.generate())
-        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        db_path = Path(tmp) / "bench.db"
+        cached = None
+        if args.cache and not args.postgres:
+            cached = Path(args.cache) / f"anomalies-{args.accounts}-{args.logins}-{args.seed}"
+            if cached.is_dir():  # the loaded rows of an earlier run: a copy, not timed
+                shutil.copy(cached / "keyring.json", keyring_path)
+                shutil.copy(cached / "bench.db", db_path)
+        if not keyring_path.exists():
+            write_new_keyring(keyring_path, Keyring.generate())
+        url = f"sqlite:///{db_path}"
         if args.postgres:
             url = _create_database(args.postgres)
         engine = make_engine(url)
@@ -210,12 +224,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         actor = Actor(uuid.uuid4(), "bench", "automation")
         reader = Actor(uuid.uuid4(), "bench-reader", "analyst")
         began = time.monotonic()
-        ids = build(rt, args.accounts)
-        pop = Population(rng, ids)
         days = args.logins / 80_000  # about 80,000 logins a day
         start = END - timedelta(days=days + 1)
-        insert_generated(rt, pop, args.logins, start, END - timedelta(days=1), "b")
-        out["load_s"] = round(time.monotonic() - began, 1)
+        if cached is not None and cached.is_dir():
+            with rt.engine.connect() as conn:  # the same accounts, in the same order
+                ids = [uuid.UUID(hex=h) for (h,) in conn.exec_driver_sql(
+                    "SELECT id FROM accounts ORDER BY CAST(substr(external_id, 2) AS INTEGER)")]
+            pop = Population(rng, ids)
+            insert_generated(None, pop, args.logins, start, END - timedelta(days=1), "b")
+            out["load_s"] = "cached"
+        else:
+            ids = build(rt, args.accounts)
+            pop = Population(rng, ids)
+            insert_generated(rt, pop, args.logins, start, END - timedelta(days=1), "b")
+            out["load_s"] = round(time.monotonic() - began, 1)
+            if cached is not None:
+                engine.dispose()
+                partial = cached.with_name(f".partial-{cached.name}")
+                shutil.rmtree(partial, ignore_errors=True)
+                partial.mkdir(parents=True)
+                shutil.copy(keyring_path, partial / "keyring.json")
+                shutil.copy(db_path, partial / "bench.db")
+                partial.rename(cached)
         _statistics(rt)
         _progress(out)
 
@@ -313,6 +343,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--postgres", default=None, metavar="URL",
                         help="run on a fresh database on this PostgreSQL server instead")
+    parser.add_argument("--cache", default=None, metavar="DIR",
+                        help="SQLite: keep the loaded database in DIR and reuse it next time")
     args = parser.parse_args()
     print(json.dumps(run(args), indent=2))
 

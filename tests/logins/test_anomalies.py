@@ -13,7 +13,13 @@ from sqlalchemy import func, select
 
 from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db.engine import make_engine
-from polysec_tui.db.models import AuditLogEntry, LoginAnomaly, LoginEvent
+from polysec_tui.db.models import (
+    AuditLogEntry,
+    LoginAnomaly,
+    LoginEvent,
+    LoginFeatureCount,
+    LoginProfile,
+)
 from polysec_tui.errors import RefusedError
 from polysec_tui.services.logins import anomalies
 from polysec_tui.services.officers.auth import Actor
@@ -302,6 +308,99 @@ def test_the_windows_left_out_of_a_batch_run_could_not_have_fired(seed, runtime,
     assert window_kinds <= {k for k, *_ in full}
     assert [f for f in incremental if f[0] in window_kinds] == [
         f for f in full if f[0] in window_kinds]
+
+
+def varied_history(seed: int) -> tuple[list[str], list[dict[str, object]]]:
+    """Clients with a few homes, devices and browsers each, travelling now and then,
+    some logins without a place or a network: every profile detector has work."""
+    import random
+
+    rnd = random.Random(seed)
+    places = [("DE", "Berlin", 52.52, 13.40, 3320), ("FR", "Paris", 48.86, 2.35, 3215),
+              ("US", "New York", 40.71, -74.0, 7922), ("BR", "Sao Paulo", -23.55, -46.63,
+                                                         28573), ("AU", "Sydney", -33.87,
+                                                                  151.21, 1221)]
+    accts = [f"V{i:02d}" for i in range(30)]
+    out: list[dict[str, object]] = []
+    for a in accts:
+        home = rnd.choice(places)
+        for k in range(rnd.randint(2, 30)):
+            country, city, lat, lon, asn = rnd.choice(places) if rnd.random() < 0.15 else home
+            located = rnd.random() > 0.1
+            out.append(login(
+                f"{a}-{k}", a, at=at(-4000 + rnd.uniform(0, 5000)),
+                ip=f"198.18.{rnd.randint(0, 3)}.{rnd.randint(1, 9)}",
+                asn=asn if rnd.random() > 0.05 else None, country=country,
+                city=city if located else None, lat=lat if located else None,
+                lon=lon if located else None, device_id=f"d{rnd.randint(0, 3)}",
+                browser=rnd.choice(["Firefox 120", "Chrome 124"]), os="Linux",
+                device_type=rnd.choice(["desktop", "mobile"]),
+                success=rnd.random() > 0.05))
+        # the usual device and place, but a rare address, browser and system: risky
+        # without anything new_* would flag
+        out.append(login(f"{a}-odd", a, at=at(1200), ip=f"198.19.0.{len(out) % 250}",
+                         asn=home[4], country=home[0], city=home[1], lat=home[2],
+                         lon=home[3], device_id="d0", browser=f"Opera {len(out) % 3}",
+                         os="Haiku", device_type="tv"))
+    return accts, out
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_full_run_judges_each_login_as_one_by_one_would(seed, runtime):
+    """The full run counts history column by column: its findings, profiles and
+    population counts are those of judging every login in turn, in Python."""
+    from polysec_tui.services.logins.columnar import _Prior
+
+    accts, records = varied_history(seed)
+    ingest_records(runtime, "accounts", [account(a) for a in accts])
+    ingest_records(runtime, "logins", records)
+    anomalies.analyze(runtime, CRON, full=True)
+    profile_kinds = ("new_device", "new_country", "new_asn", "risky_login",
+                     "impossible_travel")
+    with runtime.sessions() as s:
+        stored = sorted((r.kind, r.login_event_id, r.severity, r.score, r.explanation)
+                        for r in s.scalars(select(LoginAnomaly))
+                        if r.kind in profile_kinds)
+        logins = [anomalies._Login(*row) for row in s.execute(
+            select(LoginEvent.id, LoginEvent.account_id, LoginEvent.at, LoginEvent.ip,
+                   LoginEvent.asn, LoginEvent.country, LoginEvent.city, LoginEvent.browser,
+                   LoginEvent.os, LoginEvent.device_type, LoginEvent.device_id,
+                   LoginEvent.latitude, LoginEvent.longitude)
+            .where(LoginEvent.success.is_(True))
+            .order_by(LoginEvent.account_id, LoginEvent.at, LoginEvent.id))]
+        profiles_stored = sorted(
+            (str(r.account_id), r.feature, r.value, r.count, r.last_seen_at)
+            for r in s.scalars(select(LoginProfile)))
+        population_stored = sorted((r.feature, r.value, r.count)
+                                   for r in s.scalars(select(LoginFeatureCount)))
+    population: dict[str, dict[str, int]] = {f: {} for f in anomalies.RISK_FEATURES}
+    for one in logins:
+        for feature, value in one.values().items():
+            if feature in population:
+                population[feature][value] = population[feature].get(value, 0) + 1
+    prior = _Prior(population, len(logins))
+    findings: dict[tuple[str, int], anomalies.Finding] = {}
+    profiles: dict[uuid.UUID, anomalies._Profile] = {}
+    seen: dict[tuple[str, str, str], tuple[int, datetime]] = {}
+    for one in logins:
+        profile = profiles.setdefault(one.account_id, anomalies._Profile())
+        values = one.values()
+        anomalies._check_login(one, values, profile, prior, anomalies.DEFAULTS, findings)
+        for key in [*values.items(), (anomalies.TOTAL, "*")]:
+            profile.counts[key] = profile.counts.get(key, 0) + 1
+            seen[(str(one.account_id), *key)] = (profile.counts[key], one.at)
+        profile.n += 1
+        if one.lat is not None and one.lon is not None:
+            profile.last = one
+    expected = sorted((f.kind, f.login_id, f.severity, f.score, f.explanation)
+                      for f in findings.values())
+    assert stored == expected
+    assert {k for k, *_ in stored} == set(profile_kinds)
+    assert profiles_stored == sorted((*key, n, when) for key, (n, when) in seen.items())
+    assert population_stored == sorted(
+        [(anomalies.TOTAL, "*", len(logins))]
+        + [(anomalies.DISTINCT, f, len(v)) for f, v in population.items()]
+        + [(f, value, n) for f, v in population.items() for value, n in v.items()])
 
 
 def test_permissions_and_audit(runtime):

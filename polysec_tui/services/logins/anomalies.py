@@ -15,8 +15,10 @@ Two passes over the logins a run has not seen yet (``id`` above the checkpoint):
   (great-circle speed between consecutive successful logins, computed in Python on
   every engine; the previous login is fetched set-based).
 
-A ``--full`` run rebuilds the profile and population tables set-based in SQL
-(``INSERT ... SELECT ... GROUP BY``) and re-detects everything.
+A batch run feeds only the windows that can fire (``_window_candidates``). A
+``--full`` run re-detects everything: its profile pass counts every login's history
+column by column (``columnar``, numpy) and rebuilds the profile and population tables
+from the same arrays.
 
 A run locks the checkpoint row first (an UPDATE, held to the end of the run's
 transaction): concurrent runs wait for each other and never process the same logins
@@ -43,12 +45,10 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
-    String,
     Table,
     and_,
     delete,
     func,
-    insert,
     literal,
     literal_column,
     or_,
@@ -213,9 +213,13 @@ def _analyze_in(session: Session, now: datetime, full: bool, windows: WindowStat
         findings: dict[tuple[str, int], Finding] = {}
         report.logins = _window_pass(session, last_login, hi, windows, findings)
         if full:
-            _rebuild_counts(session, hi)
-        report.successful_logins = _profile_pass(session, last_login, hi, full,
-                                                 thresholds, findings)
+            from polysec_tui.services.logins import columnar  # numpy: only when needed
+
+            report.successful_logins = columnar.profile_pass_full(session, hi, thresholds,
+                                                                  findings)
+        else:
+            report.successful_logins = _profile_pass(session, last_login, hi, thresholds,
+                                                     findings)
         report.new_anomalies = _store(session, findings.values(), now)
     session.execute(
         update(_C).where(_C.c.name == CHECKPOINT)
@@ -860,27 +864,6 @@ def _source_finding(kind: str, m: _Attempt, explanation: str, details: dict[str,
 # ===================================================================== profile pass
 
 
-def _rebuild_counts(session: Session, hi: int) -> None:
-    """Population counts of all successful logins, set-based (one GROUP BY per feature).
-    The per-account profiles of a full run are written by the profile pass, which
-    builds them login by login anyway."""
-    ok = and_(_L.success.is_(True), _L.id <= hi)
-    for feature in RISK_FEATURES:
-        col: ColumnElement[Any] = _L[feature]
-        value = sql_cast(col, String(128)) if feature == "asn" else col
-        session.execute(insert(_G).from_select(
-            ["feature", "value", "count"],
-            select(literal(feature, String(16)), value, func.count())
-            .where(ok, col.is_not(None)).group_by(col),
-        ))
-        distinct = session.scalar(select(func.count()).select_from(_G)
-                                  .where(_G.c.feature == feature)) or 0
-        session.execute(insert(_G).values(feature=DISTINCT, value=feature,
-                                          count=int(distinct)))
-    total = session.scalar(select(func.count()).select_from(LoginEvent).where(ok)) or 0
-    session.execute(insert(_G).values(feature=TOTAL, value="*", count=int(total)))
-
-
 @dataclass(slots=True)
 class _Login:
     id: int
@@ -909,9 +892,8 @@ class _Population:
     """p(x): successful logins with value x over all successful logins, add-one smoothed
     (an unseen value counts once more among V + 1 possible values)."""
 
-    def __init__(self, session: Session, full: bool) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
-        self.full = full
         self.counts: dict[tuple[str, str], int] = {}
         self.total = 0
         self.distinct: dict[str, int] = {}
@@ -951,9 +933,7 @@ class _Population:
         return (count + 1) / (self.total + self.distinct.get(feature, 0) + 1)
 
     def add(self, login: _Login, values: dict[str, str]) -> None:
-        """Incremental runs count each new login into the population as they go."""
-        if self.full:
-            return
+        """Each new login counts into the population as the run goes."""
         self.total += 1
         self.added += 1
         for feature, value in values.items():
@@ -967,7 +947,7 @@ class _Population:
             self.delta[key] += 1
 
     def save(self) -> None:
-        if self.full or not self.delta:
+        if not self.delta:
             return
         rows = [{"feature": f, "value": v, "count": n} for (f, v), n in self.delta.items()]
         rows.append({"feature": TOTAL, "value": "*", "count": self.added})
@@ -985,13 +965,13 @@ class _Profile:
     seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
 
 
-def _profile_pass(session: Session, lo: int, hi: int, full: bool, t: Thresholds,
+def _profile_pass(session: Session, lo: int, hi: int, t: Thresholds,
                   findings: dict[tuple[str, int], Finding]) -> int:
     cols = (_L.id, _L.account_id, _L.at, _L.ip, _L.asn, _L.country, _L.city, _L.browser,
             _L.os, _L.device_type, _L.device_id, _L.latitude, _L.longitude)
     stmt = (select(*cols).where(_L.success.is_(True), _L.id > lo, _L.id <= hi)
             .order_by(_L.account_id, _L.at, _L.id))
-    population = _Population(session, full)
+    population = _Population(session)
     processed = 0
     batch: list[_Login] = []
     current: uuid.UUID | None = None
@@ -1000,25 +980,24 @@ def _profile_pass(session: Session, lo: int, hi: int, full: bool, t: Thresholds,
     for row in _stream(session, stmt):
         login = _Login(*row)
         if login.account_id != current and len(batch) >= STREAM_BATCH:
-            _score_batch(session, batch, lo, full, population, t, findings)
+            _score_batch(session, batch, lo, population, t, findings)
             batch = []
         current = login.account_id
         batch.append(login)
         processed += 1
     if batch:
-        _score_batch(session, batch, lo, full, population, t, findings)
+        _score_batch(session, batch, lo, population, t, findings)
     population.save()
     return processed
 
 
-def _score_batch(session: Session, batch: list[_Login], lo: int, full: bool,
+def _score_batch(session: Session, batch: list[_Login], lo: int,
                  population: _Population, t: Thresholds,
                  findings: dict[tuple[str, int], Finding]) -> None:
     accounts = sorted({login.account_id for login in batch}, key=str)
     profiles = {acc: _Profile() for acc in accounts}
-    if not full:
-        _load_profiles(session, accounts, profiles)
-        _load_previous_logins(session, accounts, batch[0].at, lo, profiles, t)
+    _load_profiles(session, accounts, profiles)
+    _load_previous_logins(session, accounts, batch[0].at, lo, profiles, t)
     population.load(batch)
     for login in batch:
         profile = profiles[login.account_id]
@@ -1035,7 +1014,6 @@ def _score_batch(session: Session, batch: list[_Login], lo: int, full: bool,
         profile.seen[(TOTAL, "*")] = login.at
         if login.lat is not None and login.lon is not None:
             profile.last = login
-    # A full run starts from empty profiles: its deltas are the whole history.
     rows = [
         {"account_id": acc, "feature": f, "value": v, "count": n,
          "last_seen_at": profile.seen[(f, v)]}
