@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -888,6 +888,11 @@ class _Login:
         return {k: v[:128] for k, v in raw.items() if v is not None}
 
 
+class _Prior(Protocol):
+    def p(self, feature: str, value: str) -> float:
+        """p(x): the share of successful logins with this value."""
+
+
 class _Population:
     """p(x): successful logins with value x over all successful logins, add-one smoothed
     (an unseen value counts once more among V + 1 possible values)."""
@@ -1065,7 +1070,7 @@ def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float
 
 
 def _check_login(login: _Login, values: dict[str, str], profile: _Profile,
-                 population: _Population, t: Thresholds,
+                 population: _Prior, t: Thresholds,
                  findings: dict[tuple[str, int], Finding]) -> None:
     n = profile.n
 

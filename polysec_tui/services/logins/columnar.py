@@ -188,7 +188,7 @@ def profile_pass_full(session: Session, hi: int, t: an.Thresholds,
             n=int(history[i]))
         if previous[i] >= 0:
             profile.last = login(int(previous[i]))
-        an._check_login(one, values, profile, prior, t, findings)  # type: ignore[arg-type]
+        an._check_login(one, values, profile, prior, t, findings)
 
     _write_profiles(session, np, features, account, accounts, at_a, first)
     _write_population(session, features, counts, n_rows)
