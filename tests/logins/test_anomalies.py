@@ -346,10 +346,14 @@ def varied_history(seed: int) -> tuple[list[str], list[dict[str, object]]]:
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_a_full_run_judges_each_login_as_one_by_one_would(seed, runtime):
+def test_a_full_run_judges_each_login_as_one_by_one_would(seed, runtime, monkeypatch):
     """The full run counts history column by column: its findings, profiles and
     population counts are those of judging every login in turn, in Python."""
+    from polysec_tui.services.logins import columnar
     from polysec_tui.services.logins.columnar import _Prior
+
+    monkeypatch.setattr(columnar, "PART", 50)  # fetched and judged in many pieces,
+    monkeypatch.setattr(columnar, "BLOCK", 37)  # cut inside accounts
 
     accts, records = varied_history(seed)
     ingest_records(runtime, "accounts", [account(a) for a in accts])
