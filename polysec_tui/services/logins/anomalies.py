@@ -634,12 +634,14 @@ def _window_candidates(session: Session, start: datetime | None, hi: int,
     Counting is two GROUP BYs: the failures, then the successes of the sources that
     failed often enough to spray."""
     bucket = _bucket(session)
-    period = [_L.id <= hi] + ([_L.at >= start] if start is not None else [])
+    # "id + 0": on SQLite a bound on the rowid would make the scan read whole rows; the
+    # covering index (account_id, at, success, ip, country, asn) holds what is counted.
+    period = [_L.id + 0 <= hi] + ([_L.at >= start] if start is not None else [])
     fails: dict[str, dict[Any, Counter[int]]] = {"account": {}, "ip": {}, "asn": {}}
     for acc, ip, asn, b, n in session.execute(
-        select(_L.account_id, _L.ip, _L.asn, bucket, func.count())
-        .where(_L.success.is_(False), *period)
-        .group_by(_L.account_id, _L.ip, _L.asn, bucket)
+        _in_period(select(_L.account_id, _L.ip, _L.asn, bucket, func.count())
+                   .where(_L.success.is_(False), *period)
+                   .group_by(_L.account_id, _L.ip, _L.asn, bucket), start)
     ):
         for kind, key in (("account", acc), ("ip", ip), ("asn", asn)):
             if key is not None:
@@ -664,13 +666,22 @@ def _window_candidates(session: Session, start: datetime | None, hi: int,
             chunk = keys[first : first + CHUNK]
             ok: dict[Any, Counter[int]] = {key: Counter() for key in chunk}
             for key, b, n in session.execute(
-                select(col, bucket, func.count())
-                .where(_L.success.is_(True), col.in_(chunk), *period).group_by(col, bucket)
+                _in_period(select(col, bucket, func.count())
+                           .where(_L.success.is_(True), col.in_(chunk), *period)
+                           .group_by(col, bucket), start)
             ):
                 ok[key][int(b)] += int(n)
             sources[kind].update(key for key in chunk
                                  if _may_spray(fails[kind][key], ok[key], t))
     return _Candidates(accounts, sources["ip"], sources["asn"])
+
+
+def _in_period(stmt: Select[Any], start: datetime | None) -> Select[Any]:
+    """An incremental run's look-back is a range of ``at``: SQLite, without statistics,
+    would rather scan a whole index (measured: 0.6 s instead of 0.04 s at 5,000,000)."""
+    if start is None:
+        return stmt
+    return stmt.with_hint(LoginEvent.__table__, "INDEXED BY ix_login_events_at", "sqlite")
 
 
 def _touched(window: timedelta) -> int:

@@ -82,12 +82,19 @@ class _Coder:
 
 @dataclass
 class _Feature:
-    """One profile feature: per login the code of its value (-1: none), the value of each
-    code, and per login how many earlier logins of the account had the same value."""
+    """One profile feature: the value of each code, per login how many earlier logins of
+    the account had the same value, and per login the code of its value (-1: none),
+    looked up through ``table`` from a column's codes when asked (memory: the column's
+    codes are shared, not copied per feature)."""
 
-    codes: NDArray[np.int32]
     names: list[str]
     earlier: NDArray[np.int32]
+    table: NDArray[np.int32]
+    source: NDArray[np.int32]
+
+    def codes(self, where: Any = slice(None)) -> NDArray[np.int32]:
+        codes: NDArray[np.int32] = self.table[self.source[where]]
+        return codes
 
 
 class _Prior:
@@ -149,13 +156,14 @@ def profile_pass_full(session: Session, hi: int, t: an.Thresholds,
     history = rows - np.maximum.accumulate(np.where(first, rows, 0))  # logins before
     del rows
 
-    features = {name: _feature(np, _codes_of(np, name, raw, raw_values), account)
+    features = {name: _feature(np, *_codes_of(np, name, raw, raw_values), account)
                 for name in an.PROFILE_FEATURES}
-    counts = {name: np.bincount(f.codes[f.codes >= 0], minlength=len(f.names))
-              for name, f in features.items() if name in an.RISK_FEATURES}
+    counts = {name: np.bincount(codes[codes >= 0], minlength=len(f.names))
+              for name, f in features.items() if name in an.RISK_FEATURES
+              for codes in (f.codes(),)}
 
     located = np.flatnonzero(~np.isnan(lat_a) & ~np.isnan(lon_a))
-    previous = np.full(n_rows, -1, dtype=np.int64)  # the account's last located login
+    previous = np.full(n_rows, -1, dtype=np.int32)  # the account's last located login
     same = account[located[1:]] == account[located[:-1]]
     previous[located[1:][same]] = located[:-1][same]
     del located, same
@@ -220,12 +228,12 @@ def _may_flag(np: Any, rows: slice, start: int, history: Any, features: dict[str
     enough = history >= t.min_history
     for name in ("device_id", "country", "asn"):
         f = features[name]
-        maybe |= enough & (f.codes[rows] >= 0) & (f.earlier[rows] == 0)
+        maybe |= enough & (f.codes(rows) >= 0) & (f.earlier[rows] == 0)
     score = np.zeros(len(history))
     weight = history + t.risk_alpha
     for name in an.RISK_FEATURES:  # log10(p(x) / p(x | account))
         f = features[name]
-        codes = f.codes[rows]
+        codes = f.codes(rows)
         p_x = (np.append(counts[name], 0)[codes] + 1) / (n_rows + len(f.names) + 1)
         ratio = np.log10(p_x / ((f.earlier[rows] + t.risk_alpha * p_x) / weight))
         score += np.where(codes >= 0, ratio, 0.0)  # the code -1: no value
@@ -236,7 +244,7 @@ def _may_flag(np: Any, rows: slice, start: int, history: Any, features: dict[str
         km = _great_circle_km(np, lat[before], lon[before], lat[now], lon[now])
         hours = np.maximum((at[now] - at[before]) / 1e6, 60.0) / 3600
         place = features["place"]
-        known = (place.codes[now] >= 0) & (place.earlier[now] > 0)
+        known = (place.codes(now) >= 0) & (place.earlier[now] > 0)
         maybe[moved] |= ((km >= t.travel_min_km * (1 - MARGIN))
                          & (km / hours > t.travel_kmh * (1 - MARGIN)) & ~known)
     return maybe
@@ -250,9 +258,11 @@ def _sorted_copy(np: Any, buffer: array[Any], dtype: Any, order: Any) -> Any:
 
 
 def _codes_of(np: Any, name: str, raw: dict[str, NDArray[np.int32]],
-              raw_values: dict[str, list[Any]]) -> tuple[NDArray[np.int32], list[str]]:
+              raw_values: dict[str, list[Any]]
+              ) -> tuple[NDArray[np.int32], NDArray[np.int32], list[str]]:
     """The login's value of a profile feature as ``_Login.values`` gives it (a string of
-    at most 128 characters), coded: per login a code (-1: none) and the code's value."""
+    at most 128 characters), coded: the feature's code of each source code, the source
+    codes per login, and the value of each feature code."""
     if name == "place":
         countries, cities = raw_values["country"], raw_values["city"]
         pair = raw["country"].astype(np.int64) * len(cities) + raw["city"]
@@ -261,28 +271,27 @@ def _codes_of(np: Any, name: str, raw: dict[str, NDArray[np.int32]],
         for p in unique.tolist():
             country, city = countries[p // len(cities)], cities[p % len(cities)]
             texts.append(None if city is None else f"{country or ''}/{city}")
-        source = inverse
+        source = inverse.astype(np.int32)
     else:
         texts = [None if v is None else str(v) for v in raw_values[name]]
         source = raw[name]
     names: dict[str, int] = {}
     mapping = [-1 if v is None else names.setdefault(v[:128], len(names)) for v in texts]
-    codes = np.asarray(mapping, dtype=np.int32)[source] if mapping else source
-    return codes.astype(np.int32), list(names)
+    return np.asarray(mapping, dtype=np.int32), source, list(names)
 
 
-def _feature(np: Any, coded: tuple[NDArray[np.int32], list[str]],
+def _feature(np: Any, table: NDArray[np.int32], source: NDArray[np.int32], names: list[str],
              account: NDArray[np.int32]) -> _Feature:
-    codes, names = coded
+    codes = table[source]
     key = account.astype(np.int64) * (len(names) + 1) + (codes + 1)
     order = np.argsort(key, kind="stable")  # stable: time order within each key
     key = key[order]
     run = np.r_[True, key[1:] != key[:-1]]
-    del key
+    del key, codes
     ranks = np.arange(len(order), dtype=np.int32)
     earlier = np.empty(len(order), dtype=np.int32)
     earlier[order] = ranks - np.maximum.accumulate(np.where(run, ranks, 0))
-    return _Feature(codes, names, earlier)
+    return _Feature(names, earlier, table, source)
 
 
 def _great_circle_km(np: Any, lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any:
@@ -324,12 +333,13 @@ def _write_profiles(session: Session, np: Any, features: dict[str, _Feature],
         batch.append((bound[acc], an.TOTAL, "*", count, stamp(end)))
         flush()
     for name, f in features.items():
-        key = account.astype(np.int64) * (len(f.names) + 1) + (f.codes + 1)
+        codes = f.codes()
+        key = account.astype(np.int64) * (len(f.names) + 1) + (codes + 1)
         order = np.argsort(key, kind="stable")
         sorted_key = key[order]
         rows = order[np.flatnonzero(np.r_[sorted_key[1:] != sorted_key[:-1], True])]
-        rows = rows[f.codes[rows] >= 0]
-        for acc, code, count, seen in zip(account[rows].tolist(), f.codes[rows].tolist(),
+        rows = rows[codes[rows] >= 0]
+        for acc, code, count, seen in zip(account[rows].tolist(), codes[rows].tolist(),
                                           (f.earlier[rows] + 1).tolist(),
                                           at[rows].tolist(), strict=True):
             batch.append((bound[acc], name, f.names[code], count, stamp(seen)))
