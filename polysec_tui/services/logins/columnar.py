@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-PART = 50_000  # rows fetched at a time (their Python objects are the transient memory)
+PART = 20_000  # rows fetched at a time (their Python objects are the transient memory)
 MARGIN = 1e-6  # relative slack of the array bounds against the exact Python check
 BLOCK = 500_000  # rows judged at a time by the array bounds
 RAW = ("ip", "asn", "country", "city", "browser", "os", "device_type", "device_id")
