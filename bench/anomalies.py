@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         # The watcher's passes (`polysec watch`): its first pass reads the look-back once
         # to build the windows; the next ones read only what arrived.
-        windows = anomalies.WindowState(anomalies.DEFAULTS)
+        windows = anomalies.WindowState()
         insert(rt, pop.rows(args.new, END - timedelta(hours=12), END - timedelta(hours=6), "w"))
         began = time.monotonic()
         anomalies.analyze_new(rt, windows, 10 * args.new)

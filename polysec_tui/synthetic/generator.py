@@ -22,7 +22,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from polysec_tui.errors import InputError
-from polysec_tui.services.logins.anomalies import great_circle_km
+from polysec_tui.services.logins.rules import great_circle_km
 from polysec_tui.synthetic.reference import (
     ADDRESS_LABELS,
     ASSET_BY_CODE,

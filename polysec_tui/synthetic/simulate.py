@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from polysec_tui.db.models import DemoScenario, DemoScenarioEvent
 from polysec_tui.errors import InputError
 from polysec_tui.services.feed.ingest import Ingestor
-from polysec_tui.services.logins.anomalies import great_circle_km
+from polysec_tui.services.logins.rules import great_circle_km
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.synthetic.demo import read_info
 from polysec_tui.synthetic.generator import (

@@ -21,7 +21,7 @@ from polysec_tui.db.models import (
     LoginProfile,
 )
 from polysec_tui.errors import RefusedError
-from polysec_tui.services.logins import anomalies
+from polysec_tui.services.logins import anomalies, rules
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 from tests.support import FIXED_NOW
@@ -200,8 +200,8 @@ def test_risky_login_scores_unseen_values_and_not_the_usual_ones(runtime):
     anomalies.analyze(runtime, CRON)
     risky = anomalies.list_anomalies(runtime, ANN, kind="risky_login")
     assert [v.login for v in risky] == ["odd"]
-    assert risky[0].details["unseen"] == list(anomalies.RISK_FEATURES)
-    assert risky[0].score >= anomalies.DEFAULTS.risk_log10_threshold
+    assert risky[0].details["unseen"] == list(rules.RISK_FEATURES)
+    assert risky[0].score >= rules.DEFAULTS.risk_log10_threshold
 
 
 # ----------------------------------------------------------------- incremental
@@ -365,7 +365,7 @@ def test_a_full_run_judges_each_login_as_one_by_one_would(seed, runtime, monkeyp
         stored = sorted((r.kind, r.login_event_id, r.severity, r.score, r.explanation)
                         for r in s.scalars(select(LoginAnomaly))
                         if r.kind in profile_kinds)
-        logins = [anomalies._Login(*row) for row in s.execute(
+        logins = [rules.Login(*row) for row in s.execute(
             select(LoginEvent.id, LoginEvent.account_id, LoginEvent.at, LoginEvent.ip,
                    LoginEvent.asn, LoginEvent.country, LoginEvent.city, LoginEvent.browser,
                    LoginEvent.os, LoginEvent.device_type, LoginEvent.device_id,
@@ -377,20 +377,20 @@ def test_a_full_run_judges_each_login_as_one_by_one_would(seed, runtime, monkeyp
             for r in s.scalars(select(LoginProfile)))
         population_stored = sorted((r.feature, r.value, r.count)
                                    for r in s.scalars(select(LoginFeatureCount)))
-    population: dict[str, dict[str, int]] = {f: {} for f in anomalies.RISK_FEATURES}
+    population: dict[str, dict[str, int]] = {f: {} for f in rules.RISK_FEATURES}
     for one in logins:
         for feature, value in one.values().items():
             if feature in population:
                 population[feature][value] = population[feature].get(value, 0) + 1
     prior = _Prior(population, len(logins))
-    findings: dict[tuple[str, int], anomalies.Finding] = {}
-    profiles: dict[uuid.UUID, anomalies._Profile] = {}
+    findings: dict[tuple[str, int], rules.Finding] = {}
+    profiles: dict[uuid.UUID, rules.Profile] = {}
     seen: dict[tuple[str, str, str], tuple[int, datetime]] = {}
     for one in logins:
-        profile = profiles.setdefault(one.account_id, anomalies._Profile())
+        profile = profiles.setdefault(one.account_id, rules.Profile())
         values = one.values()
-        anomalies._check_login(one, values, profile, prior, anomalies.DEFAULTS, findings)
-        for key in [*values.items(), (anomalies.TOTAL, "*")]:
+        rules.check_login(one, values, profile, prior, rules.DEFAULTS, findings)
+        for key in [*values.items(), (rules.TOTAL, "*")]:
             profile.counts[key] = profile.counts.get(key, 0) + 1
             seen[(str(one.account_id), *key)] = (profile.counts[key], one.at)
         profile.n += 1
@@ -402,8 +402,8 @@ def test_a_full_run_judges_each_login_as_one_by_one_would(seed, runtime, monkeyp
     assert {k for k, *_ in stored} == set(profile_kinds)
     assert profiles_stored == sorted((*key, n, when) for key, (n, when) in seen.items())
     assert population_stored == sorted(
-        [(anomalies.TOTAL, "*", len(logins))]
-        + [(anomalies.DISTINCT, f, len(v)) for f, v in population.items()]
+        [(rules.TOTAL, "*", len(logins))]
+        + [(rules.DISTINCT, f, len(v)) for f, v in population.items()]
         + [(f, value, n) for f, v in population.items() for value, n in v.items()])
 
 

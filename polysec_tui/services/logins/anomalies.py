@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -64,11 +64,24 @@ from polysec_tui.db.models import (
     AnalysisCheckpoint,
     LoginAnomaly,
     LoginEvent,
-    LoginFeatureCount,
-    LoginProfile,
     SecurityEvent,
 )
 from polysec_tui.errors import InputError
+from polysec_tui.services.logins.rules import (
+    _G,
+    _L,
+    _P,
+    DEFAULTS,
+    DISTINCT,
+    RISK_FEATURES,
+    TOTAL,
+    Finding,
+    Login,
+    Profile,
+    Thresholds,
+    check_login,
+    flag,
+)
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 
@@ -86,67 +99,11 @@ KINDS = (
 SEVERITIES = ("low", "medium", "high", "critical")
 CHECKPOINT = "logins"
 
-_L = cast(Table, LoginEvent.__table__).c
 _A = cast(Table, LoginAnomaly.__table__)
-_P = cast(Table, LoginProfile.__table__)
-_G = cast(Table, LoginFeatureCount.__table__)
 _C = cast(Table, AnalysisCheckpoint.__table__)
 
-# The features of the risk score (Freeman et al.: IP, ASN, country, browser, OS, device)
-# device_id, which new_device needs, and place (country/city), which impossible_travel
-# needs to recognise a place the client has logged in from before. ``n`` counts an
-# account's successful logins.
-RISK_FEATURES = ("ip", "asn", "country", "browser", "os", "device_type")
-PROFILE_FEATURES = (*RISK_FEATURES, "device_id", "place")
-TOTAL = "n"
-DISTINCT = "v"
 STREAM_BATCH = 20_000
 CHUNK = 500
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Defaults: docs/anomalies.md gives the source of each."""
-
-    brute_force_failures: int = 5
-    brute_force_window: timedelta = timedelta(minutes=10)
-    stuffing_accounts: int = 15  # distinct accounts failing from one IP ...
-    stuffing_asn_accounts: int = 40  # ... or one ASN ...
-    stuffing_window: timedelta = timedelta(minutes=10)  # ... within this window
-    stuffing_failure_share: float = 0.8  # and most of the source's attempts fail
-    source_daily_failures: int = 100  # failures per IP per day, whatever the pattern
-    spraying_accounts: int = 20
-    spraying_window: timedelta = timedelta(hours=24)
-    spraying_max_attempts: float = 3.0  # mean attempts per targeted account
-    saf_failures: int = 5
-    saf_window: timedelta = timedelta(hours=1)
-    travel_kmh: float = 900.0
-    travel_min_km: float = 300.0
-    min_history: int = 5  # successful logins before new_* may fire
-    risk_alpha: float = 1.0  # weight of the population in the smoothed p(x | user)
-    risk_log10_threshold: float = 2.5
-
-    @property
-    def lookback(self) -> timedelta:
-        return max(self.spraying_window, self.saf_window, self.stuffing_window,
-                   self.brute_force_window)
-
-
-DEFAULTS = Thresholds()
-
-
-@dataclass
-class Finding:
-    kind: str
-    severity: str
-    score: float
-    account_id: uuid.UUID
-    login_id: int
-    at: datetime
-    ip: str | None
-    asn: int | None
-    explanation: str
-    details: dict[str, Any]
 
 
 @dataclass
@@ -352,7 +309,7 @@ class WindowState:
     happens when the watcher starts, after an error, when another run moved the
     checkpoint, or for a login later than ``lateness``."""
 
-    def __init__(self, t: Thresholds, lateness: timedelta | None = None) -> None:
+    def __init__(self, t: Thresholds = DEFAULTS, lateness: timedelta | None = None) -> None:
         self.t = t
         self.lateness = lateness  # None: keep no attempts for replays (a batch run)
         self.rebuilds = 0  # look-back reads (the watcher's figure: should stay rare)
@@ -723,10 +680,6 @@ def _may_spray(fails: Counter[int], ok: Counter[int], t: Thresholds) -> bool:
     return False
 
 
-def _flag(findings: dict[tuple[str, int], Finding], f: Finding) -> None:
-    findings.setdefault((f.kind, f.login_id), f)
-
-
 def _minutes(delta: timedelta) -> str:
     return f"{delta.total_seconds() / 60:g} min"
 
@@ -747,7 +700,7 @@ def _brute_force(a: _Attempt, fails: deque[_Attempt], t: Thresholds,
                "threshold": t.brute_force_failures, "ips": ips[:20],
                "first_at": burst[0].at.isoformat(), "last_at": a.at.isoformat()}
     for f in burst:  # every failure of the burst, the earlier ones included
-        _flag(findings, Finding("brute_force", severity, float(len(burst)), f.account_id,
+        flag(findings, Finding("brute_force", severity, float(len(burst)), f.account_id,
                                 f.id, f.at, f.ip, f.asn, explanation, details))
 
 
@@ -763,7 +716,7 @@ def _success_after_failures(a: _Attempt, fails: deque[_Attempt], resets: Iterabl
         f"{_minutes(t.saf_window)}) from {len(ips)} IP address(es)"
         + ("; the success came from another IP" if a.ip not in ips else "")
     )
-    _flag(findings, Finding(
+    flag(findings, Finding(
         "success_after_failures", severity, float(len(fails)), a.account_id, a.id, a.at,
         a.ip, a.asn, explanation,
         {"failures": len(fails), "threshold": t.saf_failures, "failure_ips": ips[:20],
@@ -868,40 +821,11 @@ def _source_finding(kind: str, m: _Attempt, explanation: str, details: dict[str,
         explanation += "; this login SUCCEEDED from the attacking source"
     else:
         severity = "high" if kind == "credential_stuffing" else "medium"
-    _flag(findings, Finding(kind, severity, float(details["accounts"]), m.account_id, m.id,
+    flag(findings, Finding(kind, severity, float(details["accounts"]), m.account_id, m.id,
                             m.at, m.ip, m.asn, explanation, details))
 
 
 # ===================================================================== profile pass
-
-
-@dataclass(slots=True)
-class _Login:
-    id: int
-    account_id: uuid.UUID
-    at: datetime
-    ip: str
-    asn: int | None
-    country: str | None
-    city: str | None
-    browser: str | None
-    os: str | None
-    device_type: str | None
-    device_id: str | None
-    lat: float | None
-    lon: float | None
-
-    def values(self) -> dict[str, str]:
-        raw = {"ip": self.ip, "asn": None if self.asn is None else str(self.asn),
-               "country": self.country, "browser": self.browser, "os": self.os,
-               "device_type": self.device_type, "device_id": self.device_id,
-               "place": None if self.city is None else f"{self.country or ''}/{self.city}"}
-        return {k: v[:128] for k, v in raw.items() if v is not None}
-
-
-class _Prior(Protocol):
-    def p(self, feature: str, value: str) -> float:
-        """p(x): the share of successful logins with this value."""
 
 
 class _Population:
@@ -925,7 +849,7 @@ class _Population:
             else:
                 self.distinct[value] = int(count)
 
-    def load(self, logins: Sequence[_Login]) -> None:
+    def load(self, logins: Sequence[Login]) -> None:
         """Fetch the counts of the values these logins carry (one indexed look-up per
         chunk of values)."""
         by_feature: dict[str, set[str]] = {}
@@ -948,7 +872,7 @@ class _Population:
         count = self.counts.get((feature, value), 0)
         return (count + 1) / (self.total + self.distinct.get(feature, 0) + 1)
 
-    def add(self, login: _Login, values: dict[str, str]) -> None:
+    def add(self, login: Login, values: dict[str, str]) -> None:
         """Each new login counts into the population as the run goes."""
         self.total += 1
         self.added += 1
@@ -972,15 +896,6 @@ class _Population:
         _upsert_adding(self.session, _G, rows, ["feature", "value"])
 
 
-@dataclass
-class _Profile:
-    counts: dict[tuple[str, str], int] = field(default_factory=dict)
-    n: int = 0
-    last: _Login | None = None
-    delta: Counter[tuple[str, str]] = field(default_factory=Counter)
-    seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
-
-
 def _profile_pass(session: Session, lo: int, hi: int, t: Thresholds,
                   findings: dict[tuple[str, int], Finding]) -> int:
     cols = (_L.id, _L.account_id, _L.at, _L.ip, _L.asn, _L.country, _L.city, _L.browser,
@@ -989,12 +904,12 @@ def _profile_pass(session: Session, lo: int, hi: int, t: Thresholds,
             .order_by(_L.account_id, _L.at, _L.id))
     population = _Population(session)
     processed = 0
-    batch: list[_Login] = []
+    batch: list[Login] = []
     current: uuid.UUID | None = None
     # Accounts are processed in batches: their history and the population counts of
     # their values are fetched set-based, one query per chunk.
     for row in _stream(session, stmt):
-        login = _Login(*row)
+        login = Login(*row)
         if login.account_id != current and len(batch) >= STREAM_BATCH:
             _score_batch(session, batch, lo, population, t, findings)
             batch = []
@@ -1007,18 +922,18 @@ def _profile_pass(session: Session, lo: int, hi: int, t: Thresholds,
     return processed
 
 
-def _score_batch(session: Session, batch: list[_Login], lo: int,
+def _score_batch(session: Session, batch: list[Login], lo: int,
                  population: _Population, t: Thresholds,
                  findings: dict[tuple[str, int], Finding]) -> None:
     accounts = sorted({login.account_id for login in batch}, key=str)
-    profiles = {acc: _Profile() for acc in accounts}
+    profiles = {acc: Profile() for acc in accounts}
     _load_profiles(session, accounts, profiles)
     _load_previous_logins(session, accounts, batch[0].at, lo, profiles, t)
     population.load(batch)
     for login in batch:
         profile = profiles[login.account_id]
         values = login.values()
-        _check_login(login, values, profile, population, t, findings)
+        check_login(login, values, profile, population, t, findings)
         population.add(login, values)
         for feature, value in values.items():
             key = (feature, value)
@@ -1039,7 +954,7 @@ def _score_batch(session: Session, batch: list[_Login], lo: int,
 
 
 def _load_profiles(session: Session, accounts: list[uuid.UUID],
-                   profiles: dict[uuid.UUID, _Profile]) -> None:
+                   profiles: dict[uuid.UUID, Profile]) -> None:
     for start in range(0, len(accounts), CHUNK):
         chunk = accounts[start : start + CHUNK]
         for acc, feature, value, count in session.execute(
@@ -1054,7 +969,7 @@ def _load_profiles(session: Session, accounts: list[uuid.UUID],
 
 
 def _load_previous_logins(session: Session, accounts: list[uuid.UUID], first: datetime,
-                          lo: int, profiles: dict[uuid.UUID, _Profile],
+                          lo: int, profiles: dict[uuid.UUID, Profile],
                           t: Thresholds) -> None:
     """The last located successful login before this run, if recent enough to make a
     trip impossible (beyond ~22 h, 900 km/h covers half the Earth's circumference)."""
@@ -1069,93 +984,7 @@ def _load_previous_logins(session: Session, accounts: list[uuid.UUID], first: da
                                 _L.longitude.is_not(None))
             .order_by(_L.at, _L.id)
         ):
-            profiles[row[1]].last = _Login(*row)  # type: ignore[call-arg]
-
-
-def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Haversine distance on a sphere of radius 6371 km."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(h)))
-
-
-def _check_login(login: _Login, values: dict[str, str], profile: _Profile,
-                 population: _Prior, t: Thresholds,
-                 findings: dict[tuple[str, int], Finding]) -> None:
-    n = profile.n
-
-    def finding(kind: str, severity: str, score: float, explanation: str,
-                details: dict[str, Any]) -> None:
-        _flag(findings, Finding(kind, severity, score, login.account_id, login.id, login.at,
-                                login.ip, login.asn, explanation, details))
-
-    # impossible travel: consecutive located successful logins
-    prev = profile.last
-    if prev is not None and login.lat is not None and login.lon is not None:
-        assert prev.lat is not None and prev.lon is not None
-        km = great_circle_km(prev.lat, prev.lon, login.lat, login.lon)
-        hours = max((login.at - prev.at).total_seconds(), 60.0) / 3600
-        speed = km / hours
-        place = values.get("place")
-        known = place is not None and profile.counts.get(("place", place), 0) > 0
-        if km >= t.travel_min_km and speed > t.travel_kmh and not known:
-            finding(
-                "impossible_travel", "high", round(speed, 1),
-                f"{km:,.0f} km from the previous successful login "
-                f"({prev.country or '??'} -> {login.country or '??'}) in "
-                f"{(login.at - prev.at).total_seconds() / 60:,.0f} min: {speed:,.0f} km/h "
-                f"(threshold {t.travel_kmh:,.0f} km/h, distances under "
-                f"{t.travel_min_km:,.0f} km and places the client logged in from before "
-                "ignored)",
-                {"km": round(km, 1), "kmh": round(speed, 1), "threshold_kmh": t.travel_kmh,
-                 "previous_login_id": prev.id, "previous_at": prev.at.isoformat(),
-                 "previous_country": prev.country, "previous_city": prev.city,
-                 "previous_ip": prev.ip, "country": login.country, "city": login.city},
-            )
-    # new_* against the account's own history (only with enough history)
-    if n >= t.min_history:
-        for feature, kind, label in (("device_id", "new_device", "device"),
-                                     ("country", "new_country", "country"),
-                                     ("asn", "new_asn", "network (ASN)")):
-            value = values.get(feature)
-            if value is None or profile.counts.get((feature, value), 0):
-                continue
-            shown = {"device_id": "", "country": f" {value}", "asn": f" AS{value}"}[feature]
-            severity = "medium" if kind == "new_country" else "low"
-            finding(kind, severity, float(n),
-                    f"{label}{shown} never seen in the {n} previous successful logins of "
-                    f"this account (need {t.min_history} to judge)",
-                    {"feature": feature, "value": value, "history": n})
-    # risky_login: Freeman et al.'s likelihood ratio over the risk features
-    log10_score = 0.0
-    parts: dict[str, float] = {}
-    unseen: list[str] = []
-    for feature in RISK_FEATURES:
-        value = values.get(feature)
-        if value is None:
-            continue
-        p_x = population.p(feature, value)
-        c_u = profile.counts.get((feature, value), 0)
-        p_x_u = (c_u + t.risk_alpha * p_x) / (n + t.risk_alpha)
-        ratio = math.log10(p_x / p_x_u)
-        parts[feature] = round(ratio, 3)
-        log10_score += ratio
-        if c_u == 0:
-            unseen.append(feature)
-    if log10_score >= t.risk_log10_threshold:
-        severity = "high" if log10_score >= t.risk_log10_threshold + 2 else "medium"
-        finding(
-            "risky_login", severity, round(log10_score, 3),
-            f"risk score 10^{log10_score:.1f} (threshold 10^{t.risk_log10_threshold:g}) "
-            f"after {n} previous successful logins; never seen for this account: "
-            f"{', '.join(unseen) or 'none'}",
-            {"log10_score": round(log10_score, 3), "threshold": t.risk_log10_threshold,
-             "history": n, "log10_ratio": parts, "unseen": unseen},
-        )
-
-
-# ========================================================================= queries
+            profiles[row[1]].last = Login(*row)  # type: ignore[call-arg]
 
 
 @dataclass(frozen=True)

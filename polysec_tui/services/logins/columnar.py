@@ -6,7 +6,7 @@ against the population of all successful logins. Row by row in Python that costs
 integer codes: for each login, how many earlier logins of the account carried each of
 its values, how many logins the account had before, and its previous located login.
 Python then judges only the logins a detector may flag (a few per cent), with the same
-function as an incremental run (``anomalies._check_login``) and the counts the arrays
+function as an incremental run (``rules.check_login``) and the counts the arrays
 give, so findings, scores and explanations are the incremental run's. The arrays bound
 the scores with a margin, so a login a detector flags is never left out. The profile and
 population tables are written from the same arrays.
@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
-from polysec_tui.services.logins import anomalies as an
+from polysec_tui.services.logins import rules
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,7 +54,7 @@ RAW = ("ip", "asn", "country", "city", "browser", "os", "device_type", "device_i
 def _micros(session: Session) -> ColumnElement[int]:
     """``at`` as exact microseconds since 1970 (naive UTC in every engine)."""
     dialect = session.get_bind().dialect.name
-    at = an._L.at
+    at = rules._L.at
     if dialect == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff'
         return (sql_cast(func.strftime("%s", at), BigInteger) * 1_000_000
                 + sql_cast(func.substr(at, 21, 6), BigInteger))
@@ -98,7 +98,7 @@ class _Feature:
 
 
 class _Prior:
-    """p(x) of the population, as anomalies._Population gives it, from the arrays."""
+    """p(x) of the population, as the incremental run's population gives it, from the arrays."""
 
     def __init__(self, counts: dict[str, dict[str, int]], total: int) -> None:
         self.counts = counts
@@ -109,13 +109,13 @@ class _Prior:
         return (counts.get(value, 0) + 1) / (self.total + len(counts) + 1)
 
 
-def profile_pass_full(session: Session, hi: int, t: an.Thresholds,
-                      findings: dict[tuple[str, int], an.Finding]) -> int:
+def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
+                      findings: dict[tuple[str, int], rules.Finding]) -> int:
     """Judge every successful login ``id <= hi`` and write the profile and population
     tables (emptied by the caller). Returns the number of successful logins."""
     import numpy as np
 
-    L = an._L
+    L = rules._L
     stmt = (select(L.id, sql_cast(L.account_id, String(36)), _micros(session),
                    *(L[name] for name in RAW), L.latitude, L.longitude)
             .where(L.success.is_(True), L.id <= hi))  # in storage order: sorted below
@@ -157,9 +157,9 @@ def profile_pass_full(session: Session, hi: int, t: an.Thresholds,
     del rows
 
     features = {name: _feature(np, *_codes_of(np, name, raw, raw_values), account)
-                for name in an.PROFILE_FEATURES}
+                for name in rules.PROFILE_FEATURES}
     counts = {name: np.bincount(codes[codes >= 0], minlength=len(f.names))
-              for name, f in features.items() if name in an.RISK_FEATURES
+              for name, f in features.items() if name in rules.RISK_FEATURES
               for codes in (f.codes(),)}
 
     located = np.flatnonzero(~np.isnan(lat_a) & ~np.isnan(lon_a))
@@ -175,11 +175,11 @@ def profile_pass_full(session: Session, hi: int, t: an.Thresholds,
         maybe[block] = _may_flag(np, block, start, history, features, counts, previous, at_a,
                                  lat_a, lon_a, t)
 
-    def login(i: int) -> an._Login:
+    def login(i: int) -> rules.Login:
         def value(name: str) -> Any:
             return raw_values[name][raw[name][i]]
 
-        return an._Login(
+        return rules.Login(
             int(id_a[i]), accounts[account[i]], EPOCH + timedelta(microseconds=int(at_a[i])),
             value("ip"), value("asn"), value("country"), value("city"), value("browser"),
             value("os"), value("device_type"), value("device_id"),
@@ -187,17 +187,17 @@ def profile_pass_full(session: Session, hi: int, t: an.Thresholds,
             None if math.isnan(lon_a[i]) else float(lon_a[i]))
 
     prior = _Prior({name: dict(zip(features[name].names, map(int, counts[name]),
-                                   strict=True)) for name in an.RISK_FEATURES}, n_rows)
+                                   strict=True)) for name in rules.RISK_FEATURES}, n_rows)
     for i in np.flatnonzero(maybe).tolist():
         one = login(i)
         values = one.values()
-        profile = an._Profile(
+        profile = rules.Profile(
             counts={(name, v): int(features[name].earlier[i])
                     for name, v in values.items()},
             n=int(history[i]))
         if previous[i] >= 0:
             profile.last = login(int(previous[i]))
-        an._check_login(one, values, profile, prior, t, findings)
+        rules.check_login(one, values, profile, prior, t, findings)
 
     _write_profiles(session, np, features, account, accounts, at_a, first)
     _write_population(session, features, counts, n_rows)
@@ -219,7 +219,7 @@ def _no_cycle_collection() -> Iterator[None]:
 
 def _may_flag(np: Any, rows: slice, start: int, history: Any, features: dict[str, _Feature],
               counts: dict[str, Any], previous: Any, at: Any, lat: Any, lon: Any,
-              t: an.Thresholds) -> Any:
+              t: rules.Thresholds) -> Any:
     """Per login of the block: whether new_*, risky_login or impossible_travel may flag
     it (bounds with a margin: the exact check in Python decides)."""
     n_rows = len(history)
@@ -231,7 +231,7 @@ def _may_flag(np: Any, rows: slice, start: int, history: Any, features: dict[str
         maybe |= enough & (f.codes(rows) >= 0) & (f.earlier[rows] == 0)
     score = np.zeros(len(history))
     weight = history + t.risk_alpha
-    for name in an.RISK_FEATURES:  # log10(p(x) / p(x | account))
+    for name in rules.RISK_FEATURES:  # log10(p(x) / p(x | account))
         f = features[name]
         codes = f.codes(rows)
         p_x = (np.append(counts[name], 0)[codes] + 1) / (n_rows + len(f.names) + 1)
@@ -260,7 +260,7 @@ def _sorted_copy(np: Any, buffer: array[Any], dtype: Any, order: Any) -> Any:
 def _codes_of(np: Any, name: str, raw: dict[str, NDArray[np.int32]],
               raw_values: dict[str, list[Any]]
               ) -> tuple[NDArray[np.int32], NDArray[np.int32], list[str]]:
-    """The login's value of a profile feature as ``_Login.values`` gives it (a string of
+    """The login's value of a profile feature as ``Login.values`` gives it (a string of
     at most 128 characters), coded: the feature's code of each source code, the source
     codes per login, and the value of each feature code."""
     if name == "place":
@@ -309,11 +309,11 @@ def _write_profiles(session: Session, np: Any, features: dict[str, _Feature],
     converted to the driver's form here (an account once) and go to its executemany
     directly, not through SQLAlchemy's per-row parameter processing."""
     dialect = session.get_bind().dialect
-    to_account = _driver_form(an._P.c.account_id.type.bind_processor(dialect))
-    to_time = _driver_form(an._P.c.last_seen_at.type.bind_processor(dialect))
+    to_account = _driver_form(rules._P.c.account_id.type.bind_processor(dialect))
+    to_time = _driver_form(rules._P.c.last_seen_at.type.bind_processor(dialect))
     bound = [to_account(acc) for acc in accounts]
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    stmt = (f"INSERT INTO {an._P.name} (account_id, feature, value, count, last_seen_at) "
+    stmt = (f"INSERT INTO {rules._P.name} (account_id, feature, value, count, last_seen_at) "
             f"VALUES ({', '.join([mark] * 5)})")
 
     def stamp(micros: int) -> Any:
@@ -330,7 +330,7 @@ def _write_profiles(session: Session, np: Any, features: dict[str, _Feature],
     starts = np.flatnonzero(first)
     for acc, count, end in zip(account[ends].tolist(), (ends - starts + 1).tolist(),
                                at[ends].tolist(), strict=True):
-        batch.append((bound[acc], an.TOTAL, "*", count, stamp(end)))
+        batch.append((bound[acc], rules.TOTAL, "*", count, stamp(end)))
         flush()
     for name, f in features.items():
         codes = f.codes()
@@ -354,11 +354,11 @@ def _driver_form(processor: Callable[[Any], Any] | None) -> Callable[[Any], Any]
 
 def _write_population(session: Session, features: dict[str, _Feature],
                       counts: dict[str, Any], total: int) -> None:
-    rows: list[dict[str, Any]] = [{"feature": an.TOTAL, "value": "*", "count": total}]
-    for name in an.RISK_FEATURES:
+    rows: list[dict[str, Any]] = [{"feature": rules.TOTAL, "value": "*", "count": total}]
+    for name in rules.RISK_FEATURES:
         names = features[name].names
-        rows.append({"feature": an.DISTINCT, "value": name, "count": len(names)})
+        rows.append({"feature": rules.DISTINCT, "value": name, "count": len(names)})
         rows.extend({"feature": name, "value": v, "count": int(c)}
                     for v, c in zip(names, counts[name].tolist(), strict=True))
     for start in range(0, len(rows), 5000):
-        session.execute(insert(an._G), rows[start : start + 5000])
+        session.execute(insert(rules._G), rows[start : start + 5000])

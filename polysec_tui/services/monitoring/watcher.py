@@ -205,7 +205,7 @@ class Watcher:
         self.holder = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.screening = screening.load_config(rt.settings)
         self.windows = anomalies.WindowState(
-            anomalies.DEFAULTS, lateness=timedelta(seconds=config.lateness_seconds))
+            lateness=timedelta(seconds=config.lateness_seconds))
         self.holding = False
         self.after = 0  # the screening watermark
         self.judged: deque[tuple[float, int]] = deque()  # (monotonic, events) of passes

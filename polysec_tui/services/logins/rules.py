@@ -1,0 +1,204 @@
+"""What the login detectors share: their thresholds and findings, and the judgement of
+one successful login against its account's history and the population (new_device,
+new_country, new_asn, risky_login, impossible_travel). The row-by-row pass of an
+incremental run (``anomalies``) and the column-wise pass of a full run (``columnar``)
+both judge with ``check_login``. Formulas and sources: docs/anomalies.md."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Table
+
+from polysec_tui.db.models import LoginEvent, LoginFeatureCount, LoginProfile
+
+_L = cast(Table, LoginEvent.__table__).c
+_P = cast(Table, LoginProfile.__table__)
+_G = cast(Table, LoginFeatureCount.__table__)
+
+# The features of the risk score (Freeman et al.: IP, ASN, country, browser, OS, device)
+# device_id, which new_device needs, and place (country/city), which impossible_travel
+# needs to recognise a place the client has logged in from before. ``n`` counts an
+# account's successful logins.
+RISK_FEATURES = ("ip", "asn", "country", "browser", "os", "device_type")
+PROFILE_FEATURES = (*RISK_FEATURES, "device_id", "place")
+TOTAL = "n"
+DISTINCT = "v"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Defaults: docs/anomalies.md gives the source of each."""
+
+    brute_force_failures: int = 5
+    brute_force_window: timedelta = timedelta(minutes=10)
+    stuffing_accounts: int = 15  # distinct accounts failing from one IP ...
+    stuffing_asn_accounts: int = 40  # ... or one ASN ...
+    stuffing_window: timedelta = timedelta(minutes=10)  # ... within this window
+    stuffing_failure_share: float = 0.8  # and most of the source's attempts fail
+    source_daily_failures: int = 100  # failures per IP per day, whatever the pattern
+    spraying_accounts: int = 20
+    spraying_window: timedelta = timedelta(hours=24)
+    spraying_max_attempts: float = 3.0  # mean attempts per targeted account
+    saf_failures: int = 5
+    saf_window: timedelta = timedelta(hours=1)
+    travel_kmh: float = 900.0
+    travel_min_km: float = 300.0
+    min_history: int = 5  # successful logins before new_* may fire
+    risk_alpha: float = 1.0  # weight of the population in the smoothed p(x | user)
+    risk_log10_threshold: float = 2.5
+
+    @property
+    def lookback(self) -> timedelta:
+        return max(self.spraying_window, self.saf_window, self.stuffing_window,
+                   self.brute_force_window)
+
+
+DEFAULTS = Thresholds()
+
+
+@dataclass
+class Finding:
+    kind: str
+    severity: str
+    score: float
+    account_id: uuid.UUID
+    login_id: int
+    at: datetime
+    ip: str | None
+    asn: int | None
+    explanation: str
+    details: dict[str, Any]
+
+
+def flag(findings: dict[tuple[str, int], Finding], f: Finding) -> None:
+    findings.setdefault((f.kind, f.login_id), f)
+
+
+@dataclass(slots=True)
+class Login:
+    id: int
+    account_id: uuid.UUID
+    at: datetime
+    ip: str
+    asn: int | None
+    country: str | None
+    city: str | None
+    browser: str | None
+    os: str | None
+    device_type: str | None
+    device_id: str | None
+    lat: float | None
+    lon: float | None
+
+    def values(self) -> dict[str, str]:
+        raw = {"ip": self.ip, "asn": None if self.asn is None else str(self.asn),
+               "country": self.country, "browser": self.browser, "os": self.os,
+               "device_type": self.device_type, "device_id": self.device_id,
+               "place": None if self.city is None else f"{self.country or ''}/{self.city}"}
+        return {k: v[:128] for k, v in raw.items() if v is not None}
+
+
+class Prior(Protocol):
+    def p(self, feature: str, value: str) -> float:
+        """p(x): the share of successful logins with this value."""
+
+
+@dataclass
+class Profile:
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    n: int = 0
+    last: Login | None = None
+    delta: Counter[tuple[str, str]] = field(default_factory=Counter)
+    seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
+
+
+def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Haversine distance on a sphere of radius 6371 km."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(h)))
+
+
+def check_login(login: Login, values: dict[str, str], profile: Profile,
+                 population: Prior, t: Thresholds,
+                 findings: dict[tuple[str, int], Finding]) -> None:
+    n = profile.n
+
+    def finding(kind: str, severity: str, score: float, explanation: str,
+                details: dict[str, Any]) -> None:
+        flag(findings, Finding(kind, severity, score, login.account_id, login.id, login.at,
+                                login.ip, login.asn, explanation, details))
+
+    # impossible travel: consecutive located successful logins
+    prev = profile.last
+    if prev is not None and login.lat is not None and login.lon is not None:
+        assert prev.lat is not None and prev.lon is not None
+        km = great_circle_km(prev.lat, prev.lon, login.lat, login.lon)
+        hours = max((login.at - prev.at).total_seconds(), 60.0) / 3600
+        speed = km / hours
+        place = values.get("place")
+        known = place is not None and profile.counts.get(("place", place), 0) > 0
+        if km >= t.travel_min_km and speed > t.travel_kmh and not known:
+            finding(
+                "impossible_travel", "high", round(speed, 1),
+                f"{km:,.0f} km from the previous successful login "
+                f"({prev.country or '??'} -> {login.country or '??'}) in "
+                f"{(login.at - prev.at).total_seconds() / 60:,.0f} min: {speed:,.0f} km/h "
+                f"(threshold {t.travel_kmh:,.0f} km/h, distances under "
+                f"{t.travel_min_km:,.0f} km and places the client logged in from before "
+                "ignored)",
+                {"km": round(km, 1), "kmh": round(speed, 1), "threshold_kmh": t.travel_kmh,
+                 "previous_login_id": prev.id, "previous_at": prev.at.isoformat(),
+                 "previous_country": prev.country, "previous_city": prev.city,
+                 "previous_ip": prev.ip, "country": login.country, "city": login.city},
+            )
+    # new_* against the account's own history (only with enough history)
+    if n >= t.min_history:
+        for feature, kind, label in (("device_id", "new_device", "device"),
+                                     ("country", "new_country", "country"),
+                                     ("asn", "new_asn", "network (ASN)")):
+            value = values.get(feature)
+            if value is None or profile.counts.get((feature, value), 0):
+                continue
+            shown = {"device_id": "", "country": f" {value}", "asn": f" AS{value}"}[feature]
+            severity = "medium" if kind == "new_country" else "low"
+            finding(kind, severity, float(n),
+                    f"{label}{shown} never seen in the {n} previous successful logins of "
+                    f"this account (need {t.min_history} to judge)",
+                    {"feature": feature, "value": value, "history": n})
+    # risky_login: Freeman et al.'s likelihood ratio over the risk features
+    log10_score = 0.0
+    parts: dict[str, float] = {}
+    unseen: list[str] = []
+    for feature in RISK_FEATURES:
+        value = values.get(feature)
+        if value is None:
+            continue
+        p_x = population.p(feature, value)
+        c_u = profile.counts.get((feature, value), 0)
+        p_x_u = (c_u + t.risk_alpha * p_x) / (n + t.risk_alpha)
+        ratio = math.log10(p_x / p_x_u)
+        parts[feature] = round(ratio, 3)
+        log10_score += ratio
+        if c_u == 0:
+            unseen.append(feature)
+    if log10_score >= t.risk_log10_threshold:
+        severity = "high" if log10_score >= t.risk_log10_threshold + 2 else "medium"
+        finding(
+            "risky_login", severity, round(log10_score, 3),
+            f"risk score 10^{log10_score:.1f} (threshold 10^{t.risk_log10_threshold:g}) "
+            f"after {n} previous successful logins; never seen for this account: "
+            f"{', '.join(unseen) or 'none'}",
+            {"log10_score": round(log10_score, 3), "threshold": t.risk_log10_threshold,
+             "history": n, "log10_ratio": parts, "unseen": unseen},
+        )
+
+
+# ========================================================================= queries
