@@ -26,20 +26,25 @@ def approvals() -> None:
 
 @approvals.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include decided and expired requests.")
-@click.option("--kind", help="Only requests of this kind.")
+@click.option("--kind", type=click.Choice(sorted(service.KINDS)), help="Only this kind.")
+@click.option("--mine", is_flag=True, help="Only the requests you made (and their outcome).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def list_(ctx: click.Context, show_all: bool, kind: str | None, as_json: bool) -> None:
-    """Pending requests (newest first)."""
+def list_(ctx: click.Context, show_all: bool, kind: str | None, mine: bool,
+          as_json: bool) -> None:
+    """Pending requests of every kind, newest first: the approvals inbox. Yours are
+    listed too (marked "yours"), but another officer decides them."""
     actor = actor_of(ctx, "read")
-    views = service.list_requests(runtime_of(ctx), actor, pending_only=not show_all, kind=kind)
+    views = service.list_requests(runtime_of(ctx), actor, pending_only=not show_all,
+                                  kind=kind, mine=mine)
     if as_json:
         emit_json([v.as_dict() for v in views])
         return
     if not views:
         echo("no requests")
     for v in views:
-        echo(f"{v.id}  {v.status:<8} {v.kind:<22} by {v.requester:<16} "
+        who = "yours" if v.requester_id == actor.officer_id else visible(v.requester)
+        echo(f"{v.id}  {v.status:<8} {v.kind:<20} by {who:<16} "
              f"expires {v.expires_at:%Y-%m-%d %H:%M}  {visible(v.description)}")
 
 
@@ -55,7 +60,11 @@ def show(ctx: click.Context, request_id: str, as_json: bool) -> None:
         emit_json(view.as_dict())
         return
     for key, value in view.as_dict().items():
-        echo(f"{key:<12} {visible(value)}")
+        if key in ("subject", "evidence", "requester_id") or value is None:
+            continue
+        echo(f"{key:<16} {visible(value)}")
+    for label, text in view.evidence:
+        echo(f"{label:<16} {visible(text)}")
 
 
 @approvals.command()

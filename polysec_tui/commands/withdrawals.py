@@ -1,4 +1,4 @@
-"""`polysec withdrawals screen|list|show|claim|approve|reject|escalate`."""
+"""`polysec withdrawals screen|list|show|claim|next|approve|reject|escalate|release|reassign`."""
 
 from __future__ import annotations
 
@@ -160,3 +160,43 @@ def escalate(ctx: click.Context, withdrawal: str, note: str, as_json: bool) -> N
     """Hand the withdrawal to the senior officers."""
     rt = runtime_of(ctx)
     _done(service.escalate(rt, actor_of(ctx, "review"), withdrawal, note), as_json)
+
+
+@withdrawals.command("next")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def next_(ctx: click.Context, as_json: bool) -> None:
+    """Claim the most urgent unclaimed withdrawal (past its SLA first, then by risk).
+
+    Exit 0 with "nothing to claim" (JSON: null) when nothing waits."""
+    rt = runtime_of(ctx)
+    outcome = service.claim_next(rt, actor_of(ctx, "review"))
+    if outcome is None:
+        if as_json:
+            emit_json(None)
+        else:
+            echo("nothing to claim")
+        return
+    _done(outcome, as_json)
+
+
+@withdrawals.command()
+@click.argument("withdrawal")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def release(ctx: click.Context, withdrawal: str, as_json: bool) -> None:
+    """Give your claim back: the withdrawal returns to the queue (held or escalated)."""
+    rt = runtime_of(ctx)
+    _done(service.release(rt, actor_of(ctx, "review"), withdrawal), as_json)
+
+
+@withdrawals.command()
+@click.argument("withdrawal")
+@click.option("--to", "to", required=True, help="The officer who takes the claim over.")
+@click.option("--reason", required=True, help="Why (kept in the review record and audit log).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def reassign(ctx: click.Context, withdrawal: str, to: str, reason: str, as_json: bool) -> None:
+    """Move a claim to another officer (senior officers; both officers are told)."""
+    rt = runtime_of(ctx)
+    _done(service.reassign(rt, actor_of(ctx, "review"), withdrawal, to, reason), as_json)

@@ -690,3 +690,20 @@ class WatcherLease(Base):
     judged_last_minute: Mapped[int] = mapped_column(BigInteger)
     last_error: Mapped[str | None] = mapped_column(String(400))
     last_error_at: Mapped[datetime | None]
+
+
+class Notification(Base):
+    """Something one officer should learn in their console the next time it asks: the
+    outcome of their four-eyes request, a claim taken from them or expired. The console
+    takes the undelivered ones every few seconds and shows each once."""
+
+    __tablename__ = "officer_notifications"
+    __table_args__ = (Index(None, "officer_id", "delivered_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    officer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("officers.id"))
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(32))  # approval.executed, claim.expired...
+    text: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str | None] = mapped_column(String(160))  # withdrawal:T1, request:<id>
+    delivered_at: Mapped[datetime | None]

@@ -21,8 +21,9 @@ KINDS: approvals.Kinds = {kind.name: kind for kind in (
 
 
 def list_requests(rt: Runtime, actor: Actor, *, pending_only: bool = True,
-                  kind: str | None = None) -> list[RequestView]:
-    return approvals.list_requests(rt, actor, KINDS, pending_only=pending_only, kind=kind)
+                  kind: str | None = None, mine: bool = False) -> list[RequestView]:
+    return approvals.list_requests(rt, actor, KINDS, pending_only=pending_only, kind=kind,
+                                   mine=mine)
 
 
 def get_request(rt: Runtime, actor: Actor, request_id: uuid.UUID) -> RequestView:

@@ -208,7 +208,7 @@ def test_above_the_limit_needs_a_second_senior_officer(staff: Staff) -> None:
     outcome = wds.approve(rt, ann, "T1", "big but expected")
     assert outcome.status == "in_review" and outcome.approval_id is not None
     assert status(rt, "T1") == "in_review"
-    with pytest.raises(ConflictError, match="waiting for four-eyes"):
+    with pytest.raises(ConflictError, match="waits for four-eyes"):
         wds.approve(rt, ann, "T1", "again")
     with pytest.raises(RefusedError):  # the requester never approves their own request
         four_eyes.approve(rt, ann, outcome.approval_id, staff.next_code("ann"))

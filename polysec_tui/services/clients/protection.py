@@ -30,6 +30,7 @@ from polysec_tui.db.models import (
     Hold,
     Incident,
     IncidentLink,
+    Officer,
     ReviewDecision,
     Withdrawal,
 )
@@ -131,10 +132,21 @@ def _execute_unfreeze(rt: Runtime, session: Session, request: ApprovalRequest,
     return {"account": account.external_id, "holds_released": released}
 
 
+def _unfreeze_evidence(session: Session, request: ApprovalRequest) -> list[tuple[str, str]]:
+    """The freeze the request would lift: since when, by whom, why."""
+    account_id = request.payload.get("account_id")
+    hold = _freeze_hold(session, uuid.UUID(str(account_id))) if account_id else None
+    if hold is None:
+        return [("freeze", "none in force any more")]
+    by = session.scalar(select(Officer.name).where(Officer.id == hold.created_by))
+    return [("freeze", f"since {hold.created_at:%Y-%m-%d %H:%M} UTC by {by or 'the platform'}: "
+                       f"{hold.reason}")]
+
+
 UNFREEZE = approvals.ApprovalKind(
     name=UNFREEZE_KIND, min_role="senior", execute=_execute_unfreeze,
     describe=lambda payload: f"unfreeze account {payload.get('account')}",
-    requester_permission="review",
+    requester_permission="review", evidence=_unfreeze_evidence,
 )
 
 

@@ -507,9 +507,25 @@ def _execute(rt: Runtime, session: Session, request: ApprovalRequest,
     return {"account": account.external_id, **details}
 
 
+def _evidence(session: Session, request: ApprovalRequest) -> list[tuple[str, str]]:
+    """The identity proofs and their references, the evidence text, and the account's
+    risk when the request was opened."""
+    recorded = session.scalar(select(TwoFactorResetRequest.evidence)
+                              .where(TwoFactorResetRequest.approval_id == request.id))
+    if not recorded:
+        return []
+    proofs = dict(recorded.get("proofs", {}))
+    risk = dict(recorded.get("risk", {}))
+    return [("identity proofs", "; ".join(f"{name}: {ref}" for name, ref in proofs.items())
+             or "none"),
+            ("evidence", str(recorded.get("evidence", ""))),
+            ("risk when asked", ", ".join(f"{k.replace('_', ' ')} {v}"
+                                          for k, v in risk.items()) or "-")]
+
+
 APPROVAL = approvals.ApprovalKind(
     name=KIND, min_role="senior", execute=_execute,
     describe=lambda payload: f"reset the 2FA of account {payload.get('account')}",
-    requester_permission="twofa.request",
+    requester_permission="twofa.request", evidence=_evidence,
 )
 _ONLY_2FA: approvals.Kinds = {KIND: APPROVAL}

@@ -57,11 +57,12 @@ from polysec_tui.services.monitoring.live import ChangeListener, listener_for
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.officers.sessions import session_state
 from polysec_tui.services.runtime import Runtime
-from polysec_tui.services.withdrawals import screening
+from polysec_tui.services.withdrawals import review, screening
 
 LEASE = "detector"
 PASS_LOGINS = 50_000
 PASS_WITHDRAWALS = 5_000
+CLAIMS_SECONDS = 15.0  # how often idle claims are returned to the queue
 ERROR_MAX = 400
 Log = Callable[..., None]  # log(event, **fields): one line per event of note
 
@@ -212,6 +213,7 @@ class Watcher:
         self.judged_total = 0
         self.last_heartbeat = 0.0
         self.last_sweep = 0.0
+        self.last_claims = 0.0
         self.last_session_check = 0.0
         self.caught_up = False
         self.listener: ChangeListener | None = None
@@ -416,6 +418,11 @@ class Watcher:
                 screened, left = self._screen(sweep)
             judged += screened
             more = more or left
+        if time.monotonic() - self.last_claims >= CLAIMS_SECONDS and not lost.is_set():
+            self.last_claims = time.monotonic()
+            expired = review.expire_claims(self.rt, self.actor)
+            if expired:
+                self.log("claims_expired", withdrawals=len(expired), first=expired[0])
         self.judged_total += judged
         if judged:
             self.judged.append((time.monotonic(), judged))

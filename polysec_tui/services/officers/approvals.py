@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import ApprovalRequest, Officer, OfficerGrant
 from polysec_tui.errors import ConflictError, InputError, RefusedError
+from polysec_tui.services.officers import notifications
 from polysec_tui.services.officers.auth import Actor, at_least, require
 from polysec_tui.services.runtime import Runtime
 
@@ -40,6 +41,9 @@ MAX_REASON = 2000
 GRANT_QUARANTINE = timedelta(hours=24)
 
 Executor = Callable[[Runtime, Session, ApprovalRequest, Actor], dict[str, Any]]
+# The evidence a decider reads besides the reason, as (label, text) lines, read from the
+# database as it is now (the withdrawal's amount and risk, the identity proofs).
+Evidence = Callable[[Session, ApprovalRequest], list[tuple[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class ApprovalKind:
     ttl: timedelta = DEFAULT_TTL
     # Why this approver may not decide this payload (e.g. a grant to themselves), or None.
     refuse: Callable[[dict[str, Any], Actor], str | None] | None = None
+    evidence: Evidence | None = None
 
     def approver_role(self, session: Session, payload: dict[str, Any]) -> str:
         if isinstance(self.min_role, str):
@@ -66,6 +71,28 @@ class ApprovalKind:
 # The kinds a caller knows, by name. Every kind there is: `services.four_eyes.KINDS`;
 # a domain that decides only its own passes just those (a 2FA reset, say).
 Kinds = Mapping[str, ApprovalKind]
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a request is about, so that a console can open its context: an account (its
+    timeline, its 2FA status), a withdrawal (its detail) or an officer. Every kind's
+    payload names it with these keys."""
+
+    account: str | None = None  # the platform's id
+    account_id: uuid.UUID | None = None
+    withdrawal: str | None = None  # the platform's id
+    officer: str | None = None
+
+    @classmethod
+    def of(cls, payload: dict[str, Any]) -> Subject:
+        def text(key: str) -> str | None:
+            value = payload.get(key)
+            return None if value is None else str(value)
+
+        account_id = text("account_id")
+        return cls(text("account"), uuid.UUID(account_id) if account_id else None,
+                   text("withdrawal"), text("officer"))
 
 
 @dataclass(frozen=True)
@@ -80,9 +107,16 @@ class RequestView:
     status: str
     decided_by: str | None
     decided_at: datetime | None
+    requester_id: uuid.UUID
+    subject: Subject
+    evidence: tuple[tuple[str, str], ...] = ()
+    decision_note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        doc = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        doc["subject"] = {k: v for k, v in self.subject.__dict__.items() if v is not None}
+        doc["evidence"] = dict(self.evidence)
+        return doc
 
 
 @dataclass(frozen=True)
@@ -187,11 +221,15 @@ def _view(session: Session, request: ApprovalRequest, now: datetime,
         names.get(request.requester_id, "?"), request.reason, request.created_at,
         request.expires_at, status,
         names.get(request.decided_by) if request.decided_by else None, request.decided_at,
+        request.requester_id, Subject.of(request.payload),
+        tuple(kind.evidence(session, request)) if kind and kind.evidence else (),
+        request.decision_note,
     )
 
 
 def list_requests(rt: Runtime, actor: Actor, kinds: Kinds, *, pending_only: bool = True,
-                  kind: str | None = None) -> list[RequestView]:
+                  kind: str | None = None, mine: bool = False) -> list[RequestView]:
+    """Requests newest first (at most 500); ``mine``: only those ``actor`` made."""
     require(actor, "read")
     now = rt.clock()
     with rt.sessions() as session:
@@ -200,7 +238,11 @@ def list_requests(rt: Runtime, actor: Actor, kinds: Kinds, *, pending_only: bool
             query = query.where(ApprovalRequest.status == "pending",
                                 ApprovalRequest.expires_at > now)
         if kind:
+            if kind not in kinds:
+                raise InputError(f"unknown kind {kind!r}; use one of {', '.join(sorted(kinds))}")
             query = query.where(ApprovalRequest.kind == kind)
+        if mine:
+            query = query.where(ApprovalRequest.requester_id == actor.officer_id)
         return [_view(session, r, now, kinds) for r in session.scalars(query.limit(500))]
 
 
@@ -317,6 +359,10 @@ def approve(rt: Runtime, actor: Actor, request_id: uuid.UUID, code: str,
                         target=f"request:{request_id}",
                         details={"kind": request.kind, "payload": request.payload,
                                  "result": _auditable(result)})
+        notifications.send(session, request.requester_id, rt.clock(), "approval.executed",
+                           f"{actor.name} approved your request: "
+                           f"{kind.describe(request.payload)} (done)",
+                           f"request:{request_id}")
     return Executed(request_id, kind.name, result)
 
 
@@ -326,7 +372,7 @@ def deny(rt: Runtime, actor: Actor, request_id: uuid.UUID, note: str, code: str,
 
     if not note.strip():
         raise InputError("a reason for the denial is required")
-    _check_decider(rt, actor, request_id, kinds, approving=False)
+    kind = _check_decider(rt, actor, request_id, kinds, approving=False)
     step_up(rt, actor, code)
     with rt.transaction() as session:
         request = _claim(rt, session, actor, request_id, "denied", note.strip(), kinds)
@@ -334,6 +380,10 @@ def deny(rt: Runtime, actor: Actor, request_id: uuid.UUID, note: str, code: str,
         rt.audit.append(session, officer=actor.name, action="approval.deny", at=rt.clock(),
                         target=f"request:{request_id}",
                         details={"kind": request.kind, "note": note.strip()})
+        notifications.send(session, request.requester_id, rt.clock(), "approval.denied",
+                           f"{actor.name} denied your request: "
+                           f"{kind.describe(request.payload)}: {note.strip()}",
+                           f"request:{request_id}")
 
 
 def _auditable(result: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -60,7 +60,7 @@ from polysec_tui.db.types import record_id
 from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.services.clients.accounts import AccountSummary
 from polysec_tui.services.clients.accounts import summary as account_summary
-from polysec_tui.services.officers import approvals
+from polysec_tui.services.officers import approvals, notifications
 from polysec_tui.services.officers.auth import Actor, at_least, require
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals.holds import hold_in_force
@@ -472,10 +472,13 @@ def _conflict(rt: Runtime, wid: int, actor: Actor, verb: str) -> ConflictError |
             return ConflictError(f"withdrawal {ext} was already {wd.status} by {who}{when}")
         if wd.status == "in_review":
             who = _name(session, wd.claimed_by) or "?"
-            if wd.claimed_by == actor.officer_id and wd.approval_id is not None:
-                return ConflictError(f"withdrawal {ext} is waiting for four-eyes approval "
-                                     f"(request {wd.approval_id})")
-            return ConflictError(f"withdrawal {ext} is claimed by {who}; only they can {verb}")
+            if _waiting_request(session, wd, rt.clock()) is not None:
+                return ConflictError(
+                    f"withdrawal {ext} waits for four-eyes request {wd.approval_id} of {who}: "
+                    "a senior officer decides it under Approvals (key 8, or "
+                    f"polysec approvals approve {wd.approval_id})")
+            return ConflictError(f"withdrawal {ext} is claimed by {who}; only they can {verb} "
+                                 "(they can release it; a senior officer can reassign it)")
         if wd.status == "escalated":
             who = _name(session, wd.decided_by) or "?"
             if not at_least(actor, "senior"):
@@ -516,6 +519,7 @@ def _transition(rt: Runtime, actor: Actor, ref: str, verb: str, allowed: Any,
 def claim(rt: Runtime, actor: Actor, ref: str) -> Outcome:
     """Take a held (or, for senior officers, escalated) withdrawal into review."""
     require(actor, "review")
+    expire_claims(rt, actor)
     now = rt.clock()
     w = Withdrawal
     allowed = or_(w.status == "held",
@@ -600,6 +604,8 @@ def _request_approval(rt: Runtime, actor: Actor, ref: str, allowed: Any, text: s
         wd = _find(session, ref)
         wid, account_id, ext, amount, asset = (wd.id, wd.account_id, wd.external_id,
                                                wd.amount, wd.asset)
+        account_ext = session.scalar(select(Account.external_id)
+                                     .where(Account.id == account_id))
         _approval_checks(session, wd, now)
         limit_text = f"{fmt_amount(limit)} {asset}" if limit is not None else "none configured"
         reason = (f"approve withdrawal {ext}: {fmt_amount(amount)} {asset} to {wd.address} "
@@ -607,7 +613,8 @@ def _request_approval(rt: Runtime, actor: Actor, ref: str, allowed: Any, text: s
         # The request row first: the withdrawal's foreign key points at it.
         request_id = approvals.open_request(
             rt, actor, APPROVAL, reason[:approvals.MAX_REASON],
-            {"withdrawal_id": wid, "withdrawal": ext, "note": text}, session=session)
+            {"withdrawal_id": wid, "withdrawal": ext, "note": text,
+             "account": account_ext, "account_id": str(account_id)}, session=session)
         session.flush()
         done = session.execute(
             update(Withdrawal).where(Withdrawal.id == wid, allowed)
@@ -649,10 +656,28 @@ def _execute_approval(rt: Runtime, session: Session, request: ApprovalRequest,
     return {"withdrawal": wd.external_id, "status": "approved"}
 
 
+def _approval_evidence(session: Session, request: ApprovalRequest) -> list[tuple[str, str]]:
+    """The withdrawal as it is now: amount, destination, risk and rule hits, who holds it."""
+    wid = request.payload.get("withdrawal_id")
+    wd = session.get(Withdrawal, int(wid)) if isinstance(wid, int) else None
+    if wd is None:
+        return [("withdrawal", "not found")]
+    verdict = session.get(WithdrawalScreening, wd.id)
+    rules = _rules_of(session, [wd.id]).get(wd.id, ())
+    account = session.scalar(select(Account.external_id).where(Account.id == wd.account_id))
+    risk = "not screened" if verdict is None else f"{verdict.risk_score:.0f}"
+    return [("withdrawal", f"{fmt_amount(wd.amount)} {wd.asset} to {wd.address}"
+                           + (f" ({wd.address_label})" if wd.address_label else "")),
+            ("account", str(account)),
+            ("requested", f"{wd.requested_at:%Y-%m-%d %H:%M} UTC from {wd.ip}"),
+            ("risk", f"{risk}; rules: {', '.join(rules) or 'none'}"),
+            ("state", f"{wd.status}, claimed by {_name(session, wd.claimed_by) or 'nobody'}")]
+
+
 APPROVAL = approvals.ApprovalKind(
     name=APPROVAL_KIND, min_role="senior", execute=_execute_approval,
     describe=lambda p: f"approve withdrawal {p.get('withdrawal')}",
-    requester_permission="review",
+    requester_permission="review", evidence=_approval_evidence,
 )
 
 
@@ -661,3 +686,188 @@ APPROVAL = approvals.ApprovalKind(
 DECISIONS: dict[str, Callable[[Runtime, Actor, str, str], Outcome]] = {
     "approve": approve, "reject": reject, "escalate": escalate,
 }
+
+
+# ------------------------------------------------------------- claims that move
+#
+# A claim ends with a decision, or: the claimant releases it; a senior officer
+# reassigns it (with a reason; both officers are told); or nobody touches it for
+# ``[screening] claim_timeout_minutes`` (30; 0 never) and it returns to the queue
+# (`expire_claims`, run by the watcher and before every claim). A claim waiting for a
+# four-eyes request stays while the request is pending: a senior decides the request
+# (or denies it) first. Returned to the queue means as it was before the claim: held,
+# or escalated (an escalation leaves its officer in ``decided_by``; nothing else
+# before a final decision does).
+
+
+def _waiting_request(session: Session, wd: Withdrawal, now: datetime) -> uuid.UUID | None:
+    """The pending four-eyes request the withdrawal waits for, if any."""
+    if wd.approval_id is None:
+        return None
+    return session.scalar(select(ApprovalRequest.id).where(
+        ApprovalRequest.id == wd.approval_id, ApprovalRequest.status == "pending",
+        ApprovalRequest.expires_at > now))
+
+
+def _request_active_since(cutoff: datetime, now: datetime) -> Any:
+    """The withdrawal's four-eyes request is pending, or was decided or expired after
+    ``cutoff``: activity that keeps its claim."""
+    r = ApprovalRequest
+    return (select(r.id).where(
+        r.id == Withdrawal.approval_id,
+        or_((r.status == "pending") & (r.expires_at > now),
+            func.coalesce(r.decided_at, r.expires_at) > cutoff))
+        .exists())
+
+
+def _back_to_queue() -> Any:
+    return case((Withdrawal.decided_by.is_not(None), "escalated"), else_="held")
+
+
+def release(rt: Runtime, actor: Actor, ref: str) -> Outcome:
+    """The claimant gives the withdrawal back to the queue."""
+    require(actor, "review")
+    now = rt.clock()
+    with rt.transaction() as session:
+        wd = _find(session, ref)
+        wid, ext = wd.id, wd.external_id
+        if wd.status == "in_review" and wd.claimed_by == actor.officer_id:
+            request = _waiting_request(session, wd, now)
+            if request is not None:
+                raise RefusedError(f"withdrawal {ext} waits for four-eyes request {request}: "
+                                   "it stays claimed until a senior officer decides it")
+        w = Withdrawal
+        done = session.execute(
+            update(w).where(w.id == wid, w.status == "in_review",
+                            w.claimed_by == actor.officer_id)
+            .values(status=_back_to_queue(), claimed_by=None, claimed_at=None)
+            .execution_options(synchronize_session=False))
+        if done.rowcount == 1:  # type: ignore[attr-defined]
+            status = str(session.scalar(select(w.status).where(w.id == wid)))
+            _record(rt, session, actor, wid, ext, "release", None, now,
+                    account=str(wd.account_id), status=status)
+            return Outcome(ext, status)
+    raise _conflict(rt, wid, actor, "release")
+
+
+def reassign(rt: Runtime, actor: Actor, ref: str, to: str, reason: str) -> Outcome:
+    """A senior officer moves a claim to another officer, with a reason; the previous
+    claimant and the new one are told."""
+    require(actor, "review")
+    if not at_least(actor, "senior"):
+        raise RefusedError("only a senior officer or above can reassign a claim")
+    text = _note(reason)
+    now = rt.clock()
+    with rt.transaction() as session:
+        target = session.scalar(select(Officer).where(Officer.name == to.strip()))
+        if target is None:
+            raise InputError(f"no officer {to!r}")
+        if target.disabled or not Actor(target.id, target.name, target.role).can("review"):
+            raise RefusedError(f"officer {target.name} cannot review withdrawals "
+                               f"({'disabled' if target.disabled else target.role})")
+        wd = _find(session, ref)
+        wid, ext, previous = wd.id, wd.external_id, wd.claimed_by
+        if wd.status != "in_review" or previous is None:
+            raise ConflictError(f"withdrawal {ext} is {wd.status}, not claimed: "
+                                f"nothing to reassign")
+        if previous == target.id:
+            raise InputError(f"withdrawal {ext} is claimed by {target.name} already")
+        request = _waiting_request(session, wd, now)
+        if request is not None:
+            raise RefusedError(f"withdrawal {ext} waits for four-eyes request {request}: "
+                               "decide or deny the request under Approvals first")
+        w = Withdrawal
+        done = session.execute(
+            update(w).where(w.id == wid, w.status == "in_review", w.claimed_by == previous)
+            .values(claimed_by=target.id, claimed_at=now)
+            .execution_options(synchronize_session=False))
+        if done.rowcount == 1:  # type: ignore[attr-defined]
+            before = _name(session, previous) or "?"
+            _record(rt, session, actor, wid, ext, "reassign", text, now,
+                    account=str(wd.account_id), status="in_review", previous=before,
+                    to=target.name)
+            subject = f"withdrawal:{ext}"
+            notifications.send(session, previous, now, "claim.reassigned",
+                               f"{actor.name} reassigned withdrawal {ext} from you to "
+                               f"{target.name}: {text}", subject)
+            notifications.send(session, target.id, now, "claim.assigned",
+                               f"{actor.name} assigned withdrawal {ext} to you "
+                               f"(was {before}'s): {text}", subject)
+            return Outcome(ext, "in_review")
+    raise _conflict(rt, wid, actor, "reassign")
+
+
+def expire_claims(rt: Runtime, actor: Actor) -> list[str]:
+    """Return the claims idle for longer than the claim timeout to the queue (each
+    audited, its officer told); the withdrawals' ids."""
+    minutes = load_config(rt.settings).claim_timeout_minutes
+    if minutes <= 0:
+        return []
+    now = rt.clock()
+    cutoff = now - timedelta(minutes=minutes)
+    w = Withdrawal
+    stale = (w.status == "in_review", w.claimed_at < cutoff,
+             ~_request_active_since(cutoff, now))
+    with rt.sessions() as session:  # the usual case: nothing, one indexed read
+        if session.scalar(select(w.id).where(*stale).limit(1)) is None:
+            return []
+    expired: list[str] = []
+    with rt.transaction() as session:
+        for wid, ext, account_id, claimant in session.execute(
+                select(w.id, w.external_id, w.account_id, w.claimed_by)
+                .where(*stale).order_by(w.id).limit(1000)).all():
+            done = session.execute(
+                update(w).where(w.id == wid, w.claimed_by == claimant, *stale)
+                .values(status=_back_to_queue(), claimed_by=None, claimed_at=None)
+                .execution_options(synchronize_session=False))
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                continue  # decided or released meanwhile
+            who = _name(session, claimant) or "?"
+            note = f"claim of {who} expired after {minutes:g} min without activity"
+            _record(rt, session, actor, wid, ext, "claim_expired", note, now,
+                    account=str(account_id), previous=who)
+            if claimant is not None:
+                notifications.send(session, claimant, now, "claim.expired",
+                                   f"your claim on withdrawal {ext} expired after "
+                                   f"{minutes:g} min without activity: it is back in "
+                                   "the queue", f"withdrawal:{ext}")
+            expired.append(ext)
+    return expired
+
+
+def claim_next(rt: Runtime, actor: Actor) -> Outcome | None:
+    """Claim the most urgent unclaimed withdrawal: past its review SLA first, then the
+    highest risk, then the oldest (escalated ones too for senior officers). Two officers
+    asking at once never get the same one: each try is a conditional update, and a lost
+    race moves on to the next candidate. None when nothing waits."""
+    require(actor, "review")
+    expire_claims(rt, actor)
+    cfg = load_config(rt.settings)
+    now = rt.clock()
+    w, v = Withdrawal, WithdrawalScreening
+    statuses = ("held", "escalated") if at_least(actor, "senior") else ("held",)
+    late = case((w.requested_at <= now - timedelta(hours=cfg.review_sla_hours), 0), else_=1)
+    for _round in range(5):
+        with rt.sessions() as session:
+            risk = v.risk_score.desc()
+            if session.get_bind().dialect.name == "postgresql":
+                risk = risk.nulls_last()
+            candidates = list(session.scalars(
+                select(w.id).outerjoin(v, v.withdrawal_id == w.id)
+                .where(w.status.in_(statuses))
+                .order_by(late, risk, w.requested_at, w.id).limit(16)))
+        if not candidates:
+            return None
+        for wid in candidates:
+            with rt.transaction() as session:
+                done = session.execute(
+                    update(w).where(w.id == wid, w.status.in_(statuses))
+                    .values(status="in_review", claimed_by=actor.officer_id, claimed_at=now)
+                    .execution_options(synchronize_session=False))
+                if done.rowcount == 1:  # type: ignore[attr-defined]
+                    ext, account_id = session.execute(
+                        select(w.external_id, w.account_id).where(w.id == wid)).one()
+                    _record(rt, session, actor, wid, ext, "claim", None, now,
+                            account=str(account_id), status="in_review", via="next")
+                    return Outcome(ext, "in_review")
+    raise ConflictError("other officers claimed every candidate first; try again")

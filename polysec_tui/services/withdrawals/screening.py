@@ -157,6 +157,7 @@ class ScreeningConfig:
     drain_share: Decimal = Decimal("0.9")
     risky_session_min_severity: str = "medium"
     review_sla_hours: float = 4.0
+    claim_timeout_minutes: float = 30.0  # a claim without activity returns to the queue
     workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     approval_limits: dict[str, Decimal] = field(
