@@ -70,7 +70,7 @@ from polysec_tui.errors import PolysecError
 from polysec_tui.screens.lock import LockScreen
 from polysec_tui.screens.login import LoginScreen
 from polysec_tui.screens.widgets import ConsoleError, describe_error
-from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers import notifications, sessions
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.officers.sessions import SessionPolicy
 from polysec_tui.services.runtime import Clock, Runtime
@@ -103,6 +103,8 @@ ACCOUNT_VIEWS: dict[str, str] = {
     "anomalies": "polysec_tui.screens.anomalies:AnomaliesScreen",
     "twofa": "polysec_tui.screens.twofa:TwoFactorResetScreen",
 }
+# One withdrawal's detail, opened with its id from any screen (the approvals inbox).
+WITHDRAWAL_VIEW = "polysec_tui.screens.withdrawals:WithdrawalDetailScreen"
 
 
 # name -> destination; the first one is the home screen. Keys are digits so that they
@@ -138,9 +140,9 @@ DESTINATIONS: dict[str, Destination] = {
         "7", "Timeline", "One account's story: events, logins per day, login places",
         "polysec_tui.screens.timeline:TimelineScreen",
     ),
-    "twofa": Destination(
-        "8", "2FA resets", "Client 2FA reset requests of other officers to approve or deny",
-        "polysec_tui.screens.twofa:TwoFactorRequestsScreen",
+    "approvals": Destination(
+        "8", "Approvals", "Four-eyes requests of every kind with their evidence: approve or deny",
+        "polysec_tui.screens.approvals:ApprovalsScreen",
     ),
     "backups": Destination(
         "9", "Backups", "Encrypted backups: catalogue, create, verify, restore",
@@ -157,6 +159,8 @@ HIDDEN_SYSTEM_COMMANDS = frozenset({"Screenshot"})
 # Actions that act on client data or show it: refused without a live, unlocked session.
 SESSION_ACTIONS = frozenset({"show", "command_palette"})
 SESSION_CHECK_SECONDS = 10.0
+NOTIFICATION_SECONDS = 3.0  # how often the console asks for its officer's notifications
+NOTIFICATION_TOAST_SECONDS = 20
 # Input that proves an officer is at the terminal (a mouse merely moving does not).
 ACTIVITY = (events.Key, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)
 
@@ -242,6 +246,7 @@ class PolysecApp(App[None]):
         self.sub_title = self.runtime.database_label
         self.load_identity()
         self.set_interval(SESSION_CHECK_SECONDS, self.check_session)
+        self.set_interval(NOTIFICATION_SECONDS, self.check_notifications)
         self.call_after_refresh(self.preload_screens)
         if self._initial_session is not None:
             token, actor = self._initial_session
@@ -287,6 +292,11 @@ class PolysecApp(App[None]):
         """Show one of an account's views (`ACCOUNT_VIEWS`) over the current screen."""
         view_class: Any = screen_class(ACCOUNT_VIEWS[view])  # takes the account's id
         self.push_screen(view_class(account_id))
+
+    def open_withdrawal_view(self, ref: str) -> None:
+        """Show one withdrawal's detail over the current screen."""
+        detail_class: Any = screen_class(WITHDRAWAL_VIEW)  # takes the withdrawal's id
+        self.push_screen(detail_class(ref))
 
     def end_session(self, reason: str | None) -> None:
         """Back to the login screen; every destination screen (and its data) is dropped."""
@@ -335,6 +345,28 @@ class PolysecApp(App[None]):
                 self.lock()
             return
         self.end_session(reason.split(";")[0])
+
+    def check_notifications(self) -> None:
+        """The timer: what the officer should learn (their requests decided, a claim
+        moved), shown once as toasts. Not while locked: they wait for the unlock."""
+        if self.unlocked and self.actor is not None:
+            self._take_notifications(self.actor)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="notifications")
+    def _take_notifications(self, actor: Actor) -> None:
+        taken = notifications.take(self.runtime, actor)
+        if taken:
+            self.call_from_thread(self._show_notifications, actor, taken)
+
+    def _show_notifications(self, actor: Actor,
+                            taken: list[notifications.NotificationView]) -> None:
+        if actor is not self.actor:
+            return
+        for note in taken:
+            self.notify(note.text, title=f"For you · {note.at:%H:%M} UTC", markup=False,
+                        timeout=NOTIFICATION_TOAST_SECONDS,
+                        severity="error" if note.kind.endswith("denied") else "information")
+        self.bell()
 
     def lock(self) -> None:
         """Cover everything with the lock screen until the officer unlocks."""

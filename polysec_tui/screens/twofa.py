@@ -1,14 +1,11 @@
 """Client 2FA reset in the console.
 
-Two screens share one widget:
-
-- :class:`TwoFactorResetScreen` (``TwoFactorResetScreen(account_id)``) is pushed from the
-  account timeline and the withdrawal detail screen. It shows the account's 2FA status
-  and risk context (recent login anomalies, open withdrawals, recent security changes,
-  active holds), the identity-proofing checklist to open a reset request, and the
-  pending requests of other officers.
-- :class:`TwoFactorRequestsScreen` is the dashboard destination: the pending requests of
-  other officers, to approve or deny.
+:class:`TwoFactorResetScreen` (``TwoFactorResetScreen(account_id)``) is pushed from the
+account timeline, the withdrawal detail screen and the approvals inbox (``screens.
+approvals``, where requests of every kind are decided). It shows the account's 2FA
+status and risk context (recent login anomalies, open withdrawals, recent security
+changes, active holds), the identity-proofing checklist to open a reset request, and the
+pending requests of other officers.
 
 :class:`PendingRequests` decides requests. The step-up code goes into a password input
 (drawn as bullets, so it never appears on screen or in a snapshot) and is cleared as soon
@@ -187,43 +184,6 @@ class PendingRequests(Vertical):
         status = self.query_one("#pending-status", Static)
         status.update(safe_text(text))
         status.set_class(error, "-error")
-
-
-class TwoFactorRequestsScreen(ConsoleScreen):
-    """Dashboard destination: other officers' pending 2FA reset requests. Enter (or o)
-    on a request opens its account's reset screen: status and live risk context."""
-
-    TITLE_TEXT = "2FA resets"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "reload", "Refresh", id="twofa.refresh",
-                tooltip="Load the pending requests again"),
-        Binding("o", "open_account", "Open account", id="twofa.open",
-                tooltip="The selected request's account: 2FA status and risk context"),
-    ]
-
-    def compose_body(self) -> ComposeResult:
-        assert self.actor is not None
-        yield PendingRequests(self.runtime, self.actor)
-
-    def on_screen_resume(self) -> None:
-        self.action_reload()
-
-    def action_reload(self) -> None:
-        """Load the pending requests again."""
-        self.query_one(PendingRequests).reload()
-
-    @on(DataTable.RowSelected, "#pending-table")
-    def _selected(self, event: DataTable.RowSelected) -> None:
-        event.stop()
-        self.action_open_account()
-
-    def action_open_account(self) -> None:
-        """Show the selected request's account: status and live risk context."""
-        request = self.query_one(PendingRequests).selected()
-        if request is None or self.actor is None:
-            self.app.bell()
-            return
-        self.open_account("twofa", request.account_id)
 
 
 class TwoFactorResetScreen(ConsoleScreen):

@@ -251,6 +251,9 @@ class ConsoleContext(Protocol):
     def open_account_view(self, view: str, account_id: uuid.UUID) -> None:
         """Show one of an account's views ("timeline", "anomalies", "twofa")."""
 
+    def open_withdrawal_view(self, ref: str) -> None:
+        """Show one withdrawal's detail."""
+
 
 class ConsoleScreen(Screen[None]):
     """Base of every screen of the console (a destination, or a view pushed over one).
@@ -309,6 +312,10 @@ class ConsoleScreen(Screen[None]):
     def open_account(self, view: str, account_id: uuid.UUID) -> None:
         """Show the account's ``view`` ("timeline", "anomalies", "twofa") over this one."""
         cast(ConsoleContext, self.app).open_account_view(view, account_id)
+
+    def open_withdrawal(self, ref: str) -> None:
+        """Show the withdrawal's detail over this one."""
+        cast(ConsoleContext, self.app).open_withdrawal_view(ref)
 
     def action_back(self) -> None:
         """Back to the screen that opened this one (nothing when it is a destination)."""

@@ -15,6 +15,11 @@ destination's history across all accounts and the decisions so far. ``c`` claims
 confirmation (Enter confirms, Escape cancels). ``t``, ``o`` and ``f`` open the account's
 timeline, its anomalies and the 2FA reset screen. Every platform value is shown through
 ``safe_text``.
+
+Claims move: ``n`` in the queue claims the most urgent unclaimed withdrawal (past its SLA
+first, then by risk; two officers never get the same one) and opens it; ``u`` in the
+detail releases your claim, ``R`` (senior officers) reassigns it with a reason. Pages
+are ``]`` and ``[``.
 """
 
 from __future__ import annotations
@@ -85,8 +90,12 @@ class WithdrawalQueueScreen(ConsoleScreen):
                 tooltip="Cycle the status shown: open (held first), held, in review..."),
         Binding("slash", "filter", "Filter", id="queue.filter",
                 tooltip="Filter by asset or rule name"),
-        Binding("n", "page(1)", "Next page", id="queue.next", tooltip="The next page"),
-        Binding("p", "page(-1)", "Prev page", id="queue.prev", tooltip="The previous page"),
+        Binding("n", "claim_next", "Claim next", id="queue.claim-next",
+                tooltip="Claim the most urgent unclaimed withdrawal (SLA, then risk) and open it"),
+        Binding("right_square_bracket", "page(1)", "Next page", id="queue.next",
+                tooltip="The next page"),
+        Binding("left_square_bracket", "page(-1)", "Prev page", id="queue.prev",
+                tooltip="The previous page"),
         Binding("r", "reload", "Reload", id="queue.reload", tooltip="Load the page again"),
     ]
     DEFAULT_CSS = """
@@ -187,6 +196,27 @@ class WithdrawalQueueScreen(ConsoleScreen):
         if item is None:
             return
         self.app.push_screen(WithdrawalDetailScreen(item.external_id))
+
+    def action_claim_next(self) -> None:
+        """Claim the most urgent unclaimed withdrawal and open it."""
+        self.set_status("claiming the most urgent withdrawal…")
+        self.claim_next()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="claim next")
+    def claim_next(self) -> None:
+        try:
+            outcome = service.claim_next(self.runtime, self.officer)
+        except PolysecError as error:
+            self.app.call_from_thread(self.set_status, str(error), error=True)
+            return
+        self.app.call_from_thread(self._claimed_next, outcome)
+
+    def _claimed_next(self, outcome: service.Outcome | None) -> None:
+        if outcome is None:
+            self.set_status("nothing to claim: no held withdrawal waits for an officer")
+            self.reload()
+            return
+        self.app.push_screen(WithdrawalDetailScreen(outcome.external_id))
 
     def action_sort(self) -> None:
         """Sort by risk, age or amount."""
@@ -299,6 +329,57 @@ class NotePrompt(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class ReassignPrompt(ModalScreen[tuple[str, str] | None]):
+    """Who takes a claim over, and why; Enter in the reason confirms, Escape cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="reassign.cancel", tooltip="Change nothing"),
+    ]
+    DEFAULT_CSS = """
+    ReassignPrompt { align: center middle; }
+    ReassignPrompt #reassign-box { width: 72; max-width: 100%; height: auto; padding: 0 1;
+                                   border: thick $warning; background: $surface; }
+    ReassignPrompt #reassign-error { color: $error; }
+    """
+
+    def __init__(self, summary: Text) -> None:
+        super().__init__()
+        self.summary = summary
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="reassign-box") as box:
+            box.border_title = "Reassign the claim"
+            box.border_subtitle = "enter confirms · esc cancels"
+            yield Static(self.summary)
+            yield Input(placeholder="officer (name)", id="reassign-to", max_length=64)
+            yield Input(placeholder="reason (required; both officers are told)",
+                        id="reassign-reason", max_length=service.MAX_NOTE)
+            yield Static(Text(""), id="reassign-error")
+
+    def on_mount(self) -> None:
+        self.query_one("#reassign-to", Input).focus()
+
+    @on(Input.Submitted, "#reassign-to")
+    def _next_field(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.query_one("#reassign-reason", Input).focus()
+
+    @on(Input.Submitted, "#reassign-reason")
+    def _submit(self, event: Input.Submitted) -> None:
+        event.stop()
+        to = self.query_one("#reassign-to", Input).value.strip()
+        reason = event.value.strip()
+        if not to or not reason:
+            self.query_one("#reassign-error", Static).update(
+                Text("an officer and a reason are required"))
+            return
+        self.dismiss((to, reason))
+
+    def action_cancel(self) -> None:
+        """Close without reassigning."""
+        self.dismiss(None)
+
+
 class WithdrawalDetailScreen(ConsoleScreen):
     TITLE_TEXT = "Withdrawal"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -309,6 +390,10 @@ class WithdrawalDetailScreen(ConsoleScreen):
         Binding("x", "decide('reject')", "Reject", id="detail.reject", tooltip="Reject"),
         Binding("e", "decide('escalate')", "Escalate", id="detail.escalate",
                 tooltip="Hand it to the senior officers"),
+        Binding("u", "release", "Release", id="detail.release",
+                tooltip="Give your claim back: the withdrawal returns to the queue"),
+        Binding("R", "reassign", "Reassign", id="detail.reassign",
+                tooltip="Senior officers: move the claim to another officer, with a reason"),
         Binding("t", "timeline", "Timeline", id="detail.timeline",
                 tooltip="The account's timeline"),
         Binding("o", "anomalies", "Anomalies", id="detail.anomalies",
@@ -438,14 +523,34 @@ class WithdrawalDetailScreen(ConsoleScreen):
             self.outcome = None
             self.set_status(text, error=error)
         else:
-            self.set_status("c claim · a approve · x reject · e escalate · t timeline · "
-                         "o anomalies · f 2FA reset · L lock down · F freeze")
+            self.set_status("c claim · a approve · x reject · e escalate · u release · "
+                            "R reassign · t timeline · o anomalies · f 2FA reset · "
+                            "L lock down · F freeze")
 
     # ----------------------------------------------------------------- decisions
 
     def action_claim(self) -> None:
         """Take it into review."""
         self.decide("claim", None)
+
+    def action_release(self) -> None:
+        """Give your claim back."""
+        self.decide("release", None)
+
+    def action_reassign(self) -> None:
+        """Move the claim to another officer (senior officers), with a reason."""
+        if self.detail is None:
+            return
+        i = self.detail.item
+        summary = Text.assemble("Reassign withdrawal ", safe_text(i.external_id, limit=64),
+                                ", claimed by ", safe_text(i.claimed_by or "nobody"),
+                                ": the officer who takes it over, and why")
+
+        def done(answer: tuple[str, str] | None) -> None:
+            if answer:
+                self.decide("reassign", answer[1], answer[0])
+
+        self.app.push_screen(ReassignPrompt(summary), done)
 
     def action_decide(self, verb: str) -> None:
         """Approve, reject or escalate after a note (the confirmation)."""
@@ -464,11 +569,17 @@ class WithdrawalDetailScreen(ConsoleScreen):
         self.app.push_screen(NotePrompt(DECISIONS[verb].title, summary), done)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="withdrawal decision")
-    def decide(self, verb: str, note: str | None) -> None:
+    def decide(self, verb: str, note: str | None, to: str = "") -> None:
         assert self.actor is not None
         try:
             if verb == "claim":
                 outcome = service.claim(self.runtime, self.actor, self.ref)
+            elif verb == "release":
+                outcome = service.release(self.runtime, self.actor, self.ref)
+            elif verb == "reassign":
+                outcome = service.reassign(self.runtime, self.actor, self.ref, to, note or "")
+                outcome = service.Outcome(outcome.external_id,
+                                          f"{outcome.status}, reassigned to {to}")
             else:
                 outcome = service.DECISIONS[verb](self.runtime, self.actor, self.ref,
                                                   note or "")

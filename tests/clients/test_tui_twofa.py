@@ -1,6 +1,6 @@
-"""The 2FA reset screens, driven by Pilot: the reset flow pushed for one account, the
-dashboard destination with other officers' pending requests, and the step-up code field
-that never shows its digits (nor in a snapshot)."""
+"""The 2FA reset screens, driven by Pilot: the reset flow pushed for one account, a reset
+request decided in the approvals inbox, and the step-up code field that never shows its
+digits (nor in a snapshot)."""
 
 from __future__ import annotations
 
@@ -22,11 +22,8 @@ from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine
-from polysec_tui.screens.twofa import (
-    PendingRequests,
-    TwoFactorRequestsScreen,
-    TwoFactorResetScreen,
-)
+from polysec_tui.screens.approvals import ApprovalsScreen
+from polysec_tui.screens.twofa import PendingRequests, TwoFactorResetScreen
 from polysec_tui.services.clients import twofa
 from polysec_tui.services.runtime import Runtime
 from tests.support import FIXED_NOW
@@ -74,9 +71,9 @@ async def fill(pilot: Pilot[Any], selector: str, value: str) -> None:
     await pilot.pause()
 
 
-async def type_code(pilot: Pilot[Any], code: str) -> None:
+async def type_code(pilot: Pilot[Any], code: str, field: str = "#pending-code") -> None:
     """Type into the code field key by key, as an officer would."""
-    pilot.app.screen.query_one("#pending-code", Input).focus()
+    pilot.app.screen.query_one(field, Input).focus()
     await pilot.pause()
     await pilot.press(*code)
 
@@ -146,52 +143,54 @@ async def test_open_a_request_from_the_reset_screen(staff: Staff) -> None:
 
 
 @sync
-async def test_approve_from_the_dashboard_destination(staff: Staff) -> None:
+async def test_approve_in_the_approvals_inbox(staff: Staff) -> None:
     opened = twofa.request_reset(staff.rt, staff.actors["ann"], "A1", "lost phone",
                                  "video call", PROOF)
     app = app_as(staff, "sue")
     async with app.run_test(size=(140, 40)) as pilot:
         await wait_for(pilot, lambda: app.actor is not None, "login")
-        await pilot.press(DESTINATIONS["twofa"].key)
-        await wait_for(pilot, lambda: isinstance(app.screen, TwoFactorRequestsScreen)
-                       and len(rows(pilot, "#pending-table")) == 1, "the pending list")
-        (row,) = rows(pilot, "#pending-table")
-        assert row[0] == str(opened.request.id)[:8] and row[1] == "A1" and row[2] == "ann"
+        await pilot.press(DESTINATIONS["approvals"].key)
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalsScreen)
+                       and len(rows(pilot, "#approvals-table")) == 1, "the inbox")
+        (row,) = rows(pilot, "#approvals-table")
+        assert row[:4] == [str(opened.request.id)[:8], "twofa.reset",
+                           "reset the 2FA of account A1", "ann"]
+        evidence = static_text(pilot, "#approvals-evidence")
+        assert "identity proofs" in evidence and "video call" in evidence
 
         # Enter on the request shows its account: status and live risk context.
-        app.screen.query_one("#pending-table", DataTable).focus()
+        app.screen.query_one("#approvals-table", DataTable).focus()
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, TwoFactorResetScreen)
                        and "Account   A1" in static_text(pilot, "#twofa-status"), "account")
         assert len(rows(pilot, "#twofa-risk")) == 3
         await pilot.press("escape")
-        await wait_for(pilot, lambda: isinstance(app.screen, TwoFactorRequestsScreen),
-                       "back")
+        await wait_for(pilot, lambda: isinstance(app.screen, ApprovalsScreen), "back")
 
         # A wrong code: one-line refusal, field cleared, nothing executed.
-        await type_code(pilot, "000000")
+        await type_code(pilot, "000000", "#approvals-code")
         assert "000000" not in screen_svg(pilot)
-        await click(pilot, "#pending-approve")
-        await wait_for(pilot, lambda: app.screen.query_one("#pending-status")
+        await click(pilot, "#approvals-approve")
+        await wait_for(pilot, lambda: app.screen.query_one("#approvals-status")
                        .has_class("-error"), "the refusal")
-        assert "authentication failed" in static_text(pilot, "#pending-status")
-        assert app.screen.query_one("#pending-code", Input).value == ""
+        assert "authentication failed" in static_text(pilot, "#approvals-status")
+        assert app.screen.query_one("#approvals-code", Input).value == ""
         assert twofa.status(staff.rt, staff.actors["sue"], "A1").enrolled
 
         # Deny needs a reason, checked before any code is spent.
-        await click(pilot, "#pending-deny")
-        assert "a reason is required" in static_text(pilot, "#pending-status")
+        await click(pilot, "#approvals-deny")
+        assert "a reason is required" in static_text(pilot, "#approvals-status")
 
         code = staff.next_code("sue")
-        await type_code(pilot, code)
-        assert app.screen.query_one("#pending-code", Input).value == code
+        await type_code(pilot, code, "#approvals-code")
+        assert app.screen.query_one("#approvals-code", Input).value == code
         assert code not in screen_svg(pilot)
-        await click(pilot, "#pending-approve")
-        await wait_for(pilot, lambda: "approved" in static_text(pilot, "#pending-status"),
+        await click(pilot, "#approvals-approve")
+        await wait_for(pilot, lambda: "approved" in static_text(pilot, "#approvals-status"),
                        "the approval")
-        assert "2FA of A1 reset, 2 sessions revoked" in static_text(pilot, "#pending-status")
-        assert app.screen.query_one("#pending-code", Input).value == ""
-        await wait_for(pilot, lambda: rows(pilot, "#pending-table") == [], "the reload")
+        assert "sessions revoked 2" in static_text(pilot, "#approvals-status")
+        assert app.screen.query_one("#approvals-code", Input).value == ""
+        await wait_for(pilot, lambda: rows(pilot, "#approvals-table") == [], "the reload")
     after = twofa.status(staff.rt, staff.actors["sue"], "A1")
     assert not after.enrolled and after.reenrolment_required and after.hold_until
 
@@ -234,9 +233,9 @@ async def test_deny_from_the_reset_screen(staff: Staff) -> None:
     assert twofa.status(staff.rt, staff.actors["sam"], "A1").enrolled
 
 
-def test_the_destination_is_registered() -> None:
-    dest = DESTINATIONS["twofa"]
-    assert screen_class(dest.screen) is TwoFactorRequestsScreen and dest.key.isdigit()
+def test_the_inbox_is_a_destination() -> None:
+    dest = DESTINATIONS["approvals"]
+    assert screen_class(dest.screen) is ApprovalsScreen and dest.key.isdigit()
     assert len({d.key for d in DESTINATIONS.values()}) == len(DESTINATIONS)
     assert PendingRequests.DEFAULT_CSS
 

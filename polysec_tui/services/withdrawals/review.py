@@ -671,7 +671,7 @@ def _approval_evidence(session: Session, request: ApprovalRequest) -> list[tuple
             ("account", str(account)),
             ("requested", f"{wd.requested_at:%Y-%m-%d %H:%M} UTC from {wd.ip}"),
             ("risk", f"{risk}; rules: {', '.join(rules) or 'none'}"),
-            ("state", f"{wd.status}, claimed by {_name(session, wd.claimed_by) or 'nobody'}")]
+            ("status", f"{wd.status}, claimed by {_name(session, wd.claimed_by) or 'nobody'}")]
 
 
 APPROVAL = approvals.ApprovalKind(
