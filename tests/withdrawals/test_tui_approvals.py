@@ -132,7 +132,7 @@ async def test_own_requests_are_listed_but_refused_before_a_code(staff: Staff) -
         await until(pilot, lambda: "your own request" in text_of(ann, "#approvals-status"),
                     "the refusal")
         await pilot.press("m")  # only mine: with its state
-        await until(pilot, lambda: rows(ann) and rows(ann)[0][5].startswith("pending"),
+        await until(pilot, lambda: bool(rows(ann)) and rows(ann)[0][5].startswith("pending"),
                     "mine")
 
 
