@@ -69,7 +69,7 @@ from textual.worker import Worker, WorkerState
 from polysec_tui.errors import PolysecError
 from polysec_tui.screens.lock import LockScreen
 from polysec_tui.screens.login import LoginScreen
-from polysec_tui.screens.widgets import ConsoleError, describe_error
+from polysec_tui.screens.widgets import ConsoleError, ConsoleScreen, describe_error
 from polysec_tui.services.officers import notifications, sessions
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.officers.sessions import SessionPolicy
@@ -366,6 +366,8 @@ class PolysecApp(App[None]):
             self.notify(note.text, title=f"For you · {note.at:%H:%M} UTC", markup=False,
                         timeout=NOTIFICATION_TOAST_SECONDS,
                         severity="error" if note.kind.endswith("denied") else "information")
+            if isinstance(self.screen, ConsoleScreen):
+                self.screen.notified(note.subject)
         self.bell()
 
     def lock(self) -> None:

@@ -9,7 +9,8 @@ their references, the freeze it would lift). Enter opens the subject (the withdr
 detail, the account's 2FA screen or timeline), ``t`` the account's timeline.
 
 Approving or denying takes a fresh authenticator code in a password input (drawn as
-bullets, cleared as soon as it is sent); a denial also needs a reason. The officer's own
+bullets, cleared as soon as it is sent; Enter there approves); a denial also needs a
+reason. The officer's own
 requests are listed (marked "yours") so they can follow them, and refused here before
 any code is spent; ``m`` shows only theirs, decided ones included, with the outcome.
 Every other control (role, independence, expiry, a race with another approver) is the
@@ -208,7 +209,8 @@ class ApprovalsScreen(ConsoleScreen):
     # ------------------------------------------------------------------ deciding
 
     @on(Button.Pressed, "#approvals-approve")
-    def _approve(self, event: Button.Pressed) -> None:
+    @on(Input.Submitted, "#approvals-code")
+    def _approve(self, event: Button.Pressed | Input.Submitted) -> None:
         event.stop()
         self._decide(approve=True)
 

@@ -336,3 +336,7 @@ class ConsoleScreen(Screen[None]):
     def worker_failed(self, error: BaseException) -> None:
         """Hook for screens that show a stale-data marker after a failed load."""
 
+    def notified(self, subject: str | None) -> None:
+        """Hook: a notification about ``subject`` (``withdrawal:T1``, ``request:<id>``)
+        reached this officer while the screen is shown; reload what it concerns."""
+

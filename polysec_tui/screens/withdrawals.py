@@ -597,6 +597,13 @@ class WithdrawalDetailScreen(ConsoleScreen):
         self.set_status(message.text, error=message.error)
         self.reload()
 
+    def notified(self, subject: str | None) -> None:
+        """A claim moved or a four-eyes request of this withdrawal was decided."""
+        d = self.detail
+        if d is not None and subject in (f"withdrawal:{d.item.external_id}",
+                                         f"request:{d.approval_id}"):
+            self.reload()
+
     # --------------------------------------------------------------- navigation
 
     def action_back(self) -> None:

@@ -165,3 +165,81 @@ def test_the_demo_console_shows_a_simulated_brute_force_without_a_key_press(tmp_
         assert "Dashboard" in shown
     finally:
         tmux.kill()
+
+
+def test_two_officers_in_two_consoles_four_eyes(tmp_path: Path) -> None:
+    """alice asks to approve a withdrawal above the limit in her console; sam, whose
+    inbox is open in his, sees the request appear by itself, approves it with his code,
+    and alice's console tells her."""
+    from datetime import timedelta
+
+    keyring = tmp_path / "keyring.json"
+    write_new_keyring(keyring, Keyring.generate())
+    url = f"sqlite:///{tmp_path / 'polysec.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    rt = Runtime(Settings(url, keyring), engine, load_keyring(keyring))
+    officers.bootstrap_admin(rt, "chief", PASSWORD)
+    made = officers.seed_officers(rt, [("alice", "analyst", PASSWORD),
+                                       ("sam", "senior", PASSWORD)],
+                                  datetime.now(UTC) - timedelta(days=30))
+    ingest(rt, "accounts", account("A1"))
+    ingest(rt, "withdrawals", withdrawal("W1", amount="5"))  # the BTC limit is 0.75
+    with rt.transaction() as s:
+        s.execute(update(Withdrawal).where(Withdrawal.external_id == "W1")
+                  .values(status="held"))
+        s.add(WithdrawalScreening(
+            withdrawal_id=s.scalar(select(Withdrawal.id).where(Withdrawal.external_id == "W1")),
+            screened_at=datetime.now(UTC), risk_score=80.0))
+    engine.dispose()
+    env = {"POLYSEC_DB_URL": url, "POLYSEC_KEYRING": str(keyring),
+           "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "TERM": "xterm-256color",
+           "HOME": os.environ.get("HOME", str(tmp_path))}
+    consoles = {name: Tmux(f"polysec-{name}-{uuid.uuid4().hex[:8]}",
+                           f"{sys.executable} -m polysec_tui tui", env)
+                for name in ("alice", "sam")}
+    try:
+        for name, tmux in consoles.items():
+            tmux.wait_for(lambda s: "officer name" in s, f"{name}'s login screen")
+            tmux.text(name)
+            tmux.keys("Tab")
+            tmux.text(PASSWORD)
+            tmux.keys("Tab")
+            tmux.text(pyotp.TOTP(made[name].secret).now())
+            login_step = int(time.time() // 30)
+            tmux.keys("Enter")
+            tmux.wait_for(lambda s: held_figure(s) is not None, f"{name}'s dashboard")
+        alice, sam = consoles["alice"], consoles["sam"]
+        sam.keys("8")
+        sam.wait_for(lambda s: "no pending requests" in s, "sam's empty inbox")
+
+        alice.keys("4")
+        alice.wait_for(lambda s: "W1" in s, "the queue with W1")
+        alice.keys("Enter")
+        alice.wait_for(lambda s: "Claim" in s and "W1" in s, "the withdrawal detail")
+        alice.keys("c")
+        alice.wait_for(lambda s: "claimed by alice" in s, "the claim")
+        alice.keys("a")
+        alice.wait_for(lambda s: "note" in s.lower(), "the note prompt")
+        alice.text("client confirmed on a recorded call")
+        alice.keys("Enter")
+        alice.wait_for(lambda s: "four-eyes" in s and "request" in s, "the four-eyes request")
+
+        shown = sam.wait_for(lambda s: "approve withdrawal W1" in s,
+                             "the request in sam's inbox, without a key press", timeout=20)
+        assert "alice" in shown and "5 BTC" in shown
+        sam.keys("Tab")  # from the table to the code field
+        while int(time.time() // 30) == login_step:  # a code is accepted once
+            time.sleep(0.5)
+        code = pyotp.TOTP(made["sam"].secret).now()
+        sam.text(code)
+        assert code not in sam.screen()
+        sam.keys("Enter")
+        sam.wait_for(lambda s: "approved and executed" in s, "sam's approval")
+
+        alice.wait_for(lambda s: "sam approved your request" in s,
+                       "the outcome in alice's console", timeout=20)
+        alice.wait_for(lambda s: "W1  approved" in s, "alice's withdrawal detail, reloaded")
+    finally:
+        for tmux in consoles.values():
+            tmux.kill()
