@@ -14,9 +14,11 @@ from polysec_tui.services.monitoring import alerts as service
 
 @click.group()
 def alerts() -> None:
-    """High-severity events nobody has acknowledged yet: high or critical login
-    anomalies of the last 24 hours, held withdrawals above their asset's four-eyes limit,
-    failed audit runs of the last 24 hours. See docs/live-dashboard.md."""
+    """Alerts nobody has acknowledged yet, one per incident of activity: an account's
+    high or critical login anomalies of the last 24 hours and its held withdrawals above
+    the four-eyes limit (account:<uuid>), a stuffing or spraying campaign of one source
+    (source:<ip or ASn>), a failed audit run of the last 24 hours (audit:<id>). See
+    docs/live-dashboard.md."""
 
 
 @alerts.command("list")
@@ -31,19 +33,28 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         return
     if not found:
         echo("no unacknowledged alerts")
+    width = max(len(a.key) for a in found) if found else 0
     for a in found:
-        who = f" {a.account}" if a.account else ""
-        echo(f"{a.at:%Y-%m-%d %H:%M:%S}  {a.key:<18} {a.severity:<8} {a.title}{who}  "
-             f"{a.detail}")
+        who = f"  account {a.account}" if a.account else ""
+        echo(f"{a.at:%Y-%m-%d %H:%M:%S}  {a.key:<{width}}  {a.severity:<8}  {a.title}{who}")
+        echo(f"{'':19}  {'':<{width}}  {'':<8}  {a.detail}")
 
 
 @alerts.command()
-@click.argument("key")
-@click.option("--note", help="Why, or what was done (stored and audited).")
+@click.argument("keys", nargs=-1, required=True)
+@click.option("--note", help="Why, or what was done (the same for every alert; audited).")
 @click.pass_context
-def ack(ctx: click.Context, key: str, note: str | None) -> None:
-    """Acknowledge the alert KEY (e.g. anomaly:42; audited). Exit 4 if another officer
-    acknowledged it first."""
+def ack(ctx: click.Context, keys: tuple[str, ...], note: str | None) -> None:
+    """Acknowledge the alerts KEYS (e.g. account:<uuid> source:203.0.113.5), each as far
+    as it has grown now (audited). Every failure is listed, and the exit code is the
+    first failure's: 4 acknowledged by another officer first, 2 not an alert."""
     rt = runtime_of(ctx)
-    service.acknowledge(rt, actor_of(ctx, "review"), key, note)
-    echo(f"acknowledged {key}")
+    results = service.acknowledge_many(rt, actor_of(ctx, "review"),
+                                       [(key, None) for key in keys], note)
+    for key, error in results:
+        echo(f"acknowledged {key}" if error is None else f"not acknowledged {key}: {error}")
+    failures = [error for _key, error in results if error is not None]
+    if failures:
+        # The exit code of the first failure; every failure is listed above.
+        raise type(failures[0])(f"{len(failures)} of {len(results)} alert(s) not "
+                                "acknowledged")

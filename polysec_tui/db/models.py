@@ -653,20 +653,25 @@ class IncidentNote(Base):
 
 
 class AlertAck(Base):
-    """An officer's acknowledgement of one dashboard alert (a high-severity anomaly, a
-    large held withdrawal, a failed audit run). ``(kind, ref)`` names the event; one
-    acknowledgement per event. The audit log carries the same fact (``alert.acknowledge``),
-    written in the same transaction."""
+    """An officer's acknowledgement of a dashboard alert as far as it had grown: the
+    alert ``kind:ref`` (an account's activity, a source's campaign, a failed audit run)
+    with every member up to ``through_at``. A member that arrives later brings the alert
+    back; acknowledging it then is a new row. One acknowledgement per alert and extent:
+    a second officer acknowledging what was acknowledged gets a conflict. The audit log
+    carries the same fact (``alert.acknowledge``), written in the same transaction.
+    Rows from before migration 0014 name single events (kind anomaly or withdrawal) and
+    have no ``through_at``; they are history."""
 
     __tablename__ = "alert_acks"
-    __table_args__ = (UniqueConstraint("kind", "ref"),)
+    __table_args__ = (UniqueConstraint("kind", "ref", "through_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # anomaly | withdrawal | audit
+    kind: Mapped[str] = mapped_column(String(16))  # account | source | audit
     ref: Mapped[str] = mapped_column(String(64))
     officer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("officers.id"))
     acked_at: Mapped[datetime]
     note: Mapped[str | None] = mapped_column(Text)
+    through_at: Mapped[datetime | None]
 
 
 class WatcherLease(Base):

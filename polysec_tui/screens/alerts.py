@@ -1,10 +1,13 @@
-"""The alerts modal: unacknowledged high-severity events, acknowledged one at a time.
+"""The alerts modal: unacknowledged alerts (one per account, campaign source or failed
+audit run, with its counts), acknowledged one or many at a time.
 
-Opened from the dashboard (``a``). ``enter`` acknowledges the selected alert in a thread
-worker (``services.alerts.acknowledge``: one row and one audit entry in one transaction);
-the row leaves the table once the database has it. Another officer who acknowledged the
-same alert first makes this a conflict, shown as an error; the row is dropped either way.
-Every text cell is untrusted platform text and goes through ``safe_text``.
+Opened from the dashboard (``a``). ``space`` marks rows; ``enter`` acknowledges the
+marked ones (or the highlighted one) as far as they are shown, with the note typed in
+the note line (optional, the same for all), in a thread worker
+(``services.alerts.acknowledge_many``: each alert one row and one audit entry in its own
+transaction). Acknowledged rows leave the table; the ones that failed stay, and each
+failure is listed (another officer who acknowledged first is a conflict). Every text
+cell is untrusted platform text and goes through ``safe_text``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
-from polysec_tui.errors import ConflictError, PolysecError
+from polysec_tui.errors import PolysecError
 from polysec_tui.screens.widgets import describe_error, fill_table, move_cursor_to, safe_text
 from polysec_tui.services.monitoring import alerts
 from polysec_tui.services.monitoring.alerts import Alert
@@ -32,7 +35,10 @@ class AlertsScreen(ModalScreen[int]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "acknowledge", "Acknowledge", id="alerts.acknowledge",
-                tooltip="Acknowledge the selected alert (audited)", priority=True),
+                tooltip="Acknowledge the marked alerts, or the highlighted one (audited)",
+                priority=True),
+        Binding("space", "mark", "Mark", id="alerts.mark",
+                tooltip="Mark or unmark the highlighted alert"),
         Binding("escape", "close", "Close", id="alerts.close",
                 tooltip="Back to the dashboard"),
     ]
@@ -41,6 +47,7 @@ class AlertsScreen(ModalScreen[int]):
     AlertsScreen #alerts-box { width: 90%; height: 80%; border: thick $error;
                                background: $surface; padding: 0 1; }
     AlertsScreen #alerts-help { height: 1; color: $text-muted; }
+    AlertsScreen #alerts-note { margin: 0 0 1 0; }
     AlertsScreen #alerts-table { height: 1fr; }
     """
 
@@ -50,12 +57,16 @@ class AlertsScreen(ModalScreen[int]):
         self.actor = actor
         self.items = list(items)
         self.acknowledged = 0
+        self.marked: set[str] = set()
         self._pending: set[str] = set()
 
     def compose(self) -> ComposeResult:
         with Vertical(id="alerts-box") as box:
             box.border_title = f"Alerts ({len(self.items)} unacknowledged)"
-            yield Static(Text("enter acknowledge · escape close"), id="alerts-help")
+            yield Static(Text("space mark · enter acknowledge the marked (or highlighted) "
+                              "ones · tab: note · escape close"), id="alerts-help")
+            yield Input(placeholder="note for the acknowledgement (optional; the same for "
+                        "every marked alert)", max_length=alerts.NOTE_MAX, id="alerts-note")
             table: DataTable[Text] = DataTable(id="alerts-table", cursor_type="row")
             yield table
 
@@ -65,10 +76,16 @@ class AlertsScreen(ModalScreen[int]):
 
     def _fill(self) -> None:
         table = self.query_one("#alerts-table", DataTable)
-        rows = [(Text(f"{a.at:%m-%d %H:%M}"), safe_text(a.severity), safe_text(a.title),
-                 safe_text(a.account, limit=64), safe_text(a.detail)) for a in self.items]
-        fill_table(table, [("at", "Time (UTC)", None), ("severity", "Severity", None),
-                           ("alert", "Alert", None), ("account", "Account", None),
+        rows = [(Text("✓" if a.key in self.marked else " "), Text(f"{a.at:%m-%d %H:%M}"),
+                 safe_text(a.severity), safe_text(a.title, limit=60),
+                 safe_text(a.account or (a.ref if a.kind == "source" else ""), limit=40),
+                 Text(f"{a.events:,}", justify="right"),
+                 Text(f"{a.accounts:,}" if a.kind != "audit" else "", justify="right"),
+                 safe_text(a.detail)) for a in self.items]
+        fill_table(table, [("mark", " ", 1), ("at", "Last (UTC)", None),
+                           ("severity", "Severity", None), ("alert", "Alert", None),
+                           ("subject", "Account / source", None),
+                           ("events", "Events", None), ("accounts", "Accounts", None),
                            ("detail", "Detail", None)], rows)
         box = self.query_one("#alerts-box")
         box.border_title = f"Alerts ({len(self.items)} unacknowledged)"
@@ -76,45 +93,64 @@ class AlertsScreen(ModalScreen[int]):
     def action_close(self) -> None:
         self.dismiss(self.acknowledged)
 
-    def action_acknowledge(self) -> None:
-        table = self.query_one("#alerts-table", DataTable)
-        if not self.items or table.cursor_row < 0 or table.cursor_row >= len(self.items):
+    def action_mark(self) -> None:
+        """Mark or unmark the highlighted alert."""
+        alert = self._highlighted()
+        if alert is None:
             self.app.bell()
             return
-        alert = self.items[table.cursor_row]
-        if alert.key in self._pending:
+        self.marked ^= {alert.key}
+        table = self.query_one("#alerts-table", DataTable)
+        row = table.cursor_row
+        self._fill()
+        move_cursor_to(table, min(row + 1, len(self.items) - 1))
+
+    def _highlighted(self) -> Alert | None:
+        table = self.query_one("#alerts-table", DataTable)
+        if not self.items or not 0 <= table.cursor_row < len(self.items):
+            return None
+        return self.items[table.cursor_row]
+
+    def action_acknowledge(self) -> None:
+        """Acknowledge the marked alerts, or the highlighted one."""
+        chosen = [a for a in self.items if a.key in self.marked] or [
+            a for a in (self._highlighted(),) if a is not None]
+        chosen = [a for a in chosen if a.key not in self._pending]
+        if not chosen:
+            self.app.bell()
             return
-        self._pending.add(alert.key)
-        self._acknowledge(alert)
+        self._pending.update(a.key for a in chosen)
+        note = self.query_one("#alerts-note", Input).value
+        self._acknowledge(chosen, note)
 
     @work(thread=True, exit_on_error=False, group="alerts")
-    def _acknowledge(self, alert: Alert) -> None:
+    def _acknowledge(self, chosen: list[Alert], note: str) -> None:
         try:
-            alerts.acknowledge(self.runtime, self.actor, alert.key)
-        except ConflictError as conflict:
-            self.app.call_from_thread(self._done, alert, str(conflict))
+            results = [(key, None if error is None else str(error)) for key, error in
+                       alerts.acknowledge_many(self.runtime, self.actor,
+                                               [(a.key, a.at) for a in chosen], note)]
         except PolysecError as refused:
-            self.app.call_from_thread(self._failed, alert, describe_error(refused))
-        else:
-            self.app.call_from_thread(self._done, alert, None)
+            results = [(a.key, describe_error(refused)) for a in chosen]
+        self.app.call_from_thread(self._done, results)
 
-    def _done(self, alert: Alert, conflict: str | None) -> None:
-        self._pending.discard(alert.key)
-        if conflict is None:
-            self.acknowledged += 1
-            self.notify(f"Acknowledged {alert.key}", markup=False, timeout=3)
-        else:
-            self.notify(conflict, title="Already acknowledged", severity="warning",
-                        markup=False)
-        self.items = [a for a in self.items if a.key != alert.key]
+    def _done(self, results: list[tuple[str, str | None]]) -> None:
+        done = {key for key, error in results if error is None}
+        failed = [(key, error) for key, error in results if error is not None]
+        self._pending.difference_update(key for key, _error in results)
+        self.acknowledged += len(done)
+        if done:
+            self.notify(f"Acknowledged {len(done)} alert(s)", markup=False, timeout=3)
+        for key, error in failed:
+            self.notify(error or "", title=f"Not acknowledged: {key}", severity="warning",
+                        markup=False, timeout=10)
+        self.marked -= done
+        self.items = [a for a in self.items if a.key not in done]
         if not self.is_attached:
             return
+        if done:
+            self.query_one("#alerts-note", Input).value = ""
         table = self.query_one("#alerts-table", DataTable)
         row = table.cursor_row
         self._fill()
         if self.items:
             move_cursor_to(table, min(row, len(self.items) - 1))
-
-    def _failed(self, alert: Alert, text: str) -> None:
-        self._pending.discard(alert.key)
-        self.notify(text, title="Acknowledge failed", severity="error", markup=False)

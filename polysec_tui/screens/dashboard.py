@@ -22,7 +22,9 @@ How it stays current by itself (issue 9):
   or alert state changed, the events table only when the events changed, the alert bar
   only when the alerts changed. When a reload brings the same figures, only the "as of"
   line changes; the cursor stays where the officer left it.
-- **Alerts.** Each unacknowledged alert (`services.alerts`) is announced once per screen:
+- **Alerts.** Each unacknowledged alert (`services.alerts`: one per account, campaign
+  source or failed run, growing as events arrive) is announced once per screen, and
+  again when its severity rises:
   a notification (never markup) and a terminal bell (``App.bell``; the terminal decides
   whether it rings or flashes). At most ``MAX_ANNOUNCED`` are announced one by one per
   load, the rest in one summary notification. Nothing is announced while the session is
@@ -168,7 +170,7 @@ class DashboardScreen(ConsoleScreen):
         self._token: tuple[Any, ...] | None = None
         self._loader: Worker[None] | None = None
         self._shown: dict[str, CardState] = {}
-        self._announced: set[str] = set()
+        self._announced: set[tuple[str, str]] = set()  # (alert key, severity)
         self._again = False  # a change was signalled while a load was running
         self._poll_failed = False  # the last token query failed (and was reported)
         self._stop = threading.Event()
@@ -329,10 +331,11 @@ class DashboardScreen(ConsoleScreen):
     def _announce(self, current: tuple[Alert, ...]) -> None:
         if getattr(self.app, "locked", False):
             return  # after the unlock (the lock screen must not show account ids)
-        new = [a for a in current if a.key not in self._announced]
+        # An alert is announced when it appears, and again when its severity rises.
+        new = [a for a in current if (a.key, a.severity) not in self._announced]
         if not new:
             return
-        self._announced.update(a.key for a in new)
+        self._announced.update((a.key, a.severity) for a in new)
         for alert in reversed(new[:MAX_ANNOUNCED]):  # oldest first: newest toast on top
             who = f" · {alert.account}" if alert.account else ""
             self.app.notify(f"{alert.title}{who}\n{alert.detail}",

@@ -1,37 +1,43 @@
-"""Dashboard alerts: high-severity events an officer must see, and their acknowledgement.
+"""Dashboard alerts: incidents of activity an officer must see, and their acknowledgement.
 
-An alert is not a row of its own: it *is* an event already in the database, named by
-``kind:ref``:
+An alert is not a row per event: it groups the high-severity events of one subject, with
+a stable key ``kind:ref``, and grows as events arrive:
 
-- ``anomaly:<id>``: a login anomaly of severity high or critical whose login falls in the
-  last 24 hours (``login_anomalies.at``, indexed);
-- ``withdrawal:<id>``: a withdrawal held for review (status ``held``) whose amount is above
-  its asset's four-eyes approval limit (``[screening] approval_limits``; an asset without a
-  limit always alerts, as it always needs four-eyes);
+- ``account:<account uuid>``: what happened to one account in the last 24 hours: its
+  high or critical login anomalies (a brute force, a success after failures, an
+  impossible trip, a risky login: a takeover chain is one alert) and its held
+  withdrawals above their asset's four-eyes limit (``[screening] approval_limits``; an
+  asset without a limit always alerts, as it always needs four-eyes);
+- ``source:<ip or ASn>``: a credential stuffing or password spraying campaign from one
+  IP or network in the last 24 hours, however many accounts it touched;
 - ``audit:<id>``: an audit run of the last 24 hours whose result is ``fail``;
 - ``monitoring:0``: events wait and no watcher has judged them for ``[watch]
   stale_after_seconds`` (:mod:`monitoring.watcher`). Critical, and not acknowledged: it
   clears itself when a watcher has caught up again.
 
-An alert stays on the dashboard until an officer acknowledges it. The acknowledgement is a
-row of ``alert_acks`` (unique per event) and an ``alert.acknowledge`` entry of the audit
-log, written in one transaction; a second officer acknowledging the same event gets a
-conflict (exit 4), not a second entry.
+Each alert carries its counts (events, accounts, IPs, per kind), first and last seen, and
+the highest severity of its events, which rises as worse ones arrive. The counts come
+from ``GROUP BY`` over the window's indexed rows, never from a capped list.
 
-Candidates are bounded (newest ``LIMIT`` of each kind) and the acknowledgements of just
-those candidates are looked up by key, so the cost does not grow with the history.
+Acknowledging an alert covers it as far as the officer saw it (``through``: its last
+event then): a row of ``alert_acks`` and an ``alert.acknowledge`` entry of the audit
+log, in one transaction. An event that arrives later brings the alert back, grown. A
+second officer acknowledging the same extent gets a conflict (exit 4) naming the first.
+Several alerts can be acknowledged at once with one note (`acknowledge_many`); each is
+its own transaction, and the ones that failed are listed with why.
 
 This module never imports textual.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, and_, cast, or_, select, type_coerce
+from sqlalchemy import ColumnElement, Float, and_, cast, func, or_, select, type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import String
@@ -44,52 +50,57 @@ from polysec_tui.db.models import (
     LoginAnomaly,
     Officer,
     Withdrawal,
-    WithdrawalScreening,
 )
-from polysec_tui.db.types import record_id
-from polysec_tui.errors import ConflictError, InputError
+from polysec_tui.errors import ConflictError, InputError, PolysecError
 from polysec_tui.services.monitoring import watcher
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals.screening import ScreeningConfig, load_config
 from polysec_tui.text import printable
 
-KINDS = ("anomaly", "withdrawal", "audit")
+KINDS = ("account", "source", "audit")
+# Anomaly kinds about a source (an IP or a network) and many accounts, grouped by it.
+SOURCE_KINDS = ("credential_stuffing", "password_spraying")
 HIGH_SEVERITIES = ("high", "critical")
+SEVERITY_RANK = {"high": 1, "critical": 2}
 WINDOW = timedelta(hours=24)
-LIMIT = 100  # newest candidates of each kind
 NOTE_MAX = 500
+MONITORING = "monitoring"
 
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # anomaly | withdrawal | audit
-    ref: str  # the event's id in its table
-    at: datetime
+    kind: str  # account | source | audit | monitoring
+    ref: str  # the account's uuid, the source ("203.0.113.5", "AS64500"), the run's id
+    at: datetime  # the newest event
     severity: str  # high | critical
-    title: str  # what happened, e.g. "critical anomaly: impossible travel"
-    account: str  # the platform's account id ("" for an audit run); untrusted, printable
+    title: str  # what happened, e.g. "brute force (12), impossible travel" (printable)
+    account: str  # the platform's account id ("" unless one account); printable
     detail: str  # printable
+    first_at: datetime | None = None
+    events: int = 1
+    accounts: int = 0
+    ips: int = 0
+    parts: tuple[tuple[str, int], ...] = ()  # (what, how many), most first
 
     @property
     def key(self) -> str:
         return f"{self.kind}:{self.ref}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"key": self.key, **asdict(self)}
-
-
-MONITORING = "monitoring"
+        doc = {"key": self.key, **asdict(self)}
+        doc["parts"] = dict(self.parts)
+        return doc
 
 
 def parse_key(key: str) -> tuple[str, str]:
-    kind, _, ref = key.partition(":")
+    kind, _, ref = key.strip().partition(":")
     if kind == MONITORING:
         raise InputError("the monitoring alert cannot be acknowledged: it clears itself "
                          "when a watcher (`polysec watch`) has judged the waiting events")
-    if kind not in KINDS or record_id(ref) is None:
+    if kind not in KINDS or not ref or len(ref) > 64:
         raise InputError(f"not an alert: {printable(key, limit=80)!r} "
-                         "(anomaly:<id>, withdrawal:<id> or audit:<id>)")
+                         "(account:<uuid>, source:<ip or ASn> or audit:<id>)")
     return kind, ref
 
 
@@ -117,51 +128,172 @@ def _above_limit_sql(cfg: ScreeningConfig, dialect: str) -> ColumnElement[bool]:
 
 def unacknowledged(session: Session, now: datetime, cfg: ScreeningConfig,
                    monitoring: watcher.WatcherStatus | None = None) -> list[Alert]:
-    """The alerts nobody has acknowledged yet, newest first (a stalled monitoring first
-    of all: nothing else on the list is current while it lasts). ``monitoring``: the
-    watcher's status when the caller has read it already."""
-    since = now - WINDOW
-    found: list[Alert] = []
+    """The alerts nobody has acknowledged as far as they have grown, newest first (a
+    stalled monitoring first of all: nothing else on the list is current while it lasts).
+    ``monitoring``: the watcher's status when the caller has read it already."""
     if monitoring is None:
         monitoring = watcher.status(session, now, watcher.WatchConfig())
     stalled = [_stalled(monitoring, now)] if monitoring.stale else []
-    for row in session.execute(
-        select(LoginAnomaly.id, LoginAnomaly.at, LoginAnomaly.severity, LoginAnomaly.kind,
-               Account.external_id, LoginAnomaly.source_ip, LoginAnomaly.explanation)
-        .join(Account, Account.id == LoginAnomaly.account_id)
-        .where(LoginAnomaly.at >= since, LoginAnomaly.at <= now,
-               LoginAnomaly.severity.in_(HIGH_SEVERITIES))
-        .order_by(LoginAnomaly.at.desc(), LoginAnomaly.id.desc()).limit(LIMIT)
+    found = current(session, now, cfg)
+    if not found:
+        return stalled
+    acked = _acknowledged_through(session, found)
+    alerts = [a for a in found
+              if (through := acked.get((a.kind, a.ref))) is None or through < a.at]
+    return stalled + alerts
+
+
+def current(session: Session, now: datetime, cfg: ScreeningConfig) -> list[Alert]:
+    """Every alert of the window as far as it has grown, acknowledged or not, newest
+    first."""
+    groups: dict[tuple[str, str], _Group] = {}
+    _anomaly_groups(session, now - WINDOW, now, groups)
+    _withdrawal_groups(session, cfg, groups)
+    alerts = [g.alert() for g in groups.values()]
+    alerts.extend(_failed_audits(session, now - WINDOW, now))
+    alerts.sort(key=lambda a: (a.at, a.key), reverse=True)
+    return alerts
+
+
+class _Group:
+    """One alert being put together from its events' counts."""
+
+    def __init__(self, kind: str, ref: str) -> None:
+        self.kind, self.ref = kind, ref
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+        self.rank = 0
+        self.parts: Counter[str] = Counter()
+        self.accounts: set[Any] = set()
+        self.ips: set[str] = set()
+        self.account_label = ""
+        self.amounts: list[str] = []
+        self.newest_id = 0  # the newest anomaly: its explanation leads the detail
+        self.latest = ""
+
+    def add(self, what: str, count: int, first: datetime, last: datetime,
+            severity: str) -> None:
+        self.parts[what] += count
+        self.first = first if self.first is None else min(self.first, first)
+        self.last = last if self.last is None else max(self.last, last)
+        self.rank = max(self.rank, SEVERITY_RANK.get(severity, 1))
+
+    def alert(self) -> Alert:
+        assert self.first is not None and self.last is not None
+        severity = "critical" if self.rank >= 2 else "high"
+        parts = tuple(sorted(self.parts.items(), key=lambda p: (-p[1], p[0])))
+        listed = ", ".join(f"{what} ({n:,})" if n > 1 else what for what, n in parts)
+        span = (f"{self.first:%m-%d %H:%M}" if self.first == self.last
+                else f"{self.first:%m-%d %H:%M} to {self.last:%m-%d %H:%M}")
+        events = sum(self.parts.values())
+        if self.kind == "source":
+            title = f"{listed} from {self.ref}"
+            detail = (f"{len(self.accounts):,} account(s), {len(self.ips):,} IP(s), "
+                      f"{events:,} event(s), {span}")
+            account = ""
+        else:
+            title = listed
+            bits = [self.latest] if self.latest else []
+            if self.amounts:
+                bits.append("held above the four-eyes limit: " + ", ".join(self.amounts[:3])
+                            + (" …" if len(self.amounts) > 3 else ""))
+            counted = f"{events:,} event(s)" + (f" from {len(self.ips):,} IP(s)"
+                                                 if self.ips else "")
+            detail = "; ".join([*bits, f"{counted}, {span}"])
+            account = self.account_label
+        return Alert(self.kind, self.ref, self.last, severity, printable(title, limit=160),
+                     printable(account, limit=64), printable(detail, limit=200),
+                     self.first, events, len(self.accounts), len(self.ips), parts)
+
+
+def _label(kind: str) -> str:
+    return printable(kind, limit=32).replace("_", " ")
+
+
+def _anomaly_groups(session: Session, since: datetime, now: datetime,
+                    groups: dict[tuple[str, str], _Group]) -> None:
+    a = LoginAnomaly
+    in_window = (a.at >= since, a.at <= now, a.severity.in_(HIGH_SEVERITIES))
+    # Account-scoped kinds: one row per account, kind and severity.
+    for account_id, ext, kind, severity, n, first, last, newest in session.execute(
+        select(a.account_id, Account.external_id, a.kind, a.severity, func.count(),
+               func.min(a.at), func.max(a.at), func.max(a.id))
+        .join(Account, Account.id == a.account_id)
+        .where(*in_window, a.kind.not_in(SOURCE_KINDS))
+        .group_by(a.account_id, Account.external_id, a.kind, a.severity)
     ):
-        anomaly_id, at, severity, kind, account, ip, explanation = row
-        found.append(Alert(
-            "anomaly", str(anomaly_id), at, severity,
-            f"{severity} anomaly: {printable(kind, limit=32).replace('_', ' ')}",
-            printable(account, limit=64),
-            printable(f"from {ip}: {explanation}" if ip else explanation, limit=200)))
-    for held in session.execute(
-        select(Withdrawal.id, Withdrawal.requested_at, Withdrawal.asset, Withdrawal.amount,
-               Account.external_id, WithdrawalScreening.risk_score, Withdrawal.ip)
-        .join(Account, Account.id == Withdrawal.account_id)
-        .outerjoin(WithdrawalScreening, WithdrawalScreening.withdrawal_id == Withdrawal.id)
-        .where(Withdrawal.status == "held",
-               _above_limit_sql(cfg, session.get_bind().dialect.name))
-        .order_by(Withdrawal.requested_at.desc(), Withdrawal.id.desc()).limit(LIMIT)
+        group = _group(groups, "account", str(account_id))
+        group.account_label = ext
+        group.accounts.add(account_id)
+        group.add(_label(kind), int(n), first, last, severity)
+        group.newest_id = max(group.newest_id, int(newest))
+    by_newest = {g.newest_id: g for g in groups.values() if g.newest_id}
+    latest_ids = sorted(by_newest)
+    for start in range(0, len(latest_ids), 500):
+        for anomaly_id, ip, explanation in session.execute(
+                select(a.id, a.source_ip, a.explanation)
+                .where(a.id.in_(latest_ids[start:start + 500]))):
+            by_newest[anomaly_id].latest = f"from {ip}: {explanation}" if ip else explanation
+    for account_id, ip in session.execute(
+        select(a.account_id, a.source_ip).where(*in_window, a.kind.not_in(SOURCE_KINDS))
+        .group_by(a.account_id, a.source_ip)
     ):
-        wid, at, asset, amount, account, risk, ip = held
+        if ip:
+            _group(groups, "account", str(account_id)).ips.add(ip)
+    # Source kinds: grouped by the campaign's source (the IP, or the network of an
+    # ASN-wide burst), which the finding's details name; one detail read per IP.
+    rows = session.execute(
+        select(a.kind, a.severity, a.source_ip, a.source_asn, a.account_id, func.count(),
+               func.min(a.at), func.max(a.at), func.max(a.id))
+        .where(*in_window, a.kind.in_(SOURCE_KINDS))
+        .group_by(a.kind, a.severity, a.source_ip, a.source_asn, a.account_id)).all()
+    sources: dict[int, str] = {}
+    ids = sorted({row[8] for row in rows})
+    for start in range(0, len(ids), 500):
+        for anomaly_id, details in session.execute(
+                select(a.id, a.details).where(a.id.in_(ids[start:start + 500]))):
+            source = details.get("source") if isinstance(details, dict) else None
+            sources[anomaly_id] = str(source) if source else ""
+    for kind, severity, ip, asn, account_id, n, first, last, newest_id in rows:
+        source = sources.get(newest_id) or (ip or (f"AS{asn}" if asn is not None else "?"))
+        group = _group(groups, "source", source[:64])
+        group.accounts.add(account_id)
+        if ip:
+            group.ips.add(ip)
+        group.add(_label(kind), int(n), first, last, severity)
+
+
+def _withdrawal_groups(session: Session, cfg: ScreeningConfig,
+                       groups: dict[tuple[str, str], _Group]) -> None:
+    w = Withdrawal
+    for account_id, ext, at, asset, amount in session.execute(
+        select(w.account_id, Account.external_id, w.requested_at, w.asset, w.amount)
+        .join(Account, Account.id == w.account_id)
+        .where(w.status == "held", _above_limit_sql(cfg, session.get_bind().dialect.name))
+        .order_by(w.requested_at.desc(), w.id.desc())
+    ):
         if not above_limit(cfg, asset, amount):
             continue
-        risk_text = f", risk {risk:.0f}" if risk is not None else ""
-        found.append(Alert(
-            "withdrawal", str(wid), at, "high",
-            f"held withdrawal: {format(amount, 'f')} {printable(asset, limit=16)}",
-            printable(account, limit=64),
-            printable(f"above the four-eyes limit, from {ip}{risk_text}", limit=200)))
+        group = _group(groups, "account", str(account_id))
+        group.account_label = ext
+        group.accounts.add(account_id)
+        group.amounts.append(f"{format(amount, 'f')} {printable(asset, limit=16)}")
+        group.add("held withdrawal", 1, at, at, "high")
+
+
+def _group(groups: dict[tuple[str, str], _Group], kind: str, ref: str) -> _Group:
+    group = groups.get((kind, ref))
+    if group is None:
+        group = groups[(kind, ref)] = _Group(kind, ref)
+    return group
+
+
+def _failed_audits(session: Session, since: datetime, now: datetime) -> list[Alert]:
     runs = session.execute(
         select(AuditRun.id, AuditRun.started_at)
         .where(AuditRun.result == "fail", AuditRun.started_at >= since,
                AuditRun.started_at <= now)
-        .order_by(AuditRun.id.desc()).limit(LIMIT)
+        .order_by(AuditRun.id.desc())
     ).all()
     failed: dict[int, list[str]] = {run_id: [] for run_id, _ in runs}
     if failed:
@@ -171,16 +303,10 @@ def unacknowledged(session: Session, now: datetime, cfg: ScreeningConfig,
             .order_by(AuditFinding.check_name)
         ):
             failed[run_id].append(check)
-    for run_id, at in runs:
-        checks = ", ".join(failed[run_id]) or "see the run"
-        found.append(Alert("audit", str(run_id), at, "high", f"audit run {run_id} failed",
-                           "", printable(f"failed: {checks}", limit=200)))
-    if not found:
-        return stalled
-    acked = _acknowledged(session, found)
-    alerts = [a for a in found if (a.kind, a.ref) not in acked]
-    alerts.sort(key=lambda a: (a.at, a.kind, int(a.ref)), reverse=True)
-    return stalled + alerts
+    return [Alert("audit", str(run_id), at, "high", f"audit run {run_id} failed", "",
+                  printable(f"failed: {', '.join(failed[run_id]) or 'see the run'}",
+                            limit=200), at)
+            for run_id, at in runs]
 
 
 def _stalled(status: watcher.WatcherStatus, now: datetime) -> Alert:
@@ -190,16 +316,24 @@ def _stalled(status: watcher.WatcherStatus, now: datetime) -> Alert:
            else "no watcher is running (`polysec watch`)")
     return Alert(MONITORING, "0", now, "critical", "monitoring stalled", "",
                  printable(f"{status.lag_events:,} event(s) waiting unjudged{waited}: {who}",
-                           limit=200))
+                           limit=200), now, status.lag_events)
 
 
-def _acknowledged(session: Session, alerts: list[Alert]) -> set[tuple[str, str]]:
-    done: set[tuple[str, str]] = set()
+def _acknowledged_through(session: Session,
+                          alerts: list[Alert]) -> dict[tuple[str, str], datetime]:
+    """How far each alert was acknowledged (its newest event then)."""
+    done: dict[tuple[str, str], datetime] = {}
     for kind in KINDS:
         refs = [a.ref for a in alerts if a.kind == kind]
-        if refs:
-            done.update((kind, ref) for ref in session.scalars(
-                select(AlertAck.ref).where(AlertAck.kind == kind, AlertAck.ref.in_(refs))))
+        for start in range(0, len(refs), 500):
+            for ref, through in session.execute(
+                select(AlertAck.ref, func.max(AlertAck.through_at))
+                .where(AlertAck.kind == kind, AlertAck.ref.in_(refs[start:start + 500]),
+                       AlertAck.through_at.is_not(None))
+                .group_by(AlertAck.ref)
+            ):
+                if through is not None:
+                    done[(kind, ref)] = through
     return done
 
 
@@ -212,37 +346,62 @@ def list_alerts(rt: Runtime, actor: Actor) -> list[Alert]:
         return unacknowledged(session, now, cfg, watcher.status(session, now, watch))
 
 
-def _exists(session: Session, kind: str, ref: int) -> bool:
-    table: Any = {"anomaly": LoginAnomaly, "withdrawal": Withdrawal, "audit": AuditRun}[kind]
-    return session.scalar(select(table.id).where(table.id == ref)) is not None
-
-
-def acknowledge(rt: Runtime, actor: Actor, key: str, note: str | None = None) -> None:
-    """Mark the alert ``key`` seen and handled by ``actor``: one row and one audit entry,
-    in one transaction. Exit 4 if another officer acknowledged it first."""
+def acknowledge(rt: Runtime, actor: Actor, key: str, note: str | None = None, *,
+                through: datetime | None = None) -> Alert:
+    """Acknowledge the alert ``key`` as far as ``through`` (what the officer saw; by
+    default, as far as it has grown now): one row and one audit entry, in one
+    transaction. Exit 4 if another officer acknowledged that far first."""
     require(actor, "review")
     kind, ref = parse_key(key)
-    if note is not None:
-        note = note.strip() or None
-        if note is not None and len(note) > NOTE_MAX:
-            raise InputError(f"the note is longer than {NOTE_MAX} characters")
+    note = _note(note)
     now = rt.clock()
+    cfg = load_config(rt.settings)
     try:
         with rt.transaction() as session:
-            if not _exists(session, kind, int(ref)):
-                raise InputError(f"no such event: {key}")
+            alert = next((a for a in current(session, now, cfg) if a.key == f"{kind}:{ref}"),
+                         None)
+            if alert is None:
+                raise InputError(f"no such alert in the last 24 hours: {printable(key)}")
+            covered: datetime = alert.at if through is None else min(through, alert.at)
             session.add(AlertAck(kind=kind, ref=ref, officer_id=actor.officer_id,
-                                 acked_at=now, note=note))
+                                 acked_at=now, note=note, through_at=covered))
             session.flush()
-            details: dict[str, Any] = {"kind": kind}
+            details: dict[str, Any] = {"kind": kind, "through": covered.isoformat(),
+                                       "events": alert.events, "severity": alert.severity,
+                                       "title": alert.title}
             if note:
                 details["note"] = note
             rt.audit.append(session, officer=actor.name, action="alert.acknowledge", at=now,
                             target=f"alert:{kind}:{ref}", details=details)
+            return alert
     except IntegrityError:
         with rt.sessions() as session:
             who = session.scalar(
                 select(Officer.name).join(AlertAck, AlertAck.officer_id == Officer.id)
-                .where(AlertAck.kind == kind, AlertAck.ref == ref))
+                .where(AlertAck.kind == kind, AlertAck.ref == ref)
+                .order_by(AlertAck.id.desc()).limit(1))
         raise ConflictError(f"alert {key} was already acknowledged by {who or 'someone'}"
                             ) from None
+
+
+def acknowledge_many(rt: Runtime, actor: Actor, keys: list[tuple[str, datetime | None]],
+                     note: str | None) -> list[tuple[str, PolysecError | None]]:
+    """Acknowledge each alert (key, as far as) with the same note, each in its own
+    transaction: the key and None when done, or the refusal that stopped it."""
+    require(actor, "review")
+    note = _note(note)
+    results: list[tuple[str, PolysecError | None]] = []
+    for key, through in keys:
+        try:
+            acknowledge(rt, actor, key, note, through=through)
+            results.append((key, None))
+        except PolysecError as refused:
+            results.append((key, refused))
+    return results
+
+
+def _note(note: str | None) -> str | None:
+    text = (note or "").strip() or None
+    if text is not None and len(text) > NOTE_MAX:
+        raise InputError(f"the note is longer than {NOTE_MAX} characters")
+    return text
