@@ -32,6 +32,7 @@ from polysec_tui.db.models import (
     LoginAnomaly,
     LoginEvent,
     Withdrawal,
+    WithdrawalFlag,
     WithdrawalScreening,
 )
 from polysec_tui.errors import ConflictError, InputError, RefusedError
@@ -299,6 +300,33 @@ def test_a_campaign_is_one_alert_that_grows_and_rises(runtime: Runtime) -> None:
     with runtime.sessions() as s:
         assert s.scalar(select(func.count()).select_from(AuditLogEntry).where(
             AuditLogEntry.action == "alert.acknowledge")) == 3
+
+
+def test_a_spraying_campaign_and_a_takeover_chain_alert(runtime: Runtime) -> None:
+    """Each failed attempt of a spraying campaign is only medium, but the campaign is an
+    alert (high); a small held withdrawal alerts when it ends a takeover chain (a
+    security change, then a request from an anomalous session), not otherwise."""
+    load_sample(runtime)
+    ingest(runtime, "accounts", [account(f"sprayed-{i:03d}", totp=False) for i in range(30)])
+    for i in range(30):
+        brute_force(runtime, f"sprayed-{i:03d}", 1, kind="password_spraying",
+                    severity="medium", ip="192.0.2.200", minutes_ago=300)
+    withdraw(runtime, "chain", "BTC", "0.1")
+    withdraw(runtime, "plain", "BTC", "0.2")
+    chain, plain = hold(runtime, "chain"), hold(runtime, "plain")
+    with runtime.transaction() as s:
+        for rule in ("security_change_hold", "risky_session"):
+            s.add(WithdrawalFlag(withdrawal_id=chain, rule=rule, score=20.0, explanation="x",
+                                 details={}, created_at=FIXED_NOW))
+        s.add(WithdrawalFlag(withdrawal_id=plain, rule="security_change_hold", score=20.0,
+                             explanation="x", details={}, created_at=FIXED_NOW))
+    found = {a.key: a for a in alerts.list_alerts(runtime, READER)}
+    assert set(found) == {"source:192.0.2.200", account_key(runtime, "acc-001")}
+    spraying = found["source:192.0.2.200"]
+    assert (spraying.severity, spraying.events, spraying.accounts) == ("high", 30, 30)
+    takeover = found[account_key(runtime, "acc-001")]
+    assert takeover.severity == "critical" and takeover.events == 1
+    assert takeover.title == "takeover chain: security change, anomalous session, withdrawal"
 
 
 def test_acknowledge_is_audited_once(runtime: Runtime) -> None:

@@ -5,11 +5,15 @@ a stable key ``kind:ref``, and grows as events arrive:
 
 - ``account:<account uuid>``: what happened to one account in the last 24 hours: its
   high or critical login anomalies (a brute force, a success after failures, an
-  impossible trip, a risky login: a takeover chain is one alert) and its held
-  withdrawals above their asset's four-eyes limit (``[screening] approval_limits``; an
-  asset without a limit always alerts, as it always needs four-eyes);
+  impossible trip, a risky login), its held withdrawals above their asset's four-eyes
+  limit (``[screening] approval_limits``; an asset without a limit always alerts, as it
+  always needs four-eyes), and a held withdrawal that completes a takeover chain (a
+  security change, then a request from an anomalous session: screening's
+  ``security_change_hold`` and ``risky_session`` together, critical), all in one alert;
 - ``source:<ip or ASn>``: a credential stuffing or password spraying campaign from one
-  IP or network in the last 24 hours, however many accounts it touched;
+  IP or network in the last 24 hours, however many accounts it touched (its findings
+  count from severity medium up: each failed attempt of a spraying campaign is medium,
+  the campaign is high at least);
 - ``audit:<id>``: an audit run of the last 24 hours whose result is ``fail``;
 - ``monitoring:0``: events wait and no watcher has judged them for ``[watch]
   stale_after_seconds`` (:mod:`monitoring.watcher`). Critical, and not acknowledged: it
@@ -50,6 +54,7 @@ from polysec_tui.db.models import (
     LoginAnomaly,
     Officer,
     Withdrawal,
+    WithdrawalFlag,
 )
 from polysec_tui.errors import ConflictError, InputError, PolysecError
 from polysec_tui.services.monitoring import watcher
@@ -62,7 +67,10 @@ KINDS = ("account", "source", "audit")
 # Anomaly kinds about a source (an IP or a network) and many accounts, grouped by it.
 SOURCE_KINDS = ("credential_stuffing", "password_spraying")
 HIGH_SEVERITIES = ("high", "critical")
+CAMPAIGN_SEVERITIES = ("medium", "high", "critical")
 SEVERITY_RANK = {"high": 1, "critical": 2}
+# Screening rules that together make a held withdrawal the end of a takeover chain.
+TAKEOVER_RULES = ("security_change_hold", "risky_session")
 WINDOW = timedelta(hours=24)
 NOTE_MAX = 500
 MONITORING = "monitoring"
@@ -214,6 +222,7 @@ def _anomaly_groups(session: Session, since: datetime, now: datetime,
                     groups: dict[tuple[str, str], _Group]) -> None:
     a = LoginAnomaly
     in_window = (a.at >= since, a.at <= now, a.severity.in_(HIGH_SEVERITIES))
+    campaign = (a.at >= since, a.at <= now, a.severity.in_(CAMPAIGN_SEVERITIES))
     # Account-scoped kinds: one row per account, kind and severity.
     for account_id, ext, kind, severity, n, first, last, newest in session.execute(
         select(a.account_id, Account.external_id, a.kind, a.severity, func.count(),
@@ -245,7 +254,7 @@ def _anomaly_groups(session: Session, since: datetime, now: datetime,
     rows = session.execute(
         select(a.kind, a.severity, a.source_ip, a.source_asn, a.account_id, func.count(),
                func.min(a.at), func.max(a.at), func.max(a.id))
-        .where(*in_window, a.kind.in_(SOURCE_KINDS))
+        .where(*campaign, a.kind.in_(SOURCE_KINDS))
         .group_by(a.kind, a.severity, a.source_ip, a.source_asn, a.account_id)).all()
     sources: dict[int, str] = {}
     ids = sorted({row[8] for row in rows})
@@ -266,19 +275,30 @@ def _anomaly_groups(session: Session, since: datetime, now: datetime,
 def _withdrawal_groups(session: Session, cfg: ScreeningConfig,
                        groups: dict[tuple[str, str], _Group]) -> None:
     w = Withdrawal
-    for account_id, ext, at, asset, amount in session.execute(
-        select(w.account_id, Account.external_id, w.requested_at, w.asset, w.amount)
+    takeover = and_(*(w.id.in_(select(WithdrawalFlag.withdrawal_id)
+                               .where(WithdrawalFlag.rule == rule))
+                      for rule in TAKEOVER_RULES))
+    for account_id, ext, at, asset, amount, chain in session.execute(
+        select(w.account_id, Account.external_id, w.requested_at, w.asset, w.amount,
+               takeover)
         .join(Account, Account.id == w.account_id)
-        .where(w.status == "held", _above_limit_sql(cfg, session.get_bind().dialect.name))
+        .where(w.status == "held",
+               or_(_above_limit_sql(cfg, session.get_bind().dialect.name), takeover))
         .order_by(w.requested_at.desc(), w.id.desc())
     ):
-        if not above_limit(cfg, asset, amount):
+        large = above_limit(cfg, asset, amount)
+        if not (large or chain):
             continue
         group = _group(groups, "account", str(account_id))
         group.account_label = ext
         group.accounts.add(account_id)
-        group.amounts.append(f"{format(amount, 'f')} {printable(asset, limit=16)}")
-        group.add("held withdrawal", 1, at, at, "high")
+        if large:
+            group.amounts.append(f"{format(amount, 'f')} {printable(asset, limit=16)}")
+        if chain:
+            group.add("takeover chain: security change, anomalous session, withdrawal", 1,
+                      at, at, "critical")
+        else:
+            group.add("held withdrawal", 1, at, at, "high")
 
 
 def _group(groups: dict[tuple[str, str], _Group], kind: str, ref: str) -> _Group:
