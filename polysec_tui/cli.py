@@ -24,7 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("polysec_tui.commands.simulate:simulate", "Stream live platform activity (with attacks) through ingest."),  # noqa: E501
     "status": ("polysec_tui.commands.status:status", "Dashboard figures of the database."),
     "watch": ("polysec_tui.commands.watch:watch", "The detector service: judge new events within seconds."),  # noqa: E501
-    "alerts": ("polysec_tui.commands.alerts:alerts", "High-severity alerts: list, acknowledge."),
+    "alerts": ("polysec_tui.commands.alerts:alerts", "Alerts (incidents of activity): list, acknowledge."),  # noqa: E501
+    "rules": ("polysec_tui.commands.rules:rules", "How well each rule does: hits, holds, outcomes."),  # noqa: E501
     "demo": ("polysec_tui.commands.demo:demo", "Fill the demo database and open the console."),
     "tui": ("polysec_tui.commands.tui:tui", "Open the console (Textual TUI)."),
     "login": ("polysec_tui.commands.officer:login", "Log in (password + authenticator code)."),

@@ -10,6 +10,7 @@ import click
 
 from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of
 from polysec_tui.services.monitoring import alerts as service
+from polysec_tui.services.outcomes import OUTCOMES
 
 
 @click.group()
@@ -42,15 +43,19 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 
 @alerts.command()
 @click.argument("keys", nargs=-1, required=True)
+@click.option("--outcome", type=click.Choice(OUTCOMES), required=True,
+              help="Was it right: confirmed fraud, a false positive, or benign (real but "
+                   "harmless; say why in --note). Feeds `polysec rules report`.")
 @click.option("--note", help="Why, or what was done (the same for every alert; audited).")
 @click.pass_context
-def ack(ctx: click.Context, keys: tuple[str, ...], note: str | None) -> None:
+def ack(ctx: click.Context, keys: tuple[str, ...], outcome: str, note: str | None) -> None:
     """Acknowledge the alerts KEYS (e.g. account:<uuid> source:203.0.113.5), each as far
-    as it has grown now (audited). Every failure is listed, and the exit code is the
-    first failure's: 4 acknowledged by another officer first, 2 not an alert."""
+    as it has grown now, with its outcome (audited). Every failure is listed, and the
+    exit code is the first failure's: 4 acknowledged by another officer first, 2 not an
+    alert."""
     rt = runtime_of(ctx)
     results = service.acknowledge_many(rt, actor_of(ctx, "review"),
-                                       [(key, None) for key in keys], note)
+                                       [(key, None) for key in keys], note, outcome=outcome)
     for key, error in results:
         echo(f"acknowledged {key}" if error is None else f"not acknowledged {key}: {error}")
     failures = [error for _key, error in results if error is not None]

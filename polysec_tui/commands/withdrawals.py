@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from polysec_tui.commands.common import COUNT, OFFSET, actor_of, echo, emit_json, runtime_of
+from polysec_tui.services.outcomes import OUTCOMES
 from polysec_tui.services.withdrawals import review as service
 from polysec_tui.services.withdrawals import screening
 from polysec_tui.text import fmt_amount, printable, visible
@@ -129,26 +132,45 @@ def claim(ctx: click.Context, withdrawal: str, as_json: bool) -> None:
     _done(service.claim(rt, actor_of(ctx, "review"), withdrawal), as_json)
 
 
-@withdrawals.command()
-@click.argument("withdrawal")
-@click.option("--note", required=True, help="Why (kept in the review record and audit log).")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def approve(ctx: click.Context, withdrawal: str, note: str, as_json: bool) -> None:
-    """Approve (above the asset's approval limit: opens a four-eyes request)."""
-    rt = runtime_of(ctx)
-    _done(service.approve(rt, actor_of(ctx, "review"), withdrawal, note), as_json)
+def _outcome_options(default: str) -> Any:
+    def wrap(command: Any) -> Any:
+        command = click.option(
+            "--outcome-reason",
+            help="Why that outcome, e.g. \"client travelling\" (default: the note).")(command)
+        return click.option(
+            "--outcome", type=click.Choice(OUTCOMES), default=default, show_default=True,
+            help="Was the hold right (feeds `polysec rules report`)")(command)
+    return wrap
 
 
 @withdrawals.command()
 @click.argument("withdrawal")
 @click.option("--note", required=True, help="Why (kept in the review record and audit log).")
+@_outcome_options("false_positive")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def reject(ctx: click.Context, withdrawal: str, note: str, as_json: bool) -> None:
-    """Reject the withdrawal."""
+def approve(ctx: click.Context, withdrawal: str, note: str, outcome: str,
+            outcome_reason: str | None, as_json: bool) -> None:
+    """Approve (above the asset's approval limit: opens a four-eyes request). The
+    outcome is recorded with the final approval: by default the hold was a false
+    positive; benign when the activity was real but harmless."""
     rt = runtime_of(ctx)
-    _done(service.reject(rt, actor_of(ctx, "review"), withdrawal, note), as_json)
+    _done(service.approve(rt, actor_of(ctx, "review"), withdrawal, note, outcome=outcome,
+                          outcome_reason=outcome_reason), as_json)
+
+
+@withdrawals.command()
+@click.argument("withdrawal")
+@click.option("--note", required=True, help="Why (kept in the review record and audit log).")
+@_outcome_options("confirmed_fraud")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def reject(ctx: click.Context, withdrawal: str, note: str, outcome: str,
+           outcome_reason: str | None, as_json: bool) -> None:
+    """Reject the withdrawal (the outcome: by default the hold caught fraud)."""
+    rt = runtime_of(ctx)
+    _done(service.reject(rt, actor_of(ctx, "review"), withdrawal, note, outcome=outcome,
+                         outcome_reason=outcome_reason), as_json)
 
 
 @withdrawals.command()

@@ -712,3 +712,21 @@ class Notification(Base):
     text: Mapped[str] = mapped_column(String(500))
     subject: Mapped[str | None] = mapped_column(String(160))  # withdrawal:T1, request:<id>
     delivered_at: Mapped[datetime | None]
+
+
+class CaseOutcome(Base):
+    """Whether a hold or an alert was right, recorded with the decision that closed it:
+    confirmed fraud, a false positive, or benign (real but harmless, e.g. a client
+    travelling). ``rules`` names what had fired (``screening:<rule>``,
+    ``detector:<kind>``) so that `polysec rules report` can give each its precision."""
+
+    __tablename__ = "case_outcomes"
+    __table_args__ = (Index(None, "at"), Index(None, "subject"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    officer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("officers.id"))
+    subject: Mapped[str] = mapped_column(String(160))  # withdrawal:<ext> | alert:<key>
+    outcome: Mapped[str] = mapped_column(String(16))  # confirmed_fraud | false_positive | benign
+    reason: Mapped[str | None] = mapped_column(Text)
+    rules: Mapped[dict[str, Any]]  # {"fired": ["screening:ip_not_seen", ...]}

@@ -1,9 +1,10 @@
 """The alerts modal: unacknowledged alerts (one per account, campaign source or failed
 audit run, with its counts), acknowledged one or many at a time.
 
-Opened from the dashboard (``a``). ``space`` marks rows; ``enter`` acknowledges the
-marked ones (or the highlighted one) as far as they are shown, with the note typed in
-the note line (optional, the same for all), in a thread worker
+Opened from the dashboard (``a``). ``space`` marks rows; ``c`` (confirmed fraud), ``f``
+(false positive) or ``b`` (benign) acknowledges the marked ones (or the highlighted one)
+as far as they are shown, with that outcome and the note typed in the note line
+(optional, the same for all; the reason of a benign outcome), in a thread worker
 (``services.alerts.acknowledge_many``: each alert one row and one audit entry in its own
 transaction). Acknowledged rows leave the table; the ones that failed stay, and each
 failure is listed (another officer who acknowledged first is a conflict). Every text
@@ -34,9 +35,16 @@ class AlertsScreen(ModalScreen[int]):
     """Returns how many alerts this officer acknowledged."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "acknowledge", "Acknowledge", id="alerts.acknowledge",
-                tooltip="Acknowledge the marked alerts, or the highlighted one (audited)",
-                priority=True),
+        Binding("c", "acknowledge('confirmed_fraud')", "Confirmed fraud",
+                id="alerts.confirmed",
+                tooltip="Acknowledge the marked alerts (or the highlighted one): fraud"),
+        Binding("f", "acknowledge('false_positive')", "False positive",
+                id="alerts.false-positive",
+                tooltip="Acknowledge the marked alerts (or the highlighted one): nothing "
+                        "happened"),
+        Binding("b", "acknowledge('benign')", "Benign", id="alerts.benign",
+                tooltip="Acknowledge the marked alerts (or the highlighted one): real but "
+                        "harmless (say why in the note)"),
         Binding("space", "mark", "Mark", id="alerts.mark",
                 tooltip="Mark or unmark the highlighted alert"),
         Binding("escape", "close", "Close", id="alerts.close",
@@ -63,8 +71,9 @@ class AlertsScreen(ModalScreen[int]):
     def compose(self) -> ComposeResult:
         with Vertical(id="alerts-box") as box:
             box.border_title = f"Alerts ({len(self.items)} unacknowledged)"
-            yield Static(Text("space mark · enter acknowledge the marked (or highlighted) "
-                              "ones · tab: note · escape close"), id="alerts-help")
+            yield Static(Text("space mark · acknowledge the marked (or highlighted) ones as "
+                              "c confirmed fraud, f false positive, b benign · tab: note · "
+                              "escape close"), id="alerts-help")
             yield Input(placeholder="note for the acknowledgement (optional; the same for "
                         "every marked alert)", max_length=alerts.NOTE_MAX, id="alerts-note")
             table: DataTable[Text] = DataTable(id="alerts-table", cursor_type="row")
@@ -111,8 +120,8 @@ class AlertsScreen(ModalScreen[int]):
             return None
         return self.items[table.cursor_row]
 
-    def action_acknowledge(self) -> None:
-        """Acknowledge the marked alerts, or the highlighted one."""
+    def action_acknowledge(self, outcome: str) -> None:
+        """Acknowledge the marked alerts, or the highlighted one, with ``outcome``."""
         chosen = [a for a in self.items if a.key in self.marked] or [
             a for a in (self._highlighted(),) if a is not None]
         chosen = [a for a in chosen if a.key not in self._pending]
@@ -121,14 +130,15 @@ class AlertsScreen(ModalScreen[int]):
             return
         self._pending.update(a.key for a in chosen)
         note = self.query_one("#alerts-note", Input).value
-        self._acknowledge(chosen, note)
+        self._acknowledge(chosen, note, outcome)
 
     @work(thread=True, exit_on_error=False, group="alerts")
-    def _acknowledge(self, chosen: list[Alert], note: str) -> None:
+    def _acknowledge(self, chosen: list[Alert], note: str, outcome: str) -> None:
         try:
             results = [(key, None if error is None else str(error)) for key, error in
                        alerts.acknowledge_many(self.runtime, self.actor,
-                                               [(a.key, a.at) for a in chosen], note)]
+                                               [(a.key, a.at) for a in chosen], note,
+                                               outcome=outcome)]
         except PolysecError as refused:
             results = [(a.key, describe_error(refused)) for a in chosen]
         self.app.call_from_thread(self._done, results)

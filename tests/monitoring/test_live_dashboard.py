@@ -24,6 +24,7 @@ from polysec_tui.cli import cli
 from polysec_tui.db.models import (
     Account,
     AlertAck,
+    CaseOutcome,
     ApprovalRequest,
     AuditFinding,
     AuditLogEntry,
@@ -284,16 +285,16 @@ def test_a_campaign_is_one_alert_that_grows_and_rises(runtime: Runtime) -> None:
     assert len(summary.alerts) == 2
     # Acknowledged as seen; one more attempt later brings it back, grown.
     alerts.acknowledge(runtime, chief[1], victim.key, "client reset the password",
-                       through=victim.at)
+                       through=victim.at, outcome="benign")
     assert victim.key not in {a.key for a in alerts.list_alerts(runtime, READER)}
     brute_force(runtime, "acc-002", 1, minutes_ago=3, severity="critical")
     (again,) = [a for a in alerts.list_alerts(runtime, READER) if a.key == victim.key]
     assert (again.events, again.severity) == (101, "critical")
     with pytest.raises(ConflictError, match="already acknowledged by chief"):
-        alerts.acknowledge(runtime, chief[1], victim.key, through=victim.at)
+        alerts.acknowledge(runtime, chief[1], victim.key, through=victim.at, outcome="benign")
     results = alerts.acknowledge_many(runtime, chief[1], [(again.key, again.at),
                                                           (campaign.key, campaign.at),
-                                                          ("account:nobody", None)], "seen")
+                                                          ("account:nobody", None)], "seen", outcome="benign")
     assert [(k, type(e).__name__ if e else None) for k, e in results] == [
         (again.key, None), (campaign.key, None), ("account:nobody", "InputError")]
     assert alerts.list_alerts(runtime, READER) == []
@@ -335,7 +336,7 @@ def test_acknowledge_is_audited_once(runtime: Runtime) -> None:
     add_anomaly(runtime, "l2", "critical")
     key = account_key(runtime, "acc-001")
     before = DashboardService(runtime, READER).change_token()
-    alerts.acknowledge(runtime, chief[1], key, note="  called the client  ")
+    alerts.acknowledge(runtime, chief[1], key, note="  called the client  ", outcome="benign")
     assert alerts.list_alerts(runtime, READER) == []
     assert DashboardService(runtime, READER).change_token() != before  # the audit head moved
     with runtime.sessions() as s:
@@ -348,10 +349,14 @@ def test_acknowledge_is_audited_once(runtime: Runtime) -> None:
         assert (entry.officer, entry.target) == ("chief", f"alert:{key}")
         assert json.loads(entry.details) == {
             "kind": "account", "note": "called the client", "events": 1,
-            "severity": "critical", "title": "impossible travel",
+            "severity": "critical", "title": "impossible travel", "outcome": "benign",
             "through": (FIXED_NOW - timedelta(minutes=5)).isoformat()}
+        recorded = s.scalars(select(CaseOutcome)).one()
+        assert (recorded.subject, recorded.outcome, recorded.reason, recorded.rules) == (
+            f"alert:{key}", "benign", "called the client",
+            {"fired": ["detector:impossible_travel"]})
     with pytest.raises(ConflictError, match="already acknowledged by chief"):
-        alerts.acknowledge(runtime, chief[1], key)
+        alerts.acknowledge(runtime, chief[1], key, outcome="benign")
     with runtime.sessions() as s:
         assert s.scalar(select(func.count()).select_from(AlertAck)) == 1
         assert s.scalar(select(func.count()).select_from(AuditLogEntry).where(
@@ -370,7 +375,7 @@ def test_acknowledge_rolls_back_without_its_audit_entry(runtime: Runtime,
 
     monkeypatch.setattr(runtime.audit, "append", broken)
     with pytest.raises(RuntimeError):
-        alerts.acknowledge(runtime, chief[1], account_key(runtime, "acc-001"))
+        alerts.acknowledge(runtime, chief[1], account_key(runtime, "acc-001"), outcome="benign")
     with runtime.sessions() as s:
         assert s.scalar(select(func.count()).select_from(AlertAck)) == 0
     assert len(alerts.list_alerts(runtime, READER)) == 1
@@ -381,13 +386,13 @@ def test_acknowledge_rolls_back_without_its_audit_entry(runtime: Runtime,
 def test_acknowledge_bad_keys(runtime: Runtime, key: str) -> None:
     chief = log_in(runtime)
     with pytest.raises(InputError):
-        alerts.acknowledge(runtime, chief[1], key)
+        alerts.acknowledge(runtime, chief[1], key, outcome="benign")
 
 
 def test_automation_may_not_acknowledge(runtime: Runtime) -> None:
     robot = Actor(uuid.uuid4(), "cron", "automation")
     with pytest.raises(RefusedError):
-        alerts.acknowledge(runtime, robot, "audit:1")
+        alerts.acknowledge(runtime, robot, "audit:1", outcome="benign")
 
 
 # ------------------------------------------------------------------- change token
@@ -500,7 +505,8 @@ def test_alerts_cli_list_and_ack(runtime: Runtime, cli_env: dict[str, str],
     text = CliRunner().invoke(cli, ["alerts", "list"], env=cli_env, catch_exceptions=False)
     assert text.output.splitlines()[0].endswith(f"{key}  high      held withdrawal  "
                                                 "account acc-001")
-    acked = CliRunner().invoke(cli, ["alerts", "ack", doc["key"], "--note", "called"],
+    acked = CliRunner().invoke(cli, ["alerts", "ack", doc["key"], "--outcome", "benign",
+                                     "--note", "called"],
                                env=cli_env, catch_exceptions=False)
     assert acked.exit_code == 0, acked.output
     assert acked.output == f"acknowledged {key}\n"
@@ -511,10 +517,10 @@ def test_alerts_cli_list_and_ack(runtime: Runtime, cli_env: dict[str, str],
     text = CliRunner().invoke(cli, ["alerts", "list"], env=cli_env, catch_exceptions=False)
     assert text.output == "no unacknowledged alerts\n"
     with pytest.raises(SystemExit) as again:
-        main(["alerts", "ack", key])
+        main(["alerts", "ack", key, "--outcome", "benign"])
     assert again.value.code == 4
     with pytest.raises(SystemExit) as bad:
-        main(["alerts", "ack", "nonsense"])
+        main(["alerts", "ack", "nonsense", "--outcome", "benign"])
     assert bad.value.code == 2
 
 
@@ -636,7 +642,7 @@ async def test_acknowledge_from_the_console(runtime: Runtime) -> None:
         assert isinstance(modal, AlertsScreen)
         first = modal.items[0].key  # newest first: the withdrawal (1 min ago)
         assert first == account_key(runtime, "acc-001")
-        await pilot.press("enter")
+        await pilot.press("f")  # a false positive
         await wait_until(pilot, lambda: len(modal.items) == 1, "the acknowledgement")
         with runtime.sessions() as s:
             assert s.scalar(select(AuditLogEntry.target).where(

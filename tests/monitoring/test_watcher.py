@@ -447,7 +447,7 @@ def test_a_watcher_that_stopped_while_events_wait_is_a_critical_alert(settings):
         assert [(a.kind, a.severity) for a in found] == [("monitoring", "critical")]
         assert "1 event(s)" in found[0].detail
         with pytest.raises(InputError, match="clears itself"):
-            alerts.acknowledge(rt, ANN, found[0].key)
+            alerts.acknowledge(rt, ANN, found[0].key, outcome="benign")
         w.step()  # judged again: the alert is gone
         with rt.sessions() as s:
             assert alerts.unacknowledged(s, clock(), cfg) == []

@@ -57,6 +57,7 @@ from polysec_tui.db.models import (
     WithdrawalFlag,
 )
 from polysec_tui.errors import ConflictError, InputError, PolysecError
+from polysec_tui.services import outcomes
 from polysec_tui.services.monitoring import watcher
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
@@ -90,6 +91,7 @@ class Alert:
     accounts: int = 0
     ips: int = 0
     parts: tuple[tuple[str, int], ...] = ()  # (what, how many), most first
+    rules: tuple[str, ...] = ()  # what fired: detector:<kind>, alert:<what> (outcomes)
 
     @property
     def key(self) -> str:
@@ -178,6 +180,7 @@ class _Group:
         self.amounts: list[str] = []
         self.newest_id = 0  # the newest anomaly: its explanation leads the detail
         self.latest = ""
+        self.rules: set[str] = set()
 
     def add(self, what: str, count: int, first: datetime, last: datetime,
             severity: str) -> None:
@@ -211,7 +214,8 @@ class _Group:
             account = self.account_label
         return Alert(self.kind, self.ref, self.last, severity, printable(title, limit=160),
                      printable(account, limit=64), printable(detail, limit=200),
-                     self.first, events, len(self.accounts), len(self.ips), parts)
+                     self.first, events, len(self.accounts), len(self.ips), parts,
+                     tuple(sorted(self.rules)))
 
 
 def _label(kind: str) -> str:
@@ -235,6 +239,7 @@ def _anomaly_groups(session: Session, since: datetime, now: datetime,
         group.account_label = ext
         group.accounts.add(account_id)
         group.add(_label(kind), int(n), first, last, severity)
+        group.rules.add(f"detector:{kind}")
         group.newest_id = max(group.newest_id, int(newest))
     by_newest = {g.newest_id: g for g in groups.values() if g.newest_id}
     latest_ids = sorted(by_newest)
@@ -270,6 +275,7 @@ def _anomaly_groups(session: Session, since: datetime, now: datetime,
         if ip:
             group.ips.add(ip)
         group.add(_label(kind), int(n), first, last, severity)
+        group.rules.add(f"detector:{kind}")
 
 
 def _withdrawal_groups(session: Session, cfg: ScreeningConfig,
@@ -294,7 +300,9 @@ def _withdrawal_groups(session: Session, cfg: ScreeningConfig,
         group.accounts.add(account_id)
         if large:
             group.amounts.append(f"{format(amount, 'f')} {printable(asset, limit=16)}")
+            group.rules.add("alert:large_held_withdrawal")
         if chain:
+            group.rules.add("alert:takeover_chain")
             group.add("takeover chain: security change, anomalous session, withdrawal", 1,
                       at, at, "critical")
         else:
@@ -367,13 +375,15 @@ def list_alerts(rt: Runtime, actor: Actor) -> list[Alert]:
 
 
 def acknowledge(rt: Runtime, actor: Actor, key: str, note: str | None = None, *,
-                through: datetime | None = None) -> Alert:
+                outcome: str, through: datetime | None = None) -> Alert:
     """Acknowledge the alert ``key`` as far as ``through`` (what the officer saw; by
-    default, as far as it has grown now): one row and one audit entry, in one
-    transaction. Exit 4 if another officer acknowledged that far first."""
+    default, as far as it has grown now) with its ``outcome`` (`services.outcomes`; the
+    note is its reason): one row, the outcome and one audit entry, in one transaction.
+    Exit 4 if another officer acknowledged that far first."""
     require(actor, "review")
     kind, ref = parse_key(key)
     note = _note(note)
+    outcomes.checked(outcome, note)
     now = rt.clock()
     cfg = load_config(rt.settings)
     try:
@@ -386,9 +396,11 @@ def acknowledge(rt: Runtime, actor: Actor, key: str, note: str | None = None, *,
             session.add(AlertAck(kind=kind, ref=ref, officer_id=actor.officer_id,
                                  acked_at=now, note=note, through_at=covered))
             session.flush()
+            outcomes.record(session, actor.officer_id, now, f"alert:{alert.key}", outcome,
+                            note, list(alert.rules))
             details: dict[str, Any] = {"kind": kind, "through": covered.isoformat(),
                                        "events": alert.events, "severity": alert.severity,
-                                       "title": alert.title}
+                                       "title": alert.title, "outcome": outcome}
             if note:
                 details["note"] = note
             rt.audit.append(session, officer=actor.name, action="alert.acknowledge", at=now,
@@ -405,15 +417,16 @@ def acknowledge(rt: Runtime, actor: Actor, key: str, note: str | None = None, *,
 
 
 def acknowledge_many(rt: Runtime, actor: Actor, keys: list[tuple[str, datetime | None]],
-                     note: str | None) -> list[tuple[str, PolysecError | None]]:
-    """Acknowledge each alert (key, as far as) with the same note, each in its own
-    transaction: the key and None when done, or the refusal that stopped it."""
+                     note: str | None, *, outcome: str) -> list[tuple[str, PolysecError | None]]:
+    """Acknowledge each alert (key, as far as) with the same outcome and note, each in
+    its own transaction: the key and None when done, or the refusal that stopped it."""
     require(actor, "review")
     note = _note(note)
+    outcomes.checked(outcome, note)
     results: list[tuple[str, PolysecError | None]] = []
     for key, through in keys:
         try:
-            acknowledge(rt, actor, key, note, through=through)
+            acknowledge(rt, actor, key, note, outcome=outcome, through=through)
             results.append((key, None))
         except PolysecError as refused:
             results.append((key, refused))

@@ -58,6 +58,7 @@ from polysec_tui.db.models import (
 )
 from polysec_tui.db.types import record_id
 from polysec_tui.errors import ConflictError, InputError, RefusedError
+from polysec_tui.services import outcomes
 from polysec_tui.services.clients.accounts import AccountSummary
 from polysec_tui.services.clients.accounts import summary as account_summary
 from polysec_tui.services.officers import approvals, notifications
@@ -498,7 +499,8 @@ def _record(rt: Runtime, session: Session, actor: Actor, wd_id: int, ext: str, d
 
 def _transition(rt: Runtime, actor: Actor, ref: str, verb: str, allowed: Any,
                 values: dict[str, Any], note: str | None,
-                check: Any = None) -> Outcome:
+                check: Any = None, judged: tuple[str, str | None] | None = None) -> Outcome:
+    """``judged``: the outcome (and its reason) a final decision records."""
     now = rt.clock()
     with rt.transaction() as session:
         wd = _find(session, ref)
@@ -510,8 +512,13 @@ def _transition(rt: Runtime, actor: Actor, ref: str, verb: str, allowed: Any,
             .values(**values).execution_options(synchronize_session=False)
         )
         if done.rowcount == 1:  # type: ignore[attr-defined]
+            extra = {} if judged is None else {"outcome": judged[0]}
             _record(rt, session, actor, wid, ext, verb, note, now,
-                    account=str(account_id), status=status)
+                    account=str(account_id), status=status, **extra)
+            if judged is not None:
+                outcomes.record(session, actor.officer_id, now, f"withdrawal:{ext}",
+                                judged[0], judged[1] or note,
+                                outcomes.screening_rules(session, wid))
             return Outcome(ext, status)
     raise _conflict(rt, wid, actor, verb)
 
@@ -529,13 +536,16 @@ def claim(rt: Runtime, actor: Actor, ref: str) -> Outcome:
                         "claimed_at": now}, None)
 
 
-def reject(rt: Runtime, actor: Actor, ref: str, note: str) -> Outcome:
+def reject(rt: Runtime, actor: Actor, ref: str, note: str, *,
+           outcome: str = "confirmed_fraud", outcome_reason: str | None = None) -> Outcome:
+    """Reject; records the outcome (by default the hold caught fraud)."""
     require(actor, "review")
     text = _note(note)
+    judged = outcomes.checked(outcome, outcome_reason)
     now = rt.clock()
     return _transition(rt, actor, ref, "reject", _from_states(actor),
                        {"status": "rejected", "decided_by": actor.officer_id,
-                        "decided_at": now}, text)
+                        "decided_at": now}, text, judged=judged)
 
 
 def escalate(rt: Runtime, actor: Actor, ref: str, note: str) -> Outcome:
@@ -562,12 +572,16 @@ def _approval_checks(session: Session, wd: Withdrawal, now: datetime) -> None:
                            "or have a senior officer remove the address first")
 
 
-def approve(rt: Runtime, actor: Actor, ref: str, note: str) -> Outcome:
+def approve(rt: Runtime, actor: Actor, ref: str, note: str, *,
+            outcome: str = "false_positive", outcome_reason: str | None = None) -> Outcome:
     """Approve; above the asset's approval limit this opens a four-eyes request instead
-    (the withdrawal stays in review, claimed by this officer, until a senior approves)."""
+    (the withdrawal stays in review, claimed by this officer, until a senior approves).
+    Records the outcome with the final approval (by default: the hold was a false
+    positive; ``benign`` with a reason when the activity was real but harmless)."""
     require(actor, "review")
     text = _note(note)
     assert text is not None
+    judged = outcomes.checked(outcome, outcome_reason)
     cfg = load_config(rt.settings)
     now = rt.clock()
     with rt.sessions() as session:
@@ -577,7 +591,7 @@ def approve(rt: Runtime, actor: Actor, ref: str, note: str) -> Outcome:
     if limit is not None and amount <= limit:
         return _transition(rt, actor, ref, "approve", _from_states(actor),
                            {"status": "approved", "decided_by": actor.officer_id,
-                            "decided_at": now}, text, check=_approval_checks)
+                            "decided_at": now}, text, check=_approval_checks, judged=judged)
     w = Withdrawal
     pending_request = (select(ApprovalRequest.id)
                        .where(ApprovalRequest.id == w.approval_id,
@@ -585,7 +599,7 @@ def approve(rt: Runtime, actor: Actor, ref: str, note: str) -> Outcome:
                               ApprovalRequest.expires_at > now))
     allowed = _from_states(actor) & ~pending_request.exists()
     try:
-        return _request_approval(rt, actor, ref, allowed, text, limit, now)
+        return _request_approval(rt, actor, ref, allowed, text, limit, now, judged)
     except _Lost as lost:
         raise _conflict(rt, lost.wid, actor, "approve") from None
 
@@ -599,7 +613,8 @@ class _Lost(Exception):
 
 
 def _request_approval(rt: Runtime, actor: Actor, ref: str, allowed: Any, text: str,
-                      limit: Decimal | None, now: datetime) -> Outcome:
+                      limit: Decimal | None, now: datetime,
+                      judged: tuple[str, str | None]) -> Outcome:
     with rt.transaction() as session:
         wd = _find(session, ref)
         wid, account_id, ext, amount, asset = (wd.id, wd.account_id, wd.external_id,
@@ -614,7 +629,8 @@ def _request_approval(rt: Runtime, actor: Actor, ref: str, allowed: Any, text: s
         request_id = approvals.open_request(
             rt, actor, APPROVAL, reason[:approvals.MAX_REASON],
             {"withdrawal_id": wid, "withdrawal": ext, "note": text,
-             "account": account_ext, "account_id": str(account_id)}, session=session)
+             "account": account_ext, "account_id": str(account_id),
+             "outcome": judged[0], "outcome_reason": judged[1]}, session=session)
         session.flush()
         done = session.execute(
             update(Withdrawal).where(Withdrawal.id == wid, allowed)
@@ -651,8 +667,14 @@ def _execute_approval(rt: Runtime, session: Session, request: ApprovalRequest,
         raise ConflictError(f"withdrawal {wd.external_id} is {wd.status} now; "
                             "the request can no longer approve it")
     note = f"four-eyes approval of request {request.id}"
+    outcome = str(request.payload.get("outcome") or "false_positive")
     _record(rt, session, approver, wid, wd.external_id, "approve", note, now,
-            account=str(wd.account_id), status="approved", request=str(request.id))
+            account=str(wd.account_id), status="approved", request=str(request.id),
+            outcome=outcome)
+    reason = request.payload.get("outcome_reason") or request.payload.get("note")
+    outcomes.record(session, approver.officer_id, now, f"withdrawal:{wd.external_id}",
+                    outcome, None if reason is None else str(reason),
+                    outcomes.screening_rules(session, wid))
     return {"withdrawal": wd.external_id, "status": "approved"}
 
 
@@ -682,7 +704,7 @@ APPROVAL = approvals.ApprovalKind(
 
 
 # The decisions an officer takes on a claimed withdrawal, by the verb the CLI and the
-# console name them with.
+# console name them with (approve and reject record their default outcome).
 DECISIONS: dict[str, Callable[[Runtime, Actor, str, str], Outcome]] = {
     "approve": approve, "reject": reject, "escalate": escalate,
 }
