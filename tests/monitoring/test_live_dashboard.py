@@ -24,12 +24,12 @@ from polysec_tui.cli import cli
 from polysec_tui.db.models import (
     Account,
     AlertAck,
-    CaseOutcome,
     ApprovalRequest,
     AuditFinding,
     AuditLogEntry,
     AuditRun,
     BackupRecord,
+    CaseOutcome,
     LoginAnomaly,
     LoginEvent,
     Withdrawal,
@@ -294,7 +294,8 @@ def test_a_campaign_is_one_alert_that_grows_and_rises(runtime: Runtime) -> None:
         alerts.acknowledge(runtime, chief[1], victim.key, through=victim.at, outcome="benign")
     results = alerts.acknowledge_many(runtime, chief[1], [(again.key, again.at),
                                                           (campaign.key, campaign.at),
-                                                          ("account:nobody", None)], "seen", outcome="benign")
+                                                          ("account:nobody", None)], "seen",
+                                      outcome="benign")
     assert [(k, type(e).__name__ if e else None) for k, e in results] == [
         (again.key, None), (campaign.key, None), ("account:nobody", "InputError")]
     assert alerts.list_alerts(runtime, READER) == []
