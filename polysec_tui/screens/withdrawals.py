@@ -36,7 +36,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, Select, Static
 from textual.worker import get_current_worker
 
 from polysec_tui.errors import PolysecError
@@ -276,17 +276,22 @@ class WithdrawalQueueScreen(ConsoleScreen):
 class Decision:
     verb: str  # approve | reject | escalate
     title: str
+    outcome: str | None = None  # the outcome a final decision records by default
 
 
 DECISIONS = {
-    "approve": Decision("approve", "Approve"),
-    "reject": Decision("reject", "Reject"),
+    "approve": Decision("approve", "Approve", "false_positive"),
+    "reject": Decision("reject", "Reject", "confirmed_fraud"),
     "escalate": Decision("escalate", "Escalate to a senior officer"),
 }
+OUTCOME_LABELS = {"confirmed_fraud": "confirmed fraud", "false_positive": "false positive",
+                  "benign": "benign (real but harmless: say why in the note)"}
 
 
-class NotePrompt(ModalScreen[str | None]):
-    """The note for a decision; Enter confirms it, Escape cancels."""
+class NotePrompt(ModalScreen[tuple[str, str | None] | None]):
+    """The note for a decision and, for a final one, its outcome (a choice under the
+    note, preset to the verb's usual one); Enter in the note confirms, Escape cancels.
+    Returns (note, outcome)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="note.cancel", tooltip="Decide nothing"),
@@ -298,10 +303,11 @@ class NotePrompt(ModalScreen[str | None]):
     NotePrompt #note-error { color: $error; }
     """
 
-    def __init__(self, title: str, summary: Text) -> None:
+    def __init__(self, title: str, summary: Text, outcome: str | None = None) -> None:
         super().__init__()
         self.title_text = title
         self.summary = summary
+        self.outcome = outcome
 
     def compose(self) -> ComposeResult:
         with Vertical(id="note-box") as box:
@@ -310,6 +316,10 @@ class NotePrompt(ModalScreen[str | None]):
             yield Static(self.summary)
             yield Input(placeholder="note (required; kept in the review record and audit log)",
                         id="note-input", max_length=service.MAX_NOTE)
+            if self.outcome is not None:
+                yield Static(Text("Outcome (tab to change; feeds the rules report):"))
+                yield Select([(label, value) for value, label in OUTCOME_LABELS.items()],
+                             value=self.outcome, allow_blank=False, id="note-outcome")
             yield Static(Text(""), id="note-error")
 
     def on_mount(self) -> None:
@@ -322,7 +332,10 @@ class NotePrompt(ModalScreen[str | None]):
         if not note:
             self.query_one("#note-error", Static).update(Text("a note is required"))
             return
-        self.dismiss(note)
+        outcome = None
+        if self.outcome is not None:
+            outcome = str(self.query_one("#note-outcome", Select).value)
+        self.dismiss((note, outcome))
 
     def action_cancel(self) -> None:
         """Close without deciding."""
@@ -562,28 +575,34 @@ class WithdrawalDetailScreen(ConsoleScreen):
             f": {fmt_amount(i.amount)} ", safe_text(i.asset), " to ",
             safe_text(i.address), f" (risk {i.risk_score or 0:.0f})?")
 
-        def done(note: str | None) -> None:
-            if note:
-                self.decide(verb, note)
+        def done(answer: tuple[str, str | None] | None) -> None:
+            if answer:
+                note, outcome = answer
+                self.decide(verb, note, outcome=outcome)
 
-        self.app.push_screen(NotePrompt(DECISIONS[verb].title, summary), done)
+        decision = DECISIONS[verb]
+        self.app.push_screen(NotePrompt(decision.title, summary, decision.outcome), done)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="withdrawal decision")
-    def decide(self, verb: str, note: str | None, to: str = "") -> None:
+    def decide(self, verb: str, note: str | None, to: str = "",
+               outcome: str | None = None) -> None:
         assert self.actor is not None
         try:
             if verb == "claim":
-                outcome = service.claim(self.runtime, self.actor, self.ref)
+                result = service.claim(self.runtime, self.actor, self.ref)
             elif verb == "release":
-                outcome = service.release(self.runtime, self.actor, self.ref)
+                result = service.release(self.runtime, self.actor, self.ref)
             elif verb == "reassign":
-                outcome = service.reassign(self.runtime, self.actor, self.ref, to, note or "")
-                outcome = service.Outcome(outcome.external_id,
-                                          f"{outcome.status}, reassigned to {to}")
+                moved = service.reassign(self.runtime, self.actor, self.ref, to, note or "")
+                result = service.Outcome(moved.external_id,
+                                         f"{moved.status}, reassigned to {to}")
+            elif verb in ("approve", "reject") and outcome is not None:
+                final = service.approve if verb == "approve" else service.reject
+                result = final(self.runtime, self.actor, self.ref, note or "", outcome=outcome)
             else:
-                outcome = service.DECISIONS[verb](self.runtime, self.actor, self.ref,
-                                                  note or "")
-            message = self.Decided(outcome.summary(), False)
+                result = service.DECISIONS[verb](self.runtime, self.actor, self.ref,
+                                                 note or "")
+            message = self.Decided(result.summary(), False)
         except PolysecError as error:
             message = self.Decided(str(error), True)
         if not get_current_worker().is_cancelled:

@@ -159,6 +159,34 @@ async def test_next_claims_and_opens_the_most_urgent_then_release(staff: Staff) 
     assert wds.show(rt, staff.actors["ann"], "HOT").item.claimed_by is None
 
 
+@sync
+async def test_the_decision_prompt_records_the_chosen_outcome(staff: Staff) -> None:
+    from sqlalchemy import select
+    from textual.widgets import Select
+
+    from polysec_tui.db.models import CaseOutcome
+    from polysec_tui.screens.withdrawals import NotePrompt
+
+    rt = staff.rt
+    held(rt, "CALM", 1)
+    ann = PolysecApp(rt, session=staff.login("ann"))
+    async with ann.run_test(size=(150, 44)) as pilot:
+        await ann.push_screen(WithdrawalDetailScreen("CALM"))
+        await until(pilot, lambda: isinstance(ann.screen, WithdrawalDetailScreen)
+                    and ann.screen.detail is not None, "the detail")
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(ann.screen, NotePrompt), "the prompt")
+        choice = ann.screen.query_one("#note-outcome", Select)
+        assert choice.value == "false_positive"  # an approval's usual outcome
+        choice.value = "benign"
+        await pilot.press(*"client travelling, called back", "enter")
+        await until(pilot, lambda: status(rt, "CALM") == "approved", "the approval")
+    with rt.sessions() as s:
+        recorded = s.scalars(select(CaseOutcome)).one()
+    assert (recorded.subject, recorded.outcome, recorded.reason) == (
+        "withdrawal:CALM", "benign", "client travelling, called back")
+
+
 # --------------------------------------------------------------------------- snapshot
 
 
