@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "status": ("polysec_tui.commands.status:status", "Dashboard figures of the database."),
     "watch": ("polysec_tui.commands.watch:watch", "The detector service: judge new events within seconds."),  # noqa: E501
     "alerts": ("polysec_tui.commands.alerts:alerts", "Alerts (incidents of activity): list, acknowledge."),  # noqa: E501
+    "work": ("polysec_tui.commands.work:work", "Your own work: claims, decisions waiting for you, your requests."),  # noqa: E501
     "rules": ("polysec_tui.commands.rules:rules", "How well each rule does: hits, holds, outcomes."),  # noqa: E501
     "demo": ("polysec_tui.commands.demo:demo", "Fill the demo database and open the console."),
     "tui": ("polysec_tui.commands.tui:tui", "Open the console (Textual TUI)."),

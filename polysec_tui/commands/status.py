@@ -48,7 +48,8 @@ def render_text(s: DashboardSummary) -> list[str]:
         f"accounts      {s.accounts:,}, with 2FA {s.accounts_2fa:,} ({coverage})",
         f"logins 24 h   {s.logins_ok_24h:,} ok, {s.logins_failed_24h:,} failed "
         f"from {s.failing_ips_24h:,} distinct IP(s)",
-        f"withdrawals   {s.withdrawals_pending:,} pending, {s.withdrawals_held:,} held",
+        f"withdrawals   {s.withdrawals_pending:,} pending, {s.withdrawals_held:,} held"
+        + (f", {s.withdrawals_late:,} past the review SLA" if s.withdrawals_late else ""),
         f"failed/hour   {s.logins_failed_1h:,} in the last hour "
         f"(24 h average {s.failed_per_hour_24h:,.1f}){'  HIGH' if s.failed_rate_alarming else ''}",
         f"anomalies     {s.anomalies_24h:,} in 24 h, {s.anomalies_high_24h:,} high or critical",
@@ -58,7 +59,8 @@ def render_text(s: DashboardSummary) -> list[str]:
         f"last backup   {_backup_text(s)}",
         f"last audit    {_audit_text(s)}",
         f"incidents     {s.incidents_open:,} open or contained",
-        f"alerts        {len(s.alerts):,} unacknowledged",
+        f"alerts        {len(s.alerts):,} unacknowledged"
+        + (f", {s.alerts_late:,} past their SLA" if s.alerts_late else ""),
     ]
     if s.watcher is not None:
         lines.insert(-1, f"monitoring    {printable(describe(s.watcher, s.as_of))}")

@@ -52,6 +52,7 @@ from textual.widgets import DataTable, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from polysec_tui.screens.alerts import AlertsScreen
+from polysec_tui.screens.mywork import MyWorkScreen
 from polysec_tui.screens.widgets import (
     ConsoleScreen,
     FigureCard,
@@ -112,7 +113,9 @@ def card_states(s: DashboardSummary) -> dict[str, CardState]:
                         s.logins_failed_24h > 0),
         "card-ips": (f"{s.failing_ips_24h:,}", "in 24 h", s.failing_ips_24h > 0),
         "card-withdrawals": (f"{s.withdrawals_held:,} held",
-                             f"{s.withdrawals_pending:,} pending", s.withdrawals_held > 0),
+                             f"{s.withdrawals_late:,} LATE" if s.withdrawals_late
+                             else f"{s.withdrawals_pending:,} pending",
+                             s.withdrawals_held > 0 or s.withdrawals_late > 0),
         "card-incidents": (f"{s.incidents_open:,} open", "or contained", s.incidents_open > 0),
         "card-rate": (f"{s.logins_failed_1h:,} last h", f"avg {s.failed_per_hour_24h:,.1f}",
                       s.failed_rate_alarming),
@@ -149,6 +152,8 @@ class DashboardScreen(ConsoleScreen):
                 tooltip="Load the figures and newest events again"),
         Binding("a", "alerts", "Alerts", id="dashboard.alerts",
                 tooltip="Unacknowledged high-severity alerts; acknowledge them (audited)"),
+        Binding("w", "my_work", "My work", id="dashboard.my-work",
+                tooltip="What you claimed, what waits for your decision, your requests"),
     ]
 
     class Loaded(Message, bubble=False):
@@ -317,8 +322,8 @@ class DashboardScreen(ConsoleScreen):
         if old is not None and dataclasses.replace(new, as_of=old.as_of) == old:
             return
         self._show_figures(new)
-        if old is None or old.alerts != new.alerts:
-            self._show_alert_bar(new.alerts)
+        if old is None or (old.alerts, old.alerts_late) != (new.alerts, new.alerts_late):
+            self._show_alert_bar(new.alerts, new.alerts_late)
         if old is None or old.events != new.events:
             self._show_events(table, new.events)
 
@@ -348,7 +353,7 @@ class DashboardScreen(ConsoleScreen):
                             title="ALERTS", severity="warning", markup=False,
                             timeout=ALERT_TOAST_SECONDS)
 
-    def _show_alert_bar(self, current: tuple[Alert, ...]) -> None:
+    def _show_alert_bar(self, current: tuple[Alert, ...], late: int = 0) -> None:
         bar = self.query_one("#alert-bar", Static)
         bar.display = bool(current)
         if current:
@@ -356,7 +361,12 @@ class DashboardScreen(ConsoleScreen):
             who = f" {newest.account}" if newest.account else ""
             bar.update(Text.assemble(
                 (f" {len(current)} ALERT{'S' if len(current) > 1 else ''} ", "bold reverse"),
+                *(((f" {late} PAST SLA ", "bold reverse red"),) if late else ()),
                 " ", safe_text(f"{newest.title}{who}"), "  (a: acknowledge)"))
+
+    def action_my_work(self) -> None:
+        """What you claimed, what waits for your decision, your requests."""
+        self.app.push_screen(MyWorkScreen())
 
     def action_alerts(self) -> None:
         if self.actor is None:

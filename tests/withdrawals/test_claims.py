@@ -218,3 +218,45 @@ def test_eight_officers_pressing_next_at_once_never_share_an_item(
             .group_by(Withdrawal.external_id)).all())
     assert per_item == dict.fromkeys(items, 1)
     assert rt.audit.verify(rt.engine).ok
+
+
+def test_my_work_lists_claims_decisions_requests_and_lateness(staff: Staff) -> None:
+    from polysec_tui.services import work
+
+    rt, ann, sue = staff.rt, staff.actors["ann"], staff.actors["sue"]
+    held(rt, "NEW")  # first: its French login must not be history for the next ones
+    held(rt, "OLD", ago=timedelta(hours=5))  # past the 4 h review SLA
+    held(rt, "BIG", amount="1.5")
+    wds.claim(rt, ann, "OLD")
+    wds.claim(rt, ann, "NEW")
+    opened = wds.approve(rt, ann, "BIG", "client called")
+    mine = work.my_work(rt, ann)
+    assert [i.external_id for i in mine.claimed] == ["OLD", "NEW", "BIG"]  # oldest first
+    assert [mine.due(i) < mine.as_of for i in mine.claimed] == [True, False, False]
+    assert mine.to_decide == ()  # an analyst decides no four-eyes request
+    assert [(r.id, r.status) for r in mine.requested] == [(opened.approval_id, "pending")]
+    assert mine.withdrawals_late == 1
+    theirs = work.my_work(rt, sue)
+    assert theirs.claimed == () and [r.id for r in theirs.to_decide] == [opened.approval_id]
+    doc = theirs.as_dict()
+    assert doc["to_decide"][0]["kind"] == "withdrawal.approve" and doc["withdrawals_late"] == 1
+
+
+def test_work_cli(staff: Staff, cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                  capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tests.support.cli import run_cli
+    from tests.support.officers import commands_use_clock
+
+    rt = staff.rt
+    held(rt, "OLD", ago=timedelta(hours=5))
+    wds.claim(rt, staff.actors["ann"], "OLD")
+    commands_use_clock(monkeypatch, staff.clock)
+    token, _ = staff.login("ann")
+    monkeypatch.setenv("POLYSEC_TOKEN", token)
+    doc = json.loads(run_cli(capsys, "work", "--json").out)
+    assert [(c["external_id"], c["late"]) for c in doc["claimed"]] == [("OLD", True)]
+    text = run_cli(capsys, "work").out.splitlines()
+    assert "1 withdrawal(s) past the 4 h review SLA" in text[0]
+    assert text[1] == "claimed by you: 1" and text[2].split()[0] == "LATE"

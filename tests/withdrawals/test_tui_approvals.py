@@ -187,6 +187,41 @@ async def test_the_decision_prompt_records_the_chosen_outcome(staff: Staff) -> N
         "withdrawal:CALM", "benign", "client travelling, called back")
 
 
+@sync
+async def test_my_work_from_the_dashboard(staff: Staff) -> None:
+    from polysec_tui.screens.mywork import MyWorkScreen
+
+    rt = staff.rt
+    held(rt, "MINE", 1)
+    held(rt, "BIG", 2, amount="1.5")
+    wds.claim(rt, staff.actors["ann"], "MINE")
+    wds.claim(rt, staff.actors["sue"], "BIG")
+    wds.approve(rt, staff.actors["sue"], "BIG", "client called")
+    ann = PolysecApp(rt, session=staff.login("ann"))
+    async with ann.run_test(size=(150, 44)) as pilot:
+        await until(pilot, lambda: ann.screen.__class__.__name__ == "DashboardScreen",
+                    "the dashboard")
+        await pilot.press("w")
+        await until(pilot, lambda: isinstance(ann.screen, MyWorkScreen)
+                    and ann.screen.mine is not None, "my work")
+        assert rows(ann, "#mywork-claimed")[0][1] == "MINE"
+        assert rows(ann, "#mywork-decide") == []  # an analyst decides no four-eyes request
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(ann.screen, WithdrawalDetailScreen),
+                    "the withdrawal")
+    sam = PolysecApp(rt, session=staff.login("sam"))
+    async with sam.run_test(size=(150, 44)) as pilot:
+        await until(pilot, lambda: sam.screen.__class__.__name__ == "DashboardScreen",
+                    "the dashboard")
+        await pilot.press("w")
+        await until(pilot, lambda: isinstance(sam.screen, MyWorkScreen)
+                    and sam.screen.mine is not None, "my work")
+        assert rows(sam, "#mywork-decide")[0][2] == "approve withdrawal BIG"
+        sam.screen.query_one("#mywork-decide", DataTable).focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(sam.screen, ApprovalsScreen), "the inbox")
+
+
 # --------------------------------------------------------------------------- snapshot
 
 

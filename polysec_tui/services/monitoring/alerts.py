@@ -46,6 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import String
 
+from polysec_tui.config import Settings
 from polysec_tui.db.models import (
     Account,
     AlertAck,
@@ -97,10 +98,47 @@ class Alert:
     def key(self) -> str:
         return f"{self.kind}:{self.ref}"
 
+    def due(self, sla: AlertSla) -> datetime:
+        """When an officer should have acknowledged it: its first event plus the SLA of
+        its severity."""
+        return (self.first_at or self.at) + sla.of(self.severity)
+
     def as_dict(self) -> dict[str, Any]:
         doc = {"key": self.key, **asdict(self)}
         doc["parts"] = dict(self.parts)
         return doc
+
+
+@dataclass(frozen=True)
+class AlertSla:
+    """``[alerts]``: how long an alert may wait for an acknowledgement, by severity
+    (minutes, counted from its first event). Past it, the alert is late: highlighted in
+    the console and counted on the dashboard and in "my work"."""
+
+    critical_minutes: float = 15.0
+    high_minutes: float = 60.0
+
+    def of(self, severity: str) -> timedelta:
+        return timedelta(minutes=self.critical_minutes if severity == "critical"
+                         else self.high_minutes)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlertSla:
+        raw = dict(settings.section("alerts"))
+        values: dict[str, float] = {}
+        for name, value in raw.items():
+            if name not in cls.__dataclass_fields__:
+                raise InputError(f"config: unknown key [alerts] {name}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise InputError(f"config: [alerts] {name} must be a number of minutes "
+                                 "above 0")
+            values[name] = float(value)
+        return cls(**values)
+
+
+def late(alerts: list[Alert] | tuple[Alert, ...], sla: AlertSla, now: datetime) -> int:
+    """How many of ``alerts`` are past their SLA (the monitoring alert is always late)."""
+    return sum(a.kind == MONITORING or a.due(sla) < now for a in alerts)
 
 
 def parse_key(key: str) -> tuple[str, str]:

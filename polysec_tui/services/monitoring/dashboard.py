@@ -97,6 +97,10 @@ class DashboardSummary:
     incidents_open: int = 0
     alerts: tuple[Alert, ...] = ()
     watcher: WatcherStatus | None = None  # the detector service (`polysec watch`)
+    # Past their SLA: withdrawals waiting for an officer (held, escalated or claimed)
+    # longer than [screening] review_sla_hours; alerts unacknowledged past [alerts].
+    withdrawals_late: int = 0
+    alerts_late: int = 0
 
     @property
     def coverage_pct(self) -> float | None:
@@ -235,6 +239,7 @@ class DashboardService:
 
     def _live_figures(self, session: Session, now: datetime) -> dict[str, Any]:
         from polysec_tui.services.monitoring import alerts, watcher
+        from polysec_tui.services.withdrawals import review
         from polysec_tui.services.withdrawals.screening import load_config
 
         monitoring = watcher.status(session, now,
@@ -269,7 +274,12 @@ class DashboardService:
             failed = session.scalar(select(func.count()).select_from(AuditFinding).where(
                 AuditFinding.run_id == run.id, AuditFinding.status == "fail")) or 0
             audit = LastAudit(int(run.id), run.started_at, run.result, int(failed))
+        screening_cfg = load_config(self.runtime.settings)
+        current = tuple(alerts.unacknowledged(session, now, screening_cfg, monitoring))
         return {
+            "withdrawals_late": review.late_count(session, now, screening_cfg.review_sla_hours),
+            "alerts_late": alerts.late(current, alerts.AlertSla.from_settings(
+                self.runtime.settings), now),
             "logins_failed_1h": int(failed_1h),
             "anomalies_24h": int(anomalies),
             "anomalies_high_24h": int(anomalies_high),
@@ -277,9 +287,7 @@ class DashboardService:
             "approvals_oldest_at": oldest,
             "backup": backup,
             "audit": audit,
-            "alerts": tuple(alerts.unacknowledged(session, now,
-                                                  load_config(self.runtime.settings),
-                                                  monitoring)),
+            "alerts": current,
             "watcher": monitoring,
         }
 

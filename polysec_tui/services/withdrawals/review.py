@@ -210,9 +210,11 @@ def _statuses(status: str | None) -> tuple[str, ...]:
 
 def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
                asset: str | None = None, rule: str | None = None, sort: str = "risk",
-               offset: int = 0, limit: int = 100) -> QueuePage:
+               offset: int = 0, limit: int = 100,
+               claimant: uuid.UUID | None = None) -> QueuePage:
     """One page of the queue: held first (with the default ``open``), then by ``sort``
-    (risk: highest first; age: oldest first; amount: largest first)."""
+    (risk: highest first; age: oldest first; amount: largest first). ``claimant``: only
+    the withdrawals that officer holds the claim of."""
     require(actor, "read")
     if sort not in SORTS:
         raise InputError(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
@@ -228,6 +230,8 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
     if rule:
         filters.append(w.id.in_(select(WithdrawalFlag.withdrawal_id)
                                 .where(WithdrawalFlag.rule == rule)))
+    if claimant is not None:
+        filters.append(w.claimed_by == claimant)
     where = [w.status.in_(statuses) if len(statuses) > 1 else w.status == statuses[0],
              *filters]
     with rt.sessions() as session:
@@ -316,6 +320,18 @@ def _no_index_default(element: _NoIndex, compiler: SQLCompiler, **kw: Any) -> st
 def _no_index_sqlite(element: _NoIndex, compiler: SQLCompiler, **kw: Any) -> str:
     (column,) = list(element.clauses)
     return f"+{compiler.process(column, **kw)}"
+
+
+# Withdrawals that wait for an officer: the review SLA runs for them.
+WAITING = ("held", "escalated", "in_review")
+
+
+def late_count(session: Session, now: datetime, sla_hours: float) -> int:
+    """How many withdrawals wait for an officer longer than the review SLA."""
+    return int(session.scalar(
+        select(func.count()).select_from(Withdrawal).where(
+            Withdrawal.status.in_(WAITING),
+            Withdrawal.requested_at < now - timedelta(hours=sla_hours))) or 0)
 
 
 def _rules_of(session: Session, ids: list[int]) -> dict[int, tuple[str, ...]]:
