@@ -8,6 +8,12 @@ withdrawal) are applied by `services.anomalies.list_anomalies`; the newest
 :data:`LIMIT` findings are shown. The line under the table gives the highlighted
 finding's full explanation; Enter opens the account's timeline.
 
+Findings are grouped the way alerts are (``services.alerts``): one row per campaign, a
+detector's findings on one account, or a stuffing or spraying source's findings on many
+(a brute force of 100 failed logins is one row saying 100). Enter on a campaign row
+expands it to its findings (and folds it again); enter on a finding opens the
+account's timeline. ``g`` switches to one row per finding and back.
+
 Explanations are built by the detectors from numbers, but are shown through
 ``safe_text`` like everything else that comes out of the database.
 """
@@ -15,6 +21,7 @@ Explanations are built by the detectors from numbers, but are shown through
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.text import Text
@@ -31,6 +38,49 @@ from polysec_tui.services.logins.anomalies import KINDS, AnomalyView
 
 LIMIT = 1000
 ALL_KINDS = "all"
+SOURCE_KINDS = ("credential_stuffing", "password_spraying")  # campaigns of one source
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """The findings of one detector on one subject (an account, or a source), newest
+    first; shown as one row."""
+
+    key: tuple[str, str]  # (kind, subject)
+    subject: str  # the account's id, or the source ("203.0.113.5", "AS64500")
+    findings: tuple[AnomalyView, ...]
+
+    @property
+    def newest(self) -> AnomalyView:
+        return self.findings[0]
+
+    @property
+    def severity(self) -> str:
+        return max((f.severity for f in self.findings),
+                   key=lambda s: SEVERITY_RANK.get(s, 0))
+
+    @property
+    def accounts(self) -> int:
+        return len({f.account_id for f in self.findings})
+
+
+def campaigns(found: list[AnomalyView]) -> list[Campaign]:
+    """Group ``found`` (in any order) into campaigns, each with its findings newest
+    first; the campaigns in the order of their newest finding."""
+    groups: dict[tuple[str, str], list[AnomalyView]] = {}
+    subjects: dict[tuple[str, str], str] = {}
+    for f in found:
+        if f.kind in SOURCE_KINDS:
+            subject = str(f.details.get("source") or f.source_ip or "?")
+            key = (f.kind, f"source:{subject}")
+        else:
+            subject = f.account
+            key = (f.kind, f"account:{f.account_id}")
+        groups.setdefault(key, []).append(f)
+        subjects[key] = subject
+    return [Campaign(key, subjects[key],
+                     tuple(sorted(members, key=lambda f: (f.at, f.id), reverse=True)))
+            for key, members in groups.items()]
 
 
 def triage_order(found: list[AnomalyView], *, severity_first: bool = False
@@ -45,6 +95,17 @@ def triage_order(found: list[AnomalyView], *, severity_first: bool = False
     return sorted(found, key=key)
 
 
+def _campaign_order(found: list[Campaign], severity_first: bool) -> list[Campaign]:
+    """The campaigns in triage order of their newest finding and highest severity."""
+    def key(c: Campaign) -> tuple[float, ...]:
+        rank = SEVERITY_RANK.get(c.severity, 0)
+        at = c.newest.at
+        if severity_first:
+            return (-rank, -at.timestamp())
+        return (-at.toordinal(), -rank, -at.timestamp())
+    return sorted(found, key=key)
+
+
 class AnomaliesScreen(ConsoleScreen):
     TITLE_TEXT = "Anomalies"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -56,6 +117,8 @@ class AnomaliesScreen(ConsoleScreen):
                 tooltip="Newest day first / most severe first"),
         Binding("k", "focus_kind", "Kind filter", id="anomalies.kind",
                 tooltip="Show one kind of finding only"),
+        Binding("g", "toggle_grouping", "Group", id="anomalies.group",
+                tooltip="One row per campaign (expand with enter), or one per finding"),
     ]
     DEFAULT_CSS = """
     AnomaliesScreen #an-bar { height: 3; }
@@ -72,7 +135,10 @@ class AnomaliesScreen(ConsoleScreen):
         self.kind: str | None = None
         self.severity_first = False
         self.found: list[AnomalyView] | None = None
-        self.shown: list[AnomalyView] = []
+        self.grouped = True
+        self.expanded: set[tuple[str, str]] = set()
+        # What each row shows: a campaign (grouped) or one finding.
+        self.shown: list[Campaign | AnomalyView] = []
         self._focused_once = False
 
     def compose_body(self) -> ComposeResult:
@@ -94,6 +160,11 @@ class AnomaliesScreen(ConsoleScreen):
     def action_toggle_order(self) -> None:
         """Newest day first, or most severe first."""
         self.severity_first = not self.severity_first
+        self._show()
+
+    def action_toggle_grouping(self) -> None:
+        """One row per campaign, or one per finding."""
+        self.grouped = not self.grouped
         self._show()
 
     def action_focus_kind(self) -> None:
@@ -119,39 +190,64 @@ class AnomaliesScreen(ConsoleScreen):
         self.found = message.data
         self._show()
 
-    def _show(self) -> None:
+    def _show(self, keep: int | None = None) -> None:
         if self.found is None:
             return
-        self.shown = triage_order(self.found, severity_first=self.severity_first)
+        ordered = triage_order(self.found, severity_first=self.severity_first)
+        if self.grouped:
+            shown: list[Campaign | AnomalyView] = []
+            for campaign in _campaign_order(campaigns(ordered), self.severity_first):
+                shown.append(campaign)
+                if campaign.key in self.expanded:
+                    shown.extend(campaign.findings)
+            self.shown = shown
+        else:
+            self.shown = list(ordered)
         table: DataTable[Text] = self.query_one("#an-table", DataTable)
-        rows = [
-            (Text(f"{a.at:%m-%d %H:%M}"),
-             Text(a.severity, style=SEVERITY_STYLES.get(a.severity, "")),
-             Text(a.kind),
-             safe_text(a.account, limit=24),
-             safe_text(a.source_ip or "-", limit=39),
-             safe_text(a.explanation, limit=200))
-            for a in self.shown
-        ]
+        rows = [self._row(item) for item in self.shown]
         columns: list[tuple[str, str, int | None]] = [
             ("at", "When (UTC)", 11), ("severity", "Severity", 8),
             ("kind", "Kind", max([4, *(r[2].cell_len for r in rows)])),
-            ("account", "Account", max([7, *(r[3].cell_len for r in rows)])),
-            ("source", "Source IP", max([9, *(r[4].cell_len for r in rows)]))]
+            ("count", "Count", 5),
+            ("account", "Subject", max([7, *(r[4].cell_len for r in rows)])),
+            ("source", "Source IP", max([9, *(r[5].cell_len for r in rows)]))]
         # The explanation takes the rest of the width (it is shown in full below); each
         # column is padded by one cell on both sides, plus the scrollbar.
         used = sum(width or 0 for _key, _label, width in columns) + 2 * (len(columns) + 1)
-        columns.append(("why", "Explanation", max(30, table.size.width - 3 - used)))
+        columns.append(("why", "Explanation", max(20, table.size.width - 3 - used)))
         fill_table(table, columns, rows)
+        if keep is not None and rows:
+            table.move_cursor(row=min(keep, len(rows) - 1))
         if not self._focused_once:  # first load: the list, so that enter opens a timeline
             self._focused_once = True
             table.focus()
         order = "most severe" if self.severity_first else "newest day, most severe"
         scope = " of one account" if self.account_id is not None else ""
         more = f" (the newest {LIMIT})" if len(self.found) >= LIMIT else ""
-        self.set_status(f"{len(rows)} findings{scope}{more} · {order} first · "
-                     "enter: timeline")
-        self._detail(0)
+        count = (f"{sum(isinstance(i, Campaign) for i in self.shown)} campaigns of "
+                 f"{len(self.found)} findings" if self.grouped else f"{len(rows)} findings")
+        self.set_status(f"{count}{scope}{more} · {order} first · enter: "
+                        + ("expand, or a finding's timeline · g: one row per finding"
+                           if self.grouped else "timeline · g: group"))
+        self._detail(keep or 0)
+
+    def _row(self, item: Campaign | AnomalyView) -> tuple[Text, ...]:
+        if isinstance(item, Campaign):
+            a = item.newest
+            sign = "▾ " if item.key in self.expanded else "▸ "
+            subject = (f"{item.subject} ({item.accounts} accounts)"
+                       if item.key[1].startswith("source:") else item.subject)
+            return (Text(f"{a.at:%m-%d %H:%M}"),
+                    Text(item.severity, style=SEVERITY_STYLES.get(item.severity, "")),
+                    Text(sign + a.kind), Text(f"{len(item.findings):,}", justify="right"),
+                    safe_text(subject, limit=40), safe_text(a.source_ip or "-", limit=39),
+                    safe_text(a.explanation, limit=200))
+        a = item
+        indent = "  " if self.grouped else ""
+        return (Text(f"{indent}{a.at:%m-%d %H:%M}"),
+                Text(a.severity, style=SEVERITY_STYLES.get(a.severity, "")),
+                Text(indent + a.kind), Text(""), safe_text(a.account, limit=40),
+                safe_text(a.source_ip or "-", limit=39), safe_text(a.explanation, limit=200))
 
     @on(DataTable.RowHighlighted, "#an-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -160,17 +256,28 @@ class AnomaliesScreen(ConsoleScreen):
     @on(DataTable.RowSelected, "#an-table")
     def _selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        if 0 <= event.cursor_row < len(self.shown):
-            finding = self.shown[event.cursor_row]
-            self.open_account("timeline", finding.account_id)
+        if not 0 <= event.cursor_row < len(self.shown):
+            return
+        item = self.shown[event.cursor_row]
+        if isinstance(item, Campaign):
+            self.expanded ^= {item.key}
+            self._show(keep=event.cursor_row)
+        else:
+            self.open_account("timeline", item.account_id)
 
     def _detail(self, index: int) -> None:
         detail = self.query_one("#an-detail", Static)
         if not 0 <= index < len(self.shown):
             detail.update(Text("no findings" if self.found is not None else ""))
             return
-        a = self.shown[index]
+        item = self.shown[index]
+        a = item.newest if isinstance(item, Campaign) else item
         text = Text(no_wrap=False, overflow="fold")
+        if isinstance(item, Campaign) and len(item.findings) > 1:
+            first = item.findings[-1].at
+            text.append(f"{len(item.findings):,} findings on {item.accounts:,} account(s), "
+                        f"{first:%m-%d %H:%M} to {a.at:%m-%d %H:%M}; the newest: ",
+                        style="bold")
         text.append(f"{a.at:%Y-%m-%d %H:%M:%S} ", style="bold")
         text.append(f"{a.kind} ({a.severity}, score {a.score:g}) ",
                     style=SEVERITY_STYLES.get(a.severity, ""))

@@ -113,10 +113,17 @@ async def test_anomalies_list_filter_and_open_timeline(story: Runtime,
         await pilot.pause()
         await pilot.press(DESTINATIONS["anomalies"].key)
         screen = await wait_loaded(pilot, AnomaliesScreen)
+        # One row per campaign: the six brute-force findings on A1 are one row of 6.
+        grouped = rows(screen, "#an-table")
+        found = anomalies.list_anomalies(story, READER)
+        assert sum(int(r[3]) for r in grouped) == len(found)
+        (brute,) = [r for r in grouped if r[2].endswith("brute_force")]
+        assert (brute[3], brute[4]) == ("6", "A1")
+        await pilot.press("g")  # one row per finding
         listed = rows(screen, "#an-table")
         kinds = {r[2] for r in listed}
         assert {"brute_force", "impossible_travel", "new_country"} <= kinds
-        assert len(listed) == len(anomalies.list_anomalies(story, READER))
+        assert len(listed) == len(found)
         # newest day first, most severe first within the day
         assert listed[0][1] == "high" and listed[0][2] == "impossible_travel"
         detail = str(screen.query_one("#an-detail", Static).render())
@@ -126,8 +133,16 @@ async def test_anomalies_list_filter_and_open_timeline(story: Runtime,
         screen = await wait_loaded(pilot, AnomaliesScreen)
         filtered = rows(screen, "#an-table")
         assert len(filtered) == 6 and {r[2] for r in filtered} == {"brute_force"}
-        assert {r[3] for r in filtered} == {"A1"}
+        assert {r[4] for r in filtered} == {"A1"}
 
+        # Grouped again: enter expands the campaign to its six findings, and folds it.
+        await pilot.press("g")
+        screen.query_one("#an-table", DataTable).focus()
+        assert len(rows(screen, "#an-table")) == 1
+        await pilot.press("enter")
+        await pilot.pause()
+        assert len(rows(screen, "#an-table")) == 7
+        await pilot.press("down")
         screen.query_one("#an-table", DataTable).focus()
         await pilot.press("enter")
         timeline = await wait_loaded(pilot, TimelineScreen)
