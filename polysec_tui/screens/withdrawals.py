@@ -97,6 +97,12 @@ class WithdrawalQueueScreen(ConsoleScreen):
         Binding("left_square_bracket", "page(-1)", "Prev page", id="queue.prev",
                 tooltip="The previous page"),
         Binding("r", "reload", "Reload", id="queue.reload", tooltip="Load the page again"),
+        Binding("space", "mark", "Mark", id="queue.mark",
+                tooltip="Mark or unmark the highlighted withdrawal (for X and E)"),
+        Binding("X", "bulk('reject')", "Reject marked", id="queue.reject-marked",
+                tooltip="Reject every marked withdrawal with one note (after a confirmation)"),
+        Binding("E", "bulk('escalate')", "Escalate marked", id="queue.escalate-marked",
+                tooltip="Escalate every marked withdrawal with one note"),
     ]
     DEFAULT_CSS = """
     WithdrawalQueueScreen #queue-filter { display: none; }
@@ -114,6 +120,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
         self.rule: str | None = None
         self.page_offset = 0
         self.page: service.QueuePage | None = None
+        self.marked: list[str] = []  # external ids, in the order marked
 
     @cached_property
     def sla(self) -> timedelta:
@@ -157,13 +164,15 @@ class WithdrawalQueueScreen(ConsoleScreen):
         table: DataTable[Text] = self.query_one("#queue-table", DataTable)
         cursor = table.cursor_row
         rows = [
-            (age_text(i.requested_at, now, self.sla), Text(i.status), risk_text(i.risk_score),
+            (Text("✓" if i.external_id in self.marked else " "),
+             age_text(i.requested_at, now, self.sla), Text(i.status), risk_text(i.risk_score),
              Text(fmt_amount(i.amount), justify="right"), safe_text(i.asset),
              safe_text(i.external_id, limit=40), safe_text(i.account, limit=40),
              safe_text(i.claimed_by or ""), safe_text(", ".join(i.rules)))
             for i in page.items
         ]
-        fill_table(table, [("age", "Age", 10), ("status", "Status", 10), ("risk", "Risk", 4),
+        fill_table(table, [("mark", " ", 1), ("age", "Age", 10), ("status", "Status", 10),
+                           ("risk", "Risk", 4),
                            ("amount", "Amount", None), ("asset", "Asset", 5),
                            ("id", "Withdrawal", None), ("account", "Account", None),
                            ("claimed", "Claimed by", 10), ("rules", "Rules", None)], rows)
@@ -177,7 +186,8 @@ class WithdrawalQueueScreen(ConsoleScreen):
             f"{'+' if page.capped else ''}; "
             f"sorted by {SORT_LABELS[self.sort]}"
             + (f"; {', '.join(filters)}" if filters else "")
-            + f"; SLA {self.sla.total_seconds() / 3600:g} h")
+            + f"; SLA {self.sla.total_seconds() / 3600:g} h"
+            + (f"; {len(self.marked)} marked (X reject, E escalate)" if self.marked else ""))
 
     def _item(self) -> service.QueueItem | None:
         if self.page is None or not self.page.items:
@@ -196,6 +206,67 @@ class WithdrawalQueueScreen(ConsoleScreen):
         if item is None:
             return
         self.app.push_screen(WithdrawalDetailScreen(item.external_id))
+
+    def action_mark(self) -> None:
+        """Mark or unmark the highlighted withdrawal."""
+        item = self._item()
+        if item is None:
+            self.app.bell()
+            return
+        if item.external_id in self.marked:
+            self.marked.remove(item.external_id)
+        else:
+            self.marked.append(item.external_id)
+        table = self.query_one("#queue-table", DataTable)
+        row = table.cursor_row
+        assert self.page is not None
+        self.on_console_screen_loaded(ConsoleScreen.Loaded(self.page))
+        move_cursor_to(table, min(row + 1, len(self.page.items) - 1))
+
+    def action_bulk(self, verb: str) -> None:
+        """Reject or escalate every marked withdrawal with one note."""
+        chosen = list(self.marked)
+        if not chosen:
+            self.set_status("mark withdrawals with space first", error=True)
+            return
+        listed = ", ".join(chosen[:8]) + (f" and {len(chosen) - 8} more" if len(chosen) > 8
+                                          else "")
+        summary = Text.assemble(f"{DECISIONS[verb].title} {len(chosen)} withdrawal(s): ",
+                                safe_text(listed, limit=300), "?")
+        decision = DECISIONS[verb]
+
+        def done(answer: tuple[str, str | None] | None) -> None:
+            if answer:
+                self.set_status(f"{verb}: {len(chosen)} withdrawal(s)…")
+                self.decide_many(verb, chosen, answer[0], answer[1])
+
+        self.app.push_screen(NotePrompt(f"{decision.title} (marked)", summary,
+                                        decision.outcome), done)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="bulk decision")
+    def decide_many(self, verb: str, refs: list[str], note: str, outcome: str | None) -> None:
+        failed: list[tuple[str, str]] = []
+        for ref in refs:
+            try:
+                if verb == "reject":
+                    service.reject(self.runtime, self.officer, ref, note,
+                                   outcome=outcome or "confirmed_fraud")
+                else:
+                    service.escalate(self.runtime, self.officer, ref, note)
+            except PolysecError as error:
+                failed.append((ref, str(error)))
+        self.app.call_from_thread(self._decided_many, verb, refs, failed)
+
+    def _decided_many(self, verb: str, refs: list[str], failed: list[tuple[str, str]]) -> None:
+        done = len(refs) - len(failed)
+        self.marked = [ref for ref, _error in failed]  # what failed stays marked
+        for ref, error in failed:
+            self.notify(error, title=f"Not done: {ref}", severity="error", markup=False,
+                        timeout=15)
+        self.notify(f"{verb}: {done} of {len(refs)} done"
+                    + (f", {len(failed)} failed (still marked)" if failed else ""),
+                    markup=False, severity="warning" if failed else "information")
+        self.reload()
 
     def action_claim_next(self) -> None:
         """Claim the most urgent unclaimed withdrawal and open it."""

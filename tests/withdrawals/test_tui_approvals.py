@@ -222,6 +222,34 @@ async def test_my_work_from_the_dashboard(staff: Staff) -> None:
         await until(pilot, lambda: isinstance(sam.screen, ApprovalsScreen), "the inbox")
 
 
+@sync
+async def test_marked_rows_rejected_at_once_and_failures_listed(staff: Staff) -> None:
+    from polysec_tui.screens.withdrawals import NotePrompt
+
+    rt = staff.rt
+    for n, ext in enumerate(("M1", "M2", "TAKEN"), 1):
+        held(rt, ext, n)
+    ann = PolysecApp(rt, session=staff.login("ann"))
+    async with ann.run_test(size=(150, 44)) as pilot:
+        await pilot.press(DESTINATIONS["withdrawals"].key)
+        await until(pilot, lambda: isinstance(ann.screen, WithdrawalQueueScreen)
+                    and ann.screen.page is not None, "the queue")
+        queue = ann.screen
+        assert isinstance(queue, WithdrawalQueueScreen)
+        await pilot.press("space", "space", "space")  # marks each row, moving down
+        assert sorted(queue.marked) == ["M1", "M2", "TAKEN"]
+        wds.claim(rt, staff.actors["sam"], "TAKEN")  # meanwhile, another officer claims one
+        await pilot.press("X")
+        await until(pilot, lambda: isinstance(ann.screen, NotePrompt), "the confirmation")
+        assert "Reject 3 withdrawal(s)" in str(ann.screen.query_one(Static).render())
+        await pilot.press(*"phishing wave", "enter")
+        await until(pilot, lambda: queue.marked == ["TAKEN"], "the decisions")
+        assert any("Not done: TAKEN" in str(n.title) for n in ann._notifications)
+        assert any("reject: 2 of 3 done, 1 failed" in t for t in toasts(ann))
+    assert [status(rt, e) for e in ("M1", "M2", "TAKEN")] == ["rejected", "rejected",
+                                                             "in_review"]
+
+
 # --------------------------------------------------------------------------- snapshot
 
 

@@ -77,8 +77,10 @@ def detail_loaded(app: PolysecApp) -> Callable[[], bool]:
 
 
 def rows(app: PolysecApp, selector: str) -> list[list[str]]:
+    """The table's cells; for the queue, without its first column (the marks)."""
     table: DataTable[Text] = app.screen.query_one(selector, DataTable)
-    return [[c.plain for c in table.get_row_at(i)] for i in range(table.row_count)]
+    skip = 1 if selector == "#queue-table" else 0
+    return [[c.plain for c in table.get_row_at(i)][skip:] for i in range(table.row_count)]
 
 
 async def open_queue(pilot: Pilot[Any]) -> None:
