@@ -85,15 +85,11 @@ class ApprovalsScreen(ConsoleScreen):
             yield Button("Deny", id="approvals-deny")
 
     def on_mount(self) -> None:
-        self.set_interval(REFRESH_SECONDS, self._refresh_if_shown)
+        self.reload_while_shown(REFRESH_SECONDS, self.action_reload)
         self.query_one("#approvals-table", DataTable).focus()
 
     def on_screen_resume(self) -> None:
         self.action_reload()
-
-    def _refresh_if_shown(self) -> None:
-        if self.app.screen is self and not getattr(self.app, "locked", False):
-            self.action_reload()
 
     def action_reload(self) -> None:
         """Load the requests again."""

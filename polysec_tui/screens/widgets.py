@@ -313,6 +313,15 @@ class ConsoleScreen(Screen[None]):
         """Show the account's ``view`` ("timeline", "anomalies", "twofa") over this one."""
         cast(ConsoleContext, self.app).open_account_view(view, account_id)
 
+    def reload_while_shown(self, seconds: float, reload: Callable[[], object]) -> None:
+        """Call ``reload`` every ``seconds`` while this screen is the one shown and the
+        session is not locked (what another console changed appears by itself)."""
+        def tick() -> None:
+            if self.app.screen is self and not getattr(self.app, "locked", False):
+                reload()
+
+        self.set_interval(seconds, tick)
+
     def open_withdrawal(self, ref: str) -> None:
         """Show the withdrawal's detail over this one."""
         cast(ConsoleContext, self.app).open_withdrawal_view(ref)

@@ -64,3 +64,11 @@ def status(rt: Runtime, ext: str) -> str:
     with rt.sessions() as session:
         return session.scalars(select(Withdrawal.status)
                                .where(Withdrawal.external_id == ext)).one()
+
+
+def held(rt: Runtime, ext: str, n: int, **extra: Any) -> None:
+    """A withdrawal screening holds: from a new IP and country, to a new address (``n``
+    makes each one's IP and address its own)."""
+    request(rt, ext, ip=f"198.51.100.{n}", address=f"bc1qnew{n}",
+            login_extra={"country": "FR"}, **extra)
+    assert status(rt, ext) == "held"

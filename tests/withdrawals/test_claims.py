@@ -20,20 +20,11 @@ from polysec_tui.services.officers import notifications
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals import review as wds
-from tests.support import FIXED_NOW
-from tests.support.officers import MovableClock, Staff, make_staff
-from tests.support.screening import build_history, request, status
+from tests.support.officers import Staff
+from tests.support.screening import request, status
 
 # ip_not_seen 20 + new_country 20 + new_destination 15 = 55: held.
 SUSPICIOUS = {"login_extra": {"country": "FR"}}
-
-
-@pytest.fixture
-def staff(runtime: Runtime) -> Staff:
-    runtime.clock = clock = MovableClock(FIXED_NOW)
-    made = make_staff(runtime, clock)
-    build_history(runtime)
-    return made
 
 
 def held(rt: Runtime, ext: str, **extra: Any) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -22,25 +21,10 @@ from polysec_tui.db.models import (
 from polysec_tui.errors import InputError
 from polysec_tui.services import four_eyes, outcomes
 from polysec_tui.services.monitoring import alerts
-from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals import review as wds
 from tests.support import FIXED_NOW
-from tests.support.officers import MovableClock, Staff, make_staff
-from tests.support.screening import build_history, request, status
-
-
-@pytest.fixture
-def staff(runtime: Runtime) -> Staff:
-    runtime.clock = clock = MovableClock(FIXED_NOW)
-    made = make_staff(runtime, clock)
-    build_history(runtime)
-    return made
-
-
-def held(rt: Runtime, ext: str, n: int, **extra: Any) -> None:
-    request(rt, ext, ip=f"198.51.100.{n}", address=f"bc1qnew{n}",
-            login_extra={"country": "FR"}, **extra)
-    assert status(rt, ext) == "held"
+from tests.support.officers import Staff
+from tests.support.screening import held
 
 
 def test_decisions_and_acknowledgements_feed_the_rules_report(staff: Staff) -> None:

@@ -29,23 +29,9 @@ from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals import review as wds
 from tests.support import FIXED_NOW
 from tests.support.officers import MovableClock, Staff, make_staff
-from tests.support.screening import build_history, request, status
+from tests.support.screening import build_history, held, status
 from tests.support.tui import quiet, sync
 from tests.support.twofa import PROOF, make_client
-
-
-@pytest.fixture
-def staff(runtime: Runtime) -> Staff:
-    runtime.clock = clock = MovableClock(FIXED_NOW)
-    made = make_staff(runtime, clock)
-    build_history(runtime)
-    return made
-
-
-def held(rt: Runtime, ext: str, n: int, **extra: Any) -> None:
-    request(rt, ext, ip=f"198.51.100.{n}", address=f"bc1qnew{n}",
-            login_extra={"country": "FR"}, **extra)
-    assert status(rt, ext) == "held"
 
 
 async def until(pilot: Pilot[Any], ready: Callable[[], bool], what: str) -> None:

@@ -27,7 +27,6 @@ from polysec_tui.services import four_eyes
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals import blocklist
 from polysec_tui.services.withdrawals import review as wds
-from tests.support import FIXED_NOW
 from tests.support.cli import run_cli
 from tests.support.helpers import ingest, withdrawal
 from tests.support.officers import MovableClock, Staff, make_staff
@@ -36,14 +35,6 @@ from tests.support.screening import HOME_ADDRESS, HOME_IP, build_history, iso, r
 # ip_not_seen 20 + new_country 20 + new_destination 15 = 55: held.
 SUSPICIOUS = {"ip": "198.51.100.9", "address": "bc1qnewdestination",
               "login_extra": {"country": "FR"}}
-
-
-@pytest.fixture
-def staff(runtime: Runtime) -> Staff:
-    runtime.clock = clock = MovableClock(FIXED_NOW)
-    made = make_staff(runtime, clock)
-    build_history(runtime)
-    return made
 
 
 def held(rt: Runtime, ext: str = "T1", **extra: str) -> str:
