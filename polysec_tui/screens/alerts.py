@@ -137,7 +137,7 @@ class AlertsScreen(ModalScreen[int]):
         try:
             results = [(key, None if error is None else str(error)) for key, error in
                        alerts.acknowledge_many(self.runtime, self.actor,
-                                               [(a.key, a.at) for a in chosen], note,
+                                               [(a.key, a.arrived) for a in chosen], note,
                                                outcome=outcome)]
         except PolysecError as refused:
             results = [(a.key, describe_error(refused)) for a in chosen]

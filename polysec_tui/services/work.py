@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from polysec_tui.services import four_eyes
-from polysec_tui.services.monitoring import alerts
+from polysec_tui.services.monitoring import alerts, watcher
 from polysec_tui.services.officers.approvals import RequestView
 from polysec_tui.services.officers.auth import Actor, at_least, require
 from polysec_tui.services.runtime import Runtime
@@ -69,7 +69,8 @@ def my_work(rt: Runtime, actor: Actor) -> MyWork:
             if r.created_at >= now - RECENT]
     with rt.sessions() as session:
         withdrawals_late = review.late_count(session, now, cfg.review_sla_hours)
-        current = alerts.unacknowledged(session, now, cfg)
+        current = alerts.unacknowledged(session, now, cfg, watcher.status(
+            session, now, watcher.WatchConfig.from_settings(rt.settings)))
     return MyWork(now, actor.name, cfg.review_sla_hours, claimed,
                   tuple(r for r in pending if _may_decide(actor, r)), tuple(mine),
                   withdrawals_late,

@@ -259,7 +259,7 @@ def brute_force(rt: Runtime, account: str, n: int, *, severity: str = "high",
                                account_id=event.account_id, login_event_id=event.id,
                                at=event.at, source_ip=ip, source_asn=64500,
                                explanation="failed logins", details={"source": ip},
-                               detected_at=FIXED_NOW))
+                               detected_at=event.at + timedelta(seconds=30)))
 
 
 def test_a_campaign_is_one_alert_that_grows_and_rises(runtime: Runtime) -> None:
@@ -285,15 +285,16 @@ def test_a_campaign_is_one_alert_that_grows_and_rises(runtime: Runtime) -> None:
     assert len(summary.alerts) == 2
     # Acknowledged as seen; one more attempt later brings it back, grown.
     alerts.acknowledge(runtime, chief[1], victim.key, "client reset the password",
-                       through=victim.at, outcome="benign")
+                       through=victim.arrived, outcome="benign")
     assert victim.key not in {a.key for a in alerts.list_alerts(runtime, READER)}
     brute_force(runtime, "acc-002", 1, minutes_ago=3, severity="critical")
     (again,) = [a for a in alerts.list_alerts(runtime, READER) if a.key == victim.key]
     assert (again.events, again.severity) == (101, "critical")
     with pytest.raises(ConflictError, match="already acknowledged by chief"):
-        alerts.acknowledge(runtime, chief[1], victim.key, through=victim.at, outcome="benign")
-    results = alerts.acknowledge_many(runtime, chief[1], [(again.key, again.at),
-                                                          (campaign.key, campaign.at),
+        alerts.acknowledge(runtime, chief[1], victim.key, through=victim.arrived,
+                           outcome="benign")
+    results = alerts.acknowledge_many(runtime, chief[1], [(again.key, again.arrived),
+                                                          (campaign.key, campaign.arrived),
                                                           ("account:nobody", None)], "seen",
                                       outcome="benign")
     assert [(k, type(e).__name__ if e else None) for k, e in results] == [
@@ -331,6 +332,26 @@ def test_a_spraying_campaign_and_a_takeover_chain_alert(runtime: Runtime) -> Non
     assert takeover.title == "takeover chain: security change, anomalous session, withdrawal"
 
 
+def test_a_late_finding_with_an_old_time_brings_the_alert_back(runtime: Runtime) -> None:
+    """An acknowledgement covers what had *arrived*: a finding that a later run makes
+    about an older login (a late feed, a watcher catching up) is not hidden by it."""
+    load_sample(runtime)
+    chief = log_in(runtime)
+    brute_force(runtime, "acc-002", 3, minutes_ago=60)
+    (alert,) = alerts.list_alerts(runtime, READER)
+    alerts.acknowledge(runtime, chief[1], alert.key, through=alert.arrived, outcome="benign")
+    assert alerts.list_alerts(runtime, READER) == []
+    brute_force(runtime, "acc-002", 1, minutes_ago=120, severity="critical")  # older login
+    with runtime.transaction() as s:  # ...found only now
+        s.execute(update(LoginAnomaly).where(LoginAnomaly.severity == "critical")
+                  .values(detected_at=FIXED_NOW))
+    (back,) = alerts.list_alerts(runtime, READER)
+    assert (back.key, back.events, back.severity) == (alert.key, 4, "critical")
+    with pytest.raises(ConflictError):  # a screen showing the old extent changes nothing
+        alerts.acknowledge(runtime, chief[1], alert.key, through=alert.arrived,
+                           outcome="benign")
+
+
 def test_acknowledge_is_audited_once(runtime: Runtime) -> None:
     load_sample(runtime)
     chief = log_in(runtime)
@@ -344,14 +365,14 @@ def test_acknowledge_is_audited_once(runtime: Runtime) -> None:
         ack = s.scalars(select(AlertAck)).one()
         assert (ack.kind, f"account:{ack.ref}", ack.officer_id, ack.note, ack.through_at) == (
             "account", key, chief[1].officer_id, "called the client",
-            FIXED_NOW - timedelta(minutes=5))
+            FIXED_NOW)  # the newest finding's arrival (detected_at), not its login time
         entry = s.scalars(select(AuditLogEntry).where(
             AuditLogEntry.action == "alert.acknowledge")).one()
         assert (entry.officer, entry.target) == ("chief", f"alert:{key}")
         assert json.loads(entry.details) == {
             "kind": "account", "note": "called the client", "events": 1,
             "severity": "critical", "title": "impossible travel", "outcome": "benign",
-            "through": (FIXED_NOW - timedelta(minutes=5)).isoformat()}
+            "through": FIXED_NOW.isoformat()}
         recorded = s.scalars(select(CaseOutcome)).one()
         assert (recorded.subject, recorded.outcome, recorded.reason, recorded.rules) == (
             f"alert:{key}", "benign", "called the client",

@@ -251,3 +251,28 @@ def test_work_cli(staff: Staff, cli_env: dict[str, str], monkeypatch: pytest.Mon
     text = run_cli(capsys, "work").out.splitlines()
     assert "1 withdrawal(s) past the 4 h review SLA" in text[0]
     assert text[1] == "claimed by you: 1" and text[2].split()[0] == "LATE"
+
+
+def test_an_escalated_claim_is_reassigned_to_seniors_only(staff: Staff) -> None:
+    rt, ann, sue = staff.rt, staff.actors["ann"], staff.actors["sue"]
+    held(rt, "T1")
+    wds.escalate(rt, ann, "T1", "looks like a takeover")
+    wds.claim(rt, sue, "T1")
+    with pytest.raises(RefusedError, match="only a senior officer can take it over"):
+        wds.reassign(rt, sue, "T1", "ann", "handing over")
+    assert wds.reassign(rt, sue, "T1", "sam", "handing over").status == "in_review"
+    assert claimant(staff, "T1") == "sam"
+
+
+def test_opening_a_four_eyes_request_is_activity_on_the_claim(staff: Staff) -> None:
+    rt, ann, sue = staff.rt, staff.actors["ann"], staff.actors["sue"]
+    held(rt, "T1", amount="1.5")
+    wds.claim(rt, ann, "T1")
+    staff.clock.advance(minutes=40)  # an old claim...
+    opened = wds.approve(rt, ann, "T1", "client called")  # ...then the request
+    assert opened.approval_id is not None
+    four_eyes.deny(rt, sue, opened.approval_id, "call again", staff.next_code("sue"))
+    staff.clock.advance(minutes=20)
+    assert wds.expire_claims(rt, sue) == []  # 20 min since the denial
+    staff.clock.advance(minutes=11)
+    assert wds.expire_claims(rt, sue) == ["T1"]

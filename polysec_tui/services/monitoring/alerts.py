@@ -56,6 +56,7 @@ from polysec_tui.db.models import (
     Officer,
     Withdrawal,
     WithdrawalFlag,
+    WithdrawalScreening,
 )
 from polysec_tui.errors import ConflictError, InputError, PolysecError
 from polysec_tui.services import outcomes
@@ -93,10 +94,18 @@ class Alert:
     ips: int = 0
     parts: tuple[tuple[str, int], ...] = ()  # (what, how many), most first
     rules: tuple[str, ...] = ()  # what fired: detector:<kind>, alert:<what> (outcomes)
+    # When its newest event *arrived* (found by a detector, held by screening): what an
+    # acknowledgement covers, so that a late event with an old time still brings it back.
+    seen_at: datetime | None = None
 
     @property
     def key(self) -> str:
         return f"{self.kind}:{self.ref}"
+
+    @property
+    def arrived(self) -> datetime:
+        """When its newest event arrived (its time, when that is not known)."""
+        return self.seen_at or self.at
 
     def due(self, sla: AlertSla) -> datetime:
         """When an officer should have acknowledged it: its first event plus the SLA of
@@ -187,7 +196,7 @@ def unacknowledged(session: Session, now: datetime, cfg: ScreeningConfig,
         return stalled
     acked = _acknowledged_through(session, found)
     alerts = [a for a in found
-              if (through := acked.get((a.kind, a.ref))) is None or through < a.at]
+              if (through := acked.get((a.kind, a.ref))) is None or through < a.arrived]
     return stalled + alerts
 
 
@@ -211,6 +220,7 @@ class _Group:
         self.first: datetime | None = None
         self.last: datetime | None = None
         self.rank = 0
+        self.seen: datetime | None = None
         self.parts: Counter[str] = Counter()
         self.accounts: set[Any] = set()
         self.ips: set[str] = set()
@@ -221,8 +231,9 @@ class _Group:
         self.rules: set[str] = set()
 
     def add(self, what: str, count: int, first: datetime, last: datetime,
-            severity: str) -> None:
+            severity: str, seen: datetime) -> None:
         self.parts[what] += count
+        self.seen = seen if self.seen is None else max(self.seen, seen)
         self.first = first if self.first is None else min(self.first, first)
         self.last = last if self.last is None else max(self.last, last)
         self.rank = max(self.rank, SEVERITY_RANK.get(severity, 1))
@@ -253,7 +264,7 @@ class _Group:
         return Alert(self.kind, self.ref, self.last, severity, printable(title, limit=160),
                      printable(account, limit=64), printable(detail, limit=200),
                      self.first, events, len(self.accounts), len(self.ips), parts,
-                     tuple(sorted(self.rules)))
+                     tuple(sorted(self.rules)), self.seen)
 
 
 def _label(kind: str) -> str:
@@ -266,9 +277,9 @@ def _anomaly_groups(session: Session, since: datetime, now: datetime,
     in_window = (a.at >= since, a.at <= now, a.severity.in_(HIGH_SEVERITIES))
     campaign = (a.at >= since, a.at <= now, a.severity.in_(CAMPAIGN_SEVERITIES))
     # Account-scoped kinds: one row per account, kind and severity.
-    for account_id, ext, kind, severity, n, first, last, newest in session.execute(
+    for account_id, ext, kind, severity, n, first, last, newest, seen in session.execute(
         select(a.account_id, Account.external_id, a.kind, a.severity, func.count(),
-               func.min(a.at), func.max(a.at), func.max(a.id))
+               func.min(a.at), func.max(a.at), func.max(a.id), func.max(a.detected_at))
         .join(Account, Account.id == a.account_id)
         .where(*in_window, a.kind.not_in(SOURCE_KINDS))
         .group_by(a.account_id, Account.external_id, a.kind, a.severity)
@@ -276,7 +287,7 @@ def _anomaly_groups(session: Session, since: datetime, now: datetime,
         group = _group(groups, "account", str(account_id))
         group.account_label = ext
         group.accounts.add(account_id)
-        group.add(_label(kind), int(n), first, last, severity)
+        group.add(_label(kind), int(n), first, last, severity, seen)
         group.rules.add(f"detector:{kind}")
         group.newest_id = max(group.newest_id, int(newest))
     by_newest = {g.newest_id: g for g in groups.values() if g.newest_id}
@@ -296,7 +307,7 @@ def _anomaly_groups(session: Session, since: datetime, now: datetime,
     # ASN-wide burst), which the finding's details name; one detail read per IP.
     rows = session.execute(
         select(a.kind, a.severity, a.source_ip, a.source_asn, a.account_id, func.count(),
-               func.min(a.at), func.max(a.at), func.max(a.id))
+               func.min(a.at), func.max(a.at), func.max(a.id), func.max(a.detected_at))
         .where(*campaign, a.kind.in_(SOURCE_KINDS))
         .group_by(a.kind, a.severity, a.source_ip, a.source_asn, a.account_id)).all()
     sources: dict[int, str] = {}
@@ -306,13 +317,13 @@ def _anomaly_groups(session: Session, since: datetime, now: datetime,
                 select(a.id, a.details).where(a.id.in_(ids[start:start + 500]))):
             source = details.get("source") if isinstance(details, dict) else None
             sources[anomaly_id] = str(source) if source else ""
-    for kind, severity, ip, asn, account_id, n, first, last, newest_id in rows:
+    for kind, severity, ip, asn, account_id, n, first, last, newest_id, seen in rows:
         source = sources.get(newest_id) or (ip or (f"AS{asn}" if asn is not None else "?"))
         group = _group(groups, "source", source[:64])
         group.accounts.add(account_id)
         if ip:
             group.ips.add(ip)
-        group.add(_label(kind), int(n), first, last, severity)
+        group.add(_label(kind), int(n), first, last, severity, seen)
         group.rules.add(f"detector:{kind}")
 
 
@@ -322,10 +333,11 @@ def _withdrawal_groups(session: Session, cfg: ScreeningConfig,
     takeover = and_(*(w.id.in_(select(WithdrawalFlag.withdrawal_id)
                                .where(WithdrawalFlag.rule == rule))
                       for rule in TAKEOVER_RULES))
-    for account_id, ext, at, asset, amount, chain in session.execute(
+    for account_id, ext, at, asset, amount, chain, screened in session.execute(
         select(w.account_id, Account.external_id, w.requested_at, w.asset, w.amount,
-               takeover)
+               takeover, WithdrawalScreening.screened_at)
         .join(Account, Account.id == w.account_id)
+        .outerjoin(WithdrawalScreening, WithdrawalScreening.withdrawal_id == w.id)
         .where(w.status == "held",
                or_(_above_limit_sql(cfg, session.get_bind().dialect.name), takeover))
         .order_by(w.requested_at.desc(), w.id.desc())
@@ -339,12 +351,13 @@ def _withdrawal_groups(session: Session, cfg: ScreeningConfig,
         if large:
             group.amounts.append(f"{format(amount, 'f')} {printable(asset, limit=16)}")
             group.rules.add("alert:large_held_withdrawal")
+        seen = screened or at
         if chain:
             group.rules.add("alert:takeover_chain")
             group.add("takeover chain: security change, anomalous session, withdrawal", 1,
-                      at, at, "critical")
+                      at, at, "critical", seen)
         else:
-            group.add("held withdrawal", 1, at, at, "high")
+            group.add("held withdrawal", 1, at, at, "high", seen)
 
 
 def _group(groups: dict[tuple[str, str], _Group], kind: str, ref: str) -> _Group:
@@ -371,7 +384,7 @@ def _failed_audits(session: Session, since: datetime, now: datetime) -> list[Ale
             failed[run_id].append(check)
     return [Alert("audit", str(run_id), at, "high", f"audit run {run_id} failed", "",
                   printable(f"failed: {', '.join(failed[run_id]) or 'see the run'}",
-                            limit=200), at)
+                            limit=200), at, seen_at=at)
             for run_id, at in runs]
 
 
@@ -414,10 +427,11 @@ def list_alerts(rt: Runtime, actor: Actor) -> list[Alert]:
 
 def acknowledge(rt: Runtime, actor: Actor, key: str, note: str | None = None, *,
                 outcome: str, through: datetime | None = None) -> Alert:
-    """Acknowledge the alert ``key`` as far as ``through`` (what the officer saw; by
-    default, as far as it has grown now) with its ``outcome`` (`services.outcomes`; the
-    note is its reason): one row, the outcome and one audit entry, in one transaction.
-    Exit 4 if another officer acknowledged that far first."""
+    """Acknowledge the alert ``key`` as far as ``through`` (the arrival of the newest
+    event the officer saw, `Alert.arrived`; by default, as far as it has grown now) with
+    its ``outcome`` (`services.outcomes`; the note is its reason): one row, the outcome
+    and one audit entry, in one transaction. Exit 4 if it was acknowledged that far
+    already (by another officer, or from a screen showing older data)."""
     require(actor, "review")
     kind, ref = parse_key(key)
     note = _note(note)
@@ -430,7 +444,13 @@ def acknowledge(rt: Runtime, actor: Actor, key: str, note: str | None = None, *,
                          None)
             if alert is None:
                 raise InputError(f"no such alert in the last 24 hours: {printable(key)}")
-            covered: datetime = alert.at if through is None else min(through, alert.at)
+            covered: datetime = (alert.arrived if through is None
+                                 else min(through, alert.arrived))
+            already = session.scalar(select(func.max(AlertAck.through_at)).where(
+                AlertAck.kind == kind, AlertAck.ref == ref))
+            if already is not None and already >= covered:
+                raise ConflictError(f"alert {key} was already acknowledged by "
+                                    f"{_last_acknowledger(session, kind, ref)}")
             session.add(AlertAck(kind=kind, ref=ref, officer_id=actor.officer_id,
                                  acked_at=now, note=note, through_at=covered))
             session.flush()
@@ -444,14 +464,18 @@ def acknowledge(rt: Runtime, actor: Actor, key: str, note: str | None = None, *,
             rt.audit.append(session, officer=actor.name, action="alert.acknowledge", at=now,
                             target=f"alert:{kind}:{ref}", details=details)
             return alert
-    except IntegrityError:
+    except IntegrityError:  # the same extent, acknowledged at the same moment
         with rt.sessions() as session:
-            who = session.scalar(
-                select(Officer.name).join(AlertAck, AlertAck.officer_id == Officer.id)
-                .where(AlertAck.kind == kind, AlertAck.ref == ref)
-                .order_by(AlertAck.id.desc()).limit(1))
-        raise ConflictError(f"alert {key} was already acknowledged by {who or 'someone'}"
-                            ) from None
+            who = _last_acknowledger(session, kind, ref)
+        raise ConflictError(f"alert {key} was already acknowledged by {who}") from None
+
+
+def _last_acknowledger(session: Session, kind: str, ref: str) -> str:
+    who = session.scalar(
+        select(Officer.name).join(AlertAck, AlertAck.officer_id == Officer.id)
+        .where(AlertAck.kind == kind, AlertAck.ref == ref)
+        .order_by(AlertAck.id.desc()).limit(1))
+    return who or "someone"
 
 
 def acknowledge_many(rt: Runtime, actor: Actor, keys: list[tuple[str, datetime | None]],

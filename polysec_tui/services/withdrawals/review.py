@@ -651,7 +651,7 @@ def _request_approval(rt: Runtime, actor: Actor, ref: str, allowed: Any, text: s
         done = session.execute(
             update(Withdrawal).where(Withdrawal.id == wid, allowed)
             .values(status="in_review", claimed_by=actor.officer_id,
-                    claimed_at=func.coalesce(Withdrawal.claimed_at, now),
+                    claimed_at=now,  # activity: the claim's timeout counts from here
                     approval_id=request_id)
             .execution_options(synchronize_session=False)
         )
@@ -758,6 +758,14 @@ def _request_active_since(cutoff: datetime, now: datetime) -> Any:
         .exists())
 
 
+def _same_request(wd: Withdrawal) -> Any:
+    """The row still has the four-eyes request it had when read: a request opened
+    meanwhile (PostgreSQL re-checks only the row's own columns after waiting on its
+    lock, not a subquery) makes the update change nothing."""
+    return (Withdrawal.approval_id.is_(None) if wd.approval_id is None
+            else Withdrawal.approval_id == wd.approval_id)
+
+
 def _back_to_queue() -> Any:
     return case((Withdrawal.decided_by.is_not(None), "escalated"), else_="held")
 
@@ -777,7 +785,7 @@ def release(rt: Runtime, actor: Actor, ref: str) -> Outcome:
         w = Withdrawal
         done = session.execute(
             update(w).where(w.id == wid, w.status == "in_review",
-                            w.claimed_by == actor.officer_id)
+                            w.claimed_by == actor.officer_id, _same_request(wd))
             .values(status=_back_to_queue(), claimed_by=None, claimed_at=None)
             .execution_options(synchronize_session=False))
         if done.rowcount == 1:  # type: ignore[attr-defined]
@@ -814,9 +822,14 @@ def reassign(rt: Runtime, actor: Actor, ref: str, to: str, reason: str) -> Outco
         if request is not None:
             raise RefusedError(f"withdrawal {ext} waits for four-eyes request {request}: "
                                "decide or deny the request under Approvals first")
+        if wd.decided_by is not None and not at_least(
+                Actor(target.id, target.name, target.role), "senior"):
+            raise RefusedError(f"withdrawal {ext} was escalated: only a senior officer can "
+                               f"take it over, and {target.name} is {target.role}")
         w = Withdrawal
         done = session.execute(
-            update(w).where(w.id == wid, w.status == "in_review", w.claimed_by == previous)
+            update(w).where(w.id == wid, w.status == "in_review", w.claimed_by == previous,
+                            _same_request(wd))
             .values(claimed_by=target.id, claimed_at=now)
             .execution_options(synchronize_session=False))
         if done.rowcount == 1:  # type: ignore[attr-defined]
@@ -851,19 +864,23 @@ def expire_claims(rt: Runtime, actor: Actor) -> list[str]:
             return []
     expired: list[str] = []
     with rt.transaction() as session:
-        for wid, ext, account_id, claimant in session.execute(
-                select(w.id, w.external_id, w.account_id, w.claimed_by)
+        for wid, ext, account_id, claimant, request_id in session.execute(
+                select(w.id, w.external_id, w.account_id, w.claimed_by, w.approval_id)
                 .where(*stale).order_by(w.id).limit(1000)).all():
+            same_request = (w.approval_id.is_(None) if request_id is None
+                            else w.approval_id == request_id)
             done = session.execute(
-                update(w).where(w.id == wid, w.claimed_by == claimant, *stale)
+                update(w).where(w.id == wid, w.claimed_by == claimant, same_request, *stale)
                 .values(status=_back_to_queue(), claimed_by=None, claimed_at=None)
                 .execution_options(synchronize_session=False))
             if done.rowcount != 1:  # type: ignore[attr-defined]
                 continue  # decided or released meanwhile
             who = _name(session, claimant) or "?"
             note = f"claim of {who} expired after {minutes:g} min without activity"
+            # Recorded under the officer whose action ran the sweep; the cause is the
+            # timeout, not them.
             _record(rt, session, actor, wid, ext, "claim_expired", note, now,
-                    account=str(account_id), previous=who)
+                    account=str(account_id), previous=who, by="timeout")
             if claimant is not None:
                 notifications.send(session, claimant, now, "claim.expired",
                                    f"your claim on withdrawal {ext} expired after "
