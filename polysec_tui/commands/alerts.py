@@ -11,6 +11,7 @@ import click
 from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of
 from polysec_tui.services.monitoring import alerts as service
 from polysec_tui.services.outcomes import OUTCOMES
+from polysec_tui.text import printable
 
 
 @click.group()
@@ -63,3 +64,37 @@ def ack(ctx: click.Context, keys: tuple[str, ...], outcome: str, note: str | Non
         # The exit code of the first failure; every failure is listed above.
         raise type(failures[0])(f"{len(failures)} of {len(results)} alert(s) not "
                                 "acknowledged")
+
+
+@alerts.command()
+@click.argument("key")
+@click.option("--minutes", type=click.IntRange(1, service.MAX_SNOOZE_MINUTES), default=60,
+              show_default=True, help="How long (at most a day).")
+@click.option("--rule", help="Only this detector on the subject (e.g. new_country).")
+@click.option("--reason", required=True, help="Why (audited, shown with the snooze).")
+@click.pass_context
+def snooze(ctx: click.Context, key: str, minutes: int, rule: str | None, reason: str) -> None:
+    """Silence the alert KEY (an account or a source) for a while; it comes back when
+    the time is up, or at once if its severity rises. Audited."""
+    rt = runtime_of(ctx)
+    view = service.snooze(rt, actor_of(ctx, "review"), key, minutes, reason, rule=rule)
+    echo(f"snoozed {view.subject}{' (' + view.rule + ')' if view.rule else ''} until "
+         f"{view.until:%Y-%m-%d %H:%M} UTC")
+
+
+@alerts.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def snoozes(ctx: click.Context, as_json: bool) -> None:
+    """The snoozes in force, soonest to end first."""
+    rt = runtime_of(ctx)
+    found = service.list_snoozes(rt, actor_of(ctx, "read"))
+    if as_json:
+        emit_json([s.as_dict() for s in found])
+        return
+    if not found:
+        echo("no snoozes in force")
+    for s in found:
+        echo(f"until {s.until:%Y-%m-%d %H:%M}  {s.subject}"
+             f"{' (' + s.rule + ')' if s.rule else ''}  by {printable(s.officer)}: "
+             f"{printable(s.reason)}")

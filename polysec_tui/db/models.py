@@ -730,3 +730,21 @@ class CaseOutcome(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # confirmed_fraud | false_positive | benign
     reason: Mapped[str | None] = mapped_column(Text)
     rules: Mapped[dict[str, Any]]  # {"fired": ["screening:ip_not_seen", ...]}
+
+
+class AlertSnooze(Base):
+    """An officer silenced an alert's subject (an account, a source, or one detector on
+    an account) for a bounded time, with a reason. The alert comes back when the time is
+    up, or sooner if its severity rises above ``severity``."""
+
+    __tablename__ = "alert_snoozes"
+    __table_args__ = (Index(None, "until"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    subject: Mapped[str] = mapped_column(String(80))  # the alert key: account:<uuid>...
+    rule: Mapped[str | None] = mapped_column(String(48))  # detector:<kind>, or None: all
+    severity: Mapped[str] = mapped_column(String(8))  # the alert's when snoozed
+    until: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+    officer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("officers.id"))
+    created_at: Mapped[datetime]

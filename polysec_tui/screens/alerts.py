@@ -47,6 +47,8 @@ class AlertsScreen(ModalScreen[int]):
                         "harmless (say why in the note)"),
         Binding("space", "mark", "Mark", id="alerts.mark",
                 tooltip="Mark or unmark the highlighted alert"),
+        Binding("z", "snooze", "Snooze 1 h", id="alerts.snooze",
+                tooltip="Silence the highlighted alert for an hour; the note is the reason"),
         Binding("escape", "close", "Close", id="alerts.close",
                 tooltip="Back to the dashboard"),
     ]
@@ -72,8 +74,9 @@ class AlertsScreen(ModalScreen[int]):
         with Vertical(id="alerts-box") as box:
             box.border_title = f"Alerts ({len(self.items)} unacknowledged)"
             yield Static(Text("space mark · acknowledge the marked (or highlighted) ones as "
-                              "c confirmed fraud, f false positive, b benign · tab: note · "
-                              "escape close"), id="alerts-help")
+                              "c confirmed fraud, f false positive, b benign · z snooze 1 h "
+                              "(the note is the reason) · tab: note · escape close"),
+                         id="alerts-help")
             yield Input(placeholder="note for the acknowledgement (optional; the same for "
                         "every marked alert)", max_length=alerts.NOTE_MAX, id="alerts-note")
             table: DataTable[Text] = DataTable(id="alerts-table", cursor_type="row")
@@ -120,6 +123,30 @@ class AlertsScreen(ModalScreen[int]):
             return None
         return self.items[table.cursor_row]
 
+    def action_snooze(self) -> None:
+        """Silence the highlighted alert for an hour, the note as the reason."""
+        alert = self._highlighted()
+        if alert is None or alert.key in self._pending:
+            self.app.bell()
+            return
+        reason = self.query_one("#alerts-note", Input).value.strip()
+        if not reason:
+            self.notify("type the reason in the note line first (tab), then z",
+                        severity="warning", markup=False)
+            return
+        self._pending.add(alert.key)
+        self._snooze(alert, reason)
+
+    @work(thread=True, exit_on_error=False, group="alerts")
+    def _snooze(self, alert: Alert, reason: str) -> None:
+        try:
+            alerts.snooze(self.runtime, self.actor, alert.key, 60, reason)
+            error = None
+        except PolysecError as refused:
+            error = str(refused)
+        self.app.call_from_thread(
+            self._done, [(alert.key, error)], f"Snoozed {alert.key} for 1 h")
+
     def action_acknowledge(self, outcome: str) -> None:
         """Acknowledge the marked alerts, or the highlighted one, with ``outcome``."""
         chosen = [a for a in self.items if a.key in self.marked] or [
@@ -143,15 +170,16 @@ class AlertsScreen(ModalScreen[int]):
             results = [(a.key, describe_error(refused)) for a in chosen]
         self.app.call_from_thread(self._done, results)
 
-    def _done(self, results: list[tuple[str, str | None]]) -> None:
+    def _done(self, results: list[tuple[str, str | None]], what: str = "") -> None:
         done = {key for key, error in results if error is None}
         failed = [(key, error) for key, error in results if error is not None]
         self._pending.difference_update(key for key, _error in results)
-        self.acknowledged += len(done)
+        self.acknowledged += len(done)  # the dashboard reloads when this is not 0
         if done:
-            self.notify(f"Acknowledged {len(done)} alert(s)", markup=False, timeout=3)
+            self.notify(what or f"Acknowledged {len(done)} alert(s)", markup=False,
+                        timeout=3)
         for key, error in failed:
-            self.notify(error or "", title=f"Not acknowledged: {key}", severity="warning",
+            self.notify(error or "", title=f"Not done: {key}", severity="warning",
                         markup=False, timeout=10)
         self.marked -= done
         self.items = [a for a in self.items if a.key not in done]

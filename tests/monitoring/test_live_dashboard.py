@@ -352,6 +352,42 @@ def test_a_late_finding_with_an_old_time_brings_the_alert_back(runtime: Runtime)
                            outcome="benign")
 
 
+def test_a_snooze_is_bounded_audited_listed_and_broken_by_a_worse_event(
+        runtime: Runtime) -> None:
+    load_sample(runtime)
+    chief = log_in(runtime)
+    brute_force(runtime, "acc-002", 3, minutes_ago=60)
+    (alert,) = alerts.list_alerts(runtime, READER)
+    with pytest.raises(InputError, match="1 to 1440 minutes"):
+        alerts.snooze(runtime, chief[1], alert.key, 2000, "pentest")
+    with pytest.raises(InputError, match="reason"):
+        alerts.snooze(runtime, chief[1], alert.key, 60, " ")
+    with pytest.raises(InputError, match="not part of alert"):
+        alerts.snooze(runtime, chief[1], alert.key, 60, "x", rule="new_country")
+    with pytest.raises(RefusedError):
+        alerts.snooze(runtime, READER, alert.key, 60, "an analyst may not")
+    view = alerts.snooze(runtime, chief[1], alert.key, 60, "client's own pentest",
+                         rule="brute_force")
+    assert (view.until, view.severity) == (FIXED_NOW + timedelta(hours=1), "high")
+    assert alerts.list_alerts(runtime, READER) == []
+    assert [s.subject for s in alerts.list_snoozes(runtime, READER)] == [alert.key]
+    with runtime.sessions() as s:
+        entry = s.scalars(select(AuditLogEntry).where(
+            AuditLogEntry.action == "alert.snooze")).one()
+        assert entry.target == f"alert:{alert.key}"
+    # A worse event on the snoozed subject breaks through at once.
+    brute_force(runtime, "acc-002", 1, minutes_ago=5, severity="critical")
+    (back,) = alerts.list_alerts(runtime, READER)
+    assert back.key == alert.key and back.severity == "critical"
+    # And the time is bounded: an hour later nothing is snoozed.
+    later = runtime.clock
+    runtime.clock = lambda: FIXED_NOW + timedelta(minutes=61)
+    try:
+        assert alerts.list_snoozes(runtime, READER) == []
+    finally:
+        runtime.clock = later
+
+
 def test_acknowledge_is_audited_once(runtime: Runtime) -> None:
     load_sample(runtime)
     chief = log_in(runtime)

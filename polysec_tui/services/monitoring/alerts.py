@@ -30,6 +30,11 @@ second officer acknowledging the same extent gets a conflict (exit 4) naming the
 Several alerts can be acknowledged at once with one note (`acknowledge_many`); each is
 its own transaction, and the ones that failed are listed with why.
 
+An officer can snooze an account's or a source's alert, or one detector in it, for a
+bounded time with a reason (`snooze`: senior officers, at most a day, audited, listed by
+`list_snoozes`). A snoozed alert comes back when the time is up, or at once if its
+severity rises above what it was when snoozed.
+
 This module never imports textual.
 """
 
@@ -50,6 +55,7 @@ from polysec_tui.config import Settings
 from polysec_tui.db.models import (
     Account,
     AlertAck,
+    AlertSnooze,
     AuditFinding,
     AuditRun,
     LoginAnomaly,
@@ -58,10 +64,10 @@ from polysec_tui.db.models import (
     WithdrawalFlag,
     WithdrawalScreening,
 )
-from polysec_tui.errors import ConflictError, InputError, PolysecError
+from polysec_tui.errors import ConflictError, InputError, PolysecError, RefusedError
 from polysec_tui.services import outcomes
 from polysec_tui.services.monitoring import watcher
-from polysec_tui.services.officers.auth import Actor, require
+from polysec_tui.services.officers.auth import Actor, at_least, require
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals.screening import ScreeningConfig, load_config
 from polysec_tui.text import printable
@@ -76,6 +82,7 @@ SEVERITY_RANK = {"high": 1, "critical": 2}
 TAKEOVER_RULES = ("security_change_hold", "risky_session")
 WINDOW = timedelta(hours=24)
 NOTE_MAX = 500
+MAX_SNOOZE_MINUTES = 24 * 60  # a snooze is bounded: a day at most
 MONITORING = "monitoring"
 
 
@@ -195,9 +202,99 @@ def unacknowledged(session: Session, now: datetime, cfg: ScreeningConfig,
     if not found:
         return stalled
     acked = _acknowledged_through(session, found)
+    snoozed = _snoozed(session, now)
     alerts = [a for a in found
-              if (through := acked.get((a.kind, a.ref))) is None or through < a.arrived]
+              if ((through := acked.get((a.kind, a.ref))) is None or through < a.arrived)
+              and not _silenced(a, snoozed.get(a.key, []))]
     return stalled + alerts
+
+
+def _snoozed(session: Session, now: datetime) -> dict[str, list[AlertSnooze]]:
+    active: dict[str, list[AlertSnooze]] = {}
+    for snooze in session.scalars(select(AlertSnooze).where(AlertSnooze.until > now)):
+        active.setdefault(snooze.subject, []).append(snooze)
+    return active
+
+
+def _silenced(alert: Alert, snoozes: list[AlertSnooze]) -> bool:
+    """Snoozed, and not risen above the severity it had then: a whole subject, or every
+    detector the alert is made of."""
+    rank = SEVERITY_RANK.get(alert.severity, 1)
+    held = [s for s in snoozes if SEVERITY_RANK.get(s.severity, 1) >= rank]
+    if any(s.rule is None for s in held):
+        return True
+    rules = {s.rule for s in held}
+    return bool(alert.rules) and set(alert.rules) <= rules
+
+
+@dataclass(frozen=True)
+class SnoozeView:
+    id: int
+    subject: str
+    rule: str | None
+    severity: str
+    until: datetime
+    reason: str
+    officer: str
+    created_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def snooze(rt: Runtime, actor: Actor, key: str, minutes: float, reason: str, *,
+           rule: str | None = None) -> SnoozeView:
+    """Silence the alert ``key`` (an account or a source; with ``rule``, only that
+    detector on it) for at most `MAX_SNOOZE_MINUTES`, audited. It comes back when the
+    time is up, or sooner if its severity rises. Senior officers and admins only:
+    silencing is a judgement on the rules, not on one case."""
+    require(actor, "review")
+    if not at_least(actor, "senior"):
+        raise RefusedError("only a senior officer or above can snooze an alert")
+    kind, ref = parse_key(key)
+    if kind not in ("account", "source"):
+        raise InputError("only an account's or a source's alert can be snoozed")
+    if not 1 <= minutes <= MAX_SNOOZE_MINUTES:
+        raise InputError(f"a snooze lasts 1 to {MAX_SNOOZE_MINUTES} minutes")
+    text = (reason or "").strip()
+    if not text or len(text) > NOTE_MAX:
+        raise InputError(f"a reason of 1 to {NOTE_MAX} characters is required")
+    now = rt.clock()
+    with rt.transaction() as session:
+        alert = next((a for a in current(session, now, load_config(rt.settings))
+                      if a.key == f"{kind}:{ref}"), None)
+        if alert is None:
+            raise InputError(f"no such alert in the last 24 hours: {printable(key)}")
+        if rule is not None:
+            rule = rule if rule.startswith(("detector:", "alert:")) else f"detector:{rule}"
+            if rule not in alert.rules:
+                raise InputError(f"{printable(rule)} is not part of alert {printable(key)} "
+                                 f"({', '.join(alert.rules)})")
+        row = AlertSnooze(subject=alert.key, rule=rule, severity=alert.severity,
+                          until=now + timedelta(minutes=minutes), reason=text,
+                          officer_id=actor.officer_id, created_at=now)
+        session.add(row)
+        session.flush()
+        rt.audit.append(session, officer=actor.name, action="alert.snooze", at=now,
+                        target=f"alert:{alert.key}",
+                        details={"rule": rule, "minutes": minutes,
+                                 "until": row.until.isoformat(),
+                                 "severity": alert.severity, "reason": text})
+        return SnoozeView(row.id, row.subject, rule, row.severity, row.until, text,
+                          actor.name, now)
+
+
+def list_snoozes(rt: Runtime, actor: Actor) -> list[SnoozeView]:
+    """The snoozes in force, soonest to end first."""
+    require(actor, "read")
+    now = rt.clock()
+    with rt.sessions() as session:
+        return [SnoozeView(s.id, s.subject, s.rule, s.severity, s.until, s.reason,
+                           name or "?", s.created_at)
+                for s, name in session.execute(
+                    select(AlertSnooze, Officer.name)
+                    .join(Officer, Officer.id == AlertSnooze.officer_id)
+                    .where(AlertSnooze.until > now).order_by(AlertSnooze.until))]
 
 
 def current(session: Session, now: datetime, cfg: ScreeningConfig) -> list[Alert]:
