@@ -667,12 +667,12 @@ class WithdrawalDetailScreen(ConsoleScreen):
                 moved = service.reassign(self.runtime, self.actor, self.ref, to, note or "")
                 result = service.Outcome(moved.external_id,
                                          f"{moved.status}, reassigned to {to}")
-            elif verb in ("approve", "reject") and outcome is not None:
+            elif verb == "escalate":
+                result = service.escalate(self.runtime, self.actor, self.ref, note or "")
+            else:  # approve or reject, with the outcome chosen in the prompt
                 final = service.approve if verb == "approve" else service.reject
-                result = final(self.runtime, self.actor, self.ref, note or "", outcome=outcome)
-            else:
-                result = service.DECISIONS[verb](self.runtime, self.actor, self.ref,
-                                                 note or "")
+                result = final(self.runtime, self.actor, self.ref, note or "",
+                               outcome=outcome or DECISIONS[verb].outcome or "")
             message = self.Decided(result.summary(), False)
         except PolysecError as error:
             message = self.Decided(str(error), True)

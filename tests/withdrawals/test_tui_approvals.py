@@ -25,12 +25,11 @@ from polysec_tui.db.engine import make_engine
 from polysec_tui.screens.approvals import ApprovalsScreen
 from polysec_tui.screens.withdrawals import WithdrawalDetailScreen, WithdrawalQueueScreen
 from polysec_tui.services.clients import protection, twofa
-from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals import review as wds
 from tests.support import FIXED_NOW
 from tests.support.officers import MovableClock, Staff, make_staff
 from tests.support.screening import build_history, held, status
-from tests.support.tui import quiet, sync
+from tests.support.tui import SnapshotRuntime, quiet, sync
 from tests.support.twofa import PROOF, make_client
 
 
@@ -237,12 +236,6 @@ async def test_marked_rows_rejected_at_once_and_failures_listed(staff: Staff) ->
 
 
 # --------------------------------------------------------------------------- snapshot
-
-
-class SnapshotRuntime(Runtime):
-    @property
-    def database_label(self) -> str:
-        return "sqlite:///srv/polysec/polysec.db"
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ every withdrawal.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -717,13 +716,6 @@ APPROVAL = approvals.ApprovalKind(
     describe=lambda p: f"approve withdrawal {p.get('withdrawal')}",
     requester_permission="review", evidence=_approval_evidence,
 )
-
-
-# The decisions an officer takes on a claimed withdrawal, by the verb the CLI and the
-# console name them with (approve and reject record their default outcome).
-DECISIONS: dict[str, Callable[[Runtime, Actor, str, str], Outcome]] = {
-    "approve": approve, "reject": reject, "escalate": escalate,
-}
 
 
 # ------------------------------------------------------------- claims that move
