@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from polysec_tui.commands.common import RECORD_ID, actor_of, echo, emit_json, runtime_of
+from polysec_tui.errors import InputError
 from polysec_tui.services.clients import incidents as service
 from polysec_tui.services.clients.incidents import LINK_KINDS, OUTCOMES, SEVERITIES
 
@@ -86,13 +87,21 @@ def note(ctx: click.Context, incident: int, text: str) -> None:
 @incidents.command()
 @click.argument("incident", type=RECORD_ID)
 @click.argument("kind", type=click.Choice(LINK_KINDS))
-@click.argument("ref")
+@click.argument("refs", nargs=-1, required=True, metavar="REF...")
 @click.pass_context
-def link(ctx: click.Context, incident: int, kind: str, ref: str) -> None:
-    """Link an account, anomaly, withdrawal, 2FA request or audit entry (by its id)."""
+def link(ctx: click.Context, incident: int, kind: str, refs: tuple[str, ...]) -> None:
+    """Link accounts, anomalies, withdrawals, alerts (by their key, e.g.
+    source:203.0.113.5), 2FA requests or audit entries, by their ids, in one action.
+    What does not exist is listed and the rest is linked; exit 2 if any was refused."""
     actor = actor_of(ctx, "review")
-    added = service.link(runtime_of(ctx), actor, incident, kind, ref)
-    echo(f"{kind} {ref} linked" if added else f"{kind} {ref} was already linked")
+    results = service.link_many(runtime_of(ctx), actor, incident, [(kind, r) for r in refs])
+    for result in results:
+        if result.error is None:
+            echo(f"{kind} {result.ref} " + ("linked" if result.added else
+                                            "was already linked"))
+    refused = [r for r in results if r.error is not None]
+    if refused:
+        raise InputError("; ".join(r.error or "" for r in refused))
 
 
 @incidents.command()

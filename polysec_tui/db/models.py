@@ -625,7 +625,8 @@ class Incident(Base):
 
 class IncidentLink(Base):
     """Something an incident gathers: kind account | anomaly | withdrawal | twofa_request
-    | audit_entry, and the thing's reference (external id, row id or audit seq)."""
+    | audit_entry | alert, and the thing's reference (external id, row id, audit seq, or
+    an alert's grouping key)."""
 
     __tablename__ = "incident_links"
     __table_args__ = (UniqueConstraint("incident_id", "kind", "ref"),

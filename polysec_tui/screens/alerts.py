@@ -1,7 +1,9 @@
 """The alerts modal: unacknowledged alerts (one per account, campaign source or failed
 audit run, with its counts), acknowledged one or many at a time.
 
-Opened from the dashboard (``a``). ``space`` marks rows; ``c`` (confirmed fraud), ``f``
+Opened from the dashboard (``a``). ``space`` marks rows (``shift+down``/``shift+up``
+mark and move); ``i`` attaches the marked ones (or the highlighted one) to an incident;
+``c`` (confirmed fraud), ``f``
 (false positive) or ``b`` (benign) acknowledges the marked ones (or the highlighted one)
 as far as they are shown, with that outcome and the note typed in the note line
 (optional, the same for all; the reason of a benign outcome), in a thread worker
@@ -24,6 +26,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
 
 from polysec_tui.errors import PolysecError
+from polysec_tui.screens.incidents import Attached, attach
 from polysec_tui.screens.widgets import describe_error, fill_table, move_cursor_to, safe_text
 from polysec_tui.services.monitoring import alerts
 from polysec_tui.services.monitoring.alerts import Alert
@@ -47,6 +50,12 @@ class AlertsScreen(ModalScreen[int]):
                         "harmless (say why in the note)"),
         Binding("space", "mark", "Mark", id="alerts.mark",
                 tooltip="Mark or unmark the highlighted alert"),
+        Binding("shift+down", "mark(1, False)", "Mark down", id="alerts.mark-down",
+                show=False, tooltip="Mark the highlighted alert and move down"),
+        Binding("shift+up", "mark(-1, False)", "Mark up", id="alerts.mark-up", show=False,
+                tooltip="Mark the highlighted alert and move up"),
+        Binding("i", "attach", "Attach", id="alerts.attach",
+                tooltip="Attach the marked alerts (or the highlighted one) to an incident"),
         Binding("z", "snooze", "Snooze 1 h", id="alerts.snooze",
                 tooltip="Silence the highlighted alert for an hour; the note is the reason"),
         Binding("escape", "close", "Close", id="alerts.close",
@@ -56,7 +65,7 @@ class AlertsScreen(ModalScreen[int]):
     AlertsScreen { align: center middle; }
     AlertsScreen #alerts-box { width: 90%; height: 80%; border: thick $error;
                                background: $surface; padding: 0 1; }
-    AlertsScreen #alerts-help { height: 1; color: $text-muted; }
+    AlertsScreen #alerts-help { height: auto; color: $text-muted; }
     AlertsScreen #alerts-note { margin: 0 0 1 0; }
     AlertsScreen #alerts-table { height: 1fr; }
     """
@@ -74,8 +83,9 @@ class AlertsScreen(ModalScreen[int]):
         with Vertical(id="alerts-box") as box:
             box.border_title = f"Alerts ({len(self.items)} unacknowledged)"
             yield Static(Text("space mark · acknowledge the marked (or highlighted) ones as "
-                              "c confirmed fraud, f false positive, b benign · z snooze 1 h "
-                              "(the note is the reason) · tab: note · escape close"),
+                              "c confirmed fraud, f false positive, b benign · i attach to "
+                              "an incident · z snooze 1 h (the note is the reason) · tab: "
+                              "note · escape close"),
                          id="alerts-help")
             yield Input(placeholder="note for the acknowledgement (optional; the same for "
                         "every marked alert)", max_length=alerts.NOTE_MAX, id="alerts-note")
@@ -105,17 +115,36 @@ class AlertsScreen(ModalScreen[int]):
     def action_close(self) -> None:
         self.dismiss(self.acknowledged)
 
-    def action_mark(self) -> None:
-        """Mark or unmark the highlighted alert."""
+    def action_mark(self, step: int = 1, toggle: bool = True) -> None:
+        """Mark or unmark the highlighted alert (shift+arrows only mark), then move
+        ``step`` rows."""
         alert = self._highlighted()
         if alert is None:
             self.app.bell()
             return
-        self.marked ^= {alert.key}
+        if toggle:
+            self.marked ^= {alert.key}
+        else:
+            self.marked.add(alert.key)
         table = self.query_one("#alerts-table", DataTable)
         row = table.cursor_row
         self._fill()
-        move_cursor_to(table, min(row + 1, len(self.items) - 1))
+        move_cursor_to(table, max(0, min(row + step, len(self.items) - 1)))
+
+    def _chosen(self) -> list[Alert]:
+        """The marked alerts, or else the highlighted one."""
+        return [a for a in self.items if a.key in self.marked] or [
+            a for a in (self._highlighted(),) if a is not None]
+
+    def action_attach(self) -> None:
+        """Attach the marked alerts (or the highlighted one) to an incident; they stay
+        here until acknowledged."""
+        def attached(result: Attached) -> None:
+            self.marked = {r.ref for r in result.failed if r.ref in self.marked}
+            if self.is_attached:
+                self._fill()
+
+        attach(self, [("alert", a.key) for a in self._chosen()], "alert", attached)
 
     def _highlighted(self) -> Alert | None:
         table = self.query_one("#alerts-table", DataTable)
@@ -149,9 +178,7 @@ class AlertsScreen(ModalScreen[int]):
 
     def action_acknowledge(self, outcome: str) -> None:
         """Acknowledge the marked alerts, or the highlighted one, with ``outcome``."""
-        chosen = [a for a in self.items if a.key in self.marked] or [
-            a for a in (self._highlighted(),) if a is not None]
-        chosen = [a for a in chosen if a.key not in self._pending]
+        chosen = [a for a in self._chosen() if a.key not in self._pending]
         if not chosen:
             self.app.bell()
             return

@@ -14,6 +14,10 @@ detector's findings on one account, or a stuffing or spraying source's findings 
 expands it to its findings (and folds it again); enter on a finding opens the
 account's timeline. ``g`` switches to one row per finding and back.
 
+``space`` marks a finding, or every finding of a campaign (``shift+down``/``shift+up``
+mark and move); ``i`` attaches the marked findings (or the highlighted row's) to an
+incident.
+
 Explanations are built by the detectors from numbers, but are shown through
 ``safe_text`` like everything else that comes out of the database.
 """
@@ -32,6 +36,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Select, Static
 
 from polysec_tui.screens.findings import SEVERITY_RANK, SEVERITY_STYLES
+from polysec_tui.screens.incidents import Attached, attach
 from polysec_tui.screens.widgets import ConsoleScreen, StatusLine, fill_table, safe_text
 from polysec_tui.services.logins import anomalies
 from polysec_tui.services.logins.anomalies import KINDS, AnomalyView
@@ -83,6 +88,11 @@ def campaigns(found: list[AnomalyView]) -> list[Campaign]:
             for key, members in groups.items()]
 
 
+def _ids(item: Campaign | AnomalyView) -> set[int]:
+    """The findings a row stands for."""
+    return {f.id for f in item.findings} if isinstance(item, Campaign) else {item.id}
+
+
 def triage_order(found: list[AnomalyView], *, severity_first: bool = False
                  ) -> list[AnomalyView]:
     """Newest day first, most severe first within a day, then newest; or, with
@@ -119,6 +129,15 @@ class AnomaliesScreen(ConsoleScreen):
                 tooltip="Show one kind of finding only"),
         Binding("g", "toggle_grouping", "Group", id="anomalies.group",
                 tooltip="One row per campaign (expand with enter), or one per finding"),
+        Binding("space", "mark", "Mark", id="anomalies.mark",
+                tooltip="Mark or unmark the highlighted finding (a campaign: all of its)"),
+        Binding("shift+down", "mark(1, False)", "Mark down", id="anomalies.mark-down",
+                show=False, tooltip="Mark the highlighted row and move down"),
+        Binding("shift+up", "mark(-1, False)", "Mark up", id="anomalies.mark-up",
+                show=False, tooltip="Mark the highlighted row and move up"),
+        Binding("i", "attach", "Attach", id="anomalies.attach",
+                tooltip="Attach the marked findings (or the highlighted row's) to an "
+                        "incident"),
     ]
     DEFAULT_CSS = """
     AnomaliesScreen #an-bar { height: 3; }
@@ -139,6 +158,7 @@ class AnomaliesScreen(ConsoleScreen):
         self.expanded: set[tuple[str, str]] = set()
         # What each row shows: a campaign (grouped) or one finding.
         self.shown: list[Campaign | AnomalyView] = []
+        self.marked: set[int] = set()  # finding ids
         self._focused_once = False
 
     def compose_body(self) -> ComposeResult:
@@ -206,11 +226,11 @@ class AnomaliesScreen(ConsoleScreen):
         table: DataTable[Text] = self.query_one("#an-table", DataTable)
         rows = [self._row(item) for item in self.shown]
         columns: list[tuple[str, str, int | None]] = [
-            ("at", "When (UTC)", 11), ("severity", "Severity", 8),
-            ("kind", "Kind", max([4, *(r[2].cell_len for r in rows)])),
+            ("mark", " ", 1), ("at", "When (UTC)", 11), ("severity", "Severity", 8),
+            ("kind", "Kind", max([4, *(r[3].cell_len for r in rows)])),
             ("count", "Count", 5),
-            ("account", "Subject", max([7, *(r[4].cell_len for r in rows)])),
-            ("source", "Source IP", max([9, *(r[5].cell_len for r in rows)]))]
+            ("account", "Subject", max([7, *(r[5].cell_len for r in rows)])),
+            ("source", "Source IP", max([9, *(r[6].cell_len for r in rows)]))]
         # The explanation takes the rest of the width (it is shown in full below); each
         # column is padded by one cell on both sides, plus the scrollbar.
         used = sum(width or 0 for _key, _label, width in columns) + 2 * (len(columns) + 1)
@@ -226,10 +246,16 @@ class AnomaliesScreen(ConsoleScreen):
         more = f" (the newest {LIMIT})" if len(self.found) >= LIMIT else ""
         count = (f"{sum(isinstance(i, Campaign) for i in self.shown)} campaigns of "
                  f"{len(self.found)} findings" if self.grouped else f"{len(rows)} findings")
-        self.set_status(f"{count}{scope}{more} · {order} first · enter: "
+        marked = f" · {len(self.marked)} marked (i attach)" if self.marked else ""
+        self.set_status(f"{count}{scope}{more}{marked} · {order} first · enter: "
                         + ("expand, or a finding's timeline · g: one row per finding"
                            if self.grouped else "timeline · g: group"))
         self._detail(keep or 0)
+
+    def _mark_sign(self, item: Campaign | AnomalyView) -> Text:
+        ids = _ids(item)
+        marked = len(ids & self.marked)
+        return Text("✓" if marked == len(ids) else "~" if marked else " ")
 
     def _row(self, item: Campaign | AnomalyView) -> tuple[Text, ...]:
         if isinstance(item, Campaign):
@@ -237,17 +263,47 @@ class AnomaliesScreen(ConsoleScreen):
             sign = "▾ " if item.key in self.expanded else "▸ "
             subject = (f"{item.subject} ({item.accounts} accounts)"
                        if item.key[1].startswith("source:") else item.subject)
-            return (Text(f"{a.at:%m-%d %H:%M}"),
+            return (self._mark_sign(item), Text(f"{a.at:%m-%d %H:%M}"),
                     Text(item.severity, style=SEVERITY_STYLES.get(item.severity, "")),
                     Text(sign + a.kind), Text(f"{len(item.findings):,}", justify="right"),
                     safe_text(subject, limit=40), safe_text(a.source_ip or "-", limit=39),
                     safe_text(a.explanation, limit=200))
         a = item
         indent = "  " if self.grouped else ""
-        return (Text(f"{indent}{a.at:%m-%d %H:%M}"),
+        return (self._mark_sign(a), Text(f"{indent}{a.at:%m-%d %H:%M}"),
                 Text(a.severity, style=SEVERITY_STYLES.get(a.severity, "")),
                 Text(indent + a.kind), Text(""), safe_text(a.account, limit=40),
                 safe_text(a.source_ip or "-", limit=39), safe_text(a.explanation, limit=200))
+
+    def _highlighted_item(self) -> Campaign | AnomalyView | None:
+        row = self.query_one("#an-table", DataTable).cursor_row
+        return self.shown[row] if 0 <= row < len(self.shown) else None
+
+    def action_mark(self, step: int = 1, toggle: bool = True) -> None:
+        """Mark or unmark the highlighted finding, or every finding of the highlighted
+        campaign (shift+arrows only mark), then move ``step`` rows."""
+        item = self._highlighted_item()
+        if item is None:
+            self.app.bell()
+            return
+        ids = _ids(item)
+        if toggle and ids <= self.marked:
+            self.marked -= ids
+        else:
+            self.marked |= ids
+        row = self.query_one("#an-table", DataTable).cursor_row
+        self._show(keep=max(0, min(row + step, len(self.shown) - 1)))
+
+    def action_attach(self) -> None:
+        """Attach the marked findings (or the highlighted row's) to an incident."""
+        item = self._highlighted_item()
+        chosen = sorted(self.marked) or (sorted(_ids(item)) if item is not None else [])
+
+        def attached(result: Attached) -> None:
+            self.marked = {int(r.ref) for r in result.failed if int(r.ref) in self.marked}
+            self._show(keep=self.query_one("#an-table", DataTable).cursor_row)
+
+        attach(self, [("anomaly", str(i)) for i in chosen], "finding", attached)
 
     @on(DataTable.RowHighlighted, "#an-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

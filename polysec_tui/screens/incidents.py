@@ -1,5 +1,7 @@
 """Incidents: the list (active ones by default) and one incident with everything linked
-to it as a single timeline, notes, containment and closing with an outcome.
+to it as a single timeline, notes, containment and closing with an outcome; and
+:class:`AttachScreen`, which attaches what other screens have marked (withdrawals,
+alerts, findings) to an active incident or to a new one, through :func:`attach`.
 
 Data come from `services.incidents` (``read`` to look, ``review`` to change). Titles,
 notes and linked events carry text officers and clients wrote: `safe_text` only.
@@ -7,19 +9,38 @@ notes and linked events carry text officers and clients wrote: `safe_text` only.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Select, Static
+from textual.worker import get_current_worker
 
-from polysec_tui.screens.widgets import ConsoleScreen, StatusLine, fill_table, safe_text
+from polysec_tui.errors import PolysecError
+from polysec_tui.screens.widgets import (
+    ConsoleScreen,
+    StatusLine,
+    describe_error,
+    fill_table,
+    safe_text,
+)
 from polysec_tui.services.clients import incidents
-from polysec_tui.services.clients.incidents import OUTCOMES, IncidentDetail, IncidentSummary
+from polysec_tui.services.clients.incidents import (
+    OUTCOMES,
+    SEVERITIES,
+    IncidentDetail,
+    IncidentSummary,
+    LinkResult,
+)
+from polysec_tui.services.officers.auth import Actor
+from polysec_tui.services.runtime import Runtime
 
 SEVERITY_STYLE = {"critical": "bold reverse red", "high": "bold red", "medium": "yellow",
                   "low": ""}
@@ -238,3 +259,180 @@ class CloseIncidentScreen(ModalScreen[str | None]):
         value = self.query_one("#close-outcome", Select).value
         if isinstance(value, str):
             self.dismiss(value)
+
+
+NEW_INCIDENT = "new"
+
+
+@dataclass(frozen=True)
+class Attached:
+    incident: int
+    results: list[LinkResult]
+
+    @property
+    def failed(self) -> list[LinkResult]:
+        return [r for r in self.results if r.error is not None]
+
+
+class AttachScreen(ModalScreen[Attached | None]):
+    """Says how many things and which; the officer picks an active incident or opens a
+    new one (a title and a severity); the links are made in one action. Dismisses with
+    what was linked and what was refused (None when cancelled)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="attach.cancel", tooltip="Attach nothing"),
+    ]
+    DEFAULT_CSS = """
+    AttachScreen { align: center middle; }
+    AttachScreen #attach-box { width: 80; max-width: 100%; height: auto; padding: 0 1;
+                               border: thick $warning; background: $surface; }
+    AttachScreen #attach-new { height: auto; }
+    AttachScreen #attach-new.-hidden { display: none; }
+    AttachScreen #attach-error { color: $error; text-style: bold; }
+    AttachScreen Horizontal { height: auto; margin: 1 0 0 0; }
+    AttachScreen Button { margin: 0 1 0 0; }
+    """
+
+    class Listed(Message, bubble=False):
+        def __init__(self, found: list[IncidentSummary] | None, error: str = "") -> None:
+            super().__init__()
+            self.found = found
+            self.error = error
+
+    class Done(Message, bubble=False):
+        def __init__(self, attached: Attached | None, error: str = "") -> None:
+            super().__init__()
+            self.attached = attached
+            self.error = error
+
+    def __init__(self, runtime: Runtime, actor: Actor, things: list[tuple[str, str]],
+                 what: str) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.actor = actor
+        self.things = things
+        self.what = what  # "withdrawal", "alert", "finding": what the things are
+
+    def compose(self) -> ComposeResult:
+        refs = [ref for _kind, ref in self.things]
+        listed = ", ".join(refs[:8]) + (f" and {len(refs) - 8} more" if len(refs) > 8 else "")
+        with Vertical(id="attach-box") as box:
+            box.border_title = "Attach to an incident"
+            box.border_subtitle = "esc cancels"
+            yield Static(Text.assemble(f"Attach {len(refs)} {self.what}(s): ",
+                                       safe_text(listed, limit=400)))
+            yield Select([("a new incident", NEW_INCIDENT)], value=NEW_INCIDENT,
+                         allow_blank=False, id="attach-incident")
+            with Vertical(id="attach-new"):
+                yield Input(placeholder="title of the new incident", id="attach-title",
+                            max_length=incidents.MAX_TITLE)
+                yield Select([(s, s) for s in SEVERITIES], value="medium", allow_blank=False,
+                             id="attach-severity")
+            yield Static(Text(""), id="attach-error")
+            with Horizontal():
+                yield Button("Attach", id="attach-confirm", variant="warning")
+                yield Button("Cancel", id="attach-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#attach-incident", Select).focus()
+        self.list_incidents()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="attach list")
+    def list_incidents(self) -> None:
+        try:
+            message = self.Listed(incidents.list_incidents(self.runtime, self.actor))
+        except PolysecError as error:
+            message = self.Listed(None, describe_error(error))
+        if not get_current_worker().is_cancelled:
+            self.post_message(message)
+
+    def on_attach_screen_listed(self, message: AttachScreen.Listed) -> None:
+        if message.found is None:
+            self._error(message.error)
+            return
+        options: list[tuple[Any, str]] = [("a new incident", NEW_INCIDENT)]
+        options += [(Text.assemble(f"#{i.id} {i.severity} {i.state}: ",
+                                   safe_text(i.title, limit=50)), str(i.id))
+                    for i in message.found]
+        select = self.query_one("#attach-incident", Select)
+        select.set_options(options)
+        # The newest active incident is the likeliest home; a new one stays one key away.
+        select.value = str(message.found[0].id) if message.found else NEW_INCIDENT
+
+    @on(Select.Changed, "#attach-incident")
+    def _chosen(self, event: Select.Changed) -> None:
+        event.stop()
+        self.query_one("#attach-new").set_class(event.value != NEW_INCIDENT, "-hidden")
+
+    def _error(self, text: str) -> None:
+        self.query_one("#attach-error", Static).update(safe_text(text))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#attach-cancel")
+    def _cancel(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#attach-confirm")
+    @on(Input.Submitted, "#attach-title")
+    def _confirm(self, event: Button.Pressed | Input.Submitted) -> None:
+        event.stop()
+        chosen = self.query_one("#attach-incident", Select).value
+        title = self.query_one("#attach-title", Input).value.strip()
+        severity = str(self.query_one("#attach-severity", Select).value)
+        if chosen == NEW_INCIDENT and not title:
+            self._error("a title for the new incident is required")
+            self.query_one("#attach-title", Input).focus()
+            return
+        self._error("")
+        self.query_one("#attach-confirm", Button).disabled = True
+        self.run_attach(None if chosen == NEW_INCIDENT else int(str(chosen)), title,
+                        severity)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="attach")
+    def run_attach(self, incident_id: int | None, title: str, severity: str) -> None:
+        try:
+            if incident_id is None:
+                incident_id = incidents.open_incident(self.runtime, self.actor, title=title,
+                                                      severity=severity, accounts=[])
+            results = incidents.link_many(self.runtime, self.actor, incident_id, self.things)
+            message = self.Done(Attached(incident_id, results))
+        except PolysecError as error:
+            message = self.Done(None, describe_error(error))
+        if not get_current_worker().is_cancelled:
+            self.post_message(message)
+
+    def on_attach_screen_done(self, message: AttachScreen.Done) -> None:
+        if message.attached is None:
+            self._error(message.error)
+            self.query_one("#attach-confirm", Button).disabled = False
+            return
+        self.dismiss(message.attached)
+
+
+def attach(screen: Any, things: list[tuple[str, str]], what: str,
+           after: Callable[[Attached], object] | None = None) -> None:
+    """Push :class:`AttachScreen` for ``things`` from ``screen`` (a console screen or the
+    alerts modal); the result is notified, each refusal on its own, then ``after`` runs
+    (to unmark what was attached)."""
+    if not things:
+        screen.notify(f"no {what} to attach: mark some with space, or highlight one",
+                      severity="warning", markup=False)
+        return
+
+    def done(attached: Attached | None) -> None:
+        if attached is None:
+            return
+        linked = len(attached.results) - len(attached.failed)
+        screen.notify(f"{linked} of {len(attached.results)} {what}(s) attached to incident "
+                      f"{attached.incident}", title="attach", markup=False,
+                      severity="warning" if attached.failed else "information")
+        for result in attached.failed:
+            screen.notify(result.error or "", title=f"Not attached: {result.ref}",
+                          severity="error", markup=False, timeout=15)
+        if after is not None:
+            after(attached)
+
+    screen.app.push_screen(AttachScreen(screen.runtime, screen.actor, things, what), done)

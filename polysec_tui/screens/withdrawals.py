@@ -20,6 +20,10 @@ Claims move: ``n`` in the queue claims the most urgent unclaimed withdrawal (pas
 first, then by risk; two officers never get the same one) and opens it; ``u`` in the
 detail releases your claim, ``R`` (senior officers) reassigns it with a reason. Pages
 are ``]`` and ``[``.
+
+Many at once: ``space`` marks a row (``shift+down``/``shift+up`` mark and move); ``X``
+rejects and ``E`` escalates the marked ones with one note; ``I`` attaches them (or the
+highlighted one) to an incident, as ``i`` does for the withdrawal shown in the detail.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from textual.widgets import DataTable, Input, Select, Static
 from textual.worker import get_current_worker
 
 from polysec_tui.errors import PolysecError
+from polysec_tui.screens.incidents import Attached, attach
 from polysec_tui.screens.protection import PROTECTION_BINDINGS, protect
 from polysec_tui.screens.widgets import (
     ConsoleScreen,
@@ -103,6 +108,12 @@ class WithdrawalQueueScreen(ConsoleScreen):
                 tooltip="Reject every marked withdrawal with one note (after a confirmation)"),
         Binding("E", "bulk('escalate')", "Escalate marked", id="queue.escalate-marked",
                 tooltip="Escalate every marked withdrawal with one note"),
+        Binding("I", "attach", "Attach marked", id="queue.attach",
+                tooltip="Attach the marked withdrawals (or the highlighted one) to an incident"),
+        Binding("shift+down", "mark(1, False)", "Mark down", id="queue.mark-down", show=False,
+                tooltip="Mark the highlighted withdrawal and move down"),
+        Binding("shift+up", "mark(-1, False)", "Mark up", id="queue.mark-up", show=False,
+                tooltip="Mark the highlighted withdrawal and move up"),
     ]
     DEFAULT_CSS = """
     WithdrawalQueueScreen #queue-filter { display: none; }
@@ -187,7 +198,8 @@ class WithdrawalQueueScreen(ConsoleScreen):
             f"sorted by {SORT_LABELS[self.sort]}"
             + (f"; {', '.join(filters)}" if filters else "")
             + f"; SLA {self.sla.total_seconds() / 3600:g} h"
-            + (f"; {len(self.marked)} marked (X reject, E escalate)" if self.marked else ""))
+            + (f"; {len(self.marked)} marked (X reject, E escalate, I attach)"
+               if self.marked else ""))
 
     def _item(self) -> service.QueueItem | None:
         if self.page is None or not self.page.items:
@@ -207,21 +219,34 @@ class WithdrawalQueueScreen(ConsoleScreen):
             return
         self.app.push_screen(WithdrawalDetailScreen(item.external_id))
 
-    def action_mark(self) -> None:
-        """Mark or unmark the highlighted withdrawal."""
+    def action_mark(self, step: int = 1, toggle: bool = True) -> None:
+        """Mark or unmark the highlighted withdrawal (shift+arrows only mark), then move
+        ``step`` rows."""
         item = self._item()
         if item is None:
             self.app.bell()
             return
         if item.external_id in self.marked:
-            self.marked.remove(item.external_id)
+            if toggle:
+                self.marked.remove(item.external_id)
         else:
             self.marked.append(item.external_id)
         table = self.query_one("#queue-table", DataTable)
         row = table.cursor_row
         assert self.page is not None
         self.on_console_screen_loaded(ConsoleScreen.Loaded(self.page))
-        move_cursor_to(table, min(row + 1, len(self.page.items) - 1))
+        move_cursor_to(table, max(0, min(row + step, len(self.page.items) - 1)))
+
+    def action_attach(self) -> None:
+        """Attach the marked withdrawals (or the highlighted one) to an incident."""
+        item = self._item()
+        chosen = list(self.marked) or ([item.external_id] if item is not None else [])
+
+        def attached(result: Attached) -> None:
+            self.marked = [r.ref for r in result.failed if r.ref in self.marked]
+            self.reload()
+
+        attach(self, [("withdrawal", ref) for ref in chosen], "withdrawal", attached)
 
     def action_bulk(self, verb: str) -> None:
         """Reject or escalate every marked withdrawal with one note."""
@@ -484,6 +509,8 @@ class WithdrawalDetailScreen(ConsoleScreen):
                 tooltip="The account's login anomalies"),
         Binding("f", "twofa", "2FA reset", id="detail.twofa",
                 tooltip="Request a reset of the client's 2FA"),
+        Binding("i", "attach", "Attach", id="detail.attach",
+                tooltip="Attach this withdrawal to an incident (or a new one)"),
         *PROTECTION_BINDINGS,
     ]
     DEFAULT_CSS = """
@@ -718,6 +745,10 @@ class WithdrawalDetailScreen(ConsoleScreen):
         if self.detail is None:
             return
         self.open_account("twofa", self.detail.account_id)
+
+    def action_attach(self) -> None:
+        """Attach this withdrawal to an incident."""
+        attach(self, [("withdrawal", self.ref)], "withdrawal")
 
     def action_lockdown(self) -> None:
         """Confirmed takeover: lock the account down (lists what happens first)."""

@@ -199,6 +199,9 @@ def test_the_commands(staff, cli_env, capsys, monkeypatch):
     shown = run_cli(capsys, "incidents", "show", str(incident), "--json")
     assert json.loads(shown.out)["source"] == "lockdown"
     assert run_cli(capsys, "incidents", "note", str(incident), "called the client").code == 0
+    linked = run_cli(capsys, "incidents", "link", str(incident), "withdrawal", "X1", "nope")
+    assert linked.code == 2 and linked.out == "withdrawal X1 linked\n"
+    assert linked.err.strip() == "polysec: error: no withdrawal nope"
     closed = run_cli(capsys, "incidents", "close", str(incident), "--outcome",
                      "confirmed_takeover")
     assert closed.code == 0, closed.err

@@ -22,6 +22,7 @@ from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import Account, ClientSession, Withdrawal
 from polysec_tui.screens.dashboard import DashboardScreen
 from polysec_tui.screens.incidents import (
+    AttachScreen,
     CloseIncidentScreen,
     IncidentDetailScreen,
     IncidentsScreen,
@@ -237,3 +238,49 @@ async def test_freeze_from_the_timeline(console) -> None:
         assert isinstance(app.screen, TimelineScreen)
     with console.rt.sessions() as s:
         assert s.scalar(select(Account.status).where(Account.id == a1)) == "frozen"
+
+
+@sync
+async def test_marked_withdrawals_are_attached_to_a_new_incident_then_one_more(
+        console) -> None:
+    """shift+down marks rows; I names how many and which, opens a new incident with
+    them; the detail's i offers the newest active incident first."""
+    with console.rt.transaction() as s:
+        s.execute(update(Withdrawal).values(status="held"))
+    app = PolysecApp(console.rt, session=console.session)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await idle(pilot)
+        await pilot.press(DESTINATIONS["withdrawals"].key)
+        await idle(pilot)
+        queue = app.screen
+        shown = [r[6] for r in rows(queue, "#queue-table")]
+        await pilot.press("shift+down", "shift+down")
+        assert [r[0] for r in rows(queue, "#queue-table")][:2] == ["✓", "✓"]
+        await pilot.press("I")
+        await idle(pilot)
+        modal = app.screen
+        assert isinstance(modal, AttachScreen)
+        summary = " ".join(str(w.render()) for w in modal.query(Static))
+        assert f"Attach 2 withdrawal(s): {shown[0]}, {shown[1]}" in summary
+        assert modal.query_one("#attach-incident", Select).value == "new"
+        await pilot.press("enter")  # on the select: opens it; escape closes it again
+        await pilot.press("escape")
+        modal.query_one("#attach-title", Input).focus()
+        await pilot.press(*"mule ring")
+        await pilot.press("enter")
+        await idle(pilot)
+        assert app.screen is queue
+        assert [r[0] for r in rows(queue, "#queue-table")][:2] == [" ", " "]  # unmarked
+        (made,) = incidents.list_incidents(console.rt, console.session[1])
+        assert made.title == "mule ring"
+        await pilot.press("down", "down", "enter")
+        await idle(pilot)
+        await pilot.press("i")
+        await idle(pilot)
+        assert isinstance(app.screen, AttachScreen)
+        assert app.screen.query_one("#attach-incident", Select).value == str(made.id)
+        await pilot.click("#attach-confirm")
+        await idle(pilot)
+    detail = incidents.show(console.rt, console.session[1], made.id)
+    assert sorted(ref for kind, ref in detail.links if kind == "withdrawal") == sorted(
+        shown[:3])

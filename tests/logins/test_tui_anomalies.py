@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from textual.content import Content
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Select, Static
+from textual.widgets import DataTable, Input, Select, Static
 
 from polysec_tui.app import DESTINATIONS, PolysecApp
 from polysec_tui.config import Settings
@@ -27,8 +27,9 @@ from polysec_tui.db.engine import make_engine
 from polysec_tui.screens.account import AccountScreen
 from polysec_tui.screens.anomalies import AnomaliesScreen, triage_order
 from polysec_tui.screens.charts import day_chart, location_map
+from polysec_tui.screens.incidents import AttachScreen
 from polysec_tui.screens.timeline import TimelineScreen
-from polysec_tui.services.clients import accounts
+from polysec_tui.services.clients import accounts, incidents
 from polysec_tui.services.logins import anomalies
 from polysec_tui.services.logins.timeline import DayCount, LocatedLogin
 from polysec_tui.services.officers.auth import Actor
@@ -116,24 +117,24 @@ async def test_anomalies_list_filter_and_open_timeline(story: Runtime,
         # One row per campaign: the six brute-force findings on A1 are one row of 6.
         grouped = rows(screen, "#an-table")
         found = anomalies.list_anomalies(story, READER)
-        assert sum(int(r[3]) for r in grouped) == len(found)
-        (brute,) = [r for r in grouped if r[2].endswith("brute_force")]
-        assert (brute[3], brute[4]) == ("6", "A1")
+        assert sum(int(r[4]) for r in grouped) == len(found)
+        (brute,) = [r for r in grouped if r[3].endswith("brute_force")]
+        assert (brute[4], brute[5]) == ("6", "A1")
         await pilot.press("g")  # one row per finding
         listed = rows(screen, "#an-table")
-        kinds = {r[2] for r in listed}
+        kinds = {r[3] for r in listed}
         assert {"brute_force", "impossible_travel", "new_country"} <= kinds
         assert len(listed) == len(found)
         # newest day first, most severe first within the day
-        assert listed[0][1] == "high" and listed[0][2] == "impossible_travel"
+        assert listed[0][2] == "high" and listed[0][3] == "impossible_travel"
         detail = str(screen.query_one("#an-detail", Static).render())
         assert "km/h" in detail  # the explanation of the highlighted finding, in full
 
         screen.query_one("#an-kind", Select).value = "brute_force"
         screen = await wait_loaded(pilot, AnomaliesScreen)
         filtered = rows(screen, "#an-table")
-        assert len(filtered) == 6 and {r[2] for r in filtered} == {"brute_force"}
-        assert {r[4] for r in filtered} == {"A1"}
+        assert len(filtered) == 6 and {r[3] for r in filtered} == {"brute_force"}
+        assert {r[5] for r in filtered} == {"A1"}
 
         # Grouped again: enter expands the campaign to its six findings, and folds it.
         await pilot.press("g")
@@ -237,6 +238,51 @@ async def test_account_screen_opens_timeline_and_timeline_asks_for_account(
 
 
 # ----------------------------------------------------------------------- pure parts
+
+
+@sync
+async def test_a_marked_campaign_is_attached_to_an_incident(story: Runtime,
+                                                          officer: Session) -> None:
+    """space on a campaign marks all its findings; i attaches them to a new incident;
+    a finding marked on its own goes with them."""
+    app = PolysecApp(story, session=officer)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        await pilot.press(DESTINATIONS["anomalies"].key)
+        screen = await wait_loaded(pilot, AnomaliesScreen)
+        table = screen.query_one("#an-table", DataTable)
+        shown = rows(screen, "#an-table")
+        brute = next(i for i, r in enumerate(shown) if r[3].endswith("brute_force"))
+        other = next(i for i, r in enumerate(shown) if i != brute)
+        table.move_cursor(row=brute)
+        await pilot.press("space")
+        table.move_cursor(row=brute)
+        await pilot.press("enter")  # expanded: every finding of it is marked
+        await pilot.pause()
+        expanded = rows(screen, "#an-table")
+        assert [r[0] for r in expanded[brute:brute + 7]] == ["✓"] * 7
+        other = next(i for i, r in enumerate(expanded) if r[3] == shown[other][3])
+        table.move_cursor(row=other)
+        await pilot.press("enter")  # a second campaign, expanded: mark one finding of it
+        await pilot.pause()
+        table.move_cursor(row=other + 1)
+        await pilot.press("space")
+        assert rows(screen, "#an-table")[other][0] in ("✓", "~")
+        await pilot.press("i")
+        await pilot.pause()
+        modal = app.screen
+        assert isinstance(modal, AttachScreen)
+        modal.query_one("#attach-title", Input).focus()
+        await pilot.press(*"brute force on A1", "enter")
+        for _ in range(50):
+            if app.screen is screen:
+                break
+            await pilot.pause(0.05)
+        assert app.screen is screen and screen.marked == set()
+    (made,) = incidents.list_incidents(story, officer[1])
+    linked = [ref for kind, ref in incidents.show(story, officer[1], made.id).links
+              if kind == "anomaly"]
+    assert len(linked) == 7
 
 
 def test_triage_order() -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from textual.pilot import Pilot
 from textual.scrollbar import ScrollBar
 from textual.widget import Widget
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input
 
 from polysec_tui.app import PolysecApp
 from polysec_tui.cli import cli
@@ -40,6 +40,7 @@ from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.screens import dashboard as dashboard_screen
 from polysec_tui.screens.alerts import AlertsScreen
 from polysec_tui.screens.dashboard import DashboardScreen
+from polysec_tui.screens.incidents import AttachScreen
 from polysec_tui.screens.widgets import FigureCard
 from polysec_tui.services.clients import incidents
 from polysec_tui.services.monitoring import alerts, live
@@ -388,6 +389,51 @@ def test_a_snooze_is_bounded_audited_listed_and_broken_by_a_worse_event(
         runtime.clock = later
 
 
+def test_alerts_are_attached_to_an_incident(runtime: Runtime) -> None:
+    """An account's alert and a campaign's alert join an incident by their keys: the
+    incident gathers the account (found by it) and every finding of the campaign's
+    source; what does not exist is refused and listed while the rest is linked, in one
+    audited action; a closed incident takes nothing."""
+    load_sample(runtime)
+    chief = log_in(runtime)[1]
+    brute_force(runtime, "acc-002", 3, minutes_ago=200)
+    ingest(runtime, "accounts", [account(f"victim-{i}", totp=False) for i in range(4)])
+    for i in range(4):
+        brute_force(runtime, f"victim-{i}", 1, kind="credential_stuffing",
+                    ip="198.51.100.250", minutes_ago=100)
+    victim = account_key(runtime, "acc-002")
+    assert {a.key for a in alerts.list_alerts(runtime, READER)} >= {
+        victim, "source:198.51.100.250"}
+    number = incidents.open_incident(runtime, chief, title="spraying and a victim",
+                                     severity="high", accounts=[])
+    results = incidents.link_many(runtime, chief, number, [
+        ("alert", "account:" + victim.partition(":")[2].upper()),
+        ("alert", "source:198.51.100.250"),
+        ("alert", "source:192.0.2.99"), ("alert", "monitoring:0"),
+        ("anomaly", "99999999")])
+    assert [(r.ref, r.added, r.error is not None) for r in results] == [
+        (victim, True, False), ("source:198.51.100.250", True, False),
+        ("source:192.0.2.99", False, True), ("monitoring:0", False, True),
+        ("99999999", False, True)]
+    assert results[2].error == "no alert source:192.0.2.99"
+    detail = incidents.show(runtime, chief, number)
+    assert detail.summary.accounts == ["acc-002"]
+    assert ("alert", "source:198.51.100.250") in detail.links
+    findings = [t for t in detail.timeline if t.kind == "anomaly"]
+    assert len(findings) == 3 + 4  # the victim's brute force, the campaign's stuffing
+    assert [i.id for i in incidents.list_incidents(runtime, READER, account="acc-002")] == [
+        number]
+    with runtime.sessions() as s:
+        links = s.scalars(select(AuditLogEntry.details).where(
+            AuditLogEntry.action == "incident.link")).all()
+    assert sorted(json.loads(d)["kind"] for d in links) == ["account", "alert", "alert"]
+    again = incidents.link_many(runtime, chief, number, [("alert", victim)])
+    assert [(r.added, r.error) for r in again] == [(False, None)]
+    incidents.set_state(runtime, chief, number, "closed", outcome="false_alarm")
+    with pytest.raises(ConflictError, match="closed"):
+        incidents.link_many(runtime, chief, number, [("alert", victim)])
+
+
 def test_acknowledge_is_audited_once(runtime: Runtime) -> None:
     load_sample(runtime)
     chief = log_in(runtime)
@@ -711,6 +757,37 @@ async def test_acknowledge_from_the_console(runtime: Runtime) -> None:
                          and len(app.screen.summary.alerts) == 1, "the reload")
         bar = app.screen.query_one("#alert-bar")
         assert "1 ALERT " in str(bar.render()) and "impossible travel" in str(bar.render())
+
+
+@sync
+async def test_attach_alerts_from_the_console(runtime: Runtime) -> None:
+    """shift+down marks both alerts, i attaches them to a new incident; they stay in the
+    modal, unmarked, until acknowledged."""
+    load_sample(runtime)
+    officer = log_in(runtime)
+    add_anomaly(runtime, "l5", "critical")  # acc-003
+    withdraw(runtime, "big", "BTC", "2.5")  # acc-001
+    hold(runtime, "big")
+    app = PolysecApp(runtime, session=officer)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("a")
+        await wait_until(pilot, lambda: isinstance(app.screen, AlertsScreen), "the alerts")
+        modal = app.screen
+        assert isinstance(modal, AlertsScreen)
+        await pilot.press("shift+down", "shift+down")
+        assert modal.marked == {a.key for a in modal.items}
+        await pilot.press("i")
+        await wait_until(pilot, lambda: isinstance(app.screen, AttachScreen), "attach")
+        app.screen.query_one("#attach-title", Input).focus()
+        await pilot.press(*"two accounts", "enter")
+        await wait_until(pilot, lambda: app.screen is modal and not modal.marked, "attached")
+        assert len(modal.items) == 2
+    (made,) = incidents.list_incidents(runtime, READER)
+    detail = incidents.show(runtime, READER, made.id)
+    assert sorted(ref for kind, ref in detail.links if kind == "alert") == sorted(
+        [account_key(runtime, "acc-001"), account_key(runtime, "acc-003")])
+    assert sorted(detail.summary.accounts) == ["acc-001", "acc-003"]
 
 
 @pytest.mark.usefixtures("fast_poll")

@@ -1,6 +1,7 @@
 """Incidents: one case per suspected misuse, gathering accounts, anomalies, withdrawals,
-2FA requests and officer actions, with notes, a severity, an owner and a state
-(open -> contained -> closed with an outcome). Every change is audited.
+alerts (by their grouping key), 2FA requests and officer actions, with notes, a
+severity, an owner and a state (open -> contained -> closed with an outcome). Every
+change is audited.
 
 Notes are free text officers (or, through `accounts report`, clients) wrote: untrusted,
 shown only as plain text.
@@ -13,12 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import (
     Account,
     AuditLogEntry,
+    AuditRun,
     Incident,
     IncidentLink,
     IncidentNote,
@@ -28,14 +30,16 @@ from polysec_tui.db.models import (
     Withdrawal,
 )
 from polysec_tui.db.types import record_id
-from polysec_tui.errors import ConflictError, InputError
+from polysec_tui.errors import ConflictError, InputError, PolysecError
+from polysec_tui.services.monitoring import alerts
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.text import printable
 
 SEVERITIES = ("low", "medium", "high", "critical")
 STATES = ("open", "contained", "closed")
 OUTCOMES = ("confirmed_takeover", "false_alarm", "client_error")
-LINK_KINDS = ("account", "anomaly", "withdrawal", "twofa_request", "audit_entry")
+LINK_KINDS = ("account", "anomaly", "withdrawal", "twofa_request", "audit_entry", "alert")
 MAX_TITLE = 200
 MAX_NOTE = 4000
 
@@ -65,7 +69,7 @@ class TimelineItem:
     """One event of an incident's story: a note, a linked thing, or an audited action."""
 
     at: datetime
-    kind: str  # note | account | anomaly | withdrawal | twofa_request | audit_entry
+    kind: str  # note | a link kind (account, anomaly, withdrawal, alert, ...) | audit_entry
     ref: str
     text: str
     officer: str | None = None
@@ -121,6 +125,8 @@ def _check_link(session: Session, kind: str, ref: str) -> str:
     elif kind == "anomaly":
         row_id = record_id(ref)
         found = session.get(LoginAnomaly, row_id) if row_id is not None else None
+    elif kind == "alert":
+        return _check_alert(session, ref)
     elif kind == "twofa_request":
         try:
             found = session.scalar(select(TwoFactorResetRequest.id).where(
@@ -134,6 +140,37 @@ def _check_link(session: Session, kind: str, ref: str) -> str:
     if found is None:
         raise InputError(f"no {kind.replace('_', ' ')} {ref}")
     return ref
+
+
+def _check_alert(session: Session, ref: str) -> str:
+    """An alert's grouping key (``account:<uuid>``, ``source:<ip or ASn>``,
+    ``audit:<run>``) in its canonical form, once its subject is known to exist."""
+    kind, subject = alerts.parse_key(ref)
+    found: Any = None
+    if kind == "account":
+        try:
+            subject = str(uuid.UUID(subject))
+        except ValueError:
+            subject = ""
+        found = session.get(Account, uuid.UUID(subject)) if subject else None
+    elif kind == "source":
+        found = session.scalar(select(LoginAnomaly.id).where(_source_findings(subject))
+                               .limit(1))
+    else:
+        run_id = record_id(subject)
+        found = session.get(AuditRun, run_id) if run_id is not None else None
+    key = f"{kind}:{subject}"
+    if found is None or len(key) > 64:
+        raise InputError(f"no alert {printable(ref, limit=80)}")
+    return key
+
+
+def _source_findings(source: str) -> Any:
+    """The campaign findings of a source: an IP, or a network ("AS64500")."""
+    campaign = LoginAnomaly.kind.in_(alerts.SOURCE_KINDS)
+    if source.startswith("AS") and source[2:].isdigit():
+        return campaign & (LoginAnomaly.source_asn == int(source[2:]))
+    return campaign & (LoginAnomaly.source_ip == source)
 
 
 def add_link(rt: Runtime, session: Session, actor: Actor, incident: Incident, kind: str,
@@ -200,13 +237,46 @@ def note(rt: Runtime, actor: Actor, incident_id: int, text: str) -> None:
 
 
 def link(rt: Runtime, actor: Actor, incident_id: int, kind: str, ref: str) -> bool:
+    """Link one thing; False when it was linked already."""
+    (result,) = link_many(rt, actor, incident_id, [(kind, ref)])
+    if result.error is not None:
+        raise InputError(result.error)
+    return result.added
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    kind: str
+    ref: str
+    added: bool  # False: linked already, or refused (then ``error`` says why)
+    error: str | None = None
+
+
+def link_many(rt: Runtime, actor: Actor, incident_id: int,
+              things: list[tuple[str, str]]) -> list[LinkResult]:
+    """Attach several things to an incident in one transaction (one officer action).
+    What does not exist is refused and listed, the rest is linked; attaching an
+    account's alert links the account too, so the incident is found by it."""
     require(actor, "review")
     now = rt.clock()
+    results: list[LinkResult] = []
     with rt.transaction() as session:
         incident = _get(session, incident_id)
         if incident.state == "closed":
             raise ConflictError(f"incident {incident_id} is closed")
-        return add_link(rt, session, actor, incident, kind, ref, now)
+        for kind, ref in things:
+            try:  # checked before anything is written, so a refusal leaves no trace
+                ref = _check_link(session, kind, ref)
+            except PolysecError as refused:
+                results.append(LinkResult(kind, ref, False, str(refused)))
+                continue
+            results.append(LinkResult(kind, ref, add_link(rt, session, actor, incident,
+                                                          kind, ref, now)))
+            if kind == "alert" and ref.startswith("account:"):
+                account = session.get(Account, uuid.UUID(ref.partition(":")[2]))
+                assert account is not None  # checked above
+                add_link(rt, session, actor, incident, "account", account.external_id, now)
+    return results
 
 
 def set_state(rt: Runtime, actor: Actor, incident_id: int, state: str, *,
@@ -331,13 +401,21 @@ def _linked_events(session: Session, links: list[tuple[str, str]]) -> list[Timel
         out.append(TimelineItem(wd.requested_at, "withdrawal", wd.external_id,
                                 f"{wd.amount} {wd.asset} to {wd.address} ({wd.status})"))
     anomaly_ids = [i for k, r in links if k == "anomaly" and (i := record_id(r)) is not None]
-    anomalies = session.scalars(select(LoginAnomaly).where(
-        LoginAnomaly.id.in_(anomaly_ids) | LoginAnomaly.account_id.in_(account_ids))
+    # A campaign's alert brings its source's findings (an account's brings the account).
+    sources = [r.partition(":")[2] for k, r in links if k == "alert" and r.startswith("source:")]
+    anomalies = session.scalars(select(LoginAnomaly).where(or_(
+        LoginAnomaly.id.in_(anomaly_ids), LoginAnomaly.account_id.in_(account_ids),
+        *(_source_findings(source) for source in sources)))
         .order_by(LoginAnomaly.at).limit(500))
     for anomaly in anomalies:
         out.append(TimelineItem(anomaly.at, "anomaly", str(anomaly.id),
                                 f"{anomaly.kind} ({anomaly.severity}): {anomaly.explanation}"))
     for kind, ref in links:
+        if kind == "alert" and ref.startswith("audit:"):
+            run = session.get(AuditRun, int(ref.partition(":")[2]))
+            if run is not None:
+                out.append(TimelineItem(run.started_at, kind, ref,
+                                        f"audit run {run.id}: {run.result}"))
         if kind == "twofa_request":
             request = session.get(TwoFactorResetRequest, uuid.UUID(ref))
             if request is not None:
