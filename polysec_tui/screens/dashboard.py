@@ -53,6 +53,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from polysec_tui.screens.alerts import AlertsScreen
 from polysec_tui.screens.mywork import MyWorkScreen
+from polysec_tui.screens.rules import RulesReportScreen
 from polysec_tui.screens.widgets import (
     ConsoleScreen,
     FigureCard,
@@ -154,6 +155,8 @@ class DashboardScreen(ConsoleScreen):
                 tooltip="Unacknowledged high-severity alerts; acknowledge them (audited)"),
         Binding("w", "my_work", "My work", id="dashboard.my-work",
                 tooltip="What you claimed, what waits for your decision, your requests"),
+        Binding("o", "rules_report", "Rules", id="dashboard.rules",
+                tooltip="Each rule's hits, holds and recorded outcomes: is it worth its noise"),
     ]
 
     class Loaded(Message, bubble=False):
@@ -367,6 +370,10 @@ class DashboardScreen(ConsoleScreen):
     def action_my_work(self) -> None:
         """What you claimed, what waits for your decision, your requests."""
         self.app.push_screen(MyWorkScreen())
+
+    def action_rules_report(self) -> None:
+        """Each rule's hits, holds and outcomes."""
+        self.app.push_screen(RulesReportScreen())
 
     def action_alerts(self) -> None:
         if self.actor is None:

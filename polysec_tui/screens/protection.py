@@ -3,7 +3,8 @@
 :class:`LockdownScreen` first asks `services.protection.lockdown_plan` what a lockdown
 would do now and lists exactly that; the officer states a reason and a fresh
 authenticator code (a password-style input: never shown, never in a screenshot) and
-confirms. :class:`FreezeScreen` asks for a reason. Both dismiss with a one-line result
+confirms. :class:`FreezeScreen` asks for a reason, as :class:`UnfreezeScreen` does for
+the four-eyes request that lifts a freeze. All dismiss with a one-line result
 (or None when cancelled). Any screen that knows an account offers them with
 :data:`PROTECTION_BINDINGS` and :func:`protect`.
 """
@@ -184,18 +185,21 @@ class LockdownScreen(ActionModal):
 class FreezeScreen(ActionModal):
     """Freeze withdrawals with a reason (lifting it later takes two officers)."""
 
+    BOX_TITLE = "Freeze withdrawals"
+    EXPLAINED = ("every withdrawal and API withdrawal is blocked until a senior officer's "
+                 "four-eyes unfreeze.")
+    BUTTON = "Freeze"
+
     def compose(self) -> ComposeResult:
         with Vertical(id="protect-box") as box:
-            box.border_title = "Freeze withdrawals"
+            box.border_title = self.BOX_TITLE
             box.border_subtitle = "esc cancels"
-            yield Static(Text.assemble(
-                "Account ", safe_text(self.account, limit=64), ": every withdrawal and API "
-                "withdrawal is blocked until a senior officer's four-eyes unfreeze."),
-                id="protect-plan")
+            yield Static(Text.assemble("Account ", safe_text(self.account, limit=64),
+                                       f": {self.EXPLAINED}"), id="protect-plan")
             yield Input(placeholder="reason", id="protect-reason", max_length=500)
             yield Static(Text(""), id="protect-error", classes="-empty")
             with Horizontal(id="protect-buttons"):
-                yield Button("Freeze", id="protect-confirm", variant="error")
+                yield Button(self.BUTTON, id="protect-confirm", variant="error")
                 yield Button("Cancel", id="protect-cancel")
 
     def on_mount(self) -> None:
@@ -215,18 +219,36 @@ class FreezeScreen(ActionModal):
             self._error("a reason is required")
             return
         self.query_one("#protect-confirm", Button).disabled = True
-        self.run_freeze(reason)
+        self.carry_out(reason)
+
+    def perform(self, reason: str) -> str:
+        placed = protection.freeze(self.runtime, self.actor, self.account, reason)
+        return (f"account {self.account} frozen" if placed
+                else f"account {self.account} was already frozen")
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="freeze")
-    def run_freeze(self, reason: str) -> None:
+    def carry_out(self, reason: str) -> None:
         try:
-            placed = protection.freeze(self.runtime, self.actor, self.account, reason)
-            message = self.Done(f"account {self.account} frozen" if placed
-                                else f"account {self.account} was already frozen")
+            message = self.Done(self.perform(reason))
         except REFUSALS as error:
             message = self.Done(None, str(error))
         if not get_current_worker().is_cancelled:
             self.post_message(message)
+
+
+class UnfreezeScreen(FreezeScreen):
+    """Ask for a freeze to be lifted: a four-eyes request a senior officer decides in
+    the approvals inbox."""
+
+    BOX_TITLE = "Request an unfreeze"
+    EXPLAINED = ("withdrawals open again once a senior officer other than you approves "
+                 "this request (Approvals).")
+    BUTTON = "Request unfreeze"
+
+    def perform(self, reason: str) -> str:
+        request = protection.request_unfreeze(self.runtime, self.actor, self.account, reason)
+        return (f"unfreeze of account {self.account} requested ({str(request)[:8]}): a "
+                "senior officer decides it under Approvals")
 
 
 PROTECTION_BINDINGS: list[BindingType] = [
@@ -234,18 +256,22 @@ PROTECTION_BINDINGS: list[BindingType] = [
             tooltip="Confirmed takeover: lock the whole account down (fresh code)"),
     Binding("F", "freeze", "Freeze", id="protect.freeze",
             tooltip="Block the account's withdrawals until a four-eyes unfreeze"),
+    Binding("U", "unfreeze", "Unfreeze", id="protect.unfreeze",
+            tooltip="Ask a senior officer to lift the account's freeze (four-eyes)"),
 ]
+MODALS: dict[str, type[ActionModal]] = {"lockdown": LockdownScreen, "freeze": FreezeScreen,
+                                        "unfreeze": UnfreezeScreen}
 
 
 def protect(screen: Any, kind: str, account: str | None,
             after: Callable[[], object] | None = None) -> None:
-    """Push the lockdown or freeze confirmation for ``account`` from ``screen`` (a
+    """Push the lockdown, freeze or unfreeze-request confirmation for ``account`` from ``screen`` (a
     ConsoleScreen); the result is shown as a notification, then ``after`` runs (a
     reload of the screen's data)."""
     if account is None:
         screen.notify("nothing loaded yet", severity="warning", markup=False)
         return
-    modal = LockdownScreen if kind == "lockdown" else FreezeScreen
+    modal = MODALS[kind]
 
     def done(result: str | None) -> None:
         if result:

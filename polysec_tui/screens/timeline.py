@@ -264,6 +264,10 @@ class TimelineScreen(ConsoleScreen):
         """Freeze the account's withdrawals."""
         self._protect("freeze")
 
+    def action_unfreeze(self) -> None:
+        """Ask a senior officer to lift the account's freeze."""
+        self._protect("unfreeze")
+
     def _protect(self, kind: str) -> None:
         account = self.data.timeline.account if self.data is not None else None
         protect(self, kind, account, after=self.action_reload)

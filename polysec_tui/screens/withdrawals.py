@@ -758,6 +758,10 @@ class WithdrawalDetailScreen(ConsoleScreen):
         """Freeze the account's withdrawals."""
         self._protect("freeze")
 
+    def action_unfreeze(self) -> None:
+        """Ask a senior officer to lift the account's freeze."""
+        self._protect("unfreeze")
+
     def _protect(self, kind: str) -> None:
         account = self.detail.account_summary.external_id if self.detail else None
         protect(self, kind, account, after=lambda: self.load(self.ref))

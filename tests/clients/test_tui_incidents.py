@@ -220,7 +220,8 @@ async def test_the_demos_takeover_is_locked_down_from_the_withdrawal_detail(
 
 @sync
 async def test_freeze_from_the_timeline(console) -> None:
-    from polysec_tui.screens.protection import FreezeScreen
+    from polysec_tui.screens.protection import FreezeScreen, UnfreezeScreen
+    from polysec_tui.services import four_eyes
 
     with console.rt.sessions() as s:
         a1 = s.scalar(select(Account.id).where(Account.external_id == "A1"))
@@ -236,8 +237,18 @@ async def test_freeze_from_the_timeline(console) -> None:
         await pilot.press("enter")
         await idle(pilot)
         assert isinstance(app.screen, TimelineScreen)
+        # The client called back: ask for the freeze to be lifted (four-eyes).
+        await pilot.press("U")
+        await idle(pilot)
+        assert isinstance(app.screen, UnfreezeScreen)
+        await pilot.press(*"client verified by phone", "enter")
+        await idle(pilot)
+        assert isinstance(app.screen, TimelineScreen)
     with console.rt.sessions() as s:
         assert s.scalar(select(Account.status).where(Account.id == a1)) == "frozen"
+    (request,) = four_eyes.list_requests(console.rt, console.session[1])
+    assert (request.kind, request.requester, request.reason) == (
+        "account.unfreeze", "chief", "client verified by phone")
 
 
 @sync

@@ -278,7 +278,8 @@ async def test_a_marked_campaign_is_attached_to_an_incident(story: Runtime,
             if app.screen is screen:
                 break
             await pilot.pause(0.05)
-        assert app.screen is screen and screen.marked == set()
+        assert app.screen is screen
+        assert isinstance(screen, AnomaliesScreen) and screen.marked == set()
     (made,) = incidents.list_incidents(story, officer[1])
     linked = [ref for kind, ref in incidents.show(story, officer[1], made.id).links
               if kind == "anomaly"]

@@ -775,13 +775,14 @@ async def test_attach_alerts_from_the_console(runtime: Runtime) -> None:
         await wait_until(pilot, lambda: isinstance(app.screen, AlertsScreen), "the alerts")
         modal = app.screen
         assert isinstance(modal, AlertsScreen)
+        shown: AlertsScreen = modal
         await pilot.press("shift+down", "shift+down")
         assert modal.marked == {a.key for a in modal.items}
         await pilot.press("i")
         await wait_until(pilot, lambda: isinstance(app.screen, AttachScreen), "attach")
         app.screen.query_one("#attach-title", Input).focus()
         await pilot.press(*"two accounts", "enter")
-        await wait_until(pilot, lambda: app.screen is modal and not modal.marked, "attached")
+        await wait_until(pilot, lambda: app.screen is shown and not shown.marked, "attached")
         assert len(modal.items) == 2
     (made,) = incidents.list_incidents(runtime, READER)
     detail = incidents.show(runtime, READER, made.id)

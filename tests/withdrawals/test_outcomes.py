@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
+from textual.widgets import DataTable
 
 from polysec_tui.db.models import (
     CaseOutcome,
@@ -25,6 +26,7 @@ from polysec_tui.services.withdrawals import review as wds
 from tests.support import FIXED_NOW
 from tests.support.officers import Staff
 from tests.support.screening import held
+from tests.support.tui import idle, sync
 
 
 def test_decisions_and_acknowledgements_feed_the_rules_report(staff: Staff) -> None:
@@ -110,3 +112,38 @@ def test_rules_report_cli(staff: Staff, cli_env: dict[str, str],
     assert line.split()[-1] == "100%"
     bad = run_cli(capsys, "rules", "report", "--since", "yesterday")
     assert bad.code == 2 and "--since" in bad.err
+
+
+@sync
+async def test_rules_report_in_the_console(staff: Staff) -> None:
+    """Dashboard o: the same figures as the CLI, one row per rule; p changes the
+    period."""
+    from polysec_tui.app import PolysecApp
+    from polysec_tui.screens.rules import RulesReportScreen
+
+    rt, ann = staff.rt, staff.actors["ann"]
+    held(rt, "FRAUD", 1)
+    held(rt, "FINE", 2)
+    wds.reject(rt, ann, "FRAUD", "not the client")
+    wds.approve(rt, ann, "FINE", "usual pattern")
+    app = PolysecApp(rt, session=staff.login("ann"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await idle(pilot)
+        await pilot.press("o")
+        await idle(pilot)
+        screen = app.screen
+        assert isinstance(screen, RulesReportScreen)
+        table = screen.query_one("#rules-table", DataTable)
+        shown = {str(table.get_row_at(i)[0]): [str(c) for c in table.get_row_at(i)]
+                 for i in range(table.row_count)}
+        figures = outcomes.report(rt, ann, rt.clock() - timedelta(days=30))
+        assert list(shown) == [f.rule for f in figures]
+        for f in figures:
+            assert shown[f.rule][1:6] == [str(f.hits), "" if f.holds is None else str(f.holds),
+                                          str(f.confirmed), str(f.false_positives),
+                                          str(f.benign)]
+        assert shown["screening:new_destination"][3:] == ["1", "1", "0", "50%"]
+        assert shown["detector:brute_force"][6] == ""  # nothing decided: no precision
+        await pilot.press("p")
+        await idle(pilot)
+        assert "last 90 days" in str(screen.query_one("#rules-status").render())
