@@ -6,7 +6,8 @@ mark and move); ``i`` attaches the marked ones (or the highlighted one) to an in
 ``c`` (confirmed fraud), ``f``
 (false positive) or ``b`` (benign) acknowledges the marked ones (or the highlighted one)
 as far as they are shown, with that outcome and the note typed in the note line
-(optional, the same for all; the reason of a benign outcome), in a thread worker
+(optional, the same for all; the reason of a benign outcome), after a confirmation
+that lists them when more than one is marked, in a thread worker
 (``services.alerts.acknowledge_many``: each alert one row and one audit entry in its own
 transaction). Acknowledged rows leave the table; the ones that failed stay, and each
 failure is listed (another officer who acknowledged first is a conflict). Every text
@@ -27,7 +28,13 @@ from textual.widgets import DataTable, Input, Static
 
 from polysec_tui.errors import PolysecError
 from polysec_tui.screens.incidents import Attached, attach
-from polysec_tui.screens.widgets import describe_error, fill_table, move_cursor_to, safe_text
+from polysec_tui.screens.widgets import (
+    ConfirmScreen,
+    describe_error,
+    fill_table,
+    move_cursor_to,
+    safe_text,
+)
 from polysec_tui.services.monitoring import alerts
 from polysec_tui.services.monitoring.alerts import Alert
 from polysec_tui.services.officers.auth import Actor
@@ -182,9 +189,26 @@ class AlertsScreen(ModalScreen[int]):
         if not chosen:
             self.app.bell()
             return
-        self._pending.update(a.key for a in chosen)
         note = self.query_one("#alerts-note", Input).value
-        self._acknowledge(chosen, note, outcome)
+
+        def go(confirmed: bool | None = True) -> None:
+            if confirmed:
+                self._pending.update(a.key for a in chosen)
+                self._acknowledge(chosen, note, outcome)
+
+        if len(chosen) == 1:  # the highlighted one, in front of the officer: no question
+            go()
+            return
+        listed = "\n".join(f"• {a.severity} {a.title} ({a.account or a.ref})"
+                           for a in chosen[:8])
+        more = f"\n… and {len(chosen) - 8} more" if len(chosen) > 8 else ""
+        label = outcome.replace("_", " ")
+        self.app.push_screen(ConfirmScreen(
+            "Acknowledge the marked alerts",
+            Text.assemble(f"Acknowledge {len(chosen)} alerts as {label}"
+                          + (", with the note typed" if note.strip() else "") + ":\n",
+                          safe_text(listed + more, limit=2000)),
+            f"Acknowledge {len(chosen)}"), go)
 
     @work(thread=True, exit_on_error=False, group="alerts")
     def _acknowledge(self, chosen: list[Alert], note: str, outcome: str) -> None:

@@ -13,17 +13,18 @@ from __future__ import annotations
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, ClassVar, Protocol, cast
 
 from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Horizontal
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
 from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from polysec_tui.errors import PolysecError, RefusedError
@@ -145,6 +146,54 @@ def describe_error(error: BaseException) -> str:
     first = message.splitlines()[0] if message else ""
     name = type(orig if orig is not None else error).__name__
     return printable(f"{name}: {first}" if first else name, limit=300)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Says what is about to happen to how many and which; Enter (or the button)
+    confirms, Escape cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="confirm.cancel", tooltip="Do nothing"),
+    ]
+    DEFAULT_CSS = """
+    ConfirmScreen { align: center middle; }
+    ConfirmScreen #confirm-box { width: 76; max-width: 100%; height: auto; padding: 0 1;
+                                 border: thick $warning; background: $surface; }
+    ConfirmScreen Horizontal { height: auto; margin: 1 0 0 0; }
+    ConfirmScreen Button { margin: 0 1 0 0; }
+    """
+
+    def __init__(self, title: str, summary: Text, verb: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.summary = summary
+        self.verb = verb
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box") as box:
+            box.border_title = self.title_text
+            box.border_subtitle = "enter confirms · esc cancels"
+            yield Static(self.summary)
+            with Horizontal():
+                yield Button(self.verb, id="confirm-yes", variant="warning")
+                yield Button("Cancel", id="confirm-no")
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm-yes", Button).focus()
+
+    @on(Button.Pressed, "#confirm-yes")
+    def _yes(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#confirm-no")
+    def _no(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(False)
+
+    def action_cancel(self) -> None:
+        """Do nothing."""
+        self.dismiss(False)
 
 
 class ConsoleError(Message):

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from textual.pilot import Pilot
 from textual.scrollbar import ScrollBar
 from textual.widget import Widget
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, Static
 
 from polysec_tui.app import PolysecApp
 from polysec_tui.cli import cli
@@ -41,7 +41,7 @@ from polysec_tui.screens import dashboard as dashboard_screen
 from polysec_tui.screens.alerts import AlertsScreen
 from polysec_tui.screens.dashboard import DashboardScreen
 from polysec_tui.screens.incidents import AttachScreen
-from polysec_tui.screens.widgets import FigureCard
+from polysec_tui.screens.widgets import ConfirmScreen, FigureCard
 from polysec_tui.services.clients import incidents
 from polysec_tui.services.monitoring import alerts, live
 from polysec_tui.services.monitoring.dashboard import DashboardService
@@ -762,7 +762,7 @@ async def test_acknowledge_from_the_console(runtime: Runtime) -> None:
 @sync
 async def test_attach_alerts_from_the_console(runtime: Runtime) -> None:
     """shift+down marks both alerts, i attaches them to a new incident; they stay in the
-    modal, unmarked, until acknowledged."""
+    modal, unmarked, until acknowledged (after one confirmation naming both)."""
     load_sample(runtime)
     officer = log_in(runtime)
     add_anomaly(runtime, "l5", "critical")  # acc-003
@@ -784,6 +784,14 @@ async def test_attach_alerts_from_the_console(runtime: Runtime) -> None:
         await pilot.press(*"two accounts", "enter")
         await wait_until(pilot, lambda: app.screen is shown and not shown.marked, "attached")
         assert len(modal.items) == 2
+        # Both marked again: acknowledging many asks once, naming them.
+        modal.query_one("#alerts-table", DataTable).move_cursor(row=0)
+        await pilot.press("shift+down", "shift+down", "f")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm")
+        assert "Acknowledge 2 alerts as false positive" in str(
+            app.screen.query_one(Static).render())
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.screen is shown and not shown.items, "acks")
     (made,) = incidents.list_incidents(runtime, READER)
     detail = incidents.show(runtime, READER, made.id)
     assert sorted(ref for kind, ref in detail.links if kind == "alert") == sorted(
