@@ -209,8 +209,9 @@ class PolysecApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave the console"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit-ctrl", show=False, priority=True),
-        # Textual's help panel: every key binding of the focused screen and widget.
-        Binding("f1", "show_help_panel", "Keys", id="app.keys", show=False),
+        # Every key of the screen shown, in groups (screens/keyhelp.py).
+        Binding("question_mark,f1", "key_help", "Keys", id="app.keys", show=False,
+                tooltip="Every key of this screen (? or F1 again closes it)"),
         *(
             Binding(dest.key, f"show({name!r})", dest.title, id=f"app.show.{name}",
                     tooltip=dest.description)
@@ -397,6 +398,15 @@ class PolysecApp(App[None]):
             return
         if name in DESTINATIONS:
             self.switch_mode(name)
+
+    def action_key_help(self) -> None:
+        """Every key of the screen shown, in groups; closed by the same key."""
+        from polysec_tui.screens.keyhelp import KeyHelpScreen, key_groups
+
+        if isinstance(self.screen, KeyHelpScreen):
+            self.screen.dismiss(None)
+            return
+        self.push_screen(KeyHelpScreen(key_groups(self.screen)))
 
     def action_command_palette(self) -> None:
         if self.unlocked:

@@ -25,6 +25,7 @@ from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Static
+from textual.widgets._footer import FooterKey  # not exported; the footer is rebuilt here
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from polysec_tui.errors import PolysecError, RefusedError
@@ -276,6 +277,57 @@ class ConsoleFooter(Footer):
             self._drawn = shown
         super().bindings_changed(screen)
 
+    def on_resize(self) -> None:
+        if self._bindings_ready:  # what fits depends on the width
+            self.call_after_refresh(self.recompose)
+
+    def compose(self) -> ComposeResult:
+        """The keys that fit, in the screen's order (its own keys first, then the
+        destinations); when some do not fit, ``? more`` ends the line (the key help
+        lists them all). One key per action, as Textual's footer shows them."""
+        if not self._bindings_ready:
+            return
+        app = self.app
+        active = self.screen.active_bindings
+        keys: dict[str, tuple[Binding, bool, str]] = {}
+        for _node, binding, enabled, tooltip in active.values():
+            if binding.show and binding.action not in keys:
+                keys[binding.action] = (binding, enabled, tooltip)
+        palette = active.get(app.COMMAND_PALETTE_BINDING)
+        room = self.size.width or app.size.width
+        if palette is not None and app.ENABLE_COMMAND_PALETTE:
+            room -= _key_width(app.get_key_display(palette.binding),
+                               palette.binding.description) + 2  # its border and padding
+        widths = [_key_width(app.get_key_display(b), b.description) for b, _e, _t in
+                  keys.values()]
+        shown = list(keys.values())
+        if sum(widths) > room:
+            room -= _key_width("?", "more")
+            count = 0
+            while count < len(widths) and sum(widths[:count + 1]) <= room:
+                count += 1
+            shown = shown[:count]
+        for binding, enabled, tooltip in shown:
+            yield FooterKey(binding.key, app.get_key_display(binding), binding.description,
+                            binding.action, disabled=not enabled,
+                            tooltip=tooltip).data_bind(compact=Footer.compact)
+        if len(shown) < len(keys):
+            yield FooterKey("question_mark", "?", "more", "app.key_help",
+                            tooltip="Every key of this screen").data_bind(
+                                compact=Footer.compact)
+        if palette is not None and app.ENABLE_COMMAND_PALETTE:
+            binding = palette.binding
+            yield FooterKey(binding.key, app.get_key_display(binding), binding.description,
+                            binding.action, classes="-command-palette",
+                            disabled=not palette.enabled,
+                            tooltip=binding.tooltip or binding.description)
+
+
+def _key_width(key: str, description: str) -> int:
+    """Cells a footer key takes: the key padded by one on each side, the description
+    followed by one."""
+    return cell_len(key) + 2 + (cell_len(description) + 1 if description else 0)
+
 
 class StatusLine(Static):
     """A screen's one-line status: what it shows, or (in the error colour) why it could
@@ -288,6 +340,9 @@ class StatusLine(Static):
     def show(self, text: str | Text, *, error: bool = False) -> None:
         self.update(safe_text(text) if isinstance(text, str) else text)
         self.set_class(error, "-error")
+
+
+HOME_MODE = "dashboard"  # app.HOME: the screen Esc leads back to from a destination
 
 
 class ConsoleContext(Protocol):
@@ -317,6 +372,10 @@ class ConsoleScreen(Screen[None]):
     """
 
     TITLE_TEXT = ""
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="console.back",
+                tooltip="Back to the screen that opened this one, or to the dashboard"),
+    ]
     runtime: Runtime
     clock: Clock
     actor: Actor | None
@@ -376,9 +435,20 @@ class ConsoleScreen(Screen[None]):
         cast(ConsoleContext, self.app).open_withdrawal_view(ref)
 
     def action_back(self) -> None:
-        """Back to the screen that opened this one (nothing when it is a destination)."""
-        if len(self.app.screen_stack) > 1 and self.app.screen is self:
+        """Back to the screen that opened this one; from a destination, to the home
+        screen (the dashboard), where Esc does nothing."""
+        if self.app.screen is not self:
+            return
+        if len(self.app.screen_stack) > 1:
             self.app.pop_screen()
+        elif self.app.current_mode != HOME_MODE:
+            self.app.switch_mode(HOME_MODE)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Esc is not offered on the home screen, where there is nowhere to go back to."""
+        if action == "back" and len(self.app.screen_stack) <= 1:
+            return self.app.current_mode != HOME_MODE
+        return True
 
     def compose_body(self) -> ComposeResult:
         yield from ()

@@ -723,11 +723,6 @@ class WithdrawalDetailScreen(ConsoleScreen):
 
     # --------------------------------------------------------------- navigation
 
-    def action_back(self) -> None:
-        """Back to the queue."""
-        if len(self.app.screen_stack) > 1 and self.app.screen is self:
-            self.app.pop_screen()
-
     def action_timeline(self) -> None:
         """The account's timeline."""
         if self.detail is None:

@@ -51,15 +51,109 @@ def test_every_screen(snap_compare: Any, snapshot_runtime: Runtime, case_data: S
 
 
 @sync
-async def test_f1_shows_the_key_bindings(snapshot_runtime: Runtime,
-                                         snapshot_officer: Session) -> None:
-    from textual.widgets import HelpPanel
+async def test_key_help_toggles_and_lists_every_key(snapshot_runtime: Runtime,
+                                                    snapshot_officer: Session) -> None:
+    """? opens the key help of the screen shown, in groups, hidden keys included; ? and
+    F1 toggle it, Esc closes it; typed into a field, ? is text."""
+    from polysec_tui.screens.keyhelp import KeyHelpScreen
+    from polysec_tui.screens.withdrawals import WithdrawalQueueScreen
 
     app = PolysecApp(snapshot_runtime, session=snapshot_officer)
     async with app.run_test(size=(120, 36)) as pilot:
         await idle(pilot)
         await pilot.press(DESTINATIONS["withdrawals"].key)
         await idle(pilot)
-        await pilot.press("f1")
+        queue = app.screen
+        assert isinstance(queue, WithdrawalQueueScreen)
+        for key, close in (("question_mark", "question_mark"), ("f1", "f1"),
+                           ("question_mark", "escape"), ("f1", "question_mark")):
+            await pilot.press(key)
+            await pilot.pause()
+            assert isinstance(app.screen, KeyHelpScreen), key
+            await pilot.press(close)
+            await pilot.pause()
+            shown: object = app.screen
+            assert shown is queue, close
+        await pilot.press("question_mark")
         await pilot.pause()
-        assert app.screen.query(HelpPanel)
+        help_screen = app.screen
+        assert isinstance(help_screen, KeyHelpScreen)
+        groups = dict(help_screen.groups)
+        assert list(groups) == ["Withdrawals", "Go to", "Everywhere"]
+        mine = {line.description: line.keys for line in groups["Withdrawals"]}
+        assert mine["Reject marked"] == "X" and mine["Back"] == "esc"
+        assert mine["Mark down"] == "shift+↓"  # hidden from the footer, listed here
+        assert [line.keys for line in groups["Go to"]] == [d.key for d in DESTINATIONS.values()]
+        assert {"Quit", "Keys"} <= {line.description for line in groups["Everywhere"]}
+        await pilot.press("escape")
+        await pilot.press("slash")  # the filter line: ? is a character there
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert app.screen is queue
+        assert queue.query_one("#queue-filter", Input).value == "?"
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_snapshot_key_help(snap_compare: Any, snapshot_runtime: Runtime, case_data: Session,
+                           size: str) -> None:
+    async def open_help(pilot: Pilot[Any]) -> None:
+        await idle(pilot)
+        await pilot.press(DESTINATIONS["withdrawals"].key)
+        await idle(pilot)
+        await pilot.press("question_mark")
+        await quiet(pilot)
+
+    assert snap_compare(PolysecApp(snapshot_runtime, session=case_data),
+                        terminal_size=SIZES[size], run_before=open_help)
+
+
+@pytest.mark.parametrize("width", [80, 120, 200])
+@sync
+async def test_the_footer_shows_what_fits_then_more(snapshot_runtime: Runtime,
+                                                    snapshot_officer: Session,
+                                                    width: int) -> None:
+    """Every key shown is whole; when not all fit, "? more" ends the line; the screen's
+    own keys come first."""
+    from textual.widgets import Footer
+
+    app = PolysecApp(snapshot_runtime, session=snapshot_officer)
+    async with app.run_test(size=(width, 30)) as pilot:
+        await idle(pilot)
+        for name in DESTINATIONS:
+            await pilot.press(DESTINATIONS[name].key)
+            await idle(pilot)
+            await pilot.pause()
+            footer = app.screen.query_one(Footer)
+            keys = [k for k in footer.children if not k.has_class("-command-palette")]
+            assert keys, name
+            for key in footer.children:
+                assert key.region.right <= width, (name, key.region)
+            shown = [getattr(k, "description", "") for k in keys]
+            everything = {b.action for _n, b, _e, _t in app.screen.active_bindings.values()
+                          if b.show}
+            if len(keys) - (shown[-1] == "more") < len(everything):
+                assert shown[-1] == "more", (name, shown)
+            else:
+                assert "more" not in shown, (name, shown)
+
+
+@pytest.mark.parametrize("name", [n for n in DESTINATIONS if n != "dashboard"])
+@sync
+async def test_escape_goes_back_to_the_dashboard(snapshot_runtime: Runtime,
+                                                 snapshot_officer: Session,
+                                                 name: str) -> None:
+    from polysec_tui.screens.dashboard import DashboardScreen
+
+    app = PolysecApp(snapshot_runtime, session=snapshot_officer)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await idle(pilot)
+        await pilot.press(DESTINATIONS[name].key)
+        await idle(pilot)
+        assert not isinstance(app.screen, DashboardScreen)
+        app.screen.set_focus(None)  # from anywhere on the screen, a field included
+        await pilot.press("escape")
+        await idle(pilot)
+        assert isinstance(app.screen, DashboardScreen), name
+        await pilot.press("escape")  # home: nothing happens
+        await idle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
