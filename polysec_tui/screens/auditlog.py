@@ -39,6 +39,8 @@ class AuditLogScreen(ConsoleScreen):
                 tooltip="Load the newest entries again"),
         Binding("v", "verify", "Verify chain", id="auditlog.verify",
                 tooltip="Check the whole hash chain and report the first bad entry"),
+        Binding("slash", "filter", "Filter", id="auditlog.filter",
+                tooltip="Type an officer or an action to show only their entries"),
     ]
     DEFAULT_CSS = """
     AuditLogScreen #audit-filters { height: 3; }
@@ -72,6 +74,10 @@ class AuditLogScreen(ConsoleScreen):
     def on_mount(self) -> None:
         self.query_one("#audit-log", DataTable).focus()
         self.action_reload()
+
+    def action_filter(self) -> None:
+        """Into the filter fields (the officer first)."""
+        self.query_one("#audit-officer", Input).focus()
 
     @on(Input.Submitted)
     def _filter(self, event: Input.Submitted) -> None:

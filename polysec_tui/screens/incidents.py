@@ -358,6 +358,8 @@ class AttachScreen(ModalScreen[Attached | None]):
         select.set_options(options)
         # The newest active incident is the likeliest home; a new one stays one key away.
         select.value = str(message.found[0].id) if message.found else NEW_INCIDENT
+        if not message.found:  # nothing to choose: the new incident's title first
+            self.query_one("#attach-title", Input).focus()
 
     @on(Select.Changed, "#attach-incident")
     def _chosen(self, event: Select.Changed) -> None:

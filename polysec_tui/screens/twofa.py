@@ -260,6 +260,8 @@ class TwoFactorResetScreen(ConsoleScreen):
             yield PendingRequests(self.runtime, self.actor)
 
     def on_mount(self) -> None:
+        # The form is what this screen is for: typing goes into its first field.
+        self.query_one("#proof-id-document", Input).focus()
         self.load()
 
     def action_reload(self) -> None:

@@ -345,6 +345,15 @@ class WithdrawalQueueScreen(ConsoleScreen):
         box.add_class("-shown")
         box.focus()
 
+    def action_back(self) -> None:
+        """Esc closes the filter line first; then it leaves the queue."""
+        box = self.query_one("#queue-filter", Input)
+        if box.has_class("-shown"):
+            box.remove_class("-shown")
+            self.query_one("#queue-table", DataTable).focus()
+            return
+        super().action_back()
+
     @on(Input.Submitted, "#queue-filter")
     def _filter(self, event: Input.Submitted) -> None:
         event.stop()

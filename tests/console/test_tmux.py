@@ -130,6 +130,91 @@ def test_login_queue_decide_and_the_dashboard_follows(console) -> None:
     assert "Dashboard" in shown
 
 
+NOTE = "IDV-7781 case 42"  # digits and letters: each one a key elsewhere
+
+
+def log_in(tmux: Tmux, secret: str) -> None:
+    tmux.wait_for(lambda s: "officer name" in s, "the login screen")
+    tmux.text("chief")
+    tmux.keys("Tab")
+    tmux.text(PASSWORD)
+    tmux.keys("Tab")
+    tmux.text(pyotp.TOTP(secret).now())
+    tmux.keys("Enter")
+    tmux.wait_for(lambda s: held_figure(s) is not None, "the dashboard")
+
+
+def title(screen: str) -> str:
+    """The screen's name in the top bar (after "polysec")."""
+    first = screen.splitlines()[0].split()
+    return " ".join(first[1:first.index(next(w for w in first if "://" in w))])
+
+
+def test_typing_into_every_form_stays_on_the_screen(console) -> None:
+    """On every screen with a form, a case note of digits and letters typed into it
+    arrives whole, and no key of it switches the screen or acts on it."""
+    tmux, secret = console
+    log_in(tmux, secret)
+
+    def typed(where: str, expected_title: str, box: str = "") -> None:
+        tmux.text(NOTE)
+        shown = tmux.wait_for(lambda s: NOTE in s, f"the note typed into {where}")
+        assert title(shown) == expected_title, (where, shown)
+        assert not box or box in shown, (where, shown)
+
+    def home() -> None:
+        tmux.keys("Escape")
+        tmux.keys("Escape")
+        tmux.keys("Escape")
+        tmux.wait_for(lambda s: title(s) == "Dashboard", "the dashboard again")
+
+    tmux.keys("2")
+    tmux.wait_for(lambda s: title(s) == "Account", "the account screen")
+    typed("the account lookup", "Account")
+    home()
+    tmux.keys("3")
+    tmux.wait_for(lambda s: title(s) == "Audit log", "the audit log")
+    tmux.keys("/")
+    typed("the audit log filter", "Audit log")
+    home()
+    tmux.keys("4")
+    tmux.wait_for(lambda s: "W1" in s, "the queue")
+    tmux.keys("/")
+    typed("the queue filter", "Withdrawals")
+    tmux.keys("Escape")  # closes the filter line, stays on the queue
+    shown = tmux.wait_for(lambda s: NOTE not in s, "the filter line to close")
+    assert title(shown) == "Withdrawals"
+    tmux.keys("Enter")
+    tmux.wait_for(lambda s: title(s) == "Withdrawal", "the withdrawal detail")
+    for key, box in (("x", "Reject"), ("F", "Freeze withdrawals"),
+                     ("i", "Attach to an incident")):
+        tmux.keys(key)
+        tmux.wait_for(lambda s, box=box: box in s, box)
+        typed(box, "Withdrawal", box)
+        tmux.keys("Escape")
+        tmux.wait_for(lambda s: NOTE not in s, f"{box} to close")
+    tmux.keys("f")
+    tmux.wait_for(lambda s: title(s) == "2FA reset", "the 2FA reset form")
+    typed("the 2FA reset form", "2FA reset")
+    home()
+    tmux.keys("4")
+    tmux.wait_for(lambda s: "W1" in s, "the queue")
+    tmux.keys("I")  # attach W1 to a new incident titled with the note
+    tmux.wait_for(lambda s: "Attach to an incident" in s, "the attach dialog")
+    tmux.text(NOTE)
+    tmux.keys("Enter")
+    tmux.wait_for(lambda s: "attached" in s, "the attachment")
+    home()
+    tmux.keys("0")
+    tmux.wait_for(lambda s: NOTE in s, "the incident in the list")
+    tmux.keys("Enter")
+    tmux.wait_for(lambda s: title(s) == "Incident", "the incident")
+    tmux.keys("n")
+    tmux.text("client called 0800 555 1234")
+    shown = tmux.wait_for(lambda s: "client called 0800 555 1234" in s, "the incident note")
+    assert title(shown) == "Incident"
+
+
 def test_the_demo_console_shows_a_simulated_brute_force_without_a_key_press(tmp_path):
     """`polysec demo` runs a watcher while its console is open: an attack that `polysec
     simulate --demo` writes in another terminal is judged and reaches the dashboard as
