@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 import click
 
 from polysec_tui.commands.common import actor_of, echo, emit_json, prompt_secret, runtime_of
-from polysec_tui.errors import InputError
 from polysec_tui.services import four_eyes as service
+from polysec_tui.services import ids
 from polysec_tui.text import visible
-
-
-def _request_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InputError(f"{value!r} is not a request id") from None
 
 
 @click.group()
@@ -55,7 +46,8 @@ def list_(ctx: click.Context, show_all: bool, kind: str | None, mine: bool,
 def show(ctx: click.Context, request_id: str, as_json: bool) -> None:
     """One request with its reason."""
     actor = actor_of(ctx, "read")
-    view = service.get_request(runtime_of(ctx), actor, _request_id(request_id))
+    rt = runtime_of(ctx)
+    view = service.get_request(rt, actor, ids.request_id(rt, request_id))
     if as_json:
         emit_json(view.as_dict())
         return
@@ -75,8 +67,9 @@ def approve(ctx: click.Context, request_id: str, code: str | None) -> None:
     """Approve and execute REQUEST_ID (never your own; exit 4 if someone decided first)."""
     rt = runtime_of(ctx)
     actor = actor_of(ctx, "approve")
-    done = service.approve(rt, actor, _request_id(request_id),
-                           prompt_secret("Authenticator code", code))
+    request = ids.request_id(rt, request_id)
+    service.check(rt, actor, request, approving=True)  # refusals before the code
+    done = service.approve(rt, actor, request, prompt_secret("Authenticator code", code))
     echo(f"request {done.request_id} approved and executed ({done.kind})")
 
 
@@ -89,6 +82,7 @@ def deny(ctx: click.Context, request_id: str, reason: str, code: str | None) -> 
     """Deny REQUEST_ID with a reason."""
     rt = runtime_of(ctx)
     actor = actor_of(ctx, "approve")
-    service.deny(rt, actor, _request_id(request_id), reason,
-                 prompt_secret("Authenticator code", code))
-    echo(f"request {request_id} denied")
+    request = ids.request_id(rt, request_id)
+    service.check(rt, actor, request, approving=False)  # refusals before the code
+    service.deny(rt, actor, request, reason, prompt_secret("Authenticator code", code))
+    echo(f"request {request} denied")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import click
 
 from polysec_tui.commands.common import (
@@ -19,6 +17,7 @@ from polysec_tui.commands.common import (
     write_session_token,
 )
 from polysec_tui.errors import InputError
+from polysec_tui.services import ids
 from polysec_tui.services.officers import registry as officers
 from polysec_tui.services.officers import sessions
 from polysec_tui.services.officers.auth import ROLES
@@ -211,12 +210,10 @@ def token_create(ctx: click.Context, name: str, days: int | None) -> None:
 def token_revoke(ctx: click.Context, token_id: str) -> None:
     """Revoke token TOKEN_ID."""
     actor = actor_of(ctx, "officers.manage")
-    try:
-        parsed = uuid.UUID(token_id)
-    except ValueError:
-        raise InputError(f"{token_id!r} is not a token id") from None
-    sessions.revoke_token(runtime_of(ctx), actor, parsed)
-    echo(f"token {token_id} revoked")
+    rt = runtime_of(ctx)
+    parsed = ids.token_id(rt, token_id)
+    sessions.revoke_token(rt, actor, parsed)
+    echo(f"token {parsed} revoked")
 
 
 # ------------------------------------------------------------------------ login/logout

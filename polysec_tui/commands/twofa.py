@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from functools import partial
 
 import click
 
 from polysec_tui.commands.common import actor_of, echo, emit_json, prompt_secret, runtime_of
-from polysec_tui.errors import InputError
+from polysec_tui.services import ids
 from polysec_tui.services.clients import twofa as service
 from polysec_tui.text import fmt_minute, printable, visible
 
 _when = partial(fmt_minute, utc=True)
-
-
-def _request_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InputError(f"{value!r} is not a request id") from None
 
 
 @click.group()
@@ -123,7 +115,7 @@ def show(ctx: click.Context, request_id: str, as_json: bool) -> None:
     account's risk context now."""
     rt = runtime_of(ctx)
     actor = actor_of(ctx, "read")
-    view = service.get_request(rt, actor, _request_id(request_id))
+    view = service.get_request(rt, actor, ids.request_id(rt, request_id))
     risk = service.risk_context(rt, actor, view.account)
     if as_json:
         emit_json({**view.as_dict(), "risk_now": risk.as_dict()})
@@ -143,8 +135,9 @@ def approve(ctx: click.Context, request_id: str, code: str | None, as_json: bool
     decided first)."""
     rt = runtime_of(ctx)
     actor = actor_of(ctx, "approve")
-    done = service.approve(rt, actor, _request_id(request_id),
-                           prompt_secret("Authenticator code", code))
+    request = ids.request_id(rt, request_id)
+    service.check(rt, actor, request, approving=True)  # refusals before the code
+    done = service.approve(rt, actor, request, prompt_secret("Authenticator code", code))
     if as_json:
         emit_json({"request": done.request_id, **done.result})
         return
@@ -164,6 +157,7 @@ def deny(ctx: click.Context, request_id: str, reason: str, code: str | None) -> 
     """Deny REQUEST_ID with a reason (senior or above; never your own)."""
     rt = runtime_of(ctx)
     actor = actor_of(ctx, "approve")
-    service.deny(rt, actor, _request_id(request_id), reason,
-                 prompt_secret("Authenticator code", code))
-    echo(f"request {request_id} denied")
+    request = ids.request_id(rt, request_id)
+    service.check(rt, actor, request, approving=False)  # refusals before the code
+    service.deny(rt, actor, request, reason, prompt_secret("Authenticator code", code))
+    echo(f"request {request} denied")

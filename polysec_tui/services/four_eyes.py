@@ -30,6 +30,12 @@ def get_request(rt: Runtime, actor: Actor, request_id: uuid.UUID) -> RequestView
     return approvals.get_request(rt, actor, request_id, KINDS)
 
 
+def check(rt: Runtime, actor: Actor, request_id: uuid.UUID, *, approving: bool) -> None:
+    """Refuse, before a code is asked, what ``actor`` may not decide (their own request,
+    too junior, already decided)."""
+    approvals.check_decider(rt, actor, request_id, KINDS, approving=approving)
+
+
 def approve(rt: Runtime, actor: Actor, request_id: uuid.UUID, code: str) -> Executed:
     return approvals.approve(rt, actor, request_id, code, KINDS)
 

@@ -225,3 +225,40 @@ def test_screening_flags_a_frozen_account(staff):
             WithdrawalFlag.withdrawal_id == x2.id, WithdrawalFlag.rule == "account_frozen")
         ).all()
     assert len(flags) == 1 and flags[0].startswith("account is frozen (freeze hold #")
+
+
+def test_request_ids_by_their_first_characters(staff, cli_env, capsys, monkeypatch):
+    """The CLI takes the 8 characters the console shows; a prefix of two requests is
+    refused with both named; your own request is refused before any code is asked."""
+    import uuid
+
+    from polysec_tui.db.models import ApprovalRequest
+
+    sue, sam = staff.actors["sue"], staff.actors["sam"]
+    for account in ("A1", "A2"):
+        protection.freeze(staff.rt, sue, account, "odd logins")
+    first = protection.request_unfreeze(staff.rt, sam, "A1", "client verified")
+    second = protection.request_unfreeze(staff.rt, sam, "A2", "client verified")
+    shared = "4cb6c42e-0000-4000-8000-00000000000"
+    with staff.rt.transaction() as s:
+        for old, n in ((first, 1), (second, 2)):
+            s.execute(update(ApprovalRequest).where(ApprovalRequest.id == old)
+                      .values(id=uuid.UUID(f"{shared}{n}")))
+    token, _ = staff.login("sue")
+    monkeypatch.setenv("POLYSEC_TOKEN", token)
+    commands_use_clock(monkeypatch, staff.clock)
+    one = run_cli(capsys, "approvals", "show", f"{shared}1"[:36], "--json")
+    assert one.code == 0 and json.loads(one.out)["id"] == f"{shared}1"
+    both = run_cli(capsys, "approvals", "show", "4CB6C42E")
+    assert both.code == 2
+    assert both.err.strip() == (f"polysec: error: 4cb6c42e matches 2 requests ({shared}1, "
+                                f"{shared}2); type more of the id")
+    for bad in ("4cb6c42", "4cb6c42e-zz", "ffffffff"):
+        refused = run_cli(capsys, "approvals", "show", bad)
+        assert refused.code == 2 and refused.err.count("\n") == 1, bad
+    assert "no request ffffffff" in refused.err
+    token, _ = staff.login("sam")
+    monkeypatch.setenv("POLYSEC_TOKEN", token)
+    own = run_cli(capsys, "approvals", "deny", f"{shared}2"[:8] + "-0000-4000-8000-000000000002",
+                  "--reason", "changed my mind")  # no --code: refused before it is asked
+    assert own.code == 3 and "cannot decide their own request" in own.err

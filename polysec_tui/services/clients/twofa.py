@@ -452,6 +452,12 @@ def _check_kind(rt: Runtime, actor: Actor, request_id: uuid.UUID) -> None:
         raise InputError(f"request {request_id} is not a 2FA reset ({view.kind})")
 
 
+def check(rt: Runtime, actor: Actor, request_id: uuid.UUID, *, approving: bool) -> None:
+    """Refuse, before a code is asked, what ``actor`` may not decide."""
+    _check_kind(rt, actor, request_id)
+    approvals.check_decider(rt, actor, request_id, _ONLY_2FA, approving=approving)
+
+
 def approve(rt: Runtime, actor: Actor, request_id: uuid.UUID,
             code: str) -> approvals.Executed:
     """Approve and execute (senior or above, not the requester, fresh code)."""

@@ -256,7 +256,7 @@ def get_request(rt: Runtime, actor: Actor, request_id: uuid.UUID,
         return _view(session, request, rt.clock(), kinds)
 
 
-def _check_decider(rt: Runtime, actor: Actor, request_id: uuid.UUID, kinds: Kinds, *,
+def check_decider(rt: Runtime, actor: Actor, request_id: uuid.UUID, kinds: Kinds, *,
                    approving: bool) -> ApprovalKind:
     """Refusals that need no code: permission, self-approval, seniority, independence,
     state. `_claim` asks the same again inside the deciding transaction."""
@@ -349,7 +349,7 @@ def approve(rt: Runtime, actor: Actor, request_id: uuid.UUID, code: str,
     """Approve and execute ``request_id``, one of ``kinds``, with a fresh code."""
     from polysec_tui.services.officers.sessions import step_up
 
-    kind = _check_decider(rt, actor, request_id, kinds, approving=True)
+    kind = check_decider(rt, actor, request_id, kinds, approving=True)
     step_up(rt, actor, code)
     with rt.transaction() as session:
         request = _claim(rt, session, actor, request_id, "executed", None, kinds)
@@ -372,7 +372,7 @@ def deny(rt: Runtime, actor: Actor, request_id: uuid.UUID, note: str, code: str,
 
     if not note.strip():
         raise InputError("a reason for the denial is required")
-    kind = _check_decider(rt, actor, request_id, kinds, approving=False)
+    kind = check_decider(rt, actor, request_id, kinds, approving=False)
     step_up(rt, actor, code)
     with rt.transaction() as session:
         request = _claim(rt, session, actor, request_id, "denied", note.strip(), kinds)
