@@ -67,6 +67,11 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from polysec_tui.errors import PolysecError
+
+# Re-exported for `polysec keys-help` (commands reach the console only through the app).
+from polysec_tui.screens.keymap import binding_catalogue as binding_catalogue
+from polysec_tui.screens.keymap import keymap_from_settings as keymap_from_settings
+from polysec_tui.screens.keymap import unknown_ids as unknown_ids
 from polysec_tui.screens.lock import LockScreen
 from polysec_tui.screens.login import LoginScreen
 from polysec_tui.screens.widgets import ConsoleError, ConsoleScreen, describe_error
@@ -208,7 +213,8 @@ class PolysecApp(App[None]):
     COMMANDS = App.COMMANDS | {ScreenCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave the console"),
-        Binding("ctrl+q", "quit", "Quit", id="app.quit-ctrl", show=False, priority=True),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit-ctrl", show=False, priority=True,
+                tooltip="Leave the console (from anywhere, a field included)"),
         # Every key of the screen shown, in groups (screens/keyhelp.py).
         Binding("question_mark,f1", "key_help", "Keys", id="app.keys", show=False,
                 tooltip="Every key of this screen (? or F1 again closes it)"),
@@ -236,6 +242,7 @@ class PolysecApp(App[None]):
         self._last_touch = self.last_input
         self._initial_session = session
         self.login_screen: LoginScreen | None = None
+        self.keymap = keymap_from_settings(runtime.settings)  # [keys]; refused if malformed
         self.add_mode(LOGIN, self._make_login_screen)
         self._preloading: threading.Thread | None = None
 
@@ -244,6 +251,8 @@ class PolysecApp(App[None]):
         return self.login_screen
 
     def on_mount(self) -> None:
+        if self.keymap:
+            self.set_keymap(self.keymap)
         self.sub_title = self.runtime.database_label
         self.load_identity()
         self.set_interval(SESSION_CHECK_SECONDS, self.check_session)
@@ -258,9 +267,20 @@ class PolysecApp(App[None]):
         """Once the first frame is drawn: import the destinations' modules in a thread
         while the officer types (start-up draws the login screen without them)."""
         if self._preloading is None:
-            self._preloading = threading.Thread(target=_import_destinations,
-                                                name="polysec-preload", daemon=True)
+            self._preloading = threading.Thread(target=self._preload, name="polysec-preload",
+                                                daemon=True)
             self._preloading.start()
+
+    def _preload(self) -> None:
+        _import_destinations()
+        if self.keymap:  # the screens are loaded: every binding id is known now
+            with contextlib.suppress(Exception):
+                unknown = unknown_ids(self.keymap, binding_catalogue(PolysecApp, self.keymap))
+                if unknown:
+                    self.call_from_thread(
+                        self.notify, f"[keys] names no binding of the console: "
+                        f"{', '.join(unknown)} (polysec keys-help lists them)",
+                        severity="warning", markup=False, timeout=20)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="identity")
     def load_identity(self) -> None:

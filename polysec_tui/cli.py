@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "rules": ("polysec_tui.commands.rules:rules", "How well each rule does: hits, holds, outcomes."),  # noqa: E501
     "demo": ("polysec_tui.commands.demo:demo", "Fill the demo database and open the console."),
     "tui": ("polysec_tui.commands.tui:tui", "Open the console (Textual TUI)."),
+    "keys-help": ("polysec_tui.commands.keyshelp:keys_help", "Every console key binding; remap them with [keys]."),  # noqa: E501
     "login": ("polysec_tui.commands.officer:login", "Log in (password + authenticator code)."),
     "logout": ("polysec_tui.commands.officer:logout", "End your session."),
     "whoami": ("polysec_tui.commands.officer:whoami", "The officer of the current session."),

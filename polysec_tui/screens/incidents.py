@@ -58,7 +58,8 @@ TIMELINE_COLUMNS: list[tuple[str, str, int | None]] = [
 class IncidentsScreen(ConsoleScreen):
     TITLE_TEXT = "Incidents"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "reload", "Refresh", id="incidents.refresh"),
+        Binding("r", "reload", "Refresh", id="incidents.refresh",
+                tooltip="Load the incidents again"),
         Binding("s", "toggle_state", "Active/all", id="incidents.state",
                 tooltip="Show only open and contained incidents, or every one"),
     ]
@@ -119,13 +120,15 @@ class IncidentsScreen(ConsoleScreen):
 class IncidentDetailScreen(ConsoleScreen):
     TITLE_TEXT = "Incident"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "Back", id="incident.back"),
+        Binding("escape", "back", "Back", id="incident.back",
+                tooltip="Close the note line, or back to the incidents"),
         Binding("n", "note", "Note", id="incident.note", tooltip="Add a note"),
         Binding("c", "contain", "Contained", id="incident.contain",
                 tooltip="Mark the incident contained"),
         Binding("x", "close_incident", "Close", id="incident.close",
                 tooltip="Close with an outcome"),
-        Binding("r", "reload", "Refresh", id="incident.refresh"),
+        Binding("r", "reload", "Refresh", id="incident.refresh",
+                tooltip="Load the incident again"),
     ]
     DEFAULT_CSS = """
     IncidentDetailScreen #incident-head { height: 2; padding: 0 1; }
@@ -229,7 +232,10 @@ class IncidentDetailScreen(ConsoleScreen):
 class CloseIncidentScreen(ModalScreen[str | None]):
     """Pick the outcome that closes the incident."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="close-incident.cancel",
+                tooltip="Close nothing"),
+    ]
     DEFAULT_CSS = """
     CloseIncidentScreen { align: center middle; }
     CloseIncidentScreen #close-box { width: 50; height: auto; padding: 0 1;

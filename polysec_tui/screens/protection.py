@@ -38,7 +38,7 @@ class ActionModal(ModalScreen[str | None]):
     """A box with a text, inputs, a confirm button and an error line."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="protect.cancel"),
+        Binding("escape", "cancel", "Cancel", id="protect.cancel", tooltip="Do nothing"),
     ]
     DEFAULT_CSS = """
     ActionModal { align: center middle; }

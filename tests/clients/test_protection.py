@@ -235,8 +235,8 @@ def test_request_ids_by_their_first_characters(staff, cli_env, capsys, monkeypat
     from polysec_tui.db.models import ApprovalRequest
 
     sue, sam = staff.actors["sue"], staff.actors["sam"]
-    for account in ("A1", "A2"):
-        protection.freeze(staff.rt, sue, account, "odd logins")
+    for ref in ("A1", "A2"):
+        protection.freeze(staff.rt, sue, ref, "odd logins")
     first = protection.request_unfreeze(staff.rt, sam, "A1", "client verified")
     second = protection.request_unfreeze(staff.rt, sam, "A2", "client verified")
     shared = "4cb6c42e-0000-4000-8000-00000000000"
