@@ -51,18 +51,20 @@ def screen(ctx: click.Context, limit: int | None, as_json: bool) -> None:
 @click.option("--asset", help="Only this asset.")
 @click.option("--rule", type=click.Choice(screening.RULES),
               help="Only withdrawals this rule flagged.")
+@click.option("--search", help="Only those whose id, account or address begins with this, "
+              "or whose asset, rule or claiming officer it is (the console's / filter).")
 @click.option("--sort", type=click.Choice(service.SORTS), default="risk", show_default=True)
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @click.option("--offset", type=OFFSET, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def list_(ctx: click.Context, status: str, asset: str | None, rule: str | None, sort: str,
-          limit: int, offset: int, as_json: bool) -> None:
+def list_(ctx: click.Context, status: str, asset: str | None, rule: str | None,
+          search: str | None, sort: str, limit: int, offset: int, as_json: bool) -> None:
     """One page of the review queue."""
     rt = runtime_of(ctx)
     actor = actor_of(ctx, "read")
     page = service.list_queue(rt, actor, status=status, asset=asset, rule=rule, sort=sort,
-                              offset=offset, limit=limit)
+                              offset=offset, limit=limit, search=search)
     if as_json:
         emit_json({"total": page.total, "total_capped": page.capped, "offset": page.offset,
                    "limit": page.limit, "items": [i.as_dict() for i in page.items]})

@@ -30,6 +30,7 @@ from polysec_tui.errors import PolysecError
 from polysec_tui.screens.incidents import Attached, attach
 from polysec_tui.screens.widgets import (
     ConfirmScreen,
+    ConsoleTable,
     describe_error,
     fill_table,
     move_cursor_to,
@@ -96,7 +97,7 @@ class AlertsScreen(ModalScreen[int]):
                          id="alerts-help")
             yield Input(placeholder="note for the acknowledgement (optional; the same for "
                         "every marked alert)", max_length=alerts.NOTE_MAX, id="alerts-note")
-            table: DataTable[Text] = DataTable(id="alerts-table", cursor_type="row")
+            table = ConsoleTable(id="alerts-table", cursor_type="row")
             yield table
 
     def on_mount(self) -> None:
@@ -104,7 +105,8 @@ class AlertsScreen(ModalScreen[int]):
         self.query_one("#alerts-table", DataTable).focus()
 
     def _fill(self) -> None:
-        table = self.query_one("#alerts-table", DataTable)
+        table = self.query_one("#alerts-table", ConsoleTable)
+        table.row_ids = [a.key for a in self.items]  # y copies the key `alerts ack` takes
         rows = [(Text("✓" if a.key in self.marked else " "), Text(f"{a.at:%m-%d %H:%M}"),
                  safe_text(a.severity), safe_text(a.title, limit=60),
                  safe_text(a.account or (a.ref if a.kind == "source" else ""), limit=40),
@@ -154,10 +156,8 @@ class AlertsScreen(ModalScreen[int]):
         attach(self, [("alert", a.key) for a in self._chosen()], "alert", attached)
 
     def _highlighted(self) -> Alert | None:
-        table = self.query_one("#alerts-table", DataTable)
-        if not self.items or not 0 <= table.cursor_row < len(self.items):
-            return None
-        return self.items[table.cursor_row]
+        alert: Alert | None = self.query_one("#alerts-table", ConsoleTable).item(self.items)
+        return alert
 
     def action_snooze(self) -> None:
         """Silence the highlighted alert for an hour, the note as the reason."""

@@ -1,8 +1,9 @@
 """Login anomalies: the findings of `polysec logins analyze`, to triage.
 
 Order: newest day first and, within a day, the most severe first (then the newest), so
-today's critical findings are on top and yesterday's stay below today's low ones. ``s``
-switches to most severe first over the whole list. The kind filter (a select at the top)
+today's critical findings are on top and yesterday's stay below today's low ones. ``o``
+switches to most severe first over the whole list. The kind filter (a select at the top,
+``f``)
 and the account filter (``AnomaliesScreen(account_id)``, opened from a timeline or a
 withdrawal) are applied by `services.anomalies.list_anomalies`; the newest
 :data:`LIMIT` findings are shown. The line under the table gives the highlighted
@@ -12,7 +13,8 @@ Findings are grouped the way alerts are (``services.alerts``): one row per campa
 detector's findings on one account, or a stuffing or spraying source's findings on many
 (a brute force of 100 failed logins is one row saying 100). Enter on a campaign row
 expands it to its findings (and folds it again); enter on a finding opens the
-account's timeline. ``g`` switches to one row per finding and back.
+account's timeline. ``c`` switches to one row per finding and back. The table itself
+filters (``/``), sorts (``s``) and moves (``j k g G``) as every console table does.
 
 ``space`` marks a finding, or every finding of a campaign (``shift+down``/``shift+up``
 mark and move); ``i`` attaches the marked findings (or the highlighted row's) to an
@@ -37,7 +39,13 @@ from textual.widgets import DataTable, Select, Static
 
 from polysec_tui.screens.findings import SEVERITY_RANK, SEVERITY_STYLES
 from polysec_tui.screens.incidents import Attached, attach
-from polysec_tui.screens.widgets import ConsoleScreen, StatusLine, fill_table, safe_text
+from polysec_tui.screens.widgets import (
+    ConsoleScreen,
+    ConsoleTable,
+    StatusLine,
+    fill_table,
+    safe_text,
+)
 from polysec_tui.services.logins import anomalies
 from polysec_tui.services.logins.anomalies import KINDS, AnomalyView
 
@@ -123,11 +131,11 @@ class AnomaliesScreen(ConsoleScreen):
                 tooltip="Back to the screen that opened this list"),
         Binding("r", "reload", "Refresh", id="anomalies.refresh",
                 tooltip="Load the findings again"),
-        Binding("s", "toggle_order", "Order", id="anomalies.order",
+        Binding("o", "toggle_order", "Order", id="anomalies.order",
                 tooltip="Newest day first / most severe first"),
-        Binding("k", "focus_kind", "Kind filter", id="anomalies.kind",
+        Binding("f", "focus_kind", "Kind filter", id="anomalies.kind",
                 tooltip="Show one kind of finding only"),
-        Binding("g", "toggle_grouping", "Group", id="anomalies.group",
+        Binding("c", "toggle_grouping", "Campaigns", id="anomalies.group",
                 tooltip="One row per campaign (expand with enter), or one per finding"),
         Binding("space", "mark", "Mark", id="anomalies.mark",
                 tooltip="Mark or unmark the highlighted finding (a campaign: all of its)"),
@@ -166,7 +174,8 @@ class AnomaliesScreen(ConsoleScreen):
             yield Select([("all kinds", ALL_KINDS), *((k, k) for k in KINDS)],
                          value=ALL_KINDS, allow_blank=False, id="an-kind")
             yield StatusLine(Text("loading…"), id="an-status")
-        yield DataTable(id="an-table", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="an-table", cursor_type="row", zebra_stripes=True,
+                           copy_column="account")
         yield Static(Text(""), id="an-detail")
 
     def on_mount(self) -> None:
@@ -248,8 +257,8 @@ class AnomaliesScreen(ConsoleScreen):
                  f"{len(self.found)} findings" if self.grouped else f"{len(rows)} findings")
         marked = f" · {len(self.marked)} marked (i attach)" if self.marked else ""
         self.set_status(f"{count}{scope}{more}{marked} · {order} first · enter: "
-                        + ("expand, or a finding's timeline · g: one row per finding"
-                           if self.grouped else "timeline · g: group"))
+                        + ("expand, or a finding's timeline · c: one row per finding"
+                           if self.grouped else "timeline · c: campaigns"))
         self._detail(keep or 0)
 
     def _mark_sign(self, item: Campaign | AnomalyView) -> Text:
@@ -276,8 +285,9 @@ class AnomaliesScreen(ConsoleScreen):
                 safe_text(a.source_ip or "-", limit=39), safe_text(a.explanation, limit=200))
 
     def _highlighted_item(self) -> Campaign | AnomalyView | None:
-        row = self.query_one("#an-table", DataTable).cursor_row
-        return self.shown[row] if 0 <= row < len(self.shown) else None
+        item: Campaign | AnomalyView | None = self.query_one(
+            "#an-table", ConsoleTable).item(self.shown)
+        return item
 
     def action_mark(self, step: int = 1, toggle: bool = True) -> None:
         """Mark or unmark the highlighted finding, or every finding of the highlighted
@@ -312,21 +322,21 @@ class AnomaliesScreen(ConsoleScreen):
     @on(DataTable.RowSelected, "#an-table")
     def _selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        if not 0 <= event.cursor_row < len(self.shown):
+        item = self.query_one("#an-table", ConsoleTable).item(self.shown, event.cursor_row)
+        if item is None:
             return
-        item = self.shown[event.cursor_row]
         if isinstance(item, Campaign):
             self.expanded ^= {item.key}
             self._show(keep=event.cursor_row)
         else:
             self.open_account("timeline", item.account_id)
 
-    def _detail(self, index: int) -> None:
+    def _detail(self, row: int) -> None:
         detail = self.query_one("#an-detail", Static)
-        if not 0 <= index < len(self.shown):
+        item = self.query_one("#an-table", ConsoleTable).item(self.shown, row)
+        if item is None:
             detail.update(Text("no findings" if self.found is not None else ""))
             return
-        item = self.shown[index]
         a = item.newest if isinstance(item, Campaign) else item
         text = Text(no_wrap=False, overflow="fold")
         if isinstance(item, Campaign) and len(item.findings) > 1:

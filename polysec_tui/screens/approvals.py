@@ -30,7 +30,13 @@ from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Input, Static
 
 from polysec_tui.errors import PolysecError
-from polysec_tui.screens.widgets import ConsoleScreen, StatusLine, fill_table, safe_text
+from polysec_tui.screens.widgets import (
+    ConsoleScreen,
+    ConsoleTable,
+    StatusLine,
+    fill_table,
+    safe_text,
+)
 from polysec_tui.services import four_eyes
 from polysec_tui.services.officers.approvals import RequestView
 from polysec_tui.text import fmt_minute
@@ -72,7 +78,8 @@ class ApprovalsScreen(ConsoleScreen):
 
     def compose_body(self) -> ComposeResult:
         yield StatusLine(Text("loading…"), id="approvals-status")
-        yield DataTable(id="approvals-table", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="approvals-table", cursor_type="row", zebra_stripes=True,
+                           copy_column="id")
         evidence = Static(Text(""), id="approvals-evidence")
         evidence.border_title = "Evidence"
         yield evidence
@@ -147,10 +154,9 @@ class ApprovalsScreen(ConsoleScreen):
             self.set_status("no pending requests")
 
     def _selected(self) -> RequestView | None:
-        table: DataTable[Text] = self.query_one("#approvals-table", DataTable)
-        if not self.requests or not 0 <= table.cursor_row < len(self.requests):
-            return None
-        return self.requests[table.cursor_row]
+        request: RequestView | None = self.query_one("#approvals-table", ConsoleTable).item(
+            self.requests)
+        return request
 
     @on(DataTable.RowHighlighted, "#approvals-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

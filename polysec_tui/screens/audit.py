@@ -23,7 +23,13 @@ from textual.widgets import DataTable, ProgressBar, SelectionList, Static
 from textual.worker import get_current_worker
 
 from polysec_tui.errors import InputError, RefusedError
-from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_to, safe_text
+from polysec_tui.screens.widgets import (
+    ConsoleScreen,
+    ConsoleTable,
+    fill_table,
+    move_cursor_to,
+    safe_text,
+)
 from polysec_tui.services.operations import audit_checks
 from polysec_tui.services.operations.audit_checks import AuditRunReport, Finding, RunSummary
 
@@ -103,7 +109,7 @@ class AuditChecksScreen(ConsoleScreen):
                 id="audit-checks")
             checks.border_title = "Checks"
             yield checks
-            history: DataTable[Text] = DataTable(id="audit-history", cursor_type="row")
+            history = ConsoleTable(id="audit-history", cursor_type="row")
             history.border_title = "Past runs"
             yield history
         with Horizontal(id="audit-progress-row"):
@@ -112,7 +118,7 @@ class AuditChecksScreen(ConsoleScreen):
             # redraw over a slow SSH link) for nothing.
             yield ProgressBar(total=1, show_eta=False, id="audit-progress")
         with Vertical():
-            yield DataTable(id="audit-findings", cursor_type="row", zebra_stripes=True)
+            yield ConsoleTable(id="audit-findings", cursor_type="row", zebra_stripes=True)
             yield Static(Text(""), id="audit-detail")
 
     def on_mount(self) -> None:
@@ -214,14 +220,17 @@ class AuditChecksScreen(ConsoleScreen):
 
     @on(DataTable.RowSelected, "#audit-history")
     def _open_run(self, event: DataTable.RowSelected) -> None:
-        if 0 <= event.cursor_row < len(self._runs):
-            self.load_findings(self._runs[event.cursor_row].run_id)
+        run = self.query_one("#audit-history", ConsoleTable).item(self._runs,
+                                                                   event.cursor_row)
+        if run is not None:
+            self.load_findings(run.run_id)
             self.query_one("#audit-findings", DataTable).focus()
 
     @on(DataTable.RowHighlighted, "#audit-findings")
     def _show_detail(self, event: DataTable.RowHighlighted) -> None:
-        if 0 <= event.cursor_row < len(self._findings):
-            finding = self._findings[event.cursor_row]
+        finding = self.query_one("#audit-findings", ConsoleTable).item(self._findings,
+                                                                        event.cursor_row)
+        if finding is not None:
             evidence = json.dumps(finding.evidence, sort_keys=True, default=str)
             self.query_one("#audit-detail", Static).update(Text.assemble(
                 (f"{finding.check}: ", "bold"), safe_text(finding.summary, limit=300), "\n",

@@ -21,7 +21,7 @@ from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
 from polysec_tui.errors import RefusedError
-from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
+from polysec_tui.screens.widgets import ConsoleScreen, ConsoleTable, fill_table, safe_text
 from polysec_tui.services.auditchain import AuditEntryView, VerifyReport
 from polysec_tui.services.officers import auditlog
 
@@ -69,7 +69,7 @@ class AuditLogScreen(ConsoleScreen):
             yield Input(placeholder="action (exact, e.g. pii.reveal)", id="audit-action",
                         max_length=64)
         yield Static(Text("loading…"), id="audit-status")
-        yield DataTable(id="audit-log", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="audit-log", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         self.query_one("#audit-log", DataTable).focus()

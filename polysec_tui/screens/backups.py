@@ -37,7 +37,13 @@ from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from polysec_tui.errors import PolysecError
-from polysec_tui.screens.widgets import ConsoleScreen, fill_table, move_cursor_to, safe_text
+from polysec_tui.screens.widgets import (
+    ConsoleScreen,
+    ConsoleTable,
+    fill_table,
+    move_cursor_to,
+    safe_text,
+)
 from polysec_tui.services.officers import sessions
 from polysec_tui.services.operations import backups
 from polysec_tui.services.operations.backups import BackupView
@@ -201,7 +207,7 @@ class BackupsScreen(ConsoleScreen):
                 tooltip="Make a new encrypted backup of the live database now"),
         Binding("v", "verify", "Verify", id="backups.verify",
                 tooltip="Authenticate every chunk of the selected backup"),
-        Binding("s", "ship", "Ship", id="backups.ship",
+        Binding("p", "ship", "Ship", id="backups.ship",
                 tooltip="Copy the selected backup offsite over SFTP ([backup] ship_to)"),
         Binding("R", "restore", "Restore…", id="backups.restore",
                 tooltip="Restore the selected backup (confirmation and a fresh code)"),
@@ -242,8 +248,9 @@ class BackupsScreen(ConsoleScreen):
         with Horizontal(id="backups-work", classes="-idle"):
             yield Static(Text(""), id="backups-work-label")
             yield ProgressBar(id="backups-progress", show_eta=False)
-        yield DataTable(id="backups-table", cursor_type="row", zebra_stripes=True)
-        yield Static(Text("c creates a backup; v verifies, s ships, R restores the "
+        yield ConsoleTable(id="backups-table", cursor_type="row", zebra_stripes=True,
+                           copy_column="file")
+        yield Static(Text("c creates a backup; v verifies, p ships, R restores the "
                           "selected one"),
                      id="backups-result")
 
@@ -311,10 +318,9 @@ class BackupsScreen(ConsoleScreen):
         ]
 
     def selected(self) -> BackupView | None:
-        table: DataTable[Text] = self.query_one("#backups-table", DataTable)
-        if not self.views or table.cursor_row < 0 or table.cursor_row >= len(self.views):
-            return None
-        return self.views[table.cursor_row]
+        view: BackupView | None = self.query_one("#backups-table", ConsoleTable).item(
+            self.views)
+        return view
 
     # ----------------------------------------------------------------------- actions
 

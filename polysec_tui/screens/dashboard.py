@@ -56,6 +56,7 @@ from polysec_tui.screens.mywork import MyWorkScreen
 from polysec_tui.screens.rules import RulesReportScreen
 from polysec_tui.screens.widgets import (
     ConsoleScreen,
+    ConsoleTable,
     FigureCard,
     fill_table,
     move_cursor_to,
@@ -197,9 +198,10 @@ class DashboardScreen(ConsoleScreen):
                     yield FigureCard(title, id=card_id)
         yield Static(Text(""), id="monitoring")
         yield Static(Text(""), id="alert-bar")
-        table: DataTable[Text] = DataTable(id="events", cursor_type="row", zebra_stripes=True)
+        table = ConsoleTable(id="events", cursor_type="row", zebra_stripes=True,
+                             copy_column="account")
         table.border_title = "Newest events"
-        table.border_subtitle = "loading…"
+        table.note = "loading…"
         yield table
 
     def on_mount(self) -> None:
@@ -319,8 +321,8 @@ class DashboardScreen(ConsoleScreen):
         if message.token is not None:
             self._token = message.token
         old, self.summary = self.summary, new
-        table = self.query_one("#events", DataTable)
-        table.border_subtitle = f"as of {new.as_of:%Y-%m-%d %H:%M:%S} UTC"
+        table = self.query_one("#events", ConsoleTable)
+        table.note = f"as of {new.as_of:%Y-%m-%d %H:%M:%S} UTC"
         self._announce(new.alerts)
         if old is not None and dataclasses.replace(new, as_of=old.as_of) == old:
             return
@@ -331,8 +333,8 @@ class DashboardScreen(ConsoleScreen):
             self._show_events(table, new.events)
 
     def worker_failed(self, error: BaseException) -> None:
-        table = self.query_one("#events", DataTable)
-        table.border_subtitle = "load failed: figures may be stale"
+        table = self.query_one("#events", ConsoleTable)
+        table.note = "load failed: figures may be stale"
 
     # ------------------------------------------------------------------- alerts
 

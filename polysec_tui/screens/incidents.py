@@ -26,6 +26,7 @@ from textual.worker import get_current_worker
 from polysec_tui.errors import PolysecError
 from polysec_tui.screens.widgets import (
     ConsoleScreen,
+    ConsoleTable,
     StatusLine,
     describe_error,
     fill_table,
@@ -60,7 +61,7 @@ class IncidentsScreen(ConsoleScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "reload", "Refresh", id="incidents.refresh",
                 tooltip="Load the incidents again"),
-        Binding("s", "toggle_state", "Active/all", id="incidents.state",
+        Binding("a", "toggle_state", "Active/all", id="incidents.state",
                 tooltip="Show only open and contained incidents, or every one"),
     ]
     DEFAULT_CSS = """
@@ -75,7 +76,8 @@ class IncidentsScreen(ConsoleScreen):
 
     def compose_body(self) -> ComposeResult:
         yield StatusLine(Text("loading…"), id="incidents-status")
-        yield DataTable(id="incidents-table", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="incidents-table", cursor_type="row", zebra_stripes=True,
+                           copy_column="id")
 
     def on_mount(self) -> None:
         self.query_one("#incidents-table", DataTable).focus()
@@ -109,12 +111,14 @@ class IncidentsScreen(ConsoleScreen):
             for i in found
         ])
         scope = "all incidents" if self.show_all else "open and contained incidents"
-        self.set_status(f"{len(found)} {scope}; Enter opens one, s switches")
+        self.set_status(f"{len(found)} {scope}; Enter opens one, a switches")
 
     @on(DataTable.RowSelected, "#incidents-table")
     def _open(self, event: DataTable.RowSelected) -> None:
-        if 0 <= event.cursor_row < len(self._found):
-            self.app.push_screen(IncidentDetailScreen(self._found[event.cursor_row].id))
+        found = self.query_one("#incidents-table", ConsoleTable).item(self._found,
+                                                                     event.cursor_row)
+        if found is not None:
+            self.app.push_screen(IncidentDetailScreen(found.id))
 
 
 class IncidentDetailScreen(ConsoleScreen):
@@ -144,7 +148,8 @@ class IncidentDetailScreen(ConsoleScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static(Text("loading…"), id="incident-head")
-        yield DataTable(id="incident-timeline", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="incident-timeline", cursor_type="row", zebra_stripes=True,
+                           copy_column="ref")
         yield Input(placeholder="note, then enter (esc cancels)", id="incident-note",
                     max_length=incidents.MAX_NOTE)
         yield StatusLine(Text(""), id="incident-error")

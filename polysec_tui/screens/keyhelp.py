@@ -23,8 +23,9 @@ from textual.widgets import Static
 
 # Textual's own widgets bind many keys (cursor moves, editing); the overlay names the
 # moves once instead of listing each widget's bindings.
-MOVES = ("↑ ↓ PgUp PgDn Home End move; enter opens or confirms; tab and shift+tab: the "
-         "next and previous field; ctrl+c copies selected text")
+MOVES = ("↑ ↓ PgUp PgDn Home End (in tables also j k g G) move; enter opens or "
+         "confirms; tab and shift+tab: the next and previous field; ctrl+c copies selected "
+         "text")
 TEXTUAL_SCREEN_ACTIONS = frozenset(
     b.action for b in Screen.BINDINGS if isinstance(b, Binding))
 

@@ -18,7 +18,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from polysec_tui.screens.widgets import ConsoleScreen, StatusLine, fill_table, safe_text
+from polysec_tui.screens.widgets import (
+    ConsoleScreen,
+    ConsoleTable,
+    StatusLine,
+    fill_table,
+    safe_text,
+)
 from polysec_tui.services import work as service
 from polysec_tui.services.work import MyWork
 from polysec_tui.text import fmt_amount, fmt_minute
@@ -46,10 +52,10 @@ class MyWorkScreen(ConsoleScreen):
         yield StatusLine(Text("loading…"), id="mywork-status")
         with VerticalScroll():
             yield Static(Text("Claimed by me"), classes="section", id="mywork-claimed-title")
-            yield DataTable(id="mywork-claimed", cursor_type="row")
+            yield ConsoleTable(id="mywork-claimed", cursor_type="row", copy_column="id")
             yield Static(Text("Waiting for my decision"), classes="section",
                          id="mywork-decide-title")
-            yield DataTable(id="mywork-decide", cursor_type="row")
+            yield ConsoleTable(id="mywork-decide", cursor_type="row", copy_column="id")
             yield Static(Text("My requests (7 days)"), classes="section")
             yield DataTable(id="mywork-requested", cursor_type="row", show_cursor=False)
 
@@ -102,8 +108,10 @@ class MyWorkScreen(ConsoleScreen):
     @on(DataTable.RowSelected, "#mywork-claimed")
     def _open_claim(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        if self.mine is not None and 0 <= event.cursor_row < len(self.mine.claimed):
-            self.open_withdrawal(self.mine.claimed[event.cursor_row].external_id)
+        claim = None if self.mine is None else self.query_one(
+            "#mywork-claimed", ConsoleTable).item(self.mine.claimed, event.cursor_row)
+        if claim is not None:
+            self.open_withdrawal(claim.external_id)
 
     @on(DataTable.RowSelected, "#mywork-decide")
     async def _open_inbox(self, event: DataTable.RowSelected) -> None:

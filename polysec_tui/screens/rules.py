@@ -19,7 +19,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
-from polysec_tui.screens.widgets import ConsoleScreen, StatusLine, fill_table, safe_text
+from polysec_tui.screens.widgets import (
+    ConsoleScreen,
+    ConsoleTable,
+    StatusLine,
+    fill_table,
+    safe_text,
+)
 from polysec_tui.services import outcomes
 from polysec_tui.services.outcomes import RuleFigures
 
@@ -47,7 +53,7 @@ class RulesReportScreen(ConsoleScreen):
 
     def compose_body(self) -> ComposeResult:
         yield StatusLine(Text("loading…"), id="rules-status")
-        yield DataTable(id="rules-table", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="rules-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         self.query_one("#rules-table", DataTable).focus()

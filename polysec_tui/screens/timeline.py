@@ -41,6 +41,7 @@ from polysec_tui.screens.findings import badge, badges
 from polysec_tui.screens.protection import PROTECTION_BINDINGS, protect
 from polysec_tui.screens.widgets import (
     ConsoleScreen,
+    ConsoleTable,
     StatusLine,
     fill_table,
     move_cursor_to,
@@ -142,7 +143,7 @@ class TimelineScreen(ConsoleScreen):
             with Widget(id="tl-map-box") as map_box:
                 map_box.border_title = "Login places"
                 yield LoginMap(id="tl-map")
-        yield DataTable(id="tl-events", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="tl-events", cursor_type="row", zebra_stripes=True)
         yield Static(Text(""), id="tl-detail")
 
     def on_mount(self) -> None:
@@ -222,10 +223,13 @@ class TimelineScreen(ConsoleScreen):
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._detail(event.cursor_row)
 
-    def _detail(self, index: int) -> None:
-        if self.data is None or not 0 <= index < len(self.data.timeline.events):
+    def _detail(self, row: int) -> None:
+        """The full line under the table for the event shown in ``row``."""
+        if self.data is None:
             return
-        e = self.data.timeline.events[index]
+        e = self.query_one("#tl-events", ConsoleTable).item(self.data.timeline.events, row)
+        if e is None:
+            return
         d = e.details
         text = Text(no_wrap=False, overflow="fold")
         text.append(f"{e.at:%Y-%m-%d %H:%M:%S} ", style="bold")

@@ -32,6 +32,7 @@ from polysec_tui.errors import PolysecError
 from polysec_tui.screens.widgets import (
     ConsoleError,
     ConsoleScreen,
+    ConsoleTable,
     describe_error,
     fill_table,
     safe_text,
@@ -85,7 +86,8 @@ class PendingRequests(Vertical):
         self.border_title = "Pending 2FA reset requests of other officers"
 
     def compose(self) -> ComposeResult:
-        yield DataTable(id="pending-table", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="pending-table", cursor_type="row", zebra_stripes=True,
+                           copy_column="id")
         with Horizontal(id="pending-controls"):
             yield Input(placeholder="your code", password=True,
                         max_length=CODE_LENGTH, restrict=r"[0-9]*", id="pending-code")
@@ -125,10 +127,9 @@ class PendingRequests(Vertical):
                          if message.requests else "no pending requests of other officers")
 
     def selected(self) -> ResetRequestView | None:
-        table: DataTable[Text] = self.query_one("#pending-table", DataTable)
-        if not self.requests or table.cursor_row < 0 or table.cursor_row >= len(self.requests):
-            return None
-        return self.requests[table.cursor_row]
+        request: ResetRequestView | None = self.query_one("#pending-table",
+                                                          ConsoleTable).item(self.requests)
+        return request
 
     @on(Button.Pressed, "#pending-approve")
     def _approve(self, event: Button.Pressed) -> None:

@@ -24,7 +24,7 @@ from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Static
+from textual.widgets import Button, DataTable, Footer, Input, Static
 from textual.widgets._footer import FooterKey  # not exported; the footer is rebuilt here
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -41,7 +41,8 @@ def safe_text(value: object, *, style: str = "", limit: int = 512) -> Text:
 
 def fill_table(table: DataTable[Text], columns: Sequence[tuple[str, str, int | None]],
                rows: Sequence[Sequence[Text]]) -> None:
-    """Show ``columns`` and ``rows`` in the table; a column of width None is sized to its
+    """Show ``columns`` and ``rows`` in the table (a :class:`ConsoleTable` shows those
+    its filter lets through, in its order); a column of width None is sized to its
     content here and now.
 
     DataTable measures auto-width columns later, on idle. When the table paints before
@@ -58,6 +59,14 @@ def fill_table(table: DataTable[Text], columns: Sequence[tuple[str, str, int | N
     row is announced (``RowHighlighted``) so that a detail line under the table follows.
     Otherwise the table is rebuilt.
     """
+    if isinstance(table, ConsoleTable):
+        table.show(columns, rows)
+        return
+    _fill(table, columns, rows)
+
+
+def _fill(table: DataTable[Text], columns: Sequence[tuple[str, str, int | None]],
+          rows: Sequence[Sequence[Text]]) -> None:
     spec = [(key, label, width if width is not None
              else max([cell_len(label), *(row[index].cell_len for row in rows)]))
             for index, (key, label, width) in enumerate(columns)]
@@ -69,6 +78,242 @@ def fill_table(table: DataTable[Text], columns: Sequence[tuple[str, str, int | N
         table.add_column(label, key=key, width=width)
     for row in rows:
         table.add_row(*row)
+
+
+def _sort_key(cell: Text) -> tuple[int, float, str]:
+    """Numbers by value ("1,204", "42 %", "-3.25"), the rest as text, case-blind."""
+    text = cell.plain.strip()
+    number = text.replace(",", "").rstrip("%").strip()
+    try:
+        return (0, float(number), "")
+    except ValueError:
+        return (1, 0.0, text.casefold())
+
+
+class ConsoleTable(DataTable[Text]):
+    """A table with the console's conventions, the same on every screen: ``/`` filters
+    the rows by any column (every word typed must appear in the row), ``s`` sorts by the
+    next column and ``S`` reverses, ``j k g G`` move as in vim, ``y`` copies the row's
+    id to the clipboard (OSC 52: it works over SSH) and says what it copied, and the
+    table's bottom edge says which rows are shown ("rows 1-20 of 154").
+
+    Screens fill it with `fill_table` as any table and find the item of a row with
+    :meth:`item` (a filtered or sorted row is not the row of the same index in their
+    list). A screen whose rows come a page at a time from the database (the queue)
+    turns ``searchable`` and ``sortable`` off and filters and sorts in its query.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "search", "Filter", id="table.filter",
+                tooltip="Show only the rows that contain what you type (any column)"),
+        Binding("s", "sort", "Sort", id="table.sort",
+                tooltip="Sort by the next column (again: the one after it)"),
+        Binding("S", "reverse", "Reverse", id="table.reverse", show=False,
+                tooltip="Reverse the order of the rows"),
+        Binding("y", "copy", "Copy id", id="table.copy", show=False,
+                tooltip="Copy the highlighted row's id to the clipboard (works over SSH)"),
+        Binding("j", "cursor_down", "Down", id="table.down", show=False,
+                tooltip="The next row"),
+        Binding("k", "cursor_up", "Up", id="table.up", show=False,
+                tooltip="The previous row"),
+        Binding("g", "scroll_top", "First row", id="table.top", show=False,
+                tooltip="The first row"),
+        Binding("G", "scroll_bottom", "Last row", id="table.bottom", show=False,
+                tooltip="The last row"),
+    ]
+    DEFAULT_CSS = """
+    ConsoleTable { border-bottom: hkey $panel-lighten-2; border-subtitle-align: left;
+                   border-subtitle-color: $text-muted; }
+    """
+
+    def __init__(self, *, copy_column: str | None = None, searchable: bool = True,
+                 sortable: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.copy_column = copy_column  # the column holding a row's id (else the first)
+        self.searchable = searchable
+        self.sortable = sortable
+        self.search = ""
+        self.sort_column: int | None = None
+        self.sort_reverse = False
+        self._columns: list[tuple[str, str, int | None]] = []
+        self._rows: list[Sequence[Text]] = []
+        self._order: list[int] = []  # the source index of each row shown
+        # What ``y`` copies per row (in the order given to `fill_table`), when a row's id
+        # is not one of its cells (an alert's key); set before `fill_table`.
+        self.row_ids: Sequence[str] | None = None
+        self._note = ""
+        # A paged table (the queue): where its rows sit among all of them.
+        self.page_offset = 0
+        self.page_total: int | None = None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "search":
+            return self.searchable
+        if action in ("sort", "reverse"):
+            return self.sortable
+        return True
+
+    # ------------------------------------------------------------------ the rows
+
+    def show(self, columns: Sequence[tuple[str, str, int | None]],
+             rows: Sequence[Sequence[Text]]) -> None:
+        """Keep ``rows`` and show those the filter lets through, in the table's order."""
+        if [c[0] for c in columns] != [c[0] for c in self._columns]:
+            self.sort_column, self.sort_reverse = None, False  # other columns now
+        self._columns, self._rows = list(columns), list(rows)
+        self._apply()
+
+    def _apply(self) -> None:
+        terms = self.search.casefold().split()
+        order = [i for i, row in enumerate(self._rows)
+                 if all(t in " ".join(c.plain for c in row).casefold() for t in terms)]
+        if self.sort_column is not None and self.sort_column < len(self._columns):
+            column = self.sort_column
+            order.sort(key=lambda i: _sort_key(self._rows[i][column]),
+                       reverse=self.sort_reverse)
+        self._order = order
+        _fill(self, self._columns, [self._rows[i] for i in order])
+        self._describe()
+
+    def source_row(self, row: int | None = None) -> int | None:
+        """The index in the rows given to `fill_table` of ``row`` (the cursor's by
+        default), or None when there is no such row."""
+        row = self.cursor_row if row is None else row
+        return self._order[row] if 0 <= row < len(self._order) else None
+
+    def item(self, items: Sequence[Any], row: int | None = None) -> Any:
+        """The item of ``items`` (in the order given to `fill_table`) that ``row`` (the
+        cursor's by default) shows, or None."""
+        index = self.source_row(row)
+        return items[index] if index is not None and index < len(items) else None
+
+    # ------------------------------------------------------------------ the keys
+
+    def action_search(self) -> None:
+        """Filter the rows by what the officer types (live; Esc restores)."""
+        previous = self.search
+
+        def done(text: str | None) -> None:
+            self.set_search(previous if text is None else text)
+
+        self.app.push_screen(SearchPrompt(self, previous), done)
+
+    def set_search(self, text: str) -> None:
+        if text != self.search:
+            self.search = text
+            self._apply()
+
+    def action_sort(self) -> None:
+        """Sort by the next column; after the last one, back to the order given."""
+        if not self._columns:
+            return
+        following = 0 if self.sort_column is None else self.sort_column + 1
+        self.sort_column = following if following < len(self._columns) else None
+        self.sort_reverse = False
+        self._apply()
+
+    def action_reverse(self) -> None:
+        """Reverse the order of the rows."""
+        self.sort_reverse = not self.sort_reverse
+        if self.sort_column is None:
+            self.sort_column = 0
+        self._apply()
+
+    def action_copy(self) -> None:
+        """Copy the highlighted row's id (its id column, else its first cell)."""
+        if not 0 <= self.cursor_row < self.row_count:
+            self.app.bell()
+            return
+        index = self.source_row()
+        if self.row_ids is not None and index is not None and index < len(self.row_ids):
+            value = self.row_ids[index]
+        else:
+            keys = [c.key.value for c in self.ordered_columns]
+            column = keys.index(self.copy_column) if self.copy_column in keys else 0
+            value = self.get_row_at(self.cursor_row)[column].plain.strip()
+        if not value:
+            self.app.bell()
+            return
+        self.app.copy_to_clipboard(value)
+        self.notify(f"copied {value}", title="clipboard", markup=False, timeout=3)
+
+    # ------------------------------------------------------------------ the edge
+
+    @property
+    def note(self) -> str:
+        """What the screen says on the table's edge after the rows ("as of 12:00")."""
+        return self._note
+
+    @note.setter
+    def note(self, text: str) -> None:
+        self._note = text
+        self._describe()
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self._describe()
+
+    def on_resize(self) -> None:
+        self._describe()
+
+    def _describe(self) -> None:
+        shown = len(self._order)
+        if shown:
+            first = int(self.scroll_y) + 1
+            rows_visible = max(1, self.scrollable_content_region.height
+                               - (self.header_height if self.show_header else 0))
+            last = min(shown, first + rows_visible - 1)
+            total = shown if self.page_total is None else self.page_total
+            window = (f"rows {self.page_offset + first:,}-{self.page_offset + last:,} of "
+                      f"{total:,}")
+        else:
+            window = "no rows"
+        bits = [window]
+        if self.search:
+            bits.append(f"filter \"{printable(self.search, limit=40)}\": {shown:,} of "
+                        f"{len(self._rows):,}")
+        if self.sort_column is not None and self.sort_column < len(self._columns):
+            bits.append(f"sorted by {self._columns[self.sort_column][1].strip() or 'mark'}"
+                        f" {'↓' if self.sort_reverse else '↑'}")
+        if self._note:
+            bits.append(self._note)
+        self.border_subtitle = " · ".join(bits)
+
+
+class SearchPrompt(ModalScreen[str | None]):
+    """The filter line of a :class:`ConsoleTable`: the rows follow as the officer types;
+    Enter keeps the filter, Esc restores the one before; empty shows every row."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="search.cancel",
+                tooltip="Back to the filter before"),
+    ]
+    DEFAULT_CSS = """
+    SearchPrompt { align: center bottom; background: $background 0%; }
+    SearchPrompt Input { width: 100%; margin: 0 0 1 0; border: tall $accent; }
+    """
+
+    def __init__(self, table: ConsoleTable, text: str) -> None:
+        super().__init__()
+        self.table = table
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        yield Input(value=self.text, placeholder="filter: words to find in any column "
+                    "(enter keeps it, esc restores)", max_length=200, id="search-input")
+
+    @on(Input.Changed)
+    def _typed(self, event: Input.Changed) -> None:
+        self.table.set_search(event.value)
+
+    @on(Input.Submitted)
+    def _keep(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        """Back to the filter before."""
+        self.dismiss(None)
 
 
 def move_cursor_to(table: DataTable[Text], row: int) -> None:
@@ -288,9 +533,15 @@ class ConsoleFooter(Footer):
         if not self._bindings_ready:
             return
         app = self.app
-        active = self.screen.active_bindings
+        screen = self.screen
+        active = screen.active_bindings
+
+        def rank(node: Any) -> int:  # the screen's own keys, then its table's, then the app's
+            return 0 if node is screen else 2 if node is app else 1
+
         keys: dict[str, tuple[Binding, bool, str]] = {}
-        for _node, binding, enabled, tooltip in active.values():
+        for _node, binding, enabled, tooltip in sorted(active.values(),
+                                                       key=lambda a: rank(a.node)):
             if binding.show and binding.action not in keys:
                 keys[binding.action] = (binding, enabled, tooltip)
         palette = active.get(app.COMMAND_PALETTE_BINDING)

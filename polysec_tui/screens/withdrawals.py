@@ -3,9 +3,9 @@
 Queue: one page (:data:`PAGE`) of `services.withdrawals.list_queue` at a time, so a
 database with a million withdrawals opens as fast as one with ten. Held first (with the
 default ``open`` status), sorted by risk, age or amount (``s``), the status cycled with
-``f``, and a filter line that takes an asset (``BTC``) or a rule name
-(``new_destination``). The age column turns amber at 75 % of the review SLA
-(``[screening] review_sla_hours``, 4 h) and red past it; it also carries a word
+``f``, and a filter line (``/``) that the query applies: the beginning of a withdrawal,
+account or address id, or an asset, rule or officer. The age column turns amber at 75 %
+of the review SLA (``[screening] review_sla_hours``, 4 h) and red past it; it also carries a word
 (``due``/``LATE``) so that NO_COLOR terminals lose nothing. Enter opens the detail.
 
 Detail: the withdrawal, the account summary (masked), every rule hit with its
@@ -48,14 +48,15 @@ from polysec_tui.screens.incidents import Attached, attach
 from polysec_tui.screens.protection import PROTECTION_BINDINGS, protect
 from polysec_tui.screens.widgets import (
     ConsoleScreen,
+    ConsoleTable,
     StatusLine,
     fill_table,
     move_cursor_to,
     safe_text,
 )
 from polysec_tui.services.withdrawals import review as service
-from polysec_tui.services.withdrawals.screening import RULES, load_config
-from polysec_tui.text import fmt_amount
+from polysec_tui.services.withdrawals.screening import load_config
+from polysec_tui.text import fmt_amount, printable
 
 PAGE = 50
 STATUS_CYCLE = ("open", "held", "in_review", "escalated", "pending", "approved", "rejected")
@@ -94,7 +95,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
         Binding("f", "status", "Status", id="queue.status",
                 tooltip="Cycle the status shown: open (held first), held, in review..."),
         Binding("slash", "filter", "Filter", id="queue.filter",
-                tooltip="Filter by asset or rule name"),
+                tooltip="Filter by withdrawal, account, address, asset, rule or officer"),
         Binding("n", "claim_next", "Claim next", id="queue.claim-next",
                 tooltip="Claim the most urgent unclaimed withdrawal (SLA, then risk) and open it"),
         Binding("right_square_bracket", "page(1)", "Next page", id="queue.next",
@@ -127,8 +128,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
         super().__init__()
         self.queue_status = "open"
         self.sort = "risk"
-        self.asset: str | None = None
-        self.rule: str | None = None
+        self.search = ""  # the filter line: `review.list_queue(search=...)`
         self.page_offset = 0
         self.page: service.QueuePage | None = None
         self.marked: list[str] = []  # external ids, in the order marked
@@ -139,10 +139,13 @@ class WithdrawalQueueScreen(ConsoleScreen):
         return timedelta(hours=load_config(self.runtime.settings).review_sla_hours)
 
     def compose_body(self) -> ComposeResult:
-        yield Input(placeholder="asset (BTC) or rule (new_destination); empty clears; enter",
-                    id="queue-filter", max_length=40)
+        yield Input(placeholder="filter: a withdrawal, account or address (its beginning), an "
+                    "asset, a rule or an officer; empty clears; enter", id="queue-filter",
+                    max_length=service.MAX_SEARCH)
         yield StatusLine(Text("loading…"), id="queue-status")
-        yield DataTable(id="queue-table", cursor_type="row", zebra_stripes=True)
+        # A page at a time from the database: the query filters and sorts (/ and s).
+        yield ConsoleTable(id="queue-table", cursor_type="row", zebra_stripes=True,
+                           copy_column="id", searchable=False, sortable=False)
 
     def on_mount(self) -> None:
         self.query_one("#queue-table", DataTable).focus()
@@ -157,14 +160,13 @@ class WithdrawalQueueScreen(ConsoleScreen):
         self.reload()
 
     def reload(self) -> None:
-        self.load(self.queue_status, self.sort, self.asset, self.rule, self.page_offset)
+        self.load(self.queue_status, self.sort, self.search, self.page_offset)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="withdrawal queue")
-    def load(self, status: str, sort: str, asset: str | None, rule: str | None,
-             offset: int) -> None:
+    def load(self, status: str, sort: str, search: str, offset: int) -> None:
         self.deliver(lambda: service.list_queue(
-            self.runtime, self.officer, status=status, asset=asset, rule=rule, sort=sort,
-            offset=offset, limit=PAGE))
+            self.runtime, self.officer, status=status, sort=sort, offset=offset, limit=PAGE,
+            search=search or None))
 
     def on_console_screen_loaded(self, message: ConsoleScreen.Loaded) -> None:
         if message.data is None:
@@ -172,7 +174,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
             return
         self.page = page = message.data
         now = self.clock()
-        table: DataTable[Text] = self.query_one("#queue-table", DataTable)
+        table = self.query_one("#queue-table", ConsoleTable)
         cursor = table.cursor_row
         rows = [
             (Text("✓" if i.external_id in self.marked else " "),
@@ -182,6 +184,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
              safe_text(i.claimed_by or ""), safe_text(", ".join(i.rules)))
             for i in page.items
         ]
+        table.page_offset, table.page_total = page.offset, page.total
         fill_table(table, [("mark", " ", 1), ("age", "Age", 10), ("status", "Status", 10),
                            ("risk", "Risk", 4),
                            ("amount", "Amount", None), ("asset", "Asset", 5),
@@ -190,8 +193,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
         if rows:
             move_cursor_to(table, min(cursor, len(rows) - 1))
         first = page.offset + 1 if page.items else 0
-        filters = [f"asset {self.asset}"] if self.asset else []
-        filters += [f"rule {self.rule}"] if self.rule else []
+        filters = [f"filter \"{printable(self.search, limit=40)}\""] if self.search else []
         self.set_status(
             f"{self.queue_status}: {first}-{page.offset + len(page.items)} of {page.total}"
             f"{'+' if page.capped else ''}; "
@@ -341,7 +343,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
     def action_filter(self) -> None:
         """Show the filter line."""
         box = self.query_one("#queue-filter", Input)
-        box.value = ""
+        box.value = self.search
         box.add_class("-shown")
         box.focus()
 
@@ -357,16 +359,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
     @on(Input.Submitted, "#queue-filter")
     def _filter(self, event: Input.Submitted) -> None:
         event.stop()
-        value = event.value.strip()
-        if not value:
-            self.asset = self.rule = None
-        elif value in RULES:
-            self.rule = value
-        elif value.isalnum() and len(value) <= 16:
-            self.asset = value.upper()
-        else:
-            self.set_status(f"not an asset or a rule: {value}", error=True)
-            return
+        self.search = event.value.strip()
         event.input.remove_class("-shown")
         self.query_one("#queue-table", DataTable).focus()
         self.page_offset = 0

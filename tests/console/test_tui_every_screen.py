@@ -79,7 +79,11 @@ async def test_key_help_toggles_and_lists_every_key(snapshot_runtime: Runtime,
         help_screen = app.screen
         assert isinstance(help_screen, KeyHelpScreen)
         groups = dict(help_screen.groups)
-        assert list(groups) == ["Withdrawals", "Go to", "Everywhere"]
+        assert list(groups) == ["Withdrawals", "Table or field", "Go to", "Everywhere"]
+        table_keys = {line.description: line.keys for line in groups["Table or field"]}
+        assert table_keys.get("Copy id") == "y", table_keys
+        assert table_keys["Bottom"].endswith("G") and table_keys["Cursor down"].endswith("j")
+        assert "Sort" not in table_keys  # the queue sorts in its query: its own s
         mine = {line.description: line.keys for line in groups["Withdrawals"]}
         assert mine["Reject marked"] == "X" and mine["Back"] == "esc"
         assert mine["Mark down"] == "shift+↓"  # hidden from the footer, listed here
@@ -157,3 +161,59 @@ async def test_escape_goes_back_to_the_dashboard(snapshot_runtime: Runtime,
         await pilot.press("escape")  # home: nothing happens
         await idle(pilot)
         assert isinstance(app.screen, DashboardScreen)
+
+
+TABLES = [("dashboard", "", "events", "account"), ("incidents", "", "incidents-table", "id"),
+          ("auditlog", "", "audit-log", None),
+          ("dashboard", "o", "rules-table", None), ("timeline", "acc-002", "tl-events", None)]
+
+
+@pytest.mark.parametrize(("name", "then", "table_id", "copied"), TABLES,
+                         ids=[t[2] for t in TABLES])
+@sync
+async def test_every_table_filters_sorts_and_copies(snapshot_runtime: Runtime,
+                                                     case_data: Session, name: str, then: str,
+                                                     table_id: str, copied: str | None) -> None:
+    from rich.text import Text
+    from textual.widgets import DataTable
+
+    from polysec_tui.screens.widgets import ConsoleTable, _sort_key
+
+    def plain() -> list[list[str]]:
+        return [[c.plain for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+    app = PolysecApp(snapshot_runtime, session=case_data)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await idle(pilot)
+        await pilot.press(DESTINATIONS[name].key)
+        await idle(pilot)
+        if name == "timeline":
+            await pilot.press(*then, "enter")
+        elif then:
+            await pilot.press(then)
+        for _ in range(100):
+            await idle(pilot)
+            found = app.screen.query(f"#{table_id}")
+            if found and found.first(DataTable).row_count:
+                break
+        table = app.screen.query_one(f"#{table_id}", ConsoleTable)
+        table.focus()
+        before = plain()
+        assert len(before) >= 1
+        word = next(w for cell in reversed(before[0]) for w in cell.split() if len(w) > 3)
+        await pilot.press("slash", *word, "enter")
+        await idle(pilot)
+        after = plain()
+        assert after and all(word.casefold() in " ".join(r).casefold() for r in after)
+        assert f'filter "{word}"' in (table.border_subtitle or "")
+        await pilot.press("slash", "ctrl+u", "enter")
+        await idle(pilot)
+        assert len(plain()) == len(before)
+        await pilot.press("s")
+        firsts = [Text(r[0]) for r in plain()]
+        assert firsts == sorted(firsts, key=_sort_key)
+        await pilot.press("y")
+        row = plain()[table.cursor_row]
+        keys = [c.key.value for c in table.ordered_columns]
+        expected = row[keys.index(copied)] if copied else row[0]
+        assert app.clipboard == expected.strip()

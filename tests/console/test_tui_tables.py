@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable
 
-from polysec_tui.screens.widgets import fill_table, move_cursor_to
+from polysec_tui.screens.widgets import ConsoleTable, fill_table, move_cursor_to
 from tests.support.tui import sync
 
 COLUMNS: list[tuple[str, str, int | None]] = [("n", "N", 4), ("what", "What", None)]
@@ -100,3 +100,77 @@ async def test_the_scrollbar_thumb_follows_a_scroll_made_while_it_was_hidden() -
         table.vertical_scrollbar.position = 0  # what a scroll while hidden leaves
         table.show_vertical_scrollbar = True
         assert table.vertical_scrollbar.position == table.scroll_y
+
+
+class ConsoleTableApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield ConsoleTable(id="t", cursor_type="row", copy_column="id")
+
+
+ITEMS = ["acc-10 203.0.113.7 brute force", "acc-2 198.51.100.4 new device",
+         "acc-33 203.0.113.9 impossible travel", "acc-4 192.0.2.1 brute force"]
+
+
+@sync
+async def test_console_table_filters_sorts_moves_and_copies() -> None:
+    """/ keeps the rows with every word typed (any column), Esc restores; s sorts by the
+    next column (numbers by value), S reverses; j k g G move; y copies the row's id and
+    says so; the edge says which rows are shown; `item` maps a row back to its item."""
+    app = ConsoleTableApp()
+    async with app.run_test(size=(80, 20)) as pilot:
+        table = app.query_one(ConsoleTable)
+        columns: list[tuple[str, str, int | None]] = [
+            ("id", "Account", None), ("n", "Events", None), ("what", "What", None)]
+        fill_table(table, columns, [
+            (Text(item.split()[0]), Text(f"{(i + 1) * 7 % 10 * 150:,}"),
+             Text(" ".join(item.split()[1:]))) for i, item in enumerate(ITEMS)])
+        table.focus()
+        await pilot.pause()
+        assert table.border_subtitle == "rows 1-4 of 4"
+        await pilot.press("slash", *"brute 203", "enter")
+        await pilot.pause()
+        assert shown(table) == [["acc-10", "1,050", "203.0.113.7 brute force"]]
+        assert table.item(ITEMS) == ITEMS[0]
+        assert table.border_subtitle == 'rows 1-1 of 1 · filter "brute 203": 1 of 4'
+        await pilot.press("slash", *" x", "escape")  # typed, then cancelled
+        await pilot.pause()
+        assert len(shown(table)) == 1
+        await pilot.press("slash", "ctrl+u", "enter")  # empty: every row again
+        await pilot.pause()
+        assert len(shown(table)) == 4
+        await pilot.press("s")  # by the first column: text
+        assert [r[0] for r in shown(table)] == ["acc-10", "acc-2", "acc-33", "acc-4"]
+        await pilot.press("s")  # by the second: numbers by value, not as text
+        assert [r[1] for r in shown(table)] == ["150", "600", "1,050", "1,200"]
+        assert table.border_subtitle == "rows 1-4 of 4 · sorted by Events ↑"
+        await pilot.press("S")
+        assert [r[1] for r in shown(table)] == ["1,200", "1,050", "600", "150"]
+        await pilot.press("G")
+        assert table.cursor_row == 3 and table.item(ITEMS) == ITEMS[2]  # 150: acc-33
+        await pilot.press("k", "k")
+        assert table.cursor_row == 1
+        await pilot.press("g", "j")
+        assert table.cursor_row == 1
+        await pilot.press("y")
+        await pilot.pause()
+        assert app.clipboard == "acc-10"
+        assert any("copied acc-10" in str(n.message) for n in app._notifications)
+        await pilot.press("s", "s")  # past the last column: the order given
+        assert [r[0] for r in shown(table)] == [i.split()[0] for i in ITEMS]
+
+
+@sync
+async def test_a_paged_table_leaves_slash_and_s_to_its_screen() -> None:
+    class Paged(App[None]):
+        def compose(self) -> ComposeResult:
+            yield ConsoleTable(id="t", searchable=False, sortable=False)
+
+    app = Paged()
+    async with app.run_test() as pilot:
+        table = app.query_one(ConsoleTable)
+        fill_table(table, COLUMNS, rows(3))
+        table.focus()
+        await pilot.press("s", "slash")
+        await pilot.pause()
+        assert shown(table) == [[str(i), f"row {i}"] for i in range(3)]
+        assert app.screen is app.screen_stack[0]  # no filter line opened

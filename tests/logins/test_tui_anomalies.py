@@ -27,6 +27,7 @@ from polysec_tui.db.engine import make_engine
 from polysec_tui.screens.account import AccountScreen
 from polysec_tui.screens.anomalies import AnomaliesScreen, triage_order
 from polysec_tui.screens.charts import day_chart, location_map
+from polysec_tui.screens.dashboard import DashboardScreen
 from polysec_tui.screens.incidents import AttachScreen
 from polysec_tui.screens.timeline import TimelineScreen
 from polysec_tui.services.clients import accounts, incidents
@@ -120,7 +121,7 @@ async def test_anomalies_list_filter_and_open_timeline(story: Runtime,
         assert sum(int(r[4]) for r in grouped) == len(found)
         (brute,) = [r for r in grouped if r[3].endswith("brute_force")]
         assert (brute[4], brute[5]) == ("6", "A1")
-        await pilot.press("g")  # one row per finding
+        await pilot.press("c")  # one row per finding
         listed = rows(screen, "#an-table")
         kinds = {r[3] for r in listed}
         assert {"brute_force", "impossible_travel", "new_country"} <= kinds
@@ -137,7 +138,7 @@ async def test_anomalies_list_filter_and_open_timeline(story: Runtime,
         assert {r[5] for r in filtered} == {"A1"}
 
         # Grouped again: enter expands the campaign to its six findings, and folds it.
-        await pilot.press("g")
+        await pilot.press("c")
         screen.query_one("#an-table", DataTable).focus()
         assert len(rows(screen, "#an-table")) == 1
         await pilot.press("enter")
@@ -231,10 +232,9 @@ async def test_account_screen_opens_timeline_and_timeline_asks_for_account(
         await pilot.press(*"a1.doe@example.com", "enter")
         screen = await wait_loaded(pilot, TimelineScreen)
         assert screen.data.timeline.account == "A1"
-        await pilot.press("escape")  # a destination: nothing to go back to
+        await pilot.press("escape")  # a destination: back to the dashboard
         await pilot.pause()
-        assert app.screen is screen
-        await pilot.press(*"nobody@example.com")  # the input is hidden now: no effect
+        assert isinstance(app.screen, DashboardScreen)
 
 
 # ----------------------------------------------------------------------- pure parts
@@ -284,6 +284,34 @@ async def test_a_marked_campaign_is_attached_to_an_incident(story: Runtime,
     linked = [ref for kind, ref in incidents.show(story, officer[1], made.id).links
               if kind == "anomaly"]
     assert len(linked) == 7
+
+
+@sync
+async def test_the_findings_table_filters_sorts_and_copies(story: Runtime,
+                                                          officer: Session) -> None:
+    app = PolysecApp(story, session=officer)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        await pilot.press(DESTINATIONS["anomalies"].key)
+        screen = await wait_loaded(pilot, AnomaliesScreen)
+        await pilot.press("c")  # one row per finding
+        everything = rows(screen, "#an-table")
+        await pilot.press("slash", *"brute", "enter")
+        await pilot.pause()
+        brute = rows(screen, "#an-table")
+        assert len(brute) == 6 < len(everything)
+        assert {r[3] for r in brute} == {"brute_force"}
+        await pilot.press("s", "s", "s", "s")  # by kind
+        assert "sorted by Kind" in (screen.query_one("#an-table", DataTable).border_subtitle
+                                    or "")
+        await pilot.press("enter")  # the row's own finding, however the table is sorted
+        timeline = await wait_loaded(pilot, TimelineScreen)
+        assert timeline.account_id == account_id(story, "A1")
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert app.clipboard == "A1"
 
 
 def test_triage_order() -> None:

@@ -362,7 +362,7 @@ async def test_ship_from_the_screen(settings: Settings, tmp_path: Path, db_url: 
         async with app.run_test(size=(140, 30)) as pilot:
             screen = await open_backups(pilot)
             assert rows(screen)[0][6] == "no"
-            await pilot.press("s")
+            await pilot.press("p")
             await idle(pilot)
             text = status(screen, "#backups-result")
             assert text.startswith(f"shipped {backup.path.name} to {remote.url}/"), text
@@ -378,7 +378,7 @@ async def test_ship_without_a_target_says_what_to_configure(console: Console) ->
     app = PolysecApp(console.rt, session=console.session)
     async with app.run_test(size=(140, 30)) as pilot:
         screen = await open_backups(pilot)
-        await pilot.press("s")
+        await pilot.press("p")
         await idle(pilot)
         assert "set [backup] ship_to, known_hosts and ssh_identity" in status(
             screen, "#backups-result")

@@ -13,7 +13,7 @@ import pytest
 from rich.text import Text
 from sqlalchemy import select
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from polysec_tui.app import DESTINATIONS, PolysecApp, screen_class
 from polysec_tui.config import Settings
@@ -104,6 +104,14 @@ def test_age_turns_amber_then_red() -> None:
     assert late.plain == "1d02h LATE" and str(late.style) == "bold red"
 
 
+def searched(app: PolysecApp, typed: str) -> Callable[[], bool]:
+    return lambda: getattr(app.screen, "search", None) == typed
+
+
+def listing(app: PolysecApp, expected: list[str]) -> Callable[[], bool]:
+    return lambda: sorted(r[5] for r in rows(app, "#queue-table")) == sorted(expected)
+
+
 @sync
 async def test_queue_lists_held_by_risk_and_sorts_and_filters(runtime: Runtime,
                                                                officer: Session) -> None:
@@ -120,12 +128,20 @@ async def test_queue_lists_held_by_risk_and_sorts_and_filters(runtime: Runtime,
         await pilot.press("s", "s")  # age, then amount: largest first
         await until(pilot, lambda: app.screen.sort == "amount")  # type: ignore[attr-defined]
         assert [r[5] for r in rows(app, "#queue-table")] == ["T2", "T1", "T4"]
+        # The filter line matches any column the queue shows, in the query: a rule, an
+        # account, the beginning of a withdrawal id.
+        for typed, expected in (("amount_outlier", ["T2"]), ("T4", ["T4"]),
+                                (listed[2][6], [r[5] for r in listed if r[6] == listed[2][6]])):
+            await pilot.press("slash")
+            app.screen.query_one("#queue-filter", Input).value = ""
+            await pilot.press(*typed, "enter")
+            await until(pilot, searched(app, typed))
+            await until(pilot, listing(app, expected))
         await pilot.press("slash")
-        await pilot.press(*"amount_outlier", "enter")
-        await until(pilot, lambda: app.screen.rule == "amount_outlier")  # type: ignore[attr-defined]
-        assert [r[5] for r in rows(app, "#queue-table")] == ["T2"]
-        await pilot.press("slash", "enter")  # empty clears
-        await until(pilot, lambda: app.screen.rule is None)  # type: ignore[attr-defined]
+        app.screen.query_one("#queue-filter", Input).value = ""
+        await pilot.press("enter")  # empty clears
+        await until(pilot, lambda: app.screen.search == "")  # type: ignore[attr-defined]
+        await until(pilot, lambda: len(rows(app, "#queue-table")) == 3)
         await pilot.press("f", "f", "f", "f")  # open -> held -> in_review -> escalated -> pending
         await until(pilot, lambda: app.screen.queue_status == "pending")  # type: ignore[attr-defined]
         assert "T3" in [r[5] for r in rows(app, "#queue-table")]

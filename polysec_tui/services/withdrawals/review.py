@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Float,
     Row,
     Select,
@@ -72,6 +73,7 @@ OPEN = ("held", "escalated", "in_review")  # the review queue, held first
 SORTS = ("risk", "age", "amount")
 MAX_NOTE = 2000
 COUNT_CAP = 10_000
+MAX_SEARCH = 100
 APPROVAL_KIND = "withdrawal.approve"
 
 
@@ -210,10 +212,12 @@ def _statuses(status: str | None) -> tuple[str, ...]:
 def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
                asset: str | None = None, rule: str | None = None, sort: str = "risk",
                offset: int = 0, limit: int = 100,
-               claimant: uuid.UUID | None = None) -> QueuePage:
+               claimant: uuid.UUID | None = None, search: str | None = None) -> QueuePage:
     """One page of the queue: held first (with the default ``open``), then by ``sort``
     (risk: highest first; age: oldest first; amount: largest first). ``claimant``: only
-    the withdrawals that officer holds the claim of."""
+    the withdrawals that officer holds the claim of. ``search``: only those whose id,
+    account, destination address (each by its beginning), asset, rule or claiming
+    officer is what was typed, what the queue's columns show."""
     require(actor, "read")
     if sort not in SORTS:
         raise InputError(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
@@ -231,6 +235,8 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
                                 .where(WithdrawalFlag.rule == rule)))
     if claimant is not None:
         filters.append(w.claimed_by == claimant)
+    if search is not None and search.strip():
+        filters.append(_matching(search.strip()))
     where = [w.status.in_(statuses) if len(statuses) > 1 else w.status == statuses[0],
              *filters]
     with rt.sessions() as session:
@@ -268,6 +274,23 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
     items = tuple(QueueItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
                             rules.get(r[0], ()), r[9]) for r in rows)
     return QueuePage(items, min(total, COUNT_CAP), offset, limit, total > COUNT_CAP)
+
+
+def _matching(text: str) -> ColumnElement[bool]:
+    """What the queue's filter line matches: the beginning of an id, an account or an
+    address (their indexes serve it), an asset, a rule or an officer, exactly."""
+    if len(text) > MAX_SEARCH:
+        raise InputError(f"a filter of at most {MAX_SEARCH} characters")
+    w = Withdrawal
+    return or_(
+        w.external_id.startswith(text, autoescape=True),
+        w.account_id.in_(select(Account.id).where(
+            Account.external_id.startswith(text, autoescape=True))),
+        w.address.startswith(text, autoescape=True),
+        w.asset == text.upper(),
+        w.id.in_(select(WithdrawalFlag.withdrawal_id).where(WithdrawalFlag.rule == text)),
+        w.claimed_by.in_(select(Officer.id).where(Officer.name == text)),
+    )
 
 
 def _by_risk(session: Session, page: Select[*tuple[Any, ...]], status: str,
