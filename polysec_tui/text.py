@@ -172,3 +172,29 @@ def fmt_minute(at: datetime | None, *, utc: bool = False) -> str:
     if at is None:
         return "-"
     return f"{at:%Y-%m-%d %H:%M}" + (" UTC" if utc else "")
+
+
+def fmt_duration(seconds: float) -> str:
+    """A duration as a person says it: ``45 s``, ``7 min 31 s``, ``25 min``, ``2 h 5 min``,
+    ``3 d 4 h``; rounded to what matters at its size, never a raw float."""
+    total = max(0, round(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes >= 10 or (minutes and not secs):
+        return f"{minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
+def fmt_count(value: float) -> str:
+    """A large ratio or score rounded to three significant digits: ``158,000``."""
+    if value < 1000:
+        return f"{value:,.3g}" if value < 100 else f"{value:,.0f}"
+    digits = len(str(int(value))) - 3
+    return f"{round(value, -digits):,.0f}"

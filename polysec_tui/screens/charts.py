@@ -214,12 +214,16 @@ def location_map(points: Sequence[LocatedLogin], width: int, height: int) -> Tex
         out.append("\n")
     out.append("o login @ last ", style="dim")
     out.append("! impossible trip", style="red")
+    if not points:
+        out.append(" · no login with a known place yet", style="dim")
+        return out
     out.append(f" {_lat(north - 4 * rows * dy)}..{_lat(north)} "
                f"{_lon(west)}..{_lon(west + 2 * cols * dx)}", style="dim")
     return out
 
 
 def _lat(value: float) -> str:
+    value = max(-90.0, min(90.0, value))  # the view may reach past a pole; the earth not
     return f"{abs(value):.0f}°{'N' if value >= 0 else 'S'}"
 
 

@@ -40,7 +40,7 @@ def safe_text(value: object, *, style: str = "", limit: int = 512) -> Text:
 
 
 def fill_table(table: DataTable[Text], columns: Sequence[tuple[str, str, int | None]],
-               rows: Sequence[Sequence[Text]]) -> None:
+               rows: Sequence[Sequence[Text]], *, wrap: bool = False) -> None:
     """Show ``columns`` and ``rows`` in the table (a :class:`ConsoleTable` shows those
     its filter lets through, in its order); a column of width None is sized to its
     content here and now.
@@ -62,11 +62,13 @@ def fill_table(table: DataTable[Text], columns: Sequence[tuple[str, str, int | N
     if isinstance(table, ConsoleTable):
         table.show(columns, rows)
         return
-    _fill(table, columns, rows)
+    _fill(table, columns, rows, wrap=wrap)
 
 
 def _fill(table: DataTable[Text], columns: Sequence[tuple[str, str, int | None]],
-          rows: Sequence[Sequence[Text]]) -> None:
+          rows: Sequence[Sequence[Text]], *, wrap: bool = False) -> None:
+    """``wrap``: a row is as tall as its longest cell wrapped at its column's width (an
+    explanation is read whole, not cut)."""
     spec = [(key, label, width if width is not None
              else max([cell_len(label), *(row[index].cell_len for row in rows)]))
             for index, (key, label, width) in enumerate(columns)]
@@ -77,7 +79,7 @@ def _fill(table: DataTable[Text], columns: Sequence[tuple[str, str, int | None]]
     for key, label, width in spec:
         table.add_column(label, key=key, width=width)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*row, height=None if wrap else 1)
 
 
 def _sort_key(cell: Text) -> tuple[int, float, str]:

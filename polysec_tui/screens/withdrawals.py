@@ -185,7 +185,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
             for i in page.items
         ]
         table.page_offset, table.page_total = page.offset, page.total
-        fill_table(table, [("mark", " ", 1), ("age", "Age", 10), ("status", "Status", 10),
+        fill_table(table, [("mark", " ", 1), ("age", "Age", None), ("status", "Status", 10),
                            ("risk", "Risk", 4),
                            ("amount", "Amount", None), ("asset", "Asset", 5),
                            ("id", "Withdrawal", None), ("account", "Account", None),
@@ -595,12 +595,16 @@ class WithdrawalDetailScreen(ConsoleScreen):
             head.append_text(Text.assemble(("\nBLOCKLISTED ", "bold red"),
                                            safe_text(d.blocklisted)))
         self.query_one("#detail-head", Static).update(head)
-        fill_table(self.query_one("#detail-flags", DataTable),
-                   [("rule", "Rule", None), ("score", "Score", 5),
-                    ("why", "Explanation", None)],
+        flags = self.query_one("#detail-flags", DataTable)
+        rule_width = max([4, *(len(f.rule) for f in d.flags)])
+        # The explanation takes the rest of the width and wraps: it is read whole.
+        why_width = max(30, flags.size.width - rule_width - 5 - 2 * 3 - 2)
+        fill_table(flags, [("rule", "Rule", rule_width), ("score", "Score", 5),
+                           ("why", "Explanation", why_width)],
                    [(Text(f.rule, style="bold"), Text(f"{f.score:.0f}", justify="right"),
-                     safe_text(f.explanation, limit=400)) for f in d.flags]
-                   or [(Text("none"), Text(""), Text("no rule fired"))])
+                     Text(printable(f.explanation, limit=1000), overflow="fold"))
+                    for f in d.flags]
+                   or [(Text("none"), Text(""), Text("no rule fired"))], wrap=True)
         s = d.account_summary
         balances = ", ".join(f"{fmt_amount(v)} {k}" for k, v in sorted(s.balances.items()))
         self.query_one("#detail-account", Static).update(Text.assemble(
@@ -638,7 +642,7 @@ class WithdrawalDetailScreen(ConsoleScreen):
         else:
             self.set_status("c claim · a approve · x reject · e escalate · u release · "
                             "R reassign · t timeline · o anomalies · f 2FA reset · "
-                            "L lock down · F freeze")
+                            "i attach · L lock down · F freeze · U unfreeze · ? every key")
 
     # ----------------------------------------------------------------- decisions
 

@@ -63,3 +63,19 @@ def test_json_escapes_what_a_terminal_could_act_on() -> None:
     assert "\\udb40\\udc41" in text and "\\ud800" in text and "é" in text
     assert json.loads(text) == doc
     text.encode("utf-8")  # a lone surrogate can no longer stop the output
+
+
+def test_durations_and_counts_read_as_a_person_writes_them() -> None:
+    from polysec_tui.text import fmt_count, fmt_duration
+
+    assert [fmt_duration(s) for s in (0, 45, 180, 451.0002, 1500, 7500, 90000)] == [
+        "0 s", "45 s", "3 min", "7 min 31 s", "25 min", "2 h 5 min", "1 d 1 h"]
+    assert [fmt_count(v) for v in (1.5, 158489.3, 1000, 12345678)] == [
+        "1.5", "158,000", "1,000", "12,300,000"]
+
+
+def test_an_empty_map_says_so_and_no_latitude_passes_a_pole() -> None:
+    from polysec_tui.screens.charts import location_map
+
+    empty = location_map([], 40, 8).plain.splitlines()[-1]
+    assert "no login with a known place" in empty and "°" not in empty

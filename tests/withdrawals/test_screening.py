@@ -127,7 +127,7 @@ def test_security_change_within_window(rt: Runtime) -> None:
            security_event("S3", at=iso(timedelta(hours=5)), kind="new_device"))
     found = request(rt)
     assert found["security_change_hold"] == (
-        "2fa_reset 10.0 h before the request (hold window 48 h)")
+        "2fa_reset 10 h before the request (hold window 48 h)")
     assert status(rt, "T1") == "held"
 
 

@@ -84,6 +84,7 @@ from polysec_tui.services.logins.rules import (
 )
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.text import fmt_duration
 
 KINDS = (
     "brute_force",
@@ -681,7 +682,7 @@ def _may_spray(fails: Counter[int], ok: Counter[int], t: Thresholds) -> bool:
 
 
 def _minutes(delta: timedelta) -> str:
-    return f"{delta.total_seconds() / 60:g} min"
+    return fmt_duration(delta.total_seconds())
 
 
 def _brute_force(a: _Attempt, fails: deque[_Attempt], t: Thresholds,

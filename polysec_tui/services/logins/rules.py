@@ -16,6 +16,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Table
 
 from polysec_tui.db.models import LoginEvent, LoginFeatureCount, LoginProfile
+from polysec_tui.text import fmt_count
 
 _L = cast(Table, LoginEvent.__table__).c
 _P = cast(Table, LoginProfile.__table__)
@@ -193,7 +194,9 @@ def check_login(login: Login, values: dict[str, str], profile: Profile,
         severity = "high" if log10_score >= t.risk_log10_threshold + 2 else "medium"
         finding(
             "risky_login", severity, round(log10_score, 3),
-            f"risk score 10^{log10_score:.1f} (threshold 10^{t.risk_log10_threshold:g}) "
+            f"risk score {fmt_count(10 ** log10_score)} (threshold "
+            f"{fmt_count(10 ** t.risk_log10_threshold)}: how many times likelier this login "
+            "is from someone else than from the client) "
             f"after {n} previous successful logins; never seen for this account: "
             f"{', '.join(unseen) or 'none'}",
             {"log10_score": round(log10_score, 3), "threshold": t.risk_log10_threshold,

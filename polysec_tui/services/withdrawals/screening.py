@@ -93,7 +93,7 @@ from polysec_tui.services.feed.ingest import driver_insert
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals.holds import hold_in_force
-from polysec_tui.text import fmt_amount
+from polysec_tui.text import fmt_amount, fmt_duration
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -945,8 +945,8 @@ def _security_rules(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
     for wid, row in rows.items():
         parts: list[str] = []
         for kind, at in sorted(changes.get(wid, []), key=lambda c: c[1]):
-            hours = (row.requested_at - at).total_seconds() / 3600
-            parts.append(f"{kind} {hours:.1f} h before the request")
+            before = fmt_duration((row.requested_at - at).total_seconds())
+            parts.append(f"{kind} {before} before the request")
         for hold_id, created, expires in active.get(wid, []):
             until = f"until {_fmt_time(expires)}" if expires else "until released"
             parts.append(f"security-change hold #{hold_id} placed {_fmt_time(created)} "
