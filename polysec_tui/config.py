@@ -53,10 +53,16 @@ class Settings:
         return value
 
     def for_demo(self) -> Settings:
-        """The same settings pointed at the embedded demo database, unless told otherwise."""
+        """The same settings pointed at the embedded demo database, unless told otherwise;
+        without a [backup] table, the demo's own backup keys (`demo_backup`)."""
         db_url = self.db_url if self._explicit_db else default_db_url(demo=True)
         keyring = self.keyring_path if self._explicit_keyring else default_keyring_path(demo=True)
-        return Settings(db_url, keyring, self.config_path, True, self.options)
+        options = self.options
+        if "backup" not in options:
+            backup = demo_backup(keyring)
+            if backup:
+                options = {**options, "backup": backup}
+        return Settings(db_url, keyring, self.config_path, True, options)
 
     @property
     def _explicit_db(self) -> bool:
@@ -65,6 +71,34 @@ class Settings:
     @property
     def _explicit_keyring(self) -> bool:
         return self.keyring_path != default_keyring_path()
+
+
+DEMO_IDENTITY = "demo-backup-identity.key"
+DEMO_SIGNING_KEY = "demo-backup-signing.key"
+DEMO_BACKUP_DIR = "demo-backups"
+
+
+def demo_backup(keyring: Path) -> dict[str, Any]:
+    """The demo's [backup] table: its keys beside the demo keyring (`polysec demo` makes
+    them), so that the demo can create, verify and restore backups. Empty until they
+    exist. The public halves are read from the keys' comment lines: no cryptography
+    is imported here."""
+    identity, signing = keyring.with_name(DEMO_IDENTITY), keyring.with_name(DEMO_SIGNING_KEY)
+    recipient, signer = _comment(identity, "recipient"), _comment(signing, "signer")
+    if not recipient or not signer:
+        return {}
+    return {"dir": str(keyring.with_name(DEMO_BACKUP_DIR)), "recipients": [recipient],
+            "identity": str(identity), "signing_key": str(signing), "signers": [signer]}
+
+
+def _comment(path: Path, name: str) -> str | None:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    prefix = f"# {name}: "
+    return next((line[len(prefix):].strip() for line in lines if line.startswith(prefix)),
+                None)
 
 
 def load_toml(path: Path) -> dict[str, Any]:

@@ -239,9 +239,10 @@ class Identity:
     def load(cls, path: Path) -> Identity:
         return cls.from_text(_read_private_text(path, "identity"), str(path))
 
-    def write_new(self, path: Path) -> None:
-        """Write once (mode 0600, O_EXCL): an existing identity is never overwritten."""
-        _write_private_once(path, self.to_text(), "an identity")
+    def write_new(self, path: Path, *, note: str = "") -> None:
+        """Write once (mode 0600, O_EXCL): an existing identity is never overwritten.
+        ``note``: comment lines put first (a demo key says it is one)."""
+        _write_private_once(path, note + self.to_text(), "an identity")
 
 
 def _read_private_text(path: Path, what: str) -> str:
@@ -359,9 +360,9 @@ class SigningKey:
     def load(cls, path: Path) -> SigningKey:
         return cls.from_text(_read_private_text(path, "signing key"), str(path))
 
-    def write_new(self, path: Path) -> None:
+    def write_new(self, path: Path, *, note: str = "") -> None:
         """Write once (mode 0600, O_EXCL): an existing key is never overwritten."""
-        _write_private_once(path, self.to_text(), "a signing key")
+        _write_private_once(path, note + self.to_text(), "a signing key")
 
 
 @dataclass(frozen=True)

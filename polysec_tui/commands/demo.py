@@ -41,6 +41,7 @@ def demo(ctx: click.Context, no_tui: bool, accounts: int, days: int, seed: int,
                     anchor=parse_anchor(anchor) if anchor else default_anchor())
     result = build_demo(settings, spec, reset=reset, progress=echo)
     _summary(result)
+    settings = settings_of(ctx).for_demo()  # with the demo's backup keys, now made
     if not no_tui:
         from polysec_tui.commands.tui import open_console
         from polysec_tui.synthetic.demo import demo_watcher

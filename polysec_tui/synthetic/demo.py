@@ -22,7 +22,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from polysec_tui.config import Settings, default_db_url
+from polysec_tui.backup.envelope import Identity, SigningKey
+from polysec_tui.config import (
+    DEMO_IDENTITY,
+    DEMO_SIGNING_KEY,
+    Settings,
+    default_db_url,
+    demo_backup,
+)
 from polysec_tui.crypto import totp
 from polysec_tui.crypto.keyring import Keyring, write_new_keyring
 from polysec_tui.db import migrate
@@ -288,11 +295,30 @@ def demo_login_hints(rt: Runtime) -> list[tuple[str, str, str, str]]:
     return hints
 
 
+DEMO_KEY_NOTE = ("# DEMO ONLY: made by `polysec demo` for its own database, beside the\n"
+                 "# demo keyring. Never use it for a real exchange's backups.\n")
+
+
+def ensure_demo_backup_keys(keyring: Path) -> None:
+    """The demo's backup recipient and signing key, made once beside the demo keyring
+    (`config.demo_backup` puts them in the demo's [backup] table): a new user can try
+    create, verify and restore without making keys first."""
+    identity = keyring.with_name(DEMO_IDENTITY)
+    if not identity.exists():
+        Identity.generate().write_new(identity, note=DEMO_KEY_NOTE)
+    signing = keyring.with_name(DEMO_SIGNING_KEY)
+    if not signing.exists():
+        SigningKey.generate().write_new(signing, note=DEMO_KEY_NOTE)
+
+
 def build_demo(settings: Settings, spec: DemoSpec, *, reset: bool = False,
                progress: Callable[[str], None] | None = None) -> DemoResult:
     """Open (or create) the demo database and fill it, unless it already holds the demo."""
     began = time.monotonic()
     rt = open_demo_runtime(settings, reset=reset)
+    if "backup" not in settings.options or settings.options["backup"] == demo_backup(
+            settings.keyring_path):
+        ensure_demo_backup_keys(settings.keyring_path)
     try:
         info = read_info(rt)
         state = info.get("demo")

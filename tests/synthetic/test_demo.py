@@ -264,3 +264,42 @@ def test_demo_refuses_a_database_with_real_accounts(tmp_path, capsys):
                  "demo", "--no-tui", "--accounts", "50", "--days", "5"])
     assert code == 2
     assert "not demo data" in capsys.readouterr().err
+
+
+def test_the_demo_can_make_verify_and_restore_a_backup(tmp_path, monkeypatch, capsys):
+    """`polysec demo` makes its own backup keys beside the demo keyring (marked demo-only,
+    owner-only) and puts them in the demo's [backup]: a new user's first backup works."""
+    import stat
+
+    from polysec_tui.config import resolve_settings
+    from polysec_tui.services.officers.auth import Actor
+    from polysec_tui.services.operations import backups
+
+    monkeypatch.delenv("POLYSEC_DB_URL", raising=False)
+    monkeypatch.delenv("POLYSEC_KEYRING", raising=False)
+    monkeypatch.delenv("POLYSEC_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert _run(["demo", "--no-tui", "--accounts", "50", "--days", "5", "--anchor",
+                 ANCHOR_TEXT]) == 0
+    home = tmp_path / "xdg" / "polysec"
+    for name in ("demo-backup-identity.key", "demo-backup-signing.key"):
+        key = home / name
+        assert key.read_text().startswith("# DEMO ONLY")
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    settings = resolve_settings(None, None, None).for_demo()
+    assert settings.section("backup")["dir"] == str(home / "demo-backups")
+    assert "backup" not in resolve_settings(None, None, None).options  # not the real one
+    rt = open_runtime(settings)
+    try:
+        with rt.sessions() as s:
+            from polysec_tui.db.models import Officer
+
+            ada = s.scalar(select(Officer).where(Officer.name == "ada"))
+            assert ada is not None
+        actor = Actor(ada.id, ada.name, ada.role)
+        made = backups.create_backup(rt, actor)
+        config = backups.BackupConfig.from_settings(settings)
+        report = backups.verify_backup(rt, actor, made.path, config.load_identity())
+        assert report.ok, report.reason
+    finally:
+        rt.engine.dispose()

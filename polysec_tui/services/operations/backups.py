@@ -229,8 +229,8 @@ def create_backup(rt: Runtime, actor: Actor, *, directory: Path | None = None,
     config = BackupConfig.from_settings(rt.settings)
     recips = list(dict.fromkeys([*config.recipients, *recipients]))
     if not recips:
-        raise InputError("no backup recipients: set [backup] recipients in the config or "
-                         "give --recipient (make a key pair with `polysec backup keygen`)")
+        raise InputError("no backup recipients: [backup] recipients in the configuration "
+                         "names none (a key pair comes from `polysec backup keygen`)")
     signing_key = config.load_signing_key()
     directory = (directory or config.directory).expanduser()
     try:
