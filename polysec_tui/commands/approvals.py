@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from polysec_tui.commands.common import actor_of, echo, emit_json, prompt_secret, runtime_of
+from polysec_tui.commands.common import (
+    actor_of,
+    echo,
+    echo_record,
+    emit_json,
+    prompt_secret,
+    runtime_of,
+)
 from polysec_tui.services import four_eyes as service
 from polysec_tui.services import ids
 from polysec_tui.text import visible
@@ -51,12 +58,8 @@ def show(ctx: click.Context, request_id: str, as_json: bool) -> None:
     if as_json:
         emit_json(view.as_dict())
         return
-    for key, value in view.as_dict().items():
-        if key in ("subject", "evidence", "requester_id") or value is None:
-            continue
-        echo(f"{key:<16} {visible(value)}")
-    for label, text in view.evidence:
-        echo(f"{label:<16} {visible(text)}")
+    echo_record({**view.as_dict(), **dict(view.evidence)},
+                skip=("subject", "evidence", "requester_id"))
 
 
 @approvals.command()

@@ -159,3 +159,33 @@ def echo(text: object = "", *, err: bool = False, nl: bool = True,
     inside a line go through `visible` first, so that they cannot break the line."""
     # overwrite: a progress line that replaces the previous one (a CR of our own).
     click.echo(("\r" if overwrite else "") + visible_lines(str(text)), err=err, nl=nl)
+
+
+def echo_record(fields: dict[str, Any], *, skip: tuple[str, ...] = ()) -> None:
+    """One record as aligned text, the way `--json` gives it to machines: a label per
+    line, nested tables indented under their label, lists joined, times to the second
+    in UTC, nothing as ``-``. Values are untrusted text, shown inert."""
+    shown = {k: v for k, v in fields.items() if k not in skip}
+    width = max([len(k) for k in shown] + [0]) + 2
+
+    def plain(value: Any) -> str:
+        if value is None or value == "":
+            return "-"
+        if isinstance(value, datetime):
+            return f"{value:%Y-%m-%d %H:%M:%S} UTC"
+        if isinstance(value, (list, tuple)):
+            return ", ".join(plain(v) for v in value) or "-"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return printable(value, limit=2000)
+
+    for key, value in shown.items():
+        label = key.replace("_", " ")
+        if isinstance(value, dict):
+            echo(f"{label}:" if value else f"{label:<{width}}-")
+            inner = max([len(str(k)) for k in value] + [0]) + 2
+            for sub, item in value.items():
+                echo(f"  {printable(str(sub).replace('_', ' '), limit=64):<{inner}}"
+                     f"{plain(item)}")
+        else:
+            echo(f"{label:<{width}}{plain(value)}")

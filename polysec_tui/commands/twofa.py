@@ -6,10 +6,17 @@ from functools import partial
 
 import click
 
-from polysec_tui.commands.common import actor_of, echo, emit_json, prompt_secret, runtime_of
+from polysec_tui.commands.common import (
+    actor_of,
+    echo,
+    echo_record,
+    emit_json,
+    prompt_secret,
+    runtime_of,
+)
 from polysec_tui.services import ids
 from polysec_tui.services.clients import twofa as service
-from polysec_tui.text import fmt_minute, printable, visible
+from polysec_tui.text import fmt_minute, visible
 
 _when = partial(fmt_minute, utc=True)
 
@@ -120,8 +127,7 @@ def show(ctx: click.Context, request_id: str, as_json: bool) -> None:
     if as_json:
         emit_json({**view.as_dict(), "risk_now": risk.as_dict()})
         return
-    for key, value in view.as_dict().items():
-        echo(f"{key:<14} {printable(value, limit=2000)}")
+    echo_record(view.as_dict())
     _print_risk(risk)
 
 

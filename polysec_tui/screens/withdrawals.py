@@ -178,7 +178,11 @@ class WithdrawalQueueScreen(ConsoleScreen):
         cursor = table.cursor_row
         rows = [
             (Text("✓" if i.external_id in self.marked else " "),
-             age_text(i.requested_at, now, self.sla), Text(i.status), risk_text(i.risk_score),
+             # The SLA clock runs only for what waits for an officer (held, escalated,
+             # claimed): a pending withdrawal below the threshold is nobody's work.
+             age_text(i.requested_at, now,
+                      self.sla if i.status in service.WAITING else timedelta(0)),
+             Text(i.status), risk_text(i.risk_score),
              Text(fmt_amount(i.amount), justify="right"), safe_text(i.asset),
              safe_text(i.external_id, limit=40), safe_text(i.account, limit=40),
              safe_text(i.claimed_by or ""), safe_text(", ".join(i.rules)))

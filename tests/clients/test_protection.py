@@ -249,6 +249,8 @@ def test_request_ids_by_their_first_characters(staff, cli_env, capsys, monkeypat
     commands_use_clock(monkeypatch, staff.clock)
     one = run_cli(capsys, "approvals", "show", f"{shared}1"[:36], "--json")
     assert one.code == 0 and json.loads(one.out)["id"] == f"{shared}1"
+    text = run_cli(capsys, "approvals", "show", f"{shared}1")
+    assert text.code == 0 and "\nreason" in text.out and "{" not in text.out
     both = run_cli(capsys, "approvals", "show", "4CB6C42E")
     assert both.code == 2
     assert both.err.strip() == (f"polysec: error: 4cb6c42e matches 2 requests ({shared}1, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -440,6 +441,10 @@ def test_cli_flow_json_and_exit_codes(staff, cli, capsys):
     assert [h["kind"] for h in shown["risk_now"]["active_holds"]] == ["security_change"]
     shown_text = run_cli(capsys, "twofa", "show", request_id)
     assert shown_text.code == 0 and "1 active holds" in shown_text.out
+    # Aligned text, never a Python dict: nested tables indented under their label.
+    assert "{" not in shown_text.out and "'" not in shown_text.out
+    assert "\nproofs:\n  " in shown_text.out
+    assert re.search(r"\nstatus +executed\n", shown_text.out)
 
 
 def test_cli_expired_and_self_approval_exit_3(staff, cli, capsys):

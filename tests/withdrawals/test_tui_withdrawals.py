@@ -144,7 +144,10 @@ async def test_queue_lists_held_by_risk_and_sorts_and_filters(runtime: Runtime,
         await until(pilot, lambda: len(rows(app, "#queue-table")) == 3)
         await pilot.press("f", "f", "f", "f")  # open -> held -> in_review -> escalated -> pending
         await until(pilot, lambda: app.screen.queue_status == "pending")  # type: ignore[attr-defined]
-        assert "T3" in [r[5] for r in rows(app, "#queue-table")]
+        pending = rows(app, "#queue-table")
+        assert "T3" in [r[5] for r in pending]
+        # Below the hold threshold nobody's work: no SLA clock, however old.
+        assert not any(r[0].endswith(("LATE", "due")) for r in pending), pending
 
 
 @sync

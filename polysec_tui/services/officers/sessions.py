@@ -28,6 +28,10 @@ from polysec_tui.services.runtime import Runtime
 SESSION_PREFIX = "polysec_s_"
 TOKEN_PREFIX = "polysec_t_"  # noqa: S105 - a prefix that lets scanners spot leaks
 AUTH_FAILED = "authentication failed"
+# A valid code of a time step already used: say so (it tells nothing of the password),
+# so an officer who typed the code twice waits for the next one instead of guessing.
+CODE_REUSED = ("authentication failed: this authenticator code was already used; wait "
+               "for the next one (each code works once)")
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ def check_factors(rt: Runtime, name: str, password: str | None, code: str, *,
     transaction of its own. Success consumes the code's time step; failure counts."""
     now = rt.clock()
     outcome = "failed"
+    reused = False
     actor: Actor | None = None
     with rt.transaction() as session:
         officer = session.scalars(
@@ -101,17 +106,19 @@ def check_factors(rt: Runtime, name: str, password: str | None, code: str, *,
                     officer.last_login_at = now
                 actor = Actor(officer.id, officer.name, officer.role)
             else:
-                if password_ok and step is not None:
+                reused = step is not None and not fresh
+                if password_ok and reused:
                     outcome = "replayed"
                 officer.failed_attempts += 1
                 if officer.failed_attempts >= policy.max_failures:
                     officer.locked_until = now + policy.lockout
                     officer.failed_attempts = 0
                     outcome = "locked"
+                    reused = False
         rt.audit.append(session, officer=name[:64], action=f"auth.{purpose}", at=now,
                         target=f"officer:{name[:48]}", details={"result": outcome})
     if actor is None:
-        raise RefusedError(AUTH_FAILED)
+        raise RefusedError(CODE_REUSED if reused else AUTH_FAILED)
     return actor
 
 
