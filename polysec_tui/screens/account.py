@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Input, Select, Static
 from textual.worker import get_current_worker
 
 from polysec_tui.errors import InputError, RefusedError
+from polysec_tui.screens.protection import PROTECTION_BINDINGS, ProtectsAccount
 from polysec_tui.screens.widgets import ConsoleScreen, fill_table, safe_text
 from polysec_tui.services.clients import accounts
 from polysec_tui.services.clients.accounts import PII_FIELDS, AccountSummary
@@ -32,13 +33,14 @@ LABELS = {"email": "Email", "full_name": "Name", "phone": "Phone",
           "date_of_birth": "Date of birth", "address": "Address"}
 
 
-class AccountScreen(ConsoleScreen):
+class AccountScreen(ProtectsAccount, ConsoleScreen):
     TITLE_TEXT = "Account"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("v", "reveal", "Reveal field", id="account.reveal",
                 tooltip="Show one PII field in full (senior; needs a reason; audited)"),
         Binding("t", "timeline", "Timeline", id="account.timeline",
                 tooltip="The account's story: events, anomalies, logins per day, places"),
+        *PROTECTION_BINDINGS,
     ]
     DEFAULT_CSS = """
     AccountScreen #account-status { height: 1; padding: 0 1; }
@@ -99,10 +101,13 @@ class AccountScreen(ConsoleScreen):
         ]
         rows += [(f"Balance {asset}", safe_text(format(amount, "f")))
                  for asset, amount in sorted(s.balances.items())]
+        rows += [("Hold", safe_text(hold, style="bold red", limit=200)) for hold in s.holds]
+        if not s.holds:
+            rows.append(("Holds", Text("none")))
         fill_table(table, [("field", "Field", None), ("value", "Value", None)],
                    [(Text(label, style="bold"), value) for label, value in rows])
         self._status("PII masked; v reveals one field (senior, reason required, audited); "
-                     "t opens the timeline")
+                     "t timeline · L lock down · F freeze · U unfreeze")
         table.focus()
 
     def action_reveal(self) -> None:
@@ -119,6 +124,13 @@ class AccountScreen(ConsoleScreen):
             self._status("look up an account first", error=True)
             return
         self.open_account("timeline", self.summary.id)
+
+    def protected_account(self) -> str | None:
+        return self.summary.external_id if self.summary else None
+
+    def reload_protected(self) -> None:
+        if self.summary is not None:
+            self.lookup(self.summary.external_id)
 
     def _status(self, text: str, *, error: bool = False) -> None:
         status = self.query_one("#account-status", Static)

@@ -6,7 +6,7 @@ authenticator code (a password-style input: never shown, never in a screenshot) 
 confirms. :class:`FreezeScreen` asks for a reason, as :class:`UnfreezeScreen` does for
 the four-eyes request that lifts a freeze. All dismiss with a one-line result
 (or None when cancelled). Any screen that knows an account offers them with
-:data:`PROTECTION_BINDINGS` and :func:`protect`.
+:data:`PROTECTION_BINDINGS` and :class:`ProtectsAccount`.
 """
 
 from __future__ import annotations
@@ -281,3 +281,27 @@ def protect(screen: Any, kind: str, account: str | None,
                 after()
 
     screen.app.push_screen(modal(screen.runtime, screen.actor, account), done)
+
+
+class ProtectsAccount:
+    """The account-protection keys (:data:`PROTECTION_BINDINGS`) of a console screen that
+    shows an account: it says which (``protected_account``) and what to reload after
+    (``reload_protected``); the same protective actions wherever an account is shown."""
+
+    def protected_account(self) -> str | None:
+        raise NotImplementedError
+
+    def reload_protected(self) -> None:
+        raise NotImplementedError
+
+    def action_lockdown(self) -> None:
+        """Confirmed takeover: lock the account down (lists what happens first)."""
+        protect(self, "lockdown", self.protected_account(), after=self.reload_protected)
+
+    def action_freeze(self) -> None:
+        """Freeze the account's withdrawals."""
+        protect(self, "freeze", self.protected_account(), after=self.reload_protected)
+
+    def action_unfreeze(self) -> None:
+        """Ask a senior officer to lift the account's freeze."""
+        protect(self, "unfreeze", self.protected_account(), after=self.reload_protected)

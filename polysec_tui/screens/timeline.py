@@ -38,7 +38,7 @@ from textual.widgets import DataTable, Input, Static
 
 from polysec_tui.screens.charts import day_chart, location_map
 from polysec_tui.screens.findings import badge, badges
-from polysec_tui.screens.protection import PROTECTION_BINDINGS, protect
+from polysec_tui.screens.protection import PROTECTION_BINDINGS, ProtectsAccount
 from polysec_tui.screens.widgets import (
     ConsoleScreen,
     ConsoleTable,
@@ -99,7 +99,7 @@ class TimelineData:
     located: list[LocatedLogin]
 
 
-class TimelineScreen(ConsoleScreen):
+class TimelineScreen(ProtectsAccount, ConsoleScreen):
     TITLE_TEXT = "Timeline"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="timeline.back",
@@ -260,18 +260,8 @@ class TimelineScreen(ConsoleScreen):
             return
         self.open_account("twofa", self.account_id)
 
-    def action_lockdown(self) -> None:
-        """Confirmed takeover: lock the account down (lists what happens first)."""
-        self._protect("lockdown")
+    def protected_account(self) -> str | None:
+        return self.data.timeline.account if self.data is not None else None
 
-    def action_freeze(self) -> None:
-        """Freeze the account's withdrawals."""
-        self._protect("freeze")
-
-    def action_unfreeze(self) -> None:
-        """Ask a senior officer to lift the account's freeze."""
-        self._protect("unfreeze")
-
-    def _protect(self, kind: str) -> None:
-        account = self.data.timeline.account if self.data is not None else None
-        protect(self, kind, account, after=self.action_reload)
+    def reload_protected(self) -> None:
+        self.action_reload()

@@ -45,7 +45,7 @@ from textual.worker import get_current_worker
 
 from polysec_tui.errors import PolysecError
 from polysec_tui.screens.incidents import Attached, attach
-from polysec_tui.screens.protection import PROTECTION_BINDINGS, protect
+from polysec_tui.screens.protection import PROTECTION_BINDINGS, ProtectsAccount
 from polysec_tui.screens.widgets import (
     ConsoleScreen,
     ConsoleTable,
@@ -495,7 +495,7 @@ class ReassignPrompt(ModalScreen[tuple[str, str] | None]):
         self.dismiss(None)
 
 
-class WithdrawalDetailScreen(ConsoleScreen):
+class WithdrawalDetailScreen(ProtectsAccount, ConsoleScreen):
     TITLE_TEXT = "Withdrawal"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="detail.back", tooltip="Back to the queue"),
@@ -755,21 +755,11 @@ class WithdrawalDetailScreen(ConsoleScreen):
         """Attach this withdrawal to an incident."""
         attach(self, [("withdrawal", self.ref)], "withdrawal")
 
-    def action_lockdown(self) -> None:
-        """Confirmed takeover: lock the account down (lists what happens first)."""
-        self._protect("lockdown")
+    def protected_account(self) -> str | None:
+        return self.detail.account_summary.external_id if self.detail else None
 
-    def action_freeze(self) -> None:
-        """Freeze the account's withdrawals."""
-        self._protect("freeze")
-
-    def action_unfreeze(self) -> None:
-        """Ask a senior officer to lift the account's freeze."""
-        self._protect("unfreeze")
-
-    def _protect(self, kind: str) -> None:
-        account = self.detail.account_summary.external_id if self.detail else None
-        protect(self, kind, account, after=lambda: self.load(self.ref))
+    def reload_protected(self) -> None:
+        self.load(self.ref)
 
 
 

@@ -293,3 +293,33 @@ async def test_marked_withdrawals_are_attached_to_a_new_incident_then_one_more(
     detail = incidents.show(console.rt, console.session[1], made.id)
     assert sorted(ref for kind, ref in detail.links if kind == "withdrawal") == sorted(
         shown[:3])
+
+
+@sync
+async def test_the_account_screen_shows_holds_and_protects(console) -> None:
+    """The same protective keys wherever an account is shown: the account screen lists
+    the holds in force, and F, L and U act on the account looked up."""
+    from polysec_tui.screens.account import AccountScreen
+    from polysec_tui.screens.protection import FreezeScreen, UnfreezeScreen
+
+    app = PolysecApp(console.rt, session=console.session)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await idle(pilot)
+        await pilot.press(DESTINATIONS["account"].key)
+        await idle(pilot)
+        await pilot.press(*"A1", "enter")
+        await idle(pilot)
+        screen = app.screen
+        assert isinstance(screen, AccountScreen)
+        assert ["Holds", "none"] in rows(screen, "#account-details")
+        await pilot.press("F")
+        await idle(pilot)
+        assert isinstance(app.screen, FreezeScreen)
+        await pilot.press(*"odd logins", "enter")
+        await idle(pilot)
+        assert app.screen is screen
+        holds = [r[1] for r in rows(screen, "#account-details") if r[0] == "Hold"]
+        assert len(holds) == 1 and holds[0].startswith("freeze #") and "odd logins" in holds[0]
+        await pilot.press("U")
+        await idle(pilot)
+        assert isinstance(app.screen, UnfreezeScreen)

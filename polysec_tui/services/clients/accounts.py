@@ -12,11 +12,12 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from polysec_tui.db.models import ENCRYPTED_COLUMNS, Account, Balance, TotpEnrolment
+from polysec_tui.db.models import ENCRYPTED_COLUMNS, Account, Balance, Hold, TotpEnrolment
 from polysec_tui.errors import InputError
 from polysec_tui.services.clients.masking import mask
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals.holds import hold_in_force
 
 PII_FIELDS = ENCRYPTED_COLUMNS["accounts"]
 
@@ -82,12 +83,15 @@ class AccountSummary:
     masked: dict[str, str | None]
     has_2fa: bool
     balances: dict[str, Decimal]
+    # The withdrawal holds in force: "freeze since 2026-12-03 14:05: reason" (text the
+    # officers wrote: shown inert).
+    holds: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "external_id": self.external_id, "created_at": self.created_at,
             "country": self.country, "status": self.status, **self.masked,
-            "has_2fa": self.has_2fa, "balances": self.balances,
+            "has_2fa": self.has_2fa, "balances": self.balances, "holds": list(self.holds),
         }
 
 
@@ -113,8 +117,15 @@ def summary(rt: Runtime, actor: Actor, ident: str) -> AccountSummary:
             b.asset: b.amount
             for b in session.scalars(select(Balance).where(Balance.account_id == account.id))
         }
+        holds = tuple(
+            f"{h.kind} #{h.id} since {h.created_at:%Y-%m-%d %H:%M}"
+            + (f" until {h.expires_at:%Y-%m-%d %H:%M}" if h.expires_at else "")
+            + f": {h.reason}"
+            for h in session.scalars(select(Hold).where(
+                Hold.account_id == account.id, hold_in_force(rt.clock())).order_by(Hold.id)))
         return AccountSummary(account.id, account.external_id, account.created_at,
-                              account.country, account.status, masked, has_2fa, balances)
+                              account.country, account.status, masked, has_2fa, balances,
+                              holds)
 
 
 def reveal(rt: Runtime, actor: Actor, ident: str, field: str, reason: str) -> str:
