@@ -47,6 +47,7 @@ from polysec_tui.screens.widgets import (
 from polysec_tui.services.officers import sessions
 from polysec_tui.services.operations import backups
 from polysec_tui.services.operations.backups import BackupView
+from polysec_tui.text import printable
 
 STALE_AFTER = timedelta(hours=26)
 COLUMNS: list[tuple[str, str, int | None]] = [
@@ -84,11 +85,13 @@ def last_good(views: list[BackupView]) -> BackupView | None:
 @dataclass(frozen=True)
 class RestoreRequest:
     identity: str
-    target: str  # a database URL, or "" to replace the live database
+    target: str  # a database URL; "" when ``replace``
     code: str
+    replace: bool = False  # replace the live database (its own action and wording)
 
     def __repr__(self) -> str:  # the code never reaches a log
-        return f"RestoreRequest(identity={self.identity!r}, target={self.target!r})"
+        return (f"RestoreRequest(identity={self.identity!r}, target={self.target!r}, "
+                f"replace={self.replace!r})")
 
 
 class IdentityPrompt(ModalScreen[str | None]):
@@ -130,8 +133,14 @@ class IdentityPrompt(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+REPLACE_WORD = "replace"
+
+
 class RestoreConfirm(ModalScreen[RestoreRequest | None]):
-    """Confirmation of a restore: identity, target and a fresh authenticator code."""
+    """Confirmation of a restore: identity, target and a fresh authenticator code. A
+    restore goes to the database URL typed (required: nothing defaults to the live
+    database); with ``live`` set (its own key, ``X``) it replaces the live database
+    instead, says so in words, and asks for the word "replace" besides the code."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="backups.restore.cancel",
@@ -146,23 +155,40 @@ class RestoreConfirm(ModalScreen[RestoreRequest | None]):
     RestoreConfirm .-empty { display: none; }
     """
 
-    def __init__(self, what: str, default_identity: str) -> None:
+    def __init__(self, what: str, default_identity: str, *, live: str | None = None) -> None:
         super().__init__()
         self.what = what
         self.default_identity = default_identity
+        self.live = live  # the live database's label: this dialog replaces it
 
     def compose(self) -> ComposeResult:
         with Vertical(id="restore-box") as box:
-            box.border_title = "Restore a backup"
+            if self.live is None:
+                box.border_title = "Restore a backup into another database"
+                yield Static(Text.assemble(
+                    "Restore ", safe_text(self.what, limit=80), " into the database named "
+                    "below (a new one; the live database is not touched). The file is "
+                    "verified before anything is written. Needs a fresh authenticator "
+                    "code; audited."))
+            else:
+                box.border_title = "REPLACE THE LIVE DATABASE"
+                yield Static(Text.assemble(
+                    ("This replaces the live database of the exchange, ", "bold"),
+                    (printable(self.live, limit=80), "bold"),
+                    (", with ", "bold"), safe_text(self.what, limit=80),
+                    ". Everything written since that backup is no longer live (the current "
+                    "database is kept aside). Admins only. Type ", (REPLACE_WORD, "bold"),
+                    " and a fresh authenticator code; audited."))
             box.border_subtitle = "esc cancels"
-            yield Static(Text.assemble(
-                "Restore ", safe_text(self.what, limit=80), ". The file is verified before "
-                "anything is written. An empty target replaces the live database (the old "
-                "one is kept). Needs a fresh authenticator code; audited."))
             yield Input(value=self.default_identity, placeholder="identity (private key) file",
                         id="restore-identity", max_length=1024)
-            yield Input(placeholder="target database URL (empty: replace the live database)",
-                        id="restore-target", max_length=1024)
+            if self.live is None:
+                yield Input(placeholder="target database URL (required), e.g. "
+                            "sqlite:////tmp/restored.db", id="restore-target",
+                            max_length=1024)
+            else:
+                yield Input(placeholder=f"type {REPLACE_WORD} to confirm",
+                            id="restore-word", max_length=16)
             yield Input(placeholder="authenticator code", id="restore-code", max_length=8,
                         password=True, restrict=r"[0-9]*")
             yield Static(Text(""), id="restore-error", classes="-empty")
@@ -171,8 +197,9 @@ class RestoreConfirm(ModalScreen[RestoreRequest | None]):
                 yield Button("Restore", id="restore-go", variant="error")
 
     def on_mount(self) -> None:
-        self.query_one("#restore-identity" if not self.default_identity
-                       else "#restore-target", Input).focus()
+        second = "#restore-target" if self.live is None else "#restore-word"
+        self.query_one("#restore-identity" if not self.default_identity else second,
+                       Input).focus()
 
     @on(Button.Pressed, "#restore-cancel")
     def _cancel(self, event: Button.Pressed) -> None:
@@ -187,15 +214,22 @@ class RestoreConfirm(ModalScreen[RestoreRequest | None]):
     def _confirm(self, event: Message) -> None:
         event.stop()
         identity = self.query_one("#restore-identity", Input).value.strip()
-        target = self.query_one("#restore-target", Input).value.strip()
         code = self.query_one("#restore-code", Input).value.strip()
+        if self.live is None:
+            target = self.query_one("#restore-target", Input).value.strip()
+            missing = "" if target else (
+                "a target database URL is required (X replaces the live database)")
+        else:
+            target = ""
+            word = self.query_one("#restore-word", Input).value.strip().casefold()
+            missing = "" if word == REPLACE_WORD else f"type {REPLACE_WORD} to confirm"
         error = self.query_one("#restore-error", Static)
-        problem = ("the identity file is required" if not identity else
-                   "a 6-digit authenticator code is required" if len(code) < 6 else "")
+        problem = ("the identity file is required" if not identity else missing or (
+            "a 6-digit authenticator code is required" if len(code) < 6 else ""))
         error.update(Text(problem))
         error.set_class(not problem, "-empty")
         if not problem:
-            self.dismiss(RestoreRequest(identity, target, code))
+            self.dismiss(RestoreRequest(identity, target, code, replace=self.live is not None))
 
 
 class BackupsScreen(ConsoleScreen):
@@ -209,8 +243,12 @@ class BackupsScreen(ConsoleScreen):
                 tooltip="Authenticate every chunk of the selected backup"),
         Binding("p", "ship", "Ship", id="backups.ship",
                 tooltip="Copy the selected backup offsite over SFTP ([backup] ship_to)"),
-        Binding("R", "restore", "Restore…", id="backups.restore",
-                tooltip="Restore the selected backup (confirmation and a fresh code)"),
+        Binding("R", "restore", "Restore to…", id="backups.restore",
+                tooltip="Restore the selected backup into another database (its URL, a "
+                        "fresh code)"),
+        Binding("X", "replace_live", "Replace live…", id="backups.replace-live",
+                tooltip="Replace the LIVE database with the selected backup (admins; the "
+                        "word replace and a fresh code)"),
     ]
     DEFAULT_CSS = """
     BackupsScreen #backups-status { height: 1; padding: 0 1; }
@@ -449,18 +487,26 @@ class BackupsScreen(ConsoleScreen):
         self.post_message(message)
 
     def action_restore(self) -> None:
-        """Restore the selected backup after confirmation and a fresh code."""
+        """Restore the selected backup into another database (confirmation, a code)."""
+        self._restore(live=None)
+
+    def action_replace_live(self) -> None:
+        """Replace the live database with the selected backup (its own confirmation)."""
+        self._restore(live=self.runtime.database_label)
+
+    def _restore(self, *, live: str | None) -> None:
         view = self.selected()
         if view is None:
             self._result("no backup selected", ok=False)
             return
-        what = f"backup of {view.created_at:%Y-%m-%d %H:%M} ({Path(view.path).name})"
+        what = f"the backup of {view.created_at:%Y-%m-%d %H:%M} ({Path(view.path).name})"
 
         def confirmed(request: RestoreRequest | None) -> None:
             if request is not None and self._start("restore", "restoring "):
                 self.restore(Path(view.path), request)
 
-        self.app.push_screen(RestoreConfirm(what, self._default_identity()), confirmed)
+        self.app.push_screen(RestoreConfirm(what, self._default_identity(), live=live),
+                             confirmed)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="backup restore")
     def restore(self, path: Path, request: RestoreRequest) -> None:
@@ -469,7 +515,7 @@ class BackupsScreen(ConsoleScreen):
         try:
             identity = backups.BackupConfig.from_settings(
                 self.runtime.settings).load_identity(request.identity)
-            if request.target:
+            if not request.replace:
                 # A restore into a new database also needs a fresh code on this screen.
                 sessions.step_up(self.runtime, self.actor, request.code)
                 result = backups.restore_backup(self.runtime, self.actor, path, identity,

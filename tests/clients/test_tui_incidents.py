@@ -317,7 +317,8 @@ async def test_the_account_screen_shows_holds_and_protects(console) -> None:
         assert isinstance(app.screen, FreezeScreen)
         await pilot.press(*"odd logins", "enter")
         await idle(pilot)
-        assert app.screen is screen
+        back: object = app.screen
+        assert back is screen
         holds = [r[1] for r in rows(screen, "#account-details") if r[0] == "Hold"]
         assert len(holds) == 1 and holds[0].startswith("freeze #") and "odd logins" in holds[0]
         await pilot.press("U")

@@ -284,6 +284,37 @@ def restoring_target_exists(target: str) -> bool:
 
 
 @sync
+async def test_replacing_the_live_database_is_its_own_action(console: Console) -> None:
+    """X, not an empty field, replaces the live database: its dialog says so in words
+    and wants the word "replace" besides the code; without it nothing happens."""
+    rt = console.rt
+    backups.create_backup(rt, console.session[1])
+    app = PolysecApp(rt, session=console.session)
+    async with app.run_test(size=(140, 34)) as pilot:
+        screen = await open_backups(pilot)
+        await pilot.press("X")
+        await pilot.pause()
+        modal = app.screen
+        assert isinstance(modal, RestoreConfirm) and modal.live == rt.database_label
+        said = " ".join(str(w.render()) for w in modal.query(Static))
+        assert "This replaces the live database of the exchange" in said
+        assert not modal.query("#restore-target")
+        modal.query_one("#restore-word", Input).value = "yes"
+        modal.query_one("#restore-code", Input).value = console.code()
+        await pilot.click("#restore-go")
+        await pilot.pause()
+        assert top(app) is modal
+        assert "type replace to confirm" in str(modal.query_one("#restore-error",
+                                                                Static).render())
+        await pilot.press("escape")
+        await idle(pilot)
+        assert top(app) is screen
+    with rt.sessions() as s:
+        assert not [a for (a,) in s.query(AuditLogEntry.action)
+                    if a.startswith("backup.restore")]
+
+
+@sync
 async def test_restore_needs_confirmation_and_a_fresh_code(console: Console,
                                                            tmp_path: Path, db_url: str) -> None:
     rt = console.rt
@@ -303,8 +334,16 @@ async def test_restore_needs_confirmation_and_a_fresh_code(console: Console,
             await pilot.pause()
             assert isinstance(app.screen, RestoreConfirm)
             modal = app.screen
+            modal.query_one("#restore-code", Input).value = console.code()
+            await pilot.click("#restore-go")  # no target: nothing defaults to the live one
+            await pilot.pause()
+            assert top(app) is modal
+            assert "a target database URL is required" in str(
+                modal.query_one("#restore-error", Static).render())
+            modal.query_one("#restore-code", Input).value = ""
             modal.query_one("#restore-target", Input).value = target
-            await pilot.click("#restore-go")  # no code yet
+            modal.query_one("#restore-code", Input).focus()
+            await pilot.press("enter")  # no code yet
             await pilot.pause()
             assert top(app) is modal
             assert "authenticator code is required" in str(
