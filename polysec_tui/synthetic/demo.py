@@ -343,10 +343,19 @@ def build_demo(settings: Settings, spec: DemoSpec, *, reset: bool = False,
         generate(rt, spec, progress)
         if create_demo_officers(rt) and progress:
             progress("officers: alice (analyst), sam (senior), ada (admin)")
-        screened = screen_demo(rt, spec.anchor)
-        if progress:
-            progress(f"withdrawals: {screened.screened} screened, {screened.held} held "
-                     "for review")
+        if demo_actor(rt) is None:
+            # The database had officers: the demo's own are not added, and its analysis
+            # and screening run as ada, whom it lacks. Say so, and what to run instead.
+            if progress:
+                progress("this database already had officers: alice, sam and ada were not "
+                         "added, and the login analysis and screening (which the demo runs "
+                         "as ada) did not run; run `polysec logins analyze --full` and "
+                         "`polysec withdrawals screen` as one of your officers")
+        else:
+            screened = screen_demo(rt, spec.anchor)
+            if progress:
+                progress(f"withdrawals: {screened.screened} screened, {screened.held} held "
+                         "for review")
         info = {"demo": "true", "seed": str(spec.seed), "accounts": str(spec.accounts),
                 "days": str(spec.days), "anchor": spec.anchor.isoformat()}
         _set_info(rt, info)

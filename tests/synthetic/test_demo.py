@@ -303,3 +303,28 @@ def test_the_demo_can_make_verify_and_restore_a_backup(tmp_path, monkeypatch, ca
         assert report.ok, report.reason
     finally:
         rt.engine.dispose()
+
+
+def test_a_demo_into_a_database_with_officers_says_what_it_did_not_run(tmp_path, capsys):
+    """`polysec demo --db URL` on a database that has officers fills the data but cannot
+    analyse or screen as its admin ada: it says so, and what to run instead."""
+    from polysec_tui.services.officers import registry as officers
+
+    from polysec_tui.db import migrate
+    from polysec_tui.db.engine import make_engine
+
+    settings = _settings(tmp_path, "staffed")
+    write_new_keyring(settings.keyring_path, Keyring.generate())
+    engine = make_engine(settings.db_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    rt = open_runtime(settings)
+    try:
+        officers.bootstrap_admin(rt, "chief", "a-long-Officer-passphrase")
+    finally:
+        rt.engine.dispose()
+    code = _run(["--db", settings.db_url, "--keyring", str(settings.keyring_path),
+                 "demo", "--no-tui", "--accounts", "50", "--days", "5"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "already had officers" in out and "polysec logins analyze --full" in out
