@@ -18,6 +18,7 @@ from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from polysec_tui.db.models import Account
+from polysec_tui.errors import InputError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -33,7 +34,11 @@ def declared_head() -> str | None:
     several heads)."""
     revisions: set[str] = set()
     parents: set[str] = set()
-    for item in (resources.files("polysec_tui.migrations") / "versions").iterdir():
+    try:
+        items = list((resources.files("polysec_tui.migrations") / "versions").iterdir())
+    except OSError:
+        return None  # `head_revision` then says what is wrong
+    for item in items:
         if not item.name.endswith(".py") or item.name.startswith("_"):
             continue
         found = {m.group(1): m.group(2) or m.group(3) for m in
@@ -71,11 +76,19 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def head_revision() -> str:
+    """The migrations' head; a one-line refusal when they cannot be read (a polysec
+    reinstalled under a running console, a broken install), never alembic's own text."""
     from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
 
-    script = ScriptDirectory.from_config(alembic_config_without_engine())
-    head = script.get_current_head()
-    assert head is not None
+    try:
+        head = ScriptDirectory.from_config(alembic_config_without_engine()).get_current_head()
+    except (CommandError, OSError, ValueError):
+        head = None
+    if head is None:
+        raise InputError("cannot check the database schema: this installation's migrations "
+                         "are missing or unreadable; reinstall polysec (was it reinstalled "
+                         "while this command ran?)")
     return head
 
 

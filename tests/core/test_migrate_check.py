@@ -48,3 +48,25 @@ def test_the_check_does_not_import_alembic(tmp_path: Path) -> None:
                          check=True).stdout
     assert out.strip() == "False"
     engine.dispose()
+
+
+def test_unreadable_migrations_are_one_line_not_alembics_text(monkeypatch, tmp_path) -> None:
+    """A polysec reinstalled under a running console (the migrations gone for a moment)
+    gets a one-line reason, not alembic's "Please use the 'init' command"."""
+    import pytest
+    from alembic.config import Config
+
+    from polysec_tui.db import migrate
+    from polysec_tui.errors import InputError
+
+    def missing() -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(tmp_path / "gone"))
+        return cfg
+
+    monkeypatch.setattr(migrate, "alembic_config_without_engine", missing)
+    with pytest.raises(InputError) as refused:
+        migrate.head_revision()
+    message = str(refused.value)
+    assert message.startswith("cannot check the database schema") and "\n" not in message
+    assert "init" not in message and "alembic" not in message.lower()

@@ -308,10 +308,9 @@ def test_the_demo_can_make_verify_and_restore_a_backup(tmp_path, monkeypatch, ca
 def test_a_demo_into_a_database_with_officers_says_what_it_did_not_run(tmp_path, capsys):
     """`polysec demo --db URL` on a database that has officers fills the data but cannot
     analyse or screen as its admin ada: it says so, and what to run instead."""
-    from polysec_tui.services.officers import registry as officers
-
     from polysec_tui.db import migrate
     from polysec_tui.db.engine import make_engine
+    from polysec_tui.services.officers import registry as officers
 
     settings = _settings(tmp_path, "staffed")
     write_new_keyring(settings.keyring_path, Keyring.generate())
