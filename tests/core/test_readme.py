@@ -62,6 +62,7 @@ def command_of(path: list[str]) -> click.Command:
         assert isinstance(command, click.Group), path
         command = command.get_command(click.Context(command), name)
         assert command is not None, f"README names `polysec {' '.join(path)}`"
+    assert command is not None
     return command
 
 
