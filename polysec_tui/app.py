@@ -282,6 +282,9 @@ class PolysecApp(App[None]):
                         f"{', '.join(unknown)} (polysec keys-help lists them)",
                         severity="warning", markup=False, timeout=20)
 
+    def watch_demo(self) -> None:
+        self.refresh_bindings()  # the demo's own keys (dashboard D) appear
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="identity")
     def load_identity(self) -> None:
         demo = self.runtime.is_demo()

@@ -158,6 +158,8 @@ class DashboardScreen(ConsoleScreen):
                 tooltip="What you claimed, what waits for your decision, your requests"),
         Binding("o", "rules_report", "Rules", id="dashboard.rules",
                 tooltip="Each rule's hits, holds and recorded outcomes: is it worth its noise"),
+        Binding("D", "demo_scenarios", "Demo scenarios", id="dashboard.demo-scenarios",
+                tooltip="The attacks the demo injected: what to look for (demo only)"),
     ]
 
     class Loaded(Message, bubble=False):
@@ -372,6 +374,17 @@ class DashboardScreen(ConsoleScreen):
     def action_my_work(self) -> None:
         """What you claimed, what waits for your decision, your requests."""
         self.app.push_screen(MyWorkScreen())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "demo_scenarios":  # only the demo database has them
+            return bool(getattr(self.app, "demo", False))
+        return super().check_action(action, parameters)
+
+    def action_demo_scenarios(self) -> None:
+        """The attacks the demo injected."""
+        from polysec_tui.screens.scenarios import DemoScenariosScreen
+
+        self.app.push_screen(DemoScenariosScreen())
 
     def action_rules_report(self) -> None:
         """Each rule's hits, holds and outcomes."""

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from polysec_tui.backup.envelope import Identity, SigningKey
 from polysec_tui.config import (
@@ -134,17 +135,29 @@ def summarise(rt: Runtime) -> tuple[dict[str, int], list[dict[str, Any]]]:
     with rt.sessions() as session:
         counts = {name: int(session.scalar(select(func.count()).select_from(model)) or 0)
                   for name, model in tables.items()}
-        sizes = dict(session.execute(
-            select(DemoScenarioEvent.scenario_id, func.count()).group_by(
-                DemoScenarioEvent.scenario_id)
-        ).all())
-        scenarios = [
-            {"id": s.id, "kind": s.kind, "account": s.account_external_id,
-             "source_ip": s.source_ip, "started_at": s.started_at,
-             "events": int(sizes.get(s.id, 0)), "description": s.description}
-            for s in session.scalars(select(DemoScenario).order_by(DemoScenario.started_at))
-        ]
-    return counts, scenarios
+        return counts, _scenarios(session)
+
+
+def _scenarios(session: Session) -> list[dict[str, Any]]:
+    sizes = dict(session.execute(
+        select(DemoScenarioEvent.scenario_id, func.count()).group_by(
+            DemoScenarioEvent.scenario_id)
+    ).all())
+    return [
+        {"id": s.id, "kind": s.kind, "account": s.account_external_id,
+         "source_ip": s.source_ip, "started_at": s.started_at,
+         "events": int(sizes.get(s.id, 0)), "description": s.description}
+        for s in session.scalars(select(DemoScenario).order_by(DemoScenario.started_at))
+    ]
+
+
+def scenarios(rt: Runtime) -> list[dict[str, Any]]:
+    """The attacks `polysec demo` injected (what to look for in the console): on the
+    demo database only, refused anywhere else."""
+    if not rt.is_demo():
+        raise RefusedError(f"{rt.database_label} is not the demo database: no scenarios")
+    with rt.sessions() as session:
+        return _scenarios(session)
 
 
 def generate(rt: Runtime, spec: DemoSpec,

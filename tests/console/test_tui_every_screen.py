@@ -217,3 +217,18 @@ async def test_every_table_filters_sorts_and_copies(snapshot_runtime: Runtime,
         keys = [c.key.value for c in table.ordered_columns]
         expected = row[keys.index(copied)] if copied else row[0]
         assert app.clipboard == expected.strip()
+
+
+@sync
+async def test_demo_scenarios_are_no_key_outside_the_demo(snapshot_runtime: Runtime,
+                                                          snapshot_officer: Session) -> None:
+    from polysec_tui.screens.dashboard import DashboardScreen
+
+    app = PolysecApp(snapshot_runtime, session=snapshot_officer)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await idle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
+        assert "D" not in app.screen.active_bindings
+        await pilot.press("D")
+        await idle(pilot)
+        assert isinstance(app.screen, DashboardScreen)

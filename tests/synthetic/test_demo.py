@@ -327,3 +327,60 @@ def test_a_demo_into_a_database_with_officers_says_what_it_did_not_run(tmp_path,
     assert code == 0
     out = capsys.readouterr().out
     assert "already had officers" in out and "polysec logins analyze --full" in out
+
+
+def test_the_console_lists_the_demo_scenarios(tmp_path, monkeypatch, capsys):
+    """Dashboard D lists the attacks the demo injected (the list the demo prints when
+    its console closes), and enter opens the victim's timeline; elsewhere D is no key."""
+    import pyotp
+
+    from polysec_tui.app import PolysecApp
+    from polysec_tui.config import resolve_settings
+    from polysec_tui.db.models import Officer
+    from polysec_tui.screens.dashboard import DashboardScreen
+    from polysec_tui.screens.scenarios import DemoScenariosScreen
+    from polysec_tui.screens.timeline import TimelineScreen
+    from polysec_tui.services.officers import sessions
+    from polysec_tui.synthetic.demo import DEMO_OFFICERS, scenarios
+    from tests.support.tui import idle, sync
+
+    monkeypatch.delenv("POLYSEC_DB_URL", raising=False)
+    monkeypatch.delenv("POLYSEC_KEYRING", raising=False)
+    monkeypatch.delenv("POLYSEC_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert _run(["demo", "--no-tui", "--accounts", "60", "--days", "5", "--anchor",
+                 ANCHOR_TEXT]) == 0
+    rt = open_runtime(resolve_settings(None, None, None).for_demo())
+    name, _role, password = DEMO_OFFICERS[-1]
+    with rt.sessions() as s:
+        secret = sessions.officer_secret(rt, s.query(Officer).filter_by(name=name).one())
+    assert secret is not None
+    session = sessions.login(rt, name, password, pyotp.TOTP(secret).now())
+    injected = scenarios(rt)
+    assert injected
+
+    @sync
+    async def drive() -> None:
+        app = PolysecApp(rt, session=session)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await idle(pilot)
+            assert isinstance(app.screen, DashboardScreen)
+            await pilot.press("D")
+            for _ in range(50):
+                await idle(pilot)
+                if isinstance(app.screen, DemoScenariosScreen) and app.screen.found:
+                    break
+            screen = app.screen
+            assert isinstance(screen, DemoScenariosScreen)
+            assert len(screen.found) == len(injected)
+            await pilot.press("enter")
+            for _ in range(50):
+                await idle(pilot)
+                if isinstance(app.screen, TimelineScreen):
+                    break
+            assert isinstance(app.screen, TimelineScreen)
+
+    try:
+        drive()
+    finally:
+        rt.engine.dispose()
