@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import click
 
-from polysec_tui.commands.common import actor_of, echo, emit_json, prompt_secret, runtime_of
+from polysec_tui.commands.common import (
+    actor_of,
+    echo,
+    echo_record,
+    emit_json,
+    prompt_secret,
+    runtime_of,
+)
 from polysec_tui.services.clients import accounts as service
 from polysec_tui.services.clients.accounts import PII_FIELDS
 from polysec_tui.text import visible
@@ -42,10 +49,9 @@ def show(ctx: click.Context, account: str, reveal: str | None, reason: str | Non
     if as_json:
         emit_json(view.as_dict())
         return
-    for key, value in view.as_dict().items():
-        if key == "balances":
-            value = ", ".join(f"{a} {format(v, 'f')}" for a, v in sorted(value.items())) or "-"
-        echo(f"{key:<14} {visible(value) if value is not None else '-'}")
+    doc = view.as_dict()
+    doc["balances"] = {a: format(v, "f") for a, v in sorted(view.balances.items())}
+    echo_record(doc)
 
 
 @accounts.command()

@@ -89,6 +89,8 @@ def commands(capsys: pytest.CaptureFixture[str]) -> list[tuple[str, ...]]:
 
 def test_text_output_shows_every_hidden_character_as_an_escape(staff, capsys):
     shown = "\n".join(run(capsys, *args) for args in commands(capsys))
+    # A table or aligned text for a person: never a Python dict or list printed raw.
+    assert "{'" not in shown and "['" not in shown and "Decimal(" not in shown
     assert visible(HOSTILE) in shown  # the revealed name, exactly, escapes visible
     assert visible(ADDRESS) in shown  # the destination, never silently stripped
 
