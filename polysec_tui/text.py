@@ -198,3 +198,9 @@ def fmt_count(value: float) -> str:
         return f"{value:,.3g}" if value < 100 else f"{value:,.0f}"
     digits = len(str(int(value))) - 3
     return f"{round(value, -digits):,.0f}"
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st..."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"

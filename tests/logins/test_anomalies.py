@@ -69,6 +69,12 @@ def test_brute_force_fires_on_every_failure_of_the_burst(runtime):
     view = anomalies.list_anomalies(runtime, ANN, kind="brute_force")[0]
     assert "6 failed logins" in view.explanation and "threshold 5" in view.explanation
     assert view.details["failures"] == 6 and view.severity == "medium"
+    # Each says which attempt it was: the first is not "6 failed logins" on its own.
+    by_login = {v.login: v for v in anomalies.list_anomalies(runtime, ANN, kind="brute_force")}
+    assert by_login["b0"].explanation.startswith("1st of 5 failed logins")
+    assert by_login["b4"].explanation.startswith("5th of 5 failed logins")
+    assert by_login["b5"].explanation.startswith("6th of 6 failed logins")
+    assert [by_login[f"b{i}"].details["attempt"] for i in range(6)] == [1, 2, 3, 4, 5, 6]
 
 
 def test_failures_spread_beyond_the_window_are_not_brute_force(runtime):

@@ -84,7 +84,7 @@ from polysec_tui.services.logins.rules import (
 )
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
-from polysec_tui.text import fmt_duration
+from polysec_tui.text import fmt_duration, ordinal
 
 KINDS = (
     "brute_force",
@@ -692,7 +692,7 @@ def _brute_force(a: _Attempt, fails: deque[_Attempt], t: Thresholds,
         return
     ips = sorted({f.ip for f in burst})
     severity = "high" if len(burst) >= 4 * t.brute_force_failures else "medium"
-    explanation = (
+    burst_text = (
         f"{len(burst)} failed logins on this account within "
         f"{_minutes(a.at - burst[0].at)} (threshold {t.brute_force_failures} in "
         f"{_minutes(t.brute_force_window)}) from {len(ips)} IP address(es)"
@@ -700,9 +700,13 @@ def _brute_force(a: _Attempt, fails: deque[_Attempt], t: Thresholds,
     details = {"failures": len(burst), "window_s": t.brute_force_window.total_seconds(),
                "threshold": t.brute_force_failures, "ips": ips[:20],
                "first_at": burst[0].at.isoformat(), "last_at": a.at.isoformat()}
-    for f in burst:  # every failure of the burst, the earlier ones included
+    # Every failure of the burst, the earlier ones included, each saying which attempt it
+    # was: the first of a burst reads "1st of 5", not as if it had failed five times.
+    for number, f in enumerate(burst, 1):
         flag(findings, Finding("brute_force", severity, float(len(burst)), f.account_id,
-                                f.id, f.at, f.ip, f.asn, explanation, details))
+                                f.id, f.at, f.ip, f.asn,
+                                f"{ordinal(number)} of {burst_text}",
+                                {**details, "attempt": number}))
 
 
 def _success_after_failures(a: _Attempt, fails: deque[_Attempt], resets: Iterable[datetime],
