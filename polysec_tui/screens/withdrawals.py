@@ -61,7 +61,8 @@ from polysec_tui.text import fmt_amount, printable
 PAGE = 50
 STATUS_CYCLE = ("open", "held", "in_review", "escalated", "pending", "approved", "rejected")
 SORT_LABELS = {"risk": "risk (highest first)", "age": "age (oldest first)",
-               "amount": "amount (largest first)"}
+               "amount": "amount (largest first within each asset: no prices to compare "
+                         "assets)"}
 
 
 def age_text(requested_at: datetime, now: datetime, sla: timedelta) -> Text:

@@ -339,3 +339,19 @@ def test_cli_blocklist(cli_staff: Staff, capsys: pytest.CaptureFixture[str],
     assert rejected.code == 2 and "line 2:" in rejected.err
     assert "SECRET" not in rejected.err  # the file's lines are never echoed
     assert "bc1qthree" not in run_cli(capsys, "blocklist", "list").out  # all or nothing
+
+
+def test_the_amount_sort_never_compares_assets(staff: Staff) -> None:
+    """Without prices 5,000 DOGE is not "more" than 2 BTC: the amount sort groups the
+    assets and puts the largest first within each."""
+    rt, ann = staff.rt, staff.actors["ann"]
+    request(rt, "D1", asset="DOGE", amount="5000")
+    request(rt, "B1", amount="0.4")
+    request(rt, "B2", amount="0.3")
+    items = wds.list_queue(rt, ann, status="pending", sort="amount", limit=1000).items
+    assets = [i.asset for i in items]
+    assert assets == sorted(assets)  # grouped by asset, never interleaved
+    for asset in set(assets):
+        amounts = [i.amount for i in items if i.asset == asset]
+        assert amounts == sorted(amounts, reverse=True), asset
+    assert "DOGE" in assets and assets[0] != "DOGE"

@@ -214,7 +214,8 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
                offset: int = 0, limit: int = 100,
                claimant: uuid.UUID | None = None, search: str | None = None) -> QueuePage:
     """One page of the queue: held first (with the default ``open``), then by ``sort``
-    (risk: highest first; age: oldest first; amount: largest first). ``claimant``: only
+    (risk: highest first; age: oldest first; amount: by asset, the largest first within
+    each: the exchange feeds no prices to compare assets). ``claimant``: only
     the withdrawals that officer holds the claim of. ``search``: only those whose id,
     account, destination address (each by its beginning), asset, rule or claiming
     officer is what was typed, what the queue's columns show."""
@@ -254,7 +255,9 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
         elif sort == "age":
             order += [w.requested_at]
         else:
-            order += [amount_key.desc(), w.requested_at]
+            # Amounts of different assets are not comparable without prices (34,741 DOGE
+            # is not more than 12,621 USDT): the largest first within each asset.
+            order += [w.asset, amount_key.desc(), w.requested_at]
         order.append(w.id)
         capped_rows = select(w.id).where(*where).limit(COUNT_CAP + 1).subquery()
         total = int(session.scalar(select(func.count()).select_from(capped_rows)) or 0)
