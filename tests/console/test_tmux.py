@@ -102,8 +102,8 @@ def held_figure(screen: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def test_login_queue_decide_and_the_dashboard_follows(console) -> None:
-    tmux, secret = console
+def log_in(tmux: Tmux, secret: str) -> str:
+    """chief's login, typed; the dashboard as it then shows."""
     tmux.wait_for(lambda s: "officer name" in s, "the login screen")
     tmux.text("chief")
     tmux.keys("Tab")
@@ -111,7 +111,12 @@ def test_login_queue_decide_and_the_dashboard_follows(console) -> None:
     tmux.keys("Tab")
     tmux.text(pyotp.TOTP(secret).now())
     tmux.keys("Enter")
-    shown = tmux.wait_for(lambda s: held_figure(s) is not None, "the dashboard")
+    return tmux.wait_for(lambda s: held_figure(s) is not None, "the dashboard")
+
+
+def test_login_queue_decide_and_the_dashboard_follows(console) -> None:
+    tmux, secret = console
+    shown = log_in(tmux, secret)
     assert held_figure(shown) == 1
     assert PASSWORD not in shown
     tmux.keys("4")
@@ -131,17 +136,6 @@ def test_login_queue_decide_and_the_dashboard_follows(console) -> None:
 
 
 NOTE = "IDV-7781 case 42"  # digits and letters: each one a key elsewhere
-
-
-def log_in(tmux: Tmux, secret: str) -> None:
-    tmux.wait_for(lambda s: "officer name" in s, "the login screen")
-    tmux.text("chief")
-    tmux.keys("Tab")
-    tmux.text(PASSWORD)
-    tmux.keys("Tab")
-    tmux.text(pyotp.TOTP(secret).now())
-    tmux.keys("Enter")
-    tmux.wait_for(lambda s: held_figure(s) is not None, "the dashboard")
 
 
 def title(screen: str) -> str:
