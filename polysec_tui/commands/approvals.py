@@ -58,8 +58,12 @@ def show(ctx: click.Context, request_id: str, as_json: bool) -> None:
     if as_json:
         emit_json(view.as_dict())
         return
-    echo_record({**view.as_dict(), **dict(view.evidence)},
-                skip=("subject", "evidence", "requester_id"))
+    echo_record(view.as_dict(), skip=("subject", "evidence", "requester_id"))
+    if view.evidence:  # the kind's own evidence, under its heading
+        echo("evidence:")
+        width = max(len(label) for label, _text in view.evidence) + 2
+        for label, text in view.evidence:
+            echo(f"  {visible(label):<{width}}{visible(text)}")
 
 
 @approvals.command()

@@ -199,15 +199,16 @@ class AlertsScreen(ModalScreen[int]):
         if len(chosen) == 1:  # the highlighted one, in front of the officer: no question
             go()
             return
-        listed = "\n".join(f"• {a.severity} {a.title} ({a.account or a.ref})"
-                           for a in chosen[:8])
-        more = f"\n… and {len(chosen) - 8} more" if len(chosen) > 8 else ""
+        lines = [safe_text(f"• {a.severity} {a.title} ({a.account or a.ref})", limit=90)
+                 for a in chosen[:8]]
+        if len(chosen) > 8:
+            lines.append(Text(f"… and {len(chosen) - 8} more"))
         label = outcome.replace("_", " ")
         self.app.push_screen(ConfirmScreen(
             "Acknowledge the marked alerts",
-            Text.assemble(f"Acknowledge {len(chosen)} alerts as {label}"
-                          + (", with the note typed" if note.strip() else "") + ":\n",
-                          safe_text(listed + more, limit=2000)),
+            Text("\n").join([Text(f"Acknowledge {len(chosen)} alerts as {label}"
+                                  + (", with the note typed" if note.strip() else "")
+                                  + ":"), *lines]),
             f"Acknowledge {len(chosen)}"), go)
 
     @work(thread=True, exit_on_error=False, group="alerts")

@@ -120,7 +120,7 @@ class ApprovalsScreen(ConsoleScreen):
         mine, requests = message.data
         if mine != self.mine:
             return  # an answer to the view before the last toggle
-        table: DataTable[Text] = self.query_one("#approvals-table", DataTable)
+        table = self.query_one("#approvals-table", ConsoleTable)
         selected = self._selected()
         self.requests = requests
         me = self.officer.officer_id
@@ -136,10 +136,11 @@ class ApprovalsScreen(ConsoleScreen):
              safe_text(r.reason, limit=36))
             for r in requests
         ])
-        if selected is not None:
+        if selected is not None:  # the same request stays highlighted, however sorted
             for index, request in enumerate(requests):
-                if request.id == selected.id:
-                    table.move_cursor(row=index)
+                row = table.view_row(index) if request.id == selected.id else None
+                if row is not None:
+                    table.move_cursor(row=row)
         self._show_evidence()
         if self._outcome is not None:
             text, error = self._outcome

@@ -69,7 +69,9 @@ class AuditLogScreen(ConsoleScreen):
             yield Input(placeholder="action (exact, e.g. pii.reveal)", id="audit-action",
                         max_length=64)
         yield Static(Text("loading…"), id="audit-status")
-        yield ConsoleTable(id="audit-log", cursor_type="row", zebra_stripes=True)
+        # The log is filtered in its query (officer, action): / goes to those fields.
+        yield ConsoleTable(id="audit-log", cursor_type="row", zebra_stripes=True,
+                           searchable=False)
 
     def on_mount(self) -> None:
         self.query_one("#audit-log", DataTable).focus()

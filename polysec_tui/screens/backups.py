@@ -36,6 +36,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 from textual.worker import get_current_worker
 
+from polysec_tui.db.engine import redact
 from polysec_tui.errors import PolysecError
 from polysec_tui.screens.widgets import (
     ConsoleScreen,
@@ -89,8 +90,8 @@ class RestoreRequest:
     code: str
     replace: bool = False  # replace the live database (its own action and wording)
 
-    def __repr__(self) -> str:  # the code never reaches a log
-        return (f"RestoreRequest(identity={self.identity!r}, target={self.target!r}, "
+    def __repr__(self) -> str:  # the code, and a password in the URL, never reach a log
+        return (f"RestoreRequest(identity={self.identity!r}, target={redact(self.target)!r}, "
                 f"replace={self.replace!r})")
 
 
@@ -289,7 +290,7 @@ class BackupsScreen(ConsoleScreen):
         yield ConsoleTable(id="backups-table", cursor_type="row", zebra_stripes=True,
                            copy_column="file")
         yield Static(Text("c creates a backup; v verifies, p ships, R restores the "
-                          "selected one"),
+                          "selected one into another database, X replaces the live one"),
                      id="backups-result")
 
     def on_mount(self) -> None:

@@ -42,6 +42,7 @@ from polysec_tui.services.clients.incidents import (
 )
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.text import printable
 
 SEVERITY_STYLE = {"critical": "bold reverse red", "high": "bold red", "medium": "yellow",
                   "low": ""}
@@ -408,11 +409,14 @@ class AttachScreen(ModalScreen[Attached | None]):
     def run_attach(self, incident_id: int | None, title: str, severity: str) -> None:
         try:
             if incident_id is None:
-                incident_id = incidents.open_incident(self.runtime, self.actor, title=title,
-                                                      severity=severity, accounts=[])
-            results = incidents.link_many(self.runtime, self.actor, incident_id, self.things)
+                incident_id, results = incidents.open_with_links(
+                    self.runtime, self.actor, title=title, severity=severity,
+                    things=self.things)
+            else:
+                results = incidents.link_many(self.runtime, self.actor, incident_id,
+                                              self.things)
             message = self.Done(Attached(incident_id, results))
-        except PolysecError as error:
+        except Exception as error:
             message = self.Done(None, describe_error(error))
         if not get_current_worker().is_cancelled:
             self.post_message(message)
@@ -443,7 +447,8 @@ def attach(screen: Any, things: list[tuple[str, str]], what: str,
                       f"{attached.incident}", title="attach", markup=False,
                       severity="warning" if attached.failed else "information")
         for result in attached.failed:
-            screen.notify(result.error or "", title=f"Not attached: {result.ref}",
+            screen.notify(printable(result.error or "", limit=300),
+                          title=printable(f"Not attached: {result.ref}", limit=80),
                           severity="error", markup=False, timeout=15)
         if after is not None:
             after(attached)

@@ -183,6 +183,14 @@ class ConsoleTable(DataTable[Text]):
         row = self.cursor_row if row is None else row
         return self._order[row] if 0 <= row < len(self._order) else None
 
+    def view_row(self, index: int) -> int | None:
+        """Where the row of ``index`` (in the rows given to `fill_table`) is shown now, or
+        None when the filter hides it."""
+        try:
+            return self._order.index(index)
+        except ValueError:
+            return None
+
     def item(self, items: Sequence[Any], row: int | None = None) -> Any:
         """The item of ``items`` (in the order given to `fill_table`) that ``row`` (the
         cursor's by default) shows, or None."""
@@ -694,13 +702,19 @@ class ConsoleScreen(Screen[None]):
             return
         if len(self.app.screen_stack) > 1:
             self.app.pop_screen()
-        elif self.app.current_mode != HOME_MODE:
+        elif self._home_elsewhere():
             self.app.switch_mode(HOME_MODE)
+
+    def _home_elsewhere(self) -> bool:
+        """A logged-in console away from its home screen (before a login, or on the lock
+        or login screen, there is no home to go to)."""
+        app = self.app  # unlocked: logged in, so the destinations' modes exist
+        return bool(getattr(app, "unlocked", False)) and app.current_mode != HOME_MODE
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Esc is not offered on the home screen, where there is nowhere to go back to."""
         if action == "back" and len(self.app.screen_stack) <= 1:
-            return self.app.current_mode != HOME_MODE
+            return self._home_elsewhere()
         return True
 
     def compose_body(self) -> ComposeResult:

@@ -264,3 +264,26 @@ def test_request_ids_by_their_first_characters(staff, cli_env, capsys, monkeypat
     own = run_cli(capsys, "approvals", "deny", f"{shared}2"[:8] + "-0000-4000-8000-000000000002",
                   "--reason", "changed my mind")  # no --code: refused before it is asked
     assert own.code == 3 and "cannot decide their own request" in own.err
+
+
+def test_a_new_incident_and_its_links_are_one_transaction(staff, monkeypatch):
+    """Attaching to a new incident opens it and links in one transaction: a failure
+    while linking leaves no empty incident behind."""
+    sue = staff.actors["sue"]
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(incidents, "add_link", broken)
+    with pytest.raises(RuntimeError):
+        incidents.open_with_links(staff.rt, sue, title="mule ring", severity="high",
+                                  things=[("withdrawal", "W1")])
+    assert incidents.list_incidents(staff.rt, sue, state=None) == []
+    monkeypatch.undo()
+    number, results = incidents.open_with_links(staff.rt, sue, title="mule ring",
+                                                severity="high",
+                                                things=[("withdrawal", "W1"),
+                                                        ("alert", "source:AS" + "9" * 40)])
+    assert [(r.added, r.error) for r in results] == [
+        (True, None), (False, f"no alert source:AS{'9' * 40}")]
+    assert [i.id for i in incidents.list_incidents(staff.rt, sue)] == [number]

@@ -163,8 +163,9 @@ async def test_escape_goes_back_to_the_dashboard(snapshot_runtime: Runtime,
         assert isinstance(app.screen, DashboardScreen)
 
 
+# The audit log and the queue filter in their queries (/ is theirs): tests/console/test_tmux.py
+# and tests/withdrawals/test_tui_withdrawals.py.
 TABLES = [("dashboard", "", "events", "account"), ("incidents", "", "incidents-table", "id"),
-          ("auditlog", "", "audit-log", None),
           ("dashboard", "o", "rules-table", None), ("timeline", "acc-002", "tl-events", None)]
 
 

@@ -150,6 +150,10 @@ async def test_wrong_factors_are_generic_and_nothing_is_reachable(staff: Staff) 
 async def test_login_reaches_the_dashboard(staff: Staff) -> None:
     app = console(staff)
     async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("escape")  # before a login there is nowhere to go back to
+        await pilot.pause()
+        assert app.is_running and app.actor is None
         await logged_in(pilot, staff, "sam")
         assert app.actor is not None and app.actor.name == "sam"
         assert app.actor.session_id is not None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import false, func, or_, select
 from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import (
@@ -169,7 +169,10 @@ def _source_findings(source: str) -> Any:
     """The campaign findings of a source: an IP, or a network ("AS64500")."""
     campaign = LoginAnomaly.kind.in_(alerts.SOURCE_KINDS)
     if source.startswith("AS") and source[2:].isdigit():
-        return campaign & (LoginAnomaly.source_asn == int(source[2:]))
+        asn = int(source[2:])
+        if asn >= 2 ** 32:  # no such network (and more than a database integer holds)
+            return campaign & false()
+        return campaign & (LoginAnomaly.source_asn == asn)
     return campaign & (LoginAnomaly.source_ip == source)
 
 
@@ -259,23 +262,40 @@ def link_many(rt: Runtime, actor: Actor, incident_id: int,
     account's alert links the account too, so the incident is found by it."""
     require(actor, "review")
     now = rt.clock()
-    results: list[LinkResult] = []
     with rt.transaction() as session:
         incident = _get(session, incident_id)
         if incident.state == "closed":
             raise ConflictError(f"incident {incident_id} is closed")
-        for kind, ref in things:
-            try:  # checked before anything is written, so a refusal leaves no trace
-                ref = _check_link(session, kind, ref)
-            except PolysecError as refused:
-                results.append(LinkResult(kind, ref, False, str(refused)))
-                continue
-            results.append(LinkResult(kind, ref, add_link(rt, session, actor, incident,
-                                                          kind, ref, now)))
-            if kind == "alert" and ref.startswith("account:"):
-                account = session.get(Account, uuid.UUID(ref.partition(":")[2]))
-                assert account is not None  # checked above
-                add_link(rt, session, actor, incident, "account", account.external_id, now)
+        return _link_all(rt, session, actor, incident, things, now)
+
+
+def open_with_links(rt: Runtime, actor: Actor, *, title: str, severity: str,
+                    things: list[tuple[str, str]]) -> tuple[int, list[LinkResult]]:
+    """Open an incident with what it gathers, in one transaction: no empty incident is
+    left behind when the linking fails."""
+    require(actor, "review")
+    now = rt.clock()
+    with rt.transaction() as session:
+        incident = open_in(rt, session, actor, title=title, severity=severity,
+                           source="officer", accounts=[], note=None, now=now)
+        return incident.id, _link_all(rt, session, actor, incident, things, now)
+
+
+def _link_all(rt: Runtime, session: Session, actor: Actor, incident: Incident,
+              things: list[tuple[str, str]], now: datetime) -> list[LinkResult]:
+    results: list[LinkResult] = []
+    for kind, ref in things:
+        try:  # checked before anything is written, so a refusal leaves no trace
+            ref = _check_link(session, kind, ref)
+        except PolysecError as refused:
+            results.append(LinkResult(kind, ref, False, str(refused)))
+            continue
+        results.append(LinkResult(kind, ref, add_link(rt, session, actor, incident,
+                                                      kind, ref, now)))
+        if kind == "alert" and ref.startswith("account:"):
+            account = session.get(Account, uuid.UUID(ref.partition(":")[2]))
+            assert account is not None  # checked above
+            add_link(rt, session, actor, incident, "account", account.external_id, now)
     return results
 
 

@@ -588,7 +588,8 @@ def restore_backup(rt: Runtime, actor: Actor, path: Path, identity: Identity, *,
         assert to_url is not None
         target = parse_url(to_url)
         if _same_database(target, live):
-            raise InputError("--to names the live database; use --replace to replace it")
+            raise InputError("the target is the live database: replacing it is its own "
+                             "action (--replace; the console's X)")
     restoring.check_target(target)  # before the long pass: nothing is created
     read = _authenticate(path, identity, trust)  # pass 1: nothing is written
     audit_target = f"backup:{read.backup_id}" if read.backup_id else f"file:{path.name}"[:256]
