@@ -232,7 +232,10 @@ class AnomaliesScreen(ConsoleScreen):
             self.shown = shown
         else:
             self.shown = list(ordered)
-        table: DataTable[Text] = self.query_one("#an-table", DataTable)
+        table = self.query_one("#an-table", ConsoleTable)
+        # y copies the subject whole: the account, or a campaign's source.
+        table.row_ids = [(item.subject if isinstance(item, Campaign) else item.account)
+                         for item in self.shown]
         rows = [self._row(item) for item in self.shown]
         columns: list[tuple[str, str, int | None]] = [
             ("mark", " ", 1), ("at", "When (UTC)", 11), ("severity", "Severity", 8),

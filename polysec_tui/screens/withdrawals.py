@@ -190,6 +190,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
             for i in page.items
         ]
         table.page_offset, table.page_total = page.offset, page.total
+        table.row_ids = [i.external_id for i in page.items]  # y: the whole id, never cut
         fill_table(table, [("mark", " ", 1), ("age", "Age", None), ("status", "Status", 10),
                            ("risk", "Risk", 4),
                            ("amount", "Amount", None), ("asset", "Asset", 5),

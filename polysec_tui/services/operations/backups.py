@@ -135,8 +135,8 @@ class BackupConfig:
         one given (an option, the console's field), else [backup] identity."""
         path = Path(given).expanduser() if given else self.identity
         if path is None:
-            raise InputError("give --identity KEYFILE (the private key of a recipient), or "
-                             "set [backup] identity")
+            raise InputError("no identity (the private key of a recipient) to open the "
+                             "backup with: name its file, or set [backup] identity")
         return Identity.load(path)
 
     def shipping(self, to: str | None = None, known_hosts: Path | None = None,
@@ -147,8 +147,8 @@ class BackupConfig:
         key = ssh_identity or self.ssh_identity
         if not (target and hosts and key):
             raise InputError("shipping needs an SFTP target, a known_hosts file and an SSH "
-                             "key: give --to, --known-hosts and --identity, or set [backup] "
-                             "ship_to, known_hosts and ssh_identity")
+                             "key: set [backup] ship_to, known_hosts and ssh_identity (or "
+                             "name them on the command line)")
         return target, hosts, key
 
 
