@@ -195,7 +195,8 @@ class RestoreConfirm(ModalScreen[RestoreRequest | None]):
             yield Static(Text(""), id="restore-error", classes="-empty")
             with Horizontal(id="restore-buttons"):
                 yield Button("Cancel", id="restore-cancel")
-                yield Button("Restore", id="restore-go", variant="error")
+                yield Button("Restore" if self.live is None else "Replace the live database",
+                             id="restore-go", variant="error")
 
     def on_mount(self) -> None:
         second = "#restore-target" if self.live is None else "#restore-word"
