@@ -176,6 +176,7 @@ class ConsoleTable(DataTable[Text]):
         self._order = order
         _fill(self, self._columns, [self._rows[i] for i in order])
         self._describe()
+        self.call_after_refresh(self._describe)  # once laid out: the rows that fit
 
     def source_row(self, row: int | None = None) -> int | None:
         """The index in the rows given to `fill_table` of ``row`` (the cursor's by
@@ -265,6 +266,12 @@ class ConsoleTable(DataTable[Text]):
 
     def on_resize(self) -> None:
         self._describe()
+
+    def on_mount(self) -> None:
+        # How many rows fit changes when a scrollbar comes or goes after the rows are in;
+        # the edge is described again then, so it always says what is on screen.
+        for scrollbar in ("show_horizontal_scrollbar", "show_vertical_scrollbar"):
+            self.watch(self, scrollbar, lambda _shown: self._describe(), init=False)
 
     def _describe(self) -> None:
         shown = len(self._order)
