@@ -163,10 +163,10 @@ def test_client_report_and_the_incident_lifecycle(staff):
     kinds = [t.kind for t in detail.timeline]
     assert "note" in kinds and "withdrawal" in kinds and "audit_entry" in kinds
     assert any("Lagos [b]x[/b]" in t.text for t in detail.timeline)
-    assert incidents.link(rt, ann, number, "withdrawal", "X1")
-    assert not incidents.link(rt, ann, number, "withdrawal", "X1")
-    with pytest.raises(InputError, match="no withdrawal"):
-        incidents.link(rt, ann, number, "withdrawal", "nope")
+    linked = incidents.link_many(rt, ann, number, [("withdrawal", "X1"), ("withdrawal", "X1"),
+                                                   ("withdrawal", "nope")])
+    assert [(r.added, r.error) for r in linked] == [(True, None), (False, None),
+                                                    (False, "no withdrawal nope")]
     with pytest.raises(InputError, match="--outcome"):
         incidents.set_state(rt, sue, number, "closed")
     incidents.set_state(rt, sue, number, "contained", owner="sue", note_text="frozen")

@@ -239,14 +239,6 @@ def note(rt: Runtime, actor: Actor, incident_id: int, text: str) -> None:
         _add_note(rt, session, actor, _get(session, incident_id), text, now)
 
 
-def link(rt: Runtime, actor: Actor, incident_id: int, kind: str, ref: str) -> bool:
-    """Link one thing; False when it was linked already."""
-    (result,) = link_many(rt, actor, incident_id, [(kind, ref)])
-    if result.error is not None:
-        raise InputError(result.error)
-    return result.added
-
-
 @dataclass(frozen=True)
 class LinkResult:
     kind: str
