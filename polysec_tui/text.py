@@ -167,6 +167,11 @@ def fmt_amount(value: Decimal) -> str:
     return format(canonical_decimal(value), "f")
 
 
+def fmt_money(value: Decimal, currency: str) -> str:
+    """A value in a reference currency: ``12,621.00 USD``."""
+    return f"{value:,.2f} {currency}"
+
+
 def fmt_minute(at: datetime | None, *, utc: bool = False) -> str:
     """A time to the minute (``2026-12-03 14:05``, with `` UTC`` if asked), ``-`` for none."""
     if at is None:

@@ -26,7 +26,8 @@ def ingest(ctx: click.Context, kind: str, source: str, fmt: str, strict: bool,
            as_json: bool) -> None:
     """Load platform events of KIND from FILE (or - for standard input).
 
-    Idempotent on each event's `id`: a line already loaded is counted as a duplicate.
+    Idempotent on each event's `id` (a price: its asset, currency and time): a line
+    already loaded is counted as a duplicate.
     Field reference: docs/ingest.md. Exit 2 when strict mode rejected the input.
     """
     rt = runtime_of(ctx)

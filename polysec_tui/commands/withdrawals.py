@@ -10,7 +10,7 @@ from polysec_tui.commands.common import COUNT, OFFSET, actor_of, echo, emit_json
 from polysec_tui.services.outcomes import OUTCOMES
 from polysec_tui.services.withdrawals import review as service
 from polysec_tui.services.withdrawals import screening
-from polysec_tui.text import fmt_amount, printable, visible
+from polysec_tui.text import fmt_amount, fmt_money, printable, visible
 
 
 @click.group()
@@ -67,7 +67,8 @@ def list_(ctx: click.Context, status: str, asset: str | None, rule: str | None,
                               offset=offset, limit=limit, search=search)
     if as_json:
         emit_json({"total": page.total, "total_capped": page.capped, "offset": page.offset,
-                   "limit": page.limit, "items": [i.as_dict() for i in page.items]})
+                   "limit": page.limit, "currency": page.currency, "priced": page.priced,
+                   "items": [i.as_dict() for i in page.items]})
         return
     if not page.items:
         echo("no withdrawals")
@@ -78,11 +79,18 @@ def list_(ctx: click.Context, status: str, asset: str | None, rule: str | None,
         echo(
             f"{visible(i.external_id):<20} {i.status:<10}{claimed} risk {risk:>4} "
             f"{i.requested_at:%Y-%m-%d %H:%M} {visible(i.account)} "
-            f"{fmt_amount(i.amount)} {visible(i.asset)} -> {visible(i.address)} "
+            f"{fmt_amount(i.amount)} {visible(i.asset)}{_value(i)} -> {visible(i.address)} "
             f"{','.join(i.rules)}"
         )
     shown = offset + len(page.items)
     echo(f"{offset + 1}-{shown} of {page.total}{'+' if page.capped else ''}")
+
+
+def _value(item: service.QueueItem) -> str:
+    """`` (~12,621.00 USD)`` when the platform feeds a price of the asset."""
+    if item.value is None or item.currency is None:
+        return ""
+    return f" (~{fmt_money(item.value, item.currency)})"
 
 
 @withdrawals.command()
@@ -100,7 +108,7 @@ def show(ctx: click.Context, withdrawal: str, as_json: bool) -> None:
     i = d.item
     risk = "-" if i.risk_score is None else f"{i.risk_score:.0f}"
     echo(f"withdrawal {visible(i.external_id)}: {i.status}, risk {risk}")
-    echo(f"  {fmt_amount(i.amount)} {visible(i.asset)} to {visible(i.address)} "
+    echo(f"  {fmt_amount(i.amount)} {visible(i.asset)}{_value(i)} to {visible(i.address)} "
          f"requested {i.requested_at:%Y-%m-%d %H:%M:%S} UTC from {visible(d.ip)}")
     s = d.account_summary
     echo(f"  account {visible(s.external_id)} ({s.status}) email "

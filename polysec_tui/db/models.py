@@ -197,6 +197,22 @@ class Withdrawal(Base):
     approval_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("approval_requests.id"))
 
 
+class AssetPrice(Base):
+    """The platform's price of an asset in a reference currency at a time (`polysec ingest
+    prices`), so that amounts in different assets can be compared by their value. One
+    price per (asset, currency, time): the feed may be sent again."""
+
+    __tablename__ = "asset_prices"
+    __table_args__ = (UniqueConstraint("asset", "currency", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    asset: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+    price: Mapped[Decimal]
+    ingested_at: Mapped[datetime]
+
+
 # ---------------------------------------------------------------------------- console
 
 

@@ -56,13 +56,27 @@ from polysec_tui.screens.widgets import (
 )
 from polysec_tui.services.withdrawals import review as service
 from polysec_tui.services.withdrawals.screening import load_config
-from polysec_tui.text import fmt_amount, printable
+from polysec_tui.text import fmt_amount, fmt_minute, fmt_money, printable
 
 PAGE = 50
 STATUS_CYCLE = ("open", "held", "in_review", "escalated", "pending", "approved", "rejected")
 SORT_LABELS = {"risk": "risk (highest first)", "age": "age (oldest first)",
                "amount": "amount (largest first within each asset: no prices to compare "
                          "assets)"}
+
+
+def sort_label(sort: str, page: service.QueuePage | None) -> str:
+    if sort == "amount" and page is not None and page.priced:
+        return (f"value in {page.currency} (largest first; amounts without a price after, "
+                "within each asset)")
+    return SORT_LABELS[sort]
+
+
+def value_text(item: service.QueueItem) -> Text:
+    """The value without its currency: the column's header names it."""
+    if item.value is None:
+        return Text("no price", style="dim", justify="right")
+    return Text(f"{item.value:,.2f}", justify="right")
 
 
 def age_text(requested_at: datetime, now: datetime, sla: timedelta) -> Text:
@@ -185,6 +199,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
                       self.sla if i.status in service.WAITING else timedelta(0)),
              Text(i.status), risk_text(i.risk_score),
              Text(fmt_amount(i.amount), justify="right"), safe_text(i.asset),
+             *((value_text(i),) if page.priced else ()),
              safe_text(i.external_id, limit=40), safe_text(i.account, limit=40),
              safe_text(i.claimed_by or ""), safe_text(", ".join(i.rules)))
             for i in page.items
@@ -194,6 +209,8 @@ class WithdrawalQueueScreen(ConsoleScreen):
         fill_table(table, [("mark", " ", 1), ("age", "Age", None), ("status", "Status", 10),
                            ("risk", "Risk", 4),
                            ("amount", "Amount", None), ("asset", "Asset", 5),
+                           *((("value", f"Value {page.currency}", None),) if page.priced
+                             else ()),
                            ("id", "Withdrawal", None), ("account", "Account", None),
                            ("claimed", "Claimed by", 10), ("rules", "Rules", None)], rows)
         if rows:
@@ -203,7 +220,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
         self.set_status(
             f"{self.queue_status}: {first}-{page.offset + len(page.items)} of {page.total}"
             f"{'+' if page.capped else ''}; "
-            f"sorted by {SORT_LABELS[self.sort]}"
+            f"sorted by {sort_label(self.sort, page)}"
             + (f"; {', '.join(filters)}" if filters else "")
             + f"; SLA {self.sla.total_seconds() / 3600:g} h"
             + (f"; {len(self.marked)} marked (X reject, E escalate, I attach)"
@@ -579,7 +596,8 @@ class WithdrawalDetailScreen(ProtectsAccount, ConsoleScreen):
         head = Text.assemble(
             ("Withdrawal ", "bold"), safe_text(i.external_id, limit=64), "  ", i.status,
             "  risk ", risk_text(i.risk_score), "\n",
-            f"{fmt_amount(i.amount)} ", safe_text(i.asset), " to ", safe_text(i.address),
+            f"{fmt_amount(i.amount)} ", safe_text(i.asset), _worth(d), " to ",
+            safe_text(i.address),
             *((" (", safe_text(d.address_label), ")") if d.address_label else ()), "\n",
             f"requested {i.requested_at:%Y-%m-%d %H:%M:%S} UTC from ", safe_text(d.ip),
             " via login ", safe_text(d.login_external_id or "?", limit=64),
@@ -763,6 +781,15 @@ class WithdrawalDetailScreen(ProtectsAccount, ConsoleScreen):
     def reload_protected(self) -> None:
         self.load(self.ref)
 
+
+
+def _worth(d: service.Detail) -> Text:
+    """`` (~12,621.00 USD at 1.00 USD, priced 2026-12-04 11:00)`` or nothing."""
+    i, p = d.item, d.price
+    if i.value is None or p is None:
+        return Text("")
+    return Text(f" (~{fmt_money(i.value, p.currency)} at {fmt_amount(p.price)} {p.currency}, "
+                f"priced {fmt_minute(p.at)})", style="dim")
 
 
 def _withdrawal_columns(*, account: bool = False) -> list[tuple[str, str, int | None]]:

@@ -170,6 +170,7 @@ def generate(rt: Runtime, spec: DemoSpec,
         ("logins", gen.login_records),
         ("security-events", gen.security_event_records),
         ("withdrawals", gen.withdrawal_records),
+        ("prices", gen.price_records),
     )
     for kind, records in feeds:
         began = time.monotonic()

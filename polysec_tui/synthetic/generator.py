@@ -89,6 +89,9 @@ def _ascii(text: str) -> str:
     return "".join(c for c in decomposed if c.isascii() and c.isalnum()).lower()
 
 
+PRICE_PLACES = {True: Decimal("0.0001"), False: Decimal("0.000001")}  # by "stablecoin"
+
+
 def iso_z(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -682,6 +685,29 @@ class DemoGenerator:
             return
         self._withdrawal(p.ext_id, at, asset, amount, available, address, label, ip,
                          device.device_id, login_id)
+
+    def price_records(self) -> Iterator[tuple[int, Record]]:
+        """Hourly USD prices of every asset from a day before the demo's first day to its
+        anchor: a random walk around the static reference price (stablecoins within a few
+        hundredths of a cent). A generator of its own, so the rest of the data does not
+        change with it."""
+        rng = random.Random(f"prices-{self.spec.seed}")  # noqa: S311 - demo data
+        first = (self.start - DAY).replace(minute=0, second=0, microsecond=0)
+        hours = int((self.anchor - first) / timedelta(hours=1)) + 1
+        n = 0
+        for asset in ASSETS:
+            stable = asset.usd == 1.0
+            level = 0.0
+            for hour in range(hours):
+                if stable:  # it does not wander off its peg
+                    usd = 1.0 + rng.gauss(0, 0.0003)
+                else:
+                    level += rng.gauss(0, 0.004)
+                    usd = asset.usd * math.exp(level)
+                n += 1
+                yield n, {"asset": asset.code, "currency": "USD",
+                          "at": iso_z(first + timedelta(hours=hour)),
+                          "price": f"{Decimal(repr(usd)).quantize(PRICE_PLACES[stable])}"}
 
     def security_event_records(self) -> Iterator[tuple[int, Record]]:
         assert self._logins_done, "login_records() fills the security events; run it first"

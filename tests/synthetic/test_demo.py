@@ -15,6 +15,7 @@ from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import Keyring, write_new_keyring
 from polysec_tui.db.models import (
     Account,
+    AssetPrice,
     Balance,
     DatabaseInfo,
     DemoScenario,
@@ -81,6 +82,9 @@ def snapshot(rt: Runtime) -> dict[str, Any]:
             "logins": events(LoginEvent),
             "security_events": events(SecurityEvent),
             "withdrawals": events(Withdrawal),
+            "prices": [tuple(r) for r in s.execute(
+                select(AssetPrice.asset, AssetPrice.currency, AssetPrice.at, AssetPrice.price)
+                .order_by(AssetPrice.asset, AssetPrice.at))],
             "scenarios": [_columns(r, ()) for r in
                           s.scalars(select(DemoScenario).order_by(DemoScenario.id))],
             "scenario_events": sorted(
@@ -109,6 +113,11 @@ def test_same_seed_gives_same_logical_data_and_another_seed_differs(tmp_path):
     assert len(first["logins"]) > 40_000
     assert len(first["withdrawals"]) > 1000
     assert len({a[2] for a in first["accounts"]}) >= 25
+    # Hourly USD prices of every asset the withdrawals use, from before the first day.
+    prices = first["prices"]
+    assert {p[0] for p in prices} >= {w["asset"] for w in first["withdrawals"]}
+    assert {p[1] for p in prices} == {"USD"} and len(prices) >= 9 * 30 * 24
+    assert min(p[2] for p in prices) < min(w["requested_at"] for w in first["withdrawals"])
     for part in first:
         assert first[part] == second[part], f"{part} differs between two runs of one seed"
 

@@ -29,7 +29,8 @@ from polysec_tui.screens.withdrawals import (
 )
 from polysec_tui.services.runtime import Runtime
 from tests.support import FIXED_NOW
-from tests.support.screening import build_history, request, status
+from tests.support.helpers import ingest
+from tests.support.screening import build_history, held, iso, request, status
 from tests.support.tui import Session, SnapshotRuntime, log_in, quiet, sync
 
 HOSTILE = "bc1q[@click=app.quit]x[/]"
@@ -150,6 +151,40 @@ async def test_queue_lists_held_by_risk_and_sorts_and_filters(runtime: Runtime,
         assert not any(r[0].endswith(("LATE", "due")) for r in pending), pending
 
 
+def fill_priced(rt: Runtime) -> None:
+    """``fill`` with a held ETH withdrawal and the platform's USD prices of BTC and ETH
+    (none of DOGE)."""
+    fill(rt)
+    held(rt, "E1", 11, asset="ETH", amount="30")
+    held(rt, "D1", 12, asset="DOGE", amount="900000")
+    ingest(rt, "prices",
+           *({"asset": a, "currency": "USD", "price": p, "at": iso(timedelta(days=d))}
+             for a, p in (("BTC", "40000"), ("ETH", "3000")) for d in (1, 2)))
+
+
+@sync
+async def test_queue_shows_values_and_sorts_assets_by_them(runtime: Runtime) -> None:
+    session = log_in(runtime)
+    fill_priced(runtime)
+    app = PolysecApp(runtime, session=session)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_queue(pilot)
+        table = app.screen.query_one("#queue-table", DataTable)
+        assert [c.label.plain for c in table.ordered_columns][6] == "Value USD"
+        values = {r[6]: r[5] for r in rows(app, "#queue-table")}
+        assert values["E1"] == "90,000.00" and values["T2"] == "168,000.00"
+        assert values["D1"] == "no price"
+        await pilot.press("s", "s")  # age, then amount: by value
+        await until(pilot, lambda: app.screen.sort == "amount")  # type: ignore[attr-defined]
+        assert [r[6] for r in rows(app, "#queue-table")] == ["T2", "E1", "T1", "T4", "D1"]
+        status_line = str(app.screen.query_one("#queue-status", Static).render())
+        assert "value in USD" in status_line
+        await pilot.press("down", "enter")  # E1
+        await until(pilot, detail_loaded(app))
+        head = str(app.screen.query_one("#detail-head", Static).render())
+        assert "30 ETH (~90,000.00 USD at 3000 USD, priced" in head
+
+
 @sync
 async def test_detail_claim_and_reject_with_a_note(runtime: Runtime, officer: Session) -> None:
     app = PolysecApp(runtime, session=officer)
@@ -268,6 +303,20 @@ def test_snapshot_queue(snap_compare: Any, snapshot_runtime: Runtime) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await open_queue(pilot)
         await quiet(pilot)  # the live dashboard's alerts are not this screen
+
+    assert snap_compare(PolysecApp(snapshot_runtime, session=session),
+                        terminal_size=(126, 30), run_before=run_before)
+
+
+def test_snapshot_queue_with_values(snap_compare: Any, snapshot_runtime: Runtime) -> None:
+    session = log_in(snapshot_runtime)
+    fill_priced(snapshot_runtime)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await open_queue(pilot)
+        await pilot.press("s", "s")
+        await until(pilot, lambda: pilot.app.screen.sort == "amount")  # type: ignore[attr-defined]
+        await quiet(pilot)
 
     assert snap_compare(PolysecApp(snapshot_runtime, session=session),
                         terminal_size=(126, 30), run_before=run_before)

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from polysec_tui.config import Settings
-from polysec_tui.crypto.keyring import load_keyring
-from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import (
     AuditLogEntry,
     Hold,
@@ -29,8 +26,8 @@ from polysec_tui.services.withdrawals import blocklist
 from polysec_tui.services.withdrawals import review as wds
 from tests.support.cli import run_cli
 from tests.support.helpers import ingest, withdrawal
-from tests.support.officers import MovableClock, Staff, make_staff
-from tests.support.screening import HOME_ADDRESS, HOME_IP, build_history, iso, request, status
+from tests.support.officers import Staff
+from tests.support.screening import HOME_ADDRESS, HOME_IP, iso, request, status
 
 # ip_not_seen 20 + new_country 20 + new_destination 15 = 55: held.
 SUSPICIOUS = {"ip": "198.51.100.9", "address": "bc1qnewdestination",
@@ -269,16 +266,6 @@ def test_permissions(staff: Staff) -> None:
 
 
 # ----------------------------------------------------------------------------- CLI
-
-
-@pytest.fixture
-def cli_staff(settings: Settings, cli_env: dict[str, str]) -> Staff:
-    # A clock near the real time: the CLI checks sessions against it.
-    rt = Runtime(settings, make_engine(settings.db_url), load_keyring(settings.keyring_path),
-                 clock=MovableClock(datetime.now(UTC)))
-    made = make_staff(rt, rt.clock)  # type: ignore[arg-type]
-    build_history(rt)
-    return made
 
 
 def test_cli_screen_list_show_decide(cli_staff: Staff, capsys: pytest.CaptureFixture[str],

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from polysec_tui.db.models import (
     Account,
     AnalysisCheckpoint,
+    AssetPrice,
     Balance,
     ClientSession,
     DemoScenario,
@@ -51,7 +52,7 @@ from polysec_tui.services.feed.records import BadRecord, Window, quote
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.text import is_hidden, visible
 
-KINDS = ("accounts", "logins", "security-events", "withdrawals", "sessions")
+KINDS = ("accounts", "logins", "security-events", "withdrawals", "sessions", "prices")
 MAX_LINE_BYTES = 64 * 1024
 BATCH_SIZE = 5000
 MAX_REPORTED_BAD = 50
@@ -512,12 +513,27 @@ def parse_session(obj: dict[str, Any], w: Window) -> Parsed:
     }
 
 
+def parse_price(obj: dict[str, Any], w: Window) -> Parsed:
+    """The price of one unit of ``asset`` in ``currency`` at ``at``."""
+    asset = r.asset(obj, "asset")
+    currency = r.asset(obj, "currency")
+    if asset == currency:
+        raise BadRecord("field 'currency' must differ from field 'asset'")
+    return {
+        "asset": asset,
+        "currency": currency,
+        "at": r.req_timestamp(obj, "at", w),
+        "price": r.amount(obj, "price"),
+    }
+
+
 PARSERS: dict[str, Parser] = {
     "accounts": parse_account,
     "logins": parse_login,
     "security-events": parse_security_event,
     "withdrawals": parse_withdrawal,
     "sessions": parse_session,
+    "prices": parse_price,
 }
 EVENT_TABLES: dict[str, Table] = {
     "logins": LoginEvent.__table__,  # type: ignore[dict-item]
@@ -788,7 +804,8 @@ class Ingestor:
         savepoint of its own, and each refused row is one bad line."""
         if not batch:
             return
-        write = self._write_accounts if self.kind == "accounts" else self._write_events
+        write = {"accounts": self._write_accounts,
+                 "prices": self._write_prices}.get(self.kind, self._write_events)
         mark = self._mark()
         undo = self._sqlite_undo(session)
         try:
@@ -822,7 +839,7 @@ class Ingestor:
         journal); a failed row is undone by SQLite itself, and the batch holds the write
         lock (BEGIN IMMEDIATE), so the ids above are all its own. Elsewhere (and for
         accounts, three inserts per row) None: a savepoint."""
-        if self.kind == "accounts" or session.get_bind().dialect.name != "sqlite":
+        if self.kind not in EVENT_TABLES or session.get_bind().dialect.name != "sqlite":
             return None
         table = EVENT_TABLES[self.kind]
         before = session.execute(select(func.max(table.c.id))).scalar() or 0
@@ -940,6 +957,34 @@ class Ingestor:
         if key not in self._writers:
             self._writers[key] = driver_insert(session.get_bind().dialect, table, keys)
         return self._writers[key]
+
+    def _write_prices(self, session: Session, batch: list[tuple[int, Parsed]]) -> None:
+        """Prices are keyed by (asset, currency, at): a price sent again is a duplicate,
+        the first one stays (as with every other event)."""
+        unique: dict[tuple[str, str, datetime], Parsed] = {}
+        for _number, parsed in batch:
+            key = (parsed["asset"], parsed["currency"], parsed["at"])
+            if key in unique:
+                self.report.duplicates += 1
+            else:
+                unique[key] = parsed
+        if not unique:
+            return
+        p = AssetPrice
+        times = [key[2] for key in unique]
+        existing: set[tuple[str, str, datetime]] = set()  # aware times compare across zones
+        for assets in _chunks(sorted({key[0] for key in unique}), 500):
+            existing.update((asset, currency, at) for asset, currency, at in session.execute(
+                select(p.asset, p.currency, p.at).where(
+                    p.asset.in_(assets), p.at >= min(times), p.at <= max(times))))
+        fresh = [row for key, row in unique.items() if key not in existing]
+        self.report.duplicates += len(unique) - len(fresh)
+        self.report.inserted += len(fresh)
+        if self._writing and fresh:
+            now = self.rt.clock()
+            insert_ignoring_duplicates(session, cast(Table, p.__table__),
+                                       [{**row, "ingested_at": now} for row in fresh],
+                                       key="asset")
 
     def _write_accounts(self, session: Session, batch: list[tuple[int, Parsed]]) -> None:
         unique: dict[str, Parsed] = {}

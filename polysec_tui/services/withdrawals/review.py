@@ -35,6 +35,7 @@ from sqlalchemy import (
     cast,
     false,
     func,
+    null,
     or_,
     select,
     update,
@@ -64,6 +65,7 @@ from polysec_tui.services.clients.accounts import summary as account_summary
 from polysec_tui.services.officers import approvals, notifications
 from polysec_tui.services.officers.auth import Actor, at_least, require
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals import prices
 from polysec_tui.services.withdrawals.holds import hold_in_force
 from polysec_tui.services.withdrawals.screening import RULES, load_config
 from polysec_tui.text import fmt_amount
@@ -93,6 +95,9 @@ class QueueItem:
     risk_score: float | None
     rules: tuple[str, ...]
     claimed_by: str | None
+    # In the reference currency (`prices`), when the platform feeds a price of the asset.
+    value: Decimal | None = None
+    currency: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -105,6 +110,8 @@ class QueuePage:
     offset: int
     limit: int
     capped: bool = False
+    currency: str = prices.DEFAULT_CURRENCY  # what ``value`` is in
+    priced: bool = False  # whether the platform feeds prices in it at all
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,7 @@ class Detail:
     address_history: tuple[WithdrawalView, ...]
     address_accounts: int
     decisions: tuple[DecisionView, ...] = field(default=())
+    price: prices.Price | None = None  # what ``item.value`` was worked out from
 
     def as_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = self.item.as_dict()
@@ -194,6 +202,7 @@ class Detail:
             "address_history": [v.__dict__ for v in self.address_history],
             "address_accounts": self.address_accounts,
             "decisions": [d.__dict__ for d in self.decisions],
+            "price": None if self.price is None else self.price.__dict__,
         })
         return doc
 
@@ -214,8 +223,9 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
                offset: int = 0, limit: int = 100,
                claimant: uuid.UUID | None = None, search: str | None = None) -> QueuePage:
     """One page of the queue: held first (with the default ``open``), then by ``sort``
-    (risk: highest first; age: oldest first; amount: by asset, the largest first within
-    each: the exchange feeds no prices to compare assets). ``claimant``: only
+    (risk: highest first; age: oldest first; amount: by value in the reference currency,
+    the largest first, then the amounts without a price by asset, the largest first
+    within each: they cannot be compared across assets). ``claimant``: only
     the withdrawals that officer holds the claim of. ``search``: only those whose id,
     account, destination address (each by its beginning), asset, rule or claiming
     officer is what was typed, what the queue's columns show."""
@@ -240,9 +250,12 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
         filters.append(_matching(search.strip()))
     where = [w.status.in_(statuses) if len(statuses) > 1 else w.status == statuses[0],
              *filters]
+    currency = prices.reference_currency(rt.settings)
+    price = prices.price_column(w.asset, w.requested_at, currency)
     with rt.sessions() as session:
         dialect = session.get_bind().dialect.name
         amount_key = cast(w.amount, Float) if dialect == "sqlite" else w.amount
+        priced = prices.known(session, currency)
         order: list[Any] = []
         if len(statuses) > 1:
             order.append(case({s: i for i, s in enumerate(statuses)}, value=w.status))
@@ -255,6 +268,9 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
         elif sort == "age":
             order += [w.requested_at]
         else:
+            if priced:
+                value = prices.value_order(w.amount, price, dialect).desc()
+                order.append(value.nulls_last() if dialect == "postgresql" else value)
             # Amounts of different assets are not comparable without prices (34,741 DOGE
             # is not more than 12,621 USDT): the largest first within each asset.
             order += [w.asset, amount_key.desc(), w.requested_at]
@@ -262,7 +278,8 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
         capped_rows = select(w.id).where(*where).limit(COUNT_CAP + 1).subquery()
         total = int(session.scalar(select(func.count()).select_from(capped_rows)) or 0)
         page = (select(w.id, w.external_id, Account.external_id, w.requested_at, w.asset,
-                       w.amount, w.address, w.status, v.risk_score, Officer.name)
+                       w.amount, w.address, w.status, v.risk_score, Officer.name,
+                       price if priced else null())
                 .join(Account, Account.id == w.account_id)
                 .outerjoin(Officer, Officer.id == w.claimed_by))
         rows: list[Row[*tuple[Any, ...]]]
@@ -275,8 +292,10 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
                                         .offset(offset).limit(limit)))
         rules = _rules_of(session, [r[0] for r in rows])
     items = tuple(QueueItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
-                            rules.get(r[0], ()), r[9]) for r in rows)
-    return QueuePage(items, min(total, COUNT_CAP), offset, limit, total > COUNT_CAP)
+                            rules.get(r[0], ()), r[9], prices.value_of(r[5], r[10]),
+                            currency) for r in rows)
+    return QueuePage(items, min(total, COUNT_CAP), offset, limit, total > COUNT_CAP,
+                     currency, priced)
 
 
 def _matching(text: str) -> ColumnElement[bool]:
@@ -443,10 +462,13 @@ def show(rt: Runtime, actor: Actor, ref: str, *, recent: int = 10) -> Detail:
                                  .where(BlockedAddress.address == wd.address))
         rules = tuple(f.rule for f in flags)
         verdict = session.get(WithdrawalScreening, wd.id)
+        currency = prices.reference_currency(rt.settings)
+        price = prices.price_at(session, wd.asset, wd.requested_at, currency)
         item = QueueItem(wd.id, wd.external_id, account.external_id, wd.requested_at,
                          wd.asset, wd.amount, wd.address, wd.status,
                          None if verdict is None else verdict.risk_score, rules,
-                         _name(session, wd.claimed_by))
+                         _name(session, wd.claimed_by),
+                         prices.value_of(wd.amount, price.price if price else None), currency)
         detail_args = (
             wd.account_id, wd.ip, wd.device_id, wd.login_external_id, wd.available_balance,
             wd.address_label, None if verdict is None else verdict.screened_at,
@@ -456,7 +478,7 @@ def show(rt: Runtime, actor: Actor, ref: str, *, recent: int = 10) -> Detail:
         ext = account.external_id
     summary = account_summary(rt, actor, ext)
     return Detail(item, *detail_args, summary, holds, logins, recent_wd, history,
-                  accounts, decisions)
+                  accounts, decisions, price)
 
 
 # ------------------------------------------------------------------- decisions
