@@ -34,7 +34,8 @@ def demo(ctx: click.Context, no_tui: bool, accounts: int, days: int, seed: int,
     takeover) are injected in the last days, with their ground truth in demo_scenarios.
     An existing demo database is reused; --reset regenerates it. While the console is
     open, a watcher judges new events as they arrive (try `polysec simulate --demo` in a
-    second terminal).
+    second terminal), and where OpenSSH's server is installed a private SFTP server on
+    127.0.0.1 receives the backups the console ships (demo-offsite/).
     """
     settings = settings_of(ctx).for_demo()
     spec = DemoSpec(accounts=accounts, days=days, seed=seed,
@@ -45,9 +46,14 @@ def demo(ctx: click.Context, no_tui: bool, accounts: int, days: int, seed: int,
     if not no_tui:
         from polysec_tui.commands.tui import open_console
         from polysec_tui.synthetic.demo import demo_watcher
+        from polysec_tui.synthetic.demo_sftp import demo_sftp
 
-        with demo_watcher(settings):
-            open_console(settings)
+        with demo_watcher(settings), demo_sftp(settings) as offsite:
+            if offsite.url:
+                echo(f"  backups ship to the demo's own SFTP server: {offsite.url}")
+            elif offsite.unavailable:
+                echo(f"  backups cannot be shipped in this demo: {offsite.unavailable}")
+            open_console(offsite.settings)
 
 
 def _summary(result: DemoResult) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import getpass
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import delete, func, select
 
 from polysec_tui.cli import main
@@ -29,6 +31,7 @@ from polysec_tui.services.runtime import Runtime, open_runtime
 from polysec_tui.synthetic.demo import build_demo
 from polysec_tui.synthetic.generator import DemoSpec
 from polysec_tui.synthetic.reference import COUNTRY_BY_CODE
+from tests.support.sshd import needs_sshd
 
 ANCHOR = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 ANCHOR_TEXT = "2026-11-20T12:00:00Z"
@@ -312,6 +315,75 @@ def test_the_demo_can_make_verify_and_restore_a_backup(tmp_path, monkeypatch, ca
         assert report.ok, report.reason
     finally:
         rt.engine.dispose()
+
+
+@needs_sshd
+def test_the_demo_ships_to_its_own_sftp_server_while_it_runs(tmp_path, monkeypatch):
+    """While the console is open the demo runs a private sshd on loopback (SFTP only, its
+    own key only) and puts it in the demo's [backup]: the console's ship works as a real
+    exchange's. Nothing else can log in, and the server is gone afterwards."""
+    import socket
+
+    import paramiko
+
+    from polysec_tui.config import resolve_settings
+    from polysec_tui.db.models import Officer
+    from polysec_tui.services.officers.auth import Actor
+    from polysec_tui.services.operations import backups
+    from polysec_tui.synthetic.demo_sftp import demo_sftp
+
+    for name in ("POLYSEC_DB_URL", "POLYSEC_KEYRING", "POLYSEC_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert _run(["demo", "--no-tui", "--accounts", "50", "--days", "5", "--anchor",
+                 ANCHOR_TEXT]) == 0
+    home = tmp_path / "xdg" / "polysec"
+    settings = resolve_settings(None, None, None).for_demo()
+    assert "ship_to" not in settings.section("backup")  # only while the demo runs
+    with demo_sftp(settings) as offsite:
+        assert offsite.unavailable is None and offsite.url is not None
+        config = backups.BackupConfig.from_settings(offsite.settings)
+        assert config.ship_to == offsite.url and offsite.url.startswith("sftp://")
+        port = int(offsite.url.split(":")[2].split("/")[0])
+        rt = open_runtime(offsite.settings)
+        try:
+            with rt.sessions() as s:
+                ada = s.scalar(select(Officer).where(Officer.name == "ada"))
+                assert ada is not None
+            actor = Actor(ada.id, ada.name, ada.role)
+            made = backups.create_backup(rt, actor)
+            to, known_hosts, identity = config.shipping()
+            shipped = backups.ship_backup(rt, actor, made.path, to, known_hosts=known_hosts,
+                                          identity=identity)
+            assert shipped.size_bytes == made.path.stat().st_size
+        finally:
+            rt.engine.dispose()
+        assert (home / "demo-offsite" / made.path.name).read_bytes() == made.path.read_bytes()
+        # Another key is refused: the server takes the demo's key only.
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            transport = paramiko.Transport(sock)
+            transport.start_client(timeout=10)
+            with pytest.raises(paramiko.AuthenticationException):
+                transport.auth_publickey(getpass.getuser(), paramiko.RSAKey.generate(2048))
+            transport.close()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_without_sshd_the_demo_says_why_it_cannot_ship(tmp_path, monkeypatch):
+    from polysec_tui.config import demo_backup
+    from polysec_tui.synthetic import demo_sftp as module
+
+    monkeypatch.setattr(module, "find_sshd", lambda: None)
+    keyring = tmp_path / "demo-keyring.json"
+    from polysec_tui.synthetic.demo import ensure_demo_backup_keys
+
+    ensure_demo_backup_keys(keyring)
+    settings = Settings("sqlite://", keyring, demo=True,
+                        options={"backup": demo_backup(keyring)})
+    with module.demo_sftp(settings) as offsite:
+        assert offsite.url is None and offsite.settings is settings
+        assert offsite.unavailable is not None and "openssh-server" in offsite.unavailable
 
 
 def test_a_demo_into_a_database_with_officers_says_what_it_did_not_run(tmp_path, capsys):

@@ -147,8 +147,8 @@ class BackupConfig:
         key = ssh_identity or self.ssh_identity
         if not (target and hosts and key):
             raise InputError("shipping needs an SFTP target, a known_hosts file and an SSH "
-                             "key: set [backup] ship_to, known_hosts and ssh_identity (or "
-                             "name them on the command line)")
+                             "key: set [backup] ship_to, known_hosts and ssh_identity in the "
+                             "configuration")
         return target, hosts, key
 
 

@@ -1,0 +1,165 @@
+"""The demo's offsite copy: a private OpenSSH server on loopback while the console is
+open, so that `polysec demo` ships backups the way an exchange does (sftp://, the host
+key pinned, key login), without touching the machine's own sshd.
+
+It runs as the user who runs the demo, listens on 127.0.0.1 only, on a free port, and
+serves nothing but SFTP, to nothing but the demo's own key (``restrict``). Its keys are
+made once in ``demo-sftp/`` beside the demo keyring (demo-only, like the backup keys),
+and shipped backups land in ``demo-offsite/`` there. Where OpenSSH's server is not
+installed, or will not start, the demo runs without it and says why.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from polysec_tui.config import Settings, demo_backup
+from polysec_tui.files import atomic_write
+
+SSHD_PATHS = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
+SERVER_DIR = "demo-sftp"
+OFFSITE_DIR = "demo-offsite"
+START_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class DemoSftp:
+    settings: Settings  # the demo's, with [backup] ship_to, known_hosts, ssh_identity
+    url: str | None  # where backups are shipped, or None
+    unavailable: str | None  # why shipping cannot be tried, or None
+
+
+def find_sshd() -> str | None:
+    found = next((p for p in SSHD_PATHS if os.access(p, os.X_OK)), None)
+    return found or shutil.which("sshd")
+
+
+@contextmanager
+def demo_sftp(settings: Settings) -> Iterator[DemoSftp]:
+    """Run the demo's SFTP server for the duration of the block. Only for the demo's own
+    [backup] table (a configured one is the user's: left alone)."""
+    backup = settings.options.get("backup")
+    if not settings.demo or not backup or backup != demo_backup(settings.keyring_path):
+        yield DemoSftp(settings, None, None)
+        return
+    sshd = find_sshd()
+    if sshd is None:
+        yield DemoSftp(settings, None, "shipping needs OpenSSH's server (sshd), which is "
+                                       "not installed (Debian: apt install openssh-server)")
+        return
+    root = settings.keyring_path.with_name(SERVER_DIR)
+    offsite = settings.keyring_path.with_name(OFFSITE_DIR)
+    for directory in (root, offsite):
+        directory.mkdir(mode=0o700, exist_ok=True)
+    host_public = _key(root / "host_ed25519")
+    client_public = _key(root / "client_ed25519")
+    user = getpass.getuser()
+    atomic_write(root / "authorized_keys",
+                 f"restrict {client_public} polysec-demo\n".encode())
+    port = _free_port()
+    config = root / "sshd_config"
+    atomic_write(config, _sshd_config(root, port, user, offsite).encode())
+    known_hosts = root / "known_hosts"
+    atomic_write(known_hosts, f"[127.0.0.1]:{port} {host_public}\n".encode())
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # its privilege separation dir
+    log_path = root / "sshd.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)],  # noqa: S603
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    try:
+        if not _answers(port, proc):
+            reason = _last_line(log_path) or "it did not answer"
+            yield DemoSftp(settings, None, f"the demo's SFTP server did not start: {reason}")
+            return
+        url = f"sftp://{user}@127.0.0.1:{port}{offsite}"
+        options = {**settings.options, "backup": {
+            **backup, "ship_to": url, "known_hosts": str(known_hosts),
+            "ssh_identity": str(root / "client_ed25519")}}
+        yield DemoSftp(Settings(settings.db_url, settings.keyring_path,
+                                settings.config_path, True, options), url, None)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _key(path: Path) -> str:
+    """An Ed25519 key in OpenSSH's format, made once; its public half."""
+    if not path.exists():
+        key = Ed25519PrivateKey.generate()
+        atomic_write(path, key.private_bytes(serialization.Encoding.PEM,
+                                             serialization.PrivateFormat.OpenSSH,
+                                             serialization.NoEncryption()))
+    private = serialization.load_ssh_private_key(path.read_bytes(), password=None)
+    assert isinstance(private, Ed25519PrivateKey)
+    return private.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                             serialization.PublicFormat.OpenSSH).decode()
+
+
+def _sshd_config(root: Path, port: int, user: str, offsite: Path) -> str:
+    return f"""\
+# The demo's private SFTP server (polysec demo). DEMO ONLY.
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {root / "host_ed25519"}
+PidFile {root / "sshd.pid"}
+AuthorizedKeysFile {root / "authorized_keys"}
+AllowUsers {user}
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+StrictModes no
+UsePAM no
+Subsystem sftp internal-sftp
+ForceCommand internal-sftp -d {offsite}
+AllowTcpForwarding no
+AllowAgentForwarding no
+X11Forwarding no
+PermitTTY no
+LogLevel ERROR
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _answers(port: int, proc: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                if s.recv(4).startswith(b"SSH-"):
+                    return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1][:200] if lines else ""
