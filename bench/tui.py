@@ -139,20 +139,34 @@ class Frames:
         return moment
 
 
+def _key_event(key: str) -> Any:
+    """The Key event a terminal's key makes (as Textual's own `App._press_keys`)."""
+    import unicodedata
+
+    from textual import events
+    from textual.keys import _get_unicode_name_from_key
+
+    try:
+        character: str | None = unicodedata.lookup(_get_unicode_name_from_key(key))
+    except KeyError:
+        character = key if len(key) == 1 else None
+    return events.Key(key, character)
+
+
 async def _press(app: Any, frames: Frames, key: str, changed: Any, what: str) -> float:
     """Key-press to the frame that shows its result, without Pilot's idle waits (each
     ``pilot.press`` and ``pilot.pause`` sleeps at least 20 ms until the process looks
     idle, which the Pilot figures include): the key event is posted, the result is
     polled every millisecond and the time is that of the first frame written after it
     (or of the result itself when it changed nothing on screen)."""
-    from textual import events
-
     began = time.perf_counter()
-    app.post_message(events.Key(key, key))
-    deadline = began + 60
+    app._driver.send_message(_key_event(key))  # as Pilot does, without its idle waits
+    deadline = began + 20
     while not changed():
         if time.perf_counter() > deadline:
-            raise SystemExit(f"{what} did not happen within 60 s")
+            raise SystemExit(f"{what} did not happen within 60 s "
+                             f"(focus {app.focused!r}, screen {app.screen!r}, "
+                             f"search {getattr(app.screen, 'search', None)!r})")
         await asyncio.sleep(0.001)
     return (await frames.after(time.perf_counter()) - began) * 1000
 
@@ -201,14 +215,21 @@ async def repaint(rt: Runtime, session: tuple[str, Actor], account: str,
                   rounds: int) -> dict[str, list[float]]:
     """``r`` on the queue, then on the timeline: ``rounds`` times with Pilot (press,
     poll, pause: the method of the figures before 2026-11-24), ``rounds`` by frames;
-    and by frames ``n``/``p`` on the queue (a page of other rows each time)."""
+    and by frames: ``]``/``[`` on the queue (a page of other rows each time), the
+    cursor moving (down/up) on both, the queue's filter line (enter: the page of an
+    account, then every row again) and the timeline's (each character typed filters
+    its rows)."""
+    from textual.widgets import DataTable, Input
+
     from polysec_tui.app import PolysecApp
     from polysec_tui.screens.timeline import TimelineScreen
     from polysec_tui.screens.withdrawals import WithdrawalQueueScreen
 
-    out: dict[str, list[float]] = {"queue_reload": [], "timeline_reload": [],
-                                   "queue_reload_frames": [],
-                                   "timeline_reload_frames": [], "queue_page_frames": []}
+    out: dict[str, list[float]] = {
+        "queue_reload": [], "timeline_reload": [], "queue_reload_frames": [],
+        "timeline_reload_frames": [], "queue_page_frames": [], "queue_move_frames": [],
+        "queue_filter_frames": [], "timeline_move_frames": [],
+        "timeline_filter_frames": []}
     app = PolysecApp(rt, session=session)
     frames = Frames(app)
 
@@ -226,6 +247,16 @@ async def repaint(rt: Runtime, session: tuple[str, Actor], account: str,
                 app, frames, "r", lambda before=before: current() is not before, name))
             await pilot.pause()
 
+    async def move(name: str, table: Any) -> None:
+        # Away from the row the cursor starts on (the first, or the timeline's last) and back.
+        keys = ("up", "down") if table.cursor_row > 0 else ("down", "up")
+        for step in range(rounds):
+            before = table.cursor_row
+            out[name].append(await _press(
+                app, frames, keys[step % 2],
+                lambda before=before: table.cursor_row != before, "the cursor"))
+            await pilot.pause()
+
     async with app.run_test(size=(160, 48)) as pilot:
         await _until(pilot, lambda: app.actor is not None, "the login")
         await pilot.press("4")
@@ -238,14 +269,41 @@ async def repaint(rt: Runtime, session: tuple[str, Actor], account: str,
         for step in range(rounds):
             before = queue.page
             out["queue_page_frames"].append(await _press(
-                app, frames, "n" if step % 2 == 0 else "p",
+                app, frames, "right_square_bracket" if step % 2 == 0 else "left_square_bracket",
                 lambda before=before: queue.page is not before, "the next page"))
+            await pilot.pause()
+        await move("queue_move_frames", queue.query_one("#queue-table", DataTable))
+        # The filter line: an account's withdrawals (the beginning of its id, as typed),
+        # then every row again.
+        accounts = [i.account for i in queue.page.items] if queue.page else []
+        for step in range(rounds):
+            typed = accounts[step % len(accounts)][:6] if step % 2 == 0 and accounts else ""
+            await pilot.press("slash")
+            queue.query_one("#queue-filter", Input).value = typed
+            before = queue.page
+            out["queue_filter_frames"].append(await _press(
+                app, frames, "enter",
+                lambda before=before, typed=typed: queue.search == typed
+                and queue.page is not before, "the filtered page"))
             await pilot.pause()
         screen = TimelineScreen()
         screen.ident = account
         await app.push_screen(screen)
         await _until(pilot, lambda: screen.data is not None, "the timeline")
         await reload("timeline_reload", lambda: screen.data)
+        events = screen.query_one("#tl-events", DataTable)
+        await move("timeline_move_frames", events)
+        # Live filtering as the officer types: "login", one character at a time, then
+        # back to every row.
+        for _ in range(max(1, rounds // 5)):
+            await pilot.press("slash")
+            for typed in ("l", "lo", "log", "logi", "login"):
+                out["timeline_filter_frames"].append(await _press(
+                    app, frames, typed[-1],
+                    lambda typed=typed: getattr(events, "search", None) == typed,
+                    "the filtered rows"))
+                await pilot.pause()
+            await pilot.press("escape")
     return out
 
 
