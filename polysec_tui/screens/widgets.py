@@ -12,19 +12,28 @@ from __future__ import annotations
 
 import uuid
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, cast
 
 from rich.cells import cell_len
+from rich.console import Console
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import on
+from textual._types import SegmentLines
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
 from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
+from textual.strip import Strip
 from textual.widgets import Button, DataTable, Footer, Input, Static
+from textual.widgets._data_table import ColumnKey, RowKey
 from textual.widgets._footer import FooterKey  # not exported; the footer is rebuilt here
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -80,6 +89,60 @@ def _fill(table: DataTable[Text], columns: Sequence[tuple[str, str, int | None]]
         table.add_column(label, key=key, width=width)
     for row in rows:
         table.add_row(*row, height=None if wrap else 1)
+
+
+_NO_STYLE = Style.null()
+
+
+def _text_line(console: Console, cell: Text, width: int, padding: int, style: Style,
+               post: Style, meta: Style) -> list[Segment]:
+    """What ``console.render_lines(Styled(Padding(cell, (0, padding)), pre, post),
+    options)`` gives for a one-line, non-wrapping row (its first line), where ``pre``
+    is ``style`` with the cell's ``meta``. The meta (the cell's coordinates, for the
+    mouse) is added last: ``style`` and the text's own styles are the same for many
+    cells, so their sums come from Rich's cache."""
+    inner = width - 2 * padding
+    line = _ascii_line(console, cell, inner)
+    if line is None:
+        lines = cell.wrap(console, inner, justify=cell.justify or "default",
+                          overflow=cell.overflow or "fold",
+                          tab_size=(console.tab_size if cell.tab_size is None
+                                    else cell.tab_size) or 8, no_wrap=True)
+        first = Text("\n").join(lines[:1]).render(console)
+        line = Segment.adjust_line_length(list(first), inner, style=_NO_STYLE)
+    if padding:
+        line = [Segment(" " * padding, _NO_STYLE), *line, Segment(" " * padding, _NO_STYLE)]
+    return Segment.adjust_line_length(
+        [Segment(text, None if control else cast(Style, segment_style) + meta, control)
+         for text, segment_style, control in Segment.apply_style(line, style=style,
+                                                                   post_style=post)],
+        width)
+
+
+def _ascii_line(console: Console, cell: Text, inner: int) -> list[Segment] | None:
+    """Rich's ``wrap``, ``join`` and ``render`` of ``cell`` at ``inner`` cells, done with
+    str operations, for the common cell: printable ASCII (a character is a cell) in one
+    style; None for any other."""
+    plain = cell.plain
+    if cell.spans or not plain or not plain.isascii() or not plain.isprintable():
+        return None
+    justify = cell.justify or "default"
+    if justify in ("right", "center"):
+        plain = plain.rstrip()
+    if len(plain) > inner:
+        plain = (plain[:inner - 1] + "…" if cell.overflow == "ellipsis" else plain[:inner])
+    if justify == "right":
+        plain = plain.rjust(inner)
+    elif justify == "center":
+        plain = plain.rjust(len(plain) + (inner - len(plain)) // 2).ljust(inner)
+    elif justify == "left":
+        plain = plain.ljust(inner)
+    if not plain:
+        return None  # Rich renders an emptied text its own way
+    line = [Segment(plain, console.get_style(cell.style) if cell.style else None)]
+    if len(plain) < inner:
+        line.append(Segment(" " * (inner - len(plain)), _NO_STYLE))
+    return line
 
 
 def _sort_key(cell: Text) -> tuple[int, float, str]:
@@ -144,9 +207,94 @@ class ConsoleTable(DataTable[Text]):
         # is not one of its cells (an alert's key); set before `fill_table`.
         self.row_ids: Sequence[str] | None = None
         self._note = ""
+        self._cell_state: tuple[Console, int, int, int, bool] | None = None
+        self._cells: LRUCache[tuple[Any, ...], tuple[Text, SegmentLines]] = LRUCache(10_000)
         # A paged table (the queue): where its rows sit among all of them.
         self.page_offset = 0
         self.page_total: int | None = None
+
+    def _render_cell(self, row_index: int, column_index: int, base_style: Style,
+                     width: int, cursor: bool = False, hover: bool = False) -> SegmentLines:
+        """DataTable's cell, rendered without Rich's generic pipeline for the cells every
+        table here has: one-line rows of ``Text`` that does not wrap.
+
+        A page of other rows renders every visible cell (440 on the queue at 160x48);
+        through ``Styled(Padding(Text))`` and ``console.render_lines`` that took about
+        70 us a cell, most of a page's time. The same steps done directly (Rich's own
+        ``wrap``, ``join`` and ``render``; crop, pad, the styles around) give the same
+        segments (tests/console/test_tui_tables.py compares both on every kind of cell)
+        in a fraction of it. Anything else takes Textual's way."""
+        state = self._cell_state or self._read_cell_state()
+        console, padding, fixed_rows, fixed_columns, show_cursor = state
+        found = self._plain_cell(row_index, column_index)
+        if found is None or width <= 2 * padding:
+            return super()._render_cell(row_index, column_index, base_style, width,
+                                        cursor, hover)
+        row_key, column_key, cell = found
+        component, post = self._get_styles_to_render_cell(
+            False, False, row_index < fixed_rows or column_index < fixed_columns,
+            hover, cursor, show_cursor, self._show_hover_cursor,
+            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
+        # Keyed by everything the rendering depends on, and kept while the cell is the
+        # same object: Textual's own cache is emptied by every style update and resize,
+        # that is each time the table gains or loses focus (every filter line and
+        # dialog) or a line above it comes or goes, and every visible cell was rendered
+        # again then.
+        key = (row_key, column_key, row_index, column_index, width, padding, base_style,
+               component, post)
+        cached = self._cells.get(key)
+        if cached is not None and cached[0] is cell:
+            return cached[1]
+        lines = [_text_line(console, cell, width, padding, base_style + component, post,
+                            Style.from_meta({"row": row_index, "column": column_index}))]
+        self._cells.set(key, (cell, lines))
+        return lines
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        """Textual measures every cell of the new rows (about 10 us each, 5 ms for a page
+        of the queue) for the widths of auto-width columns and the heights of auto-height
+        rows. `fill_table` gives every column its width: unless some column or new row is
+        sized by its content after all, only the table's virtual size is left to set."""
+        rows = list(new_rows)
+        if any(column.auto_width for column in self.columns.values()) or any(
+                row.auto_height or row.label is not None
+                for row in (self.rows.get(key) for key in rows) if row is not None):
+            super()._update_dimensions(rows)
+            return
+        width = sum(column.get_render_width(self) for column in self.columns.values())
+        self.virtual_size = Size(
+            width + self._row_label_column_width,
+            self._total_row_height + (self.header_height if self.show_header else 0))
+
+    def _read_cell_state(self) -> tuple[Console, int, int, int, bool]:
+        """What every cell of a render needs (reactives cost a lookup each)."""
+        return (self.app.console, self.cell_padding, self.fixed_rows, self.fixed_columns,
+                self.show_cursor)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._cell_state = self._read_cell_state()  # read once for the cells of this render
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._cell_state = None
+
+    def _plain_cell(self, row_index: int, column_index: int
+                    ) -> tuple[RowKey, ColumnKey, Text] | None:
+        """The cell (and its keys) when the direct rendering applies to it, else None."""
+        if row_index < 0 or column_index < 0:
+            return None  # the header, row labels
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        if row_key is None or column_key is None:
+            return None
+        row = self.rows.get(row_key)
+        if row is None or row.height != 1:
+            return None
+        cell = self._data.get(row_key, {}).get(column_key)
+        if (type(cell) is not Text or cell.no_wrap is False
+                or cell.overflow == "ignore" or cell.justify == "full" or cell.end != "\n"):
+            return None
+        return row_key, column_key, cell
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "search":
@@ -519,12 +667,15 @@ class FigureCard(Static):
 
 
 class ConsoleFooter(Footer):
-    """Textual's footer, rebuilt only when what it shows changed.
+    """Textual's footer, changed only where what it shows changed.
 
-    Footer recomposes itself (a dozen key widgets, each restyled) on every "bindings
-    updated" signal: each focus change, mode switch and screen stack change, often with
-    the same bindings. Opening a screen sent about twenty of them, a third of its time.
-    Here the signal is ignored when the shown bindings are those already drawn.
+    Footer recomposes itself (a dozen key widgets, each created and styled) on every
+    "bindings updated" signal: each focus change, mode switch and screen stack change,
+    often with the same bindings. Opening a screen sent about twenty of them, a third of
+    its time, and the focus moving into a filter line and back cost 50 ms. Here the
+    signal is ignored when the bindings are those already drawn, and otherwise the keys
+    already there are changed in place: only the missing ones are created, and those
+    not wanted are hidden for the next time.
     """
 
     _drawn: tuple[object, ...] | None = None
@@ -537,11 +688,14 @@ class ConsoleFooter(Footer):
             if shown == self._drawn:
                 return
             self._drawn = shown
+            if self._bindings_ready:
+                self.call_after_refresh(self._update_keys)
+                return
         super().bindings_changed(screen)
 
     def on_resize(self) -> None:
         if self._bindings_ready:  # what fits depends on the width
-            self.call_after_refresh(self.recompose)
+            self.call_after_refresh(self._update_keys)
 
     def compose(self) -> ComposeResult:
         """The keys that fit, in the screen's order (its own keys first, then the
@@ -549,6 +703,46 @@ class ConsoleFooter(Footer):
         lists them all). One key per action, as Textual's footer shows them."""
         if not self._bindings_ready:
             return
+        for spec in self._wanted():
+            yield self._key(spec)
+
+    def _update_keys(self) -> None:
+        """The keys wanted now, in the widgets already there (as many as both have),
+        then the rest created or hidden; the command palette's key stays last."""
+        if not self.is_attached:
+            return
+        wanted = self._wanted()
+        current = list(self.children)
+        palettes = [w for w in current if w.has_class("-command-palette")]
+        wanted_palette = [spec for spec in wanted if spec.palette]
+        if (any(type(widget) is not FooterKey for widget in current)
+                or len(palettes) != len(wanted_palette)
+                or (palettes and current[-1] is not palettes[0])):
+            self.refresh(recompose=True)
+            return
+        keys = [w for w in current if w not in palettes]
+        wanted_keys = [spec for spec in wanted if not spec.palette]
+        for widget, spec in zip(keys, wanted_keys, strict=False):
+            _restyle(cast(FooterKey, widget), spec)
+            widget.display = True
+        for widget, spec in zip(palettes, wanted_palette, strict=True):
+            _restyle(cast(FooterKey, widget), spec)
+        # Keys not wanted now are hidden, not removed: the focus coming back (a filter
+        # line closing) wants them again.
+        for widget in keys[len(wanted_keys):]:
+            widget.display = False
+        if len(wanted_keys) > len(keys):
+            self.mount_all([self._key(spec) for spec in wanted_keys[len(keys):]],
+                           before=palettes[0] if palettes else None)
+
+    @staticmethod
+    def _key(spec: _KeySpec) -> FooterKey:
+        key = FooterKey(spec.key, spec.display, spec.description, spec.action,
+                        disabled=spec.disabled, tooltip=spec.tooltip,
+                        classes="-command-palette" if spec.palette else "")
+        return key if spec.palette else key.data_bind(compact=Footer.compact)
+
+    def _wanted(self) -> list[_KeySpec]:
         app = self.app
         screen = self.screen
         active = screen.active_bindings
@@ -575,20 +769,46 @@ class ConsoleFooter(Footer):
             while count < len(widths) and sum(widths[:count + 1]) <= room:
                 count += 1
             shown = shown[:count]
-        for binding, enabled, tooltip in shown:
-            yield FooterKey(binding.key, app.get_key_display(binding), binding.description,
-                            binding.action, disabled=not enabled,
-                            tooltip=tooltip).data_bind(compact=Footer.compact)
+        wanted = [_KeySpec(binding.key, app.get_key_display(binding), binding.description,
+                           binding.action, not enabled, tooltip)
+                  for binding, enabled, tooltip in shown]
         if len(shown) < len(keys):
-            yield FooterKey("question_mark", "?", "more", "app.key_help",
-                            tooltip="Every key of this screen").data_bind(
-                                compact=Footer.compact)
+            wanted.append(_KeySpec("question_mark", "?", "more", "app.key_help", False,
+                                   "Every key of this screen"))
         if palette is not None and app.ENABLE_COMMAND_PALETTE:
             binding = palette.binding
-            yield FooterKey(binding.key, app.get_key_display(binding), binding.description,
-                            binding.action, classes="-command-palette",
-                            disabled=not palette.enabled,
-                            tooltip=binding.tooltip or binding.description)
+            wanted.append(_KeySpec(binding.key, app.get_key_display(binding),
+                                   binding.description, binding.action, not palette.enabled,
+                                   binding.tooltip or binding.description, palette=True))
+        return wanted
+
+
+@dataclass(frozen=True)
+class _KeySpec:
+    """One key of the footer."""
+
+    key: str
+    display: str
+    description: str
+    action: str
+    disabled: bool
+    tooltip: str
+    palette: bool = False
+
+
+def _restyle(widget: FooterKey, spec: _KeySpec) -> None:
+    """Make a footer key show ``spec``: what `FooterKey.__init__` sets, set again."""
+    same = (widget.key, widget.key_display, widget.description, widget.action,
+            widget._disabled) == (spec.key, spec.display, spec.description, spec.action,
+                                  spec.disabled)
+    widget.key, widget.key_display = spec.key, spec.display
+    widget.description, widget.action = spec.description, spec.action
+    widget._disabled = spec.disabled
+    widget.set_class(spec.disabled, "-disabled")
+    widget.set_class(spec.palette, "-command-palette")
+    widget.tooltip = spec.tooltip or None
+    if not same:
+        widget.refresh(layout=True)
 
 
 def _key_width(key: str, description: str) -> int:

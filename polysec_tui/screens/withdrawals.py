@@ -147,6 +147,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
         self.page_offset = 0
         self.page: service.QueuePage | None = None
         self.marked: list[str] = []  # external ids, in the order marked
+        self._closing_filter = False
 
     @cached_property
     def sla(self) -> timedelta:
@@ -184,6 +185,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
             search=search or None))
 
     def on_console_screen_loaded(self, message: ConsoleScreen.Loaded) -> None:
+        self._close_filter()
         if message.data is None:
             self.set_status(message.error, error=True)
             return
@@ -374,6 +376,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
         """Esc closes the filter line first; then it leaves the queue."""
         box = self.query_one("#queue-filter", Input)
         if box.has_class("-shown"):
+            self._closing_filter = False
             box.remove_class("-shown")
             self.query_one("#queue-table", DataTable).focus()
             return
@@ -383,10 +386,18 @@ class WithdrawalQueueScreen(ConsoleScreen):
     def _filter(self, event: Input.Submitted) -> None:
         event.stop()
         self.search = event.value.strip()
-        event.input.remove_class("-shown")
-        self.query_one("#queue-table", DataTable).focus()
         self.page_offset = 0
+        # The line closes and the table takes the focus when the filtered page is there:
+        # together they are one repaint; before, the old page was first repainted with
+        # the focus back (the whole table, 50 ms on a full screen).
+        self._closing_filter = True
         self.reload()
+
+    def _close_filter(self) -> None:
+        if self._closing_filter:
+            self._closing_filter = False
+            self.query_one("#queue-filter", Input).remove_class("-shown")
+            self.query_one("#queue-table", DataTable).focus()
 
 
 

@@ -347,3 +347,44 @@ def test_snapshot_demo_no_color(snap_compare: Any, snapshot_runtime: Runtime,
     monkeypatch.setenv("NO_COLOR", "1")
     assert snap_compare(PolysecApp(snapshot_runtime, session=snapshot_officer),
                         terminal_size=(80, 24), run_before=settle)
+
+
+@sync
+async def test_the_console_s_own_process_collects_between_key_presses(
+        runtime: Runtime, officer: Session) -> None:
+    """`polysec tui` (own_gc): once every screen's module is loaded, they are frozen out
+    of the cyclic collector's sight and Python's own full collections (30 to 130 ms, in
+    the middle of a repaint) give way to the console's, run when no key was pressed for
+    a moment. An app in a shared process (the tests) leaves the collector alone."""
+    import gc
+
+    saved = gc.get_threshold()
+    shared = PolysecApp(runtime, session=officer)
+    async with shared.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert shared._preloading is not None
+        shared._preloading.join(timeout=30)
+        await pilot.pause()
+        assert gc.get_threshold() == saved
+    app = PolysecApp(runtime, session=officer, own_gc=True)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            assert app._preloading is not None
+            app._preloading.join(timeout=30)
+            for _ in range(50):
+                await pilot.pause()
+                if gc.get_freeze_count():
+                    break
+            assert gc.get_freeze_count() > 0
+            assert gc.get_threshold()[2] == 1_000_000
+            collected = app._last_collect
+            await pilot.press("down")  # a key: not now
+            app._collect_when_idle()
+            assert app._last_collect == collected
+            app._last_key -= 10  # no key for a while: now
+            app._collect_when_idle()
+            assert app._last_collect > collected
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)

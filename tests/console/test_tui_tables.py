@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable
@@ -174,3 +175,87 @@ async def test_a_paged_table_leaves_slash_and_s_to_its_screen() -> None:
         await pilot.pause()
         assert shown(table) == [[str(i), f"row {i}"] for i in range(3)]
         assert app.screen is app.screen_stack[0]  # no filter line opened
+
+
+
+def _cells() -> list[Text]:
+    """Every kind of cell the screens make, and some they might."""
+    from polysec_tui.screens.widgets import safe_text
+
+    styled = Text.assemble(("bold ", "bold"), ("red", "red on white"), " plain")
+    spans = Text("ip_not_seen, new_country", style="yellow")
+    spans.stylize("underline", 3, 8)
+    return [
+        Text(""), Text("x"), Text("held"), Text("12,621.00", justify="right"),
+        Text("85", style="bold red", justify="right"), Text("middle", justify="center"),
+        Text("left", justify="left"), Text("trailing   "), Text("   leading"),
+        Text("a rather long explanation that does not fit its column at all"),
+        Text("cropped text beyond the width", overflow="crop"),
+        Text("folded text beyond the width", overflow="fold"),
+        Text("ellipsis text beyond the width", overflow="ellipsis", no_wrap=True),
+        Text("right and too long for the column", justify="right", overflow="ellipsis"),
+        Text("取引所の出金が保留されました", no_wrap=True, overflow="ellipsis"),
+        Text("emoji 🚨🚨 and more", style="on blue"), Text("tab\there"),
+        Text("first line\nsecond line"), Text("e\u0301 combining"),
+        Text("dim", style="dim"), styled, spans,
+        safe_text("bc1q[@click=app.quit]x[/] \x1b[31m"), safe_text("A" * 80),
+        Text("centred and far too long", justify="center", overflow="crop"),
+        Text("right, long, folded at the edge", justify="right", overflow="fold"),
+        Text("left, long and ellipsed", justify="left", overflow="ellipsis"),
+        Text("   ", justify="right"), Text("  pad  ", justify="center", style="bold"),
+        Text("styled by object", style=Style(color="red", bgcolor="blue", italic=True)),
+        Text("no wrap at all", no_wrap=False), Text("ignored overflow", overflow="ignore"),
+        Text("full justify", justify="full"), Text("end", end=""),
+        Text.from_markup("[link=https://example.org]a link[/link]"),
+    ]
+
+
+@sync
+async def test_the_direct_cell_rendering_equals_textuals() -> None:
+    """ConsoleTable renders one-line Text cells itself (the cost of a page of new rows);
+    what it renders must be, segment for segment, what DataTable renders."""
+    app = ConsoleTableApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.query_one(ConsoleTable)
+        cells = _cells()
+        table.add_column("c", key="c", width=12)
+        for cell in cells:
+            table.add_row(cell, height=1)
+        table.add_row(Text("wrapped in a taller row"), height=2)  # Textual's own way
+        await pilot.pause()
+        base = table.rich_style
+        checked = 0
+        for row in range(len(cells) + 1):
+            for width in (0, 1, 2, 3, 5, 9, 14, 40):
+                for cursor, hover in ((False, False), (True, False), (False, True)):
+                    table._cell_render_cache.clear()
+                    ours = table._render_cell(row, 0, base, width, cursor, hover)
+                    table._cell_render_cache.clear()
+                    theirs = DataTable._render_cell(table, row, 0, base, width, cursor, hover)
+                    assert ours == theirs, (cells[row] if row < len(cells) else row, width,
+                                            cursor, hover)
+                    checked += 1
+        assert checked == (len(cells) + 1) * 8 * 3
+        assert table._plain_cell(len(cells), 0) is None  # the taller row: not ours
+        assert table._plain_cell(0, 0) is not None
+
+
+@sync
+async def test_focus_coming_back_and_resizes_render_no_cell_again() -> None:
+    """Every filter line and dialog takes the focus from the table and gives it back, and
+    resizes the table as it shows and hides: the table looks as before, so its cells come
+    from the cache (Textual's own is emptied by both)."""
+    app = ConsoleTableApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        table = app.query_one(ConsoleTable)
+        fill_table(table, [("n", "N", 4), ("what", "What", 20)], rows(30))
+        table.focus()
+        await pilot.pause()
+        assert len(table._cells) >= 2 * 15  # the visible rows' cells
+        table.blur()  # the whole table is tinted otherwise: every cell is new
+        await pilot.pause()
+        blurred = len(table._cells)
+        table.focus()
+        table.styles.height = 12
+        await pilot.pause()
+        assert len(table._cells) == blurred

@@ -33,6 +33,7 @@ from sqlalchemy import (
     String,
     case,
     cast,
+    exists,
     false,
     func,
     null,
@@ -287,9 +288,15 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
             rows = _by_risk(session, page, statuses[0], filters, offset, limit,
                             large=total > COUNT_CAP)
         else:
+            # The page's ids first, ordered over the withdrawals and their verdicts
+            # alone; only its rows then fetch the account, the officer and the price.
+            # (Joined before sorting, every open withdrawal would: 7 ms of a page.)
+            ids = (select(w.id).outerjoin(v, v.withdrawal_id == w.id).where(*where)
+                   .order_by(*order).offset(offset).limit(limit))
+            if dialect in ("mysql", "mariadb"):  # no LIMIT in an IN subquery there
+                ids = select(ids.subquery().c.id)
             rows = list(session.execute(page.outerjoin(v, v.withdrawal_id == w.id)
-                                        .where(*where).order_by(*order)
-                                        .offset(offset).limit(limit)))
+                                        .where(w.id.in_(ids)).order_by(*order)))
         rules = _rules_of(session, [r[0] for r in rows])
     items = tuple(QueueItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
                             rules.get(r[0], ()), r[9], prices.value_of(r[5], r[10]),
@@ -303,11 +310,13 @@ def _matching(text: str) -> ColumnElement[bool]:
     address (their indexes serve it), an asset, a rule or an officer, exactly."""
     if len(text) > MAX_SEARCH:
         raise InputError(f"a filter of at most {MAX_SEARCH} characters")
-    w = Withdrawal
+    w, account = Withdrawal, aliased(Account)  # not the page's own join of Account
     return or_(
         w.external_id.startswith(text, autoescape=True),
-        w.account_id.in_(select(Account.id).where(
-            Account.external_id.startswith(text, autoescape=True))),
+        # Per withdrawal (the account by its key), not a list of every matching account:
+        # SQLite cannot serve LIKE from the accounts' index and would read them all.
+        exists().where(account.id == w.account_id,
+                       account.external_id.startswith(text, autoescape=True)),
         w.address.startswith(text, autoescape=True),
         w.asset == text.upper(),
         w.id.in_(select(WithdrawalFlag.withdrawal_id).where(WithdrawalFlag.rule == text)),
