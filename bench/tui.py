@@ -178,8 +178,9 @@ def _app(rt: Runtime, session: tuple[str, Actor]) -> Any:
 
     from polysec_tui.app import PolysecApp
 
-    own = {"own_gc": True} if "own_gc" in inspect.signature(PolysecApp).parameters else {}
-    return PolysecApp(rt, session=session, **own)
+    if "own_gc" in inspect.signature(PolysecApp).parameters:
+        return PolysecApp(rt, session=session, own_gc=True)
+    return PolysecApp(rt, session=session)
 
 
 async def open_queue(rt: Runtime, session: tuple[str, Actor], rounds: int
