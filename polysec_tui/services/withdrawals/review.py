@@ -276,8 +276,11 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
             # is not more than 12,621 USDT): the largest first within each asset.
             order += [w.asset, amount_key.desc(), w.requested_at]
         order.append(w.id)
-        capped_rows = select(w.id).where(*where).limit(COUNT_CAP + 1).subquery()
-        total = int(session.scalar(select(func.count()).select_from(capped_rows)) or 0)
+
+        def count() -> int:
+            capped_rows = select(w.id).where(*where).limit(COUNT_CAP + 1).subquery()
+            return int(session.scalar(select(func.count()).select_from(capped_rows)) or 0)
+
         page = (select(w.id, w.external_id, Account.external_id, w.requested_at, w.asset,
                        w.amount, w.address, w.status, v.risk_score, Officer.name,
                        price if priced else null())
@@ -285,6 +288,7 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
                 .outerjoin(Officer, Officer.id == w.claimed_by))
         rows: list[Row[*tuple[Any, ...]]]
         if sort == "risk" and len(statuses) == 1:
+            total = count()
             rows = _by_risk(session, page, statuses[0], filters, offset, limit,
                             large=total > COUNT_CAP)
         else:
@@ -297,6 +301,9 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
                 ids = select(ids.subquery().c.id)
             rows = list(session.execute(page.outerjoin(v, v.withdrawal_id == w.id)
                                         .where(w.id.in_(ids)).order_by(*order)))
+            # A first page that is not full is all there is (a filter's, mostly): no
+            # second pass over the rows to count them.
+            total = len(rows) if offset == 0 and len(rows) < limit else count()
         rules = _rules_of(session, [r[0] for r in rows])
     items = tuple(QueueItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
                             rules.get(r[0], ()), r[9], prices.value_of(r[5], r[10]),
