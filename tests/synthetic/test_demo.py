@@ -284,7 +284,6 @@ def test_the_demo_can_make_verify_and_restore_a_backup(tmp_path, monkeypatch, ca
     import stat
 
     from polysec_tui.config import resolve_settings
-    from polysec_tui.services.officers.auth import Actor
     from polysec_tui.services.operations import backups
 
     monkeypatch.delenv("POLYSEC_DB_URL", raising=False)
@@ -303,18 +302,24 @@ def test_the_demo_can_make_verify_and_restore_a_backup(tmp_path, monkeypatch, ca
     assert "backup" not in resolve_settings(None, None, None).options  # not the real one
     rt = open_runtime(settings)
     try:
-        with rt.sessions() as s:
-            from polysec_tui.db.models import Officer
-
-            ada = s.scalar(select(Officer).where(Officer.name == "ada"))
-            assert ada is not None
-        actor = Actor(ada.id, ada.name, ada.role)
+        actor = _ada(rt)
         made = backups.create_backup(rt, actor)
         config = backups.BackupConfig.from_settings(settings)
         report = backups.verify_backup(rt, actor, made.path, config.load_identity())
         assert report.ok, report.reason
     finally:
         rt.engine.dispose()
+
+
+def _ada(rt: Runtime) -> Any:
+    """The demo's admin, as an actor."""
+    from polysec_tui.db.models import Officer
+    from polysec_tui.services.officers.auth import Actor
+
+    with rt.sessions() as s:
+        ada = s.scalar(select(Officer).where(Officer.name == "ada"))
+        assert ada is not None
+    return Actor(ada.id, ada.name, ada.role)
 
 
 @needs_sshd
@@ -327,8 +332,6 @@ def test_the_demo_ships_to_its_own_sftp_server_while_it_runs(tmp_path, monkeypat
     import paramiko
 
     from polysec_tui.config import resolve_settings
-    from polysec_tui.db.models import Officer
-    from polysec_tui.services.officers.auth import Actor
     from polysec_tui.services.operations import backups
     from polysec_tui.synthetic.demo_sftp import demo_sftp
 
@@ -347,10 +350,7 @@ def test_the_demo_ships_to_its_own_sftp_server_while_it_runs(tmp_path, monkeypat
         port = int(offsite.url.split(":")[2].split("/")[0])
         rt = open_runtime(offsite.settings)
         try:
-            with rt.sessions() as s:
-                ada = s.scalar(select(Officer).where(Officer.name == "ada"))
-                assert ada is not None
-            actor = Actor(ada.id, ada.name, ada.role)
+            actor = _ada(rt)
             made = backups.create_backup(rt, actor)
             to, known_hosts, identity = config.shipping()
             shipped = backups.ship_backup(rt, actor, made.path, to, known_hosts=known_hosts,
