@@ -68,7 +68,7 @@ def demo_sftp(settings: Settings) -> Iterator[DemoSftp]:
     user = getpass.getuser()
     atomic_write(root / "authorized_keys",
                  f"restrict {client_public} polysec-demo\n".encode())
-    port = _free_port()
+    port = free_port()
     config = root / "sshd_config"
     atomic_write(config, _sshd_config(root, port, user, offsite).encode())
     known_hosts = root / "known_hosts"
@@ -80,7 +80,7 @@ def demo_sftp(settings: Settings) -> Iterator[DemoSftp]:
         proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)],  # noqa: S603
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     try:
-        if not _answers(port, proc):
+        if not answers(port, proc, START_SECONDS):
             reason = _last_line(log_path) or "it did not answer"
             yield DemoSftp(settings, None, f"the demo's SFTP server did not start: {reason}")
             return
@@ -91,12 +91,7 @@ def demo_sftp(settings: Settings) -> Iterator[DemoSftp]:
         yield DemoSftp(Settings(settings.db_url, settings.keyring_path,
                                 settings.config_path, True, options), url, None)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _key(path: Path) -> str:
@@ -137,14 +132,16 @@ LogLevel ERROR
 """
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _answers(port: int, proc: subprocess.Popen[bytes]) -> bool:
-    deadline = time.monotonic() + START_SECONDS
+def answers(port: int, proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Whether the sshd ``proc`` answers on ``port`` (its banner) within ``seconds``."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
@@ -155,6 +152,15 @@ def _answers(port: int, proc: subprocess.Popen[bytes]) -> bool:
         except OSError:
             time.sleep(0.05)
     return False
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _last_line(path: Path) -> str:

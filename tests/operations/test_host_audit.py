@@ -28,10 +28,11 @@ from polysec_tui.services.operations.host_audit import (
     parse_sshd_t,
 )
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.synthetic.demo_sftp import free_port
 from tests.support import FIXED_NOW
 from tests.support.cli import run_cli
 from tests.support.officers import MovableClock, Staff, make_staff
-from tests.support.sshd import Sshd, free_port, needs_sshd, running_sshd
+from tests.support.sshd import Sshd, needs_sshd, running_sshd
 
 MODERN = """\
 Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com

@@ -4,15 +4,15 @@ sshd_config and authorized_keys, stopped when the context ends."""
 from __future__ import annotations
 
 import getpass
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from polysec_tui.synthetic.demo_sftp import answers, free_port, stop
 
 SSHD = Path("/usr/sbin/sshd")
 needs_sshd = pytest.mark.skipif(not SSHD.exists(),
@@ -32,30 +32,9 @@ class Sshd:
     root: Path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def keygen(path: Path, kind: str = "ed25519") -> str:
     subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(path)], check=True)
     return Path(f"{path}.pub").read_text().strip()
-
-
-def _wait_for_banner(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            raise RuntimeError(f"sshd exited: {err}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                if s.recv(4).startswith(b"SSH-"):
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("sshd did not answer")
 
 
 @contextmanager
@@ -94,13 +73,10 @@ LogLevel VERBOSE
     proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        _wait_for_banner(port, proc)
+        if not answers(port, proc, 20):
+            err = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
+            raise RuntimeError(f"sshd did not answer: {err}")
         yield Sshd("127.0.0.1", port, getpass.getuser(), config, host_pub, known, user_key,
                    root)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
