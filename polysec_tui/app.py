@@ -48,6 +48,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import importlib
 import os
@@ -267,6 +268,8 @@ class PolysecApp(App[None]):
         self.set_interval(SESSION_CHECK_SECONDS, self.check_session)
         self.set_interval(NOTIFICATION_SECONDS, self.check_notifications)
         self.call_after_refresh(self.preload_screens)
+        if self.own_gc:
+            self.set_interval(COLLECT_SECONDS, self._collect_when_idle)
         if self._initial_session is not None:
             token, actor = self._initial_session
             self._initial_session = None
@@ -281,32 +284,23 @@ class PolysecApp(App[None]):
             self._preloading.start()
 
     def _preload(self) -> None:
+        """In the preload thread. It never waits for the event loop (`call_from_thread`
+        would): a login that comes first waits for this thread (`start_session`)."""
         _import_destinations()
         if self.own_gc:
-            self.call_from_thread(self._take_over_gc)
+            _freeze_modules()
         if self.keymap:  # the screens are loaded: every binding id is known now
             with contextlib.suppress(Exception):
                 unknown = unknown_ids(self.keymap, binding_catalogue(PolysecApp, self.keymap))
-                if unknown:
-                    self.call_from_thread(
+                if unknown and self._loop is not None:
+                    self._loop.call_soon_threadsafe(functools.partial(
                         self.notify, f"[keys] names no binding of the console: "
                         f"{', '.join(unknown)} (polysec keys-help lists them)",
-                        severity="warning", markup=False, timeout=20)
-
-    def _take_over_gc(self) -> None:
-        """Every module the console uses is loaded now and lives as long as the process:
-        frozen, out of the cyclic collector's sight. And the full collections, which walk
-        everything else (30 to 130 ms with the queue's and the tables' caches; one struck
-        every fifth page of the queue), run between key presses instead of in the middle
-        of a repaint: Python's own only after a million young collections, practically
-        never; the console's when no key was pressed for a moment (or every 5 min)."""
-        gc.collect()
-        gc.freeze()
-        young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, 1_000_000)
-        self.set_interval(COLLECT_SECONDS, self._collect_when_idle)
+                        severity="warning", markup=False, timeout=20))
 
     def _collect_when_idle(self) -> None:
+        """The console's own full collections (``own_gc``, see `_freeze_modules`): when no
+        key was pressed for a moment, or every 5 min at the latest."""
         now = time.monotonic()
         if (now - self._last_key >= COLLECT_IDLE_SECONDS
                 or now - self._last_collect >= COLLECT_LATEST_SECONDS):
@@ -512,6 +506,20 @@ def _import_destinations() -> None:
         # A module that fails here fails again in `screen_class`, which reports it.
         with contextlib.suppress(Exception):
             importlib.import_module(dest.screen.split(":")[0])
+
+
+def _freeze_modules() -> None:
+    """Every module the console uses is loaded now and lives as long as the process:
+    frozen, out of the cyclic collector's sight. And the full collections, which walk
+    everything else (30 to 130 ms with the queue's and the tables' caches; one struck
+    every fifth page of the queue), run between key presses instead of in the middle of
+    a repaint: Python's own only after a million young collections, practically never;
+    the console's (`PolysecApp._collect_when_idle`) when no key was pressed for a moment.
+    Only in a process of the console's own (`own_gc`): `polysec tui` and `polysec demo`."""
+    gc.collect()
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 1_000_000)
 
 
 def run_app(runtime: Runtime) -> None:

@@ -1,4 +1,4 @@
-"""`polysec ingest accounts|logins|security-events|withdrawals FILE|-`."""
+"""`polysec ingest accounts|logins|security-events|withdrawals|sessions|prices FILE|-`."""
 
 from __future__ import annotations
 

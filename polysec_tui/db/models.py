@@ -203,7 +203,8 @@ class AssetPrice(Base):
     price per (asset, currency, time): the feed may be sent again."""
 
     __tablename__ = "asset_prices"
-    __table_args__ = (UniqueConstraint("asset", "currency", "at"),)
+    # Currency first: "any price in the reference currency?" is asked on every page.
+    __table_args__ = (UniqueConstraint("currency", "asset", "at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     asset: Mapped[str] = mapped_column(String(16))

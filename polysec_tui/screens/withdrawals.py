@@ -367,6 +367,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
 
     def action_filter(self) -> None:
         """Show the filter line."""
+        self._closing_filter = False
         box = self.query_one("#queue-filter", Input)
         box.value = self.search
         box.add_class("-shown")
@@ -392,6 +393,10 @@ class WithdrawalQueueScreen(ConsoleScreen):
         # the focus back (the whole table, 50 ms on a full screen).
         self._closing_filter = True
         self.reload()
+
+    def worker_failed(self, error: BaseException) -> None:
+        self._close_filter()  # the filtered page will not come
+        super().worker_failed(error)
 
     def _close_filter(self) -> None:
         if self._closing_filter:

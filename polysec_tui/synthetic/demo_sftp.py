@@ -11,16 +11,19 @@ installed, or will not start, the demo runs without it and says why.
 
 from __future__ import annotations
 
-import getpass
+import ctypes
 import os
+import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -32,6 +35,7 @@ SSHD_PATHS = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 SERVER_DIR = "demo-sftp"
 OFFSITE_DIR = "demo-offsite"
 START_SECONDS = 10.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -65,26 +69,28 @@ def demo_sftp(settings: Settings) -> Iterator[DemoSftp]:
         directory.mkdir(mode=0o700, exist_ok=True)
     host_public = _key(root / "host_ed25519")
     client_public = _key(root / "client_ed25519")
-    user = getpass.getuser()
+    user = pwd.getpwuid(os.geteuid()).pw_name  # not $USER: it survives `su`
     atomic_write(root / "authorized_keys",
                  f"restrict {client_public} polysec-demo\n".encode())
     port = free_port()
-    config = root / "sshd_config"
-    atomic_write(config, _sshd_config(root, port, user, offsite).encode())
-    known_hosts = root / "known_hosts"
+    # Files of this run (two demos on one keyring each run their own server).
+    run = root / f"run-{os.getpid()}"
+    run.mkdir(mode=0o700, exist_ok=True)
+    config, known_hosts, log_path = run / "sshd_config", run / "known_hosts", run / "sshd.log"
+    atomic_write(config, _sshd_config(root, run, port, user, offsite).encode())
     atomic_write(known_hosts, f"[127.0.0.1]:{port} {host_public}\n".encode())
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # its privilege separation dir
-    log_path = root / "sshd.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)],  # noqa: S603
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, preexec_fn=_dying_with_parent())
     try:
         if not answers(port, proc, START_SECONDS):
             reason = _last_line(log_path) or "it did not answer"
             yield DemoSftp(settings, None, f"the demo's SFTP server did not start: {reason}")
             return
-        url = f"sftp://{user}@127.0.0.1:{port}{offsite}"
+        url = f"sftp://{quote(user)}@127.0.0.1:{port}{quote(str(offsite))}"
         options = {**settings.options, "backup": {
             **backup, "ship_to": url, "known_hosts": str(known_hosts),
             "ssh_identity": str(root / "client_ed25519")}}
@@ -92,6 +98,22 @@ def demo_sftp(settings: Settings) -> Iterator[DemoSftp]:
                                 settings.config_path, True, options), url, None)
     finally:
         stop(proc)
+        shutil.rmtree(run, ignore_errors=True)
+
+
+def _dying_with_parent() -> Callable[[], None] | None:
+    """What the sshd child runs before exec so that the kernel ends it when the demo's
+    process ends, however that ends (SIGKILL, a closed terminal), instead of leaving it
+    listening: Linux's prctl, looked up here (the child, forked from a process with
+    threads, only calls it). None where there is no prctl."""
+    prctl = getattr(ctypes.CDLL(None), "prctl", None)
+    if prctl is None:
+        return None
+
+    def die_with_parent() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return die_with_parent
 
 
 def _key(path: Path) -> str:
@@ -107,15 +129,19 @@ def _key(path: Path) -> str:
                                              serialization.PublicFormat.OpenSSH).decode()
 
 
-def _sshd_config(root: Path, port: int, user: str, offsite: Path) -> str:
+def _sshd_config(root: Path, run: Path, port: int, user: str, offsite: Path) -> str:
+    """Values quoted, ``%`` doubled (sshd expands tokens in some of them)."""
+    def q(value: object) -> str:
+        return '"' + str(value).replace("%", "%%") + '"'
+
     return f"""\
 # The demo's private SFTP server (polysec demo). DEMO ONLY.
 Port {port}
 ListenAddress 127.0.0.1
-HostKey {root / "host_ed25519"}
-PidFile {root / "sshd.pid"}
-AuthorizedKeysFile {root / "authorized_keys"}
-AllowUsers {user}
+HostKey {q(root / "host_ed25519")}
+PidFile {q(run / "sshd.pid")}
+AuthorizedKeysFile {q(root / "authorized_keys")}
+AllowUsers {q(user)}
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -123,10 +149,8 @@ PermitRootLogin prohibit-password
 StrictModes no
 UsePAM no
 Subsystem sftp internal-sftp
-ForceCommand internal-sftp -d {offsite}
-AllowTcpForwarding no
-AllowAgentForwarding no
-X11Forwarding no
+ForceCommand internal-sftp -d {q(offsite)}
+DisableForwarding yes
 PermitTTY no
 LogLevel ERROR
 """
@@ -150,7 +174,8 @@ def answers(port: int, proc: subprocess.Popen[bytes], seconds: float) -> bool:
                 if s.recv(4).startswith(b"SSH-"):
                     return True
         except OSError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     return False
 
 

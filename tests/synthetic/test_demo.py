@@ -368,6 +368,7 @@ def test_the_demo_ships_to_its_own_sftp_server_while_it_runs(tmp_path, monkeypat
             transport.close()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    assert not list((home / "demo-sftp").glob("run-*"))  # this run's files are gone
 
 
 def test_without_sshd_the_demo_says_why_it_cannot_ship(tmp_path, monkeypatch):
@@ -465,3 +466,47 @@ def test_the_console_lists_the_demo_scenarios(tmp_path, monkeypatch, capsys):
         drive()
     finally:
         rt.engine.dispose()
+
+
+@needs_sshd
+def test_the_demo_s_sftp_server_ends_with_the_demo_even_killed(tmp_path):
+    """A demo killed (SIGKILL, a closed terminal) leaves no SSH server listening."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    script = f"""
+import time
+from pathlib import Path
+from polysec_tui.config import Settings, demo_backup
+from polysec_tui.synthetic.demo import ensure_demo_backup_keys
+from polysec_tui.synthetic.demo_sftp import demo_sftp
+keyring = Path({str(tmp_path / "demo-keyring.json")!r})
+ensure_demo_backup_keys(keyring)
+settings = Settings("sqlite://", keyring, demo=True, options={{"backup": demo_backup(keyring)}})
+with demo_sftp(settings) as offsite:
+    print(offsite.url or offsite.unavailable, flush=True)
+    time.sleep(60)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip() if proc.stdout else ""
+        assert url.startswith("sftp://"), url
+        port = int(url.split(":")[2].split("/")[0])
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the demo's sshd outlived the demo")
+    finally:
+        proc.kill()
+        proc.wait()

@@ -126,3 +126,21 @@ def test_cli_lists_values(cli_staff: Staff, capsys: pytest.CaptureFixture[str],
     assert [i["value"] for i in listed["items"] if i["external_id"] == "B1"] == ["60000.00"]
     text = run_cli(capsys, "withdrawals", "list", "--status", "pending").out
     assert "2 BTC (~60,000.00 USD)" in text
+
+
+def test_the_largest_values_and_the_reference_currency_itself(staff: Staff) -> None:
+    """Any amount times any price the feed accepts has a value (20 integer digits each:
+    more than Decimal's default precision); a withdrawal in the reference currency is
+    worth its amount, without a price."""
+    rt, ann = staff.rt, staff.actors["ann"]
+    request(rt, "HUGE", asset="SHIB", amount="10000000000", ago=timedelta(hours=1))
+    request(rt, "DOLLARS", asset="USD", amount="1234.5", ago=timedelta(hours=1))
+    ingest(rt, "prices", price("SHIB", "100000000000000000", timedelta(hours=2)))
+    page = wds.list_queue(rt, ann, status="pending", sort="amount", limit=1000)
+    values = {i.external_id: i.value for i in page.items}
+    assert values["HUGE"] == Decimal("1000000000000000000000000000.00")
+    assert values["DOLLARS"] == Decimal("1234.50")
+    assert [i.external_id for i in page.items][:2] == ["HUGE", "DOLLARS"]
+    detail = wds.show(rt, ann, "DOLLARS")
+    assert detail.item.value == Decimal("1234.50") and detail.price is not None
+    assert detail.price.price == 1

@@ -334,3 +334,35 @@ def test_snapshot_detail(snap_compare: Any, snapshot_runtime: Runtime) -> None:
 
     assert snap_compare(PolysecApp(snapshot_runtime, session=session),
                         terminal_size=(140, 56), run_before=run_before)
+
+
+@sync
+async def test_the_filter_line_closes_when_its_page_fails(runtime: Runtime, officer: Session,
+                                                        monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    """The filter line closes with its page; a load that fails (the database gone) must
+    close it too, not leave it open with the focus for a later load to snatch."""
+    from sqlalchemy.exc import OperationalError
+
+    from polysec_tui.screens import withdrawals as screen_module
+
+    app = PolysecApp(runtime, session=officer)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_queue(pilot)
+        real = screen_module.service.list_queue
+
+        def failing(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("search"):
+                raise OperationalError("SELECT", {}, Exception("database is locked"))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(screen_module.service, "list_queue", failing)
+        await pilot.press("slash", *"T4", "enter")
+        box = app.screen.query_one("#queue-filter", Input)
+        for _ in range(100):
+            await pilot.pause()
+            if not box.has_class("-shown"):
+                break
+        assert not box.has_class("-shown")
+        assert isinstance(app.focused, DataTable)
+        assert app.screen._closing_filter is False  # type: ignore[attr-defined]

@@ -31,8 +31,8 @@ def upgrade() -> None:
         sa.Column("price", AMOUNT, nullable=False),
         sa.Column("ingested_at", UTC_DATETIME, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_asset_prices")),
-        sa.UniqueConstraint("asset", "currency", "at",
-                            name=op.f("uq_asset_prices_asset_currency_at")),
+        sa.UniqueConstraint("currency", "asset", "at",
+                            name=op.f("uq_asset_prices_currency_asset_at")),
     )
 
 

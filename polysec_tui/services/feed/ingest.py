@@ -976,7 +976,8 @@ class Ingestor:
         for assets in _chunks(sorted({key[0] for key in unique}), 500):
             existing.update((asset, currency, at) for asset, currency, at in session.execute(
                 select(p.asset, p.currency, p.at).where(
-                    p.asset.in_(assets), p.at >= min(times), p.at <= max(times))))
+                    p.currency.in_({key[1] for key in unique}), p.asset.in_(assets),
+                    p.at >= min(times), p.at <= max(times))))
         fresh = [row for key, row in unique.items() if key not in existing]
         self.report.duplicates += len(unique) - len(fresh)
         self.report.inserted += len(fresh)

@@ -148,7 +148,7 @@ class BackupConfig:
         if not (target and hosts and key):
             raise InputError("shipping needs an SFTP target, a known_hosts file and an SSH "
                              "key: set [backup] ship_to, known_hosts and ssh_identity in the "
-                             "configuration")
+                             "configuration (the commands also take them as options)")
         return target, hosts, key
 
 

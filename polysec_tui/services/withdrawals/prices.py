@@ -12,14 +12,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Select, cast, func, select
+from sqlalchemy import ColumnElement, Float, Select, case, cast, func, literal, select
 from sqlalchemy.orm import Session
 
 from polysec_tui.config import Settings
 from polysec_tui.db.models import AssetPrice
+from polysec_tui.db.types import Amount
 from polysec_tui.errors import InputError
 
 DEFAULT_CURRENCY = "USD"
@@ -48,13 +49,15 @@ def _price_query(asset: Any, at: Any, currency: str, *, before: bool
 
 def price_column(asset: Any, at: Any, currency: str) -> ColumnElement[Any]:
     """SQL: the price of ``asset`` in ``currency`` in force at ``at`` (columns of the
-    outer query), or NULL. The unique (asset, currency, at) index serves both probes."""
-    return func.coalesce(
-        _price_query(asset, at, currency, before=True).with_only_columns(AssetPrice.price)
-        .scalar_subquery(),
-        _price_query(asset, at, currency, before=False).with_only_columns(AssetPrice.price)
-        .scalar_subquery(),
-    )
+    outer query), or NULL; 1 for the currency itself. The unique (currency, asset, at)
+    index serves both probes."""
+    return case(
+        (asset == currency, literal(Decimal(1), Amount())),
+        else_=func.coalesce(
+            _price_query(asset, at, currency, before=True)
+            .with_only_columns(AssetPrice.price).scalar_subquery(),
+            _price_query(asset, at, currency, before=False)
+            .with_only_columns(AssetPrice.price).scalar_subquery()))
 
 
 def value_order(amount: Any, price: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
@@ -65,10 +68,13 @@ def value_order(amount: Any, price: ColumnElement[Any], dialect: str) -> ColumnE
 
 
 def value_of(amount: Decimal, price: Decimal | None) -> Decimal | None:
-    """The value to the cent (or None without a price)."""
+    """The value to the cent (or None without a price). Exact for every amount and price
+    the feed accepts (20 integer digits each: a product of 40, more than Decimal's
+    default 28 digits of precision)."""
     if price is None:
         return None
-    return (amount * price).quantize(CENT, rounding=ROUND_HALF_EVEN)
+    with localcontext(prec=80):
+        return (amount * price).quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,10 @@ class Price:
 
 
 def price_at(session: Session, asset: str, at: datetime, currency: str) -> Price | None:
-    """The price of ``asset`` in force at ``at`` and when it was set, or None."""
+    """The price of ``asset`` in force at ``at`` and when it was set, or None; 1 at the
+    request's time for the currency itself."""
+    if asset == currency:
+        return Price(Decimal(1), at, currency)
     for before in (True, False):
         row = session.execute(_price_query(asset, at, currency, before=before)).first()
         if row is not None:

@@ -248,7 +248,7 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
     if claimant is not None:
         filters.append(w.claimed_by == claimant)
     if search is not None and search.strip():
-        filters.append(_matching(search.strip()))
+        filters.append(_matching(search.strip(), rt.engine.dialect.name))
     where = [w.status.in_(statuses) if len(statuses) > 1 else w.status == statuses[0],
              *filters]
     currency = prices.reference_currency(rt.settings)
@@ -312,18 +312,24 @@ def list_queue(rt: Runtime, actor: Actor, *, status: str | None = None,
                      currency, priced)
 
 
-def _matching(text: str) -> ColumnElement[bool]:
+def _matching(text: str, dialect: str) -> ColumnElement[bool]:
     """What the queue's filter line matches: the beginning of an id, an account or an
     address (their indexes serve it), an asset, a rule or an officer, exactly."""
     if len(text) > MAX_SEARCH:
         raise InputError(f"a filter of at most {MAX_SEARCH} characters")
     w, account = Withdrawal, aliased(Account)  # not the page's own join of Account
-    return or_(
-        w.external_id.startswith(text, autoescape=True),
+    by_account: ColumnElement[bool]
+    if dialect == "sqlite":
         # Per withdrawal (the account by its key), not a list of every matching account:
         # SQLite cannot serve LIKE from the accounts' index and would read them all.
-        exists().where(account.id == w.account_id,
-                       account.external_id.startswith(text, autoescape=True)),
+        by_account = exists().where(account.id == w.account_id,
+                                    account.external_id.startswith(text, autoescape=True))
+    else:  # one hashed list of the matching accounts
+        by_account = w.account_id.in_(select(Account.id).where(
+            Account.external_id.startswith(text, autoescape=True)))
+    return or_(
+        w.external_id.startswith(text, autoescape=True),
+        by_account,
         w.address.startswith(text, autoescape=True),
         w.asset == text.upper(),
         w.id.in_(select(WithdrawalFlag.withdrawal_id).where(WithdrawalFlag.rule == text)),
