@@ -344,19 +344,19 @@ async def test_the_filter_line_closes_when_its_page_fails(runtime: Runtime, offi
     close it too, not leave it open with the focus for a later load to snatch."""
     from sqlalchemy.exc import OperationalError
 
-    from polysec_tui.screens import withdrawals as screen_module
+    from polysec_tui.services.withdrawals import review
 
     app = PolysecApp(runtime, session=officer)
     async with app.run_test(size=(160, 40)) as pilot:
         await open_queue(pilot)
-        real = screen_module.service.list_queue
+        real = review.list_queue
 
         def failing(*args: Any, **kwargs: Any) -> Any:
             if kwargs.get("search"):
                 raise OperationalError("SELECT", {}, Exception("database is locked"))
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(screen_module.service, "list_queue", failing)
+        monkeypatch.setattr(review, "list_queue", failing)
         await pilot.press("slash", *"T4", "enter")
         box = app.screen.query_one("#queue-filter", Input)
         for _ in range(100):
