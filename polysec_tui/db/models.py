@@ -26,6 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -136,6 +137,10 @@ class LoginEvent(Base):
         Index(None, "account_id", "at", "success", "ip", "country", "asn"),
         Index(None, "ip", "at"),
         Index(None, "at"),
+        # The failed logins alone (a few per cent; MariaDB has no partial indexes and
+        # keeps every login in it): which sliding windows can fire in a period.
+        Index("ix_login_events_failures", "success", "at", "account_id", "ip", "asn",
+              sqlite_where=text("success = 0"), postgresql_where=text("success = false")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -468,18 +473,20 @@ class LoginAnomaly(Base):
     detected_at: Mapped[datetime]
 
 
-class LoginProfile(Base):
-    """How often an account logged in successfully with each feature value (ip, asn,
-    country, browser, os, device_type, device_id; feature ``n`` counts the logins):
-    the per-user history behind new_* and the risk score, kept up to date incrementally."""
+class LoginHistory(Base):
+    """What an account's successful logins carried: per profile feature (ip, asn,
+    country, browser, os, device_type, device_id, place) and value, how many logins and
+    the last one's time (``{"ip": {"198.51.100.7": [count, unix seconds]}, ...}``), and
+    the number of logins. The per-user history behind new_* and the risk score, kept up
+    to date incrementally; one row an account, so a run reads and writes one row for
+    each account it touches."""
 
-    __tablename__ = "login_profiles"
+    __tablename__ = "login_histories"
 
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
-    feature: Mapped[str] = mapped_column(String(16), primary_key=True)
-    value: Mapped[str] = mapped_column(String(128), primary_key=True)
-    count: Mapped[int] = mapped_column(BigInteger)
-    last_seen_at: Mapped[datetime]
+    logins: Mapped[int] = mapped_column(BigInteger)
+    features: Mapped[dict[str, Any]]
+    last_login_at: Mapped[datetime]
 
 
 class LoginFeatureCount(Base):

@@ -7,6 +7,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -18,7 +19,7 @@ from polysec_tui.db.models import (
     LoginAnomaly,
     LoginEvent,
     LoginFeatureCount,
-    LoginProfile,
+    LoginHistory,
 )
 from polysec_tui.errors import RefusedError
 from polysec_tui.services.logins import anomalies, rules
@@ -378,9 +379,7 @@ def test_a_full_run_judges_each_login_as_one_by_one_would(seed, runtime, monkeyp
                    LoginEvent.latitude, LoginEvent.longitude)
             .where(LoginEvent.success.is_(True))
             .order_by(LoginEvent.account_id, LoginEvent.at, LoginEvent.id))]
-        profiles_stored = sorted(
-            (str(r.account_id), r.feature, r.value, r.count, r.last_seen_at)
-            for r in s.scalars(select(LoginProfile)))
+        profiles_stored = _histories(s)
         population_stored = sorted((r.feature, r.value, r.count)
                                    for r in s.scalars(select(LoginFeatureCount)))
     population: dict[str, dict[str, int]] = {f: {} for f in rules.RISK_FEATURES}
@@ -391,17 +390,16 @@ def test_a_full_run_judges_each_login_as_one_by_one_would(seed, runtime, monkeyp
     prior = _Prior(population, len(logins))
     findings: dict[tuple[str, int], rules.Finding] = {}
     profiles: dict[uuid.UUID, rules.Profile] = {}
-    seen: dict[tuple[str, str, str], tuple[int, datetime]] = {}
+    seen: dict[tuple[str, str, str], tuple[int, datetime | int]] = {}
     for one in logins:
         profile = profiles.setdefault(one.account_id, rules.Profile())
         values = one.values()
         rules.check_login(one, values, profile, prior, rules.DEFAULTS, findings)
+        profile.add(one, values)
         for key in [*values.items(), (rules.TOTAL, "*")]:
-            profile.counts[key] = profile.counts.get(key, 0) + 1
-            seen[(str(one.account_id), *key)] = (profile.counts[key], one.at)
-        profile.n += 1
-        if one.lat is not None and one.lon is not None:
-            profile.last = one
+            stored_key = (str(one.account_id), *key)
+            when = one.at if key[0] == rules.TOTAL else int(one.at.timestamp())
+            seen[stored_key] = (seen.get(stored_key, (0, when))[0] + 1, when)
     expected = sorted((f.kind, f.login_id, f.severity, f.score, f.explanation)
                       for f in findings.values())
     assert stored == expected
@@ -411,6 +409,57 @@ def test_a_full_run_judges_each_login_as_one_by_one_would(seed, runtime, monkeyp
         [(rules.TOTAL, "*", len(logins))]
         + [(rules.DISTINCT, f, len(v)) for f, v in population.items()]
         + [(f, value, n) for f, v in population.items() for value, n in v.items()])
+
+
+def test_increments_keep_the_history_a_full_run_builds(runtime):
+    """Each account's stored history (counts, last seen, logins) after runs over four
+    increments, arriving out of time order, is the one a full run builds from all."""
+    accts, records = varied_history(3)
+    ingest_records(runtime, "accounts", [account(a) for a in accts])
+    for start in range(0, len(records), len(records) // 4 + 1):
+        ingest_records(runtime, "logins", records[start : start + len(records) // 4 + 1])
+        anomalies.analyze(runtime, CRON)
+    with runtime.sessions() as s:
+        incremental = _histories(s)
+    anomalies.analyze(runtime, CRON, full=True)
+    with runtime.sessions() as s:
+        assert _histories(s) == incremental
+    assert {row[0] for row in incremental} and len(incremental) > 5 * len(accts)
+
+
+def test_histories_survive_migration_0018_both_ways(runtime):
+    """Migration 0018 turns the per-value profile rows into one history row an account
+    (and its downgrade back): the same counts, times and logins, and the next run goes
+    on from them."""
+    from sqlalchemy import text
+
+    from polysec_tui.db import migrate
+
+    accts, records = varied_history(4)
+    ingest_records(runtime, "accounts", [account(a) for a in accts])
+    ingest_records(runtime, "logins", records)
+    anomalies.analyze(runtime, CRON)
+    with runtime.sessions() as s:
+        before = _histories(s)
+    migrate.downgrade(runtime.engine, "0017")
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(text("SELECT COUNT(*), SUM(count) FROM login_profiles")).one()
+    assert (rows[0], rows[1]) == (len(before), sum(row[3] for row in before))
+    migrate.upgrade(runtime.engine)
+    with runtime.sessions() as s:
+        assert _histories(s) == before
+
+
+def _histories(s: Any) -> list[tuple[Any, ...]]:
+    """The stored login histories as (account, feature, value, count, last seen) rows;
+    feature ``n``: the account's logins and the last one's time."""
+    rows: list[tuple[Any, ...]] = []
+    for r in s.scalars(select(LoginHistory)):
+        rows.append((str(r.account_id), rules.TOTAL, "*", r.logins, r.last_login_at))
+        rows.extend((str(r.account_id), feature, value, count, seen)
+                    for feature, values in r.features.items()
+                    for value, (count, seen) in values.items())
+    return sorted(rows)
 
 
 def test_permissions_and_audit(runtime):

@@ -9,8 +9,8 @@ Two passes over the logins a run has not seen yet (``id`` above the checkpoint):
   Python: SQLite and MariaDB have no ``RANGE BETWEEN INTERVAL ... PRECEDING`` frames,
   and the stream is one indexed range scan of a few columns.
 * The **profile pass** streams the new successful logins per account in time order
-  and compares each with the account's history (``login_profiles``, kept up to date
-  incrementally) and the population (``login_feature_counts``): new_device,
+  and compares each with the account's history (``login_histories``, one row an
+  account, kept up to date incrementally) and the population (``login_feature_counts``): new_device,
   new_country, new_asn, risky_login (Freeman et al., NDSS 2016) and impossible_travel
   (great-circle speed between consecutive successful logins, computed in Python on
   every engine; the previous login is fetched set-based).
@@ -48,6 +48,7 @@ from sqlalchemy import (
     Table,
     and_,
     delete,
+    false,
     func,
     literal,
     literal_column,
@@ -69,8 +70,8 @@ from polysec_tui.db.models import (
 from polysec_tui.errors import InputError
 from polysec_tui.services.logins.rules import (
     _G,
+    _H,
     _L,
-    _P,
     DEFAULTS,
     DISTINCT,
     RISK_FEATURES,
@@ -81,6 +82,7 @@ from polysec_tui.services.logins.rules import (
     Thresholds,
     check_login,
     flag,
+    no_cycle_collection,
 )
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
@@ -159,7 +161,7 @@ def _analyze_in(session: Session, now: datetime, full: bool, windows: WindowStat
     thresholds = windows.t
     last_login, _last_sev = _lock_checkpoint(session)
     if full:
-        for table in (_A, _P, _G):
+        for table in (_A, _H, _G):
             session.execute(delete(table))
         last_login = 0
     hi = int(session.scalar(select(func.coalesce(func.max(_L.id), 0))) or 0)
@@ -169,16 +171,17 @@ def _analyze_in(session: Session, now: datetime, full: bool, windows: WindowStat
     report = AnalysisReport(full, last_login, max(hi, last_login), 0, 0)
     if hi > last_login:
         findings: dict[tuple[str, int], Finding] = {}
-        report.logins = _window_pass(session, last_login, hi, windows, findings)
-        if full:
-            from polysec_tui.services.logins import columnar  # numpy: only when needed
+        with no_cycle_collection():
+            report.logins = _window_pass(session, last_login, hi, windows, findings)
+            if full:
+                from polysec_tui.services.logins import columnar  # numpy: only when needed
 
-            report.successful_logins = columnar.profile_pass_full(session, hi, thresholds,
-                                                                  findings)
-        else:
-            report.successful_logins = _profile_pass(session, last_login, hi, thresholds,
-                                                     findings)
-        report.new_anomalies = _store(session, findings.values(), now)
+                report.successful_logins = columnar.profile_pass_full(session, hi,
+                                                                      thresholds, findings)
+            else:
+                report.successful_logins = _profile_pass(session, last_login, hi,
+                                                         thresholds, findings)
+            report.new_anomalies = _store(session, findings.values(), now)
     session.execute(
         update(_C).where(_C.c.name == CHECKPOINT)
         .values(login_id=max(hi, last_login), security_event_id=hi_sev, updated_at=now)
@@ -218,25 +221,37 @@ def _insert_ignoring(session: Session, table: Table, rows: list[dict[str, Any]],
 
 def _upsert_adding(session: Session, table: Table, rows: list[dict[str, Any]],
                    keys: Sequence[str]) -> None:
-    """Insert the rows, or add their ``count`` to the stored one (and take their
-    ``last_seen_at``, when the table has it)."""
+    """Insert the rows, or add their ``count`` to the stored one."""
     if not rows:
         return
     dialect = session.get_bind().dialect.name
-    has_seen = "last_seen_at" in table.c
     stmt: Any
     if dialect in ("sqlite", "postgresql"):
         stmt = (sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table))
-        values: dict[str, Any] = {"count": table.c.count + stmt.excluded.count}
-        if has_seen:
-            values["last_seen_at"] = stmt.excluded.last_seen_at
-        stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=values)
+        stmt = stmt.on_conflict_do_update(index_elements=list(keys),
+                                          set_={"count": table.c.count + stmt.excluded.count})
     else:
         stmt = mysql.insert(table)
-        values = {"count": table.c.count + stmt.inserted.count}
-        if has_seen:
-            values["last_seen_at"] = stmt.inserted.last_seen_at
-        stmt = stmt.on_duplicate_key_update(values)
+        stmt = stmt.on_duplicate_key_update({"count": table.c.count + stmt.inserted.count})
+    for start in range(0, len(rows), 5000):
+        session.execute(stmt, rows[start : start + 5000])
+
+
+def _upsert_replacing(session: Session, table: Table, rows: list[dict[str, Any]],
+                      keys: Sequence[str]) -> None:
+    """Insert the rows, or replace the stored row's other columns with theirs."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    columns = [name for name in rows[0] if name not in keys]
+    stmt: Any
+    if dialect in ("sqlite", "postgresql"):
+        stmt = (sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table))
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns})
+    else:
+        stmt = mysql.insert(table)
+        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in columns})
     for start in range(0, len(rows), 5000):
         session.execute(stmt, rows[start : start + 5000])
 
@@ -593,13 +608,17 @@ def _window_candidates(session: Session, start: datetime | None, hi: int,
     failed often enough to spray."""
     bucket = _bucket(session)
     # "id + 0": on SQLite a bound on the rowid would make the scan read whole rows; the
-    # covering index (account_id, at, success, ip, country, asn) holds what is counted.
+    # indexes read (of failures; account_id, at, success, ip, country, asn) hold what
+    # is counted.
     period = [_L.id + 0 <= hi] + ([_L.at >= start] if start is not None else [])
     fails: dict[str, dict[Any, Counter[int]]] = {"account": {}, "ip": {}, "asn": {}}
+    # "= false", not "IS false": the partial index of failures is used only for the
+    # condition it was created with.
     for acc, ip, asn, b, n in session.execute(
-        _in_period(select(_L.account_id, _L.ip, _L.asn, bucket, func.count())
-                   .where(_L.success.is_(False), *period)
-                   .group_by(_L.account_id, _L.ip, _L.asn, bucket), start)
+        select(_L.account_id, _L.ip, _L.asn, bucket, func.count())
+        .where(_L.success == false(), *period)
+        .group_by(_L.account_id, _L.ip, _L.asn, bucket)
+        .with_hint(LoginEvent.__table__, "INDEXED BY ix_login_events_failures", "sqlite")
     ):
         for kind, key in (("account", acc), ("ip", ip), ("asn", asn)):
             if key is not None:
@@ -931,46 +950,31 @@ def _score_batch(session: Session, batch: list[Login], lo: int,
                  population: _Population, t: Thresholds,
                  findings: dict[tuple[str, int], Finding]) -> None:
     accounts = sorted({login.account_id for login in batch}, key=str)
-    profiles = {acc: Profile() for acc in accounts}
-    _load_profiles(session, accounts, profiles)
-    _load_previous_logins(session, accounts, batch[0].at, lo, profiles, t)
+    profiles = _load_profiles(session, accounts)
+    _load_previous_logins(session, accounts, min(login.at for login in batch), lo,
+                          profiles, t)
     population.load(batch)
     for login in batch:
         profile = profiles[login.account_id]
         values = login.values()
         check_login(login, values, profile, population, t, findings)
         population.add(login, values)
-        for feature, value in values.items():
-            key = (feature, value)
-            profile.counts[key] = profile.counts.get(key, 0) + 1
-            profile.delta[key] += 1
-            profile.seen[key] = login.at
-        profile.n += 1
-        profile.delta[(TOTAL, "*")] += 1
-        profile.seen[(TOTAL, "*")] = login.at
-        if login.lat is not None and login.lon is not None:
-            profile.last = login
-    rows = [
-        {"account_id": acc, "feature": f, "value": v, "count": n,
-         "last_seen_at": profile.seen[(f, v)]}
-        for acc, profile in profiles.items() for (f, v), n in profile.delta.items()
-    ]
-    _upsert_adding(session, _P, rows, ["account_id", "feature", "value"])
+        profile.add(login, values)
+    rows = [{"account_id": acc} | profile.row() for acc, profile in profiles.items()]
+    _upsert_replacing(session, _H, rows, ["account_id"])
 
 
-def _load_profiles(session: Session, accounts: list[uuid.UUID],
-                   profiles: dict[uuid.UUID, Profile]) -> None:
+def _load_profiles(session: Session, accounts: list[uuid.UUID]) -> dict[uuid.UUID, Profile]:
+    """The accounts' stored histories (an empty one for an account seen first)."""
+    profiles: dict[uuid.UUID, Profile] = {}
     for start in range(0, len(accounts), CHUNK):
         chunk = accounts[start : start + CHUNK]
-        for acc, feature, value, count in session.execute(
-            select(_P.c.account_id, _P.c.feature, _P.c.value, _P.c.count)
-            .where(_P.c.account_id.in_(chunk))
+        for acc, logins, features, last_login_at in session.execute(
+            select(_H.c.account_id, _H.c.logins, _H.c.features, _H.c.last_login_at)
+            .where(_H.c.account_id.in_(chunk))
         ):
-            profile = profiles[acc]
-            if feature == TOTAL:
-                profile.n = int(count)
-            else:
-                profile.counts[(feature, value)] = int(count)
+            profiles[acc] = Profile(features, int(logins), last_login_at)
+    return {acc: profiles.get(acc) or Profile() for acc in accounts}
 
 
 def _load_previous_logins(session: Session, accounts: list[uuid.UUID], first: datetime,

@@ -16,12 +16,10 @@ numpy is imported here only, when a full run starts: not on the `polysec --help`
 
 from __future__ import annotations
 
-import gc
 import math
 import uuid
 from array import array
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -122,17 +120,17 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
     ids, micros, lat, lon = array("q"), array("q"), array("d"), array("d")
     coders = {name: _Coder() for name in ("account", *RAW)}
     nan = math.nan
+    # Cycle collection is off for the whole run (``anomalies._analyze_in``).
     result = session.execute(stmt, execution_options={"yield_per": PART})
-    with _no_cycle_collection():
-        for part in result.partitions(PART):
-            cols = list(zip(*part, strict=True))
-            ids.extend(cols[0])
-            coders["account"].add(cols[1])
-            micros.extend(cols[2])
-            for k, name in enumerate(RAW, start=3):
-                coders[name].add(cols[k])
-            lat.extend([nan if v is None else v for v in cols[11]])
-            lon.extend([nan if v is None else v for v in cols[12]])
+    for part in result.partitions(PART):
+        cols = list(zip(*part, strict=True))
+        ids.extend(cols[0])
+        coders["account"].add(cols[1])
+        micros.extend(cols[2])
+        for k, name in enumerate(RAW, start=3):
+            coders[name].add(cols[k])
+        lat.extend([nan if v is None else v for v in cols[11]])
+        lon.extend([nan if v is None else v for v in cols[12]])
     n_rows = len(ids)
     if n_rows == 0:
         return 0
@@ -192,8 +190,8 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
         one = login(i)
         values = one.values()
         profile = rules.Profile(
-            counts={(name, v): int(features[name].earlier[i])
-                    for name, v in values.items()},
+            features={name: {v: [int(features[name].earlier[i]), 0]}
+                      for name, v in values.items()},
             n=int(history[i]))
         if previous[i] >= 0:
             profile.last = login(int(previous[i]))
@@ -202,19 +200,6 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
     _write_profiles(session, np, features, account, accounts, at_a, first)
     _write_population(session, features, counts, n_rows)
     return n_rows
-
-
-@contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """Millions of short-lived rows make the cycle collector walk every live object again
-    and again (9 s of the 67 s fetch at 5,000,000 logins); they hold no cycles."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _may_flag(np: Any, rows: slice, start: int, history: Any, features: dict[str, _Feature],
@@ -304,34 +289,19 @@ def _great_circle_km(np: Any, lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any
 def _write_profiles(session: Session, np: Any, features: dict[str, _Feature],
                     account: NDArray[np.int32], accounts: list[uuid.UUID],
                     at: NDArray[np.int64], first: NDArray[np.bool_]) -> None:
-    """Per account and value: how many logins carried it and when the last one was; per
-    account the number of logins (``n``). About a dozen rows an account: the values are
-    converted to the driver's form here (an account once) and go to its executemany
+    """One ``login_histories`` row an account: per feature and value, how many logins
+    carried it and when the last one was; the number of logins and the last one's time.
+    The values are converted to the driver's form here and go to its executemany
     directly, not through SQLAlchemy's per-row parameter processing."""
     dialect = session.get_bind().dialect
-    to_account = _driver_form(rules._P.c.account_id.type.bind_processor(dialect))
-    to_time = _driver_form(rules._P.c.last_seen_at.type.bind_processor(dialect))
-    bound = [to_account(acc) for acc in accounts]
+    table = rules._H
+    to_account, to_time, to_json = (
+        _driver_form(table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+        for name in ("account_id", "last_login_at", "features"))
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    stmt = (f"INSERT INTO {rules._P.name} (account_id, feature, value, count, last_seen_at) "
-            f"VALUES ({', '.join([mark] * 5)})")
-
-    def stamp(micros: int) -> Any:
-        return to_time(EPOCH + timedelta(microseconds=micros))
-
-    batch: list[tuple[Any, ...]] = []
-
-    def flush(force: bool = False) -> None:
-        if batch and (force or len(batch) >= 10_000):
-            session.connection().exec_driver_sql(stmt, batch)
-            batch.clear()
-
-    ends = np.flatnonzero(np.r_[first[1:], True])
-    starts = np.flatnonzero(first)
-    for acc, count, end in zip(account[ends].tolist(), (ends - starts + 1).tolist(),
-                               at[ends].tolist(), strict=True):
-        batch.append((bound[acc], rules.TOTAL, "*", count, stamp(end)))
-        flush()
+    stmt = (f"INSERT INTO {table.name} (account_id, logins, features, last_login_at) "
+            f"VALUES ({', '.join([mark] * 4)})")
+    stored: list[dict[str, dict[str, list[int]]]] = [{} for _ in accounts]
     for name, f in features.items():
         codes = f.codes()
         key = account.astype(np.int64) * (len(f.names) + 1) + (codes + 1)
@@ -339,12 +309,23 @@ def _write_profiles(session: Session, np: Any, features: dict[str, _Feature],
         sorted_key = key[order]
         rows = order[np.flatnonzero(np.r_[sorted_key[1:] != sorted_key[:-1], True])]
         rows = rows[codes[rows] >= 0]
+        names = f.names
         for acc, code, count, seen in zip(account[rows].tolist(), codes[rows].tolist(),
                                           (f.earlier[rows] + 1).tolist(),
-                                          at[rows].tolist(), strict=True):
-            batch.append((bound[acc], name, f.names[code], count, stamp(seen)))
-            flush()
-    flush(force=True)
+                                          (at[rows] // 1_000_000).tolist(), strict=True):
+            stored[acc].setdefault(name, {})[names[code]] = [count, seen]
+    ends = np.flatnonzero(np.r_[first[1:], True])
+    starts = np.flatnonzero(first)
+    batch: list[tuple[Any, ...]] = []
+    for acc, count, end in zip(account[ends].tolist(), (ends - starts + 1).tolist(),
+                               at[ends].tolist(), strict=True):
+        batch.append((to_account(accounts[acc]), count, to_json(stored[acc]),
+                      to_time(EPOCH + timedelta(microseconds=end))))
+        if len(batch) >= 5_000:
+            session.connection().exec_driver_sql(stmt, batch)
+            batch.clear()
+    if batch:
+        session.connection().exec_driver_sql(stmt, batch)
 
 
 def _driver_form(processor: Callable[[Any], Any] | None) -> Callable[[Any], Any]:

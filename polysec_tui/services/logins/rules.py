@@ -6,20 +6,22 @@ both judge with ``check_login``. Formulas and sources: docs/anomalies.md."""
 
 from __future__ import annotations
 
+import gc
 import math
 import uuid
-from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Table
 
-from polysec_tui.db.models import LoginEvent, LoginFeatureCount, LoginProfile
+from polysec_tui.db.models import LoginEvent, LoginFeatureCount, LoginHistory
 from polysec_tui.text import fmt_count
 
 _L = cast(Table, LoginEvent.__table__).c
-_P = cast(Table, LoginProfile.__table__)
+_H = cast(Table, LoginHistory.__table__)
 _G = cast(Table, LoginFeatureCount.__table__)
 
 # The features of the risk score (Freeman et al.: IP, ASN, country, browser, OS, device)
@@ -112,11 +114,57 @@ class Prior(Protocol):
 
 @dataclass
 class Profile:
-    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    """An account's history as a run sees it, in the stored form of ``login_histories``:
+    per feature and value ``[logins that carried it, the last one's time in Unix
+    seconds]``, the number of logins and the last one's time; and the last located
+    login (for impossible_travel)."""
+
+    features: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     n: int = 0
+    last_login_at: datetime | None = None
     last: Login | None = None
-    delta: Counter[tuple[str, str]] = field(default_factory=Counter)
-    seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
+
+    def count(self, feature: str, value: str) -> int:
+        """How many earlier logins carried this value."""
+        values = self.features.get(feature)
+        seen = values.get(value) if values else None
+        return seen[0] if seen else 0
+
+    def add(self, login: Login, values: dict[str, str]) -> None:
+        """Count a login in (its ``values()``), once it has been judged."""
+        at = int(login.at.timestamp())
+        for feature, value in values.items():
+            known = self.features.setdefault(feature, {})
+            seen = known.get(value)
+            if seen is None:
+                known[value] = [1, at]
+            else:
+                seen[0] += 1
+                seen[1] = max(seen[1], at)
+        self.n += 1
+        if self.last_login_at is None or login.at > self.last_login_at:
+            self.last_login_at = login.at
+        if login.lat is not None and login.lon is not None:
+            self.last = login
+
+    def row(self) -> dict[str, Any]:
+        """Its ``login_histories`` row, without the account."""
+        return {"logins": self.n, "features": self.features,
+                "last_login_at": self.last_login_at}
+
+
+@contextmanager
+def no_cycle_collection() -> Iterator[None]:
+    """Rows, profiles and findings by the hundred thousand make the cycle collector walk
+    every live object again and again (9 s of the 67 s fetch of a full run at 5,000,000
+    logins, 0.7 s of an incremental run's 2.2 s); they hold no cycles."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -145,7 +193,7 @@ def check_login(login: Login, values: dict[str, str], profile: Profile,
         hours = max((login.at - prev.at).total_seconds(), 60.0) / 3600
         speed = km / hours
         place = values.get("place")
-        known = place is not None and profile.counts.get(("place", place), 0) > 0
+        known = place is not None and profile.count("place", place) > 0
         if km >= t.travel_min_km and speed > t.travel_kmh and not known:
             finding(
                 "impossible_travel", "high", round(speed, 1),
@@ -166,7 +214,7 @@ def check_login(login: Login, values: dict[str, str], profile: Profile,
                                      ("country", "new_country", "country"),
                                      ("asn", "new_asn", "network (ASN)")):
             value = values.get(feature)
-            if value is None or profile.counts.get((feature, value), 0):
+            if value is None or profile.count(feature, value):
                 continue
             shown = {"device_id": "", "country": f" {value}", "asn": f" AS{value}"}[feature]
             severity = "medium" if kind == "new_country" else "low"
@@ -183,7 +231,7 @@ def check_login(login: Login, values: dict[str, str], profile: Profile,
         if value is None:
             continue
         p_x = population.p(feature, value)
-        c_u = profile.counts.get((feature, value), 0)
+        c_u = profile.count(feature, value)
         p_x_u = (c_u + t.risk_alpha * p_x) / (n + t.risk_alpha)
         ratio = math.log10(p_x / p_x_u)
         parts[feature] = round(ratio, 3)
