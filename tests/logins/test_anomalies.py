@@ -361,6 +361,7 @@ def test_a_full_run_judges_each_login_as_one_by_one_would(seed, runtime, monkeyp
 
     monkeypatch.setattr(columnar, "PART", 50)  # fetched and judged in many pieces,
     monkeypatch.setattr(columnar, "BLOCK", 37)  # cut inside accounts
+    monkeypatch.setattr(columnar, "WRITE_ACCOUNTS", 7)  # histories written in blocks
 
     accts, records = varied_history(seed)
     ingest_records(runtime, "accounts", [account(a) for a in accts])

@@ -46,6 +46,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PART = 20_000  # rows fetched at a time (their Python objects are the transient memory)
 MARGIN = 1e-6  # relative slack of the array bounds against the exact Python check
 BLOCK = 500_000  # rows judged at a time by the array bounds
+WRITE_ACCOUNTS = 5_000  # accounts whose histories are built and written at a time
 RAW = ("ip", "asn", "country", "city", "browser", "os", "device_type", "device_id")
 
 
@@ -301,30 +302,31 @@ def _write_profiles(session: Session, np: Any, features: dict[str, _Feature],
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     stmt = (f"INSERT INTO {table.name} (account_id, logins, features, last_login_at) "
             f"VALUES ({', '.join([mark] * 4)})")
-    stored: list[dict[str, dict[str, list[int]]]] = [{} for _ in accounts]
-    for name, f in features.items():
-        codes = f.codes()
-        key = account.astype(np.int64) * (len(f.names) + 1) + (codes + 1)
-        order = np.argsort(key, kind="stable")
-        sorted_key = key[order]
-        rows = order[np.flatnonzero(np.r_[sorted_key[1:] != sorted_key[:-1], True])]
-        rows = rows[codes[rows] >= 0]
-        names = f.names
-        for acc, code, count, seen in zip(account[rows].tolist(), codes[rows].tolist(),
-                                          (f.earlier[rows] + 1).tolist(),
-                                          (at[rows] // 1_000_000).tolist(), strict=True):
-            stored[acc].setdefault(name, {})[names[code]] = [count, seen]
-    ends = np.flatnonzero(np.r_[first[1:], True])
-    starts = np.flatnonzero(first)
-    batch: list[tuple[Any, ...]] = []
-    for acc, count, end in zip(account[ends].tolist(), (ends - starts + 1).tolist(),
-                               at[ends].tolist(), strict=True):
-        batch.append((to_account(accounts[acc]), count, to_json(stored[acc]),
-                      to_time(EPOCH + timedelta(microseconds=end))))
-        if len(batch) >= 5_000:
-            session.connection().exec_driver_sql(stmt, batch)
-            batch.clear()
-    if batch:
+    starts = np.flatnonzero(first)  # rows come grouped by account
+    ends = np.r_[starts[1:], len(account)]
+    for lo in range(0, len(starts), WRITE_ACCOUNTS):  # a block of whole accounts at a time
+        hi = min(len(starts), lo + WRITE_ACCOUNTS)
+        block = slice(int(starts[lo]), int(ends[hi - 1]))
+        owner = account[block]
+        stored: dict[int, dict[str, dict[str, list[int]]]] = {}
+        for name, f in features.items():
+            codes = f.codes(block)
+            key = owner.astype(np.int64) * (len(f.names) + 1) + (codes + 1)
+            order = np.argsort(key, kind="stable")
+            sorted_key = key[order]
+            rows = order[np.flatnonzero(np.r_[sorted_key[1:] != sorted_key[:-1], True])]
+            rows = rows[codes[rows] >= 0]  # each account's last login with each value
+            names = f.names
+            for acc, code, count, seen in zip(
+                    owner[rows].tolist(), codes[rows].tolist(),
+                    (f.earlier[block][rows] + 1).tolist(),
+                    (at[block][rows] // 1_000_000).tolist(), strict=True):
+                stored.setdefault(acc, {}).setdefault(name, {})[names[code]] = [count, seen]
+        batch = [(to_account(accounts[acc]), count, to_json(stored.get(acc, {})),
+                  to_time(EPOCH + timedelta(microseconds=last)))
+                 for acc, count, last in zip(account[starts[lo:hi]].tolist(),
+                                             (ends[lo:hi] - starts[lo:hi]).tolist(),
+                                             at[ends[lo:hi] - 1].tolist(), strict=True)]
         session.connection().exec_driver_sql(stmt, batch)
 
 
