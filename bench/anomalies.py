@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -254,12 +255,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # In a fresh interpreter, as `polysec logins analyze --full` runs: its peak memory
         # is the analysis's, not this process's (which generated the rows).
         engine.dispose()
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
-            seconds, new_anomalies, rss = pool.apply(_full_run, (url, str(keyring_path)))
+        # Not a Pool: its workers are daemons, which may not start the second process
+        # that reads half the logins.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            seconds, new_anomalies, rss, helper_rss = pool.submit(
+                _full_run, url, str(keyring_path)).result()
         out["full_s"] = round(seconds, 1)
         out["full_logins_per_s"] = round(args.logins / seconds)
         out["full_new_anomalies"] = new_anomalies
         out["full_peak_rss_mib"] = rss
+        out["full_reader_peak_rss_mib"] = helper_rss
         _progress(out)
 
         insert(rt, pop.rows(args.new, END - timedelta(days=1), END - timedelta(hours=12), "n"))
@@ -313,8 +318,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _full_run(url: str, keyring_path: str) -> tuple[float, dict[str, int], int]:
-    """``analyze --full`` in a child process: (seconds, findings per kind, peak RSS MiB)."""
+def _full_run(url: str, keyring_path: str) -> tuple[float, dict[str, int], int, int]:
+    """``analyze --full`` in a child process: (seconds, findings per kind, peak RSS MiB,
+    peak RSS MiB of the process that read half the logins, 0 if none)."""
     engine = make_engine(url)
     rt = Runtime(Settings(url, Path(keyring_path)), engine, load_keyring(Path(keyring_path)),
                  clock=lambda: END)
@@ -323,7 +329,8 @@ def _full_run(url: str, keyring_path: str) -> tuple[float, dict[str, int], int]:
     seconds = time.monotonic() - began
     engine.dispose()
     rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return seconds, report.new_anomalies, rss
+    helper = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    return seconds, report.new_anomalies, rss, helper
 
 
 def _statistics(rt: Runtime) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -362,11 +363,22 @@ def test_a_full_run_judges_each_login_as_one_by_one_would(seed, runtime, monkeyp
     monkeypatch.setattr(columnar, "PART", 50)  # fetched and judged in many pieces,
     monkeypatch.setattr(columnar, "BLOCK", 37)  # cut inside accounts
     monkeypatch.setattr(columnar, "WRITE_ACCOUNTS", 7)  # histories written in blocks
+    apart: list[object] = []
+    if seed == 1:  # half the logins read by a second process
+
+        class Counted(ProcessPoolExecutor):
+            def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+                apart.append(args)
+                return super().submit(fn, *args, **kwargs)
+
+        monkeypatch.setattr(columnar, "READ_APART_FROM", 1)
+        monkeypatch.setattr(columnar, "ProcessPoolExecutor", Counted)
 
     accts, records = varied_history(seed)
     ingest_records(runtime, "accounts", [account(a) for a in accts])
     ingest_records(runtime, "logins", records)
     anomalies.analyze(runtime, CRON, full=True)
+    assert len(apart) == (seed == 1)
     profile_kinds = ("new_device", "new_country", "new_asn", "risky_login",
                      "impossible_travel")
     with runtime.sessions() as s:

@@ -16,11 +16,14 @@ numpy is imported here only, when a full run starts: not on the `polysec --help`
 
 from __future__ import annotations
 
+import gc
 import math
+import multiprocessing
 import uuid
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +37,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from polysec_tui.services.logins import rules
@@ -47,12 +51,12 @@ PART = 20_000  # rows fetched at a time (their Python objects are the transient 
 MARGIN = 1e-6  # relative slack of the array bounds against the exact Python check
 BLOCK = 500_000  # rows judged at a time by the array bounds
 WRITE_ACCOUNTS = 5_000  # accounts whose histories are built and written at a time
+READ_APART_FROM = 400_000  # logins (by id) from which a second process reads half
 RAW = ("ip", "asn", "country", "city", "browser", "os", "device_type", "device_id")
 
 
-def _micros(session: Session) -> ColumnElement[int]:
+def _micros(dialect: str) -> ColumnElement[int]:
     """``at`` as exact microseconds since 1970 (naive UTC in every engine)."""
-    dialect = session.get_bind().dialect.name
     at = rules._L.at
     if dialect == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff'
         return (sql_cast(func.strftime("%s", at), BigInteger) * 1_000_000
@@ -77,6 +81,94 @@ class _Coder:
 
     def values(self) -> list[Any]:
         return list(self.index)
+
+    def merge(self, np: Any, other: _Coder) -> None:
+        """Append the other coder's codes, recoded into this one's."""
+        index = self.index
+        setdefault = index.setdefault
+        recode = np.asarray([setdefault(v, len(index)) for v in other.index], dtype=np.int32)
+        theirs = np.frombuffer(other.codes, dtype=np.int32)
+        self.codes.frombytes(recode[theirs].tobytes() if len(theirs) else b"")
+
+
+@dataclass
+class _Columns:
+    """Successful logins as columns (``at`` in microseconds; no place: NaN), each text
+    column coded."""
+
+    ids: array[int] = field(default_factory=lambda: array("q"))
+    micros: array[int] = field(default_factory=lambda: array("q"))
+    lat: array[float] = field(default_factory=lambda: array("d"))
+    lon: array[float] = field(default_factory=lambda: array("d"))
+    coders: dict[str, _Coder] = field(
+        default_factory=lambda: {name: _Coder() for name in ("account", *RAW)})
+
+    def read(self, conn: Connection | Session, dialect: str, lo: int, hi: int) -> None:
+        """The successful logins ``lo < id <= hi``, in storage order."""
+        L = rules._L
+        stmt = (select(L.id, sql_cast(L.account_id, String(36)), _micros(dialect),
+                       *(L[name] for name in RAW), L.latitude, L.longitude)
+                .where(L.success.is_(True), L.id > lo, L.id <= hi))
+        nan = math.nan
+        coders = self.coders
+        result = conn.execute(stmt, execution_options={"yield_per": PART})
+        for part in result.partitions(PART):
+            cols = list(zip(*part, strict=True))
+            self.ids.extend(cols[0])
+            coders["account"].add(cols[1])
+            self.micros.extend(cols[2])
+            for k, name in enumerate(RAW, start=3):
+                coders[name].add(cols[k])
+            self.lat.extend([nan if v is None else v for v in cols[11]])
+            self.lon.extend([nan if v is None else v for v in cols[12]])
+
+    def merge(self, np: Any, other: _Columns) -> None:
+        self.ids.extend(other.ids)
+        self.micros.extend(other.micros)
+        self.lat.extend(other.lat)
+        self.lon.extend(other.lon)
+        for name, coder in self.coders.items():
+            coder.merge(np, other.coders[name])
+
+
+def _read_apart(url: str, lo: int, hi: int) -> _Columns:
+    """In a process of its own (the second core): the successful logins ``lo < id <=
+    hi`` through a connection and read transaction of its own. The rows it reads were
+    committed before the run began (ids commit in order), so its snapshot holds them."""
+    from polysec_tui.db.engine import make_engine
+
+    gc.disable()  # as in the run itself: rows by the million, no cycles
+    engine = make_engine(url, create_dir=False)
+    try:
+        columns = _Columns()
+        with engine.connect() as conn:
+            columns.read(conn, engine.dialect.name, lo, hi)
+        return columns
+    finally:
+        engine.dispose()
+
+
+def _read_all(session: Session, hi: int) -> _Columns:
+    """The successful logins ``id <= hi``: half of them read by a second process when
+    there are enough to repay its start (about a second) and the database is one it can
+    open (not an in-memory SQLite)."""
+    import numpy as np
+
+    columns = _Columns()
+    engine = session.get_bind().engine
+    lo = int(session.scalar(select(func.min(rules._L.id))) or 1) - 1
+    url = engine.url
+    shareable = url.get_backend_name() != "sqlite" or url.database not in (None, "", ":memory:")
+    if hi - lo < READ_APART_FROM or not shareable or multiprocessing.current_process().daemon:
+        columns.read(session, engine.dialect.name, lo, hi)
+        return columns
+    mid = lo + (hi - lo) // 2
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        theirs = pool.submit(_read_apart, url.render_as_string(hide_password=False), mid, hi)
+        columns.read(session, engine.dialect.name, lo, mid)
+        columns.merge(np, theirs.result())
+    return columns
 
 
 @dataclass
@@ -114,24 +206,10 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
     tables (emptied by the caller). Returns the number of successful logins."""
     import numpy as np
 
-    L = rules._L
-    stmt = (select(L.id, sql_cast(L.account_id, String(36)), _micros(session),
-                   *(L[name] for name in RAW), L.latitude, L.longitude)
-            .where(L.success.is_(True), L.id <= hi))  # in storage order: sorted below
-    ids, micros, lat, lon = array("q"), array("q"), array("d"), array("d")
-    coders = {name: _Coder() for name in ("account", *RAW)}
-    nan = math.nan
     # Cycle collection is off for the whole run (``anomalies._analyze_in``).
-    result = session.execute(stmt, execution_options={"yield_per": PART})
-    for part in result.partitions(PART):
-        cols = list(zip(*part, strict=True))
-        ids.extend(cols[0])
-        coders["account"].add(cols[1])
-        micros.extend(cols[2])
-        for k, name in enumerate(RAW, start=3):
-            coders[name].add(cols[k])
-        lat.extend([nan if v is None else v for v in cols[11]])
-        lon.extend([nan if v is None else v for v in cols[12]])
+    read = _read_all(session, hi)
+    ids, micros, lat, lon, coders = read.ids, read.micros, read.lat, read.lon, read.coders
+    del read
     n_rows = len(ids)
     if n_rows == 0:
         return 0
