@@ -19,12 +19,14 @@ from __future__ import annotations
 import gc
 import math
 import multiprocessing
+import tempfile
 import uuid
 from array import array
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -82,13 +84,12 @@ class _Coder:
     def values(self) -> list[Any]:
         return list(self.index)
 
-    def merge(self, np: Any, other: _Coder) -> None:
-        """Append the other coder's codes, recoded into this one's."""
+    def merge(self, np: Any, values: list[Any], codes: Any) -> None:
+        """Append another coder's codes (of those values), recoded into this one's."""
         index = self.index
         setdefault = index.setdefault
-        recode = np.asarray([setdefault(v, len(index)) for v in other.index], dtype=np.int32)
-        theirs = np.frombuffer(other.codes, dtype=np.int32)
-        self.codes.frombytes(recode[theirs].tobytes() if len(theirs) else b"")
+        recode = np.asarray([setdefault(v, len(index)) for v in values], dtype=np.int32)
+        self.codes.frombytes(recode[codes].tobytes() if len(codes) else b"")
 
 
 @dataclass
@@ -122,19 +123,32 @@ class _Columns:
             self.lat.extend([nan if v is None else v for v in cols[11]])
             self.lon.extend([nan if v is None else v for v in cols[12]])
 
-    def merge(self, np: Any, other: _Columns) -> None:
-        self.ids.extend(other.ids)
-        self.micros.extend(other.micros)
-        self.lat.extend(other.lat)
-        self.lon.extend(other.lon)
-        for name, coder in self.coders.items():
-            coder.merge(np, other.coders[name])
+    def save(self, path: Path) -> tuple[int, dict[str, list[Any]]]:
+        """Write the numbers to a file; return the row count and each column's values
+        (the file holds numbers only: ids, times, places, codes)."""
+        numbers: list[array[Any]] = [self.ids, self.micros, self.lat, self.lon]
+        numbers.extend(coder.codes for coder in self.coders.values())
+        with path.open("wb") as out:
+            for column in numbers:
+                column.tofile(out)
+        return len(self.ids), {name: coder.values() for name, coder in self.coders.items()}
+
+    def merge(self, np: Any, path: Path, rows: int, values: dict[str, list[Any]]) -> None:
+        """Append the rows another process saved."""
+        numbers: list[array[Any]] = [self.ids, self.micros, self.lat, self.lon]
+        with path.open("rb") as saved:
+            for column in numbers:
+                column.fromfile(saved, rows)
+            for name, coder in self.coders.items():
+                coder.merge(np, values[name], np.fromfile(saved, dtype=np.int32, count=rows))
 
 
-def _read_apart(url: str, lo: int, hi: int) -> _Columns:
+def _read_apart(url: str, lo: int, hi: int, path: str) -> tuple[int, dict[str, list[Any]]]:
     """In a process of its own (the second core): the successful logins ``lo < id <=
-    hi`` through a connection and read transaction of its own. The rows it reads were
-    committed before the run began (ids commit in order), so its snapshot holds them."""
+    hi`` through a connection and read transaction of its own, saved to ``path`` (a
+    file, not the result: pickling would copy every array, twice the memory). The rows
+    it reads were committed before the run began (ids commit in order), so its
+    snapshot holds them."""
     from polysec_tui.db.engine import make_engine
 
     gc.disable()  # as in the run itself: rows by the million, no cycles
@@ -143,7 +157,7 @@ def _read_apart(url: str, lo: int, hi: int) -> _Columns:
         columns = _Columns()
         with engine.connect() as conn:
             columns.read(conn, engine.dialect.name, lo, hi)
-        return columns
+        return columns.save(Path(path))
     finally:
         engine.dispose()
 
@@ -164,10 +178,14 @@ def _read_all(session: Session, hi: int) -> _Columns:
         return columns
     mid = lo + (hi - lo) // 2
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context) as pool:
-        theirs = pool.submit(_read_apart, url.render_as_string(hide_password=False), mid, hi)
+    with (tempfile.TemporaryDirectory(prefix="polysec-analyze-") as scratch,
+          ProcessPoolExecutor(1, mp_context=context) as pool):
+        path = Path(scratch) / "logins"
+        theirs = pool.submit(_read_apart, url.render_as_string(hide_password=False), mid, hi,
+                             str(path))
         columns.read(session, engine.dialect.name, lo, mid)
-        columns.merge(np, theirs.result())
+        rows, values = theirs.result()
+        columns.merge(np, path, rows, values)
     return columns
 
 
