@@ -476,10 +476,12 @@ class LoginAnomaly(Base):
 class LoginHistory(Base):
     """What an account's successful logins carried: per profile feature (ip, asn,
     country, browser, os, device_type, device_id, place) and value, how many logins and
-    the last one's time (``{"ip": {"198.51.100.7": [count, unix seconds]}, ...}``), and
-    the number of logins. The per-user history behind new_* and the risk score, kept up
-    to date incrementally; one row an account, so a run reads and writes one row for
-    each account it touches."""
+    the last one's time (``{"ip": {"198.51.100.7": [count, unix seconds]}, ...}``), the
+    number of logins, and the last located login (``[id, at, ip, asn, country, city,
+    browser, os, device_type, device_id, latitude, longitude]``, for impossible_travel).
+    The per-user history behind new_*, the risk score and travel, kept up to date
+    incrementally; one row an account, so a run reads and writes one row for each
+    account it touches."""
 
     __tablename__ = "login_histories"
 
@@ -487,6 +489,7 @@ class LoginHistory(Base):
     logins: Mapped[int] = mapped_column(BigInteger)
     features: Mapped[dict[str, Any]]
     last_login_at: Mapped[datetime]
+    last_located: Mapped[list[Any] | None] = mapped_column(Json)
 
 
 class LoginFeatureCount(Base):

@@ -1,7 +1,9 @@
 """One row of login history an account (``login_histories``) instead of one row per
 account, feature and value (``login_profiles``): an incremental analysis reads and
-writes one row for each account it touches, not a dozen (issue 18's backfill budgets).
-The stored profiles are converted, not recomputed.
+writes one row for each account it touches, not a dozen, and finds each account's last
+located login there instead of in ``login_events`` (issue 18's backfill budgets). The
+stored profiles are converted, not recomputed; the last located login of each account
+up to the analysis checkpoint is looked up once.
 
 Revision ID: 0018
 Revises: 0017
@@ -33,7 +35,17 @@ profiles = sa.table(
 histories = sa.table(
     "login_histories", sa.column("account_id", sa.Uuid()),
     sa.column("logins", sa.BigInteger()), sa.column("features", JSON),
-    sa.column("last_login_at", UTC_DATETIME))
+    sa.column("last_login_at", UTC_DATETIME), sa.column("last_located", JSON))
+events = sa.table(
+    "login_events", sa.column("id", sa.BigInteger()), sa.column("account_id", sa.Uuid()),
+    sa.column("at", UTC_DATETIME), sa.column("success", sa.Boolean()),
+    sa.column("asn", sa.BigInteger()), sa.column("latitude", sa.Float()),
+    sa.column("longitude", sa.Float()),
+    *(sa.column(name, sa.String()) for name in (
+        "ip", "country", "city", "browser", "os", "device_type", "device_id")))
+checkpoints = sa.table("analysis_checkpoints", sa.column("name"), sa.column("login_id"))
+LOCATED = ("id", "at", "ip", "asn", "country", "city", "browser", "os", "device_type",
+           "device_id", "latitude", "longitude")
 
 
 def _seconds(at: datetime) -> int:
@@ -66,19 +78,43 @@ def _accounts(conn: sa.Connection, table: sa.TableClause) -> Iterator[list[Any]]
         last = page[-1]
 
 
+def _last_located(conn: sa.Connection, page: list[Any], upto: int) -> dict[Any, list[Any]]:
+    """Each account's last located successful login ``id <= upto`` (by time, then id),
+    in the stored form."""
+    ranked = sa.select(
+        events.c.account_id, *(events.c[name] for name in LOCATED),
+        sa.func.row_number().over(partition_by=events.c.account_id,
+                                  order_by=(events.c.at.desc(), events.c.id.desc()))
+        .label("rank"),
+    ).where(events.c.account_id.in_(page), events.c.success.is_(True),
+            events.c.id <= upto, events.c.latitude.is_not(None),
+            events.c.longitude.is_not(None)).subquery()
+    found: dict[Any, list[Any]] = {}
+    for row in conn.execute(sa.select(ranked).where(ranked.c.rank == 1)).all():
+        values = list(row[1:-1])
+        values[1] = values[1].replace(tzinfo=UTC).isoformat()  # stored naive, in UTC
+        found[row[0]] = values
+    return found
+
+
 def _histories(conn: sa.Connection) -> Iterator[dict[str, Any]]:
+    upto = conn.execute(sa.select(checkpoints.c.login_id)
+                        .where(checkpoints.c.name == "logins")).scalar() or 0
     for page in _accounts(conn, profiles):
         found: dict[Any, dict[str, Any]] = {}
         for acc, feature, value, count, seen in conn.execute(
                 sa.select(profiles).where(profiles.c.account_id.in_(page))).all():
             history = found.setdefault(acc, {
                 "account_id": acc, "logins": 0, "features": {},
-                "last_login_at": datetime(1970, 1, 1)})
+                "last_login_at": datetime(1970, 1, 1), "last_located": None})
             if feature == "n":
                 history["logins"], history["last_login_at"] = int(count), seen
             else:
                 history["features"].setdefault(feature, {})[value] = [int(count),
                                                                       _seconds(seen)]
+        located = _last_located(conn, page, upto)
+        for acc, history in found.items():
+            history["last_located"] = located.get(acc)
         yield from found.values()
 
 
@@ -89,6 +125,7 @@ def upgrade() -> None:
         sa.Column("logins", sa.BigInteger(), nullable=False),
         sa.Column("features", JSON, nullable=False),
         sa.Column("last_login_at", UTC_DATETIME, nullable=False),
+        sa.Column("last_located", JSON, nullable=True),
         sa.ForeignKeyConstraint(["account_id"], ["accounts.id"],
                                 name=op.f("fk_login_histories_account_id_accounts")),
         sa.PrimaryKeyConstraint("account_id", name=op.f("pk_login_histories")),
@@ -116,7 +153,7 @@ def downgrade() -> None:
 
     def rows() -> Iterator[dict[str, Any]]:
         for page in _accounts(conn, histories):
-            for acc, logins, features, last in conn.execute(
+            for acc, logins, features, last, _located in conn.execute(
                     sa.select(histories).where(histories.c.account_id.in_(page))).all():
                 yield {"account_id": acc, "feature": "n", "value": "*", "count": logins,
                        "last_seen_at": last}

@@ -261,6 +261,9 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
     previous = np.full(n_rows, -1, dtype=np.int32)  # the account's last located login
     same = account[located[1:]] == account[located[:-1]]
     previous[located[1:][same]] = located[:-1][same]
+    last_located = dict(zip(account[located[np.r_[~same, True]]].tolist(),
+                            located[np.r_[~same, True]].tolist(), strict=True)
+                        ) if len(located) else {}
     del located, same
     # Which logins a detector may flag (the exact check in Python follows for these),
     # a block of rows at a time: the temporaries stay small.
@@ -294,7 +297,11 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
             profile.last = login(int(previous[i]))
         rules.check_login(one, values, profile, prior, t, findings)
 
-    _write_profiles(session, np, features, account, accounts, at_a, first)
+    def stored_located(acc: int) -> list[Any] | None:
+        row = last_located.get(acc)
+        return None if row is None else rules.located_row(login(row))
+
+    _write_profiles(session, np, features, account, accounts, at_a, first, stored_located)
     _write_population(session, features, counts, n_rows)
     return n_rows
 
@@ -385,19 +392,21 @@ def _great_circle_km(np: Any, lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any
 
 def _write_profiles(session: Session, np: Any, features: dict[str, _Feature],
                     account: NDArray[np.int32], accounts: list[uuid.UUID],
-                    at: NDArray[np.int64], first: NDArray[np.bool_]) -> None:
+                    at: NDArray[np.int64], first: NDArray[np.bool_],
+                    located: Callable[[int], list[Any] | None]) -> None:
     """One ``login_histories`` row an account: per feature and value, how many logins
-    carried it and when the last one was; the number of logins and the last one's time.
+    carried it and when the last one was; the number of logins, the last one's time and
+    the last located one.
     The values are converted to the driver's form here and go to its executemany
     directly, not through SQLAlchemy's per-row parameter processing."""
     dialect = session.get_bind().dialect
     table = rules._H
-    to_account, to_time, to_json = (
+    to_account, to_time, to_json, to_located = (
         _driver_form(table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-        for name in ("account_id", "last_login_at", "features"))
+        for name in ("account_id", "last_login_at", "features", "last_located"))
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    stmt = (f"INSERT INTO {table.name} (account_id, logins, features, last_login_at) "
-            f"VALUES ({', '.join([mark] * 4)})")
+    stmt = (f"INSERT INTO {table.name} (account_id, logins, features, last_login_at, "
+            f"last_located) VALUES ({', '.join([mark] * 5)})")
     starts = np.flatnonzero(first)  # rows come grouped by account
     ends = np.r_[starts[1:], len(account)]
     for lo in range(0, len(starts), WRITE_ACCOUNTS):  # a block of whole accounts at a time
@@ -419,7 +428,7 @@ def _write_profiles(session: Session, np: Any, features: dict[str, _Feature],
                     (at[block][rows] // 1_000_000).tolist(), strict=True):
                 stored.setdefault(acc, {}).setdefault(name, {})[names[code]] = [count, seen]
         batch = [(to_account(accounts[acc]), count, to_json(stored.get(acc, {})),
-                  to_time(EPOCH + timedelta(microseconds=last)))
+                  to_time(EPOCH + timedelta(microseconds=last)), to_located(located(acc)))
                  for acc, count, last in zip(account[starts[lo:hi]].tolist(),
                                              (ends[lo:hi] - starts[lo:hi]).tolist(),
                                              at[ends[lo:hi] - 1].tolist(), strict=True)]

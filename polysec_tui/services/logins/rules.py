@@ -107,6 +107,18 @@ class Login:
         return {k: v[:128] for k, v in raw.items() if v is not None}
 
 
+def located_row(login: Login) -> list[Any]:
+    """A located login in the stored form of ``login_histories.last_located``."""
+    return [login.id, login.at.isoformat(), login.ip, login.asn, login.country, login.city,
+            login.browser, login.os, login.device_type, login.device_id, login.lat,
+            login.lon]
+
+
+def located_login(account_id: uuid.UUID, row: list[Any]) -> Login:
+    login_id, at, *rest = row
+    return Login(login_id, account_id, datetime.fromisoformat(at), *rest)
+
+
 class Prior(Protocol):
     def p(self, feature: str, value: str) -> float:
         """p(x): the share of successful logins with this value."""
@@ -144,13 +156,15 @@ class Profile:
         self.n += 1
         if self.last_login_at is None or login.at > self.last_login_at:
             self.last_login_at = login.at
-        if login.lat is not None and login.lon is not None:
+        if login.lat is not None and login.lon is not None and (
+                self.last is None or (login.at, login.id) > (self.last.at, self.last.id)):
             self.last = login
 
     def row(self) -> dict[str, Any]:
         """Its ``login_histories`` row, without the account."""
         return {"logins": self.n, "features": self.features,
-                "last_login_at": self.last_login_at}
+                "last_login_at": self.last_login_at,
+                "last_located": None if self.last is None else located_row(self.last)}
 
 
 @contextmanager
