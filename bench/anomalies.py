@@ -31,12 +31,14 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import random
 import resource
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -258,13 +260,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # Not a Pool: its workers are daemons, which may not start the second process
         # that reads half the logins.
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            seconds, new_anomalies, rss, helper_rss = pool.submit(
+            seconds, new_anomalies, rss, helper_rss, together = pool.submit(
                 _full_run, url, str(keyring_path)).result()
         out["full_s"] = round(seconds, 1)
         out["full_logins_per_s"] = round(args.logins / seconds)
         out["full_new_anomalies"] = new_anomalies
         out["full_peak_rss_mib"] = rss
         out["full_reader_peak_rss_mib"] = helper_rss
+        out["full_together_peak_rss_mib"] = together
         _progress(out)
 
         insert(rt, pop.rows(args.new, END - timedelta(days=1), END - timedelta(hours=12), "n"))
@@ -318,19 +321,59 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _full_run(url: str, keyring_path: str) -> tuple[float, dict[str, int], int, int]:
+class _TreePeak(threading.Thread):
+    """The peak of this process's resident memory plus its children's (the second
+    reader of a full run), sampled every 50 ms from /proc."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_kib = 0
+        self.done = threading.Event()
+
+    @staticmethod
+    def _rss_kib(pid: int) -> int:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def run(self) -> None:
+        me = os.getpid()
+        while not self.done.wait(0.05):
+            children = []
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        stat = Path(f"/proc/{entry}/stat").read_text()
+                    except OSError:
+                        continue
+                    if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                        children.append(int(entry))
+            total = self._rss_kib(me) + sum(self._rss_kib(pid) for pid in children)
+            self.peak_kib = max(self.peak_kib, total)
+
+
+def _full_run(url: str, keyring_path: str) -> tuple[float, dict[str, int], int, int, int]:
     """``analyze --full`` in a child process: (seconds, findings per kind, peak RSS MiB,
-    peak RSS MiB of the process that read half the logins, 0 if none)."""
+    peak RSS MiB of the process that read half the logins (0 if none), and the peak of
+    both together, sampled)."""
     engine = make_engine(url)
     rt = Runtime(Settings(url, Path(keyring_path)), engine, load_keyring(Path(keyring_path)),
                  clock=lambda: END)
+    tree = _TreePeak()
+    tree.start()
     began = time.monotonic()
     report = anomalies.analyze(rt, Actor(uuid.uuid4(), "bench", "automation"), full=True)
     seconds = time.monotonic() - began
+    tree.done.set()
+    tree.join()
     engine.dispose()
     rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     helper = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
-    return seconds, report.new_anomalies, rss, helper
+    return seconds, report.new_anomalies, rss, helper, round(tree.peak_kib / 1024)
 
 
 def _statistics(rt: Runtime) -> None:
