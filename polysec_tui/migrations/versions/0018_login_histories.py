@@ -164,6 +164,15 @@ def downgrade() -> None:
                                "last_seen_at": datetime.fromtimestamp(seen, UTC)
                                .replace(tzinfo=None)}
 
+    insert: Any = sa.insert(profiles)
+    if conn.dialect.name in ("mysql", "mariadb"):
+        # Values that differ only in case or trailing spaces are one key under MariaDB's
+        # collation (they are distinct in the JSON): add them up.
+        insert = mysql.insert(profiles)
+        insert = insert.on_duplicate_key_update(
+            count=profiles.c.count + insert.inserted.count,
+            last_seen_at=sa.func.greatest(profiles.c.last_seen_at,
+                                          insert.inserted.last_seen_at))
     for batch in _batches(rows()):
-        conn.execute(sa.insert(profiles), batch)
+        conn.execute(insert, batch)
     op.drop_table("login_histories")

@@ -622,7 +622,6 @@ def _window_candidates(session: Session, start: datetime | None, hi: int,
         select(_L.account_id, _L.ip, _L.asn, bucket, func.count())
         .where(_L.success == false(), *period)
         .group_by(_L.account_id, _L.ip, _L.asn, bucket)
-        .with_hint(LoginEvent.__table__, "INDEXED BY ix_login_events_failures", "sqlite")
     ):
         for kind, key in (("account", acc), ("ip", ip), ("asn", asn)):
             if key is not None:
@@ -647,22 +646,14 @@ def _window_candidates(session: Session, start: datetime | None, hi: int,
             chunk = keys[first : first + CHUNK]
             ok: dict[Any, Counter[int]] = {key: Counter() for key in chunk}
             for key, b, n in session.execute(
-                _in_period(select(col, bucket, func.count())
-                           .where(_L.success.is_(True), col.in_(chunk), *period)
-                           .group_by(col, bucket), start)
+                select(col, bucket, func.count())
+                .where(_L.success.is_(True), col.in_(chunk), *period)
+                .group_by(col, bucket)
             ):
                 ok[key][int(b)] += int(n)
             sources[kind].update(key for key in chunk
                                  if _may_spray(fails[kind][key], ok[key], t))
     return _Candidates(accounts, sources["ip"], sources["asn"])
-
-
-def _in_period(stmt: Select[Any], start: datetime | None) -> Select[Any]:
-    """An incremental run's look-back is a range of ``at``: SQLite, without statistics,
-    would rather scan a whole index (measured: 0.6 s instead of 0.04 s at 5,000,000)."""
-    if start is None:
-        return stmt
-    return stmt.with_hint(LoginEvent.__table__, "INDEXED BY ix_login_events_at", "sqlite")
 
 
 def _touched(window: timedelta) -> int:

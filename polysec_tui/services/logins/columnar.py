@@ -37,6 +37,7 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
+    text,
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import Connection
@@ -172,7 +173,10 @@ def _read_all(session: Session, hi: int) -> _Columns:
     engine = session.get_bind().engine
     lo = int(session.scalar(select(func.min(rules._L.id))) or 1) - 1
     url = engine.url
-    shareable = url.get_backend_name() != "sqlite" or url.database not in (None, "", ":memory:")
+    # SQLite: a file in WAL mode only, where a reader never waits for this run's writes.
+    shareable = url.get_backend_name() != "sqlite" or (
+        url.database not in (None, "", ":memory:") and "mode=memory" not in str(url)
+        and str(session.scalar(text("PRAGMA journal_mode"))).lower() == "wal")
     if hi - lo < READ_APART_FROM or not shareable or multiprocessing.current_process().daemon:
         columns.read(session, engine.dialect.name, lo, hi)
         return columns
@@ -427,6 +431,10 @@ def _write_profiles(session: Session, np: Any, features: dict[str, _Feature],
                     (f.earlier[block][rows] + 1).tolist(),
                     (at[block][rows] // 1_000_000).tolist(), strict=True):
                 stored.setdefault(acc, {}).setdefault(name, {})[names[code]] = [count, seen]
+        for history in stored.values():
+            for name, values in history.items():
+                if len(values) > rules.MAX_VALUES:
+                    history[name] = rules.most_recent(values)
         batch = [(to_account(accounts[acc]), count, to_json(stored.get(acc, {})),
                   to_time(EPOCH + timedelta(microseconds=last)), to_located(located(acc)))
                  for acc, count, last in zip(account[starts[lo:hi]].tolist(),

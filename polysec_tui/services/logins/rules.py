@@ -32,6 +32,10 @@ RISK_FEATURES = ("ip", "asn", "country", "browser", "os", "device_type")
 PROFILE_FEATURES = (*RISK_FEATURES, "device_id", "place")
 TOTAL = "n"
 DISTINCT = "v"
+# Values kept per feature in an account's history: the most recently seen. Device ids and
+# browsers come from the client; without a bound one account's row could grow with
+# every login and be rewritten whole by every run that touches it.
+MAX_VALUES = 1000
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,13 @@ class Login:
         return {k: v[:128] for k, v in raw.items() if v is not None}
 
 
+def most_recent(values: dict[str, list[int]]) -> dict[str, list[int]]:
+    """The ``MAX_VALUES`` values of a feature seen last (then most often, then by value)."""
+    kept = sorted(values.items(), key=lambda item: (item[1][1], item[1][0], item[0]),
+                  reverse=True)[:MAX_VALUES]
+    return dict(kept)
+
+
 def located_row(login: Login) -> list[Any]:
     """A located login in the stored form of ``login_histories.last_located``."""
     return [login.id, login.at.isoformat(), login.ip, login.asn, login.country, login.city,
@@ -162,6 +173,9 @@ class Profile:
 
     def row(self) -> dict[str, Any]:
         """Its ``login_histories`` row, without the account."""
+        for feature, values in self.features.items():
+            if len(values) > MAX_VALUES:
+                self.features[feature] = most_recent(values)
         return {"logins": self.n, "features": self.features,
                 "last_login_at": self.last_login_at,
                 "last_located": None if self.last is None else located_row(self.last)}
