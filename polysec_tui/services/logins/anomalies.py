@@ -10,10 +10,11 @@ Two passes over the logins a run has not seen yet (``id`` above the checkpoint):
   and the stream is one indexed range scan of a few columns.
 * The **profile pass** streams the new successful logins per account in time order
   and compares each with the account's history (``login_histories``, one row an
-  account, kept up to date incrementally) and the population (``login_feature_counts``): new_device,
-  new_country, new_asn, risky_login (Freeman et al., NDSS 2016) and impossible_travel
-  (great-circle speed between consecutive located successful logins, computed in
-  Python on every engine; the history row keeps each account's last one).
+  account, kept up to date incrementally) and the population
+  (``login_feature_counts``): new_device, new_country, new_asn, risky_login (Freeman
+  et al., NDSS 2016) and impossible_travel (great-circle speed between consecutive
+  located successful logins, computed in Python on every engine; the history row keeps
+  each account's last one).
 
 A batch run feeds only the windows that can fire (``_window_candidates``). A
 ``--full`` run re-detects everything: its profile pass counts every login's history
