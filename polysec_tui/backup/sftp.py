@@ -13,6 +13,13 @@
 - **Resume.** A ``NAME.partial`` left by an interrupted upload is continued from its
   size. Its bytes are not trusted: the read-back covers the whole file, and a resumed
   upload that does not match is started again from zero, once.
+- **Append-only targets** (``append_only``: an SFTP account that may create files but
+  not remove, overwrite, truncate or re-mode them, nor rename over a file; the sshd_config
+  block is in docs/backups.md): nothing written there can be reopened, so each attempt
+  writes a ``.partial`` of its own (no resume; an interrupted attempt's partial stays
+  for the server's operator) and sets no mode (the server's umask makes files
+  read-only). ``check_target`` proves with a canary file that a target refuses all of
+  that before it is trusted.
 - **Manifest last.** ``NAME.manifest.json`` (public facts only: backup id, size,
   SHA-256, engine, creation time) is written after ``NAME`` has arrived, also through a
   ``.partial`` and a rename: a remote directory holding the manifest holds the complete,
@@ -27,6 +34,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import secrets
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -201,12 +209,12 @@ def local_sha256(path: Path) -> str:
 
 
 def _upload(sftp: paramiko.SFTPClient, local: Path, remote: str, offset: int, size: int,
-            progress: Progress | None) -> int:
+            progress: Progress | None, *, chmod: bool = True) -> int:
     """Write ``local[offset:]`` to ``remote`` at ``offset``; returns the bytes sent."""
     sent = 0
     mode = "r+b" if offset else "wb"
     with local.open("rb") as src, sftp.open(remote, mode) as out:
-        if not offset:
+        if chmod and not offset:
             out.chmod(0o600)
         out.set_pipelined(True)
         out.seek(offset)
@@ -219,18 +227,38 @@ def _upload(sftp: paramiko.SFTPClient, local: Path, remote: str, offset: int, si
     return sent
 
 
-def _put_small(sftp: paramiko.SFTPClient, remote: str, data: bytes) -> None:
+def _put_small(sftp: paramiko.SFTPClient, remote: str, data: bytes, append_only: bool) -> None:
+    existing = _remote_size(sftp, remote)
+    if append_only:
+        if existing is not None:
+            if (existing == len(data) and _remote_sha256(sftp, remote, existing)
+                    == hashlib.sha256(data).hexdigest()):
+                return  # the same manifest, from an earlier ship of this backup
+            raise ConflictError(f"remote {remote} already exists with other content, and "
+                                "the append-only target keeps it")
+        partial = _attempt_partial(remote)
+        with sftp.open(partial, "wb") as out:
+            out.write(data)
+        sftp.rename(partial, remote)
+        return
     partial = remote + PARTIAL
     with sftp.open(partial, "wb") as out:
         out.chmod(0o600)
         out.write(data)
-    if _remote_size(sftp, remote) is not None:
+    if existing is not None:
         sftp.remove(remote)  # our own manifest of the same, verified backup
     sftp.rename(partial, remote)
 
 
+def _attempt_partial(remote: str) -> str:
+    """A partial name of this attempt's own, for a target where an earlier attempt's
+    partial can be neither continued nor removed."""
+    return f"{remote}.{secrets.token_hex(4)}{PARTIAL}"
+
+
 def ship_file(local: Path, target: SftpTarget, known_hosts: Path, identity: Path, *,
-              manifest: dict[str, Any], progress: Progress | None = None) -> Shipped:
+              manifest: dict[str, Any], progress: Progress | None = None,
+              append_only: bool = False) -> Shipped:
     """Upload ``local`` into ``target.directory`` (see the module docstring)."""
     size = local.stat().st_size
     sha = local_sha256(local)
@@ -257,11 +285,15 @@ def ship_file(local: Path, target: SftpTarget, known_hosts: Path, identity: Path
                         "replace it")
                 already = True
             else:
-                offset = _remote_size(sftp, partial) or 0
-                if offset > size:
-                    offset = 0  # not a prefix of this file: start again
+                if append_only:
+                    partial, offset = _attempt_partial(remote), 0
+                else:
+                    offset = _remote_size(sftp, partial) or 0
+                    if offset > size:
+                        offset = 0  # not a prefix of this file: start again
                 resumed_from = offset
-                sent = _upload(sftp, local, partial, offset, size, progress)
+                sent = _upload(sftp, local, partial, offset, size, progress,
+                               chmod=not append_only)
                 remote_sha = _remote_sha256(sftp, partial, size)
                 if remote_sha != sha and offset:
                     # The old partial was not a prefix of this file: once more from zero.
@@ -275,7 +307,7 @@ def ship_file(local: Path, target: SftpTarget, known_hosts: Path, identity: Path
                 sftp.rename(partial, remote)
             doc = {**manifest, "file": name, "size_bytes": size, "sha256": sha}
             _put_small(sftp, manifest_path,
-                       json.dumps(doc, sort_keys=True, indent=1).encode() + b"\n")
+                       json.dumps(doc, sort_keys=True, indent=1).encode() + b"\n", append_only)
         except OSError as exc:  # SFTP status errors (permission denied, no space...)
             raise CheckFailed(f"SFTP on {target.host_label} failed: {exc}") from None
         finally:
@@ -283,3 +315,81 @@ def ship_file(local: Path, target: SftpTarget, known_hosts: Path, identity: Path
     finally:
         client.close()
     return Shipped(remote, size, sha, sent, resumed_from, already, manifest_path)
+
+
+CANARY = (b"polysec append-only check: the target was asked to change and remove this file "
+          b"and had to refuse. It cannot be removed over SFTP; the server's operator may.\n")
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """What an append-only check asked of the target and whether it refused."""
+
+    canary: str
+    refused: dict[str, bool]  # operation -> refused
+    intact: bool  # the canary still holds exactly what was written
+
+    @property
+    def allowed(self) -> list[str]:
+        return [op for op, refused in self.refused.items() if not refused]
+
+    @property
+    def append_only(self) -> bool:
+        return self.intact and not self.allowed
+
+
+def _refuses(operation: Callable[[], object]) -> bool:
+    """Whether the server answers the operation with an SFTP error status."""
+    try:
+        operation()
+    except OSError:  # paramiko maps every SFTP status error to IOError/OSError
+        return True
+    return False
+
+
+def _write_in(sftp: paramiko.SFTPClient, path: str, mode: str) -> None:
+    with sftp.open(path, mode) as out:
+        out.write(b"X")
+
+
+def check_target(target: SftpTarget, known_hosts: Path, identity: Path) -> TargetCheck:
+    """Write a canary file (and a second file to rename over it) into the target
+    directory, then ask the server to change its mode, write into it, append to it,
+    truncate it, rename the other file over it (both SFTP renames) and remove it. An
+    append-only target refuses every one and the canary reads back unchanged. Both
+    files stay behind on an append-only target (it refuses their removal)."""
+    directory = PurePosixPath(target.directory)
+    name = f".polysec-canary-{secrets.token_hex(8)}"
+    canary = str(directory / name)
+    other = canary + ".replacement"
+    client = connect(target, known_hosts, identity)
+    try:
+        sftp = client.open_sftp()
+        try:
+            try:
+                sftp.stat(str(directory))
+            except FileNotFoundError:
+                raise InputError(f"remote directory {directory} does not exist on "
+                                 f"{target.host_label}") from None
+            for path, data in ((canary, CANARY), (other, b"replacement\n")):
+                with sftp.open(path, "wb") as out:  # creating files must work
+                    out.write(data)
+            refused = {
+                "change mode": _refuses(lambda: sftp.chmod(canary, 0o666)),
+                "write in place": _refuses(lambda: _write_in(sftp, canary, "r+b")),
+                "append": _refuses(lambda: _write_in(sftp, canary, "ab")),
+                "truncate": _refuses(lambda: _write_in(sftp, canary, "wb")),
+                "rename over": _refuses(lambda: sftp.rename(other, canary)),
+                "posix-rename over": _refuses(lambda: sftp.posix_rename(other, canary)),
+                "remove": _refuses(lambda: sftp.remove(canary)),
+            }
+            intact = (_remote_size(sftp, canary) == len(CANARY) and
+                      _remote_sha256(sftp, canary, len(CANARY))
+                      == hashlib.sha256(CANARY).hexdigest())
+        except OSError as exc:
+            raise CheckFailed(f"SFTP on {target.host_label} failed: {exc}") from None
+        finally:
+            sftp.close()
+    finally:
+        client.close()
+    return TargetCheck(canary, refused, intact)

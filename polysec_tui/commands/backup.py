@@ -316,29 +316,56 @@ class _SendBar:
 @click.option("--identity", "ssh_identity", type=click.Path(dir_okay=False),
               metavar="KEY", help="SSH private key (key authentication only). Default: "
                                   "[backup] ssh_identity.")
+@click.option("--append-only", is_flag=True,
+              help="The target refuses removal and overwrite (docs/backups.md): a partial "
+                   "file per attempt, no resume, no mode change. Default: [backup] "
+                   "ship_append_only.")
+@click.option("--check-target", is_flag=True,
+              help="First prove with a canary file that the target refuses removal, "
+                   "overwrite, truncation, mode changes and renames over a file (exit 1 "
+                   "if it allows any); then ship FILE or --latest if given, append-only.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
 def ship(ctx: click.Context, file: str | None, latest: bool, to: str | None,
-         known_hosts: str | None, ssh_identity: str | None, as_json: bool) -> None:
+         known_hosts: str | None, ssh_identity: str | None, append_only: bool,
+         check_target: bool, as_json: bool) -> None:
     """Copy a finished backup offsite over SFTP: uploaded to NAME.partial (resumed if an
     earlier upload was cut), read back and compared by SHA-256, renamed to NAME, then the
-    manifest NAME.manifest.json; recorded in the catalogue."""
+    manifest NAME.manifest.json; recorded in the catalogue. Remote copies are never
+    pruned: `backup prune` applies to the local catalogue only."""
     from polysec_tui.services.operations import backups
 
     actor = actor_of(ctx, "backup.run")
-    target, hosts, key = backups.BackupConfig.from_settings(settings_of(ctx)).shipping(
+    config = backups.BackupConfig.from_settings(settings_of(ctx))
+    target, hosts, key = config.shipping(
         to, Path(known_hosts).expanduser() if known_hosts else None,
         Path(ssh_identity).expanduser() if ssh_identity else None)
+    checked = None
+    if check_target:
+        checked = backups.check_ship_target(runtime_of(ctx), actor, target,
+                                            known_hosts=hosts, identity=key)
+        if file is None and not latest:
+            if as_json:
+                emit_json(checked.as_dict())
+            else:
+                echo(f"{visible(checked.to)} is append-only: it refused "
+                     f"{', '.join(checked.refused)}; the canary {visible(checked.canary)} "
+                     "stays there (only the server's operator can remove it)")
+            return
     path = _file_or_latest(ctx, file, latest, actor)
     bar = _SendBar(not as_json and sys.stderr.isatty())
     try:
-        result = backups.ship_backup(runtime_of(ctx), actor, path, target,
-                                     known_hosts=hosts, identity=key, progress=bar)
+        result = backups.ship_backup(
+            runtime_of(ctx), actor, path, target, known_hosts=hosts, identity=key,
+            progress=bar, append_only=append_only or check_target or config.ship_append_only)
     finally:
         bar.close()
     if as_json:
-        emit_json(result.as_dict())
+        emit_json(result.as_dict() | ({} if checked is None
+                                      else {"target_check": checked.as_dict()}))
         return
+    if checked is not None:
+        echo(f"{visible(checked.to)} is append-only (canary {visible(checked.canary)})")
     how = ("already there, same SHA-256" if result.already_there else
            f"resumed at byte {result.resumed_from}" if result.resumed_from else "uploaded")
     echo(f"shipped {visible(result.path)} to {visible(result.to)} ({how}; "

@@ -76,7 +76,8 @@ class BackupConfig:
     """The ``[backup]`` table: ``dir``, ``recipients`` (public keys), ``identity``,
     ``signing_key`` (this host's Ed25519 private key file, needed to create),
     ``signers`` (the Ed25519 public keys verify and restore trust), and for `ship`:
-    ``ship_to`` (``sftp://user@host[:port]/dir``), ``known_hosts``, ``ssh_identity``."""
+    ``ship_to`` (``sftp://user@host[:port]/dir``), ``known_hosts``, ``ssh_identity`` and
+    ``ship_append_only`` (the target refuses removal and overwrite: docs/backups.md)."""
 
     directory: Path
     recipients: tuple[Recipient, ...]
@@ -86,12 +87,14 @@ class BackupConfig:
     ssh_identity: Path | None = None
     signing_key: Path | None = None
     signers: tuple[Signer, ...] = ()
+    ship_append_only: bool = False
 
     @classmethod
     def from_settings(cls, settings: Any) -> BackupConfig:
         section = settings.section("backup")
         unknown = set(section) - {"dir", "recipients", "identity", "ship_to", "known_hosts",
-                                  "ssh_identity", "signing_key", "signers"}
+                                  "ssh_identity", "signing_key", "signers",
+                                  "ship_append_only"}
         if unknown:
             raise InputError(f"config: unknown [backup] key(s): {', '.join(sorted(unknown))}")
 
@@ -108,10 +111,14 @@ class BackupConfig:
             return Path(str(value)).expanduser() if value else None
 
         ship_to = section.get("ship_to")
+        append_only = section.get("ship_append_only", False)
+        if not isinstance(append_only, bool):
+            raise InputError("config: [backup] ship_append_only must be true or false")
         return cls(directory, tuple(Recipient.parse(r) for r in strings("recipients")),
                    path("identity"), str(ship_to) if ship_to else None, path("known_hosts"),
                    path("ssh_identity"), path("signing_key"),
-                   tuple(dict.fromkeys(Signer.parse(r) for r in strings("signers"))))
+                   tuple(dict.fromkeys(Signer.parse(r) for r in strings("signers"))),
+                   append_only)
 
     def trust(self, allow_unsigned: bool = False) -> Trust:
         """What verify and restore accept: files signed by [backup] signers, and
@@ -832,12 +839,55 @@ class ShipResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class TargetCheckResult:
+    to: str
+    canary: str
+    refused: dict[str, bool]
+    canary_intact: bool
+    append_only: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_ship_target(rt: Runtime, actor: Actor, to: str, *, known_hosts: Path,
+                      identity: Path) -> TargetCheckResult:
+    """Prove with a canary file that the SFTP target refuses removal, overwrite,
+    truncation, mode changes and renames over a file (``sftp.check_target``); audited.
+    A target that allows any of them is refused (CheckFailed): an intruder on this host
+    could erase the offsite copies through it."""
+    from polysec_tui.backup import sftp  # paramiko only for those who ship
+
+    require(actor, "backup.run")
+    target = sftp.SftpTarget.parse(to)
+    try:
+        check = sftp.check_target(target, known_hosts, identity)
+    except PolysecError as exc:
+        _audit(rt, actor, "backup.ship.check_target", target.url()[:256],
+               {"result": "failed", "reason": exc.message[:500]})
+        raise
+    result = TargetCheckResult(target.url(), check.canary, check.refused, check.intact,
+                               check.append_only)
+    _audit(rt, actor, "backup.ship.check_target", target.url()[:256],
+           {"result": "ok" if check.append_only else "failed", "canary": check.canary,
+            "allowed": check.allowed, "canary_intact": check.intact})
+    if not check.append_only:
+        allowed = ", ".join(check.allowed) or "none"
+        changed = "" if check.intact else "; the canary file was changed or removed"
+        raise CheckFailed(f"{target.url()} is not append-only: it allowed {allowed}{changed}; "
+                          "an intruder here could erase the offsite copies through it "
+                          "(docs/backups.md has the sshd_config block)")
+    return result
+
+
 def ship_backup(rt: Runtime, actor: Actor, path: Path, to: str, *, known_hosts: Path,
-                identity: Path, progress: Callable[[int, int], None] | None = None
-                ) -> ShipResult:
+                identity: Path, progress: Callable[[int, int], None] | None = None,
+                append_only: bool = False) -> ShipResult:
     """Upload a finished backup to ``sftp://user@host[:port]/dir`` (see
     ``backup/sftp.py``: pinned host key, key auth, ``.partial`` + rename, resume, read-back
-    SHA-256, manifest last) and record it in the catalogue (``shipped_at``/``shipped_to``)."""
+    SHA-256, manifest last; on an ``append_only`` target a partial per attempt, no resume,
+    no mode change) and record it in the catalogue (``shipped_at``/``shipped_to``)."""
     from polysec_tui.backup import sftp  # paramiko only for those who ship
 
     require(actor, "backup.run")
@@ -873,7 +923,7 @@ def ship_backup(rt: Runtime, actor: Actor, path: Path, to: str, *, known_hosts: 
                 raise CheckFailed("the file's SHA-256 differs from the catalogue's record "
                                   "of this backup; not shipped")
         shipped = sftp.ship_file(path, target, known_hosts, identity, manifest=manifest,
-                                 progress=progress)
+                                 progress=progress, append_only=append_only)
     except PolysecError as exc:
         _audit(rt, actor, "backup.ship", audit_target,
                {"result": "failed", "to": target.url(), "reason": exc.message[:500]})
@@ -890,7 +940,8 @@ def ship_backup(rt: Runtime, actor: Actor, path: Path, to: str, *, known_hosts: 
                         details={"result": "ok", "to": shipped_to, "sha256": shipped.sha256,
                                  "size_bytes": shipped.size, "sent_bytes": shipped.sent_bytes,
                                  "resumed_from": shipped.resumed_from,
-                                 "already_there": shipped.already_there})
+                                 "already_there": shipped.already_there,
+                                 "append_only": append_only})
     return ShipResult(str(path), str(backup_id), shipped_to, shipped.remote_path,
                       shipped.manifest_path, shipped.size, shipped.sha256, shipped.sent_bytes,
                       shipped.resumed_from, shipped.already_there,
