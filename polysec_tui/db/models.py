@@ -532,6 +532,41 @@ class BlockedAddress(Base):
     added_at: Mapped[datetime]
 
 
+class SanctionsList(Base):
+    """One imported sanctions list (`polysec sanctions import`): the OFAC SDN list, or
+    OpenSanctions' crypto wallets. Importing a new version of a list replaces its
+    addresses; the row keeps what was imported last."""
+
+    __tablename__ = "sanctions_lists"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    source_format: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(64))
+    published_at: Mapped[datetime | None]
+    imported_at: Mapped[datetime]
+    imported_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("officers.id"))
+    addresses: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class SanctionedAddress(Base):
+    """A digital currency address on a sanctions list, with the listed entity.
+    ``listed_at``: when the import that first carried it ran (a later version that
+    still lists it keeps the time), so that the alerts of a list change are dated."""
+
+    __tablename__ = "sanctioned_addresses"
+    __table_args__ = (UniqueConstraint("list_id", "address"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    list_id: Mapped[int] = mapped_column(BigId, ForeignKey("sanctions_lists.id"))
+    address: Mapped[str] = mapped_column(Address, index=True)
+    currency: Mapped[str | None] = mapped_column(String(32))
+    entity: Mapped[str] = mapped_column(String(256))
+    entity_ref: Mapped[str] = mapped_column(String(128))
+    listed_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class WithdrawalFlag(Base):
     """One screening rule that fired on a withdrawal, with its score and explanation.
     Unique on ``(withdrawal_id, rule)``: screening again never stores a hit twice."""

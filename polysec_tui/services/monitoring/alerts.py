@@ -9,7 +9,9 @@ a stable key ``kind:ref``, and grows as events arrive:
   limit (``[screening] approval_limits``; an asset without a limit always alerts, as it
   always needs four-eyes), and a held withdrawal that completes a takeover chain (a
   security change, then a request from an anomalous session: screening's
-  ``security_change_hold`` and ``risky_session`` together, critical), all in one alert;
+  ``security_change_hold`` and ``risky_session`` together, critical), a held withdrawal
+  to a sanctioned or known-bad destination, and past withdrawals to an address a
+  sanctions list imported in the window newly names (both critical), all in one alert;
 - ``source:<ip or ASn>``: a credential stuffing or password spraying campaign from one
   IP or network in the last 24 hours, however many accounts it touched (its findings
   count from severity medium up: each failed attempt of a spraying campaign is medium,
@@ -60,6 +62,7 @@ from polysec_tui.db.models import (
     AuditRun,
     LoginAnomaly,
     Officer,
+    SanctionedAddress,
     Withdrawal,
     WithdrawalFlag,
     WithdrawalScreening,
@@ -69,7 +72,7 @@ from polysec_tui.services import outcomes
 from polysec_tui.services.monitoring import watcher
 from polysec_tui.services.officers.auth import Actor, at_least, require
 from polysec_tui.services.runtime import Runtime
-from polysec_tui.services.withdrawals.screening import ScreeningConfig, load_config
+from polysec_tui.services.withdrawals.screening import ALWAYS_HOLD, ScreeningConfig, load_config
 from polysec_tui.text import printable
 
 KINDS = ("account", "source", "audit")
@@ -303,6 +306,7 @@ def current(session: Session, now: datetime, cfg: ScreeningConfig) -> list[Alert
     groups: dict[tuple[str, str], _Group] = {}
     _anomaly_groups(session, now - WINDOW, now, groups)
     _withdrawal_groups(session, cfg, groups)
+    _sanctions_groups(session, now - WINDOW, now, groups)
     alerts = [g.alert() for g in groups.values()]
     alerts.extend(_failed_audits(session, now - WINDOW, now))
     alerts.sort(key=lambda a: (a.at, a.key), reverse=True)
@@ -430,17 +434,20 @@ def _withdrawal_groups(session: Session, cfg: ScreeningConfig,
     takeover = and_(*(w.id.in_(select(WithdrawalFlag.withdrawal_id)
                                .where(WithdrawalFlag.rule == rule))
                       for rule in TAKEOVER_RULES))
-    for account_id, ext, at, asset, amount, chain, screened in session.execute(
+    listed = w.id.in_(select(WithdrawalFlag.withdrawal_id)
+                      .where(WithdrawalFlag.rule.in_(ALWAYS_HOLD)))
+    for account_id, ext, at, asset, amount, chain, bad, screened in session.execute(
         select(w.account_id, Account.external_id, w.requested_at, w.asset, w.amount,
-               takeover, WithdrawalScreening.screened_at)
+               takeover, listed, WithdrawalScreening.screened_at)
         .join(Account, Account.id == w.account_id)
         .outerjoin(WithdrawalScreening, WithdrawalScreening.withdrawal_id == w.id)
         .where(w.status == "held",
-               or_(_above_limit_sql(cfg, session.get_bind().dialect.name), takeover))
+               or_(_above_limit_sql(cfg, session.get_bind().dialect.name), takeover,
+                   listed))
         .order_by(w.requested_at.desc(), w.id.desc())
     ):
         large = above_limit(cfg, asset, amount)
-        if not (large or chain):
+        if not (large or chain or bad):
             continue
         group = _group(groups, "account", str(account_id))
         group.account_label = ext
@@ -449,12 +456,39 @@ def _withdrawal_groups(session: Session, cfg: ScreeningConfig,
             group.amounts.append(f"{format(amount, 'f')} {printable(asset, limit=16)}")
             group.rules.add("alert:large_held_withdrawal")
         seen = screened or at
-        if chain:
+        if bad:
+            group.rules.add("alert:sanctioned_destination")
+            group.add("held withdrawal to a sanctioned or known-bad destination", 1, at, at,
+                      "critical", seen)
+        elif chain:
             group.rules.add("alert:takeover_chain")
             group.add("takeover chain: security change, anomalous session, withdrawal", 1,
                       at, at, "critical", seen)
         else:
             group.add("held withdrawal", 1, at, at, "high", seen)
+
+
+def _sanctions_groups(session: Session, since: datetime, now: datetime,
+                      groups: dict[tuple[str, str], _Group]) -> None:
+    """Past withdrawals to an address that a list imported in the window newly lists
+    (a list change re-screens past destinations): critical, dated by the import."""
+    w, s = Withdrawal, SanctionedAddress
+    for account_id, ext, address, listed_at, n in session.execute(
+        select(w.account_id, Account.external_id, w.address, func.max(s.listed_at),
+               func.count(w.id.distinct()))
+        .join(s, s.address == w.address)
+        .join(Account, Account.id == w.account_id)
+        .where(s.listed_at >= since, s.listed_at <= now)
+        .group_by(w.account_id, Account.external_id, w.address)
+    ):
+        group = _group(groups, "account", str(account_id))
+        group.account_label = ext
+        group.accounts.add(account_id)
+        group.rules.add("alert:sanctioned_destination")
+        group.latest = group.latest or (f"paid {printable(address, limit=64)}, which a "
+                                        "sanctions list now names")
+        group.add("past withdrawal to a newly sanctioned address", int(n), listed_at,
+                  listed_at, "critical", listed_at)
 
 
 def _group(groups: dict[tuple[str, str], _Group], kind: str, ref: str) -> _Group:

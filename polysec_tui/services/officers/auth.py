@@ -35,6 +35,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "withdrawals.screen": frozenset({"analyst", "senior", "admin", "automation"}),
     "blocklist.add": HUMANS,  # blocking an address only makes screening stricter
     "blocklist.remove": SENIOR_UP,  # unblocking weakens it: senior officers only
+    # A new version of a sanctions list may also drop addresses: not for analysts.
+    "sanctions.import": frozenset({"senior", "admin", "automation"}),
 }
 
 

@@ -66,7 +66,7 @@ from polysec_tui.services.clients.accounts import summary as account_summary
 from polysec_tui.services.officers import approvals, notifications
 from polysec_tui.services.officers.auth import Actor, at_least, require
 from polysec_tui.services.runtime import Runtime
-from polysec_tui.services.withdrawals import prices
+from polysec_tui.services.withdrawals import prices, sanctions
 from polysec_tui.services.withdrawals.holds import hold_in_force
 from polysec_tui.services.withdrawals.screening import RULES, load_config
 from polysec_tui.text import fmt_amount
@@ -657,6 +657,15 @@ def _approval_checks(session: Session, wd: Withdrawal, now: datetime) -> None:
                            "or have a senior officer remove the address first")
 
 
+def _single_approval_checks(session: Session, wd: Withdrawal, now: datetime) -> None:
+    """An approval by one officer: also never to a sanctioned destination (a list may
+    have been imported since the officer chose this way)."""
+    _approval_checks(session, wd, now)
+    if sanctions.listings(session, [wd.address]):
+        raise ConflictError(f"destination {wd.address} is on a sanctions list: approve "
+                            "again, and a second officer must confirm")
+
+
 def approve(rt: Runtime, actor: Actor, ref: str, note: str, *,
             outcome: str = "false_positive", outcome_reason: str | None = None) -> Outcome:
     """Approve; above the asset's approval limit this opens a four-eyes request instead
@@ -672,11 +681,14 @@ def approve(rt: Runtime, actor: Actor, ref: str, note: str, *,
     with rt.sessions() as session:
         wd = _find(session, ref)
         amount, asset = wd.amount, wd.asset
+        listed = sanctions.listings(session, [wd.address]).get(wd.address, [])
     limit = cfg.approval_limit(asset)
-    if limit is not None and amount <= limit:
+    # A sanctioned destination always needs a second officer, whatever the amount.
+    if not listed and limit is not None and amount <= limit:
         return _transition(rt, actor, ref, "approve", _from_states(actor),
                            {"status": "approved", "decided_by": actor.officer_id,
-                            "decided_at": now}, text, check=_approval_checks, judged=judged)
+                            "decided_at": now}, text, check=_single_approval_checks,
+                           judged=judged)
     w = Withdrawal
     pending_request = (select(ApprovalRequest.id)
                        .where(ApprovalRequest.id == w.approval_id,
@@ -684,7 +696,8 @@ def approve(rt: Runtime, actor: Actor, ref: str, note: str, *,
                               ApprovalRequest.expires_at > now))
     allowed = _from_states(actor) & ~pending_request.exists()
     try:
-        return _request_approval(rt, actor, ref, allowed, text, limit, now, judged)
+        return _request_approval(rt, actor, ref, allowed, text, limit, now, judged,
+                                 [listing.explanation() for listing in listed])
     except _Lost as lost:
         raise _conflict(rt, lost.wid, actor, "approve") from None
 
@@ -699,7 +712,7 @@ class _Lost(Exception):
 
 def _request_approval(rt: Runtime, actor: Actor, ref: str, allowed: Any, text: str,
                       limit: Decimal | None, now: datetime,
-                      judged: tuple[str, str | None]) -> Outcome:
+                      judged: tuple[str, str | None], listed: list[str]) -> Outcome:
     with rt.transaction() as session:
         wd = _find(session, ref)
         wid, account_id, ext, amount, asset = (wd.id, wd.account_id, wd.external_id,
@@ -708,8 +721,9 @@ def _request_approval(rt: Runtime, actor: Actor, ref: str, allowed: Any, text: s
                                      .where(Account.id == account_id))
         _approval_checks(session, wd, now)
         limit_text = f"{fmt_amount(limit)} {asset}" if limit is not None else "none configured"
+        sanctioned = f"; SANCTIONED destination: {'; '.join(listed)}" if listed else ""
         reason = (f"approve withdrawal {ext}: {fmt_amount(amount)} {asset} to {wd.address} "
-                  f"(approval limit {limit_text}); note: {text}")
+                  f"(approval limit {limit_text}){sanctioned}; note: {text}")
         # The request row first: the withdrawal's foreign key points at it.
         request_id = approvals.open_request(
             rt, actor, APPROVAL, reason[:approvals.MAX_REASON],

@@ -92,6 +92,7 @@ from polysec_tui.errors import InputError
 from polysec_tui.services.feed.ingest import driver_insert
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals import sanctions
 from polysec_tui.services.withdrawals.holds import hold_in_force
 from polysec_tui.text import fmt_amount, fmt_duration
 
@@ -111,7 +112,12 @@ RULES = (
     "drains_balance",
     "risky_session",
     "account_frozen",
+    "address_sanctioned",
+    "address_known_bad",
 )
+# Rules that hold a withdrawal whatever the weights and the threshold: a destination on
+# a sanctions list, or one that a confirmed fraud paid (services/withdrawals/sanctions).
+ALWAYS_HOLD = frozenset({"address_sanctioned", "address_known_bad"})
 SECURITY_CHANGES = ("2fa_reset", "2fa_change", "password_change", "email_change")
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 LOCK_NAME = "screening"
@@ -132,7 +138,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "ip_not_seen": 20, "new_country": 20, "new_asn": 10, "amount_outlier": 30,
     "new_destination": 15, "address_blocklisted": 100, "security_change_hold": 60,
     "velocity": 25, "dormant": 25, "drains_balance": 25, "risky_session": 35,
-    "account_frozen": 100,
+    "account_frozen": 100, "address_sanctioned": 1000, "address_known_bad": 100,
 }
 
 
@@ -513,6 +519,7 @@ def _judge(sessions: sessionmaker[Session], ids: list[int],
         _frozen(conn, in_batch, cfg, hits)
         _risky_session(conn, rows, in_batch, cfg, hits)
         _dormant(conn, rows, cfg, hits)
+        _listed(session, rows, cfg, hits)
     for row in rows.values():
         _row_rules(row, cfg, hits)
     order = {rule: i for i, rule in enumerate(RULES)}
@@ -548,7 +555,8 @@ def _record(rt: Runtime, verdict: _Verdict, cfg: ScreeningConfig,
             if wid not in unscreened:
                 continue
             scores[wid] = score = round(sum(h.score for h in found), 2)
-            if verdict.status[wid] == "pending" and score >= cfg.hold_threshold:
+            if verdict.status[wid] == "pending" and (
+                    score >= cfg.hold_threshold or any(h.rule in ALWAYS_HOLD for h in found)):
                 to_hold.append(wid)
             for h in found:
                 report.hits[h.rule] = report.hits.get(h.rule, 0) + 1
@@ -1037,6 +1045,32 @@ def _dormant(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfig,
                     f"no login or withdrawal for {days} days before this request (last "
                     f"activity {_fmt_time(last)}; dormant after {cfg.dormant_days} days)",
                     idle_days=days, last_activity=last.isoformat()))
+
+
+def _listed(session: Session, rows: Mapping[int, _Row], cfg: ScreeningConfig,
+            hits: dict[int, list[Hit]]) -> None:
+    """Destinations on a sanctions list, and destinations a confirmed fraud paid (one
+    indexed look-up per chunk of the batch's addresses)."""
+    addresses = {row.address for row in rows.values()}
+    listed = sanctions.listings(session, addresses)
+    bad = sanctions.known_bad(session, addresses)
+    for row in rows.values():
+        on = listed.get(row.address)
+        if on:
+            first, others = on[0], [listing.list for listing in on[1:]]
+            hits[row.id].append(_hit(
+                cfg, "address_sanctioned",
+                first.explanation() + (f"; also on {', '.join(others)}" if others else ""),
+                address=row.address, list=first.list, version=first.version,
+                entity=first.entity, entity_ref=first.entity_ref, currency=first.currency,
+                lists=[listing.list for listing in on]))
+        paid = [ext for wid, ext in bad.get(row.address, ()) if wid != row.id]
+        if paid:
+            hits[row.id].append(_hit(
+                cfg, "address_known_bad",
+                f"destination {row.address} received withdrawal(s) recorded as confirmed "
+                f"fraud: {', '.join(paid[:3])}" + (" …" if len(paid) > 3 else ""),
+                address=row.address, withdrawals=paid[:20]))
 
 
 def _row_rules(row: _Row, cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> None:

@@ -1,0 +1,69 @@
+"""Sanctions lists and their digital currency addresses (`polysec sanctions import`):
+screening holds a withdrawal to a listed address as critical, and a list change
+re-screens past destinations (issue 21).
+
+Revision ID: 0020
+Revises: 0019
+Create Date: 2026-12-04 17:30:00.000000
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import mysql
+
+revision: str = '0020'
+down_revision: str | None = '0019'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+UTC_DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# Exact comparison on MariaDB too (migration 0011).
+ADDRESS = sa.String(128).with_variant(
+    mysql.VARCHAR(128, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "sanctions_lists",
+        sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("source_format", sa.String(32), nullable=False),
+        sa.Column("version", sa.String(64), nullable=False),
+        sa.Column("published_at", UTC_DATETIME, nullable=True),
+        sa.Column("imported_at", UTC_DATETIME, nullable=False),
+        sa.Column("imported_by", sa.Uuid(), nullable=True),
+        sa.Column("addresses", sa.Integer(), nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.ForeignKeyConstraint(["imported_by"], ["officers.id"],
+                                name=op.f("fk_sanctions_lists_imported_by_officers")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sanctions_lists")),
+        sa.UniqueConstraint("name", name=op.f("uq_sanctions_lists_name")),
+    )
+    op.create_table(
+        "sanctioned_addresses",
+        sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
+        sa.Column("list_id", BIG_ID, nullable=False),
+        sa.Column("address", ADDRESS, nullable=False),
+        sa.Column("currency", sa.String(32), nullable=True),
+        sa.Column("entity", sa.String(256), nullable=False),
+        sa.Column("entity_ref", sa.String(128), nullable=False),
+        sa.Column("listed_at", UTC_DATETIME, nullable=False),
+        sa.ForeignKeyConstraint(["list_id"], ["sanctions_lists.id"],
+                                name=op.f("fk_sanctioned_addresses_list_id_sanctions_lists")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sanctioned_addresses")),
+        sa.UniqueConstraint("list_id", "address",
+                            name=op.f("uq_sanctioned_addresses_list_id_address")),
+    )
+    op.create_index(op.f("ix_sanctioned_addresses_address"), "sanctioned_addresses",
+                    ["address"], unique=False)
+    op.create_index(op.f("ix_sanctioned_addresses_listed_at"), "sanctioned_addresses",
+                    ["listed_at"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_sanctioned_addresses_listed_at"), table_name="sanctioned_addresses")
+    op.drop_index(op.f("ix_sanctioned_addresses_address"), table_name="sanctioned_addresses")
+    op.drop_table("sanctioned_addresses")
+    op.drop_table("sanctions_lists")
