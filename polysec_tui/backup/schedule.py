@@ -32,13 +32,16 @@ class Job:
     keep_weekly: int = 4
     keep_monthly: int = 12
     writable: tuple[str, ...] = ("/var/backups/polysec", "/var/lib/polysec")
+    drill: bool = True  # the weekly restore drill (Sundays at drill_at UTC)
+    drill_at: str = "04:30"
 
     def check(self) -> None:
         """Raise ValueError for values that cannot go into a unit or crontab safely."""
         if not _SAFE_USER.match(self.user):
             raise ValueError(f"not a valid user name: {self.user!r}")
-        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", self.at):
-            raise ValueError(f"--at wants HH:MM (UTC), not {self.at!r}")
+        for option, value in (("--at", self.at), ("--drill-at", self.drill_at)):
+            if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+                raise ValueError(f"{option} wants HH:MM (UTC), not {value!r}")
         for value in (self.polysec, self.env_file, *self.writable):
             if not value.startswith("/"):
                 raise ValueError(f"give an absolute path, not {value!r}")
@@ -69,6 +72,11 @@ class Job:
                       "--keep-monthly", str(self.keep_monthly)])
         return steps
 
+    def drill_step(self) -> list[str]:
+        """The weekly restore drill (the identity and scratch server from [backup] and
+        the database URL of the environment file)."""
+        return [self.polysec, "backup", "drill"]
+
 
 def _systemd_word(word: str) -> str:
     """One argument of an Exec line: quoted, with systemd's specifiers (%) and variable
@@ -85,21 +93,45 @@ def _systemd_path(path: str) -> str:
 
 
 def systemd_units(job: Job, name: str = "polysec-backup") -> dict[str, str]:
-    """``{"NAME.service": text, "NAME.timer": text}``."""
+    """``{"NAME.service": text, "NAME.timer": text}``, and with ``job.drill`` the weekly
+    restore drill's ``NAME-drill.service`` and ``NAME-drill.timer``."""
     job.check()
-    execs = "\n".join("ExecStart=" + " ".join(_systemd_word(w) for w in step)
-                      for step in job.steps())
-    writable = " ".join(_systemd_path(p) for p in job.writable)
     offsite = "" if job.ship_to else (
         "# No --ship-to was given: this job keeps backups on this host only.\n")
-    service = f"""\
-# polysec daily backup: create, verify, ship offsite, prune (docs/backups.md).
-# Install: this file and {name}.timer in /etc/systemd/system, then
+    units = {
+        f"{name}.service": _service(
+            job, name, job.steps(), "6h",
+            "# polysec daily backup: create, verify, ship offsite, prune (docs/backups.md).\n"
+            + offsite, "polysec daily encrypted backup (create, verify, ship, prune)"),
+        f"{name}.timer": _timer(name, f"*-*-* {job.at}:00 UTC", f"every day at {job.at} UTC",
+                                "Daily polysec encrypted backup"),
+    }
+    if job.drill:
+        units[f"{name}-drill.service"] = _service(
+            job, f"{name}-drill", [job.drill_step()], "6h",
+            "# polysec weekly restore drill: the newest backup restored into a scratch\n"
+            "# database and checked, a signed record (docs/backups.md). [backup] identity\n"
+            "# must name a recipient key this host may hold (a drill key, on the segregated\n"
+            "# host that runs the drills).\n",
+            "polysec weekly restore drill of the newest backup")
+        units[f"{name}-drill.timer"] = _timer(
+            f"{name}-drill", f"Sun *-*-* {job.drill_at}:00 UTC",
+            f"every Sunday at {job.drill_at} UTC", "Weekly polysec restore drill")
+    return units
+
+
+def _service(job: Job, name: str, steps: list[list[str]], timeout: str, head: str,
+             description: str) -> str:
+    execs = "\n".join("ExecStart=" + " ".join(_systemd_word(w) for w in step)
+                      for step in steps)
+    writable = " ".join(_systemd_path(p) for p in job.writable)
+    return f"""\
+{head}# Install: this file and {name}.timer in /etc/systemd/system, then
 #   systemctl daemon-reload && systemctl enable --now {name}.timer
 # {job.env_file} (owner {job.user}, mode 0600) holds POLYSEC_TOKEN of the automation
 # account and POLYSEC_DB_URL, POLYSEC_KEYRING, POLYSEC_CONFIG.
-{offsite}[Unit]
-Description=polysec daily encrypted backup (create, verify, ship, prune)
+[Unit]
+Description={description}
 Documentation=file:///usr/share/doc/polysec/backups.md
 Wants=network-online.target
 After=network-online.target postgresql.service mariadb.service
@@ -110,7 +142,7 @@ User={job.user}
 Group={job.user}
 EnvironmentFile={_systemd_path(job.env_file)}
 {execs}
-TimeoutStartSec=6h
+TimeoutStartSec={timeout}
 Nice=10
 IOSchedulingClass=best-effort
 IOSchedulingPriority=7
@@ -138,14 +170,17 @@ SystemCallArchitectures=native
 SystemCallFilter=@system-service
 SystemCallFilter=~@privileged
 """
-    timer = f"""\
-# polysec daily backup timer: runs {name}.service every day at {job.at} UTC; a run
-# missed while the machine was off happens at the next boot (Persistent=true).
+
+
+def _timer(name: str, calendar: str, when: str, description: str) -> str:
+    return f"""\
+# polysec timer: runs {name}.service {when}; a run missed while the machine
+# was off happens at the next boot (Persistent=true).
 [Unit]
-Description=Daily polysec encrypted backup
+Description={description}
 
 [Timer]
-OnCalendar=*-*-* {job.at}:00 UTC
+OnCalendar={calendar}
 Persistent=true
 RandomizedDelaySec=15min
 AccuracySec=1min
@@ -154,26 +189,36 @@ Unit={name}.service
 [Install]
 WantedBy=timers.target
 """
-    return {f"{name}.service": service, f"{name}.timer": timer}
 
 
 def cron_entry(job: Job) -> str:
-    """An /etc/cron.d file: one line, run as ``job.user`` at ``job.at`` in the host's time
-    zone (cron has no portable per-line zone; backup hosts run on UTC)."""
+    """An /etc/cron.d file: the daily line, run as ``job.user`` at ``job.at``, and with
+    ``job.drill`` the weekly drill's line (Sundays at ``job.drill_at``), in the host's
+    time zone (cron has no portable per-line zone; backup hosts run on UTC)."""
     job.check()
-    hour, minute = job.at.split(":")
-    chain = " && ".join(shlex.join(step) for step in job.steps())
-    script = (f"set -a && . {shlex.quote(job.env_file)} && set +a && umask 077 && {chain}")
-    # The lock (on the environment file itself: no new file in a shared directory) keeps
-    # a slow run and the next day's from overlapping.
-    command = (f"/usr/bin/flock -n {shlex.quote(job.env_file)} "
-               f"/bin/sh -c {shlex.quote(script)}")
-    command = command.replace("%", "\\%")  # cron turns a bare % into a newline
+    lines = [_cron_line(job, job.at, "*", job.steps())]
+    if job.drill:
+        lines.append(_cron_line(job, job.drill_at, "0", [job.drill_step()]))
     return (
-        "# polysec daily backup (docs/backups.md): /etc/cron.d/polysec-backup\n"
+        "# polysec daily backup and weekly restore drill (docs/backups.md):\n"
+        "# /etc/cron.d/polysec-backup\n"
         f"# {job.env_file} (owner {job.user}, mode 0600) holds POLYSEC_TOKEN of the\n"
         "# automation account and POLYSEC_DB_URL, POLYSEC_KEYRING, POLYSEC_CONFIG.\n"
         "SHELL=/bin/sh\n"
         "PATH=/usr/local/bin:/usr/bin:/bin\n"
-        f"{int(minute)} {int(hour)} * * * {job.user} {command}\n"
+        + "".join(lines)
     )
+
+
+def _cron_line(job: Job, at: str, weekday: str, steps: list[list[str]]) -> str:
+    hour, minute = at.split(":")
+    chain = " && ".join(shlex.join(step) for step in steps)
+    script = (f"set -a && . {shlex.quote(job.env_file)} && set +a && umask 077 && {chain}")
+    # The lock (on the environment file itself: no new file in a shared directory) keeps
+    # runs from overlapping: a daily run skips while one runs (-n); the drill waits for
+    # the backup of its night to finish.
+    wait = "" if weekday != "*" else "-n "
+    command = (f"/usr/bin/flock {wait}{shlex.quote(job.env_file)} "
+               f"/bin/sh -c {shlex.quote(script)}")
+    command = command.replace("%", "\\%")  # cron turns a bare % into a newline
+    return f"{int(minute)} {int(hour)} * * {weekday} {job.user} {command}\n"

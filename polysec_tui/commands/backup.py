@@ -1,4 +1,5 @@
-"""`polysec backup keygen | create | verify | restore | list | prune | ship | schedule`."""
+"""`polysec backup keygen | create | verify | restore | drill | drills | list | prune | ship |
+schedule`."""
 
 from __future__ import annotations
 
@@ -226,6 +227,64 @@ def restore(ctx: click.Context, file: str, identity: str | None, to_url: str | N
 
 
 
+@backup.command()
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
+@click.option("--identity", metavar="KEYFILE",
+              help="Private key of a recipient. Default: [backup] identity.")
+@click.option("--scratch", metavar="URL",
+              help="PostgreSQL/MariaDB: a server for the scratch database (a new database "
+                   "there, dropped after). Default: the live server. SQLite: a private "
+                   "temporary file.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def drill(ctx: click.Context, file: str | None, identity: str | None, scratch: str | None,
+          as_json: bool) -> None:
+    """Restore drill: restore FILE (default: the newest good backup) into a segregated
+    scratch database, check it against its manifest, run the data audit checks and the
+    audit-log verification on it, drop it, and write a signed drill record (exit 1 if
+    the drill fails; the record is written either way). Weekly by `backup schedule`."""
+    from polysec_tui.errors import CheckFailed
+    from polysec_tui.services.operations import backups
+
+    actor = actor_of(ctx, "backup.run")
+    key = _identity(ctx, identity)
+    try:
+        report = backups.drill_backup(runtime_of(ctx), actor, key,
+                                      path=Path(file) if file else None, scratch=scratch)
+    except CheckFailed as exc:
+        if as_json:
+            emit_json({"result": "fail", "reason": exc.message})
+        raise
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    echo(f"drill PASSED: {visible(report.path)} restored in {report.restore_seconds:.1f} s, "
+         f"{report.rows:,} rows checked in {report.checks_seconds:.1f} s "
+         f"({', '.join(f'{k} {v}' for k, v in report.checks.items())}); "
+         f"signed record {visible(report.record_file)}")
+
+
+@backup.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def drills(ctx: click.Context, as_json: bool) -> None:
+    """The latest restore drills, newest first, each record's signature checked against
+    [backup] signers."""
+    from polysec_tui.services.operations import backups
+
+    views = backups.list_drills(runtime_of(ctx), actor_of(ctx, "backup.run"))
+    if as_json:
+        emit_json([v.as_dict() for v in views])
+        return
+    if not views:
+        echo("no restore drill yet (`polysec backup drill`)")
+    for v in views:
+        took = "" if v.restore_seconds is None else f"restore {v.restore_seconds:.1f} s, "
+        echo(f"{v.started_at:%Y-%m-%d %H:%M}  {v.result.upper():<4}  {took}total "
+             f"{v.total_seconds:.1f} s  by {visible(v.officer)}  backup {v.backup_id or '?'}  "
+             f"signature {v.signature}")
+
+
 @backup.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
@@ -396,18 +455,24 @@ def ship(ctx: click.Context, file: str | None, latest: bool, to: str | None,
 @click.option("--writable", multiple=True, metavar="DIR",
               help="Directories the service may write (repeatable; default "
                    "/var/backups/polysec and /var/lib/polysec).")
+@click.option("--drill-at", default="04:30", show_default=True,
+              help="The weekly restore drill (`backup drill`): Sundays at HH:MM UTC.")
+@click.option("--no-drill", is_flag=True,
+              help="Leave out the weekly restore drill (run it on the segregated host "
+                   "that keeps a drill identity instead).")
 def schedule(kind: str, polysec: str, user: str, env_file: str, at: str,
              ship_to: str | None, known_hosts: str | None, ssh_identity: str | None,
              no_verify: bool, keep_daily: int, keep_weekly: int, keep_monthly: int,
-             writable: tuple[str, ...]) -> None:
-    """Print the daily job (create, verify, ship, prune) as a systemd service + timer or
-    a crontab line, run as the automation account. Nothing is installed."""
+             writable: tuple[str, ...], drill_at: str, no_drill: bool) -> None:
+    """Print the daily job (create, verify, ship, prune) and the weekly restore drill as
+    systemd services + timers or crontab lines, run as the automation account. Nothing
+    is installed."""
     from polysec_tui.backup.schedule import Job, cron_entry, systemd_units
 
     job = Job(polysec=polysec, user=user, env_file=env_file, at=at, ship_to=ship_to,
               known_hosts=known_hosts, ssh_identity=ssh_identity, verify=not no_verify,
               keep_daily=keep_daily, keep_weekly=keep_weekly, keep_monthly=keep_monthly,
-              writable=writable or Job.writable)
+              writable=writable or Job.writable, drill=not no_drill, drill_at=drill_at)
     try:
         if kind == "cron":
             _print_file(cron_entry(job))

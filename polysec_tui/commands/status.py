@@ -57,6 +57,7 @@ def render_text(s: DashboardSummary) -> list[str]:
         + (f", oldest since {s.approvals_oldest_at:%Y-%m-%d %H:%M} UTC"
            if s.approvals_oldest_at else ""),
         f"last backup   {_backup_text(s)}",
+        f"last drill    {_drill_text(s)}",
         f"last audit    {_audit_text(s)}",
         f"incidents     {s.incidents_open:,} open or contained",
         f"alerts        {len(s.alerts):,} unacknowledged"
@@ -86,6 +87,14 @@ def _backup_text(s: DashboardSummary) -> str:
                        "shipped" if b.shipped else "not shipped"])
     return (f"{b.created_at:%Y-%m-%d %H:%M} UTC ({b.age_hours(s.as_of):,.1f} h ago), "
             f"{b.status}, {flags}")
+
+
+def _drill_text(s: DashboardSummary) -> str:
+    d = s.drill
+    if d is None:
+        return "never (`polysec backup drill`)"
+    return (f"{d.started_at:%Y-%m-%d %H:%M} UTC ({d.age_hours(s.as_of):,.1f} h ago), "
+            f"{'passed' if d.result == 'pass' else 'FAILED'} in {d.total_seconds:,.1f} s")
 
 
 def _audit_text(s: DashboardSummary) -> str:

@@ -350,6 +350,27 @@ class BackupRecord(Base):
     status: Mapped[str] = mapped_column(String(16))  # complete | verified | failed | pruned
 
 
+class BackupDrill(Base):
+    """A restore drill (`polysec backup drill`): the newest backup restored into a
+    scratch database and checked there. ``record`` is the canonical JSON that
+    ``signature`` (Ed25519, base64, by the host's backup signing key ``signer``) signs:
+    what, when, by whom, the result and the durations."""
+
+    __tablename__ = "backup_drills"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    backup_id: Mapped[uuid.UUID | None]
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    finished_at: Mapped[datetime]
+    officer: Mapped[str] = mapped_column(String(64))
+    result: Mapped[str] = mapped_column(String(8))  # pass | fail
+    restore_seconds: Mapped[float | None] = mapped_column(Double)
+    total_seconds: Mapped[float] = mapped_column(Double)
+    record: Mapped[str] = mapped_column(Text)
+    signature: Mapped[str] = mapped_column(String(128))
+    signer: Mapped[str] = mapped_column(String(128))
+
+
 class AuditRun(Base):
     __tablename__ = "audit_runs"
 

@@ -78,6 +78,7 @@ RELOAD_AFTER_AWAY_SECONDS = 5.0
 MAX_ANNOUNCED = 3
 ALERT_TOAST_SECONDS = 12  # the alert bar stays; the toasts must not hide the cards long
 BACKUP_STALE_HOURS = 26.0  # a daily backup plus slack
+DRILL_STALE_HOURS = 8 * 24.0  # a weekly drill plus a day
 
 CARDS = (
     ("cards", (("card-accounts", "Accounts"), ("card-logins", "Logins 24 h"),
@@ -103,6 +104,18 @@ def _age(now: datetime, then: datetime) -> str:
     if seconds < 172800:
         return f"{seconds // 3600} h ago"
     return f"{seconds // 86400} d ago"
+
+
+def drill_state(s: DashboardSummary) -> tuple[str, bool]:
+    """The backup card's bottom line: the last restore drill's age and result, and
+    whether it calls for attention (failed, or older than a week and a day)."""
+    d = s.drill
+    if d is None:
+        return ("no drill", False) if s.backup is not None else ("", False)
+    age = _age(s.as_of, d.started_at).replace(" ago", "")
+    failed = d.result != "pass"
+    return (f"drill {age} {'✗' if failed else '✓'}",
+            failed or d.age_hours(s.as_of) > DRILL_STALE_HOURS)
 
 
 def card_states(s: DashboardSummary) -> dict[str, CardState]:
@@ -135,7 +148,8 @@ def card_states(s: DashboardSummary) -> dict[str, CardState]:
         stale = b.age_hours(s.as_of) > BACKUP_STALE_HOURS
         states["card-backup"] = (_age(s.as_of, b.created_at),
                                  "FAILED" if b.status == "failed" else marks,
-                                 stale or b.status == "failed" or not b.verified)
+                                 stale or b.status == "failed" or not b.verified
+                                 or drill_state(s)[1])
     a = s.audit
     if a is None:
         states["card-audit"] = ("never", "not run yet", False)
@@ -414,6 +428,10 @@ class DashboardScreen(ConsoleScreen):
             self._shown[card_id] = state
             value, note, alert = state
             self.query_one(f"#{card_id}", FigureCard).show(value, note, alert=alert)
+        drill, _attention = drill_state(s)  # the card's alert includes the drill's
+        card = self.query_one("#card-backup", FigureCard)
+        if card.border_subtitle != drill:
+            card.border_subtitle = drill
 
     def _show_monitoring(self, s: DashboardSummary) -> None:
         status = s.watcher

@@ -48,8 +48,18 @@ def test_systemd_units_are_valid(capsys, tmp_path):
                    "--env-file", str(tmp_path / "backup.env"), "--at", "03:15", *SHIP)
     assert done.code == 0, done.err
     units = split_units(done.out)
-    assert set(units) == {"polysec-backup.service", "polysec-backup.timer"}
+    assert set(units) == {"polysec-backup.service", "polysec-backup.timer",
+                          "polysec-backup-drill.service", "polysec-backup-drill.timer"}
     service, timer = units["polysec-backup.service"], units["polysec-backup.timer"]
+    # The weekly restore drill: its own oneshot service, as hardened, and timer.
+    drill = parse_unit(units["polysec-backup-drill.service"])
+    assert exec_lines(units["polysec-backup-drill.service"]) == [
+        [str(fake), "backup", "drill"]]
+    assert drill["Service"]["ProtectSystem"] == "strict"
+    assert drill["Service"]["EnvironmentFile"] == str(tmp_path / "backup.env")
+    drill_timer = parse_unit(units["polysec-backup-drill.timer"])
+    assert drill_timer["Timer"]["OnCalendar"] == "Sun *-*-* 04:30:00 UTC"
+    assert drill_timer["Timer"]["Unit"] == "polysec-backup-drill.service"
 
     s = parse_unit(service)
     assert s["Service"]["Type"] == "oneshot"
@@ -77,8 +87,7 @@ def test_systemd_units_are_valid(capsys, tmp_path):
         return  # the structural checks above stand alone
     for name, text in units.items():
         (tmp_path / name).write_text(text)
-    checked = subprocess.run([analyze, "verify", str(tmp_path / "polysec-backup.service"),
-                              str(tmp_path / "polysec-backup.timer")],
+    checked = subprocess.run([analyze, "verify", *(str(tmp_path / name) for name in units)],
                              capture_output=True, text=True, check=False)
     assert checked.returncode == 0 and checked.stderr.strip() == "", checked.stderr
     # And the check can fail: a misspelt key is reported.
@@ -110,9 +119,11 @@ exit 0
     done = run_cli(capsys, "backup", "schedule", "--print", "cron", "--polysec", str(fake),
                    "--env-file", str(env), "--at", "04:05", "--user", "backup_svc", *SHIP)
     assert done.code == 0, done.err
-    [line] = [x for x in done.out.splitlines() if x and not x.startswith("#") and "=" not in
-              x.split()[0]]
+    line, drill_line = [x for x in done.out.splitlines()
+                        if x and not x.startswith("#") and "=" not in x.split()[0]]
     when, user, command = cron_command(line)
+    drill_when, drill_user, drill_command = cron_command(drill_line)
+    assert drill_when == ["30", "4", "*", "*", "0"] and drill_user == "backup_svc"
     assert when == ["5", "4", "*", "*", "*"] and user == "backup_svc"
     assert re.search(r"(?<!\\)%", command) is None  # cron would cut the line at a bare %
     shell = command.replace("\\%", "%")  # what cron hands to /bin/sh
@@ -124,6 +135,10 @@ exit 0
     assert all(c.startswith("tok-automation-123|0077|") for c in calls)
     assert "sftp://bk@vault.example:2222/srv/polysec 100%" in calls[2]
 
+    log.unlink()
+    subprocess.run(["/bin/sh", "-c", drill_command.replace("\\%", "%")], check=True,
+                   timeout=30)
+    assert [c.split("|")[2].split()[1:] for c in log.read_text().splitlines()] == [["drill"]]
     log.unlink()
     failed = subprocess.run(["/bin/sh", "-c", shell], env={"FAIL_VERIFY": "1"}, check=False,
                             timeout=30)
@@ -138,10 +153,15 @@ def test_without_ship_and_verify(capsys):
     steps = exec_lines(split_units(done.out)["polysec-backup.service"])
     assert [s[2] for s in steps] == ["create", "prune"]
     assert "backups on this host only" in done.out
+    without = run_cli(capsys, "backup", "schedule", "--print", "systemd", "--no-drill")
+    assert "polysec-backup-drill" not in without.out
+    cron = run_cli(capsys, "backup", "schedule", "--print", "cron", "--no-drill")
+    assert "backup drill" not in cron.out
 
 
 @pytest.mark.parametrize("args, message", [
     (["--at", "25:00"], "HH:MM"),
+    (["--drill-at", "4:30"], "--drill-at wants HH:MM"),
     (["--user", "root; rm -rf /"], "not a valid user name"),
     (["--ship-to", "sftp://a@b/c"], "needs --known-hosts and --ssh-identity"),
     (["--polysec", "polysec"], "absolute path"),

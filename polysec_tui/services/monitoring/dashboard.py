@@ -36,6 +36,7 @@ from polysec_tui.db.models import (
     AuditFinding,
     AuditHead,
     AuditRun,
+    BackupDrill,
     BackupRecord,
     LoginAnomaly,
     LoginEvent,
@@ -93,6 +94,7 @@ class DashboardSummary:
     approvals_pending: int = 0
     approvals_oldest_at: datetime | None = None
     backup: LastBackup | None = None
+    drill: LastDrill | None = None  # the newest restore drill (`polysec backup drill`)
     audit: LastAudit | None = None
     incidents_open: int = 0
     alerts: tuple[Alert, ...] = ()
@@ -128,6 +130,8 @@ class DashboardSummary:
         doc["alerts"] = [a.as_dict() for a in self.alerts]
         if self.backup is not None:
             doc["backup"]["age_hours"] = self.backup.age_hours(self.as_of)
+        if self.drill is not None:
+            doc["drill"]["age_hours"] = self.drill.age_hours(self.as_of)
         return doc
 
 
@@ -142,6 +146,18 @@ class LastBackup:
 
     def age_hours(self, now: datetime) -> float:
         return round((now - self.created_at).total_seconds() / 3600, 1)
+
+
+@dataclass(frozen=True)
+class LastDrill:
+    """The newest restore drill: when, and whether the restored copy passed its checks."""
+
+    started_at: datetime
+    result: str  # pass | fail
+    total_seconds: float
+
+    def age_hours(self, now: datetime) -> float:
+        return round((now - self.started_at).total_seconds() / 3600, 1)
 
 
 @dataclass(frozen=True)
@@ -267,6 +283,10 @@ class DashboardService:
             backup_row.created_at, backup_row.status,
             backup_row.verified_at is not None or backup_row.status == "verified",
             backup_row.shipped_at is not None)
+        drill_row = session.execute(
+            select(BackupDrill.started_at, BackupDrill.result, BackupDrill.total_seconds)
+            .order_by(BackupDrill.started_at.desc()).limit(1)).one_or_none()
+        drill = None if drill_row is None else LastDrill(*drill_row)
         run = session.execute(select(AuditRun.id, AuditRun.started_at, AuditRun.result)
                               .order_by(AuditRun.id.desc()).limit(1)).one_or_none()
         audit = None
@@ -286,6 +306,7 @@ class DashboardService:
             "approvals_pending": int(approvals),
             "approvals_oldest_at": oldest,
             "backup": backup,
+            "drill": drill,
             "audit": audit,
             "alerts": current,
             "watcher": monitoring,

@@ -21,9 +21,13 @@ was. Restore refuses a file whose SHA-256 or size differs from its catalogue row
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import json
 import secrets
+import socket
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -56,9 +60,9 @@ from polysec_tui.backup.snapshot import SNAPSHOT_KIND, engine_kind, snapshot
 from polysec_tui.backup.tempdirs import private_tempdir, remove_stale
 from polysec_tui.config import app_dir
 from polysec_tui.db.engine import WRITE_OPTION, make_engine, parse_url, redact
-from polysec_tui.db.models import BackupRecord
+from polysec_tui.db.models import BackupDrill, BackupRecord
 from polysec_tui.errors import CheckFailed, InputError, PolysecError
-from polysec_tui.files import NewFile
+from polysec_tui.files import NewFile, atomic_write
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 
@@ -713,6 +717,193 @@ def _view(record: BackupRecord) -> BackupView:
     return BackupView(record.id, record.created_at, record.path, record.engine,
                       record.size_bytes, record.sha256, record.status, record.verified_at,
                       Path(record.path).is_file(), record.shipped_at, record.shipped_to)
+
+
+# ------------------------------------------------------------------------ restore drills
+
+DRILL_KIND = "drill"  # <tmp>/polysec-drill-*: the drill's scratch SQLite
+DRILL_FORMAT = "polysec-restore-drill/1"
+# The audit checks that judge the restored data itself (the others are about the live
+# system: backups, SLAs, the server's TLS and roles).
+DRILL_CHECKS = ("encryption_coverage", "blind_index_consistency", "auditlog_chain")
+
+
+@dataclass
+class DrillReport:
+    """A restore drill and its signed record (what ``backup drill --json`` prints)."""
+
+    id: str
+    path: str
+    backup_id: str | None
+    started_at: datetime
+    finished_at: datetime
+    officer: str
+    result: str  # pass | fail
+    problems: list[str]
+    restore_seconds: float | None  # authenticate and load into the scratch database
+    checks_seconds: float | None  # the manifest's counts, decryption, the audit checks
+    total_seconds: float
+    rows: int
+    checks: dict[str, str]  # audit check -> pass | warn | fail
+    signer: str
+    record_file: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _drill_checks(rt: Runtime, target: URL) -> list[Any]:
+    """The data audit checks run on the restored database, with the live keyring."""
+    from polysec_tui.config import Settings
+    from polysec_tui.services.operations import audit_checks
+
+    url = target.render_as_string(hide_password=False)
+    engine = make_engine(url, create_dir=False)
+    try:
+        scratch = Runtime(Settings(url, rt.settings.keyring_path, options=rt.settings.options),
+                          engine, rt.keyring, clock=rt.clock)
+        ctx = audit_checks.CheckContext(scratch, rt.clock(), None,
+                                        {**audit_checks.DEFAULTS, **rt.settings.section("audit")})
+        findings = []
+        for name in DRILL_CHECKS:
+            try:
+                findings.append(audit_checks.CHECKS[name].run(ctx))
+            except PolysecError as exc:
+                findings.append(audit_checks.Finding(name, "fail",
+                                                     f"check could not complete: {exc}", ""))
+        return findings
+    finally:
+        engine.dispose()
+
+
+def drill_backup(rt: Runtime, actor: Actor, identity: Identity, *, path: Path | None = None,
+                 scratch: str | None = None) -> DrillReport:
+    """Restore ``path`` (default: the newest good backup) into a segregated scratch
+    database (a private temporary SQLite file, or a new database on the ``scratch``
+    server), check it against its manifest, run the data audit checks and the audit-log
+    chain verification on it, drop it, and record the drill: a row of ``backup_drills``
+    and a JSON file under ``<backup dir>/drills/``, both signed with this host's backup
+    signing key. Audited. A failed drill is recorded, then CheckFailed (exit 1)."""
+    require(actor, "backup.run")
+    config = BackupConfig.from_settings(rt.settings)
+    key = config.load_signing_key()  # before the work: a drill record is always signed
+    path = path or latest_backup(rt, actor)
+    trust = config.trust()
+    started, began = rt.clock(), time.monotonic()
+    problems: list[str] = []
+    backup_id: uuid.UUID | None = None
+    restore_s = checks_s = None
+    rows, checks = 0, {}
+    try:
+        read = _authenticate(path, identity, trust)
+        backup_id = read.backup_id
+        if read.error is not None:
+            raise read.error
+        opened = read.opened
+        assert opened is not None
+        remove_stale(DRILL_KIND)  # scratch databases left by a killed drill
+        with private_tempdir(DRILL_KIND) as tmp:
+            target = _scratch_url(str(opened.manifest.get("engine")), rt.engine.url,
+                                  scratch, tmp)
+            try:
+                _restore_into(path, identity, target, trust, opened.file_sha256)
+                restore_s = round(time.monotonic() - began, 3)
+                checked = time.monotonic()
+                restored = restoring.check_restored(target, opened.manifest, rt.cipher)
+                rows = sum(restored.row_counts.values())
+                problems.extend(restored.problems)
+                for finding in _drill_checks(rt, target):
+                    checks[finding.check] = finding.status
+                    if finding.status == "fail":
+                        problems.append(f"{finding.check}: {finding.summary}")
+                checks_s = round(time.monotonic() - checked, 3)
+            finally:
+                restoring.drop_database(target)
+    except (CheckFailed, InputError) as exc:
+        problems.append(exc.message)
+    finished = rt.clock()
+    drill_id = uuid.uuid4()
+    result, total = ("fail" if problems else "pass"), round(time.monotonic() - began, 3)
+    record: dict[str, Any] = {
+        "format": DRILL_FORMAT, "id": str(drill_id), "host": socket.gethostname(),
+        "database": redact(rt.engine.url), "backup_id": str(backup_id) if backup_id else None,
+        "path": str(path), "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(), "officer": actor.name, "role": actor.role,
+        "result": result, "problems": problems[:20],
+        "restore_seconds": restore_s, "checks_seconds": checks_s,
+        "total_seconds": total, "rows": rows,
+        "checks": checks, "polysec": __version__,
+    }
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    signature = base64.b64encode(key.sign(hashlib.sha256(text.encode()).digest())).decode()
+    drills = config.directory / "drills"
+    record_file = drills / f"drill-{started:%Y%m%dT%H%M%SZ}-{drill_id.hex[:8]}.json"
+    try:
+        drills.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create {drills}: {exc.strerror}") from None
+    atomic_write(record_file, (json.dumps({"record": record, "signature": signature,
+                                           "signer": str(key.signer)}, indent=1)
+                               + "\n").encode(), what="drill record", overwrite=False)
+    with rt.transaction() as session:
+        session.add(BackupDrill(
+            id=drill_id, backup_id=backup_id, started_at=started, finished_at=finished,
+            officer=actor.name[:64], result=result, restore_seconds=restore_s,
+            total_seconds=total, record=text, signature=signature,
+            signer=str(key.signer)))
+        rt.audit.append(session, officer=actor.name, action="backup.drill", at=finished,
+                        target=f"backup:{backup_id}" if backup_id else f"file:{path.name}"[:256],
+                        details={"drill": str(drill_id), "result": result,
+                                 "problems": problems[:5], "restore_seconds": restore_s,
+                                 "total_seconds": total,
+                                 "record_file": str(record_file)})
+    report = DrillReport(str(drill_id), str(path), str(backup_id) if backup_id else None,
+                         started, finished, actor.name, result, problems, restore_s,
+                         checks_s, total, rows, checks, str(key.signer), str(record_file))
+    if problems:
+        raise CheckFailed(f"restore drill of {path} failed: {'; '.join(problems[:3])}")
+    return report
+
+
+@dataclass(frozen=True)
+class DrillView:
+    id: str
+    backup_id: str | None
+    started_at: datetime
+    officer: str
+    result: str
+    restore_seconds: float | None
+    total_seconds: float
+    signature: str  # valid (by a key of [backup] signers) | invalid | untrusted signer
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def drill_signature(text: str, signature: str, signer: str,
+                    signers: Sequence[Signer]) -> str:
+    """Whether a drill record's signature holds and its signer is trusted."""
+    try:
+        key = Signer.parse(signer)
+        raw = base64.b64decode(signature, validate=True)
+    except (InputError, ValueError):
+        return "invalid"
+    if not key.verify(raw, hashlib.sha256(text.encode()).digest()):
+        return "invalid"
+    return "valid" if key in signers else "untrusted signer"
+
+
+def list_drills(rt: Runtime, actor: Actor, *, limit: int = 50) -> list[DrillView]:
+    """The latest drills, newest first, each with its signature checked."""
+    require(actor, "backup.run")
+    signers = BackupConfig.from_settings(rt.settings).signers
+    with rt.sessions() as session:
+        rows = session.scalars(select(BackupDrill).order_by(BackupDrill.started_at.desc())
+                               .limit(limit)).all()
+        return [DrillView(str(d.id), str(d.backup_id) if d.backup_id else None, d.started_at,
+                          d.officer, d.result, d.restore_seconds, d.total_seconds,
+                          drill_signature(d.record, d.signature, d.signer, signers))
+                for d in rows]
 
 
 def latest_backup(rt: Runtime, actor: Actor) -> Path:
