@@ -13,13 +13,15 @@
 - **Resume.** A ``NAME.partial`` left by an interrupted upload is continued from its
   size. Its bytes are not trusted: the read-back covers the whole file, and a resumed
   upload that does not match is started again from zero, once.
-- **Append-only targets** (``append_only``: an SFTP account that may create files but
-  not remove, overwrite, truncate or re-mode them, nor rename over a file; the sshd_config
-  block is in docs/backups.md): nothing written there can be reopened, so each attempt
-  writes a ``.partial`` of its own (no resume; an interrupted attempt's partial stays
-  for the server's operator) and sets no mode (the server's umask makes files
-  read-only). ``check_target`` proves with a canary file that a target refuses all of
-  that before it is trusted.
+- **Append-only targets** (``append_only``: an SFTP account that may create files and
+  read them, but not remove, rename, overwrite, truncate or re-mode them; the
+  sshd_config block is in docs/backups.md). Renaming is refused too (a renamed backup
+  could be replaced by a forged one under its name), so the file is written straight to
+  ``NAME`` and read back; the manifest, written last, still marks a complete, verified
+  backup. Nothing written there can be reopened: an interrupted upload leaves a short
+  ``NAME`` that only the server's operator can remove (the next ship says so). No mode
+  is set (the server's umask makes files read-only). ``check_target`` proves with a
+  canary file that a target refuses all of that before it is trusted.
 - **Manifest last.** ``NAME.manifest.json`` (public facts only: backup id, size,
   SHA-256, engine, creation time) is written after ``NAME`` has arrived, also through a
   ``.partial`` and a rename: a remote directory holding the manifest holds the complete,
@@ -236,10 +238,8 @@ def _put_small(sftp: paramiko.SFTPClient, remote: str, data: bytes, append_only:
                 return  # the same manifest, from an earlier ship of this backup
             raise ConflictError(f"remote {remote} already exists with other content, and "
                                 "the append-only target keeps it")
-        partial = _attempt_partial(remote)
-        with sftp.open(partial, "wb") as out:
+        with sftp.open(remote, "wb") as out:
             out.write(data)
-        sftp.rename(partial, remote)
         return
     partial = remote + PARTIAL
     with sftp.open(partial, "wb") as out:
@@ -250,10 +250,17 @@ def _put_small(sftp: paramiko.SFTPClient, remote: str, data: bytes, append_only:
     sftp.rename(partial, remote)
 
 
-def _attempt_partial(remote: str) -> str:
-    """A partial name of this attempt's own, for a target where an earlier attempt's
-    partial can be neither continued nor removed."""
-    return f"{remote}.{secrets.token_hex(4)}{PARTIAL}"
+def _interrupted(sftp: paramiko.SFTPClient, remote: str, existing: int, local: Path) -> bool:
+    """Whether the remote file is a prefix of the local one (an upload cut short)."""
+    if existing >= local.stat().st_size:
+        return False
+    digest = hashlib.sha256()
+    with local.open("rb") as src:
+        left = existing
+        while left and (data := src.read(min(BLOCK, left))):
+            digest.update(data)
+            left -= len(data)
+    return _remote_sha256(sftp, remote, existing) == digest.hexdigest()
 
 
 def ship_file(local: Path, target: SftpTarget, known_hosts: Path, identity: Path, *,
@@ -280,20 +287,31 @@ def ship_file(local: Path, target: SftpTarget, known_hosts: Path, identity: Path
             sent, resumed_from, already = 0, 0, False
             if existing is not None:
                 if existing != size or _remote_sha256(sftp, remote, existing) != sha:
+                    if append_only and _interrupted(sftp, remote, existing, local):
+                        raise ConflictError(
+                            f"remote {remote} is an upload cut short ({existing} of {size} "
+                            "bytes) and the append-only target keeps it: have the "
+                            "server's operator remove it, then ship again")
                     raise ConflictError(
                         f"remote {remote} already exists with other content; refusing to "
                         "replace it")
                 already = True
+            elif append_only:
+                # Straight to NAME: the target refuses renames. The manifest, written
+                # after the read-back, marks the file complete and verified.
+                sent = _upload(sftp, local, remote, 0, size, progress, chmod=False)
+                remote_sha = _remote_sha256(sftp, remote, size)
+                if remote_sha != sha:
+                    raise CheckFailed(
+                        f"read-back of {remote} on {target.host_label} gave SHA-256 "
+                        f"{remote_sha}, expected {sha}; no manifest was written (the "
+                        "append-only target keeps the bad file for its operator)")
             else:
-                if append_only:
-                    partial, offset = _attempt_partial(remote), 0
-                else:
-                    offset = _remote_size(sftp, partial) or 0
-                    if offset > size:
-                        offset = 0  # not a prefix of this file: start again
+                offset = _remote_size(sftp, partial) or 0
+                if offset > size:
+                    offset = 0  # not a prefix of this file: start again
                 resumed_from = offset
-                sent = _upload(sftp, local, partial, offset, size, progress,
-                               chmod=not append_only)
+                sent = _upload(sftp, local, partial, offset, size, progress)
                 remote_sha = _remote_sha256(sftp, partial, size)
                 if remote_sha != sha and offset:
                     # The old partial was not a prefix of this file: once more from zero.
@@ -354,8 +372,9 @@ def _write_in(sftp: paramiko.SFTPClient, path: str, mode: str) -> None:
 
 def check_target(target: SftpTarget, known_hosts: Path, identity: Path) -> TargetCheck:
     """Write a canary file (and a second file to rename over it) into the target
-    directory, then ask the server to change its mode, write into it, append to it,
-    truncate it, rename the other file over it (both SFTP renames) and remove it. An
+    directory, then ask the server to change its mode, rename it away, write into it,
+    append to it, truncate it, rename the other file over it (both SFTP renames) and
+    remove it. An
     append-only target refuses every one and the canary reads back unchanged. Both
     files stay behind on an append-only target (it refuses their removal)."""
     directory = PurePosixPath(target.directory)
@@ -376,6 +395,7 @@ def check_target(target: SftpTarget, known_hosts: Path, identity: Path) -> Targe
                     out.write(data)
             refused = {
                 "change mode": _refuses(lambda: sftp.chmod(canary, 0o666)),
+                "rename away": _refuses(lambda: sftp.rename(canary, canary + ".moved")),
                 "write in place": _refuses(lambda: _write_in(sftp, canary, "r+b")),
                 "append": _refuses(lambda: _write_in(sftp, canary, "ab")),
                 "truncate": _refuses(lambda: _write_in(sftp, canary, "wb")),

@@ -376,13 +376,13 @@ class _SendBar:
               metavar="KEY", help="SSH private key (key authentication only). Default: "
                                   "[backup] ssh_identity.")
 @click.option("--append-only", is_flag=True,
-              help="The target refuses removal and overwrite (docs/backups.md): a partial "
-                   "file per attempt, no resume, no mode change. Default: [backup] "
-                   "ship_append_only.")
+              help="The target refuses removal, renames and overwrite (docs/backups.md): "
+                   "written straight to NAME, no resume, no mode change. Default: "
+                   "[backup] ship_append_only.")
 @click.option("--check-target", is_flag=True,
               help="First prove with a canary file that the target refuses removal, "
-                   "overwrite, truncation, mode changes and renames over a file (exit 1 "
-                   "if it allows any); then ship FILE or --latest if given, append-only.")
+                   "renames, overwrite, truncation and mode changes (exit 1 if it allows "
+                   "any); then ship FILE or --latest if given, append-only.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
 def ship(ctx: click.Context, file: str | None, latest: bool, to: str | None,
@@ -399,11 +399,14 @@ def ship(ctx: click.Context, file: str | None, latest: bool, to: str | None,
     target, hosts, key = config.shipping(
         to, Path(known_hosts).expanduser() if known_hosts else None,
         Path(ssh_identity).expanduser() if ssh_identity else None)
+    # The file first: a check leaves two files the target will not let us remove.
+    path = None if check_target and file is None and not latest else _file_or_latest(
+        ctx, file, latest, actor)
     checked = None
     if check_target:
         checked = backups.check_ship_target(runtime_of(ctx), actor, target,
                                             known_hosts=hosts, identity=key)
-        if file is None and not latest:
+        if path is None:
             if as_json:
                 emit_json(checked.as_dict())
             else:
@@ -411,7 +414,7 @@ def ship(ctx: click.Context, file: str | None, latest: bool, to: str | None,
                      f"{', '.join(checked.refused)}; the canary {visible(checked.canary)} "
                      "stays there (only the server's operator can remove it)")
             return
-    path = _file_or_latest(ctx, file, latest, actor)
+    assert path is not None
     bar = _SendBar(not as_json and sys.stderr.isatty())
     try:
         result = backups.ship_backup(

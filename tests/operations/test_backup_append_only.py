@@ -30,8 +30,8 @@ from tests.support.sshd import needs_sshd, running_sshd
 
 OFFSITE_USER = "polysec-offsite"
 # The sshd_config lines of docs/backups.md ("Offsite copies an intruder cannot erase").
-APPEND_ONLY = ("internal-sftp -u 0222 -P remove,rmdir,posix-rename,setstat,fsetstat,"
-               "lsetstat,symlink,hardlink")
+APPEND_ONLY = ("internal-sftp -u 0277 -P remove,rmdir,rename,posix-rename,setstat,"
+               "fsetstat,lsetstat,symlink,hardlink")
 
 
 def _offsite_uid() -> int | None:
@@ -86,9 +86,9 @@ def test_the_append_only_target_passes_the_check_and_keeps_every_copy(staff,  # 
     checked = backups.check_ship_target(rt, cron, target.url, known_hosts=target.known_hosts,
                                         identity=target.identity)
     assert checked.append_only and checked.canary_intact
-    assert all(checked.refused.values()) and {"remove", "truncate", "write in place",
-                                              "change mode", "posix-rename over"} <= set(
-        checked.refused)
+    assert all(checked.refused.values()) and {
+        "remove", "rename away", "truncate", "write in place", "change mode",
+        "posix-rename over"} <= set(checked.refused)
     canary = target.remote / Path(checked.canary).name
     assert canary.read_bytes() == sftp.CANARY  # unchanged, and still there
     assert check_actions(rt)[-1]["result"] == "ok"
@@ -99,7 +99,7 @@ def test_the_append_only_target_passes_the_check_and_keeps_every_copy(staff,  # 
                                  append_only=True)
     arrived = target.remote / made.path.name
     assert arrived.read_bytes() == made.path.read_bytes() and result.sha256 == made.sha256
-    assert arrived.stat().st_mode & 0o777 == 0o444  # the server's umask: read-only
+    assert arrived.stat().st_mode & 0o777 == 0o400  # the server's umask: read-only, own
     assert not list(target.remote.glob("*.partial"))
     manifest = target.remote / (made.path.name + ".manifest.json")
     assert json.loads(manifest.read_text())["sha256"] == made.sha256
@@ -121,6 +121,7 @@ def test_the_append_only_target_passes_the_check_and_keeps_every_copy(staff,  # 
         attempts: list[Callable[[], object]] = [
             lambda: remote.remove(path), lambda: remote.chmod(path, 0o644),
             lambda: sftp._write_in(remote, path, "wb"),
+            lambda: remote.rename(path, path + ".hidden"),
             lambda: remote.posix_rename(str(manifest), path)]
         for attempt in attempts:
             with pytest.raises(OSError):
@@ -131,20 +132,18 @@ def test_the_append_only_target_passes_the_check_and_keeps_every_copy(staff,  # 
     assert arrived.read_bytes() == made.path.read_bytes()
 
 
-def test_an_interrupted_attempt_leaves_its_own_partial_and_the_next_succeeds(
-        staff, append_only_server):  # noqa: F811
+def test_an_upload_cut_short_is_named_and_kept(staff, append_only_server):  # noqa: F811
     target = append_only_server
     rt, cron = staff.rt, staff.actors["cron"]
     made = backups.create_backup(rt, cron)
-    stale = target.remote / (made.path.name + ".partial")
-    stale.write_bytes(b"cut short")  # as a killed upload of the usual protocol leaves it
-    stale.chmod(0o444)
-    result = backups.ship_backup(rt, cron, made.path, target.url,
-                                 known_hosts=target.known_hosts, identity=target.identity,
-                                 append_only=True)
-    assert result.resumed_from == 0 and result.sent_bytes == made.size_bytes
-    assert (target.remote / made.path.name).read_bytes() == made.path.read_bytes()
-    assert stale.read_bytes() == b"cut short"  # nothing here can remove it
+    cut = target.remote / made.path.name
+    cut.write_bytes(made.path.read_bytes()[:1000])  # as a killed upload leaves it
+    with pytest.raises(ConflictError, match=r"cut short \(1000 of \d+ bytes\)"):
+        backups.ship_backup(rt, cron, made.path, target.url,
+                            known_hosts=target.known_hosts, identity=target.identity,
+                            append_only=True)
+    assert cut.read_bytes() == made.path.read_bytes()[:1000]
+    assert not (target.remote / (made.path.name + ".manifest.json")).exists()
 
 
 def test_a_manifest_with_other_content_is_a_conflict(staff, append_only_server):  # noqa: F811

@@ -1044,8 +1044,8 @@ class TargetCheckResult:
 
 def check_ship_target(rt: Runtime, actor: Actor, to: str, *, known_hosts: Path,
                       identity: Path) -> TargetCheckResult:
-    """Prove with a canary file that the SFTP target refuses removal, overwrite,
-    truncation, mode changes and renames over a file (``sftp.check_target``); audited.
+    """Prove with a canary file that the SFTP target refuses removal, renames, overwrite,
+    truncation and mode changes (``sftp.check_target``); audited.
     A target that allows any of them is refused (CheckFailed): an intruder on this host
     could erase the offsite copies through it."""
     from polysec_tui.backup import sftp  # paramiko only for those who ship
@@ -1077,8 +1077,8 @@ def ship_backup(rt: Runtime, actor: Actor, path: Path, to: str, *, known_hosts: 
                 append_only: bool = False) -> ShipResult:
     """Upload a finished backup to ``sftp://user@host[:port]/dir`` (see
     ``backup/sftp.py``: pinned host key, key auth, ``.partial`` + rename, resume, read-back
-    SHA-256, manifest last; on an ``append_only`` target a partial per attempt, no resume,
-    no mode change) and record it in the catalogue (``shipped_at``/``shipped_to``)."""
+    SHA-256, manifest last; on an ``append_only`` target straight to NAME, no resume, no
+    mode change) and record it in the catalogue (``shipped_at``/``shipped_to``)."""
     from polysec_tui.backup import sftp  # paramiko only for those who ship
 
     require(actor, "backup.run")
