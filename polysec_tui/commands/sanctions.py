@@ -22,7 +22,7 @@ def sanctions() -> None:
 @sanctions.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.File("rb"))
 @click.option("--format", "fmt", type=click.Choice(service.FORMATS),
-              help="ofac-xml (sdn_advanced.xml), ofac-csv (SDN.CSV, with ADD.CSV) or "
+              help="ofac-xml (sdn_advanced.xml), ofac-csv (SDN.CSV, with SDN_COMMENTS.CSV) or "
                    "opensanctions (FollowTheMoney JSON lines). Default: from the content.")
 @click.option("--list", "name", metavar="NAME",
               help="The list this file is a version of. Default: \"OFAC SDN\" or "
@@ -30,10 +30,14 @@ def sanctions() -> None:
 @click.option("--version", "version", metavar="TEXT",
               help="The version's name. Default: the file's date of issue (the newest "
                    "last_change for OpenSanctions), else its SHA-256.")
+@click.option("--allow-shrink", is_flag=True,
+              help="Accept a file dated before the imported version, or one that removes "
+                   "more than half of the list's addresses (both refused otherwise).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def import_(ctx: click.Context, files: tuple[BinaryIO, ...], fmt: str | None,
-            name: str | None, version: str | None, as_json: bool) -> None:
+            name: str | None, version: str | None, allow_shrink: bool,
+            as_json: bool) -> None:
     """Replace a list's addresses with those of FILES (senior, admin or automation;
     audited; one transaction). Past withdrawals to newly listed addresses are re-screened:
     pending ones are held, every account that paid one gets a critical alert. A file
@@ -43,7 +47,7 @@ def import_(ctx: click.Context, files: tuple[BinaryIO, ...], fmt: str | None,
     fmt, parsed, sha256 = service.read_files(list(files), fmt)
     weight = load_config(rt.settings).weight(service.RULE)
     report = service.import_list(rt, actor, fmt, parsed, sha256, weight=weight, name=name,
-                                 version=version)
+                                 version=version, allow_shrink=allow_shrink)
     if as_json:
         emit_json(report.as_dict())
         return

@@ -573,8 +573,10 @@ class SanctionsList(Base):
 
 class SanctionedAddress(Base):
     """A digital currency address on a sanctions list, with the listed entity.
+    ``address`` is the comparison key (``sanctions.address_key``: trimmed; hexadecimal
+    and bech32 addresses, which no chain tells apart by case, in lower case).
     ``listed_at``: when the import that first carried it ran (a later version that
-    still lists it keeps the time), so that the alerts of a list change are dated."""
+    still lists it keeps the time)."""
 
     __tablename__ = "sanctioned_addresses"
     __table_args__ = (UniqueConstraint("list_id", "address"),)
@@ -586,6 +588,19 @@ class SanctionedAddress(Base):
     entity: Mapped[str] = mapped_column(String(256))
     entity_ref: Mapped[str] = mapped_column(String(128))
     listed_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SanctionedPayment(Base):
+    """A past withdrawal to an address that a sanctions import newly listed, found by the
+    import's re-screening: the critical alerts of a list change are made of these."""
+
+    __tablename__ = "sanctioned_payments"
+    __table_args__ = (UniqueConstraint("withdrawal_id", "list_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    withdrawal_id: Mapped[int] = mapped_column(BigId, ForeignKey("withdrawals.id"))
+    list_id: Mapped[int] = mapped_column(BigId, ForeignKey("sanctions_lists.id"))
+    found_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class WithdrawalFlag(Base):

@@ -9,6 +9,7 @@ import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -16,12 +17,11 @@ from sqlalchemy import select, update
 from polysec_tui.config import Settings
 from polysec_tui.db.models import ApprovalRequest, AuditLogEntry, SanctionedAddress, Withdrawal
 from polysec_tui.errors import ConflictError, InputError, RefusedError
-from polysec_tui.services import four_eyes
+from polysec_tui.services import four_eyes, outcomes
 from polysec_tui.services.monitoring import alerts
 from polysec_tui.services.withdrawals import review as wds
 from polysec_tui.services.withdrawals import sanctions, screening
-from tests.support import FIXED_NOW
-from tests.support.helpers import ingest, withdrawal
+from tests.support.helpers import ingest, login, withdrawal
 from tests.support.officers import Staff
 from tests.support.screening import CRON, hits, iso, request, status
 
@@ -88,14 +88,12 @@ SDN_CSV = (
     '36216,"GARANTEX EUROPE OU","-0- ","CYBER2] [RUSSIA-EO14024","-0- ","-0- ","-0- ",'
     '"-0- ","-0- ","-0- ","-0- ","Website www.garantex.io; Digital Currency Address - XBT '
     f'{BTC}; alt. Digital Currency Address - ETH {ETH}; Organization Established Date '
-    '2019."\r\n'
+    '2019; Digital Currency Address - TRX TNqjpBa5nRZo"\r\n'
     '12345,"DOE, John","individual","SDGT","-0- ","-0- ","-0- ","-0- ","-0- ","-0- ",'
     '"-0- ","DOB 01 Jan 1970."\r\n'
 ).encode("cp1252")
-ADD_CSV = (
-    '36216,50001,"Presnenskaya Embankment, 12","Moscow","Russia",'
-    f'"Digital Currency Address - TRX {TRX}."\r\n'
-).encode()
+# OFAC cuts remarks over its limit, mid-word, and continues them in SDN_COMMENTS.CSV.
+SDN_COMMENTS_CSV = f'36216,"{TRX[12:]}; Secondary sanctions risk."\r\n'.encode()
 
 OPENSANCTIONS_JSONL = "\n".join(json.dumps(e) for e in (
     {"id": "ofac-36216", "schema": "Organization", "caption": "Garantex Europe OU",
@@ -119,14 +117,17 @@ def parsed_of(data: bytes | list[bytes], fmt: str | None = None) -> sanctions.Pa
 def test_the_three_layouts_give_the_same_listing() -> None:
     xml = parsed_of(SDN_ADVANCED_XML)
     assert [(e.address, e.currency, e.entity, e.entity_ref) for e in xml.entries] == [
-        (BTC, "XBT", "GARANTEX EUROPE OU", "36216"), (ETH, "ETH", "GARANTEX EUROPE OU", "36216")]
+        (BTC, "XBT", "GARANTEX EUROPE OU", "36216"),
+        (ETH.lower(), "ETH", "GARANTEX EUROPE OU", "36216")]  # hex: compared in lower case
     assert xml.version == "2026-11-28"
     assert xml.published_at == datetime(2026, 11, 28, tzinfo=UTC)
 
-    csv = parsed_of([SDN_CSV, ADD_CSV])  # ADD.CSV's row takes its name from SDN.CSV
+    csv = parsed_of([SDN_CSV, SDN_COMMENTS_CSV])  # the cut TRX address joined again
     assert [(e.address, e.currency, e.entity) for e in csv.entries] == [
-        (BTC, "XBT", "GARANTEX EUROPE OU"), (ETH, "ETH", "GARANTEX EUROPE OU"),
+        (BTC, "XBT", "GARANTEX EUROPE OU"), (ETH.lower(), "ETH", "GARANTEX EUROPE OU"),
         (TRX, "TRX", "GARANTEX EUROPE OU")]
+    # Without the overflow file the cut address is a wrong one, not the real one.
+    assert TRX not in {e.address for e in parsed_of(SDN_CSV).entries}
     assert csv.version is None  # the CSV has no date: the import names it by its digest
 
     ftm = parsed_of(OPENSANCTIONS_JSONL)
@@ -140,6 +141,12 @@ def test_the_three_layouts_give_the_same_listing() -> None:
     (b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'aaaa'>]><Sanctions>&a;</Sanctions>",
      "DOCTYPE"),
     (b"<Sanctions><DistinctParties>", "not OFAC advanced XML"),
+    # UTF-16 without a byte-order mark, and an encoding that can spell a DOCTYPE otherwise
+    ('<?xml version="1.0" encoding="UTF-16LE"?><!DOCTYPE S [<!ENTITY n "EVIL">]>'
+     '<Sanctions>&n;</Sanctions>'.encode("utf-16-le"), "only UTF-8"),
+    (b'<?xml version="1.0" encoding="cp500"?><Sanctions/>', "only UTF-8"),
+    (b"<Sanctions><DateOfIssue><Year>2026</Year><Month>13</Month><Day>1</Day>"
+     b"</DateOfIssue></Sanctions>", "DateOfIssue is not a date"),
     (b'{"id": "x", "schema": "CryptoWallet", "properties": {}}\nnot json\n', "line 2"),
     (b'{"id": "x", "schema": "Person"}\n', "line 1: not a FollowTheMoney entity"),
     (b"1,2,3\n", "no digital currency address found"),
@@ -150,7 +157,7 @@ def test_hostile_or_wrong_files_are_one_line_errors(data: bytes, message: str) -
     assert "\n" not in failed.value.message
 
 
-def _import(staff: Staff, data: bytes | list[bytes], **kw: str) -> sanctions.ImportReport:
+def _import(staff: Staff, data: bytes | list[bytes], **kw: Any) -> sanctions.ImportReport:
     fmt_, parsed, sha = sanctions.read_files(
         [io.BytesIO(d) for d in (data if isinstance(data, list) else [data])], None)
     return sanctions.import_list(staff.rt, staff.actors["sue"], fmt_, parsed, sha,
@@ -180,13 +187,14 @@ def test_import_replaces_the_list_and_rescreens_past_destinations(staff: Staff) 
     assert status(rt, "WAITING") == "held"
     assert hits(rt, "WAITING")["address_sanctioned"] == (
         f"destination {ETH} (ETH) is on OFAC SDN (version 2026-11-28): GARANTEX EUROPE OU "
-        "[36216]")
+        "[36216]")  # the withdrawal's own spelling of the address
     assert status(rt, "PAID") == "completed"  # history is not rewritten: an alert says it
     with rt.sessions() as s:
         current = alerts.current(s, rt.clock(), screening.load_config(rt.settings))
     [alert] = [a for a in current if "alert:sanctioned_destination" in a.rules]
     assert alert.severity == "critical" and alert.account == "A1"
-    assert dict(alert.parts) == {"past withdrawal to a newly sanctioned address": 2,
+    # PAID (completed) as a past payment; WAITING, held now, as a held withdrawal.
+    assert dict(alert.parts) == {"past withdrawal to a newly sanctioned address": 1,
                                  "held withdrawal to a sanctioned or known-bad destination": 1}
 
     # The CSV version of the same list: BTC and ETH stay (their listing time too), TRX
@@ -194,25 +202,26 @@ def test_import_replaces_the_list_and_rescreens_past_destinations(staff: Staff) 
     with rt.sessions() as s:
         listed_at = s.scalar(select(SanctionedAddress.listed_at)
                              .where(SanctionedAddress.address == BTC))
-    again = _import(staff, [SDN_CSV, ADD_CSV], version="2026-11-29")
+    again = _import(staff, [SDN_CSV, SDN_COMMENTS_CSV], version="2026-11-29")
     assert (again.added, again.removed, again.addresses, again.held) == (1, 0, 3, 0)
     with rt.sessions() as s:
         assert s.scalar(select(SanctionedAddress.listed_at)
                         .where(SanctionedAddress.address == BTC)) == listed_at
     fewer = _import(staff, SDN_CSV.replace(f"alt. Digital Currency Address - ETH {ETH}; "
                                            .encode(), b""), version="2026-11-30")
-    assert (fewer.added, fewer.removed, fewer.addresses) == (0, 2, 1)  # ETH and TRX
+    # ETH and the whole TRX go; without its overflow file the cut TRX is a new entry.
+    assert (fewer.added, fewer.removed, fewer.addresses) == (1, 2, 2)
     [view] = sanctions.list_lists(rt, staff.actors["ann"])
     assert (view.name, view.version, view.addresses, view.format) == (
-        "OFAC SDN", "2026-11-30", 1, "ofac-csv")
+        "OFAC SDN", "2026-11-30", 2, "ofac-csv")
     # A wrong file changes nothing.
     with pytest.raises(InputError, match="no digital currency address"):
         _import(staff, b"nothing here\n")
-    assert sanctions.list_lists(rt, staff.actors["ann"])[0].addresses == 1
+    assert sanctions.list_lists(rt, staff.actors["ann"])[0].addresses == 2
     with rt.sessions() as s:
         audited = s.scalars(select(AuditLogEntry.details)
                             .where(AuditLogEntry.action == "sanctions.import")).all()
-    assert [json.loads(d)["added"] for d in audited] == [2, 1, 0]
+    assert [json.loads(d)["added"] for d in audited] == [2, 1, 1]
 
 
 def test_screening_holds_a_listed_destination_whatever_the_weights(staff: Staff) -> None:
@@ -240,21 +249,81 @@ def test_a_sanctioned_destination_always_needs_a_second_officer(staff: Staff) ->
         request_row = s.get(ApprovalRequest, opened.approval_id)
         assert request_row is not None
         reason = request_row.reason
-    assert "SANCTIONED destination" in reason and "OFAC SDN" in reason
+    assert reason.startswith("SANCTIONED or KNOWN-BAD destination") and "OFAC SDN" in reason
     four_eyes.approve(rt, sue, opened.approval_id, staff.next_code("sue"))
     assert status(rt, "T1") == "approved"
 
 
-def test_listing_between_the_choice_and_the_approval_is_a_conflict(staff: Staff) -> None:
+def test_listing_between_the_choice_and_the_approval_is_a_conflict(
+        staff: Staff, monkeypatch) -> None:
+    """The officer's approve() read the lists before a list naming the destination was
+    imported: its transaction, under the sanctions lock, sees the list and refuses."""
     rt = staff.rt
     request(rt, "T1", address=BTC, amount="0.01", ip="198.51.100.77",
             login_extra={"country": "FR"})
     assert status(rt, "T1") == "held"
-    _import(staff, SDN_ADVANCED_XML)  # after the officer chose to approve alone
-    with rt.transaction() as s:  # the approval's own check, in its transaction
-        wd = s.scalars(select(Withdrawal).where(Withdrawal.external_id == "T1")).one()
-        with pytest.raises(ConflictError, match="on a sanctions list"):
-            wds._single_approval_checks(s, wd, FIXED_NOW)
+    real = sanctions.second_officer_reasons
+    calls = []
+
+    def before_the_import(session, withdrawal_id, address):
+        calls.append(address)
+        if len(calls) == 1:  # approve()'s first read: the list is not there yet
+            _import(staff, SDN_ADVANCED_XML)
+            return []
+        return real(session, withdrawal_id, address)
+
+    monkeypatch.setattr(sanctions, "second_officer_reasons", before_the_import)
+    with pytest.raises(ConflictError, match="on a sanctions list"):
+        wds.approve(rt, staff.actors["ann"], "T1", "looks fine")
+    assert len(calls) == 2 and status(rt, "T1") == "held"
+
+
+def test_a_batch_judged_before_an_import_is_held_when_recorded(staff: Staff) -> None:
+    """Screening judges, a list is imported, then the verdict is recorded: the lists are
+    looked up again under the screening lock and the withdrawal is held."""
+    rt = staff.rt
+    request(rt, "T0")  # the history's usual request, screened
+    ingest(rt, "logins", login("T1-login", at=iso(timedelta(hours=1, minutes=5))))
+    ingest(rt, "withdrawals", withdrawal("T1", at=iso(timedelta(hours=1)), address=BTC,
+                                         amount="0.35", available_balance="5",
+                                         login_id="T1-login"))
+    with rt.sessions() as s:
+        wid = s.scalars(select(Withdrawal.id).where(Withdrawal.external_id == "T1")).one()
+    cfg = screening.load_config(rt.settings)
+    verdict = screening._judge(rt.sessions, [wid], cfg)
+    assert "address_sanctioned" not in {h.rule for h in verdict.hits.get(wid, [])}
+    _import(staff, SDN_ADVANCED_XML)
+    screening._record(rt, verdict, cfg, screening.ScreenReport())
+    assert status(rt, "T1") == "held"
+    assert "address_sanctioned" in hits(rt, "T1")
+
+
+def test_addresses_match_whatever_their_case_and_spaces(staff: Staff) -> None:
+    rt = staff.rt
+    _import(staff, SDN_ADVANCED_XML)
+    for n, address in enumerate((ETH.upper().replace("0X", "0x"), f" {ETH.lower()} ")):
+        found = request(rt, f"C{n}", address=address, amount="0.01")
+        assert "address_sanctioned" in found and status(rt, f"C{n}") == "held"
+    # Base58 addresses keep their case: it is part of the address.
+    assert "address_sanctioned" not in request(rt, "C9", address=BTC.lower(),
+                                               amount="0.01")
+
+
+def test_an_older_or_much_smaller_file_needs_allow_shrink(staff: Staff) -> None:
+    rt = staff.rt
+    many = "\n".join(json.dumps(
+        {"id": f"w{i}", "schema": "CryptoWallet", "last_change": "2026-11-28T00:00:00",
+         "properties": {"publicKey": [f"bc1qlisted{i:04d}xyzxyzxyzxyz"], "currency": ["XBT"]}})
+        for i in range(20)).encode()
+    assert _import(staff, many).addresses == 20
+    few = b"\n".join(many.splitlines()[:5])
+    with pytest.raises(InputError, match="would remove 15 of the 20 addresses"):
+        _import(staff, few)
+    older = many.replace(b"2026-11-28", b"2026-10-01")
+    with pytest.raises(InputError, match="dated 2026-10-01, before the imported version"):
+        _import(staff, older)
+    assert sanctions.list_lists(rt, staff.actors["ann"])[0].addresses == 20
+    assert _import(staff, few, allow_shrink=True).addresses == 5
 
 
 def test_a_destination_paid_by_confirmed_fraud_is_known_bad_for_everyone(
@@ -273,6 +342,13 @@ def test_a_destination_paid_by_confirmed_fraud_is_known_bad_for_everyone(
         "FRAUD")
     assert status(rt, "NEXT") == "held"
     assert sanctions.check_address(rt, ann, "bc1qthiefwallet") == ([], ["FRAUD"])
+    opened = wds.approve(rt, ann, "NEXT", "client insists")  # a second officer decides
+    assert opened.approval_id is not None and status(rt, "NEXT") == "in_review"
+    # A later outcome for the fraud's withdrawal (it was not fraud after all) wins.
+    with rt.transaction() as s:
+        outcomes.record(s, ann.officer_id, rt.clock(), "withdrawal:FRAUD", "false_positive",
+                        "the client's own second wallet", [])
+    assert sanctions.check_address(rt, ann, "bc1qthiefwallet") == ([], [])
 
 
 def test_the_command(staff: Staff, tmp_path: Path, db_url: str, capsys,

@@ -60,9 +60,27 @@ def upgrade() -> None:
                     ["address"], unique=False)
     op.create_index(op.f("ix_sanctioned_addresses_listed_at"), "sanctioned_addresses",
                     ["listed_at"], unique=False)
+    op.create_table(
+        "sanctioned_payments",
+        sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
+        sa.Column("withdrawal_id", BIG_ID, nullable=False),
+        sa.Column("list_id", BIG_ID, nullable=False),
+        sa.Column("found_at", UTC_DATETIME, nullable=False),
+        sa.ForeignKeyConstraint(["withdrawal_id"], ["withdrawals.id"],
+                                name=op.f("fk_sanctioned_payments_withdrawal_id_withdrawals")),
+        sa.ForeignKeyConstraint(["list_id"], ["sanctions_lists.id"],
+                                name=op.f("fk_sanctioned_payments_list_id_sanctions_lists")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sanctioned_payments")),
+        sa.UniqueConstraint("withdrawal_id", "list_id",
+                            name=op.f("uq_sanctioned_payments_withdrawal_id_list_id")),
+    )
+    op.create_index(op.f("ix_sanctioned_payments_found_at"), "sanctioned_payments",
+                    ["found_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_sanctioned_payments_found_at"), table_name="sanctioned_payments")
+    op.drop_table("sanctioned_payments")
     op.drop_index(op.f("ix_sanctioned_addresses_listed_at"), table_name="sanctioned_addresses")
     op.drop_index(op.f("ix_sanctioned_addresses_address"), table_name="sanctioned_addresses")
     op.drop_table("sanctioned_addresses")

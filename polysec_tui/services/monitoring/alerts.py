@@ -62,7 +62,7 @@ from polysec_tui.db.models import (
     AuditRun,
     LoginAnomaly,
     Officer,
-    SanctionedAddress,
+    SanctionedPayment,
     Withdrawal,
     WithdrawalFlag,
     WithdrawalScreening,
@@ -470,16 +470,17 @@ def _withdrawal_groups(session: Session, cfg: ScreeningConfig,
 
 def _sanctions_groups(session: Session, since: datetime, now: datetime,
                       groups: dict[tuple[str, str], _Group]) -> None:
-    """Past withdrawals to an address that a list imported in the window newly lists
-    (a list change re-screens past destinations): critical, dated by the import."""
-    w, s = Withdrawal, SanctionedAddress
-    for account_id, ext, address, listed_at, n in session.execute(
-        select(w.account_id, Account.external_id, w.address, func.max(s.listed_at),
-               func.count(w.id.distinct()))
-        .join(s, s.address == w.address)
+    """Past withdrawals to an address that a list imported in the window newly names
+    (``sanctioned_payments``, found by the import's re-screening): critical, dated by
+    the import. Those held now are the held withdrawals' part instead."""
+    w, p = Withdrawal, SanctionedPayment
+    for account_id, ext, n, found, address in session.execute(
+        select(w.account_id, Account.external_id, func.count(w.id.distinct()),
+               func.max(p.found_at), func.max(w.address))
+        .join(p, p.withdrawal_id == w.id)
         .join(Account, Account.id == w.account_id)
-        .where(s.listed_at >= since, s.listed_at <= now)
-        .group_by(w.account_id, Account.external_id, w.address)
+        .where(p.found_at >= since, p.found_at <= now, w.status != "held")
+        .group_by(w.account_id, Account.external_id)
     ):
         group = _group(groups, "account", str(account_id))
         group.account_label = ext
@@ -487,8 +488,8 @@ def _sanctions_groups(session: Session, since: datetime, now: datetime,
         group.rules.add("alert:sanctioned_destination")
         group.latest = group.latest or (f"paid {printable(address, limit=64)}, which a "
                                         "sanctions list now names")
-        group.add("past withdrawal to a newly sanctioned address", int(n), listed_at,
-                  listed_at, "critical", listed_at)
+        group.add("past withdrawal to a newly sanctioned address", int(n), found, found,
+                  "critical", found)
 
 
 def _group(groups: dict[tuple[str, str], _Group], kind: str, ref: str) -> _Group:

@@ -66,7 +66,7 @@ from polysec_tui.services.clients.accounts import summary as account_summary
 from polysec_tui.services.officers import approvals, notifications
 from polysec_tui.services.officers.auth import Actor, at_least, require
 from polysec_tui.services.runtime import Runtime
-from polysec_tui.services.withdrawals import prices, sanctions
+from polysec_tui.services.withdrawals import locks, prices, sanctions
 from polysec_tui.services.withdrawals.holds import hold_in_force
 from polysec_tui.services.withdrawals.screening import RULES, load_config
 from polysec_tui.text import fmt_amount
@@ -658,12 +658,15 @@ def _approval_checks(session: Session, wd: Withdrawal, now: datetime) -> None:
 
 
 def _single_approval_checks(session: Session, wd: Withdrawal, now: datetime) -> None:
-    """An approval by one officer: also never to a sanctioned destination (a list may
-    have been imported since the officer chose this way)."""
+    """An approval by one officer: also never to a sanctioned or known-bad destination.
+    Under the sanctions lock, which an import holds until it commits: a list imported
+    since the officer chose this way is seen here."""
     _approval_checks(session, wd, now)
-    if sanctions.listings(session, [wd.address]):
-        raise ConflictError(f"destination {wd.address} is on a sanctions list: approve "
-                            "again, and a second officer must confirm")
+    locks.take(session, locks.SANCTIONS, now)
+    if sanctions.second_officer_reasons(session, wd.id, wd.address):
+        raise ConflictError(f"destination {wd.address} is on a sanctions list or was paid "
+                            "by a confirmed fraud: approve again, and a second officer "
+                            "must confirm")
 
 
 def approve(rt: Runtime, actor: Actor, ref: str, note: str, *,
@@ -681,9 +684,9 @@ def approve(rt: Runtime, actor: Actor, ref: str, note: str, *,
     with rt.sessions() as session:
         wd = _find(session, ref)
         amount, asset = wd.amount, wd.asset
-        listed = sanctions.listings(session, [wd.address]).get(wd.address, [])
+        listed = sanctions.second_officer_reasons(session, wd.id, wd.address)
     limit = cfg.approval_limit(asset)
-    # A sanctioned destination always needs a second officer, whatever the amount.
+    # A sanctioned or known-bad destination always needs a second officer.
     if not listed and limit is not None and amount <= limit:
         return _transition(rt, actor, ref, "approve", _from_states(actor),
                            {"status": "approved", "decided_by": actor.officer_id,
@@ -696,8 +699,7 @@ def approve(rt: Runtime, actor: Actor, ref: str, note: str, *,
                               ApprovalRequest.expires_at > now))
     allowed = _from_states(actor) & ~pending_request.exists()
     try:
-        return _request_approval(rt, actor, ref, allowed, text, limit, now, judged,
-                                 [listing.explanation() for listing in listed])
+        return _request_approval(rt, actor, ref, allowed, text, limit, now, judged, listed)
     except _Lost as lost:
         raise _conflict(rt, lost.wid, actor, "approve") from None
 
@@ -721,9 +723,11 @@ def _request_approval(rt: Runtime, actor: Actor, ref: str, allowed: Any, text: s
                                      .where(Account.id == account_id))
         _approval_checks(session, wd, now)
         limit_text = f"{fmt_amount(limit)} {asset}" if limit is not None else "none configured"
-        sanctioned = f"; SANCTIONED destination: {'; '.join(listed)}" if listed else ""
-        reason = (f"approve withdrawal {ext}: {fmt_amount(amount)} {asset} to {wd.address} "
-                  f"(approval limit {limit_text}){sanctioned}; note: {text}")
+        # First, where a shortened reason still shows it.
+        sanctioned = f"SANCTIONED or KNOWN-BAD destination ({'; '.join(listed)}): " if (
+            listed) else ""
+        reason = (f"{sanctioned}approve withdrawal {ext}: {fmt_amount(amount)} {asset} to "
+                  f"{wd.address} (approval limit {limit_text}); note: {text}")
         # The request row first: the withdrawal's foreign key points at it.
         request_id = approvals.open_request(
             rt, actor, APPROVAL, reason[:approvals.MAX_REASON],

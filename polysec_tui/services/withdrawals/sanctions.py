@@ -5,23 +5,36 @@ Lists are imported from the files their publishers distribute, in their own layo
 - **OFAC SDN, advanced XML** (``sdn_advanced.xml``): every ``Feature`` whose type is a
   "Digital Currency Address - <currency>" (declared in ``FeatureTypeValues``) of a
   ``DistinctParty``; the party's primary name is the entity; ``DateOfIssue`` dates the
-  version. Read as a stream (the file is about 100 MB), one party at a time.
-- **OFAC SDN, CSV** (``SDN.CSV``, and ``ADD.CSV`` beside it): the "Digital Currency
-  Address - <currency> <address>" remarks of each entry; the entity is its SDN name
-  (``ADD.CSV`` rows take the name of their ``ent_num`` from ``SDN.CSV`` when both are
-  given). The CSV carries no date: ``--version`` names it, else its SHA-256.
+  version. Parsed as a stream, each section dropped once read. Only UTF-8 (or ASCII)
+  without a DOCTYPE is read: a DTD could only bring entity expansion or external
+  entities.
+- **OFAC SDN, CSV** (``SDN.CSV``, with ``SDN_COMMENTS.CSV`` where remarks overflow):
+  the "Digital Currency Address - <currency> <address>" remarks of each entry, its
+  remarks and their overflow joined first (OFAC cuts long remarks mid-word); the entity
+  is its SDN name. The CSV carries no date: ``--version`` names it, else its SHA-256.
 - **OpenSanctions, FollowTheMoney JSON lines** (the crypto wallet export): entities of
   schema ``CryptoWallet`` (``publicKey``, ``currency``, ``holder``); the holder's caption
   or name when the file has the holder, else its id; the newest ``last_change`` dates it.
 
-An import replaces the list's addresses with the file's in one transaction (a file with
-no address at all is refused: a wrong file never empties a list). Addresses newly listed
-are looked up among past destinations: a withdrawal still pending is held with the
-``address_sanctioned`` hit, one waiting for review gets the hit, and every account that
-ever sent to such an address gets a critical alert (``monitoring.alerts``). Screening
-holds a withdrawal to a listed address whatever the weights, and approving one needs a
-second officer (``withdrawals.review``). A destination of a withdrawal whose outcome was
-recorded as confirmed fraud is known-bad for every account (``address_known_bad``).
+Addresses are compared by a key (:func:`address_key`): trimmed, and hexadecimal (``0x``)
+and bech32 addresses, which no chain tells apart by case, in lower case; base58 ones
+(Bitcoin's legacy, Tron) keep their case, which is part of them. A listed address with
+hidden characters cannot be a real one and is skipped; entity names and references are
+stored printable.
+
+An import replaces the list's addresses with the file's in one transaction. A file with
+no address is refused, and so is one dated before the imported version or removing more
+than half of a list's addresses unless ``allow_shrink`` (a replayed or truncated file
+never quietly empties a list). It takes the ``screening`` and ``sanctions`` locks
+(:mod:`withdrawals.locks`), so that no screening batch records and no single-officer
+approval decides against the list while it changes. Addresses newly listed are looked
+up among past destinations: a withdrawal still pending is held with the
+``address_sanctioned`` hit, one waiting for review gets the hit, and each is recorded in
+``sanctioned_payments``, from which every such account gets a critical alert
+(``monitoring.alerts``). Screening holds a withdrawal to a listed or known-bad address
+whatever the weights, and approving one needs a second officer (``withdrawals.review``).
+A destination of a withdrawal whose latest recorded outcome is confirmed fraud is
+known-bad for every account (``address_known_bad``).
 """
 
 from __future__ import annotations
@@ -37,12 +50,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import IO, Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import (
     CaseOutcome,
     SanctionedAddress,
+    SanctionedPayment,
     SanctionsList,
     Withdrawal,
     WithdrawalFlag,
@@ -53,7 +67,8 @@ from polysec_tui.services.feed import records
 from polysec_tui.services.feed.records import BadRecord
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
-from polysec_tui.text import printable
+from polysec_tui.services.withdrawals import locks
+from polysec_tui.text import is_hidden, printable
 
 FORMATS = ("ofac-xml", "ofac-csv", "opensanctions")
 DEFAULT_NAMES = {"ofac-xml": "OFAC SDN", "ofac-csv": "OFAC SDN",
@@ -66,6 +81,23 @@ KNOWN_BAD_RULE = "address_known_bad"
 OPEN = ("pending", "held", "in_review", "escalated")
 _CSV_ADDRESS = re.compile(r"Digital Currency Address - ([A-Za-z0-9]+)\s+([^\s;,]+)")
 _XML_FEATURE = re.compile(r"^Digital Currency Address - ([A-Za-z0-9]+)$")
+_HEX = re.compile(r"0x[0-9a-f]+")
+# bech32/bech32m: a human-readable part, "1", then the data characters (BIP 173).
+_BECH32 = re.compile(r"[a-z0-9]{1,83}1[ac-hj-np-z02-9]{6,}")
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*\bencoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+# Shrinking a list by more than this share needs ``allow_shrink`` (from this many up).
+SHRINK_SHARE = 0.5
+SHRINK_FROM = 10
+
+
+def address_key(address: str) -> str:
+    """How destinations are compared with listed addresses: trimmed; a hexadecimal or
+    bech32 address in lower case (the same address in either case on its chain)."""
+    key = address.strip()
+    lower = key.lower()
+    if _HEX.fullmatch(lower) or _BECH32.fullmatch(lower):
+        return lower
+    return key
 
 
 @dataclass(frozen=True)
@@ -84,16 +116,18 @@ class Parsed:
     skipped: int = 0  # addresses no withdrawal could have (over 128 characters, control)
 
     def add(self, address: str, currency: str | None, entity: str, ref: str) -> None:
+        key = address_key(address)
         try:
-            exact = records.check_text("address", address.strip(), 128)
+            records.check_text("address", key, 128)
         except BadRecord:
             self.skipped += 1
             return
-        if not exact:
-            self.skipped += 1
+        if not key or any(is_hidden(c) or c.isspace() for c in key):
+            self.skipped += 1  # no chain has such an address
             return
-        self.entries.append(Listed(exact, currency[:32] if currency else None,
-                                   entity.strip()[:256] or ref, ref[:128]))
+        ref = printable(ref, limit=128)
+        self.entries.append(Listed(key, printable(currency, limit=32) if currency else None,
+                                   printable(entity.strip(), limit=256) or ref, ref))
         if len(self.entries) > MAX_ADDRESSES:
             raise InputError(f"more than {MAX_ADDRESSES:,} addresses in one list")
 
@@ -115,29 +149,41 @@ def _local(tag: str) -> str:
 def parse_ofac_xml(stream: IO[bytes]) -> Parsed:
     parsed = Parsed()
     currencies: dict[str, str] = {}  # FeatureType ID -> currency
-    issued: dict[str, int] = {}
+    issued: dict[str, str] = {}
+    depth = 0
     try:
-        # Declarations (entities, external ones) are refused before parsing (read_files).
-        for _event, elem in ET.iterparse(stream, events=("end",)):  # noqa: S314
+        # Declarations are refused before parsing (read_files).
+        for event, elem in ET.iterparse(stream, events=("start", "end")):  # noqa: S314
+            if event == "start":
+                depth += 1
+                continue
+            depth -= 1
             tag = _local(elem.tag)
             if tag == "FeatureType":
                 found = _XML_FEATURE.match((elem.text or "").strip())
                 if found and elem.get("ID"):
                     currencies[str(elem.get("ID"))] = found.group(1)
             elif tag in ("Year", "Month", "Day") and not parsed.version:
-                issued[tag] = int((elem.text or "0").strip() or 0)
-            elif tag == "DateOfIssue" and len(issued) == 3 and not parsed.version:
-                day = date(issued["Year"], issued["Month"], issued["Day"])
-                parsed.version = day.isoformat()
-                parsed.published_at = datetime(day.year, day.month, day.day, tzinfo=UTC)
+                issued[tag] = (elem.text or "").strip()
+            elif tag == "DateOfIssue" and not parsed.version:
+                _issue_date(issued, parsed)
             elif tag == "DistinctParty":
                 _party(elem, currencies, parsed)
-                elem.clear()  # memory stays flat over the whole list
+                elem.clear()
+            if depth == 1:
+                elem.clear()  # a whole section read: memory stays flat
     except ET.ParseError as exc:
         raise InputError(f"not OFAC advanced XML: {exc}") from None
-    except ValueError as exc:
-        raise InputError(f"not OFAC advanced XML: a bad DateOfIssue ({exc})") from None
     return parsed
+
+
+def _issue_date(issued: dict[str, str], parsed: Parsed) -> None:
+    try:
+        day = date(int(issued["Year"]), int(issued["Month"]), int(issued["Day"]))
+    except (KeyError, ValueError):
+        raise InputError("not OFAC advanced XML: its DateOfIssue is not a date") from None
+    parsed.version = day.isoformat()
+    parsed.published_at = datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _party(party: ET.Element, currencies: dict[str, str], parsed: Parsed) -> None:
@@ -161,27 +207,33 @@ def _party(party: ET.Element, currencies: dict[str, str], parsed: Parsed) -> Non
 
 
 def parse_ofac_csv(files: Sequence[bytes]) -> Parsed:
-    """SDN.CSV and ADD.CSV rows (no header; OFAC writes ``-0-`` for an empty field)."""
+    """SDN.CSV rows (no header; OFAC writes ``-0-`` for an empty field), and the
+    ``ent_num, remarks`` rows of SDN_COMMENTS.CSV that continue their remarks."""
     parsed = Parsed()
     names: dict[str, str] = {}
-    rows: list[tuple[str, list[str]]] = []
+    remarks: dict[str, list[str]] = {}  # ent_num -> remarks, then their overflow
+    overflow: dict[str, list[str]] = {}
     for data in files:
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             text = data.decode("cp1252", errors="replace")  # OFAC's files are Windows-1252
         for row in csv.reader(io.StringIO(text)):
-            if not row or not row[0].strip() or not row[0].strip().isdigit():
+            if not row or not row[0].strip().isdigit():
                 continue
             ent_num = row[0].strip()
             if len(row) >= 12:  # SDN.CSV: ent_num, SDN_Name, SDN_Type, ..., Remarks
                 names[ent_num] = row[1].strip()
-            rows.append((ent_num, row[1:]))
-    for ent_num, fields in rows:
-        for text in fields:
-            for currency, address in _CSV_ADDRESS.findall(text):
-                parsed.add(address.rstrip("."), currency, names.get(ent_num, ""),
-                           ent_num)
+                remarks.setdefault(ent_num, []).append(row[11])
+            elif len(row) == 2:  # SDN_COMMENTS.CSV: ent_num, Remarks_Extended
+                overflow.setdefault(ent_num, []).append(row[1])
+            else:  # ALT.CSV, ADD.CSV: no currency addresses in OFAC's layout, but read
+                remarks.setdefault(ent_num, []).append(" ".join(row[1:]))
+    for ent_num in sorted(set(remarks) | set(overflow), key=int):
+        # A remark cut mid-address continues in the overflow file: joined as written.
+        text = "".join(remarks.get(ent_num, [])) + "".join(overflow.get(ent_num, []))
+        for currency, address in _CSV_ADDRESS.findall(text):
+            parsed.add(address.rstrip("."), currency, names.get(ent_num, ""), ent_num)
     return parsed
 
 
@@ -255,16 +307,22 @@ def read_files(files: Sequence[IO[bytes]], fmt: str | None) -> tuple[str, Parsed
         if len(datas) != 1:
             raise InputError("the OFAC advanced XML is one file")
         # The list declares nothing: a DOCTYPE could only bring entity expansion (XML
-        # bombs) or external entities, and UTF-16 would hide one from this check.
-        if (b"<!DOCTYPE" in datas[0] or b"<!ENTITY" in datas[0]
-                or datas[0].startswith((b"\xff\xfe", b"\xfe\xff"))):
-            raise InputError("not OFAC advanced XML: a DOCTYPE, entity declaration or "
-                             "UTF-16 text is refused")
+        # bombs) or external entities. Only UTF-8 (ASCII) is read, in which this byte
+        # search cannot miss one (UTF-16, with or without a BOM, has NUL bytes; another
+        # declared encoding could spell "<!DOCTYPE" otherwise).
+        head = datas[0][:4096]
+        declared = _XML_ENCODING.match(head.removeprefix(b"\xef\xbb\xbf"))
+        if (b"\x00" in head or (declared and declared.group(1).lower()
+                                not in (b"utf-8", b"utf8", b"us-ascii", b"ascii"))):
+            raise InputError("not OFAC advanced XML: only UTF-8 is read")
+        if b"<!DOCTYPE" in datas[0] or b"<!ENTITY" in datas[0]:
+            raise InputError("not OFAC advanced XML: a DOCTYPE or entity declaration is "
+                             "refused")
         parsed = parse_ofac_xml(io.BytesIO(datas[0]))
     elif fmt == "ofac-csv":
         parsed = parse_ofac_csv(datas)
     else:
-        parsed = parse_opensanctions(line for data in datas for line in data.splitlines())
+        parsed = parse_opensanctions(line for data in datas for line in io.BytesIO(data))
     if not parsed.entries:
         raise InputError(f"no digital currency address found in the {fmt} file(s); the "
                          "list is left as it was")
@@ -291,11 +349,12 @@ class ImportReport:
 
 
 def import_list(rt: Runtime, actor: Actor, fmt: str, parsed: Parsed, sha256: str, *,
-                weight: float, name: str | None = None,
-                version: str | None = None) -> ImportReport:
+                weight: float, name: str | None = None, version: str | None = None,
+                allow_shrink: bool = False) -> ImportReport:
     """Replace list ``name``'s addresses with ``parsed`` and re-screen past destinations
     against the newly listed ones (their hit scores ``weight``: screening's weight of
-    ``address_sanctioned``); one transaction, audited."""
+    ``address_sanctioned``); one transaction under the screening and sanctions locks,
+    audited."""
     require(actor, "sanctions.import")
     name = printable(name or DEFAULT_NAMES[fmt], limit=64).strip()
     if not name:
@@ -306,20 +365,22 @@ def import_list(rt: Runtime, actor: Actor, fmt: str, parsed: Parsed, sha256: str
         wanted.setdefault(entry.address, entry)
     now = rt.clock()
     with rt.transaction() as session:
-        listing = session.scalar(select(SanctionsList).where(SanctionsList.name == name)
-                                 .with_for_update())
+        locks.take(session, locks.SCREENING, now)
+        locks.take(session, locks.SANCTIONS, now)
+        listing = session.scalar(select(SanctionsList).where(SanctionsList.name == name))
         if listing is None:
             listing = SanctionsList(name=name, source_format=fmt, version=version,
                                     published_at=parsed.published_at, imported_at=now,
                                     imported_by=actor.officer_id, addresses=0, sha256=sha256)
             session.add(listing)
             session.flush()
-        stored = {_key(session, a): i for a, i in session.execute(
+        stored: dict[str, int] = {address: row_id for address, row_id in session.execute(
             select(SanctionedAddress.address, SanctionedAddress.id)
             .where(SanctionedAddress.list_id == listing.id))}
-        keys = {_key(session, a): a for a in wanted}
-        removed = [i for k, i in stored.items() if k not in keys]
-        added = [a for k, a in keys.items() if k not in stored]
+        removed = [i for a, i in stored.items() if a not in wanted]
+        added = [a for a in wanted if a not in stored]
+        if not allow_shrink:
+            _refuse_shrink(listing, parsed, len(stored), len(removed))
         for start in range(0, len(removed), CHUNK):
             session.execute(delete(SanctionedAddress)
                             .where(SanctionedAddress.id.in_(removed[start:start + CHUNK])))
@@ -332,8 +393,8 @@ def import_list(rt: Runtime, actor: Actor, fmt: str, parsed: Parsed, sha256: str
         listing.imported_by, listing.sha256 = actor.officer_id, sha256
         listing.addresses = len(wanted)
         session.flush()
-        past, accounts, held, flagged = _rescreen(session, added, wanted, name, version,
-                                                  weight, now)
+        past, accounts, held, flagged = _rescreen(session, listing.id, set(added), wanted,
+                                                  name, version, weight, now)
         report = ImportReport(name, fmt, version, parsed.published_at, len(wanted),
                               len(added), len(removed), parsed.skipped, past, accounts,
                               held, flagged)
@@ -345,55 +406,67 @@ def import_list(rt: Runtime, actor: Actor, fmt: str, parsed: Parsed, sha256: str
     return report
 
 
-def _key(session: Session, address: str) -> str:
-    """The address as the database's equality sees it (MariaDB ignores trailing spaces)."""
-    if session.get_bind().dialect.name in ("mysql", "mariadb"):
-        return address.rstrip(" ")
-    return address
+def _refuse_shrink(listing: SanctionsList, parsed: Parsed, stored: int, removed: int) -> None:
+    """A replayed older version, or a file that lost most of the list (cut short, the
+    wrong one), is refused unless the officer says it is meant."""
+    if (parsed.published_at is not None and listing.published_at is not None
+            and parsed.published_at < listing.published_at):
+        raise InputError(f"this file is dated {parsed.published_at:%Y-%m-%d}, before the "
+                         f"imported version of {listing.name} "
+                         f"({listing.published_at:%Y-%m-%d}); give --allow-shrink if meant")
+    if stored >= SHRINK_FROM and removed > SHRINK_SHARE * stored:
+        raise InputError(f"this file would remove {removed:,} of the {stored:,} addresses "
+                         f"of {listing.name}; give --allow-shrink if meant")
 
 
-def _rescreen(session: Session, added: list[str], wanted: dict[str, Listed], name: str,
-              version: str, weight: float, now: datetime) -> tuple[int, int, int, int]:
-    """Past withdrawals to the newly listed addresses: hold the pending ones and give
-    those waiting for review the hit (screened ones only: screening gives it to the
-    rest). Returns (withdrawals, accounts, held, flagged)."""
+def _rescreen(session: Session, list_id: int, added: set[str], wanted: dict[str, Listed],
+              name: str, version: str, weight: float, now: datetime
+              ) -> tuple[int, int, int, int]:
+    """Past withdrawals to the newly listed addresses, compared by key (one pass over the
+    withdrawals' addresses): each is recorded in ``sanctioned_payments``; the pending
+    ones are held with the hit and those waiting for review get it (screened ones only:
+    screening gives it to the rest). Returns (withdrawals, accounts, held, flagged)."""
+    if not added:
+        return 0, 0, 0, 0
     w = Withdrawal
-    past = held = flagged = 0
-    seen_accounts: set[Any] = set()
-    for start in range(0, len(added), CHUNK):
-        chunk = added[start:start + CHUNK]
-        rows = session.execute(
-            select(w.id, w.account_id, w.address, w.status,
-                   WithdrawalScreening.withdrawal_id)
-            .outerjoin(WithdrawalScreening, WithdrawalScreening.withdrawal_id == w.id)
-            .where(w.address.in_(chunk))).all()
-        past += len(rows)
-        seen_accounts.update(r[1] for r in rows)
-        open_ids = [r[0] for r in rows if r[3] in OPEN and r[4] is not None]
-        if not open_ids:
-            continue
+    # (id, account, address, status, screened) of each withdrawal to a new listing
+    matched: list[tuple[int, Any, str, str, bool]] = []
+    result = session.execute(
+        select(w.id, w.account_id, w.address, w.status, WithdrawalScreening.withdrawal_id)
+        .outerjoin(WithdrawalScreening, WithdrawalScreening.withdrawal_id == w.id),
+        execution_options={"yield_per": 10_000})
+    for wid, account_id, address, status, screened in result:
+        if address_key(address) in added:
+            matched.append((wid, account_id, address, status, screened is not None))
+    session.add_all(SanctionedPayment(withdrawal_id=wid, list_id=list_id, found_at=now)
+                    for wid, *_rest in matched)
+    open_ids = [m for m in matched if m[3] in OPEN and m[4]]
+    flagged_ids: set[int] = set()
+    for start in range(0, len(open_ids), CHUNK):
+        chunk = open_ids[start:start + CHUNK]
         has_hit = set(session.scalars(select(WithdrawalFlag.withdrawal_id).where(
-            WithdrawalFlag.withdrawal_id.in_(open_ids), WithdrawalFlag.rule == RULE)))
-        by_id = {r[0]: r for r in rows}
-        for wid in open_ids:
+            WithdrawalFlag.withdrawal_id.in_([m[0] for m in chunk]),
+            WithdrawalFlag.rule == RULE)))
+        for wid, _account, address, _status, _screened in chunk:
             if wid in has_hit:
                 continue
-            entry = wanted.get(by_id[wid][2])
-            explanation, details = describe(name, version, entry, by_id[wid][2])
+            explanation, details = describe(name, version, wanted.get(address_key(address)),
+                                            address)
             session.add(WithdrawalFlag(withdrawal_id=wid, rule=RULE, score=weight,
                                        explanation=explanation, details=details,
                                        created_at=now))
             session.execute(update(WithdrawalScreening)
                             .where(WithdrawalScreening.withdrawal_id == wid)
                             .values(risk_score=WithdrawalScreening.risk_score + weight))
-            flagged += 1
-        pending = [wid for wid in open_ids if by_id[wid][3] == "pending"]
-        if pending:
-            held += session.execute(update(w).where(w.id.in_(pending), w.status == "pending")
-                                    .values(status="held")
-                                    .execution_options(synchronize_session=False)
-                                    ).rowcount  # type: ignore[attr-defined]
-    return past, len(seen_accounts), held, flagged
+            flagged_ids.add(wid)
+    pending = [m[0] for m in open_ids if m[3] == "pending"]
+    held = 0
+    for start in range(0, len(pending), CHUNK):
+        held += session.execute(
+            update(w).where(w.id.in_(pending[start:start + CHUNK]), w.status == "pending")
+            .values(status="held").execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+    return len(matched), len({m[1] for m in matched}), held, len(flagged_ids)
 
 
 def describe(name: str, version: str, entry: Listed | None, address: str
@@ -431,32 +504,47 @@ class Listing:
 
 
 def listings(session: Session, addresses: Iterable[str]) -> dict[str, list[Listing]]:
-    """Every list each of the addresses is on (none: absent from the result)."""
+    """Every list each of the addresses is on, by the address as given (none: absent
+    from the result)."""
+    by_key: dict[str, list[str]] = {}
+    for address in set(addresses):
+        by_key.setdefault(address_key(address), []).append(address)
     found: dict[str, list[Listing]] = {}
-    wanted = sorted(set(addresses))
-    for start in range(0, len(wanted), CHUNK):
+    keys = sorted(by_key)
+    for start in range(0, len(keys), CHUNK):
         for row in session.execute(
             select(SanctionedAddress.address, SanctionsList.name, SanctionsList.version,
                    SanctionsList.published_at, SanctionsList.imported_at,
                    SanctionedAddress.listed_at, SanctionedAddress.currency,
                    SanctionedAddress.entity, SanctionedAddress.entity_ref)
             .join(SanctionsList, SanctionsList.id == SanctionedAddress.list_id)
-            .where(SanctionedAddress.address.in_(wanted[start:start + CHUNK]))
+            .where(SanctionedAddress.address.in_(keys[start:start + CHUNK]))
             .order_by(SanctionsList.name)
         ):
-            found.setdefault(row[0], []).append(Listing(*row))
+            for address in by_key.get(row[0], ()):  # MariaDB: a key's trailing spaces
+                found.setdefault(address, []).append(Listing(*row))
     return found
 
 
 def known_bad(session: Session, addresses: Iterable[str]) -> dict[str, list[tuple[int, str]]]:
-    """The addresses among these that a withdrawal recorded as confirmed fraud went to,
-    each with those withdrawals (id, platform id). From the outcomes first (few), so a
-    destination that thousands of withdrawals share costs nothing."""
-    wanted = set(addresses)
+    """The addresses among these that a withdrawal went to whose latest recorded
+    outcome is confirmed fraud, each with those withdrawals (id, platform id), compared
+    by key. From the outcomes first (few), so a destination that thousands of
+    withdrawals share costs nothing."""
+    by_key: dict[str, list[str]] = {}
+    for address in set(addresses):
+        by_key.setdefault(address_key(address), []).append(address)
     prefix = "withdrawal:"
-    paid = sorted({subject[len(prefix):] for subject in session.scalars(
-        select(CaseOutcome.subject).where(CaseOutcome.outcome == "confirmed_fraud",
-                                          CaseOutcome.subject.startswith(prefix)))})
+    latest: dict[str, str] = {}  # subject -> its latest outcome
+    for subject, outcome in session.execute(
+        select(CaseOutcome.subject, CaseOutcome.outcome)
+        .where(CaseOutcome.subject.in_(
+            select(CaseOutcome.subject).where(CaseOutcome.outcome == "confirmed_fraud",
+                                              CaseOutcome.subject.startswith(prefix))))
+        .order_by(CaseOutcome.at, CaseOutcome.id)
+    ):
+        latest[subject] = outcome
+    paid = sorted(s[len(prefix):] for s, o in latest.items() if o == "confirmed_fraud")
     found: dict[str, list[tuple[int, str]]] = {}
     w = Withdrawal
     for start in range(0, len(paid), CHUNK):
@@ -464,9 +552,30 @@ def known_bad(session: Session, addresses: Iterable[str]) -> dict[str, list[tupl
             select(w.address, w.id, w.external_id)
             .where(w.external_id.in_(paid[start:start + CHUNK])).order_by(w.external_id)
         ):
-            if address in wanted:
-                found.setdefault(address, []).append((wid, ext))
+            for given in by_key.get(address_key(address), ()):
+                found.setdefault(given, []).append((wid, ext))
     return found
+
+
+def lists_stamp(session: Session) -> tuple[int, str]:
+    """Changes whenever a list is imported: screening compares it between judging a
+    batch and recording it."""
+    count, newest = session.execute(
+        select(func.count(), func.max(SanctionsList.imported_at))).one()
+    return int(count), "" if newest is None else newest.isoformat()
+
+
+def second_officer_reasons(session: Session, withdrawal_id: int, address: str) -> list[str]:
+    """Why withdrawal ``withdrawal_id`` to ``address`` needs a second officer whatever its
+    amount: the lists naming the address and the confirmed frauds (other withdrawals)
+    that paid it (none: it does not)."""
+    reasons = [listing.explanation() for listing in listings(session, [address]).get(
+        address, [])]
+    paid = [ext for wid, ext in known_bad(session, [address]).get(address, [])
+            if wid != withdrawal_id]
+    if paid:
+        reasons.append(f"destination paid by confirmed fraud: {', '.join(paid[:3])}")
+    return reasons
 
 
 @dataclass(frozen=True)

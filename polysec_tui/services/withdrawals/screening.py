@@ -76,7 +76,6 @@ from polysec_tui.config import Settings
 from polysec_tui.db.engine import make_engine, session_factory
 from polysec_tui.db.models import (
     Account,
-    AnalysisCheckpoint,
     Balance,
     BlockedAddress,
     Hold,
@@ -92,7 +91,7 @@ from polysec_tui.errors import InputError
 from polysec_tui.services.feed.ingest import driver_insert
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
-from polysec_tui.services.withdrawals import sanctions
+from polysec_tui.services.withdrawals import locks, sanctions
 from polysec_tui.services.withdrawals.holds import hold_in_force
 from polysec_tui.text import fmt_amount, fmt_duration
 
@@ -120,7 +119,6 @@ RULES = (
 ALWAYS_HOLD = frozenset({"address_sanctioned", "address_known_bad"})
 SECURITY_CHANGES = ("2fa_reset", "2fa_change", "password_change", "email_change")
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
-LOCK_NAME = "screening"
 BATCH = 20_000
 PARALLEL_FROM = 3  # batches of backlog from which worker processes pay off
 SQLITE_CACHE_KIB = 65_536  # page cache of the screening connection
@@ -437,18 +435,6 @@ def _judge_in_worker(ids: list[int], cfg: ScreeningConfig) -> _Verdict:
     return _judge(_worker_sessions, ids, cfg)
 
 
-def _lock(session: Session, now: datetime) -> None:
-    """Serialise screening runs: the UPDATE holds the row lock until the batch commits."""
-    done = session.execute(
-        update(AnalysisCheckpoint).where(AnalysisCheckpoint.name == LOCK_NAME)
-        .values(runs=AnalysisCheckpoint.runs + 1, updated_at=now)
-    )
-    if done.rowcount == 0:  # type: ignore[attr-defined]
-        session.add(AnalysisCheckpoint(name=LOCK_NAME, login_id=0, security_event_id=0,
-                                       runs=1, updated_at=now))
-        session.flush()
-
-
 @dataclass
 class _Row:
     id: int
@@ -482,6 +468,11 @@ class _Verdict:
     judged: list[int]
     hits: dict[int, list[Hit]]
     status: dict[int, str]
+    # The sanctions lists as judged: when one was imported before the verdict is
+    # recorded, the batch's destinations are looked up again then.
+    lists_stamp: tuple[int, str] = (0, "")
+    addresses: dict[int, str] = field(default_factory=dict)
+    pending: frozenset[int] = frozenset()
 
 
 def _judge(sessions: sessionmaker[Session], ids: list[int],
@@ -520,12 +511,15 @@ def _judge(sessions: sessionmaker[Session], ids: list[int],
         _risky_session(conn, rows, in_batch, cfg, hits)
         _dormant(conn, rows, cfg, hits)
         _listed(session, rows, cfg, hits)
+        stamp = sanctions.lists_stamp(session)
     for row in rows.values():
         _row_rules(row, cfg, hits)
     order = {rule: i for i, rule in enumerate(RULES)}
     scored = {wid: sorted(found, key=lambda h: order[h.rule])
               for wid, found in hits.items() if found and wid in rows}
-    return _Verdict(sorted(rows), scored, {wid: rows[wid].status for wid in scored})
+    return _Verdict(sorted(rows), scored, {wid: rows[wid].status for wid in scored}, stamp,
+                    {wid: row.address for wid, row in rows.items()},
+                    frozenset(wid for wid, row in rows.items() if row.status == "pending"))
 
 
 def _record(rt: Runtime, verdict: _Verdict, cfg: ScreeningConfig,
@@ -541,13 +535,15 @@ def _record(rt: Runtime, verdict: _Verdict, cfg: ScreeningConfig,
     table = cast(Table, Withdrawal.__table__)
     with rt.transaction() as session:
         now = rt.clock()
-        _lock(session, now)
+        locks.take(session, locks.SCREENING, now)
         unscreened: set[int] = set()
         for group in _chunks(_spans(verdict.judged), 100):
             unscreened.update(session.scalars(select(w.id).where(
                 or_(*(w.id.between(lo, hi) for lo, hi in group)), _unscreened())))
         if not unscreened:
             return
+        if sanctions.lists_stamp(session) != verdict.lists_stamp:
+            verdict = _listed_since(session, verdict, unscreened, cfg)
         scores = dict.fromkeys(unscreened, 0.0)
         flags: list[dict[str, Any]] = []
         to_hold: list[int] = []
@@ -581,6 +577,28 @@ def _record(rt: Runtime, verdict: _Verdict, cfg: ScreeningConfig,
                                 .values(status="held"))
             report.held += len(held)
         report.screened += len(unscreened)
+
+
+def _listed_since(session: Session, verdict: _Verdict, unscreened: set[int],
+                  cfg: ScreeningConfig) -> _Verdict:
+    """The verdict with the hits of a sanctions list imported after the batch was judged
+    (under the screening lock, which the import also takes: no list changes until this
+    verdict is recorded)."""
+    wanted = {wid: verdict.addresses[wid] for wid in unscreened if wid in verdict.addresses}
+    listed = sanctions.listings(session, wanted.values())
+    hits = {wid: list(found) for wid, found in verdict.hits.items()}
+    status = dict(verdict.status)
+    for wid, address in wanted.items():
+        on = listed.get(address)
+        if not on or any(h.rule == "address_sanctioned" for h in hits.get(wid, ())):
+            continue
+        hits.setdefault(wid, []).append(_hit(
+            cfg, "address_sanctioned", on[0].explanation(), address=address,
+            list=on[0].list, version=on[0].version, entity=on[0].entity,
+            entity_ref=on[0].entity_ref, currency=on[0].currency,
+            lists=[listing.list for listing in on]))
+        status.setdefault(wid, "pending" if wid in verdict.pending else "other")
+    return replace(verdict, hits=hits, status=status)
 
 
 def _spans(ids: list[int]) -> list[tuple[int, int]]:
