@@ -245,6 +245,9 @@ class BackupsScreen(ConsoleScreen):
                 tooltip="Authenticate every chunk of the selected backup"),
         Binding("p", "ship", "Ship", id="backups.ship",
                 tooltip="Copy the selected backup offsite over SFTP ([backup] ship_to)"),
+        Binding("d", "drill", "Drill", id="backups.drill",
+                tooltip="Restore drill: restore the selected backup into a scratch "
+                        "database, check it there and sign the record"),
         Binding("R", "restore", "Restore to…", id="backups.restore",
                 tooltip="Restore the selected backup into another database (its URL, a "
                         "fresh code)"),
@@ -290,7 +293,8 @@ class BackupsScreen(ConsoleScreen):
             yield ProgressBar(id="backups-progress", show_eta=False)
         yield ConsoleTable(id="backups-table", cursor_type="row", zebra_stripes=True,
                            copy_column="file")
-        yield Static(Text("c creates a backup; v verifies, p ships, R restores the "
+        yield Static(Text("c creates a backup; v verifies, p ships, d drills (restore into "
+                          "a scratch database, checked and signed), R restores the "
                           "selected one into another database, X replaces the live one"),
                      id="backups-result")
 
@@ -451,6 +455,36 @@ class BackupsScreen(ConsoleScreen):
                 f"{report.catalogue}")
         except PolysecError as failed:
             message = self.Finished("verify", False, str(failed))
+        self.post_message(message)
+
+    def action_drill(self) -> None:
+        """A restore drill of the selected backup: asks for the identity file, then runs
+        in a worker (restore into a scratch database, checks, signed record)."""
+        view = self.selected()
+        if view is None:
+            self._result("no backup selected", ok=False)
+            return
+        what = f"{view.created_at:%Y-%m-%d %H:%M} ({Path(view.path).name})"
+
+        def chosen(identity: str | None) -> None:
+            if identity and self._start("drill", "restore drill "):
+                self.drill(Path(view.path), Path(identity))
+
+        self.app.push_screen(IdentityPrompt(what, self._default_identity()), chosen)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="backup drill")
+    def drill(self, path: Path, identity_path: Path) -> None:
+        assert self.actor is not None
+        try:
+            identity = backups.BackupConfig.from_settings(
+                self.runtime.settings).load_identity(identity_path)
+            report = backups.drill_backup(self.runtime, self.actor, identity, path=path)
+            message = self.Finished(
+                "drill", True,
+                f"drill PASSED: {path.name} restored in {report.restore_seconds or 0:.1f} s, "
+                f"{report.rows:,} rows checked; signed record {Path(report.record_file).name}")
+        except PolysecError as failed:
+            message = self.Finished("drill", False, str(failed))
         self.post_message(message)
 
     def action_ship(self) -> None:

@@ -209,6 +209,27 @@ async def test_verify_runs_in_a_worker_and_the_ui_keeps_answering(
 
 
 @sync
+async def test_a_restore_drill_from_the_screen(console: Console) -> None:
+    rt = console.rt
+    made = backups.create_backup(rt, console.session[1])
+    app = PolysecApp(rt, session=console.session)
+    async with app.run_test(size=(140, 30)) as pilot:
+        screen = await open_backups(pilot)
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, IdentityPrompt)
+        await pilot.press("enter")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if status(screen, "#backups-result").startswith("drill"):
+                break
+        assert status(screen, "#backups-result").startswith(
+            f"drill PASSED: {made.path.name} restored in "), status(screen, "#backups-result")
+    [view] = backups.list_drills(rt, console.session[1])
+    assert view.result == "pass" and view.signature == "valid"
+
+
+@sync
 async def test_verify_names_the_failure(console: Console, tmp_path: Path) -> None:
     rt = console.rt
     made = backups.create_backup(rt, console.session[1])
