@@ -96,28 +96,36 @@ class RestoreRequest:
 
 
 class IdentityPrompt(ModalScreen[str | None]):
-    """Ask for the private key file that verify needs."""
+    """Ask for the private key file that verify (or a restore drill) needs."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="backups.identity.cancel",
-                tooltip="Close without verifying"),
+                tooltip="Close without opening the backup"),
     ]
+    # action -> (title, what enter does, the sentence's verb)
+    ACTIONS: ClassVar[dict[str, tuple[str, str, str]]] = {
+        "verify": ("Verify a backup", "enter verifies", "Verify"),
+        "drill": ("Restore drill", "enter runs the drill", "Restore into a scratch "
+                  "database and check"),
+    }
     DEFAULT_CSS = """
     IdentityPrompt { align: center middle; }
     IdentityPrompt #identity-box { width: 72; max-width: 100%; height: auto; padding: 0 1;
                                    border: thick $primary; background: $surface; }
     """
 
-    def __init__(self, what: str, default: str) -> None:
+    def __init__(self, what: str, default: str, action: str = "verify") -> None:
         super().__init__()
         self.what = what
         self.default = default
+        self.action = action
 
     def compose(self) -> ComposeResult:
+        title, enter, verb = self.ACTIONS[self.action]
         with Vertical(id="identity-box") as box:
-            box.border_title = "Verify a backup"
-            box.border_subtitle = "enter verifies · esc cancels"
-            yield Static(Text.assemble("Verify ", safe_text(self.what, limit=80),
+            box.border_title = title
+            box.border_subtitle = f"{enter} · esc cancels"
+            yield Static(Text.assemble(f"{verb} ", safe_text(self.what, limit=80),
                                        " with the private key (identity) file:"))
             yield Input(value=self.default, placeholder="/media/offline/polysec-backup.key",
                         id="identity-path", max_length=1024)
@@ -470,7 +478,7 @@ class BackupsScreen(ConsoleScreen):
             if identity and self._start("drill", "restore drill "):
                 self.drill(Path(view.path), Path(identity))
 
-        self.app.push_screen(IdentityPrompt(what, self._default_identity()), chosen)
+        self.app.push_screen(IdentityPrompt(what, self._default_identity(), "drill"), chosen)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="backup drill")
     def drill(self, path: Path, identity_path: Path) -> None:
@@ -481,8 +489,9 @@ class BackupsScreen(ConsoleScreen):
             report = backups.drill_backup(self.runtime, self.actor, identity, path=path)
             message = self.Finished(
                 "drill", True,
-                f"drill PASSED: {path.name} restored in {report.restore_seconds or 0:.1f} s, "
-                f"{report.rows:,} rows checked; signed record {Path(report.record_file).name}")
+                f"drill PASSED: {path.name} restored in {report.restore_seconds or 0:.2f} s, "
+                f"{report.rows:,} rows checked in {report.checks_seconds or 0:.2f} s; signed "
+                f"record {Path(report.record_file).name}")
         except PolysecError as failed:
             message = self.Finished("drill", False, str(failed))
         self.post_message(message)

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 
 from polysec_tui.backup.envelope import Signer
 from polysec_tui.backup.restore import database_exists
-from polysec_tui.db.models import AuditLogEntry, BackupDrill
+from polysec_tui.db.models import AuditLogEntry, BackupDrill, BackupRecord
 from polysec_tui.errors import CheckFailed, InputError, RefusedError
 from polysec_tui.services.officers import sessions
 from polysec_tui.services.operations import backups
@@ -62,6 +62,9 @@ def test_a_drill_restores_checks_and_signs_its_record(staff: Staff, identity,
     assert [json.loads(d)["result"] for d in audited] == ["pass"]
     [view] = backups.list_drills(rt, staff.actors["cron"])
     assert (view.result, view.signature, view.officer) == ("pass", "valid", "cron")
+    with rt.sessions() as s:  # the drill verified the catalogued file, and more
+        catalogued = s.get(BackupRecord, made.id)
+        assert catalogued is not None and catalogued.status == "verified"
     # The scratch database was a new one, not the live one, and is gone (SQLite: a
     # private temporary file; servers: the drill's own database, dropped).
     [scratch] = scratches

@@ -792,11 +792,13 @@ def drill_backup(rt: Runtime, actor: Actor, identity: Identity, *, path: Path | 
     started, began = rt.clock(), time.monotonic()
     problems: list[str] = []
     backup_id: uuid.UUID | None = None
+    catalogued = False  # the file is the catalogue's file of its backup id
     restore_s = checks_s = None
     rows, checks = 0, {}
     try:
         read = _authenticate(path, identity, trust)
         backup_id = read.backup_id
+        catalogued = _catalogued(rt, read)[1]
         if read.error is not None:
             raise read.error
         opened = read.opened
@@ -846,6 +848,10 @@ def drill_backup(rt: Runtime, actor: Actor, identity: Identity, *, path: Path | 
                                            "signer": str(key.signer)}, indent=1)
                                + "\n").encode(), what="drill record", overwrite=False)
     with rt.transaction() as session:
+        # A passed drill verified the catalogued file, and more: the catalogue says so.
+        drilled = session.get(BackupRecord, backup_id) if catalogued and backup_id else None
+        if drilled is not None and drilled.status != "pruned" and result == "pass":
+            drilled.status, drilled.verified_at = "verified", finished
         session.add(BackupDrill(
             id=drill_id, backup_id=backup_id, started_at=started, finished_at=finished,
             officer=actor.name[:64], result=result, restore_seconds=restore_s,
