@@ -3,6 +3,7 @@ schedule`."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -248,6 +249,9 @@ def drill(ctx: click.Context, file: str | None, identity: str | None, scratch: s
 
     actor = actor_of(ctx, "backup.run")
     key = _identity(ctx, identity)
+    # systemctl stop (or its timeout) sends SIGTERM: leave through the drill's cleanup,
+    # which drops the scratch database, instead of dying with it left on the server.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         report = backups.drill_backup(runtime_of(ctx), actor, key,
                                       path=Path(file) if file else None, scratch=scratch)
@@ -262,6 +266,10 @@ def drill(ctx: click.Context, file: str | None, identity: str | None, scratch: s
          f"{report.rows:,} rows checked in {report.checks_seconds:.1f} s "
          f"({', '.join(f'{k} {v}' for k, v in report.checks.items())}); "
          f"signed record {visible(report.record_file)}")
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @backup.command()

@@ -108,10 +108,13 @@ def _age(now: datetime, then: datetime) -> str:
 
 def drill_state(s: DashboardSummary) -> tuple[str, bool]:
     """The backup card's bottom line: the last restore drill's age and result, and
-    whether it calls for attention (failed, or older than a week and a day)."""
+    whether it calls for attention (none yet, failed, its record not validly signed,
+    or older than a week and a day)."""
     d = s.drill
-    if d is None:
-        return ("no drill", False) if s.backup is not None else ("", False)
+    if d is None:  # backups without a drill: nobody knows they restore
+        return ("no drill", True) if s.backup is not None else ("", False)
+    if d.signature != "valid":
+        return (f"drill {d.signature}", True)
     age = _age(s.as_of, d.started_at).replace(" ago", "")
     failed = d.result != "pass"
     return (f"drill {age} {'✗' if failed else '✓'}",

@@ -9,11 +9,13 @@ import base64
 import hashlib
 import json
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
+from polysec_tui.backup import restore as restore_module
 from polysec_tui.backup.envelope import Signer
 from polysec_tui.backup.restore import database_exists
 from polysec_tui.db.models import AuditLogEntry, BackupDrill, BackupRecord
@@ -89,6 +91,46 @@ def test_a_changed_record_no_longer_verifies(staff: Staff, identity, db_url: str
     assert backups.list_drills(rt, staff.actors["cron"])[0].signature == "invalid"
 
 
+def test_shown_fields_come_from_the_signed_record(staff: Staff, identity,
+                                                  db_url: str) -> None:
+    """The row's columns are an index: a changed result column shows the record's result,
+    and a valid record copied into another row is not that row's."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("signature checking does not depend on the engine")
+    rt = staff.rt
+    backups.create_backup(rt, staff.actors["cron"])
+    report = backups.drill_backup(rt, staff.actors["cron"], identity)
+    with rt.transaction() as s:
+        s.execute(update(BackupDrill).values(result="fail"))
+    [view] = backups.list_drills(rt, staff.actors["cron"])
+    assert (view.result, view.signature) == ("pass", "valid")
+    with rt.transaction() as s:
+        row = s.get(BackupDrill, uuid.UUID(report.id))
+        assert row is not None
+        s.add(BackupDrill(id=uuid.uuid4(), backup_id=row.backup_id,
+                          started_at=row.started_at + timedelta(days=7),
+                          finished_at=row.finished_at, officer="cron", result="pass",
+                          restore_seconds=1.0, total_seconds=1.0, record=row.record,
+                          signature=row.signature, signer=row.signer))
+    newest = backups.list_drills(rt, staff.actors["cron"])[0]
+    assert newest.signature == "invalid"
+
+
+def test_an_unexpected_error_is_a_recorded_failure(staff: Staff, identity,
+                                                   monkeypatch) -> None:
+    rt = staff.rt
+    backups.create_backup(rt, staff.actors["cron"])
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("the scratch server went away\nsecond line")
+
+    monkeypatch.setattr(restore_module, "check_restored", broken)
+    with pytest.raises(CheckFailed, match="RuntimeError: the scratch server went away"):
+        backups.drill_backup(rt, staff.actors["cron"], identity)
+    [view] = backups.list_drills(rt, staff.actors["cron"])
+    assert view.result == "fail" and view.signature == "valid"
+
+
 def test_a_failing_drill_is_recorded_then_exits_1(staff: Staff, identity, tmp_path) -> None:
     rt = staff.rt
     made = backups.create_backup(rt, staff.actors["cron"])
@@ -147,15 +189,23 @@ def test_the_dashboard_shows_the_last_drill_and_its_age(staff: Staff, identity) 
     rt, ann = staff.rt, staff.actors["ann"]
     backups.create_backup(rt, staff.actors["cron"])
     before = DashboardService(rt, ann).summary()
-    assert before.drill is None and drill_state(before) == ("no drill", False)
+    # Backups that no drill has restored: nobody knows they restore.
+    assert before.drill is None and drill_state(before) == ("no drill", True)
     backups.drill_backup(rt, staff.actors["cron"], identity)
     rt.clock.advance(hours=3)  # type: ignore[attr-defined]
     summary = DashboardService(rt, ann).summary()
     assert summary.drill is not None and summary.drill.result == "pass"
     assert summary.as_dict()["drill"]["age_hours"] == 3.0
     assert drill_state(summary) == ("drill 3 h ✓", False)
-    # A week and a day later without a drill, the backup card calls for attention.
+    # A week and a day later without a drill (daily backups still made), the backup
+    # card calls for attention because of the drill alone.
     rt.clock.advance(days=8)  # type: ignore[attr-defined]
-    late = DashboardService(rt, ann).summary()
-    assert drill_state(late) == ("drill 8 d ✓", True)
-    assert card_states(late)["card-backup"][2] is True
+    backups.create_backup(rt, staff.actors["cron"])
+    fresh = DashboardService(rt, ann).summary()
+    assert fresh.backup is not None and fresh.backup.age_hours(fresh.as_of) < 1
+    assert drill_state(fresh) == ("drill 8 d ✓", True)
+    assert card_states(fresh)["card-backup"][2] is True
+    # A drill record that does not verify is an alarm too.
+    with rt.transaction() as s:
+        s.execute(update(BackupDrill).values(signature="AAAA"))
+    assert drill_state(DashboardService(rt, ann).summary()) == ("drill invalid", True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -278,6 +279,46 @@ def test_listing_between_the_choice_and_the_approval_is_a_conflict(
     assert len(calls) == 2 and status(rt, "T1") == "held"
 
 
+def test_an_approval_waits_for_an_import_that_is_still_running(staff: Staff,
+                                                             monkeypatch) -> None:
+    """An import holds the sanctions lock until it commits: an approval by one officer
+    that began while it ran (and read no list yet) waits, then sees the list."""
+    rt = staff.rt
+    request(rt, "T1", address=BTC, amount="0.01", ip="198.51.100.77",
+            login_extra={"country": "FR"})
+    assert status(rt, "T1") == "held"
+    inside, release = threading.Event(), threading.Event()
+    real = sanctions._rescreen
+
+    def slow_rescreen(*args: Any) -> Any:
+        inside.set()
+        assert release.wait(30)
+        return real(*args)
+
+    monkeypatch.setattr(sanctions, "_rescreen", slow_rescreen)
+    importer = threading.Thread(target=_import, args=(staff, SDN_ADVANCED_XML))
+    importer.start()
+    assert inside.wait(30)
+    results: list[BaseException | str] = []
+
+    def approve() -> None:
+        try:
+            results.append(wds.approve(rt, staff.actors["ann"], "T1", "looks fine").status)
+        except BaseException as exc:
+            results.append(exc)
+
+    approver = threading.Thread(target=approve)
+    approver.start()
+    approver.join(1.0)
+    assert approver.is_alive()  # waiting for the import's lock
+    release.set()
+    importer.join(30)
+    approver.join(30)
+    [result] = results
+    assert isinstance(result, ConflictError), result
+    assert status(rt, "T1") == "held"
+
+
 def test_a_batch_judged_before_an_import_is_held_when_recorded(staff: Staff) -> None:
     """Screening judges, a list is imported, then the verdict is recorded: the lists are
     looked up again under the screening lock and the withdrawal is held."""
@@ -304,9 +345,13 @@ def test_addresses_match_whatever_their_case_and_spaces(staff: Staff) -> None:
     for n, address in enumerate((ETH.upper().replace("0X", "0x"), f" {ETH.lower()} ")):
         found = request(rt, f"C{n}", address=address, amount="0.01")
         assert "address_sanctioned" in found and status(rt, f"C{n}") == "held"
-    # Base58 addresses keep their case: it is part of the address.
+    # Base58 addresses keep their case: it is part of the address, also where a mixed-case
+    # base58 string happens to fit bech32's alphabet (bech32 is never mixed-case).
     assert "address_sanctioned" not in request(rt, "C9", address=BTC.lower(),
                                                amount="0.01")
+    assert sanctions.address_key("Tq1pzqx5v8cw2") == "Tq1pzqx5v8cw2"
+    assert sanctions.address_key("BC1QAR0SRRR7XFKVY5L643LYDNW9RE59GTZZWF5MDQ") == (
+        "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq")
 
 
 def test_an_older_or_much_smaller_file_needs_allow_shrink(staff: Staff) -> None:
@@ -324,6 +369,11 @@ def test_an_older_or_much_smaller_file_needs_allow_shrink(staff: Staff) -> None:
         _import(staff, older)
     assert sanctions.list_lists(rt, staff.actors["ann"])[0].addresses == 20
     assert _import(staff, few, allow_shrink=True).addresses == 5
+    # Listed again: its payments were recorded before, and the import still works.
+    request(rt, "PAID", address="bc1qlisted0007xyzxyzxyzxyz", amount="0.01")
+    assert _import(staff, many, allow_shrink=True).added == 15
+    assert _import(staff, few, allow_shrink=True).removed == 15
+    assert _import(staff, many, allow_shrink=True).past_withdrawals == 1
 
 
 def test_a_destination_paid_by_confirmed_fraud_is_known_bad_for_everyone(

@@ -7,6 +7,7 @@ Revises: 0019
 Create Date: 2026-12-04 17:30:00.000000
 """
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -24,7 +25,22 @@ ADDRESS = sa.String(128).with_variant(
     mysql.VARCHAR(128, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb")
 
 
+# The named lock rows (services/withdrawals/locks.py), made here: two first takers
+# creating one at the same moment would collide on its key.
+LOCKS = ("screening", "sanctions")
+checkpoints = sa.table("analysis_checkpoints", sa.column("name"), sa.column("login_id"),
+                       sa.column("security_event_id"), sa.column("runs"),
+                       sa.column("updated_at", sa.DateTime()))
+
+
 def upgrade() -> None:
+    existing = set(op.get_bind().execute(
+        sa.select(checkpoints.c.name).where(checkpoints.c.name.in_(LOCKS))).scalars())
+    now = datetime.now(UTC).replace(tzinfo=None)
+    missing = [{"name": n, "login_id": 0, "security_event_id": 0, "runs": 0,
+                "updated_at": now} for n in LOCKS if n not in existing]
+    if missing:
+        op.bulk_insert(checkpoints, missing)
     op.create_table(
         "sanctions_lists",
         sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
@@ -79,6 +95,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute(checkpoints.delete().where(checkpoints.c.name == "sanctions"))
     op.drop_index(op.f("ix_sanctioned_payments_found_at"), table_name="sanctioned_payments")
     op.drop_table("sanctioned_payments")
     op.drop_index(op.f("ix_sanctioned_addresses_listed_at"), table_name="sanctioned_addresses")

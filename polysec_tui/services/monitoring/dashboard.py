@@ -45,6 +45,7 @@ from polysec_tui.db.models import (
     Withdrawal,
     WithdrawalScreening,
 )
+from polysec_tui.errors import InputError
 from polysec_tui.services.clients import incidents
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Clock, Runtime
@@ -155,6 +156,7 @@ class LastDrill:
     started_at: datetime
     result: str  # pass | fail
     total_seconds: float
+    signature: str = "valid"  # valid | invalid | untrusted signer (the record's)
 
     def age_hours(self, now: datetime) -> float:
         return round((now - self.started_at).total_seconds() / 3600, 1)
@@ -283,10 +285,7 @@ class DashboardService:
             backup_row.created_at, backup_row.status,
             backup_row.verified_at is not None or backup_row.status == "verified",
             backup_row.shipped_at is not None)
-        drill_row = session.execute(
-            select(BackupDrill.started_at, BackupDrill.result, BackupDrill.total_seconds)
-            .order_by(BackupDrill.started_at.desc()).limit(1)).one_or_none()
-        drill = None if drill_row is None else LastDrill(*drill_row)
+        drill = self._last_drill(session)
         run = session.execute(select(AuditRun.id, AuditRun.started_at, AuditRun.result)
                               .order_by(AuditRun.id.desc()).limit(1)).one_or_none()
         audit = None
@@ -311,6 +310,21 @@ class DashboardService:
             "alerts": current,
             "watcher": monitoring,
         }
+
+    def _last_drill(self, session: Session) -> LastDrill | None:
+        """The newest restore drill as its signed record says (``backups.read_drill``)."""
+        from polysec_tui.services.operations import backups
+
+        row = session.scalars(select(BackupDrill).order_by(BackupDrill.started_at.desc())
+                              .limit(1)).first()
+        if row is None:
+            return None
+        try:
+            signers = backups.BackupConfig.from_settings(self.runtime.settings).signers
+        except InputError:
+            signers = ()
+        view = backups.read_drill(row, signers)
+        return LastDrill(view.started_at, view.result, view.total_seconds, view.signature)
 
     def _newest_events(self, session: Session, now: datetime) -> tuple[DashboardEvent, ...]:
         n = self.newest

@@ -820,9 +820,15 @@ def drill_backup(rt: Runtime, actor: Actor, identity: Identity, *, path: Path | 
                         problems.append(f"{finding.check}: {finding.summary}")
                 checks_s = round(time.monotonic() - checked, 3)
             finally:
-                restoring.drop_database(target)
+                try:
+                    restoring.drop_database(target)
+                except Exception as exc:  # recorded: an operator must drop it
+                    problems.append(f"the scratch database {redact(target)} could not be "
+                                    f"dropped: {_one_line(exc)}")
     except (CheckFailed, InputError) as exc:
         problems.append(exc.message)
+    except Exception as exc:  # a failed drill is recorded, whatever failed
+        problems.append(f"the drill stopped: {_one_line(exc)}")
     finished = rt.clock()
     drill_id = uuid.uuid4()
     result, total = ("fail" if problems else "pass"), round(time.monotonic() - began, 3)
@@ -840,13 +846,7 @@ def drill_backup(rt: Runtime, actor: Actor, identity: Identity, *, path: Path | 
     signature = base64.b64encode(key.sign(hashlib.sha256(text.encode()).digest())).decode()
     drills = config.directory / "drills"
     record_file = drills / f"drill-{started:%Y%m%dT%H%M%SZ}-{drill_id.hex[:8]}.json"
-    try:
-        drills.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create {drills}: {exc.strerror}") from None
-    atomic_write(record_file, (json.dumps({"record": record, "signature": signature,
-                                           "signer": str(key.signer)}, indent=1)
-                               + "\n").encode(), what="drill record", overwrite=False)
+    # The row first: the record is kept even if its file cannot be written.
     with rt.transaction() as session:
         # A passed drill verified the catalogued file, and more: the catalogue says so.
         drilled = session.get(BackupRecord, backup_id) if catalogued and backup_id else None
@@ -863,12 +863,26 @@ def drill_backup(rt: Runtime, actor: Actor, identity: Identity, *, path: Path | 
                                  "problems": problems[:5], "restore_seconds": restore_s,
                                  "total_seconds": total,
                                  "record_file": str(record_file)})
+    try:
+        drills.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"the drill is recorded, but its file cannot be written: cannot "
+                         f"create {drills}: {exc.strerror}") from None
+    atomic_write(record_file, (json.dumps({"record": record, "signature": signature,
+                                           "signer": str(key.signer)}, indent=1)
+                               + "\n").encode(), what="drill record", overwrite=False)
     report = DrillReport(str(drill_id), str(path), str(backup_id) if backup_id else None,
                          started, finished, actor.name, result, problems, restore_s,
                          checks_s, total, rows, checks, str(key.signer), str(record_file))
     if problems:
         raise CheckFailed(f"restore drill of {path} failed: {'; '.join(problems[:3])}")
     return report
+
+
+def _one_line(exc: BaseException) -> str:
+    """An unexpected error as one line of a record: its type and its first line."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -899,6 +913,27 @@ def drill_signature(text: str, signature: str, signer: str,
     return "valid" if key in signers else "untrusted signer"
 
 
+def read_drill(row: BackupDrill, signers: Sequence[Signer]) -> DrillView:
+    """What a drill row shows, taken from its signed record where the signature holds
+    and the record is this row's (its columns are only an index); otherwise the columns,
+    marked ``invalid``."""
+    status = drill_signature(row.record, row.signature, row.signer, signers)
+    try:
+        record = json.loads(row.record)
+    except ValueError:
+        record, status = {}, "invalid"
+    if not isinstance(record, dict) or record.get("id") != str(row.id):
+        record, status = {}, "invalid"  # a valid record copied into another row
+    if status == "invalid" or not record:
+        return DrillView(str(row.id), str(row.backup_id) if row.backup_id else None,
+                         row.started_at, row.officer, row.result, row.restore_seconds,
+                         row.total_seconds, "invalid")
+    return DrillView(str(row.id), record.get("backup_id"),
+                     datetime.fromisoformat(record["started_at"]), str(record["officer"]),
+                     str(record["result"]), record.get("restore_seconds"),
+                     float(record["total_seconds"]), status)
+
+
 def list_drills(rt: Runtime, actor: Actor, *, limit: int = 50) -> list[DrillView]:
     """The latest drills, newest first, each with its signature checked."""
     require(actor, "backup.run")
@@ -906,10 +941,7 @@ def list_drills(rt: Runtime, actor: Actor, *, limit: int = 50) -> list[DrillView
     with rt.sessions() as session:
         rows = session.scalars(select(BackupDrill).order_by(BackupDrill.started_at.desc())
                                .limit(limit)).all()
-        return [DrillView(str(d.id), str(d.backup_id) if d.backup_id else None, d.started_at,
-                          d.officer, d.result, d.restore_seconds, d.total_seconds,
-                          drill_signature(d.record, d.signature, d.signer, signers))
-                for d in rows]
+        return [read_drill(d, signers) for d in rows]
 
 
 def latest_backup(rt: Runtime, actor: Actor) -> Path:

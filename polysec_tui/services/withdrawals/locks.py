@@ -13,8 +13,10 @@ way round."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import AnalysisCheckpoint
@@ -24,12 +26,22 @@ SANCTIONS = "sanctions"
 
 
 def take(session: Session, name: str, now: datetime) -> None:
-    """Lock row ``name`` (creating it if missing) until the session's transaction ends."""
-    done = session.execute(
-        update(AnalysisCheckpoint).where(AnalysisCheckpoint.name == name)
-        .values(runs=AnalysisCheckpoint.runs + 1, updated_at=now)
-    )
-    if done.rowcount == 0:  # type: ignore[attr-defined]
-        session.add(AnalysisCheckpoint(name=name, login_id=0, security_event_id=0,
-                                       runs=1, updated_at=now))
-        session.flush()
+    """Lock row ``name`` until the session's transaction ends. A missing row (migration
+    0020 makes them; a database emptied by hand has none) is created without a key
+    conflict when two take it at once: the second insert waits and does nothing."""
+    bump = (update(AnalysisCheckpoint).where(AnalysisCheckpoint.name == name)
+            .values(runs=AnalysisCheckpoint.runs + 1, updated_at=now))
+    if session.execute(bump).rowcount == 0:  # type: ignore[attr-defined]
+        row = {"name": name, "login_id": 0, "security_event_id": 0, "runs": 0,
+               "updated_at": now}
+        dialect = session.get_bind().dialect.name
+        table = cast(Table, AnalysisCheckpoint.__table__)
+        stmt: Any
+        if dialect == "sqlite":
+            stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=["name"])
+        elif dialect == "postgresql":
+            stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=["name"])
+        else:
+            stmt = mysql.insert(table).prefix_with("IGNORE")
+        session.execute(stmt, [row])
+        session.execute(bump)

@@ -584,10 +584,15 @@ def _record(rt: Runtime, session: Session, actor: Actor, wd_id: int, ext: str, d
 
 def _transition(rt: Runtime, actor: Actor, ref: str, verb: str, allowed: Any,
                 values: dict[str, Any], note: str | None,
-                check: Any = None, judged: tuple[str, str | None] | None = None) -> Outcome:
-    """``judged``: the outcome (and its reason) a final decision records."""
+                check: Any = None, judged: tuple[str, str | None] | None = None,
+                lock: str | None = None) -> Outcome:
+    """``judged``: the outcome (and its reason) a final decision records. ``lock``: a
+    named lock (``withdrawals.locks``) taken first, before anything is read (MariaDB's
+    snapshot begins at the first read)."""
     now = rt.clock()
     with rt.transaction() as session:
+        if lock is not None:
+            locks.take(session, lock, now)
         wd = _find(session, ref)
         wid, ext, account_id, status = wd.id, wd.external_id, wd.account_id, values["status"]
         if check is not None:
@@ -659,10 +664,9 @@ def _approval_checks(session: Session, wd: Withdrawal, now: datetime) -> None:
 
 def _single_approval_checks(session: Session, wd: Withdrawal, now: datetime) -> None:
     """An approval by one officer: also never to a sanctioned or known-bad destination.
-    Under the sanctions lock, which an import holds until it commits: a list imported
-    since the officer chose this way is seen here."""
+    Its transaction took the sanctions lock first (which an import holds until it
+    commits): a list imported since the officer chose this way is seen here."""
     _approval_checks(session, wd, now)
-    locks.take(session, locks.SANCTIONS, now)
     if sanctions.second_officer_reasons(session, wd.id, wd.address):
         raise ConflictError(f"destination {wd.address} is on a sanctions list or was paid "
                             "by a confirmed fraud: approve again, and a second officer "
@@ -691,7 +695,7 @@ def approve(rt: Runtime, actor: Actor, ref: str, note: str, *,
         return _transition(rt, actor, ref, "approve", _from_states(actor),
                            {"status": "approved", "decided_by": actor.officer_id,
                             "decided_at": now}, text, check=_single_approval_checks,
-                           judged=judged)
+                           judged=judged, lock=locks.SANCTIONS)
     w = Withdrawal
     pending_request = (select(ApprovalRequest.id)
                        .where(ApprovalRequest.id == w.approval_id,
@@ -716,6 +720,9 @@ def _request_approval(rt: Runtime, actor: Actor, ref: str, allowed: Any, text: s
                       limit: Decimal | None, now: datetime,
                       judged: tuple[str, str | None], listed: list[str]) -> Outcome:
     with rt.transaction() as session:
+        # The same lock order as a sanctions import (which writes hits, then the audit
+        # log): MariaDB would otherwise deadlock the two.
+        locks.take(session, locks.SANCTIONS, now)
         wd = _find(session, ref)
         wid, account_id, ext, amount, asset = (wd.id, wd.account_id, wd.external_id,
                                                wd.amount, wd.asset)

@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import IO, Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import (
@@ -95,7 +95,11 @@ def address_key(address: str) -> str:
     bech32 address in lower case (the same address in either case on its chain)."""
     key = address.strip()
     lower = key.lower()
-    if _HEX.fullmatch(lower) or _BECH32.fullmatch(lower):
+    if _HEX.fullmatch(lower):
+        return lower
+    # bech32 is written all in lower or all in upper case, never mixed: a mixed-case
+    # string that fits its alphabet is base58 (a Tron address, say), whose case counts.
+    if _BECH32.fullmatch(lower) and key in (lower, key.upper()):
         return lower
     return key
 
@@ -438,8 +442,14 @@ def _rescreen(session: Session, list_id: int, added: set[str], wanted: dict[str,
     for wid, account_id, address, status, screened in result:
         if address_key(address) in added:
             matched.append((wid, account_id, address, status, screened is not None))
+    known: set[int] = set()  # an address listed again: its payments were found before
+    ids = [m[0] for m in matched]
+    for start in range(0, len(ids), CHUNK):
+        known.update(session.scalars(select(SanctionedPayment.withdrawal_id).where(
+            SanctionedPayment.list_id == list_id,
+            SanctionedPayment.withdrawal_id.in_(ids[start:start + CHUNK]))))
     session.add_all(SanctionedPayment(withdrawal_id=wid, list_id=list_id, found_at=now)
-                    for wid, *_rest in matched)
+                    for wid in ids if wid not in known)
     open_ids = [m for m in matched if m[3] in OPEN and m[4]]
     flagged_ids: set[int] = set()
     for start in range(0, len(open_ids), CHUNK):
@@ -557,12 +567,13 @@ def known_bad(session: Session, addresses: Iterable[str]) -> dict[str, list[tupl
     return found
 
 
-def lists_stamp(session: Session) -> tuple[int, str]:
-    """Changes whenever a list is imported: screening compares it between judging a
-    batch and recording it."""
-    count, newest = session.execute(
-        select(func.count(), func.max(SanctionsList.imported_at))).one()
-    return int(count), "" if newest is None else newest.isoformat()
+def lists_stamp(session: Session) -> tuple[tuple[int, str, str], ...]:
+    """Changes whenever a list's content changes (each list's id, version and file
+    digest; no clock involved): screening compares it between judging a batch and
+    recording it."""
+    return tuple((int(i), str(v), str(d)) for i, v, d in session.execute(
+        select(SanctionsList.id, SanctionsList.version, SanctionsList.sha256)
+        .order_by(SanctionsList.id)))
 
 
 def second_officer_reasons(session: Session, withdrawal_id: int, address: str) -> list[str]:

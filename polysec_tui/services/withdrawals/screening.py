@@ -470,7 +470,7 @@ class _Verdict:
     status: dict[int, str]
     # The sanctions lists as judged: when one was imported before the verdict is
     # recorded, the batch's destinations are looked up again then.
-    lists_stamp: tuple[int, str] = (0, "")
+    lists_stamp: tuple[tuple[int, str, str], ...] = ()
     addresses: dict[int, str] = field(default_factory=dict)
     pending: frozenset[int] = frozenset()
 
