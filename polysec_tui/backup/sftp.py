@@ -178,6 +178,15 @@ def connect(target: SftpTarget, known_hosts: Path, identity: Path, *,
     return client
 
 
+def _require_directory(sftp: paramiko.SFTPClient, directory: PurePosixPath,
+                       target: SftpTarget) -> None:
+    try:
+        sftp.stat(str(directory))
+    except FileNotFoundError:
+        raise InputError(f"remote directory {directory} does not exist on "
+                         f"{target.host_label}") from None
+
+
 def _remote_size(sftp: paramiko.SFTPClient, path: str) -> int | None:
     try:
         attrs = sftp.stat(path)
@@ -278,11 +287,7 @@ def ship_file(local: Path, target: SftpTarget, known_hosts: Path, identity: Path
     try:
         sftp = client.open_sftp()
         try:
-            try:
-                sftp.stat(str(directory))
-            except FileNotFoundError:
-                raise InputError(f"remote directory {directory} does not exist on "
-                                 f"{target.host_label}") from None
+            _require_directory(sftp, directory, target)
             existing = _remote_size(sftp, remote)
             sent, resumed_from, already = 0, 0, False
             if existing is not None:
@@ -385,11 +390,7 @@ def check_target(target: SftpTarget, known_hosts: Path, identity: Path) -> Targe
     try:
         sftp = client.open_sftp()
         try:
-            try:
-                sftp.stat(str(directory))
-            except FileNotFoundError:
-                raise InputError(f"remote directory {directory} does not exist on "
-                                 f"{target.host_label}") from None
+            _require_directory(sftp, directory, target)
             for path, data in ((canary, CANARY), (other, b"replacement\n")):
                 with sftp.open(path, "wb") as out:  # creating files must work
                     out.write(data)

@@ -21,6 +21,7 @@ text.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -426,6 +427,12 @@ class BackupsScreen(ConsoleScreen):
 
     def action_verify(self) -> None:
         """Verify the selected backup: asks for the identity file, then runs in a worker."""
+        self._with_identity("verify", "verifying ", self.verify)
+
+    def _with_identity(self, action: str, label: str,
+                       run: Callable[[Path, Path], object]) -> None:
+        """Ask for the identity file for ``action`` on the selected backup, then start
+        ``run(backup, identity)`` (a worker) unless another action runs."""
         view = self.selected()
         if view is None:
             self._result("no backup selected", ok=False)
@@ -433,10 +440,10 @@ class BackupsScreen(ConsoleScreen):
         what = f"{view.created_at:%Y-%m-%d %H:%M} ({Path(view.path).name})"
 
         def chosen(identity: str | None) -> None:
-            if identity and self._start("verify", "verifying "):
-                self.verify(Path(view.path), Path(identity))
+            if identity and self._start(action, label):
+                run(Path(view.path), Path(identity))
 
-        self.app.push_screen(IdentityPrompt(what, self._default_identity()), chosen)
+        self.app.push_screen(IdentityPrompt(what, self._default_identity(), action), chosen)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="backup verify")
     def verify(self, path: Path, identity_path: Path) -> None:
@@ -468,17 +475,7 @@ class BackupsScreen(ConsoleScreen):
     def action_drill(self) -> None:
         """A restore drill of the selected backup: asks for the identity file, then runs
         in a worker (restore into a scratch database, checks, signed record)."""
-        view = self.selected()
-        if view is None:
-            self._result("no backup selected", ok=False)
-            return
-        what = f"{view.created_at:%Y-%m-%d %H:%M} ({Path(view.path).name})"
-
-        def chosen(identity: str | None) -> None:
-            if identity and self._start("drill", "restore drill "):
-                self.drill(Path(view.path), Path(identity))
-
-        self.app.push_screen(IdentityPrompt(what, self._default_identity(), "drill"), chosen)
+        self._with_identity("drill", "restore drill ", self.drill)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="backup drill")
     def drill(self, path: Path, identity_path: Path) -> None:
