@@ -246,6 +246,8 @@ def test_a_sanctioned_destination_always_needs_a_second_officer(staff: Staff) ->
     assert status(rt, "T1") == "held"
     opened = wds.approve(rt, ann, "T1", "client says it is their own wallet")
     assert opened.approval_id is not None and status(rt, "T1") == "in_review"
+    assert "its destination is sanctioned or known-bad; four-eyes request" in (
+        opened.summary())
     with rt.sessions() as s:
         request_row = s.get(ApprovalRequest, opened.approval_id)
         assert request_row is not None

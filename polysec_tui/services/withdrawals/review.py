@@ -511,16 +511,19 @@ class Outcome:
     external_id: str
     status: str
     approval_id: uuid.UUID | None = None
+    sanctioned: bool = False  # the request is for a sanctioned or known-bad destination
 
     def as_dict(self) -> dict[str, Any]:
         return {"withdrawal": self.external_id, "status": self.status,
-                "approval_id": self.approval_id}
+                "approval_id": self.approval_id, "sanctioned": self.sanctioned}
 
     def summary(self) -> str:
         """What happened, for the officer (the id is platform text: render it inert)."""
         if self.approval_id is not None:
-            return (f"withdrawal {self.external_id} is above its approval limit: four-eyes "
-                    f"request {self.approval_id} opened for a senior officer")
+            why = ("its destination is sanctioned or known-bad" if self.sanctioned
+                   else "it is above its approval limit")
+            return (f"withdrawal {self.external_id}: {why}; four-eyes request "
+                    f"{self.approval_id} opened for a senior officer")
         return f"withdrawal {self.external_id} {self.status}"
 
 
@@ -753,7 +756,7 @@ def _request_approval(rt: Runtime, actor: Actor, ref: str, allowed: Any, text: s
             _record(rt, session, actor, wid, ext, "request_approval", text, now,
                     account=str(account_id), request=str(request_id),
                     amount=fmt_amount(amount), asset=asset)
-            return Outcome(ext, "in_review", request_id)
+            return Outcome(ext, "in_review", request_id, sanctioned=bool(listed))
         raise _Lost(wid)
 
 
