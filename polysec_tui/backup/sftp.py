@@ -375,13 +375,20 @@ def _write_in(sftp: paramiko.SFTPClient, path: str, mode: str) -> None:
         out.write(b"X")
 
 
+def _rename_and_back(sftp: paramiko.SFTPClient, path: str) -> None:
+    """Rename ``path`` away; where the server allows it, back again, so that the next
+    probes still find the canary."""
+    sftp.rename(path, path + ".moved")
+    sftp.rename(path + ".moved", path)
+
+
 def check_target(target: SftpTarget, known_hosts: Path, identity: Path) -> TargetCheck:
     """Write a canary file (and a second file to rename over it) into the target
     directory, then ask the server to change its mode, rename it away, write into it,
     append to it, truncate it, rename the other file over it (both SFTP renames) and
-    remove it. An
-    append-only target refuses every one and the canary reads back unchanged. Both
-    files stay behind on an append-only target (it refuses their removal)."""
+    remove it. An append-only target refuses every one and the canary reads back
+    unchanged. Both files stay behind on an append-only target (it refuses their
+    removal)."""
     directory = PurePosixPath(target.directory)
     name = f".polysec-canary-{secrets.token_hex(8)}"
     canary = str(directory / name)
@@ -396,7 +403,7 @@ def check_target(target: SftpTarget, known_hosts: Path, identity: Path) -> Targe
                     out.write(data)
             refused = {
                 "change mode": _refuses(lambda: sftp.chmod(canary, 0o666)),
-                "rename away": _refuses(lambda: sftp.rename(canary, canary + ".moved")),
+                "rename away": _refuses(lambda: _rename_and_back(sftp, canary)),
                 "write in place": _refuses(lambda: _write_in(sftp, canary, "r+b")),
                 "append": _refuses(lambda: _write_in(sftp, canary, "ab")),
                 "truncate": _refuses(lambda: _write_in(sftp, canary, "wb")),

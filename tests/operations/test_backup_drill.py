@@ -20,7 +20,6 @@ from polysec_tui.backup.envelope import Signer
 from polysec_tui.backup.restore import database_exists
 from polysec_tui.db.models import AuditLogEntry, BackupDrill, BackupRecord
 from polysec_tui.errors import CheckFailed, InputError, RefusedError
-from polysec_tui.services.officers import sessions
 from polysec_tui.services.operations import backups
 from tests.support.officers import Staff
 
@@ -159,20 +158,16 @@ def test_the_commands(staff: Staff, identity, tmp_path: Path, db_url: str, capsy
     if not db_url.startswith("sqlite"):
         pytest.skip("the command's wiring does not depend on the engine")
     from tests.support.backups import backup_toml
-    from tests.support.cli import run_cli
+    from tests.support.cli import as_automation, run_cli
 
     rt = staff.rt
     backups.create_backup(rt, staff.actors["cron"])
     key_file = tmp_path / "offline.key"
     key_file.write_text(identity.to_text())
     key_file.chmod(0o600)
-    token, _ = sessions.create_token(rt, staff.actors["root"], "cron")
     config = tmp_path / "polysec.toml"
     config.write_text(backup_toml(rt.settings.options))
-    for name, value in {"POLYSEC_DB_URL": db_url, "POLYSEC_TOKEN": token,
-                        "POLYSEC_KEYRING": str(rt.settings.keyring_path),
-                        "POLYSEC_CONFIG": str(config)}.items():
-        monkeypatch.setenv(name, value)
+    as_automation(monkeypatch, rt, staff.actors["root"], db_url, config)
     done = run_cli(capsys, "backup", "drill", "--identity", str(key_file), "--json")
     assert done.code == 0, done.err
     assert json.loads(done.out)["result"] == "pass"

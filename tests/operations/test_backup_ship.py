@@ -18,7 +18,6 @@ from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import AuditLogEntry, BackupRecord
 from polysec_tui.errors import CheckFailed, ConflictError, InputError, RefusedError
-from polysec_tui.services.officers import sessions
 from polysec_tui.services.operations import backups
 from polysec_tui.services.runtime import Runtime
 from tests.support import FIXED_NOW
@@ -234,18 +233,14 @@ def test_refusals_before_connecting(staff, remote, tmp_path, db_url):
 def test_the_ship_command(staff, remote, tmp_path, db_url, capsys, monkeypatch):
     if not db_url.startswith("sqlite"):
         pytest.skip("the command's wiring does not depend on the engine")
-    from tests.support.cli import run_cli
+    from tests.support.cli import as_automation, run_cli
 
     rt = staff.rt
     made = backups.create_backup(rt, staff.actors["cron"])
-    token, _ = sessions.create_token(rt, staff.actors["root"], "cron")
     config = tmp_path / "polysec.toml"
     config.write_text(f'[backup]\ndir = "{made.path.parent}"\n'
                       f'recipients = ["{Identity.generate().recipient}"]\n')
-    for name, value in {"POLYSEC_DB_URL": db_url, "POLYSEC_TOKEN": token,
-                        "POLYSEC_KEYRING": str(rt.settings.keyring_path),
-                        "POLYSEC_CONFIG": str(config)}.items():
-        monkeypatch.setenv(name, value)
+    as_automation(monkeypatch, rt, staff.actors["root"], db_url, config)
     done = run_cli(capsys, "backup", "ship", "--latest", "--to", remote.url, "--known-hosts",
                    str(remote.known_hosts), "--identity", str(remote.identity), "--json")
     assert done.code == 0, done.err

@@ -6,10 +6,14 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from polysec_tui.cli import main
+from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers.auth import Actor
+from polysec_tui.services.runtime import Runtime
 
 
 @dataclass
@@ -17,6 +21,19 @@ class Result:
     code: int
     out: str
     err: str
+
+
+def as_automation(monkeypatch: pytest.MonkeyPatch, rt: Runtime, root: Actor, db_url: str,
+                  config: Path | None = None) -> None:
+    """In-process commands from here on act as the automation officer ``cron`` (a new
+    token made by ``root``) on ``rt``'s database, keyring and ``config``."""
+    token, _ = sessions.create_token(rt, root, "cron")
+    env = {"POLYSEC_DB_URL": db_url, "POLYSEC_TOKEN": token,
+           "POLYSEC_KEYRING": str(rt.settings.keyring_path)}
+    if config is not None:
+        env["POLYSEC_CONFIG"] = str(config)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> Result:

@@ -407,14 +407,10 @@ def test_the_command(staff: Staff, tmp_path: Path, db_url: str, capsys,
                      monkeypatch) -> None:
     if not db_url.startswith("sqlite"):
         pytest.skip("the command's wiring does not depend on the engine")
-    from polysec_tui.services.officers import sessions
-    from tests.support.cli import run_cli
+    from tests.support.cli import as_automation, run_cli
 
     rt = staff.rt
-    token, _ = sessions.create_token(rt, staff.actors["root"], "cron")
-    for name, value in {"POLYSEC_DB_URL": db_url, "POLYSEC_TOKEN": token,
-                        "POLYSEC_KEYRING": str(rt.settings.keyring_path)}.items():
-        monkeypatch.setenv(name, value)
+    as_automation(monkeypatch, rt, staff.actors["root"], db_url)
     xml = tmp_path / "sdn_advanced.xml"
     xml.write_bytes(SDN_ADVANCED_XML)
     done = run_cli(capsys, "sanctions", "import", str(xml), "--json")

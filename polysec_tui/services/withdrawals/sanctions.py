@@ -76,7 +76,6 @@ DEFAULT_NAMES = {"ofac-xml": "OFAC SDN", "ofac-csv": "OFAC SDN",
 MAX_ADDRESSES = 1_000_000
 CHUNK = 500
 RULE = "address_sanctioned"
-KNOWN_BAD_RULE = "address_known_bad"
 # Statuses in which a newly listed destination still changes what happens next.
 OPEN = ("pending", "held", "in_review", "escalated")
 _CSV_ADDRESS = re.compile(r"Digital Currency Address - ([A-Za-z0-9]+)\s+([^\s;,]+)")

@@ -592,11 +592,7 @@ def _listed_since(session: Session, verdict: _Verdict, unscreened: set[int],
         on = listed.get(address)
         if not on or any(h.rule == "address_sanctioned" for h in hits.get(wid, ())):
             continue
-        hits.setdefault(wid, []).append(_hit(
-            cfg, "address_sanctioned", on[0].explanation(), address=address,
-            list=on[0].list, version=on[0].version, entity=on[0].entity,
-            entity_ref=on[0].entity_ref, currency=on[0].currency,
-            lists=[listing.list for listing in on]))
+        hits.setdefault(wid, []).append(_sanctioned_hit(cfg, address, on))
         status.setdefault(wid, "pending" if wid in verdict.pending else "other")
     return replace(verdict, hits=hits, status=status)
 
@@ -1075,13 +1071,7 @@ def _listed(session: Session, rows: Mapping[int, _Row], cfg: ScreeningConfig,
     for row in rows.values():
         on = listed.get(row.address)
         if on:
-            first, others = on[0], [listing.list for listing in on[1:]]
-            hits[row.id].append(_hit(
-                cfg, "address_sanctioned",
-                first.explanation() + (f"; also on {', '.join(others)}" if others else ""),
-                address=row.address, list=first.list, version=first.version,
-                entity=first.entity, entity_ref=first.entity_ref, currency=first.currency,
-                lists=[listing.list for listing in on]))
+            hits[row.id].append(_sanctioned_hit(cfg, row.address, on))
         paid = [ext for wid, ext in bad.get(row.address, ()) if wid != row.id]
         if paid:
             hits[row.id].append(_hit(
@@ -1089,6 +1079,17 @@ def _listed(session: Session, rows: Mapping[int, _Row], cfg: ScreeningConfig,
                 f"destination {row.address} received withdrawal(s) recorded as confirmed "
                 f"fraud: {', '.join(paid[:3])}" + (" …" if len(paid) > 3 else ""),
                 address=row.address, withdrawals=paid[:20]))
+
+
+def _sanctioned_hit(cfg: ScreeningConfig, address: str,
+                    on: list[sanctions.Listing]) -> Hit:
+    """The ``address_sanctioned`` hit of a destination on the lists ``on``."""
+    first, others = on[0], [listing.list for listing in on[1:]]
+    return _hit(cfg, "address_sanctioned",
+                first.explanation() + (f"; also on {', '.join(others)}" if others else ""),
+                address=address, list=first.list, version=first.version,
+                entity=first.entity, entity_ref=first.entity_ref, currency=first.currency,
+                lists=[listing.list for listing in on])
 
 
 def _row_rules(row: _Row, cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> None:
