@@ -42,6 +42,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "withdrawals": ("polysec_tui.commands.withdrawals:withdrawals", "Withdrawal screening and the review queue."),  # noqa: E501
     "blocklist": ("polysec_tui.commands.blocklist:blocklist", "Blocklisted destination addresses."),
     "sanctions": ("polysec_tui.commands.sanctions:sanctions", "Sanctions lists: import, lists, check."),  # noqa: E501
+    "iplists": ("polysec_tui.commands.iplists:iplists", "IP reputation lists: import, list, check, remove."),  # noqa: E501
     "audit": ("polysec_tui.commands.audit:audit", "Audit checks of the encrypted database."),
     "keys": ("polysec_tui.commands.keys:keys", "Field keys: status, add, promote, rotate, retire."),
     "incidents": ("polysec_tui.commands.incidents:incidents", "Incidents: open, list, show, note, link, close."),  # noqa: E501

@@ -603,6 +603,49 @@ class SanctionedPayment(Base):
     found_at: Mapped[datetime] = mapped_column(index=True)
 
 
+class IpList(Base):
+    """One imported IP reputation list (`polysec iplists import`): an address list of a
+    category (attack, tor, vpn ...), or an ASN table (category ``asn``: each of its
+    networks has its own). A new import of a list replaces its entries."""
+
+    __tablename__ = "ip_lists"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    category: Mapped[str] = mapped_column(String(16))
+    source_format: Mapped[str] = mapped_column(String(16))
+    version: Mapped[str] = mapped_column(String(64))
+    published_at: Mapped[datetime | None]
+    imported_at: Mapped[datetime]
+    imported_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("officers.id"))
+    entries: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class IpListRange(Base):
+    """A range of addresses on an IP list, merged with its neighbours on import. IPv4
+    and IPv6 on one number line (IPv4 in ::ffff:0:0/96), each bound written as 32
+    lower-case hexadecimal digits, so that text order is number order."""
+
+    __tablename__ = "ip_list_ranges"
+
+    list_id: Mapped[int] = mapped_column(BigId, ForeignKey("ip_lists.id"), primary_key=True)
+    first: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(String(128))
+
+
+class AsnCategory(Base):
+    """What kind of network an autonomous system is, by an imported ASN table."""
+
+    __tablename__ = "asn_categories"
+
+    list_id: Mapped[int] = mapped_column(BigId, ForeignKey("ip_lists.id"), primary_key=True)
+    asn: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    category: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(128))
+
+
 class WithdrawalFlag(Base):
     """One screening rule that fired on a withdrawal, with its score and explanation.
     Unique on ``(withdrawal_id, rule)``: screening again never stores a hit twice."""

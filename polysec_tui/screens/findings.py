@@ -10,7 +10,8 @@ from rich.text import Text
 BADGES = {"brute_force": "BRUTE", "credential_stuffing": "STUFFING",
           "password_spraying": "SPRAY", "impossible_travel": "TRAVEL",
           "new_device": "NEWDEV", "new_country": "NEWCTRY", "new_asn": "NEWASN",
-          "success_after_failures": "AFTERFAIL", "risky_login": "RISK"}
+          "success_after_failures": "AFTERFAIL", "risky_login": "RISK",
+          "ip_reputation": "BADIP", "anonymizing_network": "ANON"}
 SEVERITY_STYLES = {"critical": "bold reverse red", "high": "bold red",
                    "medium": "yellow", "low": "dim"}
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}

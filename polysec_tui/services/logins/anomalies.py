@@ -86,6 +86,8 @@ from polysec_tui.services.logins.rules import (
     located_login,
     no_cycle_collection,
 )
+from polysec_tui.services.networks import reputation
+from polysec_tui.services.networks.reputation import Reputation
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.text import fmt_duration, ordinal
@@ -100,6 +102,8 @@ KINDS = (
     "new_asn",
     "success_after_failures",
     "risky_login",
+    "ip_reputation",
+    "anonymizing_network",
 )
 SEVERITIES = ("low", "medium", "high", "critical")
 CHECKPOINT = "logins"
@@ -173,16 +177,17 @@ def _analyze_in(session: Session, now: datetime, full: bool, windows: WindowStat
     report = AnalysisReport(full, last_login, max(hi, last_login), 0, 0)
     if hi > last_login:
         findings: dict[tuple[str, int], Finding] = {}
+        lists = reputation.load(session)
         with no_cycle_collection():
             report.logins = _window_pass(session, last_login, hi, windows, findings)
             if full:
                 from polysec_tui.services.logins import columnar  # numpy: only when needed
 
-                report.successful_logins = columnar.profile_pass_full(session, hi,
-                                                                      thresholds, findings)
+                report.successful_logins = columnar.profile_pass_full(
+                    session, hi, thresholds, findings, lists)
             else:
                 report.successful_logins = _profile_pass(session, last_login, hi,
-                                                         thresholds, findings)
+                                                         thresholds, findings, lists)
             report.new_anomalies = _store(session, findings.values(), now)
     session.execute(
         update(_C).where(_C.c.name == CHECKPOINT)
@@ -917,7 +922,7 @@ class _Population:
 
 
 def _profile_pass(session: Session, lo: int, hi: int, t: Thresholds,
-                  findings: dict[tuple[str, int], Finding]) -> int:
+                  findings: dict[tuple[str, int], Finding], lists: Reputation) -> int:
     cols = (_L.id, _L.account_id, _L.at, _L.ip, _L.asn, _L.country, _L.city, _L.browser,
             _L.os, _L.device_type, _L.device_id, _L.latitude, _L.longitude)
     stmt = (select(*cols).where(_L.success.is_(True), _L.id > lo, _L.id <= hi)
@@ -931,26 +936,26 @@ def _profile_pass(session: Session, lo: int, hi: int, t: Thresholds,
     for row in _stream(session, stmt):
         login = Login(*row)
         if login.account_id != current and len(batch) >= STREAM_BATCH:
-            _score_batch(session, batch, population, t, findings)
+            _score_batch(session, batch, population, t, findings, lists)
             batch = []
         current = login.account_id
         batch.append(login)
         processed += 1
     if batch:
-        _score_batch(session, batch, population, t, findings)
+        _score_batch(session, batch, population, t, findings, lists)
     population.save()
     return processed
 
 
 def _score_batch(session: Session, batch: list[Login], population: _Population, t: Thresholds,
-                 findings: dict[tuple[str, int], Finding]) -> None:
+                 findings: dict[tuple[str, int], Finding], lists: Reputation) -> None:
     accounts = sorted({login.account_id for login in batch}, key=str)
     profiles = _load_profiles(session, accounts)
     population.load(batch)
     for login in batch:
         profile = profiles[login.account_id]
         values = login.values()
-        check_login(login, values, profile, population, t, findings)
+        check_login(login, values, profile, population, t, findings, lists)
         population.add(login, values)
         profile.add(login, values)
     rows = [{"account_id": acc} | profile.row() for acc, profile in profiles.items()]

@@ -44,6 +44,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from polysec_tui.services.logins import rules
+from polysec_tui.services.networks.reputation import EMPTY, Reputation
 
 if TYPE_CHECKING:
     import numpy as np
@@ -223,7 +224,8 @@ class _Prior:
 
 
 def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
-                      findings: dict[tuple[str, int], rules.Finding]) -> int:
+                      findings: dict[tuple[str, int], rules.Finding],
+                      lists: Reputation = EMPTY) -> int:
     """Judge every successful login ``id <= hi`` and write the profile and population
     tables (emptied by the caller). Returns the number of successful logins."""
     import numpy as np
@@ -276,6 +278,8 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
         block = slice(start, min(n_rows, start + BLOCK))
         maybe[block] = _may_flag(np, block, start, history, features, counts, previous, at_a,
                                  lat_a, lon_a, t)
+    if lists:
+        maybe |= _listed(np, lists, features)
 
     def login(i: int) -> rules.Login:
         def value(name: str) -> Any:
@@ -299,7 +303,7 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
             n=int(history[i]))
         if previous[i] >= 0:
             profile.last = login(int(previous[i]))
-        rules.check_login(one, values, profile, prior, t, findings)
+        rules.check_login(one, values, profile, prior, t, findings, lists)
 
     def stored_located(acc: int) -> list[Any] | None:
         row = last_located.get(acc)
@@ -308,6 +312,19 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
     _write_profiles(session, np, features, account, accounts, at_a, first, stored_located)
     _write_population(session, features, counts, n_rows)
     return n_rows
+
+
+def _listed(np: Any, lists: Reputation, features: dict[str, _Feature]) -> Any:
+    """Per login: whether its IP or network is on an IP list (each distinct value looked
+    up once)."""
+    flagged = lists.flagged_asns()
+    marked = np.zeros(len(features["ip"].codes()), dtype=bool)
+    for name, test in (("ip", lists.listed),
+                       ("asn", lambda value: int(value) in flagged)):
+        f = features[name]
+        known = np.array([test(v) for v in f.names] + [False], dtype=bool)
+        marked |= known[f.codes()]  # the code -1 (no value) reads the last: False
+    return marked
 
 
 def _may_flag(np: Any, rows: slice, start: int, history: Any, features: dict[str, _Feature],

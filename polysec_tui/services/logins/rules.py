@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,6 +18,13 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Table
 
 from polysec_tui.db.models import LoginEvent, LoginFeatureCount, LoginHistory
+from polysec_tui.services.networks.reputation import (
+    ANONYMIZING_RULE,
+    EMPTY,
+    THREAT_RULE,
+    Mark,
+    Reputation,
+)
 from polysec_tui.text import fmt_count
 
 _L = cast(Table, LoginEvent.__table__).c
@@ -205,7 +212,8 @@ def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float
 
 def check_login(login: Login, values: dict[str, str], profile: Profile,
                  population: Prior, t: Thresholds,
-                 findings: dict[tuple[str, int], Finding]) -> None:
+                 findings: dict[tuple[str, int], Finding],
+                 reputation: Reputation = EMPTY) -> None:
     n = profile.n
 
     def finding(kind: str, severity: str, score: float, explanation: str,
@@ -236,6 +244,10 @@ def check_login(login: Login, values: dict[str, str], profile: Profile,
                  "previous_country": prev.country, "previous_city": prev.city,
                  "previous_ip": prev.ip, "country": login.country, "city": login.city},
             )
+    if reputation:
+        marks = reputation.marks(login.ip, login.asn)
+        if marks:
+            _reputation_findings(login, values, profile, marks, finding)
     # new_* against the account's own history (only with enough history)
     if n >= t.min_history:
         for feature, kind, label in (("device_id", "new_device", "device"),
@@ -278,6 +290,33 @@ def check_login(login: Login, values: dict[str, str], profile: Profile,
             {"log10_score": round(log10_score, 3), "threshold": t.risk_log10_threshold,
              "history": n, "log10_ratio": parts, "unseen": unseen},
         )
+
+
+def _reputation_findings(login: Login, values: dict[str, str], profile: Profile,
+                         marks: tuple[Mark, ...],
+                         finding: Callable[[str, str, float, str, dict[str, Any]], None]
+                         ) -> None:
+    """ip_reputation: the IP is on a threat list (always). anonymizing_network: the IP
+    or its network is Tor, a VPN, a proxy or a hosting provider, and the account has not
+    logged in from that network before (a client who always uses their VPN is not
+    flagged for it)."""
+    threats = [m for m in marks if m.rule == THREAT_RULE]
+    if threats:
+        finding(THREAT_RULE, "high", float(len(threats)),
+                "; ".join(m.explanation(login.at) for m in threats),
+                {"lists": [m.as_dict(login.at) for m in threats]})
+    hiding = [m for m in marks if m.rule == ANONYMIZING_RULE]
+    network = values.get("asn")
+    used = profile.count("asn", network) if network else profile.count("ip", login.ip)
+    if hiding and not used:
+        where = f"AS{network}" if network else f"IP {login.ip}"
+        history = (f"the account has not logged in from {where} in its {profile.n} "
+                   "previous successful logins" if profile.n
+                   else "the account's first successful login")
+        severity = "medium" if any(m.category == "tor" for m in hiding) else "low"
+        finding(ANONYMIZING_RULE, severity, float(len(hiding)),
+                "; ".join(m.explanation(login.at) for m in hiding) + f"; {history}",
+                {"lists": [m.as_dict(login.at) for m in hiding], "history": profile.n})
 
 
 # ========================================================================= queries

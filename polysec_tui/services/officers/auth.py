@@ -37,6 +37,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "blocklist.remove": SENIOR_UP,  # unblocking weakens it: senior officers only
     # A new version of a sanctions list may also drop addresses: not for analysts.
     "sanctions.import": frozenset({"senior", "admin", "automation"}),
+    # A list decides what the detectors call an attacker's network: not for analysts.
+    "iplists.import": frozenset({"senior", "admin", "automation"}),
 }
 
 

@@ -89,6 +89,7 @@ from polysec_tui.db.models import (
 from polysec_tui.db.types import UTCDateTime
 from polysec_tui.errors import InputError
 from polysec_tui.services.feed.ingest import driver_insert
+from polysec_tui.services.networks import reputation
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals import locks, sanctions
@@ -113,6 +114,8 @@ RULES = (
     "account_frozen",
     "address_sanctioned",
     "address_known_bad",
+    "ip_reputation",
+    "anonymizing_network",
 )
 # Rules that hold a withdrawal whatever the weights and the threshold: a destination on
 # a sanctions list, or one that a confirmed fraud paid (services/withdrawals/sanctions).
@@ -137,6 +140,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "new_destination": 15, "address_blocklisted": 100, "security_change_hold": 60,
     "velocity": 25, "dormant": 25, "drains_balance": 25, "risky_session": 35,
     "account_frozen": 100, "address_sanctioned": 1000, "address_known_bad": 100,
+    "ip_reputation": 40, "anonymizing_network": 15,
 }
 
 
@@ -511,6 +515,7 @@ def _judge(sessions: sessionmaker[Session], ids: list[int],
         _risky_session(conn, rows, in_batch, cfg, hits)
         _dormant(conn, rows, cfg, hits)
         _listed(session, rows, cfg, hits)
+        _reputation(session, rows, cfg, hits)
         stamp = sanctions.lists_stamp(session)
     for row in rows.values():
         _row_rules(row, cfg, hits)
@@ -1011,6 +1016,9 @@ def _risky_session(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
     floor = SEVERITY_RANK[cfg.risky_session_min_severity]
     found: dict[int, list[tuple[str, str]]] = defaultdict(list)
     for wid, kind, severity in conn.execute(query):
+        # The request's IP and network are judged by _reputation: not counted twice.
+        if kind in (reputation.THREAT_RULE, reputation.ANONYMIZING_RULE):
+            continue
         if SEVERITY_RANK.get(severity, 0) >= floor:
             found[wid].append((kind, severity))
     for wid, anomalies in found.items():
@@ -1079,6 +1087,38 @@ def _listed(session: Session, rows: Mapping[int, _Row], cfg: ScreeningConfig,
                 f"destination {row.address} received withdrawal(s) recorded as confirmed "
                 f"fraud: {', '.join(paid[:3])}" + (" …" if len(paid) > 3 else ""),
                 address=row.address, withdrawals=paid[:20]))
+
+
+def _reputation(session: Session, rows: Mapping[int, _Row], cfg: ScreeningConfig,
+                hits: dict[int, list[Hit]]) -> None:
+    """ip_reputation: the request IP (or its network) is on a threat list.
+    anonymizing_network: it is Tor, a VPN, a proxy or a hosting provider, and not a
+    network the account's recent successful logins came from."""
+    lists = reputation.load(session)
+    if not lists:
+        return
+    for row in rows.values():
+        marks = lists.marks(row.ip, row.asn)
+        if not marks:
+            continue
+        at = row.requested_at
+        threats = [m for m in marks if m.rule == reputation.THREAT_RULE]
+        if threats:
+            hits[row.id].append(_hit(
+                cfg, "ip_reputation",
+                "request " + "; ".join(m.explanation(at) for m in threats),
+                ip=row.ip, asn=row.asn, lists=[m.as_dict(at) for m in threats]))
+        hiding = [m for m in marks if m.rule == reputation.ANONYMIZING_RULE]
+        known = row.asn_seen if row.asn is not None else row.ip_seen
+        if hiding and not known:
+            where = f"AS{row.asn}" if row.asn is not None else f"IP {row.ip}"
+            hits[row.id].append(_hit(
+                cfg, "anonymizing_network",
+                "request " + "; ".join(m.explanation(at) for m in hiding)
+                + f"; no successful login of this account came from {where} in the "
+                  f"{cfg.geo_history_days if row.asn is not None else cfg.ip_history_days} "
+                  "days before",
+                ip=row.ip, asn=row.asn, lists=[m.as_dict(at) for m in hiding]))
 
 
 def _sanctioned_hit(cfg: ScreeningConfig, address: str,

@@ -1,0 +1,1 @@
+"""Networks: what is known about where a request comes from (IP reputation lists)."""

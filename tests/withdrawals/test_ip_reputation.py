@@ -1,0 +1,289 @@
+"""IP reputation lists: the four layouts (small files written the way FireHOL, the Tor
+Project, CrowdSec and an ASN table write theirs), the import's replacement of a list,
+and the lists in use: login findings (incremental and full runs alike) and screening
+hits that name the list and its age. All three databases where a database is
+involved."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from polysec_tui.db.models import AuditLogEntry, LoginAnomaly
+from polysec_tui.errors import InputError, RefusedError
+from polysec_tui.services.logins import anomalies
+from polysec_tui.services.networks import reputation
+from tests.support.helpers import ingest, login
+from tests.support.officers import Staff
+from tests.support.screening import CRON, iso, request
+
+TOR_IP = "185.220.101.4"
+BAD_IP = "45.155.205.233"
+HOSTING_IP = "167.99.20.30"  # DigitalOcean, AS14061
+
+FIREHOL = b"""#
+# firehol_level1
+#
+# ipv4 hash:net ipset
+#
+# Maintainer      : FireHOL
+# Source File Date: Tue Nov 17 09:55:02 UTC 2026
+# This File Date  : Tue Nov 17 10:20:46 UTC 2026
+# Update Frequency: 1 min
+# Entries         : 7 subnets
+#
+0.0.0.0/8
+10.0.0.0/8
+45.155.205.0/24
+45.155.204.0/24
+45.155.205.128/25
+192.168.0.0/16
+2a0b:f4c0::/40
+"""
+
+TOR_EXITS = f"""ExitNode 0011BD2485AD45D984EC4159C88FC066E5E3300E
+Published 2026-11-18 01:47:39
+LastStatus 2026-11-18 08:00:00
+ExitAddress {TOR_IP} 2026-11-18 08:19:33
+ExitNode 0111BA9B604669E636FFD5B503F382A4B7AD6E80
+Published 2026-11-18 05:02:11
+LastStatus 2026-11-18 10:00:00
+ExitAddress 2001:67c:e60:c0c:192:42:116:16 2026-11-18 10:09:54
+""".encode()
+
+CROWDSEC_RAW = (
+    "id,source,ip,reason,action,country,as,events_count,expiration,simulated,alert_id\n"
+    "802,cscli,Ip:198.51.100.9,manual 'ban',ban,,,1,3h50m58s,false,802\n"
+    f"801,crowdsec,Ip:{BAD_IP},crowdsecurity/ssh-bf,ban,RU,AS211252,6,3h59m45s,false,801\n"
+    "800,crowdsec,Range:91.92.240.0/22,crowdsecurity/http-probing,ban,NL,,3,3h,false,800\n"
+    "799,cscli,Username:bob,manual 'ban',ban,,,1,3h,false,799\n"
+).encode()
+
+CROWDSEC_IMPORT = (
+    b"value,scope,duration,type,reason,origin\n"
+    b"91.92.241.7,Ip,24h,ban,crowdsecurity/ssh-slow-bf,cscli-import\n"
+    b"DE,Country,24h,ban,manual,cscli-import\n"
+)
+
+ASN_TABLE = (b"asn,category,name\nAS14061,hosting,DigitalOcean\n9009,vpn,M247\n"
+             b"3320,residential,DTAG\n")
+
+
+def parsed(data: bytes, fmt: str | None = None) -> reputation.Parsed:
+    _fmt, result, _sha = reputation.read_file(io.BytesIO(data), fmt)
+    return result
+
+
+def ranges(p: reputation.Parsed) -> list[str]:
+    return [reputation._range_text(first, last) for first, last, _ in p.ranges]
+
+
+def test_the_four_layouts() -> None:
+    firehol = parsed(FIREHOL)
+    # Bogons and private ranges skipped; the two /24s (and the /25 inside) merged.
+    assert ranges(firehol) == ["45.155.204.0/23", "2a0b:f4c0::/40"]
+    assert firehol.skipped_local == 3
+    assert firehol.published_at is not None
+    assert firehol.published_at.isoformat() == "2026-11-17T10:20:46+00:00"
+
+    tor = parsed(TOR_EXITS)
+    assert reputation.detect_format(TOR_EXITS) == "tor"
+    assert ranges(tor) == [TOR_IP, "2001:67c:e60:c0c:192:42:116:16"]
+    assert tor.published_at is not None
+    assert tor.published_at.isoformat() == "2026-11-18T10:09:54+00:00"
+
+    raw = parsed(CROWDSEC_RAW)
+    # 198.51.100.9 is a documentation address: not global, skipped.
+    assert ranges(raw) == [BAD_IP, "91.92.240.0/22"]
+    assert (raw.skipped_scope, raw.skipped_local) == (1, 1)
+    assert [note for _, _, note in raw.ranges] == ["crowdsecurity/ssh-bf",
+                                                   "crowdsecurity/http-probing"]
+    imported = parsed(CROWDSEC_IMPORT)
+    assert ranges(imported) == ["91.92.241.7"] and imported.skipped_scope == 1
+
+    table = parsed(ASN_TABLE)
+    assert table.asns == {14061: ("hosting", "DigitalOcean"), 9009: ("vpn", "M247"),
+                          3320: ("residential", "DTAG")}
+    plain = parsed(f"# Tor bulk exit list\n{TOR_IP}\n".encode())
+    assert ranges(plain) == [TOR_IP]
+
+
+@pytest.mark.parametrize("data, fmt, message", [
+    (b"45.155.205.0/24\nnot-an-ip\n", None, r"line 2: 'not-an-ip' is not an IP address"),
+    (b"45.155.205.0/24\n300.1.2.3\n", "netset", r"line 2: '300\.1\.2\.3' is not"),
+    (b"\xff\xfe4\x005\x00", "netset", "not a UTF-8 text file"),
+    (b"# only comments\n", None, "no entry found"),
+    (b"10.0.0.0/8\n", None, "no entry found"),  # nothing global: nothing to use
+    (b"asn,category\nAS1,evil\n", None, "line 2: unknown category 'evil'"),
+    (b"asn,category\nASX,hosting\n", None, "line 2: 'ASX' is not an AS number"),
+    (b"asn,category\n99999999999,hosting\n", None, "is not an AS number"),
+    (b"when,who\n1,2\n", "crowdsec", "no 'value' or 'ip' column"),
+    (b"ExitNode ABC\nGarbage here\n", "tor", "line 2: not a line of Tor's exit-addresses"),
+    (b"\x1b[2J1.2.3.4\n", None, r"line 1: '\\x1b\[2J1\.2\.3\.4' is not"),
+])
+def test_bad_files_are_one_line_errors(data: bytes, fmt: str | None, message: str) -> None:
+    with pytest.raises(InputError, match=message) as caught:
+        parsed(data, fmt)
+    assert "\n" not in str(caught.value) and "\x1b" not in str(caught.value)
+
+
+def _import(staff: Staff, data: bytes, name: str, **kw: object) -> reputation.ImportReport:
+    fmt, result, sha = reputation.read_file(io.BytesIO(data), None)
+    return reputation.import_list(staff.rt, staff.actors["sue"], fmt, result, sha,
+                                  name=name, **kw)  # type: ignore[arg-type]
+
+
+def test_import_replaces_a_list_and_every_change_is_audited(staff: Staff) -> None:
+    rt = staff.rt
+    with pytest.raises(RefusedError, match=r"may not iplists\.import"):
+        fmt, result, sha = reputation.read_file(io.BytesIO(FIREHOL), None)
+        reputation.import_list(rt, staff.actors["ann"], fmt, result, sha, name="x")
+    first = _import(staff, FIREHOL, "firehol_level1")
+    assert (first.category, first.entries, first.previous_entries, first.version) == (
+        "attack", 2, 0, "2026-11-17T10:20:46Z")
+    again = _import(staff, f"{BAD_IP}\n".encode(), "firehol_level1")
+    assert (again.entries, again.previous_entries) == (1, 2)
+    _import(staff, TOR_EXITS, "tor-exits")
+    _import(staff, ASN_TABLE, "asn-types")
+    with pytest.raises(InputError, match="an ASN table names a category per line"):
+        _import(staff, ASN_TABLE, "asn-types", category="tor")
+    with pytest.raises(InputError, match="asn-types is an ASN table"):
+        _import(staff, FIREHOL, "asn-types")
+    with pytest.raises(InputError, match="category is one of"):
+        _import(staff, FIREHOL, "mobiles", category="mobile")
+    views = {v.name: v for v in reputation.list_lists(rt, staff.actors["ann"])}
+    assert {n: (v.category, v.format, v.entries) for n, v in views.items()} == {
+        "asn-types": ("asn", "asn", 3), "firehol_level1": ("attack", "netset", 1),
+        "tor-exits": ("tor", "tor", 2)}
+
+    marks = reputation.check(rt, staff.actors["ann"], BAD_IP, 14061)
+    assert [(m.list.name, m.rule) for m in marks] == [
+        ("firehol_level1", "ip_reputation"), ("asn-types", "anonymizing_network")]
+    assert reputation.check(rt, staff.actors["ann"], "45.155.205.234", 3320)[0].rule is None
+    assert reputation.check(rt, staff.actors["ann"], "8.8.8.8", None) == ()
+    # An IPv4-mapped IPv6 address is its IPv4 address.
+    assert reputation.check(rt, staff.actors["ann"], f"::ffff:{BAD_IP}", None)
+
+    removed = reputation.remove_list(rt, staff.actors["sue"], "tor-exits")
+    assert removed.entries == 2
+    assert reputation.check(rt, staff.actors["ann"], TOR_IP, None) == ()
+    with pytest.raises(InputError, match="no IP list named 'tor-exits'"):
+        reputation.remove_list(rt, staff.actors["sue"], "tor-exits")
+    with rt.sessions() as s:
+        audited = [(a, json.loads(d).get("entries")) for a, d in s.execute(
+            select(AuditLogEntry.action, AuditLogEntry.details)
+            .where(AuditLogEntry.action.like("iplists.%")).order_by(AuditLogEntry.seq))]
+    assert audited == [("iplists.import", 2), ("iplists.import", 1), ("iplists.import", 2),
+                       ("iplists.import", 3), ("iplists.remove", 2)]
+
+
+def _findings(staff: Staff) -> dict[tuple[str, str], str]:
+    with staff.rt.sessions() as s:
+        from polysec_tui.db.models import LoginEvent
+        return {(kind, ext): explanation for kind, ext, explanation in s.execute(
+            select(LoginAnomaly.kind, LoginEvent.external_id, LoginAnomaly.explanation)
+            .join(LoginEvent, LoginEvent.id == LoginAnomaly.login_event_id)
+            .where(LoginAnomaly.kind.in_(("ip_reputation", "anonymizing_network"))))}
+
+
+def test_logins_from_listed_networks_are_findings_that_name_the_list(staff: Staff) -> None:
+    rt = staff.rt
+    _import(staff, FIREHOL, "firehol_level1")
+    _import(staff, TOR_EXITS, "tor-exits")
+    _import(staff, ASN_TABLE, "asn-types")
+    at = iso(timedelta(hours=3))
+    ingest(rt, "logins",
+           login("BAD", ip=BAD_IP, asn=211252, at=at),
+           login("TOR", ip=TOR_IP, asn=208294, at=at),
+           login("DO-1", ip=HOSTING_IP, asn=14061, at=at),
+           login("DO-2", ip="167.99.20.31", asn=14061, at=iso(timedelta(hours=2))),
+           login("HOME", at=at))  # the client's own residential network: nothing
+    anomalies.analyze(rt, CRON)
+    found = _findings(staff)
+    assert set(found) == {("ip_reputation", "BAD"), ("anonymizing_network", "TOR"),
+                          ("anonymizing_network", "DO-1")}
+    assert found[("ip_reputation", "BAD")] == (
+        f"IP {BAD_IP} (in 45.155.204.0/23) is on firehol_level1 (attack list as of "
+        "2026-11-17 10:20 UTC, 2 d 22 h old)")
+    assert found[("anonymizing_network", "TOR")] == (
+        f"IP {TOR_IP} is on tor-exits (tor list as of 2026-11-18 10:09 UTC, 1 d 22 h old); "
+        "the account has not logged in from AS208294 in its 9 previous successful logins")
+    assert found[("anonymizing_network", "DO-1")].startswith(
+        "AS14061 (DigitalOcean) is on asn-types (asn list as of ")
+    # DO-2 came from the same network an hour after DO-1: the client's network now.
+    with rt.sessions() as s:
+        severities = sorted(s.execute(select(LoginAnomaly.kind, LoginAnomaly.severity)
+                                      .where(LoginAnomaly.kind.in_(
+                                          ("ip_reputation", "anonymizing_network")))).all())
+    # Tor weighs more than a hosting provider.
+    assert [tuple(r) for r in severities] == [("anonymizing_network", "low"),
+                                              ("anonymizing_network", "medium"),
+                                              ("ip_reputation", "high")]
+
+    # A full run finds exactly the same.
+    before = _findings(staff)
+    anomalies.analyze(rt, CRON, full=True)
+    assert _findings(staff) == before
+
+
+def test_screening_names_the_list_and_spares_the_clients_own_network(staff: Staff) -> None:
+    rt = staff.rt
+    _import(staff, FIREHOL, "firehol_level1")
+    _import(staff, ASN_TABLE, "asn-types")
+    bad = request(rt, "T1", ip=BAD_IP, login_extra={"asn": 211252})
+    assert bad["ip_reputation"] == (
+        f"request IP {BAD_IP} (in 45.155.204.0/23) is on firehol_level1 (attack list as of "
+        "2026-11-17 10:20 UTC, 3 d old)")
+    # Not counted again through the flagged login behind the request.
+    assert "risky_session" not in bad
+    hosted = request(rt, "T2", ip=HOSTING_IP, login_extra={"asn": 14061})
+    assert hosted["anonymizing_network"].startswith("request AS14061 (DigitalOcean) is on "
+                                                    "asn-types (asn list as of ")
+    assert hosted["anonymizing_network"].endswith(
+        "no successful login of this account came from AS14061 in the 180 days before")
+    # The client's home network is residential: no rule.
+    assert not {"ip_reputation", "anonymizing_network"} & set(request(rt, "T3"))
+
+
+def test_a_vpn_client_is_not_flagged_for_their_usual_vpn(staff: Staff) -> None:
+    rt = staff.rt
+    _import(staff, ASN_TABLE, "asn-types")
+    ingest(rt, "logins", *(login(f"V{d}", ip="5.181.234.10", asn=9009,
+                                 at=iso(timedelta(days=d, hours=5))) for d in range(1, 4)))
+    anomalies.analyze(rt, CRON)
+    assert set(_findings(staff)) == {("anonymizing_network", "V3")}  # the first only
+    found = request(rt, "T1", ip="5.181.234.11", login_extra={"asn": 9009})
+    assert "anonymizing_network" not in found
+
+
+def test_the_command(staff: Staff, tmp_path: Path, db_url: str, capsys,
+                     monkeypatch) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the command's wiring does not depend on the engine")
+    from tests.support.cli import as_automation, run_cli
+
+    rt = staff.rt
+    as_automation(monkeypatch, rt, staff.actors["root"], db_url)
+    netset = tmp_path / "firehol_level1.netset"
+    netset.write_bytes(FIREHOL)
+    done = run_cli(capsys, "iplists", "import", str(netset), "--json")
+    assert done.code == 0, done.err
+    assert json.loads(done.out)["name"] == "firehol_level1"
+    plain = run_cli(capsys, "iplists", "import", str(netset), "--name", "level1-copy",
+                    "--category", "scanner")
+    assert plain.code == 0 and "level1-copy (scanner, netset)" in plain.out
+    bad = tmp_path / "bad.netset"
+    bad.write_bytes(b"1.2.3.4\nnope\n")
+    refused = run_cli(capsys, "iplists", "import", str(bad))
+    assert refused.code == 2 and refused.err.strip().count("\n") == 0
+    assert "line 2" in refused.err
+    missing = run_cli(capsys, "iplists", "remove", "no-such-list")
+    assert missing.code == 2 and "no IP list named" in missing.err
+    usage = run_cli(capsys, "iplists", "check")
+    assert usage.code == 2
+    assert run_cli(capsys, "iplists", "remove", "level1-copy").code == 0
