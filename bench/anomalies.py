@@ -18,6 +18,12 @@ somewhere else, and one brute-force burst per 100,000 logins. Then it times:
     .venv/bin/python bench/anomalies.py --logins 500000 --timeline-logins 1000000
     .venv/bin/python bench/anomalies.py --postgres postgresql://postgres@127.0.0.1:5432/postgres
     .venv/bin/python bench/anomalies.py --cache /tmp/bench-cache   # load once, then reuse
+    .venv/bin/python bench/anomalies.py --cache /tmp/bench-cache --iplists   # with IP lists
+
+With ``--iplists`` the runs judge with IP reputation lists of a real deployment's sizes
+imported first (not timed): a FireHOL level1-sized netset (4,500 networks, /24 to /16),
+Tor's exit list (1,500 addresses), a CrowdSec blocklist (15,000 addresses) and an ASN
+table (3,000 networks, the benchmark's own ISPs among them as residential).
 
 With ``--postgres URL`` the same runs on a fresh PostgreSQL database
 (``polysec_bench_<random>``, created on that server and dropped at the end); rows are
@@ -29,6 +35,7 @@ figures so far go to stderr, so a run stopped early still reports what it measur
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import multiprocessing
 import os
@@ -207,7 +214,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"engine": "postgresql" if args.postgres else "sqlite",
                            "accounts": args.accounts,
                            "logins": args.logins, "new": args.new,
-                           "timeline_logins": args.timeline_logins}
+                           "timeline_logins": args.timeline_logins,
+                           "iplists": args.iplists}
     with tempfile.TemporaryDirectory() as tmp:
         keyring_path = Path(tmp) / "keyring.json"
         db_path = Path(tmp) / "bench.db"
@@ -251,6 +259,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 shutil.copy(keyring_path, partial / "keyring.json")
                 shutil.copy(db_path, partial / "bench.db")
                 partial.rename(cached)
+        if args.iplists:
+            out["iplists_entries"] = _import_iplists(rt, actor, random.Random(args.seed + 7))
         _statistics(rt)
         _progress(out)
 
@@ -319,6 +329,42 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.postgres:
             _drop_database(args.postgres, url)
     return out
+
+
+def _import_iplists(rt: Runtime, actor: Actor, rng: random.Random) -> int:
+    """Lists of real sizes over random global address space (see the module's text),
+    imported by an automation officer (the lists name who imported them)."""
+    from sqlalchemy import select
+
+    from polysec_tui.db.models import Officer
+    from polysec_tui.services.networks import reputation
+    from polysec_tui.services.officers import registry
+
+    registry.seed_officers(rt, [("bench-lists", "automation", None)], rt.clock())
+    with rt.sessions() as session:
+        officer_id = session.scalars(select(Officer.id).where(Officer.name == "bench-lists")).one()
+    actor = Actor(officer_id, "bench-lists", "automation")
+
+    def address() -> str:
+        return f"{rng.randint(11, 199)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}." \
+               f"{rng.randint(1, 254)}"
+
+    prefixes = (16, 20, 22, 24, 24, 24)
+    netset = "\n".join(f"{rng.randint(11, 199)}.{rng.randint(0, 255)}.0.0/{rng.choice(prefixes)}"
+                       for _ in range(4_500))
+    files = [("firehol_level1", "netset", None, netset),
+             ("tor-exits", "netset", "tor", "\n".join(address() for _ in range(1_500))),
+             ("crowdsec", "netset", None, "\n".join(address() for _ in range(15_000))),
+             ("asn-types", "asn", None, "asn,category\n" + "\n".join(
+                 f"{asn},{rng.choice(('hosting', 'vpn', 'proxy', 'mobile', 'business'))}"
+                 for asn in rng.sample(range(10_000, 400_000), 3_000 - len(CITIES)))
+              + "\n" + "\n".join(f"{c[4]},residential" for c in CITIES))]
+    entries = 0
+    for name, fmt, category, body in files:
+        fmt, parsed, sha = reputation.read_file(io.BytesIO(body.encode()), fmt)
+        entries += reputation.import_list(rt, actor, fmt, parsed, sha, name=name,
+                                          category=category).entries
+    return entries
 
 
 class _TreePeak(threading.Thread):
@@ -414,6 +460,8 @@ def main() -> None:
                         help="run on a fresh database on this PostgreSQL server instead")
     parser.add_argument("--cache", default=None, metavar="DIR",
                         help="SQLite: keep the loaded database in DIR and reuse it next time")
+    parser.add_argument("--iplists", action="store_true",
+                        help="import IP reputation lists of real sizes before the runs")
     args = parser.parse_args()
     print(json.dumps(run(args), indent=2))
 

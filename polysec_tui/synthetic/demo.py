@@ -10,6 +10,7 @@ it as the demo's, fills it, seeds the demo officers and screens the withdrawals.
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,6 +52,7 @@ from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.services.feed.ingest import Ingestor
 from polysec_tui.services.logins import anomalies
 from polysec_tui.services.monitoring.watcher import WatchConfig, Watcher
+from polysec_tui.services.networks import reputation
 from polysec_tui.services.officers import registry as officers
 from polysec_tui.services.officers import sessions
 from polysec_tui.services.officers.auth import Actor
@@ -58,6 +60,7 @@ from polysec_tui.services.runtime import Runtime, open_runtime
 from polysec_tui.services.withdrawals import screening
 from polysec_tui.services.withdrawals.screening import ScreenReport
 from polysec_tui.synthetic.generator import DemoGenerator, DemoSpec
+from polysec_tui.synthetic.reference import COUNTRIES, HOSTING
 
 # ============================================================================ the database
 
@@ -220,18 +223,35 @@ def create_demo_officers(rt: Runtime) -> bool:
     return True
 
 
-def screen_demo(rt: Runtime, at: datetime) -> ScreenReport:
-    """Analyse the demo's logins and screen its withdrawals as ada, so the anomalies
-    screen and the review queue have work in them. The
-    clock is the demo's anchor (its "now"), so the same seed gives the same data."""
+def screen_demo(rt: Runtime, at: datetime, days: int) -> ScreenReport:
+    """Import the demo world's ASN table, analyse the demo's logins and screen its
+    withdrawals as ada, so the anomalies screen and the review queue have work in them
+    (a ``days``-day demo). The clock is the demo's anchor (its "now"), so the same seed gives the same data."""
     ada = demo_actor(rt)
     if ada is None:
         return ScreenReport()
     pinned = Runtime(rt.settings, rt.engine, rt.keyring, clock=lambda: at)
+    import_demo_networks(pinned, ada, at - timedelta(days=days + 1))
     # Login analysis first: the anomalies screen has findings, and screening's
     # risky_session rule sees the takeover's anomalous login, as in production.
     anomalies.analyze(pinned, ada, full=True)
     return screening.screen(pinned, ada)
+
+
+def import_demo_networks(rt: Runtime, actor: Actor, compiled: datetime) -> None:
+    """The demo world's ASN table, as a deployment imports one (`polysec iplists import`):
+    its data centres and VPN providers as hosting, its ISPs as residential and its mobile
+    carriers as mobile; compiled before the demo's first day."""
+    rows = {h.network.asn: ("hosting", h.network.org) for h in HOSTING}
+    for country in COUNTRIES:
+        rows.update({isp.asn: ("residential", isp.org) for isp in country.isps})
+        rows[country.mobile.asn] = ("mobile", country.mobile.org)
+    table = "asn,category,name\n" + "".join(
+        f"{asn},{category},{name.replace(',', ' ')}\n"
+        for asn, (category, name) in sorted(rows.items()))
+    fmt, parsed, sha256 = reputation.read_file(io.BytesIO(table.encode()), "asn")
+    parsed.published_at = compiled
+    reputation.import_list(rt, actor, fmt, parsed, sha256, name="demo-asn-types")
 
 
 def demo_actor(rt: Runtime) -> Actor | None:
@@ -366,7 +386,7 @@ def build_demo(settings: Settings, spec: DemoSpec, *, reset: bool = False,
                          "as ada) did not run; run `polysec logins analyze --full` and "
                          "`polysec withdrawals screen` as one of your officers")
         else:
-            screened = screen_demo(rt, spec.anchor)
+            screened = screen_demo(rt, spec.anchor, spec.days)
             if progress:
                 progress(f"withdrawals: {screened.screened} screened, {screened.held} held "
                          "for review")
