@@ -54,9 +54,12 @@ def import_(ctx: click.Context, file: BinaryIO, fmt: str | None, name: str | Non
     if as_json:
         emit_json(report.as_dict())
         return
-    skipped = [f"{report.skipped_local:,} non-global range(s)" if report.skipped_local else "",
+    skipped = [f"{report.skipped_local:,} range(s) wholly or partly private or reserved"
+               if report.skipped_local else "",
                f"{report.skipped_scope:,} decision(s) not on an address"
-               if report.skipped_scope else ""]
+               if report.skipped_scope else "",
+               f"{report.skipped_simulated:,} simulated decision(s)"
+               if report.skipped_simulated else ""]
     echo(f"{printable(report.name)} ({report.category}, {report.format}) version "
          f"{printable(report.version)}: {report.entries:,} entries (before: "
          f"{report.previous_entries:,})"

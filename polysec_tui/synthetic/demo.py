@@ -226,7 +226,8 @@ def create_demo_officers(rt: Runtime) -> bool:
 def screen_demo(rt: Runtime, at: datetime, days: int) -> ScreenReport:
     """Import the demo world's ASN table, analyse the demo's logins and screen its
     withdrawals as ada, so the anomalies screen and the review queue have work in them
-    (a ``days``-day demo). The clock is the demo's anchor (its "now"), so the same seed gives the same data."""
+    (a ``days``-day demo). The clock is the demo's anchor (its "now"), so the same seed
+    gives the same data."""
     ada = demo_actor(rt)
     if ada is None:
         return ScreenReport()

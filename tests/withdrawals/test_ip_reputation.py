@@ -8,19 +8,27 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from polysec_tui.config import Settings
+from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
+from polysec_tui.db import migrate
+from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import AuditLogEntry, LoginAnomaly
 from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.services.logins import anomalies
 from polysec_tui.services.networks import reputation
-from tests.support.helpers import ingest, login
-from tests.support.officers import Staff
-from tests.support.screening import CRON, iso, request
+from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals import screening
+from tests.support import FIXED_NOW
+from tests.support.helpers import ingest, login, withdrawal
+from tests.support.officers import MovableClock, Staff, make_staff
+from tests.support.screening import CRON, HOME_ADDRESS, hits, iso, request
 
 TOR_IP = "185.220.101.4"
 BAD_IP = "45.155.205.233"
@@ -62,6 +70,7 @@ CROWDSEC_RAW = (
     f"801,crowdsec,Ip:{BAD_IP},crowdsecurity/ssh-bf,ban,RU,AS211252,6,3h59m45s,false,801\n"
     "800,crowdsec,Range:91.92.240.0/22,crowdsecurity/http-probing,ban,NL,,3,3h,false,800\n"
     "799,cscli,Username:bob,manual 'ban',ban,,,1,3h,false,799\n"
+    "798,crowdsec,Ip:45.155.206.1,crowdsecurity/ssh-bf,ban,,,1,3h,true,798\n"
 ).encode()
 
 CROWDSEC_IMPORT = (
@@ -100,7 +109,7 @@ def test_the_four_layouts() -> None:
     raw = parsed(CROWDSEC_RAW)
     # 198.51.100.9 is a documentation address: not global, skipped.
     assert ranges(raw) == [BAD_IP, "91.92.240.0/22"]
-    assert (raw.skipped_scope, raw.skipped_local) == (1, 1)
+    assert (raw.skipped_scope, raw.skipped_local, raw.skipped_simulated) == (1, 1, 1)
     assert [note for _, _, note in raw.ranges] == ["crowdsecurity/ssh-bf",
                                                    "crowdsecurity/http-probing"]
     imported = parsed(CROWDSEC_IMPORT)
@@ -111,6 +120,29 @@ def test_the_four_layouts() -> None:
                           3320: ("residential", "DTAG")}
     plain = parsed(f"# Tor bulk exit list\n{TOR_IP}\n".encode())
     assert ranges(plain) == [TOR_IP]
+
+
+def test_no_entry_reaches_private_space_or_all_of_ipv4() -> None:
+    wide = parsed(b"172.0.0.0/8\n::/64\n::/80\n::ffff:45.155.205.0/120\n"
+                  b"45.155.205.4 # ssh\n224.0.0.0/3\n")
+    # 172.0.0.0/8 without 172.16/12; ::/64 and ::/80 lie in ::/8 (which holds IPv4's
+    # mapped block) and reach nothing of IPv4; FireHOL's 224.0.0.0/3 is all reserved.
+    assert wide.skipped_local == 4
+    listed = reputation.Reputation(
+        [(VIEW, [r[0] for r in wide.ranges], [r[1] for r in wide.ranges],
+          [r[2] for r in wide.ranges])], {})
+    assert listed.listed("45.155.205.9")  # the mapped /120 is the IPv4 /24
+    assert listed.listed("172.1.1.1") and not listed.listed("8.8.8.8")
+    assert not listed.listed("172.16.0.1") and not listed.listed("224.0.0.1")
+    for wider_than_a_slash_8 in (b"128.0.0.0/1", b"::ffff:0:0/96", b"44.0.0.0/7"):
+        with pytest.raises(InputError, match="covers more public addresses than a /8"):
+            parsed(wider_than_a_slash_8 + b"\n")
+    # Adjacent entries with different reasons stay apart (each keeps its own); the same
+    # address twice, with and without a reason, is one entry.
+    notes = parsed(b"value,reason\n45.155.205.4,http-probing\n45.155.205.5,ssh-bf\n"
+                   b"45.155.205.5,\n", "crowdsec")
+    assert [(reputation._range_text(a, b), n) for a, b, n in notes.ranges] == [
+        ("45.155.205.4", "http-probing"), ("45.155.205.5", "ssh-bf")]
 
 
 @pytest.mark.parametrize("data, fmt, message", [
@@ -125,11 +157,18 @@ def test_the_four_layouts() -> None:
     (b"when,who\n1,2\n", "crowdsec", "no 'value' or 'ip' column"),
     (b"ExitNode ABC\nGarbage here\n", "tor", "line 2: not a line of Tor's exit-addresses"),
     (b"\x1b[2J1.2.3.4\n", None, r"line 1: '\\x1b\[2J1\.2\.3\.4' is not"),
+    (b"value\n\"" + b"1" * 200_000 + b"\"\n", "crowdsec", "line 2: not CSV"),
+    (b"# This File Date  : Tue Nov 17 10:20:46 UTC 1999\n45.155.205.0/24\n", None,
+     "dated 1999-11-17: not a date a list can have"),
 ])
 def test_bad_files_are_one_line_errors(data: bytes, fmt: str | None, message: str) -> None:
     with pytest.raises(InputError, match=message) as caught:
         parsed(data, fmt)
     assert "\n" not in str(caught.value) and "\x1b" not in str(caught.value)
+
+
+VIEW = reputation.ListView("t", "attack", "netset", "v", None, datetime(2026, 11, 1, tzinfo=UTC),
+                           0, "")
 
 
 def _import(staff: Staff, data: bytes, name: str, **kw: object) -> reputation.ImportReport:
@@ -148,8 +187,15 @@ def test_import_replaces_a_list_and_every_change_is_audited(staff: Staff) -> Non
         "attack", 2, 0, "2026-11-17T10:20:46Z")
     again = _import(staff, f"{BAD_IP}\n".encode(), "firehol_level1")
     assert (again.entries, again.previous_entries) == (1, 2)
-    _import(staff, TOR_EXITS, "tor-exits")
+    _import(staff, TOR_EXITS, "Tor-Exits")  # names are kept in lower case
     _import(staff, ASN_TABLE, "asn-types")
+    # A new version without --category keeps the list's category.
+    tor_bulk = f"{TOR_IP}\n".encode()
+    assert _import(staff, tor_bulk, "tor-bulk", category="tor").category == "tor"
+    assert _import(staff, tor_bulk + b"185.220.101.5\n", "tor-bulk").category == "tor"
+    reputation.remove_list(rt, staff.actors["sue"], "tor-bulk")
+    with pytest.raises(InputError, match="in the future"):
+        _import(staff, b"# This File Date  : Tue Nov 24 10:20:46 UTC 2026\n1.1.1.1\n", "x")
     with pytest.raises(InputError, match="an ASN table names a category per line"):
         _import(staff, ASN_TABLE, "asn-types", category="tor")
     with pytest.raises(InputError, match="asn-types is an ASN table"):
@@ -179,7 +225,9 @@ def test_import_replaces_a_list_and_every_change_is_audited(staff: Staff) -> Non
             select(AuditLogEntry.action, AuditLogEntry.details)
             .where(AuditLogEntry.action.like("iplists.%")).order_by(AuditLogEntry.seq))]
     assert audited == [("iplists.import", 2), ("iplists.import", 1), ("iplists.import", 2),
-                       ("iplists.import", 3), ("iplists.remove", 2)]
+                       ("iplists.import", 3), ("iplists.import", 1),
+                       ("iplists.import", 1),  # .4 and .5: one range
+                       ("iplists.remove", 1), ("iplists.remove", 2)]
 
 
 def _findings(staff: Staff) -> dict[tuple[str, str], str]:
@@ -202,11 +250,14 @@ def test_logins_from_listed_networks_are_findings_that_name_the_list(staff: Staf
            login("TOR", ip=TOR_IP, asn=208294, at=at),
            login("DO-1", ip=HOSTING_IP, asn=14061, at=at),
            login("DO-2", ip="167.99.20.31", asn=14061, at=iso(timedelta(hours=2))),
-           login("HOME", at=at))  # the client's own residential network: nothing
+           login("HOME", at=at),  # the client's own residential network: nothing
+           # From the client's usual network, country and device, but an address on a
+           # threat list: no other detector looks at it (the full run's pre-filter must).
+           login("USUAL-NET", ip="45.155.205.77", at=iso(timedelta(hours=1))))
     anomalies.analyze(rt, CRON)
     found = _findings(staff)
     assert set(found) == {("ip_reputation", "BAD"), ("anonymizing_network", "TOR"),
-                          ("anonymizing_network", "DO-1")}
+                          ("anonymizing_network", "DO-1"), ("ip_reputation", "USUAL-NET")}
     assert found[("ip_reputation", "BAD")] == (
         f"IP {BAD_IP} (in 45.155.204.0/23) is on firehol_level1 (attack list as of "
         "2026-11-17 10:20 UTC, 2 d 22 h old)")
@@ -214,7 +265,7 @@ def test_logins_from_listed_networks_are_findings_that_name_the_list(staff: Staf
         f"IP {TOR_IP} is on tor-exits (tor list as of 2026-11-18 10:09 UTC, 1 d 22 h old); "
         "the account has not logged in from AS208294 in its 9 previous successful logins")
     assert found[("anonymizing_network", "DO-1")].startswith(
-        "AS14061 (DigitalOcean) is on asn-types (asn list as of ")
+        "AS14061 (DigitalOcean, hosting) is on asn-types (asn list as of ")
     # DO-2 came from the same network an hour after DO-1: the client's network now.
     with rt.sessions() as s:
         severities = sorted(s.execute(select(LoginAnomaly.kind, LoginAnomaly.severity)
@@ -223,6 +274,7 @@ def test_logins_from_listed_networks_are_findings_that_name_the_list(staff: Staf
     # Tor weighs more than a hosting provider.
     assert [tuple(r) for r in severities] == [("anonymizing_network", "low"),
                                               ("anonymizing_network", "medium"),
+                                              ("ip_reputation", "high"),
                                               ("ip_reputation", "high")]
 
     # A full run finds exactly the same.
@@ -235,19 +287,63 @@ def test_screening_names_the_list_and_spares_the_clients_own_network(staff: Staf
     rt = staff.rt
     _import(staff, FIREHOL, "firehol_level1")
     _import(staff, ASN_TABLE, "asn-types")
-    bad = request(rt, "T1", ip=BAD_IP, login_extra={"asn": 211252})
+    bad = analysed_request(rt, "T1", ip=BAD_IP, login_extra={"asn": 211252})
     assert bad["ip_reputation"] == (
         f"request IP {BAD_IP} (in 45.155.204.0/23) is on firehol_level1 (attack list as of "
         "2026-11-17 10:20 UTC, 3 d old)")
-    # Not counted again through the flagged login behind the request.
+    # The login behind it, from the same address, is flagged too: not counted again.
     assert "risky_session" not in bad
+    # A session from a listed address, the request from the client's home: both count.
+    ingest(rt, "logins", login("T4-login", ip=BAD_IP, asn=211252,
+                               at=iso(timedelta(minutes=65))))
+    ingest(rt, "withdrawals", withdrawal("T4", at=iso(timedelta(hours=1)), amount="0.35",
+                                         address=HOME_ADDRESS, available_balance="5",
+                                         login_id="T4-login"))
+    anomalies.analyze(rt, CRON)
+    screening.screen(rt, CRON)
+    moved = hits(rt, "T4")
+    assert "ip_reputation" not in moved
+    assert moved["risky_session"].endswith("was itself flagged: ip_reputation (high)")
     hosted = request(rt, "T2", ip=HOSTING_IP, login_extra={"asn": 14061})
-    assert hosted["anonymizing_network"].startswith("request AS14061 (DigitalOcean) is on "
-                                                    "asn-types (asn list as of ")
+    assert hosted["anonymizing_network"].startswith(
+        "request AS14061 (DigitalOcean, hosting) is on asn-types (asn list as of ")
     assert hosted["anonymizing_network"].endswith(
         "no successful login of this account came from AS14061 in the 180 days before")
     # The client's home network is residential: no rule.
     assert not {"ip_reputation", "anonymizing_network"} & set(request(rt, "T3"))
+
+
+def analysed_request(rt: Runtime, ext: str, **kw: Any) -> dict[str, str]:
+    """``request``, with the login analysed before screening (as the watcher does)."""
+    screen = screening.screen
+    try:
+        screening.screen = lambda *a, **k: (anomalies.analyze(rt, CRON), screen(*a, **k))[1]
+        return request(rt, ext, **kw)
+    finally:
+        screening.screen = screen
+
+
+def test_lists_of_one_database_are_never_used_for_another(tmp_path: Path) -> None:
+    def make_runtime(name: str) -> Runtime:
+        url = f"sqlite:///{tmp_path / name}.db"
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        keys = tmp_path / f"{name}-keyring.json"
+        write_new_keyring(keys, Keyring.generate(now=FIXED_NOW))
+        return Runtime(Settings(db_url=url, keyring_path=keys), engine, load_keyring(keys),
+                       clock=MovableClock(FIXED_NOW))
+
+    one, two = make_runtime("one"), make_runtime("two")
+    actor = make_staff(one, one.clock).actors["sue"]  # type: ignore[arg-type]
+    other = make_staff(two, two.clock).actors["sue"]  # type: ignore[arg-type]
+    for rt, who, body in ((one, actor, f"{BAD_IP}\n"), (two, other, f"{TOR_IP}\n")):
+        fmt, result, sha = reputation.read_file(io.BytesIO(body.encode()), None)
+        reputation.import_list(rt, who, fmt, result, sha, name="same")
+    for _ in range(2):
+        with one.sessions() as s:
+            assert reputation.load(s).listed(BAD_IP) and not reputation.load(s).listed(TOR_IP)
+        with two.sessions() as s:
+            assert reputation.load(s).listed(TOR_IP) and not reputation.load(s).listed(BAD_IP)
 
 
 def test_a_vpn_client_is_not_flagged_for_their_usual_vpn(staff: Staff) -> None:

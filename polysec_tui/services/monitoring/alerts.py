@@ -81,8 +81,9 @@ SOURCE_KINDS = ("credential_stuffing", "password_spraying")
 HIGH_SEVERITIES = ("high", "critical")
 CAMPAIGN_SEVERITIES = ("medium", "high", "critical")
 SEVERITY_RANK = {"high": 1, "critical": 2}
-# Screening rules that together make a held withdrawal the end of a takeover chain.
-TAKEOVER_RULES = ("security_change_hold", "risky_session")
+# Screening rules that together make a held withdrawal the end of a takeover chain: one
+# of each group (a recent security change, and a flagged session or a threat-listed IP).
+TAKEOVER_RULES = (("security_change_hold",), ("risky_session", "ip_reputation"))
 WINDOW = timedelta(hours=24)
 NOTE_MAX = 500
 MAX_SNOOZE_MINUTES = 24 * 60  # a snooze is bounded: a day at most
@@ -432,8 +433,8 @@ def _withdrawal_groups(session: Session, cfg: ScreeningConfig,
                        groups: dict[tuple[str, str], _Group]) -> None:
     w = Withdrawal
     takeover = and_(*(w.id.in_(select(WithdrawalFlag.withdrawal_id)
-                               .where(WithdrawalFlag.rule == rule))
-                      for rule in TAKEOVER_RULES))
+                               .where(WithdrawalFlag.rule.in_(group)))
+                      for group in TAKEOVER_RULES))
     listed = w.id.in_(select(WithdrawalFlag.withdrawal_id)
                       .where(WithdrawalFlag.rule.in_(ALWAYS_HOLD)))
     for account_id, ext, at, asset, amount, chain, bad, screened in session.execute(

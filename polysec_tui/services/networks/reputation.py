@@ -39,14 +39,15 @@ import socket
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import AsnCategory, IpList, IpListRange
-from polysec_tui.errors import InputError
+from polysec_tui.errors import ConflictError, InputError
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.text import fmt_duration, printable
@@ -64,8 +65,22 @@ CHUNK = 1000
 # Where IPv4 addresses sit among IPv6 ones (::ffff:0:0/96), so one number line holds both.
 _V4_BASE = 0xFFFF << 32
 _CACHE_SIZE = 200_000  # looked-up IPs remembered between events
+MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_V4_SPAN = 2 ** 24  # a /8: an entry wider than that is a mistake, not a network
 _FIREHOL_DATE = re.compile(r"^#\s*(This File Date|Source File Date)\s*:\s*(.+?)\s*$")
-_ASN = re.compile(r"(?i)^(?:AS)?(\d{1,10})$")
+_ASN = re.compile(r"(?i)^(?:AS)?([0-9]{1,10})$")
+# Address space no client's address comes from (RFC 6890 and IANA's special-purpose
+# registries: private, shared, loopback, link-local, documentation, benchmarking,
+# multicast, reserved). Subtracted from every imported range: FireHOL's level1 lists the
+# bogons among its attackers, and a reverse proxy that reported its own address would
+# otherwise make every login an attack. IPv6's ::/8 holds the IPv4-mapped block, where
+# IPv4 lives on this module's number line: no IPv6 entry may reach into it.
+_SPECIAL = (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+    "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+    "::/8", "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+)
 
 
 def ip_number(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
@@ -91,6 +106,45 @@ def parse_number(ip: str) -> int | None:
         return None
 
 
+def _interval(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> tuple[int, int]:
+    first = ip_number(net.network_address)
+    return first, first + net.num_addresses - 1
+
+
+def _special_intervals() -> list[tuple[int, int]]:
+    """_SPECIAL on the number line; ::/8 around the mapped block, where IPv4 lives (its
+    own special blocks are listed as IPv4)."""
+    out = []
+    for text in _SPECIAL:
+        first, last = _interval(ipaddress.ip_network(text))
+        if first < _V4_BASE and last >= _V4_BASE + 2 ** 32 - 1:
+            out += [(first, _V4_BASE - 1), (_V4_BASE + 2 ** 32, last)]
+        else:
+            out.append((first, last))
+    return sorted(out)
+
+
+_SPECIAL_INTERVALS = _special_intervals()
+# An IPv6 entry never reaches IPv4 (::/64 would otherwise list every IPv4 address).
+_SPECIAL_FOR_V6 = sorted([*_SPECIAL_INTERVALS, (_V4_BASE, _V4_BASE + 2 ** 32 - 1)])
+
+
+def _global_parts(first: int, last: int,
+                  special: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """[first, last] without the ``special`` blocks (sorted, disjoint)."""
+    parts: list[tuple[int, int]] = []
+    for lo, hi in special:
+        if hi < first or lo > last:
+            continue
+        if lo > first:
+            parts.append((first, lo - 1))
+        first = hi + 1
+        if first > last:
+            return parts
+    parts.append((first, last))
+    return parts
+
+
 def _shown(number: int) -> str:
     if number >> 32 == 0xFFFF:
         return str(ipaddress.IPv4Address(number & 0xFFFFFFFF))
@@ -102,6 +156,8 @@ def _range_text(first: int, last: int) -> str:
     if first == last:
         return _shown(first)
     lo, hi = ipaddress.ip_address(_shown(first)), ipaddress.ip_address(_shown(last))
+    if lo.version != hi.version:  # cannot be stored (_SPECIAL), but never a crash
+        return f"{ipaddress.IPv6Address(first)}-{ipaddress.IPv6Address(last)}"
     nets = list(ipaddress.summarize_address_range(lo, hi))
     return str(nets[0]) if len(nets) == 1 else f"{lo}-{hi}"
 
@@ -118,8 +174,9 @@ class Parsed:
     asns: dict[int, tuple[str, str | None]] = field(default_factory=dict)
     version: str | None = None
     published_at: datetime | None = None
-    skipped_local: int = 0  # private, loopback, reserved: no client's address
+    skipped_local: int = 0  # wholly or partly private, loopback, reserved ...
     skipped_scope: int = 0  # CrowdSec decisions on something other than an address
+    skipped_simulated: int = 0  # CrowdSec decisions in simulation mode: not in force
 
     @property
     def entries(self) -> int:
@@ -131,35 +188,35 @@ class Parsed:
         except ValueError:
             raise InputError(f"{where}: '{printable(text, limit=60)}' is not an IP address "
                              "or network") from None
-        if not net.is_global and not _global_mapped(net):
+        if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped:
+            net = ipaddress.IPv4Network(
+                (net.network_address.ipv4_mapped, max(0, net.prefixlen - 96)))
+        first, last = _interval(net)
+        parts = _global_parts(first, last, _SPECIAL_INTERVALS if net.version == 4
+                              else _SPECIAL_FOR_V6)
+        if parts != [(first, last)]:
             self.skipped_local += 1
-            return
-        first = ip_number(net.network_address)
-        self.ranges.append((first, first + net.num_addresses - 1,
-                            printable(note, limit=128) if note else None))
+        if net.version == 4 and sum(hi - lo + 1 for lo, hi in parts) > MAX_V4_SPAN:
+            raise InputError(f"{where}: {net} covers more public addresses than a /8: no "
+                             "list's entry")
+        shown = printable(note, limit=128) if note else None
+        self.ranges.extend((lo, hi, shown) for lo, hi in parts)
         if len(self.ranges) > MAX_ENTRIES:
             raise InputError(f"more than {MAX_ENTRIES:,} entries in one list")
 
     def merged(self) -> None:
-        """Overlapping and adjacent ranges joined (the first one's note kept), so that a
-        look-up is one binary search per list."""
-        self.ranges.sort()
+        """Overlapping ranges joined (the first one's note kept), and adjacent ones with
+        the same note, so that a look-up is one binary search per list."""
+        self.ranges.sort(key=lambda r: (r[0], r[1]))
         out: list[tuple[int, int, str | None]] = []
         for first, last, note in self.ranges:
-            if out and first <= out[-1][1] + 1:
+            if out and (first <= out[-1][1] or (first == out[-1][1] + 1
+                                                 and note == out[-1][2])):
                 if last > out[-1][1]:
                     out[-1] = (out[-1][0], last, out[-1][2] or note)
                 continue
             out.append((first, last, note))
         self.ranges = out
-
-
-def _global_mapped(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
-    """An IPv4-mapped IPv6 network counts as its IPv4 network."""
-    if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped:
-        mapped = net.network_address.ipv4_mapped
-        return bool(mapped.is_global)
-    return False
 
 
 def _lines(data: bytes) -> Iterator[tuple[int, str]]:
@@ -178,6 +235,9 @@ def _utc(text: str, *formats: str) -> datetime | None:
             continue
         return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
     return None
+
+
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def parse_netset(data: bytes) -> Parsed:
@@ -230,7 +290,20 @@ def _csv_rows(data: bytes) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
         raise InputError("an empty CSV file") from None
-    return header, ((reader.line_num, row) for row in reader)
+    except csv.Error as exc:
+        raise InputError(f"line 1: not CSV ({exc})") from None
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise InputError(f"line {reader.line_num}: not CSV ({exc})") from None
+            yield reader.line_num, row
+
+    return header, rows()
 
 
 def parse_crowdsec(data: bytes) -> Parsed:
@@ -243,11 +316,16 @@ def parse_crowdsec(data: bytes) -> Parsed:
     at = header.index(column)
     scope_at = header.index("scope") if "scope" in header else None
     note_at = next((header.index(c) for c in ("reason", "scenario") if c in header), None)
+    simulated_at = header.index("simulated") if "simulated" in header else None
     for n, row in rows:
         if not row or not any(cell.strip() for cell in row):
             continue
         if len(row) <= at:
             raise InputError(f"line {n}: fewer columns than the header")
+        if (simulated_at is not None and len(row) > simulated_at
+                and row[simulated_at].strip().lower() == "true"):
+            parsed.skipped_simulated += 1
+            continue
         value = row[at].strip()
         scope = row[scope_at].strip() if scope_at is not None and len(row) > scope_at else ""
         if ":" in value and value.split(":", 1)[0].isalpha() and not scope:
@@ -285,7 +363,8 @@ def parse_asn(data: bytes) -> Parsed:
 
 def detect_format(data: bytes) -> str:
     """The format of a file from its first lines."""
-    for _, line in _lines(data[:65536]):
+    head = data[:65536].decode("utf-8", errors="ignore")  # may cut a character
+    for line in head.splitlines():
         bare = line.strip().lower()
         if not bare or bare.startswith("#"):
             continue
@@ -301,7 +380,9 @@ def detect_format(data: bytes) -> str:
 
 def read_file(stream: IO[bytes], fmt: str | None) -> tuple[str, Parsed, str]:
     """Parse one list file: (format, what it lists, its SHA-256)."""
-    data = stream.read()
+    data = stream.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(f"the file is larger than {MAX_FILE_BYTES // 2 ** 20} MiB")
     fmt = fmt or detect_format(data)
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -310,6 +391,9 @@ def read_file(stream: IO[bytes], fmt: str | None) -> tuple[str, Parsed, str]:
     if not parsed.entries:
         raise InputError(f"no entry found in the {fmt} file; the list is left as it was")
     parsed.merged()
+    if parsed.published_at is not None and parsed.published_at < EARLIEST:
+        raise InputError(f"the file is dated {parsed.published_at:%Y-%m-%d}: not a date "
+                         "a list can have")
     return fmt, parsed, hashlib.sha256(data).hexdigest()
 
 
@@ -362,6 +446,7 @@ class ImportReport:
     previous_entries: int
     skipped_local: int
     skipped_scope: int
+    skipped_simulated: int
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -370,8 +455,9 @@ class ImportReport:
 
 
 def _checked_name(name: str) -> str:
-    cleaned = printable(name, limit=64).strip()
-    if not cleaned or cleaned != name.strip():
+    """Names in lower case: MariaDB compares them without case, the others with."""
+    cleaned = printable(name, limit=64).strip().lower()
+    if not cleaned or cleaned != name.strip().lower():
         raise InputError("a list name is printable text of at most 64 characters")
     return cleaned
 
@@ -382,20 +468,19 @@ def import_list(rt: Runtime, actor: Actor, fmt: str, parsed: Parsed, sha256: str
     """Replace list ``name``'s entries with ``parsed``; one transaction, audited."""
     require(actor, "iplists.import")
     name = _checked_name(name)
-    if fmt == "asn":
-        if category is not None:
-            raise InputError("an ASN table names a category per line; --category is for "
-                             "address lists")
-        category = "asn"
-    else:
-        category = category or DEFAULT_CATEGORY[fmt]
-        if category not in THREAT + ANONYMIZING:
-            raise InputError(f"an address list's category is one of "
-                             f"{', '.join(THREAT + ANONYMIZING)}")
+    if fmt == "asn" and category is not None:
+        raise InputError("an ASN table names a category per line; --category is for "
+                         "address lists")
+    if category is not None and category not in THREAT + ANONYMIZING:
+        raise InputError(f"an address list's category is one of "
+                         f"{', '.join(THREAT + ANONYMIZING)}")
     version = printable(version or (parsed.published_at.strftime("%Y-%m-%dT%H:%M:%SZ")
                                     if parsed.published_at else f"sha256:{sha256[:16]}"),
                         limit=64)
     now = rt.clock()
+    if parsed.published_at is not None and parsed.published_at > now + timedelta(days=1):
+        raise InputError(f"the file is dated {parsed.published_at:%Y-%m-%d %H:%M} UTC, in "
+                         "the future; the list is left as it was")
     with rt.transaction() as session:
         row = session.scalar(select(IpList).where(IpList.name == name).with_for_update())
         previous = 0
@@ -408,12 +493,20 @@ def import_list(rt: Runtime, actor: Actor, fmt: str, parsed: Parsed, sha256: str
                 raise InputError(f"{name} is {kind}; import the other kind under another "
                                  "name")
             previous = row.entries
+            # A new version keeps the list's category unless one is given: a cron job
+            # refreshing a Tor list without --category must not make it a threat list.
+            category = category or row.category
             session.execute(delete(IpListRange).where(IpListRange.list_id == row.id))
             session.execute(delete(AsnCategory).where(AsnCategory.list_id == row.id))
+        category = "asn" if fmt == "asn" else (category or DEFAULT_CATEGORY[fmt])
         row.category, row.source_format, row.version = category, fmt, version
         row.published_at, row.imported_at = parsed.published_at, now
         row.imported_by, row.entries, row.sha256 = actor.officer_id, parsed.entries, sha256
-        session.flush()
+        try:
+            session.flush()
+        except IntegrityError:
+            raise ConflictError(f"another import created list {name} at the same time; "
+                                "run this one again") from None
         if parsed.ranges:
             _insert_chunks(session, IpListRange, (
                 {"list_id": row.id, "first": f"{first:032x}", "last": f"{last:032x}",
@@ -424,7 +517,7 @@ def import_list(rt: Runtime, actor: Actor, fmt: str, parsed: Parsed, sha256: str
                 for asn, (cat, label) in sorted(parsed.asns.items())))
         report = ImportReport(name, category, fmt, version, parsed.published_at,
                               parsed.entries, previous, parsed.skipped_local,
-                              parsed.skipped_scope)
+                              parsed.skipped_scope, parsed.skipped_simulated)
         rt.audit.append(session, officer=actor.name, action="iplists.import", at=now,
                         target=f"iplist:{name}", details={**report.as_dict(), "sha256": sha256})
     return report
@@ -444,6 +537,7 @@ def _insert_chunks(session: Session, model: type[Any], rows: Iterable[dict[str, 
 def remove_list(rt: Runtime, actor: Actor, name: str) -> ListView:
     """Drop a list and its entries; audited."""
     require(actor, "iplists.import")
+    name = name.strip().lower()
     with rt.transaction() as session:
         row = session.scalar(select(IpList).where(IpList.name == name).with_for_update())
         if row is None:
@@ -517,7 +611,8 @@ class Reputation:
         kind = self._asns.get(asn) if asn is not None else None
         if kind is not None:
             view, category, label = kind
-            found = (*found, Mark(view, category, f"AS{asn}" + (f" ({label})" if label else "")))
+            found = (*found, Mark(view, category, f"AS{asn} ({label + ', ' if label else ''}"
+                                                  f"{category})"))
         return found
 
     def ip_marks(self, ip: str) -> tuple[Mark, ...]:
@@ -559,47 +654,78 @@ class Reputation:
 
 
 EMPTY = Reputation([], {})
-_cache: tuple[tuple[Any, ...], Reputation] | None = None
+_Ranges = tuple[list[int], list[int], list[str | None]]
+_Asns = dict[int, tuple[str, str | None]]
+# Per database (its URL): the lists' stamp and what was built from them; and per list
+# version its parsed entries, so that a new version of one list (Tor's, hourly) does not
+# reread the others. Every process that judges keeps its own.
+_built: dict[str, tuple[tuple[Any, ...], Reputation]] = {}
+_entries: dict[tuple[str, int, str, datetime], _Ranges | _Asns] = {}
 
 
-def stamp(session: Session) -> tuple[Any, ...]:
-    """Changes whenever a list's content or category changes (each list's id, digest,
-    category and import time)."""
+def _stamp(session: Session) -> tuple[tuple[Any, ...], ...]:
+    """Every list's id, digest, import time and what its explanations show: changes
+    whenever a list's entries or its description change."""
     return tuple(tuple(r) for r in session.execute(
-        select(IpList.id, IpList.sha256, IpList.category, IpList.imported_at)
-        .order_by(IpList.id)))
+        select(IpList.id, IpList.sha256, IpList.imported_at, IpList.name, IpList.category,
+               IpList.source_format, IpList.version, IpList.published_at, IpList.entries)
+        .order_by(IpList.imported_at, IpList.id)))
 
 
 def load(session: Session) -> Reputation:
-    """The lists as stored; read once per change of ``stamp`` (the watcher's passes and
-    screening's batches share it)."""
-    global _cache
-    current = stamp(session)
-    if not current:
-        return EMPTY
-    if _cache is not None and _cache[0] == current:
-        return _cache[1]
-    views = {row.id: _view(row) for row in session.scalars(select(IpList))}
-    ranges: dict[int, tuple[list[int], list[int], list[str | None]]] = {}
-    for list_id, first, last, note in session.execute(
-            select(IpListRange.list_id, IpListRange.first, IpListRange.last, IpListRange.note)
-            .order_by(IpListRange.list_id, IpListRange.first)):
-        firsts, lasts, notes = ranges.setdefault(list_id, ([], [], []))
-        firsts.append(int(first, 16))
-        lasts.append(int(last, 16))
-        notes.append(note)
+    """The lists as stored, read once per change (the watcher's passes and screening's
+    batches share them). A list imported while they are read is read again."""
+    url = session.connection().engine.url.render_as_string(hide_password=True)
+    for _attempt in range(3):
+        current = _stamp(session)
+        if not current:
+            return EMPTY
+        built = _built.get(url)
+        if built is not None and built[0] == current:
+            return built[1]
+        reputation = _build(session, url, current)
+        if _stamp(session) == current:
+            _built[url] = (current, reputation)
+            kept = {(url, row[0], row[1], row[2]) for row in current}
+            for key in [k for k in _entries if k[0] == url and k not in kept]:
+                del _entries[key]
+            return reputation
+    return reputation  # lists changing under every read: judged with the last, not kept
+
+
+def _build(session: Session, url: str, rows: tuple[tuple[Any, ...], ...]) -> Reputation:
+    ranges: list[tuple[ListView, list[int], list[int], list[str | None]]] = []
     asns: dict[int, tuple[ListView, str, str | None]] = {}
-    order = sorted(views.values(), key=lambda v: v.imported_at)
-    by_name = {v.name: i for i, v in enumerate(order)}
-    for list_id, asn, category, label in sorted(session.execute(
-            select(AsnCategory.list_id, AsnCategory.asn, AsnCategory.category,
-                   AsnCategory.name)), key=lambda r: by_name[views[r[0]].name]):
-        asns[int(asn)] = (views[list_id], category, label)
-    reputation = Reputation(
-        [(views[list_id], *columns) for list_id, columns in sorted(
-            ranges.items(), key=lambda item: views[item[0]].name)], asns)
-    _cache = (current, reputation)
-    return reputation
+    for list_id, sha256, imported_at, name, category, fmt, version, published, n in rows:
+        view = ListView(name, category, fmt, version, published, imported_at, n, sha256)
+        key = (url, list_id, sha256, imported_at)
+        if category == "asn":
+            table = _entries.get(key)
+            if table is None:
+                table = _entries[key] = {int(asn): (cat, label) for asn, cat, label in
+                                         session.execute(
+                    select(AsnCategory.asn, AsnCategory.category, AsnCategory.name)
+                    .where(AsnCategory.list_id == list_id))}
+            assert isinstance(table, dict)
+            # Lists come oldest first: the most recent import says what a network is.
+            asns.update((asn, (view, cat, label)) for asn, (cat, label) in table.items())
+            continue
+        columns = _entries.get(key)
+        if columns is None:
+            firsts: list[int] = []
+            lasts: list[int] = []
+            notes: list[str | None] = []
+            for first, last, note in session.execute(
+                    select(IpListRange.first, IpListRange.last, IpListRange.note)
+                    .where(IpListRange.list_id == list_id).order_by(IpListRange.first)):
+                firsts.append(int(first, 16))
+                lasts.append(int(last, 16))
+                notes.append(note)
+            columns = _entries[key] = (firsts, lasts, notes)
+        assert isinstance(columns, tuple)
+        ranges.append((view, *columns))
+    ranges.sort(key=lambda item: item[0].name)
+    return Reputation(ranges, asns)
 
 
 def check(rt: Runtime, actor: Actor, ip: str | None, asn: int | None) -> tuple[Mark, ...]:

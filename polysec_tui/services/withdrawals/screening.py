@@ -1008,16 +1008,17 @@ def _risky_session(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
                    cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> None:
     w = Withdrawal
     query = (
-        select(w.id, LoginAnomaly.kind, LoginAnomaly.severity)
+        select(w.id, LoginAnomaly.kind, LoginAnomaly.severity, LoginEvent.ip == w.ip)
         .join(LoginEvent, LoginEvent.external_id == w.login_external_id)
         .join(LoginAnomaly, LoginAnomaly.login_event_id == LoginEvent.id)
         .where(in_batch)
     )
     floor = SEVERITY_RANK[cfg.risky_session_min_severity]
     found: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for wid, kind, severity in conn.execute(query):
-        # The request's IP and network are judged by _reputation: not counted twice.
-        if kind in (reputation.THREAT_RULE, reputation.ANONYMIZING_RULE):
+    for wid, kind, severity, same_ip in conn.execute(query):
+        # A login from the request's own IP: _reputation judges that IP (and its
+        # network) already, and one Tor address is one signal, not two.
+        if same_ip and kind in (reputation.THREAT_RULE, reputation.ANONYMIZING_RULE):
             continue
         if SEVERITY_RANK.get(severity, 0) >= floor:
             found[wid].append((kind, severity))
