@@ -53,7 +53,7 @@ EXPECTED = {
     "password_spraying": {"password_spraying"},
     "impossible_travel": {"impossible_travel"},
     "account_takeover": {"new_device", "new_country", "new_asn", "risky_login",
-                         "success_after_failures"},
+                         "success_after_failures", "ip_reputation", "anonymizing_network"},
 }
 
 
@@ -201,10 +201,17 @@ def main() -> None:
           "false positives by cause |")
     print("|---|---:|---:|---:|---:|---|")
     for kind, d in result["detectors"].items():
+        if kind == anomalies.FORGOTTEN:
+            continue  # not a detection: a brute-force burst a client's reset explained
         reasons = ", ".join(f"{r}: {n}" for r, n in d["false_positive_reasons"].items()) or "-"
         print(f"| {kind} | {d['findings']} | {d['on_attack_logins']} | "
               f"{d['precision'] if d['precision'] is not None else '-'} | "
               f"{d['false_positives']} | {reasons} |")
+    told = result["detectors"][anomalies.FORGOTTEN]
+    print()
+    print(f"{told['findings']} brute-force findings became {anomalies.FORGOTTEN}, "
+          f"{told['on_attack_logins']} of them on attack logins (every one there would be "
+          "an attack the reset rule hid).")
 
 
 if __name__ == "__main__":

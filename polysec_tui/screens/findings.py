@@ -11,7 +11,8 @@ BADGES = {"brute_force": "BRUTE", "credential_stuffing": "STUFFING",
           "password_spraying": "SPRAY", "impossible_travel": "TRAVEL",
           "new_device": "NEWDEV", "new_country": "NEWCTRY", "new_asn": "NEWASN",
           "success_after_failures": "AFTERFAIL", "risky_login": "RISK",
-          "ip_reputation": "BADIP", "anonymizing_network": "ANON"}
+          "ip_reputation": "BADIP", "anonymizing_network": "ANON",
+          "forgotten_password": "FORGOT"}
 SEVERITY_STYLES = {"critical": "bold reverse red", "high": "bold red",
                    "medium": "yellow", "low": "dim"}
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}

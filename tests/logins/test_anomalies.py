@@ -193,6 +193,60 @@ def test_success_after_failures_unless_a_password_reset_came_between(runtime):
     assert hits == [("success_after_failures", "ok1", "A1")]
 
 
+# ------------------------------------------------------------ forgotten password
+
+
+def _forgetful_client(rt: Runtime) -> None:
+    """A1 logs in from its phone (dev-1) every day; then five failures from it, a reset
+    from it three minutes after the last, and back in. A2: the same failures from an
+    intruder's laptop, then the real client resets from their own phone. A3: 20 failures
+    from the client's own device (a high burst: no forgetful client types that many)."""
+    ingest_records(rt, "logins", [
+        *history("A1", 6), *history("A2", 6), *history("A3", 6),
+        *[login(f"f{i}", "A1", at=at(i), success=False) for i in range(5)],
+        login("ok1", "A1", at=at(9)),
+        *[login(f"g{i}", "A2", at=at(i), success=False, device_id="intruder",
+                ip="198.51.100.66") for i in range(5)],
+        *[login(f"h{i}", "A3", at=at(i / 2), success=False) for i in range(20)],
+    ])
+
+
+def _resets(rt: Runtime) -> None:
+    ingest(rt, "security-events", *(
+        security_event(f"r-{acct}", acct, at=at(7), kind="password_reset",
+                       ip="203.0.113.7", device_id="dev-1") for acct in ("A1", "A2", "A3")))
+
+
+@pytest.mark.parametrize("order", ["together", "reset first", "reset later"])
+def test_a_burst_the_client_closes_with_a_reset_from_their_device_is_forgotten(runtime,
+                                                                              order):
+    ingest(runtime, "accounts", account("A1"), account("A2"), account("A3"))
+    if order == "reset first":
+        _resets(runtime)
+    _forgetful_client(runtime)
+    if order == "together":
+        _resets(runtime)
+    anomalies.analyze(runtime, CRON)
+    if order == "reset later":
+        assert {h[1] for h in found(runtime, "brute_force")} >= {"f0", "f4"}
+        _resets(runtime)
+        report = anomalies.analyze(runtime, CRON)
+        assert report.new_anomalies == {"forgotten_password": 5}
+    assert [h[1] for h in found(runtime, "forgotten_password")] == [f"f{i}" for i in range(5)]
+    assert {h[2] for h in found(runtime, "brute_force")} == {"A2", "A3"}
+    [view] = [v for v in anomalies.list_anomalies(runtime, ANN, kind="forgotten_password")
+              if v.login == "f4"]
+    assert view.severity == "low"
+    assert view.explanation == (
+        "5th of 5 failed logins on this account within 4 min (threshold 5 in 10 min) from 1 "
+        "IP address(es); then a password reset 3 min later from the client's own device: a "
+        "forgotten password, not a brute force")
+    # A full run, and a later replay of the same burst, keep it forgotten.
+    anomalies.analyze(runtime, CRON, full=True)
+    assert len(found(runtime, "forgotten_password")) == 5
+    assert {h[2] for h in found(runtime, "brute_force")} == {"A2", "A3"}
+
+
 # ----------------------------------------------------------------- risky login
 
 

@@ -104,7 +104,11 @@ KINDS = (
     "risky_login",
     "ip_reputation",
     "anonymizing_network",
+    "forgotten_password",
 )
+# A brute-force burst that the client closed with a password reset from their own device
+# or address becomes this (low, never alerted): the client forgot their password.
+FORGOTTEN = "forgotten_password"
 SEVERITIES = ("low", "medium", "high", "critical")
 CHECKPOINT = "logins"
 
@@ -165,11 +169,11 @@ def _analyze_in(session: Session, now: datetime, full: bool, windows: WindowStat
     """One run in the caller's transaction: findings and the checkpoint move together."""
     began = time.monotonic()
     thresholds = windows.t
-    last_login, _last_sev = _lock_checkpoint(session)
+    last_login, last_sev = _lock_checkpoint(session)
     if full:
         for table in (_A, _H, _G):
             session.execute(delete(table))
-        last_login = 0
+        last_login = last_sev = 0
     hi = int(session.scalar(select(func.coalesce(func.max(_L.id), 0))) or 0)
     if limit is not None:
         hi = min(hi, last_login + limit)
@@ -189,6 +193,15 @@ def _analyze_in(session: Session, now: datetime, full: bool, windows: WindowStat
                 report.successful_logins = _profile_pass(session, last_login, hi,
                                                          thresholds, findings, lists)
             report.new_anomalies = _store(session, findings.values(), now)
+        bursts = {f.account_id for f in findings.values() if f.kind == "brute_force"}
+    else:
+        bursts = set()
+    forgotten = _forgotten_passwords(session, last_sev, hi_sev, bursts, thresholds, now)
+    if forgotten:
+        counts = Counter(report.new_anomalies)
+        counts["brute_force"] -= forgotten.new
+        counts[FORGOTTEN] += forgotten.total
+        report.new_anomalies = {k: n for k, n in counts.items() if n > 0}
     session.execute(
         update(_C).where(_C.c.name == CHECKPOINT)
         .values(login_id=max(hi, last_login), security_event_id=hi_sev, updated_at=now)
@@ -273,6 +286,8 @@ def _store(session: Session, findings: Iterable[Finding], now: datetime) -> dict
             select(_A.c.kind, _A.c.login_event_id).where(_A.c.login_event_id.in_(chunk))
         ):
             pending.pop((kind, login_id), None)
+            if kind == FORGOTTEN:  # a replayed burst that a reset closed already
+                pending.pop(("brute_force", login_id), None)
     rows = [
         {"kind": f.kind, "severity": f.severity, "score": float(f.score),
          "account_id": f.account_id, "login_event_id": f.login_id, "at": f.at,
@@ -283,6 +298,86 @@ def _store(session: Session, findings: Iterable[Finding], now: datetime) -> dict
     for start in range(0, len(rows), 5000):
         _insert_ignoring(session, _A, rows[start : start + 5000], ["kind", "login_event_id"])
     return dict(Counter(str(row["kind"]) for row in rows))
+
+
+@dataclass(frozen=True)
+class _Reclassified:
+    total: int  # brute-force findings that became forgotten_password
+    new: int  # of them, stored by this run
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+
+def _forgotten_passwords(session: Session, sev_lo: int, sev_hi: int,
+                         bursts: set[uuid.UUID], t: Thresholds,
+                         now: datetime) -> _Reclassified:
+    """Brute-force findings that a password reset closed. The burst: the account's
+    brute-force findings from ``saf_window`` before the reset to ``brute_force_window``
+    after it. It is a forgotten password when it never reached the high severity (4x
+    the threshold: no client types that many), every failure came from the reset's
+    device (else its address), and the client logged in from that device (address)
+    successfully before the burst. Its findings become ``forgotten_password`` (low).
+
+    The resets looked at: those that arrived since the checkpoint (``sev_lo < id <=
+    sev_hi``), and those after the bursts of ``bursts`` (accounts with brute-force
+    findings in this run): whichever arrives first, the other finds it, so the watcher
+    and a batch run end with the same findings."""
+    se = SecurityEvent
+    columns = (se.account_id, se.at, se.ip, se.device_id)
+    resets: set[tuple[Any, ...]] = set()
+    if sev_hi > sev_lo:
+        resets.update(tuple(r) for r in session.execute(
+            select(*columns).where(se.kind == "password_reset", se.id > sev_lo,
+                                   se.id <= sev_hi)))
+    accounts = sorted(bursts, key=str)
+    for start in range(0, len(accounts), CHUNK):
+        chunk = accounts[start : start + CHUNK]
+        firsts = dict(session.execute(
+            select(_A.c.account_id, func.min(_A.c.at))
+            .where(_A.c.kind == "brute_force", _A.c.account_id.in_(chunk))
+            .group_by(_A.c.account_id)).all())
+        resets.update(tuple(r) for r in session.execute(
+            select(*columns).where(se.kind == "password_reset", se.account_id.in_(chunk),
+                                   se.id <= sev_hi))
+            if r[0] in firsts and r[1] >= firsts[r[0]])
+    total = new = 0
+    for account_id, reset_at, reset_ip, reset_device in sorted(resets, key=str):
+        burst = session.execute(
+            select(_A.c.id, _A.c.severity, _A.c.explanation, _A.c.details, _A.c.detected_at,
+                   _L.at, _L.ip, _L.device_id)
+            .select_from(_A.join(cast(Table, LoginEvent.__table__),
+                                 _L.id == _A.c.login_event_id))
+            .where(_A.c.account_id == account_id, _A.c.kind == "brute_force",
+                   _A.c.at >= reset_at - t.saf_window,
+                   _A.c.at <= reset_at + t.brute_force_window)
+            .order_by(_L.at)).all()
+        if not burst or any(row.severity != "medium" for row in burst):
+            continue  # a high burst (4x the threshold) is no client's forgotten password
+        if reset_device is not None:
+            same, own = all(r.device_id == reset_device for r in burst), _L.device_id
+            mark, what = reset_device, "device"
+        else:
+            same, own = all(r.ip == reset_ip for r in burst), _L.ip
+            mark, what = reset_ip, "address"
+        if not same or mark is None:
+            continue
+        known = session.scalar(select(_L.id).where(
+            _L.account_id == account_id, _L.success.is_(True), own == mark,
+            _L.at < burst[0].at).limit(1))
+        if known is None:
+            continue
+        after = fmt_duration((reset_at - burst[-1].at).total_seconds())
+        for row in burst:
+            session.execute(update(_A).where(_A.c.id == row.id).values(
+                kind=FORGOTTEN, severity="low",
+                explanation=f"{row.explanation}; then a password reset {after} later from "
+                            f"the client's own {what}: a forgotten password, not a brute "
+                            "force",
+                details={**(row.details or {}), "password_reset_at": reset_at.isoformat()}))
+        total += len(burst)
+        new += sum(1 for row in burst if row.detected_at == now)
+    return _Reclassified(total, new)
 
 
 def _stream(session: Session, stmt: Select[Any]) -> Iterator[Any]:
