@@ -231,7 +231,7 @@ def test_a_burst_the_client_closes_with_a_reset_from_their_device_is_forgotten(r
         assert {h[1] for h in found(runtime, "brute_force")} >= {"f0", "f4"}
         _resets(runtime)
         report = anomalies.analyze(runtime, CRON)
-        assert report.new_anomalies == {"forgotten_password": 5}
+        assert (report.new_anomalies, report.reclassified) == ({}, 5)
     assert [h[1] for h in found(runtime, "forgotten_password")] == [f"f{i}" for i in range(5)]
     assert {h[2] for h in found(runtime, "brute_force")} == {"A2", "A3"}
     [view] = [v for v in anomalies.list_anomalies(runtime, ANN, kind="forgotten_password")
@@ -239,12 +239,114 @@ def test_a_burst_the_client_closes_with_a_reset_from_their_device_is_forgotten(r
     assert view.severity == "low"
     assert view.explanation == (
         "5th of 5 failed logins on this account within 4 min (threshold 5 in 10 min) from 1 "
-        "IP address(es); then a password reset 3 min later from the client's own device: a "
-        "forgotten password, not a brute force")
+        "IP address(es); then a password reset 3 min later from the client's own device and "
+        "network: a forgotten password, not a brute force")
     # A full run, and a later replay of the same burst, keep it forgotten.
     anomalies.analyze(runtime, CRON, full=True)
     assert len(found(runtime, "forgotten_password")) == 5
     assert {h[2] for h in found(runtime, "brute_force")} == {"A2", "A3"}
+
+
+# The watcher, fed in steps, ends where a full run over the same data ends; an intruder
+# cannot make a brute force look forgotten.
+
+
+def _kinds(rt: Runtime) -> list[tuple[str, str, str]]:
+    return sorted((v.kind, v.login, v.severity) for v in
+                  anomalies.list_anomalies(rt, ANN, limit=100_000)
+                  if v.kind in ("brute_force", "forgotten_password"))
+
+
+def _watched_then_full(rt: Runtime, *steps: Any) -> list[tuple[str, str, str]]:
+    """The findings after the watcher's passes, one per step; asserted equal to those
+    of a full run afterwards."""
+    windows = anomalies.WindowState(lateness=timedelta(hours=2))
+    for step in steps:
+        step()
+        anomalies.analyze_new(rt, windows, 100_000)
+    watched = _kinds(rt)
+    anomalies.analyze(rt, CRON, full=True)
+    assert _kinds(rt) == watched
+    return watched
+
+
+def _reset(minute: float, device: str = "dev-1", ip: str = "203.0.113.7") -> dict[str, Any]:
+    return security_event(f"r{minute}", "A1", at=at(minute), kind="password_reset", ip=ip,
+                          device_id=device)
+
+
+def _fails(prefix: str, minutes: Any, **kw: Any) -> list[dict[str, Any]]:
+    return [login(f"{prefix}{i}", "A1", at=at(m), success=False, **kw)
+            for i, m in enumerate(minutes)]
+
+
+def _client_forgets(rt: Runtime, device: str = "dev-1") -> None:
+    ingest(rt, "accounts", account("A1"))
+    ingest_records(rt, "logins", [*history("A1", 6), *_fails("f", range(5), device_id=device)])
+    ingest(rt, "security-events", _reset(7, device=device))
+
+
+def test_forgotten_a_burst_that_goes_on_after_the_reset_is_brute_force_again(runtime):
+    found = _watched_then_full(
+        runtime, lambda: _client_forgets(runtime),
+        lambda: ingest_records(runtime, "logins",
+                               _fails("g", [4.2 + 0.2 * i for i in range(15)])))
+    assert {kind for kind, _l, _s in found} == {"brute_force"} and len(found) == 20
+
+
+def test_forgotten_a_late_success_that_makes_the_device_known_counts(runtime):
+    found = _watched_then_full(
+        runtime, lambda: _client_forgets(runtime, device="dev-9"),
+        lambda: ingest_records(runtime, "logins",
+                               [login("late-ok", "A1", at=at(-30), device_id="dev-9")]))
+    assert {kind for kind, _l, _s in found} == {"forgotten_password"} and len(found) == 5
+
+
+def test_forgotten_a_reset_before_the_failures_closes_nothing(runtime):
+    def reset_first() -> None:
+        ingest(runtime, "accounts", account("A1"))
+        ingest_records(runtime, "logins", history("A1", 6))
+        ingest(runtime, "security-events", _reset(0))
+
+    found = _watched_then_full(
+        runtime, reset_first,
+        lambda: ingest_records(runtime, "logins", _fails("f", [1, 2, 3, 4, 5])))
+    assert {kind for kind, _l, _s in found} == {"brute_force"}
+
+
+def test_forgotten_an_intruders_burst_arriving_late_reopens_it(runtime):
+    found = _watched_then_full(
+        runtime, lambda: _client_forgets(runtime),
+        lambda: ingest_records(runtime, "logins", _fails(
+            "g", [-40, -39, -38, -37, -36], device_id="intruder", ip="198.51.100.66")))
+    assert {kind for kind, _l, _s in found} == {"brute_force"} and len(found) == 10
+
+
+def test_forgotten_a_copied_device_id_on_a_foreign_network_hides_nothing(runtime):
+    ingest(runtime, "accounts", account("A1"))
+    # 3 x 19 failures (each under the high severity) with the victim's device id, from a
+    # foreign network, and a reset from there.
+    minutes = [b * 15 + i * 0.5 for b in range(3) for i in range(19)]
+    ingest_records(runtime, "logins", [*history("A1", 6), *_fails(
+        "x", minutes, ip="198.51.100.99", country="RU", asn=64500)])
+    ingest(runtime, "security-events", _reset(56, ip="198.51.100.99"))
+    anomalies.analyze(runtime, CRON, full=True)
+    assert {kind for kind, _l, _s in _kinds(runtime)} == {"brute_force"}
+    # The same few failures from the client's own network: forgotten.
+    ingest_records(runtime, "logins", _fails("y", [600, 601, 602, 603, 604]))
+    ingest(runtime, "security-events", _reset(606))
+    anomalies.analyze(runtime, CRON)
+    assert [login for kind, login, _s in _kinds(runtime) if kind == "forgotten_password"] == [
+        f"y{i}" for i in range(5)]
+
+
+def test_forgotten_an_attack_that_goes_on_after_the_reset_hides_nothing(runtime):
+    ingest(runtime, "accounts", account("A1"))
+    minutes = [i * 0.5 for i in range(19)] + [12 + i * 0.4 for i in range(20)]
+    ingest_records(runtime, "logins", [*history("A1", 6), *_fails("x", minutes)])
+    ingest(runtime, "security-events", _reset(1))
+    anomalies.analyze(runtime, CRON, full=True)
+    assert {kind for kind, _l, _s in _kinds(runtime)} == {"brute_force"}
 
 
 # ----------------------------------------------------------------- risky login

@@ -34,7 +34,7 @@ import math
 import time
 import uuid
 from bisect import bisect_left, insort
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,6 +48,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     delete,
     false,
     func,
@@ -127,6 +128,8 @@ class AnalysisReport:
     logins: int
     successful_logins: int
     new_anomalies: dict[str, int] = field(default_factory=dict)
+    # brute-force findings turned forgotten_password (or back) by a reset's evidence
+    reclassified: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -136,6 +139,7 @@ class AnalysisReport:
             "successful_logins": self.successful_logins,
             "new_anomalies": dict(sorted(self.new_anomalies.items())),
             "new_anomalies_total": sum(self.new_anomalies.values()),
+            "reclassified": self.reclassified,
             "seconds": round(self.seconds, 3),
         }
 
@@ -196,12 +200,8 @@ def _analyze_in(session: Session, now: datetime, full: bool, windows: WindowStat
         bursts = {f.account_id for f in findings.values() if f.kind == "brute_force"}
     else:
         bursts = set()
-    forgotten = _forgotten_passwords(session, last_sev, hi_sev, bursts, thresholds, now)
-    if forgotten:
-        counts = Counter(report.new_anomalies)
-        counts["brute_force"] -= forgotten.new
-        counts[FORGOTTEN] += forgotten.total
-        report.new_anomalies = {k: n for k, n in counts.items() if n > 0}
+    report.reclassified = _forgotten_passwords(session, last_login, hi, last_sev, hi_sev,
+                                               full, bursts, thresholds)
     session.execute(
         update(_C).where(_C.c.name == CHECKPOINT)
         .values(login_id=max(hi, last_login), security_event_id=hi_sev, updated_at=now)
@@ -300,84 +300,163 @@ def _store(session: Session, findings: Iterable[Finding], now: datetime) -> dict
     return dict(Counter(str(row["kind"]) for row in rows))
 
 
-@dataclass(frozen=True)
-class _Reclassified:
-    total: int  # brute-force findings that became forgotten_password
-    new: int  # of them, stored by this run
-
-    def __bool__(self) -> bool:
-        return self.total > 0
+_JUDGED = ("brute_force", FORGOTTEN)
 
 
-def _forgotten_passwords(session: Session, sev_lo: int, sev_hi: int,
-                         bursts: set[uuid.UUID], t: Thresholds,
-                         now: datetime) -> _Reclassified:
-    """Brute-force findings that a password reset closed. The burst: the account's
-    brute-force findings from ``saf_window`` before the reset to ``brute_force_window``
-    after it. It is a forgotten password when it never reached the high severity (4x
-    the threshold: no client types that many), every failure came from the reset's
-    device (else its address), and the client logged in from that device (address)
-    successfully before the burst. Its findings become ``forgotten_password`` (low).
-
-    The resets looked at: those that arrived since the checkpoint (``sev_lo < id <=
-    sev_hi``), and those after the bursts of ``bursts`` (accounts with brute-force
-    findings in this run): whichever arrives first, the other finds it, so the watcher
-    and a batch run end with the same findings."""
+def _forgotten_passwords(session: Session, lo: int, hi: int, sev_lo: int, sev_hi: int,
+                         full: bool, bursts: set[uuid.UUID], t: Thresholds) -> int:
+    """Which brute-force bursts the client closed with a password reset, judged again
+    for every account whose evidence changed in this run: a new brute-force finding, a
+    new password reset, or a new successful login dated before one of its bursts (all of
+    them in a full run). The verdict is a function of the stored data alone, so the
+    watcher and a batch run end the same whatever the order things arrived in. Returns
+    the number of findings whose kind changed."""
     se = SecurityEvent
-    columns = (se.account_id, se.at, se.ip, se.device_id)
-    resets: set[tuple[Any, ...]] = set()
-    if sev_hi > sev_lo:
-        resets.update(tuple(r) for r in session.execute(
-            select(*columns).where(se.kind == "password_reset", se.id > sev_lo,
-                                   se.id <= sev_hi)))
-    accounts = sorted(bursts, key=str)
+    dirty = set(bursts)
+    if full:
+        dirty.update(session.scalars(select(_A.c.account_id).distinct()
+                                     .where(_A.c.kind.in_(_JUDGED))))
+    else:
+        judged = select(_A.c.id).where(_A.c.kind.in_(_JUDGED))
+        if sev_hi > sev_lo:
+            dirty.update(session.scalars(
+                select(se.account_id).distinct()
+                .where(se.kind == "password_reset", se.id > sev_lo, se.id <= sev_hi,
+                       judged.where(_A.c.account_id == se.account_id).exists())))
+        if hi > lo:
+            dirty.update(session.scalars(
+                select(_L.account_id).distinct()
+                .where(_L.id > lo, _L.id <= hi, _L.success.is_(True),
+                       judged.where(_A.c.account_id == _L.account_id,
+                                    _A.c.at > _L.at).exists())))
+    changes: list[dict[str, Any]] = []
+    accounts = sorted(dirty, key=str)
     for start in range(0, len(accounts), CHUNK):
-        chunk = accounts[start : start + CHUNK]
-        firsts = dict(session.execute(
-            select(_A.c.account_id, func.min(_A.c.at))
-            .where(_A.c.kind == "brute_force", _A.c.account_id.in_(chunk))
-            .group_by(_A.c.account_id)).all())
-        resets.update(tuple(r) for r in session.execute(
-            select(*columns).where(se.kind == "password_reset", se.account_id.in_(chunk),
-                                   se.id <= sev_hi))
-            if r[0] in firsts and r[1] >= firsts[r[0]])
-    total = new = 0
-    for account_id, reset_at, reset_ip, reset_device in sorted(resets, key=str):
-        burst = session.execute(
-            select(_A.c.id, _A.c.severity, _A.c.explanation, _A.c.details, _A.c.detected_at,
-                   _L.at, _L.ip, _L.device_id)
-            .select_from(_A.join(cast(Table, LoginEvent.__table__),
-                                 _L.id == _A.c.login_event_id))
-            .where(_A.c.account_id == account_id, _A.c.kind == "brute_force",
-                   _A.c.at >= reset_at - t.saf_window,
-                   _A.c.at <= reset_at + t.brute_force_window)
-            .order_by(_L.at)).all()
-        if not burst or any(row.severity != "medium" for row in burst):
-            continue  # a high burst (4x the threshold) is no client's forgotten password
-        if reset_device is not None:
-            same, own = all(r.device_id == reset_device for r in burst), _L.device_id
-            mark, what = reset_device, "device"
-        else:
-            same, own = all(r.ip == reset_ip for r in burst), _L.ip
-            mark, what = reset_ip, "address"
-        if not same or mark is None:
-            continue
-        known = session.scalar(select(_L.id).where(
-            _L.account_id == account_id, _L.success.is_(True), own == mark,
-            _L.at < burst[0].at).limit(1))
-        if known is None:
-            continue
-        after = fmt_duration((reset_at - burst[-1].at).total_seconds())
-        for row in burst:
-            session.execute(update(_A).where(_A.c.id == row.id).values(
-                kind=FORGOTTEN, severity="low",
-                explanation=f"{row.explanation}; then a password reset {after} later from "
-                            f"the client's own {what}: a forgotten password, not a brute "
-                            "force",
-                details={**(row.details or {}), "password_reset_at": reset_at.isoformat()}))
-        total += len(burst)
-        new += sum(1 for row in burst if row.detected_at == now)
-    return _Reclassified(total, new)
+        changes.extend(_judge_bursts(session, accounts[start : start + CHUNK], t))
+    for start in range(0, len(changes), CHUNK):
+        session.execute(
+            update(_A).where(_A.c.id == bindparam("row_id")).values(
+                kind=bindparam("kind"), severity=bindparam("severity"),
+                explanation=bindparam("explanation"), details=bindparam("details")),
+            changes[start : start + CHUNK])
+    return len(changes)
+
+
+def _judge_bursts(session: Session, accounts: list[uuid.UUID],
+                  t: Thresholds) -> list[dict[str, Any]]:
+    """The changes of kind for these accounts' brute-force findings (see
+    ``_forgotten_passwords``). A burst: the account's brute-force findings, each within
+    ``saf_window`` of the one before. It is a forgotten password when
+
+    - a password reset came within ``saf_window`` after its last failure;
+    - it has at most twice the brute-force threshold of failures, none of them high;
+    - every failure came from the reset's device, from a network (ASN, else address)
+      the client had logged in from successfully before the burst, and the reset from
+      one of the failures' addresses; the device too had logged in successfully before
+      the burst (a reset without a device: every failure from its address, known so).
+
+    A device id is the client's to send (and an intruder's to copy): the networks must
+    be the client's as well."""
+    se = SecurityEvent
+    le = cast(Table, LoginEvent.__table__)
+    findings: dict[uuid.UUID, list[Any]] = defaultdict(list)
+    for row in session.execute(
+            select(_A.c.id, _A.c.account_id, _A.c.at, _A.c.kind, _A.c.severity,
+                   _A.c.explanation, _A.c.details, _L.ip, _L.asn, _L.device_id)
+            .select_from(_A.join(le, _L.id == _A.c.login_event_id))
+            .where(_A.c.account_id.in_(accounts), _A.c.kind.in_(_JUDGED))
+            .order_by(_A.c.account_id, _A.c.at, _A.c.id)):
+        findings[row.account_id].append(row)
+    resets: dict[uuid.UUID, list[Any]] = defaultdict(list)
+    for reset in session.execute(
+            select(se.account_id, se.at, se.ip, se.device_id)
+            .where(se.kind == "password_reset", se.account_id.in_(accounts))
+            .order_by(se.account_id, se.at)):
+        resets[reset.account_id].append(reset)
+    # When the client first logged in successfully from each device, network, address.
+    first_seen: dict[tuple[uuid.UUID, str, Any], datetime] = {}
+    for acc, device, asn, ip, at in session.execute(
+            select(_L.account_id, _L.device_id, _L.asn, _L.ip, func.min(_L.at))
+            .where(_L.account_id.in_(accounts), _L.success.is_(True))
+            .group_by(_L.account_id, _L.device_id, _L.asn, _L.ip)):
+        for key in (("device", device), ("asn", asn), ("ip", ip)):
+            if key[1] is not None:
+                seen = first_seen.get((acc, *key))
+                first_seen[(acc, *key)] = at if seen is None else min(seen, at)
+    changes: list[dict[str, Any]] = []
+    for acc, rows in findings.items():
+        for burst in _bursts(rows, t.saf_window):
+            closing = next((r for r in resets.get(acc, ())
+                            if burst[-1].at <= r.at <= burst[-1].at + t.saf_window), None)
+            forgotten = closing is not None and _forgotten(acc, burst, closing, first_seen, t)
+            for row in burst:
+                change = _reclassified(row, forgotten, closing, burst[-1].at)
+                if change is not None:
+                    changes.append(change)
+    return changes
+
+
+def _bursts(rows: list[Any], gap: timedelta) -> Iterator[list[Any]]:
+    burst: list[Any] = []
+    for row in rows:
+        if burst and row.at - burst[-1].at > gap:
+            yield burst
+            burst = []
+        burst.append(row)
+    if burst:
+        yield burst
+
+
+def _original(row: Any) -> tuple[str, str]:
+    """A finding's severity and explanation as brute force."""
+    if row.kind == FORGOTTEN:
+        kept = (row.details or {}).get("brute_force") or {}
+        return str(kept.get("severity", "medium")), str(kept.get("explanation", ""))
+    return str(row.severity), str(row.explanation)
+
+
+def _forgotten(acc: uuid.UUID, burst: list[Any], reset: Any,
+               first_seen: dict[tuple[uuid.UUID, str, Any], datetime],
+               t: Thresholds) -> bool:
+    if len(burst) > 2 * t.brute_force_failures:
+        return False
+    if any(_original(row)[0] != "medium" for row in burst):
+        return False
+    began = burst[0].at
+
+    def known(kind: str, value: Any) -> bool:
+        seen = first_seen.get((acc, kind, value))
+        return seen is not None and seen < began
+
+    if reset.device_id is None:
+        return reset.ip is not None and all(row.ip == reset.ip for row in burst) and known(
+            "ip", reset.ip)
+    return (all(row.device_id == reset.device_id for row in burst)
+            and known("device", reset.device_id)
+            and reset.ip in {row.ip for row in burst}
+            and all(known("asn", row.asn) if row.asn is not None else known("ip", row.ip)
+                    for row in burst))
+
+
+def _reclassified(row: Any, forgotten: bool, reset: Any,
+                  last_failure: datetime) -> dict[str, Any] | None:
+    """The update that gives ``row`` its kind, or None if it has it."""
+    if forgotten == (row.kind == FORGOTTEN):
+        return None
+    severity, explanation = _original(row)
+    details = {k: v for k, v in (row.details or {}).items()
+               if k not in ("brute_force", "password_reset_at")}
+    if not forgotten:
+        return {"row_id": row.id, "kind": "brute_force", "severity": severity,
+                "explanation": explanation, "details": details}
+    what = "device" if reset.device_id is not None else "address"
+    return {"row_id": row.id, "kind": FORGOTTEN, "severity": "low",
+            "explanation": f"{explanation}; then a password reset "
+                           f"{_minutes(reset.at - last_failure)} later from the client's "
+                           f"own {what} and network: a forgotten password, not a brute "
+                           "force",
+            "details": {**details, "password_reset_at": reset.at.isoformat(),
+                        "brute_force": {"severity": severity, "explanation": explanation}}}
 
 
 def _stream(session: Session, stmt: Select[Any]) -> Iterator[Any]:
