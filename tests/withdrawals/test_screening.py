@@ -23,6 +23,7 @@ from polysec_tui.db.models import (
     WithdrawalScreening,
 )
 from polysec_tui.errors import InputError, RefusedError
+from polysec_tui.services.logins import anomalies
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals import blocklist, screening
@@ -44,6 +45,14 @@ from tests.support.screening import (
 def rt(runtime: Runtime) -> Runtime:
     build_history(runtime)
     return runtime
+
+
+def hit_scores(rt: Runtime, ext: str) -> dict[str, float]:
+    with rt.sessions() as session:
+        return {rule: score for rule, score in session.execute(
+            select(WithdrawalFlag.rule, WithdrawalFlag.score)
+            .join(Withdrawal, Withdrawal.id == WithdrawalFlag.withdrawal_id)
+            .where(Withdrawal.external_id == ext))}
 
 
 def test_ordinary_withdrawal_fires_nothing_and_stays_pending(rt: Runtime) -> None:
@@ -123,11 +132,16 @@ def test_address_blocklisted(rt: Runtime) -> None:
 def test_security_change_within_window(rt: Runtime) -> None:
     ingest(rt, "security-events",
            security_event("S1", at=iso(timedelta(hours=11)), kind="2fa_reset"),
-           security_event("S2", at=iso(timedelta(days=4)), kind="password_change"),
+           security_event("S2", at=iso(timedelta(days=2)), kind="password_change"),
            security_event("S3", at=iso(timedelta(hours=5)), kind="new_device"))
     found = request(rt)
+    # Of unknown origin (no device, no address): the whole weight for 24 h, then fading;
+    # the strongest change counts whole, the next half.
     assert found["security_change_hold"] == (
-        "2fa_reset 10 h before the request (hold window 48 h)")
+        "password_change 1 d 23 h before the request from an unknown device or network "
+        "(60 x 1 x 0.52 for its age = 31); 2fa_reset 10 h before the request from an "
+        "unknown device or network (60 x 1 = 60) (full weight for 24 h, none after 72 h)")
+    assert hit_scores(rt, "T1")["security_change_hold"] == 75.62
     assert status(rt, "T1") == "held"
 
 
@@ -136,6 +150,52 @@ def test_security_change_outside_window_or_other_kind_is_quiet(rt: Runtime) -> N
            security_event("S2", at=iso(timedelta(days=4)), kind="password_change"),
            security_event("S3", at=iso(timedelta(hours=5)), kind="new_device"))
     assert "security_change_hold" not in request(rt)
+
+
+def test_a_change_from_the_clients_usual_device_and_network_weighs_less(rt: Runtime) -> None:
+    # The history's logins: device dev-1 from 203.0.113.7 (AS3320), days back.
+    ingest(rt, "security-events",
+           security_event("OWN", at=iso(timedelta(hours=3)), kind="email_change",
+                          ip="203.0.113.7", device_id="dev-1"))
+    found = request(rt)
+    assert found["security_change_hold"].startswith(
+        "email_change 2 h before the request from the client's usual device and network "
+        "(60 x 0.25 = 15)")
+    assert status(rt, "T1") == "pending"  # alone it holds nothing
+    # The same change from the usual network on a phone first seen minutes before.
+    ingest(rt, "logins", login("NEWPHONE", at=iso(timedelta(hours=2, minutes=10)),
+                               device_id="new-phone"))
+    ingest(rt, "security-events",
+           security_event("PHONE", at=iso(timedelta(hours=2)), kind="2fa_change",
+                          ip="203.0.113.7", device_id="new-phone"))
+    assert "the client's usual network on a new device (60 x 0.6 = 36)" in request(
+        rt, "T2")["security_change_hold"]
+    # From an address and device the account never used, in a session flagged before it.
+    ingest(rt, "logins", login("ODD", at=iso(timedelta(minutes=100)), ip="198.51.100.77",
+                               asn=64999, country="BR", device_id="odd"))
+    anomalies.analyze(rt, CRON)
+    ingest(rt, "security-events",
+           security_event("SWAP", at=iso(timedelta(minutes=95)), kind="phone_change",
+                          ip="198.51.100.77", device_id="odd"))
+    found = request(rt, "T3")
+    assert "phone_change 35 min before the request from a session the login detectors " \
+           "flagged (60 x 1.5 = 90)" in found["security_change_hold"]
+    assert status(rt, "T3") == "held"
+
+
+def test_a_hold_in_force_weighs_the_whole_weight(rt: Runtime) -> None:
+    with rt.sessions() as s:
+        account_id = s.scalar(select(Withdrawal.account_id).limit(1))
+    with rt.transaction() as s:
+        s.add(Hold(account_id=account_id, kind="security_change", reason="2FA reset",
+                   created_at=FIXED_NOW - timedelta(hours=3),
+                   expires_at=FIXED_NOW + timedelta(hours=45)))
+    ingest(rt, "security-events",
+           security_event("OWN", at=iso(timedelta(hours=3)), kind="password_change",
+                          ip="203.0.113.7", device_id="dev-1"))
+    request(rt)
+    assert hit_scores(rt, "T1")["security_change_hold"] == 60
+    assert status(rt, "T1") == "held"
 
 
 def test_active_hold_fires_security_change_hold(rt: Runtime) -> None:

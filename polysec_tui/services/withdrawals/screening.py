@@ -120,7 +120,13 @@ RULES = (
 # Rules that hold a withdrawal whatever the weights and the threshold: a destination on
 # a sanctions list, or one that a confirmed fraud paid (services/withdrawals/sanctions).
 ALWAYS_HOLD = frozenset({"address_sanctioned", "address_known_bad"})
-SECURITY_CHANGES = ("2fa_reset", "2fa_change", "password_change", "email_change")
+SECURITY_CHANGES = ("2fa_reset", "2fa_change", "password_change", "email_change",
+                    "phone_change")
+# A security change's weight by where it was made from (see _security_rules).
+USUAL, USUAL_NETWORK, UNKNOWN, FLAGGED = (
+    "the client's usual device and network", "the client's usual network on a new device",
+    "an unknown device or network", "a session the login detectors flagged")
+TRUST_FACTORS = {USUAL: 0.25, USUAL_NETWORK: 0.6, UNKNOWN: 1.0, FLAGGED: 1.5}
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 BATCH = 20_000
 PARALLEL_FROM = 3  # batches of backlog from which worker processes pay off
@@ -157,7 +163,9 @@ class ScreeningConfig:
     amount_ratio: Decimal = Decimal("3")
     amount_robust_z: Decimal = Decimal("6")
     amount_mad_floor: Decimal = Decimal("0.1")  # MAD at least 10% of the median
-    security_hold_hours: int = 48
+    security_hold_hours: int = 24  # a change weighs fully this long ...
+    security_fade_hours: int = 72  # ... then less and less, nothing from here on
+    security_known_hours: int = 1  # a device or network the client used this long before
     velocity_window_hours: int = 24
     velocity_count: int = 5
     dormant_days: int = 90
@@ -180,7 +188,16 @@ class ScreeningConfig:
     @property
     def lookback_days(self) -> int:
         return max(self.ip_history_days, self.geo_history_days, self.amount_history_days,
-                   -(-self.velocity_window_hours // 24))
+                   -(-self.velocity_window_hours // 24), -(-self.security_fade_hours // 24))
+
+    def fade(self, hours: float) -> float:
+        """A security change's share of its weight ``hours`` after it: 1 within
+        ``security_hold_hours``, then falling in a straight line to 0 at
+        ``security_fade_hours`` (no cliff)."""
+        if hours <= self.security_hold_hours:
+            return 1.0
+        span = self.security_fade_hours - self.security_hold_hours
+        return max(0.0, 1.0 - (hours - self.security_hold_hours) / span) if span > 0 else 0.0
 
 
 def load_config(settings: Settings) -> ScreeningConfig:
@@ -220,7 +237,11 @@ def load_config(settings: Settings) -> ScreeningConfig:
                 changes[key] = float(raw)
         except ValueError as exc:
             raise InputError(f"config: [screening] {key}: {exc}") from None
-    return replace(base, **changes)
+    config = replace(base, **changes)
+    if config.security_fade_hours < config.security_hold_hours:
+        raise InputError("config: [screening] security_fade_hours must be at least "
+                         "security_hold_hours")
+    return config
 
 
 def _positive(raw: Any) -> Decimal:
@@ -946,20 +967,29 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
 
 def _security_rules(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
                     cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> None:
+    """security_change_hold: the account's security changes (2FA, password, e-mail,
+    phone) in the ``security_fade_hours`` before the request, and any security-change
+    hold in force (placed by a 2FA reset). Each change weighs the rule's weight times
+    where it was made from (``TRUST_FACTORS``: the client's usual device and network
+    weigh a quarter, a flagged session half as much again) times its fade with age;
+    the strongest counts whole, the others half (a SIM-swap sequence of phone, 2FA and
+    e-mail changes weighs more than one of them), up to twice the weight. A hold in
+    force weighs the whole weight at least."""
     w = Withdrawal
-    window_start = shifted(w.requested_at, -cfg.security_hold_hours * 3600)
+    se = SecurityEvent
+    window_start = shifted(w.requested_at, -cfg.security_fade_hours * 3600)
     events = (
-        select(w.id, SecurityEvent.kind, func.max(SecurityEvent.at))
-        .join(SecurityEvent, and_(SecurityEvent.account_id == w.account_id,
-                                  SecurityEvent.kind.in_(SECURITY_CHANGES),
-                                  SecurityEvent.at <= w.requested_at,
-                                  SecurityEvent.at >= window_start))
+        select(w.id, se.id, se.kind, se.at)
+        .join(se, and_(se.account_id == w.account_id, se.kind.in_(SECURITY_CHANGES),
+                       se.at <= w.requested_at, se.at >= window_start))
         .where(in_batch)
-        .group_by(w.id, SecurityEvent.kind)
     )
-    changes: dict[int, list[tuple[str, datetime]]] = defaultdict(list)
-    for wid, kind, at in conn.execute(events):
-        changes[wid].append((kind, at))
+    changes: dict[int, list[tuple[int, str, datetime]]] = defaultdict(list)
+    for wid, event_id, kind, at in conn.execute(events):
+        if wid in rows:
+            changes[wid].append((event_id, kind, at))
+    origin = _change_origins(conn, sorted({c[0] for found in changes.values()
+                                           for c in found}), cfg)
     holds = (
         select(w.id, Hold.id, Hold.created_at, Hold.expires_at)
         .join(Hold, and_(Hold.account_id == w.account_id,
@@ -969,21 +999,74 @@ def _security_rules(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
     active: dict[int, list[tuple[int, datetime, datetime | None]]] = defaultdict(list)
     for wid, hold_id, created, expires in conn.execute(holds):
         active[wid].append((hold_id, created, expires))
+    weight = cfg.weight("security_change_hold")
     for wid, row in rows.items():
         parts: list[str] = []
-        for kind, at in sorted(changes.get(wid, []), key=lambda c: c[1]):
-            before = fmt_duration((row.requested_at - at).total_seconds())
-            parts.append(f"{kind} {before} before the request")
+        scores: list[float] = []
+        for event_id, kind, at in sorted(changes.get(wid, []), key=lambda c: (c[2], c[0])):
+            hours = (row.requested_at - at).total_seconds() / 3600
+            fade = cfg.fade(hours)
+            if fade <= 0:
+                continue
+            where = origin.get(event_id, UNKNOWN)
+            score = weight * TRUST_FACTORS[where] * fade
+            scores.append(score)
+            parts.append(
+                f"{kind} {fmt_duration(hours * 3600)} before the request from {where} "
+                f"({weight:g} x {TRUST_FACTORS[where]:g}"
+                + (f" x {fade:.2f} for its age" if fade < 1 else "") + f" = {score:.0f})")
         for hold_id, created, expires in active.get(wid, []):
             until = f"until {_fmt_time(expires)}" if expires else "until released"
             parts.append(f"security-change hold #{hold_id} placed {_fmt_time(created)} "
                          f"({until})")
-        if parts:
-            hits[wid].append(_hit(
-                cfg, "security_change_hold",
-                "; ".join(parts) + f" (hold window {cfg.security_hold_hours} h)",
-                changes=[k for k, _ in changes.get(wid, [])],
-                holds=[i for i, _c, _e in active.get(wid, [])]))
+        if not parts:
+            continue
+        ranked = sorted(scores, reverse=True)
+        total = (ranked[0] + 0.5 * sum(ranked[1:])) if ranked else 0.0
+        total = min(2 * weight, max(total, weight if active.get(wid) else 0.0))
+        hits[wid].append(Hit(
+            "security_change_hold", round(total, 2),
+            "; ".join(parts) + f" (full weight for {cfg.security_hold_hours} h, none after "
+                               f"{cfg.security_fade_hours} h)",
+            {"changes": [k for _e, k, _a in changes.get(wid, [])],
+             "holds": [i for i, _c, _e in active.get(wid, [])]}))
+
+
+def _change_origins(conn: Connection, event_ids: list[int],
+                    cfg: ScreeningConfig) -> dict[int, str]:
+    """Where each security change was made from (a key of ``TRUST_FACTORS``): a
+    session flagged by the login detectors (an anomaly of medium severity or more on
+    the account in the 2 hours before the change), else the client's usual device and
+    network (each in a successful login at least ``security_known_hours`` before the
+    change; the network: the change's IP, or its ASN by the latest login from that IP),
+    the usual network with a new device, or neither."""
+    se = SecurityEvent
+    past = aliased(LoginEvent, name="past")
+    by_ip = aliased(LoginEvent, name="by_ip")
+    known_before = shifted(se.at, -cfg.security_known_hours * 3600)
+    usual = and_(past.account_id == se.account_id, past.success.is_(True),
+                 past.at <= known_before)
+    network_asn = (select(by_ip.asn).where(by_ip.ip == se.ip, by_ip.at <= se.at)
+                   .order_by(by_ip.at.desc()).limit(1).scalar_subquery())
+    device_known = select(past.id).where(usual, past.device_id == se.device_id).exists()
+    network_known = select(past.id).where(
+        usual, or_(past.ip == se.ip, past.asn == network_asn)).exists()
+    flagged = select(LoginAnomaly.id).where(
+        LoginAnomaly.account_id == se.account_id,
+        LoginAnomaly.at >= shifted(se.at, -2 * 3600), LoginAnomaly.at <= se.at,
+        LoginAnomaly.severity.in_(("medium", "high", "critical")),
+        LoginAnomaly.kind != "forgotten_password").exists()
+    origins: dict[int, str] = {}
+    for chunk in _chunks(event_ids):
+        for event_id, is_flagged, device, network in conn.execute(
+                select(se.id, flagged, and_(se.device_id.is_not(None), device_known),
+                       and_(se.ip.is_not(None), network_known))
+                .where(se.id.in_(chunk))):
+            origins[event_id] = (FLAGGED if is_flagged
+                                 else USUAL if device and network
+                                 else USUAL_NETWORK if network
+                                 else UNKNOWN)
+    return origins
 
 
 def _frozen(conn: Connection, in_batch: Any, cfg: ScreeningConfig,
