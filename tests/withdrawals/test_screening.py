@@ -75,6 +75,29 @@ def test_ip_not_seen(rt: Runtime) -> None:
     assert "ip_not_seen" not in request(rt, "T2", ip="198.51.100.9")
 
 
+def test_a_login_flagged_as_someone_elses_vouches_for_nothing(rt: Runtime) -> None:
+    # An intruder's first login, from abroad and flagged risky, the day before; then a
+    # withdrawal from the same address, country and network.
+    intruder = {"ip": "198.51.100.66", "asn": 64512, "country": "BR", "city": "Recife",
+                "lat": -8.05, "lon": -34.9, "device_id": "intruder", "user_agent": "curl/8"}
+    ingest(rt, "logins", login("IN-1", at=iso(timedelta(days=1)), **intruder))
+    anomalies.analyze(rt, CRON)
+    with rt.sessions() as s:
+        kinds = set(s.scalars(select(LoginAnomaly.kind).join(
+            LoginEvent, LoginEvent.id == LoginAnomaly.login_event_id)
+            .where(LoginEvent.external_id == "IN-1")))
+    assert "risky_login" in kinds
+    found = request(rt, "T1", ip=intruder["ip"], login_extra={
+        k: v for k, v in intruder.items() if k != "ip"})
+    assert {"ip_not_seen", "new_country", "new_asn"} <= set(found)
+    # Unflagged, the same earlier login would have vouched for all three.
+    with rt.transaction() as s:
+        s.execute(delete(LoginAnomaly))
+    found = request(rt, "T2", ip=intruder["ip"], login_extra={
+        k: v for k, v in intruder.items() if k != "ip"})
+    assert not {"ip_not_seen", "new_country", "new_asn"} & set(found)
+
+
 def test_new_country_and_new_asn(rt: Runtime) -> None:
     found = request(rt, login_extra={"country": "FR"})
     assert "new_country" in found and "new_asn" not in found

@@ -128,6 +128,10 @@ USUAL, USUAL_NETWORK, UNKNOWN, FLAGGED = (
     "an unknown device or network", "a session the login detectors flagged")
 TRUST_FACTORS = {USUAL: 0.25, USUAL_NETWORK: 0.6, UNKNOWN: 1.0, FLAGGED: 1.5}
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+# Login findings that say a successful login was likely not the client's (novelty alone,
+# a new device or country, does not).
+SUSPICIOUS_LOGINS = ("risky_login", "impossible_travel", "success_after_failures",
+                     "ip_reputation", "credential_stuffing", "password_spraying")
 BATCH = 20_000
 PARALLEL_FROM = 3  # batches of backlog from which worker processes pay off
 SQLITE_CACHE_KIB = 65_536  # page cache of the screening connection
@@ -697,7 +701,8 @@ def _batch_rows(conn: Connection, in_batch: Any, cfg: ScreeningConfig) -> dict[i
 
     def logins(*where: Any) -> Any:
         return (select(past.id)
-                .where(past.account_id == w.account_id, past.success.is_(True), *where)
+                .where(past.account_id == w.account_id, past.success.is_(True),
+                       _not_suspicious(past), *where)
                 .exists())
 
     geo_window = (past.at >= shifted(req, -cfg.geo_history_days * day), past.at < ref_at)
@@ -794,6 +799,14 @@ def _batch_rows(conn: Connection, in_batch: Any, cfg: ScreeningConfig) -> dict[i
     return rows
 
 
+def _not_suspicious(login: Any) -> ColumnElement[bool]:
+    """A successful login the detectors did not judge to be likely someone else's: only
+    those make an account's IP, country or network known, or end its dormancy (an
+    intruder's first login must not vouch for the intruder's second)."""
+    return ~select(LoginAnomaly.id).where(LoginAnomaly.login_event_id == login.id,
+                                          LoginAnomaly.kind.in_(SUSPICIOUS_LOGINS)).exists()
+
+
 def _hit(cfg: ScreeningConfig, rule: str, explanation: str, **details: Any) -> Hit:
     return Hit(rule, cfg.weight(rule), explanation, details)
 
@@ -845,6 +858,7 @@ def _login_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfi
                 func.sum(case((geo_window, one), else_=zero)),
             )
             .join(past, and_(past.account_id == g.c.account_id, past.success.is_(True),
+                             _not_suspicious(past),
                              past.at >= shifted(g.c.req, -max(cfg.ip_history_days,
                                                               cfg.geo_history_days) * day),
                              past.at < g.c.ref_at))
