@@ -246,9 +246,46 @@ def test_velocity_count_and_sum(rt: Runtime) -> None:
     found = request(rt, amount="0.01")
     assert found["velocity"] == (
         "5 withdrawal(s) totalling 0.05 BTC in 24 h including this one: at or above the "
-        "limit of 5 withdrawals")
+        "limit of 5 withdrawals and above this account's busiest 24 h before (1)")
     # The sum: 0.35 + 0.5 reaches the default 0.75 BTC approval limit.
     assert "velocity" in request(rt, "T2", amount="0.5")
+
+
+def test_velocity_weighs_the_burst_against_the_clients_own_pace(rt: Runtime) -> None:
+    def burst(prefix: str, first: timedelta, step: timedelta, n: int) -> None:
+        ingest(rt, "withdrawals", *(
+            withdrawal(f"{prefix}{i}", at=iso(first - i * step), amount="0.01",
+                       address=HOME_ADDRESS, available_balance="5", login_id="A1-L1")
+            for i in range(n)))
+
+    # Five within the last hour (this one the fifth): a burst, weighed half as much again.
+    burst("H", timedelta(minutes=65), timedelta(minutes=1), 4)
+    found = request(rt, "T1", amount="0.01")
+    assert "4 of them within the hour" not in found["velocity"]
+    assert "5 of them within the hour (x 1.5)" in found["velocity"]
+    assert hit_scores(rt, "T1")["velocity"] == 37.5
+
+
+def test_a_client_who_always_withdraws_often_is_not_a_burst(runtime: Runtime) -> None:
+    ingest(runtime, "accounts", account("A1"))
+    ingest(runtime, "logins", *(login(f"L{d}", at=iso(timedelta(days=d, hours=1)))
+                                for d in range(1, 30)))
+    # Six a day, every day, for three weeks: this client's pace.
+    ingest(runtime, "withdrawals", *(
+        withdrawal(f"D{d}-{k}", at=iso(timedelta(days=d, hours=k)), amount="0.01",
+                   address=HOME_ADDRESS, available_balance="5")
+        for d in range(2, 23) for k in range(6)))
+    screening.screen(runtime, CRON)
+    ingest(runtime, "withdrawals", *(
+        withdrawal(f"T{k}", at=iso(timedelta(hours=k + 1)), amount="0.01",
+                   address=HOME_ADDRESS, available_balance="5") for k in range(6)))
+    screening.screen(runtime, CRON)
+    assert "velocity" not in hits(runtime, "T0")  # the sixth today, as every day
+    ingest(runtime, "withdrawals", withdrawal("T-7", at=iso(timedelta(minutes=30)),
+                                              amount="0.01", address=HOME_ADDRESS,
+                                              available_balance="5"))
+    screening.screen(runtime, CRON)
+    assert "above this account's busiest 24 h before (6)" in hits(runtime, "T-7")["velocity"]
 
 
 def test_velocity_quiet_on_spread_out_withdrawals(rt: Runtime) -> None:

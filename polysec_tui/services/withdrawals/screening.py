@@ -937,7 +937,6 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
                 .where(w.id.in_(chunk))):
             history[wid].append((at, amount))
     amount_window = timedelta(days=cfg.amount_history_days)
-    velocity_window = timedelta(hours=cfg.velocity_window_hours)
     for wid in maybe:
         row = rows[wid]
         past = history.get(wid, [])
@@ -958,22 +957,56 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
                         amount=fmt_amount(row.amount), median=fmt_amount(median),
                         mad=fmt_amount(mad), ratio=float(round(ratio, 2)),
                         robust_z=float(round(z, 2)), history=len(amounts)))
-        window = [a for at, a in past if at > row.requested_at - velocity_window]
-        count = len(window) + 1
-        total = sum(window, row.amount)
-        limit = cfg.approval_limit(row.asset)
-        # The sum: several withdrawals that together reach the approval limit (one
-        # withdrawal above it is what four-eyes is for, not velocity).
-        if count >= cfg.velocity_count or (count > 1 and limit is not None and total >= limit):
-            why = (f"at or above the limit of {cfg.velocity_count} withdrawals"
-                   if count >= cfg.velocity_count
-                   else f"at or above the {fmt_amount(limit or Decimal(0))} {row.asset} "
-                        "approval limit")
-            hits[wid].append(_hit(
-                cfg, "velocity",
-                f"{count} withdrawal(s) totalling {fmt_amount(total)} {row.asset} in "
-                f"{cfg.velocity_window_hours} h including this one: {why}",
-                count=count, sum=fmt_amount(total), hours=cfg.velocity_window_hours))
+        velocity = _velocity(row, past, cfg)
+        if velocity is not None:
+            hits[wid].append(velocity)
+
+
+def _velocity(row: _Row, past: list[tuple[datetime, Decimal]],
+              cfg: ScreeningConfig) -> Hit | None:
+    """velocity: ``velocity_count`` or more withdrawals of the asset in the window,
+    more than the account's own busiest window before it (a client who trades ten
+    times a day is not a burst at ten), half as much again when they came within the
+    hour; or two or more whose sum reaches the approval limit (splitting to stay under
+    four-eyes)."""
+    start = row.requested_at - timedelta(hours=cfg.velocity_window_hours)
+    window = [a for at, a in past if at > start]
+    count = len(window) + 1
+    total = sum(window, row.amount)
+    limit = cfg.approval_limit(row.asset)
+    usual = _busiest(sorted(at for at, _a in past if at <= start),
+                     timedelta(hours=cfg.velocity_window_hours))
+    hour = 1 + sum(1 for at, _a in past if at > row.requested_at - timedelta(hours=1))
+    by_count = count >= cfg.velocity_count and count > usual
+    # The sum: several withdrawals that together reach the approval limit (one
+    # withdrawal above it is what four-eyes is for, not velocity).
+    by_sum = count > 1 and limit is not None and total >= limit
+    if not (by_count or by_sum):
+        return None
+    factor = 1.5 if by_count and hour >= cfg.velocity_count else 1.0
+    why = [f"at or above the limit of {cfg.velocity_count} withdrawals and above this "
+           f"account's busiest {cfg.velocity_window_hours} h before ({usual})"
+           if by_count else "",
+           f"at or above the {fmt_amount(limit or Decimal(0))} {row.asset} approval limit"
+           if by_sum else ""]
+    burst = f", {hour} of them within the hour (x 1.5)" if factor > 1 else ""
+    weight = cfg.weight("velocity")
+    return Hit("velocity", round(weight * factor, 2),
+               f"{count} withdrawal(s) totalling {fmt_amount(total)} {row.asset} in "
+               f"{cfg.velocity_window_hours} h including this one{burst}: "
+               + "; ".join(w for w in why if w),
+               {"count": count, "sum": fmt_amount(total), "hours": cfg.velocity_window_hours,
+                "within_hour": hour, "usual_busiest": usual})
+
+
+def _busiest(times: list[datetime], width: timedelta) -> int:
+    """The most of ``times`` (sorted) within any ``width``."""
+    most = lo = 0
+    for hi, at in enumerate(times):
+        while at - times[lo] >= width:
+            lo += 1
+        most = max(most, hi - lo + 1)
+    return most
 
 
 # -------------------------------------------------------- security changes, holds
