@@ -78,8 +78,9 @@ def test_ip_not_seen(rt: Runtime) -> None:
 def test_a_login_flagged_as_someone_elses_vouches_for_nothing(rt: Runtime) -> None:
     # An intruder's first login, from abroad and flagged risky, the day before; then a
     # withdrawal from the same address, country and network.
-    intruder: dict[str, Any] = {"ip": "198.51.100.66", "asn": 64512, "country": "BR", "city": "Recife",
-                "lat": -8.05, "lon": -34.9, "device_id": "intruder", "user_agent": "curl/8"}
+    intruder: dict[str, Any] = {
+        "ip": "198.51.100.66", "asn": 64512, "country": "BR", "city": "Recife", "lat": -8.05,
+        "lon": -34.9, "device_id": "intruder", "user_agent": "curl/8"}
     ingest(rt, "logins", login("IN-1", at=iso(timedelta(days=1)), **intruder))
     anomalies.analyze(rt, CRON)
     with rt.sessions() as s:
