@@ -320,10 +320,16 @@ def test_a_spraying_campaign_and_a_takeover_chain_alert(runtime: Runtime) -> Non
     chain, plain = hold(runtime, "chain"), hold(runtime, "plain")
     with runtime.transaction() as s:
         for rule in ("security_change_hold", "risky_session"):
-            s.add(WithdrawalFlag(withdrawal_id=chain, rule=rule, score=20.0, explanation="x",
+            s.add(WithdrawalFlag(withdrawal_id=chain, rule=rule, score=60.0, explanation="x",
                                  details={}, created_at=FIXED_NOW))
-        s.add(WithdrawalFlag(withdrawal_id=plain, rule="security_change_hold", score=20.0,
+        s.add(WithdrawalFlag(withdrawal_id=plain, rule="security_change_hold", score=60.0,
                              explanation="x", details={}, created_at=FIXED_NOW))
+        # The client's own change from their usual device (15) ends no takeover chain.
+        s.add(WithdrawalFlag(withdrawal_id=plain, rule="risky_session", score=35.0,
+                             explanation="x", details={}, created_at=FIXED_NOW))
+        s.execute(update(WithdrawalFlag).where(WithdrawalFlag.withdrawal_id == plain,
+                                               WithdrawalFlag.rule == "security_change_hold")
+                  .values(score=15.0))
     found = {a.key: a for a in alerts.list_alerts(runtime, READER)}
     assert set(found) == {"source:192.0.2.200", account_key(runtime, "acc-001")}
     spraying = found["source:192.0.2.200"]

@@ -163,8 +163,9 @@ def test_security_change_within_window(rt: Runtime) -> None:
     # the strongest change counts whole, the next half.
     assert found["security_change_hold"] == (
         "password_change 1 d 23 h before the request from an unknown device or network "
-        "(60 x 1 x 0.52 for its age = 31); 2fa_reset 10 h before the request from an "
-        "unknown device or network (60 x 1 = 60) (full weight for 24 h, none after 72 h)")
+        "(60 x 1 x 0.52 for its age = 31.25); 2fa_reset 10 h before the request from an "
+        "unknown device or network (60 x 1 = 60); 75.62 in all (the strongest whole, the "
+        "others half, at most 120) (full weight for 24 h, none after 72 h)")
     assert hit_scores(rt, "T1")["security_change_hold"] == 75.62
     assert status(rt, "T1") == "held"
 
@@ -181,6 +182,7 @@ def test_a_change_from_the_clients_usual_device_and_network_weighs_less(rt: Runt
     ingest(rt, "security-events",
            security_event("OWN", at=iso(timedelta(hours=3)), kind="email_change",
                           ip="203.0.113.7", device_id="dev-1"))
+    anomalies.analyze(rt, CRON)  # the client's logins judged: none is someone else's
     found = request(rt)
     assert found["security_change_hold"].startswith(
         "email_change 2 h before the request from the client's usual device and network "
@@ -189,6 +191,7 @@ def test_a_change_from_the_clients_usual_device_and_network_weighs_less(rt: Runt
     # The same change from the usual network on a phone first seen minutes before.
     ingest(rt, "logins", login("NEWPHONE", at=iso(timedelta(hours=2, minutes=10)),
                                device_id="new-phone"))
+    anomalies.analyze(rt, CRON)
     ingest(rt, "security-events",
            security_event("PHONE", at=iso(timedelta(hours=2)), kind="2fa_change",
                           ip="203.0.113.7", device_id="new-phone"))
@@ -205,6 +208,49 @@ def test_a_change_from_the_clients_usual_device_and_network_weighs_less(rt: Runt
     assert "phone_change 35 min before the request from a session the login detectors " \
            "flagged (60 x 1.5 = 90)" in found["security_change_hold"]
     assert status(rt, "T3") == "held"
+
+
+def test_an_intruders_own_login_or_another_account_never_makes_a_change_usual(
+        rt: Runtime) -> None:
+    # Another account logs in from the intruder's address on the victim's network and
+    # records an event from there: the victim's change is not judged by it.
+    ingest(rt, "accounts", account("B1"))
+    ingest(rt, "logins", login("B1-L", "B1", at=iso(timedelta(days=2)), ip="192.0.2.50"))
+    ingest(rt, "security-events",
+           security_event("B1-S", "B1", at=iso(timedelta(days=2)), kind="new_device",
+                          ip="192.0.2.50"),
+           security_event("CHANGE", at=iso(timedelta(hours=3)), kind="email_change",
+                          ip="198.51.100.9", device_id="dev-1"))
+    anomalies.analyze(rt, CRON)
+    assert "from an unknown device or network (60 x 1 = 60)" in request(
+        rt, "T1", ip="198.51.100.9")["security_change_hold"]
+    # The intruder's first login (flagged as likely someone else's), then, three hours
+    # later, the change from the same device and address: not the client's usual.
+    intruder: dict[str, Any] = {
+        "ip": "198.51.100.66", "asn": 64512, "country": "BR", "city": "Recife", "lat": -8.05,
+        "lon": -34.9, "device_id": "intruder", "user_agent": "curl/8"}
+    ingest(rt, "logins", login("IN-1", at=iso(timedelta(hours=7)), **intruder))
+    anomalies.analyze(rt, CRON)
+    ingest(rt, "security-events",
+           security_event("SWAP", at=iso(timedelta(hours=4)), kind="email_change",
+                          ip="198.51.100.66", device_id="intruder"))
+    found = request(rt, "T2", ip="198.51.100.66", login_extra={
+        k: v for k, v in intruder.items() if k != "ip"})
+    assert "email_change 3 h before the request from an unknown device or network" in found[
+        "security_change_hold"]
+    assert status(rt, "T2") == "held"
+
+
+def test_a_change_is_not_trusted_before_its_logins_were_analysed(rt: Runtime) -> None:
+    ingest(rt, "security-events",
+           security_event("OWN", at=iso(timedelta(hours=3)), kind="email_change",
+                          ip="203.0.113.7", device_id="dev-1"))
+    # A login of the account before the change that the analysis has not judged yet.
+    ingest(rt, "logins", login("UNJUDGED", at=iso(timedelta(hours=4))))
+    assert "from an unknown device or network" in request(rt)["security_change_hold"]
+    anomalies.analyze(rt, CRON)
+    assert "from the client's usual device and network" in request(rt, "T2")[
+        "security_change_hold"]
 
 
 def test_a_hold_in_force_weighs_the_whole_weight(rt: Runtime) -> None:
@@ -234,7 +280,7 @@ def test_active_hold_fires_security_change_hold(rt: Runtime) -> None:
                    expires_at=FIXED_NOW - timedelta(days=7)))
     found = request(rt)
     assert found["security_change_hold"].startswith("security-change hold #")
-    assert "placed 2026-11-20 09:00 UTC (until 2026-11-22 09:00 UTC)" in found[
+    assert "placed 2026-11-20 09:00 UTC (until 2026-11-22 09:00 UTC, at least 60)" in found[
         "security_change_hold"]
     assert found["security_change_hold"].count("hold #") == 1  # the expired one is not
 

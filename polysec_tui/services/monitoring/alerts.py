@@ -48,7 +48,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, and_, cast, func, or_, select, type_coerce
+from sqlalchemy import ColumnElement, Float, and_, cast, func, or_, select, true, type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import String
@@ -432,8 +432,12 @@ def _anomaly_groups(session: Session, since: datetime, now: datetime,
 def _withdrawal_groups(session: Session, cfg: ScreeningConfig,
                        groups: dict[tuple[str, str], _Group]) -> None:
     w = Withdrawal
+    # A security change counts when it weighs at least half the rule's weight: not the
+    # client's own change from their usual device and network (a quarter).
+    strong = WithdrawalFlag.score >= cfg.weight("security_change_hold") / 2
     takeover = and_(*(w.id.in_(select(WithdrawalFlag.withdrawal_id)
-                               .where(WithdrawalFlag.rule.in_(group)))
+                               .where(WithdrawalFlag.rule.in_(group),
+                                      strong if "security_change_hold" in group else true()))
                       for group in TAKEOVER_RULES))
     listed = w.id.in_(select(WithdrawalFlag.withdrawal_id)
                       .where(WithdrawalFlag.rule.in_(ALWAYS_HOLD)))

@@ -76,6 +76,7 @@ from polysec_tui.config import Settings
 from polysec_tui.db.engine import make_engine, session_factory
 from polysec_tui.db.models import (
     Account,
+    AnalysisCheckpoint,
     Balance,
     BlockedAddress,
     Hold,
@@ -243,8 +244,11 @@ def load_config(settings: Settings) -> ScreeningConfig:
             raise InputError(f"config: [screening] {key}: {exc}") from None
     config = replace(base, **changes)
     if config.security_fade_hours < config.security_hold_hours:
-        raise InputError("config: [screening] security_fade_hours must be at least "
-                         "security_hold_hours")
+        if "security_fade_hours" in section:
+            raise InputError("config: [screening] security_fade_hours must be at least "
+                             "security_hold_hours")
+        # A configuration from before the fade: its changes weigh whole for its hours.
+        config = replace(config, security_fade_hours=config.security_hold_hours)
     return config
 
 
@@ -1049,68 +1053,89 @@ def _security_rules(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
     weight = cfg.weight("security_change_hold")
     for wid, row in rows.items():
         parts: list[str] = []
-        scores: list[float] = []
+        counted: list[dict[str, Any]] = []
         for event_id, kind, at in sorted(changes.get(wid, []), key=lambda c: (c[2], c[0])):
             hours = (row.requested_at - at).total_seconds() / 3600
             fade = cfg.fade(hours)
             if fade <= 0:
                 continue
             where = origin.get(event_id, UNKNOWN)
-            score = weight * TRUST_FACTORS[where] * fade
-            scores.append(score)
+            score = round(weight * TRUST_FACTORS[where] * fade, 2)
+            counted.append({"kind": kind, "at": at.isoformat(), "origin": where,
+                            "factor": TRUST_FACTORS[where], "fade": round(fade, 2),
+                            "score": score})
             parts.append(
                 f"{kind} {fmt_duration(hours * 3600)} before the request from {where} "
                 f"({weight:g} x {TRUST_FACTORS[where]:g}"
-                + (f" x {fade:.2f} for its age" if fade < 1 else "") + f" = {score:.0f})")
-        for hold_id, created, expires in active.get(wid, []):
+                + (f" x {fade:.2f} for its age" if fade < 1 else "") + f" = {score:g})")
+        held = active.get(wid, [])
+        for hold_id, created, expires in held:
             until = f"until {_fmt_time(expires)}" if expires else "until released"
             parts.append(f"security-change hold #{hold_id} placed {_fmt_time(created)} "
-                         f"({until})")
+                         f"({until}, at least {weight:g})")
         if not parts:
             continue
-        ranked = sorted(scores, reverse=True)
+        ranked = sorted((c["score"] for c in counted), reverse=True)
         total = (ranked[0] + 0.5 * sum(ranked[1:])) if ranked else 0.0
-        total = min(2 * weight, max(total, weight if active.get(wid) else 0.0))
+        total = round(min(2 * weight, max(total, weight if held else 0.0)), 2)
+        summary = (f"; {total:g} in all (the strongest whole, the others half, at most "
+                   f"{2 * weight:g})" if len(parts) > 1 else "")
+        window = (f" (full weight for {cfg.security_hold_hours} h, none after "
+                  f"{cfg.security_fade_hours} h)" if counted else "")
         hits[wid].append(Hit(
-            "security_change_hold", round(total, 2),
-            "; ".join(parts) + f" (full weight for {cfg.security_hold_hours} h, none after "
-                               f"{cfg.security_fade_hours} h)",
-            {"changes": [k for _e, k, _a in changes.get(wid, [])],
-             "holds": [i for i, _c, _e in active.get(wid, [])]}))
+            "security_change_hold", total, "; ".join(parts) + summary + window,
+            {"changes": counted, "holds": [i for i, _c, _e in held]}))
 
 
 def _change_origins(conn: Connection, event_ids: list[int],
                     cfg: ScreeningConfig) -> dict[int, str]:
-    """Where each security change was made from (a key of ``TRUST_FACTORS``): a
-    session flagged by the login detectors (an anomaly of medium severity or more on
-    the account in the 2 hours before the change), else the client's usual device and
-    network (each in a successful login at least ``security_known_hours`` before the
-    change; the network: the change's IP, or its ASN by the latest login from that IP),
-    the usual network with a new device, or neither."""
+    """Where each security change was made from (a key of ``TRUST_FACTORS``).
+
+    - A session the login detectors flagged: a finding of medium severity or more on
+      the account in the 2 hours before the change.
+    - Else the client's usual device and network: one successful login, between
+      ``geo_history_days`` and ``security_known_hours`` before the change, with the
+      change's device and its address or network (ASN, by the latest login from that
+      address); the usual network on a new device: such a login with the address or
+      network only. Logins the detectors judged likely someone else's
+      (``SUSPICIOUS_LOGINS``) never count: an intruder's first login does not make their
+      device usual.
+    - Else, or while the login analysis has not reached the account's logins up to the
+      change (its findings would be missing), an unknown device or network."""
     se = SecurityEvent
     past = aliased(LoginEvent, name="past")
     by_ip = aliased(LoginEvent, name="by_ip")
-    known_before = shifted(se.at, -cfg.security_known_hours * 3600)
+    later = aliased(LoginEvent, name="later")
     usual = and_(past.account_id == se.account_id, past.success.is_(True),
-                 past.at <= known_before)
+                 past.at <= shifted(se.at, -cfg.security_known_hours * 3600),
+                 past.at >= shifted(se.at, -cfg.geo_history_days * 86_400),
+                 _not_suspicious(past))
     network_asn = (select(by_ip.asn).where(by_ip.ip == se.ip, by_ip.at <= se.at)
-                   .order_by(by_ip.at.desc()).limit(1).scalar_subquery())
-    device_known = select(past.id).where(usual, past.device_id == se.device_id).exists()
-    network_known = select(past.id).where(
-        usual, or_(past.ip == se.ip, past.asn == network_asn)).exists()
+                   .order_by(by_ip.at.desc()).limit(1).correlate(se).scalar_subquery())
+    same_network = or_(past.ip == se.ip, and_(past.asn.is_not(None),
+                                               past.asn == network_asn))
+    device_known = select(past.id).where(usual, past.device_id == se.device_id,
+                                         same_network).exists()
+    network_known = select(past.id).where(usual, same_network).exists()
     flagged = select(LoginAnomaly.id).where(
         LoginAnomaly.account_id == se.account_id,
         LoginAnomaly.at >= shifted(se.at, -2 * 3600), LoginAnomaly.at <= se.at,
         LoginAnomaly.severity.in_(("medium", "high", "critical")),
         LoginAnomaly.kind != "forgotten_password").exists()
+    analysed = conn.scalar(select(AnalysisCheckpoint.login_id)
+                           .where(AnalysisCheckpoint.name == "logins")) or 0
+    unjudged = select(later.id).where(later.account_id == se.account_id,
+                                      later.at <= se.at, later.id > analysed).exists()
     origins: dict[int, str] = {}
     for chunk in _chunks(event_ids):
-        for event_id, is_flagged, device, network in conn.execute(
-                select(se.id, flagged, and_(se.device_id.is_not(None), device_known),
+        for event_id, is_flagged, pending, device, network in conn.execute(
+                select(se.id, flagged, unjudged,
+                       and_(se.device_id.is_not(None), se.ip.is_not(None), device_known),
                        and_(se.ip.is_not(None), network_known))
                 .where(se.id.in_(chunk))):
             origins[event_id] = (FLAGGED if is_flagged
-                                 else USUAL if device and network
+                                 else UNKNOWN if pending
+                                 else USUAL if device
                                  else USUAL_NETWORK if network
                                  else UNKNOWN)
     return origins
