@@ -313,6 +313,30 @@ def test_velocity_weighs_the_burst_against_the_clients_own_pace(rt: Runtime) -> 
     assert hit_scores(rt, "T1")["velocity"] == 37.5
 
 
+def test_structuring_splits_to_a_new_address_are_judged_as_their_sum(rt: Runtime) -> None:
+    def to(address: str, prefix: str, amount: str, n: int) -> None:
+        ingest(rt, "withdrawals", *(
+            withdrawal(f"{prefix}{i}", at=iso(timedelta(hours=5 - i)), amount=amount,
+                       address=address, available_balance="5", login_id="A1-L1")
+            for i in range(n)))
+
+    # Two parts of 0.3 BTC to a fresh address, then this third: 0.9 BTC as one withdrawal,
+    # 2.6x the client's usual 0.35 and above the 0.75 BTC approval limit.
+    to("bc1qfreshplace", "S", "0.3", 2)
+    found = request(rt, "T1", amount="0.3", address="bc1qfreshplace")
+    assert found["structuring"] == (
+        "3 withdrawals totalling 0.9 BTC to bc1qfreshplace, an address first paid 4 h "
+        "before this request; as one withdrawal: at or above the 0.75 BTC approval limit")
+    # Small parts whose sum is ordinary, the client's usual address, or only two parts:
+    # nothing.
+    to("bc1qsmallparts", "M", "0.05", 3)
+    assert "structuring" not in request(rt, "T2", amount="0.05", address="bc1qsmallparts")
+    to(HOME_ADDRESS, "H", "0.4", 2)
+    assert "structuring" not in request(rt, "T3", amount="0.4")
+    to("bc1qonlytwo", "W", "0.5", 1)
+    assert "structuring" not in request(rt, "T4", amount="0.5", address="bc1qonlytwo")
+
+
 def test_a_client_who_always_withdraws_often_is_not_a_burst(runtime: Runtime) -> None:
     ingest(runtime, "accounts", account("A1"))
     ingest(runtime, "logins", *(login(f"L{d}", at=iso(timedelta(days=d, hours=1)))

@@ -117,6 +117,7 @@ RULES = (
     "address_known_bad",
     "ip_reputation",
     "anonymizing_network",
+    "structuring",
 )
 # Rules that hold a withdrawal whatever the weights and the threshold: a destination on
 # a sanctions list, or one that a confirmed fraud paid (services/withdrawals/sanctions).
@@ -151,7 +152,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "new_destination": 15, "address_blocklisted": 100, "security_change_hold": 60,
     "velocity": 25, "dormant": 25, "drains_balance": 25, "risky_session": 35,
     "account_frozen": 100, "address_sanctioned": 1000, "address_known_bad": 100,
-    "ip_reputation": 40, "anonymizing_network": 15,
+    "ip_reputation": 40, "anonymizing_network": 15, "structuring": 30,
 }
 
 
@@ -173,6 +174,7 @@ class ScreeningConfig:
     security_known_hours: int = 1  # a device or network the client used this long before
     velocity_window_hours: int = 24
     velocity_count: int = 5
+    structuring_count: int = 3  # withdrawals to one new address in the velocity window
     dormant_days: int = 90
     dormant_grace_hours: int = 24
     drain_share: Decimal = Decimal("0.9")
@@ -752,8 +754,11 @@ def _batch_rows(conn: Connection, in_batch: Any, cfg: ScreeningConfig) -> dict[i
                for asset, value in limits), else_=null()) if limits else null())
     positive = case((_Real(h.amount) > 0, _Real(h.amount)), else_=literal_column("0"))
     n_recent = func.count()
+    to_here = func.sum(case((h.address == w.address, literal_column("1")),
+                            else_=literal_column("0")))
     velocity_maybe = select(case(
         (or_(n_recent + 1 >= cfg.velocity_count,
+             to_here + 1 >= cfg.structuring_count,  # structuring: decided in Python
              and_(n_recent >= 1, func.sum(positive) + _Real(w.amount)
                   >= limit * literal_column("0.999999"))), literal_column("1")),
         else_=literal_column("0"),
@@ -935,11 +940,13 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
     maybe = [wid for wid, r in rows.items()
              if r.outlier_maybe or r.velocity_maybe or cfg.velocity_count <= 1]
     history: dict[int, list[tuple[datetime, Decimal]]] = defaultdict(list)
+    destinations: dict[int, list[tuple[datetime, Decimal, str]]] = defaultdict(list)
     for chunk in _chunks(maybe):
-        for wid, at, amount in conn.execute(
-                select(w.id, h.requested_at, h.amount).join(h, same_asset)
+        for wid, at, amount, address in conn.execute(
+                select(w.id, h.requested_at, h.amount, h.address).join(h, same_asset)
                 .where(w.id.in_(chunk))):
             history[wid].append((at, amount))
+            destinations[wid].append((at, amount, address))
     amount_window = timedelta(days=cfg.amount_history_days)
     for wid in maybe:
         row = rows[wid]
@@ -964,6 +971,45 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
         velocity = _velocity(row, past, cfg)
         if velocity is not None:
             hits[wid].append(velocity)
+        structured = _structuring(row, destinations.get(wid, []), cfg)
+        if structured is not None:
+            hits[wid].append(structured)
+
+
+def _structuring(row: _Row, past: list[tuple[datetime, Decimal, str]],
+                 cfg: ScreeningConfig) -> Hit | None:
+    """structuring: ``structuring_count`` or more withdrawals of the asset in the
+    velocity window to one address the account first paid within that window, whose sum,
+    judged as one withdrawal, reaches the approval limit or is ``amount_ratio`` times the
+    account's median withdrawal to other addresses (with ``amount_min_history`` of them):
+    an amount split to slip under the amount rules."""
+    start = row.requested_at - timedelta(hours=cfg.velocity_window_hours)
+    to_here = [(at, a) for at, a, address in past if address == row.address]
+    if any(at <= start for at, _a in to_here):
+        return None  # a destination paid before the window: not new
+    if len(to_here) + 1 < cfg.structuring_count:
+        return None
+    total = sum((a for _at, a in to_here), row.amount)
+    limit = cfg.approval_limit(row.asset)
+    since = row.requested_at - timedelta(days=cfg.amount_history_days)
+    amounts = [a for at, a, address in past if at >= since and address != row.address]
+    median = _median(amounts) if len(amounts) >= cfg.amount_min_history else None
+    why = []
+    if limit is not None and total >= limit:
+        why.append(f"at or above the {fmt_amount(limit)} {row.asset} approval limit")
+    if median is not None and median > 0 and total >= cfg.amount_ratio * median:
+        why.append(f"{total / median:.1f}x this account's median withdrawal of "
+                   f"{fmt_amount(median)} {row.asset}")
+    if not why:
+        return None
+    first = fmt_duration((row.requested_at - min(at for at, _a in to_here)).total_seconds())
+    return _hit(
+        cfg, "structuring",
+        f"{len(to_here) + 1} withdrawals totalling {fmt_amount(total)} {row.asset} to "
+        f"{row.address}, an address first paid {first} before this request; as one "
+        f"withdrawal: {'; '.join(why)}",
+        count=len(to_here) + 1, sum=fmt_amount(total), address=row.address,
+        median=None if median is None else fmt_amount(median))
 
 
 def _velocity(row: _Row, past: list[tuple[datetime, Decimal]],
