@@ -293,7 +293,7 @@ def test_velocity_count_and_sum(rt: Runtime) -> None:
     found = request(rt, amount="0.01")
     assert found["velocity"] == (
         "5 withdrawal(s) totalling 0.05 BTC in 24 h including this one: at or above the "
-        "limit of 5 withdrawals and above this account's busiest 24 h before (1)")
+        "limit of 5 withdrawals and above this account's usual busy 24 h (0)")
     # The sum: 0.35 + 0.5 reaches the default 0.75 BTC approval limit.
     assert "velocity" in request(rt, "T2", amount="0.5")
 
@@ -325,8 +325,9 @@ def test_structuring_splits_to_a_new_address_are_judged_as_their_sum(rt: Runtime
     to("bc1qfreshplace", "S", "0.3", 2)
     found = request(rt, "T1", amount="0.3", address="bc1qfreshplace")
     assert found["structuring"] == (
-        "3 withdrawals totalling 0.9 BTC to bc1qfreshplace, an address first paid 4 h "
-        "before this request; as one withdrawal: at or above the 0.75 BTC approval limit")
+        "3 withdrawals totalling 0.9 BTC to bc1qfreshplace, the first of them 4 h before "
+        "this request, an address this account had paid less before; as one withdrawal: at "
+        "or above the 0.75 BTC approval limit")
     # Small parts whose sum is ordinary, the client's usual address, or only two parts:
     # nothing.
     to("bc1qsmallparts", "M", "0.05", 3)
@@ -335,6 +336,24 @@ def test_structuring_splits_to_a_new_address_are_judged_as_their_sum(rt: Runtime
     assert "structuring" not in request(rt, "T3", amount="0.4")
     to("bc1qonlytwo", "W", "0.5", 1)
     assert "structuring" not in request(rt, "T4", amount="0.5", address="bc1qonlytwo")
+    # The same address in other spellings is one destination; a dust payment there
+    # before the window (no officer let it through) does not make it known.
+    ingest(rt, "withdrawals", withdrawal("SEED", at=iso(timedelta(days=2)), amount="0.0001",
+                                         address="0xabcdef0123", available_balance="5"))
+    to("0xABCDEF0123", "C", "0.3", 1)
+    to(" 0xAbCdEf0123", "D", "0.3", 1)
+    assert "structuring" in request(rt, "T5", amount="0.3", address="0xabcdef0123")
+
+
+def test_a_flagged_intruder_login_does_not_end_dormancy(runtime: Runtime) -> None:
+    ingest(runtime, "accounts", account("A1"))
+    ingest(runtime, "logins", *(login(f"L{d}", at=iso(timedelta(days=d)))
+                                for d in range(130, 140)))
+    ingest(runtime, "logins", login("IN-1", at=iso(timedelta(days=2)), ip="198.51.100.66",
+                                    asn=64512, country="BR", city="Recife", lat=-8.05,
+                                    lon=-34.9, device_id="intruder", user_agent="curl/8"))
+    anomalies.analyze(runtime, CRON)
+    assert "dormant" in request(runtime)
 
 
 def test_a_client_who_always_withdraws_often_is_not_a_burst(runtime: Runtime) -> None:
@@ -356,7 +375,23 @@ def test_a_client_who_always_withdraws_often_is_not_a_burst(runtime: Runtime) ->
                                               amount="0.01", address=HOME_ADDRESS,
                                               available_balance="5"))
     screening.screen(runtime, CRON)
-    assert "above this account's busiest 24 h before (6)" in hits(runtime, "T-7")["velocity"]
+    assert "above this account's usual busy 24 h (6)" in hits(runtime, "T-7")["velocity"]
+
+
+def test_decoys_do_not_make_a_burst_usual(runtime: Runtime) -> None:
+    ingest(runtime, "accounts", account("A1"))
+    ingest(runtime, "logins", *(login(f"L{d}", at=iso(timedelta(days=d, hours=1)))
+                                for d in range(1, 12)))
+    # An intruder's twenty dust withdrawals on one day, ten days ago, to their address.
+    ingest(runtime, "withdrawals", *(
+        withdrawal(f"DUST{k}", at=iso(timedelta(days=10, minutes=k)), amount="0.0001",
+                   address="bc1qintruder", available_balance="5") for k in range(20)))
+    screening.screen(runtime, CRON)
+    ingest(runtime, "withdrawals", *(
+        withdrawal(f"T{k}", at=iso(timedelta(minutes=k + 1)), amount="0.01",
+                   address="bc1qintruder", available_balance="5") for k in range(6)))
+    screening.screen(runtime, CRON)
+    assert "usual busy 24 h (0)" in hits(runtime, "T0")["velocity"]
 
 
 def test_velocity_quiet_on_spread_out_withdrawals(rt: Runtime) -> None:

@@ -245,6 +245,10 @@ def load_config(settings: Settings) -> ScreeningConfig:
         except ValueError as exc:
             raise InputError(f"config: [screening] {key}: {exc}") from None
     config = replace(base, **changes)
+    if config.structuring_count < 2:
+        raise InputError("config: [screening] structuring_count: at least 2")
+    if config.velocity_window_hours < 1:
+        raise InputError("config: [screening] velocity_window_hours: at least 1")
     if config.security_fade_hours < config.security_hold_hours:
         if "security_fade_hours" in section:
             raise InputError("config: [screening] security_fade_hours must be at least "
@@ -754,8 +758,10 @@ def _batch_rows(conn: Connection, in_batch: Any, cfg: ScreeningConfig) -> dict[i
                for asset, value in limits), else_=null()) if limits else null())
     positive = case((_Real(h.amount) > 0, _Real(h.amount)), else_=literal_column("0"))
     n_recent = func.count()
-    to_here = func.sum(case((h.address == w.address, literal_column("1")),
-                            else_=literal_column("0")))
+    # Spelled as the client typed it: compared by its key in Python (address_key).
+    to_here = func.coalesce(func.sum(case(
+        (func.lower(func.trim(h.address)) == func.lower(func.trim(w.address)),
+         literal_column("1")), else_=literal_column("0"))), literal_column("0"))
     velocity_maybe = select(case(
         (or_(n_recent + 1 >= cfg.velocity_count,
              to_here + 1 >= cfg.structuring_count,  # structuring: decided in Python
@@ -940,13 +946,13 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
     maybe = [wid for wid, r in rows.items()
              if r.outlier_maybe or r.velocity_maybe or cfg.velocity_count <= 1]
     history: dict[int, list[tuple[datetime, Decimal]]] = defaultdict(list)
-    destinations: dict[int, list[tuple[datetime, Decimal, str]]] = defaultdict(list)
+    earlier_rows: dict[int, list[_Earlier]] = defaultdict(list)
     for chunk in _chunks(maybe):
-        for wid, at, amount, address in conn.execute(
-                select(w.id, h.requested_at, h.amount, h.address).join(h, same_asset)
-                .where(w.id.in_(chunk))):
+        for wid, at, amount, address, state in conn.execute(
+                select(w.id, h.requested_at, h.amount, h.address, h.status)
+                .join(h, same_asset).where(w.id.in_(chunk))):
             history[wid].append((at, amount))
-            destinations[wid].append((at, amount, address))
+            earlier_rows[wid].append(_Earlier(at, amount, address, state))
     amount_window = timedelta(days=cfg.amount_history_days)
     for wid in maybe:
         row = rows[wid]
@@ -968,31 +974,53 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
                         amount=fmt_amount(row.amount), median=fmt_amount(median),
                         mad=fmt_amount(mad), ratio=float(round(ratio, 2)),
                         robust_z=float(round(z, 2)), history=len(amounts)))
-        velocity = _velocity(row, past, cfg)
+        velocity = _velocity(row, earlier_rows.get(wid, []), cfg)
         if velocity is not None:
             hits[wid].append(velocity)
-        structured = _structuring(row, destinations.get(wid, []), cfg)
+        structured = _structuring(row, earlier_rows.get(wid, []), cfg)
         if structured is not None:
             hits[wid].append(structured)
 
 
-def _structuring(row: _Row, past: list[tuple[datetime, Decimal, str]],
-                 cfg: ScreeningConfig) -> Hit | None:
+@dataclass(frozen=True, slots=True)
+class _Earlier:
+    """An earlier withdrawal of the account and asset (not rejected)."""
+
+    at: datetime
+    amount: Decimal
+    address: str
+    status: str
+
+
+# How many days before a burst are left out of the account's usual pace: an intruder's
+# own decoy withdrawals must not make their burst look usual.
+PACE_GAP_DAYS = 7
+
+
+def _structuring(row: _Row, past: list[_Earlier], cfg: ScreeningConfig) -> Hit | None:
     """structuring: ``structuring_count`` or more withdrawals of the asset in the
-    velocity window to one address the account first paid within that window, whose sum,
+    velocity window to one address (by ``address_key``) the account had not already paid
+    as much before the window, whose sum,
     judged as one withdrawal, reaches the approval limit or is ``amount_ratio`` times the
     account's median withdrawal to other addresses (with ``amount_min_history`` of them):
     an amount split to slip under the amount rules."""
     start = row.requested_at - timedelta(hours=cfg.velocity_window_hours)
-    to_here = [(at, a) for at, a, address in past if address == row.address]
-    if any(at <= start for at, _a in to_here):
-        return None  # a destination paid before the window: not new
+    key = sanctions.address_key(row.address)
+    same = [e for e in past if sanctions.address_key(e.address) == key]
+    to_here = [(e.at, e.amount) for e in same if e.at > start]
     if len(to_here) + 1 < cfg.structuring_count:
         return None
     total = sum((a for _at, a in to_here), row.amount)
+    # A destination the account had already paid as much before the window, in payments
+    # not held, is the client's own wallet; a dust payment does not make it one.
+    paid_before = sum((e.amount for e in same
+                       if e.at <= start and e.status in ("pending", "approved")), Decimal(0))
+    if paid_before >= total:
+        return None
     limit = cfg.approval_limit(row.asset)
     since = row.requested_at - timedelta(days=cfg.amount_history_days)
-    amounts = [a for at, a, address in past if at >= since and address != row.address]
+    amounts = [e.amount for e in past
+               if e.at >= since and sanctions.address_key(e.address) != key]
     median = _median(amounts) if len(amounts) >= cfg.amount_min_history else None
     why = []
     if limit is not None and total >= limit:
@@ -1006,27 +1034,25 @@ def _structuring(row: _Row, past: list[tuple[datetime, Decimal, str]],
     return _hit(
         cfg, "structuring",
         f"{len(to_here) + 1} withdrawals totalling {fmt_amount(total)} {row.asset} to "
-        f"{row.address}, an address first paid {first} before this request; as one "
-        f"withdrawal: {'; '.join(why)}",
+        f"{row.address}, the first of them {first} before this request, an address this "
+        f"account had paid less before; as one withdrawal: {'; '.join(why)}",
         count=len(to_here) + 1, sum=fmt_amount(total), address=row.address,
         median=None if median is None else fmt_amount(median))
 
 
-def _velocity(row: _Row, past: list[tuple[datetime, Decimal]],
-              cfg: ScreeningConfig) -> Hit | None:
+def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig) -> Hit | None:
     """velocity: ``velocity_count`` or more withdrawals of the asset in the window,
-    more than the account's own busiest window before it (a client who trades ten
+    more than the account's usual busy day (``_usual_pace``: a client who trades ten
     times a day is not a burst at ten), half as much again when they came within the
     hour; or two or more whose sum reaches the approval limit (splitting to stay under
     four-eyes)."""
     start = row.requested_at - timedelta(hours=cfg.velocity_window_hours)
-    window = [a for at, a in past if at > start]
+    window = [e.amount for e in past if e.at > start]
     count = len(window) + 1
     total = sum(window, row.amount)
     limit = cfg.approval_limit(row.asset)
-    usual = _busiest(sorted(at for at, _a in past if at <= start),
-                     timedelta(hours=cfg.velocity_window_hours))
-    hour = 1 + sum(1 for at, _a in past if at > row.requested_at - timedelta(hours=1))
+    usual = _usual_pace(past, start, timedelta(hours=cfg.velocity_window_hours))
+    hour = 1 + sum(1 for e in past if e.at > row.requested_at - timedelta(hours=1))
     by_count = count >= cfg.velocity_count and count > usual
     # The sum: several withdrawals that together reach the approval limit (one
     # withdrawal above it is what four-eyes is for, not velocity).
@@ -1035,7 +1061,7 @@ def _velocity(row: _Row, past: list[tuple[datetime, Decimal]],
         return None
     factor = 1.5 if by_count and hour >= cfg.velocity_count else 1.0
     why = [f"at or above the limit of {cfg.velocity_count} withdrawals and above this "
-           f"account's busiest {cfg.velocity_window_hours} h before ({usual})"
+           f"account's usual busy {cfg.velocity_window_hours} h ({usual})"
            if by_count else "",
            f"at or above the {fmt_amount(limit or Decimal(0))} {row.asset} approval limit"
            if by_sum else ""]
@@ -1049,14 +1075,24 @@ def _velocity(row: _Row, past: list[tuple[datetime, Decimal]],
                 "within_hour": hour, "usual_busiest": usual})
 
 
-def _busiest(times: list[datetime], width: timedelta) -> int:
-    """The most of ``times`` (sorted) within any ``width``."""
-    most = lo = 0
+def _usual_pace(past: list[_Earlier], start: datetime, width: timedelta) -> int:
+    """How many withdrawals the account makes in a busy ``width``: over the ones it made
+    ``PACE_GAP_DAYS`` and more before ``start`` and that were not held (a held or
+    rejected one is not its normal), the busiest window of each day, and of those the
+    third busiest day (0 with fewer than three): one spike, genuine or an intruder's
+    decoys, does not make a burst usual, and decoys would have to come a week early."""
+    until = start - timedelta(days=PACE_GAP_DAYS)
+    times = sorted(e.at for e in past
+                   if e.at <= until and e.status in ("pending", "approved"))
+    per_day: dict[Any, int] = {}
+    lo = 0
     for hi, at in enumerate(times):
         while at - times[lo] >= width:
             lo += 1
-        most = max(most, hi - lo + 1)
-    return most
+        day = at.date()
+        per_day[day] = max(per_day.get(day, 0), hi - lo + 1)
+    peaks = sorted(per_day.values(), reverse=True)
+    return peaks[2] if len(peaks) >= 3 else 0
 
 
 # -------------------------------------------------------- security changes, holds
@@ -1249,7 +1285,7 @@ def _dormant(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfig,
     grace_start = shifted(w.requested_at, -cfg.dormant_grace_hours * 3600)
     last_login = (select(seen.at)
                   .where(seen.account_id == w.account_id, seen.success.is_(True),
-                         seen.at < grace_start)
+                         _not_suspicious(seen), seen.at < grace_start)
                   .order_by(seen.at.desc()).limit(1).scalar_subquery())
     last_sent = (select(sent.requested_at)
                  .where(sent.account_id == w.account_id, sent.requested_at < grace_start)
