@@ -122,8 +122,8 @@ RULES = (
 # Rules that hold a withdrawal whatever the weights and the threshold: a destination on
 # a sanctions list, or one that a confirmed fraud paid (services/withdrawals/sanctions).
 ALWAYS_HOLD = frozenset({"address_sanctioned", "address_known_bad"})
-SECURITY_CHANGES = ("2fa_reset", "2fa_change", "password_change", "email_change",
-                    "phone_change")
+SECURITY_CHANGES = ("2fa_reset", "2fa_change", "2fa_disabled", "password_change",
+                    "password_reset", "email_change", "phone_change")
 # A security change's weight by where it was made from (see _security_rules).
 USUAL, USUAL_NETWORK, UNKNOWN, FLAGGED = (
     "the client's usual device and network", "the client's usual network on a new device",
