@@ -1000,10 +1000,10 @@ PACE_GAP_DAYS = 7
 def _structuring(row: _Row, past: list[_Earlier], cfg: ScreeningConfig) -> Hit | None:
     """structuring: ``structuring_count`` or more withdrawals of the asset in the
     velocity window to one address (by ``address_key``) the account had not already paid
-    as much before the window, whose sum,
-    judged as one withdrawal, reaches the approval limit or is ``amount_ratio`` times the
-    account's median withdrawal to other addresses (with ``amount_min_history`` of them):
-    an amount split to slip under the amount rules."""
+    as much before the window, whose sum, judged as one withdrawal, reaches the approval
+    limit or is ``amount_ratio`` times the account's median withdrawal to other addresses
+    (with ``amount_min_history`` of them): an amount split to slip under the amount
+    rules."""
     start = row.requested_at - timedelta(hours=cfg.velocity_window_hours)
     key = sanctions.address_key(row.address)
     same = [e for e in past if sanctions.address_key(e.address) == key]
