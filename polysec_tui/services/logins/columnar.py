@@ -318,7 +318,7 @@ def _listed(np: Any, lists: Reputation, features: dict[str, _Feature]) -> Any:
     """Per login: whether its IP or network is on an IP list (each distinct value looked
     up once)."""
     flagged = lists.flagged_asns()
-    marked = np.zeros(len(features["ip"].codes()), dtype=bool)
+    marked = np.zeros(len(features["ip"].source), dtype=bool)
     for name, test in (("ip", lists.listed),
                        ("asn", lambda value: int(value) in flagged)):
         f = features[name]

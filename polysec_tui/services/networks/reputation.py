@@ -37,7 +37,7 @@ import ipaddress
 import re
 import socket
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import AsnCategory, IpList, IpListRange
 from polysec_tui.errors import ConflictError, InputError
+from polysec_tui.services.feed import records
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.text import fmt_duration, printable
@@ -237,7 +238,7 @@ def _utc(text: str, *formats: str) -> datetime | None:
     return None
 
 
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+EARLIEST = records.EARLIEST  # as for every event the platform sends
 
 
 def parse_netset(data: bytes) -> Parsed:
@@ -623,12 +624,10 @@ class Reputation:
         if number is None:
             return ()
         found: list[Mark] = []
-        for view, firsts, lasts, notes in self._ranges:
-            i = bisect_right(firsts, number) - 1
-            if i >= 0 and lasts[i] >= number:
-                shown = _range_text(firsts[i], lasts[i])
-                matched = f"IP {ip}" + (f" (in {shown})" if shown != _shown(number) else "")
-                found.append(Mark(view, view.category, matched, notes[i]))
+        for view, firsts, lasts, notes, i in self._holding(number):
+            shown = _range_text(firsts[i], lasts[i])
+            matched = f"IP {ip}" + (f" (in {shown})" if shown != _shown(number) else "")
+            found.append(Mark(view, view.category, matched, notes[i]))
         found.sort(key=lambda m: m.category not in THREAT)
         if len(self._ips) >= _CACHE_SIZE:
             self._ips.clear()
@@ -639,13 +638,16 @@ class Reputation:
         """Whether an address list holds this IP (no explanation built, nothing cached:
         the full run's pre-filter asks once per distinct IP)."""
         number = parse_number(ip)
-        if number is None:
-            return False
-        for _, firsts, lasts, _ in self._ranges:
+        return number is not None and next(self._holding(number), None) is not None
+
+    def _holding(self, number: int) -> Iterator[tuple[ListView, list[int], list[int],
+                                                      list[str | None], int]]:
+        """The address lists whose ranges hold ``number``, with the range's index (one
+        binary search per list: its ranges are merged, so they do not overlap)."""
+        for view, firsts, lasts, notes in self._ranges:
             i = bisect_right(firsts, number) - 1
             if i >= 0 and lasts[i] >= number:
-                return True
-        return False
+                yield view, firsts, lasts, notes, i
 
     def flagged_asns(self) -> set[int]:
         """The networks a rule may fire on by their category."""
@@ -739,6 +741,3 @@ def check(rt: Runtime, actor: Actor, ip: str | None, asn: int | None) -> tuple[M
     with rt.sessions() as session:
         return load(session).marks(ip, asn)
 
-
-def describe_marks(marks: Sequence[Mark], at: datetime) -> str:
-    return "; ".join(m.explanation(at) for m in marks)
