@@ -1,18 +1,27 @@
-"""`polysec rules report`: each rule and detector with its hits, holds and outcomes."""
+"""`polysec rules report | list | show | propose | backtest`: how each rule does, and
+screening's thresholds and weights changed like code (services/withdrawals/rulesets)."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import click
 
 from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of
+from polysec_tui.errors import InputError
 from polysec_tui.services import outcomes as service
 from polysec_tui.services.logins.anomalies import parse_since
+from polysec_tui.services.withdrawals import rulesets
+from polysec_tui.text import printable
 
 
 @click.group()
 def rules() -> None:
     """How well the screening rules and login detectors do, from the outcomes officers
-    record when they decide a withdrawal or acknowledge an alert (docs/screening.md)."""
+    record when they decide a withdrawal or acknowledge an alert; and screening's
+    thresholds and weights, versioned: proposed, backtested, approved by a second
+    officer (docs/screening.md)."""
 
 
 @rules.command()
@@ -37,3 +46,162 @@ def report(ctx: click.Context, since: str, as_json: bool) -> None:
         precision = "" if f.precision is None else f"{f.precision:.0%}"
         echo(f"{f.rule:<{width}}  {f.hits:>7,}  {holds:>6}  {f.confirmed:>9,}  "
              f"{f.false_positives:>9,}  {f.benign:>6,}  {precision:>9}")
+
+
+def _version(text: str | None) -> int | None:
+    if text is None:
+        return None
+    raw = text.strip().lower().removeprefix("v")
+    if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) < 2**31:
+        raise InputError(f"{printable(text[:20])!r} is not a rule set version (3 or v3)")
+    return int(raw)
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items())
+    return "none" if value is None else str(value)
+
+
+@rules.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def list_(ctx: click.Context, as_json: bool) -> None:
+    """Every version of the screening rule set, newest first, with its state: in force,
+    superseded, proposed (running in shadow), denied or expired."""
+    rt = runtime_of(ctx)
+    views = rulesets.list_sets(rt, actor_of(ctx, "read"))
+    if as_json:
+        emit_json({"rule_sets": [v.as_dict() for v in views]})
+        return
+    if not views:
+        echo("no rule set yet: screening judges by the configuration file's [screening] "
+             "table; `polysec rules propose FILE` starts one")
+        return
+    for v in views:
+        tested = ("not backtested" if v.backtested_at is None
+                  else f"backtested {v.backtested_at:%Y-%m-%d %H:%M} by {v.backtested_by}")
+        echo(f"v{v.version}  {v.status:<10}  by {v.proposed_by} "
+             f"{v.proposed_at:%Y-%m-%d %H:%M}; {tested}"
+             + (f"; approved by {v.activated_by} {v.activated_at:%Y-%m-%d %H:%M}"
+                if v.activated_at else ""))
+        echo(f"    {printable(v.reason)[:200]}")
+        echo("    " + "; ".join(f"{k} {_plain(a)} -> {_plain(b)}"
+                                for k, (a, b) in v.changes.items()))
+
+
+@rules.command()
+@click.argument("version", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def show(ctx: click.Context, version: str | None, as_json: bool) -> None:
+    """The thresholds and weights of VERSION (default: the rule set in force, or the
+    configuration file's while none was approved)."""
+    rt = runtime_of(ctx)
+    view, parameters = rulesets.show(rt, actor_of(ctx, "read"), _version(version))
+    if as_json:
+        emit_json({"rule_set": None if view is None else view.as_dict(),
+                   "parameters": parameters})
+        return
+    if view is None:
+        echo("in force: the configuration file's [screening] table (no rule set approved)")
+    else:
+        echo(f"v{view.version} ({view.status}), based on "
+             f"{'the configuration file' if view.based_on is None else f'v{view.based_on}'}")
+    width = max(len(k) for k in parameters)
+    for key, value in parameters.items():
+        echo(f"  {key:<{width}}  {_plain(value)}")
+
+
+@rules.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--reason", required=True, help="Why: what the change is meant to fix.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def propose(ctx: click.Context, file: Path, reason: str, as_json: bool) -> None:
+    """Propose a new version: the rule set in force with FILE's [screening] table
+    applied (thresholds and weights only; the same keys as the configuration file's).
+    Opens a four-eyes request; it runs in shadow on new withdrawals until decided, and
+    cannot be approved before `polysec rules backtest` ran on it (senior or admin;
+    audited)."""
+    rt = runtime_of(ctx)
+    done = rulesets.propose(rt, actor_of(ctx, "rules.propose"), file, reason)
+    if as_json:
+        emit_json({"rule_set": done.version, "based_on": done.based_on,
+                   "request": str(done.request_id), "changes": done.changes})
+        return
+    echo(f"proposed rule set v{done.version}: " + "; ".join(
+        f"{k} {_plain(a)} -> {_plain(b)}" for k, (a, b) in done.changes.items()))
+    echo(f"next: `polysec rules backtest {done.version}`, then a second officer runs "
+         f"`polysec approvals approve {done.request_id}`")
+
+
+@rules.command()
+@click.argument("version")
+@click.option("--since", default="30d", show_default=True,
+              help="The period replayed: 30d, 24h, 2w, or an ISO 8601 time with a zone.")
+@click.option("--shadow", is_flag=True,
+              help="Instead of replaying history, report where the proposal, running in "
+                   "shadow since it was proposed, disagreed with the rule set in force on "
+                   "new withdrawals.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def backtest(ctx: click.Context, version: str, since: str, shadow: bool,
+             as_json: bool) -> None:
+    """Replay rule set VERSION beside the one in force over the withdrawals of the
+    period: holds added and removed, and per rule precision and recall against the
+    outcomes officers recorded. The figures are kept on the proposal: its approval
+    needs them (senior or admin; audited)."""
+    rt = runtime_of(ctx)
+    number = _version(version)
+    assert number is not None
+    if shadow:
+        _shadow_report(rulesets.shadow(rt, actor_of(ctx, "read"), number), as_json)
+        return
+    actor = actor_of(ctx, "rules.propose")
+    result = rulesets.backtest(rt, actor, number, parse_since(since, rt.clock()))
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    live = "the configuration file" if result.live_version is None \
+        else f"v{result.live_version}"
+    echo(f"v{result.version} against {live} (in force), {result.judged:,} withdrawals "
+         f"since {result.since:%Y-%m-%d %H:%M} UTC; {result.fraud:,} confirmed fraud, "
+         f"{result.decided:,} with an outcome")
+    echo(f"holds {result.live.holds:,} -> {result.proposed.holds:,}: "
+         f"{result.added_count:,} added, {result.removed_count:,} removed")
+    echo(f"precision {_share(result.live.precision)} -> {_share(result.proposed.precision)}"
+         f"; recall {_share(result.live.recall)} -> {_share(result.proposed.recall)}")
+    width = max([len(r.rule) for r in result.rules] + [4])
+    echo(f"{'rule':<{width}}  {'hits':>13}  {'precision':>13}  {'recall':>13}")
+    for r in result.rules:
+        echo(f"{r.rule:<{width}}  {r.live.holds:>6,}>{r.proposed.holds:<6,}  "
+             f"{_share(r.live.precision):>6}>{_share(r.proposed.precision):<6}  "
+             f"{_share(r.live.recall):>6}>{_share(r.proposed.recall):<6}")
+    for label, names, count in (("added", result.added, result.added_count),
+                                ("removed", result.removed, result.removed_count)):
+        if names:
+            more = f" (and {count - len(names):,} more)" if count > len(names) else ""
+            echo(f"holds {label}: {', '.join(names)}{more}")
+
+
+def _shadow_report(report: rulesets.ShadowReport, as_json: bool) -> None:
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    state = "running" if report.running else "stopped (its request was decided or expired)"
+    echo(f"v{report.version} in shadow, {state}: {report.judged:,} new withdrawals judged, "
+         f"{report.disagreements:,} disagreements ({report.holds_added:,} it would hold, "
+         f"{report.holds_removed:,} it would not)")
+    for d in report.shown:
+        rules = ", ".join([*(f"+{r}" for r in d.rules_added),
+                           *(f"-{r}" for r in d.rules_removed)])
+        echo(f"  {d.withdrawal}  {d.judged_at:%Y-%m-%d %H:%M}  score {d.live_score:g} -> "
+             f"{d.shadow_score:g}  held {'yes' if d.live_held else 'no'} -> "
+             f"{'yes' if d.shadow_held else 'no'}  {rules}")
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"

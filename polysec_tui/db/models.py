@@ -682,6 +682,8 @@ class WithdrawalScreening(Base):
                                                primary_key=True, autoincrement=False)
     screened_at: Mapped[datetime]
     risk_score: Mapped[float] = mapped_column(Float)
+    # The rule set in force (its version, `rule_sets.id`); none for the configuration's.
+    rule_set: Mapped[int | None] = mapped_column(Integer)
 
 
 # Officer actions on an account are found by target (`account:<external id>`) for the
@@ -872,6 +874,52 @@ class CaseOutcome(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # confirmed_fraud | false_positive | benign
     reason: Mapped[str | None] = mapped_column(Text)
     rules: Mapped[dict[str, Any]]  # {"fired": ["screening:ip_not_seen", ...]}
+
+
+class RuleSet(Base):
+    """A version of screening's thresholds and weights (`polysec rules`). Proposed by
+    one officer with the complete ``parameters`` (``changes``: what differs from the
+    version it was based on), backtested over history (``backtest``: the figures), and
+    live from ``activated_at``, when a second officer approved its four-eyes request.
+    The newest activated version is the one in force; a proposal whose request is still
+    pending runs in shadow beside it (`RuleSetShadow`). Never updated otherwise: going
+    back is a new version with the old parameters."""
+
+    __tablename__ = "rule_sets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    based_on: Mapped[int | None] = mapped_column(Integer)
+    parameters: Mapped[dict[str, Any]]
+    changes: Mapped[dict[str, Any]]  # {"hold_threshold": [50.0, 55.0], ...}
+    reason: Mapped[str] = mapped_column(Text)
+    proposed_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("officers.id"))
+    proposed_at: Mapped[datetime]
+    request_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("approval_requests.id"))
+    backtest: Mapped[dict[str, Any] | None]
+    backtested_at: Mapped[datetime | None]
+    backtested_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("officers.id"))
+    activated_at: Mapped[datetime | None] = mapped_column(index=True)
+    activated_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("officers.id"))
+    shadow_judged: Mapped[int] = mapped_column(BigId, default=0)
+
+
+class RuleSetShadow(Base):
+    """A withdrawal on which a proposed rule set, run in shadow, disagreed with the set
+    in force: a different hold decision or different rules fired. Nothing is held by
+    it."""
+
+    __tablename__ = "rule_set_shadows"
+
+    rule_set_id: Mapped[int] = mapped_column(ForeignKey("rule_sets.id"), primary_key=True)
+    withdrawal_id: Mapped[int] = mapped_column(BigId, ForeignKey("withdrawals.id"),
+                                               primary_key=True, autoincrement=False)
+    judged_at: Mapped[datetime]
+    live_score: Mapped[float] = mapped_column(Float)
+    shadow_score: Mapped[float] = mapped_column(Float)
+    live_held: Mapped[bool] = mapped_column(Boolean)
+    shadow_held: Mapped[bool] = mapped_column(Boolean)
+    live_rules: Mapped[list[str]] = mapped_column(Json)
+    shadow_rules: Mapped[list[str]] = mapped_column(Json)
 
 
 class AlertSnooze(Base):

@@ -14,10 +14,11 @@ from polysec_tui.services.officers import approvals, registry
 from polysec_tui.services.officers.approvals import Executed, RequestView
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
-from polysec_tui.services.withdrawals import review
+from polysec_tui.services.withdrawals import review, rulesets
 
 KINDS: approvals.Kinds = {kind.name: kind for kind in (
-    *registry.KINDS, twofa.APPROVAL, protection.UNFREEZE, review.APPROVAL)}
+    *registry.KINDS, twofa.APPROVAL, protection.UNFREEZE, review.APPROVAL,
+    rulesets.APPROVAL)}
 
 
 def list_requests(rt: Runtime, actor: Actor, *, pending_only: bool = True,

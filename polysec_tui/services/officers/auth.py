@@ -39,6 +39,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "sanctions.import": frozenset({"senior", "admin", "automation"}),
     # A list decides what the detectors call an attacker's network: not for analysts.
     "iplists.import": frozenset({"senior", "admin", "automation"}),
+    # Screening's thresholds and weights: proposed and backtested by senior officers,
+    # live only once another approves (services/withdrawals/rulesets.py).
+    "rules.propose": SENIOR_UP,
 }
 
 

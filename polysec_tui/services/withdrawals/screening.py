@@ -77,11 +77,14 @@ from polysec_tui.db.engine import make_engine, session_factory
 from polysec_tui.db.models import (
     Account,
     AnalysisCheckpoint,
+    ApprovalRequest,
     Balance,
     BlockedAddress,
     Hold,
     LoginAnomaly,
     LoginEvent,
+    RuleSet,
+    RuleSetShadow,
     SecurityEvent,
     Withdrawal,
     WithdrawalFlag,
@@ -185,6 +188,9 @@ class ScreeningConfig:
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     approval_limits: dict[str, Decimal] = field(
         default_factory=lambda: dict(DEFAULT_APPROVAL_LIMITS))
+    # The version of the rule set these thresholds and weights come from (`polysec
+    # rules`), none for the configuration file's; not a key of [screening].
+    rule_set: int | None = None
 
     def weight(self, rule: str) -> float:
         return float(self.weights.get(rule, DEFAULT_WEIGHTS[rule]))
@@ -207,16 +213,32 @@ class ScreeningConfig:
         return max(0.0, 1.0 - (hours - self.security_hold_hours) / span) if span > 0 else 0.0
 
 
+# What the configuration file keeps whatever rule set is in force: how the deployment
+# runs (workers), the review's service levels, and the four-eyes limits, which are the
+# approval policy rather than a detection threshold.
+OPERATIONAL = frozenset({"workers", "review_sla_hours", "claim_timeout_minutes",
+                         "approval_limits", "rule_set"})
+# The thresholds and weights a rule set holds (`polysec rules propose`).
+RULE_PARAMETERS = tuple(f.name for f in fields(ScreeningConfig) if f.name not in OPERATIONAL)
+
+
 def load_config(settings: Settings) -> ScreeningConfig:
     """The ``[screening]`` table of the TOML file over the defaults; unknown keys and
-    bad values are input errors (exit 2), never silently ignored."""
-    section = dict(settings.section("screening"))
-    base = ScreeningConfig()
+    bad values are input errors (exit 2), never silently ignored. Where a rule set is
+    in force its thresholds and weights replace the file's (:func:`in_force`)."""
+    return parse_section(dict(settings.section("screening")), ScreeningConfig(),
+                         "config: [screening]")
+
+
+def parse_section(section: Mapping[str, Any], base: ScreeningConfig,
+                  where: str) -> ScreeningConfig:
+    """``base`` with the keys of ``section`` (a [screening] table) applied, validated;
+    ``where`` names the table in errors."""
     changes: dict[str, Any] = {}
-    known = {f.name: f for f in fields(ScreeningConfig)}
+    known = {f.name: f for f in fields(ScreeningConfig) if f.name != "rule_set"}
     for key, raw in section.items():
         if key not in known:
-            raise InputError(f"config: unknown key [screening] {key}")
+            raise InputError(f"{where}: unknown key {key}")
         current = getattr(base, key)
         try:
             if key == "weights":
@@ -243,19 +265,61 @@ def load_config(settings: Settings) -> ScreeningConfig:
                     raise ValueError("a number >= 0")
                 changes[key] = float(raw)
         except ValueError as exc:
-            raise InputError(f"config: [screening] {key}: {exc}") from None
+            raise InputError(f"{where} {key}: {exc}") from None
     config = replace(base, **changes)
     if config.structuring_count < 2:
-        raise InputError("config: [screening] structuring_count: at least 2")
+        raise InputError(f"{where} structuring_count: at least 2")
     if config.velocity_window_hours < 1:
-        raise InputError("config: [screening] velocity_window_hours: at least 1")
+        raise InputError(f"{where} velocity_window_hours: at least 1")
     if config.security_fade_hours < config.security_hold_hours:
         if "security_fade_hours" in section:
-            raise InputError("config: [screening] security_fade_hours must be at least "
+            raise InputError(f"{where} security_fade_hours must be at least "
                              "security_hold_hours")
         # A configuration from before the fade: its changes weigh whole for its hours.
         config = replace(config, security_fade_hours=config.security_hold_hours)
     return config
+
+
+def parameters_of(cfg: ScreeningConfig) -> dict[str, Any]:
+    """The rule parameters of ``cfg`` as JSON values (amounts as strings, exact)."""
+    doc: dict[str, Any] = {}
+    for name in RULE_PARAMETERS:
+        value = getattr(cfg, name)
+        if isinstance(value, Decimal):
+            value = str(value)
+        elif isinstance(value, dict):
+            value = {k: float(v) for k, v in sorted(value.items())}
+        doc[name] = value
+    return doc
+
+
+def with_rule_set(base: ScreeningConfig, version: int,
+                  parameters: Mapping[str, Any]) -> ScreeningConfig:
+    """``base`` (the file's configuration) under rule set ``version``."""
+    known = {k: v for k, v in parameters.items() if k in RULE_PARAMETERS}
+    cfg = parse_section(known, replace(base, weights=dict(DEFAULT_WEIGHTS)),
+                        f"rule set v{version}:")
+    return replace(cfg, rule_set=version)
+
+
+def in_force(session: Session, base: ScreeningConfig,
+             now: datetime) -> tuple[ScreeningConfig, list[ScreeningConfig]]:
+    """The configuration screening judges by (``base`` under the newest approved rule
+    set, or ``base`` alone while none was approved) and those of the proposals running
+    in shadow beside it (their four-eyes request still pending, not expired)."""
+    live = session.execute(
+        select(RuleSet.id, RuleSet.parameters).where(RuleSet.activated_at.is_not(None))
+        .order_by(RuleSet.id.desc()).limit(1)).first()
+    cfg = base if live is None else with_rule_set(base, live.id, live.parameters)
+    shadows = [with_rule_set(base, version, parameters)
+               for version, parameters in session.execute(
+                   select(RuleSet.id, RuleSet.parameters)
+                   .join(ApprovalRequest, ApprovalRequest.id == RuleSet.request_id)
+                   .where(RuleSet.activated_at.is_(None),
+                          ApprovalRequest.status == "pending",
+                          ApprovalRequest.expires_at > now)
+                   .order_by(RuleSet.id))]
+    return cfg, shadows
 
 
 def _positive(raw: Any) -> Decimal:
@@ -323,9 +387,10 @@ class ScreenReport:
     held: int = 0
     hits: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    rule_set: int | None = None  # the version judged by, none for the file's
 
     def as_dict(self) -> dict[str, Any]:
-        return {"screened": self.screened, "held": self.held,
+        return {"screened": self.screened, "held": self.held, "rule_set": self.rule_set,
                 "hits": dict(sorted(self.hits.items())), "seconds": round(self.seconds, 3)}
 
 
@@ -351,7 +416,8 @@ def screen(rt: Runtime, actor: Actor, *, config: ScreeningConfig | None = None,
     verdict (:func:`_record`: one transaction, under the screening lock). When the
     backlog spans ``PARALLEL_FROM`` batches or more, ``workers`` processes (default
     ``[screening] workers``) judge the next batches on the other cores while this one
-    writes; verdicts are written in batch order either way.
+    writes; verdicts are written in batch order either way. ``config``: the file's
+    configuration, under the rule set in force (:func:`in_force`).
     """
     require(actor, "withdrawals.screen")
     report, _last = _screen(rt, config or load_config(rt.settings), limit, workers, 0)
@@ -379,11 +445,17 @@ def screen_new(rt: Runtime, config: ScreeningConfig, after: int,
     return report, max(last, newest), False
 
 
-def _screen(rt: Runtime, cfg: ScreeningConfig, limit: int | None, workers: int | None,
+def _screen(rt: Runtime, base: ScreeningConfig, limit: int | None, workers: int | None,
             after: int, taken: list[int] | None = None) -> tuple[ScreenReport, int]:
+    """Judge and record the unscreened withdrawals by the rule set in force; each
+    proposal in shadow judges the same batches, and where it disagrees that is
+    recorded apart (:func:`_record_shadow`), holding nothing."""
     began = time.monotonic()
     report = ScreenReport()
     last = after
+    with rt.sessions() as session:
+        cfg, shadows = in_force(session, base, rt.clock())
+    report.rule_set = cfg.rule_set
     batches = _batches(rt, limit, after)
     first = list(itertools.islice(batches, PARALLEL_FROM))
     n = cfg.workers if workers is None else workers
@@ -391,22 +463,67 @@ def _screen(rt: Runtime, cfg: ScreeningConfig, limit: int | None, workers: int |
         n = 0
     pool: Executor = _worker_pool(rt, n) if n else _Inline()
     judge = _judge_in_worker if n else partial(_judge, rt.sessions)
+    def write(judged: list[Future[_Verdict]]) -> None:
+        verdict = judged[0].result()
+        recorded = _record(rt, verdict, cfg, report)
+        for shadow, future in zip(shadows, judged[1:], strict=True):
+            _record_shadow(rt, recorded, (cfg, verdict), (shadow, future.result()))
+
     try:
-        verdicts: deque[Future[_Verdict]] = deque()
+        verdicts: deque[list[Future[_Verdict]]] = deque()
         for ids in itertools.chain(first, batches):
             last = max(last, ids[-1])
             if taken is not None:
                 taken.append(len(ids))
-            verdicts.append(pool.submit(judge, ids, cfg))
+            verdicts.append([pool.submit(judge, ids, c) for c in (cfg, *shadows)])
             # Keep every worker busy while this process writes.
             if len(verdicts) > n:
-                _record(rt, verdicts.popleft().result(), cfg, report)
+                write(verdicts.popleft())
         while verdicts:
-            _record(rt, verdicts.popleft().result(), cfg, report)
+            write(verdicts.popleft())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     report.seconds = time.monotonic() - began
     return report, last
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """A withdrawal judged again (:func:`replay`): its score, the rules that fired and
+    whether they would hold it (as if it were pending)."""
+
+    score: float
+    rules: frozenset[str]
+    held: bool
+
+
+def replay(rt: Runtime, configs: list[ScreeningConfig], since: datetime,
+           until: datetime) -> Iterator[dict[int, list[Replayed]]]:
+    """Judge again every withdrawal requested in ``[since, until)``, screened or not,
+    under each of ``configs``, batch by batch: reads only. History is the database's
+    as it is now (what was held since, lists imported since), so two configurations
+    replayed together differ only by their parameters."""
+    w = Withdrawal
+    after = 0
+    while True:
+        with rt.sessions() as session:
+            ids = list(session.scalars(
+                select(w.id).where(w.id > after, w.requested_at >= since,
+                                   w.requested_at < until)
+                .order_by(w.id).limit(BATCH)))
+        if not ids:
+            return
+        after = ids[-1]
+        verdicts = [_judge(rt.sessions, ids, cfg, (since, until)) for cfg in configs]
+        judged: dict[int, list[Replayed]] = {}
+        for wid in verdicts[0].judged:
+            judged[wid] = []
+            for cfg, verdict in zip(configs, verdicts, strict=True):
+                found = verdict.hits.get(wid, [])
+                score = round(sum(h.score for h in found), 2)
+                judged[wid].append(Replayed(score, frozenset(h.rule for h in found),
+                                            would_hold(score, found, cfg)))
+        yield judged
 
 
 def _batches(rt: Runtime, limit: int | None, after: int) -> Iterator[list[int]]:
@@ -514,11 +631,15 @@ class _Verdict:
     pending: frozenset[int] = frozenset()
 
 
-def _judge(sessions: sessionmaker[Session], ids: list[int],
-           cfg: ScreeningConfig) -> _Verdict:
-    """Run every rule over the batch ``ids[0]..ids[-1]``, in one snapshot; no writes."""
+def _judge(sessions: sessionmaker[Session], ids: list[int], cfg: ScreeningConfig,
+           window: tuple[datetime, datetime] | None = None) -> _Verdict:
+    """Run every rule over the unscreened withdrawals of the batch ``ids[0]..ids[-1]``
+    (with ``window``: those requested in it, screened or not), in one snapshot; no
+    writes."""
     w = Withdrawal
-    in_batch = and_(w.id >= ids[0], w.id <= ids[-1], _unscreened())
+    in_batch = and_(w.id >= ids[0], w.id <= ids[-1],
+                    _unscreened() if window is None
+                    else and_(w.requested_at >= window[0], w.requested_at < window[1]))
     with sessions() as session, session.begin():
         dialect = session.get_bind().dialect.name
         if dialect == "sqlite":
@@ -563,14 +684,15 @@ def _judge(sessions: sessionmaker[Session], ids: list[int],
 
 
 def _record(rt: Runtime, verdict: _Verdict, cfg: ScreeningConfig,
-            report: ScreenReport) -> None:
+            report: ScreenReport) -> dict[int, float]:
     """Write one verdict: the hits, each withdrawal's score and screening time, and
     ``held`` where a pending withdrawal scored at or above the threshold.
 
     Only withdrawals still unscreened are written (a concurrent run may have taken some
     meanwhile), and only those judged: one the platform committed later, with an id in
     the batch's range, waits for the next run. Everything is inserted, except the status
-    of the few that are held: the withdrawal rows stay as they are."""
+    of the few that are held: the withdrawal rows stay as they are. Returns the score
+    of each withdrawal written."""
     w = Withdrawal
     table = cast(Table, Withdrawal.__table__)
     with rt.transaction() as session:
@@ -581,7 +703,7 @@ def _record(rt: Runtime, verdict: _Verdict, cfg: ScreeningConfig,
             unscreened.update(session.scalars(select(w.id).where(
                 or_(*(w.id.between(lo, hi) for lo, hi in group)), _unscreened())))
         if not unscreened:
-            return
+            return {}
         if sanctions.lists_stamp(session) != verdict.lists_stamp:
             verdict = _listed_since(session, verdict, unscreened, cfg)
         scores = dict.fromkeys(unscreened, 0.0)
@@ -591,8 +713,7 @@ def _record(rt: Runtime, verdict: _Verdict, cfg: ScreeningConfig,
             if wid not in unscreened:
                 continue
             scores[wid] = score = round(sum(h.score for h in found), 2)
-            if verdict.status[wid] == "pending" and (
-                    score >= cfg.hold_threshold or any(h.rule in ALWAYS_HOLD for h in found)):
+            if verdict.status[wid] == "pending" and would_hold(score, found, cfg):
                 to_hold.append(wid)
             for h in found:
                 report.hits[h.rule] = report.hits.get(h.rule, 0) + 1
@@ -600,8 +721,8 @@ def _record(rt: Runtime, verdict: _Verdict, cfg: ScreeningConfig,
                               "explanation": h.explanation, "details": h.details,
                               "created_at": now})
         _insert(session, cast(Table, WithdrawalScreening.__table__),
-                [{"withdrawal_id": wid, "screened_at": now, "risk_score": score}
-                 for wid, score in sorted(scores.items())])
+                [{"withdrawal_id": wid, "screened_at": now, "risk_score": score,
+                  "rule_set": cfg.rule_set} for wid, score in sorted(scores.items())])
         if flags:
             _insert(session, cast(Table, WithdrawalFlag.__table__), flags)
         for chunk in _chunks(to_hold):
@@ -617,6 +738,44 @@ def _record(rt: Runtime, verdict: _Verdict, cfg: ScreeningConfig,
                                 .values(status="held"))
             report.held += len(held)
         report.screened += len(unscreened)
+    return scores
+
+
+def would_hold(score: float, found: list[Hit], cfg: ScreeningConfig) -> bool:
+    """Whether hits ``found`` scoring ``score`` hold a pending withdrawal."""
+    return score >= cfg.hold_threshold or any(h.rule in ALWAYS_HOLD for h in found)
+
+
+def _record_shadow(rt: Runtime, recorded: Mapping[int, float],
+                   live: tuple[ScreeningConfig, _Verdict],
+                   shadow: tuple[ScreeningConfig, _Verdict]) -> None:
+    """Count the withdrawals a proposal in shadow judged (those the live verdict
+    recorded) and keep those where it disagreed: another hold decision (as if each were
+    pending) or other rules fired."""
+    if not recorded:
+        return
+    (live_cfg, live_verdict), (cfg, verdict) = live, shadow
+    assert cfg.rule_set is not None
+    rows: list[dict[str, Any]] = []
+    now = rt.clock()
+    for wid in sorted(recorded):
+        ours, theirs = live_verdict.hits.get(wid, []), verdict.hits.get(wid, [])
+        ours_score = round(sum(h.score for h in ours), 2)
+        theirs_score = round(sum(h.score for h in theirs), 2)
+        ours_held = would_hold(ours_score, ours, live_cfg)
+        theirs_held = would_hold(theirs_score, theirs, cfg)
+        ours_rules = sorted({h.rule for h in ours})
+        theirs_rules = sorted({h.rule for h in theirs})
+        if ours_held != theirs_held or ours_rules != theirs_rules:
+            rows.append({"rule_set_id": cfg.rule_set, "withdrawal_id": wid, "judged_at": now,
+                         "live_score": ours_score, "shadow_score": theirs_score,
+                         "live_held": ours_held, "shadow_held": theirs_held,
+                         "live_rules": ours_rules, "shadow_rules": theirs_rules})
+    with rt.transaction() as session:
+        session.execute(update(RuleSet).where(RuleSet.id == cfg.rule_set)
+                        .values(shadow_judged=RuleSet.shadow_judged + len(recorded)))
+        if rows:
+            session.execute(insert(RuleSetShadow), rows)
 
 
 def _listed_since(session: Session, verdict: _Verdict, unscreened: set[int],

@@ -1,0 +1,494 @@
+"""Rule sets: screening's thresholds and weights, changed like code (`polysec rules`).
+
+A change is a new version holding every rule parameter (``RULE_PARAMETERS``):
+`propose` reads a ``[screening]`` table from a TOML file over the version in force and
+opens a four-eyes request in the same transaction. `backtest` replays the proposal and
+the version in force over the withdrawals of a period (`screening.replay`: the same
+rules, reading only) and records the figures on the proposal: holds added and removed,
+and per rule the hits, precision and recall against the outcomes officers recorded. A
+second officer approves the request (`polysec approvals approve`); approval refuses a
+proposal without a backtest against the version in force now, or one based on a
+version that is no longer in force (two proposals approved one after the other would
+otherwise silently undo the first). Approval makes it the version in force: screening
+and the watcher pick it up at their next pass (`screening.in_force`). While its request
+is pending a proposal runs in shadow beside the version in force on every new
+withdrawal, and `shadow` reports where they disagreed; it holds nothing.
+
+Precision and recall are of labelled withdrawals only: officers record outcomes mostly
+for what was held, so recall is that of the frauds known, and a hold added on a
+withdrawal nobody judged counts in neither.
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from polysec_tui.db.models import (
+    ApprovalRequest,
+    CaseOutcome,
+    Officer,
+    RuleSet,
+    RuleSetShadow,
+    Withdrawal,
+)
+from polysec_tui.errors import ConflictError, InputError, RefusedError
+from polysec_tui.services.officers import approvals
+from polysec_tui.services.officers.auth import Actor, require
+from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals import screening
+from polysec_tui.services.withdrawals.screening import RULE_PARAMETERS
+
+KIND = "rule_set"
+# Long enough to run a proposal in shadow for a week or two before deciding.
+REQUEST_TTL = timedelta(days=14)
+MAX_FILE = 64 * 1024
+# Withdrawals named one by one in a backtest's holds added and removed.
+LISTED = 200
+
+
+# ------------------------------------------------------------------------ proposing
+
+
+@dataclass(frozen=True)
+class Proposed:
+    version: int
+    based_on: int | None
+    request_id: uuid.UUID
+    changes: dict[str, list[Any]]
+
+
+def propose(rt: Runtime, actor: Actor, path: Path, reason: str) -> Proposed:
+    """Record a new version: the version in force with the ``[screening]`` table of
+    ``path`` applied, and its four-eyes request; audited, one transaction."""
+    require(actor, "rules.propose")
+    section = _read_proposal(path)
+    base = screening.load_config(rt.settings)
+    with rt.transaction() as session:
+        now = rt.clock()
+        live, _shadows = screening.in_force(session, base, now)
+        proposed = screening.parse_section(section, live, f"{path.name}: [screening]")
+        before, after = screening.parameters_of(live), screening.parameters_of(proposed)
+        changes = _changes(before, after)
+        if not changes:
+            raise InputError(f"{path.name}: the proposal changes nothing in the rule set "
+                             f"in force ({_version_name(live.rule_set)})")
+        row = RuleSet(based_on=live.rule_set, parameters=after, changes=changes,
+                      reason=reason.strip(), proposed_by=actor.officer_id, proposed_at=now,
+                      shadow_judged=0)
+        session.add(row)
+        session.flush()
+        request_id = approvals.open_request(rt, actor, APPROVAL, reason,
+                                            {"rule_set": row.id}, ttl=REQUEST_TTL,
+                                            session=session)
+        row.request_id = request_id
+        rt.audit.append(session, officer=actor.name, action="rules.propose", at=now,
+                        target=f"rule_set:{row.id}",
+                        details={"based_on": live.rule_set, "changes": changes,
+                                 "request": str(request_id)})
+        return Proposed(row.id, live.rule_set, request_id, changes)
+
+
+def _read_proposal(path: Path) -> dict[str, Any]:
+    """The ``[screening]`` table of a proposal file, rule parameters only."""
+    try:
+        if path.stat().st_size > MAX_FILE:
+            raise InputError(f"{path.name}: larger than {MAX_FILE // 1024} KiB")
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path.name}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path.name}: not valid TOML: {exc}") from None
+    extra = sorted(set(doc) - {"screening"})
+    if extra or not isinstance(doc.get("screening"), dict):
+        raise InputError(f"{path.name}: a proposal is one [screening] table"
+                         + (f" (found {', '.join(extra)})" if extra else ""))
+    section: dict[str, Any] = doc["screening"]
+    for key in section:
+        if key in screening.OPERATIONAL:
+            raise InputError(f"{path.name}: [screening] {key} is not a rule parameter: "
+                             "it stays in the configuration file")
+    return section
+
+
+def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    """What differs, flat: ``{"hold_threshold": [50.0, 55.0], "weights.velocity": ...}``."""
+    changes: dict[str, list[Any]] = {}
+    for key in RULE_PARAMETERS:
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            for name in sorted(set(old) | set(new)):
+                if old.get(name) != new.get(name):
+                    changes[f"{key}.{name}"] = [old.get(name), new.get(name)]
+        elif old != new:
+            changes[key] = [old, new]
+    return changes
+
+
+def _version_name(version: int | None) -> str:
+    return "the configuration file's" if version is None else f"v{version}"
+
+
+# --------------------------------------------------------------------- backtesting
+
+
+@dataclass(frozen=True)
+class HoldFigures:
+    """One set's holds over the period: how many, how many of them confirmed fraud and
+    decided (any outcome), precision and recall against the labelled withdrawals."""
+
+    holds: int
+    confirmed: int
+    decided: int
+    precision: float | None
+    recall: float | None
+
+
+@dataclass(frozen=True)
+class RuleComparison:
+    rule: str
+    live: HoldFigures  # ``holds`` here: the withdrawals the rule fired on
+    proposed: HoldFigures
+
+
+@dataclass(frozen=True)
+class Backtest:
+    version: int
+    live_version: int | None
+    since: datetime
+    until: datetime
+    judged: int
+    fraud: int  # labelled confirmed fraud among them
+    decided: int  # labelled with any outcome
+    live: HoldFigures
+    proposed: HoldFigures
+    added: list[str]  # withdrawals the proposal holds and the version in force does not
+    removed: list[str]
+    added_count: int
+    removed_count: int
+    rules: list[RuleComparison] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _figures(flagged: set[int], outcomes: dict[int, str], fraud: int) -> HoldFigures:
+    confirmed = sum(1 for wid in flagged if outcomes.get(wid) == "confirmed_fraud")
+    decided = sum(1 for wid in flagged if wid in outcomes)
+    return HoldFigures(len(flagged), confirmed, decided,
+                       confirmed / decided if decided else None,
+                       confirmed / fraud if fraud else None)
+
+
+def backtest(rt: Runtime, actor: Actor, version: int, since: datetime) -> Backtest:
+    """Replay rule set ``version`` and the version in force over the withdrawals
+    requested since ``since``; the figures are recorded on the proposal (what its
+    approval checks) and audited."""
+    require(actor, "rules.propose")
+    began = time.monotonic()
+    base = screening.load_config(rt.settings)
+    until = rt.clock()
+    if since >= until:
+        raise InputError("the backtest's period must start in the past")
+    with rt.sessions() as session:
+        row = _get(session, version)
+        live, _shadows = screening.in_force(session, base, until)
+        if row.activated_at is not None and live.rule_set == version:
+            raise InputError(f"rule set v{version} is the one in force: nothing to compare")
+        proposed = screening.with_rule_set(base, version, row.parameters)
+        outcomes = _outcomes(session, since, until)
+    holds: tuple[set[int], set[int]] = (set(), set())
+    fired: tuple[dict[str, set[int]], dict[str, set[int]]] = ({}, {})
+    judged = 0
+    for batch in screening.replay(rt, [live, proposed], since, until):
+        judged += len(batch)
+        for wid, verdicts in batch.items():
+            for i, verdict in enumerate(verdicts):
+                if verdict.held:
+                    holds[i].add(wid)
+                for rule in verdict.rules:
+                    fired[i].setdefault(rule, set()).add(wid)
+    fraud = sum(1 for o in outcomes.values() if o == "confirmed_fraud")
+    added, removed = holds[1] - holds[0], holds[0] - holds[1]
+    names = _external_ids(rt, sorted(added | removed)[: 2 * LISTED])
+    rules = [RuleComparison(rule, _figures(fired[0].get(rule, set()), outcomes, fraud),
+                            _figures(fired[1].get(rule, set()), outcomes, fraud))
+             for rule in screening.RULES if rule in fired[0] or rule in fired[1]]
+    result = Backtest(
+        version, live.rule_set, since, until, judged, fraud, len(outcomes),
+        _figures(holds[0], outcomes, fraud), _figures(holds[1], outcomes, fraud),
+        [names[w] for w in sorted(added)[:LISTED] if w in names],
+        [names[w] for w in sorted(removed)[:LISTED] if w in names],
+        len(added), len(removed), rules, round(time.monotonic() - began, 3))
+    doc = _jsonable(result.as_dict())
+    with rt.transaction() as session:
+        row = _get(session, version)
+        row.backtest, row.backtested_at, row.backtested_by = doc, rt.clock(), actor.officer_id
+        rt.audit.append(session, officer=actor.name, action="rules.backtest",
+                        at=rt.clock(), target=f"rule_set:{version}",
+                        details={"live_version": live.rule_set, "since": since.isoformat(),
+                                 "judged": judged, "holds_live": result.live.holds,
+                                 "holds_proposed": result.proposed.holds,
+                                 "added": result.added_count,
+                                 "removed": result.removed_count})
+    return result
+
+
+def _outcomes(session: Session, since: datetime, until: datetime) -> dict[int, str]:
+    """The latest outcome recorded for each withdrawal requested in the period, by id."""
+    latest: dict[str, str] = {}
+    for subject, outcome in session.execute(
+            select(CaseOutcome.subject, CaseOutcome.outcome)
+            .where(CaseOutcome.subject.like("withdrawal:%"))
+            .order_by(CaseOutcome.at, CaseOutcome.id)):
+        latest[subject.removeprefix("withdrawal:")] = outcome
+    ids: dict[int, str] = {}
+    exts = list(latest)
+    for i in range(0, len(exts), 1000):
+        for wid, ext in session.execute(
+                select(Withdrawal.id, Withdrawal.external_id)
+                .where(Withdrawal.external_id.in_(exts[i:i + 1000]),
+                       Withdrawal.requested_at >= since, Withdrawal.requested_at < until)):
+            ids[int(wid)] = latest[ext]
+    return ids
+
+
+def _external_ids(rt: Runtime, ids: list[int]) -> dict[int, str]:
+    names: dict[int, str] = {}
+    with rt.sessions() as session:
+        for i in range(0, len(ids), 1000):
+            names.update((int(w), e) for w, e in session.execute(
+                select(Withdrawal.id, Withdrawal.external_id)
+                .where(Withdrawal.id.in_(ids[i:i + 1000]))))
+    return names
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# -------------------------------------------------------------------------- shadow
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    withdrawal: str
+    judged_at: datetime
+    live_score: float
+    shadow_score: float
+    live_held: bool
+    shadow_held: bool
+    rules_added: list[str]
+    rules_removed: list[str]
+
+
+@dataclass(frozen=True)
+class ShadowReport:
+    version: int
+    running: bool  # its request still pending: new withdrawals are judged by it
+    judged: int
+    disagreements: int
+    holds_added: int
+    holds_removed: int
+    shown: list[Disagreement]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def shadow(rt: Runtime, actor: Actor, version: int, *, limit: int = 100) -> ShadowReport:
+    """Where the proposal, run in shadow on new withdrawals, disagreed with the version
+    in force (newest first, at most ``limit`` listed)."""
+    require(actor, "read")
+    with rt.sessions() as session:
+        row = _get(session, version)
+        running = _request_status(session, row, rt.clock()) == "pending"
+        s = RuleSetShadow
+        counts = Counter({(bool(live), bool(prop)): int(n) for live, prop, n in session.execute(
+            select(s.live_held, s.shadow_held, func.count()).where(s.rule_set_id == version)
+            .group_by(s.live_held, s.shadow_held))})
+        shown = [Disagreement(ext, at, live_score, shadow_score, bool(lh), bool(sh),
+                              sorted(set(sr) - set(lr)), sorted(set(lr) - set(sr)))
+                 for ext, at, live_score, shadow_score, lh, sh, lr, sr in session.execute(
+                     select(Withdrawal.external_id, s.judged_at, s.live_score, s.shadow_score,
+                            s.live_held, s.shadow_held, s.live_rules, s.shadow_rules)
+                     .join(Withdrawal, Withdrawal.id == s.withdrawal_id)
+                     .where(s.rule_set_id == version)
+                     .order_by(s.withdrawal_id.desc()).limit(limit))]
+    return ShadowReport(version, running, int(row.shadow_judged), sum(counts.values()),
+                        counts[(False, True)], counts[(True, False)], shown)
+
+
+# ------------------------------------------------------------------------- listing
+
+
+@dataclass(frozen=True)
+class RuleSetView:
+    version: int
+    status: str  # in force | superseded | proposed | denied | expired
+    based_on: int | None
+    reason: str
+    proposed_by: str
+    proposed_at: datetime
+    changes: dict[str, list[Any]]
+    request_id: str | None
+    backtested_at: datetime | None
+    backtested_by: str | None
+    backtest: dict[str, Any] | None
+    activated_at: datetime | None
+    activated_by: str | None
+    shadow_judged: int
+    parameters: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def list_sets(rt: Runtime, actor: Actor) -> list[RuleSetView]:
+    """Every version, newest first."""
+    require(actor, "read")
+    with rt.sessions() as session:
+        return [_view(session, row, rt.clock())
+                for row in session.scalars(select(RuleSet).order_by(RuleSet.id.desc()))]
+
+
+def show(rt: Runtime, actor: Actor, version: int | None) -> tuple[RuleSetView | None,
+                                                                  dict[str, Any]]:
+    """One version (``None``: the one in force) and the parameters screening would
+    judge by under it; no view while the configuration file's are in force."""
+    require(actor, "read")
+    base = screening.load_config(rt.settings)
+    with rt.sessions() as session:
+        if version is None:
+            live, _shadows = screening.in_force(session, base, rt.clock())
+            if live.rule_set is None:
+                return None, screening.parameters_of(live)
+            version = live.rule_set
+        row = _get(session, version)
+        return _view(session, row, rt.clock()), dict(row.parameters)
+
+
+def _get(session: Session, version: int) -> RuleSet:
+    row = session.get(RuleSet, version)
+    if row is None:
+        raise InputError(f"no rule set v{version}; `polysec rules list` shows them")
+    return row
+
+
+def _request_status(session: Session, row: RuleSet, now: datetime) -> str | None:
+    if row.request_id is None:
+        return None
+    request = session.get(ApprovalRequest, row.request_id)
+    if request is None:
+        return None
+    if request.status == "pending" and request.expires_at <= now:
+        return "expired"
+    return request.status
+
+
+def _view(session: Session, row: RuleSet, now: datetime) -> RuleSetView:
+    live = session.scalar(select(func.max(RuleSet.id)).where(RuleSet.activated_at.is_not(None)))
+    if row.activated_at is not None:
+        status = "in force" if row.id == live else "superseded"
+    else:
+        request = _request_status(session, row, now)
+        status = "proposed" if request == "pending" else request or "?"
+    names = dict(session.execute(select(Officer.id, Officer.name).where(Officer.id.in_(
+        [i for i in (row.proposed_by, row.backtested_by, row.activated_by) if i]))).all())
+    return RuleSetView(
+        row.id, status, row.based_on, row.reason, names.get(row.proposed_by, "?"),
+        row.proposed_at, dict(row.changes),
+        str(row.request_id) if row.request_id else None, row.backtested_at,
+        names.get(row.backtested_by) if row.backtested_by else None, row.backtest,
+        row.activated_at, names.get(row.activated_by) if row.activated_by else None,
+        int(row.shadow_judged), dict(row.parameters))
+
+
+# ------------------------------------------------------------------------ approval
+
+
+def _activate(rt: Runtime, session: Session, request: ApprovalRequest,
+              actor: Actor) -> dict[str, Any]:
+    """The approved proposal becomes the version in force, if it still may."""
+    version = int(request.payload["rule_set"])
+    row = session.scalars(select(RuleSet).where(RuleSet.id == version)
+                          .with_for_update()).one()
+    live = session.scalar(select(func.max(RuleSet.id))
+                          .where(RuleSet.activated_at.is_not(None)))
+    if row.based_on != live:
+        raise ConflictError(
+            f"rule set v{version} was proposed on {_version_name(row.based_on)}, but "
+            f"{_version_name(live)} is in force now: deny this request and propose again")
+    tested = (row.backtest or {}).get("live_version", "none")
+    if row.backtest is None or tested != live:
+        raise RefusedError(
+            f"rule set v{version} has no backtest against {_version_name(live)}, the "
+            f"rule set in force: run `polysec rules backtest {version}` first")
+    row.activated_at, row.activated_by = rt.clock(), actor.officer_id
+    rt.audit.append(session, officer=actor.name, action="rules.activate", at=rt.clock(),
+                    target=f"rule_set:{version}",
+                    details={"replaces": live, "changes": row.changes})
+    return {"rule_set": version}
+
+
+def _describe(payload: dict[str, Any]) -> str:
+    return f"rule set v{payload.get('rule_set')} for screening"
+
+
+def _evidence(session: Session, request: ApprovalRequest) -> list[tuple[str, str]]:
+    row = session.get(RuleSet, int(request.payload.get("rule_set", 0)))
+    if row is None:
+        return []
+    lines = [("changes", "; ".join(f"{k} {_plain(a)} -> {_plain(b)}"
+                                   for k, (a, b) in row.changes.items()))]
+    test = row.backtest
+    if test is None:
+        lines.append(("backtest", "none yet: approval is refused until one is run"))
+    else:
+        live, prop = test["live"], test["proposed"]
+        lines.append(("backtest", (
+            f"{test['judged']:,} withdrawals since {test['since'][:10]} against "
+            f"{_version_name(test['live_version'])}: holds {live['holds']:,} -> "
+            f"{prop['holds']:,} (+{test['added_count']:,} -{test['removed_count']:,}); "
+            f"precision {_share(live['precision'])} -> {_share(prop['precision'])}; "
+            f"recall {_share(live['recall'])} -> {_share(prop['recall'])} "
+            f"({test['fraud']:,} confirmed fraud, {test['decided']:,} labelled)")))
+    disagreed = session.scalar(select(func.count()).select_from(RuleSetShadow)
+                               .where(RuleSetShadow.rule_set_id == row.id)) or 0
+    lines.append(("shadow", f"{int(row.shadow_judged):,} new withdrawals judged, "
+                            f"{int(disagreed):,} disagreements"))
+    return lines
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "none" if value is None else str(value)
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+APPROVAL = approvals.ApprovalKind(
+    name=KIND, min_role="senior", execute=_activate, describe=_describe,
+    requester_permission="rules.propose", ttl=REQUEST_TTL, evidence=_evidence,
+)

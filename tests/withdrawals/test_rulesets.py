@@ -1,0 +1,245 @@
+"""Rule sets changed like code: a proposal over the version in force, a backtest whose
+figures are recomputed here by hand from the recorded hits and outcomes, four-eyes
+approval that refuses an untested or stale proposal, screening under the approved
+version, and a proposal running in shadow that holds nothing. All three databases."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from polysec_tui.db.models import AuditLogEntry, Withdrawal, WithdrawalFlag, WithdrawalScreening
+from polysec_tui.errors import ConflictError, InputError, RefusedError
+from polysec_tui.services import four_eyes, outcomes
+from polysec_tui.services.withdrawals import review as wds
+from polysec_tui.services.withdrawals import rulesets, screening
+from tests.support import FIXED_NOW
+from tests.support.officers import Staff
+from tests.support.screening import request, status
+
+
+def _proposal(tmp_path: Path, body: str, name: str = "proposal.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def _scores(staff: Staff) -> dict[str, float]:
+    """The recorded score of each withdrawal of `_cases`, from its hits."""
+    with staff.rt.sessions() as s:
+        scores: dict[str, float] = {}
+        for ext, score in s.execute(
+                select(Withdrawal.external_id, WithdrawalFlag.score)
+                .join(WithdrawalFlag, WithdrawalFlag.withdrawal_id == Withdrawal.id)
+                .where(Withdrawal.external_id.in_(("FRAUD", "FINE", "QUIET", "HOME")))):
+            scores[ext] = scores.get(ext, 0.0) + score
+        return scores
+
+
+def _cases(staff: Staff) -> None:
+    """Three requests from new IPs to new addresses (two of them from new countries) and one
+    ordinary; outcomes: FRAUD confirmed, FINE a false positive, QUIET (not held) reported
+    as fraud afterwards by the client, HOME none."""
+    rt, ann = staff.rt, staff.actors["ann"]
+    # Small amounts: the day's sum stays under the velocity limit.
+    request(rt, "FRAUD", ip="198.51.100.1", address="bc1qnew1", amount="0.2",
+            login_extra={"country": "FR"}, ago=timedelta(hours=4))
+    request(rt, "FINE", ip="198.51.100.2", address="bc1qnew2", amount="0.2",
+            login_extra={"country": "ES"}, ago=timedelta(hours=3))
+    request(rt, "QUIET", ip="198.51.100.3", address="bc1qnew3", amount="0.2",
+            ago=timedelta(hours=2))
+    request(rt, "HOME", amount="0.1", ago=timedelta(hours=1))
+    assert [status(rt, e) for e in ("FRAUD", "FINE", "QUIET", "HOME")] == \
+        ["held", "held", "pending", "pending"]
+    wds.reject(rt, ann, "FRAUD", "not the client")  # confirmed fraud
+    wds.approve(rt, ann, "FINE", "the client on holiday")  # a false positive
+    with rt.transaction() as s:
+        outcomes.record(s, ann.officer_id, rt.clock(), "withdrawal:QUIET", "confirmed_fraud",
+                        "the client reported it", [])
+
+
+def test_propose_backtest_approve(staff: Staff, tmp_path: Path) -> None:
+    rt, sue, sam, ann = staff.rt, staff.actors["sue"], staff.actors["sam"], staff.actors["ann"]
+    _cases(staff)
+    scores = _scores(staff)
+    proposal = _proposal(tmp_path, "[screening]\nhold_threshold = 35\n")
+
+    with pytest.raises(RefusedError, match=r"may not rules\.propose"):
+        rulesets.propose(rt, ann, proposal, "lower the bar")
+    done = rulesets.propose(rt, sue, proposal, "QUIET slipped through at 35 points")
+    assert done.based_on is None  # the configuration file's was in force
+    assert done.changes == {"hold_threshold": [50.0, 35.0]}
+    with pytest.raises(RefusedError, match="no backtest"):
+        four_eyes.approve(rt, sam, done.request_id, staff.next_code("sam"))
+
+    result = rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=1))
+    # By hand: held where the recorded score reaches the threshold (50 now, 35 proposed).
+    labels = {"FRAUD": "confirmed_fraud", "FINE": "false_positive", "QUIET": "confirmed_fraud"}
+    today = {e for e in ("FRAUD", "FINE", "QUIET", "HOME") if scores.get(e, 0) >= 50}
+    proposed = {e for e in ("FRAUD", "FINE", "QUIET", "HOME") if scores.get(e, 0) >= 35}
+    assert today == {"FRAUD", "FINE"} and proposed == {"FRAUD", "FINE", "QUIET"}
+    assert result.judged == 4 and result.fraud == 2 and result.decided == 3
+    assert (result.live.holds, result.live.confirmed, result.live.decided) == (2, 1, 2)
+    assert result.live.precision == 1 / 2 and result.live.recall == 1 / 2
+    assert (result.proposed.holds, result.proposed.confirmed) == (3, 2)
+    assert result.proposed.precision == 2 / 3 and result.proposed.recall == 1.0
+    assert result.added == ["QUIET"] and result.removed == [] and result.added_count == 1
+    by_rule = {r.rule: r for r in result.rules}
+    with rt.sessions() as s:
+        fired: dict[str, set[str]] = {}
+        for ext, rule in s.execute(select(Withdrawal.external_id, WithdrawalFlag.rule)
+                                   .join(WithdrawalFlag)
+                                   .where(Withdrawal.external_id.in_(scores))):
+            fired.setdefault(rule, set()).add(ext)
+    assert set(by_rule) == set(fired)
+    for rule, exts in fired.items():  # thresholds change no rule's hits
+        confirmed = sum(1 for e in exts if labels.get(e) == "confirmed_fraud")
+        decided = sum(1 for e in exts if e in labels)
+        for figures in (by_rule[rule].live, by_rule[rule].proposed):
+            assert figures.holds == len(exts)
+            assert figures.precision == (confirmed / decided if decided else None)
+            assert figures.recall == confirmed / 2
+
+    with pytest.raises(RefusedError, match="cannot decide their own"):
+        four_eyes.approve(rt, sue, done.request_id, staff.next_code("sue"))
+    view = four_eyes.get_request(rt, sam, done.request_id)
+    evidence = dict(view.evidence)
+    assert evidence["changes"] == "hold_threshold 50 -> 35"
+    assert "holds 2 -> 3 (+1 -0)" in evidence["backtest"]
+    assert "precision 50% -> 67%" in evidence["backtest"]
+    four_eyes.approve(rt, sam, done.request_id, staff.next_code("sam"))
+
+    # In force: a request like QUIET is held now, its verdict names the version.
+    request(rt, "AGAIN", ip="198.51.100.4", address="bc1qnew4")
+    assert status(rt, "AGAIN") == "held"
+    with rt.sessions() as s:
+        versions = dict(s.execute(select(Withdrawal.external_id, WithdrawalScreening.rule_set)
+                                  .join(WithdrawalScreening)).all())
+        actions = list(s.scalars(select(AuditLogEntry.action)
+                                 .where(AuditLogEntry.action.like("rules.%"))
+                                 .order_by(AuditLogEntry.seq)))
+    assert versions["AGAIN"] == done.version and versions["HOME"] is None
+    assert actions == ["rules.propose", "rules.backtest", "rules.activate"]
+    (v1,) = rulesets.list_sets(rt, ann)
+    assert (v1.status, v1.proposed_by, v1.activated_by) == ("in force", "sue", "sam")
+    _view, parameters = rulesets.show(rt, ann, None)
+    assert parameters["hold_threshold"] == 35.0
+
+    # Two proposals on it: once one is approved, the other is stale.
+    first = rulesets.propose(rt, sue, _proposal(tmp_path, "[screening.weights]\nvelocity = 30\n"),
+                             "velocity")
+    second = rulesets.propose(rt, sam, _proposal(tmp_path, "[screening]\ndormant_days = 60\n"),
+                              "dormancy")
+    assert first.based_on == second.based_on == done.version
+    for version in (first.version, second.version):
+        rulesets.backtest(rt, sue, version, FIXED_NOW - timedelta(days=1))
+    four_eyes.approve(rt, sam, first.request_id, staff.next_code("sam"))
+    stale = f"proposed on v{done.version}, but v{first.version} is in force"
+    with pytest.raises(ConflictError, match=stale):
+        four_eyes.approve(rt, sue, second.request_id, staff.next_code("sue"))
+    assert [v.status for v in rulesets.list_sets(rt, ann)] == \
+        ["proposed", "in force", "superseded"]
+    with pytest.raises(InputError, match="is the one in force"):
+        rulesets.backtest(rt, sue, first.version, FIXED_NOW - timedelta(days=1))
+
+
+def test_a_proposal_in_shadow_holds_nothing(staff: Staff, tmp_path: Path) -> None:
+    rt, sue, sam, ann = staff.rt, staff.actors["sue"], staff.actors["sam"], staff.actors["ann"]
+    done = rulesets.propose(rt, sue, _proposal(tmp_path, "[screening]\nhold_threshold = 35\n"),
+                            "try a lower bar")
+    request(rt, "QUIET", ip="198.51.100.3", address="bc1qnew3", ago=timedelta(hours=2))
+    request(rt, "HOME", ago=timedelta(hours=1))
+    assert status(rt, "QUIET") == "pending"  # the version in force decides
+    report = rulesets.shadow(rt, ann, done.version)
+    assert report.running and report.judged == 2 and report.disagreements == 1
+    assert (report.holds_added, report.holds_removed) == (1, 0)
+    (d,) = report.shown
+    assert (d.withdrawal, d.live_held, d.shadow_held) == ("QUIET", False, True)
+    assert d.live_score == d.shadow_score and d.rules_added == d.rules_removed == []
+
+    four_eyes.deny(rt, sam, done.request_id, "not now", staff.next_code("sam"))
+    request(rt, "LATER", ip="198.51.100.5", address="bc1qnew5")
+    after = rulesets.shadow(rt, ann, done.version)
+    assert not after.running and after.judged == 2
+    assert rulesets.list_sets(rt, ann)[0].status == "denied"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("[screening]\nworkers = 8\n", "workers is not a rule parameter"),
+    ("[screening]\nhold_treshold = 40\n", "unknown key hold_treshold"),
+    ("[screening]\nhold_threshold = -1\n", "hold_threshold: a number >= 0"),
+    ("[screening.weights]\nno_such_rule = 1\n", "weights: rules are"),
+    ("[screening]\nhold_threshold = 50\n", "changes nothing"),
+    ("hold_threshold = 40\n", "a proposal is one [screening] table"),
+    ("[screening\n", "not valid TOML"),
+])
+def test_a_bad_proposal_changes_nothing(staff: Staff, tmp_path: Path, body: str,
+                                        message: str) -> None:
+    rt, sue = staff.rt, staff.actors["sue"]
+    with pytest.raises(InputError, match=message.replace("[", r"\[")):
+        rulesets.propose(rt, sue, _proposal(tmp_path, body), "x")
+    assert rulesets.list_sets(rt, sue) == []
+
+
+def test_the_commands(staff: Staff, tmp_path: Path, db_url: str, cli_env: dict[str, str],
+                      monkeypatch: pytest.MonkeyPatch,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the commands' wiring does not depend on the engine")
+    from tests.support.cli import run_cli
+    from tests.support.officers import commands_use_clock
+
+    commands_use_clock(monkeypatch, staff.clock)
+    _cases(staff)
+    token, _ = staff.login("sue")
+    monkeypatch.setenv("POLYSEC_TOKEN", token)
+    empty = run_cli(capsys, "rules", "list")
+    assert empty.code == 0 and "no rule set yet" in empty.out
+    shown = json.loads(run_cli(capsys, "rules", "show", "--json").out)
+    assert shown["rule_set"] is None and shown["parameters"]["hold_threshold"] == 50.0
+    proposal = _proposal(tmp_path, "[screening]\nhold_threshold = 35\n")
+    made = run_cli(capsys, "rules", "propose", str(proposal), "--reason", "QUIET", "--json")
+    assert made.code == 0, made.err
+    assert json.loads(made.out)["rule_set"] == 1
+    tested = run_cli(capsys, "rules", "backtest", "v1", "--since", "2d")
+    assert tested.code == 0, tested.err
+    assert "holds 2 -> 3: 1 added, 0 removed" in tested.out
+    assert "holds added: QUIET" in tested.out
+    doc = json.loads(run_cli(capsys, "rules", "backtest", "1", "--shadow", "--json").out)
+    assert doc["running"] and doc["judged"] == 0
+    listed = json.loads(run_cli(capsys, "rules", "list", "--json").out)
+    assert listed["rule_sets"][0]["status"] == "proposed"
+    assert listed["rule_sets"][0]["backtest"]["added"] == ["QUIET"]
+    for args, code, text in (
+            (("rules", "backtest", "v9"), 2, "no rule set v9"),
+            (("rules", "backtest", "x1"), 2, "not a rule set version"),
+            (("rules", "propose", str(tmp_path / "missing.toml"), "--reason", "x"), 2,
+             "cannot read"),
+    ):
+        bad = run_cli(capsys, *args)
+        assert bad.code == code and text in bad.err, bad.err
+        assert len(bad.err.strip().splitlines()) == 1
+
+
+def test_screening_follows_the_version_in_force_between_passes(staff: Staff,
+                                                               tmp_path: Path) -> None:
+    """The watcher's pass (`screen_new`) reads the version in force each time."""
+    rt, sue, sam = staff.rt, staff.actors["sue"], staff.actors["sam"]
+    done = rulesets.propose(rt, sue, _proposal(tmp_path, "[screening]\nhold_threshold = 35\n"),
+                            "lower")
+    rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=1))
+    base = screening.load_config(rt.settings)
+    request(rt, "BEFORE", ip="198.51.100.3", address="bc1qnew3", ago=timedelta(hours=2))
+    assert status(rt, "BEFORE") == "pending"
+    four_eyes.approve(rt, sam, done.request_id, staff.next_code("sam"))
+    from tests.support.helpers import ingest, withdrawal
+    from tests.support.screening import iso
+    ingest(rt, "withdrawals", withdrawal("AFTER", "A1", at=iso(timedelta(minutes=30)),
+                                         amount="0.35", address="bc1qnew6",
+                                         available_balance="5", ip="198.51.100.6"))
+    report, _after, _more = screening.screen_new(rt, base, 0, 100)
+    assert report.rule_set == done.version and status(rt, "AFTER") == "held"
