@@ -4,7 +4,6 @@ screening's thresholds and weights changed like code (services/withdrawals/rules
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -57,14 +56,6 @@ def _version(text: str | None) -> int | None:
     return int(raw)
 
 
-def _plain(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items())
-    return "none" if value is None else str(value)
-
-
 @rules.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
@@ -88,8 +79,7 @@ def list_(ctx: click.Context, as_json: bool) -> None:
              + (f"; approved by {v.activated_by} {v.activated_at:%Y-%m-%d %H:%M}"
                 if v.activated_at else ""))
         echo(f"    {printable(v.reason)[:200]}")
-        echo("    " + "; ".join(f"{k} {_plain(a)} -> {_plain(b)}"
-                                for k, (a, b) in v.changes.items()))
+        echo(f"    {rulesets.describe_changes(v.changes)}")
 
 
 @rules.command()
@@ -112,7 +102,7 @@ def show(ctx: click.Context, version: str | None, as_json: bool) -> None:
              f"{'the configuration file' if view.based_on is None else f'v{view.based_on}'}")
     width = max(len(k) for k in parameters)
     for key, value in parameters.items():
-        echo(f"  {key:<{width}}  {_plain(value)}")
+        echo(f"  {key:<{width}}  {rulesets.plain(value)}")
 
 
 @rules.command()
@@ -132,8 +122,7 @@ def propose(ctx: click.Context, file: Path, reason: str, as_json: bool) -> None:
         emit_json({"rule_set": done.version, "based_on": done.based_on,
                    "request": str(done.request_id), "changes": done.changes})
         return
-    echo(f"proposed rule set v{done.version}: " + "; ".join(
-        f"{k} {_plain(a)} -> {_plain(b)}" for k, (a, b) in done.changes.items()))
+    echo(f"proposed rule set v{done.version}: {rulesets.describe_changes(done.changes)}")
     echo(f"next: `polysec rules backtest {done.version}`, then a second officer runs "
          f"`polysec approvals approve {done.request_id}`")
 
@@ -172,14 +161,15 @@ def backtest(ctx: click.Context, version: str, since: str, shadow: bool,
          f"{result.decided:,} with an outcome")
     echo(f"holds {result.live.holds:,} -> {result.proposed.holds:,}: "
          f"{result.added_count:,} added, {result.removed_count:,} removed")
-    echo(f"precision {_share(result.live.precision)} -> {_share(result.proposed.precision)}"
-         f"; recall {_share(result.live.recall)} -> {_share(result.proposed.recall)}")
+    share = rulesets.share
+    echo(f"precision {share(result.live.precision)} -> {share(result.proposed.precision)}"
+         f"; recall {share(result.live.recall)} -> {share(result.proposed.recall)}")
     width = max([len(r.rule) for r in result.rules] + [4])
     echo(f"{'rule':<{width}}  {'hits':>13}  {'precision':>13}  {'recall':>13}")
     for r in result.rules:
         echo(f"{r.rule:<{width}}  {r.live.holds:>6,}>{r.proposed.holds:<6,}  "
-             f"{_share(r.live.precision):>6}>{_share(r.proposed.precision):<6}  "
-             f"{_share(r.live.recall):>6}>{_share(r.proposed.recall):<6}")
+             f"{share(r.live.precision):>6}>{share(r.proposed.precision):<6}  "
+             f"{share(r.live.recall):>6}>{share(r.proposed.recall):<6}")
     for label, names, count in (("added", result.added, result.added_count),
                                 ("removed", result.removed, result.removed_count)):
         if names:
@@ -201,7 +191,3 @@ def _shadow_report(report: rulesets.ShadowReport, as_json: bool) -> None:
         echo(f"  {d.withdrawal}  {d.judged_at:%Y-%m-%d %H:%M}  score {d.live_score:g} -> "
              f"{d.shadow_score:g}  held {'yes' if d.live_held else 'no'} -> "
              f"{'yes' if d.shadow_held else 'no'}  {rules}")
-
-
-def _share(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0%}"

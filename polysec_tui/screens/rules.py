@@ -6,6 +6,10 @@ Opened from the dashboard (``o``). ``p`` cycles the period (7, 30, 90 days); the
 are in the report's order (screening, detectors, alerts). Precision is confirmed fraud
 over every decided outcome; a rule nobody has decided yet shows none, not 0 %. A rule
 with many decisions and a low precision is shown in amber, so it stands out.
+
+Below, the versions of screening's rule set (`polysec rules list`): which is in force,
+what each changed, its backtest and who approved it; a proposal is decided in the
+approvals inbox like any four-eyes request.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from polysec_tui.screens.widgets import (
 )
 from polysec_tui.services import outcomes
 from polysec_tui.services.outcomes import RuleFigures
+from polysec_tui.services.withdrawals import rulesets
+from polysec_tui.services.withdrawals.rulesets import RuleSetView
 
 PERIODS = (7, 30, 90)  # days
 NOISY_DECIDED = 10  # decisions before a low precision is worth pointing at
@@ -45,6 +51,7 @@ class RulesReportScreen(ConsoleScreen):
     DEFAULT_CSS = """
     RulesReportScreen #rules-status { height: 1; padding: 0 1; }
     RulesReportScreen #rules-table { height: 1fr; }
+    RulesReportScreen #rule-sets { height: auto; max-height: 9; }
     """
 
     def __init__(self) -> None:
@@ -54,6 +61,7 @@ class RulesReportScreen(ConsoleScreen):
     def compose_body(self) -> ComposeResult:
         yield StatusLine(Text("loading…"), id="rules-status")
         yield ConsoleTable(id="rules-table", cursor_type="row", zebra_stripes=True)
+        yield ConsoleTable(id="rule-sets", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         self.query_one("#rules-table", DataTable).focus()
@@ -70,22 +78,33 @@ class RulesReportScreen(ConsoleScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="rules report")
     def load(self, days: int) -> None:
-        self.deliver(lambda: outcomes.report(self.runtime, self.officer,
-                                             self.clock() - timedelta(days=days)))
+        self.deliver(lambda: (
+            outcomes.report(self.runtime, self.officer, self.clock() - timedelta(days=days)),
+            rulesets.list_sets(self.runtime, self.officer)))
 
     def on_console_screen_loaded(self, message: ConsoleScreen.Loaded) -> None:
         if message.data is None:
             self.set_status(message.error, error=True)
             return
-        figures: list[RuleFigures] = message.data
+        figures: list[RuleFigures]
+        sets: list[RuleSetView]
+        figures, sets = message.data
         fill_table(self.query_one("#rules-table", DataTable), [
             ("rule", "Rule", None), ("hits", "Hits", None), ("holds", "Holds", None),
             ("confirmed", "Confirmed", None), ("false", "False pos", None),
             ("benign", "Benign", None), ("precision", "Precision", None),
         ], [_row(f) for f in figures])
+        fill_table(self.query_one("#rule-sets", DataTable), [
+            ("version", "Rule set", None), ("state", "State", None), ("by", "Proposed by", None),
+            ("approved", "Approved by", None), ("changes", "Changes", None),
+            ("backtest", "Backtest", None),
+        ], [_set_row(v) for v in sets])
+        live = next((v for v in sets if v.status == "in force"), None)
+        in_force = ("the configuration file's thresholds" if live is None
+                    else f"rule set v{live.version}")
         decided = sum(f.decided for f in figures)
         self.set_status(f"last {self.days} days (p changes) · precision = confirmed fraud "
-                        f"/ decided · {decided:,} outcomes recorded")
+                        f"/ decided · {decided:,} outcomes recorded · in force: {in_force}")
 
 
 def _row(f: RuleFigures) -> tuple[Text, ...]:
@@ -98,3 +117,15 @@ def _row(f: RuleFigures) -> tuple[Text, ...]:
                 f"{f.confirmed:,}", f"{f.false_positives:,}", f"{f.benign:,}")),
             Text(precision + (" noisy" if noisy else ""), justify="right",
                  style="bold yellow" if noisy else ""))
+
+
+def _set_row(v: RuleSetView) -> tuple[Text, ...]:
+    changes = rulesets.describe_changes(v.changes)
+    test = v.backtest
+    backtest = "none yet" if test is None else (
+        f"holds {test['live']['holds']:,} -> {test['proposed']['holds']:,} "
+        f"(+{test['added_count']:,} -{test['removed_count']:,})")
+    return (Text(f"v{v.version}"),
+            Text(v.status, style="bold green" if v.status == "in force" else ""),
+            safe_text(v.proposed_by, limit=32), safe_text(v.activated_by or "", limit=32),
+            safe_text(changes, limit=80), Text(backtest))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from textual.widgets import Button, DataTable, Input
 
 from polysec_tui.db.models import AuditLogEntry, Withdrawal, WithdrawalFlag, WithdrawalScreening
 from polysec_tui.errors import ConflictError, InputError, RefusedError
@@ -20,6 +21,7 @@ from polysec_tui.services.withdrawals import rulesets, screening
 from tests.support import FIXED_NOW
 from tests.support.officers import Staff
 from tests.support.screening import request, status
+from tests.support.tui import idle, sync
 
 
 def _proposal(tmp_path: Path, body: str, name: str = "proposal.toml") -> Path:
@@ -243,3 +245,47 @@ def test_screening_follows_the_version_in_force_between_passes(staff: Staff,
                                          available_balance="5", ip="198.51.100.6"))
     report, _after, _more = screening.screen_new(rt, base, 0, 100)
     assert report.rule_set == done.version and status(rt, "AFTER") == "held"
+
+
+@sync
+async def test_the_console_shows_versions_and_decides_a_proposal(staff: Staff,
+                                                                 tmp_path: Path) -> None:
+    """Dashboard o lists the versions under the rules report; the approvals inbox shows
+    a proposal's changes and backtest and approves it like any four-eyes request."""
+    from polysec_tui.app import DESTINATIONS, PolysecApp
+    from polysec_tui.screens.approvals import ApprovalsScreen
+    from polysec_tui.screens.rules import RulesReportScreen
+    from tests.withdrawals.test_tui_approvals import rows, text_of, until
+
+    rt, sue, ann = staff.rt, staff.actors["sue"], staff.actors["ann"]
+    _cases(staff)
+    done = rulesets.propose(rt, sue, _proposal(tmp_path, "[screening]\nhold_threshold = 35\n"),
+                            "QUIET slipped through")
+    rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=1))
+    app = PolysecApp(rt, session=staff.login("sam"))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await idle(pilot)
+        await pilot.press("o")
+        await idle(pilot)
+        screen = app.screen
+        assert isinstance(screen, RulesReportScreen)
+        table = screen.query_one("#rule-sets", DataTable)
+        row = [str(c) for c in table.get_row_at(0)]
+        assert row == [f"v{done.version}", "proposed", "sue", "",
+                       "hold_threshold 50 -> 35", "holds 2 -> 3 (+1 -0)"]
+        status_line = str(screen.query_one("#rules-status").render())
+        assert "in force: the configuration file's thresholds" in status_line
+
+        await pilot.press("escape", DESTINATIONS["approvals"].key)
+        await until(pilot, lambda: isinstance(app.screen, ApprovalsScreen)
+                    and len(rows(app)) == 1, "the inbox")
+        assert rows(app)[0][1:4] == ["rule_set", f"rule set v{done.version} for screening",
+                                     "sue"]
+        evidence = text_of(app, "#approvals-evidence")
+        assert "hold_threshold 50 -> 35" in evidence and "holds 2 -> 3 (+1 -0)" in evidence
+        app.screen.query_one("#approvals-code", Input).value = staff.next_code("sam")
+        app.screen.query_one("#approvals-approve", Button).press()
+        await until(pilot, lambda: "approved and executed" in text_of(app,
+                                                                       "#approvals-status"),
+                    "the approval")
+    assert [v.status for v in rulesets.list_sets(rt, ann)] == ["in force"]

@@ -457,8 +457,7 @@ def _evidence(session: Session, request: ApprovalRequest) -> list[tuple[str, str
     row = session.get(RuleSet, int(request.payload.get("rule_set", 0)))
     if row is None:
         return []
-    lines = [("changes", "; ".join(f"{k} {_plain(a)} -> {_plain(b)}"
-                                   for k, (a, b) in row.changes.items()))]
+    lines = [("changes", describe_changes(row.changes))]
     test = row.backtest
     if test is None:
         lines.append(("backtest", "none yet: approval is refused until one is run"))
@@ -468,8 +467,8 @@ def _evidence(session: Session, request: ApprovalRequest) -> list[tuple[str, str
             f"{test['judged']:,} withdrawals since {test['since'][:10]} against "
             f"{_version_name(test['live_version'])}: holds {live['holds']:,} -> "
             f"{prop['holds']:,} (+{test['added_count']:,} -{test['removed_count']:,}); "
-            f"precision {_share(live['precision'])} -> {_share(prop['precision'])}; "
-            f"recall {_share(live['recall'])} -> {_share(prop['recall'])} "
+            f"precision {share(live['precision'])} -> {share(prop['precision'])}; "
+            f"recall {share(live['recall'])} -> {share(prop['recall'])} "
             f"({test['fraud']:,} confirmed fraud, {test['decided']:,} labelled)")))
     disagreed = session.scalar(select(func.count()).select_from(RuleSetShadow)
                                .where(RuleSetShadow.rule_set_id == row.id)) or 0
@@ -478,13 +477,22 @@ def _evidence(session: Session, request: ApprovalRequest) -> list[tuple[str, str
     return lines
 
 
-def _plain(value: Any) -> str:
+def describe_changes(changes: dict[str, list[Any]]) -> str:
+    """``hold_threshold 50 -> 35; weights.velocity 25 -> 30``."""
+    return "; ".join(f"{k} {plain(a)} -> {plain(b)}" for k, (a, b) in changes.items())
+
+
+def plain(value: Any) -> str:
+    """A parameter's value as an officer writes it: 50, not 50.0."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {plain(v)}" for k, v in value.items())
     return "none" if value is None else str(value)
 
 
-def _share(value: float | None) -> str:
+def share(value: float | None) -> str:
+    """A precision or recall: 67%, or n/a where nothing counts."""
     return "n/a" if value is None else f"{value:.0%}"
 
 
