@@ -36,6 +36,9 @@ database ``polysec_benchcache_<same name>`` on the server (kept) and each run ge
 ``CREATE DATABASE ... TEMPLATE`` it (dropped at the end). The copy has never been
 screened; migrations newer than the cache are applied to it before timing.
 ``--build-only`` stops after building or copying; ``--no-tui`` skips the Textual timing.
+``--rule-sets`` then times a rule set proposal's backtest over every withdrawal, and
+screening everything again with the proposal running in shadow (its cost beside the
+first run's ``screen_s``).
 
 Progress lines with the figures so far go to stderr.
 """
@@ -59,7 +62,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy import insert as sa_insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -70,12 +73,12 @@ from polysec_tui.crypto import totp
 from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine, parse_url
-from polysec_tui.db.models import Withdrawal
+from polysec_tui.db.models import Withdrawal, WithdrawalFlag, WithdrawalScreening
 from polysec_tui.services.officers import registry as officers
 from polysec_tui.services.officers import sessions
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals import review as queue
-from polysec_tui.services.withdrawals import screening
+from polysec_tui.services.withdrawals import rulesets, screening
 
 END = login_bench.END
 ASSETS = (("BTC", 0.05), ("ETH", 1.5), ("USDT", 900.0), ("SOL", 12.0))
@@ -246,6 +249,37 @@ def _from_cache(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> tup
     return url, keyring_path
 
 
+def _rule_sets(rt: Runtime, actor: Any, tmp: Path, out: dict[str, Any]) -> None:
+    """A proposal (a lower threshold, a lighter new_destination): its backtest over every
+    withdrawal, then screening everything again with the proposal running in shadow."""
+    proposal = tmp / "proposal.toml"
+    proposal.write_text("[screening]\nhold_threshold = 45\n"
+                        "[screening.weights]\nnew_destination = 10\n")
+    done = rulesets.propose(rt, actor, proposal, "bench")
+    with rt.engine.connect() as conn:
+        since = conn.scalar(select(func.min(Withdrawal.requested_at)))
+    assert since is not None
+    began = time.monotonic()
+    result = rulesets.backtest(rt, actor, done.version, since)
+    seconds = time.monotonic() - began
+    out["backtest_s"] = round(seconds, 1)
+    out["backtested_per_s"] = round(result.judged / seconds)
+    out["backtest_holds"] = [result.live.holds, result.proposed.holds]
+    _progress(out)
+    with rt.engine.begin() as conn:  # unscreened again, as before the first run
+        conn.execute(delete(WithdrawalFlag))
+        conn.execute(delete(WithdrawalScreening))
+        conn.execute(update(Withdrawal).where(Withdrawal.status == "held")
+                     .values(status="pending"))
+    began = time.monotonic()
+    report = screening.screen(rt, actor)
+    out["screen_with_shadow_s"] = round(time.monotonic() - began, 1)
+    out["shadow_disagreements"] = rulesets.shadow(rt, actor, done.version,
+                                                  limit=0).disagreements
+    assert report.screened == result.judged
+    _progress(out)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"engine": "postgresql" if args.postgres else "sqlite",
                            "accounts": args.accounts, "logins": args.logins,
@@ -316,6 +350,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                   ("queue_open_frames", "queue_screen_open_frames_ms")):
                     out[f"{name}_median"] = round(statistics.median(opened[key]), 1)
                     out[f"{name}_max"] = round(max(opened[key]), 1)
+            if args.rule_sets:
+                _rule_sets(rt, actor, tmp, out)
             out["peak_rss_mib"] = round(
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         finally:
@@ -341,6 +377,9 @@ def main() -> None:
                         help="stop after building (or copying) the database")
     parser.add_argument("--no-tui", action="store_true",
                         help="skip the Textual queue screen timing")
+    parser.add_argument("--rule-sets", action="store_true",
+                        help="then time a rule set's backtest over every withdrawal and "
+                             "screening again with the proposal running in shadow")
     args = parser.parse_args()
     print(json.dumps(run(args), indent=2))
 

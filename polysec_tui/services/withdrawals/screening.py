@@ -504,17 +504,22 @@ def replay(rt: Runtime, configs: list[ScreeningConfig], since: datetime,
     as it is now (what was held since, lists imported since), so two configurations
     replayed together differ only by their parameters."""
     w = Withdrawal
-    after = 0
-    while True:
-        with rt.sessions() as session:
-            ids = list(session.scalars(
-                select(w.id).where(w.id > after, w.requested_at >= since,
-                                   w.requested_at < until)
-                .order_by(w.id).limit(BATCH)))
-        if not ids:
-            return
-        after = ids[-1]
-        verdicts = [_judge(rt.sessions, ids, cfg, (since, until)) for cfg in configs]
+    window = (since, until)
+
+    def batches() -> Iterator[list[int]]:
+        after = 0
+        while True:
+            with rt.sessions() as session:
+                ids = list(session.scalars(
+                    select(w.id).where(w.id > after, w.requested_at >= since,
+                                       w.requested_at < until)
+                    .order_by(w.id).limit(BATCH)))
+            if not ids:
+                return
+            yield ids
+            after = ids[-1]
+
+    def replayed(verdicts: list[_Verdict]) -> dict[int, list[Replayed]]:
         judged: dict[int, list[Replayed]] = {}
         for wid in verdicts[0].judged:
             judged[wid] = []
@@ -523,7 +528,26 @@ def replay(rt: Runtime, configs: list[ScreeningConfig], since: datetime,
                 score = round(sum(h.score for h in found), 2)
                 judged[wid].append(Replayed(score, frozenset(h.rule for h in found),
                                             would_hold(score, found, cfg)))
-        yield judged
+        return judged
+
+    # As _screen: worker processes judge while this one tallies, once it pays off.
+    ids_iter = batches()
+    first = list(itertools.islice(ids_iter, PARALLEL_FROM))
+    n = configs[0].workers
+    if n < 1 or len(first) * len(configs) < PARALLEL_FROM or not _shareable(rt):
+        n = 0
+    pool: Executor = _worker_pool(rt, n) if n else _Inline()
+    judge = _judge_in_worker if n else partial(_judge, rt.sessions)
+    try:
+        pending: deque[list[Future[_Verdict]]] = deque()
+        for ids in itertools.chain(first, ids_iter):
+            pending.append([pool.submit(judge, ids, cfg, window) for cfg in configs])
+            if len(pending) > n:
+                yield replayed([f.result() for f in pending.popleft()])
+        while pending:
+            yield replayed([f.result() for f in pending.popleft()])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _batches(rt: Runtime, limit: int | None, after: int) -> Iterator[list[int]]:
@@ -586,9 +610,10 @@ def _start_worker(url: str) -> None:
     _worker_sessions = session_factory(make_engine(url, create_dir=False))
 
 
-def _judge_in_worker(ids: list[int], cfg: ScreeningConfig) -> _Verdict:
+def _judge_in_worker(ids: list[int], cfg: ScreeningConfig,
+                     window: tuple[datetime, datetime] | None = None) -> _Verdict:
     assert _worker_sessions is not None, "not started by _worker_pool"
-    return _judge(_worker_sessions, ids, cfg)
+    return _judge(_worker_sessions, ids, cfg, window)
 
 
 @dataclass
