@@ -8,7 +8,7 @@ import click
 
 from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of
 from polysec_tui.services.withdrawals import sanctions as service
-from polysec_tui.services.withdrawals.screening import load_config
+from polysec_tui.services.withdrawals.screening import config_in_force
 from polysec_tui.text import printable, unvisible, visible
 
 
@@ -45,7 +45,7 @@ def import_(ctx: click.Context, files: tuple[BinaryIO, ...], fmt: str | None,
     rt = runtime_of(ctx)
     actor = actor_of(ctx, "sanctions.import")
     fmt, parsed, sha256 = service.read_files(list(files), fmt)
-    weight = load_config(rt.settings).weight(service.RULE)
+    weight = config_in_force(rt).weight(service.RULE)
     report = service.import_list(rt, actor, fmt, parsed, sha256, weight=weight, name=name,
                                  version=version, allow_shrink=allow_shrink)
     if as_json:

@@ -145,7 +145,7 @@ def test_propose_backtest_approve(staff: Staff, tmp_path: Path) -> None:
         four_eyes.approve(rt, sue, second.request_id, staff.next_code("sue"))
     assert [v.status for v in rulesets.list_sets(rt, ann)] == \
         ["proposed", "in force", "superseded"]
-    with pytest.raises(InputError, match="is the one in force"):
+    with pytest.raises(InputError, match="no longer a proposal"):
         rulesets.backtest(rt, sue, first.version, FIXED_NOW - timedelta(days=1))
 
 
@@ -173,11 +173,26 @@ def test_a_proposal_in_shadow_holds_nothing(staff: Staff, tmp_path: Path) -> Non
 @pytest.mark.parametrize(("body", "message"), [
     ("[screening]\nworkers = 8\n", "workers is not a rule parameter"),
     ("[screening]\nhold_treshold = 40\n", "unknown key hold_treshold"),
-    ("[screening]\nhold_threshold = -1\n", "hold_threshold: a number >= 0"),
+    ("[screening]\nhold_threshold = -1\n", "hold_threshold: a number from 0 to"),
     ("[screening.weights]\nno_such_rule = 1\n", "weights: rules are"),
     ("[screening]\nhold_threshold = 50\n", "changes nothing"),
     ("hold_threshold = 40\n", "a proposal is one [screening] table"),
     ("[screening\n", "not valid TOML"),
+    # Values that would overflow an engine's date arithmetic or a counter, or poison JSON.
+    ("[screening]\ndormant_days = 1000000000000\n", "a whole number from 0 to 3,650"),
+    ("[screening]\nvelocity_count = 100000000000000000000000\n", "a whole number from 0"),
+    ("[screening]\nstructuring_count = 2000000\n", "a whole number from 0 to 1,000,000"),
+    ("[screening]\nhold_threshold = nan\n", "a number from 0 to"),
+    ("[screening]\nhold_threshold = inf\n", "a number from 0 to"),
+    ("[screening.weights]\nvelocity = nan\n", "weights.velocity: a number from 0"),
+    ("[screening.weights]\nvelocity = -500\n", "weights.velocity: a number from 0"),
+    ("[screening.weights]\nvelocity = true\n", "weights.velocity: a number from 0"),
+    ("[screening.weights]\nvelocity = \"20\"\n", "weights.velocity: a number from 0"),
+    ("[screening.weights.velocity]\na = 1\n", "weights.velocity: a number from 0"),
+    ("[screening.weights]\nvelocity = 1979-05-27\n", "weights.velocity: a number from 0"),
+    ("[screening]\nrisky_session_min_severity = []\n", "one of low, medium"),
+    ("[screening]\namount_ratio = \"NaN\"\n", "must be above 0"),
+    ("[screening]\namount_ratio = 3.0\n", "changes nothing"),  # 3 and 3.0: one value
 ])
 def test_a_bad_proposal_changes_nothing(staff: Staff, tmp_path: Path, body: str,
                                         message: str) -> None:
@@ -233,10 +248,10 @@ def test_screening_follows_the_version_in_force_between_passes(staff: Staff,
     rt, sue, sam = staff.rt, staff.actors["sue"], staff.actors["sam"]
     done = rulesets.propose(rt, sue, _proposal(tmp_path, "[screening]\nhold_threshold = 35\n"),
                             "lower")
-    rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=1))
     base = screening.load_config(rt.settings)
     request(rt, "BEFORE", ip="198.51.100.3", address="bc1qnew3", ago=timedelta(hours=2))
     assert status(rt, "BEFORE") == "pending"
+    rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=1))
     four_eyes.approve(rt, sam, done.request_id, staff.next_code("sam"))
     from tests.support.helpers import ingest, withdrawal
     from tests.support.screening import iso
@@ -289,3 +304,84 @@ async def test_the_console_shows_versions_and_decides_a_proposal(staff: Staff,
                                                                        "#approvals-status"),
                     "the approval")
     assert [v.status for v in rulesets.list_sets(rt, ann)] == ["in force"]
+
+
+def test_a_failing_shadow_never_reaches_live_screening(staff: Staff, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    rt, sue = staff.rt, staff.actors["sue"]
+    done = rulesets.propose(rt, sue, _proposal(tmp_path, "[screening]\nhold_threshold = 35\n"),
+                            "lower")
+    judge = screening._judge
+
+    def failing(sessions, ids, cfg, window=None):  # type: ignore[no-untyped-def]
+        if cfg.rule_set == done.version:
+            raise OverflowError("date value out of range")
+        return judge(sessions, ids, cfg, window)
+
+    monkeypatch.setattr(screening, "_judge", failing)
+    request(rt, "NEW", ip="198.51.100.1", address="bc1qnew1", login_extra={"country": "FR"})
+    assert status(rt, "NEW") == "held"  # the live verdict, recorded
+    assert rulesets.shadow(rt, sue, done.version).judged == 0
+
+
+def test_figures_and_approval_follow_what_is_in_force(staff: Staff, tmp_path: Path) -> None:
+    """A backtest is refused once its proposal was decided; an approval is refused when
+    the configuration file's thresholds changed after the backtest, or when the backtest
+    judged nothing; at most three proposals run in shadow."""
+    import dataclasses
+
+    rt, sue, sam = staff.rt, staff.actors["sue"], staff.actors["sam"]
+    _cases(staff)
+    done = rulesets.propose(rt, sue, _proposal(tmp_path, "[screening]\nhold_threshold = 35\n"),
+                            "lower")
+    rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(minutes=1))
+    with pytest.raises(RefusedError, match="judged no withdrawal"):
+        four_eyes.approve(rt, sam, done.request_id, staff.next_code("sam"))
+    rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=1))
+    rt.settings = dataclasses.replace(rt.settings, options={"screening": {"dormant_days": 60}})
+    with pytest.raises(RefusedError, match="no backtest against the thresholds in force"):
+        four_eyes.approve(rt, sam, done.request_id, staff.next_code("sam"))
+    rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=1))
+    four_eyes.approve(rt, sam, done.request_id, staff.next_code("sam"))
+    with pytest.raises(InputError, match="no longer a proposal"):
+        rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=1))
+
+    for n in range(3):
+        rulesets.propose(rt, sue, _proposal(tmp_path, f"[screening]\ndormant_days = {n + 1}\n"),
+                         "try")
+    with pytest.raises(RefusedError, match="3 proposals are pending already"):
+        rulesets.propose(rt, sue, _proposal(tmp_path, "[screening]\ndormant_days = 9\n"),
+                         "one more")
+
+
+def test_two_approvals_at_once_make_one_version_live(staff: Staff, tmp_path: Path) -> None:
+    import threading
+
+    rt, sue = staff.rt, staff.actors["sue"]
+    _cases(staff)
+    made = [rulesets.propose(rt, sue, _proposal(tmp_path, body), "race")
+            for body in ("[screening]\nhold_threshold = 35\n",
+                         "[screening]\ndormant_days = 60\n")]
+    for m in made:
+        rulesets.backtest(rt, sue, m.version, FIXED_NOW - timedelta(days=1))
+    codes = {"sam": staff.next_code("sam"), "admin2": staff.next_code("admin2")}
+    errors: list[Exception] = []
+    barrier = threading.Barrier(2)
+
+    def approve(name: str, request_id: object) -> None:
+        barrier.wait()
+        try:
+            four_eyes.approve(rt, staff.actors[name], request_id,  # type: ignore[arg-type]
+                              codes[name])
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=approve, args=(name, m.request_id))
+               for name, m in zip(codes, made, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    states = [v.status for v in rulesets.list_sets(rt, sue)]
+    assert sorted(states) == ["in force", "proposed"], (states, errors)
+    assert len(errors) == 1 and isinstance(errors[0], ConflictError)

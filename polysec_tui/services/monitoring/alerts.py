@@ -72,7 +72,12 @@ from polysec_tui.services import outcomes
 from polysec_tui.services.monitoring import watcher
 from polysec_tui.services.officers.auth import Actor, at_least, require
 from polysec_tui.services.runtime import Runtime
-from polysec_tui.services.withdrawals.screening import ALWAYS_HOLD, ScreeningConfig, load_config
+from polysec_tui.services.withdrawals.screening import (
+    ALWAYS_HOLD,
+    ScreeningConfig,
+    in_force,
+    load_config,
+)
 from polysec_tui.text import printable
 
 KINDS = ("account", "source", "audit")
@@ -303,7 +308,8 @@ def list_snoozes(rt: Runtime, actor: Actor) -> list[SnoozeView]:
 
 def current(session: Session, now: datetime, cfg: ScreeningConfig) -> list[Alert]:
     """Every alert of the window as far as it has grown, acknowledged or not, newest
-    first."""
+    first. ``cfg``: the configuration file's; the rule set in force replaces its weights."""
+    cfg, _shadows = in_force(session, cfg, now)
     groups: dict[tuple[str, str], _Group] = {}
     _anomaly_groups(session, now - WINDOW, now, groups)
     _withdrawal_groups(session, cfg, groups)

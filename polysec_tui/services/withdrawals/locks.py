@@ -6,6 +6,9 @@ write transaction is serial anyway).
   past destinations), so that neither judges with a list the other is changing.
 - ``sanctions``: a sanctions import, and an approval by one officer, so that an approval
   never reads the lists while an import that names its destination is uncommitted.
+- ``rule_sets``: a rule set's activation and the recording of a backtest, so that two
+  approvals never both find the same version in force, and no figures change under an
+  approval.
 
 Taken in that order (screening, then sanctions, then withdrawal rows), never the other
 way round."""
@@ -23,6 +26,7 @@ from polysec_tui.db.models import AnalysisCheckpoint
 
 SCREENING = "screening"
 SANCTIONS = "sanctions"
+RULE_SETS = "rule_sets"
 
 
 def take(session: Session, name: str, now: datetime) -> None:

@@ -21,6 +21,8 @@ withdrawal nobody judged counts in neither.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import tomllib
 import uuid
@@ -45,8 +47,8 @@ from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.services.officers import approvals
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
-from polysec_tui.services.withdrawals import screening
-from polysec_tui.services.withdrawals.screening import RULE_PARAMETERS
+from polysec_tui.services.withdrawals import locks, screening
+from polysec_tui.services.withdrawals.screening import RULE_PARAMETERS, ScreeningConfig
 
 KIND = "rule_set"
 # Long enough to run a proposal in shadow for a week or two before deciding.
@@ -75,7 +77,12 @@ def propose(rt: Runtime, actor: Actor, path: Path, reason: str) -> Proposed:
     base = screening.load_config(rt.settings)
     with rt.transaction() as session:
         now = rt.clock()
-        live, _shadows = screening.in_force(session, base, now)
+        live, shadows = screening.in_force(session, base, now)
+        if len(shadows) >= screening.MAX_SHADOWS:
+            running = ", ".join(f"v{c.rule_set}" for c in shadows)
+            raise RefusedError(f"{len(shadows)} proposals are pending already ({running}), "
+                               "each judging every new withdrawal in shadow: deny one or "
+                               "let it expire first")
         proposed = screening.parse_section(section, live, f"{path.name}: [screening]")
         before, after = screening.parameters_of(live), screening.parameters_of(proposed)
         changes = _changes(before, after)
@@ -101,9 +108,11 @@ def propose(rt: Runtime, actor: Actor, path: Path, reason: str) -> Proposed:
 def _read_proposal(path: Path) -> dict[str, Any]:
     """The ``[screening]`` table of a proposal file, rule parameters only."""
     try:
-        if path.stat().st_size > MAX_FILE:
+        with path.open("rb") as file:  # read at most the limit: a FIFO or /dev/zero too
+            raw = file.read(MAX_FILE + 1)
+        if len(raw) > MAX_FILE:
             raise InputError(f"{path.name}: larger than {MAX_FILE // 1024} KiB")
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        doc = tomllib.loads(raw.decode("utf-8"))
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -204,9 +213,8 @@ def backtest(rt: Runtime, actor: Actor, version: int, since: datetime) -> Backte
         raise InputError("the backtest's period must start in the past")
     with rt.sessions() as session:
         row = _get(session, version)
+        _still_proposed(session, row, until)
         live, _shadows = screening.in_force(session, base, until)
-        if row.activated_at is not None and live.rule_set == version:
-            raise InputError(f"rule set v{version} is the one in force: nothing to compare")
         proposed = screening.with_rule_set(base, version, row.parameters)
         outcomes = _outcomes(session, since, until)
     holds: tuple[set[int], set[int]] = (set(), set())
@@ -222,7 +230,7 @@ def backtest(rt: Runtime, actor: Actor, version: int, since: datetime) -> Backte
                     fired[i].setdefault(rule, set()).add(wid)
     fraud = sum(1 for o in outcomes.values() if o == "confirmed_fraud")
     added, removed = holds[1] - holds[0], holds[0] - holds[1]
-    names = _external_ids(rt, sorted(added | removed)[: 2 * LISTED])
+    names = _external_ids(rt, sorted(added)[:LISTED] + sorted(removed)[:LISTED])
     rules = [RuleComparison(rule, _figures(fired[0].get(rule, set()), outcomes, fraud),
                             _figures(fired[1].get(rule, set()), outcomes, fraud))
              for rule in screening.RULES if rule in fired[0] or rule in fired[1]]
@@ -232,9 +240,11 @@ def backtest(rt: Runtime, actor: Actor, version: int, since: datetime) -> Backte
         [names[w] for w in sorted(added)[:LISTED] if w in names],
         [names[w] for w in sorted(removed)[:LISTED] if w in names],
         len(added), len(removed), rules, round(time.monotonic() - began, 3))
-    doc = _jsonable(result.as_dict())
+    doc = _jsonable(result.as_dict()) | {"live_digest": digest(live)}
     with rt.transaction() as session:
+        locks.take(session, locks.RULE_SETS, rt.clock())
         row = _get(session, version)
+        _still_proposed(session, row, rt.clock())  # decided meanwhile: figures kept
         row.backtest, row.backtested_at, row.backtested_by = doc, rt.clock(), actor.officer_id
         rt.audit.append(session, officer=actor.name, action="rules.backtest",
                         at=rt.clock(), target=f"rule_set:{version}",
@@ -246,12 +256,30 @@ def backtest(rt: Runtime, actor: Actor, version: int, since: datetime) -> Backte
     return result
 
 
+def digest(cfg: ScreeningConfig) -> str:
+    """What a backtest compared against: the version in force and its parameters (the
+    configuration file's, while no version was approved, can change under a proposal)."""
+    doc = {"rule_set": cfg.rule_set, **screening.parameters_of(cfg)}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _still_proposed(session: Session, row: RuleSet, now: datetime) -> None:
+    """Refuse to backtest a version that is no longer a proposal: the figures its
+    approver saw stay as they were."""
+    state = "in force or superseded" if row.activated_at is not None else \
+        _request_status(session, row, now)
+    if state != "pending":
+        raise InputError(f"rule set v{row.id} is no longer a proposal ({state}): its "
+                         "figures stay as they were decided on")
+
+
 def _outcomes(session: Session, since: datetime, until: datetime) -> dict[int, str]:
-    """The latest outcome recorded for each withdrawal requested in the period, by id."""
+    """The latest outcome recorded for each withdrawal requested in the period, by id
+    (an outcome is recorded after its withdrawal was requested)."""
     latest: dict[str, str] = {}
     for subject, outcome in session.execute(
             select(CaseOutcome.subject, CaseOutcome.outcome)
-            .where(CaseOutcome.subject.like("withdrawal:%"))
+            .where(CaseOutcome.subject.like("withdrawal:%"), CaseOutcome.at >= since)
             .order_by(CaseOutcome.at, CaseOutcome.id)):
         latest[subject.removeprefix("withdrawal:")] = outcome
     ids: dict[int, str] = {}
@@ -429,20 +457,26 @@ def _activate(rt: Runtime, session: Session, request: ApprovalRequest,
               actor: Actor) -> dict[str, Any]:
     """The approved proposal becomes the version in force, if it still may."""
     version = int(request.payload["rule_set"])
+    now = rt.clock()
+    # One activation at a time: two approvals must not both find the same base in force.
+    locks.take(session, locks.RULE_SETS, now)
     row = session.scalars(select(RuleSet).where(RuleSet.id == version)
                           .with_for_update()).one()
-    live = session.scalar(select(func.max(RuleSet.id))
-                          .where(RuleSet.activated_at.is_not(None)))
+    in_force, _shadows = screening.in_force(session, screening.load_config(rt.settings), now)
+    live = in_force.rule_set
     if row.based_on != live:
         raise ConflictError(
             f"rule set v{version} was proposed on {_version_name(row.based_on)}, but "
             f"{_version_name(live)} is in force now: deny this request and propose again")
-    tested = (row.backtest or {}).get("live_version", "none")
-    if row.backtest is None or tested != live:
+    test = row.backtest
+    if test is None or test.get("live_digest") != digest(in_force):
         raise RefusedError(
-            f"rule set v{version} has no backtest against {_version_name(live)}, the "
-            f"rule set in force: run `polysec rules backtest {version}` first")
-    row.activated_at, row.activated_by = rt.clock(), actor.officer_id
+            f"rule set v{version} has no backtest against the thresholds in force now "
+            f"({_version_name(live)}): run `polysec rules backtest {version}` first")
+    if not test.get("judged"):
+        raise RefusedError(f"the backtest of rule set v{version} judged no withdrawal: run "
+                           f"it again over a longer period (--since)")
+    row.activated_at, row.activated_by = now, actor.officer_id
     rt.audit.append(session, officer=actor.name, action="rules.activate", at=rt.clock(),
                     target=f"rule_set:{version}",
                     details={"replaces": live, "changes": row.changes})

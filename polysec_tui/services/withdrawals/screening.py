@@ -40,6 +40,8 @@ defaults and their reasons: docs/screening.md.
 from __future__ import annotations
 
 import itertools
+import logging
+import math
 import os
 import time
 from collections import defaultdict, deque
@@ -142,6 +144,7 @@ PARALLEL_FROM = 3  # batches of backlog from which worker processes pay off
 SQLITE_CACHE_KIB = 65_536  # page cache of the screening connection
 
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 # Per-asset amounts above which an approval needs a second officer (about USD 50,000 at
 # the demo's reference prices) and at which the 24 h velocity sum fires.
@@ -244,26 +247,26 @@ def parse_section(section: Mapping[str, Any], base: ScreeningConfig,
             if key == "weights":
                 if not isinstance(raw, dict) or set(raw) - set(RULES):
                     raise ValueError(f"rules are {', '.join(RULES)}")
-                changes[key] = {**current, **{k: float(v) for k, v in raw.items()}}
+                changes[key] = {**current, **{k: _number(v, MAX_WEIGHT, f"weights.{k}")
+                                              for k, v in raw.items()}}
             elif key == "approval_limits":
                 if not isinstance(raw, dict):
                     raise ValueError("a table of asset = amount")
                 changes[key] = {**current, **{str(k).upper(): _positive(v)
                                               for k, v in raw.items()}}
             elif key == "risky_session_min_severity":
-                if raw not in SEVERITY_RANK:
+                if not isinstance(raw, str) or raw not in SEVERITY_RANK:
                     raise ValueError(f"one of {', '.join(SEVERITY_RANK)}")
                 changes[key] = raw
             elif isinstance(current, Decimal):
                 changes[key] = _positive(raw)
             elif isinstance(current, int):
-                if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
-                    raise ValueError("a whole number >= 0")
+                top = _whole_limit(key)
+                if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= top:
+                    raise ValueError(f"a whole number from 0 to {top:,}")
                 changes[key] = raw
             else:
-                if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
-                    raise ValueError("a number >= 0")
-                changes[key] = float(raw)
+                changes[key] = _number(raw, MAX_NUMBER, "")
         except ValueError as exc:
             raise InputError(f"{where} {key}: {exc}") from None
     config = replace(base, **changes)
@@ -285,8 +288,8 @@ def parameters_of(cfg: ScreeningConfig) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     for name in RULE_PARAMETERS:
         value = getattr(cfg, name)
-        if isinstance(value, Decimal):
-            value = str(value)
+        if isinstance(value, Decimal):  # 3 and 3.0 are one value
+            value = format(value.normalize(), "f")
         elif isinstance(value, dict):
             value = {k: float(v) for k, v in sorted(value.items())}
         doc[name] = value
@@ -300,6 +303,16 @@ def with_rule_set(base: ScreeningConfig, version: int,
     cfg = parse_section(known, replace(base, weights=dict(DEFAULT_WEIGHTS)),
                         f"rule set v{version}:")
     return replace(cfg, rule_set=version)
+
+
+def config_in_force(rt: Runtime) -> ScreeningConfig:
+    """The configuration file's, under the rule set in force."""
+    with rt.sessions() as session:
+        return in_force(session, load_config(rt.settings), rt.clock())[0]
+
+
+# Proposals judged in shadow at once: each one judges every batch again.
+MAX_SHADOWS = 3
 
 
 def in_force(session: Session, base: ScreeningConfig,
@@ -318,17 +331,44 @@ def in_force(session: Session, base: ScreeningConfig,
                    .where(RuleSet.activated_at.is_(None),
                           ApprovalRequest.status == "pending",
                           ApprovalRequest.expires_at > now)
-                   .order_by(RuleSet.id))]
+                   .order_by(RuleSet.id).limit(MAX_SHADOWS))]
     return cfg, shadows
 
 
+# Bounds of the configuration's numbers: far above any sensible value, low enough that
+# no date arithmetic, count or weight can overflow on any engine.
+MAX_WEIGHT = 10_000.0
+MAX_NUMBER = 1_000_000.0
+MAX_DECIMAL = Decimal("1e12")
+
+
+def _whole_limit(key: str) -> int:
+    if key == "workers":
+        return 64
+    if key.endswith("_days"):
+        return 3_650
+    if key.endswith("_hours"):
+        return 87_600
+    return 1_000_000
+
+
+def _number(raw: Any, top: float, name: str) -> float:
+    """A finite number from 0 to ``top`` (TOML gives int or float; bool is neither)."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not (
+            math.isfinite(raw) and 0 <= raw <= top):
+        raise ValueError(f"{name + ': ' if name else ''}a number from 0 to {top:,.0f}")
+    return float(raw)
+
+
 def _positive(raw: Any) -> Decimal:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str | Decimal):
+        raise ValueError(f"{str(raw)[:40]!r} is not a number")
     try:
         value = Decimal(str(raw))
     except InvalidOperation:
-        raise ValueError(f"{raw!r} is not a number") from None
-    if not value.is_finite() or value <= 0:
-        raise ValueError(f"{raw!r} must be above 0")
+        raise ValueError(f"{str(raw)[:40]!r} is not a number") from None
+    if not value.is_finite() or value <= 0 or value > MAX_DECIMAL:
+        raise ValueError(f"{str(raw)[:40]!r} must be above 0 and at most {MAX_DECIMAL:,f}")
     return value
 
 
@@ -467,7 +507,16 @@ def _screen(rt: Runtime, base: ScreeningConfig, limit: int | None, workers: int 
         verdict = judged[0].result()
         recorded = _record(rt, verdict, cfg, report)
         for shadow, future in zip(shadows, judged[1:], strict=True):
-            _record_shadow(rt, recorded, (cfg, verdict), (shadow, future.result()))
+            if shadow.rule_set in failed:
+                continue
+            try:  # a proposal's failure never reaches the live verdicts
+                _record_shadow(rt, recorded, (cfg, verdict), (shadow, future.result()))
+            except Exception as exc:
+                failed.add(shadow.rule_set)
+                log.warning("rule set v%s in shadow failed and is skipped for this run: %s",
+                            shadow.rule_set, str(exc).splitlines()[0][:200])
+
+    failed: set[int | None] = set()
 
     try:
         verdicts: deque[list[Future[_Verdict]]] = deque()
@@ -579,7 +628,10 @@ class _Inline(Executor):
 
     def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
         future: Future[_T] = Future()
-        future.set_result(fn(*args, **kwargs))
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # raised by result(), as a pool's future would
+            future.set_exception(exc)
         return future
 
 
@@ -775,15 +827,18 @@ def _record_shadow(rt: Runtime, recorded: Mapping[int, float],
                    live: tuple[ScreeningConfig, _Verdict],
                    shadow: tuple[ScreeningConfig, _Verdict]) -> None:
     """Count the withdrawals a proposal in shadow judged (those the live verdict
-    recorded) and keep those where it disagreed: another hold decision (as if each were
-    pending) or other rules fired."""
+    recorded, read by both) and keep those where it disagreed: another hold decision
+    (as if each were pending) or other rules fired."""
     if not recorded:
         return
     (live_cfg, live_verdict), (cfg, verdict) = live, shadow
     assert cfg.rule_set is not None
     rows: list[dict[str, Any]] = []
     now = rt.clock()
-    for wid in sorted(recorded):
+    compared = sorted(set(recorded) & set(verdict.judged))  # both snapshots read it
+    if not compared:
+        return
+    for wid in compared:
         ours, theirs = live_verdict.hits.get(wid, []), verdict.hits.get(wid, [])
         ours_score = round(sum(h.score for h in ours), 2)
         theirs_score = round(sum(h.score for h in theirs), 2)
@@ -798,7 +853,7 @@ def _record_shadow(rt: Runtime, recorded: Mapping[int, float],
                          "live_rules": ours_rules, "shadow_rules": theirs_rules})
     with rt.transaction() as session:
         session.execute(update(RuleSet).where(RuleSet.id == cfg.rule_set)
-                        .values(shadow_judged=RuleSet.shadow_judged + len(recorded)))
+                        .values(shadow_judged=RuleSet.shadow_judged + len(compared)))
         if rows:
             session.execute(insert(RuleSetShadow), rows)
 
