@@ -3,8 +3,10 @@ checkpoint, permissions and audit, and the RBA CSV feed end to end."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -368,6 +370,71 @@ def test_risky_login_scores_unseen_values_and_not_the_usual_ones(runtime):
     assert risky[0].score >= rules.DEFAULTS.risk_log10_threshold
 
 
+def test_what_an_intruder_shares_with_the_client_cancels_nothing(runtime):
+    """Same browser, OS and device type as the client (a common setup), but a new
+    network abroad and a new device: no familiar value subtracts from the evidence, and
+    features that change together (IP, network, country) count once, by the strongest."""
+    ingest(runtime, "accounts", account("A1"), account("A2"))
+    ingest_records(runtime, "logins", [
+        *history("A1", 12), *history("A2", 12, ip="203.0.113.8"),
+        login("intruder", "A1", at=at(60), ip="192.0.2.200", asn=64600, country="NG",
+              city="Lagos", lat=6.45, lon=3.39, device_id="intruder-phone",
+              browser="Firefox 120", os="Windows 10", device_type="desktop"),
+    ])
+    anomalies.analyze(runtime, CRON)
+    (risky,) = anomalies.list_anomalies(runtime, ANN, kind="risky_login")
+    parts = risky.details["log10_ratio"]
+    assert all(value >= 0 for value in parts.values())
+    assert parts["browser"] == parts["os"] == parts["device_type"] == 0
+    strongest = max(parts["ip"], parts["asn"], parts["country"]) + parts["device"]
+    assert risky.score == pytest.approx(strongest, abs=0.002)
+    assert risky.details["unseen"] == ["ip", "asn", "country", "device"]
+
+
+def test_a_clients_new_phone_at_home_is_not_risky(runtime):
+    """A new device with a new browser and OS, on the client's own network: one group
+    of features changed, counted once, below the threshold; still a new_device."""
+    ingest(runtime, "accounts", account("A1"))
+    ingest_records(runtime, "logins", [
+        *history("A1", 12),
+        login("phone", "A1", at=at(60), device_id="new-phone", browser="Safari 17",
+              os="iOS 17", device_type="mobile"),
+    ])
+    anomalies.analyze(runtime, CRON)
+    assert anomalies.list_anomalies(runtime, ANN, kind="risky_login") == []
+    assert [v.login for v in anomalies.list_anomalies(runtime, ANN, kind="new_device")] == [
+        "phone"]
+
+
+def test_the_back_off_weights_are_fitted_alike_by_increments_and_a_full_run(runtime,
+                                                                              monkeypatch):
+    """What fits each feature's alpha (logins by history length, those with a value new
+    to the account) is counted by incremental runs as a full run counts it."""
+    monkeypatch.setattr(rules, "ALPHA_MIN_LOGINS", 10)
+    accts, records = varied_history(3)
+    ingest_records(runtime, "accounts", [account(a) for a in accts])
+    half = len(records) // 2
+    ingest_records(runtime, "logins", records[:half])
+    anomalies.analyze(runtime, CRON)
+    ingest_records(runtime, "logins", records[half:])
+    anomalies.analyze(runtime, CRON)
+
+    def counted() -> dict[tuple[str, str], int]:
+        with runtime.sessions() as s:
+            return {(r.feature, r.value): r.count for r in s.scalars(
+                select(LoginFeatureCount).where(LoginFeatureCount.feature.like("h:%")))}
+
+    incremental = counted()
+    anomalies.analyze(runtime, CRON, full=True)
+    assert counted() == incremental
+    by_history = {int(v): n for (f, v), n in incremental.items()
+                  if f == "h:ip" and v != rules.NOVEL}
+    alpha = rules.fit_alpha(incremental[("h:ip", rules.NOVEL)], by_history)
+    assert alpha is not None and rules.ALPHA_BOUNDS[0] < alpha < rules.ALPHA_BOUNDS[1]
+    with runtime.sessions() as s:
+        assert anomalies._Population(s).alpha("ip") == alpha
+
+
 # ----------------------------------------------------------------- incremental
 
 
@@ -519,6 +586,7 @@ def test_a_full_run_judges_each_login_as_one_by_one_would(seed, runtime, monkeyp
     monkeypatch.setattr(columnar, "PART", 50)  # fetched and judged in many pieces,
     monkeypatch.setattr(columnar, "BLOCK", 37)  # cut inside accounts
     monkeypatch.setattr(columnar, "WRITE_ACCOUNTS", 7)  # histories written in blocks
+    monkeypatch.setattr(rules, "ALPHA_MIN_LOGINS", 10)  # the back-off weights fitted
     apart: list[object] = []
     if seed == 1:  # half the logins read by a second process
 
@@ -533,7 +601,9 @@ def test_a_full_run_judges_each_login_as_one_by_one_would(seed, runtime, monkeyp
     accts, records = varied_history(seed)
     ingest_records(runtime, "accounts", [account(a) for a in accts])
     ingest_records(runtime, "logins", records)
-    anomalies.analyze(runtime, CRON, full=True)
+    # A low bar: the few accounts' odd logins are risky ones, so both ways score them.
+    t = dataclasses.replace(rules.DEFAULTS, risk_log10_threshold=1.0)
+    anomalies.analyze(runtime, CRON, full=True, thresholds=t)
     assert len(apart) == (seed == 1)
     profile_kinds = ("new_device", "new_country", "new_asn", "risky_login",
                      "impossible_travel")
@@ -556,14 +626,16 @@ def test_a_full_run_judges_each_login_as_one_by_one_would(seed, runtime, monkeyp
         for feature, value in one.values().items():
             if feature in population:
                 population[feature][value] = population[feature].get(value, 0) + 1
-    prior = _Prior(population, len(logins))
+    alphas, novelty_rows = _fitted_alphas(logins)
+    prior = _Prior(population, len(logins), alphas)
+    assert set(prior.alphas) == set(rules.ALPHA_FEATURES)
     findings: dict[tuple[str, int], rules.Finding] = {}
     profiles: dict[uuid.UUID, rules.Profile] = {}
     seen: dict[tuple[str, str, str], tuple[int, datetime | int | str]] = {}
     for one in logins:
         profile = profiles.setdefault(one.account_id, rules.Profile())
         values = one.values()
-        rules.check_login(one, values, profile, prior, rules.DEFAULTS, findings)
+        rules.check_login(one, values, profile, prior, t, findings)
         profile.add(one, values)
         for key in [*values.items(), (rules.TOTAL, "*")]:
             stored_key = (str(one.account_id), *key)
@@ -580,7 +652,49 @@ def test_a_full_run_judges_each_login_as_one_by_one_would(seed, runtime, monkeyp
     assert population_stored == sorted(
         [(rules.TOTAL, "*", len(logins))]
         + [(rules.DISTINCT, f, len(v)) for f, v in population.items()]
-        + [(f, value, n) for f, v in population.items() for value, n in v.items()])
+        + [(f, value, n) for f, v in population.items() for value, n in v.items()]
+        + novelty_rows)
+
+
+def _fitted_alphas(logins: list[rules.Login]) -> tuple[dict[str, float],
+                                                       list[tuple[str, str, int]]]:
+    """The back-off weights by hand: per feature, the alpha at which the logins with a
+    history carry as many values new to their account as a Chinese-restaurant process
+    expects (sum of alpha / (n + alpha), n capped), found by bisection; and the counts
+    stored for it."""
+    profiles: dict[uuid.UUID, rules.Profile] = {}
+    seen: dict[str, list[tuple[int, bool]]] = {f: [] for f in rules.ALPHA_FEATURES}
+    for one in logins:
+        profile = profiles.setdefault(one.account_id, rules.Profile())
+        values = one.values()
+        for feature in rules.ALPHA_FEATURES:
+            if feature in values and profile.n:
+                seen[feature].append((min(profile.n, rules.HISTORY_CAP),
+                                      not profile.count(feature, values[feature])))
+        profile.add(one, values)
+    alphas: dict[str, float] = {}
+    rows: list[tuple[str, str, int]] = []
+    low, high = rules.ALPHA_BOUNDS
+    for feature, obs in seen.items():
+        novel = sum(new for _n, new in obs)
+        key = rules.history_key(feature)
+        rows.extend((key, str(n), c) for n, c in Counter(n for n, _new in obs).items())
+        if novel:
+            rows.append((key, rules.NOVEL, novel))
+        if len(obs) < rules.ALPHA_MIN_LOGINS:
+            continue
+        if not novel:
+            alphas[feature] = low
+            continue
+        lo, hi = low, high
+        for _ in range(100):  # expected new values grow with alpha
+            mid = (lo + hi) / 2
+            if sum(mid / (n + mid) for n, _new in obs) < novel:
+                lo = mid
+            else:
+                hi = mid
+        alphas[feature] = round((lo + hi) / 2, 3)
+    return alphas, rows
 
 
 def test_increments_keep_the_history_a_full_run_builds(runtime):

@@ -8,25 +8,26 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine
-from polysec_tui.db.models import AuditLogEntry, LoginAnomaly
+from polysec_tui.db.models import AuditLogEntry, LoginAnomaly, LoginEvent
 from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.services.logins import anomalies
 from polysec_tui.services.networks import reputation
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals import screening
 from tests.support import FIXED_NOW
-from tests.support.helpers import ingest, login, withdrawal
+from tests.support.helpers import account, ingest, login, withdrawal
 from tests.support.officers import MovableClock, Staff, make_staff
 from tests.support.screening import CRON, HOME_ADDRESS, hits, iso, request
 
@@ -281,6 +282,42 @@ def test_logins_from_listed_networks_are_findings_that_name_the_list(staff: Staf
     before = _findings(staff)
     anomalies.analyze(rt, CRON, full=True)
     assert _findings(staff) == before
+
+
+def test_the_risk_score_weighs_a_new_anonymising_network_even_without_history(
+        staff: Staff) -> None:
+    """An account with no history borrows from the population: a hosting network, which
+    few of the population's logins come from, adds log10(0.30 / its share) to the risk
+    score; once the account has used that network, nothing."""
+    import dataclasses
+
+    from polysec_tui.services.logins import rules
+
+    rt = staff.rt
+    _import(staff, ASN_TABLE, "asn-types")
+    ingest(rt, "accounts", account("NEW"))
+    ingest(rt, "logins", login("FIRST", "NEW", ip=HOSTING_IP, asn=14061,
+                               at=iso(timedelta(hours=3))),
+           login("AGAIN", "NEW", ip=HOSTING_IP, asn=14061, at=iso(timedelta(hours=2))))
+    low = dataclasses.replace(rules.DEFAULTS, risk_log10_threshold=0.1)
+    anomalies.analyze(rt, CRON, thresholds=low)
+    with rt.sessions() as s:
+        risky = {ext: details for ext, details in s.execute(
+            select(LoginEvent.external_id, LoginAnomaly.details)
+            .join(LoginEvent, LoginEvent.id == LoginAnomaly.login_event_id)
+            .where(LoginAnomaly.kind == "risky_login"))}
+        logins = s.scalar(select(func.count()).select_from(LoginEvent)
+                          .where(LoginEvent.success.is_(True)))
+    assert set(risky) == {"FIRST"}  # AGAIN: the account's network now
+    # A population of a few logins, none from AS14061: about the reference share.
+    assert logins is not None
+    parts = risky["FIRST"]["log10_ratio"]
+    low_share = rules.smoothed_share(0, logins, "hosting")
+    high_share = rules.smoothed_share(2, logins, "hosting")
+    assert math.log10(0.30 / high_share) <= parts.pop("network_kind") <= math.log10(
+        0.30 / low_share) + 0.001
+    assert set(parts.values()) == {0.0}  # nothing else known: nothing else counts
+    assert risky["FIRST"]["unseen"][-1] == "hosting network"
 
 
 def test_screening_names_the_list_and_spares_the_clients_own_network(staff: Staff) -> None:

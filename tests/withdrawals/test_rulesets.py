@@ -313,7 +313,7 @@ def test_a_failing_shadow_never_reaches_live_screening(staff: Staff, tmp_path: P
                             "lower")
     judge = screening._judge
 
-    def failing(sessions, ids, cfg, window=None):  # type: ignore[no-untyped-def]
+    def failing(sessions, ids, cfg, window=None):
         if cfg.rule_set == done.version:
             raise OverflowError("date value out of range")
         return judge(sessions, ids, cfg, window)

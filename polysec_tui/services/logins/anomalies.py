@@ -74,8 +74,11 @@ from polysec_tui.services.logins.rules import (
     _G,
     _H,
     _L,
+    ALPHA_FEATURES,
     DEFAULTS,
     DISTINCT,
+    HISTORY_CAP,
+    NOVEL,
     RISK_FEATURES,
     TOTAL,
     Finding,
@@ -83,9 +86,12 @@ from polysec_tui.services.logins.rules import (
     Profile,
     Thresholds,
     check_login,
+    fit_alpha,
     flag,
+    history_key,
     located_login,
     no_cycle_collection,
+    smoothed_share,
 )
 from polysec_tui.services.networks import reputation
 from polysec_tui.services.networks.reputation import Reputation
@@ -1039,14 +1045,26 @@ class _Population:
         self.delta: Counter[tuple[str, str]] = Counter()
         self.added = 0
         self.new_values: Counter[str] = Counter()
+        self.shares: dict[str, float] = {}
+        novel: Counter[str] = Counter()
+        by_history: dict[str, dict[int, int]] = {f: {} for f in ALPHA_FEATURES}
+        keys = {history_key(f): f for f in ALPHA_FEATURES}
         for feature, value, count in session.execute(
             select(_G.c.feature, _G.c.value, _G.c.count)
-            .where(_G.c.feature.in_([TOTAL, DISTINCT]))
+            .where(_G.c.feature.in_([TOTAL, DISTINCT, *keys]))
         ):
             if feature == TOTAL:
                 self.total = int(count)
+            elif feature in keys:
+                if value == NOVEL:
+                    novel[keys[feature]] = int(count)
+                else:
+                    by_history[keys[feature]][int(value)] = int(count)
             else:
                 self.distinct[value] = int(count)
+        # Fitted once, from the counts as the run begins (`alpha`).
+        self.alphas = {f: alpha for f in ALPHA_FEATURES
+                       if (alpha := fit_alpha(novel[f], by_history[f])) is not None}
 
     def load(self, logins: Sequence[Login]) -> None:
         """Fetch the counts of the values these logins carry (one indexed look-up per
@@ -1070,6 +1088,41 @@ class _Population:
     def p(self, feature: str, value: str) -> float:
         count = self.counts.get((feature, value), 0)
         return (count + 1) / (self.total + self.distinct.get(feature, 0) + 1)
+
+    def alpha(self, feature: str) -> float | None:
+        """As fitted from the counts when the run began."""
+        return self.alphas.get(feature)
+
+    def count_novelty(self, profile: Profile, values: dict[str, str]) -> None:
+        """What fits alpha: a login with a history, by its length, and whether it
+        carried a value new to its account (before the profile counts it in)."""
+        if not profile.n:
+            return
+        length = str(min(profile.n, HISTORY_CAP))
+        for feature in ALPHA_FEATURES:
+            value = values.get(feature)
+            if value is None:
+                continue
+            key = history_key(feature)
+            self.delta[(key, length)] += 1
+            if not profile.count(feature, value):
+                self.delta[(key, NOVEL)] += 1
+
+    def network_share(self, category: str, asns: Sequence[int]) -> float:
+        """The share of the networks of one kind, as the counts stand when the run first
+        asks (a run is short; the full run's figure is that of all its logins)."""
+        share = self.shares.get(category)
+        if share is None:
+            wanted = [str(asn) for asn in asns]
+            count = 0
+            for start in range(0, len(wanted), CHUNK):
+                chunk = wanted[start : start + CHUNK]
+                count += int(self.session.scalar(
+                    select(func.coalesce(func.sum(_G.c.count), 0))
+                    .where(_G.c.feature == "asn", _G.c.value.in_(chunk))) or 0)
+                count += sum(self.delta.get(("asn", value), 0) for value in chunk)
+            share = self.shares[category] = smoothed_share(count, self.total, category)
+        return share
 
     def add(self, login: Login, values: dict[str, str]) -> None:
         """Each new login counts into the population as the run goes."""
@@ -1130,6 +1183,7 @@ def _score_batch(session: Session, batch: list[Login], population: _Population, 
         profile = profiles[login.account_id]
         values = login.values()
         check_login(login, values, profile, population, t, findings, lists)
+        population.count_novelty(profile, values)
         population.add(login, values)
         profile.add(login, values)
     rows = [{"account_id": acc} | profile.row() for acc, profile in profiles.items()]

@@ -214,13 +214,27 @@ class _Feature:
 class _Prior:
     """p(x) of the population, as the incremental run's population gives it, from the arrays."""
 
-    def __init__(self, counts: dict[str, dict[str, int]], total: int) -> None:
+    def __init__(self, counts: dict[str, dict[str, int]], total: int,
+                 alphas: dict[str, float]) -> None:
         self.counts = counts
         self.total = total
+        self.alphas = alphas
+        self.shares: dict[str, float] = {}
 
     def p(self, feature: str, value: str) -> float:
         counts = self.counts[feature]
         return (counts.get(value, 0) + 1) / (self.total + len(counts) + 1)
+
+    def alpha(self, feature: str) -> float | None:
+        return self.alphas.get(feature)
+
+    def network_share(self, category: str, asns: Sequence[int]) -> float:
+        share = self.shares.get(category)
+        if share is None:
+            counts = self.counts["asn"]
+            found = sum(counts.get(str(asn), 0) for asn in asns)
+            share = self.shares[category] = rules.smoothed_share(found, self.total, category)
+        return share
 
 
 def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
@@ -271,13 +285,16 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
                             located[np.r_[~same, True]].tolist(), strict=True)
                         ) if len(located) else {}
     del located, same
+    novelty = {name: _novelty(np, history, features[name]) for name in rules.ALPHA_FEATURES}
+    alphas = {name: alpha for name, (novel, by_history) in novelty.items()
+              if (alpha := rules.fit_alpha(novel, by_history)) is not None}
     # Which logins a detector may flag (the exact check in Python follows for these),
     # a block of rows at a time: the temporaries stay small.
     maybe = np.zeros(n_rows, dtype=bool)
     for start in range(0, n_rows, BLOCK):
         block = slice(start, min(n_rows, start + BLOCK))
         maybe[block] = _may_flag(np, block, start, history, features, counts, previous, at_a,
-                                 lat_a, lon_a, t)
+                                 lat_a, lon_a, t, alphas)
     if lists:
         maybe |= _listed(np, lists, features)
 
@@ -293,7 +310,8 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
             None if math.isnan(lon_a[i]) else float(lon_a[i]))
 
     prior = _Prior({name: dict(zip(features[name].names, map(int, counts[name]),
-                                   strict=True)) for name in rules.RISK_FEATURES}, n_rows)
+                                   strict=True)) for name in rules.RISK_FEATURES}, n_rows,
+                   alphas)
     for i in np.flatnonzero(maybe).tolist():
         one = login(i)
         values = one.values()
@@ -310,8 +328,17 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
         return None if row is None else rules.located_row(login(row))
 
     _write_profiles(session, np, features, account, accounts, at_a, first, stored_located)
-    _write_population(session, features, counts, n_rows)
+    _write_population(session, features, counts, n_rows, novelty)
     return n_rows
+
+
+def _novelty(np: Any, history: Any, f: _Feature) -> tuple[int, dict[int, int]]:
+    """What `rules.fit_alpha` needs of one feature: the logins with a history that
+    carried a value new to their account, and those logins by history length (capped)."""
+    had = (history >= 1) & (f.codes() >= 0)
+    novel = int(np.count_nonzero(had & (f.earlier == 0)))
+    by_history = np.bincount(np.minimum(history[had], rules.HISTORY_CAP))
+    return novel, {n: int(c) for n, c in enumerate(by_history.tolist()) if c}
 
 
 def _listed(np: Any, lists: Reputation, features: dict[str, _Feature]) -> Any:
@@ -329,7 +356,7 @@ def _listed(np: Any, lists: Reputation, features: dict[str, _Feature]) -> Any:
 
 def _may_flag(np: Any, rows: slice, start: int, history: Any, features: dict[str, _Feature],
               counts: dict[str, Any], previous: Any, at: Any, lat: Any, lon: Any,
-              t: rules.Thresholds) -> Any:
+              t: rules.Thresholds, alphas: dict[str, float]) -> Any:
     """Per login of the block: whether new_*, risky_login or impossible_travel may flag
     it (bounds with a margin: the exact check in Python decides)."""
     n_rows = len(history)
@@ -339,14 +366,24 @@ def _may_flag(np: Any, rows: slice, start: int, history: Any, features: dict[str
     for name in ("device_id", "country", "asn"):
         f = features[name]
         maybe |= enough & (f.codes(rows) >= 0) & (f.earlier[rows] == 0)
-    score = np.zeros(len(history))
-    weight = history + t.risk_alpha
-    for name in rules.RISK_FEATURES:  # log10(p(x) / p(x | account))
+    terms: dict[str, Any] = {}
+    for name in rules.RISK_FEATURES:  # log10(p(x) / p(x | account)), at least 0
         f = features[name]
+        alpha = alphas.get(name, rules.DEFAULT_ALPHAS[name])
         codes = f.codes(rows)
         p_x = (np.append(counts[name], 0)[codes] + 1) / (n_rows + len(f.names) + 1)
-        ratio = np.log10(p_x / ((f.earlier[rows] + t.risk_alpha * p_x) / weight))
-        score += np.where(codes >= 0, ratio, 0.0)  # the code -1: no value
+        ratio = np.maximum(np.log10(p_x * (history + alpha) / (f.earlier[rows] + alpha * p_x)),
+                           0.0)
+        terms[name] = np.where(codes >= 0, ratio, 0.0)  # the code -1: no value
+    device = features["device_id"]  # a device new to an account with history
+    alpha = alphas.get("device_id", rules.DEFAULT_ALPHAS["device_id"])
+    new_device = (device.codes(rows) >= 0) & (device.earlier[rows] == 0) & (history > 0)
+    terms["device"] = np.where(new_device, np.log10((history + alpha) / alpha), 0.0)
+    score = np.zeros(len(history))
+    for group in rules.RISK_GROUPS:  # the strongest of each group
+        score += np.maximum.reduce([terms[name] for name in group])
+    # The network kind's term needs the lists: every login on a listed network is a
+    # candidate already (_listed).
     maybe |= score >= t.risk_log10_threshold - MARGIN * max(1.0, t.risk_log10_threshold)
     moved = np.flatnonzero(previous[rows] >= 0)
     if len(moved):
@@ -466,8 +503,15 @@ def _driver_form(processor: Callable[[Any], Any] | None) -> Callable[[Any], Any]
 
 
 def _write_population(session: Session, features: dict[str, _Feature],
-                      counts: dict[str, Any], total: int) -> None:
+                      counts: dict[str, Any], total: int,
+                      novelty: dict[str, tuple[int, dict[int, int]]]) -> None:
     rows: list[dict[str, Any]] = [{"feature": rules.TOTAL, "value": "*", "count": total}]
+    for name, (novel, by_history) in novelty.items():
+        key = rules.history_key(name)
+        if novel:
+            rows.append({"feature": key, "value": rules.NOVEL, "count": novel})
+        rows.extend({"feature": key, "value": str(n), "count": c}
+                    for n, c in by_history.items())
     for name in rules.RISK_FEATURES:
         names = features[name].names
         rows.append({"feature": rules.DISTINCT, "value": name, "count": len(names)})

@@ -602,6 +602,7 @@ class Reputation:
         self._ranges = ranges
         self._asns = asns
         self._ips: dict[str, tuple[Mark, ...]] = {}
+        self._by_category: dict[str, tuple[int, ...]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._ranges or self._asns)
@@ -648,6 +649,19 @@ class Reputation:
             i = bisect_right(firsts, number) - 1
             if i >= 0 and lasts[i] >= number:
                 yield view, firsts, lasts, notes, i
+
+    def category_of(self, asn: int) -> str | None:
+        """What kind of network the AS is, from the newest ASN table naming it."""
+        kind = self._asns.get(asn)
+        return None if kind is None else kind[1]
+
+    def asns_of(self, category: str) -> tuple[int, ...]:
+        """Every AS of one kind, sorted (the risk score weighs a kind by their share)."""
+        found = self._by_category.get(category)
+        if found is None:
+            found = self._by_category[category] = tuple(sorted(
+                asn for asn, (_, kind, _) in self._asns.items() if kind == category))
+        return found
 
     def flagged_asns(self) -> set[int]:
         """The networks a rule may fire on by their category."""
