@@ -114,7 +114,8 @@ class Balance(Base):
 
 
 class SecurityEvent(Base):
-    """password_change, 2fa_enabled, 2fa_change, 2fa_reset, new_device, email_change..."""
+    """password_change, 2fa_enabled, 2fa_change, 2fa_reset, new_device, email_change...,
+    and the address book's changes (address_added, address_whitelisted, address_removed)."""
 
     __tablename__ = "security_events"
     __table_args__ = (Index(None, "account_id", "at"), Index(None, "at"))
@@ -127,6 +128,8 @@ class SecurityEvent(Base):
     ip: Mapped[str | None] = mapped_column(String(45))
     device_id: Mapped[str | None] = mapped_column(String(128))
     details: Mapped[dict[str, Any] | None]
+    # The destination an address-book event (address_added, ...) names; else none.
+    address: Mapped[str | None] = mapped_column(Address)
 
 
 class LoginEvent(Base):

@@ -125,6 +125,24 @@ def test_bad_withdrawal_fields_are_named(runtime, record, reason):
     assert count(runtime, Withdrawal) == 0
 
 
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (security_event("S1", kind="address_added"), "field 'address' is required"),
+        (security_event("S1", kind="password_change", address="bc1qx"),
+         "field 'address' is only for address-book events"),
+        (security_event("S1", kind="address_removed", address="x" * 129),
+         "field 'address' is longer than 128 characters"),
+    ],
+)
+def test_address_book_events_name_their_address(runtime, record, reason):
+    ingest(runtime, "accounts", account("A1"))
+    with pytest.raises(IngestRejected) as err:
+        ingest(runtime, "security-events", record)
+    assert reason in err.value.report.bad[0].reason
+    assert count(runtime, SecurityEvent) == 0
+
+
 def test_bad_account_fields(runtime):
     cases = [
         (account("A1", email="not-an-email"), "field 'email' is not an email address"),

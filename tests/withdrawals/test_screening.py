@@ -18,6 +18,7 @@ from polysec_tui.db.models import (
     Hold,
     LoginAnomaly,
     LoginEvent,
+    SecurityEvent,
     Withdrawal,
     WithdrawalFlag,
     WithdrawalScreening,
@@ -729,3 +730,31 @@ def test_a_withdrawal_an_officer_took_while_it_was_judged_keeps_its_status(
         score = s.scalar(select(WithdrawalScreening.risk_score).join(Withdrawal).where(
             Withdrawal.external_id == "D2"))
     assert score is not None and score >= 50
+
+
+def test_an_address_the_client_saved_long_before_is_history(rt: Runtime) -> None:
+    """The platform's address book (security events address_added, address_whitelisted,
+    address_removed): a destination saved a day and more before the request is not a new
+    destination; one saved minutes before is (the explanation says when), and so is one
+    removed since."""
+    def book(ext: str, kind: str, address: str, ago: timedelta) -> dict[str, Any]:
+        return security_event(ext, kind=kind, address=address, at=iso(ago))
+
+    ingest(rt, "accounts", account("A2"))
+    ingest(rt, "security-events",
+           book("S1", "address_added", "bc1qcoldwallet", timedelta(days=40)),
+           book("S2", "address_whitelisted", "bc1qjustnow", timedelta(hours=1, minutes=10)),
+           book("S3", "address_added", "bc1qdropped", timedelta(days=30)),
+           book("S4", "address_removed", "bc1qdropped", timedelta(days=2)),
+           # Another account's book vouches for nothing here.
+           security_event("S5", "A2", kind="address_added", address="bc1qtheirs",
+                          at=iso(timedelta(days=9))))
+    assert "new_destination" not in request(rt, "T1", address="bc1qcoldwallet")
+    recent = request(rt, "T2", address="bc1qjustnow")["new_destination"]
+    assert recent.endswith("saved to the address book only 10 min before the request "
+                           "(it counts from 24 h)")
+    assert "new_destination" in request(rt, "T3", address="bc1qdropped")
+    assert "new_destination" in request(rt, "T4", address="bc1qtheirs")
+    with rt.sessions() as s:
+        stored = dict(s.execute(select(SecurityEvent.external_id, SecurityEvent.address)).all())
+    assert stored["S1"] == "bc1qcoldwallet" and stored["S5"] == "bc1qtheirs"

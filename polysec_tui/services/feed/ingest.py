@@ -86,8 +86,11 @@ SECURITY_EVENT_KINDS = frozenset(
         "phone_change",
         "api_key_created",
         "api_key_revoked",
+        *("address_added", "address_whitelisted", "address_removed"),
     }
 )
+# The address book's changes: the only security events that name a destination.
+ADDRESS_BOOK_KINDS = frozenset({"address_added", "address_whitelisted", "address_removed"})
 
 
 @dataclass
@@ -461,14 +464,21 @@ def _fast_time(value: str, w: Window) -> datetime | None:
 
 
 def parse_security_event(obj: dict[str, Any], w: Window) -> Parsed:
+    kind = r.choice(obj, "kind", SECURITY_EVENT_KINDS)
+    book = kind in ADDRESS_BOOK_KINDS
+    address = r.text(obj, "address", 128, required=book)
+    if address is not None and not book:
+        raise BadRecord(f"field 'address' is only for address-book events "
+                        f"({', '.join(sorted(ADDRESS_BOOK_KINDS))})")
     return {
         "external_id": r.req_ident(obj, "id"),
         "account": r.req_ident(obj, "account"),
         "at": r.req_timestamp(obj, "at", w),
-        "kind": r.choice(obj, "kind", SECURITY_EVENT_KINDS),
+        "kind": kind,
         "ip": r.ip_address(obj, "ip", required=False),
         "device_id": r.text(obj, "device_id", 128, required=False),
         "details": r.json_document(obj, "details", max_keys=32, max_bytes=4096),
+        "address": address,
     }
 
 

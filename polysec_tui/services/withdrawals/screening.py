@@ -127,6 +127,7 @@ RULES = (
 # Rules that hold a withdrawal whatever the weights and the threshold: a destination on
 # a sanctions list, or one that a confirmed fraud paid (services/withdrawals/sanctions).
 ALWAYS_HOLD = frozenset({"address_sanctioned", "address_known_bad"})
+ADDRESS_BOOK_KINDS = ("address_added", "address_whitelisted", "address_removed")
 SECURITY_CHANGES = ("2fa_reset", "2fa_change", "2fa_disabled", "password_change",
                     "password_reset", "email_change", "phone_change")
 # A security change's weight by where it was made from (see _security_rules).
@@ -181,6 +182,7 @@ class ScreeningConfig:
     velocity_window_hours: int = 24
     velocity_count: int = 5
     structuring_count: int = 3  # withdrawals to one new address in the velocity window
+    address_book_known_hours: int = 24  # a saved address is history from this age
     dormant_days: int = 90
     dormant_grace_hours: int = 24
     drain_share: Decimal = Decimal("0.9")
@@ -1168,6 +1170,8 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
                       h.requested_at >= shifted(w.requested_at, -cfg.lookback_days * day),
                       earlier)
     new_dest = [wid for wid, r in rows.items() if not r.destination_used]
+    saved, recent_saves = _address_book(conn, new_dest, cfg)
+    new_dest = [wid for wid in new_dest if wid not in saved]
     earlier_n: dict[int, int] = {}
     for chunk in _chunks(new_dest):
         earlier_n.update((wid, int(n)) for wid, n in conn.execute(
@@ -1175,12 +1179,17 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
             .where(w.id.in_(chunk)).group_by(w.id)))
     for wid in new_dest:
         row = rows[wid]
+        recent = recent_saves.get(wid)
+        added = ("" if recent is None else
+                 f"; saved to the address book only {fmt_duration(recent)} before the "
+                 f"request (it counts from {cfg.address_book_known_hours} h)")
         hits[wid].append(_hit(
             cfg, "new_destination",
             f"first withdrawal by this account to {row.address}; "
             f"{earlier_n.get(wid, 0)} earlier {row.asset} withdrawal(s) in "
-            f"{cfg.lookback_days} days went elsewhere",
-            address=row.address, earlier_withdrawals=earlier_n.get(wid, 0)))
+            f"{cfg.lookback_days} days went elsewhere{added}",
+            address=row.address, earlier_withdrawals=earlier_n.get(wid, 0),
+            **({} if recent is None else {"address_book_seconds": round(recent)})))
 
     maybe = [wid for wid, r in rows.items()
              if r.outlier_maybe or r.velocity_maybe or cfg.velocity_count <= 1]
@@ -1219,6 +1228,43 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
         structured = _structuring(row, earlier_rows.get(wid, []), cfg)
         if structured is not None:
             hits[wid].append(structured)
+
+
+def _address_book(conn: Connection, ids: list[int],
+                  cfg: ScreeningConfig) -> tuple[set[int], dict[int, float]]:
+    """Of withdrawals ``ids`` (their destination never paid before), those whose
+    destination is in the account's address book, saved at least
+    ``address_book_known_hours`` before the request and not removed since; and of the
+    others saved there, how many seconds before the request (too recent to count: an
+    intruder saves theirs minutes before withdrawing)."""
+    if not ids:
+        return set(), {}
+    w, e = Withdrawal, SecurityEvent
+    events: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
+    when: dict[int, datetime] = {}
+    for chunk in _chunks(ids):
+        for wid, requested, at, kind in conn.execute(
+                select(w.id, w.requested_at, e.at, e.kind)
+                .join(e, and_(e.account_id == w.account_id, e.address == w.address,
+                              e.kind.in_(ADDRESS_BOOK_KINDS), e.at <= w.requested_at))
+                .where(w.id.in_(chunk))):
+            events[wid].append((at, kind))
+            when[wid] = requested
+    known = timedelta(hours=cfg.address_book_known_hours)
+    saved: set[int] = set()
+    recent: dict[int, float] = {}
+    for wid, changes in events.items():
+        since: datetime | None = None  # saved, and not removed after
+        for at, kind in sorted(changes):
+            since = None if kind == "address_removed" else (since or at)
+        if since is None:
+            continue
+        age = when[wid] - since
+        if age >= known:
+            saved.add(wid)
+        else:
+            recent[wid] = age.total_seconds()
+    return saved, recent
 
 
 @dataclass(frozen=True, slots=True)
