@@ -514,13 +514,37 @@ class DemoGenerator:
     # ------------------------------------------------------------------ history
 
     def _plan_history_events(self) -> None:
-        """The enrolments behind the TOTP secrets, as the platform logged them."""
+        """The enrolments behind the TOTP secrets, as the platform logged them; and the
+        payout addresses a client labelled, saved in the address book."""
         for p in self.profiles:
             if p.totp_enrolled_at is not None:
                 home = p.homes[0]
                 self._security_event(p.ext_id, p.totp_enrolled_at, "2fa_enabled",
                                      ip=home.ips[0], device_id=p.devices[0].device_id,
                                      details={"method": "totp"})
+        self._plan_address_books()
+
+    def _plan_address_books(self) -> None:
+        """A client who labelled a payout address saved it in the address book, within
+        three weeks of opening the account (before the demo's window for most). Drawn
+        from a generator of their own: every other record of a seed stays as it was."""
+        rng = random.Random(f"{self.spec.seed}:address-book")  # noqa: S311 - demo data
+        latest = self.anchor - 2 * DAY
+        for p in self.profiles:
+            for payout in p.payouts:
+                for address, label in payout.addresses:
+                    if label is None:
+                        continue
+                    at = p.created_at + timedelta(seconds=rng.randint(600, 21 * 86400))
+                    if at > latest:
+                        continue
+                    while (ident := f"sev_{rng.getrandbits(64):016x}") in self._ids:
+                        pass
+                    self._ids.add(ident)
+                    rec: Record = {"id": ident, "account": p.ext_id, "at": iso_z(at),
+                                   "kind": "address_added", "address": address,
+                                   "ip": p.homes[0].ips[0]}
+                    self._security.append((at, ident, rec))
 
     # ------------------------------------------------------------------ normal logins
 
