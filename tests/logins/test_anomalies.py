@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.db.engine import make_engine
 from polysec_tui.db.models import (
+    AnalysisCheckpoint,
     AuditLogEntry,
     LoginAnomaly,
     LoginEvent,
@@ -406,6 +407,35 @@ def test_a_clients_new_phone_at_home_is_not_risky(runtime):
         "phone"]
 
 
+def test_leaving_out_the_device_id_hides_no_new_device(runtime):
+    """An account that always sent a device id: a login without one counts as from a new
+    device, in the incremental and the full run alike, at any threshold near its score."""
+    ingest(runtime, "accounts", account("A1"))
+    intruder = login("bare", "A1", at=at(60), ip="192.0.2.201")
+    del intruder["device_id"]
+    ingest_records(runtime, "logins", [*history("A1", 12), intruder])
+    anything = dataclasses.replace(rules.DEFAULTS, risk_log10_threshold=0.0)
+    anomalies.analyze(runtime, CRON, thresholds=anything)
+    (risky,) = [v for v in anomalies.list_anomalies(runtime, ANN, kind="risky_login")
+                if v.login == "bare"]
+    assert "device (none sent)" in risky.details["unseen"]
+    assert risky.details["log10_ratio"]["device"] > 1
+    score = risky.score
+    for threshold in (score - 0.0004, score + 0.0004):
+        t = dataclasses.replace(rules.DEFAULTS, risk_log10_threshold=threshold)
+        flagged = []
+        for full in (False, True):
+            with runtime.transaction() as s:  # judged again from scratch
+                for table in (LoginAnomaly, LoginHistory, LoginFeatureCount):
+                    s.execute(delete(table))
+                s.execute(update(AnalysisCheckpoint).values(login_id=0, security_event_id=0))
+            anomalies.analyze(runtime, CRON, full=full, thresholds=t)
+            flagged.append(sorted(v.login for v in anomalies.list_anomalies(
+                runtime, ANN, kind="risky_login")))
+        assert flagged[0] == flagged[1]
+        assert ("bare" in flagged[0]) == (threshold < score)
+
+
 def test_the_back_off_weights_are_fitted_alike_by_increments_and_a_full_run(runtime,
                                                                               monkeypatch):
     """What fits each feature's alpha (logins by history length, those with a value new
@@ -429,8 +459,8 @@ def test_the_back_off_weights_are_fitted_alike_by_increments_and_a_full_run(runt
     assert counted() == incremental
     by_history = {int(v): n for (f, v), n in incremental.items()
                   if f == "h:ip" and v != rules.NOVEL}
-    alpha = rules.fit_alpha(incremental[("h:ip", rules.NOVEL)], by_history)
-    assert alpha is not None and rules.ALPHA_BOUNDS[0] < alpha < rules.ALPHA_BOUNDS[1]
+    alpha = rules.fit_alpha("ip", incremental[("h:ip", rules.NOVEL)], by_history)
+    assert alpha is not None
     with runtime.sessions() as s:
         assert anomalies._Population(s).alpha("ip") == alpha
 
@@ -660,22 +690,24 @@ def _fitted_alphas(logins: list[rules.Login]) -> tuple[dict[str, float],
                                                        list[tuple[str, str, int]]]:
     """The back-off weights by hand: per feature, the alpha at which the logins with a
     history carry as many values new to their account as a Chinese-restaurant process
-    expects (sum of alpha / (n + alpha), n capped), found by bisection; and the counts
-    stored for it."""
+    expects (sum of alpha / (n + alpha), over each account's logins 1 to HISTORY_CAP),
+    found by bisection within the band around the demo's fit; and the counts stored for
+    it."""
     profiles: dict[uuid.UUID, rules.Profile] = {}
     seen: dict[str, list[tuple[int, bool]]] = {f: [] for f in rules.ALPHA_FEATURES}
     for one in logins:
         profile = profiles.setdefault(one.account_id, rules.Profile())
         values = one.values()
         for feature in rules.ALPHA_FEATURES:
-            if feature in values and profile.n:
-                seen[feature].append((min(profile.n, rules.HISTORY_CAP),
-                                      not profile.count(feature, values[feature])))
+            if feature in values and 1 <= profile.n <= rules.HISTORY_CAP:
+                seen[feature].append((profile.n, not profile.count(feature, values[feature])))
         profile.add(one, values)
     alphas: dict[str, float] = {}
     rows: list[tuple[str, str, int]] = []
-    low, high = rules.ALPHA_BOUNDS
     for feature, obs in seen.items():
+        default = rules.DEFAULT_ALPHAS[feature]  # within the band around the demo's fit
+        low = max(rules.ALPHA_BOUNDS[0], default / rules.ALPHA_BAND)
+        high = min(rules.ALPHA_BOUNDS[1], default * rules.ALPHA_BAND)
         novel = sum(new for _n, new in obs)
         key = rules.history_key(feature)
         rows.extend((key, str(n), c) for n, c in Counter(n for n, _new in obs).items())

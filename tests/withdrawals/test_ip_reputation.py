@@ -320,6 +320,28 @@ def test_the_risk_score_weighs_a_new_anonymising_network_even_without_history(
     assert risky["FIRST"]["unseen"][-1] == "hosting network"
 
 
+def test_a_tor_exit_counts_in_the_risk_score_by_its_reference_share(staff: Staff) -> None:
+    """Address lists (Tor exits here) name a kind of network too; no population count is
+    kept per address, so its term uses the kind's reference share."""
+    import dataclasses
+
+    from polysec_tui.services.logins import rules
+
+    rt = staff.rt
+    _import(staff, TOR_EXITS, "tor-exits")
+    ingest(rt, "logins", login("TOR", ip=TOR_IP, asn=208294, at=iso(timedelta(hours=3))))
+    anything = dataclasses.replace(rules.DEFAULTS, risk_log10_threshold=0.0)
+    anomalies.analyze(rt, CRON, thresholds=anything)
+    with rt.sessions() as s:
+        (details,) = s.scalars(select(LoginAnomaly.details)
+                               .join(LoginEvent, LoginEvent.id == LoginAnomaly.login_event_id)
+                               .where(LoginAnomaly.kind == "risky_login",
+                                      LoginEvent.external_id == "TOR"))
+    expected = math.log10(0.05 / rules.smoothed_share(0, 0, "tor"))
+    assert details["log10_ratio"]["network_kind"] == round(expected, 3)
+    assert details["unseen"][-1] == "tor network"
+
+
 def test_screening_names_the_list_and_spares_the_clients_own_network(staff: Staff) -> None:
     rt = staff.rt
     _import(staff, FIREHOL, "firehol_level1")

@@ -1033,6 +1033,11 @@ def _source_finding(kind: str, m: _Attempt, explanation: str, details: dict[str,
 # ===================================================================== profile pass
 
 
+# The population's count of each kind of network, per database: (read at, count, total).
+_SHARES: dict[tuple[str, str, int], tuple[float, int, int]] = {}
+SHARE_TTL = 600.0
+
+
 class _Population:
     """p(x): successful logins with value x over all successful logins, add-one smoothed
     (an unseen value counts once more among V + 1 possible values)."""
@@ -1064,7 +1069,7 @@ class _Population:
                 self.distinct[value] = int(count)
         # Fitted once, from the counts as the run begins (`alpha`).
         self.alphas = {f: alpha for f in ALPHA_FEATURES
-                       if (alpha := fit_alpha(novel[f], by_history[f])) is not None}
+                       if (alpha := fit_alpha(f, novel[f], by_history[f])) is not None}
 
     def load(self, logins: Sequence[Login]) -> None:
         """Fetch the counts of the values these logins carry (one indexed look-up per
@@ -1096,9 +1101,9 @@ class _Population:
     def count_novelty(self, profile: Profile, values: dict[str, str]) -> None:
         """What fits alpha: a login with a history, by its length, and whether it
         carried a value new to its account (before the profile counts it in)."""
-        if not profile.n:
+        if not 1 <= profile.n <= HISTORY_CAP:
             return
-        length = str(min(profile.n, HISTORY_CAP))
+        length = str(profile.n)
         for feature in ALPHA_FEATURES:
             value = values.get(feature)
             if value is None:
@@ -1109,19 +1114,24 @@ class _Population:
                 self.delta[(key, NOVEL)] += 1
 
     def network_share(self, category: str, asns: Sequence[int]) -> float:
-        """The share of the networks of one kind, as the counts stand when the run first
-        asks (a run is short; the full run's figure is that of all its logins)."""
+        """The share of the networks of one kind, as the stored counts stood when a run
+        of this process last read them (at most ``SHARE_TTL`` seconds ago: a share moves
+        slowly, and reading it costs a query per 500 networks of the kind)."""
         share = self.shares.get(category)
         if share is None:
-            wanted = [str(asn) for asn in asns]
-            count = 0
-            for start in range(0, len(wanted), CHUNK):
-                chunk = wanted[start : start + CHUNK]
-                count += int(self.session.scalar(
-                    select(func.coalesce(func.sum(_G.c.count), 0))
-                    .where(_G.c.feature == "asn", _G.c.value.in_(chunk))) or 0)
-                count += sum(self.delta.get(("asn", value), 0) for value in chunk)
-            share = self.shares[category] = smoothed_share(count, self.total, category)
+            key = (str(self.session.get_bind().engine.url), category, hash(tuple(asns)))
+            cached = _SHARES.get(key)
+            if cached is None or time.monotonic() - cached[0] > SHARE_TTL:
+                wanted = [str(asn) for asn in asns]
+                count = 0
+                for start in range(0, len(wanted), CHUNK):
+                    chunk = wanted[start : start + CHUNK]
+                    count += int(self.session.scalar(
+                        select(func.coalesce(func.sum(_G.c.count), 0))
+                        .where(_G.c.feature == "asn", _G.c.value.in_(chunk))) or 0)
+                cached = _SHARES[key] = (time.monotonic(), count, self.total)
+            _at, count, total = cached
+            share = self.shares[category] = smoothed_share(count, total, category)
         return share
 
     def add(self, login: Login, values: dict[str, str]) -> None:

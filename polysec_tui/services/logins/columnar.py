@@ -211,6 +211,10 @@ class _Feature:
         return codes
 
 
+# A device id no client can send (ingest refuses NUL): "device ids were sent before".
+SENT_BEFORE = "\x00sent"
+
+
 class _Prior:
     """p(x) of the population, as the incremental run's population gives it, from the arrays."""
 
@@ -287,14 +291,21 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
     del located, same
     novelty = {name: _novelty(np, history, features[name]) for name in rules.ALPHA_FEATURES}
     alphas = {name: alpha for name, (novel, by_history) in novelty.items()
-              if (alpha := rules.fit_alpha(novel, by_history)) is not None}
+              if (alpha := rules.fit_alpha(name, novel, by_history)) is not None}
+    # Per login: how many of the account's earlier logins sent a device id (none sent
+    # where it did before counts as a new device).
+    sent = (features["device_id"].codes() >= 0).astype(np.int32)
+    before = np.cumsum(sent, dtype=np.int64) - sent
+    starts = np.maximum.accumulate(np.where(first, np.arange(n_rows), 0))
+    devices_before = before - before[starts]
+    del sent, before, starts
     # Which logins a detector may flag (the exact check in Python follows for these),
     # a block of rows at a time: the temporaries stay small.
     maybe = np.zeros(n_rows, dtype=bool)
     for start in range(0, n_rows, BLOCK):
         block = slice(start, min(n_rows, start + BLOCK))
         maybe[block] = _may_flag(np, block, start, history, features, counts, previous, at_a,
-                                 lat_a, lon_a, t, alphas)
+                                 lat_a, lon_a, t, alphas, devices_before)
     if lists:
         maybe |= _listed(np, lists, features)
 
@@ -319,6 +330,9 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
             features={name: {v: [int(features[name].earlier[i]), 0]}
                       for name, v in values.items()},
             n=int(history[i]))
+        if "device_id" not in values and devices_before[i]:
+            # The account sent device ids before (which, check_login does not need).
+            profile.features["device_id"] = {SENT_BEFORE: [int(devices_before[i]), 0]}
         if previous[i] >= 0:
             profile.last = login(int(previous[i]))
         rules.check_login(one, values, profile, prior, t, findings, lists)
@@ -333,11 +347,12 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
 
 
 def _novelty(np: Any, history: Any, f: _Feature) -> tuple[int, dict[int, int]]:
-    """What `rules.fit_alpha` needs of one feature: the logins with a history that
-    carried a value new to their account, and those logins by history length (capped)."""
-    had = (history >= 1) & (f.codes() >= 0)
+    """What `rules.fit_alpha` needs of one feature: of the logins 1 to HISTORY_CAP of
+    each account, those that carried a value new to their account, and all of them by
+    history length."""
+    had = (history >= 1) & (history <= rules.HISTORY_CAP) & (f.codes() >= 0)
     novel = int(np.count_nonzero(had & (f.earlier == 0)))
-    by_history = np.bincount(np.minimum(history[had], rules.HISTORY_CAP))
+    by_history = np.bincount(history[had])
     return novel, {n: int(c) for n, c in enumerate(by_history.tolist()) if c}
 
 
@@ -356,7 +371,7 @@ def _listed(np: Any, lists: Reputation, features: dict[str, _Feature]) -> Any:
 
 def _may_flag(np: Any, rows: slice, start: int, history: Any, features: dict[str, _Feature],
               counts: dict[str, Any], previous: Any, at: Any, lat: Any, lon: Any,
-              t: rules.Thresholds, alphas: dict[str, float]) -> Any:
+              t: rules.Thresholds, alphas: dict[str, float], devices_before: Any) -> Any:
     """Per login of the block: whether new_*, risky_login or impossible_travel may flag
     it (bounds with a margin: the exact check in Python decides)."""
     n_rows = len(history)
@@ -377,7 +392,9 @@ def _may_flag(np: Any, rows: slice, start: int, history: Any, features: dict[str
         terms[name] = np.where(codes >= 0, ratio, 0.0)  # the code -1: no value
     device = features["device_id"]  # a device new to an account with history
     alpha = alphas.get("device_id", rules.DEFAULT_ALPHAS["device_id"])
-    new_device = (device.codes(rows) >= 0) & (device.earlier[rows] == 0) & (history > 0)
+    codes = device.codes(rows)
+    new_device = (((codes >= 0) & (device.earlier[rows] == 0))
+                  | ((codes < 0) & (devices_before[rows] > 0))) & (history > 0)
     terms["device"] = np.where(new_device, np.log10((history + alpha) / alpha), 0.0)
     score = np.zeros(len(history))
     for group in rules.RISK_GROUPS:  # the strongest of each group

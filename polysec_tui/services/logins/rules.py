@@ -47,9 +47,13 @@ ALPHA_FEATURES = (*RISK_FEATURES, "device_id")
 # on the demo's 2,000 clients (docs/anomalies.md). IPs change often, countries rarely.
 DEFAULT_ALPHAS = {"ip": 7.0, "asn": 0.35, "country": 0.01, "browser": 0.25, "os": 0.25,
                   "device_type": 0.2, "device_id": 0.25}
-ALPHA_BOUNDS = (0.01, 100.0)
-ALPHA_MIN_LOGINS = 200  # logins with a history before a fit is trusted
-HISTORY_CAP = 255  # longer histories count as this long (1 / (n + alpha) barely moves)
+ALPHA_BOUNDS = (0.001, 100.0)
+ALPHA_MIN_LOGINS = 1000  # logins with a history before a fit is trusted
+# Only an account's logins 1 to HISTORY_CAP count: no account weighs more than that in the
+# fit (one account with thousands of fresh device ids cannot steer it), and the fit is
+# kept within ALPHA_BAND times the demo's either way.
+HISTORY_CAP = 255
+ALPHA_BAND = 4.0
 NOVEL = "new"
 
 
@@ -57,7 +61,7 @@ def history_key(feature: str) -> str:
     return f"h:{feature}"
 
 
-def fit_alpha(novel: int, by_history: dict[int, int]) -> float | None:
+def fit_alpha(feature: str, novel: int, by_history: dict[int, int]) -> float | None:
     """The population's back-off weight for one feature: the maximum-likelihood alpha of
     a Chinese-restaurant process over the logins that had a history (one with ``n``
     earlier successful logins carries a value new to its account with probability
@@ -65,7 +69,9 @@ def fit_alpha(novel: int, by_history: dict[int, int]) -> float | None:
     with too few logins to say. docs/anomalies.md."""
     if sum(by_history.values()) < ALPHA_MIN_LOGINS:
         return None
-    low, high = ALPHA_BOUNDS
+    default = DEFAULT_ALPHAS[feature]
+    low = max(ALPHA_BOUNDS[0], default / ALPHA_BAND)
+    high = min(ALPHA_BOUNDS[1], default * ALPHA_BAND)
     if novel <= 0:
         return low
     alpha = updated = 1.0
@@ -341,7 +347,7 @@ def check_login(login: Login, values: dict[str, str], profile: Profile,
     # least 0: a value the client shares with an intruder (their browser, their ISP) is
     # no evidence against the rest. Within a group of features that change together only
     # the strongest term counts.
-    parts: dict[str, float] = {}
+    terms: dict[str, float] = {}
     unseen: list[str] = []
     for feature in RISK_FEATURES:
         value = values.get(feature)
@@ -351,31 +357,27 @@ def check_login(login: Login, values: dict[str, str], profile: Profile,
         c_u = profile.count(feature, value)
         alpha = population.alpha(feature) or DEFAULT_ALPHAS[feature]
         p_x_u = (c_u + alpha * p_x) / (n + alpha)
-        parts[feature] = round(max(0.0, math.log10(p_x / p_x_u)), 3)
+        terms[feature] = max(0.0, math.log10(p_x / p_x_u))
         if c_u == 0:
             unseen.append(feature)
     # A device the account never used: the same back-off with a device nobody else
-    # shares (p(x) cancels out), (n + alpha) / alpha. Not on the first login.
+    # shares (p(x) cancels out), (n + alpha) / alpha. Not on the first login. No device
+    # id from an account that sent one before counts as a new device: leaving it out
+    # must not hide one.
     device = values.get("device_id")
-    if device is not None and n and not profile.count("device_id", device):
+    if n and (not profile.count("device_id", device) if device is not None
+              else bool(profile.features.get("device_id"))):
         alpha = population.alpha("device_id") or DEFAULT_ALPHAS["device_id"]
-        parts["device"] = round(math.log10((n + alpha) / alpha), 3)
-        unseen.append("device")
-    log10_score = sum(max((parts.get(f, 0.0) for f in group), default=0.0)
+        terms["device"] = math.log10((n + alpha) / alpha)
+        unseen.append("device" if device is not None else "device (none sent)")
+    log10_score = sum(max((terms.get(f, 0.0) for f in group), default=0.0)
                       for group in RISK_GROUPS)
-    # An anonymising network new to the account: as much likelier from an intruder as
-    # the kind is rarer among the population's logins (whatever the history: an account
-    # with none borrows this from the population).
-    network = values.get("asn")
-    category = reputation.category_of(int(network)) if network and reputation else None
-    if category in INTRUDER_NETWORKS and not profile.count("asn", network or ""):
-        assert category is not None
-        share = population.network_share(category, reputation.asns_of(category))
-        ratio = round(network_log10(share, category), 3)
-        if ratio > 0:
-            parts["network_kind"] = ratio
-            log10_score += ratio
-            unseen.append(f"{category} network")
+    hiding = _network_kind(login, values, profile, population, reputation)
+    if hiding is not None:
+        category, terms["network_kind"] = hiding
+        log10_score += terms["network_kind"]
+        unseen.append(f"{category} network")
+    parts = {name: round(value, 3) for name, value in terms.items()}
     if log10_score >= t.risk_log10_threshold:
         severity = "high" if log10_score >= t.risk_log10_threshold + 2 else "medium"
         finding(
@@ -388,6 +390,36 @@ def check_login(login: Login, values: dict[str, str], profile: Profile,
             {"log10_score": round(log10_score, 3), "threshold": t.risk_log10_threshold,
              "history": n, "log10_ratio": parts, "unseen": unseen},
         )
+
+
+def _network_kind(login: Login, values: dict[str, str], profile: Profile, population: Prior,
+                  reputation: Reputation) -> tuple[str, float] | None:
+    """The strongest anonymising kind of network the login came from, new to the
+    account, and its term: as much likelier from an intruder as the kind is rarer among
+    the population's logins (whatever the history: an account with none borrows this
+    from the population). By the ASN tables (the population's share measured) and by the
+    address lists (Tor exits, VPN and proxy lists: the reference share, no population
+    count is kept per address)."""
+    if not reputation:
+        return None
+    best: tuple[str, float] | None = None
+    for mark in reputation.marks(login.ip, login.asn):
+        category = mark.category
+        if category not in INTRUDER_NETWORKS:
+            continue
+        if mark.list.format == "asn":
+            network = values.get("asn")
+            if network is None or profile.count("asn", network):
+                continue
+            share = population.network_share(category, reputation.asns_of(category))
+        else:
+            if profile.count("ip", login.ip):
+                continue
+            share = smoothed_share(0, 0, category)
+        term = network_log10(share, category)
+        if term > 0 and (best is None or term > best[1]):
+            best = (category, term)
+    return best
 
 
 def _reputation_findings(login: Login, values: dict[str, str], profile: Profile,
