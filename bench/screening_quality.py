@@ -91,6 +91,8 @@ def measure(accounts: int, seed: int) -> dict[str, Any]:
         "false_hold_security_changes": [flags[wid]["security_change_hold"]
                                         for wid in false_holds
                                         if "security_change_hold" in flags[wid]],
+        "false_hold_recent_anomalies": [flags[wid]["recent_anomalies"] for wid in false_holds
+                                        if "recent_anomalies" in flags[wid]],
     }
 
 

@@ -758,3 +758,41 @@ def test_an_address_the_client_saved_long_before_is_history(rt: Runtime) -> None
     with rt.sessions() as s:
         stored = dict(s.execute(select(SecurityEvent.external_id, SecurityEvent.address)).all())
     assert stored["S1"] == "bc1qcoldwallet" and stored["S5"] == "bc1qtheirs"
+
+
+def _flag(rt: Runtime, login_ext: str, kind: str, severity: str) -> None:
+    """A login finding on ``login_ext``, as the detectors would leave it."""
+    with rt.transaction() as s:
+        event = s.scalars(select(LoginEvent).where(LoginEvent.external_id == login_ext)).one()
+        s.add(LoginAnomaly(kind=kind, severity=severity, score=1.0,
+                           account_id=event.account_id, login_event_id=event.id,
+                           at=event.at, source_ip=event.ip, source_asn=event.asn,
+                           explanation=kind, details={}, detected_at=FIXED_NOW))
+
+
+def test_the_accounts_recent_story_counts(rt: Runtime) -> None:
+    """recent_anomalies: the account's other flagged logins in the 72 h before the
+    request. Someone else's successful login weighs the rule's weight (fading after
+    24 h); a burst of failures once, a quarter; novelty on the request's own network
+    is left to the rules on the request's network."""
+    ingest(rt, "logins",
+           login("IN-1", at=iso(timedelta(hours=30)), ip="198.51.100.66", asn=64512),
+           *(login(f"BF-{i}", at=iso(timedelta(hours=20, minutes=i)), success=False,
+                   ip="198.51.100.77") for i in range(5)),
+           login("NEWNET", at=iso(timedelta(hours=10)), ip="198.51.100.9", asn=64999))
+    _flag(rt, "IN-1", "risky_login", "high")
+    for i in range(5):
+        _flag(rt, f"BF-{i}", "brute_force", "medium")
+    _flag(rt, "NEWNET", "new_asn", "low")
+    found = request(rt, "T1")  # from home, behind a login of its own
+    story = found["recent_anomalies"]
+    assert story.startswith("the account's other logins in the 72 h before were flagged: "
+                            "risky_login (high) on login IN-1 from 198.51.100.66, 1 d 5 h "
+                            "before (17.92)")
+    assert "brute_force (medium) in failed login BF-" in story and "(and 4 more) (5)" in story
+    assert "new_asn (low) on login NEWNET from 198.51.100.9, 9 h before (5)" in story
+    # 29 h before the request: 20 x (1 - 5 / 48) = 17.92; then half of 5 and of 5.
+    assert hit_scores(rt, "T1")["recent_anomalies"] == 22.92
+    # A request from that new network: its novelty is ip_not_seen's and new_asn's.
+    mine = request(rt, "T2", ip="198.51.100.9", login_extra={"asn": 64999})
+    assert "NEWNET" not in mine["recent_anomalies"]

@@ -123,6 +123,7 @@ RULES = (
     "ip_reputation",
     "anonymizing_network",
     "structuring",
+    "recent_anomalies",
 )
 # Rules that hold a withdrawal whatever the weights and the threshold: a destination on
 # a sanctions list, or one that a confirmed fraud paid (services/withdrawals/sanctions).
@@ -160,6 +161,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "velocity": 25, "dormant": 25, "drains_balance": 25, "risky_session": 35,
     "account_frozen": 100, "address_sanctioned": 1000, "address_known_bad": 100,
     "ip_reputation": 40, "anonymizing_network": 15, "structuring": 30,
+    "recent_anomalies": 20,
 }
 
 
@@ -748,6 +750,7 @@ def _judge(sessions: sessionmaker[Session], ids: list[int], cfg: ScreeningConfig
         _security_rules(conn, rows, in_batch, cfg, hits)
         _frozen(conn, in_batch, cfg, hits)
         _risky_session(conn, rows, in_batch, cfg, hits)
+        _recent_anomalies(conn, rows, in_batch, cfg, hits)
         _dormant(conn, rows, cfg, hits)
         _listed(session, rows, cfg, hits)
         _reputation(session, rows, cfg, hits)
@@ -1551,6 +1554,75 @@ def _risky_session(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
             cfg, "risky_session",
             f"the login behind this request ({row.login_ext}) was itself flagged: {listed}",
             login=row.login_ext, anomalies=[k for k, _ in sorted(anomalies)]))
+
+
+# What a login finding in the account's recent story says: that someone else logged in
+# (on a successful login); or only that someone tried (on failures), or that the client
+# used something new: a quarter as much.
+STORY_SUSPICIOUS = (*SUSPICIOUS_LOGINS, "brute_force")
+STORY_NOVELTY = ("new_device", "new_country", "new_asn", "anonymizing_network")
+MINOR_FACTOR = 0.25
+
+
+def _recent_anomalies(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
+                      cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> None:
+    """recent_anomalies: the account's other logins in the ``security_fade_hours``
+    before the request that the login detectors flagged (the login behind the request
+    is `risky_session`'s). A successful login found to be someone else's weighs the
+    rule's weight; failures found to be an attack, or novelty alone (a new device or
+    network), a quarter. Each fades with age as a security change does; each kind of
+    finding counts once (a burst of failures is one attempt), the strongest kind whole,
+    the others half, up to twice the weight. Novelty on the request's own IP or network
+    is left to the rules that judge the request's network."""
+    w, a, e = Withdrawal, LoginAnomaly, LoginEvent
+    window_start = shifted(w.requested_at, -cfg.security_fade_hours * 3600)
+    query = (
+        select(w.id, a.kind, a.severity, a.at, e.external_id, e.ip, e.asn, e.success)
+        .select_from(w)
+        .join(a, and_(a.account_id == w.account_id, a.at < w.requested_at,
+                      a.at >= window_start,
+                      a.kind.in_((*STORY_SUSPICIOUS, *STORY_NOVELTY))))
+        .join(e, e.id == a.login_event_id)
+        .where(in_batch)
+    )
+    floor = SEVERITY_RANK[cfg.risky_session_min_severity]
+    found: dict[int, dict[str, tuple[float, str, int]]] = defaultdict(dict)
+    weight = cfg.weight("recent_anomalies")
+    for wid, kind, severity, at, login_ext, ip, asn, success in conn.execute(query):
+        row = rows.get(wid)
+        if row is None or login_ext == row.login_ext:
+            continue
+        if kind in STORY_SUSPICIOUS:
+            if SEVERITY_RANK.get(severity, 0) < floor:
+                continue
+            factor = 1.0 if success else MINOR_FACTOR
+        elif ip == row.ip or (asn is not None and asn == row.asn):
+            continue  # the request's own network: its novelty is ip_not_seen's, new_asn's
+        else:
+            factor = MINOR_FACTOR
+        hours = (row.requested_at - at).total_seconds() / 3600
+        score = round(weight * factor * cfg.fade(hours), 2)
+        if score <= 0:
+            continue
+        what = f"{kind} ({severity}) {'on' if success else 'in failed'} login"
+        best, text, n = found[wid].get(kind, (0.0, "", 0))
+        if score > best:
+            best, text = score, (f"{what} {login_ext} from {ip}, "
+                                 f"{fmt_duration(hours * 3600)} before")
+        found[wid][kind] = (best, text, n + 1)
+    for wid, by_kind in found.items():
+        ranked = sorted(by_kind.values(), reverse=True)
+        total = round(min(2 * weight, ranked[0][0] + 0.5 * sum(r[0] for r in ranked[1:])), 2)
+        shown = [f"{text}{f' (and {n - 1} more)' if n > 1 else ''} ({sc:g})"
+                 for sc, text, n in ranked]
+        hits[wid].append(Hit(
+            "recent_anomalies", total,
+            f"the account's other logins in the {cfg.security_fade_hours} h before were "
+            "flagged: " + "; ".join(shown)
+            + (f"; {total:g} in all (the strongest whole, the others half)"
+               if len(ranked) > 1 else ""),
+            {"findings": [{"score": sc, "finding": text, "logins": n}
+                          for sc, text, n in ranked]}))
 
 
 def _dormant(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfig,
