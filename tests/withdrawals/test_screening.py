@@ -34,6 +34,7 @@ from tests.support.officers import MovableClock, make_staff
 from tests.support.screening import (
     CRON,
     HOME_ADDRESS,
+    HOME_IP,
     build_history,
     hits,
     iso,
@@ -734,30 +735,47 @@ def test_a_withdrawal_an_officer_took_while_it_was_judged_keeps_its_status(
 
 def test_an_address_the_client_saved_long_before_is_history(rt: Runtime) -> None:
     """The platform's address book (security events address_added, address_whitelisted,
-    address_removed): a destination saved a day and more before the request is not a new
-    destination; one saved minutes before is (the explanation says when), and so is one
-    removed since."""
-    def book(ext: str, kind: str, address: str, ago: timedelta) -> dict[str, Any]:
-        return security_event(ext, kind=kind, address=address, at=iso(ago))
+    address_removed): a destination the client saved from their usual device and
+    network a day and more before the request is not a new destination. One saved
+    minutes before is (the explanation says when), so is one saved from a device and
+    network the account never used (an intruder can save theirs and wait), one removed
+    since (a removal at the same instant wins), and one in another account's book.
+    Addresses compare as sanctions lists compare them (hex in any case)."""
+    home = {"ip": HOME_IP, "device_id": "dev-1"}  # A1's logins: build_history
 
+    def book(ext: str, kind: str, address: str, ago: timedelta,
+             **where: str) -> dict[str, Any]:
+        return security_event(ext, kind=kind, address=address, at=iso(ago),
+                              **(where or home))
+
+    eth = "0xAbCdEf0123456789aBcDeF0123456789AbCdEf01"
     ingest(rt, "accounts", account("A2"))
     ingest(rt, "security-events",
-           book("S1", "address_added", "bc1qcoldwallet", timedelta(days=40)),
+           book("S1", "address_added", "bc1qcoldwallet", timedelta(days=3)),
            book("S2", "address_whitelisted", "bc1qjustnow", timedelta(hours=1, minutes=10)),
-           book("S3", "address_added", "bc1qdropped", timedelta(days=30)),
+           book("S3", "address_added", "bc1qdropped", timedelta(days=3)),
            book("S4", "address_removed", "bc1qdropped", timedelta(days=2)),
-           # Another account's book vouches for nothing here.
-           security_event("S5", "A2", kind="address_added", address="bc1qtheirs",
-                          at=iso(timedelta(days=9))))
+           book("S5", "address_added", "bc1qtheirs", timedelta(days=3), ip="198.51.100.66",
+                device_id="intruder"),
+           book("S6", "address_added", eth, timedelta(days=3)),
+           book("S7", "address_whitelisted", "bc1qtie", timedelta(days=3)),
+           book("S8", "address_removed", "bc1qtie", timedelta(days=3)),
+           security_event("S9", "A2", kind="address_added", address="bc1qother",
+                          at=iso(timedelta(days=3))))
+    anomalies.analyze(rt, CRON)  # a save's origin is judged by analysed logins only
     assert "new_destination" not in request(rt, "T1", address="bc1qcoldwallet")
     recent = request(rt, "T2", address="bc1qjustnow")["new_destination"]
     assert recent.endswith("saved to the address book only 10 min before the request "
                            "(it counts from 24 h)")
     assert "new_destination" in request(rt, "T3", address="bc1qdropped")
-    assert "new_destination" in request(rt, "T4", address="bc1qtheirs")
+    intruder = request(rt, "T4", address="bc1qtheirs")["new_destination"]
+    assert intruder.endswith("from an unknown device or network: not counted")
+    assert "new_destination" not in request(rt, "T5", address=eth.lower())
+    assert "new_destination" in request(rt, "T6", address="bc1qtie")
+    assert "new_destination" in request(rt, "T7", address="bc1qother")
     with rt.sessions() as s:
         stored = dict(s.execute(select(SecurityEvent.external_id, SecurityEvent.address)).all())
-    assert stored["S1"] == "bc1qcoldwallet" and stored["S5"] == "bc1qtheirs"
+    assert stored["S1"] == "bc1qcoldwallet" and stored["S9"] == "bc1qother"
 
 
 def _flag(rt: Runtime, login_ext: str, kind: str, severity: str) -> None:
@@ -793,6 +811,16 @@ def test_the_accounts_recent_story_counts(rt: Runtime) -> None:
     assert "new_asn (low) on login NEWNET from 198.51.100.9, 9 h before (5)" in story
     # 29 h before the request: 20 x (1 - 5 / 48) = 17.92; then half of 5 and of 5.
     assert hit_scores(rt, "T1")["recent_anomalies"] == 22.92
-    # A request from that new network: its novelty is ip_not_seen's and new_asn's.
+    # A request from that network: NEWNET made it known to ip_not_seen and new_asn, so
+    # its novelty counts here.
     mine = request(rt, "T2", ip="198.51.100.9", login_extra={"asn": 64999})
-    assert "NEWNET" not in mine["recent_anomalies"]
+    assert "ip_not_seen" not in mine and "new_asn" not in mine
+    assert "NEWNET" in mine["recent_anomalies"]
+    # One login with several findings counts once, by the strongest.
+    _flag(rt, "IN-1", "new_country", "medium")
+    ingest(rt, "logins", login("T3-login", at=iso(timedelta(minutes=40))))
+    ingest(rt, "withdrawals", withdrawal("T3", at=iso(timedelta(minutes=30)), amount="0.35",
+                                         address=HOME_ADDRESS, available_balance="5",
+                                         login_id="T3-login"))
+    screening.screen(rt, CRON)
+    assert "new_country" not in hits(rt, "T3")["recent_anomalies"]

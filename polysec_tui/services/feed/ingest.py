@@ -466,10 +466,10 @@ def _fast_time(value: str, w: Window) -> datetime | None:
 def parse_security_event(obj: dict[str, Any], w: Window) -> Parsed:
     kind = r.choice(obj, "kind", SECURITY_EVENT_KINDS)
     book = kind in ADDRESS_BOOK_KINDS
-    address = r.text(obj, "address", 128, required=book)
-    if address is not None and not book:
+    if not book and obj.get("address") is not None:
         raise BadRecord(f"field 'address' is only for address-book events "
                         f"({', '.join(sorted(ADDRESS_BOOK_KINDS))})")
+    address = r.text(obj, "address", 128, required=book)
     return {
         "external_id": r.req_ident(obj, "id"),
         "account": r.req_ident(obj, "account"),

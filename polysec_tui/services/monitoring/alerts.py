@@ -88,7 +88,8 @@ CAMPAIGN_SEVERITIES = ("medium", "high", "critical")
 SEVERITY_RANK = {"high": 1, "critical": 2}
 # Screening rules that together make a held withdrawal the end of a takeover chain: one
 # of each group (a recent security change, and a flagged session or a threat-listed IP).
-TAKEOVER_RULES = (("security_change_hold",), ("risky_session", "ip_reputation"))
+TAKEOVER_RULES = (("security_change_hold",),
+                  ("risky_session", "ip_reputation", "recent_anomalies"))
 WINDOW = timedelta(hours=24)
 NOTE_MAX = 500
 MAX_SNOOZE_MINUTES = 24 * 60  # a snooze is bounded: a day at most
@@ -440,10 +441,13 @@ def _withdrawal_groups(session: Session, cfg: ScreeningConfig,
     w = Withdrawal
     # A security change counts when it weighs at least half the rule's weight: not the
     # client's own change from their usual device and network (a quarter).
-    strong = WithdrawalFlag.score >= cfg.weight("security_change_hold") / 2
-    takeover = and_(*(w.id.in_(select(WithdrawalFlag.withdrawal_id)
-                               .where(WithdrawalFlag.rule.in_(group),
-                                      strong if "security_change_hold" in group else true()))
+    # So does the account's recent story: a login found to be someone else's, not a
+    # quarter-weight novelty or failed attempt.
+    f = WithdrawalFlag
+    strong = {rule: f.score >= cfg.weight(rule) / 2
+              for rule in ("security_change_hold", "recent_anomalies")}
+    takeover = and_(*(w.id.in_(select(f.withdrawal_id).where(or_(*(
+        and_(f.rule == rule, strong.get(rule, true())) for rule in group))))
                       for group in TAKEOVER_RULES))
     listed = w.id.in_(select(WithdrawalFlag.withdrawal_id)
                       .where(WithdrawalFlag.rule.in_(ALWAYS_HOLD)))

@@ -278,6 +278,8 @@ def parse_section(section: Mapping[str, Any], base: ScreeningConfig,
         raise InputError(f"{where} structuring_count: at least 2")
     if config.velocity_window_hours < 1:
         raise InputError(f"{where} velocity_window_hours: at least 1")
+    if config.address_book_known_hours < 1:
+        raise InputError(f"{where} address_book_known_hours: at least 1")
     if config.security_fade_hours < config.security_hold_hours:
         if "security_fade_hours" in section:
             raise InputError(f"{where} security_fade_hours must be at least "
@@ -1173,7 +1175,7 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
                       h.requested_at >= shifted(w.requested_at, -cfg.lookback_days * day),
                       earlier)
     new_dest = [wid for wid, r in rows.items() if not r.destination_used]
-    saved, recent_saves = _address_book(conn, new_dest, cfg)
+    saved, not_counted = _address_book(conn, new_dest, cfg)
     new_dest = [wid for wid in new_dest if wid not in saved]
     earlier_n: dict[int, int] = {}
     for chunk in _chunks(new_dest):
@@ -1182,17 +1184,12 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
             .where(w.id.in_(chunk)).group_by(w.id)))
     for wid in new_dest:
         row = rows[wid]
-        recent = recent_saves.get(wid)
-        added = ("" if recent is None else
-                 f"; saved to the address book only {fmt_duration(recent)} before the "
-                 f"request (it counts from {cfg.address_book_known_hours} h)")
         hits[wid].append(_hit(
             cfg, "new_destination",
             f"first withdrawal by this account to {row.address}; "
             f"{earlier_n.get(wid, 0)} earlier {row.asset} withdrawal(s) in "
-            f"{cfg.lookback_days} days went elsewhere{added}",
-            address=row.address, earlier_withdrawals=earlier_n.get(wid, 0),
-            **({} if recent is None else {"address_book_seconds": round(recent)})))
+            f"{cfg.lookback_days} days went elsewhere{not_counted.get(wid, '')}",
+            address=row.address, earlier_withdrawals=earlier_n.get(wid, 0)))
 
     maybe = [wid for wid, r in rows.items()
              if r.outlier_maybe or r.velocity_maybe or cfg.velocity_count <= 1]
@@ -1234,40 +1231,53 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
 
 
 def _address_book(conn: Connection, ids: list[int],
-                  cfg: ScreeningConfig) -> tuple[set[int], dict[int, float]]:
+                  cfg: ScreeningConfig) -> tuple[set[int], dict[int, str]]:
     """Of withdrawals ``ids`` (their destination never paid before), those whose
-    destination is in the account's address book, saved at least
-    ``address_book_known_hours`` before the request and not removed since; and of the
-    others saved there, how many seconds before the request (too recent to count: an
-    intruder saves theirs minutes before withdrawing)."""
+    destination is in the account's address book: saved at least
+    ``address_book_known_hours`` before the request, from the client's usual network
+    (an intruder in the account can save theirs and wait), and not removed since
+    (a removal at the same instant wins). Addresses compare by `sanctions.address_key`.
+    Also, for the others saved there, why the save does not count (for the
+    explanation)."""
     if not ids:
         return set(), {}
     w, e = Withdrawal, SecurityEvent
-    events: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
+    events: dict[int, list[tuple[datetime, bool, int, str]]] = defaultdict(list)
     when: dict[int, datetime] = {}
     for chunk in _chunks(ids):
-        for wid, requested, at, kind in conn.execute(
-                select(w.id, w.requested_at, e.at, e.kind)
-                .join(e, and_(e.account_id == w.account_id, e.address == w.address,
-                              e.kind.in_(ADDRESS_BOOK_KINDS), e.at <= w.requested_at))
+        for wid, requested, destination, event_id, at, kind, address in conn.execute(
+                select(w.id, w.requested_at, w.address, e.id, e.at, e.kind, e.address)
+                .join(e, and_(e.account_id == w.account_id, e.kind.in_(ADDRESS_BOOK_KINDS),
+                              e.at <= w.requested_at))
                 .where(w.id.in_(chunk))):
-            events[wid].append((at, kind))
+            if address is None or sanctions.address_key(address) != sanctions.address_key(
+                    destination):
+                continue
+            events[wid].append((at, kind == "address_removed", event_id, kind))
             when[wid] = requested
+    saves: dict[int, tuple[int, datetime]] = {}  # the save in force: (event, since)
+    for wid, changes in events.items():
+        since: tuple[int, datetime] | None = None
+        for at, removed, event_id, _kind in sorted(changes):
+            since = None if removed else (since or (event_id, at))
+        if since is not None:
+            saves[wid] = since
+    origin = _change_origins(conn, sorted({event for event, _at in saves.values()}), cfg)
     known = timedelta(hours=cfg.address_book_known_hours)
     saved: set[int] = set()
-    recent: dict[int, float] = {}
-    for wid, changes in events.items():
-        since: datetime | None = None  # saved, and not removed after
-        for at, kind in sorted(changes):
-            since = None if kind == "address_removed" else (since or at)
-        if since is None:
-            continue
-        age = when[wid] - since
-        if age >= known:
-            saved.add(wid)
+    why: dict[int, str] = {}
+    for wid, (event_id, saved_at) in saves.items():
+        age = when[wid] - saved_at
+        where = origin.get(event_id, UNKNOWN)
+        if where not in (USUAL, USUAL_NETWORK):
+            why[wid] = (f"; saved to the address book {fmt_duration(age.total_seconds())} "
+                        f"before the request from {where}: not counted")
+        elif age < known:
+            why[wid] = (f"; saved to the address book only {fmt_duration(age.total_seconds())}"
+                        f" before the request (it counts from {cfg.address_book_known_hours} h)")
         else:
-            recent[wid] = age.total_seconds()
-    return saved, recent
+            saved.add(wid)
+    return saved, why
 
 
 @dataclass(frozen=True, slots=True)
@@ -1570,59 +1580,72 @@ def _recent_anomalies(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
     before the request that the login detectors flagged (the login behind the request
     is `risky_session`'s). A successful login found to be someone else's weighs the
     rule's weight; failures found to be an attack, or novelty alone (a new device or
-    network), a quarter. Each fades with age as a security change does; each kind of
-    finding counts once (a burst of failures is one attempt), the strongest kind whole,
-    the others half, up to twice the weight. Novelty on the request's own IP or network
-    is left to the rules that judge the request's network."""
+    network), a quarter; each fades with age as a security change does. A login counts
+    once, by its strongest finding, and so does each kind (a burst of failures is one
+    attempt); the strongest whole, the others half, up to twice the weight. Left to the
+    rules on the request's own network: a listed address or network the request comes
+    from (`ip_reputation`, `anonymizing_network`), and novelty on it when `ip_not_seen`
+    or `new_asn` already fired."""
     w, a, e = Withdrawal, LoginAnomaly, LoginEvent
     window_start = shifted(w.requested_at, -cfg.security_fade_hours * 3600)
+    # The kinds are filtered here, not in SQL: on SQLite an IN on kind made the planner
+    # walk the (kind, login) index over the whole table instead of each account's rows.
     query = (
         select(w.id, a.kind, a.severity, a.at, e.external_id, e.ip, e.asn, e.success)
         .select_from(w)
         .join(a, and_(a.account_id == w.account_id, a.at < w.requested_at,
-                      a.at >= window_start,
-                      a.kind.in_((*STORY_SUSPICIOUS, *STORY_NOVELTY))))
+                      a.at >= window_start))
         .join(e, e.id == a.login_event_id)
         .where(in_batch)
     )
     floor = SEVERITY_RANK[cfg.risky_session_min_severity]
-    found: dict[int, dict[str, tuple[float, str, int]]] = defaultdict(dict)
     weight = cfg.weight("recent_anomalies")
+    listed = (reputation.THREAT_RULE, reputation.ANONYMIZING_RULE)
+    # Per withdrawal and login: its strongest finding (score, kind, text).
+    by_login: dict[int, dict[str, tuple[float, str, str]]] = defaultdict(dict)
     for wid, kind, severity, at, login_ext, ip, asn, success in conn.execute(query):
         row = rows.get(wid)
         if row is None or login_ext == row.login_ext:
             continue
+        fired = {h.rule for h in hits.get(wid, ())}
+        own_network = ip == row.ip or (asn is not None and asn == row.asn)
+        if kind in listed and own_network:
+            continue  # one listed address is one signal: the request's rules judge it
         if kind in STORY_SUSPICIOUS:
             if SEVERITY_RANK.get(severity, 0) < floor:
                 continue
             factor = 1.0 if success else MINOR_FACTOR
-        elif ip == row.ip or (asn is not None and asn == row.asn):
-            continue  # the request's own network: its novelty is ip_not_seen's, new_asn's
-        else:
+        elif kind in STORY_NOVELTY:
+            if (ip == row.ip and "ip_not_seen" in fired) or (
+                    asn is not None and asn == row.asn and "new_asn" in fired):
+                continue  # the request's own rules count that novelty already
             factor = MINOR_FACTOR
+        else:
+            continue
         hours = (row.requested_at - at).total_seconds() / 3600
         score = round(weight * factor * cfg.fade(hours), 2)
-        if score <= 0:
+        if score <= 0 or score <= by_login[wid].get(login_ext, (0.0, "", ""))[0]:
             continue
         what = f"{kind} ({severity}) {'on' if success else 'in failed'} login"
-        best, text, n = found[wid].get(kind, (0.0, "", 0))
-        if score > best:
-            best, text = score, (f"{what} {login_ext} from {ip}, "
-                                 f"{fmt_duration(hours * 3600)} before")
-        found[wid][kind] = (best, text, n + 1)
-    for wid, by_kind in found.items():
+        by_login[wid][login_ext] = (score, kind, f"{what} {login_ext} from {ip}, "
+                                                 f"{fmt_duration(hours * 3600)} before")
+    for wid, logins in by_login.items():
+        by_kind: dict[str, tuple[float, str, int]] = {}
+        for score, kind, finding in logins.values():
+            best, shown, n = by_kind.get(kind, (0.0, "", 0))
+            by_kind[kind] = (score, finding, n + 1) if score > best else (best, shown, n + 1)
         ranked = sorted(by_kind.values(), reverse=True)
         total = round(min(2 * weight, ranked[0][0] + 0.5 * sum(r[0] for r in ranked[1:])), 2)
-        shown = [f"{text}{f' (and {n - 1} more)' if n > 1 else ''} ({sc:g})"
-                 for sc, text, n in ranked]
+        shown_all = [f"{finding}{f' (and {n - 1} more)' if n > 1 else ''} ({sc:g})"
+                     for sc, finding, n in ranked]
         hits[wid].append(Hit(
             "recent_anomalies", total,
             f"the account's other logins in the {cfg.security_fade_hours} h before were "
-            "flagged: " + "; ".join(shown)
+            "flagged: " + "; ".join(shown_all)
             + (f"; {total:g} in all (the strongest whole, the others half)"
                if len(ranked) > 1 else ""),
-            {"findings": [{"score": sc, "finding": text, "logins": n}
-                          for sc, text, n in ranked]}))
+            {"findings": [{"score": sc, "finding": finding, "logins": n}
+                          for sc, finding, n in ranked]}))
 
 
 def _dormant(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfig,
