@@ -54,6 +54,11 @@ EXPECTED = {
     "impossible_travel": {"impossible_travel"},
     "account_takeover": {"new_device", "new_country", "new_asn", "risky_login",
                          "success_after_failures", "ip_reputation", "anonymizing_network"},
+    # Patterns of attackers who know the usual thresholds (generated apart, see the
+    # generator's _plan_scenarios): what should find them.
+    "sim_swap": {"new_device", "risky_login", "success_after_failures"},
+    "patient_intruder": {"new_device", "new_country", "new_asn", "risky_login"},
+    "distributed_stuffing": {"credential_stuffing", "password_spraying"},
 }
 
 

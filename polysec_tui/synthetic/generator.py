@@ -482,9 +482,12 @@ class DemoGenerator:
         return at, ident, rec
 
     def _security_event(self, account: str, at: datetime, kind: str, *, ip: str | None,
-                        device_id: str | None, details: dict[str, Any] | None = None) -> str:
+                        device_id: str | None, details: dict[str, Any] | None = None,
+                        address: str | None = None) -> str:
         ident = self._new_id("sev")
         rec: Record = {"id": ident, "account": account, "at": iso_z(at), "kind": kind}
+        if address:
+            rec["address"] = address
         if ip:
             rec["ip"] = ip
         if device_id:
@@ -795,6 +798,127 @@ class DemoGenerator:
         self._brute_force(used, self._ago(50, 70), bot=False)
         self._account_takeover(used, self._ago(62, 80), host_index=None, email_change=True)
         self._impossible_travel(used, self._ago(74, 94))
+        # Attackers who know the usual rules, drawn from a generator of their own so that
+        # every record above stays as it was for a seed (the documented figures).
+        main, self.rng = self.rng, random.Random(f"{self.spec.seed}:patterns")  # noqa: S311
+        try:
+            self._sim_swap(used, self._ago(6, 30))
+            self._patient_intruder(used, self._ago(2, 20))
+            self._distributed_stuffing(used, self._ago(30, 60))
+        finally:
+            self.rng = main
+
+    def _sim_swap(self, used: set[str], at: datetime) -> None:
+        """The victim's phone number moved to the attacker's SIM: a password reset by SMS,
+        a login from a phone on a carrier network in the victim's own country, 2FA
+        switched off, then most of the balance to a new address."""
+        rng = self.rng
+        victim = self._victim(used, active=True, needs_totp=True, min_usd=2000.0)
+        asset_code = victim.largest_asset()
+        assert asset_code is not None
+        asset = ASSET_BY_CODE[asset_code]
+        network = rng.choice(victim.country.isps)
+        city = rng.choice(victim.country.cities)
+        ip = network.address(rng)
+        device = make_device(rng, "mobile", 0.5)
+        balance = victim.balances[asset_code]
+        amount = quantize(float(balance) * rng.uniform(0.85, 0.92), asset.places)
+        scenario = self._scenario(
+            "sim_swap", victim.ext_id, ip, at,
+            f"{victim.ext_id}'s phone number taken over: password reset by SMS, a login "
+            f"from a new phone at {ip} (AS{network.asn} {network.org}, "
+            f"{victim.country.code}, the client's own country), 2FA disabled, then "
+            f"{amount_text(amount, asset.places)} {asset_code} to an address never used")
+        t = at
+        sev = self._security_event(victim.ext_id, t, "password_reset", ip=ip,
+                                   device_id=device.device_id, details={"via": "sms"})
+        scenario.events.append(("security_event", sev))
+        t += timedelta(seconds=rng.randint(60, 240))
+        login = self._login(victim.ext_id, t, success=True, ip=ip, network=network,
+                            country=victim.country.code, city=city, device=device,
+                            rtt=rtt_ms(rng, city, True))
+        login_id = self._attack_login(scenario, login)
+        t += timedelta(seconds=rng.randint(60, 300))
+        sev = self._security_event(victim.ext_id, t, "2fa_disabled", ip=ip,
+                                   device_id=device.device_id, details={"method": "totp"})
+        scenario.events.append(("security_event", sev))
+        t += timedelta(seconds=rng.randint(300, 1500))
+        wid = self._withdrawal(victim.ext_id, t, asset, amount, balance,
+                               make_address(rng, asset_code), None, ip, device.device_id,
+                               login_id)
+        scenario.events.append(("withdrawal", wid))
+
+    def _patient_intruder(self, used: set[str], at: datetime) -> None:
+        """An intruder who knows that a new address is held: logs in with stolen
+        credentials from a residential network of the victim's country, saves their
+        address in the address book, and comes back more than a day later to withdraw
+        part of the balance to it."""
+        rng = self.rng
+        victim = self._victim(used, active=True, min_usd=1500.0)
+        asset_code = victim.largest_asset()
+        assert asset_code is not None
+        asset = ASSET_BY_CODE[asset_code]
+        network = rng.choice(victim.country.isps)
+        city = rng.choice(victim.country.cities)
+        ip = network.address(rng)
+        device = make_device(rng, "desktop", 0.0)
+        balance = victim.balances[asset_code]
+        amount = quantize(float(balance) * rng.uniform(0.5, 0.7), asset.places)
+        address = make_address(rng, asset_code)
+        first_at = at - timedelta(seconds=rng.randint(26 * 3600, 40 * 3600))
+        scenario = self._scenario(
+            "patient_intruder", victim.ext_id, ip, first_at,
+            f"an intruder in {victim.ext_id} from {ip} (AS{network.asn} {network.org}, "
+            f"{victim.country.code}) saved an address to the address book, then came back "
+            f"{(at - first_at).total_seconds() / 3600:.0f} h later to withdraw "
+            f"{amount_text(amount, asset.places)} {asset_code} to it")
+        t = first_at
+        first = self._login(victim.ext_id, t, success=True, ip=ip, network=network,
+                            country=victim.country.code, city=city, device=device,
+                            rtt=rtt_ms(rng, city, False))
+        self._attack_login(scenario, first)
+        t += timedelta(seconds=rng.randint(120, 600))
+        sev = self._security_event(victim.ext_id, t, "address_added", ip=ip,
+                                   device_id=device.device_id, address=address)
+        scenario.events.append(("security_event", sev))
+        t = at - timedelta(seconds=rng.randint(120, 600))
+        again = self._login(victim.ext_id, t, success=True, ip=ip, network=network,
+                            country=victim.country.code, city=city, device=device,
+                            rtt=rtt_ms(rng, city, False))
+        login_id = self._attack_login(scenario, again)
+        wid = self._withdrawal(victim.ext_id, at, asset, amount, balance, address, None, ip,
+                               device.device_id, login_id)
+        scenario.events.append(("withdrawal", wid))
+
+    def _distributed_stuffing(self, used: set[str], at: datetime) -> None:
+        """Credential stuffing through a residential proxy pool: one or two attempts
+        per address, each from its own home network somewhere, over two hours; a few
+        stolen passwords work. No source sends enough to look like an attacker."""
+        rng = self.rng
+        count = min(rng.randint(250, 350), len(self.profiles) - 20)
+        targets = rng.sample([p for p in self.profiles
+                              if p.created_at < at and p.ext_id not in used], count)
+        device = make_device(rng, "desktop", 0.0)
+        scenario = self._scenario(
+            "distributed_stuffing", None, None, at,
+            f"{count} accounts tried once or twice each, every attempt from another home "
+            "address (a residential proxy pool across many countries and networks), over "
+            "two hours; 2 % of the stolen passwords worked")
+        for i, target in enumerate(targets):
+            t = at + timedelta(seconds=7200 * i // count + rng.randint(0, 30))
+            for attempt in range(rng.choice((1, 1, 2))):
+                country = rng.choice(COUNTRIES)
+                network = rng.choice(country.isps)
+                city = rng.choice(country.cities)
+                success = attempt == 0 and rng.random() < 0.02
+                item = self._login(target.ext_id, t + timedelta(seconds=attempt * 40),
+                                   success=success, ip=network.address(rng), network=network,
+                                   country=country.code, city=city, device=device,
+                                   rtt=rtt_ms(rng, city, False),
+                                   failure_reason=None if success else "bad_password")
+                self._attack_login(scenario, item)
+                if success:
+                    break
 
     def _hosting_login(self, scenario: Scenario, account: str, at: datetime, host: Hosting,
                        ip: str, device: Device, *, success: bool = False,

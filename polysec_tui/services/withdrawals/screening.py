@@ -1234,8 +1234,9 @@ def _address_book(conn: Connection, ids: list[int],
                   cfg: ScreeningConfig) -> tuple[set[int], dict[int, str]]:
     """Of withdrawals ``ids`` (their destination never paid before), those whose
     destination is in the account's address book: saved at least
-    ``address_book_known_hours`` before the request, from the client's usual network
-    (an intruder in the account can save theirs and wait), and not removed since
+    ``address_book_known_hours`` before the request, from the client's usual device and
+    network (an intruder in the account can save theirs and wait: their network may be
+    the client's ISP, their device is not the client's), and not removed since
     (a removal at the same instant wins). Addresses compare by `sanctions.address_key`.
     Also, for the others saved there, why the save does not count (for the
     explanation)."""
@@ -1269,7 +1270,7 @@ def _address_book(conn: Connection, ids: list[int],
     for wid, (event_id, saved_at) in saves.items():
         age = when[wid] - saved_at
         where = origin.get(event_id, UNKNOWN)
-        if where not in (USUAL, USUAL_NETWORK):
+        if where != USUAL:
             why[wid] = (f"; saved to the address book {fmt_duration(age.total_seconds())} "
                         f"before the request from {where}: not counted")
         elif age < known:
@@ -1579,8 +1580,9 @@ def _recent_anomalies(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
     """recent_anomalies: the account's other logins in the ``security_fade_hours``
     before the request that the login detectors flagged (the login behind the request
     is `risky_session`'s). A successful login found to be someone else's weighs the
-    rule's weight; failures found to be an attack, or novelty alone (a new device or
-    network), a quarter; each fades with age as a security change does. A login counts
+    rule's weight, and so does a new device that the request itself comes from; failures
+    found to be an attack, or other novelty (a new device or network), a quarter; each
+    fades with age as a security change does. A login counts
     once, by its strongest finding, and so does each kind (a burst of failures is one
     attempt); the strongest whole, the others half, up to twice the weight. Left to the
     rules on the request's own network: a listed address or network the request comes
@@ -1591,7 +1593,8 @@ def _recent_anomalies(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
     # The kinds are filtered here, not in SQL: on SQLite an IN on kind made the planner
     # walk the (kind, login) index over the whole table instead of each account's rows.
     query = (
-        select(w.id, a.kind, a.severity, a.at, e.external_id, e.ip, e.asn, e.success)
+        select(w.id, a.kind, a.severity, a.at, e.external_id, e.ip, e.asn, e.success,
+               and_(w.device_id.is_not(None), e.device_id == w.device_id))
         .select_from(w)
         .join(a, and_(a.account_id == w.account_id, a.at < w.requested_at,
                       a.at >= window_start))
@@ -1603,7 +1606,8 @@ def _recent_anomalies(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
     listed = (reputation.THREAT_RULE, reputation.ANONYMIZING_RULE)
     # Per withdrawal and login: its strongest finding (score, kind, text).
     by_login: dict[int, dict[str, tuple[float, str, str]]] = defaultdict(dict)
-    for wid, kind, severity, at, login_ext, ip, asn, success in conn.execute(query):
+    for wid, kind, severity, at, login_ext, ip, asn, success, same_device in conn.execute(
+            query):
         row = rows.get(wid)
         if row is None or login_ext == row.login_ext:
             continue
@@ -1619,7 +1623,9 @@ def _recent_anomalies(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
             if (ip == row.ip and "ip_not_seen" in fired) or (
                     asn is not None and asn == row.asn and "new_asn" in fired):
                 continue  # the request's own rules count that novelty already
-            factor = MINOR_FACTOR
+            # The device behind the request is itself that new one: a day-old device
+            # is barely the client's (an intruder logs in once, then comes back).
+            factor = 1.0 if kind == "new_device" and same_device else MINOR_FACTOR
         else:
             continue
         hours = (row.requested_at - at).total_seconds() / 3600
