@@ -58,7 +58,7 @@ EXPECTED = {
     # generator's _plan_scenarios): what should find them.
     "sim_swap": {"new_device", "risky_login", "success_after_failures"},
     "patient_intruder": {"new_device", "new_country", "new_asn", "risky_login"},
-    "distributed_stuffing": {"credential_stuffing", "password_spraying"},
+    "distributed_stuffing": {"credential_stuffing", "password_spraying", "distributed_attack"},
 }
 
 

@@ -70,6 +70,7 @@ from polysec_tui.db.models import (
     SecurityEvent,
 )
 from polysec_tui.errors import InputError
+from polysec_tui.services.logins import campaigns
 from polysec_tui.services.logins.rules import (
     _G,
     _H,
@@ -112,6 +113,7 @@ KINDS = (
     "ip_reputation",
     "anonymizing_network",
     "forgotten_password",
+    "distributed_attack",
 )
 # A brute-force burst that the client closed with a password reset from their own device
 # or address becomes this (low, never alerted): the client forgot their password.
@@ -202,6 +204,7 @@ def _analyze_in(session: Session, now: datetime, full: bool, windows: WindowStat
             else:
                 report.successful_logins = _profile_pass(session, last_login, hi,
                                                          thresholds, findings, lists)
+            campaigns.judge(session, last_login, hi, full, thresholds, findings)
             report.new_anomalies = _store(session, findings.values(), now)
         bursts = {f.account_id for f in findings.values() if f.kind == "brute_force"}
     else:

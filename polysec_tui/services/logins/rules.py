@@ -122,6 +122,17 @@ class Thresholds:
     travel_kmh: float = 900.0
     travel_min_km: float = 300.0
     min_history: int = 5  # successful logins before new_* may fire
+    # distributed_attack (services/logins/campaigns.py): an hour with this many failed
+    # logins at least, campaign_ratio times the median hour of the week before, on
+    # campaign_min_accounts accounts, campaign_share of them from addresses that tried
+    # at most campaign_max_per_source times in the hour.
+    campaign_min_failures: int = 100
+    campaign_ratio: float = 5.0
+    campaign_min_accounts: int = 50
+    campaign_max_per_source: int = 2
+    campaign_share: float = 0.8
+    campaign_baseline_hours: int = 168
+    campaign_lateness: timedelta = timedelta(minutes=10)
     risk_log10_threshold: float = 3.0
 
     @property

@@ -140,7 +140,8 @@ SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 # Login findings that say a successful login was likely not the client's (novelty alone,
 # a new device or country, does not).
 SUSPICIOUS_LOGINS = ("risky_login", "impossible_travel", "success_after_failures",
-                     "ip_reputation", "credential_stuffing", "password_spraying")
+                     "ip_reputation", "credential_stuffing", "password_spraying",
+                     "distributed_attack")
 BATCH = 20_000
 PARALLEL_FROM = 3  # batches of backlog from which worker processes pay off
 SQLITE_CACHE_KIB = 65_536  # page cache of the screening connection

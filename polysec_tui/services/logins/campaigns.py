@@ -1,0 +1,153 @@
+"""Credential stuffing and password spraying spread over many sources (issue 21, item 4).
+
+A campaign through a residential proxy pool sends one or two attempts from each address,
+each from another home network: no source ever reaches the per-source thresholds of
+`credential_stuffing` or `password_spraying`. What gives it away is the platform as a
+whole: far more failed logins in an hour than its usual hour, on many accounts, nearly
+all from addresses that tried only once or twice.
+
+Judged hour by hour, once an hour is complete (the newest login is ``campaign_lateness``
+past its end), from the failed logins of the hour against the median hour of the week
+before. The hour after the last one judged is kept in the ``campaigns`` row of
+``analysis_checkpoints``, in the transaction that stores the findings: the watcher's
+passes and a batch run judge the same hours from the same rows, so they find the same.
+A full run judges every hour again. Logins delivered after their hour was judged are not
+looked at again (say so in the lateness you configure).
+
+Findings (kind ``distributed_attack``): each failed login of the hour from such an
+address (medium: a campaign's target is not an alert by itself). When most of those
+attempts share a few user agents (the campaign's tooling), only attempts with them are
+tagged, and each successful login of the hour with one of them, from an address its
+account never logged in from before, is critical: a stolen password that worked.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, aliased
+
+from polysec_tui.db.models import AnalysisCheckpoint, LoginEvent
+from polysec_tui.services.logins.rules import Finding, Thresholds, flag
+
+KIND = "distributed_attack"
+CHECKPOINT = "campaigns"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+# A campaign's signature: at most this many user agents, shared by this share of its
+# spread attempts.
+SIGNATURE_AGENTS = 3
+SIGNATURE_SHARE = 0.5
+SIGNATURE_MIN_SHARE = 0.1  # of the spread attempts, for each of those user agents
+
+
+def _hour(at: datetime) -> int:
+    return int((at - EPOCH) // HOUR)
+
+
+def _start(hour: int) -> datetime:
+    return EPOCH + hour * HOUR
+
+
+def judge(session: Session, lo: int, hi: int, full: bool, t: Thresholds,
+          findings: dict[tuple[str, int], Finding]) -> None:
+    """Judge the hours completed by the logins ``lo < id <= hi`` (every hour with
+    ``full``) and move the checkpoint past them."""
+    e = LoginEvent
+    in_run = (e.id > lo, e.id <= hi)
+    newest = session.scalar(select(e.at).where(*in_run).order_by(e.at.desc()).limit(1))
+    if newest is None:
+        return
+    row = session.get(AnalysisCheckpoint, CHECKPOINT)
+    if row is None:
+        row = AnalysisCheckpoint(name=CHECKPOINT, login_id=0, security_event_id=0, runs=0,
+                                 updated_at=newest)
+        session.add(row)
+        session.flush()
+    first = 0 if full else int(row.login_id)
+    if first == 0:
+        earliest = session.scalar(select(e.at).where(*in_run).order_by(e.at).limit(1))
+        assert earliest is not None
+        first = _hour(earliest)
+    last = _hour(newest - t.campaign_lateness)  # hours before this one are complete
+    if first >= last:
+        return
+    since = _start(first - t.campaign_baseline_hours)
+    by_hour: dict[int, list[Any]] = defaultdict(list)
+    for failed in session.execute(
+            select(e.id, e.account_id, e.at, e.ip, e.asn, e.user_agent)
+            .where(e.success.is_(False), e.at >= since, e.at < _start(last))):
+        by_hour[_hour(failed.at)].append(failed)
+    for hour in range(first, last):
+        _judge_hour(session, hour, by_hour, t, findings)
+    session.execute(update(AnalysisCheckpoint).where(AnalysisCheckpoint.name == CHECKPOINT)
+                    .values(login_id=last, updated_at=newest))
+
+
+def _judge_hour(session: Session, hour: int, by_hour: dict[int, list[Any]], t: Thresholds,
+                findings: dict[tuple[str, int], Finding]) -> None:
+    failed = by_hour.get(hour, [])
+    if len(failed) < t.campaign_min_failures:
+        return
+    usual = statistics.median(len(by_hour.get(h, ()))
+                              for h in range(hour - t.campaign_baseline_hours, hour))
+    if len(failed) < t.campaign_ratio * usual:
+        return
+    per_source = Counter(f.ip for f in failed)
+    spread = [f for f in failed if per_source[f.ip] <= t.campaign_max_per_source]
+    targets = {f.account_id for f in failed}
+    if len(targets) < t.campaign_min_accounts or len(spread) < t.campaign_share * len(failed):
+        return
+    # The campaign's tooling: user agents that most of the spread attempts share. When
+    # there is one, the client's own typo in that hour (another browser) is not tagged,
+    # and a success with it from an address new to the account is the stolen password
+    # that worked.
+    agents = Counter(f.user_agent for f in spread if f.user_agent)
+    signature: set[str] = set()
+    covered = 0
+    for agent, n in agents.most_common(SIGNATURE_AGENTS):
+        if n >= SIGNATURE_MIN_SHARE * len(spread):  # not a stray client's browser
+            signature.add(agent)
+            covered += n
+    if covered < SIGNATURE_SHARE * len(spread):
+        signature = set()
+    if signature:
+        spread = [f for f in spread if f.user_agent in signature]
+    sources = len({f.ip for f in spread})
+    networks = len({f.asn for f in spread if f.asn is not None})
+    what = (f"{len(failed):,} failed logins between {_start(hour):%Y-%m-%d %H:00} and "
+            f"{_start(hour + 1):%H:00} UTC on {len(targets):,} accounts, "
+            f"{len(spread):,} of them from {sources:,} addresses that tried at most "
+            f"{t.campaign_max_per_source} times each ({networks:,} networks): the "
+            f"platform's usual hour has {usual:g} (median of the "
+            f"{t.campaign_baseline_hours} hours before)")
+    details = {"failed": len(failed), "accounts": len(targets), "spread": len(spread),
+               "sources": sources, "networks": networks, "usual_hour": usual,
+               "hour": _start(hour).isoformat()}
+    for f in spread:
+        flag(findings, Finding(KIND, "medium", float(len(failed)), f.account_id, f.id, f.at,
+                               f.ip, f.asn, f"one of {what}", details))
+    if not signature:
+        return
+    for s in _new_address_successes(session, hour, signature):
+        flag(findings, Finding(
+            KIND, "critical", float(len(failed)), s.account_id, s.id, s.at, s.ip, s.asn,
+            f"a successful login from {s.ip}, an address this account never logged in "
+            f"from, with the user agent of the campaign on the platform: {what}", details))
+
+
+def _new_address_successes(session: Session, hour: int, signature: set[str]) -> list[Any]:
+    """The successful logins of the hour with one of the campaign's user agents, each
+    from an address its account had not logged in from successfully before."""
+    now, before = aliased(LoginEvent, name="now"), aliased(LoginEvent, name="before")
+    known = select(before.id).where(
+        before.account_id == now.account_id, before.ip == now.ip,
+        before.success.is_(True), before.at < now.at).exists()
+    return list(session.execute(
+        select(now.id, now.account_id, now.at, now.ip, now.asn).where(
+            now.success.is_(True), now.at >= _start(hour), now.at < _start(hour + 1),
+            now.user_agent.in_(sorted(signature)), ~known)))
