@@ -204,7 +204,7 @@ def _analyze_in(session: Session, now: datetime, full: bool, windows: WindowStat
             else:
                 report.successful_logins = _profile_pass(session, last_login, hi,
                                                          thresholds, findings, lists)
-            campaigns.judge(session, last_login, hi, full, thresholds, findings)
+            campaigns.judge(session, last_login, hi, full, now, thresholds, findings)
             report.new_anomalies = _store(session, findings.values(), now)
         bursts = {f.account_id for f in findings.values() if f.kind == "brute_force"}
     else:

@@ -6,29 +6,34 @@ each from another home network: no source ever reaches the per-source thresholds
 whole: far more failed logins in an hour than its usual hour, on many accounts, nearly
 all from addresses that tried only once or twice.
 
-Judged hour by hour, once an hour is complete (the newest login is ``campaign_lateness``
-past its end), from the failed logins of the hour against the median hour of the week
-before. The hour after the last one judged is kept in the ``campaigns`` row of
-``analysis_checkpoints``, in the transaction that stores the findings: the watcher's
-passes and a batch run judge the same hours from the same rows, so they find the same.
-A full run judges every hour again. Logins delivered after their hour was judged are not
-looked at again (say so in the lateness you configure).
+Judged hour by hour, once an hour is complete (``campaign_lateness`` past its end, by
+the newest login and by the clock), from the failed logins of the hour against the
+median hour of the week before. The hour after the last one judged is kept in the
+``campaigns`` row of ``analysis_checkpoints``, in the transaction that stores the
+findings; a failed login delivered after its hour was judged has that hour judged again
+(findings are unique), so the watcher's passes, a batch run and a full run find the
+same, except where a late login changes a later hour's baseline. Only failures from an
+address the account never logged in from count as spread: a client's own failures (an
+outage, a TOTP clock drift, a forced reset) come from addresses it used.
 
 Findings (kind ``distributed_attack``): each failed login of the hour from such an
 address (medium: a campaign's target is not an alert by itself). When most of those
 attempts share a few user agents (the campaign's tooling), only attempts with them are
-tagged, and each successful login of the hour with one of them, from an address its
-account never logged in from before, is critical: a stolen password that worked.
+tagged, and each successful login of the hour with one of them, from a network its
+account never logged in from successfully before, is critical: a stolen password that
+worked. Without such a signature (tools that rotate user agents) only the attempts are
+tagged.
 """
 
 from __future__ import annotations
 
 import statistics
+import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, false, func, or_, select, true, update
 from sqlalchemy.orm import Session, aliased
 
 from polysec_tui.db.models import AnalysisCheckpoint, LoginEvent
@@ -38,6 +43,7 @@ KIND = "distributed_attack"
 CHECKPOINT = "campaigns"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+CHUNK = 500
 # A campaign's signature: at most this many user agents, shared by this share of its
 # spread attempts.
 SIGNATURE_AGENTS = 3
@@ -53,39 +59,47 @@ def _start(hour: int) -> datetime:
     return EPOCH + hour * HOUR
 
 
-def judge(session: Session, lo: int, hi: int, full: bool, t: Thresholds,
+def judge(session: Session, lo: int, hi: int, full: bool, now: datetime, t: Thresholds,
           findings: dict[tuple[str, int], Finding]) -> None:
     """Judge the hours completed by the logins ``lo < id <= hi`` (every hour with
-    ``full``) and move the checkpoint past them."""
+    ``full``), and again the earlier hours their late failed logins belong to; move the
+    checkpoint past the completed ones."""
     e = LoginEvent
     in_run = (e.id > lo, e.id <= hi)
-    newest = session.scalar(select(e.at).where(*in_run).order_by(e.at.desc()).limit(1))
-    if newest is None:
+    if full:  # the time index, once; an increment aggregates its id range instead
+        newest = session.scalar(select(e.at).order_by(e.at.desc()).limit(1))
+        earliest = session.scalar(select(e.at).order_by(e.at).limit(1))
+    else:
+        newest, earliest = session.execute(
+            select(func.max(e.at), func.min(e.at)).where(*in_run)).one()
+    if newest is None or earliest is None:
         return
     row = session.get(AnalysisCheckpoint, CHECKPOINT)
     if row is None:
         row = AnalysisCheckpoint(name=CHECKPOINT, login_id=0, security_event_id=0, runs=0,
-                                 updated_at=newest)
+                                 updated_at=now)
         session.add(row)
         session.flush()
-    first = 0 if full else int(row.login_id)
-    if first == 0:
-        earliest = session.scalar(select(e.at).where(*in_run).order_by(e.at).limit(1))
-        assert earliest is not None
-        first = _hour(earliest)
-    last = _hour(newest - t.campaign_lateness)  # hours before this one are complete
-    if first >= last:
-        return
-    since = _start(first - t.campaign_baseline_hours)
-    by_hour: dict[int, list[Any]] = defaultdict(list)
-    for failed in session.execute(
-            select(e.id, e.account_id, e.at, e.ip, e.asn, e.user_agent)
-            .where(e.success.is_(False), e.at >= since, e.at < _start(last))):
-        by_hour[_hour(failed.at)].append(failed)
-    for hour in range(first, last):
-        _judge_hour(session, hour, by_hour, t, findings)
+    first = _hour(earliest) if full or not row.login_id else int(row.login_id)
+    # Complete: ``campaign_lateness`` past its end, by the logins and by the clock (one
+    # login dated in the future must not close hours still to come).
+    last = max(first, _hour(min(newest, now) - t.campaign_lateness))
+    # Hours judged before whose failed logins arrived late, in this run: again.
+    late = set() if full else {_hour(at) for at in session.scalars(
+        select(e.at).where(*in_run, e.success == false(), e.at < _start(first)))}
+    hours = sorted(late | set(range(first, last)))
+    if hours:
+        since = _start(hours[0] - t.campaign_baseline_hours)
+        by_hour: dict[int, list[Any]] = defaultdict(list)
+        for failed in session.execute(
+                select(e.id, e.account_id, e.at, e.ip, e.asn, e.user_agent)
+                .where(e.success == false(), e.at >= since,
+                       e.at < _start(max(last, hours[-1] + 1)))):
+            by_hour[_hour(failed.at)].append(failed)
+        for hour in hours:
+            _judge_hour(session, hour, by_hour, t, findings)
     session.execute(update(AnalysisCheckpoint).where(AnalysisCheckpoint.name == CHECKPOINT)
-                    .values(login_id=last, updated_at=newest))
+                    .values(login_id=last, updated_at=now))
 
 
 def _judge_hour(session: Session, hour: int, by_hour: dict[int, list[Any]], t: Thresholds,
@@ -97,8 +111,13 @@ def _judge_hour(session: Session, hour: int, by_hour: dict[int, list[Any]], t: T
                               for h in range(hour - t.campaign_baseline_hours, hour))
     if len(failed) < t.campaign_ratio * usual:
         return
+    # Spread: from an address that tried too few times for the per-source detectors, and
+    # that its account never logged in from (a client's own failures come from home: an
+    # outage, a TOTP clock drift or a forced reset is not a campaign).
     per_source = Counter(f.ip for f in failed)
-    spread = [f for f in failed if per_source[f.ip] <= t.campaign_max_per_source]
+    few = [f for f in failed if per_source[f.ip] <= t.campaign_max_per_source]
+    known = _known_addresses(session, few)
+    spread = [f for f in few if (f.account_id, f.ip) not in known]
     targets = {f.account_id for f in failed}
     if len(targets) < t.campaign_min_accounts or len(spread) < t.campaign_share * len(failed):
         return
@@ -133,21 +152,39 @@ def _judge_hour(session: Session, hour: int, by_hour: dict[int, list[Any]], t: T
                                f.ip, f.asn, f"one of {what}", details))
     if not signature:
         return
-    for s in _new_address_successes(session, hour, signature):
+    for s in _new_network_successes(session, hour, signature):
         flag(findings, Finding(
             KIND, "critical", float(len(failed)), s.account_id, s.id, s.at, s.ip, s.asn,
-            f"a successful login from {s.ip}, an address this account never logged in "
-            f"from, with the user agent of the campaign on the platform: {what}", details))
+            f"a successful login from {s.ip}, on a network this account never logged in "
+            f"from successfully, with the user agent of the campaign on the platform: "
+            f"{what}", details))
 
 
-def _new_address_successes(session: Session, hour: int, signature: set[str]) -> list[Any]:
+def _known_addresses(session: Session, failed: list[Any]) -> set[tuple[uuid.UUID, str]]:
+    """Of the (account, address) pairs of ``failed``, those the account had logged in
+    from successfully before."""
+    e = LoginEvent
+    pairs = {(f.account_id, f.ip) for f in failed}
+    accounts = sorted({a for a, _ip in pairs}, key=str)
+    known: set[tuple[uuid.UUID, str]] = set()
+    for i in range(0, len(accounts), CHUNK):
+        known.update((a, ip) for a, ip in session.execute(
+            select(e.account_id, e.ip).distinct().where(
+                e.account_id.in_(accounts[i:i + CHUNK]), e.success == true()))
+            if (a, ip) in pairs)
+    return known
+
+
+def _new_network_successes(session: Session, hour: int, signature: set[str]) -> list[Any]:
     """The successful logins of the hour with one of the campaign's user agents, each
-    from an address its account had not logged in from successfully before."""
+    from a network (ASN; the address without one) its account had not logged in from
+    successfully before: a new address on the client's own carrier is not enough."""
     now, before = aliased(LoginEvent, name="now"), aliased(LoginEvent, name="before")
     known = select(before.id).where(
-        before.account_id == now.account_id, before.ip == now.ip,
-        before.success.is_(True), before.at < now.at).exists()
+        before.account_id == now.account_id, before.success == true(), before.at < now.at,
+        or_(and_(now.asn.is_not(None), before.asn == now.asn),
+            and_(now.asn.is_(None), before.ip == now.ip))).exists()
     return list(session.execute(
         select(now.id, now.account_id, now.at, now.ip, now.asn).where(
-            now.success.is_(True), now.at >= _start(hour), now.at < _start(hour + 1),
+            now.success == true(), now.at >= _start(hour), now.at < _start(hour + 1),
             now.user_agent.in_(sorted(signature)), ~known)))

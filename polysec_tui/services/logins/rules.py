@@ -125,11 +125,12 @@ class Thresholds:
     # distributed_attack (services/logins/campaigns.py): an hour with this many failed
     # logins at least, campaign_ratio times the median hour of the week before, on
     # campaign_min_accounts accounts, campaign_share of them from addresses that tried
-    # at most campaign_max_per_source times in the hour.
+    # at most campaign_max_per_source times in the hour and that their account never
+    # logged in from.
     campaign_min_failures: int = 100
     campaign_ratio: float = 5.0
     campaign_min_accounts: int = 50
-    campaign_max_per_source: int = 2
+    campaign_max_per_source: int = 5  # far under what the per-source detectors need
     campaign_share: float = 0.8
     campaign_baseline_hours: int = 168
     campaign_lateness: timedelta = timedelta(minutes=10)

@@ -186,6 +186,7 @@ class ScreeningConfig:
     velocity_count: int = 5
     structuring_count: int = 3  # withdrawals to one new address in the velocity window
     address_book_known_hours: int = 24  # a saved address is history from this age
+    address_book_trusted_days: int = 30  # ... and from this age whatever it came from
     dormant_days: int = 90
     dormant_grace_hours: int = 24
     drain_share: Decimal = Decimal("0.9")
@@ -1237,7 +1238,9 @@ def _address_book(conn: Connection, ids: list[int],
     destination is in the account's address book: saved at least
     ``address_book_known_hours`` before the request, from the client's usual device and
     network (an intruder in the account can save theirs and wait: their network may be
-    the client's ISP, their device is not the client's), and not removed since
+    the client's ISP, their device is not the client's), or ``address_book_trusted_days``
+    before whatever it came from (the client has had a month to see and remove it; the
+    platform's own history may not reach back to judge), and not removed since
     (a removal at the same instant wins). Addresses compare by `sanctions.address_key`.
     Also, for the others saved there, why the save does not count (for the
     explanation)."""
@@ -1271,7 +1274,7 @@ def _address_book(conn: Connection, ids: list[int],
     for wid, (event_id, saved_at) in saves.items():
         age = when[wid] - saved_at
         where = origin.get(event_id, UNKNOWN)
-        if where != USUAL:
+        if where != USUAL and age < timedelta(days=cfg.address_book_trusted_days):
             why[wid] = (f"; saved to the address book {fmt_duration(age.total_seconds())} "
                         f"before the request from {where}: not counted")
         elif age < known:
