@@ -462,7 +462,15 @@ def _activate(rt: Runtime, session: Session, request: ApprovalRequest,
     locks.take(session, locks.RULE_SETS, now)
     row = session.scalars(select(RuleSet).where(RuleSet.id == version)
                           .with_for_update()).one()
-    in_force, _shadows = screening.in_force(session, screening.load_config(rt.settings), now)
+    # A locking read: on MariaDB a plain one would read the snapshot this transaction
+    # took before the lock (the request's own rows were read first), and miss a version
+    # another approval made live meanwhile.
+    latest = session.execute(
+        select(RuleSet.id, RuleSet.parameters).where(RuleSet.activated_at.is_not(None))
+        .order_by(RuleSet.id.desc()).limit(1).with_for_update()).first()
+    base = screening.load_config(rt.settings)
+    in_force = base if latest is None else screening.with_rule_set(base, latest.id,
+                                                                    latest.parameters)
     live = in_force.rule_set
     if row.based_on != live:
         raise ConflictError(
