@@ -120,3 +120,15 @@ def test_located_logins_mark_impossible_travel(runtime):
         "home5", "nyc"]
     with pytest.raises(RefusedError):
         timeline.located_logins(runtime, CRON, "A1")
+
+
+def test_address_book_events_show_their_address(runtime):
+    """An address saved to the address book is evidence an officer reads on the
+    timeline: the event names it (screening counts it as history after a day)."""
+    ingest(runtime, "accounts", account("A1"))
+    ingest(runtime, "security-events", security_event(
+        "s1", "A1", at=when(12), kind="address_added", address="bc1qsavedwallet",
+        ip="203.0.113.7"))
+    (event,) = timeline.account_timeline(runtime, ANN, "A1").events
+    assert event.summary == "address_added bc1qsavedwallet from 203.0.113.7"
+    assert event.details["address"] == "bc1qsavedwallet"

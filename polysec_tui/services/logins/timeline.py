@@ -165,9 +165,10 @@ def _security_events(session: Session, account_id: uuid.UUID,
     ).all()
     return [
         TimelineEvent(r.at, "security_event", r.external_id,
-                      f"{r.kind}" + (f" from {r.ip}" if r.ip else ""),
+                      f"{r.kind}" + (f" {r.address}" if r.address else "")
+                      + (f" from {r.ip}" if r.ip else ""),
                       {"kind": r.kind, "ip": r.ip, "device_id": r.device_id,
-                       "details": r.details or {}})
+                       "address": r.address, "details": r.details or {}})
         for r in rows
     ]
 
