@@ -85,10 +85,10 @@ def measure(accounts: int, seed: int) -> dict[str, Any]:
                 ):
                     truth[ext].add((sid, kinds[sid]))
                 found = [
-                    (kind, ext, acct, at)
-                    for kind, ext, acct, at in session.execute(
+                    (kind, ext, acct, at, asn)
+                    for kind, ext, acct, at, asn in session.execute(
                         select(LoginAnomaly.kind, LoginEvent.external_id, Account.external_id,
-                               LoginEvent.at)
+                               LoginEvent.at, LoginEvent.asn)
                         .join(LoginEvent, LoginEvent.id == LoginAnomaly.login_event_id)
                         .join(Account, Account.id == LoginAnomaly.account_id)
                     )
@@ -107,10 +107,10 @@ def measure(accounts: int, seed: int) -> dict[str, Any]:
 
 
 def _score(spec: DemoSpec, kinds: dict[int, str], truth: dict[str, set[tuple[int, str]]],
-           found: list[tuple[str, str, str, datetime]], logins: int, seconds: float,
+           found: list[tuple[str, str, str, datetime, int | None]], logins: int, seconds: float,
            built: float, resets: dict[str, list[datetime]]) -> dict[str, Any]:
     flagged: dict[str, set[str]] = defaultdict(set)  # login ext -> detector kinds
-    for kind, ext, _acct, _at in found:
+    for kind, ext, _acct, _at, _asn in found:
         flagged[ext].add(kind)
     scenario_logins: dict[int, set[str]] = defaultdict(set)
     for ext, memberships in truth.items():
@@ -141,13 +141,13 @@ def _score(spec: DemoSpec, kinds: dict[int, str], truth: dict[str, set[tuple[int
         tp = [r for r in rows if r[1] in truth]
         tp_expected = [r for r in rows if any(kind in EXPECTED.get(k, set()) for _s, k in truth.get(r[1], ()))]  # noqa: E501
         reasons: Counter[str] = Counter()
-        for _k, ext, acct, at in rows:
+        for _k, ext, acct, at, asn in rows:
             if ext in truth:
                 continue
             if any(timedelta(0) <= r - at <= timedelta(hours=1) for r in resets[acct]):
                 reasons["forgotten password (a reset followed)"] += 1
                 continue
-            reasons[_reason(spec, profiles.get(acct), at, kind)] += 1
+            reasons[_reason(spec, profiles.get(acct), at, kind, asn)] += 1
         per_kind[kind] = {
             "findings": len(rows), "on_attack_logins": len(tp),
             "precision": round(len(tp) / len(rows), 3) if rows else None,
@@ -161,9 +161,14 @@ def _score(spec: DemoSpec, kinds: dict[int, str], truth: dict[str, set[tuple[int
             "scenarios": per_scenario, "detectors": per_kind}
 
 
-def _reason(spec: DemoSpec, profile: Any, at: datetime, kind: str) -> str:
+def _reason(spec: DemoSpec, profile: Any, at: datetime, kind: str, asn: int | None) -> str:
     if profile is None:
         return "unknown account"
+    if profile.vpn is not None and (asn == profile.vpn.network.asn
+                                    or kind == "impossible_travel"):
+        return "client's VPN (its exit abroad)"
+    if asn == profile.country.mobile.asn and kind == "impossible_travel":
+        return "client's phone, located at its carrier's gateway or roaming"
     if kind == "impossible_travel" and len({h.city.name for h in profile.homes}) > 1:
         return "client's second home city, first seen"
     day = int((at - spec.start) // DAY)

@@ -45,6 +45,9 @@ Record = dict[str, Any]
 Timed = tuple[datetime, str, Record]  # (time, external id, record): sortable, total order
 
 DAY = timedelta(days=1)
+VPN_SHARE = 0.04  # clients with a commercial VPN ...
+VPN_SESSIONS = 0.3  # ... on for this share of their sessions at home (not on the phone)
+ROAMING_SHARE = 0.5  # sessions abroad on the home SIM rather than local Wi-Fi or SIM
 # The exchange's servers (round-trip times grow with the distance from them).
 EXCHANGE_LAT, EXCHANGE_LON = 50.11, 8.68
 
@@ -199,6 +202,7 @@ class Profile:
     payouts: list[Payout]
     new_device: tuple[int, Device] | None = None
     trip: Trip | None = None
+    vpn: Hosting | None = None  # a commercial VPN the client turns on now and then
     known_devices: set[str] = field(default_factory=set)
     last_login: LastLogin | None = None
 
@@ -298,6 +302,12 @@ class DemoGenerator:
         self._withdrawals: list[Timed] = []
         self._plan_history_events()
         self._plan_scenarios()
+        # How clients' networks locate them, drawn apart (as the patterns below): carriers
+        # locate phones at a gateway, roaming phones at home, VPNs at their exit.
+        self.net_rng = random.Random(f"{spec.seed}:networks")  # noqa: S311
+        for profile in self.profiles:
+            if self.net_rng.random() < VPN_SHARE:
+                profile.vpn = self.net_rng.choice(HOSTING)
         self._logins_done = False
 
     # ------------------------------------------------------------------ identifiers
@@ -619,6 +629,19 @@ class DemoGenerator:
             else:
                 network, ip = home.isp, rng.choice(home.ips)
         rtt = rtt_ms(rng, city, device.mobile)
+        # Where the IP's geolocation puts the client, which is not always where they are.
+        located = city
+        net = self.net_rng
+        if (trip and trip.country != p.country.code and device.mobile
+                and net.random() < ROAMING_SHARE):
+            # Roaming on the home SIM: the data is routed through the home carrier.
+            network, country = p.country.mobile, p.country.code
+            ip, located = network.address(net), p.country.cities[0]
+        elif not trip and p.vpn and not device.mobile and net.random() < VPN_SESSIONS:
+            network, country = p.vpn.network, p.vpn.country
+            ip, located = network.address(net), p.vpn.city
+        elif network == p.country.mobile:
+            located = p.country.cities[0]  # the carrier's gateway, not the cell
         events: list[tuple[datetime, bool, str | None]] = []
         t = at
         roll = rng.random()
@@ -643,7 +666,7 @@ class DemoGenerator:
         events.append((t, True, None))
         for when, success, reason in events:
             item = self._login(p.ext_id, when, success=success, ip=ip, network=network,
-                               country=country, city=city, device=device, rtt=rtt,
+                               country=country, city=located, device=device, rtt=rtt,
                                failure_reason=reason)
             out.append(item)
             login_id = item[1]

@@ -416,6 +416,72 @@ def test_a_vpn_client_is_not_flagged_for_their_usual_vpn(staff: Staff) -> None:
     assert "anonymizing_network" not in found
 
 
+MOBILE_TABLE = ASN_TABLE + b"26615,mobile,Telefonica DE\n29465,mobile,MTN Nigeria\n"
+BERLIN = {"country": "DE", "city": "Berlin", "lat": 52.52, "lon": 13.405}
+FRANKFURT = {"country": "DE", "city": "Frankfurt", "lat": 50.11, "lon": 8.68}  # 424 km
+BARCELONA = {"country": "ES", "city": "Barcelona", "lat": 41.39, "lon": 2.17}  # 1,500 km
+COPENHAGEN = {"country": "DK", "city": "Copenhagen", "lat": 55.68, "lon": 12.57}  # 355 km
+LAGOS = {"country": "NG", "city": "Lagos", "lat": 6.52, "lon": 3.38}  # 5,196 km
+NEW_YORK = {"country": "US", "city": "New York", "lat": 40.71, "lon": -74.0}
+
+
+def _travels(rt: Runtime) -> dict[str, dict[str, Any]]:
+    with rt.sessions() as s:
+        return {ext: details for ext, details in s.execute(
+            select(LoginEvent.external_id, LoginAnomaly.details)
+            .join(LoginEvent, LoginEvent.id == LoginAnomaly.login_event_id)
+            .where(LoginAnomaly.kind == "impossible_travel"))}
+
+
+def test_travel_is_judged_by_what_the_network_says_of_the_place(staff: Staff) -> None:
+    """A VPN's location is its exit's; a carrier places a phone at its gateway anywhere in
+    the country, and a roaming phone at its home carrier: none of that is travel. A
+    carrier elsewhere may be off by ``travel_mobile_km``, no more."""
+    rt = staff.rt
+    _import(staff, MOBILE_TABLE, "asn-types")
+    before, after = iso(timedelta(hours=3)), iso(timedelta(hours=2, minutes=45))
+    cases = {  # account: (its second login, 15 minutes after one from Berlin at home)
+        "VPN": {"ip": "5.181.234.10", "asn": 9009, **NEW_YORK},
+        "HOSTED": {"ip": HOSTING_IP, "asn": 14061, **NEW_YORK},
+        "CARRIER": {"ip": "176.0.0.9", "asn": 26615, **FRANKFURT},
+        "ROAMING": {"ip": "176.0.0.10", "asn": 26615, **FRANKFURT},
+        "NEAR": {"ip": "105.112.0.9", "asn": 29465, "device_id": "dev-other", **COPENHAGEN},
+        "FAR": {"ip": "105.112.0.10", "asn": 29465, "device_id": "dev-other", **LAGOS},
+        "HOME-ISP": {"ip": "198.51.100.20", "asn": 3320, **FRANKFURT},
+    }
+    ingest(rt, "accounts", *(account(a) for a in cases))
+    ingest(rt, "logins", *(
+        login(f"{a}-1", a, at=before, **(BARCELONA | {"asn": 3352, "ip": "80.58.0.9"}
+                                         if a == "ROAMING" else BERLIN))
+        for a in cases))
+    ingest(rt, "logins", *(login(f"{a}-2", a, at=after, **second)
+                           for a, second in cases.items()))
+    anomalies.analyze(rt, CRON)
+    travels = _travels(rt)
+    # The same device went from Wi-Fi in Barcelona to its home carrier: roaming.
+    assert set(travels) == {"FAR-2", "HOME-ISP-2"}
+    far = travels["FAR-2"]
+    assert far["coarse_km"] == 500 and round(far["km"]) == 5196
+    assert far["kmh"] == pytest.approx((far["km"] - 500) * 4, abs=0.5)
+    assert travels["HOME-ISP-2"]["coarse_km"] == 0  # a residential ISP locates precisely
+    with rt.sessions() as s:
+        text = s.scalar(select(LoginAnomaly.explanation)
+                        .join(LoginEvent, LoginEvent.id == LoginAnomaly.login_event_id)
+                        .where(LoginEvent.external_id == "FAR-2",
+                               LoginAnomaly.kind == "impossible_travel"))
+    assert text is not None and "500 km allowed for the mobile network" in text
+    # The anonymising networks are not hidden: they are judged as what they are.
+    assert {("anonymizing_network", "VPN-2"), ("anonymizing_network", "HOSTED-2")} <= set(
+        _findings(staff))
+    anomalies.analyze(rt, CRON, full=True)  # a full run judges the same
+    assert _travels(rt) == travels
+
+    # Without an ASN table nothing says what the networks are: every hop is judged.
+    reputation.remove_list(rt, staff.actors["sue"], "asn-types")
+    anomalies.analyze(rt, CRON, full=True)
+    assert set(_travels(rt)) == {f"{a}-2" for a in cases}
+
+
 def test_the_command(staff: Staff, tmp_path: Path, db_url: str, capsys,
                      monkeypatch) -> None:
     if not db_url.startswith("sqlite"):

@@ -19,6 +19,7 @@ from sqlalchemy import Table
 
 from polysec_tui.db.models import LoginEvent, LoginFeatureCount, LoginHistory
 from polysec_tui.services.networks.reputation import (
+    ANONYMIZING,
     ANONYMIZING_RULE,
     EMPTY,
     THREAT_RULE,
@@ -121,6 +122,7 @@ class Thresholds:
     saf_window: timedelta = timedelta(hours=1)
     travel_kmh: float = 900.0
     travel_min_km: float = 300.0
+    travel_mobile_km: float = 500.0  # how far off a mobile carrier may place a phone
     min_history: int = 5  # successful logins before new_* may fire
     # distributed_attack (services/logins/campaigns.py): an hour with this many failed
     # logins at least, campaign_ratio times the median hour of the week before, on
@@ -319,24 +321,11 @@ def check_login(login: Login, values: dict[str, str], profile: Profile,
     if prev is not None and login.lat is not None and login.lon is not None:
         assert prev.lat is not None and prev.lon is not None
         km = great_circle_km(prev.lat, prev.lon, login.lat, login.lon)
-        hours = max((login.at - prev.at).total_seconds(), 60.0) / 3600
-        speed = km / hours
+        seconds = max((login.at - prev.at).total_seconds(), 60.0)
         place = values.get("place")
         known = place is not None and profile.count("place", place) > 0
-        if km >= t.travel_min_km and speed > t.travel_kmh and not known:
-            finding(
-                "impossible_travel", "high", round(speed, 1),
-                f"{km:,.0f} km from the previous successful login "
-                f"({prev.country or '??'} -> {login.country or '??'}) in "
-                f"{(login.at - prev.at).total_seconds() / 60:,.0f} min: {speed:,.0f} km/h "
-                f"(threshold {t.travel_kmh:,.0f} km/h, distances under "
-                f"{t.travel_min_km:,.0f} km and places the client logged in from before "
-                "ignored)",
-                {"km": round(km, 1), "kmh": round(speed, 1), "threshold_kmh": t.travel_kmh,
-                 "previous_login_id": prev.id, "previous_at": prev.at.isoformat(),
-                 "previous_country": prev.country, "previous_city": prev.city,
-                 "previous_ip": prev.ip, "country": login.country, "city": login.city},
-            )
+        if km >= t.travel_min_km and km * 3600 / seconds > t.travel_kmh and not known:
+            _travel(login, prev, km, seconds, t, reputation, finding)
     if reputation:
         marks = reputation.marks(login.ip, login.asn)
         if marks:
@@ -402,6 +391,56 @@ def check_login(login: Login, values: dict[str, str], profile: Profile,
             {"log10_score": round(log10_score, 3), "threshold": t.risk_log10_threshold,
              "history": n, "log10_ratio": parts, "unseen": unseen},
         )
+
+
+def _located_by(login: Login, reputation: Reputation) -> str | None:
+    """What the IP's geolocation places, where an imported list says it is not the
+    person: "exit" (Tor, VPN, proxy, hosting: the exit's place), "carrier" (a mobile
+    network: its gateway's, and a roaming phone's is its home carrier's)."""
+    categories = {m.category for m in reputation.marks(login.ip, login.asn)}
+    if categories & set(ANONYMIZING):
+        return "exit"
+    return "carrier" if "mobile" in categories else None
+
+
+def _travel(login: Login, prev: Login, km: float, seconds: float, t: Thresholds,
+            reputation: Reputation,
+            finding: Callable[[str, str, float, str, dict[str, Any]], None]) -> None:
+    """impossible_travel between two located logins ``km`` apart, unless a network
+    explains it: an anonymising network at either end (its exit is not the person:
+    anonymizing_network and risky_login weigh it); a mobile carrier at one end within
+    one country (carriers place subscribers anywhere in it) or with the same device at
+    both ends (a phone roaming on its home carrier, then on local Wi-Fi). Otherwise each
+    carrier end may be ``travel_mobile_km`` off."""
+    ends = (_located_by(prev, reputation), _located_by(login, reputation)) if reputation \
+        else (None, None)
+    if "exit" in ends:
+        return
+    carriers = ends.count("carrier")
+    if carriers and (prev.country == login.country
+                     or (login.device_id is not None and login.device_id == prev.device_id)):
+        return
+    allowed = carriers * t.travel_mobile_km
+    judged = km - allowed
+    speed = judged * 3600 / seconds
+    if judged < t.travel_min_km or speed <= t.travel_kmh:
+        return
+    coarse = (f", {allowed:,.0f} km allowed for the mobile network's coarse location"
+              if carriers else "")
+    finding(
+        "impossible_travel", "high", round(speed, 1),
+        f"{km:,.0f} km from the previous successful login "
+        f"({prev.country or '??'} -> {login.country or '??'}) in "
+        f"{seconds / 60:,.0f} min: {speed:,.0f} km/h{coarse} "
+        f"(threshold {t.travel_kmh:,.0f} km/h, distances under "
+        f"{t.travel_min_km:,.0f} km and places the client logged in from before "
+        "ignored)",
+        {"km": round(km, 1), "kmh": round(speed, 1), "threshold_kmh": t.travel_kmh,
+         "coarse_km": allowed,
+         "previous_login_id": prev.id, "previous_at": prev.at.isoformat(),
+         "previous_country": prev.country, "previous_city": prev.city,
+         "previous_ip": prev.ip, "country": login.country, "city": login.city},
+    )
 
 
 def _network_kind(login: Login, values: dict[str, str], profile: Profile, population: Prior,
