@@ -110,6 +110,43 @@ def test_credential_stuffing_one_ip_many_accounts_fast(runtime):
     assert "password_spraying" not in kinds(runtime)
 
 
+def test_a_stuffing_burst_spares_the_networks_genuine_subscribers(runtime):
+    """A carrier's shared address (CGNAT) carries a campaign and its own subscribers at
+    once: an attempt from a device that had logged in successfully from that network
+    before is the client's, the rest of the burst is the campaign's."""
+    cgnat, carrier = "100.64.7.9", 26615
+    ingest_records(runtime, "accounts", [*(account(f"S{i:02d}") for i in range(20)),
+                                         account("SUB"), account("NEWPHONE"),
+                                         account("VICTIM")])
+    ingest_records(runtime, "logins", [
+        # Days before: SUB and NEWPHONE on the carrier, VICTIM at home.
+        login("sub-h", "SUB", at=at(-2000), ip="100.64.1.1", asn=carrier, device_id="d-sub"),
+        login("np-h", "NEWPHONE", at=at(-2000), ip="100.64.1.2", asn=carrier,
+              device_id="d-old"),
+        login("v-h", "VICTIM", at=at(-2000), device_id="d-victim"),
+        *(login(f"s{i}", f"S{i:02d}", at=at(i * 0.25), success=False, ip=cgnat,
+                asn=carrier, device_id=None) for i in range(20)),
+        # During the burst, from the same address:
+        login("sub-typo", "SUB", at=at(2), success=False, ip=cgnat, asn=carrier,
+              device_id="d-sub"),
+        login("sub-in", "SUB", at=at(2.5), ip=cgnat, asn=carrier, device_id="d-sub"),
+        login("np-in", "NEWPHONE", at=at(3), ip=cgnat, asn=carrier, device_id="d-new"),
+        # The campaign's success, with a device id copied from the victim: not from a
+        # network the victim used.
+        login("v-in", "VICTIM", at=at(3.5), ip=cgnat, asn=carrier, device_id="d-victim"),
+    ])
+    report = anomalies.analyze(runtime, CRON)
+    hits = {login_ext for _k, login_ext, _a in found(runtime, "credential_stuffing")}
+    assert hits == {*(f"s{i}" for i in range(20)), "np-in", "v-in"}
+    assert report.subscribers == 2  # sub-typo, sub-in
+    views = {v.login: v for v in anomalies.list_anomalies(runtime, ANN,
+                                                          kind="credential_stuffing")}
+    assert views["v-in"].severity == "critical" and views["np-in"].severity == "critical"
+    before = found(runtime)
+    anomalies.analyze(runtime, CRON, full=True)
+    assert found(runtime) == before
+
+
 def test_few_accounts_from_one_ip_is_not_stuffing(runtime):
     ingest_records(runtime, "accounts", [account(f"S{i:02d}") for i in range(10)])
     ingest_records(runtime, "logins", [

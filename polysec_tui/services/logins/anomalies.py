@@ -138,6 +138,8 @@ class AnalysisReport:
     new_anomalies: dict[str, int] = field(default_factory=dict)
     # brute-force findings turned forgotten_password (or back) by a reset's evidence
     reclassified: int = 0
+    # campaign findings not stored: the network's genuine subscribers (``_subscribers``)
+    subscribers: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -148,6 +150,7 @@ class AnalysisReport:
             "new_anomalies": dict(sorted(self.new_anomalies.items())),
             "new_anomalies_total": sum(self.new_anomalies.values()),
             "reclassified": self.reclassified,
+            "subscribers_spared": self.subscribers,
             "seconds": round(self.seconds, 3),
         }
 
@@ -205,6 +208,7 @@ def _analyze_in(session: Session, now: datetime, full: bool, windows: WindowStat
                 report.successful_logins = _profile_pass(session, last_login, hi,
                                                          thresholds, findings, lists)
             campaigns.judge(session, last_login, hi, full, now, thresholds, findings)
+            report.subscribers = _spare_subscribers(session, findings)
             report.new_anomalies = _store(session, findings.values(), now)
         bursts = {f.account_id for f in findings.values() if f.kind == "brute_force"}
     else:
@@ -307,6 +311,53 @@ def _store(session: Session, findings: Iterable[Finding], now: datetime) -> dict
     for start in range(0, len(rows), 5000):
         _insert_ignoring(session, _A, rows[start : start + 5000], ["kind", "login_event_id"])
     return dict(Counter(str(row["kind"]) for row in rows))
+
+
+SOURCE_KINDS = ("credential_stuffing", "password_spraying")
+
+
+def _spare_subscribers(session: Session, findings: dict[tuple[str, int], Finding]) -> int:
+    """Drop the per-source campaign findings on a network's genuine subscribers: a
+    stuffing burst from a carrier's shared address or a whole ASN takes in every attempt
+    from it, the clients' own among them. An attempt is the client's when its account
+    had logged in successfully before it from the same device and the same network (ASN,
+    else address). A device id is the client's to send and an intruder's to copy, hence
+    both. Returns how many were dropped."""
+    candidates = {f.login_id: f for (kind, _), f in findings.items() if kind in SOURCE_KINDS}
+    if not candidates:
+        return 0
+    devices: dict[int, str] = {}
+    ids = sorted(candidates)
+    for start in range(0, len(ids), CHUNK):
+        devices.update(session.execute(
+            select(_L.id, _L.device_id)
+            .where(_L.id.in_(ids[start : start + CHUNK]), _L.device_id.is_not(None))).all())
+    if not devices:
+        return 0
+    wanted: dict[uuid.UUID, set[str]] = defaultdict(set)
+    for login_id, device in devices.items():
+        wanted[candidates[login_id].account_id].add(device)
+    first_seen: dict[tuple[uuid.UUID, str, Any], datetime] = {}
+    accounts = sorted(wanted, key=str)
+    for start in range(0, len(accounts), CHUNK):
+        chunk = accounts[start : start + CHUNK]
+        for acc, device, asn, ip, at in session.execute(
+                select(_L.account_id, _L.device_id, _L.asn, _L.ip, func.min(_L.at))
+                .where(_L.account_id.in_(chunk), _L.success.is_(True),
+                       _L.device_id.in_(sorted({d for a in chunk for d in wanted[a]})))
+                .group_by(_L.account_id, _L.device_id, _L.asn, _L.ip)):
+            if device in wanted[acc]:
+                key = (acc, device, asn if asn is not None else ip)
+                seen = first_seen.get(key)
+                first_seen[key] = at if seen is None else min(seen, at)
+    spared = 0
+    for login_id, device in devices.items():
+        f = candidates[login_id]
+        seen = first_seen.get((f.account_id, device, f.asn if f.asn is not None else f.ip))
+        if seen is not None and seen < f.at:
+            for kind in SOURCE_KINDS:
+                spared += findings.pop((kind, login_id), None) is not None
+    return spared
 
 
 _JUDGED = ("brute_force", FORGOTTEN)
