@@ -778,6 +778,53 @@ def test_an_address_the_client_saved_long_before_is_history(rt: Runtime) -> None
     assert stored["S1"] == "bc1qcoldwallet" and stored["S9"] == "bc1qother"
 
 
+def test_saving_the_destination_is_a_security_change_for_a_withdrawal_to_it(
+        rt: Runtime) -> None:
+    """An intruder who knows a new address is held saves theirs to the address book and
+    comes back a day later: the save weighs as a security change of the withdrawals to
+    that address (where it was made from, fading after 24 h), not of the others."""
+    ingest(rt, "logins", login("IN-1", at=iso(timedelta(hours=29, minutes=10)), ip=HOME_IP,
+                               device_id="dev-x"))
+    ingest(rt, "security-events",
+           security_event("SAVE", kind="address_added", address="bc1qpatient",
+                          at=iso(timedelta(hours=29)), ip=HOME_IP, device_id="dev-x"),
+           security_event("MINE", kind="address_whitelisted", address="bc1qmine",
+                          at=iso(timedelta(hours=1, minutes=10)), ip=HOME_IP,
+                          device_id="dev-1"))
+    anomalies.analyze(rt, CRON)
+    theirs = request(rt, "T1", address="bc1qpatient", login_extra={"device_id": "dev-x"},
+                     device_id="dev-x")
+    # 28 h after the save: 60 x 0.6 (the usual network, a new device) x (1 - 4 / 48).
+    assert theirs["security_change_hold"].startswith(
+        "address_added (this destination) 1 d 4 h before the request from the client's "
+        "usual network on a new device (60 x 0.6 x 0.92 for its age = 33)")
+    assert hit_scores(rt, "T1")["security_change_hold"] == 33.0
+    assert "new_destination" in theirs
+    # The same session paying an address the client has paid before: no change of its.
+    assert "security_change_hold" not in request(rt, "T2", login_extra={"device_id": "dev-x"},
+                                                 device_id="dev-x")
+    # The client's own save from their usual device and network weighs a quarter.
+    mine = request(rt, "T3", address="bc1qmine")["security_change_hold"]
+    assert mine.startswith("address_whitelisted (this destination) 10 min before the "
+                           "request from the client's usual device and network (60 x "
+                           "0.25 = 15)")
+
+
+def test_time_bounds_are_inclusive_on_every_engine(rt: Runtime) -> None:
+    """A device used exactly ``security_known_hours`` before a change is known then: on
+    SQLite the shifted bound once had three decimals and compared above the stored
+    value it equals."""
+    ingest(rt, "logins", login("IN-1", at=iso(timedelta(hours=30)), ip=HOME_IP,
+                               device_id="dev-x"))
+    ingest(rt, "security-events",
+           security_event("SAVE", kind="address_added", address="bc1qpatient",
+                          at=iso(timedelta(hours=29)), ip=HOME_IP, device_id="dev-x"))
+    anomalies.analyze(rt, CRON)
+    found = request(rt, "T1", address="bc1qpatient", login_extra={"device_id": "dev-x"},
+                    device_id="dev-x")
+    assert "from the client's usual device and network" in found["security_change_hold"]
+
+
 def _flag(rt: Runtime, login_ext: str, kind: str, severity: str) -> None:
     """A login finding on ``login_ext``, as the detectors would leave it."""
     with rt.transaction() as s:

@@ -129,6 +129,9 @@ RULES = (
 # a sanctions list, or one that a confirmed fraud paid (services/withdrawals/sanctions).
 ALWAYS_HOLD = frozenset({"address_sanctioned", "address_known_bad"})
 ADDRESS_BOOK_KINDS = ("address_added", "address_whitelisted", "address_removed")
+# Address-book saves that are a security change for a withdrawal to the saved address:
+# the change that lets money out (an intruder saves their address, then waits).
+PAYEE_SAVES = ("address_added", "address_whitelisted")
 SECURITY_CHANGES = ("2fa_reset", "2fa_change", "2fa_disabled", "password_change",
                     "password_reset", "email_change", "phone_change")
 # A security change's weight by where it was made from (see _security_rules).
@@ -405,9 +408,12 @@ def _shifted_default(element: _Shifted, compiler: SQLCompiler, **kw: Any) -> str
 @compiles(_Shifted, "sqlite")
 def _shifted_sqlite(element: _Shifted, compiler: SQLCompiler, **kw: Any) -> str:
     column, seconds = list(element.clauses)
-    # Same text layout as the stored values (UTCDateTime), so they compare as text.
-    return (f"strftime('%Y-%m-%d %H:%M:%f', {compiler.process(column, **kw)}, "
-            f"({compiler.process(seconds, **kw)}) || ' seconds')")
+    # Same text layout as the stored values (UTCDateTime: six decimals), so they compare
+    # as text; the shift is whole seconds, so the fraction is the column's own (%f has
+    # three decimals: a value equal to the bound would compare greater).
+    value = compiler.process(column, **kw)
+    return (f"(strftime('%Y-%m-%d %H:%M:%S', {value}, "
+            f"({compiler.process(seconds, **kw)}) || ' seconds') || substr({value}, 20))")
 
 
 @compiles(_Shifted, "mysql")
@@ -1404,7 +1410,8 @@ def _usual_pace(past: list[_Earlier], start: datetime, width: timedelta) -> int:
 def _security_rules(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
                     cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> None:
     """security_change_hold: the account's security changes (2FA, password, e-mail,
-    phone) in the ``security_fade_hours`` before the request, and any security-change
+    phone, and the address-book save of the request's own destination) in the
+    ``security_fade_hours`` before the request, and any security-change
     hold in force (placed by a 2FA reset). Each change weighs the rule's weight times
     where it was made from (``TRUST_FACTORS``: the client's usual device and network
     weigh a quarter, a flagged session half as much again) times its fade with age;
@@ -1415,15 +1422,23 @@ def _security_rules(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
     se = SecurityEvent
     window_start = shifted(w.requested_at, -cfg.security_fade_hours * 3600)
     events = (
-        select(w.id, se.id, se.kind, se.at)
-        .join(se, and_(se.account_id == w.account_id, se.kind.in_(SECURITY_CHANGES),
+        select(w.id, se.id, se.kind, se.at, se.address)
+        .join(se, and_(se.account_id == w.account_id,
+                       se.kind.in_((*SECURITY_CHANGES, *PAYEE_SAVES)),
                        se.at <= w.requested_at, se.at >= window_start))
         .where(in_batch)
     )
     changes: dict[int, list[tuple[int, str, datetime]]] = defaultdict(list)
-    for wid, event_id, kind, at in conn.execute(events):
-        if wid in rows:
-            changes[wid].append((event_id, kind, at))
+    for wid, event_id, kind, at, address in conn.execute(events):
+        row = rows.get(wid)
+        if row is None:
+            continue
+        if kind in PAYEE_SAVES:  # a change to the payees counts for the one it saved
+            if address is None or sanctions.address_key(address) != sanctions.address_key(
+                    row.address):
+                continue
+            kind = f"{kind} (this destination)"
+        changes[wid].append((event_id, kind, at))
     origin = _change_origins(conn, sorted({c[0] for found in changes.values()
                                            for c in found}), cfg)
     holds = (
