@@ -407,8 +407,33 @@ def test_dormant_account(runtime: Runtime) -> None:
                                               address=HOME_ADDRESS))
     found = request(runtime)
     assert found["dormant"] == (
-        "no login or withdrawal for 129 days before this request (last activity "
-        "2026-07-13 12:00 UTC; dormant after 90 days)")
+        "no login or withdrawal for 129 days (last activity 2026-07-13 12:00 UTC; dormant "
+        "after 90 days), then a login 5 min before this request")
+
+
+def test_a_dormant_accounts_waking_fades_instead_of_ending_at_a_cliff(
+        runtime: Runtime) -> None:
+    """An intruder who wakes a dormant account and waits: the waking weighs fully for
+    ``dormant_grace_hours``, then less and less up to ``security_fade_hours``. A login
+    the detectors judged someone else's does not wake the account."""
+    ingest(runtime, "accounts", account("A1"), account("A2"))
+    ingest(runtime, "logins",
+           *(login(f"L{d}", at=iso(timedelta(days=d))) for d in (130, 140)),
+           login("WAKE", at=iso(timedelta(hours=49))),
+           login("B-old", "A2", at=iso(timedelta(days=130))),
+           login("B-WAKE", "A2", at=iso(timedelta(hours=49)), ip="198.51.100.66"))
+    _flag(runtime, "B-WAKE", "risky_login", "high")
+    found = request(runtime)
+    # 48 h after the waking: 25 x (1 - 24 / 48).
+    assert found["dormant"].endswith(
+        "then a login 2 d before this request (25 x 0.50 for its age = 12.5; full weight "
+        "for 24 h, none after 72 h)")
+    assert hit_scores(runtime, "T1")["dormant"] == 12.5
+    woke_by_intruder = request(runtime, "T2", "A2")["dormant"]
+    assert woke_by_intruder.endswith("then a login 5 min before this request")
+    assert hit_scores(runtime, "T2")["dormant"] == 25
+    # Past the window the waking is the account's activity again.
+    assert "dormant" not in request(runtime, "T3", ago=timedelta(hours=-24))
 
 
 def test_a_withdrawal_of_another_asset_ends_dormancy(runtime: Runtime) -> None:

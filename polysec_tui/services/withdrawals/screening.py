@@ -224,6 +224,20 @@ class ScreeningConfig:
         span = self.security_fade_hours - self.security_hold_hours
         return max(0.0, 1.0 - (hours - self.security_hold_hours) / span) if span > 0 else 0.0
 
+    @property
+    def reactivation_hours(self) -> int:
+        """How long after a dormant account woke up a withdrawal still weighs ``dormant``."""
+        return max(self.dormant_grace_hours, self.security_fade_hours)
+
+    def reactivation_fade(self, hours: float) -> float:
+        """``dormant``'s share ``hours`` after the waking: 1 within
+        ``dormant_grace_hours``, then falling in a straight line to 0 at
+        ``reactivation_hours``."""
+        if hours <= self.dormant_grace_hours:
+            return 1.0
+        span = self.reactivation_hours - self.dormant_grace_hours
+        return max(0.0, 1.0 - (hours - self.dormant_grace_hours) / span) if span > 0 else 0.0
+
 
 # What the configuration file keeps whatever rule set is in force: how the deployment
 # runs (workers), the review's service levels, and the four-eyes limits, which are the
@@ -941,7 +955,7 @@ def _batch_rows(conn: Connection, in_batch: Any, cfg: ScreeningConfig) -> dict[i
     against, each an ``EXISTS`` (or a small count) that stops at its first match over
     the covering indexes of migration 0007: the request IP among the account's recent
     successful logins, its country, its network (usually one login vouches for all
-    three); any activity between ``dormant_days`` and the grace period; an earlier
+    three); any activity between ``dormant_days`` and the reactivation window; an earlier
     withdrawal to the address; enough withdrawals of the asset in the velocity window,
     or a sum near its approval limit; and whether the earlier
     amounts could make this one an outlier at all (enough of them, and at least half of
@@ -992,7 +1006,7 @@ def _batch_rows(conn: Connection, in_batch: Any, cfg: ScreeningConfig) -> dict[i
                       else_=zero)))
     # Dormant: one second inside the boundary, so that a failed probe is decided exactly
     # (in Python, on the last activity) and a passed one is certain.
-    grace_start = shifted(req, -cfg.dormant_grace_hours * 3600)
+    grace_start = shifted(req, -cfg.reactivation_hours * 3600)
     active_from = shifted(req, -cfg.dormant_days * day + 1)
     active = case(  # a CASE, so that the second probe runs only when the first fails
         (logins(past.at >= active_from, past.at < grace_start), one),
@@ -1675,41 +1689,70 @@ def _recent_anomalies(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
 
 def _dormant(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfig,
              hits: dict[int, list[Hit]]) -> None:
-    """No successful login and no withdrawal between ``dormant_days`` and the grace
-    period before the request, then a withdrawal. The probe found activity in that span
-    for most rows; for the others the last activity before the grace period (any time:
-    index seeks on ``(account_id, at)`` and ``(account_id, requested_at)``) decides.
-    Only a known earlier activity makes an account dormant: an account whose history
-    the console has never seen is new to it, not asleep."""
+    """The account woke up after ``dormant_days`` without a successful login or a
+    withdrawal, and this request follows the waking: its first activity in the
+    reactivation window (``cfg.reactivation_hours`` before the request), or the request
+    itself. It weighs fully for ``dormant_grace_hours`` after the waking, then fades to
+    nothing at the window's start, as a security change does: an intruder who wakes an
+    account and waits a day is not let through at a cliff. The probe found activity
+    between ``dormant_days`` and the window for most rows; for the others the last
+    activity before the window and the first in it (index seeks on ``(account_id, at)``
+    and ``(account_id, requested_at)``) decide. Logins the detectors judged likely
+    someone else's are not activity. Only a known earlier activity makes an account
+    dormant: an account whose history the console has never seen is new to it, not
+    asleep."""
     missing = [wid for wid, r in rows.items() if not r.active]
     if not missing:
         return
     w = Withdrawal
     seen = aliased(LoginEvent, name="seen")
     sent = aliased(Withdrawal, name="sent")
-    grace_start = shifted(w.requested_at, -cfg.dormant_grace_hours * 3600)
-    last_login = (select(seen.at)
-                  .where(seen.account_id == w.account_id, seen.success.is_(True),
-                         _not_suspicious(seen), seen.at < grace_start)
+    window_start = shifted(w.requested_at, -cfg.reactivation_hours * 3600)
+    logins = (seen.account_id == w.account_id, seen.success.is_(True), _not_suspicious(seen))
+    earlier = (sent.account_id == w.account_id, sent.id != w.id,
+               or_(sent.requested_at < w.requested_at,
+                   and_(sent.requested_at == w.requested_at, sent.id < w.id)))
+    last_login = (select(seen.at).where(*logins, seen.at < window_start)
                   .order_by(seen.at.desc()).limit(1).scalar_subquery())
-    last_sent = (select(sent.requested_at)
-                 .where(sent.account_id == w.account_id, sent.requested_at < grace_start)
+    last_sent = (select(sent.requested_at).where(*earlier, sent.requested_at < window_start)
                  .order_by(sent.requested_at.desc()).limit(1).scalar_subquery())
+    woke_login = (select(seen.at).where(*logins, seen.at >= window_start,
+                                        seen.at < w.requested_at)
+                  .order_by(seen.at).limit(1).scalar_subquery())
+    woke_sent = (select(sent.requested_at).where(*earlier, sent.requested_at >= window_start)
+                 .order_by(sent.requested_at).limit(1).scalar_subquery())
+    weight = cfg.weight("dormant")
     for chunk in _chunks(missing):
-        for wid, login_at, sent_at in conn.execute(
-                select(w.id, last_login, last_sent).where(w.id.in_(chunk))):
+        for wid, login_at, sent_at, woke_at, woke_by_sent in conn.execute(
+                select(w.id, last_login, last_sent, woke_login, woke_sent)
+                .where(w.id.in_(chunk))):
             known = [t for t in (login_at, sent_at) if t is not None]
             if not known:
                 continue
             last = max(known)
             row = rows[wid]
-            if last < row.requested_at - timedelta(days=cfg.dormant_days):
-                days = (row.requested_at - last).days
-                hits[wid].append(_hit(
-                    cfg, "dormant",
-                    f"no login or withdrawal for {days} days before this request (last "
-                    f"activity {_fmt_time(last)}; dormant after {cfg.dormant_days} days)",
-                    idle_days=days, last_activity=last.isoformat()))
+            woke = min((t for t in (woke_at, woke_by_sent) if t is not None),
+                       default=row.requested_at)
+            if woke - last < timedelta(days=cfg.dormant_days):
+                continue
+            hours = (row.requested_at - woke).total_seconds() / 3600
+            fade = cfg.reactivation_fade(hours)
+            if fade <= 0:
+                continue
+            days = (woke - last).days
+            what = (f"{'a login' if woke == woke_at else 'a withdrawal'} "
+                    f"{fmt_duration(hours * 3600)} before this request"
+                    if woke < row.requested_at else "this request")
+            score = round(weight * fade, 2)
+            hits[wid].append(Hit(
+                "dormant", score,
+                f"no login or withdrawal for {days} days (last activity {_fmt_time(last)}; "
+                f"dormant after {cfg.dormant_days} days), then {what}"
+                + (f" ({weight:g} x {fade:.2f} for its age = {score:g}; full weight for "
+                   f"{cfg.dormant_grace_hours} h, none after {cfg.reactivation_hours} h)"
+                   if fade < 1 else ""),
+                {"idle_days": days, "last_activity": last.isoformat(),
+                 "woke_at": woke.isoformat(), "fade": round(fade, 2)}))
 
 
 def _listed(session: Session, rows: Mapping[int, _Row], cfg: ScreeningConfig,
