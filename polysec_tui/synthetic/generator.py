@@ -48,6 +48,8 @@ DAY = timedelta(days=1)
 VPN_SHARE = 0.04  # clients with a commercial VPN ...
 VPN_SESSIONS = 0.3  # ... on for this share of their sessions at home (not on the phone)
 ROAMING_SHARE = 0.5  # sessions abroad on the home SIM rather than local Wi-Fi or SIM
+SWEEPER_SHARE = 0.05  # clients (with a saved wallet) who sweep their whole balance to it
+PAYDAY_SHARE = 0.03  # clients who pay out in a burst on salary day
 # The exchange's servers (round-trip times grow with the distance from them).
 EXCHANGE_LAT, EXCHANGE_LON = 50.11, 8.68
 
@@ -203,6 +205,9 @@ class Profile:
     new_device: tuple[int, Device] | None = None
     trip: Trip | None = None
     vpn: Hosting | None = None  # a commercial VPN the client turns on now and then
+    sweeper: bool = False  # sweeps the whole balance to their own wallet now and then
+    payday: bool = False  # pays out in a burst of withdrawals on salary day
+    habit_days: set[int] = field(default_factory=set)  # days a habit already ran
     known_devices: set[str] = field(default_factory=set)
     last_login: LastLogin | None = None
 
@@ -308,6 +313,12 @@ class DemoGenerator:
         for profile in self.profiles:
             if self.net_rng.random() < VPN_SHARE:
                 profile.vpn = self.net_rng.choice(HOSTING)
+        # Payout habits, drawn apart too.
+        self.habit_rng = random.Random(f"{spec.seed}:habits")  # noqa: S311
+        for profile in self.profiles:
+            saved = any(label for payout in profile.payouts[:1] for _a, label in payout.addresses)
+            profile.sweeper = saved and self.habit_rng.random() < SWEEPER_SHARE
+            profile.payday = bool(profile.payouts) and self.habit_rng.random() < PAYDAY_SHARE
         self._logins_done = False
 
     # ------------------------------------------------------------------ identifiers
@@ -712,6 +723,59 @@ class DemoGenerator:
                                               "new_domain": rng.choice(p.country.domains)})
         if p.payouts and rng.random() < p.p_withdraw:
             self._routine_withdrawal(p, t, ip, device, login_id)
+        if p.sweeper or p.payday:
+            self._habit_withdrawals(p, t, ip, device, login_id)
+
+    def _habit_withdrawals(self, p: Profile, t: datetime, ip: str, device: Device,
+                           login_id: str) -> None:
+        """The payout habits that look like an intruder's: a sweep of the whole balance
+        to the client's own saved wallet (at most every five days), and salary day (the
+        25th): four to six withdrawals within the hour to the client's usual addresses."""
+        rng, day = self.habit_rng, self._day_index(t)
+        if p.sweeper and not any(abs(day - d) < 5 for d in p.habit_days) and (
+                rng.random() < 0.3):
+            payout = p.payouts[0]
+            address, name = next((a, x) for a, x in payout.addresses if x)
+            at = t + timedelta(seconds=rng.randint(60, 900))
+            balance = float(p.balances[payout.asset.code])
+            available = quantize(balance * rng.uniform(0.5, 1.5), payout.asset.places)
+            amount = quantize(float(available) * rng.uniform(0.97, 1.0), payout.asset.places)
+            if at < self.anchor and amount > 0:
+                p.habit_days.add(day)
+                self._habit_withdrawal(p, at, payout.asset, amount, available, address,
+                                       name, ip, device, login_id)
+        if p.payday and t.day == 25 and -day not in p.habit_days:
+            p.habit_days.add(-day)  # negative: payday marks apart from sweeps
+            at = t
+            for _ in range(rng.randint(4, 6)):
+                at += timedelta(seconds=rng.randint(60, 600))
+                payout = rng.choice(p.payouts)
+                address, label = rng.choice(payout.addresses)
+                balance = float(p.balances[payout.asset.code])
+                available = quantize(balance * rng.uniform(0.9, 1.5), payout.asset.places)
+                usd = rng.lognormvariate(math.log(payout.median_usd), payout.sigma) / 3
+                amount = human_amount(rng, min(usd / payout.asset.usd, float(available) * 0.3),
+                                      payout.asset.places)
+                if at < self.anchor and amount > 0:
+                    self._habit_withdrawal(p, at, payout.asset, amount, available, address,
+                                           label, ip, device, login_id)
+
+    def _habit_withdrawal(self, p: Profile, at: datetime, asset: Asset, amount: Decimal,
+                          available: Decimal, address: str, label: str | None, ip: str,
+                          device: Device, login_id: str) -> None:
+        while (ident := f"wdr_{self.habit_rng.getrandbits(64):016x}") in self._ids:
+            pass
+        self._ids.add(ident)
+        rec: Record = {
+            "id": ident, "account": p.ext_id, "at": iso_z(at), "asset": asset.code,
+            "amount": amount_text(amount, asset.places),
+            "available_balance": amount_text(available, asset.places),
+            "address": address, "ip": ip, "login_id": login_id,
+            "device_id": device.device_id,
+        }
+        if label:
+            rec["address_label"] = label
+        self._withdrawals.append((at, ident, rec))
 
     def _routine_withdrawal(self, p: Profile, t: datetime, ip: str, device: Device,
                             login_id: str) -> None:

@@ -41,10 +41,13 @@ def request(rt: Runtime, ext: str = "T1", acct: str = "A1", *,
             login_extra: dict[str, Any] | None = None, ago: timedelta = timedelta(hours=1),
             **extra: Any) -> dict[str, str]:
     """A withdrawal ``ago`` before FIXED_NOW (one hour) behind a login five minutes
-    earlier; screened; returns {rule: explanation} of its hits."""
+    earlier; screened; returns {rule: explanation} of its hits. A login from an address
+    other than home has no network (ASN) unless ``login_extra`` gives one: a new address
+    on the home network weighs less (`ip_not_seen`), and most tests mean a stranger's."""
     ip = extra.get("ip", HOME_IP)
+    network = {} if ip == HOME_IP else {"asn": None}
     ingest(rt, "logins", login(f"{ext}-login", acct, at=iso(ago + timedelta(minutes=5)),
-                               ip=ip, **(login_extra or {})))
+                               ip=ip, **{**network, **(login_extra or {})}))
     record = {"at": iso(ago), "amount": "0.35", "address": HOME_ADDRESS,
               "available_balance": "5", "login_id": f"{ext}-login", "ip": ip}
     record.update(extra)

@@ -129,6 +129,11 @@ RULES = (
 # a sanctions list, or one that a confirmed fraud paid (services/withdrawals/sanctions).
 ALWAYS_HOLD = frozenset({"address_sanctioned", "address_known_bad"})
 ADDRESS_BOOK_KINDS = ("address_added", "address_whitelisted", "address_removed")
+# The client's usual network (a new address on it) and own wallet (a destination paid
+# for weeks) explain this share of the signals they cover: ip_not_seen, and the amount
+# rules below (see _own_wallets).
+USUAL_NETWORK_FACTOR = 0.25
+OWN_WALLET_RULES = ("drains_balance", "velocity", "amount_outlier")
 # Address-book saves that are a security change for a withdrawal to the saved address:
 # the change that lets money out (an intruder saves their address, then waits).
 PAYEE_SAVES = ("address_added", "address_whitelisted")
@@ -190,6 +195,8 @@ class ScreeningConfig:
     structuring_count: int = 3  # withdrawals to one new address in the velocity window
     address_book_known_hours: int = 24  # a saved address is history from this age
     address_book_trusted_days: int = 30  # ... and from this age whatever it came from
+    own_wallet_payments: int = 2  # a destination paid this often ...
+    own_wallet_days: int = 14  # ... the first this long before: the client's own wallet
     dormant_days: int = 90
     dormant_grace_hours: int = 24
     drain_share: Decimal = Decimal("0.9")
@@ -779,8 +786,9 @@ def _judge(sessions: sessionmaker[Session], ids: list[int], cfg: ScreeningConfig
         _listed(session, rows, cfg, hits)
         _reputation(session, rows, cfg, hits)
         stamp = sanctions.lists_stamp(session)
-    for row in rows.values():
-        _row_rules(row, cfg, hits)
+        for row in rows.values():
+            _row_rules(row, cfg, hits)
+        _own_wallets(conn, rows, cfg, hits)
     order = {rule: i for i, rule in enumerate(RULES)}
     scored = {wid: sorted(found, key=lambda h: order[h.rule])
               for wid, found in hits.items() if found and wid in rows}
@@ -1156,11 +1164,20 @@ def _login_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfi
     for wid in todo:
         row = rows[wid]
         if not row.ip_seen:
-            hits[wid].append(_hit(
-                cfg, "ip_not_seen",
+            # Carriers and ISPs hand their subscribers a new address each session: a new
+            # address on a network the account uses, in a country it logs in from, says
+            # little.
+            usual = row.asn is not None and row.asn_seen and (row.country is None
+                                                              or row.country_seen)
+            weight = cfg.weight("ip_not_seen") * (USUAL_NETWORK_FACTOR if usual else 1)
+            hits[wid].append(Hit(
+                "ip_not_seen", round(weight, 2),
                 f"request IP {row.ip} is not among the {recent_n[wid]} successful logins "
-                f"of this account in the {cfg.ip_history_days} days before the request",
-                ip=row.ip, logins_in_window=recent_n[wid], days=cfg.ip_history_days))
+                f"of this account in the {cfg.ip_history_days} days before the request"
+                + (f"; its network AS{row.asn} and country are ones the account logs in "
+                   f"from (x {USUAL_NETWORK_FACTOR:g})" if usual else ""),
+                {"ip": row.ip, "logins_in_window": recent_n[wid],
+                 "days": cfg.ip_history_days, "usual_network": usual}))
         if geo_n[wid] < cfg.geo_min_history:
             continue
         if not row.country_seen and row.country:
@@ -1252,20 +1269,11 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
             hits[wid].append(structured)
 
 
-def _address_book(conn: Connection, ids: list[int],
-                  cfg: ScreeningConfig) -> tuple[set[int], dict[int, str]]:
-    """Of withdrawals ``ids`` (their destination never paid before), those whose
-    destination is in the account's address book: saved at least
-    ``address_book_known_hours`` before the request, from the client's usual device and
-    network (an intruder in the account can save theirs and wait: their network may be
-    the client's ISP, their device is not the client's), or ``address_book_trusted_days``
-    before whatever it came from (the client has had a month to see and remove it; the
-    platform's own history may not reach back to judge), and not removed since
-    (a removal at the same instant wins). Addresses compare by `sanctions.address_key`.
-    Also, for the others saved there, why the save does not count (for the
-    explanation)."""
-    if not ids:
-        return set(), {}
+def _saves_in_force(conn: Connection, ids: list[int]
+                    ) -> tuple[dict[int, tuple[int, datetime]], dict[int, datetime]]:
+    """Of withdrawals ``ids``, those whose destination is saved in the account's address
+    book at the request (a removal at the same instant wins): the save's event and time;
+    and their request times. Addresses compare by `sanctions.address_key`."""
     w, e = Withdrawal, SecurityEvent
     events: dict[int, list[tuple[datetime, bool, int, str]]] = defaultdict(list)
     when: dict[int, datetime] = {}
@@ -1287,6 +1295,24 @@ def _address_book(conn: Connection, ids: list[int],
             since = None if removed else (since or (event_id, at))
         if since is not None:
             saves[wid] = since
+    return saves, when
+
+
+def _address_book(conn: Connection, ids: list[int],
+                  cfg: ScreeningConfig) -> tuple[set[int], dict[int, str]]:
+    """Of withdrawals ``ids`` (their destination never paid before), those whose
+    destination is in the account's address book: saved at least
+    ``address_book_known_hours`` before the request, from the client's usual device and
+    network (an intruder in the account can save theirs and wait: their network may be
+    the client's ISP, their device is not the client's), or ``address_book_trusted_days``
+    before whatever it came from (the client has had a month to see and remove it; the
+    platform's own history may not reach back to judge), and not removed since
+    (a removal at the same instant wins). Addresses compare by `sanctions.address_key`.
+    Also, for the others saved there, why the save does not count (for the
+    explanation)."""
+    if not ids:
+        return set(), {}
+    saves, when = _saves_in_force(conn, ids)
     origin = _change_origins(conn, sorted({event for event, _at in saves.values()}), cfg)
     known = timedelta(hours=cfg.address_book_known_hours)
     saved: set[int] = set()
@@ -1816,6 +1842,51 @@ def _sanctioned_hit(cfg: ScreeningConfig, address: str,
                 address=address, list=first.list, version=first.version,
                 entity=first.entity, entity_ref=first.entity_ref, currency=first.currency,
                 lists=[listing.list for listing in on])
+
+
+def _own_wallets(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfig,
+                 hits: dict[int, list[Hit]]) -> None:
+    """A destination the account has paid ``own_wallet_payments`` times (not rejected),
+    the first at least ``own_wallet_days`` before the request, or saved in its address
+    book ``address_book_trusted_days`` before (whatever saved it: the client has had a
+    month to see it), is the client's own wallet: the amount rules
+    (``OWN_WALLET_RULES``: a sweep of the whole balance, a burst on salary day, an
+    unusually large amount) weigh a quarter there, since money sent to the client's own
+    wallet is not stolen. Rules about who is asking are untouched."""
+    judged = [wid for wid, found in hits.items() if wid in rows
+              and any(h.rule in OWN_WALLET_RULES for h in found)]
+    if not judged:
+        return
+    w, h = Withdrawal, aliased(Withdrawal, name="h")
+    earlier = or_(h.requested_at < w.requested_at,
+                  and_(h.requested_at == w.requested_at, h.id < w.id))
+    paid: dict[int, tuple[int, datetime | None]] = {}
+    for chunk in _chunks(judged):
+        for wid, count, since in conn.execute(
+                select(w.id, func.count(h.id), func.min(h.requested_at))
+                .join(h, and_(h.account_id == w.account_id, h.asset == w.asset,
+                              h.address == w.address, h.status.in_(("pending", "approved")),
+                              earlier))
+                .where(w.id.in_(chunk)).group_by(w.id)):
+            paid[wid] = (int(count), since)
+    saves, _when = _saves_in_force(conn, judged)
+    for wid in judged:
+        n, first = paid.get(wid, (0, None))
+        row = rows[wid]
+        saved = saves.get(wid)
+        if first is not None and n >= cfg.own_wallet_payments and (
+                row.requested_at - first >= timedelta(days=cfg.own_wallet_days)):
+            why = f"paid {n} times since {_fmt_time(first)}"
+        elif saved is not None and (row.requested_at - saved[1]
+                                    >= timedelta(days=cfg.address_book_trusted_days)):
+            why = f"in its address book since {_fmt_time(saved[1])}"
+        else:
+            continue
+        note = f"; to the client's own wallet, {why} (x {USUAL_NETWORK_FACTOR:g})"
+        hits[wid] = [replace(hit, score=round(hit.score * USUAL_NETWORK_FACTOR, 2),
+                             explanation=hit.explanation + note,
+                             details={**hit.details, "own_wallet_payments": n})
+                     if hit.rule in OWN_WALLET_RULES else hit for hit in hits[wid]]
 
 
 def _row_rules(row: _Row, cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> None:
