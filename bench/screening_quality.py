@@ -9,7 +9,10 @@ with the demo's ground truth (`demo_scenarios`, `demo_scenario_events`):
   left out);
 * the normal withdrawals held (false holds), as a share of all normal withdrawals, by the
   combination of rules that held them, and for `security_change_hold` by where the
-  change was made from (the client's usual device and network, ...).
+  change was made from (the client's usual device and network, ...);
+* every normal withdrawal by the client's behaviour behind it (a trip, a VPN session, a
+  new phone, a sweep to the client's own wallet, salary day, ...), from the generator's
+  own knowledge of each client, with how many of each were held.
 
     .venv/bin/python bench/screening_quality.py [--accounts 2000] [--seed 7] [--json]
 """
@@ -28,7 +31,9 @@ from sqlalchemy import select
 
 from polysec_tui.config import Settings
 from polysec_tui.db.models import (
+    Account,
     DemoScenario,
+    LoginEvent,
     DemoScenarioEvent,
     Withdrawal,
     WithdrawalFlag,
@@ -41,7 +46,7 @@ try:
 except ImportError:  # code from before the origins of security changes (a "before" run)
     TRUST_FACTORS = {}
 from polysec_tui.synthetic.demo import build_demo
-from polysec_tui.synthetic.generator import DemoSpec
+from polysec_tui.synthetic.generator import DAY, DemoGenerator, DemoSpec
 
 ANCHOR = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -62,6 +67,12 @@ def measure(accounts: int, seed: int) -> dict[str, Any]:
                                         Withdrawal.status, WithdrawalScreening.risk_score)
                                  .outerjoin(WithdrawalScreening, WithdrawalScreening.withdrawal_id
                                             == Withdrawal.id)).all()
+                behind = {wid: (acct, at, asn) for wid, acct, at, asn in s.execute(
+                    select(Withdrawal.id, Account.external_id, Withdrawal.requested_at,
+                           LoginEvent.asn)
+                    .join(Account, Account.id == Withdrawal.account_id)
+                    .outerjoin(LoginEvent,
+                               LoginEvent.external_id == Withdrawal.login_external_id))}
                 flags: dict[int, dict[str, str]] = defaultdict(dict)
                 for wid, rule, explanation in s.execute(
                         select(WithdrawalFlag.withdrawal_id, WithdrawalFlag.rule,
@@ -80,8 +91,19 @@ def measure(accounts: int, seed: int) -> dict[str, Any]:
         text = flags[wid].get("security_change_hold", "")
         for where in TRUST_FACTORS:
             origins[where] += text.count(f"from {where}")
+    spec = DemoSpec(accounts=accounts, seed=seed, anchor=ANCHOR)
+    profiles = {p.ext_id: p for p in DemoGenerator(spec).profiles}  # the same seed
+    behaviours: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # [withdrawals, held]
+    for wid, status in normal:
+        acct, at, asn = behind[wid]
+        kind = _behaviour(spec, profiles.get(acct), at, asn, flags[wid])
+        behaviours[kind][0] += 1
+        behaviours[kind][1] += status == "held"
     return {
         "accounts": accounts, "seed": seed, "anchor": ANCHOR.isoformat(),
+        "normal_withdrawals_by_behaviour": {
+            k: {"withdrawals": n, "held": held}
+            for k, (n, held) in sorted(behaviours.items(), key=lambda kv: -kv[1][0])},
         "withdrawals": len(rows), "attack_withdrawals": attack_rows,
         "attacks_held": sum(1 for a in attack_rows if a["status"] == "held"),
         "normal_withdrawals": len(normal), "false_holds": len(false_holds),
@@ -94,6 +116,31 @@ def measure(accounts: int, seed: int) -> dict[str, Any]:
         "false_hold_recent_anomalies": [flags[wid]["recent_anomalies"] for wid in false_holds
                                         if "recent_anomalies" in flags[wid]],
     }
+
+
+def _behaviour(spec: DemoSpec, profile: Any, at: datetime, asn: int | None,
+               rules: dict[str, str]) -> str:
+    """What the client was doing, from the generator's knowledge (first match wins)."""
+    if profile is None:
+        return "unknown account"
+    day = int((at - spec.start) // DAY)
+    trip = profile.trip
+    if profile.vpn is not None and asn == profile.vpn.network.asn:
+        return "VPN session"
+    if trip is not None and trip.first_day <= day <= trip.last_day:
+        return ("on a trip, roaming on the home SIM" if asn == profile.country.mobile.asn
+                else "on a trip")
+    if profile.payday and at.day == 25 and "velocity" in rules:
+        return "salary-day burst"
+    if profile.sweeper and "drains_balance" in rules:
+        return "sweep to their own wallet"
+    if "security_change_hold" in rules:
+        return "after a security change or a new address saved"
+    if profile.new_device is not None and day >= profile.new_device[0]:
+        return "new phone or laptop"
+    if asn == profile.country.mobile.asn:
+        return "on the mobile network"
+    return "at home"
 
 
 def main() -> None:
@@ -116,6 +163,9 @@ def main() -> None:
           f"withdrawals ({100 * (result['false_hold_share'] or 0):.2f} %)")
     for rules, n in result["false_holds_by_rules"].items():
         print(f"  {n:>3}  {rules}")
+    print("normal withdrawals by the client's behaviour (held / all):")
+    for kind, n in result["normal_withdrawals_by_behaviour"].items():
+        print(f"  {n['held']:>3} / {n['withdrawals']:>5}  {kind}")
     if result["security_changes_in_false_holds_by_origin"]:
         print("  security changes behind them, by where they were made from:")
         for where, n in result["security_changes_in_false_holds_by_origin"].items():
