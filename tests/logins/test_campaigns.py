@@ -143,3 +143,36 @@ def test_an_outage_is_not_a_campaign(runtime):
                                        login("later", "C9", at=_at(75), ip="10.9.9.1")])
     anomalies.analyze(runtime, CRON)
     assert _found(runtime) == {}
+
+
+def test_a_campaign_that_rotates_user_agents_is_seen_by_its_addresses(runtime):
+    """Without a shared user agent the campaign's successes are the ones from its own
+    addresses (one that failed on another account that hour), from a network new to
+    the account; a client's typo and success from a new network of their own is not."""
+    accounts, logins = _records()
+    rotated = []
+    for x in logins:
+        ext = str(x["id"])
+        if ext.startswith("atk-"):
+            x = {**x, "user_agent": f"Mozilla/5.0 (rotated {ext})"}
+        if ext == "stolen":  # from the address atk-3 failed on C3 from
+            x = {**x, "ip": "100.64.3.7", "asn": 64503, "user_agent": "Mozilla/5.0 (x)"}
+        rotated.append(x)
+    rotated += [
+        login("mine-typo", "C20", success=False, at=_at(40), ip="100.98.1.1", asn=64998),
+        login("mine", "C20", at=_at(40.5), ip="100.98.1.1", asn=64998),
+    ]
+    ingest_records(runtime, "accounts", accounts)
+    ingest_records(runtime, "logins", rotated)
+    anomalies.analyze(runtime, CRON)
+    found = _found(runtime)
+    assert found["stolen"] == "critical" and found["atk-3"] == "medium"
+    assert "mine" not in found
+    with runtime.sessions() as s:
+        (text,) = s.scalars(select(LoginAnomaly.explanation).join(
+            LoginEvent, LoginEvent.id == LoginAnomaly.login_event_id)
+            .where(LoginEvent.external_id == "stolen"))
+    assert "from an address that failed on other accounts in the campaign's hour" in text
+    incremental = found
+    anomalies.analyze(runtime, CRON, full=True)
+    assert _found(runtime) == incremental

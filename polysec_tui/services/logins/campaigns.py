@@ -19,10 +19,11 @@ outage, a TOTP clock drift, a forced reset) come from addresses it used.
 Findings (kind ``distributed_attack``): each failed login of the hour from such an
 address (medium: a campaign's target is not an alert by itself). When most of those
 attempts share a few user agents (the campaign's tooling), only attempts with them are
-tagged, and each successful login of the hour with one of them, from a network its
-account never logged in from successfully before, is critical: a stolen password that
-worked. Without such a signature (tools that rotate user agents) only the attempts are
-tagged.
+tagged. A successful login of the hour from a network its account never logged in from
+successfully before is critical (a stolen password that worked) when it carries one of
+those user agents, or when it comes from one of the campaign's addresses (one that
+failed on an account that hour): a tool that rotates user agents still reuses its
+proxies. A success from an address the campaign used for nothing else is not seen.
 """
 
 from __future__ import annotations
@@ -150,14 +151,18 @@ def _judge_hour(session: Session, hour: int, by_hour: dict[int, list[Any]], t: T
     for f in spread:
         flag(findings, Finding(KIND, "medium", float(len(failed)), f.account_id, f.id, f.at,
                                f.ip, f.asn, f"one of {what}", details))
-    if not signature:
-        return
-    for s in _new_network_successes(session, hour, signature):
+    # The stolen passwords that worked: a success of the hour, from a network its account
+    # never logged in from, with the campaign's user agent, or from one of the
+    # campaign's own addresses (it failed on another account that hour: a tool that
+    # rotates user agents still reuses its proxies).
+    targets_of: dict[str, set[uuid.UUID]] = defaultdict(set)
+    for f in spread:
+        targets_of[f.ip].add(f.account_id)
+    for s, how in _new_network_successes(session, hour, signature, targets_of):
         flag(findings, Finding(
             KIND, "critical", float(len(failed)), s.account_id, s.id, s.at, s.ip, s.asn,
             f"a successful login from {s.ip}, on a network this account never logged in "
-            f"from successfully, with the user agent of the campaign on the platform: "
-            f"{what}", details))
+            f"from successfully, {how}: {what}", details))
 
 
 def _known_addresses(session: Session, failed: list[Any]) -> set[tuple[uuid.UUID, str]]:
@@ -175,16 +180,32 @@ def _known_addresses(session: Session, failed: list[Any]) -> set[tuple[uuid.UUID
     return known
 
 
-def _new_network_successes(session: Session, hour: int, signature: set[str]) -> list[Any]:
-    """The successful logins of the hour with one of the campaign's user agents, each
-    from a network (ASN; the address without one) its account had not logged in from
-    successfully before: a new address on the client's own carrier is not enough."""
+def _new_network_successes(session: Session, hour: int, signature: set[str],
+                           targets_of: dict[str, set[uuid.UUID]]) -> list[tuple[Any, str]]:
+    """The successful logins of the hour with one of the campaign's user agents or from
+    one of its addresses that failed on another account (``targets_of``: the accounts
+    each address failed on), each from a network (ASN; the address without one) its
+    account had not logged in from successfully before (a new address on the client's
+    own carrier is not enough), with how they belong to the campaign."""
     now, before = aliased(LoginEvent, name="now"), aliased(LoginEvent, name="before")
     known = select(before.id).where(
         before.account_id == now.account_id, before.success == true(), before.at < now.at,
         or_(and_(now.asn.is_not(None), before.asn == now.asn),
             and_(now.asn.is_(None), before.ip == now.ip))).exists()
-    return list(session.execute(
-        select(now.id, now.account_id, now.at, now.ip, now.asn).where(
-            now.success == true(), now.at >= _start(hour), now.at < _start(hour + 1),
-            now.user_agent.in_(sorted(signature)), ~known)))
+    in_hour = (now.success == true(), now.at >= _start(hour), now.at < _start(hour + 1))
+    found: dict[int, tuple[Any, str]] = {}
+    if signature:
+        for s in session.execute(
+                select(now.id, now.account_id, now.at, now.ip, now.asn)
+                .where(*in_hour, now.user_agent.in_(sorted(signature)), ~known)):
+            found[s.id] = (s, "with the user agent of the campaign on the platform")
+    addresses = sorted(targets_of)
+    for i in range(0, len(addresses), CHUNK):
+        for s in session.execute(
+                select(now.id, now.account_id, now.at, now.ip, now.asn)
+                .where(*in_hour, now.ip.in_(addresses[i:i + CHUNK]), ~known)):
+            if targets_of[s.ip] <= {s.account_id}:
+                continue  # a client's own typo, then their success, from a new network
+            found.setdefault(s.id, (s, "from an address that failed on other accounts in "
+                                       "the campaign's hour"))
+    return [found[k] for k in sorted(found)]
