@@ -33,8 +33,8 @@ from polysec_tui.config import Settings
 from polysec_tui.db.models import (
     Account,
     DemoScenario,
-    LoginEvent,
     DemoScenarioEvent,
+    LoginEvent,
     Withdrawal,
     WithdrawalFlag,
     WithdrawalScreening,

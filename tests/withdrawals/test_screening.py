@@ -77,45 +77,77 @@ def test_ip_not_seen(rt: Runtime) -> None:
     assert "ip_not_seen" not in request(rt, "T2", ip="198.51.100.9")
 
 
-def test_the_clients_own_network_and_wallet_explain_what_they_cover(rt: Runtime) -> None:
+def test_a_new_address_on_the_clients_own_network_weighs_a_quarter(rt: Runtime) -> None:
     """A new address on the account's network, in its country (a carrier's or ISP's next
-    address), weighs a quarter; a destination paid for weeks or saved a month ago is the
-    client's own wallet, where sweeping the whole balance weighs a quarter."""
+    address), weighs a quarter, unless the request is theft-shaped."""
     found = request(rt, ip="203.0.113.99", login_extra={"asn": 3320})
     assert found["ip_not_seen"].endswith(
-        "; its network AS3320 and country are ones the account logs in from (x 0.25)")
+        "; its network AS3320 and country DE are ones the account logs in from (x 0.25)")
     assert hit_scores(rt, "T1")["ip_not_seen"] == 5
-    request(rt, "T2", ip="203.0.113.98", login_extra={"asn": 3320, "country": "FR"})
+    request(rt, "T2", ip="203.0.113.98", login_extra={"asn": 3320, "country": "FR"},
+            ago=timedelta(days=2))
     assert hit_scores(rt, "T2")["ip_not_seen"] == 20  # the same network from abroad
+    # An intruder on the victim's own ISP, draining to a new address: no discount.
+    request(rt, "ATO", ip="203.0.113.97", login_extra={"asn": 3320},
+            address="bc1qthief", available_balance="0.36", ago=timedelta(days=4))
+    assert hit_scores(rt, "ATO")["ip_not_seen"] == 20 and status(rt, "ATO") == "held"
 
+
+def test_the_amount_rules_weigh_a_quarter_to_the_clients_own_wallet(rt: Runtime) -> None:
+    """A destination paid twice, every payment two weeks old and together half as much
+    as the request, is the client's own wallet: sweeping the whole balance to it weighs
+    a quarter, unless something says the session is a stranger's."""
     # HOME_ADDRESS was paid for a week (build_history): not yet the client's own wallet.
-    request(rt, "T3", available_balance="0.36")
+    request(rt, "T3", available_balance="0.36", ago=timedelta(days=1))
     assert hit_scores(rt, "T3")["drains_balance"] == 25
-    ingest(rt, "withdrawals", withdrawal("OLD", at=iso(timedelta(days=20)), amount="0.1",
-                                         address=HOME_ADDRESS, available_balance="5"))
+    ingest(rt, "withdrawals", *(
+        withdrawal(f"OLD-{d}", at=iso(timedelta(days=d)), amount="0.1",
+                   address=HOME_ADDRESS, available_balance="5") for d in (16, 20)))
     sweep = request(rt, "T4", available_balance="0.36")["drains_balance"]
-    assert "; to the client's own wallet, paid " in sweep and sweep.endswith(
-        "times since 2026-10-31 12:00 UTC (x 0.25)")
+    assert sweep.endswith(
+        "; to a destination this account paid 2 times from 2026-10-31 12:00 UTC, 0.2 BTC "
+        "in all, and nothing says this session is a stranger's (x 0.25)")
     assert hit_scores(rt, "T4")["drains_balance"] == 6.25
+    # Twice as much as the old payments: dust does not make a wallet.
+    request(rt, "T5", amount="0.45", available_balance="0.46", ago=timedelta(days=2))
+    assert hit_scores(rt, "T5")["drains_balance"] == 25
+    # A stranger's session sweeping to the wallet is judged whole.
+    request(rt, "T6", ip="198.51.100.7", available_balance="0.36", ago=timedelta(days=3))
+    assert hit_scores(rt, "T6")["drains_balance"] == 25
+
+
+def test_a_month_old_save_from_the_usual_device_is_the_clients_own_wallet(
+        rt: Runtime) -> None:
+    ingest(rt, "logins", login("OLD-L", at=iso(timedelta(days=41))))
     ingest(rt, "security-events",
            security_event("COLD", kind="address_added", address="bc1qcold",
                           at=iso(timedelta(days=40)), ip=HOME_IP, device_id="dev-1"),
-           security_event("WARM", kind="address_added", address="bc1qwarm",
-                          at=iso(timedelta(days=20)), ip=HOME_IP, device_id="dev-1"))
+           security_event("THEIRS", kind="address_added", address="bc1qtheirs",
+                          at=iso(timedelta(days=40)), ip="198.51.100.66",
+                          device_id="intruder"))
     anomalies.analyze(rt, CRON)
-    cold = request(rt, "T5", address="bc1qcold", available_balance="0.36")["drains_balance"]
-    assert cold.endswith("; to the client's own wallet, in its address book since "
-                         "2026-10-11 12:00 UTC (x 0.25)")
-    # Saved only 20 days ago, never paid: the whole weight.
-    request(rt, "T6", address="bc1qwarm", available_balance="0.36")
-    assert hit_scores(rt, "T6")["drains_balance"] == 25
-    # Salary day: a burst within the hour to the client's own wallet.
+    cold = request(rt, "T7", address="bc1qcold", available_balance="0.36")["drains_balance"]
+    assert "; to a destination saved in this account's address book from its usual " \
+           "device and network on 2026-10-11 12:00 UTC" in cold
+    # Saved a month and more ago, but by a stranger's device and network: whole.
+    request(rt, "T8", address="bc1qtheirs", available_balance="0.36", ago=timedelta(days=2))
+    assert hit_scores(rt, "T8")["drains_balance"] == 25
+
+
+def test_a_burst_to_destinations_paid_before_is_a_salary_day(rt: Runtime) -> None:
     ingest(rt, "withdrawals", *(withdrawal(f"PAY-{i}", at=iso(timedelta(minutes=50 - i)),
                                            amount="0.01", address=HOME_ADDRESS,
                                            available_balance="5") for i in range(5)))
     screening.screen(rt, CRON)
-    assert hits(rt, "PAY-4")["velocity"].endswith("(x 0.25)")
-    assert hit_scores(rt, "PAY-4")["velocity"] == 9.38  # 25 x 1.5 (within the hour) x 0.25
+    assert hits(rt, "PAY-4")["velocity"].endswith(
+        "every one to a destination the account had paid before the window (x 0.5)")
+    assert hit_scores(rt, "PAY-4")["velocity"] == 18.75  # 25 x 1.5 (within the hour) x 0.5
+    # One of them to a new address: the burst is judged whole.
+    ingest(rt, "withdrawals", withdrawal("PAY-5", at=iso(timedelta(minutes=44)),
+                                         amount="0.01", address="bc1qelsewhere",
+                                         available_balance="5"))
+    screening.screen(rt, CRON)
+    assert hit_scores(rt, "PAY-5")["velocity"] == 37.5
 
 
 def test_a_login_flagged_as_someone_elses_vouches_for_nothing(rt: Runtime) -> None:

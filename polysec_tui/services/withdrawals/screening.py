@@ -129,11 +129,13 @@ RULES = (
 # a sanctions list, or one that a confirmed fraud paid (services/withdrawals/sanctions).
 ALWAYS_HOLD = frozenset({"address_sanctioned", "address_known_bad"})
 ADDRESS_BOOK_KINDS = ("address_added", "address_whitelisted", "address_removed")
-# The client's usual network (a new address on it) and own wallet (a destination paid
-# for weeks) explain this share of the signals they cover: ip_not_seen, and the amount
-# rules below (see _own_wallets).
-USUAL_NETWORK_FACTOR = 0.25
+# What the client's normal explains (``_clients_normal``): a new address on the
+# account's own network, the amount rules to the client's own wallet; and the rules that
+# say the request may not be the client's, which keep those rules whole.
 OWN_WALLET_RULES = ("drains_balance", "velocity", "amount_outlier")
+STRANGER_SIGNS = ("ip_not_seen", "new_country", "new_asn", "risky_session",
+                  "recent_anomalies", "security_change_hold", "anonymizing_network",
+                  "ip_reputation", "dormant")
 # Address-book saves that are a security change for a withdrawal to the saved address:
 # the change that lets money out (an intruder saves their address, then waits).
 PAYEE_SAVES = ("address_added", "address_whitelisted")
@@ -195,8 +197,11 @@ class ScreeningConfig:
     structuring_count: int = 3  # withdrawals to one new address in the velocity window
     address_book_known_hours: int = 24  # a saved address is history from this age
     address_book_trusted_days: int = 30  # ... and from this age whatever it came from
-    own_wallet_payments: int = 2  # a destination paid this often ...
-    own_wallet_days: int = 14  # ... the first this long before: the client's own wallet
+    own_wallet_payments: int = 2  # a destination paid this often, each payment ...
+    own_wallet_days: int = 14  # ... this long before: the client's own wallet ...
+    own_wallet_factor: float = 0.25  # ... where the amount rules weigh this share
+    known_burst_factor: float = 0.5  # velocity of a burst to destinations paid before
+    usual_network_factor: float = 0.25  # ip_not_seen on the account's own network
     dormant_days: int = 90
     dormant_grace_hours: int = 24
     drain_share: Decimal = Decimal("0.9")
@@ -306,6 +311,9 @@ def parse_section(section: Mapping[str, Any], base: ScreeningConfig,
         raise InputError(f"{where} velocity_window_hours: at least 1")
     if config.address_book_known_hours < 1:
         raise InputError(f"{where} address_book_known_hours: at least 1")
+    for share in ("own_wallet_factor", "usual_network_factor", "known_burst_factor"):
+        if not 0 <= getattr(config, share) <= 1:
+            raise InputError(f"{where} {share}: a share from 0 to 1")
     if config.security_fade_hours < config.security_hold_hours:
         if "security_fade_hours" in section:
             raise InputError(f"{where} security_fade_hours must be at least "
@@ -431,9 +439,10 @@ def _shifted_sqlite(element: _Shifted, compiler: SQLCompiler, **kw: Any) -> str:
     column, seconds = list(element.clauses)
     # Same text layout as the stored values (UTCDateTime: six decimals), so they compare
     # as text; the shift is whole seconds, so the fraction is the column's own (%f has
-    # three decimals: a value equal to the bound would compare greater).
+    # three decimals: a value equal to the bound would compare greater), and the whole
+    # seconds are shifted without it (strftime would round .9995 up a second).
     value = compiler.process(column, **kw)
-    return (f"(strftime('%Y-%m-%d %H:%M:%S', {value}, "
+    return (f"(strftime('%Y-%m-%d %H:%M:%S', substr({value}, 1, 19), "
             f"({compiler.process(seconds, **kw)}) || ' seconds') || substr({value}, 20))")
 
 
@@ -788,7 +797,7 @@ def _judge(sessions: sessionmaker[Session], ids: list[int], cfg: ScreeningConfig
         stamp = sanctions.lists_stamp(session)
         for row in rows.values():
             _row_rules(row, cfg, hits)
-        _own_wallets(conn, rows, cfg, hits)
+        _clients_normal(conn, rows, cfg, hits)
     order = {rule: i for i, rule in enumerate(RULES)}
     scored = {wid: sorted(found, key=lambda h: order[h.rule])
               for wid, found in hits.items() if found and wid in rows}
@@ -1019,7 +1028,8 @@ def _batch_rows(conn: Connection, in_batch: Any, cfg: ScreeningConfig) -> dict[i
     active = case(  # a CASE, so that the second probe runs only when the first fails
         (logins(past.at >= active_from, past.at < grace_start), one),
         (select(h.id).where(h.account_id == w.account_id, h.requested_at >= active_from,
-                            h.requested_at < grace_start).exists(), one),
+                            h.requested_at < grace_start, h.status != "rejected").exists(),
+         one),
         else_=zero)
     earlier = and_(h.account_id == w.account_id, h.status != "rejected",
                    h.requested_at <= req, or_(h.requested_at < req, h.id < w.id))
@@ -1164,20 +1174,11 @@ def _login_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfi
     for wid in todo:
         row = rows[wid]
         if not row.ip_seen:
-            # Carriers and ISPs hand their subscribers a new address each session: a new
-            # address on a network the account uses, in a country it logs in from, says
-            # little.
-            usual = row.asn is not None and row.asn_seen and (row.country is None
-                                                              or row.country_seen)
-            weight = cfg.weight("ip_not_seen") * (USUAL_NETWORK_FACTOR if usual else 1)
-            hits[wid].append(Hit(
-                "ip_not_seen", round(weight, 2),
+            hits[wid].append(_hit(
+                cfg, "ip_not_seen",
                 f"request IP {row.ip} is not among the {recent_n[wid]} successful logins "
-                f"of this account in the {cfg.ip_history_days} days before the request"
-                + (f"; its network AS{row.asn} and country are ones the account logs in "
-                   f"from (x {USUAL_NETWORK_FACTOR:g})" if usual else ""),
-                {"ip": row.ip, "logins_in_window": recent_n[wid],
-                 "days": cfg.ip_history_days, "usual_network": usual}))
+                f"of this account in the {cfg.ip_history_days} days before the request",
+                ip=row.ip, logins_in_window=recent_n[wid], days=cfg.ip_history_days))
         if geo_n[wid] < cfg.geo_min_history:
             continue
         if not row.country_seen and row.country:
@@ -1409,18 +1410,30 @@ def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig) -> Hit | No
     if not (by_count or by_sum):
         return None
     factor = 1.5 if by_count and hour >= cfg.velocity_count else 1.0
+    # A burst that pays only destinations the account had paid before it (not held) is
+    # a client's salary day, not a drain: an intruder gains nothing there.
+    before = {sanctions.address_key(e.address) for e in past
+              if e.at <= start and e.status in ("pending", "approved")}
+    burst_to = {sanctions.address_key(e.address) for e in past if e.at > start}
+    known = (burst_to | {sanctions.address_key(row.address)}) <= before
+    if known:
+        factor *= cfg.known_burst_factor
     why = [f"at or above the limit of {cfg.velocity_count} withdrawals and above this "
            f"account's usual busy {cfg.velocity_window_hours} h ({usual})"
            if by_count else "",
            f"at or above the {fmt_amount(limit or Decimal(0))} {row.asset} approval limit"
            if by_sum else ""]
-    burst = f", {hour} of them within the hour (x 1.5)" if factor > 1 else ""
+    burst = f", {hour} of them within the hour (x 1.5)" if by_count and (
+        hour >= cfg.velocity_count) else ""
+    paid = (f"; every one to a destination the account had paid before the window "
+            f"(x {cfg.known_burst_factor:g})" if known else "")
     weight = cfg.weight("velocity")
     return Hit("velocity", round(weight * factor, 2),
                f"{count} withdrawal(s) totalling {fmt_amount(total)} {row.asset} in "
                f"{cfg.velocity_window_hours} h including this one{burst}: "
-               + "; ".join(w for w in why if w),
-               {"count": count, "sum": fmt_amount(total), "hours": cfg.velocity_window_hours,
+               + "; ".join(w for w in why if w) + paid,
+               {"known_destinations": known, "count": count, "sum": fmt_amount(total),
+                "hours": cfg.velocity_window_hours,
                 "within_hour": hour, "usual_busiest": usual})
 
 
@@ -1494,6 +1507,7 @@ def _security_rules(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
     for wid, row in rows.items():
         parts: list[str] = []
         counted: list[dict[str, Any]] = []
+        payee: int | None = None  # the destination's saves are one change: the strongest
         for event_id, kind, at in sorted(changes.get(wid, []), key=lambda c: (c[2], c[0])):
             hours = (row.requested_at - at).total_seconds() / 3600
             fade = cfg.fade(hours)
@@ -1501,13 +1515,20 @@ def _security_rules(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
                 continue
             where = origin.get(event_id, UNKNOWN)
             score = round(weight * TRUST_FACTORS[where] * fade, 2)
-            counted.append({"kind": kind, "at": at.isoformat(), "origin": where,
-                            "factor": TRUST_FACTORS[where], "fade": round(fade, 2),
-                            "score": score})
-            parts.append(
-                f"{kind} {fmt_duration(hours * 3600)} before the request from {where} "
-                f"({weight:g} x {TRUST_FACTORS[where]:g}"
-                + (f" x {fade:.2f} for its age" if fade < 1 else "") + f" = {score:g})")
+            text = (f"{kind} {fmt_duration(hours * 3600)} before the request from {where} "
+                    f"({weight:g} x {TRUST_FACTORS[where]:g}"
+                    + (f" x {fade:.2f} for its age" if fade < 1 else "") + f" = {score:g})")
+            change = {"kind": kind, "at": at.isoformat(), "origin": where,
+                      "factor": TRUST_FACTORS[where], "fade": round(fade, 2), "score": score}
+            if kind.startswith(PAYEE_SAVES):
+                if payee is not None:
+                    if counted[payee]["score"] >= score:
+                        continue
+                    counted[payee], parts[payee] = change, text
+                    continue
+                payee = len(counted)
+            counted.append(change)
+            parts.append(text)
         held = active.get(wid, [])
         for hold_id, created, expires in held:
             until = f"until {_fmt_time(expires)}" if expires else "until released"
@@ -1724,9 +1745,9 @@ def _dormant(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfig,
     between ``dormant_days`` and the window for most rows; for the others the last
     activity before the window and the first in it (index seeks on ``(account_id, at)``
     and ``(account_id, requested_at)``) decide. Logins the detectors judged likely
-    someone else's are not activity. Only a known earlier activity makes an account
-    dormant: an account whose history the console has never seen is new to it, not
-    asleep."""
+    someone else's are not activity, nor are withdrawals officers rejected. Only a known
+    earlier activity makes an account dormant: an account whose history the console has
+    never seen is new to it, not asleep."""
     missing = [wid for wid, r in rows.items() if not r.active]
     if not missing:
         return
@@ -1735,7 +1756,7 @@ def _dormant(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfig,
     sent = aliased(Withdrawal, name="sent")
     window_start = shifted(w.requested_at, -cfg.reactivation_hours * 3600)
     logins = (seen.account_id == w.account_id, seen.success.is_(True), _not_suspicious(seen))
-    earlier = (sent.account_id == w.account_id, sent.id != w.id,
+    earlier = (sent.account_id == w.account_id, sent.id != w.id, sent.status != "rejected",
                or_(sent.requested_at < w.requested_at,
                    and_(sent.requested_at == w.requested_at, sent.id < w.id)))
     last_login = (select(seen.at).where(*logins, seen.at < window_start)
@@ -1759,7 +1780,7 @@ def _dormant(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfig,
             row = rows[wid]
             woke = min((t for t in (woke_at, woke_by_sent) if t is not None),
                        default=row.requested_at)
-            if woke - last < timedelta(days=cfg.dormant_days):
+            if woke - last <= timedelta(days=cfg.dormant_days):
                 continue
             hours = (row.requested_at - woke).total_seconds() / 3600
             fade = cfg.reactivation_fade(hours)
@@ -1844,49 +1865,91 @@ def _sanctioned_hit(cfg: ScreeningConfig, address: str,
                 lists=[listing.list for listing in on])
 
 
-def _own_wallets(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfig,
-                 hits: dict[int, list[Hit]]) -> None:
-    """A destination the account has paid ``own_wallet_payments`` times (not rejected),
-    the first at least ``own_wallet_days`` before the request, or saved in its address
-    book ``address_book_trusted_days`` before (whatever saved it: the client has had a
-    month to see it), is the client's own wallet: the amount rules
-    (``OWN_WALLET_RULES``: a sweep of the whole balance, a burst on salary day, an
-    unusually large amount) weigh a quarter there, since money sent to the client's own
-    wallet is not stolen. Rules about who is asking are untouched."""
-    judged = [wid for wid, found in hits.items() if wid in rows
-              and any(h.rule in OWN_WALLET_RULES for h in found)]
-    if not judged:
-        return
-    w, h = Withdrawal, aliased(Withdrawal, name="h")
-    earlier = or_(h.requested_at < w.requested_at,
-                  and_(h.requested_at == w.requested_at, h.id < w.id))
-    paid: dict[int, tuple[int, datetime | None]] = {}
-    for chunk in _chunks(judged):
-        for wid, count, since in conn.execute(
-                select(w.id, func.count(h.id), func.min(h.requested_at))
-                .join(h, and_(h.account_id == w.account_id, h.asset == w.asset,
-                              h.address == w.address, h.status.in_(("pending", "approved")),
-                              earlier))
-                .where(w.id.in_(chunk)).group_by(w.id)):
-            paid[wid] = (int(count), since)
-    saves, _when = _saves_in_force(conn, judged)
-    for wid in judged:
-        n, first = paid.get(wid, (0, None))
-        row = rows[wid]
-        saved = saves.get(wid)
-        if first is not None and n >= cfg.own_wallet_payments and (
-                row.requested_at - first >= timedelta(days=cfg.own_wallet_days)):
-            why = f"paid {n} times since {_fmt_time(first)}"
-        elif saved is not None and (row.requested_at - saved[1]
-                                    >= timedelta(days=cfg.address_book_trusted_days)):
-            why = f"in its address book since {_fmt_time(saved[1])}"
-        else:
+def _clients_normal(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfig,
+                    hits: dict[int, list[Hit]]) -> None:
+    """What the client's normal explains, once every rule has judged the request.
+
+    - The client's own wallet (`_own_wallets`): the amount rules (``OWN_WALLET_RULES``:
+      a sweep of the whole balance, a burst on salary day, an unusual amount) weigh
+      ``own_wallet_factor`` there, when nothing else says the session is a stranger's
+      (``STRANGER_SIGNS``): money sent to the client's own wallet is not stolen, and an
+      intruder gains nothing there unless they planted the wallet.
+    - ``ip_not_seen`` weighs ``usual_network_factor`` when the request comes from a
+      network (ASN) and a country the account logs in from (carriers and ISPs hand out a
+      new address each session), unless the request is theft-shaped: a new destination,
+      a security change, or the balance drained other than to the client's own wallet
+      (an intruder on the victim's own ISP must not buy a discount with it)."""
+    amounts = [wid for wid, found in hits.items()
+               if wid in rows and any(h.rule in OWN_WALLET_RULES for h in found)]
+    own = _own_wallets(conn, {wid: rows[wid] for wid in amounts}, cfg)
+    for wid, found in list(hits.items()):
+        row = rows.get(wid)
+        if row is None:
             continue
-        note = f"; to the client's own wallet, {why} (x {USUAL_NETWORK_FACTOR:g})"
-        hits[wid] = [replace(hit, score=round(hit.score * USUAL_NETWORK_FACTOR, 2),
-                             explanation=hit.explanation + note,
-                             details={**hit.details, "own_wallet_payments": n})
-                     if hit.rule in OWN_WALLET_RULES else hit for hit in hits[wid]]
+        fired = {h.rule for h in found}
+        theft = fired & {"new_destination", "security_change_hold"} or (
+            "drains_balance" in fired and wid not in own)
+        usual = ("ip_not_seen" in fired and not theft and row.asn is not None
+                 and row.asn_seen and row.country is not None and row.country_seen)
+        stranger = fired & set(STRANGER_SIGNS) - ({"ip_not_seen"} if usual else set())
+        changed: list[Hit] = []
+        for hit in found:
+            if hit.rule == "ip_not_seen" and usual:
+                factor = cfg.usual_network_factor
+                hit = replace(hit, score=round(hit.score * factor, 2),
+                              explanation=hit.explanation + f"; its network AS{row.asn} "
+                              f"and country {row.country} are ones the account logs in "
+                              f"from (x {factor:g})",
+                              details={**hit.details, "usual_network": True})
+            elif hit.rule in OWN_WALLET_RULES and wid in own and not stranger:
+                factor = cfg.own_wallet_factor
+                hit = replace(hit, score=round(hit.score * factor, 2),
+                              explanation=hit.explanation + f"; to {own[wid]}, and nothing "
+                              f"says this session is a stranger's (x {factor:g})",
+                              details={**hit.details, "own_wallet": own[wid]})
+            changed.append(hit)
+        hits[wid] = changed
+
+
+def _own_wallets(conn: Connection, rows: Mapping[int, _Row],
+                 cfg: ScreeningConfig) -> dict[int, str]:
+    """Of ``rows``, those whose destination is the client's own wallet, and why: paid
+    ``own_wallet_payments`` times, every one of those payments at least
+    ``own_wallet_days`` before the request and not held, together at least half as much
+    as this request (dust does not make a wallet); or saved in the address book from the
+    client's usual device and network at least ``address_book_trusted_days`` before."""
+    if not rows:
+        return {}
+    w, h = Withdrawal, aliased(Withdrawal, name="h")
+    old_enough = shifted(w.requested_at, -cfg.own_wallet_days * 86_400)
+    ok = h.status.in_(("pending", "approved"))
+    paid: dict[int, tuple[int, Decimal, datetime]] = {}
+    for chunk in _chunks(list(rows)):
+        # The status is tested in the aggregates: as a join condition it led SQLite's
+        # planner to walk the status index over the whole table.
+        for wid, count, total, since in conn.execute(
+                select(w.id, func.count(case((ok, h.id))), func.sum(case((ok, h.amount))),
+                       func.min(case((ok, h.requested_at))))
+                .join(h, and_(h.account_id == w.account_id, h.requested_at <= old_enough,
+                              h.asset == w.asset, h.address == w.address))
+                .where(w.id.in_(chunk)).group_by(w.id)):
+            if since is not None:
+                # SQLite sums a NUMERIC column as a float (shown to its last binary digit).
+                paid[wid] = (int(count), Decimal(str(float(total or 0))), since)
+    saves, _when = _saves_in_force(conn, list(rows))
+    origin = _change_origins(conn, sorted({event for event, _at in saves.values()}), cfg)
+    own: dict[int, str] = {}
+    for wid, row in rows.items():
+        count, total, since = paid.get(wid, (0, Decimal(0), row.requested_at))
+        saved = saves.get(wid)
+        if count >= max(1, cfg.own_wallet_payments) and total * 2 >= row.amount:
+            own[wid] = (f"a destination this account paid {count} times from "
+                        f"{_fmt_time(since)}, {fmt_amount(total)} {row.asset} in all")
+        elif saved is not None and origin.get(saved[0]) == USUAL and (
+                row.requested_at - saved[1] >= timedelta(days=cfg.address_book_trusted_days)):
+            own[wid] = (f"a destination saved in this account's address book from its "
+                        f"usual device and network on {_fmt_time(saved[1])}")
+    return own
 
 
 def _row_rules(row: _Row, cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> None:
