@@ -164,8 +164,7 @@ def _score(spec: DemoSpec, kinds: dict[int, str], truth: dict[str, set[tuple[int
 def _reason(spec: DemoSpec, profile: Any, at: datetime, kind: str, asn: int | None) -> str:
     if profile is None:
         return "unknown account"
-    if profile.vpn is not None and (asn == profile.vpn.network.asn
-                                    or kind == "impossible_travel"):
+    if profile.vpn is not None and asn == profile.vpn.network.asn:
         return "client's VPN (its exit abroad)"
     if asn == profile.country.mobile.asn and kind == "impossible_travel":
         return "client's phone, located at its carrier's gateway or roaming"

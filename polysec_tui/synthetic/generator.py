@@ -207,7 +207,8 @@ class Profile:
     vpn: Hosting | None = None  # a commercial VPN the client turns on now and then
     sweeper: bool = False  # sweeps the whole balance to their own wallet now and then
     payday: bool = False  # pays out in a burst of withdrawals on salary day
-    habit_days: set[int] = field(default_factory=set)  # days a habit already ran
+    sweep_days: set[int] = field(default_factory=set)  # days the client swept
+    paydays: set[int] = field(default_factory=set)  # salary days already paid out
     known_devices: set[str] = field(default_factory=set)
     last_login: LastLogin | None = None
 
@@ -732,7 +733,7 @@ class DemoGenerator:
         to the client's own saved wallet (at most every five days), and salary day (the
         25th): four to six withdrawals within the hour to the client's usual addresses."""
         rng, day = self.habit_rng, self._day_index(t)
-        if p.sweeper and not any(abs(day - d) < 5 for d in p.habit_days) and (
+        if p.sweeper and not any(abs(day - d) < 5 for d in p.sweep_days) and (
                 rng.random() < 0.3):
             payout = p.payouts[0]
             address, name = next((a, x) for a, x in payout.addresses if x)
@@ -741,11 +742,11 @@ class DemoGenerator:
             available = quantize(balance * rng.uniform(0.5, 1.5), payout.asset.places)
             amount = quantize(float(available) * rng.uniform(0.97, 1.0), payout.asset.places)
             if at < self.anchor and amount > 0:
-                p.habit_days.add(day)
+                p.sweep_days.add(day)
                 self._habit_withdrawal(p, at, payout.asset, amount, available, address,
                                        name, ip, device, login_id)
-        if p.payday and t.day == 25 and -day not in p.habit_days:
-            p.habit_days.add(-day)  # negative: payday marks apart from sweeps
+        if p.payday and t.day == 25 and day not in p.paydays:
+            p.paydays.add(day)
             at = t
             for _ in range(rng.randint(4, 6)):
                 at += timedelta(seconds=rng.randint(60, 600))

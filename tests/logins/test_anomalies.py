@@ -134,14 +134,25 @@ def test_a_stuffing_burst_spares_the_networks_genuine_subscribers(runtime):
         # The campaign's success, with a device id copied from the victim: not from a
         # network the victim used.
         login("v-in", "VICTIM", at=at(3.5), ip=cgnat, asn=carrier, device_id="d-victim"),
+        # An intruder's success flagged before (risky) vouches for nothing: their later
+        # attempt from the same device and network is the campaign's.
+        login("x-home", "S03", at=at(-620), device_id="d-s03"),
+        login("x-prev", "S03", at=at(-600), ip="100.64.9.9", asn=carrier, device_id="d-x",
+              country="BR", city="Recife", lat=-8.05, lon=-34.9),  # impossible travel
+        login("x-in", "S03", at=at(3.7), ip=cgnat, asn=carrier, device_id="d-x"),
     ])
     report = anomalies.analyze(runtime, CRON)
     hits = {login_ext for _k, login_ext, _a in found(runtime, "credential_stuffing")}
-    assert hits == {*(f"s{i}" for i in range(20)), "np-in", "v-in"}
+    # The subscriber's typo is dropped; their success is kept, low (a device id can be
+    # copied: the victim's below is), so it alerts nobody and weighs nothing.
+    assert hits == {*(f"s{i}" for i in range(20)), "np-in", "v-in", "sub-in", "x-in"}
     assert report.subscribers == 2  # sub-typo, sub-in
     views = {v.login: v for v in anomalies.list_anomalies(runtime, ANN,
                                                           kind="credential_stuffing")}
     assert views["v-in"].severity == "critical" and views["np-in"].severity == "critical"
+    assert views["sub-in"].severity == "low" and views["x-in"].severity == "critical"
+    assert views["sub-in"].explanation.endswith(
+        "likely one of the network's own subscribers (low: a device id can be copied)")
     before = found(runtime)
     anomalies.analyze(runtime, CRON, full=True)
     assert found(runtime) == before

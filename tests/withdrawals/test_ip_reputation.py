@@ -442,6 +442,7 @@ def test_travel_is_judged_by_what_the_network_says_of_the_place(staff: Staff) ->
     before, after = iso(timedelta(hours=3)), iso(timedelta(hours=2, minutes=45))
     cases = {  # account: (its second login, 15 minutes after one from Berlin at home)
         "VPN": {"ip": "5.181.234.10", "asn": 9009, **NEW_YORK},
+        "HOP": {"ip": "5.181.234.11", "asn": 9009, **NEW_YORK},
         "HOSTED": {"ip": HOSTING_IP, "asn": 14061, **NEW_YORK},
         "CARRIER": {"ip": "176.0.0.9", "asn": 26615, **FRANKFURT},
         "ROAMING": {"ip": "176.0.0.10", "asn": 26615, **FRANKFURT},
@@ -456,10 +457,19 @@ def test_travel_is_judged_by_what_the_network_says_of_the_place(staff: Staff) ->
         for a in cases))
     ingest(rt, "logins", *(login(f"{a}-2", a, at=after, **second)
                            for a, second in cases.items()))
+    # A VPN hop is not the start of the next travel: Berlin, New York on a data centre,
+    # then Lagos ten minutes later is judged from Berlin.
+    ingest(rt, "accounts", account("HOP"))
+    ingest(rt, "logins", login("HOP-3", "HOP", at=iso(timedelta(hours=2, minutes=35)),
+                               ip="105.113.0.1", asn=36873, **LAGOS))
     anomalies.analyze(rt, CRON)
     travels = _travels(rt)
-    # The same device went from Wi-Fi in Barcelona to its home carrier: roaming.
-    assert set(travels) == {"FAR-2", "HOME-ISP-2"}
+    assert set(travels) == {"FAR-2", "HOME-ISP-2", "ROAMING-2", "HOP-3"}
+    assert round(travels["HOP-3"]["km"]) == 5196  # from Berlin, not from New York
+    # The same device went from Wi-Fi in Barcelona to its home carrier: possibly
+    # roaming, a lesser finding (a device id is an intruder's to copy).
+    assert travels["ROAMING-2"]["possibly_roaming"] and not travels["FAR-2"][
+        "possibly_roaming"]
     far = travels["FAR-2"]
     assert far["coarse_km"] == 500 and round(far["km"]) == 5196
     assert far["kmh"] == pytest.approx((far["km"] - 500) * 4, abs=0.5)
@@ -476,10 +486,17 @@ def test_travel_is_judged_by_what_the_network_says_of_the_place(staff: Staff) ->
     anomalies.analyze(rt, CRON, full=True)  # a full run judges the same
     assert _travels(rt) == travels
 
+    with rt.sessions() as s:
+        severity = dict(s.execute(
+            select(LoginEvent.external_id, LoginAnomaly.severity)
+            .join(LoginEvent, LoginEvent.id == LoginAnomaly.login_event_id)
+            .where(LoginAnomaly.kind == "impossible_travel")).all())
+    assert severity["ROAMING-2"] == "medium" and severity["FAR-2"] == "high"
+
     # Without an ASN table nothing says what the networks are: every hop is judged.
     reputation.remove_list(rt, staff.actors["sue"], "asn-types")
     anomalies.analyze(rt, CRON, full=True)
-    assert set(_travels(rt)) == {f"{a}-2" for a in cases}
+    assert set(_travels(rt)) == {f"{a}-2" for a in cases} | {"HOP-3"}
 
 
 def test_the_command(staff: Staff, tmp_path: Path, db_url: str, capsys,

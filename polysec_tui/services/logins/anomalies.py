@@ -81,6 +81,7 @@ from polysec_tui.services.logins.rules import (
     HISTORY_CAP,
     NOVEL,
     RISK_FEATURES,
+    SUSPICIOUS_LOGINS,
     TOTAL,
     Finding,
     Login,
@@ -90,6 +91,7 @@ from polysec_tui.services.logins.rules import (
     fit_alpha,
     flag,
     history_key,
+    is_exit,
     located_login,
     no_cycle_collection,
     smoothed_share,
@@ -317,12 +319,16 @@ SOURCE_KINDS = ("credential_stuffing", "password_spraying")
 
 
 def _spare_subscribers(session: Session, findings: dict[tuple[str, int], Finding]) -> int:
-    """Drop the per-source campaign findings on a network's genuine subscribers: a
+    """Keep the per-source campaign findings off a network's genuine subscribers: a
     stuffing burst from a carrier's shared address or a whole ASN takes in every attempt
-    from it, the clients' own among them. An attempt is the client's when its account
-    had logged in successfully before it from the same device and the same network (ASN,
-    else address). A device id is the client's to send and an intruder's to copy, hence
-    both. Returns how many were dropped."""
+    from it, the clients' own among them. An attempt is likely the client's when its
+    account had logged in successfully before it from the same device and the same
+    network (ASN, else address), in a login no detector judged someone else's. A device
+    id is the client's to send and an intruder's to copy, hence both; and a success is
+    never dropped, only lowered (low: no alert, no weight in screening's story), since a
+    copied device id on the victim's carrier would otherwise hide the stolen password
+    that worked. Failures are dropped. Returns how many findings were dropped or
+    lowered."""
     candidates = {f.login_id: f for (kind, _), f in findings.items() if kind in SOURCE_KINDS}
     if not candidates:
         return 0
@@ -337,16 +343,21 @@ def _spare_subscribers(session: Session, findings: dict[tuple[str, int], Finding
     wanted: dict[uuid.UUID, set[str]] = defaultdict(set)
     for login_id, device in devices.items():
         wanted[candidates[login_id].account_id].add(device)
+    latest = max(candidates[login_id].at for login_id in devices)
+    # Successes judged someone else's, stored or found in this run, vouch for nothing.
+    doubted = {login_id for (kind, login_id) in findings if kind in SUSPICIOUS_LOGINS}
+    judged_else = select(_A.c.id).where(_A.c.login_event_id == _L.id,
+                                        _A.c.kind.in_(SUSPICIOUS_LOGINS)).exists()
     first_seen: dict[tuple[uuid.UUID, str, Any], datetime] = {}
     accounts = sorted(wanted, key=str)
     for start in range(0, len(accounts), CHUNK):
         chunk = accounts[start : start + CHUNK]
-        for acc, device, asn, ip, at in session.execute(
-                select(_L.account_id, _L.device_id, _L.asn, _L.ip, func.min(_L.at))
-                .where(_L.account_id.in_(chunk), _L.success.is_(True),
-                       _L.device_id.in_(sorted({d for a in chunk for d in wanted[a]})))
-                .group_by(_L.account_id, _L.device_id, _L.asn, _L.ip)):
-            if device in wanted[acc]:
+        for login_id, acc, device, asn, ip, at in session.execute(
+                select(_L.id, _L.account_id, _L.device_id, _L.asn, _L.ip, _L.at)
+                .where(_L.account_id.in_(chunk), _L.success.is_(True), _L.at < latest,
+                       _L.device_id.in_(sorted({d for a in chunk for d in wanted[a]})),
+                       ~judged_else)):
+            if device in wanted[acc] and login_id not in doubted:
                 key = (acc, device, asn if asn is not None else ip)
                 seen = first_seen.get(key)
                 first_seen[key] = at if seen is None else min(seen, at)
@@ -354,9 +365,21 @@ def _spare_subscribers(session: Session, findings: dict[tuple[str, int], Finding
     for login_id, device in devices.items():
         f = candidates[login_id]
         seen = first_seen.get((f.account_id, device, f.asn if f.asn is not None else f.ip))
-        if seen is not None and seen < f.at:
-            for kind in SOURCE_KINDS:
-                spared += findings.pop((kind, login_id), None) is not None
+        if seen is None or seen >= f.at:
+            continue
+        for kind in SOURCE_KINDS:
+            found = findings.get((kind, login_id))
+            if found is None:
+                continue
+            spared += 1
+            if found.severity != "critical":  # a failure: the subscriber's own typo
+                del findings[(kind, login_id)]
+                continue
+            found.severity = "low"
+            found.explanation += (
+                "; from the device and network this account logged in from before: likely "
+                "one of the network's own subscribers (low: a device id can be copied)")
+            found.details = {**found.details, "likely_subscriber": True}
     return spared
 
 
@@ -1249,7 +1272,7 @@ def _score_batch(session: Session, batch: list[Login], population: _Population, 
         check_login(login, values, profile, population, t, findings, lists)
         population.count_novelty(profile, values)
         population.add(login, values)
-        profile.add(login, values)
+        profile.add(login, values, anchor=not is_exit(login, lists))
     rows = [{"account_id": acc} | profile.row() for acc, profile in profiles.items()]
     _upsert_replacing(session, _H, rows, ["account_id"])
 

@@ -281,7 +281,11 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
               for name, f in features.items() if name in rules.RISK_FEATURES
               for codes in (f.codes(),)}
 
-    located = np.flatnonzero(~np.isnan(lat_a) & ~np.isnan(lon_a))
+    anchors = ~np.isnan(lat_a) & ~np.isnan(lon_a)
+    if lists:  # an anonymising network's exit is never the next travel's start
+        anchors &= ~_exits(np, lists, features)
+    located = np.flatnonzero(anchors)
+    del anchors
     previous = np.full(n_rows, -1, dtype=np.int32)  # the account's last located login
     same = account[located[1:]] == account[located[:-1]]
     previous[located[1:][same]] = located[:-1][same]
@@ -367,6 +371,17 @@ def _listed(np: Any, lists: Reputation, features: dict[str, _Feature]) -> Any:
         known = np.array([test(v) for v in f.names] + [False], dtype=bool)
         marked |= known[f.codes()]  # the code -1 (no value) reads the last: False
     return marked
+
+
+def _exits(np: Any, lists: Reputation, features: dict[str, _Feature]) -> Any:
+    """Per login: whether its location is an anonymising network's exit
+    (`rules.is_exit`: by its network's category or its IP's lists), each distinct
+    value looked up once."""
+    ips, asns = features["ip"], features["asn"]
+    by_ip = np.array([rules.exit_address(lists, v) for v in ips.names] + [False], dtype=bool)
+    by_asn = np.array([rules.exit_network(lists, int(v)) for v in asns.names] + [False],
+                      dtype=bool)
+    return by_ip[ips.codes()] | by_asn[asns.codes()]  # code -1 (no value) reads False
 
 
 def _may_flag(np: Any, rows: slice, start: int, history: Any, features: dict[str, _Feature],

@@ -104,6 +104,14 @@ NETWORK_PRIOR_LOGINS = 1000
 MAX_VALUES = 1000
 
 
+# Findings that say a successful login was likely someone else's (novelty alone, a new
+# device or country, does not): such a login makes no device, address or network the
+# client's, in login detection and in screening.
+SUSPICIOUS_LOGINS = ("risky_login", "impossible_travel", "success_after_failures",
+                     "ip_reputation", "credential_stuffing", "password_spraying",
+                     "distributed_attack")
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """Defaults: docs/anomalies.md gives the source of each."""
@@ -255,8 +263,10 @@ class Profile:
         seen = values.get(value) if values else None
         return seen[0] if seen else 0
 
-    def add(self, login: Login, values: dict[str, str]) -> None:
-        """Count a login in (its ``values()``), once it has been judged."""
+    def add(self, login: Login, values: dict[str, str], *, anchor: bool = True) -> None:
+        """Count a login in (its ``values()``), once it has been judged. ``anchor``:
+        whether its location may be the next travel's start (not an anonymising
+        network's exit, `is_exit`)."""
         at = int(login.at.timestamp())
         for feature, value in values.items():
             known = self.features.setdefault(feature, {})
@@ -269,7 +279,7 @@ class Profile:
         self.n += 1
         if self.last_login_at is None or login.at > self.last_login_at:
             self.last_login_at = login.at
-        if login.lat is not None and login.lon is not None and (
+        if anchor and login.lat is not None and login.lon is not None and (
                 self.last is None or (login.at, login.id) > (self.last.at, self.last.id)):
             self.last = login
 
@@ -397,10 +407,28 @@ def _located_by(login: Login, reputation: Reputation) -> str | None:
     """What the IP's geolocation places, where an imported list says it is not the
     person: "exit" (Tor, VPN, proxy, hosting: the exit's place), "carrier" (a mobile
     network: its gateway's, and a roaming phone's is its home carrier's)."""
-    categories = {m.category for m in reputation.marks(login.ip, login.asn)}
-    if categories & set(ANONYMIZING):
+    if exit_address(reputation, login.ip) or (
+            login.asn is not None and exit_network(reputation, login.asn)):
         return "exit"
-    return "carrier" if "mobile" in categories else None
+    mobile = (login.asn is not None and reputation.category_of(login.asn) == "mobile") or any(
+        m.category == "mobile" for m in reputation.ip_marks(login.ip))
+    return "carrier" if mobile else None
+
+
+def exit_address(reputation: Reputation, ip: str) -> bool:
+    """Whether an address list calls the IP an anonymising network's."""
+    return reputation.anonymizing(ip)
+
+
+def exit_network(reputation: Reputation, asn: int) -> bool:
+    """Whether an ASN table calls the network an anonymising one."""
+    return reputation.category_of(asn) in ANONYMIZING
+
+
+def is_exit(login: Login, reputation: Reputation) -> bool:
+    """Whether the login's location is an anonymising network's exit: never the start
+    of the next travel (a VPN hop would hide the trip after it)."""
+    return bool(reputation) and _located_by(login, reputation) == "exit"
 
 
 def _travel(login: Login, prev: Login, km: float, seconds: float, t: Thresholds,
@@ -408,17 +436,17 @@ def _travel(login: Login, prev: Login, km: float, seconds: float, t: Thresholds,
             finding: Callable[[str, str, float, str, dict[str, Any]], None]) -> None:
     """impossible_travel between two located logins ``km`` apart, unless a network
     explains it: an anonymising network at either end (its exit is not the person:
-    anonymizing_network and risky_login weigh it); a mobile carrier at one end within
-    one country (carriers place subscribers anywhere in it) or with the same device at
-    both ends (a phone roaming on its home carrier, then on local Wi-Fi). Otherwise each
-    carrier end may be ``travel_mobile_km`` off."""
+    anonymizing_network and risky_login weigh it; nor is an exit the start of the next
+    travel, `is_exit`); a mobile carrier at one end within one country (carriers place
+    subscribers anywhere in it). Otherwise each carrier end may be ``travel_mobile_km``
+    off, and the same device at both ends makes it medium: possibly a phone roaming on
+    its home carrier (located at home), then on local Wi-Fi."""
     ends = (_located_by(prev, reputation), _located_by(login, reputation)) if reputation \
         else (None, None)
     if "exit" in ends:
         return
     carriers = ends.count("carrier")
-    if carriers and (prev.country == login.country
-                     or (login.device_id is not None and login.device_id == prev.device_id)):
+    if carriers and prev.country is not None and prev.country == login.country:
         return
     allowed = carriers * t.travel_mobile_km
     judged = km - allowed
@@ -427,16 +455,22 @@ def _travel(login: Login, prev: Login, km: float, seconds: float, t: Thresholds,
         return
     coarse = (f", {allowed:,.0f} km allowed for the mobile network's coarse location"
               if carriers else "")
+    # The same device at both ends with a carrier at one: a phone roaming on its home
+    # carrier is located at home, then on local Wi-Fi abroad. A device id is the
+    # client's to send and an intruder's to copy: a lesser finding, not none.
+    roaming = bool(carriers) and login.device_id is not None and (
+        login.device_id == prev.device_id)
     finding(
-        "impossible_travel", "high", round(speed, 1),
+        "impossible_travel", "medium" if roaming else "high", round(speed, 1),
         f"{km:,.0f} km from the previous successful login "
         f"({prev.country or '??'} -> {login.country or '??'}) in "
         f"{seconds / 60:,.0f} min: {speed:,.0f} km/h{coarse} "
         f"(threshold {t.travel_kmh:,.0f} km/h, distances under "
         f"{t.travel_min_km:,.0f} km and places the client logged in from before "
-        "ignored)",
+        "ignored)" + ("; the same device at both ends, on a mobile carrier at one: "
+                      "possibly a phone roaming on its home carrier" if roaming else ""),
         {"km": round(km, 1), "kmh": round(speed, 1), "threshold_kmh": t.travel_kmh,
-         "coarse_km": allowed,
+         "coarse_km": allowed, "possibly_roaming": roaming,
          "previous_login_id": prev.id, "previous_at": prev.at.isoformat(),
          "previous_country": prev.country, "previous_city": prev.city,
          "previous_ip": prev.ip, "country": login.country, "city": login.city},

@@ -641,6 +641,15 @@ class Reputation:
         number = parse_number(ip)
         return number is not None and next(self._holding(number), None) is not None
 
+    def anonymizing(self, ip: str) -> bool:
+        """Whether an anonymising list (Tor, VPN, proxy, hosting) holds this IP (nothing
+        built or cached: the full run asks once per distinct IP)."""
+        if not any(view.category in ANONYMIZING for view, *_ in self._ranges):
+            return False
+        number = parse_number(ip)
+        return number is not None and any(
+            view.category in ANONYMIZING for view, *_ in self._holding(number))
+
     def _holding(self, number: int) -> Iterator[tuple[ListView, list[int], list[int],
                                                       list[str | None], int]]:
         """The address lists whose ranges hold ``number``, with the range's index (one

@@ -95,6 +95,7 @@ from polysec_tui.db.models import (
 from polysec_tui.db.types import UTCDateTime
 from polysec_tui.errors import InputError
 from polysec_tui.services.feed.ingest import driver_insert
+from polysec_tui.services.logins.rules import SUSPICIOUS_LOGINS
 from polysec_tui.services.networks import reputation
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
@@ -147,11 +148,6 @@ USUAL, USUAL_NETWORK, UNKNOWN, FLAGGED = (
     "an unknown device or network", "a session the login detectors flagged")
 TRUST_FACTORS = {USUAL: 0.25, USUAL_NETWORK: 0.6, UNKNOWN: 1.0, FLAGGED: 1.5}
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
-# Login findings that say a successful login was likely not the client's (novelty alone,
-# a new device or country, does not).
-SUSPICIOUS_LOGINS = ("risky_login", "impossible_travel", "success_after_failures",
-                     "ip_reputation", "credential_stuffing", "password_spraying",
-                     "distributed_attack")
 BATCH = 20_000
 PARALLEL_FROM = 3  # batches of backlog from which worker processes pay off
 SQLITE_CACHE_KIB = 65_536  # page cache of the screening connection
