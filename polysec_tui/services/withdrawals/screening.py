@@ -1408,10 +1408,10 @@ def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig) -> Hit | No
     factor = 1.5 if by_count and hour >= cfg.velocity_count else 1.0
     # A burst that pays only destinations the account had paid before it (not held) is
     # a client's salary day, not a drain: an intruder gains nothing there.
-    before = {sanctions.address_key(e.address) for e in past
-              if e.at <= start and e.status in ("pending", "approved")}
-    burst_to = {sanctions.address_key(e.address) for e in past if e.at > start}
-    known = (burst_to | {sanctions.address_key(row.address)}) <= before
+    paid = {e.address for e in past if e.at <= start and e.status in ("pending", "approved")}
+    burst_to = {e.address for e in past if e.at > start} | {row.address}
+    known = {sanctions.address_key(a) for a in burst_to} <= {
+        sanctions.address_key(a) for a in paid}
     if known:
         factor *= cfg.known_burst_factor
     why = [f"at or above the limit of {cfg.velocity_count} withdrawals and above this "
@@ -1421,13 +1421,13 @@ def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig) -> Hit | No
            if by_sum else ""]
     burst = f", {hour} of them within the hour (x 1.5)" if by_count and (
         hour >= cfg.velocity_count) else ""
-    paid = (f"; every one to a destination the account had paid before the window "
-            f"(x {cfg.known_burst_factor:g})" if known else "")
+    to_known = (f"; every one to a destination the account had paid before the window "
+                f"(x {cfg.known_burst_factor:g})" if known else "")
     weight = cfg.weight("velocity")
     return Hit("velocity", round(weight * factor, 2),
                f"{count} withdrawal(s) totalling {fmt_amount(total)} {row.asset} in "
                f"{cfg.velocity_window_hours} h including this one{burst}: "
-               + "; ".join(w for w in why if w) + paid,
+               + "; ".join(w for w in why if w) + to_known,
                {"known_destinations": known, "count": count, "sum": fmt_amount(total),
                 "hours": cfg.velocity_window_hours,
                 "within_hour": hour, "usual_busiest": usual})
@@ -1765,18 +1765,23 @@ def _dormant(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfig,
     woke_sent = (select(sent.requested_at).where(*earlier, sent.requested_at >= window_start)
                  .order_by(sent.requested_at).limit(1).scalar_subquery())
     weight = cfg.weight("dormant")
+    idle = timedelta(days=cfg.dormant_days)
+    lasts: dict[int, datetime] = {}
     for chunk in _chunks(missing):
-        for wid, login_at, sent_at, woke_at, woke_by_sent in conn.execute(
-                select(w.id, last_login, last_sent, woke_login, woke_sent)
-                .where(w.id.in_(chunk))):
+        for wid, login_at, sent_at in conn.execute(
+                select(w.id, last_login, last_sent).where(w.id.in_(chunk))):
             known = [t for t in (login_at, sent_at) if t is not None]
-            if not known:
-                continue
-            last = max(known)
+            # The waking comes before the request: idle until then at most.
+            if known and rows[wid].requested_at - max(known) > idle:
+                lasts[wid] = max(known)
+    for chunk in _chunks(sorted(lasts)):
+        for wid, woke_at, woke_by_sent in conn.execute(
+                select(w.id, woke_login, woke_sent).where(w.id.in_(chunk))):
+            last = lasts[wid]
             row = rows[wid]
             woke = min((t for t in (woke_at, woke_by_sent) if t is not None),
                        default=row.requested_at)
-            if woke - last <= timedelta(days=cfg.dormant_days):
+            if woke - last <= idle:
                 continue
             hours = (row.requested_at - woke).total_seconds() / 3600
             fade = cfg.reactivation_fade(hours)
