@@ -521,8 +521,8 @@ class DemoGenerator:
 
     def _withdrawal(self, account: str, at: datetime, asset: Asset, amount: Decimal,
                     available: Decimal, address: str, label: str | None, ip: str,
-                    device_id: str | None, login_id: str) -> str:
-        ident = self._new_id("wdr")
+                    device_id: str | None, login_id: str, ident: str | None = None) -> str:
+        ident = ident or self._new_id("wdr")
         rec: Record = {
             "id": ident, "account": account, "at": iso_z(at), "asset": asset.code,
             "amount": amount_text(amount, asset.places),
@@ -764,19 +764,12 @@ class DemoGenerator:
     def _habit_withdrawal(self, p: Profile, at: datetime, asset: Asset, amount: Decimal,
                           available: Decimal, address: str, label: str | None, ip: str,
                           device: Device, login_id: str) -> None:
+        # An id from the habits' own generator: the main one's draws stay as they were.
         while (ident := f"wdr_{self.habit_rng.getrandbits(64):016x}") in self._ids:
             pass
         self._ids.add(ident)
-        rec: Record = {
-            "id": ident, "account": p.ext_id, "at": iso_z(at), "asset": asset.code,
-            "amount": amount_text(amount, asset.places),
-            "available_balance": amount_text(available, asset.places),
-            "address": address, "ip": ip, "login_id": login_id,
-            "device_id": device.device_id,
-        }
-        if label:
-            rec["address_label"] = label
-        self._withdrawals.append((at, ident, rec))
+        self._withdrawal(p.ext_id, at, asset, amount, available, address, label, ip,
+                         device.device_id, login_id, ident)
 
     def _routine_withdrawal(self, p: Profile, t: datetime, ip: str, device: Device,
                             login_id: str) -> None:
