@@ -130,7 +130,7 @@ def _behaviour(spec: DemoSpec, profile: Any, at: datetime, asn: int | None,
     if trip is not None and trip.first_day <= day <= trip.last_day:
         return ("on a trip, roaming on the home SIM" if asn == profile.country.mobile.asn
                 else "on a trip")
-    if profile.payday and at.day == 25 and "velocity" in rules:
+    if profile.payday == at.day and "velocity" in rules:
         return "salary-day burst"
     if profile.sweeper and "drains_balance" in rules:
         return "sweep to their own wallet"

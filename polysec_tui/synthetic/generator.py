@@ -49,7 +49,8 @@ VPN_SHARE = 0.04  # clients with a commercial VPN ...
 VPN_SESSIONS = 0.3  # ... on for this share of their sessions at home (not on the phone)
 ROAMING_SHARE = 0.5  # sessions abroad on the home SIM rather than local Wi-Fi or SIM
 SWEEPER_SHARE = 0.05  # clients (with a saved wallet) who sweep their whole balance to it
-PAYDAY_SHARE = 0.03  # clients who pay out in a burst on salary day
+PAYDAY_SHARE = 0.03  # clients who pay out in a burst on salary day ...
+PAYDAYS = (1, 15, 25, 28)  # ... one of these days of the month
 # The exchange's servers (round-trip times grow with the distance from them).
 EXCHANGE_LAT, EXCHANGE_LON = 50.11, 8.68
 
@@ -206,7 +207,7 @@ class Profile:
     trip: Trip | None = None
     vpn: Hosting | None = None  # a commercial VPN the client turns on now and then
     sweeper: bool = False  # sweeps the whole balance to their own wallet now and then
-    payday: bool = False  # pays out in a burst of withdrawals on salary day
+    payday: int | None = None  # the day of the month the client pays out in a burst
     sweep_days: set[int] = field(default_factory=set)  # days the client swept
     paydays: set[int] = field(default_factory=set)  # salary days already paid out
     known_devices: set[str] = field(default_factory=set)
@@ -319,7 +320,8 @@ class DemoGenerator:
         for profile in self.profiles:
             saved = any(label for payout in profile.payouts[:1] for _a, label in payout.addresses)
             profile.sweeper = saved and self.habit_rng.random() < SWEEPER_SHARE
-            profile.payday = bool(profile.payouts) and self.habit_rng.random() < PAYDAY_SHARE
+            if profile.payouts and self.habit_rng.random() < PAYDAY_SHARE:
+                profile.payday = self.habit_rng.choice(PAYDAYS)
         self._logins_done = False
 
     # ------------------------------------------------------------------ identifiers
@@ -724,14 +726,15 @@ class DemoGenerator:
                                               "new_domain": rng.choice(p.country.domains)})
         if p.payouts and rng.random() < p.p_withdraw:
             self._routine_withdrawal(p, t, ip, device, login_id)
-        if p.sweeper or p.payday:
+        if p.sweeper or p.payday is not None:
             self._habit_withdrawals(p, t, ip, device, login_id)
 
     def _habit_withdrawals(self, p: Profile, t: datetime, ip: str, device: Device,
                            login_id: str) -> None:
         """The payout habits that look like an intruder's: a sweep of the whole balance
-        to the client's own saved wallet (at most every five days), and salary day (the
-        25th): four to six withdrawals within the hour to the client's usual addresses."""
+        to the client's own saved wallet (at most every five days), and salary day (their
+        day of the month): four to six withdrawals within the hour to the client's usual
+        addresses."""
         rng, day = self.habit_rng, self._day_index(t)
         if p.sweeper and not any(abs(day - d) < 5 for d in p.sweep_days) and (
                 rng.random() < 0.3):
@@ -745,7 +748,7 @@ class DemoGenerator:
                 p.sweep_days.add(day)
                 self._habit_withdrawal(p, at, payout.asset, amount, available, address,
                                        name, ip, device, login_id)
-        if p.payday and t.day == 25 and day not in p.paydays:
+        if p.payday == t.day and day not in p.paydays:
             p.paydays.add(day)
             at = t
             for _ in range(rng.randint(4, 6)):

@@ -156,18 +156,22 @@ def test_a_campaign_that_rotates_user_agents_is_seen_by_its_addresses(runtime):
         if ext.startswith("atk-"):
             x = {**x, "user_agent": f"Mozilla/5.0 (rotated {ext})"}
         if ext == "stolen":  # from the address atk-3 failed on C3 from
-            x = {**x, "ip": "100.64.3.7", "asn": 64503, "user_agent": "Mozilla/5.0 (x)"}
+            x = {**x, "ip": "100.64.3.7", "asn": 64503, "user_agent": "Mozilla/5.0 (x)",
+                 "device_id": "dev-bot"}
         rotated.append(x)
     rotated += [
         login("mine-typo", "C20", success=False, at=_at(40), ip="100.98.1.1", asn=64998),
         login("mine", "C20", at=_at(40.5), ip="100.98.1.1", asn=64998),
+        # A subscriber of a carrier whose shared address the campaign also used (atk-4's),
+        # on mobile data for the first time, with the phone it always logs in with.
+        login("neighbour", "C21", at=_at(41), ip="100.64.4.8", asn=64504, device_id="dev-1"),
     ]
     ingest_records(runtime, "accounts", accounts)
     ingest_records(runtime, "logins", rotated)
     anomalies.analyze(runtime, CRON)
     found = _found(runtime)
     assert found["stolen"] == "critical" and found["atk-3"] == "medium"
-    assert "mine" not in found
+    assert "mine" not in found and "neighbour" not in found
     with runtime.sessions() as s:
         (text,) = s.scalars(select(LoginAnomaly.explanation).join(
             LoginEvent, LoginEvent.id == LoginAnomaly.login_event_id)

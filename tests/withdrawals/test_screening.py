@@ -98,7 +98,7 @@ def test_the_amount_rules_weigh_a_quarter_to_the_clients_own_wallet(rt: Runtime)
     as the request, is the client's own wallet: sweeping the whole balance to it weighs
     a quarter, unless something says the session is a stranger's."""
     # HOME_ADDRESS was paid for a week (build_history): not yet the client's own wallet.
-    request(rt, "T3", available_balance="0.36", ago=timedelta(days=1))
+    request(rt, "T3", available_balance="0.36", ago=timedelta(days=6))
     assert hit_scores(rt, "T3")["drains_balance"] == 25
     ingest(rt, "withdrawals", *(
         withdrawal(f"OLD-{d}", at=iso(timedelta(days=d)), amount="0.1",
@@ -109,10 +109,11 @@ def test_the_amount_rules_weigh_a_quarter_to_the_clients_own_wallet(rt: Runtime)
         "in all, and nothing says this session is a stranger's (x 0.25)")
     assert hit_scores(rt, "T4")["drains_balance"] == 6.25
     # Twice as much as the old payments: dust does not make a wallet.
-    request(rt, "T5", amount="0.45", available_balance="0.46", ago=timedelta(days=2))
+    request(rt, "T5", amount="0.45", available_balance="0.46", ago=timedelta(days=3))
     assert hit_scores(rt, "T5")["drains_balance"] == 25
     # A stranger's session sweeping to the wallet is judged whole.
-    request(rt, "T6", ip="198.51.100.7", available_balance="0.36", ago=timedelta(days=3))
+    request(rt, "T6", ip="198.51.100.7", available_balance="0.36",
+            ago=timedelta(days=4, hours=12))
     assert hit_scores(rt, "T6")["drains_balance"] == 25
 
 
@@ -134,20 +135,45 @@ def test_a_month_old_save_from_the_usual_device_is_the_clients_own_wallet(
     assert hit_scores(rt, "T8")["drains_balance"] == 25
 
 
-def test_a_burst_to_destinations_paid_before_is_a_salary_day(rt: Runtime) -> None:
+def test_a_salary_day_burst_to_the_clients_own_wallet(rt: Runtime) -> None:
+    """velocity is one of the amount rules the own wallet explains; a burst split to a
+    planted wallet is judged as its sum against what was paid there before."""
+    ingest(rt, "withdrawals", *(
+        withdrawal(f"OLD-{d}", at=iso(timedelta(days=d)), amount="0.1",
+                   address=HOME_ADDRESS, available_balance="5") for d in (16, 20)))
     ingest(rt, "withdrawals", *(withdrawal(f"PAY-{i}", at=iso(timedelta(minutes=50 - i)),
                                            amount="0.01", address=HOME_ADDRESS,
                                            available_balance="5") for i in range(5)))
     screening.screen(rt, CRON)
-    assert hits(rt, "PAY-4")["velocity"].endswith(
-        "every one to a destination the account had paid before the window (x 0.5)")
-    assert hit_scores(rt, "PAY-4")["velocity"] == 18.75  # 25 x 1.5 (within the hour) x 0.5
-    # One of them to a new address: the burst is judged whole.
-    ingest(rt, "withdrawals", withdrawal("PAY-5", at=iso(timedelta(minutes=44)),
-                                         amount="0.01", address="bc1qelsewhere",
-                                         available_balance="5"))
+    paid = hits(rt, "PAY-4")["velocity"]
+    assert "; every destination of the burst had been paid as much before the window " \
+           "(x 0.5)" in paid and paid.endswith("is a stranger's (x 0.25)")
+    # 25 x 1.5 (within the hour) x 0.5 (places paid as much before) x 0.25 (own wallet)
+    assert hit_scores(rt, "PAY-4")["velocity"] == 4.69
+    # Parts of 0.15 to the same wallet, each under half of the 0.2 paid there before,
+    # but 0.3 and more together: whole from the second part on.
+    ingest(rt, "withdrawals", *(withdrawal(f"PART-{i}", at=iso(timedelta(minutes=30 - i)),
+                                           amount="0.15", address=HOME_ADDRESS,
+                                           available_balance="0.16") for i in range(3)))
     screening.screen(rt, CRON)
-    assert hit_scores(rt, "PAY-5")["velocity"] == 37.5
+    assert hit_scores(rt, "PART-2")["drains_balance"] == 25
+
+
+def test_dust_paid_ahead_buys_no_discount(rt: Runtime) -> None:
+    """An intruder who paid their address dust the day before: their burst there is not
+    a salary day, and their new address on the victim's own ISP keeps its whole weight
+    (the amount rules fired for an address that is not the client's own wallet)."""
+    ingest(rt, "withdrawals", withdrawal("DUST", at=iso(timedelta(hours=30)),
+                                         amount="0.0001", address="bc1qtheirs",
+                                         available_balance="5"))
+    ingest(rt, "withdrawals", *(withdrawal(f"B-{i}", at=iso(timedelta(minutes=70 - i)),
+                                           amount="0.5", address="bc1qtheirs",
+                                           available_balance="5") for i in range(4)))
+    found = request(rt, "T1", ip="203.0.113.99", login_extra={"asn": 3320},
+                    address="bc1qtheirs", amount="0.5")
+    assert "paid as much before" not in found["velocity"]
+    assert hit_scores(rt, "T1")["velocity"] == 37.5
+    assert hit_scores(rt, "T1")["ip_not_seen"] == 20 and status(rt, "T1") == "held"
 
 
 def test_a_login_flagged_as_someone_elses_vouches_for_nothing(rt: Runtime) -> None:

@@ -118,7 +118,7 @@ def _judge_hour(session: Session, hour: int, by_hour: dict[int, list[Any]], t: T
     per_source = Counter(f.ip for f in failed)
     few = [f for f in failed if per_source[f.ip] <= t.campaign_max_per_source]
     known = _known_addresses(session, few)
-    spread = [f for f in few if (f.account_id, f.ip) not in known]
+    spread = [f for f in few if f.id not in known]
     targets = {f.account_id for f in failed}
     if len(targets) < t.campaign_min_accounts or len(spread) < t.campaign_share * len(failed):
         return
@@ -165,28 +165,33 @@ def _judge_hour(session: Session, hour: int, by_hour: dict[int, list[Any]], t: T
             f"from successfully, {how}: {what}", details))
 
 
-def _known_addresses(session: Session, failed: list[Any]) -> set[tuple[uuid.UUID, str]]:
-    """Of the (account, address) pairs of ``failed``, those the account had logged in
-    from successfully before."""
+def _known_addresses(session: Session, failed: list[Any]) -> set[int]:
+    """Of ``failed``, the ids of those from an address their account had logged in from
+    successfully before them (before: so that a later success does not change what a
+    run decided, and increments find what a full run finds)."""
     e = LoginEvent
     pairs = {(f.account_id, f.ip) for f in failed}
     accounts = sorted({a for a, _ip in pairs}, key=str)
-    known: set[tuple[uuid.UUID, str]] = set()
+    first: dict[tuple[uuid.UUID, str], datetime] = {}
     for i in range(0, len(accounts), CHUNK):
-        known.update((a, ip) for a, ip in session.execute(
-            select(e.account_id, e.ip).distinct().where(
-                e.account_id.in_(accounts[i:i + CHUNK]), e.success == true()))
-            if (a, ip) in pairs)
-    return known
+        for a, ip, at in session.execute(
+                select(e.account_id, e.ip, func.min(e.at))
+                .where(e.account_id.in_(accounts[i:i + CHUNK]), e.success == true())
+                .group_by(e.account_id, e.ip)):
+            if (a, ip) in pairs:
+                first[(a, ip)] = at
+    return {f.id for f in failed
+            if (seen := first.get((f.account_id, f.ip))) is not None and seen < f.at}
 
 
 def _new_network_successes(session: Session, hour: int, signature: set[str],
                            targets_of: dict[str, set[uuid.UUID]]) -> list[tuple[Any, str]]:
-    """The successful logins of the hour with one of the campaign's user agents or from
+    """The successful logins of the hour with one of the campaign's user agents, or from
     one of its addresses that failed on another account (``targets_of``: the accounts
-    each address failed on), each from a network (ASN; the address without one) its
-    account had not logged in from successfully before (a new address on the client's
-    own carrier is not enough), with how they belong to the campaign."""
+    each address failed on) with a device new to the account, each from a network (ASN;
+    the address without one) its account had not logged in from successfully before (a
+    new address on the client's own carrier is not enough), with how they belong to
+    the campaign."""
     now, before = aliased(LoginEvent, name="now"), aliased(LoginEvent, name="before")
     known = select(before.id).where(
         before.account_id == now.account_id, before.success == true(), before.at < now.at,
@@ -199,11 +204,17 @@ def _new_network_successes(session: Session, hour: int, signature: set[str],
                 select(now.id, now.account_id, now.at, now.ip, now.asn)
                 .where(*in_hour, now.user_agent.in_(sorted(signature)), ~known)):
             found[s.id] = (s, "with the user agent of the campaign on the platform")
+    # By address, only a device the account never logged in with (or none): a carrier's
+    # shared address carries the campaign's proxies and genuine subscribers alike.
+    device_known = select(before.id).where(
+        before.account_id == now.account_id, before.success == true(), before.at < now.at,
+        before.device_id == now.device_id).exists()
     addresses = sorted(targets_of)
     for i in range(0, len(addresses), CHUNK):
         for s in session.execute(
                 select(now.id, now.account_id, now.at, now.ip, now.asn)
-                .where(*in_hour, now.ip.in_(addresses[i:i + CHUNK]), ~known)):
+                .where(*in_hour, now.ip.in_(addresses[i:i + CHUNK]), ~known,
+                       or_(now.device_id.is_(None), ~device_known))):
             if targets_of[s.ip] <= {s.account_id}:
                 continue  # a client's own typo, then their success, from a new network
             found.setdefault(s.id, (s, "from an address that failed on other accounts in "

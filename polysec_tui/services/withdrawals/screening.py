@@ -196,7 +196,7 @@ class ScreeningConfig:
     own_wallet_payments: int = 2  # a destination paid this often, each payment ...
     own_wallet_days: int = 14  # ... this long before: the client's own wallet ...
     own_wallet_factor: float = 0.25  # ... where the amount rules weigh this share
-    known_burst_factor: float = 0.5  # velocity of a burst to destinations paid before
+    known_burst_factor: float = 0.5  # velocity of a burst to places paid as much before
     usual_network_factor: float = 0.25  # ip_not_seen on the account's own network
     dormant_days: int = 90
     dormant_grace_hours: int = 24
@@ -1024,7 +1024,8 @@ def _batch_rows(conn: Connection, in_batch: Any, cfg: ScreeningConfig) -> dict[i
     active = case(  # a CASE, so that the second probe runs only when the first fails
         (logins(past.at >= active_from, past.at < grace_start), one),
         (select(h.id).where(h.account_id == w.account_id, h.requested_at >= active_from,
-                            h.requested_at < grace_start, h.status != "rejected").exists(),
+                            h.requested_at < grace_start,
+                            h.status.in_(("pending", "approved"))).exists(),
          one),
         else_=zero)
     earlier = and_(h.account_id == w.account_id, h.status != "rejected",
@@ -1406,12 +1407,7 @@ def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig) -> Hit | No
     if not (by_count or by_sum):
         return None
     factor = 1.5 if by_count and hour >= cfg.velocity_count else 1.0
-    # A burst that pays only destinations the account had paid before it (not held) is
-    # a client's salary day, not a drain: an intruder gains nothing there.
-    paid = {e.address for e in past if e.at <= start and e.status in ("pending", "approved")}
-    burst_to = {e.address for e in past if e.at > start} | {row.address}
-    known = {sanctions.address_key(a) for a in burst_to} <= {
-        sanctions.address_key(a) for a in paid}
+    known = _paid_as_much_before(row, past, start)
     if known:
         factor *= cfg.known_burst_factor
     why = [f"at or above the limit of {cfg.velocity_count} withdrawals and above this "
@@ -1421,8 +1417,8 @@ def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig) -> Hit | No
            if by_sum else ""]
     burst = f", {hour} of them within the hour (x 1.5)" if by_count and (
         hour >= cfg.velocity_count) else ""
-    to_known = (f"; every one to a destination the account had paid before the window "
-                f"(x {cfg.known_burst_factor:g})" if known else "")
+    to_known = (f"; every destination of the burst had been paid as much before the "
+                f"window (x {cfg.known_burst_factor:g})" if known else "")
     weight = cfg.weight("velocity")
     return Hit("velocity", round(weight * factor, 2),
                f"{count} withdrawal(s) totalling {fmt_amount(total)} {row.asset} in "
@@ -1431,6 +1427,25 @@ def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig) -> Hit | No
                {"known_destinations": known, "count": count, "sum": fmt_amount(total),
                 "hours": cfg.velocity_window_hours,
                 "within_hour": hour, "usual_busiest": usual})
+
+
+def _paid_as_much_before(row: _Row, past: list[_Earlier], start: datetime) -> bool:
+    """Whether the burst (this request and the window's withdrawals since ``start``)
+    sends each of its destinations no more than the account had paid there before the
+    window, in payments not held: a salary day to the client's usual places, not a
+    drain (a dust payment made ready does not cover a burst)."""
+    before: dict[str, Decimal] = defaultdict(Decimal)
+    now: dict[str, Decimal] = defaultdict(Decimal)
+    keys: dict[str, str] = {}
+    for e in past:
+        key = keys.get(e.address) or keys.setdefault(e.address,
+                                                     sanctions.address_key(e.address))
+        if e.at > start:
+            now[key] += e.amount
+        elif e.status in ("pending", "approved"):
+            before[key] += e.amount
+    now[sanctions.address_key(row.address)] += row.amount
+    return all(before.get(key, Decimal(0)) >= sent for key, sent in now.items())
 
 
 def _usual_pace(past: list[_Earlier], start: datetime, width: timedelta) -> int:
@@ -1741,7 +1756,7 @@ def _dormant(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfig,
     between ``dormant_days`` and the window for most rows; for the others the last
     activity before the window and the first in it (index seeks on ``(account_id, at)``
     and ``(account_id, requested_at)``) decide. Logins the detectors judged likely
-    someone else's are not activity, nor are withdrawals officers rejected. Only a known
+    someone else's are not activity, nor are withdrawals held or rejected. Only a known
     earlier activity makes an account dormant: an account whose history the console has
     never seen is new to it, not asleep."""
     missing = [wid for wid, r in rows.items() if not r.active]
@@ -1752,7 +1767,8 @@ def _dormant(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfig,
     sent = aliased(Withdrawal, name="sent")
     window_start = shifted(w.requested_at, -cfg.reactivation_hours * 3600)
     logins = (seen.account_id == w.account_id, seen.success.is_(True), _not_suspicious(seen))
-    earlier = (sent.account_id == w.account_id, sent.id != w.id, sent.status != "rejected",
+    earlier = (sent.account_id == w.account_id, sent.id != w.id,
+               sent.status.in_(("pending", "approved")),
                or_(sent.requested_at < w.requested_at,
                    and_(sent.requested_at == w.requested_at, sent.id < w.id)))
     last_login = (select(seen.at).where(*logins, seen.at < window_start)
@@ -1878,8 +1894,10 @@ def _clients_normal(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCo
     - ``ip_not_seen`` weighs ``usual_network_factor`` when the request comes from a
       network (ASN) and a country the account logs in from (carriers and ISPs hand out a
       new address each session), unless the request is theft-shaped: a new destination,
-      a security change, or the balance drained other than to the client's own wallet
-      (an intruder on the victim's own ISP must not buy a discount with it)."""
+      a security change, structuring, or an amount rule (the balance drained, a burst
+      other than to places paid as much before, an unusual amount) other than to the
+      client's own wallet (an intruder on the
+      victim's own ISP must not buy a discount with it)."""
     amounts = [wid for wid, found in hits.items()
                if wid in rows and any(h.rule in OWN_WALLET_RULES for h in found)]
     own = _own_wallets(conn, {wid: rows[wid] for wid in amounts}, cfg)
@@ -1888,8 +1906,11 @@ def _clients_normal(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCo
         if row is None:
             continue
         fired = {h.rule for h in found}
-        theft = fired & {"new_destination", "security_change_hold"} or (
-            "drains_balance" in fired and wid not in own)
+        # A burst to places paid as much before is a salary day, not a theft.
+        by_amount = {h.rule for h in found if h.rule in OWN_WALLET_RULES
+                     and not (h.rule == "velocity" and h.details.get("known_destinations"))}
+        theft = fired & {"new_destination", "security_change_hold", "structuring"} or (
+            by_amount and wid not in own)
         usual = ("ip_not_seen" in fired and not theft and row.asn is not None
                  and row.asn_seen and row.country is not None and row.country_seen)
         stranger = fired & set(STRANGER_SIGNS) - ({"ip_not_seen"} if usual else set())
@@ -1915,35 +1936,47 @@ def _clients_normal(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCo
 def _own_wallets(conn: Connection, rows: Mapping[int, _Row],
                  cfg: ScreeningConfig) -> dict[int, str]:
     """Of ``rows``, those whose destination is the client's own wallet, and why: paid
-    ``own_wallet_payments`` times, every one of those payments at least
-    ``own_wallet_days`` before the request and not held, together at least half as much
-    as this request (dust does not make a wallet); or saved in the address book from the
+    ``own_wallet_payments`` times in ``amount_history_days``, every one of those payments
+    at least ``own_wallet_days`` before the request and not held, together at least half
+    as much as this request and the ones to it in the velocity window before (dust does
+    not make a wallet, splitting does not shrink a drain); or saved in the address book from the
     client's usual device and network at least ``address_book_trusted_days`` before."""
     if not rows:
         return {}
     w, h = Withdrawal, aliased(Withdrawal, name="h")
     old_enough = shifted(w.requested_at, -cfg.own_wallet_days * 86_400)
-    ok = h.status.in_(("pending", "approved"))
-    paid: dict[int, tuple[int, Decimal, datetime]] = {}
+    window = shifted(w.requested_at, -cfg.velocity_window_hours * 3600)
+    ok = and_(h.status.in_(("pending", "approved")), h.requested_at <= old_enough)
+    recent = and_(h.status != "rejected", h.requested_at > window)
+    earlier = or_(h.requested_at < w.requested_at,
+                  and_(h.requested_at == w.requested_at, h.id < w.id))
+    paid: dict[int, tuple[int, Decimal, datetime, Decimal]] = {}
     for chunk in _chunks(list(rows)):
-        # The status is tested in the aggregates: as a join condition it led SQLite's
-        # planner to walk the status index over the whole table.
-        for wid, count, total, since in conn.execute(
+        # The statuses and ages are tested in the aggregates: as join conditions they
+        # led SQLite's planner to walk the status index over the whole table.
+        for wid, count, total, since, burst in conn.execute(
                 select(w.id, func.count(case((ok, h.id))), func.sum(case((ok, h.amount))),
-                       func.min(case((ok, h.requested_at))))
-                .join(h, and_(h.account_id == w.account_id, h.requested_at <= old_enough,
-                              h.asset == w.asset, h.address == w.address))
+                       func.min(case((ok, h.requested_at))),
+                       func.sum(case((recent, h.amount))))
+                .join(h, and_(h.account_id == w.account_id, h.requested_at <= w.requested_at,
+                              h.requested_at >= shifted(
+                                  w.requested_at, -cfg.amount_history_days * 86_400),
+                              earlier, h.asset == w.asset, h.address == w.address))
                 .where(w.id.in_(chunk)).group_by(w.id)):
             if since is not None:
                 # SQLite sums a NUMERIC column as a float (shown to its last binary digit).
-                paid[wid] = (int(count), Decimal(str(float(total or 0))), since)
+                paid[wid] = (int(count), Decimal(str(float(total or 0))), since,
+                             Decimal(str(float(burst or 0))))
     saves, _when = _saves_in_force(conn, list(rows))
     origin = _change_origins(conn, sorted({event for event, _at in saves.values()}), cfg)
     own: dict[int, str] = {}
     for wid, row in rows.items():
-        count, total, since = paid.get(wid, (0, Decimal(0), row.requested_at))
+        count, total, since, burst = paid.get(wid, (0, Decimal(0), row.requested_at,
+                                                    Decimal(0)))
         saved = saves.get(wid)
-        if count >= max(1, cfg.own_wallet_payments) and total * 2 >= row.amount:
+        # Half of what goes there now, this request and the window's before it: an
+        # amount split into parts is judged whole.
+        if count >= max(1, cfg.own_wallet_payments) and total * 2 >= row.amount + burst:
             own[wid] = (f"a destination this account paid {count} times from "
                         f"{_fmt_time(since)}, {fmt_amount(total)} {row.asset} in all")
         elif saved is not None and origin.get(saved[0]) == USUAL and (
