@@ -499,6 +499,36 @@ def test_travel_is_judged_by_what_the_network_says_of_the_place(staff: Staff) ->
     assert set(_travels(rt)) == {f"{a}-2" for a in cases} | {"HOP-3"}
 
 
+def test_an_exit_teaches_the_profile_no_place_of_the_client(staff: Staff) -> None:
+    """A VPN session's New York exit does not make New York a place of the client's: an
+    intruder logging in from a New York ISP twenty minutes after the client's Berlin
+    login is impossible travel, in an incremental run and a full one alike (the exit's
+    country still counts: a client who always uses their VPN appears from there)."""
+    rt = staff.rt
+    _import(staff, MOBILE_TABLE, "asn-types")
+    ingest(rt, "accounts", account("V"))
+    ingest(rt, "logins",
+           *(login(f"V-h{d}", "V", at=iso(timedelta(days=d + 3))) for d in range(6)),
+           login("V-vpn", "V", at=iso(timedelta(days=2)), ip="5.181.234.10", asn=9009,
+                 **NEW_YORK),
+           login("V-home", "V", at=iso(timedelta(hours=3))),
+           login("V-intruder", "V", at=iso(timedelta(hours=2, minutes=40)),
+                 ip="198.51.100.20", asn=7922, device_id="dev-x", **NEW_YORK))
+
+    def kinds() -> set[str]:
+        with rt.sessions() as s:
+            return set(s.scalars(
+                select(LoginAnomaly.kind)
+                .join(LoginEvent, LoginEvent.id == LoginAnomaly.login_event_id)
+                .where(LoginEvent.external_id == "V-intruder")))
+
+    anomalies.analyze(rt, CRON)
+    incremental = kinds()
+    assert "impossible_travel" in incremental
+    anomalies.analyze(rt, CRON, full=True)
+    assert kinds() == incremental
+
+
 def test_the_command(staff: Staff, tmp_path: Path, db_url: str, capsys,
                      monkeypatch) -> None:
     if not db_url.startswith("sqlite"):

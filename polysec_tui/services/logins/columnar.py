@@ -205,6 +205,7 @@ class _Feature:
     earlier: NDArray[np.int32]
     table: NDArray[np.int32]
     source: NDArray[np.int32]
+    counted: NDArray[np.bool_] | None = None  # logins that count in the history (all)
 
     def codes(self, where: Any = slice(None)) -> NDArray[np.int32]:
         codes: NDArray[np.int32] = self.table[self.source[where]]
@@ -275,17 +276,22 @@ def profile_pass_full(session: Session, hi: int, t: rules.Thresholds,
     history = rows - np.maximum.accumulate(np.where(first, rows, 0))  # logins before
     del rows
 
-    features = {name: _feature(np, *_codes_of(np, name, raw, raw_values), account)
+    # An anonymising network's exit is never the next travel's start, and its place is
+    # not the client's (`rules.Profile.add`).
+    exits = _exits(np, lists, raw, raw_values) if lists else None
+    features = {name: _feature(np, *_codes_of(np, name, raw, raw_values), account,
+                               None if exits is None or name not in rules.PLACE_FEATURES
+                               else ~exits)
                 for name in rules.PROFILE_FEATURES}
     counts = {name: np.bincount(codes[codes >= 0], minlength=len(f.names))
               for name, f in features.items() if name in rules.RISK_FEATURES
               for codes in (f.codes(),)}
 
     anchors = ~np.isnan(lat_a) & ~np.isnan(lon_a)
-    if lists:  # an anonymising network's exit is never the next travel's start
-        anchors &= ~_exits(np, lists, features)
+    if exits is not None:
+        anchors &= ~exits
     located = np.flatnonzero(anchors)
-    del anchors
+    del anchors, exits
     previous = np.full(n_rows, -1, dtype=np.int32)  # the account's last located login
     same = account[located[1:]] == account[located[:-1]]
     previous[located[1:][same]] = located[:-1][same]
@@ -373,15 +379,16 @@ def _listed(np: Any, lists: Reputation, features: dict[str, _Feature]) -> Any:
     return marked
 
 
-def _exits(np: Any, lists: Reputation, features: dict[str, _Feature]) -> Any:
+def _exits(np: Any, lists: Reputation, raw: dict[str, Any],
+           raw_values: dict[str, list[Any]]) -> Any:
     """Per login: whether its location is an anonymising network's exit
     (`rules.is_exit`: by its network's category or its IP's lists), each distinct
     value looked up once."""
-    ips, asns = features["ip"], features["asn"]
-    by_ip = np.array([rules.exit_address(lists, v) for v in ips.names] + [False], dtype=bool)
-    by_asn = np.array([rules.exit_network(lists, int(v)) for v in asns.names] + [False],
-                      dtype=bool)
-    return by_ip[ips.codes()] | by_asn[asns.codes()]  # code -1 (no value) reads False
+    by_ip = np.array([v is not None and rules.exit_address(lists, str(v))
+                      for v in raw_values["ip"]] + [False], dtype=bool)
+    by_asn = np.array([v is not None and rules.exit_network(lists, int(v))
+                       for v in raw_values["asn"]] + [False], dtype=bool)
+    return by_ip[raw["ip"]] | by_asn[raw["asn"]]  # code -1 (no value) reads False
 
 
 def _may_flag(np: Any, rows: slice, start: int, history: Any, features: dict[str, _Feature],
@@ -460,17 +467,25 @@ def _codes_of(np: Any, name: str, raw: dict[str, NDArray[np.int32]],
 
 
 def _feature(np: Any, table: NDArray[np.int32], source: NDArray[np.int32], names: list[str],
-             account: NDArray[np.int32]) -> _Feature:
+             account: NDArray[np.int32], counted: NDArray[np.bool_] | None = None
+             ) -> _Feature:
+    """Per login, how many earlier logins of the account carried its value (of them, only
+    the ``counted`` ones)."""
     codes = table[source]
     key = account.astype(np.int64) * (len(names) + 1) + (codes + 1)
     order = np.argsort(key, kind="stable")  # stable: time order within each key
     key = key[order]
     run = np.r_[True, key[1:] != key[:-1]]
     del key, codes
-    ranks = np.arange(len(order), dtype=np.int32)
+    if counted is None:
+        before = np.arange(len(order), dtype=np.int64)  # rows before, in key order
+    else:
+        ones = counted[order].astype(np.int64)
+        before = np.cumsum(ones) - ones  # counted rows before, in key order
+        del ones
     earlier = np.empty(len(order), dtype=np.int32)
-    earlier[order] = ranks - np.maximum.accumulate(np.where(run, ranks, 0))
-    return _Feature(names, earlier, table, source)
+    earlier[order] = before - np.maximum.accumulate(np.where(run, before, 0))
+    return _Feature(names, earlier, table, source, counted)
 
 
 def _great_circle_km(np: Any, lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any:
@@ -506,6 +521,8 @@ def _write_profiles(session: Session, np: Any, features: dict[str, _Feature],
         stored: dict[int, dict[str, dict[str, list[int]]]] = {}
         for name, f in features.items():
             codes = f.codes(block)
+            if f.counted is not None:  # a login that does not count carries no value
+                codes = np.where(f.counted[block], codes, -1)
             key = owner.astype(np.int64) * (len(f.names) + 1) + (codes + 1)
             order = np.argsort(key, kind="stable")
             sorted_key = key[order]

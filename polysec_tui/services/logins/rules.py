@@ -38,6 +38,11 @@ _G = cast(Table, LoginFeatureCount.__table__)
 # account's successful logins.
 RISK_FEATURES = ("ip", "asn", "country", "browser", "os", "device_type")
 PROFILE_FEATURES = (*RISK_FEATURES, "device_id", "place")
+# What an anonymising network's exit does not tell of the client (`Profile.add`): a
+# place they were in. Its country still counts for the risk score and new_country: a
+# client who always uses their VPN appears from its country, and would otherwise look
+# new there at every login.
+PLACE_FEATURES = ("place",)
 TOTAL = "n"
 DISTINCT = "v"
 # Per feature (and device_id), what the population's back-off weight alpha is fitted
@@ -265,10 +270,12 @@ class Profile:
 
     def add(self, login: Login, values: dict[str, str], *, anchor: bool = True) -> None:
         """Count a login in (its ``values()``), once it has been judged. ``anchor``:
-        whether its location may be the next travel's start (not an anonymising
-        network's exit, `is_exit`)."""
+        whether its location is the client's: the next travel's start and a place of
+        theirs (not an anonymising network's exit, `is_exit`)."""
         at = int(login.at.timestamp())
         for feature, value in values.items():
+            if not anchor and feature in PLACE_FEATURES:
+                continue  # an exit's place is not the client's
             known = self.features.setdefault(feature, {})
             seen = known.get(value)
             if seen is None:
