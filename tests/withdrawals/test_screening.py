@@ -922,11 +922,17 @@ def test_saving_the_destination_is_a_security_change_for_a_withdrawal_to_it(
     anomalies.analyze(rt, CRON)
     theirs = request(rt, "T1", address="bc1qpatient", login_extra={"device_id": "dev-x"},
                      device_id="dev-x")
-    # 28 h after the save: 60 x 0.6 (the usual network, a new device) x (1 - 4 / 48).
+    # 28 h after the save, by the device behind the request, new to the account: 60 x 1
+    # (an unknown device's) x (1 - 4 / 696).
     assert theirs["security_change_hold"].startswith(
-        "address_added (this destination) 1 d 4 h before the request from the client's "
-        "usual network on a new device (60 x 0.6 x 0.92 for its age = 33)")
-    assert hit_scores(rt, "T1")["security_change_hold"] == 33.0
+        "address_added (this destination) 1 d 4 h before the request from the device "
+        "behind this request, new to the account 1 d 4 h before")
+    assert hit_scores(rt, "T1")["security_change_hold"] == 59.66
+    # From another device the save weighs as where it was made from: the client's
+    # usual network on a new device, 60 x 0.6 x (1 - 4 / 48).
+    found = request(rt, "T1b", address="bc1qpatient")
+    assert "from the client's usual network on a new device (60 x 0.6 x 0.92 for its " \
+           "age = 33)" in found["security_change_hold"]
     assert "new_destination" in theirs
     # The same session paying an address the client has paid before: no change of its.
     assert "security_change_hold" not in request(rt, "T2", login_extra={"device_id": "dev-x"},
@@ -936,6 +942,34 @@ def test_saving_the_destination_is_a_security_change_for_a_withdrawal_to_it(
     assert mine.startswith("address_whitelisted (this destination) 10 min before the "
                            "request from the client's usual device and network (60 x "
                            "0.25 = 15)")
+
+
+def test_a_young_devices_save_of_the_destination_is_not_waited_out(rt: Runtime) -> None:
+    """The patient intruder who waits five days: a save of the destination by the very
+    device behind the request, new to the account less than a week before, weighs as an
+    unknown device's and fades until the save counts as history (30 days). A device
+    the account has used for weeks gets the ordinary window."""
+    ingest(rt, "logins",
+           login("IN-1", at=iso(timedelta(days=5, hours=1)), ip=HOME_IP, device_id="dev-x"),
+           login("OLD-PHONE", at=iso(timedelta(days=20)), ip=HOME_IP, device_id="dev-2"))
+    ingest(rt, "security-events",
+           security_event("SAVE", kind="address_added", address="bc1qpatient",
+                          at=iso(timedelta(days=5)), ip=HOME_IP, device_id="dev-x"),
+           security_event("MINE", kind="address_added", address="bc1qmine",
+                          at=iso(timedelta(days=5)), ip=HOME_IP, device_id="dev-2"))
+    anomalies.analyze(rt, CRON)
+    theirs = request(rt, "T1", address="bc1qpatient", login_extra={"device_id": "dev-x"},
+                     device_id="dev-x")
+    assert theirs["security_change_hold"].startswith(
+        "address_added (this destination) 4 d 23 h before the request from the device "
+        "behind this request, new to the account 5 d before (weighed as an unknown "
+        "device's, fading over 30 days) (60 x 1 x 0.86 for its age = 51.81)")
+    # 119 h after the save: 60 x 1 x (1 - 95 / 696)
+    assert hit_scores(rt, "T1")["security_change_hold"] == 51.81
+    assert status(rt, "T1") == "held"
+    request(rt, "T2", address="bc1qmine", login_extra={"device_id": "dev-2"},
+            device_id="dev-2", ago=timedelta(hours=2))
+    assert "security_change_hold" not in hits(rt, "T2")  # past 72 h: the ordinary window
 
 
 def test_time_bounds_are_inclusive_on_every_engine(rt: Runtime) -> None:
@@ -948,8 +982,7 @@ def test_time_bounds_are_inclusive_on_every_engine(rt: Runtime) -> None:
            security_event("SAVE", kind="address_added", address="bc1qpatient",
                           at=iso(timedelta(hours=29)), ip=HOME_IP, device_id="dev-x"))
     anomalies.analyze(rt, CRON)
-    found = request(rt, "T1", address="bc1qpatient", login_extra={"device_id": "dev-x"},
-                    device_id="dev-x")
+    found = request(rt, "T1", address="bc1qpatient")  # from the client's own device
     assert "from the client's usual device and network" in found["security_change_hold"]
 
 

@@ -198,6 +198,7 @@ class ScreeningConfig:
     own_wallet_factor: float = 0.25  # ... where the amount rules weigh this share
     known_burst_factor: float = 0.5  # velocity of a burst to places paid as much before
     usual_network_factor: float = 0.25  # ip_not_seen on the account's own network
+    young_device_days: int = 7  # a device this new to the account saving the destination
     dormant_days: int = 90
     dormant_grace_hours: int = 24
     drain_share: Decimal = Decimal("0.9")
@@ -230,6 +231,16 @@ class ScreeningConfig:
         if hours <= self.security_hold_hours:
             return 1.0
         span = self.security_fade_hours - self.security_hold_hours
+        return max(0.0, 1.0 - (hours - self.security_hold_hours) / span) if span > 0 else 0.0
+
+    def payee_fade(self, hours: float) -> float:
+        """A save of the destination by the young device behind the request (an
+        intruder's device, or a client's new phone), which fades until the save counts
+        as history whatever made it (``address_book_trusted_days``): the intruder who
+        saved their address can wait out ``security_fade_hours``."""
+        if hours <= self.security_hold_hours:
+            return 1.0
+        span = self.address_book_trusted_days * 24 - self.security_hold_hours
         return max(0.0, 1.0 - (hours - self.security_hold_hours) / span) if span > 0 else 0.0
 
     @property
@@ -1484,16 +1495,26 @@ def _security_rules(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
     force weighs the whole weight at least."""
     w = Withdrawal
     se = SecurityEvent
+    seen = aliased(LoginEvent, name="seen")
     window_start = shifted(w.requested_at, -cfg.security_fade_hours * 3600)
+    payee_start = shifted(w.requested_at, -cfg.address_book_trusted_days * 86_400)
+    # When the device behind the request first logged in to the account (its saves of
+    # the destination fade slowly while it is young).
+    device_since = (select(func.min(seen.at))
+                    .where(seen.account_id == w.account_id, seen.success.is_(True),
+                           seen.device_id == w.device_id)
+                    .scalar_subquery())
     events = (
-        select(w.id, se.id, se.kind, se.at, se.address)
-        .join(se, and_(se.account_id == w.account_id,
-                       se.kind.in_((*SECURITY_CHANGES, *PAYEE_SAVES)),
-                       se.at <= w.requested_at, se.at >= window_start))
+        select(w.id, se.id, se.kind, se.at, se.address,
+               and_(se.device_id.is_not(None), se.device_id == w.device_id), device_since)
+        .join(se, and_(se.account_id == w.account_id, se.at <= w.requested_at,
+                       or_(and_(se.kind.in_(SECURITY_CHANGES), se.at >= window_start),
+                           and_(se.kind.in_(PAYEE_SAVES), se.at >= payee_start))))
         .where(in_batch)
     )
     changes: dict[int, list[tuple[int, str, datetime]]] = defaultdict(list)
-    for wid, event_id, kind, at, address in conn.execute(events):
+    young: dict[int, datetime] = {}  # saves by the request's own young device: since when
+    for wid, event_id, kind, at, address, same_device, since in conn.execute(events):
         row = rows.get(wid)
         if row is None:
             continue
@@ -1502,6 +1523,9 @@ def _security_rules(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
                     row.address):
                 continue
             kind = f"{kind} (this destination)"
+            if same_device and since is not None and (
+                    row.requested_at - since < timedelta(days=cfg.young_device_days)):
+                young[event_id] = since
         changes[wid].append((event_id, kind, at))
     origin = _change_origins(conn, sorted({c[0] for found in changes.values()
                                            for c in found}), cfg)
@@ -1521,16 +1545,27 @@ def _security_rules(conn: Connection, rows: Mapping[int, _Row], in_batch: Any,
         payee: int | None = None  # the destination's saves are one change: the strongest
         for event_id, kind, at in sorted(changes.get(wid, []), key=lambda c: (c[2], c[0])):
             hours = (row.requested_at - at).total_seconds() / 3600
-            fade = cfg.fade(hours)
+            where = origin.get(event_id, UNKNOWN)
+            # A save of the destination by the young device behind this request: the
+            # patient intruder's (or a client's new phone's). It weighs at least as an
+            # unknown device's, whatever an hour of the device's own history says, and
+            # fades until the save counts as history.
+            slow = event_id in young
+            fade = cfg.payee_fade(hours) if slow else cfg.fade(hours)
             if fade <= 0:
                 continue
-            where = origin.get(event_id, UNKNOWN)
-            score = round(weight * TRUST_FACTORS[where] * fade, 2)
-            text = (f"{kind} {fmt_duration(hours * 3600)} before the request from {where} "
-                    f"({weight:g} x {TRUST_FACTORS[where]:g}"
+            factor = max(TRUST_FACTORS[where], TRUST_FACTORS[UNKNOWN]) if slow else (
+                TRUST_FACTORS[where])
+            score = round(weight * factor * fade, 2)
+            source = (f"the device behind this request, new to the account "
+                      f"{fmt_duration((row.requested_at - young[event_id]).total_seconds())}"
+                      f" before (weighed as an unknown device's, fading over "
+                      f"{cfg.address_book_trusted_days} days)" if slow else where)
+            text = (f"{kind} {fmt_duration(hours * 3600)} before the request from {source}"
+                    + f" ({weight:g} x {factor:g}"
                     + (f" x {fade:.2f} for its age" if fade < 1 else "") + f" = {score:g})")
             change = {"kind": kind, "at": at.isoformat(), "origin": where,
-                      "factor": TRUST_FACTORS[where], "fade": round(fade, 2), "score": score}
+                      "factor": factor, "fade": round(fade, 2), "score": score}
             if kind.startswith(PAYEE_SAVES):
                 if payee is not None:
                     if counted[payee]["score"] >= score:
