@@ -192,11 +192,38 @@ def test_a_login_flagged_as_someone_elses_vouches_for_nothing(rt: Runtime) -> No
     found = request(rt, "T1", ip=intruder["ip"], login_extra={
         k: v for k, v in intruder.items() if k != "ip"})
     assert {"ip_not_seen", "new_country", "new_asn"} <= set(found)
-    # Unflagged, the same earlier login would have vouched for all three.
+    # Unflagged, the same earlier login would have vouched for all three, once a day old.
     with rt.transaction() as s:
         s.execute(delete(LoginAnomaly))
     found = request(rt, "T2", ip=intruder["ip"], login_extra={
-        k: v for k, v in intruder.items() if k != "ip"})
+        k: v for k, v in intruder.items() if k != "ip"}, ago=timedelta(minutes=-60))
+    assert not {"ip_not_seen", "new_country", "new_asn"} & set(found)
+
+
+def test_an_unflagged_login_vouches_a_day_later_or_at_once_from_a_known_device(
+        rt: Runtime) -> None:
+    """An intruder's first login that no detector flagged (a device of their own, an
+    address in another country) does not vouch for their return three hours later; it
+    does a day later; the client's own device on a new network vouches at once."""
+    away: dict[str, Any] = {"ip": "198.51.100.70", "asn": 64513, "country": "PT",
+                            "city": "Lisbon", "lat": 38.72, "lon": -9.14}
+    ingest(rt, "logins", login("NEW-1", at=iso(timedelta(hours=4)), device_id="theirs",
+                               **away))
+    with rt.transaction() as s:
+        s.execute(delete(LoginAnomaly))
+    extra = {k: v for k, v in away.items() if k != "ip"}
+    found = request(rt, "T1", ip=away["ip"], login_extra={**extra, "device_id": "theirs"})
+    assert {"ip_not_seen", "new_country", "new_asn"} <= set(found)
+    assert "is not among the 8 successful logins" in found["ip_not_seen"]
+    # The same login a day before the request vouches (the client had a day to notice).
+    request(rt, "T2", ip=away["ip"], login_extra={**extra, "device_id": "theirs"},
+            ago=timedelta(hours=-21))
+    assert not {"ip_not_seen", "new_country", "new_asn"} & set(hits(rt, "T2"))
+    # The client's own phone (dev-1, in use for a week) on a new network: at once.
+    ingest(rt, "logins", login("MINE-1", at=iso(timedelta(hours=3)), **{
+        **away, "ip": "198.51.100.71", "device_id": "dev-1"}))
+    found = request(rt, "T3", ip="198.51.100.71", login_extra={**extra, "device_id": "x"},
+                    ago=timedelta(hours=2))
     assert not {"ip_not_seen", "new_country", "new_asn"} & set(found)
 
 

@@ -199,6 +199,7 @@ class ScreeningConfig:
     known_burst_factor: float = 0.5  # velocity of a burst to places paid as much before
     usual_network_factor: float = 0.25  # ip_not_seen on the account's own network
     young_device_days: int = 7  # a device this new to the account saving the destination
+    vouch_hours: int = 24  # a login vouches for its address from this age (see _vouches)
     dormant_days: int = 90
     dormant_grace_hours: int = 24
     drain_share: Decimal = Decimal("0.9")
@@ -1007,14 +1008,17 @@ def _batch_rows(conn: Connection, in_batch: Any, cfg: ScreeningConfig) -> dict[i
                        _not_suspicious(past), *where)
                 .exists())
 
+    def vouching(*where: Any) -> Any:
+        return logins(_vouches(past, ref_at, cfg), *where)
+
     geo_window = (past.at >= shifted(req, -cfg.geo_history_days * day), past.at < ref_at)
-    ip_seen = logins(past.ip == w.ip, past.at >= shifted(req, -cfg.ip_history_days * day),
-                     past.at < ref_at)
-    country_seen = logins(past.country == country, *geo_window)
-    asn_seen = logins(past.asn == asn, *geo_window)
+    ip_seen = vouching(past.ip == w.ip, past.at >= shifted(req, -cfg.ip_history_days * day),
+                       past.at < ref_at)
+    country_seen = vouching(past.country == country, *geo_window)
+    asn_seen = vouching(past.asn == asn, *geo_window)
     # Usually one login vouches for all three at once (same IP, country and network, in
     # the shorter of the two windows): one probe instead of three.
-    all_seen = logins(
+    all_seen = vouching(
         past.ip == w.ip, or_(country.is_(None), past.country == country),
         or_(asn.is_(None), past.asn == asn),
         past.at >= shifted(req, -min(cfg.ip_history_days, cfg.geo_history_days) * day),
@@ -1116,6 +1120,23 @@ def _not_suspicious(login: Any) -> ColumnElement[bool]:
                                           LoginAnomaly.kind.in_(SUSPICIOUS_LOGINS)).exists()
 
 
+def _vouches(login: Any, at: Any, cfg: ScreeningConfig) -> ColumnElement[bool]:
+    """Whether a (not suspicious, successful) login makes its address, country and
+    network known to the account at ``at``: once it is ``vouch_hours`` old, or at once
+    when its device had logged in to the account (not suspiciously) that long before it.
+    An intruder's first login that no detector flagged, from a device of their own, does
+    not vouch for their return an hour later; a client's usual phone on a new network
+    does."""
+    prior = aliased(LoginEvent, name="prior")
+    settled = cfg.vouch_hours * 3600
+    return or_(login.at <= shifted(at, -settled), and_(
+        login.device_id.is_not(None),
+        select(prior.id).where(prior.account_id == login.account_id,
+                               prior.success.is_(True), prior.device_id == login.device_id,
+                               prior.at <= shifted(login.at, -settled),
+                               _not_suspicious(prior)).exists()))
+
+
 def _hit(cfg: ScreeningConfig, rule: str, explanation: str, **details: Any) -> Hit:
     return Hit(rule, cfg.weight(rule), explanation, details)
 
@@ -1167,7 +1188,7 @@ def _login_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfi
                 func.sum(case((geo_window, one), else_=zero)),
             )
             .join(past, and_(past.account_id == g.c.account_id, past.success.is_(True),
-                             _not_suspicious(past),
+                             _not_suspicious(past), _vouches(past, g.c.ref_at, cfg),
                              past.at >= shifted(g.c.req, -max(cfg.ip_history_days,
                                                               cfg.geo_history_days) * day),
                              past.at < g.c.ref_at))
