@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from polysec_tui.commands.common import actor_of, echo, json_line, runtime_of
+from polysec_tui.services.monitoring.export import ExportConfig, Exporter
 from polysec_tui.services.monitoring.watcher import Log, WatchConfig, Watcher
 from polysec_tui.services.officers.auth import require
 
@@ -54,12 +55,28 @@ def watch(ctx: click.Context, log_format: str) -> None:
 
     Needs an officer or automation token allowed to analyse logins and screen
     withdrawals; exit 3 when the session ends. Settings: [watch] (docs/monitoring.md).
+    With [export] destinations, the lease holder also streams the audit log, alerts and
+    its own health to the SIEM (docs/siem.md).
     """
     rt = runtime_of(ctx)
     actor = actor_of(ctx, "logins.analyze")
     require(actor, "withdrawals.screen")
     config = WatchConfig.from_settings(rt.settings)
+    export = ExportConfig.from_settings(rt.settings)
+    log = line_logger(log_format)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _sig, _frame: stop.set())
-    Watcher(rt, actor, config=config, log=line_logger(log_format), stop=stop).run()
+    watcher = Watcher(rt, actor, config=config, log=log, stop=stop)
+    exporting = None
+    if export.destinations:
+        # The SIEM export runs beside the detectors, only while this watcher holds the
+        # lease (one exporter per database), and never holds up a pass.
+        exporter = Exporter(rt, export, log, watch=config)
+        exporting = threading.Thread(target=exporter.run, args=(stop, lambda: watcher.holding),
+                                     name="export", daemon=True)
+        exporting.start()
+    watcher.run()
+    stop.set()
+    if exporting is not None:
+        exporting.join(timeout=30)

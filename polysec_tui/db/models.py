@@ -941,3 +941,61 @@ class AlertSnooze(Base):
     reason: Mapped[str] = mapped_column(Text)
     officer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("officers.id"))
     created_at: Mapped[datetime]
+
+
+class ExportEvent(Base):
+    """What the SIEM export sends (services/monitoring/export.py), in the order it is
+    sent: officer audit entries (copied from the chain, ``audit_seq``), alerts opened,
+    grown and acknowledged, and the watcher's health. Written only by the watcher that
+    holds the lease, one writer at a time, so ids commit in order and a destination's
+    cursor never passes an event that commits later."""
+
+    __tablename__ = "export_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)  # when it happened
+    type: Mapped[str] = mapped_column(String(32))  # audit | alert.opened | ... (export.TYPES)
+    severity: Mapped[str] = mapped_column(String(16))  # a syslog severity name
+    audit_seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    body: Mapped[str] = mapped_column(Text)  # the JSON document, exactly as sent
+
+
+class ExportCursor(Base):
+    """How far the export has got: ``audit`` (entries copied to the outbox up to seq
+    ``position``) and one row per destination (delivered up to event ``position``, with
+    the failures of the next attempt)."""
+
+    __tablename__ = "export_cursors"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer)  # failed attempts at the next event
+    last_error: Mapped[str | None] = mapped_column(String(400))
+    last_error_at: Mapped[datetime | None]
+
+
+class ExportAlertState(Base):
+    """Each alert as the export last reported it, to tell opened from grown."""
+
+    __tablename__ = "export_alert_states"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    events: Mapped[int] = mapped_column(BigInteger)
+    severity: Mapped[str] = mapped_column(String(16))
+
+
+class ExportDeadLetter(Base):
+    """An event a webhook destination did not take after every retry (or refused for
+    good): kept until `polysec export retry` delivers it."""
+
+    __tablename__ = "export_dead_letters"
+    __table_args__ = (UniqueConstraint("destination", "event_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    destination: Mapped[str] = mapped_column(String(80))
+    event_id: Mapped[int] = mapped_column(BigId, ForeignKey("export_events.id"))
+    attempts: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str] = mapped_column(String(400))
+    failed_at: Mapped[datetime]

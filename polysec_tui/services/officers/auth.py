@@ -42,6 +42,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # Screening's thresholds and weights: proposed and backtested by senior officers,
     # live only once another approves (services/withdrawals/rulesets.py).
     "rules.propose": SENIOR_UP,
+    # The SIEM export's dead letters, sent again (services/monitoring/export.py).
+    "export.manage": frozenset({"admin", "automation"}),
 }
 
 
