@@ -140,6 +140,8 @@ class LoginEvent(Base):
         Index(None, "account_id", "at", "success", "ip", "country", "asn"),
         Index(None, "ip", "at"),
         Index(None, "at"),
+        # When a device first logged in to an account (screening: does a login vouch).
+        Index(None, "account_id", "device_id", "at"),
         # The failed logins alone (a few per cent; MariaDB has no partial indexes and
         # keeps every login in it): which sliding windows can fire in a period.
         Index("ix_login_events_failures", "success", "at", "account_id", "ip", "asn",

@@ -227,6 +227,81 @@ def test_an_unflagged_login_vouches_a_day_later_or_at_once_from_a_known_device(
     assert not {"ip_not_seen", "new_country", "new_asn"} & set(found)
 
 
+AWAY: dict[str, Any] = {"ip": "198.51.100.70", "asn": 64513, "country": "PT",
+                        "city": "Lisbon", "lat": 38.72, "lon": -9.14}
+NOVELTY = {"ip_not_seen", "new_country", "new_asn"}
+
+
+def intruder_returns(rt: Runtime, device: str | None, ext: str = "T1") -> dict[str, str]:
+    """An intruder's first login 4 h before FIXED_NOW that no detector flagged, from
+    ``device``; their withdrawal an hour before FIXED_NOW from the same address."""
+    ingest(rt, "logins", login(f"{ext}-first", at=iso(timedelta(hours=4)), device_id=device,
+                               **AWAY))
+    with rt.transaction() as s:
+        s.execute(delete(LoginAnomaly))
+    extra = {k: v for k, v in AWAY.items() if k != "ip"}
+    return request(rt, ext, ip=AWAY["ip"], login_extra={**extra, "device_id": device})
+
+
+@pytest.mark.parametrize("device", ["", "  ", "DEV-1", "dev-1 ", "dév-1"])
+def test_a_blank_or_look_alike_device_id_is_not_the_clients_device(
+        rt: Runtime, device: str) -> None:
+    """A blank device id is no device (the platform sends "" when it cannot fingerprint,
+    and so may the client's own old logins); an id that differs from the client's only
+    in case, accents or trailing spaces is another device, on MariaDB too."""
+    if not device.strip():  # the client's own fingerprint-less login, days before
+        ingest(rt, "logins", login("OLD-BLANK", at=iso(timedelta(days=5)), device_id=device))
+    found = intruder_returns(rt, device)  # the client's device is "dev-1" (build_history)
+    assert set(found) >= NOVELTY, found
+    assert found["ip_not_seen"].endswith(
+        "(1 login from it less than 24 h before, from a device new to the account, does not "
+        "vouch for it yet)")
+
+
+def test_a_device_vouches_only_from_a_day_of_the_accounts_own_trusted_logins(
+        rt: Runtime) -> None:
+    """The intruder's device does not become the account's by their own login two hours
+    earlier, by a login to another account, by a failed login, or by a login the
+    detectors flagged, however old."""
+    ingest(rt, "accounts", account("A2"))
+    ingest(rt, "logins",
+           login("EARLIER", at=iso(timedelta(hours=6)), device_id="theirs", ip="192.0.2.1"),
+           login("OTHER", "A2", at=iso(timedelta(days=3)), device_id="theirs", **AWAY),
+           login("FAILED", at=iso(timedelta(days=3)), device_id="theirs", success=False,
+                 ip="192.0.2.2"),
+           login("FLAGGED", at=iso(timedelta(days=3)), device_id="theirs", ip="192.0.2.3"))
+    anomalies.analyze(rt, CRON)
+    with rt.transaction() as s:
+        flagged = s.scalars(select(LoginEvent).where(LoginEvent.external_id == "FLAGGED")).one()
+        s.execute(delete(LoginAnomaly).where(LoginAnomaly.login_event_id != flagged.id))
+        s.add(LoginAnomaly(kind="risky_login", severity="medium", score=4.0,
+                           account_id=flagged.account_id, login_event_id=flagged.id,
+                           at=flagged.at, explanation="risky", details={},
+                           detected_at=flagged.at))
+    ingest(rt, "logins", login("T1-first", at=iso(timedelta(hours=4)), device_id="theirs",
+                               **AWAY))
+    extra = {k: v for k, v in AWAY.items() if k != "ip"}
+    found = request(rt, "T1", ip=AWAY["ip"], login_extra={**extra, "device_id": "theirs"})
+    assert set(found) >= NOVELTY, found
+
+
+def test_a_security_change_from_the_intruders_first_session_is_not_usual(
+        rt: Runtime) -> None:
+    """The intruder's unflagged login 4 h before, an e-mail change 2 h later from the
+    same device and address: not the client's usual device and network (it was, after
+    an hour, before vouch_hours)."""
+    ingest(rt, "logins", login("IN-1", at=iso(timedelta(hours=4)), device_id="theirs",
+                               **AWAY))
+    with rt.transaction() as s:
+        s.execute(delete(LoginAnomaly))
+    ingest(rt, "security-events", security_event(
+        "EM", kind="email_change", at=iso(timedelta(hours=2)), ip=AWAY["ip"],
+        device_id="theirs"))
+    extra = {k: v for k, v in AWAY.items() if k != "ip"}
+    found = request(rt, "T1", ip=AWAY["ip"], login_extra={**extra, "device_id": "theirs"})
+    assert "from an unknown device or network (60 x 1 = 60)" in found["security_change_hold"]
+
+
 def test_new_country_and_new_asn(rt: Runtime) -> None:
     found = request(rt, login_extra={"country": "FR"})
     assert "new_country" in found and "new_asn" not in found
@@ -1002,9 +1077,11 @@ def test_a_young_devices_save_of_the_destination_is_not_waited_out(rt: Runtime) 
 def test_time_bounds_are_inclusive_on_every_engine(rt: Runtime) -> None:
     """A device used exactly ``security_known_hours`` before a change is known then: on
     SQLite the shifted bound once had three decimals and compared above the stored
-    value it equals."""
-    ingest(rt, "logins", login("IN-1", at=iso(timedelta(hours=30)), ip=HOME_IP,
-                               device_id="dev-x"))
+    value it equals. (The device is the client's of long before, out of the change's
+    window: so the login at the bound vouches, `vouch_hours`.)"""
+    ingest(rt, "logins", login("IN-0", at=iso(timedelta(days=200)), ip=HOME_IP,
+                               device_id="dev-x"),
+           login("IN-1", at=iso(timedelta(hours=30)), ip=HOME_IP, device_id="dev-x"))
     ingest(rt, "security-events",
            security_event("SAVE", kind="address_added", address="bc1qpatient",
                           at=iso(timedelta(hours=29)), ip=HOME_IP, device_id="dev-x"))

@@ -57,6 +57,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Float,
+    String,
     Table,
     and_,
     case,
@@ -1122,19 +1123,56 @@ def _not_suspicious(login: Any) -> ColumnElement[bool]:
 
 def _vouches(login: Any, at: Any, cfg: ScreeningConfig) -> ColumnElement[bool]:
     """Whether a (not suspicious, successful) login makes its address, country and
-    network known to the account at ``at``: once it is ``vouch_hours`` old, or at once
-    when its device had logged in to the account (not suspiciously) that long before it.
-    An intruder's first login that no detector flagged, from a device of their own, does
-    not vouch for their return an hour later; a client's usual phone on a new network
-    does."""
+    network known to the account at ``at``, or its device usual for a security change:
+    once it is ``vouch_hours`` old, or at once when its device had logged in to the
+    account (successfully, not suspiciously) that long before it. An intruder's first
+    login that no detector flagged, from a device of their own, does not vouch for their
+    return an hour later; a client's usual phone on a new network does. A blank device
+    id is no device; ids are compared byte for byte (MariaDB's default collation would
+    take "DEV-1" and "dev-1 " for "dev-1"); one index seek on ``(account_id, device_id,
+    at)`` (migration 0026) however many devices an account's logins name."""
     prior = aliased(LoginEvent, name="prior")
     settled = cfg.vouch_hours * 3600
+    seen_before = select(prior.id).where(
+        prior.account_id == login.account_id, _same(prior.device_id, login.device_id),
+        prior.at <= shifted(login.at, -settled), prior.success.is_(True),
+        _not_suspicious(prior))
+    for dialect in ("mysql", "mariadb"):  # which otherwise reads the account's every login
+        seen_before = seen_before.with_hint(prior, f"FORCE INDEX ({DEVICE_INDEX})", dialect)
     return or_(login.at <= shifted(at, -settled), and_(
-        login.device_id.is_not(None),
-        select(prior.id).where(prior.account_id == login.account_id,
-                               prior.success.is_(True), prior.device_id == login.device_id,
-                               prior.at <= shifted(login.at, -settled),
-                               _not_suspicious(prior)).exists()))
+        login.device_id.is_not(None), func.trim(login.device_id) != "",
+        seen_before.exists()))
+
+
+DEVICE_INDEX = "ix_login_events_account_id_device_id_at"
+
+
+def _same(a: Any, b: Any) -> ColumnElement[bool]:
+    """``a = b`` byte for byte on every engine: MariaDB's and MySQL's default collation
+    ignores case, accents and trailing spaces, so there the bytes are compared too. The
+    plain comparison stays first, for the index."""
+    return and_(a == b, _Bytes(a) == _Bytes(b))
+
+
+class _Bytes(FunctionElement[str]):
+    """A text column as its bytes on MariaDB and MySQL; the column itself elsewhere."""
+
+    type = String()
+    inherit_cache = True
+    name = "polysec_bytes"
+
+
+@compiles(_Bytes)
+def _bytes_default(element: _Bytes, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return str(compiler.process(column, **kw))
+
+
+@compiles(_Bytes, "mysql")
+@compiles(_Bytes, "mariadb")
+def _bytes_mysql(element: _Bytes, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return f"CAST({compiler.process(column, **kw)} AS BINARY)"
 
 
 def _hit(cfg: ScreeningConfig, rule: str, explanation: str, **details: Any) -> Hit:
@@ -1163,6 +1201,7 @@ def _login_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfi
     past = aliased(LoginEvent, name="past")
     day = 86_400
     recent_n: dict[int, int] = defaultdict(int)
+    young_n: dict[int, int] = defaultdict(int)
     geo_n: dict[int, int] = defaultdict(int)
     countries: dict[int, set[str | None]] = defaultdict(set)
     networks: dict[int, set[int | None]] = defaultdict(set)
@@ -1170,7 +1209,7 @@ def _login_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfi
         g = (
             select(
                 w.id.label("wid"), w.account_id.label("account_id"),
-                w.requested_at.label("req"),
+                w.requested_at.label("req"), w.ip.label("ip"),
                 func.coalesce(behind.at, w.requested_at).label("ref_at"),
             )
             .outerjoin(behind, behind.external_id == w.login_external_id)
@@ -1179,23 +1218,28 @@ def _login_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfi
         )
         recent = past.at >= shifted(g.c.req, -cfg.ip_history_days * day)
         geo_window = past.at >= shifted(g.c.req, -cfg.geo_history_days * day)
+        vouches = _vouches(past, g.c.ref_at, cfg)
         one: ColumnElement[int] = literal_column("1")
         zero: ColumnElement[int] = literal_column("0")
         query = (
             select(
                 g.c.wid, past.country, past.asn,
-                func.sum(case((recent, one), else_=zero)),
-                func.sum(case((geo_window, one), else_=zero)),
+                func.sum(case((and_(recent, vouches), one), else_=zero)),
+                func.sum(case((and_(geo_window, vouches), one), else_=zero)),
+                # Logins from the request's own address that are too young to vouch:
+                # said in the explanation, so that it does not read as never seen.
+                func.sum(case((and_(recent, past.ip == g.c.ip, ~vouches), one), else_=zero)),
             )
             .join(past, and_(past.account_id == g.c.account_id, past.success.is_(True),
-                             _not_suspicious(past), _vouches(past, g.c.ref_at, cfg),
+                             _not_suspicious(past),
                              past.at >= shifted(g.c.req, -max(cfg.ip_history_days,
                                                               cfg.geo_history_days) * day),
                              past.at < g.c.ref_at))
             .group_by(g.c.wid, past.country, past.asn)
         )
-        for wid, country, asn, n_recent, n_geo in conn.execute(query):
+        for wid, country, asn, n_recent, n_geo, n_young in conn.execute(query):
             recent_n[wid] += int(n_recent or 0)
+            young_n[wid] += int(n_young or 0)
             if n_geo:
                 geo_n[wid] += int(n_geo)
                 countries[wid].add(country)
@@ -1203,11 +1247,16 @@ def _login_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfi
     for wid in todo:
         row = rows[wid]
         if not row.ip_seen:
+            young = young_n[wid]
             hits[wid].append(_hit(
                 cfg, "ip_not_seen",
                 f"request IP {row.ip} is not among the {recent_n[wid]} successful logins "
-                f"of this account in the {cfg.ip_history_days} days before the request",
-                ip=row.ip, logins_in_window=recent_n[wid], days=cfg.ip_history_days))
+                f"of this account in the {cfg.ip_history_days} days before the request"
+                + (f" ({young} login{'s' if young > 1 else ''} from it less than "
+                   f"{cfg.vouch_hours} h before, from a device new to the account, "
+                   f"{'do' if young > 1 else 'does'} not vouch for it yet)" if young else ""),
+                ip=row.ip, logins_in_window=recent_n[wid], days=cfg.ip_history_days,
+                too_recent=young))
         if geo_n[wid] < cfg.geo_min_history:
             continue
         if not row.country_seen and row.country:
@@ -1637,7 +1686,7 @@ def _change_origins(conn: Connection, event_ids: list[int],
     usual = and_(past.account_id == se.account_id, past.success.is_(True),
                  past.at <= shifted(se.at, -cfg.security_known_hours * 3600),
                  past.at >= shifted(se.at, -cfg.geo_history_days * 86_400),
-                 _not_suspicious(past))
+                 _not_suspicious(past), _vouches(past, se.at, cfg))
     network_asn = (select(by_ip.asn).where(by_ip.ip == se.ip, by_ip.at <= se.at)
                    .order_by(by_ip.at.desc()).limit(1).correlate(se).scalar_subquery())
     same_network = or_(past.ip == se.ip, and_(past.asn.is_not(None),
