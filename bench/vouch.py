@@ -26,15 +26,15 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from polysec_tui.config import Settings  # noqa: E402
-from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring  # noqa: E402
-from polysec_tui.db import migrate  # noqa: E402
-from polysec_tui.db.engine import make_engine  # noqa: E402
-from polysec_tui.services.runtime import Runtime  # noqa: E402
-from polysec_tui.services.withdrawals import screening  # noqa: E402
-from tests.support import FIXED_NOW  # noqa: E402
-from tests.support.helpers import account, ingest, login, withdrawal  # noqa: E402
-from tests.support.screening import CRON, iso  # noqa: E402
+from polysec_tui.config import Settings
+from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
+from polysec_tui.db import migrate
+from polysec_tui.db.engine import make_engine
+from polysec_tui.services.runtime import Runtime
+from polysec_tui.services.withdrawals import screening
+from tests.support import FIXED_NOW
+from tests.support.helpers import account, ingest, login, withdrawal
+from tests.support.screening import CRON, iso
 
 SERVERS = {"postgresql": "postgresql://postgres@127.0.0.1:5432/",
            "mariadb": "mariadb://root@127.0.0.1:3306/"}
