@@ -21,6 +21,7 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -52,7 +53,7 @@ def run(url: str, root: Path, old: int, recent: int) -> float:
         ingest(rt, "logins", *(
             login(f"O{i}", at=iso(timedelta(days=2, seconds=i * 600)), device_id=f"d{i}",
                   ip="203.0.113.7") for i in range(start, min(old, start + 2000))))
-    away = {"ip": "198.51.100.9", "asn": 64999, "country": "PT"}
+    away: dict[str, Any] = {"ip": "198.51.100.9", "asn": 64999, "country": "PT"}
     ingest(rt, "logins", *(login(f"R{i}", at=iso(timedelta(hours=2, seconds=i)),
                                  device_id=f"r{i}", **away) for i in range(recent)))
     ingest(rt, "logins", login("B", at=iso(timedelta(minutes=65)), device_id="b", **away))
