@@ -19,7 +19,7 @@ from polysec_tui.commands.common import (
 from polysec_tui.errors import InputError
 from polysec_tui.services import ids
 from polysec_tui.services.officers import registry as officers
-from polysec_tui.services.officers import sessions
+from polysec_tui.services.officers import reviews, sessions
 from polysec_tui.services.officers.auth import ROLES
 from polysec_tui.services.officers.registry import Enrolment, Granted
 
@@ -112,6 +112,50 @@ def role(ctx: click.Context, name: str, role: str, reason: str, code: str | None
     actor = actor_of(ctx, "officers.manage")
     done = officers.set_role(runtime_of(ctx), actor, name, role, _code(code), reason)
     _granted(done, f"officer {name} has role {role} now", f"give officer {name} role {role}")
+
+
+@officer.command()
+@click.argument("name", required=False)
+@click.option("--confirm", "decision", flag_value="confirmed",
+              help="NAME's access is still needed as it is.")
+@click.option("--revoke", "decision", flag_value="revoked",
+              help="NAME's access is no longer needed: disable NAME now.")
+@click.option("--reason", help="What was checked (required with --confirm or --revoke).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def review(ctx: click.Context, name: str | None, decision: str | None, reason: str | None,
+           as_json: bool) -> None:
+    """The periodic access review. Without NAME: every officer, their role, who granted
+    it, their last login and last review ("due" when enabled and not reviewed in 90
+    days). With NAME: --confirm or --revoke their access, with --reason (audited); a
+    revocation disables NAME at once. Admins only, never the officer who asked for or
+    approved NAME's grants, never NAME."""
+    rt = runtime_of(ctx)
+    actor = actor_of(ctx, "officers.manage")
+    if name is None:
+        if decision is not None or reason is not None:
+            raise InputError("--confirm, --revoke and --reason need an officer's NAME")
+        found = reviews.items(rt, actor)
+        if as_json:
+            emit_json([i.as_dict() for i in found])
+            return
+        for i in found:
+            state = "disabled" if i.disabled else ("DUE" if i.due else "reviewed")
+            last = f"{i.last_login_at:%Y-%m-%d}" if i.last_login_at else "never"
+            seen = (f"{i.last_decision} {i.last_review_at:%Y-%m-%d} by {i.last_reviewer}"
+                    if i.last_review_at else "never reviewed")
+            granted = ", ".join(i.granted_by) or "-"
+            echo(f"{i.name:<24} {i.role:<10} {state:<8} last login {last:<10}  granted by "
+                 f"{granted}  {seen}")
+        return
+    if decision is None or reason is None:
+        raise InputError("give --confirm or --revoke, and --reason")
+    item = reviews.review(rt, actor, name, decision, reason)
+    if as_json:
+        emit_json(item.as_dict())
+        return
+    effect = "; disabled, sessions ended" if decision == "revoked" else ""
+    echo(f"access of {name} ({item.role}) {decision}{effect}")
 
 
 @officer.command()

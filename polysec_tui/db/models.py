@@ -1001,3 +1001,20 @@ class ExportDeadLetter(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     error: Mapped[str] = mapped_column(String(400))
     failed_at: Mapped[datetime]
+
+
+class AccessReview(Base):
+    """The periodic access review (SOC 2 CC6.2/6.3): an admin who did not grant an
+    officer's access confirms it or revokes it (the officer is disabled at once), with
+    a reason (`polysec officer review`)."""
+
+    __tablename__ = "access_reviews"
+    __table_args__ = (Index(None, "officer_id", "at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    officer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("officers.id"))
+    reviewer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("officers.id"))
+    decision: Mapped[str] = mapped_column(String(16))  # confirmed | revoked
+    role: Mapped[str] = mapped_column(String(16))  # the role reviewed
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]

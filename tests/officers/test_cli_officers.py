@@ -61,6 +61,13 @@ def test_login_act_verify_logout(env, tmp_path):
     assert added.code == 0 and "otpauth://" in added.out
     listed = json.loads(run_process("officer", "list", "--json", env=env).out)
     assert {o["name"]: o["role"] for o in listed} == {"chief": "admin", "ann": "analyst"}
+    review = json.loads(run_process("officer", "review", "--json", env=env).out)
+    assert {i["name"]: (i["due"], i["granted_by"]) for i in review} == {
+        "chief": (True, []), "ann": (True, ["chief"])}
+    own = run_process("officer", "review", "ann", "--confirm", "--reason", "ok", env=env)
+    assert own.code == 3 and "chief granted ann's access" in own.err
+    undecided = run_process("officer", "review", "ann", env=env)
+    assert undecided.code == 2 and "--confirm or --revoke" in undecided.err
 
     verified = run_process("auditlog", "verify", "--json", env=env)
     assert verified.code == 0, verified.err
