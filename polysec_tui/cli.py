@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("polysec_tui.commands.simulate:simulate", "Stream live platform activity (with attacks) through ingest."),  # noqa: E501
     "status": ("polysec_tui.commands.status:status", "Dashboard figures of the database."),
     "watch": ("polysec_tui.commands.watch:watch", "The detector service: judge new events within seconds."),  # noqa: E501
+    "evidence": ("polysec_tui.commands.evidence:evidence", "An evidence pack for auditors, and its offline check."),  # noqa: E501
+    "retention": ("polysec_tui.commands.evidence:retention", "Records kept past the retention period."),  # noqa: E501
     "export": ("polysec_tui.commands.export:export", "The SIEM export: status, dead letters, retry."),  # noqa: E501
     "alerts": ("polysec_tui.commands.alerts:alerts", "Alerts (incidents of activity): list, acknowledge."),  # noqa: E501
     "work": ("polysec_tui.commands.work:work", "Your own work: claims, decisions waiting for you, your requests."),  # noqa: E501

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of
+from polysec_tui.errors import CheckFailed
 from polysec_tui.services.monitoring import export as service
 from polysec_tui.text import printable
 
@@ -43,9 +44,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
             echo(f"{d['name']}  {d['where']}  waiting {d['waiting']}  "
                  f"last delivery {d['delivered_at'] or 'never'}  dead letters "
                  f"{d['dead_letters']}  {state}")
-    if any((d["waiting"] and d["last_error"]) or d["dead_letters"]
-           for d in doc["destinations"]):
-        ctx.exit(1)
+    failing = [d["name"] for d in doc["destinations"]
+               if (d["waiting"] and d["last_error"]) or d["dead_letters"]]
+    if failing:
+        raise CheckFailed(f"export failing or with dead letters: {', '.join(failing)}")
 
 
 @export.command()
@@ -79,4 +81,4 @@ def retry(ctx: click.Context, destination: str | None) -> None:
                                       destination=destination)
     echo(f"delivered {delivered}, still failing {failed}")
     if failed:
-        ctx.exit(1)
+        raise CheckFailed(f"{failed} dead letter(s) still not delivered")
