@@ -47,7 +47,8 @@ def test_a_pack_holds_the_periods_evidence_and_verifies(staff: Staff, tmp_path: 
     rt = staff.rt
     assert out.stat().st_mode & 0o777 == 0o700
     assert sorted(p.name for p in out.iterdir()) == [
-        "access_reviews.json", "audit_chain.json", "audit_checks.json", "audit_log.jsonl",
+        "access_reviews.json", "audit_chain.json", "audit_checkpoint.json",
+        "audit_checks.json", "audit_log.jsonl",
         "backups.json", "drills.json", "four_eyes.json", "manifest.json", "manifest.sig",
         "officers.json", "review_sla.json", "rule_sets.json"]
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in out.iterdir())
@@ -55,7 +56,11 @@ def test_a_pack_holds_the_periods_evidence_and_verifies(staff: Staff, tmp_path: 
     assert lines and all("2026-10-01" <= e["at"] < "2027-01-01" for e in lines)
     assert "account.view" not in {e["action"] for e in lines}  # next year's entry
     chain = json.loads((out / "audit_chain.json").read_text())
-    assert chain["whole_chain"]["ok"] and chain["checkpoint"]["mac"]
+    assert chain["whole_chain"]["ok"]
+    from polysec_tui.services.officers import auditlog
+
+    checkpoint = auditlog.load_checkpoint(rt, out / "audit_checkpoint.json")
+    assert auditlog.verify(rt, checkpoint).ok
     officers = {o["name"]: o for o in json.loads((out / "officers.json").read_text())}
     assert officers["ann"]["role"] == "analyst" and officers["ann"]["grants"][0]["kind"] == "create"
     assert json.loads((out / "access_reviews.json").read_text())[0]["reviewer"] == "root"

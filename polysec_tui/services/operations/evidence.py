@@ -131,19 +131,22 @@ def build(rt: Runtime, actor: Actor, period: str, out: Path) -> PackReport:
             AuditLogEntry.at >= start, AuditLogEntry.at < end).order_by(AuditLogEntry.seq)).all()
         lines = [_entry(e) for e in entries]
     verified = rt.audit.verify(rt.engine)
+    if not verified.ok:
+        raise CheckFailed(f"the audit log does not verify ({verified.message()}): no "
+                          "evidence pack of a broken log")
     chain = {"verified_at": now.isoformat(), "whole_chain": verified.to_dict(),
              "slice": {"entries": len(lines),
                        "first_seq": lines[0]["seq"] if lines else None,
                        "last_seq": lines[-1]["seq"] if lines else None,
                        "first_prev_hash": lines[0]["prev_hash"] if lines else None,
-                       "last_hash": lines[-1]["hash"] if lines else None},
-             "checkpoint": (rt.audit.checkpoint(rt.engine, now, verify_first=False).to_dict()
-                            if verified.ok else None)}
-    if not verified.ok:
-        raise CheckFailed(f"the audit log does not verify ({verified.message()}): no "
-                          "evidence pack of a broken log")
+                       "last_hash": lines[-1]["hash"] if lines else None}}
+    # The head, signed as `polysec auditlog checkpoint` signs it: `polysec auditlog
+    # verify --checkpoint DIR/audit_checkpoint.json` checks the live log still holds it.
+    checkpoint = rt.audit.checkpoint(rt.engine, now, verify_first=False)
     contents: dict[str, bytes] = {name: _json(doc) for name, doc in docs.items()}
     contents["audit_chain.json"] = _json(chain)
+    contents["audit_checkpoint.json"] = (
+        json.dumps(checkpoint.to_dict(), indent=2, sort_keys=True) + "\n").encode()
     contents[AUDIT_SLICE] = b"".join(
         json.dumps(line, sort_keys=True, separators=(",", ":")).encode() + b"\n"
         for line in lines)
