@@ -1,12 +1,17 @@
-"""`polysec incidents`: open, list, show, note, link, contain, close."""
+"""`polysec incidents`: open, list, show, note, link, contain, close, export."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
 from polysec_tui.commands.common import RECORD_ID, actor_of, echo, emit_json, runtime_of
 from polysec_tui.errors import InputError
+from polysec_tui.files import atomic_write
+from polysec_tui.services.clients import casefile
 from polysec_tui.services.clients import incidents as service
+from polysec_tui.services.clients.accounts import PII_FIELDS
 from polysec_tui.services.clients.incidents import LINK_KINDS, OUTCOMES, SEVERITIES
 
 
@@ -128,3 +133,28 @@ def close(ctx: click.Context, incident: int, outcome: str, note: str | None) -> 
     service.set_state(runtime_of(ctx), actor, incident, "closed", outcome=outcome,
                       note_text=note)
     echo(f"incident {incident} closed ({outcome})")
+
+
+@incidents.command()
+@click.argument("incident", type=RECORD_ID)
+@click.option("--format", "fmt", type=click.Choice(casefile.FORMATS), default="html",
+              show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write to this new file (0600) instead of stdout.")
+@click.option("--reveal", multiple=True, type=click.Choice(PII_FIELDS), metavar="FIELD",
+              help="Show this personal-data field in full (repeatable; senior officers, "
+                   "with --reason; audited).")
+@click.option("--reason", help="Why the personal data is revealed.")
+@click.pass_context
+def export(ctx: click.Context, incident: int, fmt: str, out: Path | None,
+           reveal: tuple[str, ...], reason: str | None) -> None:
+    """A case file for the regulator: the incident's timeline, decisions, outcomes,
+    accounts (masked unless revealed) and audit-log references, as one HTML page or
+    JSON document. Its SHA-256 is recorded in the audit log."""
+    made = casefile.export(runtime_of(ctx), actor_of(ctx, "read"), incident, fmt,
+                           reveal=reveal, reason=reason)
+    if out is None:
+        click.echo(made.data.decode(), nl=False)
+        return
+    atomic_write(out, made.data, what="case file", overwrite=False)
+    echo(f"case file of incident {incident} in {out} (sha256 {made.sha256})")
