@@ -154,7 +154,7 @@ def export(ctx: click.Context, incident: int, fmt: str, out: Path | None,
     made = casefile.export(runtime_of(ctx), actor_of(ctx, "read"), incident, fmt,
                            reveal=reveal, reason=reason)
     if out is None:
-        click.echo(made.data.decode(), nl=False)
+        echo(made.data.decode(), nl=False)  # ASCII already: shown as it is
         return
     atomic_write(out, made.data, what="case file", overwrite=False)
     echo(f"case file of incident {incident} in {out} (sha256 {made.sha256})")

@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 import stat
 import threading
 import time
@@ -92,7 +93,8 @@ class Destination:
             return f"{scheme}://{self.syslog.host}:{self.syslog.port}"
         assert self.webhook is not None
         parts = urlsplit(self.webhook.url)
-        return f"{parts.scheme}://{parts.netloc}{parts.path}"  # no query: it may hold a token
+        # No query and no path: either may hold a token.
+        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
 
 
 @dataclass(frozen=True)
@@ -163,28 +165,42 @@ def _text(table: Mapping[str, Any], key: str, where: str) -> str | None:
 
 def _syslog(name: str, table: dict[str, Any]) -> Destination:
     where = f"export.syslog.{_name(name, 'export.syslog')}"
-    _known(table, {"address", "tls", "ca_file", "cert_file", "key_file", "server_name",
-                   "facility", "app_name", "timeout_seconds"}, where)
+    _known(table, {"address", "protocol", "tls", "ca_file", "cert_file", "key_file",
+                   "server_name", "facility", "app_name", "timeout_seconds"}, where)
     address = _text(table, "address", where)
     if address is None:
         raise InputError(f"config: [{where}] needs address = \"host:port\"")
     host, port = _host_port(address, where)
+    protocol = table.get("protocol", "tcp")
+    if protocol not in ("tcp", "relp"):
+        raise InputError(f"config: [{where}] protocol must be \"tcp\" or \"relp\"")
     tls = table.get("tls", False)
     if not isinstance(tls, bool):
         raise InputError(f"config: [{where}] tls must be true or false")
     files = {key: _file(table, key, where) for key in ("ca_file", "cert_file", "key_file")}
-    if not tls and any(files.values()):
-        raise InputError(f"config: [{where}] ca_file, cert_file and key_file need tls = true")
+    server_name = _text(table, "server_name", where)
+    if not tls and (any(files.values()) or server_name):
+        raise InputError(f"config: [{where}] ca_file, cert_file, key_file and server_name "
+                         "need tls = true")
+    if files["key_file"] and not files["cert_file"]:
+        raise InputError(f"config: [{where}] key_file needs cert_file")
     facility = table.get("facility", "authpriv")
-    if facility not in siem.FACILITIES:
+    if not isinstance(facility, str) or facility not in siem.FACILITIES:
         raise InputError(f"config: [{where}] facility must be one of "
                          f"{', '.join(siem.FACILITIES)}")
+    app_name = _text(table, "app_name", where) or "polysec"
     target = siem.SyslogTarget(
-        host=host, port=port, tls=tls, ca_file=files["ca_file"],
-        cert_file=files["cert_file"], key_file=files["key_file"],
-        server_name=_text(table, "server_name", where), facility=siem.FACILITIES[facility],
-        app_name=_text(table, "app_name", where) or "polysec",
+        host=host, port=port, protocol=protocol, tls=tls, ca_file=files["ca_file"],
+        cert_file=files["cert_file"], key_file=files["key_file"], server_name=server_name,
+        facility=siem.FACILITIES[facility], app_name=app_name,
         timeout_seconds=_seconds(table.get("timeout_seconds", 10), f"[{where}] timeout_seconds"))
+    if tls:
+        try:  # the CA, certificate and key are read now: a bad file stops the start
+            siem.tls_context(target)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise InputError(f"config: [{where}] TLS files: "
+                             f"{getattr(exc, 'reason', None) or exc.__class__.__name__}"
+                             ) from None
     return Destination(f"syslog.{name}", syslog=target)
 
 
@@ -192,18 +208,41 @@ def _webhook(name: str, table: dict[str, Any]) -> Destination:
     where = f"export.webhook.{_name(name, 'export.webhook')}"
     _known(table, {"url", "secret_file", "max_attempts", "timeout_seconds", "ca_file"}, where)
     url = _text(table, "url", where)
-    if url is None or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-        raise InputError(f"config: [{where}] needs url = \"https://host/path\"")
+    if url is None or not _usable_url(url):
+        raise InputError(f"config: [{where}] needs url = \"https://host[:port]/path\" "
+                         "(no user or password in it, no spaces)")
     secret_file = _file(table, "secret_file", where)
     if secret_file is None:
         raise InputError(f"config: [{where}] needs secret_file (the HMAC key, 0600)")
     attempts = table.get("max_attempts", 8)
     if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 100:
         raise InputError(f"config: [{where}] max_attempts must be a whole number from 1 to 100")
+    ca_file = _file(table, "ca_file", where)
+    if ca_file:
+        try:
+            ssl.create_default_context(cafile=ca_file)
+        except (ssl.SSLError, OSError, ValueError):
+            raise InputError(f"config: [{where}] ca_file {ca_file}: not a CA certificate "
+                             "file") from None
     target = siem.WebhookTarget(
-        url=url, secret=_secret(Path(secret_file), where), ca_file=_file(table, "ca_file", where),
+        url=url, secret=_secret(Path(secret_file), where), ca_file=ca_file,
         timeout_seconds=_seconds(table.get("timeout_seconds", 10), f"[{where}] timeout_seconds"))
     return Destination(f"webhook.{name}", webhook=target, max_attempts=attempts)
+
+
+def _usable_url(url: str) -> bool:
+    """http(s), a host, a numeric port if any, no credentials (they would show in
+    status and logs; put a token in the path or query, which status never shows),
+    nothing that is not printable ASCII."""
+    if not url.isascii() or any(not 33 <= ord(c) <= 126 for c in url):
+        return False
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and bool(parts.hostname)
+            and parts.username is None and parts.password is None)
 
 
 def _host_port(address: str, where: str) -> tuple[str, int]:
@@ -287,7 +326,12 @@ class Exporter:
         work was left behind (a bounded batch)."""
         more = self.produce()
         for destination in self.config.destinations:
-            more = self.deliver(destination) or more
+            try:
+                more = self.deliver(destination) or more
+            except Exception as exc:  # the database: this destination waits, not the others
+                self.log("export.error", level="error", destination=destination.name,
+                         error=_reason(exc))
+                self._backoff[destination.name] = _Backoff(self.clock() + 5.0, True)
         if self.clock() - self._pruned_at > 3600:
             self._pruned_at = self.clock()
             self.prune()
@@ -296,6 +340,14 @@ class Exporter:
     def produce(self) -> bool:
         now = self.rt.clock()
         tick = self.clock()
+        # The alerts are worked out in a read transaction first: on SQLite the write
+        # transaction below holds the database's one write lock, which officers'
+        # actions wait for.
+        found: list[alerts.Alert] | None = None
+        if tick >= self._alerts_at:
+            self._alerts_at = tick + self.config.alerts_seconds
+            with self.rt.sessions() as session:
+                found = alerts.current(session, now, self.screening)
         with self.rt.transaction() as session:
             cursor = _cursor(session, AUDIT_CURSOR, now, lock=True)
             entries = session.scalars(
@@ -309,9 +361,8 @@ class Exporter:
             if entries:
                 cursor.updated_at = now
                 session.flush()
-            if tick >= self._alerts_at:
-                self._alerts_at = tick + self.config.alerts_seconds
-                _alert_events(session, now, self.screening)
+            if found is not None:
+                _alert_events(session, found)
             status = watcher.status(session, now, self.watch)
             state = (status.running, status.stale, status.last_error)
             if tick >= self._health.next_at or state != self._health.last:
@@ -489,11 +540,11 @@ def _details(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def _alert_events(session: Session, now: datetime, cfg: ScreeningConfig) -> None:
+def _alert_events(session: Session, current: list[alerts.Alert]) -> None:
     """An event for each alert that opened or grew (more events, or a higher severity)
     since the last look; the state of the alerts that left the window is forgotten, so
     one that comes back opens again."""
-    found = {a.key: a for a in alerts.current(session, now, cfg)}
+    found = {a.key: a for a in current}
     known = {s.key: s for s in session.scalars(select(ExportAlertState))}
     for key, alert in sorted(found.items(), key=lambda item: (item[1].at, item[0])):
         before = known.get(key)

@@ -21,16 +21,18 @@ it has already seen.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import re
 import socket
 import ssl
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,6 +104,7 @@ def octet_frame(message: bytes) -> bytes:
 class SyslogTarget:
     host: str
     port: int
+    protocol: str = "tcp"  # tcp (octet counting, RFC 6587) | relp (acknowledged)
     tls: bool = False
     ca_file: str | None = None  # TLS: the collector's CA (else the system's)
     cert_file: str | None = None  # TLS: a client certificate, where the collector asks
@@ -112,46 +115,146 @@ class SyslogTarget:
     timeout_seconds: float = 10.0
 
 
+RELP_WINDOW = 100  # messages sent before their acknowledgements are read
+
+
 def send_syslog(target: SyslogTarget, events: Sequence[Event], *, hostname: str,
                 procid: str) -> None:
-    """Send ``events`` in order on one connection and wait for the collector to close
-    it after reading them all (module docstring). Raises DeliveryFailed."""
-    payload = b"".join(octet_frame(syslog_message(
-        e, facility=target.facility, hostname=hostname, app_name=target.app_name,
-        procid=procid)) for e in events)
+    """Send ``events`` in order on one connection and make sure they arrived: RELP
+    acknowledges each message; plain TCP only tells that the collector read them all
+    (module docstring). The whole exchange is bounded by four times the timeout.
+    Raises DeliveryFailed."""
+    messages = [syslog_message(e, facility=target.facility, hostname=hostname,
+                               app_name=target.app_name, procid=procid) for e in events]
+    deadline = time.monotonic() + 4 * target.timeout_seconds
+    where = f"{target.host}:{target.port}"
     try:
         raw = socket.create_connection((target.host, target.port),
                                        timeout=target.timeout_seconds)
     except OSError as exc:
-        raise DeliveryFailed(f"cannot connect to {target.host}:{target.port}: "
-                             f"{_os_reason(exc)}") from None
+        raise DeliveryFailed(f"cannot connect to {where}: {_os_reason(exc)}") from None
     try:
         sock: socket.socket = raw
         if target.tls:
-            sock = _tls_context(target).wrap_socket(
+            sock = tls_context(target).wrap_socket(
                 raw, server_hostname=target.server_name or target.host)
-        sock.sendall(payload)
-        if isinstance(sock, ssl.SSLSocket):
-            # close_notify, then wait for the collector's: everything before it was read.
-            try:
-                sock = sock.unwrap()
-            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
-                return  # closed after reading to our close_notify
-        sock.shutdown(socket.SHUT_WR)
-        while True:
-            chunk = sock.recv(4096)
-            if not chunk:
-                return
+        if target.protocol == "relp":
+            _relp(sock, messages, deadline)
+        else:
+            _octet_counted(sock, messages, deadline)
     except ssl.SSLError as exc:
-        raise DeliveryFailed(f"TLS with {target.host}:{target.port}: "
-                             f"{exc.reason or exc}") from None
+        raise DeliveryFailed(f"TLS with {where}: {exc.reason or exc.__class__.__name__}"
+                             ) from None
     except OSError as exc:
-        raise DeliveryFailed(f"{target.host}:{target.port}: {_os_reason(exc)}") from None
+        raise DeliveryFailed(f"{where}: {_os_reason(exc)}") from None
+    except DeliveryFailed as exc:
+        raise DeliveryFailed(f"{where}: {exc}") from None
     finally:
         raw.close()
 
 
-def _tls_context(target: SyslogTarget) -> ssl.SSLContext:
+def _octet_counted(sock: socket.socket, messages: list[bytes], deadline: float) -> None:
+    """Write, close the writing side, and wait for the collector's close: it read
+    everything. A peer that answers anything is not a syslog collector; a TLS stream
+    closed without ``close_notify`` may have been cut off."""
+    sock.sendall(b"".join(octet_frame(m) for m in messages))
+    if isinstance(sock, ssl.SSLSocket):
+        try:
+            sock = sock.unwrap()  # our close_notify, then the collector's
+        except ssl.SSLEOFError:
+            raise DeliveryFailed("the TLS stream ended without close_notify") from None
+        except ssl.SSLZeroReturnError:
+            return
+    sock.shutdown(socket.SHUT_WR)
+    while time.monotonic() < deadline:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return
+        raise DeliveryFailed("the peer answered: not a syslog collector")
+    raise DeliveryFailed("timed out")
+
+
+def _relp(sock: socket.socket, messages: list[bytes], deadline: float) -> None:
+    """RELP (rsyslog's Reliable Event Logging Protocol): open a session, send each
+    message as a numbered ``syslog`` command, and count it delivered only on its
+    ``200 OK``; then close the session."""
+    reader = _RelpReader(sock, deadline)
+    sock.sendall(_relp_frame(1, "open", b"relp_version=0\nrelp_software=polysec\n"
+                                         b"commands=syslog"))
+    txnr, command, data = reader.frame()
+    if (txnr, command) != (1, "rsp") or not data.startswith(b"200"):
+        raise DeliveryFailed("the collector refused the RELP session")
+    number = 1
+    for start in range(0, len(messages), RELP_WINDOW):
+        window = messages[start:start + RELP_WINDOW]
+        first = number + 1
+        sock.sendall(b"".join(_relp_frame(first + i, "syslog", m)
+                              for i, m in enumerate(window)))
+        number += len(window)
+        waiting = set(range(first, number + 1))
+        while waiting:
+            txnr, command, data = reader.frame()
+            if command == "serverclose":
+                raise DeliveryFailed("the collector closed the RELP session")
+            if command != "rsp" or txnr not in waiting:
+                raise DeliveryFailed("the collector answered out of turn")
+            if not data.startswith(b"200"):
+                raise DeliveryFailed(f"the collector refused message {txnr}: "
+                                     f"{data[:60].decode('ascii', 'replace')}")
+            waiting.discard(txnr)
+    number += 1
+    sock.sendall(_relp_frame(number, "close", b""))
+    with contextlib.suppress(DeliveryFailed, OSError):
+        reader.frame()  # its answer; the messages are acknowledged already
+
+
+def _relp_frame(txnr: int, command: str, data: bytes) -> bytes:
+    head = f"{txnr} {command} {len(data)}".encode("ascii")
+    return head + (b" " + data if data else b"") + b"\n"
+
+
+class _RelpReader:
+    """RELP frames from the collector: ``TXNR SP COMMAND SP DATALEN [SP DATA] LF``."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock, self.deadline, self.buffer = sock, deadline, b""
+
+    def _fill(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise DeliveryFailed("timed out waiting for acknowledgements")
+        chunk = self.sock.recv(65_536)
+        if not chunk:
+            raise DeliveryFailed("the collector closed the connection before "
+                                 "acknowledging")
+        self.buffer += chunk
+        if len(self.buffer) > 1_000_000:
+            raise DeliveryFailed("the collector's answer is too long")
+
+    def frame(self) -> tuple[int, str, bytes]:
+        while (match := _RELP_HEAD.match(self.buffer)) is None:
+            if len(self.buffer) > 64:
+                raise DeliveryFailed("the collector does not speak RELP")
+            self._fill()
+        txnr, command, size = int(match[1]), match[2].decode("ascii"), int(match[3])
+        if size == 0:
+            if match[4] != b"\n":
+                raise DeliveryFailed("a RELP frame without its trailer")
+            self.buffer = self.buffer[match.end():]
+            return txnr, command, b""
+        start = match.end()
+        while len(self.buffer) < start + size + 1:
+            self._fill()
+        if match[4] != b" " or self.buffer[start + size:start + size + 1] != b"\n":
+            raise DeliveryFailed("a RELP frame without its trailer")
+        data = self.buffer[start:start + size]
+        self.buffer = self.buffer[start + size + 1:]
+        return txnr, command, data
+
+
+_RELP_HEAD = re.compile(rb"(\d{1,9}) ([a-z]{1,32}) (\d{1,9})([ \n])")
+
+
+def tls_context(target: SyslogTarget) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=target.ca_file)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if target.cert_file:
@@ -168,9 +271,11 @@ def _os_reason(exc: OSError) -> str:
 # ------------------------------------------------------------------------ webhooks
 
 
-def sign(secret: bytes, timestamp: int, body: bytes) -> str:
-    return "v1=" + hmac.new(secret, str(timestamp).encode("ascii") + b"." + body,
-                            hashlib.sha256).hexdigest()
+def sign(secret: bytes, timestamp: int, event_id: int, body: bytes) -> str:
+    """``v1=`` + hex HMAC-SHA256 over ``timestamp.event_id.body``: the id is signed, so
+    a replay inside the window cannot pass as a new event (the type is in the body)."""
+    message = f"{timestamp}.{event_id}.".encode("ascii") + body
+    return "v1=" + hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
 def verify_webhook(secret: bytes, headers: Mapping[str, str], body: bytes, *,
@@ -181,53 +286,69 @@ def verify_webhook(secret: bytes, headers: Mapping[str, str], body: bytes, *,
     the receiver's part: it keeps them for the window.)"""
     lowered = {k.lower(): v for k, v in headers.items()}
     stamp = lowered.get("polysec-timestamp", "")
+    event = lowered.get("polysec-event-id", "")
     given = lowered.get("polysec-signature", "")
-    if not stamp.isdigit():
-        return "no timestamp"
+    if not (_DIGITS.fullmatch(stamp) and _DIGITS.fullmatch(event)):
+        return "no timestamp or event id"
     if abs((time.time() if now is None else now) - int(stamp)) > window:
         return "timestamp outside the replay window"
-    if not hmac.compare_digest(sign(secret, int(stamp), body), given):
+    if not hmac.compare_digest(sign(secret, int(stamp), int(event), body), given):
         return "bad signature"
     return None
+
+
+_DIGITS = re.compile(r"[0-9]{1,18}")
+# Refusals about the event itself: sending it again cannot help. Any other answer (401
+# or 403 of a receiver whose clock or key is off, 404 while it is redeployed, 5xx) is
+# retried with backoff, then set aside as a dead letter.
+PERMANENT_STATUSES = frozenset({400, 413, 415, 422})
 
 
 @dataclass(frozen=True)
 class WebhookTarget:
     url: str
-    secret: bytes
+    secret: bytes = field(repr=False)
     timeout_seconds: float = 10.0
     ca_file: str | None = None
 
 
-def send_webhook(target: WebhookTarget, event: Event, *, now: float | None = None) -> None:
-    """POST one event, signed. A 2xx is delivered; raises DeliveryFailed otherwise
-    (permanent for a 4xx other than 408 and 429: the receiver refuses this event)."""
-    body = event.body.encode("utf-8")
-    stamp = int(time.time() if now is None else now)
-    # The scheme is http or https: the configuration refuses any other (export.py).
-    request = urllib.request.Request(target.url, data=body, method="POST", headers={  # noqa: S310
-        "Content-Type": "application/json", "User-Agent": USER_AGENT,
-        "Polysec-Event-Id": str(event.id), "Polysec-Event-Type": event.type,
-        "Polysec-Timestamp": str(stamp), "Polysec-Signature": sign(target.secret, stamp, body),
-    })
-    handlers: list[Any] = [_NoRedirect]
+def webhook_opener(target: WebhookTarget) -> urllib.request.OpenerDirector:
+    """No redirects, no proxy from the environment (the signed event goes only where it
+    was configured to), the configured CA where there is one."""
+    handlers: list[Any] = [_NoRedirect, urllib.request.ProxyHandler({})]
     if target.ca_file:
         handlers.append(urllib.request.HTTPSHandler(
             context=ssl.create_default_context(cafile=target.ca_file)))
+    return urllib.request.build_opener(*handlers)
+
+
+def send_webhook(target: WebhookTarget, event: Event, *, now: float | None = None) -> None:
+    """POST one event, signed. A 2xx is delivered; raises DeliveryFailed otherwise
+    (permanent for PERMANENT_STATUSES). Error texts never quote the URL (its query may
+    hold a token)."""
+    body = event.body.encode("utf-8")
+    stamp = int(time.time() if now is None else now)
     try:
-        with urllib.request.build_opener(*handlers).open(
-                request, timeout=target.timeout_seconds) as response:
+        # The scheme is http or https: the configuration refuses any other (export.py).
+        request = urllib.request.Request(target.url, data=body, method="POST", headers={  # noqa: S310
+            "Content-Type": "application/json", "User-Agent": USER_AGENT,
+            "Polysec-Event-Id": str(event.id), "Polysec-Event-Type": event.type,
+            "Polysec-Timestamp": str(stamp),
+            "Polysec-Signature": sign(target.secret, stamp, event.id, body),
+        })
+        with webhook_opener(target).open(request, timeout=target.timeout_seconds) as response:
             response.read(65_536)
     except urllib.error.HTTPError as exc:
-        permanent = 400 <= exc.code < 500 and exc.code not in (408, 429)
         raise DeliveryFailed(f"HTTP {exc.code} from the receiver",
-                             permanent=permanent) from None
+                             permanent=exc.code in PERMANENT_STATUSES) from None
     except urllib.error.URLError as exc:
         reason = exc.reason
-        text = _os_reason(reason) if isinstance(reason, OSError) else str(reason)
+        text = _os_reason(reason) if isinstance(reason, OSError) else "an unusable address"
         raise DeliveryFailed(f"cannot reach the receiver: {text}") from None
     except OSError as exc:
         raise DeliveryFailed(f"the receiver: {_os_reason(exc)}") from None
+    except Exception as exc:  # a malformed answer (http.client), an unusable URL
+        raise DeliveryFailed(f"the receiver: {exc.__class__.__name__}") from None
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
