@@ -9,6 +9,7 @@ import click
 
 from polysec_tui.backup.envelope import Signer
 from polysec_tui.commands.common import actor_of, echo, emit_json, runtime_of, settings_of
+from polysec_tui.crypto.keyring import load_keyring
 from polysec_tui.errors import CheckFailed, InputError
 from polysec_tui.services.operations import evidence as service
 from polysec_tui.services.operations import retention as retention_service
@@ -47,15 +48,21 @@ def evidence(ctx: click.Context, period: str | None, out: Path | None, as_json: 
 @click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--signer", "signers", multiple=True,
               help="A trusted public key (polysec-ed25519:...); default: [backup] signers.")
+@click.option("--audit-key", "audit_key", is_flag=True,
+              help="Also check every audit entry's MAC with the keyring's audit key "
+                   "(--keyring): holds even against whoever holds the signing key.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
-def verify(ctx: click.Context, directory: Path, signers: tuple[str, ...], as_json: bool) -> None:
+def verify(ctx: click.Context, directory: Path, signers: tuple[str, ...], audit_key: bool,
+           as_json: bool) -> None:
     """Check a pack offline: the manifest's signature by a trusted key, every file's
-    digest, no file added or missing, the audit slice an unbroken run of the chain.
-    Exit 1 when anything fails."""
+    digest, no file added or missing, the audit slice an unbroken run of the chain (and
+    with --audit-key each entry's own MAC). Exit 1 when anything fails."""
+    settings = settings_of(ctx)
     trusted = (tuple(Signer.parse(s) for s in signers) if signers
-               else BackupConfig.from_settings(settings_of(ctx)).signers)
-    report = service.verify(directory, trusted)
+               else BackupConfig.from_settings(settings).signers)
+    key = load_keyring(settings.keyring_path).audit_key if audit_key else None
+    report = service.verify(directory, trusted, audit_key=key)
     if as_json:
         emit_json(report.as_dict())
     elif report.ok:

@@ -8,7 +8,6 @@ import click
 
 from polysec_tui.commands.common import RECORD_ID, actor_of, echo, emit_json, runtime_of
 from polysec_tui.errors import InputError
-from polysec_tui.files import atomic_write
 from polysec_tui.services.clients import casefile
 from polysec_tui.services.clients import incidents as service
 from polysec_tui.services.clients.accounts import PII_FIELDS
@@ -151,10 +150,11 @@ def export(ctx: click.Context, incident: int, fmt: str, out: Path | None,
     """A case file for the regulator: the incident's timeline, decisions, outcomes,
     accounts (masked unless revealed) and audit-log references, as one HTML page or
     JSON document. Its SHA-256 is recorded in the audit log."""
+    if out is not None and out.exists():
+        raise InputError(f"{out} exists: a case file is written to a new file")
     made = casefile.export(runtime_of(ctx), actor_of(ctx, "read"), incident, fmt,
-                           reveal=reveal, reason=reason)
+                           reveal=reveal, reason=reason, out=out)
     if out is None:
         echo(made.data.decode(), nl=False)  # ASCII already: shown as it is
         return
-    atomic_write(out, made.data, what="case file", overwrite=False)
     echo(f"case file of incident {incident} in {out} (sha256 {made.sha256})")

@@ -94,6 +94,10 @@ def test_revealing_needs_a_senior_and_a_reason_and_is_audited(staff: Staff) -> N
         assert entry.officer == "sue"
         assert '"revealed":["email","full_name"]' in entry.details
         assert "regulator request 2026-114" in entry.details
+        reveals = s.scalars(select(AuditLogEntry).where(
+            AuditLogEntry.action == "pii.reveal")).all()  # by account, as any reveal
+        assert sorted((e.target, e.officer) for e in reveals) == [
+            ("account:A1", "sue"), ("account:A1", "sue")]
 
 
 def test_the_command_writes_a_new_private_file(staff: Staff, cli_env, capsys, monkeypatch,
@@ -110,3 +114,6 @@ def test_the_command_writes_a_new_private_file(staff: Staff, cli_env, capsys, mo
     assert hashlib.sha256(out.read_bytes()).hexdigest() in made.out
     again = run_cli(capsys, "incidents", "export", str(number), "--out", str(out))
     assert again.code == 2
+    with staff.rt.sessions() as s:  # the refused export wrote nothing and is not audited
+        assert len(s.scalars(select(AuditLogEntry).where(
+            AuditLogEntry.action == "incident.export")).all()) == 1

@@ -76,3 +76,20 @@ def test_who_granted_the_access_does_not_review_it(staff: Staff) -> None:
     assert granted.granted_by == ("admin2", "root")
     with rt.sessions() as s:
         assert s.scalars(select(AccessReview)).all() == []
+
+
+def test_a_change_of_access_makes_the_review_due_again(staff: Staff) -> None:
+    """Confirmed as an analyst, then granted more: due again at once. A revoked admin's
+    still-open session reviews nothing (so two admins cannot revoke each other)."""
+    rt, root = staff.rt, staff.actors["root"]
+    reviews.review(rt, root, "ann", "confirmed", "still on the queue")
+    with rt.transaction() as s:
+        s.add(OfficerGrant(id=uuid.uuid4(), officer_id=_id(staff, "ann"), kind="promote",
+                           role="senior", requested_by=_id(staff, "admin2"),
+                           approved_by=_id(staff, "sue"), at=staff.clock() + timedelta(hours=1)))
+        s.get(Officer, _id(staff, "ann")).role = "senior"  # type: ignore[union-attr]
+    later = staff.clock() + timedelta(hours=2)
+    assert next(i for i in reviews.items(rt, root, now=later) if i.name == "ann").due
+    reviews.review(rt, root, "admin2", "revoked", "left the company")
+    with pytest.raises(RefusedError, match="admin2 is disabled"):
+        reviews.review(rt, staff.actors["admin2"], "root", "revoked", "x" * 10)

@@ -54,7 +54,7 @@ def test_a_pack_holds_the_periods_evidence_and_verifies(staff: Staff, tmp_path: 
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in out.iterdir())
     lines = [json.loads(line) for line in (out / "audit_log.jsonl").read_text().splitlines()]
     assert lines and all("2026-10-01" <= e["at"] < "2027-01-01" for e in lines)
-    assert "account.view" not in {e["action"] for e in lines}  # next year's entry
+    assert "account.view" not in {e["action"] for e in lines}  # next year's entry, the last
     chain = json.loads((out / "audit_chain.json").read_text())
     assert chain["whole_chain"]["ok"]
     from polysec_tui.services.officers import auditlog
@@ -96,29 +96,80 @@ def test_verify_catches_every_change(staff: Staff, tmp_path: Path) -> None:
     assert "not a trusted signer" in evidence.verify(out, (stranger,)).problems[0]
 
 
-def test_a_slice_with_an_entry_cut_out_does_not_verify_even_when_re_signed(
-        staff: Staff, tmp_path: Path) -> None:
-    """Whoever holds the signing key could re-sign a doctored pack: the slice's own
-    linkage still shows an entry cut out of the chain."""
-    out = _pack(staff, tmp_path)
-    lines = (out / "audit_log.jsonl").read_bytes().splitlines(keepends=True)
-    doctored = b"".join(lines[:1] + lines[2:])
-    (out / "audit_log.jsonl").write_bytes(doctored)
-    chain = json.loads((out / "audit_chain.json").read_text())
-    chain["slice"]["entries"] -= 1
-    (out / "audit_chain.json").write_text(json.dumps(chain))
+def _re_sign(staff: Staff, out: Path) -> None:
+    """What the signing key's holder can do: recompute the digests and sign again."""
     manifest = json.loads((out / "manifest.json").read_text())
     for name in ("audit_log.jsonl", "audit_chain.json"):
         manifest["files"][name] = hashlib.sha256((out / name).read_bytes()).hexdigest()
     body = json.dumps(manifest).encode()
     (out / "manifest.json").write_bytes(body)
-    config = backups.BackupConfig.from_settings(staff.rt.settings)
-    key = config.load_signing_key()
+    key = backups.BackupConfig.from_settings(staff.rt.settings).load_signing_key()
     signature = key.private.sign(evidence.SIGNATURE_CONTEXT + hashlib.sha256(body).digest())
     (out / "manifest.sig").write_text(json.dumps(
         {"signer": str(key.signer), "signature": base64.b64encode(signature).decode()}))
+
+
+def test_a_slice_with_an_entry_cut_out_and_re_signed(staff: Staff, tmp_path: Path) -> None:
+    """The signing key's holder cuts an entry and re-signs: a clumsy cut breaks the
+    slice's linkage; a careful one (the next entry re-linked, the seqs renumbered, the
+    proof adjusted) passes the public-key check, and only the audit key's MAC of each
+    entry (`verify --audit-key`) shows it."""
+    out = _pack(staff, tmp_path)
+    original = (out / "audit_log.jsonl").read_bytes().splitlines(keepends=True)
+    chain = json.loads((out / "audit_chain.json").read_text())
+    chain["slice"]["entries"] -= 1
+    (out / "audit_chain.json").write_text(json.dumps(chain))
+    (out / "audit_log.jsonl").write_bytes(b"".join(original[:1] + original[2:]))
+    _re_sign(staff, out)
     report = evidence.verify(out, _signers(staff.rt))
     assert not report.ok and "does not follow entry" in report.problems[0]
+    entries = [json.loads(line) for line in original]
+    del entries[1]
+    for i, entry in enumerate(entries[1:], 1):
+        entry["prev_hash"] = entries[i - 1]["hash"] if i == 1 else entry["prev_hash"]
+        entry["seq"] = entries[0]["seq"] + i
+    chain["slice"]["last_seq"] = entries[-1]["seq"]
+    (out / "audit_chain.json").write_text(json.dumps(chain))
+    (out / "audit_log.jsonl").write_bytes(b"".join(
+        json.dumps(e, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        for e in entries))
+    _re_sign(staff, out)
+    assert evidence.verify(out, _signers(staff.rt)).ok  # the public key cannot tell
+    keyed = evidence.verify(out, _signers(staff.rt), audit_key=staff.rt.keyring.audit_key)
+    assert not keyed.ok and "is not the one the audit key signed" in keyed.problems[0]
+    fresh = _pack_again(staff, tmp_path)
+    assert evidence.verify(fresh, _signers(staff.rt), audit_key=staff.rt.keyring.audit_key).ok
+
+
+def _pack_again(staff: Staff, tmp_path: Path) -> Path:
+    out = tmp_path / "second"
+    evidence.build(staff.rt, staff.actors["root"], "2026-Q4", out)
+    return out
+
+
+def test_a_malformed_or_unsigned_manifest_is_a_clean_failure(staff: Staff,
+                                                             tmp_path: Path) -> None:
+    out = _pack(staff, tmp_path)
+    signers = _signers(staff.rt)
+    for body in (b"[]", b'"x"', b'{"files":"x"}', b'{"files":{"../x":"0"}}'):
+        (out / "manifest.json").write_bytes(body)
+        report = evidence.verify(out, signers)
+        assert not report.ok and "signature does not match" in report.problems[0]
+    (out / "manifest.json").write_bytes(b'{"files":{"/etc/passwd":"0"}}')
+    _re_sign_raw(staff, out, {"format": evidence.FORMAT, "files": {"/etc/passwd": "0"}})
+    assert evidence.verify(out, signers).problems == [
+        "manifest.json: not a polysec-evidence-v1 manifest"]
+    _re_sign_raw(staff, out, {"format": evidence.FORMAT, "files": {}})
+    assert "audit_chain.json: not in the manifest" in evidence.verify(out, signers).problems
+
+
+def _re_sign_raw(staff: Staff, out: Path, manifest: dict[str, object]) -> None:
+    body = json.dumps(manifest).encode()
+    (out / "manifest.json").write_bytes(body)
+    key = backups.BackupConfig.from_settings(staff.rt.settings).load_signing_key()
+    signature = key.private.sign(evidence.SIGNATURE_CONTEXT + hashlib.sha256(body).digest())
+    (out / "manifest.sig").write_text(json.dumps(
+        {"signer": str(key.signer), "signature": base64.b64encode(signature).decode()}))
 
 
 def test_periods_and_refusals(staff: Staff, tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """A case file for the regulator (`polysec incidents export N --format html|json`).
 
 One incident as a self-contained document: its summary and outcome, the accounts it
-concerns (personal data masked unless a senior officer reveals named fields with a
-reason), the timeline, the officers' decisions and recorded outcomes on what it links,
+concerns (their personal-data fields masked unless a senior officer reveals named fields
+with a reason; free text officers wrote, the title and notes, is theirs and goes out as
+written), the timeline, the officers' decisions and recorded outcomes on what it links,
 and references into the audit chain (each entry's seq and hash, which `polysec auditlog
 verify` stands behind). The export's SHA-256 is recorded in the audit log with who made
 it, the format and what was revealed, so a copy handed over can be matched later.
@@ -14,6 +15,7 @@ import hashlib
 import html
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -27,6 +29,7 @@ from polysec_tui.db.models import (
     Withdrawal,
 )
 from polysec_tui.errors import InputError
+from polysec_tui.files import atomic_write
 from polysec_tui.services.clients import incidents
 from polysec_tui.services.clients.accounts import PII_FIELDS, decrypt_pii
 from polysec_tui.services.clients.masking import mask
@@ -46,8 +49,11 @@ class CaseFile:
 
 
 def export(rt: Runtime, actor: Actor, incident_id: int, fmt: str, *,
-           reveal: tuple[str, ...] = (), reason: str | None = None) -> CaseFile:
-    """The case file of incident ``incident_id`` in ``fmt``; audited with its digest."""
+           reveal: tuple[str, ...] = (), reason: str | None = None,
+           out: Path | None = None) -> CaseFile:
+    """The case file of incident ``incident_id`` in ``fmt``, written to ``out`` (a new
+    file, 0600) when given; audited with its digest once written, and each revealed
+    field as a `pii.reveal` of its account."""
     require(actor, "read")
     if fmt not in FORMATS:
         raise InputError(f"format must be one of {', '.join(FORMATS)}")
@@ -106,12 +112,22 @@ def export(rt: Runtime, actor: Actor, incident_id: int, fmt: str, *,
     data = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode() if fmt == "json" \
         else _html(doc).encode()
     digest = hashlib.sha256(data).hexdigest()
+    if out is not None:
+        atomic_write(out, data, what="case file", overwrite=False)
     with rt.transaction() as session:
         details: dict[str, Any] = {"format": fmt, "sha256": digest, "revealed": list(reveal)}
         if reveal:
             details["reason"] = text
+        if out is not None:
+            details["out"] = str(out)
         rt.audit.append(session, officer=actor.name, action="incident.export", at=now,
                         target=f"incident:{incident_id}", details=details)
+        for client in accounts if reveal else []:
+            for field in reveal:  # as `accounts show --reveal` records it, by account
+                rt.audit.append(session, officer=actor.name, action="pii.reveal", at=now,
+                                target=f"account:{client['account']}",
+                                details={"field": field, "reason": text,
+                                         "via": f"incident:{incident_id}"})
     return CaseFile(data, digest, reveal)
 
 

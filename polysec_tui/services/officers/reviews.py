@@ -65,16 +65,22 @@ def _items(session: Session, now: datetime) -> list[ReviewItem]:
     for review in session.scalars(select(AccessReview).order_by(AccessReview.at)):
         last[review.officer_id] = review
     since = now - timedelta(days=REVIEW_DAYS)
+    granted: dict[uuid.UUID, datetime] = {}
+    for officer_id, at in session.execute(select(OfficerGrant.officer_id, OfficerGrant.at)):
+        granted[officer_id] = max(at, granted.get(officer_id, at))
     found = []
     for o in session.scalars(select(Officer).order_by(Officer.name)):
         done = last.get(o.id)
+        # Due again at once when the access changed since: another role, a new grant.
+        changed = done is not None and (done.role != o.role or done.decision == "revoked"
+                                        or granted.get(o.id, done.at) > done.at)
         found.append(ReviewItem(
             o.name, o.role, o.disabled, o.created_at, o.last_login_at,
             tuple(sorted(names.get(g, "?") for g in granters.get(o.id, set()))),
             done.at if done else None,
             names.get(done.reviewer_id) if done else None,
             done.decision if done else None,
-            not o.disabled and (done is None or done.at < since)))
+            not o.disabled and (done is None or done.at < since or changed)))
     return found
 
 
@@ -114,6 +120,14 @@ def review(rt: Runtime, actor: Actor, name: str, decision: str, reason: str) -> 
         if actor.officer_id in _granters(session).get(officer.id, set()):
             raise RefusedError(f"{actor.name} granted {name}'s access: another admin "
                                "reviews it")
+        reviewer = session.scalars(select(Officer).where(Officer.id == actor.officer_id)
+                                   .with_for_update()).first()
+        if reviewer is None or reviewer.disabled:
+            raise RefusedError(f"{actor.name} is disabled")
+        if decision == "revoked" and officer.role == "admin" and not session.scalars(
+                select(Officer.id).where(Officer.role == "admin", Officer.id != officer.id,
+                                         Officer.disabled.is_(False))).first():
+            raise RefusedError(f"{name} is the last enabled admin")
         session.add(AccessReview(id=uuid.uuid4(), officer_id=officer.id,
                                  reviewer_id=actor.officer_id, decision=decision,
                                  role=officer.role, reason=text, at=now))

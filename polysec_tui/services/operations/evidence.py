@@ -7,7 +7,8 @@ four-eyes requests and the review's service levels, the rule-set changes. A mani
 lists every file's SHA-256 and is signed with the backup signing key (Ed25519, its own
 signature context): `polysec evidence verify DIR` checks, offline and with the public
 key alone, that nothing was added, removed or changed, and that the audit slice is an
-unbroken piece of a chain.
+unbroken piece of a chain; with the keyring's audit key (``--audit-key``) it checks every
+entry's own MAC too, which holds even against whoever holds the signing key.
 
 The pack is written into a private temporary directory beside ``out`` and renamed into
 place whole: a half-written pack never exists under its name.
@@ -30,7 +31,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from polysec_tui import __version__
@@ -51,6 +52,7 @@ from polysec_tui.db.models import (
     Withdrawal,
 )
 from polysec_tui.errors import CheckFailed, InputError
+from polysec_tui.services.auditchain import entry_mac
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.operations.backups import BackupConfig
 from polysec_tui.services.runtime import Runtime
@@ -127,8 +129,14 @@ def build(rt: Runtime, actor: Actor, period: str, out: Path) -> PackReport:
                                            load_config(rt.settings).review_sla_hours),
             "rule_sets.json": _rule_sets(session, names, start, end),
         }
+        # From the period's first entry to its last, by seq: an entry in between whose
+        # time lies outside (a clock set wrong) stays in, so the slice is unbroken.
+        first, last = session.execute(
+            select(func.min(AuditLogEntry.seq), func.max(AuditLogEntry.seq))
+            .where(AuditLogEntry.at >= start, AuditLogEntry.at < end)).one()
         entries = session.scalars(select(AuditLogEntry).where(
-            AuditLogEntry.at >= start, AuditLogEntry.at < end).order_by(AuditLogEntry.seq)).all()
+            AuditLogEntry.seq >= (first or 0), AuditLogEntry.seq <= (last or -1))
+            .order_by(AuditLogEntry.seq)).all()
         lines = [_entry(e) for e in entries]
     verified = rt.audit.verify(rt.engine)
     if not verified.ok:
@@ -159,16 +167,28 @@ def build(rt: Runtime, actor: Actor, period: str, out: Path) -> PackReport:
     contents[MANIFEST] = manifest
     contents[SIGNATURE] = _json({"signer": str(key.signer),
                                  "signature": base64.b64encode(signature).decode()})
-    _write_whole(out, contents)
-    with rt.transaction() as session:
-        rt.audit.append(session, officer=actor.name, action="evidence.export", at=now,
-                        target=f"period:{period}",
-                        details={"out": str(out), "entries": len(lines),
-                                 "manifest_sha256": hashlib.sha256(manifest).hexdigest()})
+    tmp = _write_private(out, contents)
+    try:
+        # Audited in the transaction that puts the pack in place: a pack that is there
+        # was audited, and an audit entry names a pack that was put there.
+        with rt.transaction() as session:
+            rt.audit.append(session, officer=actor.name, action="evidence.export", at=now,
+                            target=f"period:{period}",
+                            details={"out": str(out), "entries": len(lines),
+                                     "manifest_sha256": hashlib.sha256(manifest).hexdigest()})
+            session.flush()
+            if out.exists():
+                raise InputError(f"{out} appeared meanwhile: nothing written")
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _sync_directory(out.parent)
     return PackReport(str(out), period, start, end, files, len(lines), str(key.signer))
 
 
-def _write_whole(out: Path, contents: dict[str, bytes]) -> None:
+def _write_private(out: Path, contents: dict[str, bytes]) -> Path:
+    """The pack's files, written and synced in a private directory beside ``out``."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # 0700
     try:
         for name, data in contents.items():
@@ -177,11 +197,14 @@ def _write_whole(out: Path, contents: dict[str, bytes]) -> None:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-        tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    dir_fd = os.open(out.parent, os.O_RDONLY)
+    return tmp
+
+
+def _sync_directory(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
@@ -288,13 +311,15 @@ def _review_sla(session: Session, start: datetime, end: datetime,
     """Held withdrawals decided in the period: how long from the request to the final
     approve or reject, and the share within the review SLA."""
     decided = aliased(ReviewDecision)
-    hours = []
-    for requested, at in session.execute(
-            select(Withdrawal.requested_at, decided.decided_at)
+    last: dict[int, float] = {}  # one figure per withdrawal: its final decision's
+    for wid, requested, at in session.execute(
+            select(Withdrawal.id, Withdrawal.requested_at, decided.decided_at)
             .join(decided, decided.withdrawal_id == Withdrawal.id)
             .where(decided.decision.in_(("approve", "reject")),
-                   decided.decided_at >= start, decided.decided_at < end)):
-        hours.append((at - requested).total_seconds() / 3600)
+                   decided.decided_at >= start, decided.decided_at < end)
+            .order_by(decided.decided_at)):
+        last[wid] = (at - requested).total_seconds() / 3600
+    hours = list(last.values())
     within = sum(1 for h in hours if h <= sla_hours)
     return {"sla_hours": sla_hours, "decisions": len(hours),
             "within_sla": within,
@@ -340,12 +365,18 @@ class VerifyReport:
         return dict(self.__dict__)
 
 
-def verify(directory: Path, signers: tuple[Signer, ...]) -> VerifyReport:
+REQUIRED = ("audit_chain.json", AUDIT_SLICE)
+_NAME = re.compile(r"[a-z_]{1,40}\.jsonl?")
+
+
+def verify(directory: Path, signers: tuple[Signer, ...], *,
+           audit_key: bytes | None = None) -> VerifyReport:
     """Check a pack offline: the manifest signed by one of ``signers``; every file it
     lists present with its digest, and no other file; the audit slice an unbroken run
-    of the chain (each entry's previous hash is the one before it, the sequence without
-    gaps) that matches the proof in audit_chain.json. Needs no database and no key but
-    the public one."""
+    (each entry's previous hash the one before it, the sequence without gaps) matching
+    the proof in audit_chain.json. That much needs only the public key, and holds
+    against anyone but the signing key's holder. With ``audit_key`` (the keyring's),
+    every entry's own MAC is checked too, which no one without that key can forge."""
     if not signers:
         raise InputError("no trusted signers: set [backup] signers or give --signer")
     problems: list[str] = []
@@ -357,21 +388,34 @@ def verify(directory: Path, signers: tuple[Signer, ...]) -> VerifyReport:
         raise CheckFailed(f"{directory}: no readable {MANIFEST} and {SIGNATURE}: "
                           f"{getattr(exc, 'strerror', None) or exc}") from None
     signer = _trusted(signed, signers, hashlib.sha256(manifest_bytes).digest(), problems)
-    if manifest.get("format") != FORMAT:
-        problems.append(f"not a {FORMAT} manifest")
-    listed: dict[str, str] = manifest.get("files") or {}
+    if signer is None:  # nothing in an unsigned manifest is worth reading further
+        return VerifyReport(False, problems, None, 0, 0, None)
+    listed = manifest.get("files") if isinstance(manifest, dict) else None
+    if (not isinstance(listed, dict) or manifest.get("format") != FORMAT
+            or not all(isinstance(n, str) and _NAME.fullmatch(n) and isinstance(d, str)
+                       for n, d in listed.items())):
+        problems.append(f"{MANIFEST}: not a {FORMAT} manifest")
+        return VerifyReport(False, problems, None, 0, 0, str(signer))
+    for name in REQUIRED:
+        if name not in listed:
+            problems.append(f"{name}: not in the manifest")
     present = {p.name for p in directory.iterdir()} - {MANIFEST, SIGNATURE}
     for extra in sorted(present - set(listed)):
         problems.append(f"{extra}: not in the manifest")
     for name, digest in sorted(listed.items()):
         path = directory / name
-        if not path.is_file():
+        if not path.is_file() or path.is_symlink():
             problems.append(f"{name}: missing")
         elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
             problems.append(f"{name}: changed (its SHA-256 is not the manifest's)")
-    entries = _check_slice(directory, problems) if not problems else 0
-    return VerifyReport(not problems, problems, manifest.get("period"), len(listed), entries,
-                        str(signer) if signer else None)
+    entries = 0
+    if not problems:
+        try:
+            entries = _check_slice(directory, problems, audit_key)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            problems.append(f"{AUDIT_SLICE} or audit_chain.json: unreadable")
+    return VerifyReport(not problems, problems, str(manifest.get("period")), len(listed),
+                        entries, str(signer))
 
 
 def _trusted(signed: Any, signers: tuple[Signer, ...], digest: bytes,
@@ -395,22 +439,32 @@ def _trusted(signed: Any, signers: tuple[Signer, ...], digest: bytes,
     return trusted
 
 
-def _check_slice(directory: Path, problems: list[str]) -> int:
+def _check_slice(directory: Path, problems: list[str], audit_key: bytes | None) -> int:
     chain = json.loads((directory / "audit_chain.json").read_bytes())
-    part = chain.get("slice", {})
+    part = chain["slice"]
     previous_seq = previous_hash = None
+    first_seq = None
     count = 0
     for number, line in enumerate((directory / AUDIT_SLICE).read_bytes().splitlines(), 1):
         entry = json.loads(line)
         if previous_seq is None:
-            if entry["prev_hash"] != part.get("first_prev_hash"):
+            first_seq = entry["seq"]
+            if entry["prev_hash"] != part["first_prev_hash"] or first_seq != part["first_seq"]:
                 problems.append(f"{AUDIT_SLICE}:1: does not start where the proof says")
         elif entry["seq"] != previous_seq + 1 or entry["prev_hash"] != previous_hash:
             problems.append(f"{AUDIT_SLICE}:{number}: entry {entry['seq']} does not follow "
                             f"entry {previous_seq}")
             return count
+        if audit_key is not None and entry_mac(
+                audit_key, entry["prev_hash"], entry["seq"], datetime.fromisoformat(entry["at"]),
+                entry["officer"], entry["action"], entry["target"], entry["details"]
+                ) != entry["hash"]:
+            problems.append(f"{AUDIT_SLICE}:{number}: entry {entry['seq']} is not the one "
+                            "the audit key signed")
+            return count
         previous_seq, previous_hash = entry["seq"], entry["hash"]
         count += 1
-    if count != part.get("entries") or (count and previous_hash != part.get("last_hash")):
-        problems.append(f"{AUDIT_SLICE}: {count} entries, the proof says {part.get('entries')}")
+    if (count != part["entries"] or (count and (previous_hash != part["last_hash"]
+                                                or previous_seq != part["last_seq"]))):
+        problems.append(f"{AUDIT_SLICE}: {count} entries, the proof says {part['entries']}")
     return count

@@ -9,7 +9,7 @@ be a four-eyes request like every other destructive action.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -70,7 +70,11 @@ def report(rt: Runtime, actor: Actor) -> tuple[int, datetime, list[Past]]:
     """(years, the cutoff, each kind's records older than it)."""
     require(actor, "auditlog.read")
     years = years_of(rt.settings)
-    cutoff = rt.clock() - timedelta(days=365 * years + years // 4)
+    now = rt.clock()
+    try:
+        cutoff = now.replace(year=now.year - years)
+    except ValueError:  # 29 February in a year without one
+        cutoff = now.replace(year=now.year - years, day=28)
     found = []
     with rt.sessions() as session:
         for kind, column in KINDS:
