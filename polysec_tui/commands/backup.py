@@ -499,3 +499,71 @@ def _print_file(text: str) -> None:
     own escapes) single, and `Job.check` has refused every value holding a character that
     `echo` would show as an escape."""
     echo(text, nl=False)
+
+
+@backup.group()
+def pitr() -> None:
+    """Point-in-time recovery of PostgreSQL with pgBackRest ([pitr]; docs/backups.md):
+    status, check, restore --to-time T --to DIR."""
+
+
+@pitr.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_context
+def pitr_status(ctx: click.Context, as_json: bool) -> None:
+    """The stanza's backups, archived WAL range and repository cipher (exit 1 when
+    pgBackRest cannot tell, or the repository is not encrypted)."""
+    from polysec_tui.errors import CheckFailed
+    from polysec_tui.services.operations import pitr as service
+
+    found = service.status(runtime_of(ctx), actor_of(ctx, "backup.run"))
+    if as_json:
+        emit_json(found.as_dict())
+    else:
+        echo(f"stanza {found.stanza}: {found.status}; repository cipher {found.cipher}")
+        echo(f"archived WAL {found.wal_min or '-'} .. {found.wal_max or '-'}; recoverable "
+             f"from {found.recoverable_from or 'nothing yet'} to the last archived WAL")
+        for b in found.backups:
+            echo(f"  {b['label']}  {b['type']:<5} {b['started']} .. {b['stopped']}  "
+                 f"{b['size']} bytes")
+    if found.cipher in ("none", "unknown"):
+        raise CheckFailed("the pgBackRest repository is not encrypted (repo1-cipher-type)")
+    if not found.backups:
+        raise CheckFailed("the stanza has no backup yet: nothing to recover from")
+
+
+@pitr.command("check")
+@click.pass_context
+def pitr_check(ctx: click.Context) -> None:
+    """pgBackRest's check: a WAL segment switched, archived and found (exit 1 if not).
+    Audited."""
+    from polysec_tui.services.operations import pitr as service
+
+    service.check(runtime_of(ctx), actor_of(ctx, "backup.run"))
+    echo("pgbackrest check passed: WAL archiving works")
+
+
+@pitr.command("restore")
+@click.option("--to-time", "to_time", required=True,
+              help="ISO 8601 with a time zone: 2026-12-05T03:36:27Z.")
+@click.option("--to", "directory", required=True, type=click.Path(path_type=Path),
+              help="A new, empty data directory for the restored cluster.")
+@click.option("--port", type=click.IntRange(1024, 65535),
+              help="Start the restored cluster on 127.0.0.1:PORT and wait for it.")
+@click.pass_context
+def pitr_restore(ctx: click.Context, to_time: str, directory: Path, port: int | None) -> None:
+    """The database as it was at --to-time, in a new data directory (never over a
+    cluster; archiving off in the copy). Admins; audited."""
+    from datetime import datetime
+
+    from polysec_tui.services.operations import pitr as service
+
+    try:
+        target = datetime.fromisoformat(to_time.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"--to-time {to_time!r} is not an ISO 8601 time") from None
+    done = service.restore(runtime_of(ctx), actor_of(ctx, "backup.restore"), target,
+                           directory, port=port)
+    echo(f"restored to {done.target.isoformat()} in {done.directory}"
+         + (f"; running at {done.url}" if done.url else
+            "; start it with pg_ctl (archive_mode is off in the copy)"))
