@@ -101,12 +101,7 @@ def _re_sign(staff: Staff, out: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     for name in ("audit_log.jsonl", "audit_chain.json"):
         manifest["files"][name] = hashlib.sha256((out / name).read_bytes()).hexdigest()
-    body = json.dumps(manifest).encode()
-    (out / "manifest.json").write_bytes(body)
-    key = backups.BackupConfig.from_settings(staff.rt.settings).load_signing_key()
-    signature = key.private.sign(evidence.SIGNATURE_CONTEXT + hashlib.sha256(body).digest())
-    (out / "manifest.sig").write_text(json.dumps(
-        {"signer": str(key.signer), "signature": base64.b64encode(signature).decode()}))
+    _re_sign_raw(staff, out, manifest)
 
 
 def test_a_slice_with_an_entry_cut_out_and_re_signed(staff: Staff, tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ from polysec_tui.db.models import (
     Withdrawal,
 )
 from polysec_tui.errors import CheckFailed, InputError
+from polysec_tui.files import fsync_dir
 from polysec_tui.services.auditchain import entry_mac
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.operations.backups import BackupConfig
@@ -183,7 +184,7 @@ def build(rt: Runtime, actor: Actor, period: str, out: Path) -> PackReport:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _sync_directory(out.parent)
+    fsync_dir(out.parent)
     return PackReport(str(out), period, start, end, files, len(lines), str(key.signer))
 
 
@@ -201,14 +202,6 @@ def _write_private(out: Path, contents: dict[str, bytes]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return tmp
-
-
-def _sync_directory(directory: Path) -> None:
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _json(doc: Any) -> bytes:
