@@ -12,7 +12,9 @@ dropped at the end):
    user+system, peak RSS of that child and the children it waited for, e.g.
    ``pg_dump``; the launcher's ~10 MiB is the floor of the figure):
    - ``polysec backup create`` (snapshot + encrypt, end to end from the live database),
-     ``polysec backup verify``, ``polysec backup restore --to`` a new database;
+     ``polysec backup verify``, ``polysec backup restore --to`` a new database,
+     ``polysec backup drill`` (restore into a scratch database, check it there, drop
+     it, sign the record: its restore and check times are printed too);
    - on the same plain snapshot (SQLite online-backup copy, or ``pg_dump -Fc -Z0`` output,
      made once, not timed): the polysec envelope alone (encrypt, decrypt-verify),
      ``age`` (encrypt to an X25519 recipient, decrypt to /dev/null) and ``restic``
@@ -289,6 +291,14 @@ def measure(engine: str, megabytes: int, workdir: Path, server: str | None,
             assert restored is not None
             restored.drop()
             restored = None
+        # The restore drill: the backup restored into a scratch database, checked there
+        # (manifest, data audit checks, the audit-log chain), dropped, the record signed.
+        drilled = run([*POLYSEC, "backup", "drill", str(backup), "--identity", key, "--json"],
+                      env=env)
+        record("polysec", "drill", drilled, payload)
+        drill = json.loads(drilled[3])
+        print(f"  drill: restore {drill['restore_seconds']} s, checks "
+              f"{drill['checks_seconds']} s, result {drill['result']}", flush=True)
         backup.unlink()
 
         snap = workdir / f"{db.name}.snapshot"

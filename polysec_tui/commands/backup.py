@@ -548,12 +548,13 @@ def pitr_check(ctx: click.Context) -> None:
               help="ISO 8601 with a time zone: 2026-12-05T03:36:27Z.")
 @click.option("--to", "directory", required=True, type=click.Path(path_type=Path),
               help="A new, empty data directory for the restored cluster.")
-@click.option("--port", type=click.IntRange(1024, 65535),
-              help="Start the restored cluster on 127.0.0.1:PORT and wait for it.")
+@click.option("--port", type=click.IntRange(1024, 65535), required=True,
+              help="The restored copy listens on 127.0.0.1:PORT (never the live port).")
 @click.pass_context
-def pitr_restore(ctx: click.Context, to_time: str, directory: Path, port: int | None) -> None:
+def pitr_restore(ctx: click.Context, to_time: str, directory: Path, port: int) -> None:
     """The database as it was at --to-time, in a new data directory (never over a
-    cluster; archiving off in the copy). Admins; audited."""
+    cluster), started on 127.0.0.1:PORT with archiving off, and waited for until it has
+    replayed to --to-time. Admins; audited."""
     from datetime import datetime
 
     from polysec_tui.services.operations import pitr as service
@@ -564,6 +565,5 @@ def pitr_restore(ctx: click.Context, to_time: str, directory: Path, port: int | 
         raise InputError(f"--to-time {to_time!r} is not an ISO 8601 time") from None
     done = service.restore(runtime_of(ctx), actor_of(ctx, "backup.restore"), target,
                            directory, port=port)
-    echo(f"restored to {done.target.isoformat()} in {done.directory}"
-         + (f"; running at {done.url}" if done.url else
-            "; start it with pg_ctl (archive_mode is off in the copy)"))
+    echo(f"restored to {done.target.isoformat()} in {done.directory}; running at {done.url} "
+         "(archiving off; stop it with pg_ctl -D DIR stop)")

@@ -54,8 +54,9 @@ class Cluster:
     port: int
     bindir: Path
 
-    def psql(self, sql: str, port: int | None = None) -> str:
-        done = subprocess.run([*AS_POSTGRES, str(self.bindir / "psql"), "-h", str(self.root),
+    def psql(self, sql: str, port: int | None = None, host: Path | None = None) -> str:
+        done = subprocess.run([*AS_POSTGRES, str(self.bindir / "psql"), "-h",
+                               str(host or self.root),
                                "-p", str(port or self.port), "-U", "postgres", "-Atq",
                                "-c", sql], capture_output=True, text=True, check=True,
                               timeout=60)
@@ -123,7 +124,7 @@ def test_restore_to_a_time_between_two_writes(cluster: Cluster, tmp_path: Path) 
     cluster.pgbackrest("--type=full", "backup")
     state = pitr.status(rt, CRON)
     assert state.cipher == "aes-256-cbc" and [b["type"] for b in state.backups] == ["full"]
-    assert state.recoverable_from is not None
+    assert state.as_dict()["recoverable_from"] == state.backups[0]["stopped"]
     pitr.check(rt, CRON)
     cluster.psql("create table t (v text)")
     cluster.psql("insert into t values ('before')")
@@ -141,15 +142,22 @@ def test_restore_to_a_time_between_two_writes(cluster: Cluster, tmp_path: Path) 
         pitr.restore(rt, ADMIN, between.replace(tzinfo=None), target, port=port)
     with pytest.raises(InputError, match="not an empty directory"):
         pitr.restore(rt, ADMIN, between, cluster.root / "data", port=port)
+    for hostile in ("x;touch /tmp/pwned", "x$(id)", "x'q", "x\ny"):
+        with pytest.raises(InputError, match="a path of letters"):
+            pitr.restore(rt, ADMIN, between, cluster.root / hostile, port=port)
     done = pitr.restore(rt, ADMIN, between, target, port=port)
     assert done.url == f"postgresql://127.0.0.1:{port}/"
-    assert cluster.psql("select string_agg(v, ',' order by v) from t", port=port) == "before"
-    assert cluster.psql("show archive_mode", port=port) == "off"
-    assert cluster.psql("select pg_is_in_recovery()", port=port) == "f"
+    def copy(sql: str) -> str:  # its socket is in its own directory
+        return cluster.psql(sql, port=port, host=target)
+
+    assert copy("select string_agg(v, ',' order by v) from t") == "before"
+    assert copy("show archive_mode") == "off"
+    assert copy("select pg_is_in_recovery()") == "f"
     with rt.sessions() as s:
         actions = list(s.scalars(select(AuditLogEntry.action).order_by(AuditLogEntry.seq)))
     assert actions == ["backup.pitr.check", "backup.pitr.check", "backup.pitr.restore",
                        "backup.pitr.restored"]
+    assert copy("show unix_socket_directories") == str(target)
     rt.engine.dispose()
 
 

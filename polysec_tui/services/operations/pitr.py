@@ -6,10 +6,10 @@ repository, encrypted with its own cipher (`repo1-cipher-type`); the server-side
 
 - ``status``: the stanza's backups, the archived WAL range and the repository cipher;
 - ``check``: pgBackRest's own check (a WAL segment switched, archived and found);
-- ``restore --to-time T --to DIR``: the cluster as it was at T, restored into a new,
-  empty data directory, never over the live one, with archiving off (a restored copy
-  must not push its WAL into the live cluster's repository); ``--port`` starts it on
-  127.0.0.1 and waits until it has replayed to T and been promoted.
+- ``restore --to-time T --to DIR --port P``: the cluster as it was at T, restored into
+  a new, empty data directory, never over the live one, with archiving off (a restored
+  copy must not push its WAL into the live cluster's repository), started on
+  127.0.0.1:P and waited for until it has replayed to T and been promoted.
 
 pgBackRest runs as the cluster's owner: ``[pitr] run_as`` is the prefix that makes it so
 (``["sudo", "-u", "postgres"]``). Every restore is audited. The daily encrypted logical
@@ -19,6 +19,7 @@ backup (`polysec backup create`) stays the portable, offline-verifiable copy.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -101,13 +102,11 @@ class PitrStatus:
     backups: list[dict[str, Any]]  # label, type, started, stopped, size
     wal_min: str | None
     wal_max: str | None
-    recoverable_from: datetime | None  # the oldest backup's end: the earliest target
+    recoverable_from: str | None  # the oldest good backup's end: the earliest target
+    # (later where WAL retention expired older segments)
 
     def as_dict(self) -> dict[str, Any]:
-        doc = dict(self.__dict__)
-        doc["recoverable_from"] = (self.recoverable_from.isoformat()
-                                   if self.recoverable_from else None)
-        return doc
+        return dict(self.__dict__)
 
 
 def status(rt: Runtime, actor: Actor) -> PitrStatus:
@@ -117,13 +116,18 @@ def status(rt: Runtime, actor: Actor) -> PitrStatus:
         (info,) = json.loads(_run(cfg, "--output=json", "info"))
     except (ValueError, TypeError):
         raise CheckFailed("pgbackrest info gave no readable answer for the stanza") from None
+    state = info.get("status", {})
+    if state.get("code") not in (0, None):
+        raise CheckFailed(f"pgbackrest: stanza {cfg.stanza}: "
+                          f"{str(state.get('message', 'unknown'))[:200]}")
     backups = [{"label": b.get("label"), "type": b.get("type"),
                 "started": _time(b.get("timestamp", {}).get("start")),
                 "stopped": _time(b.get("timestamp", {}).get("stop")),
-                "size": b.get("info", {}).get("size")} for b in info.get("backup", [])]
+                "size": b.get("info", {}).get("size")}
+               for b in info.get("backup", []) if not b.get("error")]
     archive = (info.get("archive") or [{}])[-1]
     stops = [b["stopped"] for b in backups if b["stopped"]]
-    return PitrStatus(cfg.stanza, str(info.get("status", {}).get("message", "unknown")),
+    return PitrStatus(cfg.stanza, str(state.get("message", "unknown")),
                       str(info.get("cipher", "unknown")), backups, archive.get("min"),
                       archive.get("max"), min(stops) if stops else None)
 
@@ -136,12 +140,10 @@ def check(rt: Runtime, actor: Actor) -> None:
     """pgBackRest's check: the archive command works (exit 1 otherwise). Audited."""
     require(actor, "backup.run")
     cfg = PitrConfig.from_settings(rt.settings)
+    result = "fail"
     try:
         _run(cfg, "check", timeout=300)
         result = "pass"
-    except CheckFailed:
-        result = "fail"
-        raise
     finally:
         with rt.transaction() as session:
             rt.audit.append(session, officer=actor.name, action="backup.pitr.check",
@@ -153,60 +155,94 @@ def check(rt: Runtime, actor: Actor) -> None:
 class Restored:
     directory: str
     target: datetime
-    url: str | None  # where the started copy listens (--port)
+    url: str  # where the started copy listens
+
+
+# A data directory's path goes into shell commands pgBackRest and pg_ctl write
+# (restore_command, the postmaster's start): only these characters.
+_SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]+")
+MINIMAL_HBA = ("# polysec backup pitr restore: the restored copy, on loopback\n"
+               "local all postgres peer\n"
+               "host all all 127.0.0.1/32 scram-sha-256\n")
 
 
 def restore(rt: Runtime, actor: Actor, target: datetime, directory: Path, *,
-            port: int | None = None) -> Restored:
-    """The cluster as it was at ``target`` in a new data directory (module docstring).
-    Audited, before and after."""
+            port: int) -> Restored:
+    """The cluster as it was at ``target`` in a new data directory, started on
+    127.0.0.1:``port`` and its socket in the directory, and waited for until it has
+    replayed to ``target`` and been promoted (module docstring). Audited, before and
+    after (with the result)."""
     require(actor, "backup.restore")
     cfg = PitrConfig.from_settings(rt.settings)
+    if cfg.pg_ctl is None:
+        raise InputError("restore needs [pitr] pg_ctl (the cluster's pg_ctl binary)")
     if target.tzinfo is None:
         raise InputError("--to-time needs a time zone (e.g. 2026-12-05T03:36:27Z)")
     if target > rt.clock():
         raise InputError("--to-time is in the future")
     directory = directory.expanduser().absolute()
+    if not _SAFE_PATH.fullmatch(str(directory)) or ".." in directory.parts:
+        raise InputError("--to must be a path of letters, digits, '.', '_', '-' and '/' "
+                         "(it goes into commands PostgreSQL runs)")
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise InputError(f"{directory} is not an empty directory: a point-in-time restore "
                          "goes to a new one, never over a cluster")
-    if port is not None and cfg.pg_ctl is None:
-        raise InputError("--port needs [pitr] pg_ctl (the cluster's pg_ctl binary)")
     stamp = target.astimezone(UTC).isoformat(sep=" ")
+    details = {"to_time": target.isoformat(), "to": str(directory), "port": port}
     with rt.transaction() as session:
         rt.audit.append(session, officer=actor.name, action="backup.pitr.restore",
-                        at=rt.clock(), target=f"stanza:{cfg.stanza}",
-                        details={"to_time": target.isoformat(), "to": str(directory)})
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if cfg.run_as:
-        owner = _owner(cfg)
-        if owner is not None:
-            shutil.chown(directory, owner)
-    _run(cfg, f"--pg1-path={directory}", "--type=time", f"--target={stamp}",
-         "--target-action=promote", "restore")
-    # Never archive into the live cluster's repository; listen on loopback only.
-    settings = ["archive_mode = off", "listen_addresses = '127.0.0.1'"]
-    if port is not None:
-        settings.append(f"port = {port}")
-    with (directory / "postgresql.auto.conf").open("a", encoding="utf-8") as handle:
-        handle.write("\n# polysec backup pitr restore\n" + "\n".join(settings) + "\n")
-    url = None
-    if port is not None:
-        assert cfg.pg_ctl is not None
-        log_file = directory / "polysec-restore.log"
-        started = subprocess.run(  # noqa: S603
-            [*cfg.run_as, cfg.pg_ctl, "-D", str(directory), "-l", str(log_file), "-w",
-             "-t", "600", "start"], capture_output=True, text=True, timeout=660, check=False)
-        if started.returncode != 0:
-            raise CheckFailed(f"the restored cluster did not start (see {log_file})")
-        url = f"postgresql://127.0.0.1:{port}/"
-        _wait_promoted(directory, port)
+                        at=rt.clock(), target=f"stanza:{cfg.stanza}", details=details)
+    try:
+        _restore(cfg, stamp, directory, port)
+    except Exception as exc:
+        with rt.transaction() as session:
+            rt.audit.append(session, officer=actor.name, action="backup.pitr.restored",
+                            at=rt.clock(), target=f"stanza:{cfg.stanza}",
+                            details={**details, "result": "fail",
+                                     "error": str(exc).splitlines()[0][:300] if str(exc)
+                                     else exc.__class__.__name__})
+        raise
+    url = f"postgresql://127.0.0.1:{port}/"
     with rt.transaction() as session:
         rt.audit.append(session, officer=actor.name, action="backup.pitr.restored",
                         at=rt.clock(), target=f"stanza:{cfg.stanza}",
-                        details={"to_time": target.isoformat(), "to": str(directory),
-                                 "url": url})
+                        details={**details, "result": "pass", "url": url})
     return Restored(str(directory), target, url)
+
+
+def _restore(cfg: PitrConfig, stamp: str, directory: Path, port: int) -> None:
+    assert cfg.pg_ctl is not None
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    owner = _owner(cfg)
+    if owner is not None:
+        shutil.chown(directory, owner)
+    _run(cfg, f"--pg1-path={directory}", "--type=time", f"--target={stamp}",
+         "--target-action=promote", "restore")
+    # Where the cluster keeps its configuration outside the data directory (Debian's
+    # /etc/postgresql), the copy gets a minimal one of its own.
+    for name, text in (("postgresql.conf", "# polysec backup pitr restore\n"),
+                       ("pg_hba.conf", MINIMAL_HBA)):
+        if not (directory / name).exists():
+            (directory / name).write_text(text)
+            if owner is not None:
+                shutil.chown(directory / name, owner)
+    # Never archive into the live cluster's repository, never take the live cluster's
+    # port, socket or pid file; loopback only.
+    with (directory / "postgresql.auto.conf").open("a", encoding="utf-8") as handle:
+        handle.write("\n# polysec backup pitr restore\narchive_mode = off\n"
+                     f"listen_addresses = '127.0.0.1'\nport = {port}\n"
+                     f"unix_socket_directories = '{directory}'\nexternal_pid_file = ''\n")
+    log_file = directory / "polysec-restore.log"
+    try:
+        started = subprocess.run(  # noqa: S603
+            [*cfg.run_as, cfg.pg_ctl, "-D", str(directory), "-l", str(log_file), "-w",
+             "-t", "600", "start"], capture_output=True, text=True, timeout=660, check=False)
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        raise CheckFailed(f"the restored cluster did not start: {exc.__class__.__name__} "
+                          f"(see {log_file})") from None
+    if started.returncode != 0:
+        raise CheckFailed(f"the restored cluster did not start: {_fatal(log_file)}")
+    _wait_promoted(cfg, directory, port, log_file)
 
 
 def _owner(cfg: PitrConfig) -> str | None:
@@ -215,14 +251,33 @@ def _owner(cfg: PitrConfig) -> str | None:
     return parts[parts.index("-u") + 1] if "-u" in parts[:-1] else None
 
 
-def _wait_promoted(directory: Path, port: int) -> None:
-    """Until recovery has reached the target and the copy is promoted (a new timeline's
-    history file appears), at most ten minutes."""
+def _fatal(log_file: Path) -> str:
+    try:
+        lines = log_file.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"see {log_file}"
+    fatal = [line for line in lines if "FATAL" in line or "PANIC" in line]
+    return (fatal[-1] if fatal else f"see {log_file}")[-300:]
+
+
+def _wait_promoted(cfg: PitrConfig, directory: Path, port: int, log_file: Path) -> None:
+    """Until the copy answers that it is out of recovery (it replayed to the target and
+    was promoted), at most ten minutes; a copy that stops meanwhile (a target past the
+    last archived commit ends recovery early) is reported with its log's FATAL line."""
+    assert cfg.pg_ctl is not None
+    psql = str(Path(cfg.pg_ctl).with_name("psql"))
     deadline = time.monotonic() + 600
-    wal = directory / "pg_wal"
     while time.monotonic() < deadline:
-        if any(p.suffix == ".history" for p in wal.glob("*.history")) and not (
-                directory / "recovery.signal").exists():
+        if not (directory / "postmaster.pid").exists():
+            raise CheckFailed(f"the restored cluster stopped: {_fatal(log_file)}")
+        try:
+            asked = subprocess.run(  # noqa: S603
+                [*cfg.run_as, psql, "-h", str(directory), "-p", str(port), "-U", "postgres",
+                 "-Atq", "-c", "select pg_is_in_recovery()"], capture_output=True, text=True,
+                timeout=30, check=False)
+        except (subprocess.TimeoutExpired, OSError):
+            asked = None
+        if asked is not None and asked.returncode == 0 and asked.stdout.strip() == "f":
             return
         time.sleep(0.5)
     raise CheckFailed(f"the restored cluster on port {port} did not finish recovery in ten "
