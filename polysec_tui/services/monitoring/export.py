@@ -27,7 +27,6 @@ collector's set-up.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import socket
@@ -70,7 +69,6 @@ ERROR_MAX = 400
 ALERT_SEVERITY = {"critical": "critical", "high": "error"}
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 Log = Callable[..., None]
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -400,7 +398,7 @@ class Exporter:
         except DeliveryFailed as failed:
             self._failed(destination, position, attempts + 1, str(failed), backoff)
             return False
-        self._advance(destination, position, events[-1].id, backoff, len(events))
+        self._advance(destination, position, events[-1].id, backoff)
         return len(events) == SYSLOG_BATCH
 
     def _deliver_webhook(self, destination: Destination, events: list[Event],
@@ -420,13 +418,13 @@ class Exporter:
                          event=event.id, attempts=attempts, error=str(failed))
                 position, attempts = event.id, 0
                 continue
-            if not self._advance(destination, position, event.id, backoff, 1):
+            if not self._advance(destination, position, event.id, backoff):
                 return False
             position, attempts = event.id, 0
         return len(events) == WEBHOOK_BATCH
 
     def _advance(self, destination: Destination, position: int, to: int,
-                 backoff: _Backoff, sent: int) -> bool:
+                 backoff: _Backoff) -> bool:
         """Move the cursor from ``position`` to ``to`` unless someone else moved it (a
         lease handed over mid-send): False then, and the next turn reads it again."""
         now = self.rt.clock()
@@ -437,10 +435,8 @@ class Exporter:
                         last_error=None, last_error_at=None))
         if backoff.failing:
             self.log("export.recovered", destination=destination.name, where=destination.where)
+        # Deliveries are not logged one by one (`polysec watch` logs events of note).
         self._backoff[destination.name] = _Backoff()
-        if moved:
-            self.log("export.delivered", level="debug", destination=destination.name,
-                     events=sent, to=to)
         return bool(moved)
 
     def _failed(self, destination: Destination, position: int, attempts: int, reason: str,
