@@ -51,6 +51,7 @@ from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime, utc_now
 from tests.support import FIXED_NOW
 from tests.support.helpers import account, ingest_records, login
+from tests.support.ports import free_port
 
 ADMIN = Actor(__import__("uuid").UUID(int=7), "root", "admin")
 SECRET = b"0123456789abcdef0123456789abcdef-webhook"
@@ -69,12 +70,6 @@ def _listening(port: int) -> bool:
         return True
     except OSError:
         return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _until(check: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -169,8 +164,8 @@ class Rsyslog:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.port = _free_port()
-        self.relp_port = _free_port()
+        self.port = free_port()
+        self.relp_port = free_port()
         self.out = root / "out.log"
         self.conf = root / "rsyslog.conf"
         self.conf.write_text(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,7 @@ from polysec_tui.errors import CheckFailed, InputError, RefusedError
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.operations import pitr
 from polysec_tui.services.runtime import Runtime, utc_now
+from tests.support.ports import free_port
 
 BINDIRS = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 AS_POSTGRES = ("runuser", "-u", "postgres", "--")
@@ -40,12 +40,6 @@ pytestmark = pytest.mark.skipif(
     or shutil.which("runuser") is None,
     reason="needs root (to run the cluster as postgres), pgbackrest and PostgreSQL's "
            "server binaries (.ci/run installs pgbackrest)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -77,7 +71,7 @@ def cluster() -> Iterator[Cluster]:
     root = Path(tempfile.mkdtemp(prefix="polysec-pitr-", dir="/tmp"))
     root.chmod(0o755)
     shutil.chown(root, "postgres")
-    made = Cluster(root, _free_port(), Path(BINDIRS[-1]))
+    made = Cluster(root, free_port(), Path(BINDIRS[-1]))
     (root / "pgbackrest.conf").write_text(
         f"[global]\nrepo1-path={root}/repo\nrepo1-cipher-type=aes-256-cbc\n"
         f"repo1-cipher-pass={uuid.uuid4().hex}{uuid.uuid4().hex}\nrepo1-retention-full=2\n"
@@ -135,7 +129,7 @@ def test_restore_to_a_time_between_two_writes(cluster: Cluster, tmp_path: Path) 
     cluster.psql("select pg_switch_wal()")
     pitr.check(rt, CRON)  # the segment with both writes is archived
     target = cluster.root / "restored"
-    port = _free_port()
+    port = free_port()
     with pytest.raises(RefusedError):
         pitr.restore(rt, CRON, between, target, port=port)  # admins only
     with pytest.raises(InputError, match="time zone"):

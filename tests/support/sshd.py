@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from polysec_tui.synthetic.demo_sftp import answers, free_port, stop
+from polysec_tui.synthetic.demo_sftp import answers, stop
+from tests.support.ports import free_port
 
 SSHD = Path("/usr/sbin/sshd")
 needs_sshd = pytest.mark.skipif(not SSHD.exists(),
