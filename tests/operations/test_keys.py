@@ -4,6 +4,11 @@ retire (refused while anything needs the key); admin only, fresh code, audited."
 from __future__ import annotations
 
 import json
+import random
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -87,17 +92,13 @@ def test_rotation_resumes_after_a_kill_and_never_encrypts_twice(staff, monkeypat
     keys.promote(staff.rt, staff.actors["root"], 2, staff.next_code("root"))
     rt = reopen(staff)
     before = plaintexts(rt)
-    first = keys.rotate(rt, staff.actors["root"], staff.next_code("root"), batch=4,
-                        max_batches=2)
-    # batches are per column: accounts.email's 7 rows took both batches (4 + 3)
-    assert first.reencrypted == 7 and first.remaining == 40 - 7
-    # The next run dies in the middle of a batch: that batch rolls back as a whole.
+    # A run dies in its second batch: that batch rolls back as a whole.
     calls = {"n": 0}
     real_encrypt = FieldCipher.encrypt
 
     def dying(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 6:
+        if calls["n"] == 4 * 5 + 3:  # the first batch: 4 accounts x 5 fields
             raise KeyboardInterrupt
         return real_encrypt(self, *args, **kwargs)
 
@@ -106,11 +107,57 @@ def test_rotation_resumes_after_a_kill_and_never_encrypts_twice(staff, monkeypat
         keys.rotate(rt, staff.actors["root"], staff.next_code("root"), batch=4)
     monkeypatch.setattr(FieldCipher, "encrypt", real_encrypt)
     with rt.engine.connect() as conn:
-        # full_name's first batch (4) committed; the second died after 1 of 3: rolled back
-        assert keys.values_per_key(conn)[2] == 7 + 4
+        assert keys.values_per_key(conn)[2] == 4 * 5
+    # Every stale value of a row goes in its batch: the 3 accounts left, 5 values each.
+    second = keys.rotate(rt, staff.actors["root"], staff.next_code("root"), batch=4,
+                         max_batches=1)
+    assert second.reencrypted == 3 * 5 and second.remaining == 5  # the officers' secrets
     last = keys.rotate(rt, staff.actors["root"], staff.next_code("root"), batch=4)
     assert last.remaining == 0 and key_ids_in_use(rt) == {2}
     assert plaintexts(rt) == before  # nothing lost, nothing double-encrypted
+
+
+ROTATE_IN_A_PROCESS = """
+import sys
+from pathlib import Path
+from polysec_tui.config import Settings
+from polysec_tui.crypto.keyring import load_keyring
+from polysec_tui.db.engine import make_engine
+from polysec_tui.services.operations import keys
+from polysec_tui.services.runtime import Runtime
+settings = Settings(db_url=sys.argv[1], keyring_path=Path(sys.argv[2]))
+rt = Runtime(settings, make_engine(settings.db_url), load_keyring(settings.keyring_path))
+keys.reencrypt(rt, rt.keyring, "root", batch=3, progress=lambda n: print(n, flush=True))
+"""
+
+
+def test_rotation_survives_kill_9_at_random_points(staff):
+    """A rotation process killed (SIGKILL) at random moments, again and again: every
+    value still decrypts to what it was, and a last run finishes the rest."""
+    ingest(staff.rt, "accounts", *[account(f"K{i}") for i in range(60)])
+    keys.add(staff.rt, staff.actors["root"], staff.next_code("root"))
+    keys.promote(staff.rt, staff.actors["root"], 2, staff.next_code("root"))
+    rt = reopen(staff)
+    before = plaintexts(rt)
+    settings = rt.settings
+    chance = random.Random()
+    kills = 0
+    for _ in range(5):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", ROTATE_IN_A_PROCESS, settings.db_url,
+             str(settings.keyring_path)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        for _batch in range(chance.randint(1, 3)):
+            if not proc.stdout.readline():
+                break
+        time.sleep(chance.uniform(0, 0.02))  # somewhere inside the next batch
+        proc.send_signal(signal.SIGKILL)
+        kills += proc.wait(30) == -signal.SIGKILL
+        assert plaintexts(reopen(staff)) == before
+    assert kills  # at least one run died before its end
+    last = keys.rotate(reopen(staff), staff.actors["root"], staff.next_code("root"))
+    assert last.remaining == 0 and key_ids_in_use(rt) == {2}
+    assert plaintexts(rt) == before
 
 
 def test_retire_refused_while_needed(staff):

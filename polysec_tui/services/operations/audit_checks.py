@@ -10,6 +10,7 @@ the officer audit log. Thresholds come from the ``[audit]`` section of the confi
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -36,6 +37,7 @@ from polysec_tui.db.models import (
     Withdrawal,
     WithdrawalScreening,
 )
+from polysec_tui.db.types import uuid_raw
 from polysec_tui.errors import CheckFailed, InputError, RefusedError
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.operations.keys import values_per_key
@@ -135,22 +137,26 @@ def _ids(values: Sequence[Any]) -> list[str]:
 
 def _keyset(conn: Connection, table: Any, columns: list[Any], sample: int | None,
             dialect: str) -> Iterator[Any]:
-    """Rows of ``table`` in primary-key batches (a random sample of ``sample`` rows)."""
+    """Rows of ``table`` in primary-key batches (a random sample of ``sample`` rows), the
+    key first as its 16 bytes (``db.types.uuid_raw``: no UUID object per row)."""
     pk = table.c.id
+    raw, as_bytes = uuid_raw(pk, dialect)
     if sample is not None:
         rand = func.rand() if dialect in ("mysql", "mariadb") else func.random()
-        yield from conn.execute(select(pk, *columns).order_by(rand).limit(sample))
+        for key, *values in conn.execute(select(raw, *columns).order_by(rand).limit(sample)):
+            yield as_bytes(key), *values
         return
     last: Any = None
     while True:
-        query = select(pk, *columns).order_by(pk).limit(BATCH)
+        query = select(raw, *columns).order_by(pk).limit(BATCH)
         if last is not None:
-            query = query.where(pk > last)
+            query = query.where(pk > uuid.UUID(bytes=last))
         rows = conn.execute(query).all()
         if not rows:
             return
-        yield from rows
-        last = rows[-1][0]
+        for key, *values in rows:
+            yield as_bytes(key), *values
+        last = as_bytes(rows[-1][0])
 
 
 def _text_columns(table: Any) -> list[Any]:
@@ -185,18 +191,17 @@ def encryption_coverage(ctx: CheckContext) -> Finding:
         for table_name, columns in ENCRYPTED_COLUMNS.items():
             table = Base.metadata.tables[table_name]
             cols = [table.c[f"{c}_enc"] for c in columns]
-            for row in _keyset(conn, table, cols, ctx.sample, ctx.dialect):
-                row_id = row[0]
-                for column, blob in zip(columns, row[1:], strict=True):
+            openers = [(c, cipher.opener(table_name, c)) for c in columns]
+            for row_key, *blobs in _keyset(conn, table, cols, ctx.sample, ctx.dialect):
+                for (column, open_value), blob in zip(openers, blobs, strict=True):
                     if blob is None:
                         continue
                     checked += 1
                     try:
-                        cipher.decrypt(blob, table=table_name, column=column,
-                                       row_id=row_id)
+                        open_value(row_key, blob)
                     except CheckFailed as exc:
                         place = f"{table_name}.{column}"
-                        bad.setdefault(place, []).append(str(row_id))
+                        bad.setdefault(place, []).append(str(uuid.UUID(bytes=row_key)))
                         reasons.setdefault(place, str(exc).split(": ", 1)[-1])
         plaintext = _plaintext_scan(conn)
     evidence: dict[str, Any] = {"values_checked": checked,
@@ -282,18 +287,19 @@ def blind_index_consistency(ctx: CheckContext) -> Finding:
     undecryptable = 0
     checked = 0
     with ctx.rt.engine.connect() as conn:
-        for row_id, email_enc, bidx in _keyset(conn, table, [table.c.email_enc,
-                                                             table.c.email_bidx],
-                                               ctx.sample, ctx.dialect):
+        open_email = ctx.rt.cipher.opener("accounts", "email")
+        index = ctx.rt.blind_index.email
+        for row_key, email_enc, bidx in _keyset(conn, table, [table.c.email_enc,
+                                                              table.c.email_bidx],
+                                                ctx.sample, ctx.dialect):
             checked += 1
             try:
-                email = ctx.rt.cipher.decrypt(email_enc, table="accounts", column="email",
-                                              row_id=row_id)
+                email = open_email(row_key, email_enc)
             except CheckFailed:
                 undecryptable += 1  # encryption_coverage reports these
                 continue
-            if ctx.rt.blind_index.email(normalise_email(email)) != bytes(bidx):
-                mismatched.append(str(row_id))
+            if index(normalise_email(email)) != bytes(bidx):
+                mismatched.append(str(uuid.UUID(bytes=row_key)))
         duplicates = conn.execute(
             select(func.count()).select_from(
                 select(table.c.email_bidx).group_by(table.c.email_bidx)

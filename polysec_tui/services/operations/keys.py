@@ -5,17 +5,19 @@ fsync, rename): a reader sees the old or the new keyring, never half of one, and
 admins cannot lose each other's key. Keys are only ever added or re-labelled; material
 is never deleted by polysec.
 
-Rotation re-encrypts every value not under the primary key, in batches of one
-transaction each. A batch selects values by the key id in their F1 header, so a killed
-rotation resumes where it stopped when run again, and a value already under the primary
-is never touched twice. Each update is conditional on the ciphertext being unchanged, so
-a concurrent writer is never overwritten with stale data.
+Rotation re-encrypts every value not under the primary key, in batches of rows of one
+transaction each, all encrypted columns of a row in one pass. A batch selects rows by
+the key ids in their values' F1 headers, so a killed rotation resumes where it stopped
+when run again, and a value already under the primary is never touched twice. Each
+update is conditional on the row's old ciphertexts being unchanged, so a concurrent
+writer is never overwritten with stale data.
 """
 
 from __future__ import annotations
 
 import fcntl
 import secrets
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -23,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from polysec_tui.crypto.fields import HEADER_LEN, FieldCipher
 from polysec_tui.crypto.keyring import (
@@ -34,6 +36,7 @@ from polysec_tui.crypto.keyring import (
     load_keyring,
 )
 from polysec_tui.db.models import ENCRYPTED_COLUMNS, BackupRecord, Base, KeyUsage
+from polysec_tui.db.types import uuid_raw
 from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.files import atomic_write
 from polysec_tui.services.officers import sessions
@@ -253,53 +256,69 @@ def rotate(rt: Runtime, actor: Actor, code: str, *, batch: int = DEFAULT_BATCH,
 def reencrypt(rt: Runtime, keyring: Keyring, officer: str, *, batch: int = DEFAULT_BATCH,
               max_batches: int | None = None,
               progress: Progress | None = None) -> RotateReport:
-    """The work of :func:`rotate`, once authorised (the benchmark calls it directly)."""
+    """The work of :func:`rotate`, once authorised (the benchmark calls it directly).
+
+    One pass a table: a batch is ``batch`` rows with any value under another key, and
+    each such value of the row is re-encrypted in the batch's one transaction."""
     cipher = FieldCipher(keyring)
     primary = key_id_bytes(keyring.primary_id)
     done = skipped = batches = 0
+    dialect = rt.engine.dialect.name
     for table_name, columns in ENCRYPTED_COLUMNS.items():
         table = Base.metadata.tables[table_name]
-        for column in columns:
-            col = table.c[f"{column}_enc"]
-            after: Any = None
-            while max_batches is None or batches < max_batches:
-                query = (select(table.c.id, col)
-                         .where(col.is_not(None), key_id_sql(col) != primary)
-                         .order_by(table.c.id).limit(batch))
-                if after is not None:
-                    query = query.where(table.c.id > after)
-                with rt.transaction() as session:
-                    rows = session.execute(query).all()
-                    if not rows:
-                        break
-                    params = [
-                        {"b_id": row_id, "b_old": blob, "b_new": cipher.encrypt(
-                            cipher.decrypt(blob, table=table_name, column=column,
-                                           row_id=row_id),
-                            table=table_name, column=column, row_id=row_id)}
-                        for row_id, blob in rows
-                    ]
-                    # One executemany; the condition on the old ciphertext leaves a value
-                    # a concurrent writer changed meanwhile for the next run.
-                    changed = session.connection().execute(
+        cols = [table.c[f"{c}_enc"] for c in columns]
+        openers = [cipher.opener(table_name, c) for c in columns]
+        raw_id, id_bytes = uuid_raw(table.c.id, dialect)
+        stale = or_(*(and_(col.is_not(None), key_id_sql(col) != primary) for col in cols))
+        after: uuid.UUID | None = None
+        while max_batches is None or batches < max_batches:
+            query = select(raw_id, *cols).where(stale).order_by(table.c.id).limit(batch)
+            if after is not None:
+                query = query.where(table.c.id > after)
+            with rt.transaction() as session:
+                rows = session.execute(query).all()
+                if not rows:
+                    break
+                # Rows grouped by which of their columns change: one executemany each.
+                by_change: dict[tuple[int, ...], list[dict[str, Any]]] = {}
+                for raw, *blobs in rows:
+                    key = id_bytes(raw)
+                    row_id = uuid.UUID(bytes=key)
+                    change = tuple(i for i, blob in enumerate(blobs)
+                                   if blob is not None and blob[1:HEADER_LEN] != primary)
+                    params: dict[str, Any] = {"b_id": row_id}
+                    for i in change:
+                        params[f"b_old{i}"] = blobs[i]
+                        params[f"b_new{i}"] = cipher.encrypt(
+                            openers[i](key, blobs[i]), table=table_name,
+                            column=columns[i], row_id=row_id)
+                    by_change.setdefault(change, []).append(params)
+                changed = 0
+                for change, params_list in by_change.items():
+                    if not change:
+                        continue
+                    # The condition on each old ciphertext leaves a row a concurrent
+                    # writer changed meanwhile for the next run.
+                    rowcount = session.connection().execute(
                         update(table)
-                        .where(table.c.id == bindparam("b_id"), col == bindparam("b_old"))
-                        .values({col.name: bindparam("b_new")}),
-                        params,
+                        .where(table.c.id == bindparam("b_id"),
+                               *(cols[i] == bindparam(f"b_old{i}") for i in change))
+                        .values({cols[i].name: bindparam(f"b_new{i}") for i in change}),
+                        params_list,
                     ).rowcount
-                    skipped += len(rows) - changed
-                    done += changed
-                    batches += 1
-                    rt.audit.append(session, officer=officer, action="keys.rotate",
-                                    at=rt.clock(), target=f"{table_name}.{column}",
-                                    details={"primary": keyring.primary_id,
-                                             "reencrypted": changed,
-                                             "last_row": str(rows[-1][0])})
-                    # the usage of ``cipher`` is counted in this same transaction
-                    record_key_usage(session, cipher.take_usage())
-                after = rows[-1][0]
-                if progress:
-                    progress(done)
+                    changed += rowcount * len(change)
+                    skipped += (len(params_list) - rowcount) * len(change)
+                done += changed
+                batches += 1
+                after = uuid.UUID(bytes=id_bytes(rows[-1][0]))
+                rt.audit.append(session, officer=officer, action="keys.rotate",
+                                at=rt.clock(), target=table_name,
+                                details={"primary": keyring.primary_id,
+                                         "reencrypted": changed, "last_row": str(after)})
+                # the usage of ``cipher`` is counted in this same transaction
+                record_key_usage(session, cipher.take_usage())
+            if progress:
+                progress(done)
     with rt.engine.connect() as conn:
         remaining = sum(n for k, n in values_per_key(conn).items()
                         if k != keyring.primary_id)
