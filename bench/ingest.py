@@ -16,6 +16,7 @@ See bench/README.md and docs/PERFORMANCE.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -35,6 +36,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from polysec_tui.db.engine import make_engine, parse_url
+from polysec_tui.db.models import LoginEvent
+from polysec_tui.services.feed.ingest import SQLITE_INGEST_CACHE_KIB
 
 POLYSEC = [sys.executable, "-m", "polysec_tui"]
 COUNTRIES = ["DE", "FR", "GB", "US", "NL", "CH", "SG", "JP", "BR", "NG", "IN", "CA"]
@@ -185,11 +188,73 @@ class Result:
     peak_rss_mib: float
     load_before: float
     output: str
+    floor_s: float = 0.0  # the engine alone inserting the same rows (see `floor`)
+    floor_events_per_s: float = 0.0
+
+
+FLOOR_BATCH = 5_000
+
+
+def floor(engine_name: str, workdir: Path, server_url: str | None, source: Target,
+          accounts_file: Path) -> float:
+    """The engine's own floor in the same run: the rows `polysec ingest` stored, read
+    back (not timed) and inserted into another fresh database with the same schema and
+    accounts by the driver alone: SQLite an ``executemany`` of the same tuples per
+    batch of 5,000 with the pragmas and page cache of ingest, PostgreSQL a ``COPY`` of
+    them. One transaction, as ingest. Returns the seconds spent inserting."""
+    target = Target(engine_name, workdir, server_url)
+    target.create()
+    try:
+        target.polysec("init", "--no-admin")
+        target.polysec("ingest", "accounts", str(accounts_file))
+        src, dst = make_engine(source.url), make_engine(target.url)
+        columns = [c.name for c in LoginEvent.__table__.c]
+        names = ", ".join(columns)
+        spent = 0.0
+        with src.connect() as read, dst.connect() as write:
+            raw = write.connection.dbapi_connection
+            assert raw is not None
+            cursor = raw.cursor()
+            # The accounts have ids of their own in each database.
+            theirs: dict[Any, str] = dict(
+                read.exec_driver_sql("SELECT id, external_id FROM accounts").all())
+            cursor.execute("SELECT external_id, id FROM accounts")
+            ours = dict(cursor.fetchall())
+            account = {their: ours[ext] for their, ext in theirs.items()}
+            at = columns.index("account_id")
+            if engine_name == "sqlite":
+                cursor.execute(f"PRAGMA cache_size = -{SQLITE_INGEST_CACHE_KIB}")
+                cursor.execute("BEGIN IMMEDIATE")
+            rows = read.exec_driver_sql(f"SELECT {names} FROM login_events ORDER BY id")
+            sql = (f"INSERT INTO login_events ({names}) "
+                   f"VALUES ({', '.join('?' for _ in columns)})")
+            with contextlib.ExitStack() as stack:
+                copy = (stack.enter_context(cursor.copy(
+                    f"COPY login_events ({names}) FROM STDIN"))
+                    if engine_name == "postgresql" else None)
+                while fetched := rows.fetchmany(FLOOR_BATCH):
+                    batch = [(*row[:at], account[row[at]], *row[at + 1:]) for row in fetched]
+                    t = time.perf_counter()
+                    if copy is not None:
+                        for row in batch:
+                            copy.write_row(row)
+                    else:
+                        cursor.executemany(sql, batch)
+                    spent += time.perf_counter() - t
+                t = time.perf_counter()
+            raw.commit()
+            spent += time.perf_counter() - t
+        src.dispose()
+        dst.dispose()
+        return spent
+    finally:
+        target.drop()
+        target.keyring.unlink(missing_ok=True)
 
 
 def run_one(engine_name: str, events: int, accounts: int, workdir: Path,
             server_url: str | None, data: dict[int, Path], accounts_file: Path,
-            keep: bool) -> Result:
+            keep: bool, with_floor: bool) -> Result:
     target = Target(engine_name, workdir, server_url)
     target.create()
     try:
@@ -200,8 +265,11 @@ def run_one(engine_name: str, events: int, accounts: int, workdir: Path,
         expected = f"logins: {events} new, 0 already present"
         if expected not in out:
             raise RuntimeError(f"unexpected ingest output: {out!r}")
+        floor_s = (floor(engine_name, workdir, server_url, target, accounts_file)
+                   if with_floor and engine_name != "mariadb" else 0.0)
         return Result(engine_name, events, seconds, events / seconds, cpu, rss / 2**20, load,
-                      out.strip())
+                      out.strip(), round(floor_s, 1),
+                      round(events / floor_s) if floor_s else 0.0)
     finally:
         if not keep:
             target.drop()
@@ -211,13 +279,15 @@ def run_one(engine_name: str, events: int, accounts: int, workdir: Path,
 def markdown(results: list[Result]) -> str:
     lines = [
         "| engine | events | wall s | events/s | CPU s (ingest process) | peak RSS (MiB) "
-        "| load avg before |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| load avg before | floor: the engine alone, rows/s | ingest / floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        ratio = f"{r.events_per_s / r.floor_events_per_s:.2f}" if r.floor_events_per_s else ""
         lines.append(
             f"| {r.engine} | {r.events:,} | {r.seconds:.1f} | {r.events_per_s:,.0f} "
-            f"| {r.cpu_seconds:.1f} | {r.peak_rss_mib:.0f} | {r.load_before:.1f} |"
+            f"| {r.cpu_seconds:.1f} | {r.peak_rss_mib:.0f} | {r.load_before:.1f} "
+            f"| {r.floor_events_per_s:,.0f} | {ratio} |"
         )
     return "\n".join(lines)
 
@@ -239,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None, help="where to put data and SQLite files")
     parser.add_argument("--keep", action="store_true", help="keep databases and data files")
     parser.add_argument("--json", action="store_true", help="also print results as JSON")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the engine-alone floor (SQLite executemany, "
+                             "PostgreSQL COPY of the same rows)")
     args = parser.parse_args(argv)
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -269,10 +342,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in engines:
             for n in sizes:
                 result = run_one(name, n, args.accounts, workdir, servers[name], data,
-                                 accounts_file, args.keep)
+                                 accounts_file, args.keep, not args.no_floor)
                 print(f"{name:10} {n:>10,} events {result.seconds:7.1f} s "
                       f"{result.events_per_s:>9,.0f} ev/s  CPU {result.cpu_seconds:.1f} s  "
-                      f"peak RSS {result.peak_rss_mib:.0f} MiB  load {result.load_before:.1f}",
+                      f"peak RSS {result.peak_rss_mib:.0f} MiB  load {result.load_before:.1f}"
+                      f"  floor {result.floor_events_per_s:,.0f} rows/s",
                       file=sys.stderr, flush=True)
                 results.append(result)
     finally:

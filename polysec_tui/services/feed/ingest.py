@@ -26,7 +26,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import IO, Any, TypeGuard, cast
+from typing import IO, Any, Protocol, TypeGuard, cast
 
 from sqlalchemy import Connection, Dialect, Table, delete, func, insert, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -620,20 +620,39 @@ class DriverInsert:
         )
         return cls(sql, keys, cls._processors(dialect, table, keys), columnar=True)
 
-    def execute(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
-        """Insert the rows; return how many were inserted (the others were duplicates)."""
+    def convert(self, rows: list[dict[str, Any]]) -> Converted:
+        """The rows as the driver takes them: tuples (SQLite), one list per column
+        (PostgreSQL's arrays)."""
         getter = self.getter
         columns: list[Iterable[Any]] = list(zip(*[getter(row) for row in rows], strict=True))
         for i, proc in enumerate(self.processors):
             if proc is not None:
                 columns[i] = map(proc, columns[i])
         if self.columnar:
-            result = conn.exec_driver_sql(self.sql, tuple(list(c) for c in columns))
+            return [list(c) for c in columns]
+        return list(zip(*columns, strict=True))
+
+    def one(self, converted: Converted, i: int) -> Converted:
+        """Row ``i`` of converted rows, alone."""
+        return [c[i:i + 1] for c in converted] if self.columnar else converted[i:i + 1]
+
+    def execute(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
+        return self.insert(conn, self.convert(rows))
+
+    def insert(self, conn: Connection, converted: Converted) -> int:
+        """Insert converted rows; return how many were inserted (the others were
+        duplicates)."""
+        if self.columnar:
+            result = conn.exec_driver_sql(self.sql, tuple(converted))
         else:
             # sqlite3 sums sqlite3_changes() over executemany; a row skipped by ON
             # CONFLICT DO NOTHING counts 0.
-            result = conn.exec_driver_sql(self.sql, list(zip(*columns, strict=True)))
+            result = conn.exec_driver_sql(self.sql, converted)
         return int(result.rowcount)
+
+
+# Rows for DriverInsert.insert: tuples (SQLite) or one list per column (PostgreSQL).
+Converted = list[Any]
 
 
 def driver_insert(dialect: Dialect, table: Table, keys: tuple[str, ...]) -> DriverInsert | None:
@@ -711,6 +730,81 @@ def insert_ignoring_duplicates(session: Session, table: Table, rows: list[dict[s
     session.execute(stmt, rows)
 
 
+class Counts(Protocol):
+    lines: int
+    duplicates: int
+
+    def add_bad(self, line: int, reason: str) -> None: ...
+
+
+def batches(records: Iterable[tuple[int, dict[str, Any] | str]], parse: Parser,
+            window: Window, report: Counts, size: int,
+            labels: list[tuple[str, dict[str, bool]]] | None = None,
+            ) -> Iterator[list[tuple[int, Parsed]]]:
+    """The parsed records in batches of ``size``; each line is counted in ``report`` and
+    each bad line goes there as it is read. ``labels`` collects a dataset's attack
+    labels (RBA)."""
+    batch: list[tuple[int, Parsed]] = []
+    for number, obj in records:
+        report.lines += 1
+        if type(obj) is not dict:
+            report.add_bad(number, obj if isinstance(obj, str)
+                           else f"expected a JSON object, not {r.json_type(obj)}")
+            continue
+        try:
+            parsed = parse(obj, window)
+        except BadRecord as exc:
+            report.add_bad(number, str(exc))
+            continue
+        if labels is not None and (found := obj.get("_labels")) and any(found.values()):
+            labels.append((parsed["external_id"], found))
+        batch.append((number, parsed))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def unique_events(kind: str, batch: list[tuple[int, Parsed]], accounts: dict[str, uuid.UUID],
+                  report: Counts, unknown_is_bad: bool) -> dict[str, Parsed]:
+    """The batch's events that have a known account, the first of each id: a later line
+    with the same id counts as a duplicate. Each parsed record becomes its row in place
+    ("account" stays: the writers leave it out, and a batch can be written again)."""
+    unique: dict[str, Parsed] = {}
+    for number, parsed in batch:
+        account_id = accounts.get(parsed["account"])
+        if account_id is None:
+            if unknown_is_bad:
+                report.add_bad(number, f"unknown account {quote(parsed['account'])}")
+            continue
+        if parsed["external_id"] in unique:
+            report.duplicates += 1
+            continue
+        parsed["account_id"] = account_id
+        unique[parsed["external_id"]] = parsed
+    if kind == "withdrawals":
+        for row in unique.values():
+            row["status"] = "pending"
+    return unique
+
+
+def account_ids(session: Session, cache: dict[str, uuid.UUID], external_ids: set[str]
+                ) -> list[str]:
+    """Fill ``cache`` with the row ids of these accounts; return those asked for that
+    were not in it before (found or not). The cache is bounded: cleared first beyond
+    500,000 accounts."""
+    if len(cache) > 500_000:
+        cache.clear()
+    wanted = [e for e in external_ids if e not in cache]
+    for chunk in _chunks(wanted, 2000):
+        rows = session.execute(
+            select(Account.external_id, Account.id).where(Account.external_id.in_(chunk))
+        )
+        cache.update({ext: acc for ext, acc in rows})
+    return wanted
+
+
 class Ingestor:
     def __init__(self, rt: Runtime, kind: str, *, skip_bad: bool = False,
                  batch_size: int = BATCH_SIZE, now: datetime | None = None) -> None:
@@ -739,29 +833,15 @@ class Ingestor:
         one commit: `polysec simulate` writes each tick so). The report accumulates over
         calls; strict mode raises IngestRejected, which rolls the caller's transaction back."""
         take_turn(session)
-        parse = PARSERS[self.kind]
         window = Window.around(self.now or self.rt.clock())
-        batch: list[tuple[int, Parsed]] = []
-        for number, obj in records:
-            self.report.lines += 1
-            if type(obj) is not dict:
-                self.report.add_bad(number, obj if isinstance(obj, str)
-                                    else f"expected a JSON object, not {r.json_type(obj)}")
-                continue
-            try:
-                parsed = parse(obj, window)
-            except BadRecord as exc:
-                self.report.add_bad(number, str(exc))
-                continue
-            labels = obj.get("_labels") if self.create_missing_accounts else None
-            if labels and any(labels.values()):
-                self.labels.append((parsed["external_id"], labels))
-            batch.append((number, parsed))
-            if len(batch) >= self.batch_size:
-                self._flush(session, batch)
-                batch = []
-                gc.collect(1)  # the young generations only: cheap, keeps memory flat
-        self._flush(session, batch)
+        keep_labels = self.create_missing_accounts
+        for batch in batches(records, PARSERS[self.kind], window, self.report,
+                             self.batch_size, self.labels if keep_labels else None):
+            self._flush(session, batch)
+            gc.collect(1)  # the young generations only: cheap, keeps memory flat
+        return self._finish(session)
+
+    def _finish(self, session: Session) -> IngestReport:
         self.report.bad.sort(key=lambda bad: bad.line)
         if self.report.bad_count and not self.skip_bad:
             raise IngestRejected(self.report)  # rolls the transaction back
@@ -871,14 +951,7 @@ class Ingestor:
         self._accounts.clear()  # may hold placeholder accounts that were rolled back
 
     def _resolve_accounts(self, session: Session, external_ids: set[str]) -> None:
-        if len(self._accounts) > 500_000:  # bound the cache; clear before deciding what to fetch
-            self._accounts.clear()
-        wanted = [e for e in external_ids if e not in self._accounts]
-        for chunk in _chunks(wanted, 2000):
-            rows = session.execute(
-                select(Account.external_id, Account.id).where(Account.external_id.in_(chunk))
-            )
-            self._accounts.update({ext: acc for ext, acc in rows})
+        wanted = account_ids(session, self._accounts, external_ids)
         if self.create_missing_accounts and self._writing:
             missing = [e for e in wanted if e not in self._accounts]
             if missing:
@@ -916,35 +989,15 @@ class Ingestor:
         return found
 
     def _write_events(self, session: Session, batch: list[tuple[int, Parsed]]) -> None:
-        table = EVENT_TABLES[self.kind]
         self._resolve_accounts(session, {p["account"] for _, p in batch})
-        accounts = self._accounts
-        unique: dict[str, Parsed] = {}
-        for number, parsed in batch:
-            account_id = accounts.get(parsed["account"])
-            if account_id is None:
-                # Unless its placeholder was not created only because nothing is written.
-                if not self.create_missing_accounts or self._writing:
-                    self.report.add_bad(number, f"unknown account {quote(parsed['account'])}")
-                continue
-            if parsed["external_id"] in unique:
-                self.report.duplicates += 1
-                continue
-            # The parsed record becomes the row in place; "account" stays (the writers
-            # leave it out), so that a batch can be written again after a rollback.
-            parsed["account_id"] = account_id
-            unique[parsed["external_id"]] = parsed
-        if self.kind == "withdrawals":
-            for row in unique.values():
-                row["status"] = "pending"
+        # Unless its placeholder was not created only because nothing is written.
+        unknown_is_bad = not self.create_missing_accounts or self._writing
+        unique = unique_events(self.kind, batch, self._accounts, self.report, unknown_is_bad)
+        table = EVENT_TABLES[self.kind]
         writer = self._driver_insert(session, table, unique) if self._writing else None
         if writer is not None:
-            # Insert straight away and count what ON CONFLICT DO NOTHING skipped (the rows
-            # whose id is stored already) instead of looking the ids up first.
             rows = list(unique.values())
-            inserted = writer.execute(session.connection(), rows)
-            self.report.inserted += inserted
-            self.report.duplicates += len(rows) - inserted
+            self._count_inserted(len(rows), writer.execute(session.connection(), rows))
             return
         existing = self._existing(session, table, list(unique))
         self.report.duplicates += len(existing)
@@ -952,6 +1005,12 @@ class Ingestor:
         self.report.inserted += len(rows)
         if self._writing:
             insert_ignoring_duplicates(session, table, [_without_account(row) for row in rows])
+
+    def _count_inserted(self, rows: int, inserted: int) -> None:
+        """Rows given to ``INSERT ... ON CONFLICT DO NOTHING``, and how many it inserted:
+        the others' ids were stored already (no look-up of the ids first)."""
+        self.report.inserted += inserted
+        self.report.duplicates += rows - inserted
 
     def _driver_insert(self, session: Session, table: Table, rows: dict[str, Parsed]
                        ) -> DriverInsert | None:
