@@ -47,7 +47,9 @@ from polysec_tui.db.models import (
     Withdrawal,
 )
 from polysec_tui.errors import InputError
+from polysec_tui.services.feed import parallel
 from polysec_tui.services.feed import records as r
+from polysec_tui.services.feed.parallel import Prepared
 from polysec_tui.services.feed.records import BadRecord, Window, quote
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.text import is_hidden, visible
@@ -849,6 +851,61 @@ class Ingestor:
         self.report.written = True
         return self.report
 
+    def run_prepared(self, session: Session, prepared: Iterable[Prepared]) -> IngestReport:
+        """`run_in` for batches a parser process made ready (`parallel`): the same
+        counts, messages and undo of a refused batch; events only, no placeholders."""
+        take_turn(session)
+        table = EVENT_TABLES[self.kind]
+        for batch in prepared:
+            self.report.lines += batch.lines
+            for line, reason in batch.bad:
+                self.report.add_bad(line, reason)
+            self.report.duplicates += batch.duplicates
+            if not batch.converted:
+                continue
+            if not self._writing:
+                existing = self._existing(session, table, batch.external_ids)
+                self.report.duplicates += len(existing)
+                self.report.inserted += len(batch.external_ids) - len(existing)
+                continue
+            key = (table.name, batch.keys)
+            if key not in self._writers:
+                self._writers[key] = driver_insert(session.get_bind().dialect, table,
+                                                   batch.keys)
+            writer = self._writers[key]
+            assert writer is not None  # the parser process made rows it takes
+            self._flush_converted(session, writer, batch)
+        return self._finish(session)
+
+    def _flush_converted(self, session: Session, writer: DriverInsert,
+                         batch: Prepared) -> None:
+        """`_flush` for converted rows."""
+        rows = len(batch.numbers)
+        undo = self._sqlite_undo(session)
+        try:
+            if undo is not None:
+                self._count_inserted(rows, writer.insert(session.connection(),
+                                                         batch.converted))
+            else:
+                with session.begin_nested():
+                    self._count_inserted(rows, writer.insert(session.connection(),
+                                                             batch.converted))
+            return
+        except (StatementError, ValueError, OverflowError) as exc:
+            if not refused_value(exc):
+                raise
+            if undo is not None:
+                undo()
+        for i, number in enumerate(batch.numbers):
+            try:
+                with session.begin_nested():
+                    self._count_inserted(1, writer.insert(session.connection(),
+                                                          writer.one(batch.converted, i)))
+            except (StatementError, ValueError, OverflowError) as exc:
+                if not refused_value(exc):
+                    raise
+                self.report.add_bad(number, f"refused by the database ({db_reason(exc)})")
+
     def _write_labels(self, session: Session) -> None:
         """Keep a dataset's attack labels (RBA: Is Attack IP, Is Account Takeover) as
         ground truth beside the demo's, so detection quality can be measured on it."""
@@ -1160,6 +1217,11 @@ def ingest_stream(
     rt: Runtime, kind: str, stream: IO[bytes], *, fmt: str = "jsonl", skip_bad: bool = False
 ) -> IngestReport:
     ingestor = Ingestor(rt, kind, skip_bad=skip_bad)
+    if parallel.worth_a_process(stream, kind, fmt, rt.engine.dialect.name):
+        with rt.transaction() as session, sqlite_bulk_cache(session), _young_gc_only():
+            return ingestor.run_prepared(session, parallel.prepared_batches(
+                stream, db_url=rt.settings.db_url, kind=kind, now=rt.clock(),
+                batch_size=ingestor.batch_size))
     if fmt == "jsonl":
         records = read_jsonl(stream)
     elif fmt == "rba-csv":
