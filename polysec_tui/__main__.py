@@ -1,3 +1,4 @@
 from polysec_tui.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned process (ingest's parser) imports it
+    main()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -161,7 +162,7 @@ def test_a_parser_process_that_dies_fails_the_ingest(accounts_in, tmp_path):
         batches = parallel.prepared_batches(stream, **kwargs)
         first = next(batches)
         yield first
-        for child in __import__("multiprocessing").active_children():
+        for child in multiprocessing.active_children():
             if child.name == "polysec-ingest-parser":
                 os.kill(child.pid, signal.SIGKILL)
         yield from batches
@@ -177,3 +178,20 @@ def test_a_parser_process_that_dies_fails_the_ingest(accounts_in, tmp_path):
     finally:
         session.rollback()
         session.close()
+
+
+def test_stopping_early_stops_the_parser_process(accounts_in, tmp_path):
+    """An ingest that fails midway (a database error, Ctrl-C) leaves no parser behind."""
+    rt = accounts_in
+    if rt.engine.dialect.name != "sqlite":
+        pytest.skip("the process handling does not depend on the engine")
+    path = tmp_path / "logins.jsonl"
+    path.write_bytes(b"\n".join(json.dumps(GOOD["logins"](f"S{i}")).encode()
+                                for i in range(3000)) + b"\n")
+    with path.open("rb") as stream:
+        batches = parallel.prepared_batches(stream, db_url=rt.settings.db_url,
+                                            kind="logins", now=rt.clock(), batch_size=BATCH)
+        assert len(next(batches).numbers) == BATCH
+        batches.close()
+    assert not [child for child in multiprocessing.active_children()
+                if child.name == "polysec-ingest-parser"]

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import stat
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -84,25 +86,45 @@ def prepared_batches(stream: IO[bytes], *, db_url: str, kind: str, now: datetime
                              args=(theirs, db_url, kind, now, batch_size, stream.tell()))
     parser.start()
     theirs.close()
-    try:
-        send_handle(ours, stream.fileno(), parser.pid)
-        while True:
+    # A thread receives (and unpickles) the next batch while the caller inserts this one:
+    # the driver releases the GIL while the database works.
+    arrived: queue.Queue[Prepared | str | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def receive() -> None:
+        while not stop.is_set():
             try:
                 message = ours.recv()
-            except EOFError:
-                raise InputError(f"the ingest parser process stopped (exit code "
-                                 f"{_exit_code(parser)})") from None
-            if message is None:
-                break
+            except (EOFError, OSError):
+                message = f"stopped (exit code {_exit_code(parser)})"
+            while not stop.is_set():
+                try:
+                    arrived.put(message, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if not isinstance(message, Prepared):
+                return
+
+    receiver = threading.Thread(target=receive, name="ingest-receiver", daemon=True)
+    finished = False
+    try:
+        send_handle(ours, stream.fileno(), parser.pid)
+        receiver.start()
+        while (message := arrived.get()) is not None:
             if isinstance(message, str):
-                raise InputError(f"the ingest parser process failed: {message}")
+                raise InputError(f"the ingest parser process {message}")
             yield message
+        finished = True
     finally:
-        ours.close()
-        parser.join(5)
-        if parser.is_alive():
+        stop.set()
+        parser.join(5 if finished else 0)
+        if parser.is_alive():  # the caller stopped early: the parser may wait to send
             parser.kill()
             parser.join()
+        if receiver.is_alive():  # its receive ends with the parser's end of the pipe
+            receiver.join(5)
+        ours.close()
 
 
 def _exit_code(process: multiprocessing.process.BaseProcess) -> int | None:
@@ -120,7 +142,7 @@ def _parse(pipe: Connection, db_url: str, kind: str, now: datetime, batch_size: 
         return  # the ingest stopped first
     except Exception as exc:  # reported to the ingest, which fails with it
         first = (str(exc).splitlines() or [""])[0]
-        pipe.send(f"{type(exc).__name__}: {first}"[:300])
+        pipe.send(f"failed: {type(exc).__name__}: {first}"[:300])
     finally:
         pipe.close()
 
