@@ -24,7 +24,7 @@ import os
 import queue
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -77,7 +77,7 @@ def worth_a_process(stream: IO[bytes], kind: str, fmt: str, dialect: str) -> boo
 
 
 def prepared_batches(stream: IO[bytes], *, db_url: str, kind: str, now: datetime,
-                     batch_size: int) -> Iterator[Prepared]:
+                     batch_size: int) -> Generator[Prepared, None, None]:
     """The batches of ``stream`` from a parser process, in order. The process ends with
     the iteration, or is stopped when the caller stops early."""
     context = multiprocessing.get_context("spawn")
