@@ -93,10 +93,13 @@ def prepared_batches(stream: IO[bytes], *, db_url: str, kind: str, now: datetime
 
     def receive() -> None:
         while not stop.is_set():
+            message: Prepared | str | None
             try:
                 message = ours.recv()
             except (EOFError, OSError):
                 message = f"stopped (exit code {_exit_code(parser)})"
+            except Exception as exc:  # whatever it is, the ingest must not wait forever
+                message = f"sent what could not be read ({type(exc).__name__})"
             while not stop.is_set():
                 try:
                     arrived.put(message, timeout=0.1)
