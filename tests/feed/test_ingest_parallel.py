@@ -9,13 +9,16 @@ import io
 import json
 import multiprocessing
 import random
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Table, select
 
+from polysec_tui.db.engine import make_engine
 from polysec_tui.errors import InputError
+from polysec_tui.services.feed import ingest as ingest_module
 from polysec_tui.services.feed import parallel
 from polysec_tui.services.feed.ingest import (
     EVENT_TABLES,
@@ -61,22 +64,44 @@ def stored(rt: Runtime, session: Any, table: Table) -> list[tuple[Any, ...]]:
     return sorted(session.execute(select(*columns)).all(), key=repr)
 
 
-def one_run(rt: Runtime, kind: str, data: bytes, *, skip_bad: bool, parallel_path: bool,
+def url_of(rt: Runtime) -> str:
+    return rt.engine.url.render_as_string(hide_password=False)
+
+
+class Sent:
+    """A pipe's sending end that keeps what is sent (the parser's work run in this
+    process, where a test may patch it)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    def send(self, message: Any) -> None:
+        self.messages.append(message)
+
+
+def one_run(rt: Runtime, kind: str, data: bytes, *, skip_bad: bool, path: str,
             tmp_path: Path) -> tuple[dict[str, Any], list[tuple[Any, ...]] | None]:
     """Ingest ``data`` in a transaction that is rolled back afterwards: the report and
-    the rows the table held at the end (None when strict mode rejected the file)."""
-    path = tmp_path / f"{kind}.jsonl"
-    path.write_bytes(data)
+    the rows the table held at the end (None when strict mode rejected the file).
+    ``path``: "one" process, a parser "process", or the parser's work "here"."""
+    file = tmp_path / f"{kind}.jsonl"
+    file.write_bytes(data)
     session = rt.sessions()
     session.begin()
     try:
         ingestor = Ingestor(rt, kind, skip_bad=skip_bad, batch_size=BATCH)
-        with path.open("rb") as stream, sqlite_bulk_cache(session):
+        with file.open("rb") as stream, sqlite_bulk_cache(session):
             try:
-                if parallel_path:
-                    report = ingestor.run_prepared(session, parallel.prepared_batches(
-                        stream, db_url=rt.settings.db_url, kind=kind, now=rt.clock(),
-                        batch_size=BATCH))
+                if path == "process":
+                    with closing(parallel.prepared_batches(
+                            stream, ingest_module.parse_in_process, url_of(rt), kind,
+                            rt.clock(), BATCH)) as prepared:
+                        report = ingestor.run_prepared(session, prepared)
+                elif path == "here":
+                    sent = Sent()
+                    ingest_module.parse_in_process(sent, url_of(rt), kind, rt.clock(),
+                                                   BATCH, stream)
+                    report = ingestor.run_prepared(session, sent.messages)
                 else:
                     report = ingestor.run_in(session, read_jsonl(stream))
             except IngestRejected as exc:
@@ -103,14 +128,15 @@ def test_the_parser_process_gives_what_one_process_gives(accounts_in, kind, tmp_
         path = tmp_path / "big.jsonl"
         path.write_bytes(b"x" * 100)
         with path.open("rb") as stream:
-            assert not parallel.worth_a_process(stream, kind, "jsonl", rt.engine.dialect.name)
+            assert parallel.PARALLEL_MIN_BYTES > 100
+            assert parallel.worth_a_process(stream, rt.engine) is False
         pytest.skip("MariaDB takes the one-process path (no bulk driver insert there)")
     for seed in range(2):
         data = data_for(kind, seed)
         for skip_bad in (False, True):
-            alone = one_run(rt, kind, data, skip_bad=skip_bad, parallel_path=False,
+            alone = one_run(rt, kind, data, skip_bad=skip_bad, path="one",
                             tmp_path=tmp_path)
-            beside = one_run(rt, kind, data, skip_bad=skip_bad, parallel_path=True,
+            beside = one_run(rt, kind, data, skip_bad=skip_bad, path="process",
                              tmp_path=tmp_path)
             assert beside == alone
             report, rows = alone
@@ -141,11 +167,13 @@ def test_ingest_stream_takes_the_parser_process_for_a_big_file(accounts_in, tmp_
     with path.open("rb") as stream:  # again: every line a duplicate
         again = ingest_stream(rt, "logins", stream)
     assert again.duplicates == 50 and again.inserted == 0
-    # Standard input (not a regular file) and small files take one process.
-    assert not parallel.worth_a_process(io.BytesIO(b"{}"), "logins", "jsonl", "sqlite")
-    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 10**9)
+    # Not a file (a pipe, a BytesIO), a small file, an in-memory SQLite: one process.
+    assert not parallel.worth_a_process(io.BytesIO(b"{}"), rt.engine)
     with path.open("rb") as stream:
-        assert not parallel.worth_a_process(stream, "logins", "jsonl", "sqlite")
+        assert parallel.worth_a_process(stream, rt.engine)
+        assert not parallel.worth_a_process(stream, make_engine("sqlite://"))
+        monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 10**9)
+        assert not parallel.worth_a_process(stream, rt.engine)
 
 
 def test_a_parser_process_that_dies_fails_the_ingest(accounts_in, tmp_path):
@@ -156,8 +184,9 @@ def test_a_parser_process_that_dies_fails_the_ingest(accounts_in, tmp_path):
     path.write_bytes(b"\n".join(json.dumps(GOOD["logins"](f"D{i}")).encode()
                                 for i in range(3000)) + b"\n")
 
-    def killed_after_the_first(stream: Any, **kwargs: Any) -> Any:
-        batches = parallel.prepared_batches(stream, **kwargs)
+    def killed_after_the_first(stream: Any) -> Any:
+        batches = parallel.prepared_batches(stream, ingest_module.parse_in_process,
+                                            url_of(rt), "logins", rt.clock(), BATCH)
         first = next(batches)
         yield first
         for child in multiprocessing.active_children():
@@ -170,9 +199,7 @@ def test_a_parser_process_that_dies_fails_the_ingest(accounts_in, tmp_path):
     try:
         with path.open("rb") as stream, pytest.raises(InputError, match="parser process"):
             Ingestor(rt, "logins", batch_size=BATCH).run_prepared(
-                session, killed_after_the_first(stream, db_url=rt.settings.db_url,
-                                                kind="logins", now=rt.clock(),
-                                                batch_size=BATCH))
+                session, killed_after_the_first(stream))
     finally:
         session.rollback()
         session.close()
@@ -186,10 +213,47 @@ def test_stopping_early_stops_the_parser_process(accounts_in, tmp_path):
     path = tmp_path / "logins.jsonl"
     path.write_bytes(b"\n".join(json.dumps(GOOD["logins"](f"S{i}")).encode()
                                 for i in range(3000)) + b"\n")
-    with path.open("rb") as stream:
-        batches = parallel.prepared_batches(stream, db_url=rt.settings.db_url,
-                                            kind="logins", now=rt.clock(), batch_size=BATCH)
-        assert len(next(batches).numbers) == BATCH
-        batches.close()
+    stream = path.open("rb")
+    batches = parallel.prepared_batches(stream, ingest_module.parse_in_process, url_of(rt),
+                                        "logins", rt.clock(), BATCH)
+    with stream, pytest.raises(RuntimeError, match="a database error"), closing(batches):
+        assert len(next(batches).lines_info) == BATCH
+        raise RuntimeError("a database error")  # what ingest_stream's closing meets
     assert not [child for child in multiprocessing.active_children()
                 if child.name == "polysec-ingest-parser"]
+
+
+def test_a_row_the_database_refuses_as_in_one_process(accounts_in, tmp_path, monkeypatch):
+    """The batch undone and written again row by row, each line as the one-process path
+    writes it: a refused row is one bad line, a later line with the same id is written,
+    and in strict mode writing stops at the first refusal."""
+    rt = accounts_in
+    if rt.engine.dialect.name not in ("sqlite", "postgresql"):
+        pytest.skip("MariaDB takes the one-process path (no bulk driver insert there)")
+    parse = ingest_module.PARSERS["logins"]
+
+    def leaky(obj: dict[str, Any], window: Any) -> Any:
+        parsed = parse(obj, window)
+        if obj.get("_refuse"):
+            parsed["asn"] = 2**70  # past BIGINT: validation let it through
+        return parsed
+
+    monkeypatch.setitem(ingest_module.PARSERS, "logins", leaky)
+    good = GOOD["logins"]
+    cases = [
+        [good("R1"), {**good("R2"), "_refuse": 1}, good("R2"), good("R3")],
+        [good("R1"), {**good("R2"), "_refuse": 1}, {**good("R3"), "_refuse": 1},
+         good("R4"), {**good("R5"), "account": "NOBODY"}, good("R1")],
+    ]
+    for records in cases:
+        data = b"\n".join(json.dumps(r).encode() for r in records) + b"\n"
+        for skip_bad in (False, True):
+            alone = one_run(rt, "logins", data, skip_bad=skip_bad, path="one",
+                            tmp_path=tmp_path)
+            here = one_run(rt, "logins", data, skip_bad=skip_bad, path="here",
+                           tmp_path=tmp_path)
+            assert here == alone
+            # (strict: the unknown account of the second case stops all writing first)
+            refused = any(b["reason"].startswith("refused by the database")
+                          for b in alone[0]["bad"])
+            assert refused == (skip_bad or records is cases[0])

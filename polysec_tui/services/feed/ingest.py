@@ -22,7 +22,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -634,9 +634,11 @@ class DriverInsert:
             return [list(c) for c in columns]
         return list(zip(*columns, strict=True))
 
-    def one(self, converted: Converted, i: int) -> Converted:
-        """Row ``i`` of converted rows, alone."""
-        return [c[i:i + 1] for c in converted] if self.columnar else converted[i:i + 1]
+    def select(self, converted: Converted, rows: list[int]) -> Converted:
+        """These rows of converted rows, in this order."""
+        if self.columnar:
+            return [[column[i] for i in rows] for column in converted]
+        return [converted[i] for i in rows]
 
     def execute(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
         return self.insert(conn, self.convert(rows))
@@ -732,15 +734,18 @@ def insert_ignoring_duplicates(session: Session, table: Table, rows: list[dict[s
     session.execute(stmt, rows)
 
 
-class Counts(Protocol):
+class LineCounts(Protocol):
     lines: int
-    duplicates: int
 
     def add_bad(self, line: int, reason: str) -> None: ...
 
 
+class Counts(LineCounts, Protocol):
+    duplicates: int
+
+
 def batches(records: Iterable[tuple[int, dict[str, Any] | str]], parse: Parser,
-            window: Window, report: Counts, size: int,
+            window: Window, report: LineCounts, size: int,
             labels: list[tuple[str, dict[str, bool]]] | None = None,
             ) -> Iterator[list[tuple[int, Parsed]]]:
     """The parsed records in batches of ``size``; each line is counted in ``report`` and
@@ -853,58 +858,56 @@ class Ingestor:
 
     def run_prepared(self, session: Session, prepared: Iterable[Prepared]) -> IngestReport:
         """`run_in` for batches a parser process made ready (`parallel`): the same
-        counts, messages and undo of a refused batch; events only, no placeholders."""
+        counts, messages, order of bad lines and undo of a refused batch; events only,
+        no placeholders. Each batch goes through `_flush` as in `run_in`, with the
+        parser's lines instead of parsed records."""
         take_turn(session)
-        table = EVENT_TABLES[self.kind]
         for batch in prepared:
             self.report.lines += batch.lines
             for line, reason in batch.bad:
                 self.report.add_bad(line, reason)
-            self.report.duplicates += batch.duplicates
-            if not batch.converted:
-                continue
-            if not self._writing:
-                existing = self._existing(session, table, batch.external_ids)
-                self.report.duplicates += len(existing)
-                self.report.inserted += len(batch.external_ids) - len(existing)
-                continue
-            key = (table.name, batch.keys)
-            if key not in self._writers:
-                self._writers[key] = driver_insert(session.get_bind().dialect, table,
-                                                   batch.keys)
-            writer = self._writers[key]
-            assert writer is not None  # the parser process made rows it takes
-            self._flush_converted(session, writer, batch)
+            if batch.lines_info:
+                # (line number, (its index in the batch, the batch)) as _flush takes them
+                self._flush(session, [(info[0], (i, batch))
+                                      for i, info in enumerate(batch.lines_info)])
+            gc.collect(1)
         return self._finish(session)
 
-    def _flush_converted(self, session: Session, writer: DriverInsert,
-                         batch: Prepared) -> None:
-        """`_flush` for converted rows."""
-        rows = len(batch.numbers)
-        undo = self._sqlite_undo(session)
-        try:
-            if undo is not None:
-                self._count_inserted(rows, writer.insert(session.connection(),
-                                                         batch.converted))
+    def _write_prepared(self, session: Session, items: list[tuple[int, Any]]) -> None:
+        """`_write_events` for lines of one prepared batch: (line number, (its index in
+        the batch, the batch))."""
+        batch: Prepared = items[0][1][1]
+        unique: dict[str, int] = {}  # external id -> its row in batch.converted
+        for _number, (i, _batch) in items:
+            number, external_id, unknown = batch.lines_info[i]
+            if unknown is not None:
+                self.report.add_bad(number, unknown)
+            elif external_id in unique:
+                self.report.duplicates += 1
             else:
-                with session.begin_nested():
-                    self._count_inserted(rows, writer.insert(session.connection(),
-                                                             batch.converted))
+                unique[external_id] = batch.row_of[i]
+        table = EVENT_TABLES[self.kind]
+        if self._writing:
+            if unique:
+                writer = self._prepared_writer(session, table, batch.keys)
+                rows = list(unique.values())
+                converted = (batch.converted if len(rows) == batch.rows
+                             else writer.select(batch.converted, rows))
+                self._count_inserted(len(rows), writer.insert(session.connection(),
+                                                              converted))
             return
-        except (StatementError, ValueError, OverflowError) as exc:
-            if not refused_value(exc):
-                raise
-            if undo is not None:
-                undo()
-        for i, number in enumerate(batch.numbers):
-            try:
-                with session.begin_nested():
-                    self._count_inserted(1, writer.insert(session.connection(),
-                                                          writer.one(batch.converted, i)))
-            except (StatementError, ValueError, OverflowError) as exc:
-                if not refused_value(exc):
-                    raise
-                self.report.add_bad(number, f"refused by the database ({db_reason(exc)})")
+        existing = self._existing(session, table, list(unique))
+        self.report.duplicates += len(existing)
+        self.report.inserted += len(unique) - len(existing)
+
+    def _prepared_writer(self, session: Session, table: Table, keys: tuple[str, ...]
+                         ) -> DriverInsert:
+        if (table.name, keys) not in self._writers:
+            self._writers[(table.name, keys)] = driver_insert(session.get_bind().dialect,
+                                                               table, keys)
+        writer = self._writers[(table.name, keys)]
+        assert writer is not None  # the parser process made rows that it takes
+        return writer
 
     def _write_labels(self, session: Session) -> None:
         """Keep a dataset's attack labels (RBA: Is Attack IP, Is Account Takeover) as
@@ -944,15 +947,17 @@ class Ingestor:
     def _writing(self) -> bool:
         return self.skip_bad or self.report.bad_count == 0
 
-    def _flush(self, session: Session, batch: list[tuple[int, Parsed]]) -> None:
+    def _flush(self, session: Session, batch: list[tuple[int, Any]]) -> None:
         """Write one batch so that it can be undone. Should the database refuse a value
         that validation let through (a collation that folds two ids into one, a server's
         own limit), the batch is undone and written again row by row, each row in a
         savepoint of its own, and each refused row is one bad line."""
         if not batch:
             return
-        write = {"accounts": self._write_accounts,
-                 "prices": self._write_prices}.get(self.kind, self._write_events)
+        write: Callable[[Session, list[tuple[int, Any]]], None] = (
+            self._write_prepared if isinstance(batch[0][1], tuple)
+            else {"accounts": self._write_accounts,
+                  "prices": self._write_prices}.get(self.kind, self._write_events))
         mark = self._mark()
         undo = self._sqlite_undo(session)
         try:
@@ -1217,11 +1222,14 @@ def ingest_stream(
     rt: Runtime, kind: str, stream: IO[bytes], *, fmt: str = "jsonl", skip_bad: bool = False
 ) -> IngestReport:
     ingestor = Ingestor(rt, kind, skip_bad=skip_bad)
-    if parallel.worth_a_process(stream, kind, fmt, rt.engine.dialect.name):
-        with rt.transaction() as session, sqlite_bulk_cache(session), _young_gc_only():
-            return ingestor.run_prepared(session, parallel.prepared_batches(
-                stream, db_url=rt.settings.db_url, kind=kind, now=rt.clock(),
-                batch_size=ingestor.batch_size))
+    if fmt == "jsonl" and kind in EVENT_TABLES and parallel.worth_a_process(stream, rt.engine):
+        batches_of = parallel.prepared_batches(
+            stream, parse_in_process, rt.engine.url.render_as_string(hide_password=False),
+            kind, rt.clock(), ingestor.batch_size)
+        # closing: the parser process stops with the ingest, whatever ends it
+        with closing(batches_of) as prepared, rt.transaction() as session, \
+                sqlite_bulk_cache(session), _young_gc_only():
+            return ingestor.run_prepared(session, prepared)
     if fmt == "jsonl":
         records = read_jsonl(stream)
     elif fmt == "rba-csv":
@@ -1232,3 +1240,48 @@ def ingest_stream(
     else:
         raise InputError(f"unknown input format {fmt!r}; use jsonl or rba-csv")
     return ingestor.run(records)
+
+
+def parse_in_process(pipe: Any, db_url: str, kind: str, now: datetime, batch_size: int,
+                     stream: IO[bytes]) -> None:
+    """The parser process's work (`parallel.prepared_batches` runs it): read, validate,
+    look up accounts (read-only, no snapshot kept between batches) and convert each
+    batch, and send it. What the ingest decides (duplicates, what is written) it leaves
+    to the ingest: each line goes with its id and, for an unknown account, its reason."""
+    from polysec_tui.db.engine import make_engine, session_factory
+
+    engine = make_engine(db_url)
+    table = EVENT_TABLES[kind]
+    accounts: dict[str, uuid.UUID] = {}
+    writers: dict[tuple[str, ...], DriverInsert | None] = {}
+    counts = Prepared()
+    with session_factory(engine)() as session:
+        for batch in batches(read_jsonl(stream), PARSERS[kind], Window.around(now), counts,
+                             batch_size):
+            account_ids(session, accounts, {p["account"] for _, p in batch})
+            session.rollback()
+            rows: list[Parsed] = []
+            for number, parsed in batch:
+                account_id = accounts.get(parsed["account"])
+                if account_id is None:
+                    counts.add_line(number, parsed["external_id"],
+                                    f"unknown account {quote(parsed['account'])}")
+                    continue
+                parsed["account_id"] = account_id
+                if kind == "withdrawals":
+                    parsed["status"] = "pending"
+                counts.add_line(number, parsed["external_id"], None)
+                rows.append(parsed)
+            if rows:
+                counts.keys = tuple(k for k in rows[0] if k != "account")
+                if counts.keys not in writers:
+                    writers[counts.keys] = driver_insert(engine.dialect, table, counts.keys)
+                writer = writers[counts.keys]
+                if writer is None or any(len(row) != len(rows[0]) for row in rows):
+                    raise ValueError("rows the bulk insert cannot take")  # not our parsers
+                counts.converted = writer.convert(rows)
+            pipe.send(counts.take())
+            gc.collect(1)
+        if counts.lines:  # lines after the last batch, all bad or blank
+            pipe.send(counts.take())
+    engine.dispose()

@@ -1,20 +1,23 @@
 """Bulk ingest on two cores: a second process reads, decodes, validates and converts
 the next batch of events while this one inserts the current one.
 
-For a JSON Lines file of events (logins, security events, withdrawals, sessions) of at
-least PARALLEL_MIN_BYTES on SQLite or PostgreSQL. The parser process is spawned (not
-forked: this process holds a database connection and threads); it receives the open
-file's descriptor (the file the officer named and this process opened, not a path read
-again), the database URL (to look up account ids, read-only: the accounts an event
-names are committed before it arrives) and the window of acceptable times. For each
-batch it sends the lines it read, its bad lines in order, its in-batch duplicates, the
-external ids and the rows converted for the driver (`ingest.DriverInsert`). This
-process writes them in its one transaction as the one-process path does, with the same
-counts, messages, order of bad lines and undo of a batch the database refuses.
+For a regular file (a path, or standard input redirected from one) of JSON Lines
+events (logins, security events, withdrawals, sessions) of at least PARALLEL_MIN_BYTES,
+on SQLite (a file) or PostgreSQL. The parser process is spawned (not forked: this
+process holds a database connection and threads); it receives the open file's
+descriptor (the file this process opened, not a path read again), the database URL (to
+look up account ids, read-only: the accounts an event names are committed before it
+arrives) and the window of acceptable times, and runs `ingest.parse_in_process`. For
+each batch it sends the lines it read, its bad lines in order, each good line's number,
+id and (unknown account) reason, and the rows of the known accounts converted for the
+driver (`ingest.DriverInsert`). The ingest decides the rest as the one-process path
+does (duplicates, what is written, the undo of a batch the database refuses and its
+retry line by line), so counts, messages and their order are the same.
 
-Cost in complexity: this module, and the two halves of the events path in `ingest`
-that both processes share. Placeholder accounts (the RBA CSV), accounts, prices,
-standard input and MariaDB (no bulk driver insert) take the one-process path.
+This module is the process plumbing only (it imports nothing of `ingest`). Cost in
+complexity: it, `ingest.parse_in_process` and the halves of the events path both
+processes share. Placeholder accounts (the RBA CSV), accounts, prices, pipes and
+MariaDB (no bulk driver insert) take the one-process path.
 """
 
 from __future__ import annotations
@@ -24,14 +27,20 @@ import os
 import queue
 import stat
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import recv_handle, send_handle
 from typing import IO, Any
 
+from sqlalchemy import Engine
+
 from polysec_tui.errors import InputError
+
+# The parser's work: (pipe, database URL, kind, now, batch size, the file) -> None,
+# sending a Prepared a batch (`ingest.parse_in_process`).
+Work = Callable[[Any, str, str, datetime, int, IO[bytes]], None]
 
 # Below this a file is loaded before a second interpreter would have started (about
 # 0.5 s of imports), so one process it is.
@@ -40,32 +49,44 @@ PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 
 @dataclass
 class Prepared:
-    """One batch as the parser process made it ready."""
+    """One batch as the parser process made it ready: the lines it read, its bad lines
+    in order, and for each good line its number, id and (unknown account) reason; the
+    rows of the lines with a known account converted for the driver."""
 
     lines: int = 0
     bad: list[tuple[int, str]] = field(default_factory=list)
-    duplicates: int = 0
-    keys: tuple[str, ...] = ()  # the rows' columns (for the writer), () when no rows
-    external_ids: list[str] = field(default_factory=list)
-    numbers: list[int] = field(default_factory=list)  # each row's line
+    lines_info: list[tuple[int, str, str | None]] = field(default_factory=list)
+    row_of: list[int] = field(default_factory=list)  # each line's row in converted, or -1
+    rows: int = 0
+    keys: tuple[str, ...] = ()  # the rows' columns (for the writer)
     converted: list[Any] = field(default_factory=list)
 
     def add_bad(self, line: int, reason: str) -> None:
         self.bad.append((line, reason))
 
+    def add_line(self, number: int, external_id: str, unknown: str | None) -> None:
+        self.lines_info.append((number, external_id, unknown))
+        self.row_of.append(-1 if unknown is not None else self.rows)
+        self.rows += unknown is None
+
     def take(self) -> Prepared:
         """What was gathered, and start over (`ingest.batches` keeps counting here)."""
-        taken = Prepared(self.lines, self.bad, self.duplicates, self.keys,
-                         self.external_ids, self.numbers, self.converted)
-        self.lines, self.bad, self.duplicates, self.keys = 0, [], 0, ()
-        self.external_ids, self.numbers, self.converted = [], [], []
+        taken = Prepared(self.lines, self.bad, self.lines_info, self.row_of, self.rows,
+                         self.keys, self.converted)
+        self.lines, self.bad, self.lines_info, self.row_of = 0, [], [], []
+        self.rows, self.keys, self.converted = 0, (), []
         return taken
 
 
-def worth_a_process(stream: IO[bytes], kind: str, fmt: str, dialect: str) -> bool:
-    from polysec_tui.services.feed.ingest import EVENT_TABLES
-
-    if fmt != "jsonl" or kind not in EVENT_TABLES or dialect not in ("sqlite", "postgresql"):
+def worth_a_process(stream: IO[bytes], engine: Engine) -> bool:
+    """Whether a parser process would pay: a regular file of PARALLEL_MIN_BYTES or more
+    still to read, a database a second process can open (SQLite: a file, not memory),
+    with the bulk driver insert (SQLite, PostgreSQL), and not inside a daemon process."""
+    url = engine.url
+    if engine.dialect.name == "sqlite":
+        if url.database in (None, "", ":memory:") or "memory" in str(url.query.get("mode")):
+            return False
+    elif engine.dialect.name != "postgresql":
         return False
     if multiprocessing.current_process().daemon:  # a daemon may not start processes
         return False
@@ -76,14 +97,16 @@ def worth_a_process(stream: IO[bytes], kind: str, fmt: str, dialect: str) -> boo
     return stat.S_ISREG(info.st_mode) and info.st_size - stream.tell() >= PARALLEL_MIN_BYTES
 
 
-def prepared_batches(stream: IO[bytes], *, db_url: str, kind: str, now: datetime,
+def prepared_batches(stream: IO[bytes], work: Work, db_url: str, kind: str, now: datetime,
                      batch_size: int) -> Generator[Prepared, None, None]:
-    """The batches of ``stream`` from a parser process, in order. The process ends with
-    the iteration, or is stopped when the caller stops early."""
+    """The batches of ``stream`` that ``work`` sends from a parser process, in order.
+    The process ends with the iteration, or is stopped when the generator is closed
+    (the caller closes it on every way out: `contextlib.closing`)."""
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe(duplex=True)
     parser = context.Process(target=_parse, name="polysec-ingest-parser", daemon=True,
-                             args=(theirs, db_url, kind, now, batch_size, stream.tell()))
+                             args=(theirs, work, db_url, kind, now, batch_size,
+                                   stream.tell()))
     parser.start()
     theirs.close()
     # A thread receives (and unpickles) the next batch while the caller inserts this one:
@@ -135,12 +158,18 @@ def _exit_code(process: multiprocessing.process.BaseProcess) -> int | None:
     return process.exitcode
 
 
-def _parse(pipe: Connection, db_url: str, kind: str, now: datetime, batch_size: int,
-           offset: int) -> None:
-    """The parser process: read, validate, look up accounts, convert; one message a
-    batch, None at the end, or a one-line error."""
+def _parse(pipe: Connection, work: Work, db_url: str, kind: str, now: datetime,
+           batch_size: int, offset: int) -> None:
+    """The parser process: ``work`` sends one message a batch; then None, or a one-line
+    error."""
+    import gc
+
+    gc.disable()  # as in the one-process path: the young generations after each batch
     try:
-        _parse_into(pipe, db_url, kind, now, batch_size, offset)
+        with os.fdopen(recv_handle(pipe), "rb") as stream:
+            stream.seek(offset)
+            work(pipe, db_url, kind, now, batch_size, stream)
+        pipe.send(None)
     except (BrokenPipeError, KeyboardInterrupt):
         return  # the ingest stopped first
     except Exception as exc:  # reported to the ingest, which fails with it
@@ -148,46 +177,3 @@ def _parse(pipe: Connection, db_url: str, kind: str, now: datetime, batch_size: 
         pipe.send(f"failed: {type(exc).__name__}: {first}"[:300])
     finally:
         pipe.close()
-
-
-def _parse_into(pipe: Connection, db_url: str, kind: str, now: datetime, batch_size: int,
-                offset: int) -> None:
-    import gc
-
-    from polysec_tui.db.engine import make_engine, session_factory
-    from polysec_tui.services.feed import ingest
-    from polysec_tui.services.feed.records import Window
-
-    gc.disable()  # as in the one-process path: the young generations after each batch
-    fd = recv_handle(pipe)
-    engine = make_engine(db_url)
-    table = ingest.EVENT_TABLES[kind]
-    accounts: dict[str, Any] = {}
-    writers: dict[tuple[str, ...], ingest.DriverInsert | None] = {}
-    with os.fdopen(fd, "rb") as stream, session_factory(engine)() as session:
-        stream.seek(offset)
-        counts = Prepared()
-        for batch in ingest.batches(ingest.read_jsonl(stream), ingest.PARSERS[kind],
-                                    Window.around(now), counts, batch_size):
-            ingest.account_ids(session, accounts, {p["account"] for _, p in batch})
-            session.rollback()  # no snapshot held between batches
-            unique = ingest.unique_events(kind, batch, accounts, counts, True)
-            rows = list(unique.values())
-            if rows:
-                counts.keys = tuple(k for k in rows[0] if k != "account")
-                if counts.keys not in writers:
-                    writers[counts.keys] = ingest.driver_insert(engine.dialect, table,
-                                                                counts.keys)
-                writer = writers[counts.keys]
-                if writer is None or any(len(row) != len(rows[0]) for row in rows):
-                    raise ValueError("rows the bulk insert cannot take")  # not our parsers
-                counts.external_ids = list(unique)
-                counts.numbers = [number for number, p in batch if unique.get(
-                    p["external_id"]) is p]
-                counts.converted = writer.convert(rows)
-            pipe.send(counts.take())
-            gc.collect(1)
-        if counts.lines:  # lines after the last batch, all bad or blank
-            pipe.send(counts.take())
-    engine.dispose()
-    pipe.send(None)
