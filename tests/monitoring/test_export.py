@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -622,9 +623,15 @@ def test_polysec_watch_streams_an_officers_action_within_seconds(
         rt.engine.dispose()
 
 
-def _relp_destination(port: int, **extra: Any) -> Destination:
-    return Destination("syslog.siem", syslog=siem.SyslogTarget(
+def _relp_destination(port: int, name: str = "syslog.siem", **extra: Any) -> Destination:
+    return Destination(name, syslog=siem.SyslogTarget(
         "127.0.0.1", port, protocol="relp", **extra))
+
+
+def _state(pid: int) -> str:
+    """The process's state letter in /proc (T: stopped)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
 
 
 def test_relp_counts_only_acknowledged_messages_when_the_collector_dies(
@@ -636,18 +643,24 @@ def test_relp_counts_only_acknowledged_messages_when_the_collector_dies(
     if not RELP.exists():
         pytest.skip("rsyslog-relp is not installed (.ci/run installs it)")
     _append(runtime, 5)
+    # A name of its own: on a server database shared by the tests of a worker, its
+    # cursor is this test's alone.
+    name = f"syslog.{uuid.uuid4().hex[:8]}"
     exporter = Exporter(runtime, ExportConfig(destinations=(_relp_destination(
-        rsyslog.relp_port, timeout_seconds=1.0),), retry_max_seconds=0.2), quiet)
+        rsyslog.relp_port, name, timeout_seconds=1.0),), retry_max_seconds=0.2), quiet)
     exporter.produce()
     assert rsyslog.proc is not None
     real_frame = siem._RelpReader.frame
     killer = threading.Timer(0.5, rsyslog.kill)
+    frozen: list[str] = []
 
     def frame_then_freeze(reader: Any) -> Any:
         answer = real_frame(reader)
         if answer[1] == "rsp" and answer[0] == 1:  # the session is open: freeze it now
-            assert rsyslog.proc is not None
+            assert rsyslog.proc is not None and rsyslog.proc.poll() is None
             rsyslog.proc.send_signal(signal.SIGSTOP)
+            _until(lambda: _state(rsyslog.proc.pid) == "T", 5)  # type: ignore[union-attr]
+            frozen.append("yes")
             killer.start()
         return answer
 
@@ -655,9 +668,10 @@ def test_relp_counts_only_acknowledged_messages_when_the_collector_dies(
     exporter.deliver(exporter.config.destinations[0])
     killer.join()
     monkeypatch.setattr(siem._RelpReader, "frame", real_frame)
-    assert _position(runtime, "to:syslog.siem") == 0  # nothing acknowledged
+    assert frozen  # the session was opened with this test's rsyslog, then frozen
+    assert _position(runtime, f"to:{name}") == 0  # nothing acknowledged
     rsyslog.start()
-    _until(lambda: (exporter.step() or True) and _position(runtime, "to:syslog.siem")
+    _until(lambda: (exporter.step() or True) and _position(runtime, f"to:{name}")
            == _head(runtime), 20)
     seqs = [doc["seq"] for kind, _s, doc in rsyslog.sequence() if kind == "audit"]
     assert list(dict.fromkeys(seqs)) == [1, 2, 3, 4, 5]
