@@ -176,13 +176,20 @@ def test_ingest_stream_takes_the_parser_process_for_a_big_file(accounts_in, tmp_
         assert not parallel.worth_a_process(stream, rt.engine)
 
 
-def test_a_parser_process_that_dies_fails_the_ingest(accounts_in, tmp_path):
-    rt = accounts_in
+def logins_file(rt: Runtime, tmp_path: Path, prefix: str) -> Path:
+    """3,000 good logins (more than the pipe holds), for the process-handling tests,
+    which run on SQLite only."""
     if rt.engine.dialect.name != "sqlite":
         pytest.skip("the process handling does not depend on the engine")
     path = tmp_path / "logins.jsonl"
-    path.write_bytes(b"\n".join(json.dumps(GOOD["logins"](f"D{i}")).encode()
+    path.write_bytes(b"\n".join(json.dumps(GOOD["logins"](f"{prefix}{i}")).encode()
                                 for i in range(3000)) + b"\n")
+    return path
+
+
+def test_a_parser_process_that_dies_fails_the_ingest(accounts_in, tmp_path):
+    rt = accounts_in
+    path = logins_file(rt, tmp_path, "D")
 
     def killed_after_the_first(stream: Any) -> Any:
         batches = parallel.prepared_batches(stream, ingest_module.parse_in_process,
@@ -208,11 +215,7 @@ def test_a_parser_process_that_dies_fails_the_ingest(accounts_in, tmp_path):
 def test_stopping_early_stops_the_parser_process(accounts_in, tmp_path):
     """An ingest that fails midway (a database error, Ctrl-C) leaves no parser behind."""
     rt = accounts_in
-    if rt.engine.dialect.name != "sqlite":
-        pytest.skip("the process handling does not depend on the engine")
-    path = tmp_path / "logins.jsonl"
-    path.write_bytes(b"\n".join(json.dumps(GOOD["logins"](f"S{i}")).encode()
-                                for i in range(3000)) + b"\n")
+    path = logins_file(rt, tmp_path, "S")
     stream = path.open("rb")
     batches = parallel.prepared_batches(stream, ingest_module.parse_in_process, url_of(rt),
                                         "logins", rt.clock(), BATCH)
