@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from polysec_tui.db.models import LoginAnomaly, LoginEvent
 from polysec_tui.services.logins import anomalies
@@ -180,3 +180,71 @@ def test_a_campaign_that_rotates_user_agents_is_seen_by_its_addresses(runtime):
     incremental = found
     anomalies.analyze(runtime, CRON, full=True)
     assert _found(runtime) == incremental
+
+
+def _straddling(start_minute: float) -> list[dict[str, object]]:
+    """The campaign's 120 attempts over 54 minutes, starting ``start_minute`` into the
+    hour, and a login ten minutes after them that completes their sliding hour."""
+    _accounts, logins = _records()
+    moved = []
+    for x in logins:
+        ext = str(x["id"])
+        if ext.startswith("atk-"):
+            x = {**x, "at": _at(start_minute + int(ext[4:]) * 0.45)}
+        elif ext in ("stolen", "typo", "own"):
+            x = {**x, "at": _at(start_minute + 30)}
+        if ext != "later":
+            moved.append(x)
+    return moved
+
+
+def test_a_campaign_across_the_clock_hour_is_one_hour(runtime):
+    """120 attempts from :35 to :29 are 60 in each clock hour, each under the minimum of
+    100: judged over hours starting every 10 minutes, they are one hour's campaign, and
+    it is found 10 minutes after that hour ends, before the clock hour would be."""
+    accounts, _logins = _records()
+    ingest_records(runtime, "accounts", accounts)
+    ingest_records(runtime, "logins", _straddling(35))
+    anomalies.analyze(runtime, CRON)
+    assert _found(runtime) == {}  # the sliding hour is not complete yet
+    # :30 to :30 of the next hour, plus the lateness: 1 h 15 min in, before 2 h 10 min.
+    ingest_records(runtime, "logins", [login("closes", "C9", at=_at(35 + 54 + 26),
+                                             ip="10.9.9.1")])
+    anomalies.analyze(runtime, CRON)
+    found = _found(runtime)
+    assert {ext for ext in found if ext.startswith("atk-")} == {f"atk-{i}" for i in range(120)}
+    assert found["stolen"] == "critical" and "typo" not in found and "own" not in found
+    with runtime.sessions() as s:
+        (text,) = s.scalars(select(LoginAnomaly.explanation).join(
+            LoginEvent, LoginEvent.id == LoginAnomaly.login_event_id)
+            .where(LoginEvent.external_id == "stolen"))
+    began = HOUR + timedelta(minutes=30)
+    assert (f"121 failed logins between {began:%Y-%m-%d %H:%M} and "
+            f"{began + timedelta(hours=1):%H:%M} UTC") in text
+    incremental = found
+    anomalies.analyze(runtime, CRON, full=True)
+    assert _found(runtime) == incremental
+
+
+def test_the_checkpoint_survives_migration_0028_both_ways(runtime):
+    """0028 turns the next clock hour to judge into the next sliding hour after the last
+    clock hour judged, and back: nothing is judged twice, nothing skipped."""
+    from polysec_tui.db import migrate
+    from polysec_tui.db.models import AnalysisCheckpoint
+    from polysec_tui.services.logins import campaigns
+
+    clock_hour = 493_000  # 2026-03-29 16:00 UTC
+    migrate.downgrade(runtime.engine, "0027")
+    with runtime.engine.begin() as conn:
+        conn.execute(insert(AnalysisCheckpoint).values(
+            name="campaigns", login_id=clock_hour, security_event_id=0, runs=0))
+    migrate.upgrade(runtime.engine)
+    with runtime.sessions() as s:
+        slot = s.get(AnalysisCheckpoint, "campaigns").login_id
+    assert campaigns._start(slot) == (campaigns.EPOCH + (clock_hour - 1) * campaigns.HOUR
+                                      + campaigns.SLOT)
+    migrate.downgrade(runtime.engine, "0027")
+    with runtime.engine.connect() as conn:
+        assert conn.scalar(select(AnalysisCheckpoint.login_id).where(
+            AnalysisCheckpoint.name == "campaigns")) == clock_hour
+    migrate.upgrade(runtime.engine)

@@ -6,15 +6,19 @@ each from another home network: no source ever reaches the per-source thresholds
 whole: far more failed logins in an hour than its usual hour, on many accounts, nearly
 all from addresses that tried only once or twice.
 
-Judged hour by hour, once an hour is complete (``campaign_lateness`` past its end, by
-the newest login and by the clock), from the failed logins of the hour against the
-median hour of the week before. The hour after the last one judged is kept in the
-``campaigns`` row of ``analysis_checkpoints``, in the transaction that stores the
-findings; a failed login delivered after its hour was judged has that hour judged again
-(findings are unique), so the watcher's passes, a batch run and a full run find the
-same, except where a late login changes a later hour's baseline. Only failures from an
-address the account never logged in from count as spread: a client's own failures (an
-outage, a TOTP clock drift, a forced reset) come from addresses it used.
+Judged over sliding hours: an hour starting at every 10 minutes (``SLOT``), once it is
+complete (``campaign_lateness`` past its end, by the newest login and by the clock),
+from the failed logins of that hour against the median of the 168 hours before it. A
+campaign of 150 attempts from 14:30 to 15:30 is one hour of 150, not two clock hours of
+75 that each stay under the minimum; and it is seen 10 minutes after such an hour ends,
+not after the clock hour. The start of the next hour to judge (in slots since the epoch)
+is kept in the ``campaigns`` row of ``analysis_checkpoints``, in the transaction that
+stores the findings; a failed login delivered after its hours were judged has them
+judged again (findings are unique), so the watcher's passes, a batch run and a full run
+find the same, except where a late login changes a later hour's baseline. Only failures
+from an address the account never logged in from count as spread: a client's own
+failures (an outage, a TOTP clock drift, a forced reset) come from addresses it used.
+A login in several such hours is explained by the busiest of them (in its run).
 
 Findings (kind ``distributed_attack``): each failed login of the hour from such an
 address (medium: a campaign's target is not an alert by itself). When most of those
@@ -31,6 +35,7 @@ from __future__ import annotations
 import statistics
 import uuid
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,6 +49,8 @@ KIND = "distributed_attack"
 CHECKPOINT = "campaigns"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+SLOT = timedelta(minutes=10)  # a judged hour starts at every slot
+PER_HOUR = HOUR // SLOT
 CHUNK = 500
 # A campaign's signature: at most this many user agents, shared by this share of its
 # spread attempts.
@@ -52,12 +59,12 @@ SIGNATURE_SHARE = 0.5
 SIGNATURE_MIN_SHARE = 0.1  # of the spread attempts, for each of those user agents
 
 
-def _hour(at: datetime) -> int:
-    return int((at - EPOCH) // HOUR)
+def _slot(at: datetime) -> int:
+    return int((at - EPOCH) // SLOT)
 
 
-def _start(hour: int) -> datetime:
-    return EPOCH + hour * HOUR
+def _start(slot: int) -> datetime:
+    return EPOCH + slot * SLOT
 
 
 def judge(session: Session, lo: int, hi: int, full: bool, now: datetime, t: Thresholds,
@@ -81,37 +88,72 @@ def judge(session: Session, lo: int, hi: int, full: bool, now: datetime, t: Thre
                                  updated_at=now)
         session.add(row)
         session.flush()
-    first = _hour(earliest) if full or not row.login_id else int(row.login_id)
+    # An hour is named by its first slot; a full run starts with the hours that end in
+    # the first logins' slot.
+    first = (_slot(earliest) - PER_HOUR + 1 if full or not row.login_id
+             else int(row.login_id))
     # Complete: ``campaign_lateness`` past its end, by the logins and by the clock (one
     # login dated in the future must not close hours still to come).
-    last = max(first, _hour(min(newest, now) - t.campaign_lateness))
+    last = max(first, _slot(min(newest, now) - t.campaign_lateness) - PER_HOUR + 1)
     # Hours judged before whose failed logins arrived late, in this run: again.
-    late = set() if full else {_hour(at) for at in session.scalars(
-        select(e.at).where(*in_run, e.success == false(), e.at < _start(first)))}
+    late: set[int] = set()
+    if not full:
+        for at in session.scalars(select(e.at).where(
+                *in_run, e.success == false(), e.at < _start(first + PER_HOUR - 1))):
+            slot = _slot(at)
+            late.update(range(slot - PER_HOUR + 1, min(slot, first - 1) + 1))
     hours = sorted(late | set(range(first, last)))
     if hours:
-        since = _start(hours[0] - t.campaign_baseline_hours)
-        by_hour: dict[int, list[Any]] = defaultdict(list)
+        since = _start(hours[0] - t.campaign_baseline_hours * PER_HOUR)
+        by_slot: dict[int, list[Any]] = defaultdict(list)
         for failed in session.execute(
                 select(e.id, e.account_id, e.at, e.ip, e.asn, e.user_agent)
                 .where(e.success == false(), e.at >= since,
-                       e.at < _start(max(last, hours[-1] + 1)))):
-            by_hour[_hour(failed.at)].append(failed)
-        for hour in hours:
-            _judge_hour(session, hour, by_hour, t, findings)
+                       e.at < _start(max(last, hours[-1] + 1) + PER_HOUR - 1))):
+            by_slot[_slot(failed.at)].append(failed)
+        campaigns = [c for c in (_campaign(session, start, by_slot, t) for start in hours)
+                     if c is not None]
+        # A login in several of them: the busiest explains it.
+        for campaign in sorted(campaigns, key=lambda c: (-c.failed, c.start)):
+            campaign.flag(findings)
     session.execute(update(AnalysisCheckpoint).where(AnalysisCheckpoint.name == CHECKPOINT)
                     .values(login_id=last, updated_at=now))
 
 
-def _judge_hour(session: Session, hour: int, by_hour: dict[int, list[Any]], t: Thresholds,
-                findings: dict[tuple[str, int], Finding]) -> None:
-    failed = by_hour.get(hour, [])
+@dataclass
+class _Campaign:
+    """An hour judged a campaign: what to flag, and the sentence that explains it."""
+
+    start: int
+    failed: int
+    what: str
+    details: dict[str, Any]
+    spread: list[Any]
+    successes: list[tuple[Any, str]]
+
+    def flag(self, findings: dict[tuple[str, int], Finding]) -> None:
+        for f in self.spread:
+            flag(findings, Finding(KIND, "medium", float(self.failed), f.account_id, f.id,
+                                   f.at, f.ip, f.asn, f"one of {self.what}", self.details))
+        for s, how in self.successes:
+            flag(findings, Finding(
+                KIND, "critical", float(self.failed), s.account_id, s.id, s.at, s.ip, s.asn,
+                f"a successful login from {s.ip}, on a network this account never logged "
+                f"in from successfully, {how}: {self.what}", self.details))
+
+
+def _campaign(session: Session, start: int, by_slot: dict[int, list[Any]],
+              t: Thresholds) -> _Campaign | None:
+    """The hour starting at slot ``start``, if it is a campaign."""
+    failed = [f for slot in range(start, start + PER_HOUR) for f in by_slot.get(slot, ())]
     if len(failed) < t.campaign_min_failures:
-        return
-    usual = statistics.median(len(by_hour.get(h, ()))
-                              for h in range(hour - t.campaign_baseline_hours, hour))
+        return None
+    # The usual hour: the median of the hours before it, each a whole hour apart.
+    counts = [sum(len(by_slot.get(slot, ())) for slot in range(h, h + PER_HOUR))
+              for h in range(start - t.campaign_baseline_hours * PER_HOUR, start, PER_HOUR)]
+    usual = statistics.median(counts)
     if len(failed) < t.campaign_ratio * usual:
-        return
+        return None
     # Spread: from an address that tried too few times for the per-source detectors, and
     # that its account never logged in from (a client's own failures come from home: an
     # outage, a TOTP clock drift or a forced reset is not a campaign).
@@ -121,7 +163,7 @@ def _judge_hour(session: Session, hour: int, by_hour: dict[int, list[Any]], t: T
     spread = [f for f in few if f.id not in known]
     targets = {f.account_id for f in failed}
     if len(targets) < t.campaign_min_accounts or len(spread) < t.campaign_share * len(failed):
-        return
+        return None
     # The campaign's tooling: user agents that most of the spread attempts share. When
     # there is one, the client's own typo in that hour (another browser) is not tagged,
     # and a success with it from an address new to the account is the stolen password
@@ -139,18 +181,16 @@ def _judge_hour(session: Session, hour: int, by_hour: dict[int, list[Any]], t: T
         spread = [f for f in spread if f.user_agent in signature]
     sources = len({f.ip for f in spread})
     networks = len({f.asn for f in spread if f.asn is not None})
-    what = (f"{len(failed):,} failed logins between {_start(hour):%Y-%m-%d %H:00} and "
-            f"{_start(hour + 1):%H:00} UTC on {len(targets):,} accounts, "
+    began, ended = _start(start), _start(start + PER_HOUR)
+    what = (f"{len(failed):,} failed logins between {began:%Y-%m-%d %H:%M} and "
+            f"{ended:%H:%M} UTC on {len(targets):,} accounts, "
             f"{len(spread):,} of them from {sources:,} addresses that tried at most "
             f"{t.campaign_max_per_source} times each ({networks:,} networks): the "
             f"platform's usual hour has {usual:g} (median of the "
             f"{t.campaign_baseline_hours} hours before)")
     details = {"failed": len(failed), "accounts": len(targets), "spread": len(spread),
                "sources": sources, "networks": networks, "usual_hour": usual,
-               "hour": _start(hour).isoformat()}
-    for f in spread:
-        flag(findings, Finding(KIND, "medium", float(len(failed)), f.account_id, f.id, f.at,
-                               f.ip, f.asn, f"one of {what}", details))
+               "hour": began.isoformat()}
     # The stolen passwords that worked: a success of the hour, from a network its account
     # never logged in from, with the campaign's user agent, or from one of the
     # campaign's own addresses (it failed on another account that hour: a tool that
@@ -158,11 +198,8 @@ def _judge_hour(session: Session, hour: int, by_hour: dict[int, list[Any]], t: T
     targets_of: dict[str, set[uuid.UUID]] = defaultdict(set)
     for f in spread:
         targets_of[f.ip].add(f.account_id)
-    for s, how in _new_network_successes(session, hour, signature, targets_of):
-        flag(findings, Finding(
-            KIND, "critical", float(len(failed)), s.account_id, s.id, s.at, s.ip, s.asn,
-            f"a successful login from {s.ip}, on a network this account never logged in "
-            f"from successfully, {how}: {what}", details))
+    successes = _new_network_successes(session, began, ended, signature, targets_of)
+    return _Campaign(start, len(failed), what, details, spread, successes)
 
 
 def _known_addresses(session: Session, failed: list[Any]) -> set[int]:
@@ -184,8 +221,9 @@ def _known_addresses(session: Session, failed: list[Any]) -> set[int]:
             if (seen := first.get((f.account_id, f.ip))) is not None and seen < f.at}
 
 
-def _new_network_successes(session: Session, hour: int, signature: set[str],
-                           targets_of: dict[str, set[uuid.UUID]]) -> list[tuple[Any, str]]:
+def _new_network_successes(session: Session, began: datetime, ended: datetime,
+                           signature: set[str], targets_of: dict[str, set[uuid.UUID]]
+                           ) -> list[tuple[Any, str]]:
     """The successful logins of the hour with one of the campaign's user agents, or from
     one of its addresses that failed on another account (``targets_of``: the accounts
     each address failed on) with a device new to the account, each from a network (ASN;
@@ -197,7 +235,7 @@ def _new_network_successes(session: Session, hour: int, signature: set[str],
         before.account_id == now.account_id, before.success == true(), before.at < now.at,
         or_(and_(now.asn.is_not(None), before.asn == now.asn),
             and_(now.asn.is_(None), before.ip == now.ip))).exists()
-    in_hour = (now.success == true(), now.at >= _start(hour), now.at < _start(hour + 1))
+    in_hour = (now.success == true(), now.at >= began, now.at < ended)
     found: dict[int, tuple[Any, str]] = {}
     if signature:
         for s in session.execute(
