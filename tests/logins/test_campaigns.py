@@ -5,8 +5,10 @@ databases."""
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import insert, select
 
 from polysec_tui.db.models import LoginAnomaly, LoginEvent
@@ -207,7 +209,8 @@ def test_a_campaign_across_the_clock_hour_is_one_hour(runtime):
     ingest_records(runtime, "logins", _straddling(35))
     anomalies.analyze(runtime, CRON)
     assert _found(runtime) == {}  # the sliding hour is not complete yet
-    # :30 to :30 of the next hour, plus the lateness: 1 h 15 min in, before 2 h 10 min.
+    # The hour from :30 to :30 is complete at :40 past (its end plus the lateness); this
+    # login at 1:55 is before the second clock hour would be (2:10).
     ingest_records(runtime, "logins", [login("closes", "C9", at=_at(35 + 54 + 26),
                                              ip="10.9.9.1")])
     anomalies.analyze(runtime, CRON)
@@ -227,8 +230,10 @@ def test_a_campaign_across_the_clock_hour_is_one_hour(runtime):
 
 
 def test_the_checkpoint_survives_migration_0028_both_ways(runtime):
-    """0028 turns the next clock hour to judge into the next sliding hour after the last
-    clock hour judged, and back: nothing is judged twice, nothing skipped."""
+    """0028 turns the next clock hour to judge into the first sliding hour that straddles
+    the start of the last clock hour judged (never judged: the campaign of :35 to :29
+    ending before the upgrade is found after it), and back into that last clock hour:
+    an hour judged once more (findings are unique), none skipped."""
     from polysec_tui.db import migrate
     from polysec_tui.db.models import AnalysisCheckpoint
     from polysec_tui.services.logins import campaigns
@@ -241,10 +246,54 @@ def test_the_checkpoint_survives_migration_0028_both_ways(runtime):
     migrate.upgrade(runtime.engine)
     with runtime.sessions() as s:
         slot = s.get(AnalysisCheckpoint, "campaigns").login_id
-    assert campaigns._start(slot) == (campaigns.EPOCH + (clock_hour - 1) * campaigns.HOUR
+    assert campaigns._start(slot) == (campaigns.EPOCH + (clock_hour - 2) * campaigns.HOUR
                                       + campaigns.SLOT)
     migrate.downgrade(runtime.engine, "0027")
     with runtime.engine.connect() as conn:
         assert conn.scalar(select(AnalysisCheckpoint.login_id).where(
-            AnalysisCheckpoint.name == "campaigns")) == clock_hour
+            AnalysisCheckpoint.name == "campaigns")) == clock_hour - 1
     migrate.upgrade(runtime.engine)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_shuffled_small_passes_find_what_a_full_run_finds(runtime, seed):
+    """The straddling campaign delivered in passes of 1 to 12 logins, partly out of
+    order (failures and successes late), with a login dated 20 hours ahead."""
+    accounts, _logins = _records()
+    ingest_records(runtime, "accounts", accounts)
+    logins = _straddling(35)
+    history = [x for x in logins if "-h" in str(x["id"])]
+    rest = sorted((x for x in logins if "-h" not in str(x["id"])), key=lambda x: str(x["at"]))
+    rest += [login("closes", "C9", at=_at(35 + 54 + 30), ip="10.9.9.1"),
+             login("skewed", "C3", at=(FIXED_NOW + timedelta(hours=20)).isoformat()
+                   .replace("+00:00", "Z"), ip="10.9.3.1")]
+    rng = random.Random(seed)
+    for _ in range(30):
+        i, j = rng.randrange(len(rest)), rng.randrange(len(rest))
+        rest[i], rest[j] = rest[j], rest[i]
+    ingest_records(runtime, "logins", history)
+    anomalies.analyze(runtime, CRON)
+    while rest:
+        n = rng.randint(1, 12)
+        ingest_records(runtime, "logins", rest[:n])
+        anomalies.analyze(runtime, CRON)
+        rest = rest[n:]
+    incremental = _found(runtime)
+    assert len([ext for ext in incremental if ext.startswith("atk-")]) == 120
+    assert incremental["stolen"] == "critical"
+    anomalies.analyze(runtime, CRON, full=True)
+    assert _found(runtime) == incremental
+
+
+def test_a_platform_without_a_day_of_logins_has_no_usual_hour(runtime):
+    """A new deployment's first logins: every address is new to its account and the
+    platform's usual hour is unknown, so its first day is not judged (the per-source
+    detectors still are). Then a day of ordinary history, and the same hour is."""
+    accounts, logins = _records()
+    ingest_records(runtime, "accounts", accounts)
+    ingest_records(runtime, "logins", [x for x in logins if "-h" not in str(x["id"])])
+    anomalies.analyze(runtime, CRON, full=True)
+    assert _found(runtime) == {}
+    ingest_records(runtime, "logins", [x for x in logins if "-h" in str(x["id"])])
+    anomalies.analyze(runtime, CRON, full=True)
+    assert len(_found(runtime)) == 121

@@ -1,7 +1,8 @@
 """distributed_attack judges an hour starting at every 10 minutes, not clock hours: its
 checkpoint (the ``campaigns`` row of ``analysis_checkpoints``) counts 10-minute slots
-since the epoch instead of hours. Clock hour h was the next to judge: the next sliding
-hour is the one after the last clock hour judged (h - 1), so none is judged twice.
+since the epoch instead of hours. Clock hour h was the next to judge; the sliding hours
+that straddle the start of the last one judged (h - 1) were never judged, so the next
+to judge is that clock hour itself, once more (findings are unique): none is skipped.
 
 Revision ID: 0028
 Revises: 0027
@@ -25,7 +26,7 @@ CAMPAIGNS = CHECKPOINTS.c.name == "campaigns"
 
 def upgrade() -> None:
     op.execute(CHECKPOINTS.update().where(CAMPAIGNS, CHECKPOINTS.c.login_id > 0).values(
-        login_id=CHECKPOINTS.c.login_id * SLOTS_PER_HOUR - (SLOTS_PER_HOUR - 1)))
+        login_id=(CHECKPOINTS.c.login_id - 1) * SLOTS_PER_HOUR - (SLOTS_PER_HOUR - 1)))
 
 
 def downgrade() -> None:

@@ -148,6 +148,9 @@ class Thresholds:
     campaign_max_per_source: int = 5  # far under what the per-source detectors need
     campaign_share: float = 0.8
     campaign_baseline_hours: int = 168
+    # ... of which at least this many after the platform's first login: on a new
+    # deployment every address is new to its account and the usual hour unknown
+    campaign_min_history_hours: int = 24
     campaign_lateness: timedelta = timedelta(minutes=10)
     risk_log10_threshold: float = 3.0
 
