@@ -18,7 +18,6 @@ from __future__ import annotations
 import codecs
 import csv
 import gc
-import hashlib
 import io
 import json
 import re
@@ -570,18 +569,18 @@ class DriverInsert:
       round trips).
     - PostgreSQL: each row as a line of ``COPY``'s text format, made by psycopg's own
       dumpers (in C, 3 us a row) where the rows are converted (in the parser process,
-      if there is one), then copied into the table (`_Staging`). One statement per batch
+      if there is one), then copied into the table (`_Copy`). One statement per batch
       from arrays (``unnest``) cost the ingest 14 us a row in psycopg's array dumper,
       which is Python.
     """
 
     def __init__(self, sql: str, names: tuple[str, ...],
                  processors: list[Callable[[Any], Any] | None],
-                 staging: _Staging | None = None) -> None:
+                 copy: _Copy | None = None) -> None:
         self.sql = sql
         self.getter = itemgetter(*names)
         self.processors = processors
-        self.staging = staging
+        self.copy = copy
 
     @staticmethod
     def _plain_columns(table: Table, keys: tuple[str, ...]) -> bool:
@@ -619,30 +618,23 @@ class DriverInsert:
         quote = dialect.identifier_preparer
         columns = ", ".join(quote.format_column(table.c[k]) for k in keys)
         target = quote.format_table(table)
-        # Per table and columns: a batch of another shape gets a table of its own.
-        digest = hashlib.sha256(",".join(keys).encode()).hexdigest()[:8]
-        stage = quote.quote(f"polysec_stage_{table.name}_{digest}")
-        staging = _Staging(
-            direct=f"COPY {target} ({columns}) FROM STDIN",
-            create=f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} AS "
-                   f"SELECT {columns} FROM {target} WITH NO DATA",
-            copy=f"COPY {stage} ({columns}) FROM STDIN",
-            insert=f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {stage} "
-                   "ON CONFLICT DO NOTHING",
-            empty=f"TRUNCATE {stage}")
-        return cls(staging.insert, keys, cls._processors(dialect, table, keys), staging)
+        stored = (f"SELECT external_id FROM {target} WHERE external_id = ANY(%s)"
+                  if "external_id" in keys else None)
+        copy = _Copy(f"COPY {target} ({columns}) FROM STDIN", stored,
+                     keys.index("external_id") if stored else None)
+        return cls(copy.sql, keys, cls._processors(dialect, table, keys), copy)
 
     def convert(self, rows: list[dict[str, Any]], conn: Connection) -> Converted:
         """The rows as the driver takes them: tuples of the bind processors' values
-        (SQLite), lines of COPY text (PostgreSQL; ``conn`` lends psycopg's dumpers and
-        is not used)."""
+        (SQLite); on PostgreSQL each row's id and line of COPY text (``conn`` lends
+        psycopg's dumpers and is not used)."""
         getter = self.getter
         columns: list[Iterable[Any]] = list(zip(*[getter(row) for row in rows], strict=True))
         for i, proc in enumerate(self.processors):
             if proc is not None:
                 columns[i] = map(proc, columns[i])
         values = list(zip(*columns, strict=True))
-        return values if self.staging is None else self.staging.lines(conn, values)
+        return values if self.copy is None else self.copy.lines(conn, values)
 
     def select(self, converted: Converted, rows: list[int]) -> Converted:
         """These rows of converted rows, in this order."""
@@ -654,57 +646,65 @@ class DriverInsert:
     def insert(self, conn: Connection, converted: Converted) -> int:
         """Insert converted rows; return how many were inserted (the others were
         duplicates)."""
-        if self.staging is not None:
-            return self.staging.write(conn, converted)
+        if self.copy is not None:
+            return self.copy.write(conn, converted)
         # sqlite3 sums sqlite3_changes() over executemany; a row skipped by ON CONFLICT
         # DO NOTHING counts 0.
         return int(conn.exec_driver_sql(self.sql, converted).rowcount)
 
 
-class _Staging:
-    """How a PostgreSQL batch of COPY lines is written. First straight into the table
-    (COPY inserts in bulk: 15 s a million rows here, where ``INSERT ... SELECT ... ON
-    CONFLICT`` takes 20 to 23), in a savepoint; when an id is there already (a file
-    ingested again, or another ingest of the same ids meanwhile) that is undone and the
-    batch goes through a temporary table of its columns and one ``INSERT ... SELECT ...
-    ON CONFLICT DO NOTHING``, which skips the ids stored. The temporary table is created
-    in the ingest's transaction (a batch's savepoint, undone with it, creates it
-    again), holds one batch at a time and is gone with the session."""
+class _Copy:
+    """How PostgreSQL's bulk path writes a batch: ``COPY`` straight into the table (it
+    inserts in bulk: 15 s a million rows here, where ``INSERT ... SELECT ... ON
+    CONFLICT`` takes 20 to 23), in a savepoint. When an id of the batch is stored
+    already (a file ingested again, a feed that resends an overlap), the savepoint is
+    undone, the stored ids are looked up and the batch is copied again without them;
+    and for the rest of the ingest the ids are looked up first (an aborted COPY leaves
+    its rows behind as dead tuples until vacuum). A table without an external id
+    (screening's) takes a refused id as any refused value, as a plain insert would."""
 
     SAVEPOINT = "polysec_copy"
 
-    def __init__(self, *, direct: str, create: str, copy: str, insert: str,
-                 empty: str) -> None:
-        self.direct = direct
-        self.create = create
-        self.copy = copy
-        self.insert = insert
-        self.empty = empty
+    def __init__(self, sql: str, stored: str | None, id_index: int | None) -> None:
+        self.sql = sql
+        self.stored = stored  # the batch's ids that are stored already
+        self.id_index = id_index
+        self.look_first = False
 
-    def write(self, conn: Connection, lines: Converted) -> int:
-        """Insert the lines; return how many were inserted (the others were
+    def write(self, conn: Connection, rows: Converted) -> int:
+        """Insert the (id, line) rows; return how many were inserted (the others were
         duplicates)."""
         dbapi = conn.dialect.loaded_dbapi
-        for line in lines:
+        for _id, line in rows:
             if isinstance(line, Exception):  # one psycopg could not make
-                raise DBAPIError.instance(self.copy, None, line, dbapi.Error)
-        # Any other error leaves the transaction to the caller's savepoint (`_flush`),
-        # which undoes this one with the batch.
-        conn.exec_driver_sql(f"SAVEPOINT {self.SAVEPOINT}")
-        try:
-            self._copy(conn, self.direct, lines)
-        except IntegrityError as exc:
-            if getattr(exc.orig, "sqlstate", None) != "23505":  # not an id stored before
-                raise
-            conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {self.SAVEPOINT}")
+                raise DBAPIError.instance(self.sql, None, line, dbapi.Error)
+        if self.look_first:
+            rows = self._unstored(conn, rows)
+        while rows:
+            # Any other error leaves the transaction to the caller's savepoint (`_flush`),
+            # which undoes this one with the batch.
+            conn.exec_driver_sql(f"SAVEPOINT {self.SAVEPOINT}")
+            try:
+                self._copy(conn, self.sql, [line for _id, line in rows])
+            except IntegrityError as exc:
+                if self.stored is None or getattr(exc.orig, "sqlstate", None) != "23505":
+                    raise
+                conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {self.SAVEPOINT}")
+                conn.exec_driver_sql(f"RELEASE SAVEPOINT {self.SAVEPOINT}")
+                self.look_first = True
+                fresh = self._unstored(conn, rows)
+                if len(fresh) == len(rows):  # not an id stored before
+                    raise
+                rows = fresh
+                continue
             conn.exec_driver_sql(f"RELEASE SAVEPOINT {self.SAVEPOINT}")
-            conn.exec_driver_sql(self.create)
-            self._copy(conn, self.copy, lines)
-            inserted = int(conn.exec_driver_sql(self.insert).rowcount)
-            conn.exec_driver_sql(self.empty)
-            return inserted
-        conn.exec_driver_sql(f"RELEASE SAVEPOINT {self.SAVEPOINT}")
-        return len(lines)
+            return len(rows)
+        return 0
+
+    def _unstored(self, conn: Connection, rows: Converted) -> Converted:
+        assert self.stored is not None
+        stored = set(conn.exec_driver_sql(self.stored, ([i for i, _line in rows],)).scalars())
+        return [row for row in rows if row[0] not in stored]
 
     @staticmethod
     def _copy(conn: Connection, sql: str, lines: Converted) -> None:
@@ -724,18 +724,21 @@ class _Staging:
         """Each row as a line of COPY text, by psycopg's dumpers (formatted, never sent:
         the server is not asked). A row psycopg cannot dump (a NUL in a text, forced
         past validation) is its error instead, raised when the batch is written, so
-        that it is one bad line as when psycopg dumps a statement's parameters."""
+        that it is one bad line as when psycopg dumps a statement's parameters. Each
+        line goes with its row's id (for the look-up of ids stored before)."""
         refusals = (conn.dialect.loaded_dbapi.Error, ValueError, OverflowError)
+        ids = ([None] * len(rows) if self.id_index is None
+               else [row[self.id_index] for row in rows])
         try:
-            return self._format(conn, rows)
+            return list(zip(ids, self._format(conn, rows), strict=True))
         except refusals:
             pass
-        lines: list[Any] = []
-        for row in rows:
+        lines: list[tuple[Any, Any]] = []
+        for row_id, row in zip(ids, rows, strict=True):
             try:
-                lines += self._format(conn, [row])
+                lines.append((row_id, self._format(conn, [row])[0]))
             except refusals as exc:
-                lines.append(exc)
+                lines.append((row_id, exc))
         return lines
 
     @staticmethod
@@ -753,7 +756,7 @@ class _Staging:
         return lines
 
 
-# Rows for DriverInsert.insert: tuples (SQLite), lines of COPY text (PostgreSQL).
+# Rows for DriverInsert.insert: tuples (SQLite), (id, line of COPY text) (PostgreSQL).
 Converted = list[Any]
 
 
