@@ -303,10 +303,10 @@ def texts_in(rows: list[tuple[Any, ...]]) -> set[str]:
 @pytest.mark.parametrize("kind", KINDS)
 def test_copy_text_stores_what_the_generic_insert_stores(accounts_in, kind, tmp_path,
                                                          monkeypatch):
-    """PostgreSQL's bulk path copies each batch into a temporary table (COPY's text
-    format) and inserts from there: the stored rows are exactly those of SQLAlchemy's
-    own insert, for good, fuzzed, borderline and awkward text (backslashes, a literal
-    \\N, tabs in JSON, non-ASCII)."""
+    """PostgreSQL's bulk path copies each batch into the table in COPY's text format
+    (a batch with ids stored before: again without them): the stored rows are exactly
+    those of SQLAlchemy's own insert, for good, fuzzed, borderline and awkward text
+    (backslashes, a literal \\N, tabs in JSON, non-ASCII)."""
     rt = accounts_in
     if rt.engine.dialect.name != "postgresql":
         pytest.skip("COPY is PostgreSQL's bulk path")
