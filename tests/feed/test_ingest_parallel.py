@@ -319,3 +319,24 @@ def test_copy_text_stores_what_the_generic_insert_stores(accounts_in, kind, tmp_
         assert copied == generic
         _report, rows = copied
         assert rows is not None and set(AWKWARD) <= texts_in(rows)  # each one stored
+
+
+def test_copy_looks_up_stored_ids_only_while_they_come(accounts_in, monkeypatch):
+    """A file that resends a stored id in its first batch: that batch is copied again
+    without it, the next batches' ids are looked up first (an aborted COPY leaves dead
+    rows), and after three batches with none stored they are copied straight again."""
+    rt = accounts_in
+    if rt.engine.dialect.name != "postgresql":
+        pytest.skip("COPY is PostgreSQL's bulk path")
+    looked: list[int] = []
+    original = ingest_module._Copy._unstored
+
+    def counting(self: Any, conn: Any, rows: Any) -> Any:
+        looked.append(len(rows))
+        return original(self, conn, rows)
+
+    monkeypatch.setattr(ingest_module._Copy, "_unstored", counting)
+    records = [GOOD["logins"]("P0")] + [GOOD["logins"](f"N{i}") for i in range(1, 7 * BATCH)]
+    report = Ingestor(rt, "logins", batch_size=BATCH).run(enumerate(records, 1))
+    assert (report.inserted, report.duplicates, report.bad_count) == (len(records) - 1, 1, 0)
+    assert looked == [BATCH, BATCH, BATCH, BATCH]  # the conflict's, then three clean

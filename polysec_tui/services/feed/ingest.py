@@ -662,17 +662,20 @@ class _Copy:
     CONFLICT`` takes 20 to 23), in a savepoint. When an id of the batch is stored
     already (a file ingested again, a feed that resends an overlap), the savepoint is
     undone, the stored ids are looked up and the batch is copied again without them;
-    and for the rest of the ingest the ids are looked up first (an aborted COPY leaves
-    its rows behind as dead tuples until vacuum). A table without an external id
+    and the next batches' ids are looked up first (an aborted COPY leaves its rows
+    behind as dead tuples until vacuum), until a few in a row had none stored (a file
+    that overlaps the stored ids only at its start). A table without an external id
     (screening's) takes a refused id as any refused value, as a plain insert would."""
 
     SAVEPOINT = "polysec_copy"
+    CLEAN_LOOK_UPS = 3  # batches in a row without a stored id: copy straight again
 
     def __init__(self, sql: str, stored: str | None, id_index: int | None) -> None:
         self.sql = sql
         self.stored = stored  # the batch's ids that are stored already
         self.id_index = id_index
         self.look_first = False
+        self.clean_look_ups = 0
 
     def write(self, conn: Connection, rows: Converted) -> int:
         """Insert the (id, line) rows; return how many were inserted (the others were
@@ -682,7 +685,10 @@ class _Copy:
             if isinstance(line, Exception):  # one psycopg could not make
                 raise DBAPIError.instance(self.sql, None, line, dbapi.Error)
         if self.look_first:
-            rows = self._unstored(conn, rows)
+            fresh = self._unstored(conn, rows)
+            self.clean_look_ups = self.clean_look_ups + 1 if len(fresh) == len(rows) else 0
+            self.look_first = self.clean_look_ups < self.CLEAN_LOOK_UPS
+            rows = fresh
         while rows:
             # Any other error leaves the transaction to the caller's savepoint (`_flush`),
             # which undoes this one with the batch.
@@ -694,7 +700,7 @@ class _Copy:
                     raise
                 conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {self.SAVEPOINT}")
                 conn.exec_driver_sql(f"RELEASE SAVEPOINT {self.SAVEPOINT}")
-                self.look_first = True
+                self.look_first, self.clean_look_ups = True, 0
                 fresh = self._unstored(conn, rows)
                 if len(fresh) == len(rows):  # not an id stored before
                     raise
