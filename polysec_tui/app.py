@@ -221,6 +221,16 @@ class PolysecApp(App[None]):
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave the console"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit-ctrl", show=False, priority=True,
                 tooltip="Leave the console (from anywhere, a field included)"),
+        # Tab and shift+tab move the focus here, before the keys typed after them are
+        # handed on: a screen's own binding runs only once the focused field has taken
+        # its queue, so "name<tab>password" typed or pasted in one burst put part of
+        # the password into the (unmasked) name field.
+        # (Textual's own actions: the help overlay sums them up with the other moves.)
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True,
+                id="app.focus-next", tooltip="The next field or table"),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False,
+                priority=True, id="app.focus-previous",
+                tooltip="The previous field or table"),
         # Every key of the screen shown, in groups (screens/keyhelp.py).
         Binding("question_mark,f1", "key_help", "Keys", id="app.keys", show=False,
                 tooltip="Every key of this screen (? or F1 again closes it)"),

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from rich.text import Text
 from sqlalchemy import update
+from textual import events
 from textual.command import CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
@@ -162,6 +163,27 @@ async def test_login_reaches_the_dashboard(staff: Staff) -> None:
         await go(pilot, "3", AuditLogScreen)
         system = [c.title for c in app.get_system_commands(app.screen)]
         assert "Screenshot" not in system
+
+
+@sync
+async def test_a_burst_of_keys_fills_each_field_with_its_own(staff: Staff) -> None:
+    """Name, tab, password, tab, code typed (or pasted, or auto-typed by a password
+    manager) faster than the console handles them: the tab moves the focus before the
+    next key is handed on, so no part of the password lands in the unmasked name
+    field."""
+    app = console(staff)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        typed = "ann\t" + PASSWORDS["ann"] + "\t"
+        for char in typed:  # all queued before the console handles the first
+            key = "tab" if char == "\t" else char
+            app.post_message(events.Key(key, None if char == "\t" else char))
+        await pilot.pause()
+        await pilot.pause()
+        screen = app.screen
+        assert screen.query_one("#login-name", Input).value == "ann"
+        assert screen.query_one("#login-password", Input).value == PASSWORDS["ann"]
+        assert screen.focused is screen.query_one("#login-code", Input)
 
 
 # --------------------------------------------------------------------- idle and expiry
