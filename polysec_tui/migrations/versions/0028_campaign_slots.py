@@ -30,7 +30,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # The clock hour of the next sliding hour's start, rounded up: nothing judged twice.
+    # The clock hour of the next sliding hour's start, rounded up: none skipped (the
+    # last clock hour may be judged once more; findings are unique).
     bind = op.get_bind()
     for (slot,) in bind.execute(sa.select(CHECKPOINTS.c.login_id).where(
             CAMPAIGNS, CHECKPOINTS.c.login_id > 0)).all():
