@@ -36,22 +36,27 @@ PASSWORD = "a-long-Officer-passphrase"
 
 
 class Tmux:
+    """One console in a tmux server of its own (``-L``): on the shared default server,
+    one xdist worker's last session ending stops the server while the other worker's
+    ``new-session`` connects to it, which then fails."""
+
     def __init__(self, name: str, command: str, env: dict[str, str]) -> None:
         self.name = name
+        self.tmux = ["tmux", "-L", name]
         exports = " ".join(f"{k}={v}" for k, v in env.items())
-        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "36",
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", name, "-x", "120", "-y", "36",
                         f"env {exports} {command}"], check=True)
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
         time.sleep(0.3)  # as a person types: one terminal read per key or word
 
     def text(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, "-l", *keys], check=True)
         time.sleep(0.3)
 
     def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name],
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.name],
                               capture_output=True, text=True, check=True).stdout
 
     def wait_for(self, test: Callable[[str], bool], what: str, timeout: float = 30) -> str:
@@ -65,8 +70,7 @@ class Tmux:
         raise AssertionError(f"waited {timeout:.0f} s for {what}; the screen:\n{shown}")
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], check=False,
-                       capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], check=False, capture_output=True)
 
 
 @pytest.fixture
