@@ -23,7 +23,7 @@ import argparse
 import json
 import tempfile
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from polysec_tui.synthetic.demo import build_demo
 from polysec_tui.synthetic.generator import DAY, DemoGenerator, DemoSpec
 
 ANCHOR = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+WARM_DAYS = 14  # the clients' first days in the demo, reported apart
 
 
 def measure(accounts: int, seed: int) -> dict[str, Any]:
@@ -94,11 +95,18 @@ def measure(accounts: int, seed: int) -> dict[str, Any]:
     spec = DemoSpec(accounts=accounts, seed=seed, anchor=ANCHOR)
     profiles = {p.ext_id: p for p in DemoGenerator(spec).profiles}  # the same seed
     behaviours: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # [withdrawals, held]
+    # The demo's logins and withdrawals start on its first day: until the clients have
+    # some history in it, every one of them is new to the console.
+    warm = spec.start + timedelta(days=WARM_DAYS)
+    by_period: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for wid, status in normal:
         acct, at, asn = behind[wid]
         kind = _behaviour(spec, profiles.get(acct), at, asn, flags[wid])
         behaviours[kind][0] += 1
         behaviours[kind][1] += status == "held"
+        period = by_period["first" if at < warm else "after"]
+        period[0] += 1
+        period[1] += status == "held"
     return {
         "accounts": accounts, "seed": seed, "anchor": ANCHOR.isoformat(),
         "normal_withdrawals_by_behaviour": {
@@ -109,6 +117,9 @@ def measure(accounts: int, seed: int) -> dict[str, Any]:
         "normal_withdrawals": len(normal), "false_holds": len(false_holds),
         "false_hold_share": round(len(false_holds) / len(normal), 4) if normal else None,
         "false_holds_by_rules": dict(by_rules.most_common()),
+        "warm_up_days": WARM_DAYS,
+        "normal_withdrawals_by_period": {
+            k: {"withdrawals": n, "held": held} for k, (n, held) in sorted(by_period.items())},
         "security_changes_in_false_holds_by_origin": {k: v for k, v in origins.items() if v},
         "false_hold_security_changes": [flags[wid]["security_change_hold"]
                                         for wid in false_holds
@@ -163,6 +174,12 @@ def main() -> None:
           f"withdrawals ({100 * (result['false_hold_share'] or 0):.2f} %)")
     for rules, n in result["false_holds_by_rules"].items():
         print(f"  {n:>3}  {rules}")
+    period = result["normal_withdrawals_by_period"]
+    for key, label in (("first", f"in the demo's first {WARM_DAYS} days (clients new to "
+                                 "the console)"), ("after", "after them")):
+        n = period.get(key, {"withdrawals": 0, "held": 0})
+        share = 100 * n["held"] / n["withdrawals"] if n["withdrawals"] else 0.0
+        print(f"  {label}: {n['held']} of {n['withdrawals']:,} ({share:.2f} %)")
     print("normal withdrawals by the client's behaviour (held / all):")
     for kind, n in result["normal_withdrawals_by_behaviour"].items():
         print(f"  {n['held']:>3} / {n['withdrawals']:>5}  {kind}")

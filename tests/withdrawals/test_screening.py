@@ -93,6 +93,34 @@ def test_a_new_address_on_the_clients_own_network_weighs_a_quarter(rt: Runtime) 
     assert hit_scores(rt, "ATO")["ip_not_seen"] == 20 and status(rt, "ATO") == "held"
 
 
+def test_a_trip_paying_the_clients_established_payee_weighs_half(rt: Runtime) -> None:
+    """A new address, country and network alone, paying a destination the account paid
+    as much two weeks and more before, is a trip: the three weigh half and do not hold.
+    Not while the payee is young, nor past what was paid there long before (this
+    window's payments to it count), nor when anything else fired."""
+    # HOME_ADDRESS was paid for a week (build_history): the new place weighs whole.
+    request(rt, "T1", ip="198.51.100.20", login_extra={"country": "FR", "asn": 3215},
+            ago=timedelta(hours=30))
+    assert sum(hit_scores(rt, "T1").values()) == 50 and status(rt, "T1") == "held"
+    ingest(rt, "withdrawals", *(
+        withdrawal(f"OLD-{d}", at=iso(timedelta(days=d)), amount="0.3",
+                   address=HOME_ADDRESS, available_balance="5") for d in (16, 20)))
+    found = request(rt, "T2", ip="198.51.100.21", login_extra={"country": "ES", "asn": 3352})
+    assert found["new_country"].endswith(
+        "; a new place alone, paying a destination this account paid 2 times from "
+        "2026-10-31 12:00 UTC, 0.6 BTC in all, at least 14 days before (x 0.5)")
+    assert hit_scores(rt, "T2") == {"ip_not_seen": 10, "new_country": 10, "new_asn": 5}
+    assert status(rt, "T2") == "pending"
+    # With T2's 0.35 in the window, 0.35 more is past the 0.6 paid there long before.
+    request(rt, "T3", ip="198.51.100.22", login_extra={"country": "IT", "asn": 3269},
+            ago=timedelta(minutes=30))
+    assert sum(hit_scores(rt, "T3").values()) == 50 and status(rt, "T3") == "held"
+    # A new destination besides: the place is judged whole.
+    request(rt, "T4", ip="198.51.100.23", login_extra={"country": "PL", "asn": 5617},
+            address="bc1qelsewhere", ago=timedelta(minutes=20))
+    assert hit_scores(rt, "T4")["new_country"] == 20 and status(rt, "T4") == "held"
+
+
 def test_the_amount_rules_weigh_a_quarter_to_the_clients_own_wallet(rt: Runtime) -> None:
     """A destination paid twice, every payment two weeks old and together half as much
     as the request, is the client's own wallet: sweeping the whole balance to it weighs

@@ -135,6 +135,7 @@ ADDRESS_BOOK_KINDS = ("address_added", "address_whitelisted", "address_removed")
 # account's own network, the amount rules to the client's own wallet; and the rules that
 # say the request may not be the client's, which keep those rules whole.
 OWN_WALLET_RULES = ("drains_balance", "velocity", "amount_outlier")
+LOCATION_RULES = ("ip_not_seen", "new_country", "new_asn")
 STRANGER_SIGNS = ("ip_not_seen", "new_country", "new_asn", "risky_session",
                   "recent_anomalies", "security_change_hold", "anonymizing_network",
                   "ip_reputation", "dormant")
@@ -199,6 +200,7 @@ class ScreeningConfig:
     own_wallet_factor: float = 0.25  # ... where the amount rules weigh this share
     known_burst_factor: float = 0.5  # velocity of a burst to places paid as much before
     usual_network_factor: float = 0.25  # ip_not_seen on the account's own network
+    trip_factor: float = 0.5  # a new place alone, paying where the client long paid as much
     young_device_days: int = 7  # a device this new to the account saving the destination
     vouch_hours: int = 24  # a login vouches for its address from this age (see _vouches)
     dormant_days: int = 90
@@ -320,7 +322,8 @@ def parse_section(section: Mapping[str, Any], base: ScreeningConfig,
         raise InputError(f"{where} velocity_window_hours: at least 1")
     if config.address_book_known_hours < 1:
         raise InputError(f"{where} address_book_known_hours: at least 1")
-    for share in ("own_wallet_factor", "usual_network_factor", "known_burst_factor"):
+    for share in ("own_wallet_factor", "usual_network_factor", "known_burst_factor",
+                  "trip_factor"):
         if not 0 <= getattr(config, share) <= 1:
             raise InputError(f"{where} {share}: a share from 0 to 1")
     if config.security_fade_hours < config.security_hold_hours:
@@ -2002,10 +2005,20 @@ def _clients_normal(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCo
       a security change, structuring, or an amount rule (the balance drained, a burst
       other than to places paid as much before, an unusual amount) other than to the
       client's own wallet (an intruder on the
-      victim's own ISP must not buy a discount with it)."""
+      victim's own ISP must not buy a discount with it).
+    - A trip: when the only rules that fired are the new place's (``LOCATION_RULES``)
+      and the destination is one the account paid at least as much, in payments not
+      held, ``own_wallet_days`` and more before (`_paid_long_before`), they weigh
+      ``trip_factor``: a traveller paying their usual place, with nothing about the
+      amount, the destination, the session or the account's settings out of the
+      ordinary. An intruder gains nothing paying the client's own payee; planting one
+      would take a payment let through two weeks before."""
     amounts = [wid for wid, found in hits.items()
                if wid in rows and any(h.rule in OWN_WALLET_RULES for h in found)]
-    own = _own_wallets(conn, {wid: rows[wid] for wid in amounts}, cfg)
+    located = [wid for wid, found in hits.items()
+               if wid in rows and found and all(h.rule in LOCATION_RULES for h in found)]
+    paid = _payee_history(conn, {wid: rows[wid] for wid in [*amounts, *located]}, cfg)
+    own = _own_wallets(conn, {wid: rows[wid] for wid in amounts}, paid, cfg)
     for wid, found in list(hits.items()):
         row = rows.get(wid)
         if row is None:
@@ -2018,6 +2031,8 @@ def _clients_normal(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCo
             by_amount and wid not in own)
         usual = ("ip_not_seen" in fired and not theft and row.asn is not None
                  and row.asn_seen and row.country is not None and row.country_seen)
+        trip = (None if usual or wid not in located
+                else _paid_long_before(row, paid.get(wid), cfg))
         stranger = fired & set(STRANGER_SIGNS) - ({"ip_not_seen"} if usual else set())
         changed: list[Hit] = []
         for hit in found:
@@ -2028,6 +2043,12 @@ def _clients_normal(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCo
                               f"and country {row.country} are ones the account logs in "
                               f"from (x {factor:g})",
                               details={**hit.details, "usual_network": True})
+            elif trip is not None:
+                factor = cfg.trip_factor
+                hit = replace(hit, score=round(hit.score * factor, 2),
+                              explanation=hit.explanation + f"; a new place alone, paying "
+                              f"{trip} (x {factor:g})",
+                              details={**hit.details, "trip": trip})
             elif hit.rule in OWN_WALLET_RULES and wid in own and not stranger:
                 factor = cfg.own_wallet_factor
                 hit = replace(hit, score=round(hit.score * factor, 2),
@@ -2038,14 +2059,16 @@ def _clients_normal(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCo
         hits[wid] = changed
 
 
-def _own_wallets(conn: Connection, rows: Mapping[int, _Row],
-                 cfg: ScreeningConfig) -> dict[int, str]:
-    """Of ``rows``, those whose destination is the client's own wallet, and why: paid
-    ``own_wallet_payments`` times in ``amount_history_days``, every one of those payments
-    at least ``own_wallet_days`` before the request and not held, together at least half
-    as much as this request and the ones to it in the velocity window before (dust does
-    not make a wallet, splitting does not shrink a drain); or saved in the address book from the
-    client's usual device and network at least ``address_book_trusted_days`` before."""
+# What the account had paid to a request's destination: payments not held and at least
+# ``own_wallet_days`` old (their number, sum and first time), and the velocity window's
+# payments to it before the request (their sum).
+_Paid = tuple[int, Decimal, datetime, Decimal]
+
+
+def _payee_history(conn: Connection, rows: Mapping[int, _Row],
+                   cfg: ScreeningConfig) -> dict[int, _Paid]:
+    """:data:`_Paid` of each of ``rows`` whose destination the account paid in the
+    ``amount_history_days`` before."""
     if not rows:
         return {}
     w, h = Withdrawal, aliased(Withdrawal, name="h")
@@ -2055,7 +2078,7 @@ def _own_wallets(conn: Connection, rows: Mapping[int, _Row],
     recent = and_(h.status != "rejected", h.requested_at > window)
     earlier = or_(h.requested_at < w.requested_at,
                   and_(h.requested_at == w.requested_at, h.id < w.id))
-    paid: dict[int, tuple[int, Decimal, datetime, Decimal]] = {}
+    paid: dict[int, _Paid] = {}
     for chunk in _chunks(list(rows)):
         # The statuses and ages are tested in the aggregates: as join conditions they
         # led SQLite's planner to walk the status index over the whole table.
@@ -2072,6 +2095,33 @@ def _own_wallets(conn: Connection, rows: Mapping[int, _Row],
                 # SQLite sums a NUMERIC column as a float (shown to its last binary digit).
                 paid[wid] = (int(count), Decimal(str(float(total or 0))), since,
                              Decimal(str(float(burst or 0))))
+    return paid
+
+
+def _paid_long_before(row: _Row, paid: _Paid | None, cfg: ScreeningConfig) -> str | None:
+    """Why the destination is the client's established payee (see `_clients_normal`'s
+    trip), or None: paid at least as much as this request and the window's payments
+    to it before, all of it ``own_wallet_days`` and more before."""
+    if paid is None:
+        return None
+    count, total, since, burst = paid
+    if count < 1 or total < row.amount + burst:
+        return None
+    return (f"a destination this account paid {count} time{'s' if count > 1 else ''} "
+            f"from {_fmt_time(since)}, {fmt_amount(total)} {row.asset} in all, at least "
+            f"{cfg.own_wallet_days} days before")
+
+
+def _own_wallets(conn: Connection, rows: Mapping[int, _Row], paid: Mapping[int, _Paid],
+                 cfg: ScreeningConfig) -> dict[int, str]:
+    """Of ``rows``, those whose destination is the client's own wallet, and why: paid
+    ``own_wallet_payments`` times in ``amount_history_days``, every one of those payments
+    at least ``own_wallet_days`` before the request and not held, together at least half
+    as much as this request and the ones to it in the velocity window before (dust does
+    not make a wallet, splitting does not shrink a drain); or saved in the address book from the
+    client's usual device and network at least ``address_book_trusted_days`` before."""
+    if not rows:
+        return {}
     saves, _when = _saves_in_force(conn, list(rows))
     origin = _change_origins(conn, sorted({event for event, _at in saves.values()}), cfg)
     own: dict[int, str] = {}
