@@ -121,6 +121,64 @@ def test_a_trip_paying_the_clients_established_payee_weighs_half(rt: Runtime) ->
     assert hit_scores(rt, "T4")["new_country"] == 20 and status(rt, "T4") == "held"
 
 
+def _from_abroad(rt: Runtime, ext: str, ago: timedelta, n: int, country: str = "FR",
+                 **extra: Any) -> None:
+    """A withdrawal ``ago`` from a new address, country and network, not screened."""
+    ingest(rt, "logins", login(f"{ext}-login", at=iso(ago + timedelta(minutes=5)),
+                               ip=f"198.51.100.{n}", country=country, asn=3215 + n))
+    ingest(rt, "withdrawals", withdrawal(ext, **{
+        "at": iso(ago), "amount": "0.35", "address": HOME_ADDRESS, "available_balance": "5",
+        "login_id": f"{ext}-login", "ip": f"198.51.100.{n}", **extra}))
+
+
+@pytest.mark.parametrize("one_run", [False, True], ids=["apart", "one-run"])
+def test_a_payee_planted_by_a_held_payment_buys_no_trip(rt: Runtime, one_run: bool) -> None:
+    """A payment counts for the trip only once screening let it through: an intruder's
+    planting payment, held, does not establish their address, even when both are
+    screened in one run (a backlog) and the hold is not yet written."""
+    _from_abroad(rt, "PLANT", timedelta(days=15), 30, address="bc1qthief",
+                 available_balance="0.36")
+    if not one_run:
+        screening.screen(rt, CRON)
+    _from_abroad(rt, "X", timedelta(hours=1), 31, "IT", address="bc1qthief")
+    screening.screen(rt, CRON)
+    assert status(rt, "PLANT") == "held"
+    assert hit_scores(rt, "X") == {"ip_not_seen": 20, "new_country": 20, "new_asn": 10}
+    assert status(rt, "X") == "held"
+
+
+def test_a_payment_let_through_in_the_same_run_establishes_the_payee(rt: Runtime) -> None:
+    """A backlog screened at once: the old payments, judged in the same batch below the
+    hold, count as they would have a day later; their amounts add exactly (SQLite stores
+    them as text: 0.7 + 0.1 is 0.8, not 0.7999...)."""
+    ingest(rt, "withdrawals", *(
+        withdrawal(f"OLD-{d}", at=iso(timedelta(days=d)), amount=amount,
+                   address="bc1qsavings", available_balance="5")
+        for d, amount in ((20, "0.7"), (16, "0.1"))))
+    _from_abroad(rt, "T1", timedelta(hours=1), 40, address="bc1qsavings", amount="0.8")
+    screening.screen(rt, CRON)
+    assert status(rt, "OLD-16") == "pending"
+    assert hit_scores(rt, "T1") == {"ip_not_seen": 10, "new_country": 10, "new_asn": 5}
+    assert status(rt, "T1") == "pending"
+
+
+def test_a_trip_with_anything_else_is_judged_whole(rt: Runtime) -> None:
+    """The trip halves only a new place alone: a flagged login of the account the day
+    before (recent_anomalies) keeps the place whole, though the payee is established."""
+    ingest(rt, "withdrawals", *(
+        withdrawal(f"OLD-{d}", at=iso(timedelta(days=d)), amount="0.3",
+                   address=HOME_ADDRESS, available_balance="5") for d in (16, 20)))
+    ingest(rt, "logins", login("FLAGGED", at=iso(timedelta(hours=20)), ip="198.51.100.50",
+                               asn=64500, country="BR", city="Recife", lat=-8.05,
+                               lon=-34.9, device_id="other", user_agent="curl/8"))
+    anomalies.analyze(rt, CRON)
+    found = request(rt, "T1", ip="198.51.100.51", login_extra={"country": "ES", "asn": 3352})
+    assert "recent_anomalies" in found
+    scores = hit_scores(rt, "T1")
+    assert (scores["ip_not_seen"], scores["new_country"], scores["new_asn"]) == (20, 20, 10)
+    assert status(rt, "T1") == "held"
+
+
 def test_the_amount_rules_weigh_a_quarter_to_the_clients_own_wallet(rt: Runtime) -> None:
     """A destination paid twice, every payment two weeks old and together half as much
     as the request, is the client's own wallet: sweeping the whole balance to it weighs

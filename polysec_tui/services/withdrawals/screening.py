@@ -1994,7 +1994,7 @@ def _clients_normal(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCo
                     hits: dict[int, list[Hit]]) -> None:
     """What the client's normal explains, once every rule has judged the request.
 
-    - The client's own wallet (`_own_wallets`): the amount rules (``OWN_WALLET_RULES``:
+    - The client's own wallet (`_own_wallet`): the amount rules (``OWN_WALLET_RULES``:
       a sweep of the whole balance, a burst on salary day, an unusual amount) weigh
       ``own_wallet_factor`` there, when nothing else says the session is a stranger's
       (``STRANGER_SIGNS``): money sent to the client's own wallet is not stolen, and an
@@ -2007,32 +2007,39 @@ def _clients_normal(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCo
       client's own wallet (an intruder on the
       victim's own ISP must not buy a discount with it).
     - A trip: when the only rules that fired are the new place's (``LOCATION_RULES``)
-      and the destination is one the account paid at least as much, in payments not
-      held, ``own_wallet_days`` and more before (`_paid_long_before`), they weigh
-      ``trip_factor``: a traveller paying their usual place, with nothing about the
-      amount, the destination, the session or the account's settings out of the
-      ordinary. An intruder gains nothing paying the client's own payee; planting one
-      would take a payment let through two weeks before."""
-    amounts = [wid for wid, found in hits.items()
-               if wid in rows and any(h.rule in OWN_WALLET_RULES for h in found)]
-    located = [wid for wid, found in hits.items()
-               if wid in rows and found and all(h.rule in LOCATION_RULES for h in found)]
-    paid = _payee_history(conn, {wid: rows[wid] for wid in [*amounts, *located]}, cfg)
-    own = _own_wallets(conn, {wid: rows[wid] for wid in amounts}, paid, cfg)
-    for wid, found in list(hits.items()):
-        row = rows.get(wid)
-        if row is None:
-            continue
+      and the destination is one the account paid at least as much ``own_wallet_days``
+      and more before (`_paid_long_before`), they weigh ``trip_factor``: a traveller
+      paying their usual place, with nothing about the amount, the destination, the
+      session or the account's settings out of the ordinary. An intruder gains nothing
+      paying the client's own payee; planting one would take a payment let through two
+      weeks before.
+
+    A payment counts for either only once screening let it through: judged before and
+    not held, or judged in this batch (earlier, so first here) below the hold."""
+    amounts = {wid for wid, found in hits.items()
+               if wid in rows and any(h.rule in OWN_WALLET_RULES for h in found)}
+    located = {wid for wid, found in hits.items()
+               if wid in rows and found and all(h.rule in LOCATION_RULES for h in found)}
+    payments = _payee_payments(conn, sorted(amounts | located), cfg)
+    saves, _when = _saves_in_force(conn, sorted(amounts))
+    origin = _change_origins(conn, sorted({event for event, _at in saves.values()}), cfg)
+    held_here: set[int] = set()  # of this batch, by the verdicts reached so far
+    # In time order: a payment of this batch counts by its verdict, reached first.
+    for wid in sorted((wid for wid in hits if wid in rows),
+                      key=lambda wid: (rows[wid].requested_at, wid)):
+        row, found = rows[wid], hits[wid]
+        paid = _paid(row, payments.get(wid, []), rows, held_here, cfg)
+        own = _own_wallet(row, paid, saves.get(wid), origin, cfg) if wid in amounts else None
         fired = {h.rule for h in found}
         # A burst to places paid as much before is a salary day, not a theft.
         by_amount = {h.rule for h in found if h.rule in OWN_WALLET_RULES
                      and not (h.rule == "velocity" and h.details.get("known_destinations"))}
         theft = fired & {"new_destination", "security_change_hold", "structuring"} or (
-            by_amount and wid not in own)
+            by_amount and own is None)
         usual = ("ip_not_seen" in fired and not theft and row.asn is not None
                  and row.asn_seen and row.country is not None and row.country_seen)
         trip = (None if usual or wid not in located
-                else _paid_long_before(row, paid.get(wid), cfg))
+                else _paid_long_before(row, paid, cfg))
         stranger = fired & set(STRANGER_SIGNS) - ({"ip_not_seen"} if usual else set())
         changed: list[Hit] = []
         for hit in found:
@@ -2043,102 +2050,125 @@ def _clients_normal(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCo
                               f"and country {row.country} are ones the account logs in "
                               f"from (x {factor:g})",
                               details={**hit.details, "usual_network": True})
-            elif trip is not None:
+            elif trip is not None and hit.rule in LOCATION_RULES:
                 factor = cfg.trip_factor
                 hit = replace(hit, score=round(hit.score * factor, 2),
                               explanation=hit.explanation + f"; a new place alone, paying "
                               f"{trip} (x {factor:g})",
                               details={**hit.details, "trip": trip})
-            elif hit.rule in OWN_WALLET_RULES and wid in own and not stranger:
+            elif hit.rule in OWN_WALLET_RULES and own is not None and not stranger:
                 factor = cfg.own_wallet_factor
                 hit = replace(hit, score=round(hit.score * factor, 2),
-                              explanation=hit.explanation + f"; to {own[wid]}, and nothing "
+                              explanation=hit.explanation + f"; to {own}, and nothing "
                               f"says this session is a stranger's (x {factor:g})",
-                              details={**hit.details, "own_wallet": own[wid]})
+                              details={**hit.details, "own_wallet": own})
             changed.append(hit)
         hits[wid] = changed
+        if would_hold(sum(h.score for h in changed), changed, cfg):
+            held_here.add(wid)
 
 
-# What the account had paid to a request's destination: payments not held and at least
-# ``own_wallet_days`` old (their number, sum and first time), and the velocity window's
-# payments to it before the request (their sum).
-_Paid = tuple[int, Decimal, datetime, Decimal]
+@dataclass(frozen=True)
+class _Payment:
+    """An earlier withdrawal of the account to a request's destination (its asset, in
+    ``amount_history_days``): the candidates of `_paid`."""
+
+    id: int
+    amount: Decimal
+    at: datetime
+    status: str
+    judged: bool  # screening has recorded a verdict on it
 
 
-def _payee_history(conn: Connection, rows: Mapping[int, _Row],
-                   cfg: ScreeningConfig) -> dict[int, _Paid]:
-    """:data:`_Paid` of each of ``rows`` whose destination the account paid in the
-    ``amount_history_days`` before."""
-    if not rows:
+@dataclass(frozen=True)
+class _Paid:
+    """What the account had paid to a request's destination: payments let through (see
+    `_clients_normal`) at least ``own_wallet_days`` old (their number, sum and first
+    time), and the velocity window's payments to it before the request, held or not
+    (their sum)."""
+
+    count: int
+    total: Decimal
+    since: datetime | None
+    window: Decimal
+
+
+def _payee_payments(conn: Connection, wids: list[int],
+                    cfg: ScreeningConfig) -> dict[int, list[_Payment]]:
+    """The earlier withdrawals to each request's destination. Read one by one, not
+    summed by the database: SQLite sums NUMERIC as a float (0.7 + 0.1 < 0.8)."""
+    if not wids:
         return {}
     w, h = Withdrawal, aliased(Withdrawal, name="h")
-    old_enough = shifted(w.requested_at, -cfg.own_wallet_days * 86_400)
-    window = shifted(w.requested_at, -cfg.velocity_window_hours * 3600)
-    ok = and_(h.status.in_(("pending", "approved")), h.requested_at <= old_enough)
-    recent = and_(h.status != "rejected", h.requested_at > window)
     earlier = or_(h.requested_at < w.requested_at,
                   and_(h.requested_at == w.requested_at, h.id < w.id))
-    paid: dict[int, _Paid] = {}
-    for chunk in _chunks(list(rows)):
-        # The statuses and ages are tested in the aggregates: as join conditions they
-        # led SQLite's planner to walk the status index over the whole table.
-        for wid, count, total, since, burst in conn.execute(
-                select(w.id, func.count(case((ok, h.id))), func.sum(case((ok, h.amount))),
-                       func.min(case((ok, h.requested_at))),
-                       func.sum(case((recent, h.amount))))
+    judged = select(WithdrawalScreening.withdrawal_id).where(
+        WithdrawalScreening.withdrawal_id == h.id).exists()
+    found: dict[int, list[_Payment]] = defaultdict(list)
+    for chunk in _chunks(wids):
+        for wid, hid, amount, at, status, is_judged in conn.execute(
+                select(w.id, h.id, h.amount, h.requested_at, h.status,
+                       case((judged, literal_column("1")), else_=literal_column("0")))
                 .join(h, and_(h.account_id == w.account_id, h.requested_at <= w.requested_at,
                               h.requested_at >= shifted(
                                   w.requested_at, -cfg.amount_history_days * 86_400),
-                              earlier, h.asset == w.asset, h.address == w.address))
-                .where(w.id.in_(chunk)).group_by(w.id)):
-            if since is not None:
-                # SQLite sums a NUMERIC column as a float (shown to its last binary digit).
-                paid[wid] = (int(count), Decimal(str(float(total or 0))), since,
-                             Decimal(str(float(burst or 0))))
-    return paid
+                              earlier, h.asset == w.asset, h.address == w.address,
+                              h.status != "rejected"))
+                .where(w.id.in_(chunk))):
+            found[wid].append(_Payment(hid, Decimal(str(amount)), at, status,
+                                       bool(is_judged)))
+    return found
 
 
-def _paid_long_before(row: _Row, paid: _Paid | None, cfg: ScreeningConfig) -> str | None:
+def _paid(row: _Row, payments: list[_Payment], batch: Mapping[int, _Row],
+          held_here: set[int], cfg: ScreeningConfig) -> _Paid:
+    """:class:`_Paid` of ``row``'s destination (see `_clients_normal` for what counts)."""
+    window_start = row.requested_at - timedelta(hours=cfg.velocity_window_hours)
+    old_enough = row.requested_at - timedelta(days=cfg.own_wallet_days)
+    count, total, since, window = 0, Decimal(0), None, Decimal(0)
+    for p in payments:
+        if p.at > window_start:
+            window += p.amount
+        let_through = p.status in ("pending", "approved") and (
+            (p.judged and p.id not in batch) or (p.id in batch and p.id not in held_here))
+        if let_through and p.at <= old_enough:
+            count, total = count + 1, total + p.amount
+            since = p.at if since is None else min(since, p.at)
+    return _Paid(count, total, since, window)
+
+
+def _paid_long_before(row: _Row, paid: _Paid, cfg: ScreeningConfig) -> str | None:
     """Why the destination is the client's established payee (see `_clients_normal`'s
     trip), or None: paid at least as much as this request and the window's payments
     to it before, all of it ``own_wallet_days`` and more before."""
-    if paid is None:
+    if paid.since is None or paid.total < row.amount + paid.window:
         return None
-    count, total, since, burst = paid
-    if count < 1 or total < row.amount + burst:
-        return None
-    return (f"a destination this account paid {count} time{'s' if count > 1 else ''} "
-            f"from {_fmt_time(since)}, {fmt_amount(total)} {row.asset} in all, at least "
-            f"{cfg.own_wallet_days} days before")
+    return (f"a destination this account paid {paid.count} "
+            f"time{'s' if paid.count > 1 else ''} from {_fmt_time(paid.since)}, "
+            f"{fmt_amount(paid.total)} {row.asset} in all, at least {cfg.own_wallet_days} "
+            f"days before")
 
 
-def _own_wallets(conn: Connection, rows: Mapping[int, _Row], paid: Mapping[int, _Paid],
-                 cfg: ScreeningConfig) -> dict[int, str]:
-    """Of ``rows``, those whose destination is the client's own wallet, and why: paid
+def _own_wallet(row: _Row, paid: _Paid, saved: tuple[int, datetime] | None,
+                origin: Mapping[int, str], cfg: ScreeningConfig) -> str | None:
+    """Whether ``row``'s destination is the client's own wallet, and why: paid
     ``own_wallet_payments`` times in ``amount_history_days``, every one of those payments
-    at least ``own_wallet_days`` before the request and not held, together at least half
-    as much as this request and the ones to it in the velocity window before (dust does
-    not make a wallet, splitting does not shrink a drain); or saved in the address book from the
-    client's usual device and network at least ``address_book_trusted_days`` before."""
-    if not rows:
-        return {}
-    saves, _when = _saves_in_force(conn, list(rows))
-    origin = _change_origins(conn, sorted({event for event, _at in saves.values()}), cfg)
-    own: dict[int, str] = {}
-    for wid, row in rows.items():
-        count, total, since, burst = paid.get(wid, (0, Decimal(0), row.requested_at,
-                                                    Decimal(0)))
-        saved = saves.get(wid)
-        # Half of what goes there now, this request and the window's before it: an
-        # amount split into parts is judged whole.
-        if count >= max(1, cfg.own_wallet_payments) and total * 2 >= row.amount + burst:
-            own[wid] = (f"a destination this account paid {count} times from "
-                        f"{_fmt_time(since)}, {fmt_amount(total)} {row.asset} in all")
-        elif saved is not None and origin.get(saved[0]) == USUAL and (
-                row.requested_at - saved[1] >= timedelta(days=cfg.address_book_trusted_days)):
-            own[wid] = (f"a destination saved in this account's address book from its "
-                        f"usual device and network on {_fmt_time(saved[1])}")
-    return own
+    at least ``own_wallet_days`` before the request and let through, together at least
+    half as much as this request and the ones to it in the velocity window before (dust
+    does not make a wallet, splitting does not shrink a drain); or saved in the address
+    book (``saved``: the save in force and its time) from the client's usual device and
+    network at least ``address_book_trusted_days`` before."""
+    # Half of what goes there now, this request and the window's before it: an amount
+    # split into parts is judged whole.
+    if paid.since is not None and paid.count >= max(1, cfg.own_wallet_payments) and (
+            paid.total * 2 >= row.amount + paid.window):
+        return (f"a destination this account paid {paid.count} times from "
+                f"{_fmt_time(paid.since)}, {fmt_amount(paid.total)} {row.asset} in all")
+    if saved is not None and origin.get(saved[0]) == USUAL and (
+            row.requested_at - saved[1] >= timedelta(days=cfg.address_book_trusted_days)):
+        return (f"a destination saved in this account's address book from its usual "
+                f"device and network on {_fmt_time(saved[1])}")
+    return None
 
 
 def _row_rules(row: _Row, cfg: ScreeningConfig, hits: dict[int, list[Hit]]) -> None:
