@@ -77,6 +77,20 @@ def test_ip_not_seen(rt: Runtime) -> None:
     assert "ip_not_seen" not in request(rt, "T2", ip="198.51.100.9")
 
 
+def test_ip_not_seen_needs_a_history_to_compare_with(runtime: Runtime) -> None:
+    """An account with no login in the 30 days, while polysec's logins start inside
+    them (a deployment's first weeks), is new to polysec: an address it has not seen
+    says nothing. Once polysec's logins cover the window, the same request fires."""
+    ingest(runtime, "accounts", account("A2"), account("A3"))
+    ingest(runtime, "logins", login("A3-L", "A3", at=iso(timedelta(days=10))))
+    assert "ip_not_seen" not in request(runtime, "T1", "A2", ip="198.51.100.9")
+    ingest(runtime, "logins", login("A3-OLD", "A3", at=iso(timedelta(days=31))))
+    assert request(runtime, "T2", "A2", ip="198.51.100.10",
+                   ago=timedelta(minutes=30))["ip_not_seen"] == (
+        "request IP 198.51.100.10 is not among the 0 successful logins of this account "
+        "in the 30 days before the request")
+
+
 def test_a_new_address_on_the_clients_own_network_weighs_a_quarter(rt: Runtime) -> None:
     """A new address on the account's network, in its country (a carrier's or ISP's next
     address), weighs a quarter, unless the request is theft-shaped."""
@@ -136,6 +150,8 @@ def test_a_payee_planted_by_a_held_payment_buys_no_trip(rt: Runtime, one_run: bo
     """A payment counts for the trip only once screening let it through: an intruder's
     planting payment, held, does not establish their address, even when both are
     screened in one run (a backlog) and the hold is not yet written."""
+    # polysec's logins cover the planting's 30 days: its new address weighs.
+    ingest(rt, "logins", login("A1-OLD", at=iso(timedelta(days=50))))
     _from_abroad(rt, "PLANT", timedelta(days=15), 30, address="bc1qthief",
                  available_balance="0.36")
     if not one_run:

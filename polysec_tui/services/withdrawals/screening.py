@@ -1194,11 +1194,17 @@ def _login_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfi
     """ip_not_seen, new_country, new_asn over the account's successful logins before the
     login behind the request (before the request when the platform did not name that
     login). The probes decided most rows; for the others one aggregate, grouped by the
-    logins' country and network, gives the numbers of the explanation."""
+    logins' country and network, gives the numbers of the explanation.
+
+    ``ip_not_seen`` needs something to compare with: an account without a login in the
+    window, while polysec's logins start inside that window (a deployment's first
+    weeks), is new to polysec, and an address it has not seen says nothing of who uses
+    it (as ``new_country`` and ``new_asn`` need ``geo_min_history`` logins)."""
     todo = [wid for wid, r in rows.items()
             if not (r.ip_seen and r.country_seen and r.asn_seen)]
     if not todo:
         return
+    first_login = conn.execute(select(func.min(LoginEvent.at))).scalar()
     w = Withdrawal
     behind = aliased(LoginEvent, name="behind")
     past = aliased(LoginEvent, name="past")
@@ -1249,7 +1255,9 @@ def _login_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfi
                 networks[wid].add(asn)
     for wid in todo:
         row = rows[wid]
-        if not row.ip_seen:
+        uncovered = first_login is None or (
+            first_login > row.requested_at - timedelta(days=cfg.ip_history_days))
+        if not row.ip_seen and not (uncovered and recent_n[wid] == 0 and not young_n[wid]):
             young = young_n[wid]
             hits[wid].append(_hit(
                 cfg, "ip_not_seen",
