@@ -88,7 +88,8 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, version: str | None, as_json: bool) -> None:
     """The thresholds and weights of VERSION (default: the rule set in force, or the
-    configuration file's while none was approved)."""
+    configuration file's while none was approved), the login detectors' under
+    logins."""
     rt = runtime_of(ctx)
     view, parameters = rulesets.show(rt, actor_of(ctx, "read"), _version(version))
     if as_json:
@@ -96,12 +97,16 @@ def show(ctx: click.Context, version: str | None, as_json: bool) -> None:
                    "parameters": parameters})
         return
     if view is None:
-        echo("in force: the configuration file's [screening] table (no rule set approved)")
+        echo("in force: the configuration file's [screening] table and the login "
+             "detectors' defaults (no rule set approved)")
     else:
         echo(f"v{view.version} ({view.status}), based on "
              f"{'the configuration file' if view.based_on is None else f'v{view.based_on}'}")
-    width = max(len(k) for k in parameters)
-    for key, value in parameters.items():
+    lines = [(key, value) for key, value in parameters.items() if key != "logins"]
+    lines += [(f"logins.{key}", value)
+              for key, value in (parameters.get("logins") or {}).items()]
+    width = max(len(k) for k, _v in lines)
+    for key, value in lines:
         echo(f"  {key:<{width}}  {rulesets.plain(value)}")
 
 
@@ -112,10 +117,11 @@ def show(ctx: click.Context, version: str | None, as_json: bool) -> None:
 @click.pass_context
 def propose(ctx: click.Context, file: Path, reason: str, as_json: bool) -> None:
     """Propose a new version: the rule set in force with FILE's [screening] table
-    applied (thresholds and weights only; the same keys as the configuration file's).
-    Opens a four-eyes request; it runs in shadow on new withdrawals until decided, and
-    cannot be approved before `polysec rules backtest` ran on it (senior or admin;
-    audited)."""
+    (thresholds and weights only; the same keys as the configuration file's) and/or
+    [logins] table (the login detectors' thresholds, windows in minutes) applied.
+    Opens a four-eyes request; a screening change runs in shadow on new withdrawals
+    until decided; none can be approved before `polysec rules backtest` ran on it
+    (senior or admin; audited)."""
     rt = runtime_of(ctx)
     done = rulesets.propose(rt, actor_of(ctx, "rules.propose"), file, reason)
     if as_json:
@@ -141,8 +147,10 @@ def backtest(ctx: click.Context, version: str, since: str, shadow: bool,
              as_json: bool) -> None:
     """Replay rule set VERSION beside the one in force over the withdrawals of the
     period: holds added and removed, and per rule precision and recall against the
-    outcomes officers recorded. The figures are kept on the proposal: its approval
-    needs them (senior or admin; audited)."""
+    outcomes officers recorded; where its login thresholds differ, the login detectors
+    too (findings added and removed, per detector against the alerts' outcomes). The
+    figures are kept on the proposal: its approval needs them (senior or admin;
+    audited)."""
     rt = runtime_of(ctx)
     number = _version(version)
     assert number is not None
@@ -156,25 +164,55 @@ def backtest(ctx: click.Context, version: str, since: str, shadow: bool,
         return
     live = "the configuration file" if result.live_version is None \
         else f"v{result.live_version}"
-    echo(f"v{result.version} against {live} (in force), {result.judged:,} withdrawals "
-         f"since {result.since:%Y-%m-%d %H:%M} UTC; {result.fraud:,} confirmed fraud, "
-         f"{result.decided:,} with an outcome")
-    echo(f"holds {result.live.holds:,} -> {result.proposed.holds:,}: "
-         f"{result.added_count:,} added, {result.removed_count:,} removed")
     share = rulesets.share
-    echo(f"precision {share(result.live.precision)} -> {share(result.proposed.precision)}"
-         f"; recall {share(result.live.recall)} -> {share(result.proposed.recall)}")
-    width = max([len(r.rule) for r in result.rules] + [4])
-    echo(f"{'rule':<{width}}  {'hits':>13}  {'precision':>13}  {'recall':>13}")
-    for r in result.rules:
-        echo(f"{r.rule:<{width}}  {r.live.holds:>6,}>{r.proposed.holds:<6,}  "
-             f"{share(r.live.precision):>6}>{share(r.proposed.precision):<6}  "
-             f"{share(r.live.recall):>6}>{share(r.proposed.recall):<6}")
-    for label, names, count in (("added", result.added, result.added_count),
-                                ("removed", result.removed, result.removed_count)):
+    if not result.screening_changed:
+        echo(f"v{result.version} against {live} (in force): screening's parameters are "
+             "those in force, no withdrawal is judged otherwise")
+    else:
+        echo(f"v{result.version} against {live} (in force), {result.judged:,} withdrawals "
+             f"since {result.since:%Y-%m-%d %H:%M} UTC; {result.fraud:,} confirmed fraud, "
+             f"{result.decided:,} with an outcome")
+        echo(f"holds {result.live.holds:,} -> {result.proposed.holds:,}: "
+             f"{result.added_count:,} added, {result.removed_count:,} removed")
+        echo(f"precision {share(result.live.precision)} -> "
+             f"{share(result.proposed.precision)}; recall {share(result.live.recall)} -> "
+             f"{share(result.proposed.recall)}")
+        _figures_table("rule", [(r.rule, r.live, r.proposed) for r in result.rules])
+        _named("holds", result.added, result.added_count, result.removed,
+               result.removed_count)
+    logins = result.logins
+    if logins is not None:
+        echo(f"login detectors: {logins.logins:,} logins since "
+             f"{result.since:%Y-%m-%d %H:%M} UTC replayed in {logins.seconds:.1f} s; "
+             f"{logins.fraud:,} alerts confirmed fraud, {logins.decided:,} with an outcome")
+        echo(f"findings {logins.findings_live:,} -> {logins.findings_proposed:,}: "
+             f"{logins.added_count:,} added, {logins.removed_count:,} removed")
+        _figures_table("detector", [(d.detector, d.live, d.proposed)
+                                    for d in logins.detectors])
+        _named("findings", logins.added, logins.added_count, logins.removed,
+               logins.removed_count)
+
+
+def _figures_table(head: str, rows: list[tuple[str, rulesets.HoldFigures,
+                                                rulesets.HoldFigures]]) -> None:
+    """Per rule or detector: what it fired on (withdrawals, or alert subjects), its
+    precision and recall, in force > proposed."""
+    share = rulesets.share
+    width = max([len(name) for name, _l, _p in rows] + [len(head)])
+    echo(f"{head:<{width}}  {'hits':>13}  {'precision':>13}  {'recall':>13}")
+    for name, live, proposed in rows:
+        echo(f"{name:<{width}}  {live.holds:>6,}>{proposed.holds:<6,}  "
+             f"{share(live.precision):>6}>{share(proposed.precision):<6}  "
+             f"{share(live.recall):>6}>{share(proposed.recall):<6}")
+
+
+def _named(what: str, added: list[str], added_count: int, removed: list[str],
+           removed_count: int) -> None:
+    for label, names, count in (("added", added, added_count),
+                                ("removed", removed, removed_count)):
         if names:
             more = f" (and {count - len(names):,} more)" if count > len(names) else ""
-            echo(f"holds {label}: {', '.join(names)}{more}")
+            echo(f"{what} {label}: {', '.join(names)}{more}")
 
 
 def _shadow_report(report: rulesets.ShadowReport, as_json: bool) -> None:

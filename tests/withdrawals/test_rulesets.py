@@ -10,17 +10,27 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from textual.widgets import Button, DataTable, Input
 
-from polysec_tui.db.models import AuditLogEntry, Withdrawal, WithdrawalFlag, WithdrawalScreening
+from polysec_tui.db.models import (
+    Account,
+    AuditLogEntry,
+    LoginAnomaly,
+    LoginEvent,
+    Withdrawal,
+    WithdrawalFlag,
+    WithdrawalScreening,
+)
 from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.services import four_eyes, outcomes
+from polysec_tui.services.logins import anomalies
+from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals import review as wds
 from polysec_tui.services.withdrawals import rulesets, screening
 from tests.support import FIXED_NOW
 from tests.support.officers import Staff
-from tests.support.screening import request, status
+from tests.support.screening import CRON, iso, request, status
 from tests.support.tui import idle, sync
 
 
@@ -176,7 +186,7 @@ def test_a_proposal_in_shadow_holds_nothing(staff: Staff, tmp_path: Path) -> Non
     ("[screening]\nhold_threshold = -1\n", "hold_threshold: a number from 0 to"),
     ("[screening.weights]\nno_such_rule = 1\n", "weights: rules are"),
     ("[screening]\nhold_threshold = 50\n", "changes nothing"),
-    ("hold_threshold = 40\n", "a proposal is one [screening] table"),
+    ("hold_threshold = 40\n", "a proposal is a [screening] table, a [logins] table or both"),
     ("[screening\n", "not valid TOML"),
     # Values that would overflow an engine's date arithmetic or a counter, or poison JSON.
     ("[screening]\ndormant_days = 1000000000000\n", "a whole number from 0 to 3,650"),
@@ -193,6 +203,17 @@ def test_a_proposal_in_shadow_holds_nothing(staff: Staff, tmp_path: Path) -> Non
     ("[screening]\nrisky_session_min_severity = []\n", "one of low, medium"),
     ("[screening]\namount_ratio = \"NaN\"\n", "must be above 0"),
     ("[screening]\namount_ratio = 3.0\n", "changes nothing"),  # 3 and 3.0: one value
+    # The login detectors' thresholds, bounded as tightly.
+    ("[logins]\nbrute_force_failures = 1\n", "brute_force_failures: a whole number from 2"),
+    ("[logins]\nbrute_force_failures = 5.5\n", "brute_force_failures: a whole number"),
+    ("[logins]\nspraying_window = 1e9\n", "spraying_window: a number from 1 to 10080 "
+                                            r"\(minutes\)"),
+    ("[logins]\nbrute_force_window = true\n", "brute_force_window: a number"),
+    ("[logins]\nstuffing_failure_share = nan\n", "stuffing_failure_share: a number from 0"),
+    ("[logins]\nbrute_force_windw = 5\n", "[logins] unknown key brute_force_windw"),
+    ("[logins]\nbrute_force_failures = 5\n", "changes nothing"),
+    ("[logins]\nbrute_force_window = 10.0\n", "changes nothing"),  # minutes, as stored
+    ("[logins]\nbrute_force_failures = \"6\"\n", "a whole number"),
 ])
 def test_a_bad_proposal_changes_nothing(staff: Staff, tmp_path: Path, body: str,
                                         message: str) -> None:
@@ -294,8 +315,8 @@ async def test_the_console_shows_versions_and_decides_a_proposal(staff: Staff,
         await pilot.press("escape", DESTINATIONS["approvals"].key)
         await until(pilot, lambda: isinstance(app.screen, ApprovalsScreen)
                     and len(rows(app)) == 1, "the inbox")
-        assert rows(app)[0][1:4] == ["rule_set", f"rule set v{done.version} for screening",
-                                     "sue"]
+        assert rows(app)[0][1:4] == [
+            "rule_set", f"rule set v{done.version}: thresholds and weights", "sue"]
         evidence = text_of(app, "#approvals-evidence")
         assert "hold_threshold 50 -> 35" in evidence and "holds 2 -> 3 (+1 -0)" in evidence
         app.screen.query_one("#approvals-code", Input).value = staff.next_code("sam")
@@ -385,3 +406,68 @@ def test_two_approvals_at_once_make_one_version_live(staff: Staff, tmp_path: Pat
     states = [v.status for v in rulesets.list_sets(rt, sue)]
     assert sorted(states) == ["in force", "proposed"], (states, errors)
     assert len(errors) == 1 and isinstance(errors[0], ConflictError)
+
+
+def _burst(rt: Runtime, prefix: str, ago: timedelta) -> None:
+    """Five failed logins of A1 within four minutes, from one address: a brute force at
+    the default threshold of five."""
+    from tests.support.helpers import ingest, login
+    ingest(rt, "logins", *(login(f"{prefix}{i}", at=iso(ago - timedelta(minutes=i)),
+                                 success=False, ip="198.51.100.7") for i in range(5)))
+
+
+def test_login_thresholds_are_proposed_backtested_and_approved(staff: Staff,
+                                                               tmp_path: Path) -> None:
+    """A [logins] proposal: its backtest replays the detectors under both thresholds
+    (figures by hand: the burst's five findings go, the account's alert was a false
+    positive), a second officer approves it, and the analysis and the watcher judge by
+    it from then on."""
+    rt, sue, sam, ann = staff.rt, staff.actors["sue"], staff.actors["sam"], staff.actors["ann"]
+    _burst(rt, "B", timedelta(hours=2))
+    with rt.sessions() as s:
+        a1 = s.scalars(select(Account.id).where(Account.external_id == "A1")).one()
+    with rt.transaction() as s:
+        outcomes.record(s, ann.officer_id, rt.clock(), f"alert:account:{a1}", "false_positive",
+                        "the client mistyped", ["detector:brute_force"])
+    done = rulesets.propose(rt, sue, _proposal(tmp_path, "[logins]\nbrute_force_failures = 6\n"),
+                            "five typos are not an attack")
+    assert done.changes == {"logins.brute_force_failures": [5, 6]}
+    with pytest.raises(RefusedError, match="no backtest"):
+        four_eyes.approve(rt, sam, done.request_id, staff.next_code("sam"))
+    # Screening's parameters are those in force: nothing runs in shadow.
+    with rt.sessions() as s:
+        assert screening.in_force(s, screening.load_config(rt.settings), rt.clock())[1] == []
+
+    result = rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=1))
+    assert not result.screening_changed and result.judged == 0
+    logins = result.logins
+    assert logins is not None
+    with rt.sessions() as s:
+        in_period = s.scalar(select(func.count()).select_from(LoginEvent).where(
+            LoginEvent.at >= FIXED_NOW - timedelta(days=1)))
+    assert logins.logins == in_period
+    assert logins.removed == [f"brute_force on B{i}" for i in range(5)]
+    assert (logins.removed_count, logins.added_count) == (5, 0)
+    assert logins.findings_live - logins.findings_proposed == 5
+    assert (logins.fraud, logins.decided) == (0, 1)
+    (brute,) = [d for d in logins.detectors if d.detector == "brute_force"]
+    assert (brute.live.holds, brute.live.decided, brute.live.confirmed) == (1, 1, 0)
+    assert brute.live.precision == 0.0 and brute.live.recall is None
+    assert brute.proposed.holds == 0 and (brute.added, brute.removed) == (0, 5)
+    evidence = dict(four_eyes.get_request(rt, sam, done.request_id).evidence)
+    assert evidence["changes"] == "logins.brute_force_failures 5 -> 6"
+    assert "brute_force 1 -> 0 flagged, precision 0% -> n/a" in evidence["login backtest"]
+    four_eyes.approve(rt, sam, done.request_id, staff.next_code("sam"))
+
+    # In force: a new burst of five is not a brute force; the run names the version.
+    _burst(rt, "C", timedelta(minutes=30))
+    report = anomalies.analyze(rt, CRON)
+    assert report.rule_set == done.version and report.logins >= 10
+    with rt.sessions() as s:
+        assert not s.scalar(select(func.count()).select_from(LoginAnomaly)
+                            .where(LoginAnomaly.kind == "brute_force"))
+    windows = anomalies.WindowState(lateness=timedelta(hours=2))  # the watcher's
+    anomalies.analyze_new(rt, windows, 1000)
+    assert windows.t.brute_force_failures == 6 and windows.version == done.version
+    _view, parameters = rulesets.show(rt, ann, None)
+    assert parameters["logins"]["brute_force_failures"] == 6

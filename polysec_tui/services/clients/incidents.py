@@ -31,6 +31,7 @@ from polysec_tui.db.models import (
 )
 from polysec_tui.db.types import record_id
 from polysec_tui.errors import ConflictError, InputError, PolysecError
+from polysec_tui.services.logins.rules import SOURCE_KINDS
 from polysec_tui.services.monitoring import alerts
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
@@ -167,7 +168,7 @@ def _check_alert(session: Session, ref: str) -> str:
 
 def _source_findings(source: str) -> Any:
     """The campaign findings of a source: an IP, or a network ("AS64500")."""
-    campaign = LoginAnomaly.kind.in_(alerts.SOURCE_KINDS)
+    campaign = LoginAnomaly.kind.in_(SOURCE_KINDS)
     if source.startswith("AS") and source[2:].isdigit():
         asn = int(source[2:])
         if asn >= 2 ** 32:  # no such network (and more than a database integer holds)

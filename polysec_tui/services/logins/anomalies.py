@@ -96,6 +96,7 @@ from polysec_tui.services.logins.rules import (
     no_cycle_collection,
     smoothed_share,
 )
+from polysec_tui.services.logins.thresholds import in_force as thresholds_in_force
 from polysec_tui.services.networks import reputation
 from polysec_tui.services.networks.reputation import Reputation
 from polysec_tui.services.officers.auth import Actor, require
@@ -143,6 +144,7 @@ class AnalysisReport:
     # campaign findings not stored: the network's genuine subscribers (``_subscribers``)
     subscribers: int = 0
     seconds: float = 0.0
+    rule_set: int | None = None  # the version whose thresholds judged (none: defaults)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -153,6 +155,7 @@ class AnalysisReport:
             "new_anomalies_total": sum(self.new_anomalies.values()),
             "reclassified": self.reclassified,
             "subscribers_spared": self.subscribers,
+            "rule_set": self.rule_set,
             "seconds": round(self.seconds, 3),
         }
 
@@ -161,14 +164,21 @@ class AnalysisReport:
 
 
 def analyze(rt: Runtime, actor: Actor, *, full: bool = False,
-            thresholds: Thresholds = DEFAULTS) -> AnalysisReport:
-    """Analyse the logins newer than the checkpoint (all of them with ``full``); audited."""
+            thresholds: Thresholds | None = None) -> AnalysisReport:
+    """Analyse the logins newer than the checkpoint (all of them with ``full``), by the
+    thresholds of the rule set in force (or ``thresholds``); audited."""
     require(actor, "logins.analyze")
     with rt.transaction() as session:
         report = _analyze_in(session, rt.clock(), full, WindowState(thresholds))
         rt.audit.append(session, officer=actor.name, action="logins.analyze", at=rt.clock(),
                         target=None, details=report.as_dict() | {"seconds": None})
     return report
+
+
+def replay_full(session: Session, now: datetime, t: Thresholds) -> AnalysisReport:
+    """A full run by thresholds ``t`` in the caller's transaction, not audited: a rule
+    set's backtest, on a scratch copy of the data (services/logins/replay.py)."""
+    return _analyze_in(session, now, True, WindowState(t))
 
 
 def analyze_new(rt: Runtime, windows: WindowState, limit: int) -> AnalysisReport:
@@ -185,8 +195,9 @@ def _analyze_in(session: Session, now: datetime, full: bool, windows: WindowStat
                 limit: int | None = None) -> AnalysisReport:
     """One run in the caller's transaction: findings and the checkpoint move together."""
     began = time.monotonic()
-    thresholds = windows.t
     last_login, last_sev = _lock_checkpoint(session)
+    version = windows.follow(session)
+    thresholds = windows.t
     if full:
         for table in (_A, _H, _G):
             session.execute(delete(table))
@@ -195,7 +206,7 @@ def _analyze_in(session: Session, now: datetime, full: bool, windows: WindowStat
     if limit is not None:
         hi = min(hi, last_login + limit)
     hi_sev = int(session.scalar(select(func.coalesce(func.max(SecurityEvent.id), 0))) or 0)
-    report = AnalysisReport(full, last_login, max(hi, last_login), 0, 0)
+    report = AnalysisReport(full, last_login, max(hi, last_login), 0, 0, rule_set=version)
     if hi > last_login:
         findings: dict[tuple[str, int], Finding] = {}
         lists = reputation.load(session)
@@ -589,12 +600,27 @@ class WindowState:
     happens when the watcher starts, after an error, when another run moved the
     checkpoint, or for a login later than ``lateness``."""
 
-    def __init__(self, t: Thresholds = DEFAULTS, lateness: timedelta | None = None) -> None:
-        self.t = t
+    def __init__(self, t: Thresholds | None = None, lateness: timedelta | None = None) -> None:
+        self.t = t or DEFAULTS
+        self.pinned = t is not None  # else the rule set in force's (see ``follow``)
+        self.version: int | None = None
         self.lateness = lateness  # None: keep no attempts for replays (a batch run)
         self.rebuilds = 0  # look-back reads (the watcher's figure: should stay rare)
         self.replays = 0  # passes with late logins that replayed their windows only
         self.reset()
+
+    def follow(self, session: Session) -> int | None:
+        """Take the thresholds of the rule set in force, unless pinned; windows kept
+        under other thresholds are dropped (the next pass rebuilds them). Returns the
+        version judging (none: pinned or the defaults)."""
+        if self.pinned:
+            return None
+        t, version = thresholds_in_force(session)
+        if t != self.t:
+            self.t = t
+            self.reset()
+        self.version = version
+        return version
 
     def reset(self) -> None:
         self.accounts_fail: dict[uuid.UUID, deque[_Attempt]] = {}

@@ -161,6 +161,9 @@ class Thresholds:
 
 
 DEFAULTS = Thresholds()
+# The campaign kinds: their alert is the source's (``source:<ip or ASn>``), not an
+# account's (services/monitoring/alerts.py).
+SOURCE_KINDS = ("credential_stuffing", "password_spraying")
 
 
 @dataclass

@@ -69,6 +69,7 @@ from polysec_tui.db.models import (
 )
 from polysec_tui.errors import ConflictError, InputError, PolysecError, RefusedError
 from polysec_tui.services import outcomes
+from polysec_tui.services.logins.rules import SOURCE_KINDS  # grouped by their source
 from polysec_tui.services.monitoring import watcher
 from polysec_tui.services.officers.auth import Actor, at_least, require
 from polysec_tui.services.runtime import Runtime
@@ -81,8 +82,6 @@ from polysec_tui.services.withdrawals.screening import (
 from polysec_tui.text import printable
 
 KINDS = ("account", "source", "audit")
-# Anomaly kinds about a source (an IP or a network) and many accounts, grouped by it.
-SOURCE_KINDS = ("credential_stuffing", "password_spraying")
 HIGH_SEVERITIES = ("high", "critical")
 CAMPAIGN_SEVERITIES = ("medium", "high", "critical")
 SEVERITY_RANK = {"high": 1, "critical": 2}

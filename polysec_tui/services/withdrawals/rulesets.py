@@ -1,18 +1,26 @@
-"""Rule sets: screening's thresholds and weights, changed like code (`polysec rules`).
+"""Rule sets: screening's thresholds and weights and the login detectors' thresholds,
+changed like code (`polysec rules`).
 
-A change is a new version holding every rule parameter (``RULE_PARAMETERS``):
-`propose` reads a ``[screening]`` table from a TOML file over the version in force and
-opens a four-eyes request in the same transaction. `backtest` replays the proposal and
-the version in force over the withdrawals of a period (`screening.replay`: the same
+A change is a new version holding every rule parameter (screening's
+``RULE_PARAMETERS``, and the login detectors' under ``logins``): `propose` reads a
+``[screening]`` and/or a ``[logins]`` table from a TOML file over the version in force
+and opens a four-eyes request in the same transaction. `backtest` replays the proposal
+and the version in force over the withdrawals of a period (`screening.replay`: the same
 rules, reading only) and records the figures on the proposal: holds added and removed,
-and per rule the hits, precision and recall against the outcomes officers recorded. A
+and per rule the hits, precision and recall against the outcomes officers recorded;
+where the login thresholds differ, it also replays the login detectors over the
+period's logins under both (services/logins/replay.py: on a scratch copy), with the
+findings added and removed and per detector the same figures against the outcomes
+recorded on alerts. A
 second officer approves the request (`polysec approvals approve`); approval refuses a
 proposal without a backtest against the version in force now, or one based on a
 version that is no longer in force (two proposals approved one after the other would
 otherwise silently undo the first). Approval makes it the version in force: screening
-and the watcher pick it up at their next pass (`screening.in_force`). While its request
-is pending a proposal runs in shadow beside the version in force on every new
-withdrawal, and `shadow` reports where they disagreed; it holds nothing.
+and the watcher pick it up at their next pass (`screening.in_force`,
+`login_thresholds.in_force`). While its request is pending a proposal runs in shadow
+beside the version in force on every new withdrawal, and `shadow` reports where they
+disagreed; it holds nothing. (Login thresholds are backtested, not shadowed: the
+watcher keeps one set of windows.)
 
 Precision and recall are of labelled withdrawals only: officers record outcomes mostly
 for what was held, so recall is that of the frauds known, and a hold added on a
@@ -27,7 +35,7 @@ import time
 import tomllib
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,6 +52,10 @@ from polysec_tui.db.models import (
     Withdrawal,
 )
 from polysec_tui.errors import ConflictError, InputError, RefusedError
+from polysec_tui.services.logins import replay as login_replay
+from polysec_tui.services.logins import thresholds as login_thresholds
+from polysec_tui.services.logins.rules import DEFAULTS as LOGIN_DEFAULTS
+from polysec_tui.services.logins.rules import Thresholds
 from polysec_tui.services.officers import approvals
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
@@ -73,18 +85,22 @@ def propose(rt: Runtime, actor: Actor, path: Path, reason: str) -> Proposed:
     """Record a new version: the version in force with the ``[screening]`` table of
     ``path`` applied, and its four-eyes request; audited, one transaction."""
     require(actor, "rules.propose")
-    section = _read_proposal(path)
+    section, logins_section = _read_proposal(path)
     base = screening.load_config(rt.settings)
     with rt.transaction() as session:
         now = rt.clock()
         live, shadows = screening.in_force(session, base, now)
+        live_logins, _version = login_thresholds.in_force(session)
         if len(shadows) >= screening.MAX_SHADOWS:
             running = ", ".join(f"v{c.rule_set}" for c in shadows)
             raise RefusedError(f"{len(shadows)} proposals are pending already ({running}), "
                                "each judging every new withdrawal in shadow: deny one or "
                                "let it expire first")
         proposed = screening.parse_section(section, live, f"{path.name}: [screening]")
-        before, after = screening.parameters_of(live), screening.parameters_of(proposed)
+        proposed_logins = login_thresholds.parse_section(logins_section, live_logins,
+                                                         f"{path.name}: [logins]")
+        before = parameters_of(live, live_logins)
+        after = parameters_of(proposed, proposed_logins)
         changes = _changes(before, after)
         if not changes:
             raise InputError(f"{path.name}: the proposal changes nothing in the rule set "
@@ -105,8 +121,9 @@ def propose(rt: Runtime, actor: Actor, path: Path, reason: str) -> Proposed:
         return Proposed(row.id, live.rule_set, request_id, changes)
 
 
-def _read_proposal(path: Path) -> dict[str, Any]:
-    """The ``[screening]`` table of a proposal file, rule parameters only."""
+def _read_proposal(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``[screening]`` and ``[logins]`` tables of a proposal file (either may be
+    absent, not both), rule parameters only."""
     try:
         with path.open("rb") as file:  # read at most the limit: a FIFO or /dev/zero too
             raw = file.read(MAX_FILE + 1)
@@ -119,22 +136,29 @@ def _read_proposal(path: Path) -> dict[str, Any]:
         raise InputError(f"{path.name}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path.name}: not valid TOML: {exc}") from None
-    extra = sorted(set(doc) - {"screening"})
-    if extra or not isinstance(doc.get("screening"), dict):
-        raise InputError(f"{path.name}: a proposal is one [screening] table"
-                         + (f" (found {', '.join(extra)})" if extra else ""))
-    section: dict[str, Any] = doc["screening"]
+    extra = sorted(set(doc) - {"screening", "logins"})
+    tables = [doc.get(name, {}) for name in ("screening", "logins")]
+    if extra or not (set(doc) & {"screening", "logins"}) or not all(
+            isinstance(table, dict) for table in tables):
+        raise InputError(f"{path.name}: a proposal is a [screening] table, a [logins] "
+                         "table or both" + (f" (found {', '.join(extra)})" if extra else ""))
+    section, logins_section = tables
     for key in section:
         if key in screening.OPERATIONAL:
             raise InputError(f"{path.name}: [screening] {key} is not a rule parameter: "
                              "it stays in the configuration file")
-    return section
+    return section, logins_section
+
+
+def parameters_of(cfg: ScreeningConfig, t: Thresholds) -> dict[str, Any]:
+    """A version's parameters: screening's, and the login detectors' under ``logins``."""
+    return screening.parameters_of(cfg) | {"logins": login_thresholds.parameters_of(t)}
 
 
 def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
     """What differs, flat: ``{"hold_threshold": [50.0, 55.0], "weights.velocity": ...}``."""
     changes: dict[str, list[Any]] = {}
-    for key in RULE_PARAMETERS:
+    for key in (*RULE_PARAMETERS, "logins"):
         old, new = before.get(key), after.get(key)
         if isinstance(old, dict) and isinstance(new, dict):
             for name in sorted(set(old) | set(new)):
@@ -172,6 +196,34 @@ class RuleComparison:
 
 
 @dataclass(frozen=True)
+class DetectorComparison:
+    detector: str
+    live: HoldFigures  # ``holds`` here: the alert subjects the detector flagged
+    proposed: HoldFigures
+    added: int  # findings only the proposal makes
+    removed: int  # findings only the version in force makes
+
+
+@dataclass(frozen=True)
+class LoginBacktest:
+    """The login detectors replayed over the period's logins under both sets of
+    thresholds; precision and recall of the alert subjects they flag (an account, or a
+    campaign's source) against the outcomes recorded on alerts."""
+
+    logins: int
+    fraud: int  # alert subjects labelled confirmed fraud
+    decided: int  # labelled with any outcome
+    findings_live: int
+    findings_proposed: int
+    added: list[str]  # "brute_force on lgn_..." only the proposal finds
+    removed: list[str]
+    added_count: int
+    removed_count: int
+    detectors: list[DetectorComparison]
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Backtest:
     version: int
     live_version: int | None
@@ -188,12 +240,14 @@ class Backtest:
     removed_count: int
     rules: list[RuleComparison] = field(default_factory=list)
     seconds: float = 0.0
+    screening_changed: bool = True  # else no withdrawal was replayed: nothing differs
+    logins: LoginBacktest | None = None  # when the login thresholds differ
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _figures(flagged: set[int], outcomes: dict[int, str], fraud: int) -> HoldFigures:
+def _figures(flagged: set[Any], outcomes: dict[Any, str], fraud: int) -> HoldFigures:
     confirmed = sum(1 for wid in flagged if outcomes.get(wid) == "confirmed_fraud")
     decided = sum(1 for wid in flagged if wid in outcomes)
     return HoldFigures(len(flagged), confirmed, decided,
@@ -216,11 +270,17 @@ def backtest(rt: Runtime, actor: Actor, version: int, since: datetime) -> Backte
         _still_proposed(session, row, until)
         live, _shadows = screening.in_force(session, base, until)
         proposed = screening.with_rule_set(base, version, row.parameters)
+        live_logins, _live_version = login_thresholds.in_force(session)
+        proposed_logins = login_thresholds.from_parameters(row.parameters.get("logins"),
+                                                           version)
         outcomes = _outcomes(session, since, until)
+        alert_outcomes = login_replay.alert_outcomes(session, since)
+    screening_changed = (screening.parameters_of(live) != screening.parameters_of(proposed))
     holds: tuple[set[int], set[int]] = (set(), set())
     fired: tuple[dict[str, set[int]], dict[str, set[int]]] = ({}, {})
     judged = 0
-    for batch in screening.replay(rt, [live, proposed], since, until):
+    for batch in (screening.replay(rt, [live, proposed], since, until)
+                  if screening_changed else []):
         judged += len(batch)
         for wid, verdicts in batch.items():
             for i, verdict in enumerate(verdicts):
@@ -239,8 +299,11 @@ def backtest(rt: Runtime, actor: Actor, version: int, since: datetime) -> Backte
         _figures(holds[0], outcomes, fraud), _figures(holds[1], outcomes, fraud),
         [names[w] for w in sorted(added)[:LISTED] if w in names],
         [names[w] for w in sorted(removed)[:LISTED] if w in names],
-        len(added), len(removed), rules, round(time.monotonic() - began, 3))
-    doc = _jsonable(result.as_dict()) | {"live_digest": digest(live)}
+        len(added), len(removed), rules, 0.0, screening_changed,
+        _login_backtest(rt, live_logins, proposed_logins, since, until, alert_outcomes)
+        if live_logins != proposed_logins else None)
+    result = replace(result, seconds=round(time.monotonic() - began, 3))
+    doc = _jsonable(result.as_dict()) | {"live_digest": digest(live, live_logins)}
     with rt.transaction() as session:
         locks.take(session, locks.RULE_SETS, rt.clock())
         row = _get(session, version)
@@ -256,10 +319,30 @@ def backtest(rt: Runtime, actor: Actor, version: int, since: datetime) -> Backte
     return result
 
 
-def digest(cfg: ScreeningConfig) -> str:
+def _login_backtest(rt: Runtime, live: Thresholds, proposed: Thresholds, since: datetime,
+                    until: datetime, outcomes: dict[str, str]) -> LoginBacktest:
+    replayed = login_replay.replay(rt, [live, proposed], since, until)
+    before, after = replayed.findings
+    fraud = sum(1 for o in outcomes.values() if o == "confirmed_fraud")
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    detectors = []
+    for kind in sorted({k for k, _ext in before} | {k for k, _ext in after}):
+        subjects = [{s for (k, _e), s in found.items() if k == kind}
+                    for found in (before, after)]
+        detectors.append(DetectorComparison(
+            kind, _figures(subjects[0], outcomes, fraud), _figures(subjects[1], outcomes, fraud),
+            sum(1 for k, _e in added if k == kind), sum(1 for k, _e in removed if k == kind)))
+    return LoginBacktest(
+        replayed.logins, fraud, len(outcomes), len(before), len(after),
+        [f"{k} on {e}" for k, e in added[:LISTED]], [f"{k} on {e}" for k, e in removed[:LISTED]],
+        len(added), len(removed), detectors, round(replayed.seconds, 3))
+
+
+def digest(cfg: ScreeningConfig, t: Thresholds) -> str:
     """What a backtest compared against: the version in force and its parameters (the
     configuration file's, while no version was approved, can change under a proposal)."""
-    doc = {"rule_set": cfg.rule_set, **screening.parameters_of(cfg)}
+    doc = {"rule_set": cfg.rule_set, **parameters_of(cfg, t)}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -408,7 +491,7 @@ def show(rt: Runtime, actor: Actor, version: int | None) -> tuple[RuleSetView | 
         if version is None:
             live, _shadows = screening.in_force(session, base, rt.clock())
             if live.rule_set is None:
-                return None, screening.parameters_of(live)
+                return None, parameters_of(live, LOGIN_DEFAULTS)
             version = live.rule_set
         row = _get(session, version)
         return _view(session, row, rt.clock()), dict(row.parameters)
@@ -471,18 +554,23 @@ def _activate(rt: Runtime, session: Session, request: ApprovalRequest,
     base = screening.load_config(rt.settings)
     in_force = base if latest is None else screening.with_rule_set(base, latest.id,
                                                                     latest.parameters)
+    logins_in_force = LOGIN_DEFAULTS if latest is None else \
+        login_thresholds.from_parameters(latest.parameters.get("logins"), latest.id)
     live = in_force.rule_set
     if row.based_on != live:
         raise ConflictError(
             f"rule set v{version} was proposed on {_version_name(row.based_on)}, but "
             f"{_version_name(live)} is in force now: deny this request and propose again")
     test = row.backtest
-    if test is None or test.get("live_digest") != digest(in_force):
+    if test is None or test.get("live_digest") != digest(in_force, logins_in_force):
         raise RefusedError(
             f"rule set v{version} has no backtest against the thresholds in force now "
             f"({_version_name(live)}): run `polysec rules backtest {version}` first")
-    if not test.get("judged"):
+    if test.get("screening_changed", True) and not test.get("judged"):
         raise RefusedError(f"the backtest of rule set v{version} judged no withdrawal: run "
+                           f"it again over a longer period (--since)")
+    if test.get("logins") is not None and not test["logins"].get("logins"):
+        raise RefusedError(f"the backtest of rule set v{version} replayed no login: run "
                            f"it again over a longer period (--since)")
     row.activated_at, row.activated_by = now, actor.officer_id
     rt.audit.append(session, officer=actor.name, action="rules.activate", at=rt.clock(),
@@ -492,7 +580,7 @@ def _activate(rt: Runtime, session: Session, request: ApprovalRequest,
 
 
 def _describe(payload: dict[str, Any]) -> str:
-    return f"rule set v{payload.get('rule_set')} for screening"
+    return f"rule set v{payload.get('rule_set')}: thresholds and weights"
 
 
 def _evidence(session: Session, request: ApprovalRequest) -> list[tuple[str, str]]:
@@ -503,6 +591,9 @@ def _evidence(session: Session, request: ApprovalRequest) -> list[tuple[str, str
     test = row.backtest
     if test is None:
         lines.append(("backtest", "none yet: approval is refused until one is run"))
+    elif not test.get("screening_changed", True):
+        lines.append(("backtest", "screening's parameters are those in force: no "
+                                  "withdrawal judged otherwise"))
     else:
         live, prop = test["live"], test["proposed"]
         lines.append(("backtest", (
@@ -512,6 +603,19 @@ def _evidence(session: Session, request: ApprovalRequest) -> list[tuple[str, str
             f"precision {share(live['precision'])} -> {share(prop['precision'])}; "
             f"recall {share(live['recall'])} -> {share(prop['recall'])} "
             f"({test['fraud']:,} confirmed fraud, {test['decided']:,} labelled)")))
+    logins = (test or {}).get("logins")
+    if logins is not None:
+        lines.append(("login backtest", (
+            f"{logins['logins']:,} logins since {test['since'][:10]} against "  # type: ignore[index]
+            f"{_version_name(test['live_version'])}: findings "  # type: ignore[index]
+            f"{logins['findings_live']:,} -> {logins['findings_proposed']:,} "
+            f"(+{logins['added_count']:,} -{logins['removed_count']:,}); "
+            + "; ".join(f"{d['detector']} {d['live']['holds']:,} -> {d['proposed']['holds']:,} "
+                        f"flagged, precision {share(d['live']['precision'])} -> "
+                        f"{share(d['proposed']['precision'])}"
+                        for d in logins["detectors"]
+                        if d["added"] or d["removed"])
+            + f" ({logins['fraud']:,} confirmed fraud, {logins['decided']:,} labelled alerts)")))
     disagreed = session.scalar(select(func.count()).select_from(RuleSetShadow)
                                .where(RuleSetShadow.rule_set_id == row.id)) or 0
     lines.append(("shadow", f"{int(row.shadow_judged):,} new withdrawals judged, "
