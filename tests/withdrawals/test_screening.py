@@ -78,17 +78,25 @@ def test_ip_not_seen(rt: Runtime) -> None:
 
 
 def test_ip_not_seen_needs_a_history_to_compare_with(runtime: Runtime) -> None:
-    """An account with no login in the 30 days, while polysec's logins start inside
-    them (a deployment's first weeks), is new to polysec: an address it has not seen
-    says nothing. Once polysec's logins cover the window, the same request fires."""
-    ingest(runtime, "accounts", account("A2"), account("A3"))
-    ingest(runtime, "logins", login("A3-L", "A3", at=iso(timedelta(days=10))))
-    assert "ip_not_seen" not in request(runtime, "T1", "A2", ip="198.51.100.9")
-    ingest(runtime, "logins", login("A3-OLD", "A3", at=iso(timedelta(days=31))))
-    assert request(runtime, "T2", "A2", ip="198.51.100.10",
-                   ago=timedelta(minutes=30))["ip_not_seen"] == (
-        "request IP 198.51.100.10 is not among the 0 successful logins of this account "
-        "in the 30 days before the request")
+    """An account with no login attempt at all in the 30 days before the login behind
+    the request, while polysec's logins start inside them (a deployment's first weeks),
+    is new to polysec: an address it has not seen says nothing. Any attempt (a login too
+    young to vouch, from another address; a failure) is something to compare with; and
+    once polysec's logins cover the window, no account is new to it."""
+    ingest(runtime, "accounts", *(account(a) for a in ("A2", "A3", "A4", "A5")))
+    ingest(runtime, "logins", login("A5-L", "A5", at=iso(timedelta(days=10))))
+    assert "ip_not_seen" not in request(runtime, "T1", "A2", ip="198.51.100.9",
+                                        ago=timedelta(hours=3))
+    # T1's login, two hours before, from another address: the intruder's who rotates.
+    expected = ("request IP 198.51.100.10 is not among the 0 successful logins of this "
+                "account in the 30 days before the request")
+    assert request(runtime, "T2", "A2", ip="198.51.100.10")["ip_not_seen"] == expected
+    ingest(runtime, "logins", login("A3-F", "A3", at=iso(timedelta(hours=4)), success=False,
+                                    ip="198.51.100.10"))
+    assert request(runtime, "T3", "A3", ip="198.51.100.10")["ip_not_seen"] == expected
+    ingest(runtime, "logins", login("A5-OLD", "A5", at=iso(timedelta(days=31))))
+    assert request(runtime, "T4", "A4", ip="198.51.100.10",
+                   ago=timedelta(minutes=30))["ip_not_seen"] == expected
 
 
 def test_a_new_address_on_the_clients_own_network_weighs_a_quarter(rt: Runtime) -> None:

@@ -371,7 +371,8 @@ def in_force(session: Session, base: ScreeningConfig,
              now: datetime) -> tuple[ScreeningConfig, list[ScreeningConfig]]:
     """The configuration screening judges by (``base`` under the newest approved rule
     set, or ``base`` alone while none was approved) and those of the proposals running
-    in shadow beside it (their four-eyes request still pending, not expired)."""
+    in shadow beside it (their four-eyes request still pending, not expired, and
+    screening's parameters changed)."""
     live = session.execute(
         select(RuleSet.id, RuleSet.parameters).where(RuleSet.activated_at.is_not(None))
         .order_by(RuleSet.id.desc()).limit(1)).first()
@@ -384,7 +385,9 @@ def in_force(session: Session, base: ScreeningConfig,
                           ApprovalRequest.status == "pending",
                           ApprovalRequest.expires_at > now)
                    .order_by(RuleSet.id).limit(MAX_SHADOWS))]
-    return cfg, shadows
+    # A proposal of login thresholds alone judges withdrawals as the version in force.
+    mine = parameters_of(cfg)
+    return cfg, [shadow for shadow in shadows if parameters_of(shadow) != mine]
 
 
 # Bounds of the configuration's numbers: far above any sensible value, low enough that
@@ -1196,10 +1199,12 @@ def _login_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfi
     login). The probes decided most rows; for the others one aggregate, grouped by the
     logins' country and network, gives the numbers of the explanation.
 
-    ``ip_not_seen`` needs something to compare with: an account without a login in the
-    window, while polysec's logins start inside that window (a deployment's first
-    weeks), is new to polysec, and an address it has not seen says nothing of who uses
-    it (as ``new_country`` and ``new_asn`` need ``geo_min_history`` logins)."""
+    ``ip_not_seen`` needs something to compare with: an account without any login
+    attempt in the window before the login behind the request (a flagged one, a failure
+    or one too young to vouch is an attempt), while polysec's logins start inside that
+    window (a deployment's first weeks), is new to polysec, and an address it has not
+    seen says nothing of who uses it (as ``new_country`` and ``new_asn`` need
+    ``geo_min_history`` logins)."""
     todo = [wid for wid, r in rows.items()
             if not (r.ip_seen and r.country_seen and r.asn_seen)]
     if not todo:
@@ -1253,11 +1258,13 @@ def _login_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfi
                 geo_n[wid] += int(n_geo)
                 countries[wid].add(country)
                 networks[wid].add(asn)
+    unknown = _new_to_polysec(conn, [
+        wid for wid in todo if not rows[wid].ip_seen and (first_login is None or (
+            first_login > rows[wid].requested_at - timedelta(days=cfg.ip_history_days)))
+        and not recent_n[wid] and not young_n[wid]], cfg)
     for wid in todo:
         row = rows[wid]
-        uncovered = first_login is None or (
-            first_login > row.requested_at - timedelta(days=cfg.ip_history_days))
-        if not row.ip_seen and not (uncovered and recent_n[wid] == 0 and not young_n[wid]):
+        if not row.ip_seen and wid not in unknown:
             young = young_n[wid]
             hits[wid].append(_hit(
                 cfg, "ip_not_seen",
@@ -1283,6 +1290,26 @@ def _login_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningConfi
                 f"request from network AS{row.asn}, not seen in this account's "
                 f"{geo_n[wid]} successful logins of the last {cfg.geo_history_days} days",
                 asn=row.asn, logins_in_window=geo_n[wid]))
+
+
+def _new_to_polysec(conn: Connection, wids: list[int], cfg: ScreeningConfig) -> set[int]:
+    """Of ``wids``, the requests whose account made no login attempt at all (successful
+    or not, flagged or not) in the ``ip_history_days`` before the login behind it."""
+    if not wids:
+        return set()
+    w, past = Withdrawal, aliased(LoginEvent, name="past")
+    behind = aliased(LoginEvent, name="behind")
+    ref_at = func.coalesce(behind.at, w.requested_at)
+    seen: set[int] = set()
+    for chunk in _chunks(wids):
+        attempt = select(past.id).where(
+            past.account_id == w.account_id,
+            past.at >= shifted(w.requested_at, -cfg.ip_history_days * 86_400),
+            past.at < ref_at).exists()
+        seen.update(conn.scalars(
+            select(w.id).outerjoin(behind, behind.external_id == w.login_external_id)
+            .where(w.id.in_(chunk), attempt)))
+    return set(wids) - seen
 
 
 # ------------------------------------------------------------- withdrawal history
