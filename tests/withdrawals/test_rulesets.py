@@ -252,6 +252,18 @@ def test_the_commands(staff: Staff, tmp_path: Path, db_url: str, cli_env: dict[s
     listed = json.loads(run_cli(capsys, "rules", "list", "--json").out)
     assert listed["rule_sets"][0]["status"] == "proposed"
     assert listed["rule_sets"][0]["backtest"]["added"] == ["QUIET"]
+    _burst(staff.rt, "B", timedelta(hours=2))
+    logins = _proposal(tmp_path, "[logins]\nbrute_force_failures = 6\n", "logins.toml")
+    assert run_cli(capsys, "rules", "propose", str(logins), "--reason", "typos").code == 0
+    tested = run_cli(capsys, "rules", "backtest", "2", "--since", "2d")
+    assert tested.code == 0, tested.err
+    assert "screening's parameters are those in force" in tested.out
+    assert "findings added" not in tested.out and "5 removed" in tested.out
+    assert "findings removed: brute_force on B0, brute_force on B1" in tested.out
+    assert any(line.startswith("brute_force") and "1>0" in line
+               for line in tested.out.splitlines())
+    shown = run_cli(capsys, "rules", "show", "2")
+    assert "logins.brute_force_failures" in shown.out and "logins.spraying_window" in shown.out
     for args, code, text in (
             (("rules", "backtest", "v9"), 2, "no rule set v9"),
             (("rules", "backtest", "x1"), 2, "not a rule set version"),
