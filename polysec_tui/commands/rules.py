@@ -60,8 +60,8 @@ def _version(text: str | None) -> int | None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
 def list_(ctx: click.Context, as_json: bool) -> None:
-    """Every version of the screening rule set, newest first, with its state: in force,
-    superseded, proposed (running in shadow), denied or expired."""
+    """Every version of the rule set, newest first, with its state: in force,
+    superseded, proposed (a screening change runs in shadow), denied or expired."""
     rt = runtime_of(ctx)
     views = rulesets.list_sets(rt, actor_of(ctx, "read"))
     if as_json:
@@ -182,9 +182,16 @@ def backtest(ctx: click.Context, version: str, since: str, shadow: bool,
                result.removed_count)
     logins = result.logins
     if logins is not None:
-        echo(f"login detectors: {logins.logins:,} logins since "
+        echo(f"login detectors: {logins.logins:,} logins over {logins.days:g} days since "
              f"{result.since:%Y-%m-%d %H:%M} UTC replayed in {logins.seconds:.1f} s; "
              f"{logins.fraud:,} alerts confirmed fraud, {logins.decided:,} with an outcome")
+        if logins.silenced:
+            echo(f"SILENCED: no finding at all under the proposal: "
+                 f"{', '.join(logins.silenced)}")
+        if logins.withdrawals_affected:
+            echo(f"screening: {logins.withdrawals_affected:,} withdrawals of the period are "
+                 "on accounts whose login findings change (risky_session, "
+                 "recent_anomalies read them); not replayed")
         echo(f"findings {logins.findings_live:,} -> {logins.findings_proposed:,}: "
              f"{logins.added_count:,} added, {logins.removed_count:,} removed")
         _figures_table("detector", [(d.detector, d.live, d.proposed)

@@ -62,8 +62,8 @@ class ApprovalsScreen(ConsoleScreen):
     DEFAULT_CSS = """
     ApprovalsScreen #approvals-status { height: 1; padding: 0 1; }
     ApprovalsScreen #approvals-table { height: 1fr; }
-    ApprovalsScreen #approvals-evidence { height: auto; max-height: 12; padding: 0 1;
-                                          border: round $primary-muted; }
+    ApprovalsScreen #approvals-evidence { height: auto; max-height: 16; padding: 0 1;
+                                          border: round $primary-muted; overflow-y: auto; }
     ApprovalsScreen #approvals-controls { height: auto; }
     ApprovalsScreen #approvals-code { width: 22; }
     ApprovalsScreen #approvals-note { width: 1fr; }
@@ -177,7 +177,9 @@ class ApprovalsScreen(ConsoleScreen):
             lines.append(("decision note", request.decision_note))
         width = max(len(label) for label, _text in lines)
         evidence.update(Text("\n").join(
-            Text.assemble((f"{label:<{width}}  ", "bold"), safe_text(text, limit=300))
+            # The evidence is the system's own text (a rule set's changes can be long);
+            # the requester's reason is bounded where it is recorded.
+            Text.assemble((f"{label:<{width}}  ", "bold"), safe_text(text, limit=2000))
             for label, text in lines))
 
     @on(DataTable.RowSelected, "#approvals-table")

@@ -204,11 +204,19 @@ def test_a_proposal_in_shadow_holds_nothing(staff: Staff, tmp_path: Path) -> Non
     ("[screening]\namount_ratio = \"NaN\"\n", "must be above 0"),
     ("[screening]\namount_ratio = 3.0\n", "changes nothing"),  # 3 and 3.0: one value
     # The login detectors' thresholds, bounded as tightly.
-    ("[logins]\nbrute_force_failures = 1\n", "brute_force_failures: a whole number from 2"),
+    ("[logins]\nbrute_force_failures = 2\n", "brute_force_failures: a whole number from 3 "
+                                             "to 20, the default 5 within a factor of four"),
+    # Off-switches within any wide range: a score no login reaches, a distance past the
+    # antipodes, a history no account has.
+    ("[logins]\nrisk_log10_threshold = 100\n", "risk_log10_threshold: a number from 1.5 to 6"),
+    ("[logins]\ntravel_min_km = 20000\n", "travel_min_km: a number from 75 to 1200"),
+    ("[logins]\nmin_history = 10000\n", "min_history: a whole number from 2 to 20"),
+    ("[logins]\ncampaign_min_failures = 10000000\n", "campaign_min_failures: a whole number"),
     ("[logins]\nbrute_force_failures = 5.5\n", "brute_force_failures: a whole number"),
-    ("[logins]\nspraying_window = 1e9\n", "spraying_window: a number from 1 to 10080 "
-                                            r"\(minutes\)"),
-    ("[logins]\nbrute_force_window = true\n", "brute_force_window: a number"),
+    ("[logins]\nspraying_window = 1e9\n", "spraying_window: a whole number from 360 to "
+                                            r"5760 \(minutes\)"),
+    ("[logins]\nbrute_force_window = 10.5\n", "brute_force_window: a whole number"),
+    ("[logins]\nbrute_force_window = true\n", "brute_force_window: a whole number"),
     ("[logins]\nstuffing_failure_share = nan\n", "stuffing_failure_share: a number from 0"),
     ("[logins]\nbrute_force_windw = 5\n", "[logins] unknown key brute_force_windw"),
     ("[logins]\nbrute_force_failures = 5\n", "changes nothing"),
@@ -450,13 +458,17 @@ def test_login_thresholds_are_proposed_backtested_and_approved(staff: Staff,
     with rt.sessions() as s:
         assert screening.in_force(s, screening.load_config(rt.settings), rt.clock())[1] == []
 
-    result = rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=1))
+    short = rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=2))
+    assert short.logins is not None and short.logins.days == 2
+    with pytest.raises(RefusedError, match="login thresholds need 7 days at least"):
+        four_eyes.approve(rt, sam, done.request_id, staff.next_code("sam"))
+    result = rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=8))
     assert not result.screening_changed and result.judged == 0
     logins = result.logins
     assert logins is not None
     with rt.sessions() as s:
         in_period = s.scalar(select(func.count()).select_from(LoginEvent).where(
-            LoginEvent.at >= FIXED_NOW - timedelta(days=1)))
+            LoginEvent.at >= FIXED_NOW - timedelta(days=8)))
     assert logins.logins == in_period
     assert logins.removed == [f"brute_force on B{i}" for i in range(5)]
     assert (logins.removed_count, logins.added_count) == (5, 0)
@@ -466,9 +478,16 @@ def test_login_thresholds_are_proposed_backtested_and_approved(staff: Staff,
     assert (brute.live.holds, brute.live.decided, brute.live.confirmed) == (1, 1, 0)
     assert brute.live.precision == 0.0 and brute.live.recall is None
     assert brute.proposed.holds == 0 and (brute.added, brute.removed) == (0, 5)
+    assert logins.silenced == ["brute_force"]
+    # A1's withdrawals of the period: screening reads the findings that change.
+    assert logins.withdrawals_affected == 6
     evidence = dict(four_eyes.get_request(rt, sam, done.request_id).evidence)
     assert evidence["changes"] == "logins.brute_force_failures 5 -> 6"
-    assert "brute_force 1 -> 0 flagged, precision 0% -> n/a" in evidence["login backtest"]
+    assert "over 8 days" in evidence["login backtest"]
+    assert evidence["SILENCED"] == "no finding at all under the proposal: brute_force"
+    assert "brute_force 1 -> 0 flagged (precision 0% -> n/a, recall n/a -> n/a)" in \
+        evidence["per detector"]
+    assert evidence["screening"].startswith("6 withdrawals of the period")
     four_eyes.approve(rt, sam, done.request_id, staff.next_code("sam"))
 
     # In force: a new burst of five is not a brute force; the run names the version.
@@ -483,3 +502,49 @@ def test_login_thresholds_are_proposed_backtested_and_approved(staff: Staff,
     assert windows.t.brute_force_failures == 6 and windows.version == done.version
     _view, parameters = rulesets.show(rt, ann, None)
     assert parameters["logins"]["brute_force_failures"] == 6
+
+
+def test_login_proposals_take_no_shadow_place_and_old_versions_read_safely(
+        staff: Staff, tmp_path: Path) -> None:
+    """Proposals of login thresholds alone run in no shadow and do not keep a screening
+    proposal out of one; a stored value outside today's bounds is brought within them,
+    not a stop of the detectors; a version without login thresholds holds the defaults."""
+    rt, sue = staff.rt, staff.actors["sue"]
+    for n in (6, 7, 8):
+        rulesets.propose(rt, sue, _proposal(tmp_path, f"[logins]\nbrute_force_failures = {n}\n"),
+                         f"try {n}")
+    later = rulesets.propose(rt, sue, _proposal(tmp_path, "[screening]\nhold_threshold = 35\n"),
+                             "lower")
+    with rt.sessions() as s:
+        shadows = screening.in_force(s, screening.load_config(rt.settings), rt.clock())[1]
+    assert [c.rule_set for c in shadows] == [later.version]
+    from polysec_tui.services.logins import thresholds
+    from polysec_tui.services.logins.rules import DEFAULTS
+    kept = thresholds.from_parameters({"brute_force_failures": 1, "risk_log10_threshold": 99,
+                                       "renamed_long_ago": 3, "saf_failures": "x"})
+    assert (kept.brute_force_failures, kept.risk_log10_threshold) == (3, 6.0)
+    assert kept.saf_failures == DEFAULTS.saf_failures
+    assert thresholds.from_parameters(None) == DEFAULTS
+
+
+def test_a_replay_finds_what_a_full_analysis_finds(staff: Staff) -> None:
+    """The backtest's replay on its scratch copy (SQLite: attached and copied by the
+    engine; a server: through SQLAlchemy) finds, under the thresholds in force, exactly
+    what `logins analyze --full` stores on the live database."""
+    from polysec_tui.services.logins import replay
+    from polysec_tui.services.logins.rules import DEFAULTS
+    from tests.support.helpers import ingest, login
+    rt = staff.rt
+    _burst(rt, "B", timedelta(hours=3))
+    ingest(rt, "logins", login("FAR", at=iso(timedelta(hours=1)), ip="2001:db8::7",
+                               asn=4294967295, country="BR", city="Recife", lat=-8.05,
+                               lon=-34.9, device_id="other", user_agent="curl/8"))
+    anomalies.analyze(rt, CRON, full=True)
+    since = FIXED_NOW - timedelta(days=30)
+    with rt.sessions() as s:
+        stored = {tuple(r) for r in s.execute(select(LoginAnomaly.kind, LoginEvent.external_id)
+                               .join(LoginEvent, LoginEvent.id == LoginAnomaly.login_event_id)
+                               .where(LoginEvent.at >= since)).all()}
+    assert ("brute_force", "B0") in stored and any(ext == "FAR" for _k, ext in stored)
+    replayed = replay.replay(rt, [DEFAULTS], since, rt.clock())
+    assert set(replayed.findings[0]) == stored

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import Engine, Table, func, insert, select
+from sqlalchemy import Engine, MetaData, Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from polysec_tui.db import migrate
@@ -42,8 +44,8 @@ from polysec_tui.services.logins.rules import SOURCE_KINDS, Thresholds
 from polysec_tui.services.runtime import Runtime
 
 COPY_ROWS = 5_000
-# (detector, login external id) -> the alert subject the finding belongs to
-Findings = dict[tuple[str, str], str]
+# (detector, login external id) -> (the alert subject the finding belongs to, its account)
+Findings = dict[tuple[str, str], tuple[str, uuid.UUID]]
 
 
 @dataclass(frozen=True)
@@ -78,31 +80,45 @@ def replay(rt: Runtime, sets: list[Thresholds], since: datetime,
 
 
 def _copy(source: Engine, scratch: Engine, until: datetime) -> None:
-    """What the detectors read, as it stands, up to ``until``; in one read snapshot on
-    PostgreSQL and MariaDB (on SQLite each table as it is when read)."""
-    tables: list[tuple[Table, object]] = [
-        (Account.__table__, None),  # type: ignore[list-item]
-        (LoginEvent.__table__, LoginEvent.at < until),  # type: ignore[list-item]
-        (SecurityEvent.__table__, SecurityEvent.at < until),  # type: ignore[list-item]
-        (IpList.__table__, None), (IpListRange.__table__, None),  # type: ignore[list-item]
-        (AsnCategory.__table__, None),  # type: ignore[list-item]
+    """What the detectors read, as it stands, up to ``until``, in one read snapshot. A
+    SQLite database is attached to the scratch one and copied by the engine itself
+    (``INSERT ... SELECT``: the same schema, stored alike); a server's rows come through
+    SQLAlchemy, each value converted by its column's type."""
+    copied: list[tuple[Table, bool]] = [
+        (cast(Table, Account.__table__), False), (cast(Table, LoginEvent.__table__), True),
+        (cast(Table, SecurityEvent.__table__), True), (cast(Table, IpList.__table__), False),
+        (cast(Table, IpListRange.__table__), False), (cast(Table, AsnCategory.__table__), False),
     ]
-    with source.connect() as src, scratch.connect() as dst:
-        if source.dialect.name != "sqlite":
-            src.execution_options(isolation_level="REPEATABLE READ")
-        # A login may name an account created after the accounts were read.
-        # Outside a transaction, or SQLite ignores it: on the driver's connection, before
-        # SQLAlchemy's BEGIN (db/engine.py).
-        dst.connection.driver_connection.execute(  # type: ignore[union-attr]
-            "PRAGMA foreign_keys = OFF")
-        with dst.begin():
-            for table, where in tables:
+    with scratch.connect() as dst:
+        # On the driver's connection, outside a transaction (SQLite ignores these pragmas
+        # and refuses ATTACH inside one), before SQLAlchemy's BEGIN (db/engine.py).
+        # Foreign keys off: the copy keeps only what the detectors read (an IP list's
+        # importing officer, for one, is not copied). No journal: a scratch file.
+        raw = dst.connection.driver_connection
+        assert raw is not None
+        raw.execute("PRAGMA foreign_keys = OFF")
+        raw.execute("PRAGMA journal_mode = OFF")
+        raw.execute("PRAGMA synchronous = OFF")
+        if source.dialect.name == "sqlite":
+            raw.execute("ATTACH DATABASE ? AS live", (source.url.database,))
+            live = MetaData()
+            with dst.begin():
+                for table, by_time in copied:
+                    src = table.to_metadata(live, schema="live")
+                    rows = select(*src.c)
+                    if by_time:
+                        rows = rows.where(src.c.at < until)
+                    dst.execute(insert(table).from_select([c.name for c in table.c], rows))
+            return
+        with source.connect() as src_conn, dst.begin():
+            src_conn.execution_options(isolation_level="REPEATABLE READ")
+            for table, by_time in copied:
                 stmt = select(table)
-                if where is not None:
-                    stmt = stmt.where(where)  # type: ignore[arg-type]
-                for rows in _chunks(src.execution_options(yield_per=COPY_ROWS)
+                if by_time:
+                    stmt = stmt.where(table.c.at < until)
+                for part in _chunks(src_conn.execution_options(yield_per=COPY_ROWS)
                                     .execute(stmt.order_by(*table.primary_key.columns))):
-                    dst.execute(insert(table), rows)
+                    dst.execute(insert(table), part)
 
 
 def _chunks(result: object) -> Iterator[list[dict[str, object]]]:
@@ -122,17 +138,20 @@ def _findings(session: Session, since: datetime, until: datetime) -> Findings:
             subject = f"source:{named or ip or (f'AS{asn}' if asn is not None else '?')}"
         else:
             subject = f"account:{account_id}"
-        found[(kind, ext)] = subject
+        found[(kind, ext)] = (subject, account_id)
     return found
 
 
-def alert_outcomes(session: Session, since: datetime) -> dict[str, str]:
+def alert_outcomes(session: Session, since: datetime) -> dict[str, tuple[str, set[str]]]:
     """The latest outcome recorded on each alert since ``since``, by its subject
-    (``account:<uuid>``, ``source:...``)."""
-    latest: dict[str, str] = {}
-    for subject, outcome in session.execute(
-            select(CaseOutcome.subject, CaseOutcome.outcome)
+    (``account:<uuid>``, ``source:...``), with the detectors that had fired in it."""
+    latest: dict[str, tuple[str, set[str]]] = {}
+    for subject, outcome, rules in session.execute(
+            select(CaseOutcome.subject, CaseOutcome.outcome, CaseOutcome.rules)
             .where(CaseOutcome.subject.like("alert:%"), CaseOutcome.at >= since)
             .order_by(CaseOutcome.at, CaseOutcome.id)):
-        latest[subject.removeprefix("alert:")] = outcome
+        fired = rules.get("fired", []) if isinstance(rules, dict) else []
+        latest[subject.removeprefix("alert:")] = (
+            outcome, {r.removeprefix("detector:") for r in fired
+                      if isinstance(r, str) and r.startswith("detector:")})
     return latest

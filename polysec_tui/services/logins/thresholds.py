@@ -4,8 +4,9 @@ services/withdrawals/rulesets.py keeps the versions). The defaults are
 ``rules.DEFAULTS``; docs/anomalies.md gives the source of each.
 
 Windows are whole minutes in the table and the JSON (``brute_force_window = 10``),
-counts whole numbers, the rest numbers; every value is bounded, so that no proposal can
-make a pass read months of logins or a count overflow."""
+counts whole numbers, the rest numbers; every value stays within a factor of four of
+its default (``BAND``, ``OWN_BOUNDS``), so that no proposal can switch a detector off,
+flood the consoles, or make a pass read months of logins."""
 
 from __future__ import annotations
 
@@ -23,23 +24,36 @@ from polysec_tui.errors import InputError
 from polysec_tui.services.logins.rules import DEFAULTS, Thresholds
 
 PARAMETERS = tuple(f.name for f in fields(Thresholds))
-# (lowest, highest) of each parameter; windows in minutes.
-BOUNDS: dict[str, tuple[float, float]] = {
-    "brute_force_failures": (2, 10_000), "brute_force_window": (1, 10_080),
-    "stuffing_accounts": (2, 100_000), "stuffing_asn_accounts": (2, 100_000),
-    "stuffing_window": (1, 10_080), "stuffing_failure_share": (0, 1),
-    "source_daily_failures": (2, 10_000_000), "spraying_accounts": (2, 100_000),
-    "spraying_window": (1, 10_080), "spraying_max_attempts": (1, 1_000),
-    "saf_failures": (1, 10_000), "saf_window": (1, 10_080),
-    "travel_kmh": (1, 100_000), "travel_min_km": (0, 20_000),
-    "travel_mobile_km": (0, 20_000), "min_history": (0, 10_000),
-    "campaign_min_failures": (1, 10_000_000), "campaign_ratio": (1, 10_000),
-    "campaign_min_accounts": (1, 1_000_000), "campaign_max_per_source": (1, 10_000),
-    "campaign_share": (0, 1), "campaign_baseline_hours": (1, 720),
-    "campaign_min_history_hours": (0, 720), "campaign_lateness": (0, 1_440),
-    "risk_log10_threshold": (0, 100),
+# How far a rule set may move a threshold from its default: a quarter to four times.
+# A detector stays a detector: the extremes of a wide range are off-switches (a risk
+# threshold of 100, which no score reaches; a minimum distance of 20,000 km) or floods
+# (every login risky), and a proposal that silences a detector must be seen as one.
+BAND = 4.0
+# Where the band is not the bound: shares, and what a quarter of the default would
+# make meaningless.
+OWN_BOUNDS: dict[str, tuple[float, float]] = {
+    "stuffing_failure_share": (0.5, 1.0), "campaign_share": (0.5, 1.0),
+    "brute_force_failures": (3, 20), "saf_failures": (3, 20), "min_history": (2, 20),
+    "spraying_max_attempts": (1, 12), "campaign_ratio": (2, 20),
+    "campaign_max_per_source": (2, 20), "risk_log10_threshold": (1.5, 6.0),
+    "campaign_min_history_hours": (24, 96),
 }
-assert set(BOUNDS) == set(PARAMETERS), "a threshold without bounds"
+WHOLE = {name for name in PARAMETERS
+         if isinstance(getattr(DEFAULTS, name), int | timedelta)}
+
+
+def _bounds(name: str) -> tuple[float, float]:
+    if name in OWN_BOUNDS:
+        return OWN_BOUNDS[name]
+    default = getattr(DEFAULTS, name)
+    value = default.total_seconds() / 60 if isinstance(default, timedelta) else default
+    low, high = value / BAND, value * BAND
+    if name in WHOLE:
+        return float(math.ceil(low)), float(math.floor(high))
+    return low, high
+
+
+BOUNDS: dict[str, tuple[float, float]] = {name: _bounds(name) for name in PARAMETERS}
 
 
 def parameters_of(t: Thresholds) -> dict[str, Any]:
@@ -63,12 +77,14 @@ def parse_section(section: Mapping[str, Any], base: Thresholds, where: str) -> T
             raise InputError(f"{where} unknown key {key}")
         low, high = BOUNDS[key]
         current = getattr(base, key)
-        whole = isinstance(current, int) or key == "campaign_baseline_hours"
+        whole = key in WHOLE
         if isinstance(raw, bool) or not isinstance(raw, int | float) or not (
                 math.isfinite(raw) and low <= raw <= high) or (whole and raw != int(raw)):
             kind = "a whole number" if whole else "a number"
             raise InputError(f"{where} {key}: {kind} from {low:g} to {high:g}"
-                             + (" (minutes)" if isinstance(current, timedelta) else ""))
+                             + (" (minutes)" if isinstance(current, timedelta) else "")
+                             + f", the default {plain(getattr(DEFAULTS, key))} within "
+                             "a factor of four")
         if isinstance(current, timedelta):
             changes[key] = timedelta(minutes=raw)
         elif isinstance(current, int):
@@ -78,11 +94,24 @@ def parse_section(section: Mapping[str, Any], base: Thresholds, where: str) -> T
     return replace(base, **changes)
 
 
-def from_parameters(parameters: Mapping[str, Any] | None, version: int) -> Thresholds:
-    """The thresholds a rule set version holds (its ``logins`` table); the defaults for
-    a version made before login thresholds were rule parameters."""
-    known = {k: v for k, v in (parameters or {}).items() if k in BOUNDS}
-    return parse_section(known, DEFAULTS, f"rule set v{version} [logins]")
+def from_parameters(parameters: Mapping[str, Any] | None) -> Thresholds:
+    """The thresholds a rule set version holds (its ``logins`` table), each kept within
+    today's bounds (a version stored under wider ones must not stop the detectors); the
+    defaults for a version made before login thresholds were rule parameters."""
+    doc = parameters_of(DEFAULTS)
+    for key, raw in (parameters or {}).items():
+        if key in BOUNDS and isinstance(raw, int | float) and not isinstance(raw, bool) \
+                and math.isfinite(raw):
+            low, high = BOUNDS[key]
+            doc[key] = min(max(raw, low), high)
+    return parse_section(doc, DEFAULTS, "rule set [logins]")
+
+
+def plain(value: Any) -> str:
+    """A threshold as the table writes it: windows in minutes."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds() / 60
+    return f"{value:g}"
 
 
 def in_force(session: Session) -> tuple[Thresholds, int | None]:
@@ -93,4 +122,4 @@ def in_force(session: Session) -> tuple[Thresholds, int | None]:
         .order_by(RuleSet.id.desc()).limit(1)).first()
     if live is None:
         return DEFAULTS, None
-    return from_parameters(live.parameters.get("logins"), live.id), int(live.id)
+    return from_parameters(live.parameters.get("logins")), int(live.id)

@@ -68,6 +68,9 @@ REQUEST_TTL = timedelta(days=14)
 MAX_FILE = 64 * 1024
 # Withdrawals named one by one in a backtest's holds added and removed.
 LISTED = 200
+# A change of login thresholds is approved on a backtest of a week or more: a detector
+# that fires a few times a week must have had the chance to.
+MIN_LOGIN_DAYS = 7
 
 
 # ------------------------------------------------------------------------ proposing
@@ -211,6 +214,7 @@ class LoginBacktest:
     campaign's source) against the outcomes recorded on alerts."""
 
     logins: int
+    days: float  # the period's length: approval wants MIN_LOGIN_DAYS
     fraud: int  # alert subjects labelled confirmed fraud
     decided: int  # labelled with any outcome
     findings_live: int
@@ -221,6 +225,11 @@ class LoginBacktest:
     removed_count: int
     detectors: list[DetectorComparison]
     seconds: float
+    silenced: list[str] = field(default_factory=list)  # findings under live, none proposed
+    # Withdrawals of the period on accounts whose findings change: screening reads the
+    # findings (risky_session, recent_anomalies, a login's vouching), so their verdicts
+    # may change too; not replayed.
+    withdrawals_affected: int = 0
 
 
 @dataclass(frozen=True)
@@ -271,8 +280,7 @@ def backtest(rt: Runtime, actor: Actor, version: int, since: datetime) -> Backte
         live, _shadows = screening.in_force(session, base, until)
         proposed = screening.with_rule_set(base, version, row.parameters)
         live_logins, _live_version = login_thresholds.in_force(session)
-        proposed_logins = login_thresholds.from_parameters(row.parameters.get("logins"),
-                                                           version)
+        proposed_logins = login_thresholds.from_parameters(row.parameters.get("logins"))
         outcomes = _outcomes(session, since, until)
         alert_outcomes = login_replay.alert_outcomes(session, since)
     screening_changed = (screening.parameters_of(live) != screening.parameters_of(proposed))
@@ -320,23 +328,48 @@ def backtest(rt: Runtime, actor: Actor, version: int, since: datetime) -> Backte
 
 
 def _login_backtest(rt: Runtime, live: Thresholds, proposed: Thresholds, since: datetime,
-                    until: datetime, outcomes: dict[str, str]) -> LoginBacktest:
+                    until: datetime,
+                    outcomes: dict[str, tuple[str, set[str]]]) -> LoginBacktest:
+    """Per detector, the alert subjects it flags under each set, weighed against the
+    outcomes of the alerts it took part in (an account's alert covers all its findings:
+    an outcome counts for the detectors its alert named)."""
     replayed = login_replay.replay(rt, [live, proposed], since, until)
     before, after = replayed.findings
-    fraud = sum(1 for o in outcomes.values() if o == "confirmed_fraud")
+    labels = {subject: outcome for subject, (outcome, _d) in outcomes.items()}
     added = sorted(set(after) - set(before))
     removed = sorted(set(before) - set(after))
     detectors = []
     for kind in sorted({k for k, _ext in before} | {k for k, _ext in after}):
-        subjects = [{s for (k, _e), s in found.items() if k == kind}
+        mine = {s: o for s, (o, named) in outcomes.items() if kind in named}
+        fraud = sum(1 for o in mine.values() if o == "confirmed_fraud")
+        subjects = [{s for (k, _e), (s, _a) in found.items() if k == kind}
                     for found in (before, after)]
         detectors.append(DetectorComparison(
-            kind, _figures(subjects[0], outcomes, fraud), _figures(subjects[1], outcomes, fraud),
+            kind, _figures(subjects[0], mine, fraud), _figures(subjects[1], mine, fraud),
             sum(1 for k, _e in added if k == kind), sum(1 for k, _e in removed if k == kind)))
+    changed = {before[key][1] for key in removed} | {after[key][1] for key in added}
     return LoginBacktest(
-        replayed.logins, fraud, len(outcomes), len(before), len(after),
+        replayed.logins, round((until - since).total_seconds() / 86_400, 2),
+        sum(1 for o in labels.values() if o == "confirmed_fraud"), len(labels),
+        len(before), len(after),
         [f"{k} on {e}" for k, e in added[:LISTED]], [f"{k} on {e}" for k, e in removed[:LISTED]],
-        len(added), len(removed), detectors, round(replayed.seconds, 3))
+        len(added), len(removed), detectors, round(replayed.seconds, 3),
+        [d.detector for d in detectors if d.live.holds and not d.proposed.holds],
+        _withdrawals_of(rt, changed, since, until))
+
+
+def _withdrawals_of(rt: Runtime, accounts: set[uuid.UUID], since: datetime,
+                    until: datetime) -> int:
+    ids = sorted(accounts, key=str)
+    total = 0
+    with rt.sessions() as session:
+        for i in range(0, len(ids), 1000):
+            total += int(session.scalar(
+                select(func.count()).select_from(Withdrawal)
+                .where(Withdrawal.account_id.in_(ids[i:i + 1000]),
+                       Withdrawal.requested_at >= since,
+                       Withdrawal.requested_at < until)) or 0)
+    return total
 
 
 def digest(cfg: ScreeningConfig, t: Thresholds) -> str:
@@ -494,7 +527,10 @@ def show(rt: Runtime, actor: Actor, version: int | None) -> tuple[RuleSetView | 
                 return None, parameters_of(live, LOGIN_DEFAULTS)
             version = live.rule_set
         row = _get(session, version)
-        return _view(session, row, rt.clock()), dict(row.parameters)
+        # A version made before login thresholds were rule parameters holds the defaults.
+        logins = login_thresholds.from_parameters(row.parameters.get("logins"))
+        return _view(session, row, rt.clock()), {
+            **row.parameters, "logins": login_thresholds.parameters_of(logins)}
 
 
 def _get(session: Session, version: int) -> RuleSet:
@@ -555,7 +591,7 @@ def _activate(rt: Runtime, session: Session, request: ApprovalRequest,
     in_force = base if latest is None else screening.with_rule_set(base, latest.id,
                                                                     latest.parameters)
     logins_in_force = LOGIN_DEFAULTS if latest is None else \
-        login_thresholds.from_parameters(latest.parameters.get("logins"), latest.id)
+        login_thresholds.from_parameters(latest.parameters.get("logins"))
     live = in_force.rule_set
     if row.based_on != live:
         raise ConflictError(
@@ -569,9 +605,13 @@ def _activate(rt: Runtime, session: Session, request: ApprovalRequest,
     if test.get("screening_changed", True) and not test.get("judged"):
         raise RefusedError(f"the backtest of rule set v{version} judged no withdrawal: run "
                            f"it again over a longer period (--since)")
-    if test.get("logins") is not None and not test["logins"].get("logins"):
-        raise RefusedError(f"the backtest of rule set v{version} replayed no login: run "
-                           f"it again over a longer period (--since)")
+    logins = test.get("logins")
+    if logins is not None and (not logins.get("logins")
+                               or logins.get("days", 0) < MIN_LOGIN_DAYS):
+        raise RefusedError(
+            f"the backtest of rule set v{version} replayed {logins.get('logins', 0):,} logins "
+            f"over {logins.get('days', 0):g} days: login thresholds need {MIN_LOGIN_DAYS} "
+            "days at least; run it again (--since)")
     row.activated_at, row.activated_by = now, actor.officer_id
     rt.audit.append(session, officer=actor.name, action="rules.activate", at=rt.clock(),
                     target=f"rule_set:{version}",
@@ -604,18 +644,27 @@ def _evidence(session: Session, request: ApprovalRequest) -> list[tuple[str, str
             f"recall {share(live['recall'])} -> {share(prop['recall'])} "
             f"({test['fraud']:,} confirmed fraud, {test['decided']:,} labelled)")))
     logins = (test or {}).get("logins")
-    if logins is not None:
+    if test is not None and logins is not None:
         lines.append(("login backtest", (
-            f"{logins['logins']:,} logins since {test['since'][:10]} against "  # type: ignore[index]
-            f"{_version_name(test['live_version'])}: findings "  # type: ignore[index]
+            f"{logins['logins']:,} logins over {logins.get('days', 0):g} days since "
+            f"{test['since'][:10]} against {_version_name(test['live_version'])}: findings "
             f"{logins['findings_live']:,} -> {logins['findings_proposed']:,} "
             f"(+{logins['added_count']:,} -{logins['removed_count']:,}); "
-            + "; ".join(f"{d['detector']} {d['live']['holds']:,} -> {d['proposed']['holds']:,} "
-                        f"flagged, precision {share(d['live']['precision'])} -> "
-                        f"{share(d['proposed']['precision'])}"
-                        for d in logins["detectors"]
-                        if d["added"] or d["removed"])
-            + f" ({logins['fraud']:,} confirmed fraud, {logins['decided']:,} labelled alerts)")))
+            f"{logins['fraud']:,} alerts confirmed fraud, {logins['decided']:,} labelled")))
+        if logins.get("silenced"):
+            lines.append(("SILENCED", "no finding at all under the proposal: "
+                                      + ", ".join(logins["silenced"])))
+        lines.append(("per detector", "; ".join(
+            f"{d['detector']} {d['live']['holds']:,} -> {d['proposed']['holds']:,} flagged "
+            f"(precision {share(d['live']['precision'])} -> "
+            f"{share(d['proposed']['precision'])}, recall {share(d['live']['recall'])} -> "
+            f"{share(d['proposed']['recall'])})" for d in logins["detectors"]) or "none"))
+        if logins.get("withdrawals_affected"):
+            lines.append(("screening", (
+                f"{logins['withdrawals_affected']:,} withdrawals of the period are on "
+                "accounts whose login findings change: screening reads them "
+                "(risky_session, recent_anomalies), so their verdicts may change; not "
+                "replayed")))
     disagreed = session.scalar(select(func.count()).select_from(RuleSetShadow)
                                .where(RuleSetShadow.rule_set_id == row.id)) or 0
     lines.append(("shadow", f"{int(row.shadow_judged):,} new withdrawals judged, "

@@ -384,10 +384,11 @@ def in_force(session: Session, base: ScreeningConfig,
                    .where(RuleSet.activated_at.is_(None),
                           ApprovalRequest.status == "pending",
                           ApprovalRequest.expires_at > now)
-                   .order_by(RuleSet.id).limit(MAX_SHADOWS))]
-    # A proposal of login thresholds alone judges withdrawals as the version in force.
+                   .order_by(RuleSet.id))]
+    # A proposal of login thresholds alone judges withdrawals as the version in force:
+    # no shadow, and no place taken from one that would.
     mine = parameters_of(cfg)
-    return cfg, [shadow for shadow in shadows if parameters_of(shadow) != mine]
+    return cfg, [shadow for shadow in shadows if parameters_of(shadow) != mine][:MAX_SHADOWS]
 
 
 # Bounds of the configuration's numbers: far above any sensible value, low enough that
