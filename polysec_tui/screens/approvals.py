@@ -26,7 +26,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Input, Static
 
 from polysec_tui.errors import PolysecError
@@ -62,8 +62,9 @@ class ApprovalsScreen(ConsoleScreen):
     DEFAULT_CSS = """
     ApprovalsScreen #approvals-status { height: 1; padding: 0 1; }
     ApprovalsScreen #approvals-table { height: 1fr; }
-    ApprovalsScreen #approvals-evidence { height: auto; max-height: 16; padding: 0 1;
-                                          border: round $primary-muted; overflow-y: auto; }
+    ApprovalsScreen #approvals-evidence-box { height: auto; max-height: 16;
+                                              border: round $primary-muted; }
+    ApprovalsScreen #approvals-evidence { height: auto; padding: 0 1; }
     ApprovalsScreen #approvals-controls { height: auto; }
     ApprovalsScreen #approvals-code { width: 22; }
     ApprovalsScreen #approvals-note { width: 1fr; }
@@ -80,9 +81,10 @@ class ApprovalsScreen(ConsoleScreen):
         yield StatusLine(Text("loading…"), id="approvals-status")
         yield ConsoleTable(id="approvals-table", cursor_type="row", zebra_stripes=True,
                            copy_column="id")
-        evidence = Static(Text(""), id="approvals-evidence")
-        evidence.border_title = "Evidence"
-        yield evidence
+        # A long evidence (a rule set's backtest) scrolls: focus it with tab.
+        with VerticalScroll(id="approvals-evidence-box") as box:
+            box.border_title = "Evidence"
+            yield Static(Text(""), id="approvals-evidence")
         with Horizontal(id="approvals-controls"):
             yield Input(placeholder="your code", password=True, max_length=CODE_LENGTH,
                         restrict=r"[0-9]*", id="approvals-code")

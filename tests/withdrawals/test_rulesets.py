@@ -208,9 +208,12 @@ def test_a_proposal_in_shadow_holds_nothing(staff: Staff, tmp_path: Path) -> Non
                                              "to 20, the default 5 within a factor of four"),
     # Off-switches within any wide range: a score no login reaches, a distance past the
     # antipodes, a history no account has.
-    ("[logins]\nrisk_log10_threshold = 100\n", "risk_log10_threshold: a number from 1.5 to 6"),
+    ("[logins]\nrisk_log10_threshold = 100\n", "risk_log10_threshold: a number from 1.5 to 4.5"),
+    # ... and one that silences stuffing once a single attempt from the source succeeds.
+    ("[logins]\nstuffing_failure_share = 1.0\n", "stuffing_failure_share: a number from 0.5 "
+                                                 "to 0.95"),
     ("[logins]\ntravel_min_km = 20000\n", "travel_min_km: a number from 75 to 1200"),
-    ("[logins]\nmin_history = 10000\n", "min_history: a whole number from 2 to 20"),
+    ("[logins]\nmin_history = 10000\n", "min_history: a whole number from 2 to 10"),
     ("[logins]\ncampaign_min_failures = 10000000\n", "campaign_min_failures: a whole number"),
     ("[logins]\nbrute_force_failures = 5.5\n", "brute_force_failures: a whole number"),
     ("[logins]\nspraying_window = 1e9\n", "spraying_window: a whole number from 360 to "
@@ -462,6 +465,9 @@ def test_login_thresholds_are_proposed_backtested_and_approved(staff: Staff,
     assert short.logins is not None and short.logins.days == 2
     with pytest.raises(RefusedError, match="login thresholds need 7 days at least"):
         four_eyes.approve(rt, sam, done.request_id, staff.next_code("sam"))
+    # A long --since does not make a week of logins: the days run from the first login.
+    ancient = rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=3650))
+    assert ancient.logins is not None and 8 < ancient.logins.days < 8.2
     result = rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=8))
     assert not result.screening_changed and result.judged == 0
     logins = result.logins
@@ -522,7 +528,8 @@ def test_login_proposals_take_no_shadow_place_and_old_versions_read_safely(
     from polysec_tui.services.logins.rules import DEFAULTS
     kept = thresholds.from_parameters({"brute_force_failures": 1, "risk_log10_threshold": 99,
                                        "renamed_long_ago": 3, "saf_failures": "x"})
-    assert (kept.brute_force_failures, kept.risk_log10_threshold) == (3, 6.0)
+    assert (kept.brute_force_failures, kept.risk_log10_threshold) == (3, 4.5)
+    assert thresholds.from_parameters({"brute_force_failures": 5.6}).brute_force_failures == 6
     assert kept.saf_failures == DEFAULTS.saf_failures
     assert thresholds.from_parameters(None) == DEFAULTS
 

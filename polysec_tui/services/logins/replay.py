@@ -51,6 +51,7 @@ Findings = dict[tuple[str, str], tuple[str, uuid.UUID]]
 @dataclass(frozen=True)
 class Replayed:
     logins: int  # logins of the period
+    days: float  # how much of the period the logins cover: from the first login on
     findings: list[Findings]  # per set of thresholds, in the order given
     seconds: float
 
@@ -74,9 +75,12 @@ def replay(rt: Runtime, sets: list[Thresholds], since: datetime,
                 logins = int(session.scalar(select(func.count()).select_from(LoginEvent)
                                             .where(LoginEvent.at >= since,
                                                    LoginEvent.at < until)) or 0)
+                first = session.scalar(select(func.min(LoginEvent.at)))
         finally:
             scratch.dispose()
-    return Replayed(logins, found, time.monotonic() - began)
+    start = since if first is None else max(since, first)
+    days = max(0.0, (until - start).total_seconds() / 86_400) if logins else 0.0
+    return Replayed(logins, round(days, 2), found, time.monotonic() - began)
 
 
 def _copy(source: Engine, scratch: Engine, until: datetime) -> None:
@@ -118,16 +122,20 @@ def _copy_rows(source: Engine, dst: Connection, copied: list[tuple[Table, bool]]
                until: datetime) -> None:
     raw = dst.connection.driver_connection
     assert raw is not None
-    if source.dialect.name == "sqlite":
-        raw.execute("ATTACH DATABASE ? AS live", (source.url.database,))
-        live = MetaData()
-        with dst.begin():
-            for table, by_time in copied:
-                src = table.to_metadata(live, schema="live")
-                rows = select(*src.c)
-                if by_time:
-                    rows = rows.where(src.c.at < until)
-                dst.execute(insert(table).from_select([c.name for c in table.c], rows))
+    path = source.url.database
+    if source.dialect.name == "sqlite" and path and path != ":memory:":
+        raw.execute("ATTACH DATABASE ? AS live", (path,))
+        try:
+            live = MetaData()
+            with dst.begin():
+                for table, by_time in copied:
+                    src = table.to_metadata(live, schema="live")
+                    rows = select(*src.c)
+                    if by_time:
+                        rows = rows.where(src.c.at < until)
+                    dst.execute(insert(table).from_select([c.name for c in table.c], rows))
+        finally:
+            raw.execute("DETACH DATABASE live")
         return
     with source.connect() as src_conn, dst.begin():
         src_conn.execution_options(isolation_level="REPEATABLE READ")

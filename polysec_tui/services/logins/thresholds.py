@@ -32,10 +32,16 @@ BAND = 4.0
 # Where the band is not the bound: shares, and what a quarter of the default would
 # make meaningless.
 OWN_BOUNDS: dict[str, tuple[float, float]] = {
-    "stuffing_failure_share": (0.5, 1.0), "campaign_share": (0.5, 1.0),
-    "brute_force_failures": (3, 20), "saf_failures": (3, 20), "min_history": (2, 20),
+    # Below 1: at 1 a single success from the source (what a stuffing that worked
+    # produces) would silence the campaign.
+    "stuffing_failure_share": (0.5, 0.95), "campaign_share": (0.5, 0.95),
+    "brute_force_failures": (3, 20), "saf_failures": (3, 20),
     "spraying_max_attempts": (1, 12), "campaign_ratio": (2, 20),
-    "campaign_max_per_source": (2, 20), "risk_log10_threshold": (1.5, 6.0),
+    "campaign_max_per_source": (2, 20),
+    # Together: an intruder new in every feature on an account of min_history logins
+    # scores about log10(100 n) + log10(4 n), 4.6 at n = 10; at the edges (20 and 6) the
+    # takeover detectors were silent for accounts under about 40 logins.
+    "min_history": (2, 10), "risk_log10_threshold": (1.5, 4.5),
     "campaign_min_history_hours": (24, 96),
 }
 WHOLE = {name for name in PARAMETERS
@@ -103,7 +109,7 @@ def from_parameters(parameters: Mapping[str, Any] | None) -> Thresholds:
         if key in BOUNDS and isinstance(raw, int | float) and not isinstance(raw, bool) \
                 and math.isfinite(raw):
             low, high = BOUNDS[key]
-            doc[key] = min(max(raw, low), high)
+            doc[key] = min(max(round(raw) if key in WHOLE else raw, low), high)
     return parse_section(doc, DEFAULTS, "rule set [logins]")
 
 

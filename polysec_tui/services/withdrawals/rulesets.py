@@ -214,7 +214,7 @@ class LoginBacktest:
     campaign's source) against the outcomes recorded on alerts."""
 
     logins: int
-    days: float  # the period's length: approval wants MIN_LOGIN_DAYS
+    days: float  # how much of the period the logins cover: approval wants MIN_LOGIN_DAYS
     fraud: int  # alert subjects labelled confirmed fraud
     decided: int  # labelled with any outcome
     findings_live: int
@@ -349,7 +349,7 @@ def _login_backtest(rt: Runtime, live: Thresholds, proposed: Thresholds, since: 
             sum(1 for k, _e in added if k == kind), sum(1 for k, _e in removed if k == kind)))
     changed = {before[key][1] for key in removed} | {after[key][1] for key in added}
     return LoginBacktest(
-        replayed.logins, round((until - since).total_seconds() / 86_400, 2),
+        replayed.logins, replayed.days,
         sum(1 for o in labels.values() if o == "confirmed_fraud"), len(labels),
         len(before), len(after),
         [f"{k} on {e}" for k, e in added[:LISTED]], [f"{k} on {e}" for k, e in removed[:LISTED]],
