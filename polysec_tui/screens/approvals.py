@@ -81,8 +81,10 @@ class ApprovalsScreen(ConsoleScreen):
         yield StatusLine(Text("loading…"), id="approvals-status")
         yield ConsoleTable(id="approvals-table", cursor_type="row", zebra_stripes=True,
                            copy_column="id")
-        # A long evidence (a rule set's backtest) scrolls: focus it with tab.
-        with VerticalScroll(id="approvals-evidence-box") as box:
+        # A long evidence (a rule set's backtest) scrolls, with the mouse wheel: not a
+        # stop of tab, which goes from the table to the code field (digits typed into
+        # a focused box would switch screens).
+        with VerticalScroll(id="approvals-evidence-box", can_focus=False) as box:
             box.border_title = "Evidence"
             yield Static(Text(""), id="approvals-evidence")
         with Horizontal(id="approvals-controls"):
