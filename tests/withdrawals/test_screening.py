@@ -286,6 +286,50 @@ def test_dust_paid_ahead_buys_no_discount(rt: Runtime) -> None:
     assert hit_scores(rt, "T1")["ip_not_seen"] == 20 and status(rt, "T1") == "held"
 
 
+def _burst(rt: Runtime, prefix: str, acct: str, addresses: list[str],
+           **extra: Any) -> None:
+    """Withdrawals a minute apart, the last 46 minutes before FIXED_NOW, screened."""
+    ingest(rt, "withdrawals", *(
+        withdrawal(f"{prefix}-{i}", acct, at=iso(timedelta(minutes=50 - i)), address=address,
+                   **{"amount": "0.01", "available_balance": "5", **extra})
+        for i, address in enumerate(addresses)))
+    screening.screen(rt, CRON)
+
+
+def test_a_burst_to_addresses_saved_a_month_before_weighs_half(rt: Runtime) -> None:
+    """A salary day paying places saved in the address book a month and more before,
+    whatever the save came from (as new_destination counts them): velocity weighs
+    half. Not when one place of the burst is not such a save, when the save was removed,
+    or when the burst is one by its sum (no payment shows such amounts are the client's
+    habit)."""
+    build_history(rt, "A2")
+    build_history(rt, "A3")
+    month = timedelta(days=40)
+    ingest(rt, "security-events", *(
+        security_event(f"SAVE-{acct}", acct, kind="address_added", address="bc1qsaved",
+                       at=iso(month), ip="198.51.100.66", device_id="unknown")
+        for acct in ("A1", "A2", "A3")),
+        security_event("GONE", "A3", kind="address_removed", address="bc1qsaved",
+                       at=iso(timedelta(days=2))),
+        security_event("SAVE-ETH", kind="address_added", address="0xsavedeth",
+                       at=iso(month)))
+    _burst(rt, "S", "A1", ["bc1qsaved"] * 5)
+    found = hits(rt, "S-4")
+    assert "new_destination" not in found
+    assert found["velocity"].endswith(
+        "; every destination of the burst had been paid as much before the window or "
+        "saved in the address book a month and more before (x 0.5)")
+    assert hit_scores(rt, "S-4")["velocity"] == 18.75  # 25 x 1.5 (the hour) x 0.5
+    _burst(rt, "M", "A2", ["bc1qsaved"] * 4 + ["bc1qfresh"])
+    assert hit_scores(rt, "M-4")["velocity"] == 37.5
+    _burst(rt, "R", "A3", ["bc1qsaved"] * 5)
+    assert hit_scores(rt, "R-4")["velocity"] == 37.5
+    _burst(rt, "E", "A1", ["0xsavedeth"] * 2, asset="ETH", amount="8",
+           available_balance="100")
+    assert "approval limit" in hits(rt, "E-1")["velocity"]
+    assert hit_scores(rt, "E-1")["velocity"] == 25
+
+
 def test_a_login_flagged_as_someone_elses_vouches_for_nothing(rt: Runtime) -> None:
     # An intruder's first login, from abroad and flagged risky, the day before; then a
     # withdrawal from the same address, country and network.

@@ -46,6 +46,7 @@ import os
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
@@ -1385,6 +1386,49 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
         structured = _structuring(row, earlier_rows.get(wid, []), cfg)
         if structured is not None:
             hits[wid].append(structured)
+    # A burst by count to places saved in the address book a month and more before:
+    # read only for the few rows where velocity fired and the payments did not cover it.
+    unknown = [wid for wid in maybe for h in hits[wid] if h.rule == "velocity"
+               and h.details["by_count"] and not h.details["by_sum"]
+               and not h.details["known_destinations"]]
+    long_saved = _long_saved(conn, unknown, cfg)
+    for wid in unknown:
+        if not long_saved.get(wid):
+            continue
+        velocity = _velocity(rows[wid], earlier_rows.get(wid, []), cfg, long_saved[wid])
+        hits[wid] = [velocity if h.rule == "velocity" and velocity is not None else h
+                     for h in hits[wid]]
+
+
+def _long_saved(conn: Connection, ids: list[int], cfg: ScreeningConfig
+                ) -> dict[int, set[str]]:
+    """Of withdrawals ``ids``, the addresses (by `sanctions.address_key`) saved in the
+    account's address book at the request, and since at least
+    ``address_book_trusted_days`` before it, whatever the save came from (as
+    `_address_book` counts them: the client has had a month to see and remove it)."""
+    w, e = Withdrawal, SecurityEvent
+    changes: dict[tuple[int, str], list[tuple[datetime, bool]]] = defaultdict(list)
+    when: dict[int, datetime] = {}
+    for chunk in _chunks(ids):
+        for wid, requested, at, kind, address in conn.execute(
+                select(w.id, w.requested_at, e.at, e.kind, e.address)
+                .join(e, and_(e.account_id == w.account_id, e.kind.in_(ADDRESS_BOOK_KINDS),
+                              e.at <= w.requested_at))
+                .where(w.id.in_(chunk))):
+            if address is None:
+                continue
+            changes[(wid, sanctions.address_key(address))].append(
+                (at, kind == "address_removed"))
+            when[wid] = requested
+    trusted = timedelta(days=cfg.address_book_trusted_days)
+    found: dict[int, set[str]] = defaultdict(set)
+    for (wid, key), events in changes.items():
+        since: datetime | None = None
+        for at, removed in sorted(events):  # a removal at the same instant wins
+            since = None if removed else (since or at)
+        if since is not None and when[wid] - since >= trusted:
+            found[wid].add(key)
+    return found
 
 
 def _saves_in_force(conn: Connection, ids: list[int]
@@ -1507,12 +1551,15 @@ def _structuring(row: _Row, past: list[_Earlier], cfg: ScreeningConfig) -> Hit |
         median=None if median is None else fmt_amount(median))
 
 
-def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig) -> Hit | None:
+def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig,
+              long_saved: AbstractSet[str] = frozenset()) -> Hit | None:
     """velocity: ``velocity_count`` or more withdrawals of the asset in the window,
     more than the account's usual busy day (``_usual_pace``: a client who trades ten
     times a day is not a burst at ten), half as much again when they came within the
     hour; or two or more whose sum reaches the approval limit (splitting to stay under
-    four-eyes)."""
+    four-eyes). A burst by count whose every destination was paid as much before the
+    window, or is in ``long_saved`` (`_long_saved`), weighs ``known_burst_factor``; one
+    by sum only the former (no payment shows the amount is the client's habit)."""
     start = row.requested_at - timedelta(hours=cfg.velocity_window_hours)
     window = [e.amount for e in past if e.at > start]
     count = len(window) + 1
@@ -1527,7 +1574,7 @@ def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig) -> Hit | No
     if not (by_count or by_sum):
         return None
     factor = 1.5 if by_count and hour >= cfg.velocity_count else 1.0
-    known = _paid_as_much_before(row, past, start)
+    known = _paid_as_much_before(row, past, start, set() if by_sum else long_saved)
     if known:
         factor *= cfg.known_burst_factor
     why = [f"at or above the limit of {cfg.velocity_count} withdrawals and above this "
@@ -1537,23 +1584,27 @@ def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig) -> Hit | No
            if by_sum else ""]
     burst = f", {hour} of them within the hour (x 1.5)" if by_count and (
         hour >= cfg.velocity_count) else ""
+    saved = " or saved in the address book a month and more before" if long_saved else ""
     to_known = (f"; every destination of the burst had been paid as much before the "
-                f"window (x {cfg.known_burst_factor:g})" if known else "")
+                f"window{saved} (x {cfg.known_burst_factor:g})" if known else "")
     weight = cfg.weight("velocity")
     return Hit("velocity", round(weight * factor, 2),
                f"{count} withdrawal(s) totalling {fmt_amount(total)} {row.asset} in "
                f"{cfg.velocity_window_hours} h including this one{burst}: "
                + "; ".join(w for w in why if w) + to_known,
-               {"known_destinations": known, "count": count, "sum": fmt_amount(total),
+               {"known_destinations": known, "by_count": by_count, "by_sum": by_sum,
+                "count": count, "sum": fmt_amount(total),
                 "hours": cfg.velocity_window_hours,
                 "within_hour": hour, "usual_busiest": usual})
 
 
-def _paid_as_much_before(row: _Row, past: list[_Earlier], start: datetime) -> bool:
+def _paid_as_much_before(row: _Row, past: list[_Earlier], start: datetime,
+                         long_saved: AbstractSet[str]) -> bool:
     """Whether the burst (this request and the window's withdrawals since ``start``)
     sends each of its destinations no more than the account had paid there before the
-    window, in payments not held: a salary day to the client's usual places, not a
-    drain (a dust payment made ready does not cover a burst)."""
+    window, in payments not held, or to one of ``long_saved``: a salary day to the
+    client's usual places, not a drain (a dust payment made ready does not cover a
+    burst)."""
     before: dict[str, Decimal] = defaultdict(Decimal)
     now: dict[str, Decimal] = defaultdict(Decimal)
     keys: dict[str, str] = {}
@@ -1565,7 +1616,8 @@ def _paid_as_much_before(row: _Row, past: list[_Earlier], start: datetime) -> bo
         elif e.status in ("pending", "approved"):
             before[key] += e.amount
     now[sanctions.address_key(row.address)] += row.amount
-    return all(before.get(key, Decimal(0)) >= sent for key, sent in now.items())
+    return all(key in long_saved or before.get(key, Decimal(0)) >= sent
+               for key, sent in now.items())
 
 
 def _usual_pace(past: list[_Earlier], start: datetime, width: timedelta) -> int:
