@@ -25,6 +25,10 @@ imported first (not timed): a FireHOL level1-sized netset (4,500 networks, /24 t
 Tor's exit list (1,500 addresses), a CrowdSec blocklist (15,000 addresses) and an ASN
 table (3,000 networks, the benchmark's own ISPs among them as residential).
 
+With ``--shadow`` a proposal of login thresholds is pending (four-eyes request open)
+from before the incremental pass on: every pass judges the new logins twice, under the
+thresholds in force and in shadow under the proposal's (issue 21, `polysec rules`).
+
 With ``--postgres URL`` the same runs on a fresh PostgreSQL database
 (``polysec_bench_<random>``, created on that server and dropped at the end); rows are
 then inserted through SQLAlchemy Core instead of SQLite's raw ``executemany``, and
@@ -60,8 +64,17 @@ from polysec_tui.config import Settings
 from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
 from polysec_tui.db import migrate
 from polysec_tui.db.engine import make_engine, parse_url
-from polysec_tui.db.models import Account, LoginEvent
+from polysec_tui.db.models import (
+    Account,
+    ApprovalRequest,
+    LoginEvent,
+    Officer,
+    RuleSet,
+    RuleSetLoginShadow,
+)
 from polysec_tui.services.logins import anomalies, timeline
+from polysec_tui.services.logins import thresholds as login_thresholds
+from polysec_tui.services.logins.rules import DEFAULTS
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
 
@@ -215,7 +228,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            "accounts": args.accounts,
                            "logins": args.logins, "new": args.new,
                            "timeline_logins": args.timeline_logins,
-                           "iplists": args.iplists}
+                           "iplists": args.iplists, "shadow": args.shadow}
     with tempfile.TemporaryDirectory() as tmp:
         keyring_path = Path(tmp) / "keyring.json"
         db_path = Path(tmp) / "bench.db"
@@ -280,6 +293,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["full_together_peak_rss_mib"] = together
         _progress(out)
 
+        if args.shadow:
+            _propose_logins(rt)
         insert(rt, pop.rows(args.new, END - timedelta(days=1), END - timedelta(hours=12), "n"))
         began = time.monotonic()
         inc = anomalies.analyze(rt, actor)
@@ -301,6 +316,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["watcher_pass_s"] = round(time.monotonic() - began, 2)
         out["watcher_pass_logins"] = kept.logins
         out["watcher_rebuilds"] = windows.rebuilds
+        if args.shadow:
+            with rt.sessions() as session:
+                out["shadow_login_disagreements"] = session.query(RuleSetLoginShadow).count()
         _progress(out)
 
         extra = args.timeline_logins - args.logins - args.new
@@ -329,6 +347,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.postgres:
             _drop_database(args.postgres, url)
     return out
+
+
+def _propose_logins(rt: Runtime) -> None:
+    """A pending proposal (as `polysec rules propose` leaves it) of a lower brute-force
+    count and a lower risk threshold: both make the shadow find more than the live
+    thresholds."""
+    t = login_thresholds.parse_section(
+        {"brute_force_failures": 4, "risk_log10_threshold": 2.5}, DEFAULTS, "bench")
+    with rt.transaction() as session:
+        officer = Officer(id=uuid.uuid4(), name=f"bench-{uuid.uuid4().hex[:6]}",
+                          role="senior", created_at=END)
+        session.add(officer)
+        session.flush()
+        request = ApprovalRequest(id=uuid.uuid4(), kind="rule_set", requester_id=officer.id,
+                                  reason="bench", payload={}, created_at=END,
+                                  expires_at=END + timedelta(days=14), status="pending")
+        session.add(request)
+        session.flush()
+        session.add(RuleSet(based_on=None, parameters={"logins": login_thresholds.parameters_of(t)},
+                            changes={}, reason="bench", proposed_by=officer.id, proposed_at=END,
+                            request_id=request.id, shadow_judged=0))
 
 
 def _import_iplists(rt: Runtime, actor: Actor, rng: random.Random) -> int:
@@ -462,6 +501,9 @@ def main() -> None:
                         help="SQLite: keep the loaded database in DIR and reuse it next time")
     parser.add_argument("--iplists", action="store_true",
                         help="import IP reputation lists of real sizes before the runs")
+    parser.add_argument("--shadow", action="store_true",
+                        help="a proposal of login thresholds pending: the passes judge in "
+                             "shadow too")
     args = parser.parse_args()
     print(json.dumps(run(args), indent=2))
 

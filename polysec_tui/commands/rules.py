@@ -61,7 +61,7 @@ def _version(text: str | None) -> int | None:
 @click.pass_context
 def list_(ctx: click.Context, as_json: bool) -> None:
     """Every version of the rule set, newest first, with its state: in force,
-    superseded, proposed (a screening change runs in shadow), denied or expired."""
+    superseded, proposed (it runs in shadow), denied or expired."""
     rt = runtime_of(ctx)
     views = rulesets.list_sets(rt, actor_of(ctx, "read"))
     if as_json:
@@ -119,8 +119,8 @@ def propose(ctx: click.Context, file: Path, reason: str, as_json: bool) -> None:
     """Propose a new version: the rule set in force with FILE's [screening] table
     (thresholds and weights only; the same keys as the configuration file's) and/or
     [logins] table (the login detectors' thresholds, windows in minutes) applied.
-    Opens a four-eyes request; a screening change runs in shadow on new withdrawals
-    until decided; none can be approved before `polysec rules backtest` ran on it
+    Opens a four-eyes request; the proposal runs in shadow on new withdrawals and new
+    logins until decided; none can be approved before `polysec rules backtest` ran on it
     (senior or admin; audited)."""
     rt = runtime_of(ctx)
     done = rulesets.propose(rt, actor_of(ctx, "rules.propose"), file, reason)
@@ -140,7 +140,7 @@ def propose(ctx: click.Context, file: Path, reason: str, as_json: bool) -> None:
 @click.option("--shadow", is_flag=True,
               help="Instead of replaying history, report where the proposal, running in "
                    "shadow since it was proposed, disagreed with the rule set in force on "
-                   "new withdrawals.")
+                   "new withdrawals and new logins.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
 def backtest(ctx: click.Context, version: str, since: str, shadow: bool,
@@ -165,13 +165,17 @@ def backtest(ctx: click.Context, version: str, since: str, shadow: bool,
     live = "the configuration file" if result.live_version is None \
         else f"v{result.live_version}"
     share = rulesets.share
-    if not result.screening_changed:
+    if not result.screening_changed and not result.judged:
         echo(f"v{result.version} against {live} (in force): screening's parameters are "
              "those in force, no withdrawal is judged otherwise")
     else:
-        echo(f"v{result.version} against {live} (in force), {result.judged:,} withdrawals "
-             f"since {result.since:%Y-%m-%d %H:%M} UTC; {result.fraud:,} confirmed fraud, "
-             f"{result.decided:,} with an outcome")
+        scope = ("" if result.screening_changed else
+                 " on accounts whose login findings change (screening's parameters are "
+                 "those in force)")
+        sides = ", each side with its own login findings" if result.findings_replayed else ""
+        echo(f"v{result.version} against {live} (in force), {result.judged:,} withdrawals"
+             f"{scope}{sides} since {result.since:%Y-%m-%d %H:%M} UTC; {result.fraud:,} "
+             f"confirmed fraud, {result.decided:,} with an outcome")
         echo(f"holds {result.live.holds:,} -> {result.proposed.holds:,}: "
              f"{result.added_count:,} added, {result.removed_count:,} removed")
         echo(f"precision {share(result.live.precision)} -> "
@@ -191,7 +195,7 @@ def backtest(ctx: click.Context, version: str, since: str, shadow: bool,
         if logins.withdrawals_affected:
             echo(f"screening: {logins.withdrawals_affected:,} withdrawals of the period are "
                  "on accounts whose login findings change (risky_session, "
-                 "recent_anomalies read them); not replayed")
+                 "recent_anomalies and a login's vouching read them): judged again above")
         echo(f"findings {logins.findings_live:,} -> {logins.findings_proposed:,}: "
              f"{logins.added_count:,} added, {logins.removed_count:,} removed")
         _figures_table("detector", [(d.detector, d.live, d.proposed)
@@ -236,3 +240,12 @@ def _shadow_report(report: rulesets.ShadowReport, as_json: bool) -> None:
         echo(f"  {d.withdrawal}  {d.judged_at:%Y-%m-%d %H:%M}  score {d.live_score:g} -> "
              f"{d.shadow_score:g}  held {'yes' if d.live_held else 'no'} -> "
              f"{'yes' if d.shadow_held else 'no'}  {rules}")
+    if not report.logins_judged:
+        return
+    echo(f"its login thresholds: {report.logins_judged:,} new logins judged, "
+         f"{report.login_disagreements:,} disagreements: "
+         + rulesets.describe_findings(report.findings_added, report.findings_removed,
+                                      report.severity_changed))
+    for f in report.logins_shown:
+        echo(f"  {f.login}  {f.account}  {f.at:%Y-%m-%d %H:%M}  {f.detector}  "
+             f"{f.live_severity or 'none'} -> {f.shadow_severity or 'none'}")

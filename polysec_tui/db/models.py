@@ -906,6 +906,24 @@ class RuleSet(Base):
     activated_at: Mapped[datetime | None] = mapped_column(index=True)
     activated_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("officers.id"))
     shadow_judged: Mapped[int] = mapped_column(BigId, default=0)
+    # New logins the proposal's login thresholds judged in shadow (None: none yet).
+    shadow_logins: Mapped[int | None] = mapped_column(BigId)
+
+
+class RuleSetLoginShadow(Base):
+    """A finding on which a proposal's login thresholds, run in shadow on new logins,
+    disagreed with those in force: found by one and not the other, or at another
+    severity (``None``: not found). Nothing is stored as an anomaly by it."""
+
+    __tablename__ = "rule_set_login_shadows"
+
+    rule_set_id: Mapped[int] = mapped_column(ForeignKey("rule_sets.id"), primary_key=True)
+    login_event_id: Mapped[int] = mapped_column(BigId, ForeignKey("login_events.id"),
+                                                primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    judged_at: Mapped[datetime]
+    live_severity: Mapped[str | None] = mapped_column(String(8))
+    shadow_severity: Mapped[str | None] = mapped_column(String(8))
 
 
 class RuleSetShadow(Base):

@@ -275,6 +275,13 @@ def test_the_commands(staff: Staff, tmp_path: Path, db_url: str, cli_env: dict[s
                for line in tested.out.splitlines())
     shown = run_cli(capsys, "rules", "show", "2")
     assert "logins.brute_force_failures" in shown.out and "logins.spraying_window" in shown.out
+    # Pending, it judges the new logins in shadow: the bursts it would not flag.
+    anomalies.analyze(staff.rt, CRON)
+    shadow = run_cli(capsys, "rules", "backtest", "2", "--shadow")
+    assert shadow.code == 0, shadow.err
+    assert "new logins judged" in shadow.out and ": brute_force -" in shadow.out
+    assert any(line.split()[0].startswith("B") and "brute_force" in line
+               and line.endswith("-> none") for line in shadow.out.splitlines()[2:])
     for args, code, text in (
             (("rules", "backtest", "v9"), 2, "no rule set v9"),
             (("rules", "backtest", "x1"), 2, "not a rule set version"),
@@ -469,7 +476,11 @@ def test_login_thresholds_are_proposed_backtested_and_approved(staff: Staff,
     ancient = rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=3650))
     assert ancient.logins is not None and 8 < ancient.logins.days < 8.2
     result = rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=8))
-    assert not result.screening_changed and result.judged == 0
+    # Screening's parameters are those in force: A1's six withdrawals, whose account's
+    # findings change, are judged again with each side's findings (no hold moves: the
+    # burst weighs 5 in recent_anomalies).
+    assert not result.screening_changed and result.findings_replayed
+    assert result.judged == 6 and (result.added_count, result.removed_count) == (0, 0)
     logins = result.logins
     assert logins is not None
     with rt.sessions() as s:
@@ -532,6 +543,135 @@ def test_login_proposals_take_no_shadow_place_and_old_versions_read_safely(
     assert thresholds.from_parameters({"brute_force_failures": 5.6}).brute_force_failures == 6
     assert kept.saf_failures == DEFAULTS.saf_failures
     assert thresholds.from_parameters(None) == DEFAULTS
+
+
+def test_a_login_backtest_replays_screening_with_each_sides_findings(
+        staff: Staff, tmp_path: Path) -> None:
+    """Five failures and then a success from one address: under the thresholds in
+    force (saf_failures 5) the success is a success_after_failures finding, so the
+    withdrawal behind it scores ip_not_seen 20 + risky_session 35 = 55 and is held;
+    under saf_failures 6 there is no such finding and it scores 20 (the burst's
+    brute_force findings are in both). A second withdrawal half an hour later, from
+    another new address to a new destination (35), has that finding in its account's
+    recent story (recent_anomalies weighs it more than the burst alone): held under the
+    thresholds in force only, too. The
+    live database's findings are untouched (the replay's are on a connection of its
+    own, which no later query sees)."""
+    from tests.support.helpers import ingest, login
+    rt, sue = staff.rt, staff.actors["sue"]
+    ip = "198.51.100.20"
+    ingest(rt, "logins", *(login(f"F{i}", at=iso(timedelta(minutes=75 - i)), success=False,
+                                 ip=ip, asn=None) for i in range(5)))
+    request(rt, "W", ip=ip, ago=timedelta(hours=1))
+    request(rt, "OTHER", ip="198.51.100.21", address="bc1qelse", ago=timedelta(minutes=30))
+    anomalies.analyze(rt, CRON)
+    with rt.sessions() as s:
+        stored = s.scalar(select(func.count()).select_from(LoginAnomaly))
+    done = rulesets.propose(rt, sue, _proposal(tmp_path, "[logins]\nsaf_failures = 6\n"),
+                            "one more failure before we call it")
+    result = rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=8))
+    assert result.logins is not None
+    assert "success_after_failures on W-login" in result.logins.removed
+    assert result.findings_replayed and not result.screening_changed
+    assert (result.removed, result.added) == (["W", "OTHER"], [])
+    figures = {r.rule: (r.live.holds, r.proposed.holds) for r in result.rules}
+    assert figures["risky_session"] == (1, 0)
+    # Only A1's withdrawals (its six, W and OTHER) are judged: no other account's
+    # findings change.
+    assert result.judged == 8
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(LoginAnomaly)) == stored
+        assert s.scalar(select(func.count()).select_from(LoginAnomaly).where(
+            LoginAnomaly.kind == "success_after_failures")) == 1
+    # The connection that held the replay's findings went back to no pool.
+    with rt.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(LoginAnomaly)) == stored
+
+
+def test_login_thresholds_run_in_shadow_on_new_logins(staff: Staff, tmp_path: Path) -> None:
+    """A [logins] proposal judges every new login in shadow beside the thresholds in
+    force, in the batch analysis and on the watcher's kept windows alike: what it would
+    find differently is reported, nothing of it is stored, and the live pass writes what
+    it writes without it (the account's history counts each login once)."""
+    from polysec_tui.db.models import LoginHistory
+    from tests.support.helpers import ingest, login
+    rt, sue, sam, ann = staff.rt, staff.actors["sue"], staff.actors["sam"], staff.actors["ann"]
+    anomalies.analyze(rt, CRON)
+    done = rulesets.propose(rt, sue, _proposal(tmp_path, "[logins]\nbrute_force_failures = 4\n"),
+                            "four are enough")
+
+    def failures(prefix: str, ip: str, ago: timedelta) -> None:
+        ingest(rt, "logins", *(login(f"{prefix}{i}", at=iso(ago - timedelta(minutes=i)),
+                                     success=False, ip=ip) for i in range(4)))
+
+    failures("F", "198.51.100.7", timedelta(hours=3))
+    ingest(rt, "logins", login("OK1", at=iso(timedelta(hours=2))))
+    report = anomalies.analyze(rt, CRON)
+    assert report.logins == 5 and "brute_force" not in report.new_anomalies
+    with rt.sessions() as s:
+        assert not s.scalar(select(func.count()).select_from(LoginAnomaly)
+                            .where(LoginAnomaly.kind == "brute_force"))
+        history = s.scalars(select(LoginHistory.logins).join(
+            Account, Account.id == LoginHistory.account_id)
+            .where(Account.external_id == "A1")).one()
+        successes = s.scalar(select(func.count()).select_from(LoginEvent).join(
+            Account, Account.id == LoginEvent.account_id)
+            .where(Account.external_id == "A1", LoginEvent.success.is_(True)))
+    assert history == successes
+    shadow = rulesets.shadow(rt, ann, done.version)
+    assert shadow.logins_judged == 5 and shadow.findings_removed == {}
+    assert list(shadow.findings_added) == ["brute_force"] and shadow.severity_changed == {}
+    assert shadow.login_disagreements == shadow.findings_added["brute_force"] >= 1
+    assert {f.login for f in shadow.logins_shown} <= {"F0", "F1", "F2", "F3"}
+    assert all(f.live_severity is None and f.shadow_severity for f in shadow.logins_shown)
+    assert (shadow.judged, shadow.disagreements) == (0, 0)  # no withdrawal came
+    evidence = dict(four_eyes.get_request(rt, sam, done.request_id).evidence)
+    assert evidence["login shadow"] == (f"5 new logins judged: brute_force "
+                                        f"+{shadow.login_disagreements}")
+
+    # The watcher keeps the proposal's windows beside its own: read once, then fed.
+    windows = anomalies.WindowState(lateness=timedelta(hours=2))
+    failures("G", "198.51.100.8", timedelta(minutes=90))
+    anomalies.analyze_new(rt, windows, 1000)
+    failures("H", "198.51.100.9", timedelta(minutes=60))
+    anomalies.analyze_new(rt, windows, 1000)
+    kept = windows.shadows[done.version]
+    assert kept.t.brute_force_failures == 4 and kept.rebuilds == 1
+    later = rulesets.shadow(rt, ann, done.version)
+    assert later.logins_judged == 13
+    assert {f.login[0] for f in later.logins_shown} == {"F", "G", "H"}
+
+    # Decided: no shadow any more, and its windows are dropped.
+    four_eyes.deny(rt, sam, done.request_id, "not now", staff.next_code("sam"))
+    failures("K", "198.51.100.10", timedelta(minutes=30))
+    anomalies.analyze_new(rt, windows, 1000)
+    assert windows.shadows == {}
+    assert rulesets.shadow(rt, ann, done.version).logins_judged == 13
+
+
+def test_a_failing_login_shadow_never_stops_the_detectors(staff: Staff, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """A proposal whose shadow pass fails is skipped for the pass (on PostgreSQL the
+    failed statement aborts the transaction up to the savepoint only): the live
+    findings are stored and the checkpoint moves."""
+    from sqlalchemy import text as sql
+    rt, sue = staff.rt, staff.actors["sue"]
+    anomalies.analyze(rt, CRON)
+    rulesets.propose(rt, sue, _proposal(tmp_path, "[logins]\nbrute_force_failures = 4\n"),
+                     "four are enough")
+    _burst(rt, "B", timedelta(hours=1))
+    real = anomalies._profile_pass
+
+    def failing(session, lo, hi, t, findings, lists):
+        if t.brute_force_failures == 4:  # an error of the database's, mid-transaction
+            session.execute(sql("SELECT no_such_column FROM login_events"))
+        return real(session, lo, hi, t, findings, lists)
+
+    monkeypatch.setattr(anomalies, "_profile_pass", failing)
+    report = anomalies.analyze(rt, CRON)
+    assert report.new_anomalies.get("brute_force", 0) >= 1
+    assert anomalies.checkpoint(rt)["login_id"] == report.to_login_id
 
 
 def test_a_replay_finds_what_a_full_analysis_finds(staff: Staff) -> None:

@@ -30,12 +30,13 @@ Formulas, thresholds and their sources: docs/anomalies.md.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
 from bisect import bisect_left, insort
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -67,6 +68,8 @@ from polysec_tui.db.models import (
     AnalysisCheckpoint,
     LoginAnomaly,
     LoginEvent,
+    RuleSet,
+    RuleSetLoginShadow,
     SecurityEvent,
 )
 from polysec_tui.errors import InputError
@@ -97,6 +100,7 @@ from polysec_tui.services.logins.rules import (
     smoothed_share,
 )
 from polysec_tui.services.logins.thresholds import in_force as thresholds_in_force
+from polysec_tui.services.logins.thresholds import shadows as thresholds_in_shadow
 from polysec_tui.services.networks import reputation
 from polysec_tui.services.networks.reputation import Reputation
 from polysec_tui.services.officers.auth import Actor, require
@@ -126,6 +130,8 @@ CHECKPOINT = "logins"
 
 _A = cast(Table, LoginAnomaly.__table__)
 _C = cast(Table, AnalysisCheckpoint.__table__)
+_S = cast(Table, RuleSetLoginShadow.__table__)
+log = logging.getLogger(__name__)
 
 STREAM_BATCH = 20_000
 CHUNK = 500
@@ -211,6 +217,8 @@ def _analyze_in(session: Session, now: datetime, full: bool, windows: WindowStat
         findings: dict[tuple[str, int], Finding] = {}
         lists = reputation.load(session)
         with no_cycle_collection():
+            theirs = {} if full else _shadow_passes(session, now, last_login, hi, windows,
+                                                    lists)
             report.logins = _window_pass(session, last_login, hi, windows, findings)
             if full:
                 from polysec_tui.services.logins import columnar  # numpy: only when needed
@@ -222,6 +230,8 @@ def _analyze_in(session: Session, now: datetime, full: bool, windows: WindowStat
                                                          thresholds, findings, lists)
             campaigns.judge(session, last_login, hi, full, now, thresholds, findings)
             report.subscribers = _spare_subscribers(session, findings)
+            for version, found in theirs.items():
+                _record_shadow(session, version, findings, found, report.logins, now)
             report.new_anomalies = _store(session, findings.values(), now)
         bursts = {f.account_id for f in findings.values() if f.kind == "brute_force"}
     else:
@@ -234,6 +244,59 @@ def _analyze_in(session: Session, now: datetime, full: bool, windows: WindowStat
     )
     report.seconds = time.monotonic() - began
     return report
+
+
+def _shadow_passes(session: Session, now: datetime, lo: int, hi: int, windows: WindowState,
+                   lists: Reputation) -> dict[int, dict[tuple[str, int], Finding]]:
+    """The findings on the logins ``lo < id <= hi`` of each proposal in shadow
+    (`thresholds.shadows`), by its version. Each is judged as the live pass would be,
+    with windows of its own, in a savepoint rolled back after it: the histories,
+    population counts and campaign checkpoint it wrote vanish, and the live pass then
+    starts from the state this one started from. A proposal that fails is skipped for
+    the pass (logged): it must never stop the detectors."""
+    running = thresholds_in_shadow(session, now, windows.t)
+    windows.keep_shadows({version for version, _t in running})
+    found: dict[int, dict[tuple[str, int], Finding]] = {}
+    for version, t in running:
+        state = windows.shadow_state(version, t)
+        theirs: dict[tuple[str, int], Finding] = {}
+        nested = session.begin_nested()
+        try:
+            _window_pass(session, lo, hi, state, theirs)
+            _profile_pass(session, lo, hi, t, theirs, lists)
+            campaigns.judge(session, lo, hi, False, now, t, theirs)
+            _spare_subscribers(session, theirs)
+            found[version] = theirs
+        except Exception as exc:
+            state.reset()
+            log.warning("rule set v%s in shadow failed on logins %s to %s and is skipped "
+                        "for this pass: %s", version, lo + 1, hi,
+                        str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+        finally:
+            nested.rollback()
+            session.expire_all()
+    return found
+
+
+def _record_shadow(session: Session, version: int, ours: Mapping[tuple[str, int], Finding],
+                   theirs: Mapping[tuple[str, int], Finding], logins: int,
+                   now: datetime) -> None:
+    """Where the proposal ``version`` disagreed with the thresholds in force (a finding
+    of one alone, or at another severity), and the logins it judged."""
+    rows = []
+    for kind, login_id in sorted(ours.keys() | theirs.keys(), key=lambda k: (k[1], k[0])):
+        live, shadow = ours.get((kind, login_id)), theirs.get((kind, login_id))
+        live_severity = None if live is None else live.severity
+        shadow_severity = None if shadow is None else shadow.severity
+        if live_severity != shadow_severity:
+            rows.append({"rule_set_id": version, "login_event_id": login_id, "kind": kind,
+                         "judged_at": now, "live_severity": live_severity,
+                         "shadow_severity": shadow_severity})
+    for start in range(0, len(rows), 5000):
+        _insert_ignoring(session, _S, rows[start : start + 5000],
+                         ["rule_set_id", "login_event_id", "kind"])
+    session.execute(update(RuleSet).where(RuleSet.id == version)
+                    .values(shadow_logins=func.coalesce(RuleSet.shadow_logins, 0) + logins))
 
 
 def _lock_checkpoint(session: Session) -> tuple[int, int]:
@@ -607,6 +670,9 @@ class WindowState:
         self.lateness = lateness  # None: keep no attempts for replays (a batch run)
         self.rebuilds = 0  # look-back reads (the watcher's figure: should stay rare)
         self.replays = 0  # passes with late logins that replayed their windows only
+        # The proposals' in shadow, by version: each moves with its own passes (a
+        # checkpoint it missed makes it rebuild, as these do).
+        self.shadows: dict[int, WindowState] = {}
         self.reset()
 
     def follow(self, session: Session) -> int | None:
@@ -621,6 +687,19 @@ class WindowState:
             self.reset()
         self.version = version
         return version
+
+    def shadow_state(self, version: int, t: Thresholds) -> WindowState:
+        """The windows of the proposal ``version`` in shadow (`_shadow_passes`), kept
+        beside these as long as these are, under its thresholds ``t``."""
+        state = self.shadows.get(version)
+        if state is None or state.t != t:
+            state = self.shadows[version] = WindowState(t, self.lateness)
+        return state
+
+    def keep_shadows(self, versions: set[int]) -> None:
+        """Drop the windows of proposals no longer in shadow."""
+        for version in set(self.shadows) - versions:
+            del self.shadows[version]
 
     def reset(self) -> None:
         self.accounts_fail: dict[uuid.UUID, deque[_Attempt]] = {}

@@ -19,10 +19,10 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, MetaData, Table, func, insert, select
 from sqlalchemy.orm import Session
@@ -40,7 +40,7 @@ from polysec_tui.db.models import (
     SecurityEvent,
 )
 from polysec_tui.services.logins import anomalies
-from polysec_tui.services.logins.rules import SOURCE_KINDS, Thresholds
+from polysec_tui.services.logins.rules import FINDING_COLUMNS, SOURCE_KINDS, Thresholds
 from polysec_tui.services.runtime import Runtime
 
 COPY_ROWS = 5_000
@@ -54,6 +54,9 @@ class Replayed:
     days: float  # how much of the period the logins cover: from the first login on
     findings: list[Findings]  # per set of thresholds, in the order given
     seconds: float
+    # Per set, every finding up to the period's end as screening reads it
+    # (`screening.FINDING_COLUMNS`): what screening is replayed with.
+    rows: list[list[tuple[Any, ...]]] = field(default_factory=list)
 
 
 def replay(rt: Runtime, sets: list[Thresholds], since: datetime,
@@ -67,10 +70,14 @@ def replay(rt: Runtime, sets: list[Thresholds], since: datetime,
             _copy(rt.engine, scratch, until)
             sessions = session_factory(scratch)
             found: list[Findings] = []
+            rows: list[list[tuple[Any, ...]]] = []
+            a = LoginAnomaly
             for t in sets:
                 with sessions() as session, session.begin():
                     anomalies.replay_full(session, until, t)
                     found.append(_findings(session, since, until))
+                    rows.append([tuple(r) for r in session.execute(
+                        select(*(getattr(a, name) for name in FINDING_COLUMNS)))])
             with sessions() as session:
                 logins = int(session.scalar(select(func.count()).select_from(LoginEvent)
                                             .where(LoginEvent.at >= since,
@@ -80,7 +87,7 @@ def replay(rt: Runtime, sets: list[Thresholds], since: datetime,
             scratch.dispose()
     start = since if first is None else max(since, first)
     days = max(0.0, (until - start).total_seconds() / 86_400) if logins else 0.0
-    return Replayed(logins, round(days, 2), found, time.monotonic() - began)
+    return Replayed(logins, round(days, 2), found, time.monotonic() - began, rows)
 
 
 def _copy(source: Engine, scratch: Engine, until: datetime) -> None:

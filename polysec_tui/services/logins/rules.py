@@ -164,6 +164,9 @@ DEFAULTS = Thresholds()
 # The campaign kinds: their alert is the source's (``source:<ip or ASn>``), not an
 # account's (services/monitoring/alerts.py).
 SOURCE_KINDS = ("credential_stuffing", "password_spraying")
+# The columns of a finding that withdrawal screening reads: what a rule set's backtest
+# replays screening with (services/logins/replay.py, `screening.replay_with_findings`).
+FINDING_COLUMNS = ("kind", "severity", "account_id", "login_event_id", "at")
 
 
 @dataclass

@@ -13,13 +13,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import fields, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from polysec_tui.db.models import RuleSet
+from polysec_tui.db.models import ApprovalRequest, RuleSet
 from polysec_tui.errors import InputError
 from polysec_tui.services.logins.rules import DEFAULTS, Thresholds
 
@@ -129,3 +129,24 @@ def in_force(session: Session) -> tuple[Thresholds, int | None]:
     if live is None:
         return DEFAULTS, None
     return from_parameters(live.parameters.get("logins")), int(live.id)
+
+
+# Proposals whose login thresholds judge every new login again in shadow at once.
+MAX_SHADOWS = 3
+
+
+def shadows(session: Session, now: datetime, live: Thresholds) -> list[tuple[int, Thresholds]]:
+    """The proposals running in shadow on new logins beside ``live`` (the thresholds in
+    force): their four-eyes request pending and not expired, their login thresholds
+    other than ``live``; the oldest ``MAX_SHADOWS``, with their versions."""
+    running = []
+    for version, parameters in session.execute(
+            select(RuleSet.id, RuleSet.parameters)
+            .join(ApprovalRequest, ApprovalRequest.id == RuleSet.request_id)
+            .where(RuleSet.activated_at.is_(None), ApprovalRequest.status == "pending",
+                   ApprovalRequest.expires_at > now)
+            .order_by(RuleSet.id)):
+        t = from_parameters(parameters.get("logins"))
+        if t != live:
+            running.append((int(version), t))
+    return running[:MAX_SHADOWS]

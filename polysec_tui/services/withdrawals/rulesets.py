@@ -18,9 +18,9 @@ version that is no longer in force (two proposals approved one after the other w
 otherwise silently undo the first). Approval makes it the version in force: screening
 and the watcher pick it up at their next pass (`screening.in_force`,
 `login_thresholds.in_force`). While its request is pending a proposal runs in shadow
-beside the version in force on every new withdrawal, and `shadow` reports where they
-disagreed; it holds nothing. (Login thresholds are backtested, not shadowed: the
-watcher keeps one set of windows.)
+beside the version in force on every new withdrawal, and its login thresholds on every
+new login (`anomalies._shadow_passes`), and `shadow` reports where they disagreed; it
+holds nothing and stores no finding.
 
 Precision and recall are of labelled withdrawals only: officers record outcomes mostly
 for what was held, so recall is that of the frauds known, and a hold added on a
@@ -35,6 +35,7 @@ import time
 import tomllib
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,10 +45,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from polysec_tui.db.models import (
+    Account,
     ApprovalRequest,
     CaseOutcome,
+    LoginEvent,
     Officer,
     RuleSet,
+    RuleSetLoginShadow,
     RuleSetShadow,
     Withdrawal,
 )
@@ -55,7 +59,7 @@ from polysec_tui.errors import ConflictError, InputError, RefusedError
 from polysec_tui.services.logins import replay as login_replay
 from polysec_tui.services.logins import thresholds as login_thresholds
 from polysec_tui.services.logins.rules import DEFAULTS as LOGIN_DEFAULTS
-from polysec_tui.services.logins.rules import Thresholds
+from polysec_tui.services.logins.rules import FINDING_COLUMNS, Thresholds
 from polysec_tui.services.officers import approvals
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
@@ -108,6 +112,13 @@ def propose(rt: Runtime, actor: Actor, path: Path, reason: str) -> Proposed:
         if not changes:
             raise InputError(f"{path.name}: the proposal changes nothing in the rule set "
                              f"in force ({_version_name(live.rule_set)})")
+        login_shadows = login_thresholds.shadows(session, now, live_logins)
+        if proposed_logins != live_logins and len(
+                login_shadows) >= login_thresholds.MAX_SHADOWS:
+            running = ", ".join(f"v{version}" for version, _t in login_shadows)
+            raise RefusedError(f"{len(login_shadows)} proposals of login thresholds are "
+                               f"pending already ({running}), each judging every new login "
+                               "in shadow: deny one or let it expire first")
         row = RuleSet(based_on=live.rule_set, parameters=after, changes=changes,
                       reason=reason.strip(), proposed_by=actor.officer_id, proposed_at=now,
                       shadow_judged=0)
@@ -227,8 +238,8 @@ class LoginBacktest:
     seconds: float
     silenced: list[str] = field(default_factory=list)  # findings under live, none proposed
     # Withdrawals of the period on accounts whose findings change: screening reads the
-    # findings (risky_session, recent_anomalies, a login's vouching), so their verdicts
-    # may change too; not replayed.
+    # findings (risky_session, recent_anomalies, a login's vouching), so the backtest
+    # judges them again with each set's findings (`Backtest.findings_replayed`).
     withdrawals_affected: int = 0
 
 
@@ -249,8 +260,12 @@ class Backtest:
     removed_count: int
     rules: list[RuleComparison] = field(default_factory=list)
     seconds: float = 0.0
-    screening_changed: bool = True  # else no withdrawal was replayed: nothing differs
+    screening_changed: bool = True  # else only withdrawals whose login findings change
     logins: LoginBacktest | None = None  # when the login thresholds differ
+    # Screening judged each side with its own login findings (the replay's): when the
+    # login thresholds differ. With screening's parameters unchanged, only the
+    # withdrawals on accounts whose findings change are judged (the others cannot).
+    findings_replayed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -284,11 +299,21 @@ def backtest(rt: Runtime, actor: Actor, version: int, since: datetime) -> Backte
         outcomes = _outcomes(session, since, until)
         alert_outcomes = login_replay.alert_outcomes(session, since)
     screening_changed = (screening.parameters_of(live) != screening.parameters_of(proposed))
+    login_test: LoginBacktest | None = None
+    batches: Iterable[dict[int, list[screening.Replayed]]] = []
+    if live_logins != proposed_logins:
+        replayed = login_replay.replay(rt, [live_logins, proposed_logins], since, until)
+        login_test, changed = _login_backtest(rt, replayed, since, until, alert_outcomes)
+        if screening_changed or changed:
+            batches = [screening.replay_with_findings(
+                rt, [(live, replayed.rows[0]), (proposed, replayed.rows[1])], since, until,
+                None if screening_changed else changed)]
+    elif screening_changed:
+        batches = screening.replay(rt, [live, proposed], since, until)
     holds: tuple[set[int], set[int]] = (set(), set())
     fired: tuple[dict[str, set[int]], dict[str, set[int]]] = ({}, {})
     judged = 0
-    for batch in (screening.replay(rt, [live, proposed], since, until)
-                  if screening_changed else []):
+    for batch in batches:
         judged += len(batch)
         for wid, verdicts in batch.items():
             for i, verdict in enumerate(verdicts):
@@ -307,9 +332,8 @@ def backtest(rt: Runtime, actor: Actor, version: int, since: datetime) -> Backte
         _figures(holds[0], outcomes, fraud), _figures(holds[1], outcomes, fraud),
         [names[w] for w in sorted(added)[:LISTED] if w in names],
         [names[w] for w in sorted(removed)[:LISTED] if w in names],
-        len(added), len(removed), rules, 0.0, screening_changed,
-        _login_backtest(rt, live_logins, proposed_logins, since, until, alert_outcomes)
-        if live_logins != proposed_logins else None)
+        len(added), len(removed), rules, 0.0, screening_changed, login_test,
+        login_test is not None)
     result = replace(result, seconds=round(time.monotonic() - began, 3))
     doc = _jsonable(result.as_dict()) | {"live_digest": digest(live, live_logins)}
     with rt.transaction() as session:
@@ -327,13 +351,15 @@ def backtest(rt: Runtime, actor: Actor, version: int, since: datetime) -> Backte
     return result
 
 
-def _login_backtest(rt: Runtime, live: Thresholds, proposed: Thresholds, since: datetime,
-                    until: datetime,
-                    outcomes: dict[str, tuple[str, set[str]]]) -> LoginBacktest:
-    """Per detector, the alert subjects it flags under each set, weighed against the
-    outcomes of the alerts it took part in (an account's alert covers all its findings:
-    an outcome counts for the detectors its alert named)."""
-    replayed = login_replay.replay(rt, [live, proposed], since, until)
+def _login_backtest(rt: Runtime, replayed: login_replay.Replayed, since: datetime,
+                    until: datetime, outcomes: dict[str, tuple[str, set[str]]]
+                    ) -> tuple[LoginBacktest, set[uuid.UUID]]:
+    """Per detector, the alert subjects it flags under each set of ``replayed``
+    (the thresholds in force, the proposal's), weighed against the outcomes of the
+    alerts it took part in (an account's alert covers all its findings: an outcome
+    counts for the detectors its alert named); and the accounts whose findings change,
+    in the period or before it (screening reads earlier findings too: a login's
+    vouching, the days before a request)."""
     before, after = replayed.findings
     labels = {subject: outcome for subject, (outcome, _d) in outcomes.items()}
     added = sorted(set(after) - set(before))
@@ -347,7 +373,9 @@ def _login_backtest(rt: Runtime, live: Thresholds, proposed: Thresholds, since: 
         detectors.append(DetectorComparison(
             kind, _figures(subjects[0], mine, fraud), _figures(subjects[1], mine, fraud),
             sum(1 for k, _e in added if k == kind), sum(1 for k, _e in removed if k == kind)))
-    changed = {before[key][1] for key in removed} | {after[key][1] for key in added}
+    live_rows, proposed_rows = (set(rows) for rows in replayed.rows)
+    changed = {row[FINDING_COLUMNS.index("account_id")]
+               for row in live_rows ^ proposed_rows}
     return LoginBacktest(
         replayed.logins, replayed.days,
         sum(1 for o in labels.values() if o == "confirmed_fraud"), len(labels),
@@ -355,7 +383,7 @@ def _login_backtest(rt: Runtime, live: Thresholds, proposed: Thresholds, since: 
         [f"{k} on {e}" for k, e in added[:LISTED]], [f"{k} on {e}" for k, e in removed[:LISTED]],
         len(added), len(removed), detectors, round(replayed.seconds, 3),
         [d.detector for d in detectors if d.live.holds and not d.proposed.holds],
-        _withdrawals_of(rt, changed, since, until))
+        _withdrawals_of(rt, changed, since, until)), changed
 
 
 def _withdrawals_of(rt: Runtime, accounts: set[uuid.UUID], since: datetime,
@@ -445,14 +473,32 @@ class Disagreement:
 
 
 @dataclass(frozen=True)
+class LoginDisagreement:
+    login: str
+    account: str
+    at: datetime  # the login's
+    judged_at: datetime
+    detector: str
+    live_severity: str | None  # None: not found
+    shadow_severity: str | None
+
+
+@dataclass(frozen=True)
 class ShadowReport:
     version: int
-    running: bool  # its request still pending: new withdrawals are judged by it
+    running: bool  # its request still pending: new events are judged by it
     judged: int
     disagreements: int
     holds_added: int
     holds_removed: int
     shown: list[Disagreement]
+    # Its login thresholds on new logins (none judged while they equal those in force).
+    logins_judged: int = 0
+    login_disagreements: int = 0
+    findings_added: dict[str, int] = field(default_factory=dict)  # by detector
+    findings_removed: dict[str, int] = field(default_factory=dict)
+    severity_changed: dict[str, int] = field(default_factory=dict)
+    logins_shown: list[LoginDisagreement] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -477,8 +523,40 @@ def shadow(rt: Runtime, actor: Actor, version: int, *, limit: int = 100) -> Shad
                      .join(Withdrawal, Withdrawal.id == s.withdrawal_id)
                      .where(s.rule_set_id == version)
                      .order_by(s.withdrawal_id.desc()).limit(limit))]
+        added, removed, changed = _login_disagreements(session, version)
+        ls = RuleSetLoginShadow
+        logins_shown = [
+            LoginDisagreement(login, account, at, judged_at, kind, live, theirs)
+            for login, account, at, judged_at, kind, live, theirs in session.execute(
+                select(LoginEvent.external_id, Account.external_id, LoginEvent.at,
+                       ls.judged_at, ls.kind, ls.live_severity, ls.shadow_severity)
+                .join(LoginEvent, LoginEvent.id == ls.login_event_id)
+                .join(Account, Account.id == LoginEvent.account_id)
+                .where(ls.rule_set_id == version)
+                .order_by(ls.login_event_id.desc(), ls.kind).limit(limit))]
     return ShadowReport(version, running, int(row.shadow_judged), sum(counts.values()),
-                        counts[(False, True)], counts[(True, False)], shown)
+                        counts[(False, True)], counts[(True, False)], shown,
+                        int(row.shadow_logins or 0),
+                        sum(added.values()) + sum(removed.values()) + sum(changed.values()),
+                        added, removed, changed, logins_shown)
+
+
+def _login_disagreements(session: Session, version: int
+                         ) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """The proposal's login findings in shadow, by detector: those it adds, those it
+    removes, and those it finds at another severity."""
+    ls = RuleSetLoginShadow
+    added: Counter[str] = Counter()
+    removed: Counter[str] = Counter()
+    changed: Counter[str] = Counter()
+    for kind, live_none, shadow_none, n in session.execute(
+            select(ls.kind, ls.live_severity.is_(None), ls.shadow_severity.is_(None),
+                   func.count()).where(ls.rule_set_id == version)
+            .group_by(ls.kind, ls.live_severity.is_(None), ls.shadow_severity.is_(None))):
+        target = added if live_none else removed if shadow_none else changed
+        target[kind] += int(n)
+    return dict(sorted(added.items())), dict(sorted(removed.items())), dict(
+        sorted(changed.items()))
 
 
 # ------------------------------------------------------------------------- listing
@@ -631,13 +709,18 @@ def _evidence(session: Session, request: ApprovalRequest) -> list[tuple[str, str
     test = row.backtest
     if test is None:
         lines.append(("backtest", "none yet: approval is refused until one is run"))
-    elif not test.get("screening_changed", True):
+    elif not test.get("screening_changed", True) and not test.get("judged"):
         lines.append(("backtest", "screening's parameters are those in force: no "
                                   "withdrawal judged otherwise"))
     else:
         live, prop = test["live"], test["proposed"]
+        scope = ("" if test.get("screening_changed", True) else
+                 "screening's parameters are those in force; ")
+        which = (" on accounts whose login findings change" if scope else "") + (
+            ", each side with its own login findings" if test.get("findings_replayed")
+            else "")
         lines.append(("backtest", (
-            f"{test['judged']:,} withdrawals since {test['since'][:10]} against "
+            f"{scope}{test['judged']:,} withdrawals{which} since {test['since'][:10]} against "
             f"{_version_name(test['live_version'])}: holds {live['holds']:,} -> "
             f"{prop['holds']:,} (+{test['added_count']:,} -{test['removed_count']:,}); "
             f"precision {share(live['precision'])} -> {share(prop['precision'])}; "
@@ -662,14 +745,29 @@ def _evidence(session: Session, request: ApprovalRequest) -> list[tuple[str, str
         if logins.get("withdrawals_affected"):
             lines.append(("screening", (
                 f"{logins['withdrawals_affected']:,} withdrawals of the period are on "
-                "accounts whose login findings change: screening reads them "
-                "(risky_session, recent_anomalies), so their verdicts may change; not "
-                "replayed")))
+                "accounts whose login findings change (risky_session, recent_anomalies "
+                "and a login's vouching read them): judged again with each side's "
+                "findings, in the backtest's holds")))
     disagreed = session.scalar(select(func.count()).select_from(RuleSetShadow)
                                .where(RuleSetShadow.rule_set_id == row.id)) or 0
     lines.append(("shadow", f"{int(row.shadow_judged):,} new withdrawals judged, "
                             f"{int(disagreed):,} disagreements"))
+    if row.shadow_logins is not None:
+        added, removed, changed = _login_disagreements(session, row.id)
+        lines.append(("login shadow", f"{int(row.shadow_logins):,} new logins judged: "
+                      + describe_findings(added, removed, changed)))
     return lines
+
+
+def describe_findings(added: dict[str, int], removed: dict[str, int],
+                      changed: dict[str, int]) -> str:
+    """``brute_force +3 -1; impossible_travel 2 at another severity``, or that none
+    differ."""
+    parts = [f"{kind} " + " ".join(
+        f"{sign}{n:,}" for sign, n in (("+", added.get(kind, 0)), ("-", removed.get(kind, 0)))
+        if n) for kind in sorted(added.keys() | removed.keys())]
+    parts += [f"{kind} {n:,} at another severity" for kind, n in changed.items()]
+    return "; ".join(parts) if parts else "the same findings as the thresholds in force"
 
 
 def describe_changes(changes: dict[str, list[Any]]) -> str:

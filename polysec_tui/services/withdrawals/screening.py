@@ -44,6 +44,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
@@ -55,9 +56,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Connection,
     Float,
+    Index,
+    MetaData,
     String,
     Table,
     and_,
@@ -97,7 +101,7 @@ from polysec_tui.db.models import (
 from polysec_tui.db.types import UTCDateTime
 from polysec_tui.errors import InputError
 from polysec_tui.services.feed.ingest import driver_insert
-from polysec_tui.services.logins.rules import SUSPICIOUS_LOGINS
+from polysec_tui.services.logins.rules import FINDING_COLUMNS, SUSPICIOUS_LOGINS
 from polysec_tui.services.networks import reputation
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
@@ -660,6 +664,78 @@ def replay(rt: Runtime, configs: list[ScreeningConfig], since: datetime,
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def replay_with_findings(rt: Runtime, sets: list[tuple[ScreeningConfig, list[tuple[Any, ...]]]],
+                         since: datetime, until: datetime,
+                         accounts: set[uuid.UUID] | None = None) -> dict[int, list[Replayed]]:
+    """As `replay`, each configuration judging with the login findings paired with it
+    instead of the stored ones (``FINDING_COLUMNS`` of a replay of the login detectors
+    under a rule set's thresholds, services/logins/replay.py), over the
+    withdrawals requested in ``[since, until)`` (of ``accounts`` alone, when given).
+
+    On a connection of its own, in one read transaction: the findings go into a
+    temporary table named as the anomalies' table, which every engine resolves before
+    the real one for that connection alone (nothing else sees it, nothing is written
+    to the database). The connection is discarded afterwards, never returned to the
+    pool where the table would hide the real one from its next user."""
+    w = Withdrawal
+    judged: dict[int, list[Replayed]] = {}
+    window = and_(w.requested_at >= since, w.requested_at < until)
+    conn = rt.engine.connect()
+    try:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            _tune(conn)
+            temp = _temporary_anomalies(conn)
+            ids: list[int] = []
+            owners = sorted(accounts, key=str) if accounts is not None else None
+            for part in ([None] if owners is None else
+                         [owners[i:i + 1000] for i in range(0, len(owners), 1000)]):
+                chosen = window if part is None else and_(window, w.account_id.in_(part))
+                ids.extend(conn.scalars(select(w.id).where(chosen)))
+            ids.sort()
+            session = Session(bind=conn)
+            for cfg, findings in sets:
+                conn.execute(temp.delete())
+                for start in range(0, len(findings), 5000):
+                    conn.execute(insert(temp), [
+                        dict(zip(FINDING_COLUMNS, row, strict=True)) | {"id": start + i + 1}
+                        for i, row in enumerate(findings[start:start + 5000])])
+                for start in range(0, len(ids), BATCH):
+                    batch = ids[start:start + BATCH]
+                    verdict = _judge_in(session, w.id.in_(batch) if accounts is not None
+                                        else and_(w.id >= batch[0], w.id <= batch[-1], window),
+                                        cfg)
+                    for wid in verdict.judged:
+                        found = verdict.hits.get(wid, [])
+                        score = round(sum(h.score for h in found), 2)
+                        judged.setdefault(wid, []).append(Replayed(
+                            score, frozenset(h.rule for h in found), would_hold(score, found, cfg)))
+            session.close()
+            temp.drop(conn)
+    finally:
+        conn.invalidate()
+        conn.close()
+    return judged
+
+
+def _temporary_anomalies(conn: Connection) -> Table:
+    """A temporary ``login_anomalies`` on ``conn`` (see `replay_with_findings`) with the
+    columns screening reads (a query that read another would fail, not read nothing)
+    and the indexes it reads them by."""
+    real = cast(Table, LoginAnomaly.__table__)
+    temp = Table(real.name, MetaData(),
+                 *(Column(c.name, c.type, primary_key=c.primary_key, autoincrement=False,
+                          nullable=c.nullable) for c in real.columns
+                   if c.name == "id" or c.name in FINDING_COLUMNS),
+                 prefixes=["TEMPORARY"])
+    Index("tmp_login_anomalies_account_at", temp.c.account_id, temp.c.at)
+    Index("tmp_login_anomalies_login", temp.c.login_event_id)
+    Index("tmp_login_anomalies_at", temp.c.at)
+    temp.create(conn)
+    return temp
+
+
 def _batches(rt: Runtime, limit: int | None, after: int) -> Iterator[list[int]]:
     """The ids above ``after`` of the unscreened withdrawals, in batches of ``BATCH``,
     oldest first."""
@@ -779,42 +855,54 @@ def _judge(sessions: sessionmaker[Session], ids: list[int], cfg: ScreeningConfig
                     _unscreened() if window is None
                     else and_(w.requested_at >= window[0], w.requested_at < window[1]))
     with sessions() as session, session.begin():
-        dialect = session.get_bind().dialect.name
-        if dialect == "sqlite":
-            # The probes seek all over the logins and withdrawals indexes; SQLite's
-            # default page cache (2 MiB) would reread their upper pages every time.
-            # The setting stays with the pooled connection: a ceiling, filled only as
-            # pages are read, so nothing is allocated unless they are read again.
-            session.execute(text(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}"))
-        if dialect == "postgresql":
+        if session.get_bind().dialect.name == "postgresql":
             # One snapshot for the batch's queries, as SQLite and MariaDB give.
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            # psycopg prepares repeated statements; PostgreSQL's generic plan for
-            # them guesses `status != $1` matches one row and nests loops over the
-            # whole table. Plan each batch with its real values instead.
-            session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-            # The batch query's estimated cost (thousands of index probes) switches the
-            # JIT on, and compiling its expressions took 3.1 s of a 3.8 s batch of
-            # 20,000; the probes themselves are index seeks that gain nothing from it.
-            session.execute(text("SET LOCAL jit = off"))
-        # Core rows straight from the connection: the Session's result path costs
-        # about 4 % of judging a batch, for nothing (no objects are loaded).
-        conn = session.connection()
-        rows = _batch_rows(conn, in_batch, cfg)
-        hits: dict[int, list[Hit]] = defaultdict(list)
-        _login_rules(conn, rows, cfg, hits)
-        _history_rules(conn, rows, cfg, hits)
-        _security_rules(conn, rows, in_batch, cfg, hits)
-        _frozen(conn, in_batch, cfg, hits)
-        _risky_session(conn, rows, in_batch, cfg, hits)
-        _recent_anomalies(conn, rows, in_batch, cfg, hits)
-        _dormant(conn, rows, cfg, hits)
-        _listed(session, rows, cfg, hits)
-        _reputation(session, rows, cfg, hits)
-        stamp = sanctions.lists_stamp(session)
-        for row in rows.values():
-            _row_rules(row, cfg, hits)
-        _clients_normal(conn, rows, cfg, hits)
+        _tune(session.connection())
+        return _judge_in(session, in_batch, cfg)
+
+
+def _tune(conn: Connection) -> None:
+    """The engine's settings for judging, in the transaction begun."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        # The probes seek all over the logins and withdrawals indexes; SQLite's
+        # default page cache (2 MiB) would reread their upper pages every time.
+        # The setting stays with the pooled connection: a ceiling, filled only as
+        # pages are read, so nothing is allocated unless they are read again.
+        conn.execute(text(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}"))
+    if dialect == "postgresql":
+        # psycopg prepares repeated statements; PostgreSQL's generic plan for
+        # them guesses `status != $1` matches one row and nests loops over the
+        # whole table. Plan each batch with its real values instead.
+        conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        # The batch query's estimated cost (thousands of index probes) switches the
+        # JIT on, and compiling its expressions took 3.1 s of a 3.8 s batch of
+        # 20,000; the probes themselves are index seeks that gain nothing from it.
+        conn.execute(text("SET LOCAL jit = off"))
+
+
+def _judge_in(session: Session, in_batch: ColumnElement[bool],
+              cfg: ScreeningConfig) -> _Verdict:
+    """`_judge`'s work on the withdrawals ``in_batch``, in the session's transaction."""
+    # Core rows straight from the connection: the Session's result path costs
+    # about 4 % of judging a batch, for nothing (no objects are loaded).
+    conn = session.connection()
+    rows = _batch_rows(conn, in_batch, cfg)
+    hits: dict[int, list[Hit]] = defaultdict(list)
+    _login_rules(conn, rows, cfg, hits)
+    _history_rules(conn, rows, cfg, hits)
+    _security_rules(conn, rows, in_batch, cfg, hits)
+    _frozen(conn, in_batch, cfg, hits)
+    _risky_session(conn, rows, in_batch, cfg, hits)
+    _recent_anomalies(conn, rows, in_batch, cfg, hits)
+    _dormant(conn, rows, cfg, hits)
+    _listed(session, rows, cfg, hits)
+    _reputation(session, rows, cfg, hits)
+    stamp = sanctions.lists_stamp(session)
+    for row in rows.values():
+        _row_rules(row, cfg, hits)
+    _clients_normal(conn, rows, cfg, hits)
     order = {rule: i for i, rule in enumerate(RULES)}
     scored = {wid: sorted(found, key=lambda h: order[h.rule])
               for wid, found in hits.items() if found and wid in rows}
