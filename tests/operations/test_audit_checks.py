@@ -37,6 +37,7 @@ from tests.support import FIXED_NOW
 from tests.support.cli import run_cli
 from tests.support.helpers import account, ingest, login, withdrawal
 from tests.support.officers import MovableClock, Staff, make_staff
+from tests.support.roles import row_only_role
 
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
@@ -292,35 +293,8 @@ def test_tls_judgement():
 @pytest.fixture
 def restricted_url(db_url) -> Iterator[str]:
     """The same database reached through a role that may read and write rows only."""
-    admin = make_engine(db_url)
-    name = f"polysec_app_{uuid.uuid4().hex[:8]}"
-    url = admin.url
-    try:
-        with admin.begin() as conn:
-            if admin.dialect.name == "postgresql":
-                conn.execute(text(f"CREATE ROLE {name} LOGIN"))
-                conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {name}"))
-                conn.execute(text("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN "
-                                  f"SCHEMA public TO {name}"))
-                conn.execute(text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {name}"))
-            else:
-                conn.execute(text(f"CREATE USER '{name}'@'%'"))
-                conn.execute(text(f"CREATE USER '{name}'@'localhost'"))
-                for host in ("%", "localhost"):
-                    conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON "
-                                      f"`{url.database}`.* TO '{name}'@'{host}'"))
-        yield url.set(username=name, password=None).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            if admin.dialect.name == "postgresql":
-                conn.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {name}"))
-                conn.execute(text(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {name}"))
-                conn.execute(text(f"REVOKE ALL ON SCHEMA public FROM {name}"))
-                conn.execute(text(f"DROP ROLE {name}"))
-            else:
-                conn.execute(text(f"DROP USER '{name}'@'%'"))
-                conn.execute(text(f"DROP USER '{name}'@'localhost'"))
-        admin.dispose()
+    with row_only_role(db_url) as url:
+        yield url
 
 
 def test_db_role_privileges_passes_for_a_row_only_role(staff, db_url, request):

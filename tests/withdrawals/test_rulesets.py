@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -586,6 +587,69 @@ def test_a_login_backtest_replays_screening_with_each_sides_findings(
     # The connection that held the replay's findings went back to no pool.
     with rt.sessions() as s:
         assert s.scalar(select(func.count()).select_from(LoginAnomaly)) == stored
+
+
+def test_screening_replayed_with_findings_on_a_row_only_role(staff: Staff,
+                                                            db_url: str) -> None:
+    """docs/audit.md's least-privileged role: on MariaDB it needs CREATE TEMPORARY
+    TABLES for a login backtest's screening replay (one line says so without it); on
+    PostgreSQL TEMPORARY is granted to every role by default."""
+    from polysec_tui.db.engine import make_engine
+    from tests.support.roles import row_only_role
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite has no roles")
+    since, until = FIXED_NOW - timedelta(days=30), FIXED_NOW
+    sets: list[tuple[screening.ScreeningConfig, list[Any]]] = [
+        (screening.ScreeningConfig(), [])]
+    grants = [()] if db_url.startswith("postgresql") else [(), ("CREATE TEMPORARY TABLES",)]
+    for extra in grants:
+        with row_only_role(db_url, *extra) as url:
+            rt = Runtime(staff.rt.settings, make_engine(url), staff.rt.keyring,
+                         clock=staff.clock)
+            try:
+                if db_url.startswith("postgresql") or extra:
+                    assert len(screening.replay_with_findings(rt, sets, since, until)) == 6
+                else:
+                    with pytest.raises(RefusedError, match=r"^a login backtest replays "
+                                       r"screening on a temporary table.*CREATE TEMPORARY"):
+                        screening.replay_with_findings(rt, sets, since, until)
+            finally:
+                rt.engine.dispose()
+
+
+def test_screening_replayed_with_findings_on_an_in_memory_database(db_url: str,
+                                                                  tmp_path: Path) -> None:
+    """An in-memory SQLite database is its one connection: the replay leaves it whole,
+    its own findings visible again after."""
+    from polysec_tui.config import Settings
+    from polysec_tui.crypto.keyring import Keyring, load_keyring, write_new_keyring
+    from polysec_tui.db import migrate
+    from polysec_tui.db.engine import make_engine
+    from tests.support.screening import build_history
+    if not db_url.startswith("sqlite"):
+        pytest.skip("SQLite's in-memory database only")
+    write_new_keyring(tmp_path / "k.json", Keyring.generate(now=FIXED_NOW))
+    engine = make_engine("sqlite://")
+    migrate.upgrade(engine)
+    rt = Runtime(Settings(db_url="sqlite://", keyring_path=tmp_path / "k.json"), engine,
+                 load_keyring(tmp_path / "k.json"), clock=lambda: FIXED_NOW)
+    try:
+        build_history(rt)
+        from tests.support.helpers import ingest, login
+        ingest(rt, "logins", *(login(f"F{i}", at=iso(timedelta(minutes=30 - i)),
+                                     success=False) for i in range(5)))
+        anomalies.analyze(rt, CRON)
+        with rt.sessions() as s:
+            stored = s.scalar(select(func.count()).select_from(LoginAnomaly))
+        assert stored
+        replayed = screening.replay_with_findings(
+            rt, [(screening.ScreeningConfig(), [])], FIXED_NOW - timedelta(days=30), FIXED_NOW)
+        assert len(replayed) == 6
+        with rt.sessions() as s:
+            assert s.scalar(select(func.count()).select_from(LoginAnomaly)) == stored
+            assert s.scalar(select(func.count()).select_from(Withdrawal)) == 6
+    finally:
+        engine.dispose()
 
 
 def test_login_thresholds_run_in_shadow_on_new_logins(staff: Staff, tmp_path: Path) -> None:

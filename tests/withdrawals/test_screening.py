@@ -330,6 +330,25 @@ def test_a_burst_to_addresses_saved_a_month_before_weighs_half(rt: Runtime) -> N
     assert hit_scores(rt, "E-1")["velocity"] == 25
 
 
+def test_a_burst_to_a_saved_address_stays_theft_shaped(rt: Runtime) -> None:
+    """The reviewer's intruder: an address saved 40 days before from a stranger's
+    device, then five parts within the hour from a new address on the victim's own
+    network. velocity weighs half (a single withdrawal of the sum would have fired no
+    amount rule either), but unlike a burst to places paid before it does not make the
+    session the client's: ip_not_seen keeps its whole weight."""
+    ingest(rt, "security-events",
+           security_event("SAVE", kind="address_added", address="bc1qplanted",
+                          at=iso(timedelta(days=40)), ip="198.51.100.66", device_id="theirs"))
+    ingest(rt, "withdrawals", *(withdrawal(f"P-{i}", at=iso(timedelta(minutes=70 - i)),
+                                           amount="0.14", address="bc1qplanted",
+                                           available_balance="5") for i in range(4)))
+    found = request(rt, "T1", ip="203.0.113.99", login_extra={"asn": 3320},
+                    address="bc1qplanted", amount="0.14")
+    scores = hit_scores(rt, "T1")
+    assert scores["velocity"] == 18.75 and scores["ip_not_seen"] == 20
+    assert "its network" not in found["ip_not_seen"]
+
+
 def test_a_login_flagged_as_someone_elses_vouches_for_nothing(rt: Runtime) -> None:
     # An intruder's first login, from abroad and flagged risky, the day before; then a
     # withdrawal from the same address, country and network.

@@ -250,10 +250,10 @@ def _shadow_passes(session: Session, now: datetime, lo: int, hi: int, windows: W
                    lists: Reputation) -> dict[int, dict[tuple[str, int], Finding]]:
     """The findings on the logins ``lo < id <= hi`` of each proposal in shadow
     (`thresholds.shadows`), by its version. Each is judged as the live pass would be,
-    with windows of its own, in a savepoint rolled back after it: the histories,
-    population counts and campaign checkpoint it wrote vanish, and the live pass then
-    starts from the state this one started from. A proposal that fails is skipped for
-    the pass (logged): it must never stop the detectors."""
+    with windows of its own, writing no history or population count, in a savepoint
+    rolled back after it (the campaigns' checkpoint it moved, anything else it wrote):
+    the live pass then starts from the state this one started from. A proposal that
+    fails is skipped for the pass (logged): it must never stop the detectors."""
     running = thresholds_in_shadow(session, now, windows.t)
     windows.keep_shadows({version for version, _t in running})
     found: dict[int, dict[tuple[str, int], Finding]] = {}
@@ -263,7 +263,7 @@ def _shadow_passes(session: Session, now: datetime, lo: int, hi: int, windows: W
         nested = session.begin_nested()
         try:
             _window_pass(session, lo, hi, state, theirs)
-            _profile_pass(session, lo, hi, t, theirs, lists)
+            _profile_pass(session, lo, hi, t, theirs, lists, store=False)
             campaigns.judge(session, lo, hi, False, now, t, theirs)
             _spare_subscribers(session, theirs)
             found[version] = theirs
@@ -1341,7 +1341,12 @@ class _Population:
 
 
 def _profile_pass(session: Session, lo: int, hi: int, t: Thresholds,
-                  findings: dict[tuple[str, int], Finding], lists: Reputation) -> int:
+                  findings: dict[tuple[str, int], Finding], lists: Reputation,
+                  store: bool = True) -> int:
+    """The profile detectors on the successful logins ``lo < id <= hi``; the accounts'
+    histories and the population's counts brought up to date unless not ``store`` (a
+    proposal in shadow: within a pass nothing reads back what it would have written,
+    each account's logins being judged in one batch and the counts kept in memory)."""
     cols = (_L.id, _L.account_id, _L.at, _L.ip, _L.asn, _L.country, _L.city, _L.browser,
             _L.os, _L.device_type, _L.device_id, _L.latitude, _L.longitude)
     stmt = (select(*cols).where(_L.success.is_(True), _L.id > lo, _L.id <= hi)
@@ -1355,19 +1360,21 @@ def _profile_pass(session: Session, lo: int, hi: int, t: Thresholds,
     for row in _stream(session, stmt):
         login = Login(*row)
         if login.account_id != current and len(batch) >= STREAM_BATCH:
-            _score_batch(session, batch, population, t, findings, lists)
+            _score_batch(session, batch, population, t, findings, lists, store)
             batch = []
         current = login.account_id
         batch.append(login)
         processed += 1
     if batch:
-        _score_batch(session, batch, population, t, findings, lists)
-    population.save()
+        _score_batch(session, batch, population, t, findings, lists, store)
+    if store:
+        population.save()
     return processed
 
 
 def _score_batch(session: Session, batch: list[Login], population: _Population, t: Thresholds,
-                 findings: dict[tuple[str, int], Finding], lists: Reputation) -> None:
+                 findings: dict[tuple[str, int], Finding], lists: Reputation,
+                 store: bool = True) -> None:
     accounts = sorted({login.account_id for login in batch}, key=str)
     profiles = _load_profiles(session, accounts)
     population.load(batch)
@@ -1378,8 +1385,9 @@ def _score_batch(session: Session, batch: list[Login], population: _Population, 
         population.count_novelty(profile, values)
         population.add(login, values)
         profile.add(login, values, anchor=not is_exit(login, lists))
-    rows = [{"account_id": acc} | profile.row() for acc, profile in profiles.items()]
-    _upsert_replacing(session, _H, rows, ["account_id"])
+    if store:
+        rows = [{"account_id": acc} | profile.row() for acc, profile in profiles.items()]
+        _upsert_replacing(session, _H, rows, ["account_id"])
 
 
 def _load_profiles(session: Session, accounts: list[uuid.UUID]) -> dict[uuid.UUID, Profile]:

@@ -312,15 +312,19 @@ def backtest(rt: Runtime, actor: Actor, version: int, since: datetime) -> Backte
         batches = screening.replay(rt, [live, proposed], since, until)
     holds: tuple[set[int], set[int]] = (set(), set())
     fired: tuple[dict[str, set[int]], dict[str, set[int]]] = ({}, {})
-    judged = 0
+    judged: set[int] = set()
     for batch in batches:
-        judged += len(batch)
+        judged.update(batch)
         for wid, verdicts in batch.items():
             for i, verdict in enumerate(verdicts):
                 if verdict.held:
                     holds[i].add(wid)
                 for rule in verdict.rules:
                     fired[i].setdefault(rule, set()).add(wid)
+    if not screening_changed:
+        # Only the withdrawals whose login findings change were judged: precision and
+        # recall are of those (the others' verdicts are the same on both sides).
+        outcomes = {wid: o for wid, o in outcomes.items() if wid in judged}
     fraud = sum(1 for o in outcomes.values() if o == "confirmed_fraud")
     added, removed = holds[1] - holds[0], holds[0] - holds[1]
     names = _external_ids(rt, sorted(added)[:LISTED] + sorted(removed)[:LISTED])
@@ -328,7 +332,7 @@ def backtest(rt: Runtime, actor: Actor, version: int, since: datetime) -> Backte
                             _figures(fired[1].get(rule, set()), outcomes, fraud))
              for rule in screening.RULES if rule in fired[0] or rule in fired[1]]
     result = Backtest(
-        version, live.rule_set, since, until, judged, fraud, len(outcomes),
+        version, live.rule_set, since, until, len(judged), fraud, len(outcomes),
         _figures(holds[0], outcomes, fraud), _figures(holds[1], outcomes, fraud),
         [names[w] for w in sorted(added)[:LISTED] if w in names],
         [names[w] for w in sorted(removed)[:LISTED] if w in names],
@@ -344,7 +348,7 @@ def backtest(rt: Runtime, actor: Actor, version: int, since: datetime) -> Backte
         rt.audit.append(session, officer=actor.name, action="rules.backtest",
                         at=rt.clock(), target=f"rule_set:{version}",
                         details={"live_version": live.rule_set, "since": since.isoformat(),
-                                 "judged": judged, "holds_live": result.live.holds,
+                                 "judged": len(judged), "holds_live": result.live.holds,
                                  "holds_proposed": result.proposed.holds,
                                  "added": result.added_count,
                                  "removed": result.removed_count})
@@ -746,8 +750,9 @@ def _evidence(session: Session, request: ApprovalRequest) -> list[tuple[str, str
             lines.append(("screening", (
                 f"{logins['withdrawals_affected']:,} withdrawals of the period are on "
                 "accounts whose login findings change (risky_session, recent_anomalies "
-                "and a login's vouching read them): judged again with each side's "
-                "findings, in the backtest's holds")))
+                "and a login's vouching read them): "
+                + ("judged again with each side's findings, in the backtest's holds"
+                   if test.get("findings_replayed") else "not replayed"))))
     disagreed = session.scalar(select(func.count()).select_from(RuleSetShadow)
                                .where(RuleSetShadow.rule_set_id == row.id)) or 0
     lines.append(("shadow", f"{int(row.shadow_judged):,} new withdrawals judged, "

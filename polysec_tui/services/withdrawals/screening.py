@@ -75,8 +75,10 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -99,7 +101,7 @@ from polysec_tui.db.models import (
     WithdrawalScreening,
 )
 from polysec_tui.db.types import UTCDateTime
-from polysec_tui.errors import InputError
+from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.services.feed.ingest import driver_insert
 from polysec_tui.services.logins.rules import FINDING_COLUMNS, SUSPICIOUS_LOGINS
 from polysec_tui.services.networks import reputation
@@ -675,18 +677,22 @@ def replay_with_findings(rt: Runtime, sets: list[tuple[ScreeningConfig, list[tup
     On a connection of its own, in one read transaction: the findings go into a
     temporary table named as the anomalies' table, which every engine resolves before
     the real one for that connection alone (nothing else sees it, nothing is written
-    to the database). The connection is discarded afterwards, never returned to the
-    pool where the table would hide the real one from its next user."""
+    to the database). The table is dropped by a statement that can drop a temporary
+    table only, and the connection discarded, never returned to the pool where the
+    table would hide the real one from its next user (except an in-memory SQLite
+    database's single connection, which is the database)."""
     w = Withdrawal
     judged: dict[int, list[Replayed]] = {}
     window = and_(w.requested_at >= since, w.requested_at < until)
     conn = rt.engine.connect()
+    shared = isinstance(rt.engine.pool, SingletonThreadPool | StaticPool)
     try:
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
-            _tune(conn)
+            # First, before any read: on MariaDB an index on the table commits.
             temp = _temporary_anomalies(conn)
+            _tune(conn)
             ids: list[int] = []
             owners = sorted(accounts, key=str) if accounts is not None else None
             for part in ([None] if owners is None else
@@ -712,11 +718,25 @@ def replay_with_findings(rt: Runtime, sets: list[tuple[ScreeningConfig, list[tup
                         judged.setdefault(wid, []).append(Replayed(
                             score, frozenset(h.rule for h in found), would_hold(score, found, cfg)))
             session.close()
-            temp.drop(conn)
     finally:
-        conn.invalidate()
-        conn.close()
+        try:
+            conn.rollback()
+            conn.exec_driver_sql(_DROP_TEMPORARY[conn.dialect.name])
+            conn.commit()
+        finally:
+            if not shared:
+                conn.invalidate()
+            conn.close()
     return judged
+
+
+# Statements that drop the temporary table and never the real one.
+_DROP_TEMPORARY = {
+    "sqlite": "DROP TABLE IF EXISTS temp.login_anomalies",
+    "postgresql": "DROP TABLE IF EXISTS pg_temp.login_anomalies",
+    "mysql": "DROP TEMPORARY TABLE IF EXISTS login_anomalies",
+    "mariadb": "DROP TEMPORARY TABLE IF EXISTS login_anomalies",
+}
 
 
 def _temporary_anomalies(conn: Connection) -> Table:
@@ -732,7 +752,13 @@ def _temporary_anomalies(conn: Connection) -> Table:
     Index("tmp_login_anomalies_account_at", temp.c.account_id, temp.c.at)
     Index("tmp_login_anomalies_login", temp.c.login_event_id)
     Index("tmp_login_anomalies_at", temp.c.at)
-    temp.create(conn)
+    try:
+        temp.create(conn)
+    except DBAPIError as exc:
+        raise RefusedError(
+            "a login backtest replays screening on a temporary table, which this database "
+            "role may not create: grant it CREATE TEMPORARY TABLES (MariaDB) or TEMPORARY "
+            "(PostgreSQL) on the database (docs/audit.md)") from exc
     return temp
 
 
@@ -1478,7 +1504,7 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
     # read only for the few rows where velocity fired and the payments did not cover it.
     unknown = [wid for wid in maybe for h in hits[wid] if h.rule == "velocity"
                and h.details["by_count"] and not h.details["by_sum"]
-               and not h.details["known_destinations"]]
+               and not (h.details["known_destinations"] or h.details["saved_destinations"])]
     long_saved = _long_saved(conn, unknown, cfg)
     for wid in unknown:
         if not long_saved.get(wid):
@@ -1647,7 +1673,9 @@ def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig,
     hour; or two or more whose sum reaches the approval limit (splitting to stay under
     four-eyes). A burst by count whose every destination was paid as much before the
     window, or is in ``long_saved`` (`_long_saved`), weighs ``known_burst_factor``; one
-    by sum only the former (no payment shows the amount is the client's habit)."""
+    by sum only the former (no payment shows the amount is the client's habit). Only
+    the former is a salary day to `_clients_normal` (``known_destinations``): a burst
+    to a saved place no payment vouches for stays theft-shaped there."""
     start = row.requested_at - timedelta(hours=cfg.velocity_window_hours)
     window = [e.amount for e in past if e.at > start]
     count = len(window) + 1
@@ -1662,8 +1690,10 @@ def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig,
     if not (by_count or by_sum):
         return None
     factor = 1.5 if by_count and hour >= cfg.velocity_count else 1.0
-    known = _paid_as_much_before(row, past, start, set() if by_sum else long_saved)
-    if known:
+    known = _paid_as_much_before(row, past, start, set())
+    saved = not known and not by_sum and bool(long_saved) and _paid_as_much_before(
+        row, past, start, long_saved)
+    if known or saved:
         factor *= cfg.known_burst_factor
     why = [f"at or above the limit of {cfg.velocity_count} withdrawals and above this "
            f"account's usual busy {cfg.velocity_window_hours} h ({usual})"
@@ -1672,15 +1702,18 @@ def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig,
            if by_sum else ""]
     burst = f", {hour} of them within the hour (x 1.5)" if by_count and (
         hour >= cfg.velocity_count) else ""
-    saved = " or saved in the address book a month and more before" if long_saved else ""
     to_known = (f"; every destination of the burst had been paid as much before the "
-                f"window{saved} (x {cfg.known_burst_factor:g})" if known else "")
+                f"window (x {cfg.known_burst_factor:g})" if known else
+                f"; every destination of the burst had been paid as much before the "
+                f"window or saved in the address book a month and more before "
+                f"(x {cfg.known_burst_factor:g})" if saved else "")
     weight = cfg.weight("velocity")
     return Hit("velocity", round(weight * factor, 2),
                f"{count} withdrawal(s) totalling {fmt_amount(total)} {row.asset} in "
                f"{cfg.velocity_window_hours} h including this one{burst}: "
                + "; ".join(w for w in why if w) + to_known,
-               {"known_destinations": known, "by_count": by_count, "by_sum": by_sum,
+               {"known_destinations": known, "saved_destinations": saved,
+                "by_count": by_count, "by_sum": by_sum,
                 "count": count, "sum": fmt_amount(total),
                 "hours": cfg.velocity_window_hours,
                 "within_hour": hour, "usual_busiest": usual})
