@@ -617,6 +617,22 @@ def test_screening_replayed_with_findings_on_a_row_only_role(staff: Staff,
                 rt.engine.dispose()
 
 
+def test_only_a_missing_privilege_reads_as_one(staff: Staff) -> None:
+    """Another failure to create the temporary table (here: it exists already) is that
+    failure, not the advice to grant a privilege."""
+    from sqlalchemy.exc import DBAPIError
+    with staff.rt.engine.connect() as conn:
+        try:
+            screening._temporary_anomalies(conn)
+            with pytest.raises(DBAPIError) as caught:
+                screening._temporary_anomalies(conn)
+            assert not isinstance(caught.value, RefusedError)
+        finally:
+            conn.rollback()
+            conn.exec_driver_sql(screening._DROP_TEMPORARY[conn.dialect.name])
+            conn.commit()
+
+
 def test_screening_replayed_with_findings_on_an_in_memory_database(db_url: str,
                                                                   tmp_path: Path) -> None:
     """An in-memory SQLite database is its one connection: the replay leaves it whole,

@@ -318,7 +318,8 @@ def test_a_burst_to_addresses_saved_a_month_before_weighs_half(rt: Runtime) -> N
     assert "new_destination" not in found
     assert found["velocity"].endswith(
         "; every destination of the burst had been paid as much before the window or "
-        "saved in the address book a month and more before (x 0.5)")
+        "saved in the address book a month and more before, and its sum would be no "
+        "outlier (x 0.5)")
     assert hit_scores(rt, "S-4")["velocity"] == 18.75  # 25 x 1.5 (the hour) x 0.5
     _burst(rt, "M", "A2", ["bc1qsaved"] * 4 + ["bc1qfresh"])
     assert hit_scores(rt, "M-4")["velocity"] == 37.5
@@ -347,6 +348,33 @@ def test_a_burst_to_a_saved_address_stays_theft_shaped(rt: Runtime) -> None:
     scores = hit_scores(rt, "T1")
     assert scores["velocity"] == 18.75 and scores["ip_not_seen"] == 20
     assert "its network" not in found["ip_not_seen"]
+
+
+def test_a_theft_split_over_planted_addresses_keeps_its_whole_velocity(rt: Runtime) -> None:
+    """The second reviewer's intruder: five addresses planted 40 days before, one part
+    to each, the sum 15 times the account's usual ETH withdrawal (one withdrawal of it
+    would be an amount outlier; structuring judges one address at a time): velocity
+    keeps its whole weight. The same burst of small parts, on another account alike,
+    weighs half."""
+    build_history(rt, "A2")
+    for acct in ("A1", "A2"):
+        ingest(rt, "withdrawals", *(
+            withdrawal(f"{acct}-ETH-{d}", acct, asset="ETH", amount="0.1", address="0xusual",
+                       at=iso(timedelta(days=d)), available_balance="50")
+            for d in range(10, 16)))
+        ingest(rt, "security-events", *(
+            security_event(f"{acct}-SAVE-{i}", acct, kind="address_added",
+                           address=f"0xplanted{i}", at=iso(timedelta(days=40)),
+                           ip="198.51.100.66", device_id="theirs") for i in range(5)))
+    planted = [f"0xplanted{i}" for i in range(5)]
+    _burst(rt, "BIG", "A1", planted, asset="ETH", amount="0.3", available_balance="50")
+    assert hit_scores(rt, "BIG-4")["velocity"] == 37.5
+    assert "saved in the address book" not in hits(rt, "BIG-4")["velocity"]
+    _burst(rt, "SMALL", "A2", planted, asset="ETH", amount="0.02", available_balance="50")
+    assert hit_scores(rt, "SMALL-4")["velocity"] == 18.75
+    assert hits(rt, "SMALL-4")["velocity"].endswith(
+        "saved in the address book a month and more before, and its sum would be no "
+        "outlier (x 0.5)")
 
 
 def test_a_login_flagged_as_someone_elses_vouches_for_nothing(rt: Runtime) -> None:

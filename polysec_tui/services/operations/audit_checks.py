@@ -578,7 +578,8 @@ def db_role_privileges(ctx: CheckContext) -> Finding:
     if problems:
         return Finding(name, "fail", "; ".join(problems),
                        "run the console as a role with SELECT, INSERT, UPDATE, DELETE on "
-                       "its tables only; keep schema changes (`polysec db upgrade`) for a "
+                       "its tables (and CREATE TEMPORARY TABLES on MariaDB) only; keep "
+                       "schema changes (`polysec db upgrade`) for a "
                        "separate owner role (docs/audit.md)", evidence)
     return _ok(name, f"role {role} is not a superuser and cannot drop tables", **evidence)
 

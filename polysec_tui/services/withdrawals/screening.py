@@ -723,11 +723,26 @@ def replay_with_findings(rt: Runtime, sets: list[tuple[ScreeningConfig, list[tup
             conn.rollback()
             conn.exec_driver_sql(_DROP_TEMPORARY[conn.dialect.name])
             conn.commit()
+        except DBAPIError:
+            if shared:  # the database's only connection: it must not keep the table
+                raise
+            # Else the connection is discarded below, and its temporary table with it;
+            # an error of its own would only hide the one that brought us here.
         finally:
             if not shared:
                 conn.invalidate()
             conn.close()
     return judged
+
+
+def _no_privilege(exc: DBAPIError) -> bool:
+    """Whether the server refused for want of a privilege (PostgreSQL's SQLSTATE 42501;
+    MariaDB's 1044 and 1142), not for another reason."""
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == "42501":
+        return True
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    return len(args) > 0 and args[0] in (1044, 1142)
 
 
 # Statements that drop the temporary table and never the real one.
@@ -755,6 +770,8 @@ def _temporary_anomalies(conn: Connection) -> Table:
     try:
         temp.create(conn)
     except DBAPIError as exc:
+        if not _no_privilege(exc):
+            raise
         raise RefusedError(
             "a login backtest replays screening on a temporary table, which this database "
             "role may not create: grant it CREATE TEMPORARY TABLES (MariaDB) or TEMPORARY "
@@ -1478,22 +1495,17 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
         row = rows[wid]
         past = history.get(wid, [])
         amounts = [a for at, a in past if at >= row.requested_at - amount_window]
-        if amounts and len(amounts) >= cfg.amount_min_history:
-            median = _median(amounts)
-            mad = _median([abs(a - median) for a in amounts])
-            scale = max(mad, cfg.amount_mad_floor * median)
-            if median > 0 and scale > 0:
-                ratio = row.amount / median
-                z = (row.amount - median) / (Decimal("1.4826") * scale)
-                if ratio >= cfg.amount_ratio and z >= cfg.amount_robust_z:
-                    hits[wid].append(_hit(
-                        cfg, "amount_outlier",
-                        f"amount {fmt_amount(row.amount)} {row.asset} is {ratio:.1f}x this "
-                        f"account's median withdrawal of {fmt_amount(median)} {row.asset} "
-                        f"(MAD {fmt_amount(mad)}, {len(amounts)} withdrawals)",
-                        amount=fmt_amount(row.amount), median=fmt_amount(median),
-                        mad=fmt_amount(mad), ratio=float(round(ratio, 2)),
-                        robust_z=float(round(z, 2)), history=len(amounts)))
+        outlier = _outlier(row.amount, amounts, cfg)
+        if outlier is not None:
+            median, mad, ratio, z = outlier
+            hits[wid].append(_hit(
+                cfg, "amount_outlier",
+                f"amount {fmt_amount(row.amount)} {row.asset} is {ratio:.1f}x this "
+                f"account's median withdrawal of {fmt_amount(median)} {row.asset} "
+                f"(MAD {fmt_amount(mad)}, {len(amounts)} withdrawals)",
+                amount=fmt_amount(row.amount), median=fmt_amount(median),
+                mad=fmt_amount(mad), ratio=float(round(ratio, 2)),
+                robust_z=float(round(z, 2)), history=len(amounts)))
         velocity = _velocity(row, earlier_rows.get(wid, []), cfg)
         if velocity is not None:
             hits[wid].append(velocity)
@@ -1512,6 +1524,26 @@ def _history_rules(conn: Connection, rows: Mapping[int, _Row], cfg: ScreeningCon
         velocity = _velocity(rows[wid], earlier_rows.get(wid, []), cfg, long_saved[wid])
         hits[wid] = [velocity if h.rule == "velocity" and velocity is not None else h
                      for h in hits[wid]]
+
+
+def _outlier(amount: Decimal, amounts: list[Decimal], cfg: ScreeningConfig
+             ) -> tuple[Decimal, Decimal, Decimal, Decimal] | None:
+    """amount_outlier's test of ``amount`` against the account's ``amounts``: its
+    median, MAD, ratio and robust z when it is one (``amount_ratio`` times the median
+    and ``amount_robust_z`` robust deviations above it, with ``amount_min_history``
+    amounts), else None."""
+    if len(amounts) < cfg.amount_min_history:
+        return None
+    median = _median(amounts)
+    mad = _median([abs(a - median) for a in amounts])
+    scale = max(mad, cfg.amount_mad_floor * median)
+    if median <= 0 or scale <= 0:
+        return None
+    ratio = amount / median
+    z = (amount - median) / (Decimal("1.4826") * scale)
+    if ratio >= cfg.amount_ratio and z >= cfg.amount_robust_z:
+        return median, mad, ratio, z
+    return None
 
 
 def _long_saved(conn: Connection, ids: list[int], cfg: ScreeningConfig
@@ -1672,10 +1704,12 @@ def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig,
     times a day is not a burst at ten), half as much again when they came within the
     hour; or two or more whose sum reaches the approval limit (splitting to stay under
     four-eyes). A burst by count whose every destination was paid as much before the
-    window, or is in ``long_saved`` (`_long_saved`), weighs ``known_burst_factor``; one
-    by sum only the former (no payment shows the amount is the client's habit). Only
-    the former is a salary day to `_clients_normal` (``known_destinations``): a burst
-    to a saved place no payment vouches for stays theft-shaped there."""
+    window weighs ``known_burst_factor``; so does one whose places are in
+    ``long_saved`` (`_long_saved`) and whose sum, sent as one withdrawal, would not be
+    an amount outlier (no payment shows such amounts are the client's habit: a theft
+    split over several planted addresses stays whole). Only the former is a salary day
+    to `_clients_normal` (``known_destinations``): a burst to a saved place no payment
+    vouches for stays theft-shaped there."""
     start = row.requested_at - timedelta(hours=cfg.velocity_window_hours)
     window = [e.amount for e in past if e.at > start]
     count = len(window) + 1
@@ -1692,7 +1726,9 @@ def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig,
     factor = 1.5 if by_count and hour >= cfg.velocity_count else 1.0
     known = _paid_as_much_before(row, past, start, set())
     saved = not known and not by_sum and bool(long_saved) and _paid_as_much_before(
-        row, past, start, long_saved)
+        row, past, start, long_saved) and _outlier(total, [
+            e.amount for e in past if row.requested_at - timedelta(
+                days=cfg.amount_history_days) <= e.at <= start], cfg) is None
     if known or saved:
         factor *= cfg.known_burst_factor
     why = [f"at or above the limit of {cfg.velocity_count} withdrawals and above this "
@@ -1705,8 +1741,8 @@ def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig,
     to_known = (f"; every destination of the burst had been paid as much before the "
                 f"window (x {cfg.known_burst_factor:g})" if known else
                 f"; every destination of the burst had been paid as much before the "
-                f"window or saved in the address book a month and more before "
-                f"(x {cfg.known_burst_factor:g})" if saved else "")
+                f"window or saved in the address book a month and more before, and its "
+                f"sum would be no outlier (x {cfg.known_burst_factor:g})" if saved else "")
     weight = cfg.weight("velocity")
     return Hit("velocity", round(weight * factor, 2),
                f"{count} withdrawal(s) totalling {fmt_amount(total)} {row.asset} in "
