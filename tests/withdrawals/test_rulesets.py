@@ -547,7 +547,7 @@ def test_login_proposals_take_no_shadow_place_and_old_versions_read_safely(
 
 
 def test_a_login_backtest_replays_screening_with_each_sides_findings(
-        staff: Staff, tmp_path: Path) -> None:
+        staff: Staff, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Five failures and then a success from one address: under the thresholds in
     force (saf_failures 5) the success is a success_after_failures finding, so the
     withdrawal behind it scores ip_not_seen 20 + risky_session 35 = 55 and is held;
@@ -570,6 +570,7 @@ def test_a_login_backtest_replays_screening_with_each_sides_findings(
         stored = s.scalar(select(func.count()).select_from(LoginAnomaly))
     done = rulesets.propose(rt, sue, _proposal(tmp_path, "[logins]\nsaf_failures = 6\n"),
                             "one more failure before we call it")
+    monkeypatch.setattr(screening, "CHOSEN_BATCH", 3)  # the chosen ids judged in parts
     result = rulesets.backtest(rt, sue, done.version, FIXED_NOW - timedelta(days=8))
     assert result.logins is not None
     assert "success_after_failures on W-login" in result.logins.removed

@@ -158,6 +158,7 @@ USUAL, USUAL_NETWORK, UNKNOWN, FLAGGED = (
 TRUST_FACTORS = {USUAL: 0.25, USUAL_NETWORK: 0.6, UNKNOWN: 1.0, FLAGGED: 1.5}
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 BATCH = 20_000
+CHOSEN_BATCH = 1_000  # withdrawals judged by id list (`replay_with_findings`)
 PARALLEL_FROM = 3  # batches of backlog from which worker processes pay off
 SQLITE_CACHE_KIB = 65_536  # page cache of the screening connection
 
@@ -707,8 +708,11 @@ def replay_with_findings(rt: Runtime, sets: list[tuple[ScreeningConfig, list[tup
                     conn.execute(insert(temp), [
                         dict(zip(FINDING_COLUMNS, row, strict=True)) | {"id": start + i + 1}
                         for i, row in enumerate(findings[start:start + 5000])])
-                for start in range(0, len(ids), BATCH):
-                    batch = ids[start:start + BATCH]
+                # Chosen ids go by in a list, short enough for every engine's bound
+                # parameters however often a rule's statement repeats it.
+                step = BATCH if accounts is None else CHOSEN_BATCH
+                for start in range(0, len(ids), step):
+                    batch = ids[start:start + step]
                     verdict = _judge_in(session, w.id.in_(batch) if accounts is not None
                                         else and_(w.id >= batch[0], w.id <= batch[-1], window),
                                         cfg)
