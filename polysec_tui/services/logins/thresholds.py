@@ -140,13 +140,20 @@ def shadows(session: Session, now: datetime, live: Thresholds) -> list[tuple[int
     force): their four-eyes request pending and not expired, their login thresholds
     other than ``live``; the oldest ``MAX_SHADOWS``, with their versions."""
     running = []
-    for version, parameters in session.execute(
-            select(RuleSet.id, RuleSet.parameters)
-            .join(ApprovalRequest, ApprovalRequest.id == RuleSet.request_id)
-            .where(RuleSet.activated_at.is_(None), ApprovalRequest.status == "pending",
-                   ApprovalRequest.expires_at > now)
-            .order_by(RuleSet.id)):
+    for version, parameters in pending_proposals(session, now):
         t = from_parameters(parameters.get("logins"))
         if t != live:
-            running.append((int(version), t))
+            running.append((version, t))
     return running[:MAX_SHADOWS]
+
+
+def pending_proposals(session: Session, now: datetime) -> list[tuple[int, dict[str, Any]]]:
+    """The rule set versions proposed and not decided (their four-eyes request pending,
+    not expired), oldest first, with their parameters: those that run in shadow, here
+    and in screening (`screening.in_force`)."""
+    return [(int(version), parameters) for version, parameters in session.execute(
+        select(RuleSet.id, RuleSet.parameters)
+        .join(ApprovalRequest, ApprovalRequest.id == RuleSet.request_id)
+        .where(RuleSet.activated_at.is_(None), ApprovalRequest.status == "pending",
+               ApprovalRequest.expires_at > now)
+        .order_by(RuleSet.id))]

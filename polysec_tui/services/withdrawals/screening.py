@@ -87,7 +87,6 @@ from polysec_tui.db.engine import make_engine, session_factory
 from polysec_tui.db.models import (
     Account,
     AnalysisCheckpoint,
-    ApprovalRequest,
     Balance,
     BlockedAddress,
     Hold,
@@ -104,6 +103,7 @@ from polysec_tui.db.types import UTCDateTime
 from polysec_tui.errors import InputError, RefusedError
 from polysec_tui.services.feed.ingest import driver_insert
 from polysec_tui.services.logins.rules import FINDING_COLUMNS, SUSPICIOUS_LOGINS
+from polysec_tui.services.logins.thresholds import pending_proposals
 from polysec_tui.services.networks import reputation
 from polysec_tui.services.officers.auth import Actor, require
 from polysec_tui.services.runtime import Runtime
@@ -386,13 +386,7 @@ def in_force(session: Session, base: ScreeningConfig,
         .order_by(RuleSet.id.desc()).limit(1)).first()
     cfg = base if live is None else with_rule_set(base, live.id, live.parameters)
     shadows = [with_rule_set(base, version, parameters)
-               for version, parameters in session.execute(
-                   select(RuleSet.id, RuleSet.parameters)
-                   .join(ApprovalRequest, ApprovalRequest.id == RuleSet.request_id)
-                   .where(RuleSet.activated_at.is_(None),
-                          ApprovalRequest.status == "pending",
-                          ApprovalRequest.expires_at > now)
-                   .order_by(RuleSet.id))]
+               for version, parameters in pending_proposals(session, now)]
     # A proposal of login thresholds alone judges withdrawals as the version in force:
     # no shadow, and no place taken from one that would.
     mine = parameters_of(cfg)
@@ -695,9 +689,8 @@ def replay_with_findings(rt: Runtime, sets: list[tuple[ScreeningConfig, list[tup
             temp = _temporary_anomalies(conn)
             _tune(conn)
             ids: list[int] = []
-            owners = sorted(accounts, key=str) if accounts is not None else None
-            for part in ([None] if owners is None else
-                         [owners[i:i + 1000] for i in range(0, len(owners), 1000)]):
+            for part in ([None] if accounts is None else
+                         _chunks(sorted(accounts, key=str))):
                 chosen = window if part is None else and_(window, w.account_id.in_(part))
                 ids.extend(conn.scalars(select(w.id).where(chosen)))
             ids.sort()
@@ -1556,58 +1549,52 @@ def _long_saved(conn: Connection, ids: list[int], cfg: ScreeningConfig
     account's address book at the request, and since at least
     ``address_book_trusted_days`` before it, whatever the save came from (as
     `_address_book` counts them: the client has had a month to see and remove it)."""
-    w, e = Withdrawal, SecurityEvent
-    changes: dict[tuple[int, str], list[tuple[datetime, bool]]] = defaultdict(list)
-    when: dict[int, datetime] = {}
-    for chunk in _chunks(ids):
-        for wid, requested, at, kind, address in conn.execute(
-                select(w.id, w.requested_at, e.at, e.kind, e.address)
-                .join(e, and_(e.account_id == w.account_id, e.kind.in_(ADDRESS_BOOK_KINDS),
-                              e.at <= w.requested_at))
-                .where(w.id.in_(chunk))):
-            if address is None:
-                continue
-            changes[(wid, sanctions.address_key(address))].append(
-                (at, kind == "address_removed"))
-            when[wid] = requested
+    book, when, _destination = _book_in_force(conn, ids)
     trusted = timedelta(days=cfg.address_book_trusted_days)
-    found: dict[int, set[str]] = defaultdict(set)
-    for (wid, key), events in changes.items():
-        since: datetime | None = None
-        for at, removed in sorted(events):  # a removal at the same instant wins
-            since = None if removed else (since or at)
-        if since is not None and when[wid] - since >= trusted:
-            found[wid].add(key)
-    return found
+    return {wid: {key for key, (_event, since) in saved.items() if when[wid] - since >= trusted}
+            for wid, saved in book.items()}
 
 
 def _saves_in_force(conn: Connection, ids: list[int]
                     ) -> tuple[dict[int, tuple[int, datetime]], dict[int, datetime]]:
     """Of withdrawals ``ids``, those whose destination is saved in the account's address
-    book at the request (a removal at the same instant wins): the save's event and time;
-    and their request times. Addresses compare by `sanctions.address_key`."""
+    book at the request (`_book_in_force`): the save's event and time; and the request
+    times."""
+    book, when, destination = _book_in_force(conn, ids)
+    saves = {wid: saved[destination[wid]] for wid, saved in book.items()
+             if destination[wid] in saved}
+    return saves, when
+
+
+def _book_in_force(conn: Connection, ids: list[int]) -> tuple[
+        dict[int, dict[str, tuple[int, datetime]]], dict[int, datetime], dict[int, str]]:
+    """Of withdrawals ``ids`` whose account has address-book events before the request:
+    the addresses saved at the request (a removal at the same instant wins), each with
+    the save in force (its event and time); the request times; and the destinations.
+    Addresses are keyed by `sanctions.address_key`."""
     w, e = Withdrawal, SecurityEvent
-    events: dict[int, list[tuple[datetime, bool, int, str]]] = defaultdict(list)
+    events: dict[tuple[int, str], list[tuple[datetime, bool, int]]] = defaultdict(list)
     when: dict[int, datetime] = {}
+    destination: dict[int, str] = {}
     for chunk in _chunks(ids):
-        for wid, requested, destination, event_id, at, kind, address in conn.execute(
+        for wid, requested, to, event_id, at, kind, address in conn.execute(
                 select(w.id, w.requested_at, w.address, e.id, e.at, e.kind, e.address)
                 .join(e, and_(e.account_id == w.account_id, e.kind.in_(ADDRESS_BOOK_KINDS),
                               e.at <= w.requested_at))
                 .where(w.id.in_(chunk))):
-            if address is None or sanctions.address_key(address) != sanctions.address_key(
-                    destination):
-                continue
-            events[wid].append((at, kind == "address_removed", event_id, kind))
-            when[wid] = requested
-    saves: dict[int, tuple[int, datetime]] = {}  # the save in force: (event, since)
-    for wid, changes in events.items():
+            if wid not in destination:
+                when[wid], destination[wid] = requested, sanctions.address_key(to)
+            if address is not None:
+                events[(wid, sanctions.address_key(address))].append(
+                    (at, kind == "address_removed", event_id))
+    book: dict[int, dict[str, tuple[int, datetime]]] = defaultdict(dict)
+    for (wid, key), changes in events.items():
         since: tuple[int, datetime] | None = None
-        for at, removed, event_id, _kind in sorted(changes):
+        for at, removed, event_id in sorted(changes):
             since = None if removed else (since or (event_id, at))
         if since is not None:
-            saves[wid] = since
-    return saves, when
+            book[wid][key] = since
+    return book, when, destination
 
 
 def _address_book(conn: Connection, ids: list[int],
@@ -1728,7 +1715,7 @@ def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig,
     if not (by_count or by_sum):
         return None
     factor = 1.5 if by_count and hour >= cfg.velocity_count else 1.0
-    known = _paid_as_much_before(row, past, start, set())
+    known = _paid_as_much_before(row, past, start)
     saved = not known and not by_sum and bool(long_saved) and _paid_as_much_before(
         row, past, start, long_saved) and _outlier(total, [
             e.amount for e in past if row.requested_at - timedelta(
@@ -1760,7 +1747,7 @@ def _velocity(row: _Row, past: list[_Earlier], cfg: ScreeningConfig,
 
 
 def _paid_as_much_before(row: _Row, past: list[_Earlier], start: datetime,
-                         long_saved: AbstractSet[str]) -> bool:
+                         long_saved: AbstractSet[str] = frozenset()) -> bool:
     """Whether the burst (this request and the window's withdrawals since ``start``)
     sends each of its destinations no more than the account had paid there before the
     window, in payments not held, or to one of ``long_saved``: a salary day to the
