@@ -227,8 +227,9 @@ async def repaint(rt: Runtime, session: tuple[str, Actor], account: str,
                   rounds: int) -> dict[str, list[float]]:
     """``r`` on the queue, then on the timeline: ``rounds`` times with Pilot (press,
     poll, pause: the method of the figures before 2026-11-24), ``rounds`` by frames;
-    and by frames: ``]``/``[`` on the queue (a page of other rows each time), the
-    cursor moving (down/up) on both, the queue's filter line (enter: the page of an
+    and by frames: ``]``/``[`` on the queue (a page of other rows each time, back and
+    forth between two), ``]`` after half a second on each page (forward into pages
+    not seen yet, as an officer reads them), the cursor moving (down/up) on both, the queue's filter line (enter: the page of an
     account, then every row again) and the timeline's (each character typed filters
     its rows)."""
     from textual.widgets import DataTable, Input
@@ -239,7 +240,7 @@ async def repaint(rt: Runtime, session: tuple[str, Actor], account: str,
     out: dict[str, list[float]] = {
         "queue_reload": [], "timeline_reload": [], "queue_reload_frames": [],
         "timeline_reload_frames": [], "queue_page_frames": [], "queue_move_frames": [],
-        "queue_filter_frames": [], "timeline_move_frames": [],
+        "queue_filter_frames": [], "queue_forward_frames": [], "timeline_move_frames": [],
         "timeline_filter_frames": []}
     app = _app(rt, session)
     frames = Frames(app)
@@ -281,6 +282,15 @@ async def repaint(rt: Runtime, session: tuple[str, Actor], account: str,
             before = queue.page
             out["queue_page_frames"].append(await _press(
                 app, frames, "right_square_bracket" if step % 2 == 0 else "left_square_bracket",
+                lambda before=before: queue.page is not before, "the next page"))
+            await pilot.pause()
+        # Forward into pages not seen yet, as an officer reads: half a second on each
+        # page (the next one is fetched meanwhile), then `]`.
+        for _ in range(rounds):
+            await asyncio.sleep(0.5)
+            before = queue.page
+            out["queue_forward_frames"].append(await _press(
+                app, frames, "right_square_bracket",
                 lambda before=before: queue.page is not before, "the next page"))
             await pilot.pause()
         await move("queue_move_frames", queue.query_one("#queue-table", DataTable))

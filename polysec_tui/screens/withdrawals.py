@@ -28,6 +28,7 @@ highlighted one) to an incident, as ``i`` does for the withdrawal shown in the d
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -40,6 +41,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widgets import DataTable, Input, Select, Static
 from textual.worker import get_current_worker
 
@@ -59,6 +61,14 @@ from polysec_tui.services.withdrawals.screening import load_config
 from polysec_tui.text import fmt_amount, fmt_minute, fmt_money, printable
 
 PAGE = 50
+# A page already fetched (shown, or the next one fetched ahead while the officer reads)
+# is shown at once for this long when paged, sorted or filtered back to, and fetched
+# again behind it; `r`, a decision and coming back from a detail fetch afresh.
+PAGE_KEPT_SECONDS = 30.0
+PAGES_KEPT = 8
+# Not at once: the fetch's thread would compete with drawing the page for the
+# interpreter (a page shown from what was kept took twice as long to be on screen).
+REFETCH_AFTER_SECONDS = 0.25
 STATUS_CYCLE = ("open", "held", "in_review", "escalated", "pending", "approved", "rejected")
 SORT_LABELS = {"risk": "risk (highest first)", "age": "age (oldest first)",
                "amount": "amount (largest first within each asset: no prices to compare "
@@ -146,6 +156,9 @@ class WithdrawalQueueScreen(ConsoleScreen):
         self.search = ""  # the filter line: `review.list_queue(search=...)`
         self.page_offset = 0
         self.page: service.QueuePage | None = None
+        # Pages by (status, sort, search, offset): when fetched, and the page.
+        self.kept: dict[tuple[str, str, str, int], tuple[float, service.QueuePage]] = {}
+        self._refetch: Timer | None = None
         self.marked: list[str] = []  # external ids, in the order marked
         self._closing_filter = False
 
@@ -176,20 +189,81 @@ class WithdrawalQueueScreen(ConsoleScreen):
         self.reload()
 
     def reload(self) -> None:
-        self.load(self.queue_status, self.sort, self.search, self.page_offset)
+        """Fetch the page afresh (nothing kept is shown: the queue may have changed)."""
+        self.kept.clear()
+        self.workers.cancel_group(self, "withdrawal queue ahead")
+        self.fetch()
+
+    def fetch(self) -> None:
+        """Fetch the page of `key` (a fetch for another page still under way is dropped)."""
+        if self._refetch is not None:
+            self._refetch.stop()
+            self._refetch = None
+        self.load(*self.key)
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        """What the page shown should be: status, sort, filter and offset."""
+        return (self.queue_status, self.sort, self.search, self.page_offset)
+
+    def show_page(self) -> None:
+        """The page of `key`: a kept one at once (then fetched again behind it, so that
+        what changed meanwhile follows within one query), else fetched."""
+        kept = self._kept(self.key)
+        if kept is None:
+            self.fetch()
+            return
+        self._show(kept)
+        if self._refetch is not None:
+            self._refetch.stop()
+        self._refetch = self.set_timer(REFETCH_AFTER_SECONDS, self.fetch)
+
+    def _kept(self, key: tuple[str, str, str, int]) -> service.QueuePage | None:
+        kept = self.kept.get(key)
+        if kept is None or time.monotonic() - kept[0] >= PAGE_KEPT_SECONDS:
+            return None
+        return kept[1]
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="withdrawal queue")
     def load(self, status: str, sort: str, search: str, offset: int) -> None:
-        self.deliver(lambda: service.list_queue(
+        self.deliver(lambda: ((status, sort, search, offset), service.list_queue(
             self.runtime, self.officer, status=status, sort=sort, offset=offset, limit=PAGE,
-            search=search or None))
+            search=search or None)))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="withdrawal queue ahead")
+    def fetch_ahead(self, status: str, sort: str, search: str, offset: int) -> None:
+        """The next page, while the officer reads this one (kept, not shown)."""
+        try:
+            page = service.list_queue(self.runtime, self.officer, status=status, sort=sort,
+                                      offset=offset, limit=PAGE, search=search or None)
+        except Exception:  # asked for, it is fetched again, and that fetch says why
+            return
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.Loaded(((status, sort, search, offset), page)))
 
     def on_console_screen_loaded(self, message: ConsoleScreen.Loaded) -> None:
-        self._close_filter()
         if message.data is None:
+            self._close_filter()
             self.set_status(message.error, error=True)
             return
-        self.page = page = message.data
+        key, page = message.data
+        self._keep(key, page)
+        if key != self.key:
+            return  # fetched ahead, or for where the officer no longer is
+        self._show(page)
+        status, sort, search, offset = key
+        if offset + PAGE < page.total and self._kept((status, sort, search, offset + PAGE)) is None:
+            self.fetch_ahead(status, sort, search, offset + PAGE)
+
+    def _keep(self, key: tuple[str, str, str, int], page: service.QueuePage) -> None:
+        self.kept.pop(key, None)
+        self.kept[key] = (time.monotonic(), page)
+        while len(self.kept) > PAGES_KEPT:
+            del self.kept[next(iter(self.kept))]
+
+    def _show(self, page: service.QueuePage) -> None:
+        self._close_filter()
+        self.page = page
         now = self.clock()
         table = self.query_one("#queue-table", ConsoleTable)
         cursor = table.cursor_row
@@ -261,7 +335,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
         table = self.query_one("#queue-table", DataTable)
         row = table.cursor_row
         assert self.page is not None
-        self.on_console_screen_loaded(ConsoleScreen.Loaded(self.page))
+        self._show(self.page)
         move_cursor_to(table, max(0, min(row + step, len(self.page.items) - 1)))
 
     def action_attach(self) -> None:
@@ -346,14 +420,14 @@ class WithdrawalQueueScreen(ConsoleScreen):
         sorts = list(SORT_LABELS)
         self.sort = sorts[(sorts.index(self.sort) + 1) % len(sorts)]
         self.page_offset = 0
-        self.reload()
+        self.show_page()
 
     def action_status(self) -> None:
         """Cycle the status shown."""
         at = STATUS_CYCLE.index(self.queue_status)
         self.queue_status = STATUS_CYCLE[(at + 1) % len(STATUS_CYCLE)]
         self.page_offset = 0
-        self.reload()
+        self.show_page()
 
     def action_page(self, step: int) -> None:
         """Another page."""
@@ -363,7 +437,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
         if offset < 0 or offset >= max(self.page.total, 1):
             return
         self.page_offset = offset
-        self.reload()
+        self.show_page()
 
     def action_filter(self) -> None:
         """Show the filter line."""
@@ -392,7 +466,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
         # together they are one repaint; before, the old page was first repainted with
         # the focus back (the whole table, 50 ms on a full screen).
         self._closing_filter = True
-        self.reload()
+        self.show_page()
 
     def worker_failed(self, error: BaseException) -> None:
         self._close_filter()  # the filtered page will not come

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -366,3 +367,86 @@ async def test_the_filter_line_closes_when_its_page_fails(runtime: Runtime, offi
         assert not box.has_class("-shown")
         assert isinstance(app.focused, DataTable)
         assert app.screen._closing_filter is False  # type: ignore[attr-defined]
+
+
+class FakeQueue:
+    """`review.list_queue` over ``total`` made-up withdrawals, with a record of what was
+    asked and a gate that holds every fetch while closed."""
+
+    def __init__(self, total: int) -> None:
+        import threading
+        from decimal import Decimal
+
+        from polysec_tui.services.withdrawals import review
+
+        self.review = review
+        self.items = [review.QueueItem(
+            n, f"W{n:04d}", f"acc{n:04d}", FIXED_NOW - timedelta(minutes=n), "BTC",
+            Decimal("0.1"), "bc1qx", "held", 50.0, ("new_destination",), None)
+            for n in range(total)]
+        self.asked: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, rt: Runtime, actor: Any, **kwargs: Any) -> Any:
+        self.asked.append(kwargs["offset"])
+        assert self.gate.wait(10)
+        offset, limit = kwargs["offset"], kwargs["limit"]
+        return self.review.QueuePage(tuple(self.items[offset:offset + limit]),
+                                     len(self.items), offset, limit)
+
+
+def first_id(app: PolysecApp) -> str:
+    return rows(app, "#queue-table")[0][5]
+
+
+@sync
+async def test_the_next_page_is_fetched_ahead_and_shown_at_once(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the officer reads a page the next one is fetched; `]` shows it at once and
+    fetches it again behind it, so that what changed meanwhile follows; a page fetched
+    ahead for where the officer no longer is stays unseen; `r` never shows a kept page."""
+    from polysec_tui.screens import withdrawals as screen_module
+    from polysec_tui.services.withdrawals import review
+
+    fake = FakeQueue(120)
+    monkeypatch.setattr(review, "list_queue", fake)
+    app = PolysecApp(runtime, session=log_in(runtime))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_queue(pilot)
+        queue = app.screen
+        assert isinstance(queue, WithdrawalQueueScreen)
+        await until(pilot, lambda: fake.asked == [0, 50])  # the first page, then the next
+        fake.gate.clear()  # from now on every fetch waits
+        await pilot.press("right_square_bracket")
+        # Shown from what was fetched ahead, while its fetch again is still held.
+        assert queue.page is not None and queue.page.offset == 50
+        assert first_id(app) == "W0050"
+        fake.items[50] = replace(fake.items[50], status="escalated")  # changed meanwhile
+        fake.gate.set()
+        await until(pilot, lambda: rows(app, "#queue-table")[0][1] == "escalated")
+        assert fake.asked[2:] == [50, 100]  # fetched again, and the next one ahead
+        assert first_id(app) == "W0050"  # the one ahead arrived, and stays unseen
+        # The page after: fetched ahead too; back: the page seen before, at once.
+        fake.gate.clear()
+        await pilot.press("left_square_bracket")
+        assert first_id(app) == "W0000"
+        fake.gate.set()
+        await until(pilot, lambda: fake.asked[-1] == 0)
+        # `r`: fetched afresh; the page shown stays until it comes.
+        fake.gate.clear()
+        shown = queue.page
+        await pilot.press("r")
+        await pilot.pause(0.3)
+        assert queue.page is shown
+        fake.gate.set()
+        await until(pilot, lambda: queue.page is not shown)
+        assert queue.kept.keys() == {("open", "risk", "", 0), ("open", "risk", "", 50)}
+        # A kept page too old to show is fetched before it is shown.
+        monkeypatch.setattr(screen_module, "PAGE_KEPT_SECONDS", 0.0)
+        fake.gate.clear()
+        await pilot.press("right_square_bracket")
+        await pilot.pause(0.3)
+        assert first_id(app) == "W0000"
+        fake.gate.set()
+        await until(pilot, lambda: first_id(app) == "W0050")
