@@ -229,9 +229,9 @@ async def repaint(rt: Runtime, session: tuple[str, Actor], account: str,
     poll, pause: the method of the figures before 2026-11-24), ``rounds`` by frames;
     and by frames: ``]``/``[`` on the queue (a page of other rows each time, back and
     forth between two), ``]`` after half a second on each page (forward into pages
-    not seen yet, as an officer reads them), the cursor moving (down/up) on both, the queue's filter line (enter: the page of an
-    account, then every row again) and the timeline's (each character typed filters
-    its rows)."""
+    not seen yet, as an officer reads them), the cursor moving (down/up) on both, the
+    queue's filter line (enter: the page of an account, then every row again) and the
+    timeline's (each character typed filters its rows)."""
     from textual.widgets import DataTable, Input
 
     from polysec_tui.screens.timeline import TimelineScreen
@@ -289,6 +289,8 @@ async def repaint(rt: Runtime, session: tuple[str, Actor], account: str,
         for _ in range(rounds):
             await asyncio.sleep(0.5)
             before = queue.page
+            if before is None or before.offset + len(before.items) >= before.total:
+                break  # the last page
             out["queue_forward_frames"].append(await _press(
                 app, frames, "right_square_bracket",
                 lambda before=before: queue.page is not before, "the next page"))

@@ -66,9 +66,11 @@ PAGE = 50
 # again behind it; `r`, a decision and coming back from a detail fetch afresh.
 PAGE_KEPT_SECONDS = 30.0
 PAGES_KEPT = 8
-# Not at once: the fetch's thread would compete with drawing the page for the
-# interpreter (a page shown from what was kept took twice as long to be on screen).
-REFETCH_AFTER_SECONDS = 0.25
+# How long after a page is drawn the fetches behind it start (the page again when it
+# was shown from what was kept, the next one ahead): at once, their threads would
+# compete with drawing it for the interpreter (a kept page took twice as long to be on
+# screen, a reloaded one a fifth longer).
+BEHIND_SECONDS = 0.1
 STATUS_CYCLE = ("open", "held", "in_review", "escalated", "pending", "approved", "rejected")
 SORT_LABELS = {"risk": "risk (highest first)", "age": "age (oldest first)",
                "amount": "amount (largest first within each asset: no prices to compare "
@@ -158,7 +160,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
         self.page: service.QueuePage | None = None
         # Pages by (status, sort, search, offset): when fetched, and the page.
         self.kept: dict[tuple[str, str, str, int], tuple[float, service.QueuePage]] = {}
-        self._refetch: Timer | None = None
+        self._behind: Timer | None = None
         self.marked: list[str] = []  # external ids, in the order marked
         self._closing_filter = False
 
@@ -196,9 +198,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
 
     def fetch(self) -> None:
         """Fetch the page of `key` (a fetch for another page still under way is dropped)."""
-        if self._refetch is not None:
-            self._refetch.stop()
-            self._refetch = None
+        self._fetch_behind_later(None)
         self.load(*self.key)
 
     @property
@@ -214,9 +214,25 @@ class WithdrawalQueueScreen(ConsoleScreen):
             self.fetch()
             return
         self._show(kept)
-        if self._refetch is not None:
-            self._refetch.stop()
-        self._refetch = self.set_timer(REFETCH_AFTER_SECONDS, self.fetch)
+        self._fetch_behind_later(again=True)
+
+    def _fetch_behind_later(self, again: bool | None) -> None:
+        """In `BEHIND_SECONDS`: the page shown fetched ``again`` and the next one
+        fetched ahead (None: nothing; a new page is on its way)."""
+        if self._behind is not None:
+            self._behind.stop()
+            self._behind = None
+        if again is not None:
+            self._behind = self.set_timer(BEHIND_SECONDS, lambda: self._fetch_behind(again))
+
+    def _fetch_behind(self, again: bool) -> None:
+        self._behind = None
+        if again:
+            self.load(*self.key)
+        status, sort, search, offset = self.key
+        ahead = (status, sort, search, offset + PAGE)
+        if self.page is not None and ahead[3] < self.page.total and self._kept(ahead) is None:
+            self.fetch_ahead(*ahead)
 
     def _kept(self, key: tuple[str, str, str, int]) -> service.QueuePage | None:
         kept = self.kept.get(key)
@@ -251,9 +267,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
         if key != self.key:
             return  # fetched ahead, or for where the officer no longer is
         self._show(page)
-        status, sort, search, offset = key
-        if offset + PAGE < page.total and self._kept((status, sort, search, offset + PAGE)) is None:
-            self.fetch_ahead(status, sort, search, offset + PAGE)
+        self._fetch_behind_later(again=False)
 
     def _keep(self, key: tuple[str, str, str, int], page: service.QueuePage) -> None:
         self.kept.pop(key, None)
