@@ -434,6 +434,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             kept = samples if key.startswith("queue_open") else samples[1:]  # 1 warm-up
             out[f"{key}_ms_median"] = round(statistics.median(kept), 1)
             out[f"{key}_ms_max"] = round(max(kept), 1)
+            out.setdefault("samples_ms", {})[key] = [round(x, 1) for x in samples]
         out["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
         engine.dispose()
     return out

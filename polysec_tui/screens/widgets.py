@@ -350,12 +350,9 @@ class ConsoleTable(DataTable[Text]):
 
     def action_search(self) -> None:
         """Filter the rows by what the officer types (live; Esc restores)."""
-        previous = self.search
-
-        def done(text: str | None) -> None:
-            self.set_search(previous if text is None else text)
-
-        self.app.push_screen(SearchPrompt(self, previous), done)
+        line = SearchLine(self)
+        self.screen.mount(line)
+        line.focus()
 
     def set_search(self, text: str) -> None:
         if text != self.search:
@@ -445,40 +442,54 @@ class ConsoleTable(DataTable[Text]):
         self.border_subtitle = " · ".join(bits)
 
 
-class SearchPrompt(ModalScreen[str | None]):
-    """The filter line of a :class:`ConsoleTable`: the rows follow as the officer types;
-    Enter keeps the filter, Esc restores the one before; empty shows every row."""
+class SearchLine(Input):
+    """The filter line of a :class:`ConsoleTable`, at the bottom of its screen: the rows
+    follow as the officer types; Enter (or leaving the line) keeps the filter, Esc
+    restores the one before; empty shows every row. A line in the screen, not a screen
+    over it: Textual draws the whole screen below a screen on top again at every key
+    typed (about half of each key's time on the timeline)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="search.cancel",
                 tooltip="Back to the filter before"),
     ]
     DEFAULT_CSS = """
-    SearchPrompt { align: center bottom; background: $background 0%; }
-    SearchPrompt Input { width: 100%; margin: 0 0 1 0; border: tall $accent; }
+    SearchLine { dock: bottom; width: 100%; margin: 0 0 1 0; border: tall $accent; }
     """
 
-    def __init__(self, table: ConsoleTable, text: str) -> None:
-        super().__init__()
+    def __init__(self, table: ConsoleTable) -> None:
+        super().__init__(value=table.search, placeholder="filter: words to find in any "
+                         "column (enter keeps it, esc restores)", max_length=200,
+                         id="search-input")
         self.table = table
-        self.text = text
-
-    def compose(self) -> ComposeResult:
-        yield Input(value=self.text, placeholder="filter: words to find in any column "
-                    "(enter keeps it, esc restores)", max_length=200, id="search-input")
+        self.before = table.search
 
     @on(Input.Changed)
     def _typed(self, event: Input.Changed) -> None:
-        self.table.set_search(event.value)
+        event.stop()
+        if self.is_mounted and self.parent is not None:
+            self.table.set_search(event.value)
 
     @on(Input.Submitted)
     def _keep(self, event: Input.Submitted) -> None:
         event.stop()
-        self.dismiss(event.value)
+        self._close()
 
     def action_cancel(self) -> None:
         """Back to the filter before."""
-        self.dismiss(None)
+        self.table.set_search(self.before)
+        self._close()
+
+    def on_blur(self) -> None:
+        self._close()  # the focus went elsewhere (a click, tab): the filter stays
+
+    def _close(self) -> None:
+        if self.parent is None or self.has_class("-closing"):
+            return
+        self.add_class("-closing")
+        self.remove()
+        if self.table.is_mounted:
+            self.table.focus()
 
 
 def move_cursor_to(table: DataTable[Text], row: int) -> None:

@@ -13,7 +13,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable
 
-from polysec_tui.screens.widgets import ConsoleTable, fill_table, move_cursor_to
+from polysec_tui.screens.widgets import ConsoleTable, SearchLine, fill_table, move_cursor_to
 from tests.support.tui import sync
 
 COLUMNS: list[tuple[str, str, int | None]] = [("n", "N", 4), ("what", "What", None)]
@@ -133,12 +133,19 @@ async def test_console_table_filters_sorts_moves_and_copies() -> None:
         assert shown(table) == [["acc-10", "1,050", "203.0.113.7 brute force"]]
         assert table.item(ITEMS) == ITEMS[0]
         assert table.border_subtitle == 'rows 1-1 of 1 · filter "brute 203": 1 of 4'
+        assert not app.query(SearchLine) and app.focused is table  # the line is gone
         await pilot.press("slash", *" x", "escape")  # typed, then cancelled
         await pilot.pause()
         assert len(shown(table)) == 1
+        assert not app.query(SearchLine) and app.focused is table
         await pilot.press("slash", "ctrl+u", "enter")  # empty: every row again
         await pilot.pause()
         assert len(shown(table)) == 4
+        await pilot.press("slash", *"acc-4", "tab")  # leaving the line keeps the filter
+        await pilot.pause()
+        assert len(shown(table)) == 1 and not app.query(SearchLine)
+        await pilot.press("slash", "ctrl+u", "enter")
+        await pilot.pause()
         await pilot.press("s")  # by the first column: text
         assert [r[0] for r in shown(table)] == ["acc-10", "acc-2", "acc-33", "acc-4"]
         await pilot.press("s")  # by the second: numbers by value, not as text
