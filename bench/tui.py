@@ -115,28 +115,23 @@ def _startup_once(env: dict[str, str]) -> float:
 
 
 class Frames:
-    """When the app wrote each frame (Textual's ``App._display``: what a terminal gets)."""
+    """When the app wrote each frame (Textual's ``App._display``: what a terminal gets),
+    and which of them were drawn once the result waited for (``showing``) was there."""
 
     def __init__(self, app: Any) -> None:
         self.times: list[float] = []
+        self.showing: Any = None  # the result a key press waits for, while it waits
+        self.shown: list[float] = []  # frames drawn with that result there
         display = app._display
 
         def timed(screen: Any, renderable: Any) -> None:
             display(screen, renderable)
-            self.times.append(time.perf_counter())
+            now = time.perf_counter()
+            self.times.append(now)
+            if self.showing is not None and self.showing():
+                self.shown.append(now)
 
         app._display = timed
-
-    async def after(self, moment: float, wait: float = 0.25) -> float:
-        """The first frame written after ``moment``; ``moment`` itself when none comes
-        within ``wait`` s (nothing on screen had to change)."""
-        deadline = time.perf_counter() + wait
-        while time.perf_counter() < deadline:
-            later = [t for t in self.times if t >= moment]
-            if later:
-                return later[0]
-            await asyncio.sleep(0.001)
-        return moment
 
 
 def _key_event(key: str) -> Any:
@@ -157,8 +152,13 @@ async def _press(app: Any, frames: Frames, key: str, changed: Any, what: str) ->
     """Key-press to the frame that shows its result, without Pilot's idle waits (each
     ``pilot.press`` and ``pilot.pause`` sleeps at least 20 ms until the process looks
     idle, which the Pilot figures include): the key event is posted, the result is
-    polled every millisecond and the time is that of the first frame written after it
-    (or of the result itself when it changed nothing on screen)."""
+    polled every millisecond and the time is that of the first frame drawn with the
+    result there (or of the result itself when no frame comes within 0.25 s: nothing on
+    screen had to change). The frame is recognised as it is written, not after the poll
+    noticed the result: the poll runs on the app's busy event loop, and it noticed some
+    results only after their frame was written (the next frame, up to 30 ms later, was
+    then taken for theirs: the figures before 2026-12-05's fifth session carry that)."""
+    frames.showing, frames.shown = changed, []
     began = time.perf_counter()
     app._driver.send_message(_key_event(key))  # as Pilot does, without its idle waits
     deadline = began + 20
@@ -168,7 +168,11 @@ async def _press(app: Any, frames: Frames, key: str, changed: Any, what: str) ->
                              f"(focus {app.focused!r}, screen {app.screen!r}, "
                              f"search {getattr(app.screen, 'search', None)!r})")
         await asyncio.sleep(0.001)
-    return (await frames.after(time.perf_counter()) - began) * 1000
+    noticed = time.perf_counter()
+    while not frames.shown and time.perf_counter() < noticed + 0.25:
+        await asyncio.sleep(0.001)
+    frames.showing = None
+    return ((frames.shown[0] if frames.shown else noticed) - began) * 1000
 
 
 def _app(rt: Runtime, session: tuple[str, Actor]) -> Any:
