@@ -55,8 +55,8 @@ def key_groups(screen: Screen[Any]) -> list[tuple[str, list[KeyLine]]]:
             group = "Go to" if (binding.id or "").startswith("app.show.") else "Everywhere"
         elif node is screen:
             group = title
-        elif type(node).__module__.startswith("polysec_tui."):
-            group = "Table or field"
+        elif type(node).__module__.startswith("polysec_tui.") and binding.id:
+            group = "Table or field"  # ours (a Textual base class's keys have no id)
         else:
             continue  # a Textual widget's own keys: summed up in MOVES
         display = app.get_key_display(binding) if key == binding.key else key

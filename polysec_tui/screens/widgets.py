@@ -348,11 +348,13 @@ class ConsoleTable(DataTable[Text]):
 
     # ------------------------------------------------------------------ the keys
 
-    def action_search(self) -> None:
+    async def action_search(self) -> None:
         """Filter the rows by what the officer types (live; Esc restores)."""
         line = SearchLine(self)
-        self.screen.mount(line)
-        line.focus()
+        # Awaited, and focused at once: keys typed right after `/` go to the line, never
+        # to the table (a second `/` would mount a second line).
+        await self.screen.mount(line)
+        self.screen.set_focus(line)
 
     def set_search(self, text: str) -> None:
         if text != self.search:
@@ -444,10 +446,12 @@ class ConsoleTable(DataTable[Text]):
 
 class SearchLine(Input):
     """The filter line of a :class:`ConsoleTable`, at the bottom of its screen: the rows
-    follow as the officer types; Enter (or leaving the line) keeps the filter, Esc
-    restores the one before; empty shows every row. A line in the screen, not a screen
-    over it: Textual draws the whole screen below a screen on top again at every key
-    typed (about half of each key's time on the timeline)."""
+    follow as the officer types; Enter (or leaving the line: tab, a click) keeps the
+    filter, Esc restores the one before; empty shows every row. A line in the screen,
+    not a screen over it: Textual draws the whole screen below a screen on top again at
+    every key typed (most of each key's time on the timeline). Modal for keys as that
+    screen was: while it has the focus no key reaches the table's or the screen's own
+    bindings (shift+down would mark rows), only the app's priority ones (tab, quit)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="search.cancel",
@@ -464,11 +468,14 @@ class SearchLine(Input):
         self.table = table
         self.before = table.search
 
+    @property
+    def is_modal(self) -> bool:
+        return True
+
     @on(Input.Changed)
     def _typed(self, event: Input.Changed) -> None:
         event.stop()
-        if self.is_mounted and self.parent is not None:
-            self.table.set_search(event.value)
+        self.table.set_search(event.value)
 
     @on(Input.Submitted)
     def _keep(self, event: Input.Submitted) -> None:
@@ -481,14 +488,15 @@ class SearchLine(Input):
         self._close()
 
     def on_blur(self) -> None:
-        self._close()  # the focus went elsewhere (a click, tab): the filter stays
+        # The focus went elsewhere (tab, a click): the filter stays, the focus too.
+        self._close(refocus=self.screen.focused is None)
 
-    def _close(self) -> None:
+    def _close(self, refocus: bool = True) -> None:
         if self.parent is None or self.has_class("-closing"):
             return
         self.add_class("-closing")
         self.remove()
-        if self.table.is_mounted:
+        if refocus and self.table.is_mounted:
             self.table.focus()
 
 

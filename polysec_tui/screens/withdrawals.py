@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from rich.text import Text
 from textual import on, work
@@ -71,6 +71,17 @@ PAGES_KEPT = 8
 # compete with drawing it for the interpreter (a kept page took twice as long to be on
 # screen, a reloaded one a fifth longer).
 BEHIND_SECONDS = 0.1
+PageKey = tuple[str, str, str, int]  # status, sort, filter, offset
+
+
+class Fetched(NamedTuple):
+    """A page of the queue as a worker brings it: the reload it belongs to, when it was
+    asked for, what it is the page of."""
+
+    generation: int
+    asked: float
+    key: PageKey
+    page: service.QueuePage
 STATUS_CYCLE = ("open", "held", "in_review", "escalated", "pending", "approved", "rejected")
 SORT_LABELS = {"risk": "risk (highest first)", "age": "age (oldest first)",
                "amount": "amount (largest first within each asset: no prices to compare "
@@ -158,8 +169,9 @@ class WithdrawalQueueScreen(ConsoleScreen):
         self.search = ""  # the filter line: `review.list_queue(search=...)`
         self.page_offset = 0
         self.page: service.QueuePage | None = None
-        # Pages by (status, sort, search, offset): when fetched, and the page.
-        self.kept: dict[tuple[str, str, str, int], tuple[float, service.QueuePage]] = {}
+        # Pages by key: when they were asked for, and the page.
+        self.kept: dict[PageKey, tuple[float, service.QueuePage]] = {}
+        self._generation = 0  # a reload's: what was fetched before it is not kept
         self._behind: Timer | None = None
         self.marked: list[str] = []  # external ids, in the order marked
         self._closing_filter = False
@@ -191,18 +203,20 @@ class WithdrawalQueueScreen(ConsoleScreen):
         self.reload()
 
     def reload(self) -> None:
-        """Fetch the page afresh (nothing kept is shown: the queue may have changed)."""
+        """Fetch the page afresh: nothing kept is shown, nor kept from a fetch already
+        under way (the queue may have changed: a decision, a claim)."""
         self.kept.clear()
+        self._generation += 1
         self.workers.cancel_group(self, "withdrawal queue ahead")
         self.fetch()
 
     def fetch(self) -> None:
         """Fetch the page of `key` (a fetch for another page still under way is dropped)."""
-        self._fetch_behind_later(None)
-        self.load(*self.key)
+        self._cancel_behind()
+        self.load(self._generation, self.key)
 
     @property
-    def key(self) -> tuple[str, str, str, int]:
+    def key(self) -> PageKey:
         """What the page shown should be: status, sort, filter and offset."""
         return (self.queue_status, self.sort, self.search, self.page_offset)
 
@@ -216,71 +230,81 @@ class WithdrawalQueueScreen(ConsoleScreen):
         self._show(kept)
         self._fetch_behind_later(again=True)
 
-    def _fetch_behind_later(self, again: bool | None) -> None:
-        """In `BEHIND_SECONDS`: the page shown fetched ``again`` and the next one
-        fetched ahead (None: nothing; a new page is on its way)."""
+    def _cancel_behind(self) -> None:
         if self._behind is not None:
             self._behind.stop()
             self._behind = None
-        if again is not None:
-            self._behind = self.set_timer(BEHIND_SECONDS, lambda: self._fetch_behind(again))
+
+    def _fetch_behind_later(self, *, again: bool) -> None:
+        """In `BEHIND_SECONDS`: the page shown fetched ``again`` (it was kept) and the
+        next one fetched ahead."""
+        self._cancel_behind()
+        self._behind = self.set_timer(BEHIND_SECONDS, lambda: self._fetch_behind(again))
 
     def _fetch_behind(self, again: bool) -> None:
         self._behind = None
         if again:
-            self.load(*self.key)
+            self.load(self._generation, self.key)
         status, sort, search, offset = self.key
         ahead = (status, sort, search, offset + PAGE)
         if self.page is not None and ahead[3] < self.page.total and self._kept(ahead) is None:
-            self.fetch_ahead(*ahead)
+            self.fetch_ahead(self._generation, ahead)
 
-    def _kept(self, key: tuple[str, str, str, int]) -> service.QueuePage | None:
+    def _kept(self, key: PageKey) -> service.QueuePage | None:
         kept = self.kept.get(key)
         if kept is None or time.monotonic() - kept[0] >= PAGE_KEPT_SECONDS:
             return None
         return kept[1]
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="withdrawal queue")
-    def load(self, status: str, sort: str, search: str, offset: int) -> None:
-        self.deliver(lambda: ((status, sort, search, offset), service.list_queue(
+    def _fetched(self, generation: int, key: PageKey) -> Fetched:
+        """In a worker: the page of ``key``, and when it was asked for."""
+        status, sort, search, offset = key
+        asked = time.monotonic()
+        return Fetched(generation, asked, key, service.list_queue(
             self.runtime, self.officer, status=status, sort=sort, offset=offset, limit=PAGE,
-            search=search or None)))
+            search=search or None))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="withdrawal queue")
+    def load(self, generation: int, key: PageKey) -> None:
+        self.deliver(lambda: self._fetched(generation, key))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="withdrawal queue ahead")
-    def fetch_ahead(self, status: str, sort: str, search: str, offset: int) -> None:
+    def fetch_ahead(self, generation: int, key: PageKey) -> None:
         """The next page, while the officer reads this one (kept, not shown)."""
         try:
-            page = service.list_queue(self.runtime, self.officer, status=status, sort=sort,
-                                      offset=offset, limit=PAGE, search=search or None)
+            fetched = self._fetched(generation, key)
         except Exception:  # asked for, it is fetched again, and that fetch says why
             return
         if not get_current_worker().is_cancelled:
-            self.post_message(self.Loaded(((status, sort, search, offset), page)))
+            self.post_message(self.Loaded(fetched))
 
     def on_console_screen_loaded(self, message: ConsoleScreen.Loaded) -> None:
         if message.data is None:
             self._close_filter()
             self.set_status(message.error, error=True)
             return
-        key, page = message.data
-        self._keep(key, page)
-        if key != self.key:
-            return  # fetched ahead, or for where the officer no longer is
-        self._show(page)
-        self._fetch_behind_later(again=False)
-
-    def _keep(self, key: tuple[str, str, str, int], page: service.QueuePage) -> None:
-        self.kept.pop(key, None)
-        self.kept[key] = (time.monotonic(), page)
+        fetched: Fetched = message.data
+        if fetched.generation != self._generation:
+            return  # fetched before a reload: the queue may have changed since
+        self.kept.pop(fetched.key, None)
+        self.kept[fetched.key] = (fetched.asked, fetched.page)
         while len(self.kept) > PAGES_KEPT:
             del self.kept[next(iter(self.kept))]
+        if fetched.key != self.key:
+            return  # fetched ahead, or for where the officer no longer is
+        self._show(fetched.page)
+        self._fetch_behind_later(again=False)
 
     def _show(self, page: service.QueuePage) -> None:
         self._close_filter()
+        on = self._item()  # the cursor stays on its withdrawal if the page still has it
         self.page = page
         now = self.clock()
         table = self.query_one("#queue-table", ConsoleTable)
         cursor = table.cursor_row
+        ids = [i.external_id for i in page.items]
+        if on is not None and on.external_id in ids:
+            cursor = ids.index(on.external_id)
         rows = [
             (Text("✓" if i.external_id in self.marked else " "),
              # The SLA clock runs only for what waits for an officer (held, escalated,

@@ -452,3 +452,81 @@ async def test_the_next_page_is_fetched_ahead_and_shown_at_once(
         assert first_id(app) == "W0000"
         fake.gate.set()
         await until(pilot, lambda: first_id(app) == "W0050")
+
+
+@sync
+async def test_a_page_fetched_before_a_reload_is_not_kept(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page fetched ahead whose answer the screen handles only after a reload (a
+    decision, `r`: the loop was busy meanwhile) is dropped: `]` then fetches, and shows
+    the page as it is now."""
+    import threading
+
+    from polysec_tui.screens.withdrawals import Fetched
+    from polysec_tui.services.withdrawals import review
+
+    fake = FakeQueue(120)
+    monkeypatch.setattr(review, "list_queue", fake)
+    app = PolysecApp(runtime, session=log_in(runtime))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_queue(pilot)
+        queue = app.screen
+        assert isinstance(queue, WithdrawalQueueScreen)
+        await until(pilot, lambda: fake.asked == [0, 50])
+        posted = threading.Event()
+        real_post = queue.post_message
+
+        def post(message: Any) -> bool:
+            sent = real_post(message)
+            if isinstance(message.data if isinstance(message, WithdrawalQueueScreen.Loaded)
+                          else None, Fetched) and message.data.key[3] == 50:
+                posted.set()
+            return sent
+
+        monkeypatch.setattr(queue, "post_message", post)
+        queue.kept.clear()
+        fake.gate.clear()
+        queue.fetch_ahead(0, ("open", "risk", "", 50))
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if len(fake.asked) > 2:
+                break
+        fake.gate.set()  # nothing awaits from here on: the loop is busy
+        assert posted.wait(5)
+        fake.items[50] = replace(fake.items[50], status="rejected")  # the decision
+        queue.reload()  # it cancels the fetch ahead (whose answer is already posted)
+        ahead = ("open", "risk", "", 50)
+        for _ in range(100):  # the page again, then the next one fetched ahead anew
+            await pilot.pause(0.02)
+            if ahead in queue.kept:
+                break
+        assert queue.kept[ahead][1].items[0].status == "rejected"
+        fake.gate.clear()
+        await pilot.press("right_square_bracket")  # shown from what is kept: as it is now
+        assert first_id(app) == "W0050" and rows(app, "#queue-table")[0][1] == "rejected"
+        fake.gate.set()
+
+
+@sync
+async def test_the_cursor_stays_on_its_withdrawal_when_the_page_comes_again(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kept page is fetched again behind it: when a withdrawal above the cursor left
+    the queue meanwhile, the cursor stays on its withdrawal, not on its row number."""
+    from polysec_tui.services.withdrawals import review
+
+    fake = FakeQueue(120)
+    monkeypatch.setattr(review, "list_queue", fake)
+    app = PolysecApp(runtime, session=log_in(runtime))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_queue(pilot)
+        queue = app.screen
+        assert isinstance(queue, WithdrawalQueueScreen)
+        await until(pilot, lambda: fake.asked == [0, 50])
+        fake.gate.clear()
+        await pilot.press("right_square_bracket", "down", "down", "down")
+        table = queue.query_one("#queue-table", DataTable)
+        assert rows(app, "#queue-table")[table.cursor_row][5] == "W0053"
+        del fake.items[51]  # another officer decided W0051
+        fake.gate.set()
+        await until(pilot, lambda: len(fake.asked) >= 4)
+        assert rows(app, "#queue-table")[table.cursor_row][5] == "W0053"
