@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 # Textual's own widgets bind many keys (cursor moves, editing); the overlay names the
 # moves once instead of listing each widget's bindings.
@@ -55,8 +55,9 @@ def key_groups(screen: Screen[Any]) -> list[tuple[str, list[KeyLine]]]:
             group = "Go to" if (binding.id or "").startswith("app.show.") else "Everywhere"
         elif node is screen:
             group = title
-        elif type(node).__module__.startswith("polysec_tui.") and binding.id:
-            group = "Table or field"  # ours (a Textual base class's keys have no id)
+        elif type(node).__module__.startswith("polysec_tui.") and (
+                binding.id or not isinstance(node, Input)):
+            group = "Table or field"  # of a text field of ours, the keys we gave it only
         else:
             continue  # a Textual widget's own keys: summed up in MOVES
         display = app.get_key_display(binding) if key == binding.key else key
