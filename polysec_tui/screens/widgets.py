@@ -446,12 +446,15 @@ class ConsoleTable(DataTable[Text]):
 
 class SearchLine(Input):
     """The filter line of a :class:`ConsoleTable`, at the bottom of its screen: the rows
-    follow as the officer types; Enter (or leaving the line: tab, a click) keeps the
-    filter, Esc restores the one before; empty shows every row. A line in the screen,
-    not a screen over it: Textual draws the whole screen below a screen on top again at
-    every key typed (most of each key's time on the timeline). Modal for keys as that
-    screen was: while it has the focus no key reaches the table's or the screen's own
-    bindings (shift+down would mark rows), only the app's priority ones (tab, quit)."""
+    follow as the officer types; Enter (or leaving the line for another field) keeps the
+    filter, Esc restores the one before; empty shows every row.
+
+    A line in the screen, not a screen over it: Textual draws the whole screen below a
+    screen on top again at every key typed (most of each key's time on the timeline).
+    But it keeps what that screen guaranteed: while it has the focus no key reaches the
+    table's or the screen's own bindings (shift+down would mark rows), only the app's
+    priority ones (tab, quit); the table cannot take the focus from it (a load ending
+    focuses it); and the terminal losing the focus closes nothing."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="search.cancel",
@@ -487,8 +490,20 @@ class SearchLine(Input):
         self.table.set_search(self.before)
         self._close()
 
+    def on_focus(self) -> None:
+        # The filter before is selected when the line opens (typing replaces it), not
+        # when the focus comes back to it (the officer is in the middle of typing).
+        self.select_on_focus = False
+
     def on_blur(self) -> None:
-        # The focus went elsewhere (tab, a click): the filter stays, the focus too.
+        if not self.app.app_focus:
+            return  # the terminal lost the focus: Textual gives it back to the line
+        if self.screen.focused is self.table:
+            # The screen's code focused its table (a load ending): the officer is still
+            # typing here, and the next letters must not reach the table's keys.
+            self.screen.set_focus(self)
+            return
+        # The focus went to another field (tab, a click): the filter stays, the focus too.
         self._close(refocus=self.screen.focused is None)
 
     def _close(self, refocus: bool = True) -> None:

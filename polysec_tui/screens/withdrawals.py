@@ -124,6 +124,21 @@ def risk_text(score: float | None) -> Text:
     return Text(f"{score:.0f}", style=style)
 
 
+class QueueFilter(Input):
+    """The queue's filter line. Modal for keys, as a table's filter line: while it has the
+    focus no key reaches the queue's own bindings (shift+down would mark rows), so Esc,
+    which closes it, is its own."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "screen.back", "Close", id="queue.filter-close",
+                tooltip="Close the filter line (the filter stays as it was)"),
+    ]
+
+    @property
+    def is_modal(self) -> bool:
+        return True
+
+
 class WithdrawalQueueScreen(ConsoleScreen):
     TITLE_TEXT = "Withdrawals"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -182,9 +197,9 @@ class WithdrawalQueueScreen(ConsoleScreen):
         return timedelta(hours=load_config(self.runtime.settings).review_sla_hours)
 
     def compose_body(self) -> ComposeResult:
-        yield Input(placeholder="filter: a withdrawal, account or address (its beginning), an "
-                    "asset, a rule or an officer; empty clears; enter", id="queue-filter",
-                    max_length=service.MAX_SEARCH)
+        yield QueueFilter(placeholder="filter: a withdrawal, account or address (its "
+                          "beginning), an asset, a rule or an officer; empty clears; enter",
+                          id="queue-filter", max_length=service.MAX_SEARCH)
         yield StatusLine(Text("loading…"), id="queue-status")
         # A page at a time from the database: the query filters and sorts (/ and s).
         yield ConsoleTable(id="queue-table", cursor_type="row", zebra_stripes=True,

@@ -278,8 +278,8 @@ class MarkingScreen(Screen[None]):
         self.marks = 0
 
     def compose(self) -> ComposeResult:
+        yield Input(id="note")  # first: tab from the line (mounted last) comes here
         yield ConsoleTable(id="t", cursor_type="row")
-        yield Input(id="note")
 
     def on_mount(self) -> None:
         fill_table(self.query_one(ConsoleTable), COLUMNS, rows(3))
@@ -329,6 +329,18 @@ async def test_the_filter_line_takes_every_key_typed_into_it() -> None:
         # The key help lists the line's own key, not a text field's editing keys.
         assert dict(key_groups(screen))["Table or field"] == [
             KeyLine("esc", "Cancel", "Back to the filter before")]
+        # The terminal losing the focus, the screen's code focusing the table (a load
+        # ending): the line stays, with the focus, and the next keys go into it.
+        app.post_message(events.AppBlur())
+        await pilot.pause()
+        app.post_message(events.AppFocus())
+        await pilot.pause()
+        table.focus()
+        await pilot.pause()
+        await pilot.press("shift+down", "s")
+        assert isinstance(app.focused, SearchLine) and app.focused.value == "row 1s"
+        assert screen.marks == 0 and table.sort_column is None
+        await pilot.press("backspace")
         await pilot.press("tab")
         await pilot.pause()
         assert not screen.query(SearchLine) and table.row_count == 1

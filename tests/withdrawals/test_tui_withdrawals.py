@@ -530,3 +530,26 @@ async def test_the_cursor_stays_on_its_withdrawal_when_the_page_comes_again(
         fake.gate.set()
         await until(pilot, lambda: len(fake.asked) >= 4)
         assert rows(app, "#queue-table")[table.cursor_row][5] == "W0053"
+
+
+@sync
+async def test_keys_typed_in_the_filter_line_stay_there(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """shift+down in the filter line marks no row; Esc closes the line (the queue stays
+    shown), then leaves the queue."""
+    from polysec_tui.services.withdrawals import review
+
+    monkeypatch.setattr(review, "list_queue", FakeQueue(10))
+    app = PolysecApp(runtime, session=log_in(runtime))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_queue(pilot)
+        queue = app.screen
+        assert isinstance(queue, WithdrawalQueueScreen)
+        box = queue.query_one("#queue-filter", Input)
+        await pilot.press("slash", *"W00", "shift+down", "shift+down", "escape")
+        await pilot.pause()
+        assert queue.marked == [] and app.screen is queue and not box.display
+        assert isinstance(app.focused, DataTable)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is not queue
