@@ -3,8 +3,9 @@ temporary database with a pinned clock (all three engines); snapshots on SQLite.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -400,6 +401,21 @@ def first_id(app: PolysecApp) -> str:
     return rows(app, "#queue-table")[0][5]
 
 
+@contextlib.asynccontextmanager
+async def queue_over(runtime: Runtime, monkeypatch: pytest.MonkeyPatch, fake: FakeQueue
+                     ) -> AsyncIterator[tuple[PolysecApp, Pilot[Any], WithdrawalQueueScreen]]:
+    """The console logged in and on the queue, its pages from ``fake``."""
+    from polysec_tui.services.withdrawals import review
+
+    monkeypatch.setattr(review, "list_queue", fake)
+    app = PolysecApp(runtime, session=log_in(runtime))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_queue(pilot)
+        queue = app.screen
+        assert isinstance(queue, WithdrawalQueueScreen)
+        yield app, pilot, queue
+
+
 @sync
 async def test_the_next_page_is_fetched_ahead_and_shown_at_once(
         runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -407,15 +423,9 @@ async def test_the_next_page_is_fetched_ahead_and_shown_at_once(
     fetches it again behind it, so that what changed meanwhile follows; a page fetched
     ahead for where the officer no longer is stays unseen; `r` never shows a kept page."""
     from polysec_tui.screens import withdrawals as screen_module
-    from polysec_tui.services.withdrawals import review
 
     fake = FakeQueue(120)
-    monkeypatch.setattr(review, "list_queue", fake)
-    app = PolysecApp(runtime, session=log_in(runtime))
-    async with app.run_test(size=(160, 40)) as pilot:
-        await open_queue(pilot)
-        queue = app.screen
-        assert isinstance(queue, WithdrawalQueueScreen)
+    async with queue_over(runtime, monkeypatch, fake) as (app, pilot, queue):
         await until(pilot, lambda: fake.asked == [0, 50])  # the first page, then the next
         fake.gate.clear()  # from now on every fetch waits
         await pilot.press("right_square_bracket")
@@ -463,15 +473,9 @@ async def test_a_page_fetched_before_a_reload_is_not_kept(
     import threading
 
     from polysec_tui.screens.withdrawals import Fetched
-    from polysec_tui.services.withdrawals import review
 
     fake = FakeQueue(120)
-    monkeypatch.setattr(review, "list_queue", fake)
-    app = PolysecApp(runtime, session=log_in(runtime))
-    async with app.run_test(size=(160, 40)) as pilot:
-        await open_queue(pilot)
-        queue = app.screen
-        assert isinstance(queue, WithdrawalQueueScreen)
+    async with queue_over(runtime, monkeypatch, fake) as (app, pilot, queue):
         await until(pilot, lambda: fake.asked == [0, 50])
         posted = threading.Event()
         real_post = queue.post_message
@@ -512,15 +516,9 @@ async def test_the_cursor_stays_on_its_withdrawal_when_the_page_comes_again(
         runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     """A kept page is fetched again behind it: when a withdrawal above the cursor left
     the queue meanwhile, the cursor stays on its withdrawal, not on its row number."""
-    from polysec_tui.services.withdrawals import review
 
     fake = FakeQueue(120)
-    monkeypatch.setattr(review, "list_queue", fake)
-    app = PolysecApp(runtime, session=log_in(runtime))
-    async with app.run_test(size=(160, 40)) as pilot:
-        await open_queue(pilot)
-        queue = app.screen
-        assert isinstance(queue, WithdrawalQueueScreen)
+    async with queue_over(runtime, monkeypatch, fake) as (app, pilot, queue):
         await until(pilot, lambda: fake.asked == [0, 50])
         fake.gate.clear()
         await pilot.press("right_square_bracket", "down", "down", "down")
@@ -537,14 +535,8 @@ async def test_keys_typed_in_the_filter_line_stay_there(
         runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     """shift+down in the filter line marks no row; Esc closes the line (the queue stays
     shown), then leaves the queue."""
-    from polysec_tui.services.withdrawals import review
 
-    monkeypatch.setattr(review, "list_queue", FakeQueue(10))
-    app = PolysecApp(runtime, session=log_in(runtime))
-    async with app.run_test(size=(160, 40)) as pilot:
-        await open_queue(pilot)
-        queue = app.screen
-        assert isinstance(queue, WithdrawalQueueScreen)
+    async with queue_over(runtime, monkeypatch, FakeQueue(10)) as (app, pilot, queue):
         box = queue.query_one("#queue-filter", Input)
         await pilot.press("slash", *"W00", "shift+down", "shift+down", "escape")
         await pilot.pause()
