@@ -496,6 +496,8 @@ class SearchLine(Input):
         self.select_on_focus = False
 
     def on_blur(self) -> None:
+        if self.has_class("-closing"):
+            return  # closed by enter or esc: the table has the focus back
         if not self.app.app_focus:
             return  # the terminal lost the focus: Textual gives it back to the line
         if self.screen.focused is self.table:
