@@ -444,17 +444,26 @@ class ConsoleTable(DataTable[Text]):
         self.border_subtitle = " · ".join(bits)
 
 
-class SearchLine(Input):
+class ModalInput(Input):
+    """A text field in a screen that is modal for keys, as a field on a screen of its own
+    would be: while it has the focus no key reaches its screen's bindings (shift+down
+    would mark rows), only its own and the app's priority ones (tab, quit)."""
+
+    @property
+    def is_modal(self) -> bool:
+        return True
+
+
+class SearchLine(ModalInput):
     """The filter line of a :class:`ConsoleTable`, at the bottom of its screen: the rows
     follow as the officer types; Enter (or leaving the line for another field) keeps the
     filter, Esc restores the one before; empty shows every row.
 
     A line in the screen, not a screen over it: Textual draws the whole screen below a
     screen on top again at every key typed (most of each key's time on the timeline).
-    But it keeps what that screen guaranteed: while it has the focus no key reaches the
-    table's or the screen's own bindings (shift+down would mark rows), only the app's
-    priority ones (tab, quit); the table cannot take the focus from it (a load ending
-    focuses it); and the terminal losing the focus closes nothing."""
+    But it keeps what that screen guaranteed: it is modal for keys (`ModalInput`); the
+    table cannot take the focus from it (a load ending focuses it); and the terminal
+    losing the focus closes nothing."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="search.cancel",
@@ -470,10 +479,6 @@ class SearchLine(Input):
                          id="search-input")
         self.table = table
         self.before = table.search
-
-    @property
-    def is_modal(self) -> bool:
-        return True
 
     @on(Input.Changed)
     def _typed(self, event: Input.Changed) -> None:

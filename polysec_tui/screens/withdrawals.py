@@ -51,6 +51,7 @@ from polysec_tui.screens.protection import PROTECTION_BINDINGS, ProtectsAccount
 from polysec_tui.screens.widgets import (
     ConsoleScreen,
     ConsoleTable,
+    ModalInput,
     StatusLine,
     fill_table,
     move_cursor_to,
@@ -72,16 +73,6 @@ PAGES_KEPT = 8
 # screen, a reloaded one a fifth longer).
 BEHIND_SECONDS = 0.1
 PageKey = tuple[str, str, str, int]  # status, sort, filter, offset
-
-
-class Fetched(NamedTuple):
-    """A page of the queue as a worker brings it: the reload it belongs to, when it was
-    asked for, what it is the page of."""
-
-    generation: int
-    asked: float
-    key: PageKey
-    page: service.QueuePage
 STATUS_CYCLE = ("open", "held", "in_review", "escalated", "pending", "approved", "rejected")
 SORT_LABELS = {"risk": "risk (highest first)", "age": "age (oldest first)",
                "amount": "amount (largest first within each asset: no prices to compare "
@@ -100,6 +91,16 @@ def value_text(item: service.QueueItem) -> Text:
     if item.value is None:
         return Text("no price", style="dim", justify="right")
     return Text(f"{item.value:,.2f}", justify="right")
+
+
+class Fetched(NamedTuple):
+    """A page of the queue as a worker brings it: the reload it belongs to, when it was
+    asked for, what it is the page of."""
+
+    generation: int
+    asked: float
+    key: PageKey
+    page: service.QueuePage
 
 
 def age_text(requested_at: datetime, now: datetime, sla: timedelta) -> Text:
@@ -124,19 +125,14 @@ def risk_text(score: float | None) -> Text:
     return Text(f"{score:.0f}", style=style)
 
 
-class QueueFilter(Input):
-    """The queue's filter line. Modal for keys, as a table's filter line: while it has the
-    focus no key reaches the queue's own bindings (shift+down would mark rows), so Esc,
-    which closes it, is its own."""
+class QueueFilter(ModalInput):
+    """The queue's filter line, modal for keys as a table's is: so Esc, which closes it,
+    is its own key."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "screen.back", "Close", id="queue.filter-close",
                 tooltip="Close the filter line (the filter stays as it was)"),
     ]
-
-    @property
-    def is_modal(self) -> bool:
-        return True
 
 
 class WithdrawalQueueScreen(ConsoleScreen):
