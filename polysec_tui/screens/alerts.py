@@ -31,6 +31,7 @@ from polysec_tui.screens.incidents import Attached, attach
 from polysec_tui.screens.widgets import (
     ConfirmScreen,
     ConsoleTable,
+    ModalInput,
     describe_error,
     fill_table,
     move_cursor_to,
@@ -40,6 +41,16 @@ from polysec_tui.services.monitoring import alerts
 from polysec_tui.services.monitoring.alerts import Alert
 from polysec_tui.services.officers.auth import Actor
 from polysec_tui.services.runtime import Runtime
+
+
+class AlertNote(ModalInput):
+    """The acknowledgement's note, modal for keys (shift+down typed into it marked
+    rows): so Esc, back to the list, is its own key."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "screen.to_list", "Back", id="alerts.note-back",
+                tooltip="Back to the list of alerts (the note stays)"),
+    ]
 
 
 class AlertsScreen(ModalScreen[int]):
@@ -93,10 +104,11 @@ class AlertsScreen(ModalScreen[int]):
             yield Static(Text("space mark · acknowledge the marked (or highlighted) ones as "
                               "c confirmed fraud, f false positive, b benign · i attach to "
                               "an incident · z snooze 1 h (the note is the reason) · tab: "
-                              "note · escape close"),
+                              "note (escape: back) · escape close"),
                          id="alerts-help")
-            yield Input(placeholder="note for the acknowledgement (optional; the same for "
-                        "every marked alert)", max_length=alerts.NOTE_MAX, id="alerts-note")
+            yield AlertNote(placeholder="note for the acknowledgement (optional; the same "
+                            "for every marked alert)", max_length=alerts.NOTE_MAX,
+                            id="alerts-note")
             table = ConsoleTable(id="alerts-table", cursor_type="row")
             yield table
 
@@ -123,6 +135,9 @@ class AlertsScreen(ModalScreen[int]):
 
     def action_close(self) -> None:
         self.dismiss(self.acknowledged)
+
+    def action_to_list(self) -> None:
+        self.query_one("#alerts-table", DataTable).focus()
 
     def action_mark(self, step: int = 1, toggle: bool = True) -> None:
         """Mark or unmark the highlighted alert (shift+arrows only mark), then move

@@ -43,7 +43,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Select, Static
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
 from polysec_tui.errors import PolysecError
 from polysec_tui.screens.incidents import Attached, attach
@@ -697,6 +697,7 @@ class WithdrawalDetailScreen(ProtectsAccount, ConsoleScreen):
         self.ref = ref
         self.detail: service.Detail | None = None
         self.outcome: tuple[str, bool] | None = None
+        self._leave_when_decided = False
 
     def compose_body(self) -> ComposeResult:
         yield StatusLine(Text("loading…"), id="detail-status")
@@ -874,6 +875,25 @@ class WithdrawalDetailScreen(ProtectsAccount, ConsoleScreen):
             message = self.Decided(str(error), True)
         if not get_current_worker().is_cancelled:
             self.post_message(message)
+
+    def action_back(self) -> None:
+        """Back to the queue; while a decision is still being recorded, once it is: so
+        the officer sees its outcome, and the queue is read after it."""
+        if self._deciding():
+            self._leave_when_decided = True
+            self.set_status("recording the decision: back to the queue once it is done")
+            return
+        super().action_back()
+
+    def _deciding(self) -> bool:
+        return any(w.node is self and w.group == "withdrawal decision" and not w.is_finished
+                   for w in self.app.workers)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if (self._leave_when_decided and event.worker.group == "withdrawal decision"
+                and event.worker.is_finished):
+            self._leave_when_decided = False
+            self.action_back()
 
     def on_withdrawal_detail_screen_decided(self, message: WithdrawalDetailScreen.Decided
                                             ) -> None:

@@ -828,6 +828,41 @@ async def test_attach_alerts_from_the_console(runtime: Runtime) -> None:
     assert sorted(detail.summary.accounts) == ["acc-001", "acc-003"]
 
 
+@sync
+async def test_keys_typed_into_the_note_stay_there(runtime: Runtime) -> None:
+    """The note field is modal for keys: shift+down typed into it marks no alert and a
+    letter acknowledges none; Esc goes back to the list, a second Esc closes."""
+    load_sample(runtime)
+    officer = log_in(runtime)
+    add_anomaly(runtime, "l5", "critical")
+    withdraw(runtime, "big", "BTC", "2.5")
+    hold(runtime, "big")
+    app = PolysecApp(runtime, session=officer)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("a")
+        await wait_until(pilot, lambda: isinstance(app.screen, AlertsScreen), "the alerts")
+        assert isinstance(app.screen, AlertsScreen)
+        modal: AlertsScreen = app.screen
+        await pilot.press("tab")
+        note = modal.query_one("#alerts-note", Input)
+        assert app.focused is note
+        await pilot.press("shift+down", "shift+down", *"false c", "space")
+        await pilot.pause()
+        assert note.value == "false c " and not modal.marked
+        assert len(modal.items) == 2 and modal.acknowledged == 0
+        await pilot.press("escape")
+        assert app.screen is modal and app.focused is modal.query_one("#alerts-table")
+        await pilot.press("f")  # from the list: acknowledged, with the note
+        await wait_until(pilot, lambda: len(modal.items) == 1, "the acknowledgement")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen), "closed")
+    with runtime.sessions() as s:
+        details = s.scalar(select(AuditLogEntry.details).where(
+            AuditLogEntry.action == "alert.acknowledge"))
+    assert "false c" in str(details)
+
+
 @pytest.mark.usefixtures("fast_poll")
 @sync
 async def test_no_repaint_when_nothing_changed(runtime: Runtime,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -217,6 +218,41 @@ async def test_detail_claim_and_reject_with_a_note(runtime: Runtime, officer: Se
         await until(pilot, queue_loaded(app))
         await until(pilot, lambda: [r[5] for r in rows(app, "#queue-table")] == ["T2", "T4"])
 
+
+
+@sync
+async def test_leaving_while_a_decision_commits_waits_for_it(
+        runtime: Runtime, officer: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Esc pressed while a decision is still being recorded leaves once it is: the
+    officer sees its outcome, and the queue is read after it (not still showing the
+    withdrawal as it was)."""
+    from polysec_tui.services.withdrawals import review
+
+    real_reject = review.reject
+
+    def slow_reject(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.4)  # a busy database
+        return real_reject(*args, **kwargs)
+
+    monkeypatch.setattr(review, "reject", slow_reject)
+    app = PolysecApp(runtime, session=officer)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_queue(pilot)
+        await pilot.press("down", "down", "enter")  # T1
+        await until(pilot, detail_loaded(app))
+        detail = app.screen
+        await pilot.press("c")
+        await until(pilot, lambda: app.screen.detail is not None  # type: ignore[attr-defined]
+                    and app.screen.detail.item.status == "in_review")  # type: ignore[attr-defined]
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, NotePrompt))
+        await pilot.press(*"mule", "enter")
+        await pilot.press("escape")  # at once, while the reject is recorded
+        assert app.screen is detail
+        await until(pilot, queue_loaded(app))
+        assert [r[5] for r in rows(app, "#queue-table")] == ["T2", "T4"]
+        assert any("rejected" in str(n.message) for n in app._notifications)
+    assert status(runtime, "T1") == "rejected"
 
 
 @sync
