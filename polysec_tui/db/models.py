@@ -269,7 +269,8 @@ class ApprovalRequest(Base):
     payload: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
-    # pending | executed | denied | expired
+    # pending | executed | denied | expired | withdrawn (its subject was decided
+    # otherwise: a withdrawal rejected or escalated by the officer who asked)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     decided_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("officers.id"))
     decided_at: Mapped[datetime | None]

@@ -292,6 +292,12 @@ class AnomaliesScreen(ConsoleScreen):
             "#an-table", ConsoleTable).item(self.shown)
         return item
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Marks are the table's keys: shift+down in the kind filter marked a row."""
+        if action == "mark" and not isinstance(self.focused, ConsoleTable):
+            return False
+        return super().check_action(action, parameters)
+
     def action_mark(self, step: int = 1, toggle: bool = True) -> None:
         """Mark or unmark the highlighted finding, or every finding of the highlighted
         campaign (shift+arrows only mark), then move ``step`` rows."""

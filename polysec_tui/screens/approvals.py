@@ -76,6 +76,12 @@ class ApprovalsScreen(ConsoleScreen):
         self.requests: list[RequestView] = []
         self.mine = False
         self._outcome: tuple[str, bool] | None = None  # the last decision's, kept in view
+        # The request that was highlighted when a reload found it gone (decided in
+        # another console, expired): the cursor is on another one now, whose evidence
+        # the officer has not read, so the next decision is refused once, saying so.
+        self._gone: RequestView | None = None
+        self._filled: bool | None = None  # the view (mine or not) the table shows
+        self._decided_here: uuid.UUID | None = None  # gone because decided here
 
     def compose_body(self) -> ComposeResult:
         yield StatusLine(Text("loading…"), id="approvals-status")
@@ -125,7 +131,8 @@ class ApprovalsScreen(ConsoleScreen):
         if mine != self.mine:
             return  # an answer to the view before the last toggle
         table = self.query_one("#approvals-table", ConsoleTable)
-        selected = self._selected()
+        selected = self._selected() if self._filled == mine else None
+        self._filled = mine
         self.requests = requests
         me = self.officer.officer_id
         fill_table(table, [
@@ -145,8 +152,13 @@ class ApprovalsScreen(ConsoleScreen):
                 row = table.view_row(index) if request.id == selected.id else None
                 if row is not None:
                     table.move_cursor(row=row)
+            if (requests and selected.id != self._decided_here
+                    and all(r.id != selected.id for r in requests)):
+                self._gone = selected
         self._show_evidence()
-        if self._outcome is not None:
+        if self._gone is not None:
+            self.set_status(self._gone_text(), error=True)
+        elif self._outcome is not None:
             text, error = self._outcome
             self.set_status(text, error=error)
         elif mine:
@@ -157,6 +169,12 @@ class ApprovalsScreen(ConsoleScreen):
                             "one, enter your code, then Approve or Deny · m: only yours")
         else:
             self.set_status("no pending requests")
+
+    def _gone_text(self) -> str:
+        assert self._gone is not None
+        return (f"request {str(self._gone.id)[:8]} ({self._gone.description}) is no longer "
+                "pending: decided in another console, or expired. The highlighted request "
+                "is another one: read its evidence, then enter your code")
 
     def _selected(self) -> RequestView | None:
         request: RequestView | None = self.query_one("#approvals-table", ConsoleTable).item(
@@ -236,6 +254,10 @@ class ApprovalsScreen(ConsoleScreen):
         if request is None:
             self._show_outcome("select a request first", error=True)
             return
+        if self._gone is not None:
+            text, self._gone = self._gone_text(), None
+            self._show_outcome(text, error=True)
+            return
         if request.requester_id == self.officer.officer_id:
             self._show_outcome("this is your own request: another officer decides it "
                                "(four-eyes)", error=True)
@@ -269,9 +291,10 @@ class ApprovalsScreen(ConsoleScreen):
                 outcome = (f"request {short} denied", False)
         except PolysecError as error:
             outcome = (str(error), True)
-        self.app.call_from_thread(self._decided, *outcome)
+        self.app.call_from_thread(self._decided, request_id, *outcome)
 
-    def _decided(self, text: str, error: bool) -> None:
+    def _decided(self, request_id: uuid.UUID, text: str, error: bool) -> None:
+        self._decided_here = request_id
         if not error:
             self.query_one("#approvals-note", Input).value = ""
         self._show_outcome(text, error=error)

@@ -72,6 +72,10 @@ PAGES_KEPT = 8
 # compete with drawing it for the interpreter (a kept page took twice as long to be on
 # screen, a reloaded one a fifth longer).
 BEHIND_SECONDS = 0.1
+# While shown, the queue's page and a withdrawal's detail are read again this often:
+# another console's claims and decisions appear without a key.
+QUEUE_REFRESH_SECONDS = 10.0
+DETAIL_REFRESH_SECONDS = 5.0
 PageKey = tuple[str, str, str, int]  # status, sort, filter, offset
 STATUS_CYCLE = ("open", "held", "in_review", "escalated", "pending", "approved", "rejected")
 SORT_LABELS = {"risk": "risk (highest first)", "age": "age (oldest first)",
@@ -204,6 +208,7 @@ class WithdrawalQueueScreen(ConsoleScreen):
     def on_mount(self) -> None:
         self.query_one("#queue-table", DataTable).focus()
         self.reload()
+        self.reload_while_shown(QUEUE_REFRESH_SECONDS, self.fetch)
 
     def on_screen_resume(self) -> None:
         if self.page is not None:  # back from a detail: decisions change the queue
@@ -719,6 +724,9 @@ class WithdrawalDetailScreen(ProtectsAccount, ConsoleScreen):
 
     def on_mount(self) -> None:
         self.reload()
+        # What another console changes (a claim, an escalation and its note) appears
+        # by itself; a decision taken from an older view is refused anyway (`Seen`).
+        self.reload_while_shown(DETAIL_REFRESH_SECONDS, self.reload)
 
     def reload(self) -> None:
         self.load(self.ref)
@@ -731,6 +739,10 @@ class WithdrawalDetailScreen(ProtectsAccount, ConsoleScreen):
         if message.data is None:
             self.set_status(message.error, error=True)
             return
+        if message.data == self.detail:
+            self.outcome = None  # a refused decision: its status line says so already
+            return  # nothing changed (the periodic reload): the view stays as it is
+        before = self.detail
         self.detail = d = message.data
         i = d.item
         head = Text.assemble(
@@ -803,6 +815,12 @@ class WithdrawalDetailScreen(ProtectsAccount, ConsoleScreen):
             text, error = self.outcome
             self.outcome = None
             self.set_status(text, error=error)
+        elif before is not None and before.seen != d.seen:
+            last = d.decisions[-1] if d.decisions else None
+            self.set_status(Text.assemble(
+                "changed meanwhile: ",
+                *((safe_text(last.officer), f" {last.decision}; ") if last else ()),
+                f"now {i.status} (see Decisions)"), error=True)
         else:
             self.set_status("c claim · a approve · x reject · e escalate · u release · "
                             "R reassign · t timeline · o anomalies · f 2FA reset · "
@@ -810,33 +828,55 @@ class WithdrawalDetailScreen(ProtectsAccount, ConsoleScreen):
 
     # ----------------------------------------------------------------- decisions
 
+    def _may_decide(self) -> bool:
+        """One decision at a time, from a loaded view: another while one is recorded
+        would cancel the first (its outcome never shown) and act on a withdrawal about
+        to change."""
+        if self.detail is None:
+            return False
+        if self._deciding():
+            self.set_status("a decision is being recorded: wait for its outcome",
+                            error=True)
+            self.app.bell()
+            return False
+        return True
+
     def action_claim(self) -> None:
         """Take it into review."""
-        self.decide("claim", None)
+        if self._may_decide():
+            assert self.detail is not None
+            self.decide("claim", None, seen=self.detail.seen)
 
     def action_release(self) -> None:
         """Give your claim back."""
-        self.decide("release", None)
+        if self._may_decide():
+            assert self.detail is not None
+            self.decide("release", None, seen=self.detail.seen)
 
     def action_reassign(self) -> None:
         """Move the claim to another officer (senior officers), with a reason."""
-        if self.detail is None:
+        if not self._may_decide():
             return
+        assert self.detail is not None
+        seen = self.detail.seen
         i = self.detail.item
         summary = Text.assemble("Reassign withdrawal ", safe_text(i.external_id, limit=64),
                                 ", claimed by ", safe_text(i.claimed_by or "nobody"),
                                 ": the officer who takes it over, and why")
 
         def done(answer: tuple[str, str] | None) -> None:
-            if answer:
-                self.decide("reassign", answer[1], answer[0])
+            if answer and self._may_decide():
+                self.decide("reassign", answer[1], answer[0], seen=seen)
 
         self.app.push_screen(ReassignPrompt(summary), done)
 
     def action_decide(self, verb: str) -> None:
-        """Approve, reject or escalate after a note (the confirmation)."""
-        if self.detail is None:
+        """Approve, reject or escalate after a note (the confirmation), as of the view
+        the officer saw when pressing the key."""
+        if not self._may_decide():
             return
+        assert self.detail is not None
+        seen = self.detail.seen
         i = self.detail.item
         summary = Text.assemble(
             f"{DECISIONS[verb].title} withdrawal ", safe_text(i.external_id, limit=64),
@@ -844,31 +884,32 @@ class WithdrawalDetailScreen(ProtectsAccount, ConsoleScreen):
             safe_text(i.address), f" (risk {i.risk_score or 0:.0f})?")
 
         def done(answer: tuple[str, str | None] | None) -> None:
-            if answer:
+            if answer and self._may_decide():
                 note, outcome = answer
-                self.decide(verb, note, outcome=outcome)
+                self.decide(verb, note, outcome=outcome, seen=seen)
 
         decision = DECISIONS[verb]
         self.app.push_screen(NotePrompt(decision.title, summary, decision.outcome), done)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="withdrawal decision")
     def decide(self, verb: str, note: str | None, to: str = "",
-               outcome: str | None = None) -> None:
+               outcome: str | None = None, *, seen: service.Seen) -> None:
         assert self.actor is not None
+        rt, actor, ref = self.runtime, self.actor, self.ref
         try:
             if verb == "claim":
-                result = service.claim(self.runtime, self.actor, self.ref)
+                result = service.claim(rt, actor, ref, seen=seen)
             elif verb == "release":
-                result = service.release(self.runtime, self.actor, self.ref)
+                result = service.release(rt, actor, ref, seen=seen)
             elif verb == "reassign":
-                moved = service.reassign(self.runtime, self.actor, self.ref, to, note or "")
+                moved = service.reassign(rt, actor, ref, to, note or "", seen=seen)
                 result = service.Outcome(moved.external_id,
                                          f"{moved.status}, reassigned to {to}")
             elif verb == "escalate":
-                result = service.escalate(self.runtime, self.actor, self.ref, note or "")
+                result = service.escalate(rt, actor, ref, note or "", seen=seen)
             else:  # approve or reject, with the outcome chosen in the prompt
                 final = service.approve if verb == "approve" else service.reject
-                result = final(self.runtime, self.actor, self.ref, note or "",
+                result = final(rt, actor, ref, note or "", seen=seen,
                                outcome=outcome or DECISIONS[verb].outcome or "")
             message = self.Decided(result.summary(), False)
         except PolysecError as error:

@@ -156,6 +156,23 @@ async def test_anomalies_list_filter_and_open_timeline(story: Runtime,
 
 
 @sync
+async def test_marks_are_the_tables_keys(story: Runtime, officer: Session) -> None:
+    """shift+down in the kind filter marks no finding (it did: the filter passed the
+    key on to the screen's mark binding); in the table it marks."""
+    app = PolysecApp(story, session=officer)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        await pilot.press(DESTINATIONS["anomalies"].key)
+        screen = await wait_loaded(pilot, AnomaliesScreen)
+        screen.query_one("#an-kind", Select).focus()
+        await pilot.press("shift+down", "shift+down")
+        assert screen.marked == set()
+        screen.query_one("#an-table", DataTable).focus()
+        await pilot.press("shift+down")
+        assert screen.marked
+
+
+@sync
 async def test_timeline_shows_badges_chart_map_and_literal_agent(story: Runtime,
                                                                  officer: Session) -> None:
     app = PolysecApp(story, session=officer)

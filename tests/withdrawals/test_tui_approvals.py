@@ -102,6 +102,54 @@ async def test_a_senior_approves_in_the_inbox_and_the_requester_is_told(staff: S
 
 
 @sync
+async def test_a_request_decided_elsewhere_does_not_hand_over_its_code(staff: Staff) -> None:
+    """The highlighted request decided in another console: the inbox's reload puts the
+    cursor on another request, and the code typed for the first is refused once, with
+    why, instead of approving a request the officer never read."""
+    rt = staff.rt
+    held(rt, "T1", 1, amount="1.5")
+    held(rt, "T2", 2, amount="2.5")
+    opened = [wds.approve(rt, staff.actors["ann"], ext, f"{ext} big") for ext in ("T1", "T2")]
+    sue = PolysecApp(rt, session=staff.login("sue"))
+    async with sue.run_test(size=(150, 44)) as pilot:
+        await pilot.press(DESTINATIONS["approvals"].key)
+        await until(pilot, lambda: isinstance(sue.screen, ApprovalsScreen)
+                    and len(rows(sue)) == 2, "the inbox")
+        first = sue.screen.query_one("#approvals-table", DataTable)
+        chosen = rows(sue)[first.cursor_row][2]  # the withdrawal sue reads
+        request = next(o.approval_id for o, ext in zip(opened, ("T1", "T2"), strict=True)
+                       if ext in chosen)
+        assert request is not None
+        wds_four_eyes_approve(staff, "sam", request)  # meanwhile, in sam's console
+        inbox = sue.screen
+        assert isinstance(inbox, ApprovalsScreen)
+        inbox.action_reload()  # the inbox's own 5-second refresh
+        await until(pilot, lambda: len(rows(sue)) == 1, "the reload")
+        assert "no longer pending" in text_of(sue, "#approvals-status")
+        other = "T2" if "T1" in chosen else "T1"
+        sue.screen.query_one("#approvals-code", Input).value = staff.next_code("sue")
+        sue.screen.query_one("#approvals-approve", Button).press()
+        await until(pilot, lambda: "read its evidence" in text_of(sue, "#approvals-status"),
+                    "the refusal")
+        assert status(rt, other) == "in_review"  # not approved behind sue's back
+        assert sue.screen.query_one("#approvals-code", Input).value == ""
+        # Now deliberately: the request shown is decided.
+        sue.screen.query_one("#approvals-code", Input).value = staff.next_code("sue")
+        sue.screen.query_one("#approvals-approve", Button).press()
+        await until(pilot, lambda: "approved and executed" in text_of(sue, "#approvals-status"),
+                    "the approval")
+        await until(pilot, lambda: rows(sue) == [], "the reload")
+        assert "no longer pending" not in text_of(sue, "#approvals-status")
+    assert status(rt, other) == "approved"
+
+
+def wds_four_eyes_approve(staff: Staff, name: str, request: uuid.UUID) -> None:
+    from polysec_tui.services import four_eyes
+
+    four_eyes.approve(staff.rt, staff.actors[name], request, staff.next_code(name))
+
+
+@sync
 async def test_own_requests_are_listed_but_refused_before_a_code(staff: Staff) -> None:
     rt = staff.rt
     held(rt, "T1", 1, amount="1.5")

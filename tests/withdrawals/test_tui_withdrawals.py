@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import time
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -230,8 +230,10 @@ async def test_leaving_while_a_decision_commits_waits_for_it(
 
     real_reject = review.reject
 
+    recorded = threading.Event()
+
     def slow_reject(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.4)  # a busy database
+        recorded.wait(30)  # a busy database, until the test has pressed its key
         return real_reject(*args, **kwargs)
 
     monkeypatch.setattr(review, "reject", slow_reject)
@@ -247,12 +249,124 @@ async def test_leaving_while_a_decision_commits_waits_for_it(
         await pilot.press("x")
         await until(pilot, lambda: isinstance(app.screen, NotePrompt))
         await pilot.press(*"mule", "enter")
-        await pilot.press("escape")  # at once, while the reject is recorded
+        await pilot.press("escape")  # while the reject is recorded
         assert app.screen is detail
+        recorded.set()
         await until(pilot, queue_loaded(app))
         assert [r[5] for r in rows(app, "#queue-table")] == ["T2", "T4"]
         assert any("rejected" in str(n.message) for n in app._notifications)
     assert status(runtime, "T1") == "rejected"
+
+
+@sync
+async def test_the_queue_follows_another_console(runtime: Runtime, officer: Session,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """While shown, the queue reads its page again: another console's claim appears
+    without a key."""
+    from polysec_tui.screens import withdrawals as screens
+    from polysec_tui.services.withdrawals import review
+
+    monkeypatch.setattr(screens, "QUEUE_REFRESH_SECONDS", 0.2)
+    app = PolysecApp(runtime, session=officer)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_queue(pilot)
+        assert not any("chief" in cell for row in rows(app, "#queue-table") for cell in row)
+        review.claim(runtime, officer[1], "T1")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if any("chief" in cell for row in rows(app, "#queue-table") for cell in row):
+                break
+        claimed = [row for row in rows(app, "#queue-table") if "T1" in row]
+        assert claimed and "chief" in claimed[0]
+
+
+@sync
+async def test_one_decision_at_a_time(runtime: Runtime, officer: Session,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decision key while another decision is recorded is refused: it would cancel
+    the first (its outcome never shown) and act on a withdrawal about to change."""
+    from polysec_tui.services.withdrawals import review
+
+    real_reject = review.reject
+
+    recorded = threading.Event()
+
+    def slow_reject(*args: Any, **kwargs: Any) -> Any:
+        recorded.wait(30)
+        return real_reject(*args, **kwargs)
+
+    monkeypatch.setattr(review, "reject", slow_reject)
+    app = PolysecApp(runtime, session=officer)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_queue(pilot)
+        await pilot.press("down", "down", "enter")  # T1
+        await until(pilot, detail_loaded(app))
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, NotePrompt))
+        await pilot.press(*"mule", "enter")
+        await pilot.press("c")  # while the reject is recorded
+        status_line = app.screen.query_one("#detail-status", Static)
+        assert "a decision is being recorded" in str(status_line.render())
+        recorded.set()
+        await until(pilot, lambda: app.screen.detail is not None  # type: ignore[attr-defined]
+                    and app.screen.detail.item.status == "rejected")  # type: ignore[attr-defined]
+        assert "withdrawal T1 rejected" in str(status_line.render())
+    assert status(runtime, "T1") == "rejected"
+
+
+@sync
+async def test_the_detail_follows_another_console(runtime: Runtime, officer: Session,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """What another console records appears by itself, and a decision taken from the
+    view before it is refused, naming the change (not taken over what the officer never
+    saw)."""
+    from polysec_tui.screens import withdrawals as screens
+    from polysec_tui.services.withdrawals import review
+
+    actor = officer[1]
+    app = PolysecApp(runtime, session=officer)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_queue(pilot)
+        await pilot.press("down", "down", "enter")  # T1, held
+        await until(pilot, detail_loaded(app))
+        detail = app.screen
+        assert isinstance(detail, WithdrawalDetailScreen)
+        # Another console claims and escalates it.
+        review.claim(runtime, actor, "T1")
+        review.escalate(runtime, actor, "T1", "DO NOT APPROVE: sim swap")
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, NotePrompt))
+        await pilot.press(*"fraud", "enter")
+        await until(pilot, lambda: detail.detail is not None
+                    and detail.detail.item.status == "escalated")
+        status_line = str(detail.query_one("#detail-status", Static).render())
+        assert "changed since you looked at it" in status_line
+        assert "DO NOT APPROVE" in status_line
+        assert status(runtime, "T1") == "escalated"
+        # The view now shows the change; the same key decides from it.
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, NotePrompt))
+        await pilot.press(*"fraud", "enter")
+        await until(pilot, lambda: detail.detail is not None
+                    and detail.detail.item.status == "rejected")
+    assert status(runtime, "T1") == "rejected"
+
+    # And without a key: the detail reads itself again while shown.
+    monkeypatch.setattr(screens, "DETAIL_REFRESH_SECONDS", 0.2)
+    app = PolysecApp(runtime, session=officer)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_queue(pilot)
+        await pilot.press("down", "down", "enter")  # T2 now first: T1 was decided
+        await until(pilot, detail_loaded(app))
+        shown = app.screen
+        assert isinstance(shown, WithdrawalDetailScreen)
+        review.claim(runtime, actor, shown.ref)
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if shown.detail is not None and shown.detail.item.status == "in_review":
+                break
+        assert shown.detail is not None and shown.detail.item.status == "in_review"
+        assert "changed meanwhile" in str(shown.query_one("#detail-status", Static).render())
 
 
 @sync

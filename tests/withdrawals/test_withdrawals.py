@@ -5,6 +5,7 @@ approval, permissions, audit, and the CLI's --json and exit codes. All three dat
 from __future__ import annotations
 
 import json
+import re
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from polysec_tui.db.models import (
+    ApprovalRequest,
     AuditLogEntry,
     Hold,
     ReviewDecision,
@@ -24,6 +26,7 @@ from polysec_tui.services import four_eyes
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals import blocklist
 from polysec_tui.services.withdrawals import review as wds
+from tests.support import FIXED_NOW
 from tests.support.cli import run_cli
 from tests.support.helpers import ingest, withdrawal
 from tests.support.officers import Staff
@@ -210,15 +213,89 @@ def test_above_the_limit_needs_a_second_senior_officer(staff: Staff) -> None:
     assert [d for d, _n in decisions(rt, "T1")] == ["request_approval", "approve"]
 
 
-def test_rejected_meanwhile_the_approval_cannot_execute(staff: Staff) -> None:
+def request_status(rt: Runtime, request_id: object) -> tuple[str, str | None]:
+    with rt.sessions() as s:
+        request = s.get(ApprovalRequest, request_id)
+        assert request is not None
+        return request.status, request.decision_note
+
+
+def test_rejected_meanwhile_the_request_is_withdrawn(staff: Staff) -> None:
+    """Rejecting a withdrawal that waits for its four-eyes request withdraws the
+    request in the same transaction: it leaves every inbox, and a senior trying it
+    learns why before spending a code."""
     rt, ann, sue = staff.rt, staff.actors["ann"], staff.actors["sue"]
     held(rt, "T1", amount="1.5")
     outcome = wds.approve(rt, ann, "T1", "big")
-    wds.reject(rt, ann, "T1", "changed my mind")
     assert outcome.approval_id is not None
-    with pytest.raises(ConflictError, match="rejected"):
-        four_eyes.approve(rt, sue, outcome.approval_id, staff.next_code("sue"))
+    wds.reject(rt, ann, "T1", "changed my mind")
+    assert request_status(rt, outcome.approval_id) == (
+        "withdrawn", "withdrawn: withdrawal T1 was rejected by ann")
+    assert four_eyes.list_requests(rt, sue) == []
+    code = staff.next_code("sue")
+    with pytest.raises(ConflictError, match="already withdrawn by ann"):
+        four_eyes.approve(rt, sue, outcome.approval_id, code)
     assert status(rt, "T1") == "rejected"
+    with rt.sessions() as s:
+        details = s.scalar(select(AuditLogEntry.details).where(
+            AuditLogEntry.action == "withdrawal.reject"))
+    assert details is not None
+    assert json.loads(details)["withdrawn_request"] == str(outcome.approval_id)
+
+
+def test_escalated_meanwhile_the_request_cannot_approve_the_new_claim(staff: Staff) -> None:
+    """Escalating withdraws the request and forgets it: a senior who claims the
+    escalated withdrawal reviews it afresh, and the old request approves nothing."""
+    rt, ann, sue, sam = (staff.rt, staff.actors["ann"], staff.actors["sue"],
+                         staff.actors["sam"])
+    held(rt, "T1", amount="1.5")
+    outcome = wds.approve(rt, ann, "T1", "big")
+    assert outcome.approval_id is not None
+    wds.escalate(rt, ann, "T1", "not sure: a senior please decide")
+    assert request_status(rt, outcome.approval_id)[0] == "withdrawn"
+    wds.claim(rt, sam, "T1")
+    assert wds.show(rt, sam, "T1").approval_id is None
+    with pytest.raises(ConflictError, match="withdrawn"):
+        four_eyes.approve(rt, sue, outcome.approval_id, staff.next_code("sue"))
+    assert status(rt, "T1") == "in_review"
+    wds.release(rt, sam, "T1")  # no request holds the claim any more
+    assert status(rt, "T1") == "escalated"
+
+
+def test_a_decision_from_a_stale_view_is_refused(staff: Staff) -> None:
+    """A decision that says what it was taken on (the console's) is refused when the
+    withdrawal changed since, naming the change; the CLI's, which says nothing, is not."""
+    rt, ann, sue = staff.rt, staff.actors["ann"], staff.actors["sue"]
+    held(rt, "T1")
+    seen = wds.show(rt, sue, "T1").seen
+    assert seen == wds.Seen(0, "held")
+    wds.claim(rt, ann, "T1")
+    wds.escalate(rt, ann, "T1", "DO NOT APPROVE: sim swap")
+    with pytest.raises(ConflictError, match=re.escape(
+            "ann recorded escalate: DO NOT APPROVE: sim swap; it is escalated now (it was "
+            "held)")):
+        wds.approve(rt, sue, "T1", "looks fine", seen=seen)
+    with pytest.raises(ConflictError, match="changed since you looked"):
+        wds.claim(rt, sue, "T1", seen=seen)
+    assert status(rt, "T1") == "escalated"
+    fresh = wds.show(rt, sue, "T1").seen
+    assert wds.claim(rt, sue, "T1", seen=fresh).status == "in_review"
+    assert wds.reject(rt, sue, "T1", "fraud", seen=wds.show(rt, sue, "T1").seen
+                      ).status == "rejected"
+
+
+def test_self_approved_counts_only_approvals(staff: Staff) -> None:
+    from polysec_tui.services.operations import evidence
+
+    rt, ann = staff.rt, staff.actors["ann"]
+    held(rt, "T1", amount="1.5")
+    wds.approve(rt, ann, "T1", "big")
+    wds.reject(rt, ann, "T1", "changed my mind")
+    with rt.sessions() as s:
+        figures = evidence._four_eyes(s, {}, FIXED_NOW - timedelta(days=1),
+                                      FIXED_NOW + timedelta(days=1))
+    assert figures["self_approved"] == 0
+    assert figures["by_kind_and_status"] == {wds.APPROVAL_KIND: {"withdrawn": 1}}
 
 
 def test_two_officers_deciding_at_once_one_wins(staff: Staff) -> None:

@@ -290,7 +290,10 @@ def _four_eyes(session: Session, names: dict[Any, str], start: datetime,
             waits.append((r.decided_at - r.created_at).total_seconds() / 60)
     return {
         "requests": len(requests), "by_kind_and_status": by,
-        "self_approved": sum(1 for r in requests if r.decided_by == r.requester_id),
+        # A requester closes their own request only by withdrawing it (the withdrawal
+        # was decided otherwise), never by approving or denying it.
+        "self_approved": sum(1 for r in requests
+                             if r.decided_by == r.requester_id and r.status == "executed"),
         "minutes_to_decision": _spread(waits),
         "list": [{"id": str(r.id), "kind": r.kind, "requester": names.get(r.requester_id),
                   "created_at": r.created_at, "status": r.status,

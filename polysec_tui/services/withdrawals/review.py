@@ -153,6 +153,17 @@ class DecisionView:
 
 
 @dataclass(frozen=True)
+class Seen:
+    """The state of a withdrawal an officer decided from: its status and how many
+    decisions it had (every claim, escalation, release... records one). A decision that
+    carries it is refused if anything was recorded since: an officer looking at a stale
+    screen must not approve over an escalation they never saw."""
+
+    decisions: int
+    status: str
+
+
+@dataclass(frozen=True)
 class HoldView:
     id: int
     kind: str
@@ -185,6 +196,11 @@ class Detail:
     address_accounts: int
     decisions: tuple[DecisionView, ...] = field(default=())
     price: prices.Price | None = None  # what ``item.value`` was worked out from
+
+    @property
+    def seen(self) -> Seen:
+        """What a decision taken from this view was taken on (`Seen`)."""
+        return Seen(len(self.decisions), self.item.status)
 
     def as_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = self.item.as_dict()
@@ -588,16 +604,20 @@ def _record(rt: Runtime, session: Session, actor: Actor, wd_id: int, ext: str, d
 def _transition(rt: Runtime, actor: Actor, ref: str, verb: str, allowed: Any,
                 values: dict[str, Any], note: str | None,
                 check: Any = None, judged: tuple[str, str | None] | None = None,
-                lock: str | None = None) -> Outcome:
+                lock: str | None = None, seen: Seen | None = None) -> Outcome:
     """``judged``: the outcome (and its reason) a final decision records. ``lock``: a
     named lock (``withdrawals.locks``) taken first, before anything is read (MariaDB's
-    snapshot begins at the first read)."""
+    snapshot begins at the first read). ``seen``: what the officer decided from
+    (`Seen`). A final decision or an escalation withdraws the four-eyes request the
+    withdrawal waits for, if any: no senior can approve it afterwards."""
     now = rt.clock()
     with rt.transaction() as session:
         if lock is not None:
             locks.take(session, lock, now)
         wd = _find(session, ref)
         wid, ext, account_id, status = wd.id, wd.external_id, wd.account_id, values["status"]
+        request_id = wd.approval_id
+        _unchanged_since(session, wd, seen)
         if check is not None:
             check(session, wd, now)
         done = session.execute(
@@ -605,7 +625,10 @@ def _transition(rt: Runtime, actor: Actor, ref: str, verb: str, allowed: Any,
             .values(**values).execution_options(synchronize_session=False)
         )
         if done.rowcount == 1:  # type: ignore[attr-defined]
-            extra = {} if judged is None else {"outcome": judged[0]}
+            extra: dict[str, Any] = {} if judged is None else {"outcome": judged[0]}
+            if (status in ("approved", "rejected", "escalated") and request_id is not None
+                    and _withdraw_request(session, actor, request_id, ext, status, now)):
+                extra["withdrawn_request"] = str(request_id)
             _record(rt, session, actor, wid, ext, verb, note, now,
                     account=str(account_id), status=status, **extra)
             if judged is not None:
@@ -616,7 +639,45 @@ def _transition(rt: Runtime, actor: Actor, ref: str, verb: str, allowed: Any,
     raise _conflict(rt, wid, actor, verb)
 
 
-def claim(rt: Runtime, actor: Actor, ref: str) -> Outcome:
+def _unchanged_since(session: Session, wd: Withdrawal, seen: Seen | None) -> None:
+    """Refuse a decision taken from a view of the withdrawal older than its last
+    recorded change (`Seen`), saying what changed."""
+    if seen is None:
+        return
+    last = session.execute(
+        select(ReviewDecision, Officer.name)
+        .join(Officer, Officer.id == ReviewDecision.officer_id)
+        .where(ReviewDecision.withdrawal_id == wd.id)
+        .order_by(ReviewDecision.decided_at.desc(), ReviewDecision.id.desc()).limit(1)
+    ).first()
+    count = int(session.scalar(select(func.count()).select_from(ReviewDecision)
+                               .where(ReviewDecision.withdrawal_id == wd.id)) or 0)
+    if count == seen.decisions and wd.status == seen.status:
+        return
+    what = f"it is {wd.status} now (it was {seen.status})"
+    if count > seen.decisions and last is not None:
+        decision, name = last
+        note = f": {decision.note[:80]}" if decision.note else ""
+        what = f"{name} recorded {decision.decision}{note}; {what}"
+    raise ConflictError(f"withdrawal {wd.external_id} changed since you looked at it: "
+                        f"{what}. Look at it again before deciding")
+
+
+def _withdraw_request(session: Session, actor: Actor, request_id: uuid.UUID, ext: str,
+                      status: str, now: datetime) -> bool:
+    """Close a pending four-eyes request of a withdrawal that was decided (or
+    escalated) otherwise, in the same transaction; whether one was pending."""
+    done = session.execute(
+        update(ApprovalRequest)
+        .where(ApprovalRequest.id == request_id, ApprovalRequest.status == "pending")
+        .values(status="withdrawn", decided_by=actor.officer_id, decided_at=now,
+                decision_note=f"withdrawn: withdrawal {ext} was {status} by {actor.name}",
+                sealed_enc=None)
+        .execution_options(synchronize_session=False))
+    return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+def claim(rt: Runtime, actor: Actor, ref: str, *, seen: Seen | None = None) -> Outcome:
     """Take a held (or, for senior officers, escalated) withdrawal into review."""
     require(actor, "review")
     expire_claims(rt, actor)
@@ -626,11 +687,12 @@ def claim(rt: Runtime, actor: Actor, ref: str) -> Outcome:
                   (w.status == "escalated") if at_least(actor, "senior") else false())
     return _transition(rt, actor, ref, "claim", allowed,
                        {"status": "in_review", "claimed_by": actor.officer_id,
-                        "claimed_at": now}, None)
+                        "claimed_at": now}, None, seen=seen)
 
 
 def reject(rt: Runtime, actor: Actor, ref: str, note: str, *,
-           outcome: str = "confirmed_fraud", outcome_reason: str | None = None) -> Outcome:
+           outcome: str = "confirmed_fraud", outcome_reason: str | None = None,
+           seen: Seen | None = None) -> Outcome:
     """Reject; records the outcome (by default the hold caught fraud)."""
     require(actor, "review")
     text = _note(note)
@@ -638,17 +700,20 @@ def reject(rt: Runtime, actor: Actor, ref: str, note: str, *,
     now = rt.clock()
     return _transition(rt, actor, ref, "reject", _from_states(actor),
                        {"status": "rejected", "decided_by": actor.officer_id,
-                        "decided_at": now}, text, judged=judged)
+                        "decided_at": now}, text, judged=judged, seen=seen)
 
 
-def escalate(rt: Runtime, actor: Actor, ref: str, note: str) -> Outcome:
-    """Hand the withdrawal to the senior officers (the claim is released)."""
+def escalate(rt: Runtime, actor: Actor, ref: str, note: str, *,
+             seen: Seen | None = None) -> Outcome:
+    """Hand the withdrawal to the senior officers (the claim is released, and a
+    four-eyes request it waited for is withdrawn)."""
     require(actor, "review")
     text = _note(note)
     now = rt.clock()
     return _transition(rt, actor, ref, "escalate", _from_states(actor, allow_escalated=False),
                        {"status": "escalated", "claimed_by": None, "claimed_at": None,
-                        "decided_by": actor.officer_id, "decided_at": now}, text)
+                        "approval_id": None, "decided_by": actor.officer_id,
+                        "decided_at": now}, text, seen=seen)
 
 
 def _approval_checks(session: Session, wd: Withdrawal, now: datetime) -> None:
@@ -677,7 +742,8 @@ def _single_approval_checks(session: Session, wd: Withdrawal, now: datetime) -> 
 
 
 def approve(rt: Runtime, actor: Actor, ref: str, note: str, *,
-            outcome: str = "false_positive", outcome_reason: str | None = None) -> Outcome:
+            outcome: str = "false_positive", outcome_reason: str | None = None,
+            seen: Seen | None = None) -> Outcome:
     """Approve; above the asset's approval limit this opens a four-eyes request instead
     (the withdrawal stays in review, claimed by this officer, until a senior approves).
     Records the outcome with the final approval (by default: the hold was a false
@@ -698,7 +764,7 @@ def approve(rt: Runtime, actor: Actor, ref: str, note: str, *,
         return _transition(rt, actor, ref, "approve", _from_states(actor),
                            {"status": "approved", "decided_by": actor.officer_id,
                             "decided_at": now}, text, check=_single_approval_checks,
-                           judged=judged, lock=locks.SANCTIONS)
+                           judged=judged, lock=locks.SANCTIONS, seen=seen)
     w = Withdrawal
     pending_request = (select(ApprovalRequest.id)
                        .where(ApprovalRequest.id == w.approval_id,
@@ -706,7 +772,8 @@ def approve(rt: Runtime, actor: Actor, ref: str, note: str, *,
                               ApprovalRequest.expires_at > now))
     allowed = _from_states(actor) & ~pending_request.exists()
     try:
-        return _request_approval(rt, actor, ref, allowed, text, limit, now, judged, listed)
+        return _request_approval(rt, actor, ref, allowed, text, limit, now, judged, listed,
+                                 seen)
     except _Lost as lost:
         raise _conflict(rt, lost.wid, actor, "approve") from None
 
@@ -721,12 +788,14 @@ class _Lost(Exception):
 
 def _request_approval(rt: Runtime, actor: Actor, ref: str, allowed: Any, text: str,
                       limit: Decimal | None, now: datetime,
-                      judged: tuple[str, str | None], listed: list[str]) -> Outcome:
+                      judged: tuple[str, str | None], listed: list[str],
+                      seen: Seen | None) -> Outcome:
     with rt.transaction() as session:
         # The same lock order as a sanctions import (which writes hits, then the audit
         # log): MariaDB would otherwise deadlock the two.
         locks.take(session, locks.SANCTIONS, now)
         wd = _find(session, ref)
+        _unchanged_since(session, wd, seen)
         wid, account_id, ext, amount, asset = (wd.id, wd.account_id, wd.external_id,
                                                wd.amount, wd.asset)
         account_ext = session.scalar(select(Account.external_id)
@@ -772,7 +841,8 @@ def _execute_approval(rt: Runtime, session: Session, request: ApprovalRequest,
     _approval_checks(session, wd, now)
     done = session.execute(
         update(Withdrawal).where(Withdrawal.id == wid, Withdrawal.status == "in_review",
-                                 Withdrawal.approval_id == request.id)
+                                 Withdrawal.approval_id == request.id,
+                                 Withdrawal.claimed_by == request.requester_id)
         .values(status="approved", decided_by=approver.officer_id, decided_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -860,13 +930,14 @@ def _back_to_queue() -> Any:
     return case((Withdrawal.decided_by.is_not(None), "escalated"), else_="held")
 
 
-def release(rt: Runtime, actor: Actor, ref: str) -> Outcome:
+def release(rt: Runtime, actor: Actor, ref: str, *, seen: Seen | None = None) -> Outcome:
     """The claimant gives the withdrawal back to the queue."""
     require(actor, "review")
     now = rt.clock()
     with rt.transaction() as session:
         wd = _find(session, ref)
         wid, ext = wd.id, wd.external_id
+        _unchanged_since(session, wd, seen)
         if wd.status == "in_review" and wd.claimed_by == actor.officer_id:
             request = _waiting_request(session, wd, now)
             if request is not None:
@@ -886,7 +957,8 @@ def release(rt: Runtime, actor: Actor, ref: str) -> Outcome:
     raise _conflict(rt, wid, actor, "release")
 
 
-def reassign(rt: Runtime, actor: Actor, ref: str, to: str, reason: str) -> Outcome:
+def reassign(rt: Runtime, actor: Actor, ref: str, to: str, reason: str, *,
+             seen: Seen | None = None) -> Outcome:
     """A senior officer moves a claim to another officer, with a reason; the previous
     claimant and the new one are told."""
     require(actor, "review")
@@ -903,6 +975,7 @@ def reassign(rt: Runtime, actor: Actor, ref: str, to: str, reason: str) -> Outco
                                f"({'disabled' if target.disabled else target.role})")
         wd = _find(session, ref)
         wid, ext, previous = wd.id, wd.external_id, wd.claimed_by
+        _unchanged_since(session, wd, seen)
         if wd.status != "in_review" or previous is None:
             raise ConflictError(f"withdrawal {ext} is {wd.status}, not claimed: "
                                 f"nothing to reassign")
