@@ -39,6 +39,7 @@ figures so far go to stderr, so a run stopped early still reports what it measur
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import multiprocessing
@@ -46,6 +47,7 @@ import os
 import random
 import resource
 import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -296,6 +298,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.shadow:
             _propose_logins(rt)
         insert(rt, pop.rows(args.new, END - timedelta(days=1), END - timedelta(hours=12), "n"))
+        if args.floor and not args.postgres:
+            out["incremental_floor_ms"] = _history_floor(db_path)
         began = time.monotonic()
         inc = anomalies.analyze(rt, actor)
         out["incremental_s"] = round(time.monotonic() - began, 2)
@@ -347,6 +351,52 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.postgres:
             _drop_database(args.postgres, url)
     return out
+
+
+def _history_floor(db_path: Path) -> dict[str, float]:
+    """The least the incremental pass's history store costs, whatever the code around
+    it: the stored histories of the accounts with new successful logins read, decoded,
+    encoded and written back with nothing but sqlite3 and json (then rolled back, so
+    the pass that follows finds them as they were). In milliseconds."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    gc.disable()  # as the pass runs (`rules.no_cycle_collection`)
+    try:
+        (done,) = conn.execute(
+            "SELECT login_id FROM analysis_checkpoints WHERE name = 'logins'").fetchone()
+        accounts = [a for (a,) in conn.execute(
+            "SELECT DISTINCT account_id FROM login_events WHERE id > ? AND success = 1",
+            (done,))]
+        began = time.perf_counter()
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(accounts), 500):
+            chunk = accounts[start : start + 500]
+            rows += conn.execute(
+                "SELECT account_id, logins, features, last_login_at, last_located "
+                f"FROM login_histories WHERE account_id IN ({','.join('?' * len(chunk))})",
+                chunk).fetchall()
+        read = time.perf_counter()
+        decoded = [(a, n, json.loads(f), at, None if last is None else json.loads(last))
+                   for a, n, f, at, last in rows]
+        decode = time.perf_counter()
+        encoded = [(a, n + 1, json.dumps(f), at, json.dumps(last))
+                   for a, n, f, at, last in decoded]
+        encode = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO login_histories (account_id, logins, features, last_login_at, "
+            "last_located) VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE SET "
+            "logins = excluded.logins, features = excluded.features, "
+            "last_login_at = excluded.last_login_at, last_located = excluded.last_located",
+            encoded)
+        write = time.perf_counter()
+        conn.execute("ROLLBACK")
+    finally:
+        gc.enable()
+        conn.close()
+    return {"accounts": len(rows), "read": round(1000 * (read - began), 1),
+            "json_decode": round(1000 * (decode - read), 1),
+            "json_encode": round(1000 * (encode - decode), 1),
+            "write": round(1000 * (write - encode), 1)}
 
 
 def _propose_logins(rt: Runtime) -> None:
@@ -504,6 +554,9 @@ def main() -> None:
     parser.add_argument("--shadow", action="store_true",
                         help="a proposal of login thresholds pending: the passes judge in "
                              "shadow too")
+    parser.add_argument("--floor", action="store_true",
+                        help="SQLite: before the incremental pass, time the least its "
+                             "history store can cost (raw sqlite3 and json, rolled back)")
     args = parser.parse_args()
     print(json.dumps(run(args), indent=2))
 

@@ -280,6 +280,8 @@ def test_a_decision_from_a_stale_view_is_refused(staff: Staff) -> None:
     assert status(rt, "T1") == "escalated"
     fresh = wds.show(rt, sue, "T1").seen
     assert wds.claim(rt, sue, "T1", seen=fresh).status == "in_review"
+    with pytest.raises(ConflictError, match="claimed by you already"):
+        wds.claim(rt, sue, "T1")
     assert wds.reject(rt, sue, "T1", "fraud", seen=wds.show(rt, sue, "T1").seen
                       ).status == "rejected"
 

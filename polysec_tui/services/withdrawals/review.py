@@ -582,6 +582,8 @@ def _conflict(rt: Runtime, wid: int, actor: Actor, verb: str) -> ConflictError |
                     f"withdrawal {ext} waits for four-eyes request {wd.approval_id} of {who}: "
                     "a senior officer decides it under Approvals (key 8, or "
                     f"polysec approvals approve {wd.approval_id})")
+            if wd.claimed_by == actor.officer_id:
+                return ConflictError(f"withdrawal {ext} is claimed by you already")
             return ConflictError(f"withdrawal {ext} is claimed by {who}; only they can {verb} "
                                  "(they can release it; a senior officer can reassign it)")
         if wd.status == "escalated":
