@@ -274,6 +274,9 @@ class ApprovalsScreen(ConsoleScreen):
             self._show_outcome("enter a fresh authenticator code first", error=True)
             return
         self.set_status("deciding…")
+        # Set now, not when the outcome arrives: a reload in between must not take the
+        # request's going for another console's decision.
+        self._decided_here = request.id
         self.decide(request.id, approve, code, note)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="approval decision")
@@ -294,7 +297,8 @@ class ApprovalsScreen(ConsoleScreen):
         self.app.call_from_thread(self._decided, request_id, *outcome)
 
     def _decided(self, request_id: uuid.UUID, text: str, error: bool) -> None:
-        self._decided_here = request_id
+        if error and self._decided_here == request_id:
+            self._decided_here = None  # it may still go by another console's decision
         if not error:
             self.query_one("#approvals-note", Input).value = ""
         self._show_outcome(text, error=error)

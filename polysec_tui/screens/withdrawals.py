@@ -703,6 +703,9 @@ class WithdrawalDetailScreen(ProtectsAccount, ConsoleScreen):
         self.detail: service.Detail | None = None
         self.outcome: tuple[str, bool] | None = None
         self._leave_when_decided = False
+        # A decision recorded, the view of it not loaded yet: a decision taken now would
+        # be taken on the view before it (and refused as stale).
+        self._reloading_after_decision = False
 
     def compose_body(self) -> ComposeResult:
         yield StatusLine(Text("loading…"), id="detail-status")
@@ -736,6 +739,7 @@ class WithdrawalDetailScreen(ProtectsAccount, ConsoleScreen):
         self.deliver(lambda: service.show(self.runtime, self.officer, ref))
 
     def on_console_screen_loaded(self, message: ConsoleScreen.Loaded) -> None:
+        self._reloading_after_decision = False
         if message.data is None:
             self.set_status(message.error, error=True)
             return
@@ -834,7 +838,7 @@ class WithdrawalDetailScreen(ProtectsAccount, ConsoleScreen):
         to change."""
         if self.detail is None:
             return False
-        if self._deciding():
+        if self._deciding() or self._reloading_after_decision:
             self.set_status("a decision is being recorded: wait for its outcome",
                             error=True)
             self.app.bell()
@@ -942,6 +946,7 @@ class WithdrawalDetailScreen(ProtectsAccount, ConsoleScreen):
                     severity="error" if message.error else "information")
         self.outcome = (message.text, message.error)
         self.set_status(message.text, error=message.error)
+        self._reloading_after_decision = True
         self.reload()
 
     def notified(self, subject: str | None) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from polysec_tui.db.models import (
     Withdrawal,
     WithdrawalScreening,
 )
-from polysec_tui.errors import ConflictError, InputError, RefusedError
+from polysec_tui.errors import ConflictError, InputError, PolysecError, RefusedError
 from polysec_tui.services import four_eyes
 from polysec_tui.services.runtime import Runtime
 from polysec_tui.services.withdrawals import blocklist
@@ -241,6 +242,72 @@ def test_rejected_meanwhile_the_request_is_withdrawn(staff: Staff) -> None:
             AuditLogEntry.action == "withdrawal.reject"))
     assert details is not None
     assert json.loads(details)["withdrawn_request"] == str(outcome.approval_id)
+
+
+def test_rejecting_while_a_senior_approves_the_request(
+        staff: Staff, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rejection withdraws the request before it touches the withdrawal, the order
+    in which the request's approval takes them: the senior's approval, arriving in the
+    middle, waits and is refused (before, the two deadlocked and the rejection failed
+    with the database's raw error)."""
+    from polysec_tui.services.officers import approvals
+
+    rt, ann, sue = staff.rt, staff.actors["ann"], staff.actors["sue"]
+    held(rt, "T1", amount="1.5")
+    opened = wds.approve(rt, ann, "T1", "big")
+    assert opened.approval_id is not None
+    request_id = opened.approval_id
+    code = staff.next_code("sue")
+    withdrawn, go = threading.Event(), threading.Event()
+    real_withdraw = approvals.withdraw
+
+    def withdraw_then_wait(*args: object, **kwargs: object) -> bool:
+        done = real_withdraw(*args, **kwargs)  # type: ignore[arg-type]
+        withdrawn.set()
+        go.wait(30)
+        return done
+
+    monkeypatch.setattr(approvals, "withdraw", withdraw_then_wait)
+    results: dict[str, str] = {}
+
+    def act(name: str, call: Callable[[], object]) -> None:
+        try:
+            call()
+            results[name] = "done"
+        except PolysecError as exc:
+            results[name] = f"refused: {exc}"
+        except Exception as exc:  # the deadlock, as it was
+            results[name] = f"FAILED: {type(exc).__name__}"
+
+    rejecting = threading.Thread(target=act, args=("reject", lambda: wds.reject(
+        rt, ann, "T1", "fraud after all")))
+    rejecting.start()
+    assert withdrawn.wait(30)
+    approving = threading.Thread(target=act, args=("approve", lambda: four_eyes.approve(
+        rt, sue, request_id, code)))
+    approving.start()
+    approving.join(0.5)  # it waits for the rejection's lock on the request
+    go.set()
+    rejecting.join(60)
+    approving.join(60)
+    assert results["reject"] == "done", results
+    assert results["approve"].startswith("refused: "), results
+    assert "withdrawn" in results["approve"]
+    assert status(rt, "T1") == "rejected"
+    assert request_status(rt, request_id)[0] == "withdrawn"
+
+
+def test_a_lockdown_withdraws_the_requests_of_what_it_rejects(staff: Staff) -> None:
+    from polysec_tui.services.clients import protection
+
+    rt, ann, sue = staff.rt, staff.actors["ann"], staff.actors["sue"]
+    held(rt, "T1", amount="1.5")
+    opened = wds.approve(rt, ann, "T1", "big")
+    assert opened.approval_id is not None
+    protection.lockdown(rt, sue, "A1", "confirmed takeover", staff.next_code("sue"))
+    assert status(rt, "T1") == "rejected"
+    assert request_status(rt, opened.approval_id) == (
+        "withdrawn", "withdrawn: withdrawal T1 was rejected by sue (account lockdown)")
 
 
 def test_escalated_meanwhile_the_request_cannot_approve_the_new_claim(staff: Staff) -> None:

@@ -243,6 +243,18 @@ def lockdown(rt: Runtime, actor: Actor, ident: str, reason: str, code: str) -> L
 
 def _reject_open_withdrawals(rt: Runtime, session: Session, actor: Actor, account: Account,
                              reason: str, now: Any) -> list[str]:
+    # Their pending four-eyes requests are withdrawn first (the request's row before the
+    # withdrawal's, as an approval's execution takes them): none is approved afterwards.
+    waiting = session.execute(
+        select(Withdrawal.external_id, Withdrawal.approval_id)
+        .where(Withdrawal.account_id == account.id,
+               Withdrawal.status.in_(OPEN_WITHDRAWAL_STATES),
+               Withdrawal.approval_id.is_not(None))).all()
+    for ext, request_id in waiting:
+        assert request_id is not None
+        approvals.withdraw(session, actor, request_id,
+                           f"withdrawn: withdrawal {ext} was rejected by {actor.name} "
+                           "(account lockdown)", now)
     open_ones = list(session.execute(
         select(Withdrawal.id, Withdrawal.external_id)
         .where(Withdrawal.account_id == account.id,

@@ -386,6 +386,22 @@ def deny(rt: Runtime, actor: Actor, request_id: uuid.UUID, note: str, code: str,
                            f"request:{request_id}")
 
 
+def withdraw(session: Session, actor: Actor, request_id: uuid.UUID, note: str,
+             now: datetime) -> bool:
+    """Close a pending request whose subject was decided otherwise (a withdrawal
+    rejected or escalated by the officer who asked, an account locked down), in the
+    caller's transaction; whether one was pending. Call it before changing the subject:
+    an execution takes the request's row, then its subject's, and the same order
+    everywhere is what keeps the two from deadlocking."""
+    done = session.execute(
+        update(ApprovalRequest)
+        .where(ApprovalRequest.id == request_id, ApprovalRequest.status == "pending")
+        .values(status="withdrawn", decided_by=actor.officer_id, decided_at=now,
+                decision_note=note, sealed_enc=None)
+        .execution_options(synchronize_session=False))
+    return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
 def _auditable(result: dict[str, Any]) -> dict[str, Any]:
     """Only plain, non-secret values of an execution result reach the audit log."""
     return {k: v for k, v in result.items() if isinstance(v, str | int | float | bool)}

@@ -613,24 +613,33 @@ def _transition(rt: Runtime, actor: Actor, ref: str, verb: str, allowed: Any,
     (`Seen`). A final decision or an escalation withdraws the four-eyes request the
     withdrawal waits for, if any: no senior can approve it afterwards."""
     now = rt.clock()
-    with rt.transaction() as session:
-        if lock is not None:
-            locks.take(session, lock, now)
-        wd = _find(session, ref)
-        wid, ext, account_id, status = wd.id, wd.external_id, wd.account_id, values["status"]
-        request_id = wd.approval_id
-        _unchanged_since(session, wd, seen)
-        if check is not None:
-            check(session, wd, now)
-        done = session.execute(
-            update(Withdrawal).where(Withdrawal.id == wid, allowed)
-            .values(**values).execution_options(synchronize_session=False)
-        )
-        if done.rowcount == 1:  # type: ignore[attr-defined]
+    try:
+        with rt.transaction() as session:
+            if lock is not None:
+                locks.take(session, lock, now)
+            wd = _find(session, ref)
+            wid, ext, account_id, status = (wd.id, wd.external_id, wd.account_id,
+                                            values["status"])
+            request_id = wd.approval_id
             extra: dict[str, Any] = {} if judged is None else {"outcome": judged[0]}
+            # The request's row before the withdrawal's: an approval's execution takes
+            # them in that order (`approvals.withdraw`). Undone if anything below fails.
             if (status in ("approved", "rejected", "escalated") and request_id is not None
-                    and _withdraw_request(session, actor, request_id, ext, status, now)):
+                    and approvals.withdraw(session, actor, request_id,
+                                           f"withdrawn: withdrawal {ext} was {status} by "
+                                           f"{actor.name}", now)):
                 extra["withdrawn_request"] = str(request_id)
+            if seen is not None:
+                _unchanged_since(session, wd, seen)
+                allowed = allowed & (Withdrawal.status == seen.status)
+            if check is not None:
+                check(session, wd, now)
+            done = session.execute(
+                update(Withdrawal).where(Withdrawal.id == wid, allowed)
+                .values(**values).execution_options(synchronize_session=False)
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                raise _Lost(wid)
             _record(rt, session, actor, wid, ext, verb, note, now,
                     account=str(account_id), status=status, **extra)
             if judged is not None:
@@ -638,45 +647,30 @@ def _transition(rt: Runtime, actor: Actor, ref: str, verb: str, allowed: Any,
                                 judged[0], judged[1] or note,
                                 outcomes.screening_rules(session, wid))
             return Outcome(ext, status)
-    raise _conflict(rt, wid, actor, verb)
+    except _Lost as lost:
+        raise _conflict(rt, lost.wid, actor, verb) from None
 
 
-def _unchanged_since(session: Session, wd: Withdrawal, seen: Seen | None) -> None:
+def _unchanged_since(session: Session, wd: Withdrawal, seen: Seen) -> None:
     """Refuse a decision taken from a view of the withdrawal older than its last
-    recorded change (`Seen`), saying what changed."""
-    if seen is None:
+    recorded change (`Seen`), saying what changed. Locking reads, the withdrawal's row
+    first: they see the latest state (not MariaDB's snapshot), and no decision can be
+    recorded between this check and the caller's update."""
+    status = session.execute(select(Withdrawal.status).where(Withdrawal.id == wd.id)
+                             .with_for_update()).scalar_one()
+    recorded = session.execute(
+        select(ReviewDecision.decided_at, ReviewDecision.id, ReviewDecision.decision,
+               ReviewDecision.note, ReviewDecision.officer_id)
+        .where(ReviewDecision.withdrawal_id == wd.id).with_for_update(read=True)).all()
+    if len(recorded) == seen.decisions and status == seen.status:
         return
-    last = session.execute(
-        select(ReviewDecision, Officer.name)
-        .join(Officer, Officer.id == ReviewDecision.officer_id)
-        .where(ReviewDecision.withdrawal_id == wd.id)
-        .order_by(ReviewDecision.decided_at.desc(), ReviewDecision.id.desc()).limit(1)
-    ).first()
-    count = int(session.scalar(select(func.count()).select_from(ReviewDecision)
-                               .where(ReviewDecision.withdrawal_id == wd.id)) or 0)
-    if count == seen.decisions and wd.status == seen.status:
-        return
-    what = f"it is {wd.status} now (it was {seen.status})"
-    if count > seen.decisions and last is not None:
-        decision, name = last
-        note = f": {decision.note[:80]}" if decision.note else ""
-        what = f"{name} recorded {decision.decision}{note}; {what}"
+    what = f"it is {status} now (it was {seen.status})"
+    if len(recorded) > seen.decisions:
+        _at, _id, decision, note, officer_id = max(recorded, key=lambda r: (r[0], r[1]))
+        said = f": {note[:80]}" if note else ""
+        what = f"{_name(session, officer_id) or '?'} recorded {decision}{said}; {what}"
     raise ConflictError(f"withdrawal {wd.external_id} changed since you looked at it: "
                         f"{what}. Look at it again before deciding")
-
-
-def _withdraw_request(session: Session, actor: Actor, request_id: uuid.UUID, ext: str,
-                      status: str, now: datetime) -> bool:
-    """Close a pending four-eyes request of a withdrawal that was decided (or
-    escalated) otherwise, in the same transaction; whether one was pending."""
-    done = session.execute(
-        update(ApprovalRequest)
-        .where(ApprovalRequest.id == request_id, ApprovalRequest.status == "pending")
-        .values(status="withdrawn", decided_by=actor.officer_id, decided_at=now,
-                decision_note=f"withdrawn: withdrawal {ext} was {status} by {actor.name}",
-                sealed_enc=None)
-        .execution_options(synchronize_session=False))
-    return bool(done.rowcount)  # type: ignore[attr-defined]
 
 
 def claim(rt: Runtime, actor: Actor, ref: str, *, seen: Seen | None = None) -> Outcome:
@@ -797,7 +791,8 @@ def _request_approval(rt: Runtime, actor: Actor, ref: str, allowed: Any, text: s
         # log): MariaDB would otherwise deadlock the two.
         locks.take(session, locks.SANCTIONS, now)
         wd = _find(session, ref)
-        _unchanged_since(session, wd, seen)
+        if seen is not None:
+            _unchanged_since(session, wd, seen)
         wid, account_id, ext, amount, asset = (wd.id, wd.account_id, wd.external_id,
                                                wd.amount, wd.asset)
         account_ext = session.scalar(select(Account.external_id)
@@ -939,7 +934,8 @@ def release(rt: Runtime, actor: Actor, ref: str, *, seen: Seen | None = None) ->
     with rt.transaction() as session:
         wd = _find(session, ref)
         wid, ext = wd.id, wd.external_id
-        _unchanged_since(session, wd, seen)
+        if seen is not None:
+            _unchanged_since(session, wd, seen)
         if wd.status == "in_review" and wd.claimed_by == actor.officer_id:
             request = _waiting_request(session, wd, now)
             if request is not None:
@@ -977,7 +973,8 @@ def reassign(rt: Runtime, actor: Actor, ref: str, to: str, reason: str, *,
                                f"({'disabled' if target.disabled else target.role})")
         wd = _find(session, ref)
         wid, ext, previous = wd.id, wd.external_id, wd.claimed_by
-        _unchanged_since(session, wd, seen)
+        if seen is not None:
+            _unchanged_since(session, wd, seen)
         if wd.status != "in_review" or previous is None:
             raise ConflictError(f"withdrawal {ext} is {wd.status}, not claimed: "
                                 f"nothing to reassign")
