@@ -315,6 +315,50 @@ async def test_one_decision_at_a_time(runtime: Runtime, officer: Session,
 
 
 @sync
+async def test_the_next_decision_waits_for_the_view_of_the_last(
+        runtime: Runtime, officer: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claimed, the view of the claim still loading: `x` then would be taken on the view
+    before the claim (and refused as stale, the note lost); it waits instead."""
+    from polysec_tui.services.withdrawals import review
+
+    real_show = review.show
+    shown = threading.Event()
+    shown.set()
+
+    def slow_show(*args: Any, **kwargs: Any) -> Any:
+        shown.wait(30)
+        return real_show(*args, **kwargs)
+
+    monkeypatch.setattr(review, "show", slow_show)
+    app = PolysecApp(runtime, session=officer)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_queue(pilot)
+        await pilot.press("down", "down", "enter")  # T1
+        await until(pilot, detail_loaded(app))
+        assert isinstance(app.screen, WithdrawalDetailScreen)
+        detail: WithdrawalDetailScreen = app.screen
+        status_line = detail.query_one("#detail-status", Static)
+        shown.clear()
+        await pilot.press("c")
+        for _ in range(200):
+            await pilot.pause(0.01)
+            if "in_review" in str(status_line.render()):
+                break
+        await pilot.press("x")
+        assert app.screen is detail
+        assert "a decision is being recorded" in str(status_line.render())
+        shown.set()
+        await until(pilot, lambda: detail.detail is not None
+                    and detail.detail.item.status == "in_review")
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, NotePrompt))
+        await pilot.press(*"mule", "enter")
+        await until(pilot, lambda: detail.detail is not None
+                    and detail.detail.item.status == "rejected")
+    assert status(runtime, "T1") == "rejected"
+
+
+@sync
 async def test_the_detail_follows_another_console(runtime: Runtime, officer: Session,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """What another console records appears by itself, and a decision taken from the

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -246,10 +247,10 @@ def test_rejected_meanwhile_the_request_is_withdrawn(staff: Staff) -> None:
 
 def test_rejecting_while_a_senior_approves_the_request(
         staff: Staff, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The rejection withdraws the request before it touches the withdrawal, the order
-    in which the request's approval takes them: the senior's approval, arriving in the
-    middle, waits and is refused (before, the two deadlocked and the rejection failed
-    with the database's raw error)."""
+    """The senior's approval takes the request's row, then the withdrawal's; a rejection
+    arriving in between takes them in the same order, so it waits and then learns who
+    won (before, it took the withdrawal's first: the two deadlocked, and the rejection
+    failed with the database's raw error)."""
     from polysec_tui.services.officers import approvals
 
     rt, ann, sue = staff.rt, staff.actors["ann"], staff.actors["sue"]
@@ -258,16 +259,16 @@ def test_rejecting_while_a_senior_approves_the_request(
     assert opened.approval_id is not None
     request_id = opened.approval_id
     code = staff.next_code("sue")
-    withdrawn, go = threading.Event(), threading.Event()
-    real_withdraw = approvals.withdraw
+    claimed, go = threading.Event(), threading.Event()
+    real_claim = approvals._claim
 
-    def withdraw_then_wait(*args: object, **kwargs: object) -> bool:
-        done = real_withdraw(*args, **kwargs)  # type: ignore[arg-type]
-        withdrawn.set()
+    def claim_then_wait(*args: Any, **kwargs: Any) -> Any:
+        request = real_claim(*args, **kwargs)  # the request's row is taken
+        claimed.set()
         go.wait(30)
-        return done
+        return request
 
-    monkeypatch.setattr(approvals, "withdraw", withdraw_then_wait)
+    monkeypatch.setattr(approvals, "_claim", claim_then_wait)
     results: dict[str, str] = {}
 
     def act(name: str, call: Callable[[], object]) -> None:
@@ -279,22 +280,22 @@ def test_rejecting_while_a_senior_approves_the_request(
         except Exception as exc:  # the deadlock, as it was
             results[name] = f"FAILED: {type(exc).__name__}"
 
-    rejecting = threading.Thread(target=act, args=("reject", lambda: wds.reject(
-        rt, ann, "T1", "fraud after all")))
-    rejecting.start()
-    assert withdrawn.wait(30)
     approving = threading.Thread(target=act, args=("approve", lambda: four_eyes.approve(
         rt, sue, request_id, code)))
     approving.start()
-    approving.join(0.5)  # it waits for the rejection's lock on the request
+    assert claimed.wait(30)
+    rejecting = threading.Thread(target=act, args=("reject", lambda: wds.reject(
+        rt, ann, "T1", "fraud after all")))
+    rejecting.start()
+    rejecting.join(0.5)  # it waits for the approval's lock
     go.set()
-    rejecting.join(60)
     approving.join(60)
-    assert results["reject"] == "done", results
-    assert results["approve"].startswith("refused: "), results
-    assert "withdrawn" in results["approve"]
-    assert status(rt, "T1") == "rejected"
-    assert request_status(rt, request_id)[0] == "withdrawn"
+    rejecting.join(60)
+    assert results == {"approve": "done", "reject": results["reject"]}, results
+    assert results["reject"].startswith("refused: ") and "approved by sue" in results[
+        "reject"], results
+    assert status(rt, "T1") == "approved"
+    assert request_status(rt, request_id)[0] == "executed"
 
 
 def test_a_lockdown_withdraws_the_requests_of_what_it_rejects(staff: Staff) -> None:
