@@ -87,6 +87,23 @@ def rows(app: PolysecApp, selector: str) -> list[list[str]]:
     return [[c.plain for c in table.get_row_at(i)][skip:] for i in range(table.row_count)]
 
 
+def held_back(monkeypatch: pytest.MonkeyPatch, name: str) -> threading.Event:
+    """`review.<name>` made to wait while the returned event is clear (a busy database);
+    it starts set."""
+    from polysec_tui.services.withdrawals import review
+
+    real = getattr(review, name)
+    gate = threading.Event()
+    gate.set()
+
+    def waiting(*args: Any, **kwargs: Any) -> Any:
+        gate.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(review, name, waiting)
+    return gate
+
+
 async def open_queue(pilot: Pilot[Any]) -> None:
     app = pilot.app
     assert isinstance(app, PolysecApp)
@@ -226,17 +243,8 @@ async def test_leaving_while_a_decision_commits_waits_for_it(
     """Esc pressed while a decision is still being recorded leaves once it is: the
     officer sees its outcome, and the queue is read after it (not still showing the
     withdrawal as it was)."""
-    from polysec_tui.services.withdrawals import review
-
-    real_reject = review.reject
-
-    recorded = threading.Event()
-
-    def slow_reject(*args: Any, **kwargs: Any) -> Any:
-        recorded.wait(30)  # a busy database, until the test has pressed its key
-        return real_reject(*args, **kwargs)
-
-    monkeypatch.setattr(review, "reject", slow_reject)
+    recorded = held_back(monkeypatch, "reject")
+    recorded.clear()  # until the test has pressed its key
     app = PolysecApp(runtime, session=officer)
     async with app.run_test(size=(160, 48)) as pilot:
         await open_queue(pilot)
@@ -285,17 +293,8 @@ async def test_one_decision_at_a_time(runtime: Runtime, officer: Session,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A decision key while another decision is recorded is refused: it would cancel
     the first (its outcome never shown) and act on a withdrawal about to change."""
-    from polysec_tui.services.withdrawals import review
-
-    real_reject = review.reject
-
-    recorded = threading.Event()
-
-    def slow_reject(*args: Any, **kwargs: Any) -> Any:
-        recorded.wait(30)
-        return real_reject(*args, **kwargs)
-
-    monkeypatch.setattr(review, "reject", slow_reject)
+    recorded = held_back(monkeypatch, "reject")
+    recorded.clear()
     app = PolysecApp(runtime, session=officer)
     async with app.run_test(size=(160, 48)) as pilot:
         await open_queue(pilot)
@@ -319,17 +318,7 @@ async def test_the_next_decision_waits_for_the_view_of_the_last(
         runtime: Runtime, officer: Session, monkeypatch: pytest.MonkeyPatch) -> None:
     """Claimed, the view of the claim still loading: `x` then would be taken on the view
     before the claim (and refused as stale, the note lost); it waits instead."""
-    from polysec_tui.services.withdrawals import review
-
-    real_show = review.show
-    shown = threading.Event()
-    shown.set()
-
-    def slow_show(*args: Any, **kwargs: Any) -> Any:
-        shown.wait(30)
-        return real_show(*args, **kwargs)
-
-    monkeypatch.setattr(review, "show", slow_show)
+    shown = held_back(monkeypatch, "show")
     app = PolysecApp(runtime, session=officer)
     async with app.run_test(size=(160, 48)) as pilot:
         await open_queue(pilot)
