@@ -115,7 +115,7 @@ class ApprovalsScreen(ConsoleScreen):
     def action_mine(self) -> None:
         """Only your own requests (decided ones too), or every pending one."""
         self.mine = not self.mine
-        self._outcome = None
+        self._outcome = self._gone = None
         self.action_reload()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="approvals")
